@@ -1,0 +1,59 @@
+//! The `chorus` binary: `chorus serve` runs the whole server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(name = "chorus", version, about = "Self-hosted messaging, group calls and streaming")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP, WebSocket, store).
+    Serve(ServeArgs),
+}
+
+/// Flags override the config file and `CHORUS_*` variables.
+#[derive(clap::Args, Serialize)]
+struct ServeArgs {
+    /// Config file (TOML). Also `CHORUS_CONFIG`.
+    #[arg(long, env = "CHORUS_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./chorus-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = chorus_server::config::Config::load(args.config.as_deref(), &args)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(chorus_server::serve(cfg))
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! JSON bodies of the `/v1` REST API. The OpenAPI document
+//! (`/v1/openapi.json`, docs/openapi.json) describes the same shapes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ws::{Message, SessionUser};
+
+/// `POST /v1/auth/code`: send a one-time login code.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// Email to send the code to (one of `email`, `phone`).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Phone number with country code (digits, optional leading `+`).
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// Answer to [`CodeRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeSent {
+    /// Seconds until the code expires.
+    pub expires_in: u64,
+}
+
+/// `POST /v1/auth/verify`: exchange the code for an access token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Email the code was sent to.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Phone the code was sent to.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// The 6-digit code.
+    pub code: String,
+    /// Display name; sets the name of a new user (or renames an existing one).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A new access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginSession {
+    /// Bearer token for REST and the WebSocket. Shown once; stored hashed.
+    pub token: String,
+    /// Expiry, ms since the Unix epoch.
+    pub expires_at: i64,
+    /// The user.
+    pub user: SessionUser,
+}
+
+/// `PATCH /v1/me`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    /// New display name.
+    pub name: String,
+}
+
+/// Group settings, as created, updated and read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Group name (1–100 chars).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Policy bits ([`crate::flags::group`]).
+    #[serde(default)]
+    pub flags: Option<u32>,
+    /// Call flags ([`crate::flags::call`]).
+    #[serde(default)]
+    pub call_flags: Option<u32>,
+    /// Max video resolution ([`crate::flags::resolution`]).
+    #[serde(default)]
+    pub video_resolution: Option<u32>,
+    /// Max call duration in seconds (0 = unlimited).
+    #[serde(default)]
+    pub call_duration: Option<u32>,
+}
+
+/// `POST /v1/groups`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    /// Initial settings; `name` is required.
+    #[serde(flatten)]
+    pub settings: GroupSettings,
+    /// Also create a room's two pins: a publisher pin and a view-only pin.
+    #[serde(default)]
+    pub room: bool,
+}
+
+/// A group as its members see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// Group id (≥ 1000).
+    pub gid: i64,
+    /// Name.
+    pub name: String,
+    /// Policy bits.
+    pub flags: u32,
+    /// Call flags.
+    pub call_flags: u32,
+    /// Max video resolution.
+    pub video_resolution: u32,
+    /// Max call duration, seconds (0 = unlimited).
+    pub call_duration: u32,
+    /// Owner's address.
+    pub owner: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// The caller's own membership, if a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Membership>,
+}
+
+/// Permissions of one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// Member flags ([`crate::flags::member`]).
+    pub flags: u32,
+    /// Admin flags ([`crate::flags::admin`]).
+    pub admin_flags: u32,
+}
+
+/// A member in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Address.
+    pub address: String,
+    /// Display name.
+    pub name: String,
+    /// Member flags.
+    pub flags: u32,
+    /// Admin flags.
+    pub admin_flags: u32,
+}
+
+/// `POST /v1/groups/{gid}/members`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMembers {
+    /// Addresses to add (or update).
+    pub addresses: Vec<String>,
+    /// Member flags to give them (default: all non-admin permissions).
+    #[serde(default)]
+    pub flags: Option<u32>,
+    /// Admin flags to give them (default 0).
+    #[serde(default)]
+    pub admin_flags: Option<u32>,
+}
+
+/// A pin: a join code carrying a permission set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The numeric code (8+ digits).
+    pub pin: String,
+    /// Group it joins.
+    pub gid: i64,
+    /// Member flags a joiner gets.
+    pub flags: u32,
+    /// Admin flags a joiner gets.
+    pub admin_flags: u32,
+    /// Label, e.g. `publisher` or `viewer`.
+    pub label: String,
+    /// Expiry, ms, if any.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// Uses left, if limited.
+    #[serde(default)]
+    pub uses_left: Option<i64>,
+}
+
+/// `POST /v1/groups/{gid}/pins`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePin {
+    /// Member flags a joiner gets.
+    pub flags: u32,
+    /// Admin flags a joiner gets (default 0).
+    #[serde(default)]
+    pub admin_flags: Option<u32>,
+    /// Label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Lifetime in seconds.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// Number of joins allowed.
+    #[serde(default)]
+    pub uses: Option<i64>,
+}
+
+/// Answer to `POST /v1/groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedGroup {
+    /// The group.
+    pub group: Group,
+    /// Pins created with it (publisher first, then view-only), if `room` was set.
+    pub pins: Vec<Pin>,
+}
+
+/// `POST /v1/groups/{gid}/join`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinGroup {
+    /// The pin.
+    pub pin: String,
+}
+
+/// One page of history, newest last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Messages in ascending `seq`.
+    pub messages: Vec<Message>,
+    /// Pass as `before` to get the previous page; absent at the start.
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+/// Delivery and read state of one member of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReceipt {
+    /// Member address.
+    pub address: String,
+    /// Delivered up to this `seq`.
+    pub delivered: i64,
+    /// Read up to this `seq`.
+    pub read: i64,
+}
+
+/// `GET …/receipts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipts {
+    /// Every member's state.
+    pub members: Vec<MemberReceipt>,
+}

@@ -1,0 +1,334 @@
+//! WebSocket frames: JSON text frames, tagged by `"type"`.
+//!
+//! One WebSocket per client session carries messaging (and, later, call
+//! signaling). The conversation on connect is:
+//!
+//! 1. client → `hello` (optionally with a resume [`Cursor`]);
+//! 2. server → `welcome` (who you are, the store's epoch, whether it resumed);
+//! 3. server → the backlog as `message` frames, then `synced`;
+//! 4. from then on, live frames in both directions.
+//!
+//! Every client frame may carry `rid` (request id); replies to it echo it.
+//! docs/protocol.md is the full reference.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ErrorCode;
+
+/// A position in the user's message stream, to resume from after a reconnect.
+///
+/// `pos` is the highest `pos` of any `message` frame the client has processed.
+/// `epoch` names the store that issued it; a cursor from another store (or a
+/// reset one) cannot be resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Store epoch from `welcome`.
+    pub epoch: String,
+    /// Last processed stream position.
+    pub pos: i64,
+}
+
+/// A file attached to a message. Files are uploaded out of band; the message
+/// carries the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Where to download the file.
+    pub url: String,
+    /// File name shown to the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Mesibo file type (image 1, video 2, audio 3, other 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filetype: Option<u32>,
+}
+
+/// Frames a client sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// First frame of a connection.
+    Hello {
+        /// Resume after this position; absent for a fresh start (the server
+        /// then sends what this user has not had delivered yet).
+        #[serde(default)]
+        resume: Option<Cursor>,
+    },
+    /// Send a message to a user (`peer`) or a group (`gid`).
+    Send {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Client-chosen message id (1–64 chars): a retry with the same id is
+        /// answered with the first `sent` and never stored or delivered twice.
+        id: String,
+        /// Recipient address for a 1:1 message.
+        #[serde(default)]
+        peer: Option<String>,
+        /// Group id for a group message.
+        #[serde(default)]
+        gid: Option<i64>,
+        /// Text.
+        #[serde(default)]
+        text: Option<String>,
+        /// Structured JSON data.
+        #[serde(default)]
+        data: Option<Value>,
+        /// A file reference.
+        #[serde(default)]
+        file: Option<FileRef>,
+        /// App-defined message type (Mesibo `type`).
+        #[serde(default)]
+        mtype: Option<u32>,
+    },
+    /// Edit one of your own messages.
+    Edit {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Server message id.
+        mid: i64,
+        /// New text.
+        #[serde(default)]
+        text: Option<String>,
+        /// New data.
+        #[serde(default)]
+        data: Option<Value>,
+    },
+    /// Delete one of your own messages (leaves a tombstone).
+    Delete {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Server message id.
+        mid: i64,
+    },
+    /// The client has processed every `message` up to `pos`: marks them delivered.
+    Ack {
+        /// Highest processed position.
+        pos: i64,
+    },
+    /// The user has read a conversation up to `seq`.
+    Read {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// 1:1 conversation partner.
+        #[serde(default)]
+        peer: Option<String>,
+        /// Group id.
+        #[serde(default)]
+        gid: Option<i64>,
+        /// Read up to and including this sequence number.
+        seq: i64,
+    },
+    /// Typing started (`on: true`) or stopped in a conversation.
+    Typing {
+        /// 1:1 conversation partner.
+        #[serde(default)]
+        peer: Option<String>,
+        /// Group id.
+        #[serde(default)]
+        gid: Option<i64>,
+        /// Typing or not.
+        on: bool,
+    },
+    /// Liveness check; answered with `pong`.
+    Ping {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+    },
+}
+
+/// The user a session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUser {
+    /// Numeric user id.
+    pub uid: i64,
+    /// Public address (never the email).
+    pub address: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A stored message as delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Server message id.
+    pub mid: i64,
+    /// Client-chosen id the sender used.
+    pub id: String,
+    /// Sender address.
+    pub from: String,
+    /// Recipient address (1:1 messages only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Group id (group messages only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<i64>,
+    /// Sequence in its conversation (1, 2, 3…): orders messages and addresses receipts.
+    pub seq: i64,
+    /// Position in the stream: increases with every new message or change; resume from it.
+    pub pos: i64,
+    /// Server time of sending, milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// App-defined type.
+    #[serde(default)]
+    pub mtype: u32,
+    /// Text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// JSON data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// File reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+    /// The sender edited it.
+    #[serde(default)]
+    pub edited: bool,
+    /// The sender deleted it (content is gone).
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Answer to `hello`.
+    Welcome {
+        /// This connection's session id.
+        session: String,
+        /// Who you are.
+        user: SessionUser,
+        /// The store epoch to put in resume cursors.
+        epoch: String,
+        /// True when a resume cursor was given and will be honoured: every
+        /// message after it follows, then `synced`.
+        resumed: bool,
+        /// Why a given cursor cannot be resumed (`epoch_mismatch`,
+        /// `cursor_ahead`, `gap_too_large`). The client must reload history
+        /// over REST; live delivery continues from `synced.pos`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The backlog has been sent; live frames follow.
+    Synced {
+        /// Highest stream position sent so far (use as the cursor if no message arrived).
+        pos: i64,
+        /// Number of backlog messages sent.
+        count: u64,
+        /// False when more undelivered messages exist than one sync sends;
+        /// page the rest with REST history.
+        complete: bool,
+    },
+    /// The server stored your message.
+    Sent {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// Your client id.
+        id: String,
+        /// Server message id.
+        mid: i64,
+        /// Conversation sequence.
+        seq: i64,
+        /// Stream position.
+        pos: i64,
+        /// Server time, ms.
+        ts: i64,
+        /// Always 1 (sent).
+        status: u8,
+        /// True when this answers a retry of an already stored message.
+        duplicate: bool,
+    },
+    /// A message (new, edited or deleted).
+    Message(Message),
+    /// Receipt: `by` has had delivered (status 2) or read (status 3) every
+    /// message of the conversation up to `seq`.
+    Receipt {
+        /// 1:1 conversation partner (from the receiver's point of view).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// Group id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<i64>,
+        /// Who received or read.
+        by: String,
+        /// 2 delivered, 3 read.
+        status: u8,
+        /// Up to and including this sequence.
+        seq: i64,
+    },
+    /// Presence: online (1), offline (2), typing (3), typing cleared (4).
+    Presence {
+        /// Whose presence.
+        from: String,
+        /// For typing in a 1:1 conversation: the conversation partner (you).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// For typing in a group: the group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<i64>,
+        /// Presence value.
+        presence: u8,
+    },
+    /// Success for requests without a richer answer (edit, delete, read).
+    Ok {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+    },
+    /// A request failed; nothing was changed.
+    Error {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// For a failed `send`: the client id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Error code.
+        code: ErrorCode,
+        /// Plain-words explanation.
+        message: String,
+        /// For a failed `send`: the Mesibo message status (≥ 0x80).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u8>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse() {
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"send","id":"a1","gid":1000,"text":"hi"}"#).unwrap();
+        assert!(matches!(f, ClientFrame::Send { gid: Some(1000), .. }));
+        let bad = serde_json::from_str::<ClientFrame>(r#"{"type":"send","gid":1000}"#);
+        assert!(bad.is_err(), "id is required");
+        let unknown = serde_json::from_str::<ClientFrame>(r#"{"type":"ping","x":1}"#);
+        assert!(unknown.is_err(), "unknown fields are rejected");
+    }
+
+    #[test]
+    fn server_frames_are_tagged() {
+        let f = ServerFrame::Pong { rid: Some("7".into()) };
+        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"type":"pong","rid":"7"}"#);
+    }
+}

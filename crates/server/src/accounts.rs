@@ -1,0 +1,388 @@
+//! Accounts: one-time-code login, access tokens, users.
+//!
+//! Owns the tables `users`, `login_codes` and `tokens`. Secrets (codes and
+//! tokens) are stored only as SHA-256 hashes; a token is 256 random bits.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chorus_proto::rest::LoginSession;
+use chorus_proto::ws::SessionUser;
+use chorus_proto::ErrorCode;
+use sqlx::Row;
+
+use crate::auth_token::{ct_eq, hash, random_digits, random_hex, random_token};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::limiter::WindowLimiter;
+use crate::mail::Mailer;
+
+/// Who a login code is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A normalised (lower-case) email.
+    Email(String),
+    /// A phone number: digits only, with country code.
+    Phone(String),
+}
+
+impl Identity {
+    /// Validates and normalises an email or a phone (exactly one must be given).
+    pub fn parse(email: Option<&str>, phone: Option<&str>) -> ApiResult<Identity> {
+        match (email.map(str::trim).filter(|s| !s.is_empty()), phone.map(str::trim).filter(|s| !s.is_empty())) {
+            (Some(e), None) => Ok(Identity::Email(normalize_email(e)?)),
+            (None, Some(p)) => Ok(Identity::Phone(normalize_phone(p)?)),
+            (Some(_), Some(_)) => Err(ApiError::bad_request("give either email or phone, not both")),
+            (None, None) => Err(ApiError::bad_request("email (or phone) is required")),
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Identity::Email(e) => format!("email:{e}"),
+            Identity::Phone(p) => format!("phone:{p}"),
+        }
+    }
+}
+
+/// Lower-cases and checks an email address.
+pub fn normalize_email(e: &str) -> ApiResult<String> {
+    let e = e.trim().to_lowercase();
+    if e.len() > 254 || e.parse::<lettre::Address>().is_err() {
+        return Err(ApiError::bad_request("email is not a valid address"));
+    }
+    Ok(e)
+}
+
+/// Strips `+`, leading zeros and separators; requires 9–15 digits.
+pub fn normalize_phone(p: &str) -> ApiResult<String> {
+    let cleaned: String = p.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+    let digits = cleaned.trim_start_matches('+').trim_start_matches('0');
+    if !(9..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request("phone must be 9 to 15 digits with country code"));
+    }
+    Ok(digits.to_string())
+}
+
+/// Checks a display name: 1–64 characters, no control characters.
+pub fn validate_name(name: &str) -> ApiResult<String> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("name must be 1 to 64 printable characters"));
+    }
+    Ok(n.to_string())
+}
+
+/// Checks an address given by an admin: 1–63 of `[A-Za-z0-9_.+@-]`.
+pub fn validate_address(addr: &str) -> ApiResult<&str> {
+    let ok = !addr.is_empty()
+        && addr.len() <= 63
+        && addr.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.+@-".contains(&b));
+    if !ok {
+        return Err(ApiError::bad_request("address must be 1 to 63 characters of A-Z a-z 0-9 _ . + @ -"));
+    }
+    Ok(addr)
+}
+
+/// The accounts service.
+pub struct Accounts {
+    db: Db,
+    cfg: Arc<Config>,
+    mailer: Mailer,
+    codes_per_identity: WindowLimiter,
+    codes_per_ip: WindowLimiter,
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> Result<SessionUser, sqlx::Error> {
+    Ok(SessionUser { uid: row.try_get("uid")?, address: row.try_get("address")?, name: row.try_get("name")? })
+}
+
+impl Accounts {
+    /// Builds the service.
+    pub fn new(db: Db, cfg: Arc<Config>, mailer: Mailer) -> Self {
+        let window = Duration::from_secs(cfg.rate_window_secs);
+        Accounts {
+            codes_per_identity: WindowLimiter::new(cfg.code_requests_per_identity, window),
+            codes_per_ip: WindowLimiter::new(cfg.code_requests_per_ip, window),
+            db,
+            cfg,
+            mailer,
+        }
+    }
+
+    /// Creates a login code and sends it. Returns its lifetime in seconds.
+    pub async fn request_code(&self, id: &Identity, ip: IpAddr) -> ApiResult<u64> {
+        let now = Instant::now();
+        if !self.codes_per_ip.hit(&ip.to_string(), now) {
+            return Err(ApiError::rate_limited("too many login requests from this address; try later"));
+        }
+        if !self.codes_per_identity.hit(&id.key(), now) {
+            return Err(ApiError::rate_limited("too many codes requested for this login; try later"));
+        }
+        let code = random_digits(6);
+        let ts = now_ms();
+        let ttl = self.cfg.code_ttl_secs;
+        sqlx::query(
+            "INSERT INTO login_codes (identity, code_hash, attempts, expires_at, created_at) \
+             VALUES ($1, $2, 0, $3, $4) \
+             ON CONFLICT (identity) DO UPDATE SET code_hash = $2, attempts = 0, expires_at = $3, created_at = $4",
+        )
+        .bind(id.key())
+        .bind(hash(&[&id.key(), &code]))
+        .bind(ts + (ttl as i64) * 1000)
+        .bind(ts)
+        .execute(&self.db.write)
+        .await?;
+        let minutes = ttl.div_ceil(60);
+        let body = format!(
+            "Your Chorus login code is {code}\n\nIt expires in {minutes} minutes. If you did not ask for it, ignore this message.\n"
+        );
+        let sent = match id {
+            Identity::Email(e) => self.mailer.send_mail(e, &format!("Chorus login code {code}"), &body).await,
+            Identity::Phone(p) => self.mailer.send_sms(p, &body).await,
+        };
+        if let Err(e) = sent {
+            // The code row is harmless without the mail; report the failure.
+            return Err(ApiError::internal(format_args!("sending login code: {e}")));
+        }
+        Ok(ttl)
+    }
+
+    /// Checks a code; on success creates the user if new and issues a token.
+    pub async fn verify(
+        &self,
+        id: &Identity,
+        code: &str,
+        name: Option<&str>,
+        ip: IpAddr,
+        appid: &str,
+    ) -> ApiResult<LoginSession> {
+        let name = name.map(validate_name).transpose()?;
+        if !self.codes_per_ip.hit(&ip.to_string(), Instant::now()) {
+            return Err(ApiError::rate_limited("too many login attempts from this address; try later"));
+        }
+        let code = code.trim();
+        let key = id.key();
+        let mut tx = self.db.write.begin().await?;
+        let row = sqlx::query("SELECT code_hash, attempts, expires_at FROM login_codes WHERE identity = $1")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(ApiError::new(ErrorCode::CodeExpired, "no login code was requested, or it expired; request a new one"));
+        };
+        let stored: String = row.try_get("code_hash")?;
+        let attempts: i64 = row.try_get("attempts")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let max = i64::from(self.cfg.code_max_attempts);
+        if attempts >= max {
+            return Err(ApiError::new(ErrorCode::CodeLocked, "too many wrong codes; request a new code"));
+        }
+        if expires_at < now_ms() {
+            return Err(ApiError::new(ErrorCode::CodeExpired, "the login code expired; request a new one"));
+        }
+        if !ct_eq(&stored, &hash(&[&key, code])) {
+            sqlx::query("UPDATE login_codes SET attempts = attempts + 1 WHERE identity = $1")
+                .bind(&key)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            if attempts + 1 >= max {
+                return Err(ApiError::new(ErrorCode::CodeLocked, "too many wrong codes; request a new code"));
+            }
+            return Err(ApiError::new(
+                ErrorCode::CodeInvalid,
+                format!("wrong code; {} attempts left", max - attempts - 1),
+            ));
+        }
+        sqlx::query("DELETE FROM login_codes WHERE identity = $1").bind(&key).execute(&mut *tx).await?;
+        let (col, value) = match id {
+            Identity::Email(e) => ("email", e.as_str()),
+            Identity::Phone(p) => ("phone", p.as_str()),
+        };
+        let existing = sqlx::query(&format!("SELECT uid, address, name FROM users WHERE {col} = $1"))
+            .bind(value)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user = match existing {
+            Some(row) => {
+                let mut u = user_from_row(&row)?;
+                if let Some(n) = &name {
+                    sqlx::query("UPDATE users SET name = $1 WHERE uid = $2").bind(n).bind(u.uid).execute(&mut *tx).await?;
+                    u.name = n.clone();
+                }
+                u
+            }
+            None => {
+                let address = format!("u{}", random_hex(8));
+                let name = name.unwrap_or_else(|| format!("User {}", &address[address.len() - 4..]));
+                let uid: i64 = sqlx::query_scalar(&format!(
+                    "INSERT INTO users (address, {col}, name, created_at) VALUES ($1, $2, $3, $4) RETURNING uid"
+                ))
+                .bind(&address)
+                .bind(value)
+                .bind(&name)
+                .bind(now_ms())
+                .fetch_one(&mut *tx)
+                .await?;
+                SessionUser { uid, address, name }
+            }
+        };
+        let (token, expires_at) = issue_token(&mut tx, user.uid, appid, self.cfg.token_ttl_secs).await?;
+        tx.commit().await?;
+        Ok(LoginSession { token, expires_at, user })
+    }
+
+    /// The user behind an access token, if it is valid and unexpired.
+    pub async fn authenticate(&self, token: &str) -> ApiResult<SessionUser> {
+        if token.len() < 16 || token.len() > 256 {
+            return Err(ApiError::unauthorized());
+        }
+        let row = sqlx::query(
+            "SELECT u.uid, u.address, u.name FROM tokens t JOIN users u ON u.uid = t.uid \
+             WHERE t.token_hash = $1 AND t.expires_at > $2 AND u.active = 1",
+        )
+        .bind(hash(&[token]))
+        .bind(now_ms())
+        .fetch_optional(&self.db.read)
+        .await?;
+        match row {
+            Some(r) => Ok(user_from_row(&r)?),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+
+    /// Revokes one token. Returns whether it existed.
+    pub async fn revoke(&self, token: &str) -> ApiResult<bool> {
+        let r = sqlx::query("DELETE FROM tokens WHERE token_hash = $1").bind(hash(&[token])).execute(&self.db.write).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Renames a user.
+    pub async fn rename(&self, uid: i64, name: &str) -> ApiResult<String> {
+        let name = validate_name(name)?;
+        sqlx::query("UPDATE users SET name = $1 WHERE uid = $2").bind(&name).bind(uid).execute(&self.db.write).await?;
+        Ok(name)
+    }
+
+    /// Looks a user up by address.
+    pub async fn by_address(&self, address: &str) -> ApiResult<Option<SessionUser>> {
+        let row = sqlx::query("SELECT uid, address, name FROM users WHERE address = $1 AND active = 1")
+            .bind(address)
+            .fetch_optional(&self.db.read)
+            .await?;
+        Ok(row.map(|r| user_from_row(&r)).transpose()?)
+    }
+
+    /// A user's address by uid.
+    pub async fn address_of(&self, uid: i64) -> ApiResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT address FROM users WHERE uid = $1").bind(uid).fetch_optional(&self.db.read).await?)
+    }
+
+    /// Admin: creates or updates a user by address, optionally issuing a token
+    /// valid for `token_ttl_secs` (`None`: no token).
+    pub async fn admin_upsert(
+        &self,
+        address: &str,
+        name: Option<&str>,
+        active: bool,
+        token: Option<(&str, u64)>,
+    ) -> ApiResult<(SessionUser, Option<String>)> {
+        validate_address(address)?;
+        let name = name.map(validate_name).transpose()?;
+        let mut tx = self.db.write.begin().await?;
+        let existing = sqlx::query("SELECT uid, address, name FROM users WHERE address = $1")
+            .bind(address)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user = match existing {
+            Some(row) => {
+                let mut u = user_from_row(&row)?;
+                if let Some(n) = &name {
+                    u.name = n.clone();
+                }
+                sqlx::query("UPDATE users SET name = $1, active = $2 WHERE uid = $3")
+                    .bind(&u.name)
+                    .bind(i64::from(active))
+                    .bind(u.uid)
+                    .execute(&mut *tx)
+                    .await?;
+                u
+            }
+            None => {
+                let name = name.unwrap_or_else(|| address.to_string());
+                let uid: i64 = sqlx::query_scalar(
+                    "INSERT INTO users (address, name, active, created_at) VALUES ($1, $2, $3, $4) RETURNING uid",
+                )
+                .bind(address)
+                .bind(&name)
+                .bind(i64::from(active))
+                .bind(now_ms())
+                .fetch_one(&mut *tx)
+                .await?;
+                SessionUser { uid, address: address.to_string(), name }
+            }
+        };
+        let token = match token {
+            Some((appid, ttl)) => Some(issue_token(&mut tx, user.uid, appid, ttl).await?.0),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok((user, token))
+    }
+
+    /// Admin: deletes a user and everything that belongs to them. Returns whether they existed.
+    pub async fn admin_delete(&self, address: &str) -> ApiResult<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE address = $1").bind(address).execute(&self.db.write).await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+async fn issue_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    uid: i64,
+    appid: &str,
+    ttl_secs: u64,
+) -> ApiResult<(String, i64)> {
+    let token = random_token(32);
+    let now = now_ms();
+    let expires_at = now.saturating_add((ttl_secs as i64).saturating_mul(1000));
+    sqlx::query("INSERT INTO tokens (token_hash, uid, appid, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(hash(&[&token]))
+        .bind(uid)
+        .bind(appid)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok((token, expires_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_normalise() {
+        assert_eq!(Identity::parse(Some(" A@B.org "), None).unwrap(), Identity::Email("a@b.org".into()));
+        assert_eq!(Identity::parse(None, Some("+1 (555) 123-4567")).unwrap(), Identity::Phone("15551234567".into()));
+        assert_eq!(Identity::parse(None, Some("0091 98765 43210")).unwrap(), Identity::Phone("919876543210".into()));
+        assert!(Identity::parse(None, Some("12345")).is_err());
+        assert!(Identity::parse(Some("not-an-email"), None).is_err());
+        assert!(Identity::parse(None, None).is_err());
+        assert!(Identity::parse(Some("a@b.c"), Some("123456789")).is_err());
+    }
+
+    #[test]
+    fn names_and_addresses() {
+        assert!(validate_name("  Ann ").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_address("user-1@x").is_ok());
+        assert!(validate_address("has space").is_err());
+        assert!(validate_address(&"a".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! Fan-out: who receives what, behind the [`FanOut`] trait.
+//!
+//! Services decide *which users* get a frame; the bus finds those users'
+//! sessions and queues the frame to each. [`LocalBus`] does it in-process. A
+//! clustered bus (NATS subject per user, one subscription per node) implements
+//! the same trait: `deliver` publishes, and each node's local registry pushes
+//! to its own sessions.
+//!
+//! Frames are serialised once, before fan-out, and shared as `Arc<Outbound>`:
+//! delivering to a thousand sessions costs a thousand pointer copies and queue
+//! pushes, not a thousand serialisations.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+/// Identifies a stored message a frame carries (for resume de-duplication and delivery acks).
+#[derive(Debug, Clone, Copy)]
+pub struct MsgMeta {
+    /// Stream position.
+    pub pos: i64,
+    /// Conversation.
+    pub conv_id: i64,
+    /// Sequence in the conversation.
+    pub seq: i64,
+    /// Sender.
+    pub sender: i64,
+}
+
+/// A serialised server frame on its way to sessions.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The JSON text frame.
+    pub json: Arc<str>,
+    /// Set for `message` frames.
+    pub msg: Option<MsgMeta>,
+    /// Session that caused it (it already got a direct answer), 0 for none.
+    pub origin: u64,
+}
+
+/// A session's outbound queue.
+pub type SessionTx = mpsc::Sender<Arc<Outbound>>;
+
+/// Routes frames to users' sessions.
+pub trait FanOut: Send + Sync + 'static {
+    /// Registers a session. Returns true if it is the user's first.
+    fn attach(&self, uid: i64, session: u64, tx: SessionTx) -> bool;
+    /// Unregisters a session. Returns true if the user has none left.
+    fn detach(&self, uid: i64, session: u64) -> bool;
+    /// Queues `frame` to every session of every user in `uids`. A session whose
+    /// queue is full is dropped (its connection closes and the client resumes).
+    fn deliver(&self, uids: &mut dyn Iterator<Item = i64>, frame: Arc<Outbound>);
+    /// Whether the user has a session.
+    fn online(&self, uid: i64) -> bool;
+}
+
+const SHARDS: usize = 32;
+
+/// In-process bus: sessions by user, sharded to keep lock hold times short.
+pub struct LocalBus {
+    shards: Vec<Mutex<HashMap<i64, Vec<(u64, SessionTx)>>>>,
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        LocalBus { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
+}
+
+impl LocalBus {
+    fn shard(&self, uid: i64) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<(u64, SessionTx)>>> {
+        self.shards[(uid as u64 % SHARDS as u64) as usize].lock().expect("bus shard poisoned")
+    }
+}
+
+impl FanOut for LocalBus {
+    fn attach(&self, uid: i64, session: u64, tx: SessionTx) -> bool {
+        let mut s = self.shard(uid);
+        let list = s.entry(uid).or_default();
+        list.push((session, tx));
+        list.len() == 1
+    }
+
+    fn detach(&self, uid: i64, session: u64) -> bool {
+        let mut s = self.shard(uid);
+        let Some(list) = s.get_mut(&uid) else { return true };
+        list.retain(|(id, _)| *id != session);
+        if list.is_empty() {
+            s.remove(&uid);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn deliver(&self, uids: &mut dyn Iterator<Item = i64>, frame: Arc<Outbound>) {
+        for uid in uids {
+            let mut s = self.shard(uid);
+            let Some(list) = s.get_mut(&uid) else { continue };
+            list.retain(|(id, tx)| match tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(uid, session = id, "session queue full: dropping slow session");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+            if list.is_empty() {
+                s.remove(&uid);
+            }
+        }
+    }
+
+    fn online(&self, uid: i64) -> bool {
+        self.shard(uid).contains_key(&uid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delivers_to_every_session_and_drops_slow_ones() {
+        let bus = LocalBus::default();
+        let (a1, mut r1) = mpsc::channel(4);
+        let (a2, mut r2) = mpsc::channel(1);
+        assert!(bus.attach(7, 1, a1));
+        assert!(!bus.attach(7, 2, a2));
+        let f = Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0 });
+        bus.deliver(&mut [7, 8].into_iter(), f.clone());
+        assert!(r1.recv().await.is_some());
+        assert!(r2.recv().await.is_some());
+        bus.deliver(&mut std::iter::once(7), f.clone());
+        bus.deliver(&mut std::iter::once(7), f.clone()); // session 2's queue (1) is full now
+        assert!(r2.recv().await.is_some());
+        assert!(r2.recv().await.is_none(), "slow session was dropped, its queue closed");
+        assert!(bus.online(7));
+        assert!(bus.detach(7, 1));
+        assert!(!bus.online(7));
+    }
+}

@@ -1,0 +1,162 @@
+//! Settings: defaults, then a TOML config file, then `CHORUS_*` environment
+//! variables, then command-line flags (each overrides the one before).
+//!
+//! Every field below can be set in the file by its name (`max_message_bytes = 8192`)
+//! and in the environment by its upper-cased name with the `CHORUS_` prefix
+//! (`CHORUS_MAX_MESSAGE_BYTES=8192`). docs/configuration.md lists them all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// All settings of a Chorus server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address (REST, WebSocket, web app).
+    pub listen: SocketAddr,
+    /// Data directory: SQLite database, admin token, mail outbox.
+    pub data: PathBuf,
+    /// `postgres://…` to use PostgreSQL; empty for the embedded SQLite store.
+    pub database: Option<String>,
+    /// Admin (app) token for `/backend`; generated and stored under `data` if unset.
+    pub admin_token: Option<String>,
+    /// Base URL used in mails and invite links.
+    pub public_url: Option<String>,
+
+    /// SMTP server host; when unset, mail is written to `data/outbox/`.
+    pub smtp_host: Option<String>,
+    /// SMTP port.
+    pub smtp_port: u16,
+    /// SMTP user name.
+    pub smtp_user: Option<String>,
+    /// SMTP password.
+    pub smtp_password: Option<String>,
+    /// `starttls`, `tls` or `none`.
+    pub smtp_security: String,
+    /// From address of login mails.
+    pub mail_from: String,
+
+    /// Access-token lifetime, seconds.
+    pub token_ttl_secs: u64,
+    /// Login-code lifetime, seconds.
+    pub code_ttl_secs: u64,
+    /// Wrong attempts that lock a login code.
+    pub code_max_attempts: u32,
+    /// Login codes one email/phone may request per `rate_window_secs`.
+    pub code_requests_per_identity: u32,
+    /// Login codes (and verifications) one client IP may request per `rate_window_secs`.
+    pub code_requests_per_ip: u32,
+    /// Wrong pins one user may try per `rate_window_secs`.
+    pub pin_failures_per_user: u32,
+    /// Wrong pins one IP may try per `rate_window_secs`.
+    pub pin_failures_per_ip: u32,
+    /// Window of the counters above, seconds.
+    pub rate_window_secs: u64,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+
+    /// Largest message content (text + data + file reference), bytes.
+    pub max_message_bytes: usize,
+    /// Largest WebSocket frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Largest REST body, bytes.
+    pub max_body_bytes: usize,
+    /// Most members in one group.
+    pub max_group_members: usize,
+    /// Most pins in one group.
+    pub max_group_pins: usize,
+    /// Messages one user may send per second (sustained).
+    pub sends_per_second: u32,
+    /// Burst allowance above `sends_per_second`.
+    pub send_burst: u32,
+    /// Most messages sent in one sync after (re)connect.
+    pub sync_limit: usize,
+    /// Presence is not broadcast through groups larger than this.
+    pub presence_max_group: usize,
+    /// Seconds a user stays "online" after the last session closes.
+    pub presence_grace_secs: u64,
+    /// Outbound frames queued per session before it is dropped as too slow.
+    pub session_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid literal address"),
+            data: PathBuf::from("./chorus-data"),
+            database: None,
+            admin_token: None,
+            public_url: None,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_user: None,
+            smtp_password: None,
+            smtp_security: "starttls".into(),
+            mail_from: "Chorus <chorus@localhost>".into(),
+            token_ttl_secs: 30 * 24 * 3600,
+            code_ttl_secs: 600,
+            code_max_attempts: 5,
+            code_requests_per_identity: 5,
+            code_requests_per_ip: 60,
+            pin_failures_per_user: 10,
+            pin_failures_per_ip: 30,
+            rate_window_secs: 3600,
+            trust_forwarded_for: false,
+            max_message_bytes: 16 * 1024,
+            max_frame_bytes: 64 * 1024,
+            max_body_bytes: 256 * 1024,
+            max_group_members: 10_000,
+            max_group_pins: 50,
+            sends_per_second: 50,
+            send_burst: 200,
+            sync_limit: 5_000,
+            presence_max_group: 200,
+            presence_grace_secs: 3,
+            session_queue: 4096,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` (if given) < `CHORUS_*` environment < `overrides`.
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        // CHORUS_CONFIG names the file and CHORUS_LOG the log filter: not settings.
+        fig = fig.merge(Env::prefixed("CHORUS_").ignore(&["config", "log"]));
+        fig = fig.merge(Serialized::defaults(overrides));
+        let mut cfg: Config = fig.extract()?;
+        if cfg.database.as_deref() == Some("") {
+            cfg.database = None;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(db) = &self.database {
+            if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                anyhow::bail!("database must be a postgres:// URL (or empty for SQLite), got {db:?}");
+            }
+        }
+        if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
+            anyhow::bail!("smtp_security must be starttls, tls or none");
+        }
+        if self.code_max_attempts == 0 || self.sends_per_second == 0 || self.sync_limit == 0 {
+            anyhow::bail!("code_max_attempts, sends_per_second and sync_limit must be positive");
+        }
+        if self.max_message_bytes > self.max_frame_bytes {
+            anyhow::bail!("max_message_bytes must not exceed max_frame_bytes");
+        }
+        Ok(())
+    }
+}

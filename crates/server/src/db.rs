@@ -1,0 +1,109 @@
+//! The store: one SQL dialect subset that runs on SQLite and PostgreSQL.
+//!
+//! Queries use `$1` placeholders, `BIGINT`-sized integers, no booleans and no
+//! dialect-only functions, so one query text serves both backends through
+//! sqlx's `Any` driver. Each backend has its own migration folder.
+//!
+//! SQLite allows one writer at a time, so it gets a single-connection write
+//! pool (no `SQLITE_BUSY` surprises, writes queue in order) and a separate
+//! read pool; WAL lets readers run beside the writer. PostgreSQL uses one pool
+//! for both.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::clock::now_ms;
+
+/// Set on every SQLite connection: WAL, foreign keys, and waiting (not failing) on locks.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;";
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database is behind the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Connection pools and store identity.
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// Pool for transactions that write.
+    pub write: AnyPool,
+    /// Pool for reads.
+    pub read: AnyPool,
+    /// The backend.
+    pub backend: Backend,
+    /// Random id of this store, fixed at creation: resume cursors carry it.
+    pub epoch: String,
+}
+
+impl Db {
+    /// Opens (creating if needed) the store and runs migrations.
+    pub async fn open(database: Option<&str>, data_dir: &Path) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (write, read, backend) = match database {
+            Some(url) => {
+                let opts = AnyConnectOptions::from_str(url)?
+                    .log_statements(tracing::log::LevelFilter::Trace)
+                    .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                (pool.clone(), pool, Backend::Postgres)
+            }
+            None => {
+                std::fs::create_dir_all(data_dir)?;
+                let path = data_dir.join("chorus.db");
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let opts = AnyConnectOptions::from_str(&url)?
+                    .log_statements(tracing::log::LevelFilter::Trace)
+                    .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| Box::pin(async move { conn.execute(SQLITE_PRAGMAS).await.map(|_| ()) }))
+                    .connect_with(opts.clone())
+                    .await?;
+                SQLITE_MIGRATIONS.run(&write).await?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| Box::pin(async move { conn.execute(SQLITE_PRAGMAS).await.map(|_| ()) }))
+                    .connect_with(opts)
+                    .await?;
+                (write, read, Backend::Sqlite)
+            }
+        };
+        let epoch = load_epoch(&write).await?;
+        Ok(Db { write, read, backend, epoch })
+    }
+}
+
+async fn load_epoch(pool: &AnyPool) -> anyhow::Result<String> {
+    let fresh = crate::auth_token::random_token(12);
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING")
+        .bind(&fresh)
+        .execute(pool)
+        .await?;
+    let epoch: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'epoch'")
+        .fetch_one(pool)
+        .await?;
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('created_at', $1) ON CONFLICT (key) DO NOTHING")
+        .bind(now_ms().to_string())
+        .execute(pool)
+        .await?;
+    Ok(epoch)
+}

@@ -1,0 +1,588 @@
+//! Mesibo-compatible adapters, thin layers over the same services.
+//!
+//! - `/api`: the conferencing demo backend (`login`, `logout`, `setgroup`,
+//!   `joingroup`, `delgroup`, `rooms`). Parameters by GET query, POST form or
+//!   POST JSON. Replies `{op, ts, result: "OK"|"FAIL", error}`.
+//! - `/backend`: the admin backend API (`useradd`, `deluser`, `deltoken`,
+//!   `groupadd`, `groupset`, `groupdel`, `groupeditmembers`, `getmembers`,
+//!   `message`), authorised by the admin token. Replies `{op, result: true|false, error}`.
+//!
+//! docs/mesibo-compat.md lists every op, field and error code.
+
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::routing::any;
+use axum::{Json, Router};
+use chorus_proto::flags::{call, member, resolution};
+use chorus_proto::rest::{CreateGroup, GroupSettings};
+use chorus_proto::ErrorCode;
+use serde_json::{json, Map, Value};
+
+use super::{AppState, ClientIp};
+use crate::accounts::Identity;
+use crate::auth_token::random_hex;
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::groups::Actor;
+use crate::messaging::{Content, Target};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api", any(api))
+        .route("/api.php", any(api))
+        .route("/backend", any(backend))
+        .route("/backend/", any(backend))
+}
+
+/// Request parameters from the query string, a form body or a JSON body, as one JSON object.
+fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    if let Some(q) = uri.query() {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).map_err(|e| format!("bad query: {e}"))?;
+        for (k, v) in pairs {
+            out.insert(k, Value::String(v));
+        }
+    }
+    if body.is_empty() {
+        return Ok(out);
+    }
+    let ctype = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let trimmed = body.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if ctype.starts_with("application/json") || trimmed == Some(b'{') {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(m)) => out.extend(m),
+            _ => return Err("body is not a JSON object".into()),
+        }
+    } else {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| format!("bad form body: {e}"))?;
+        for (k, v) in pairs {
+            out.insert(k, Value::String(v));
+        }
+    }
+    Ok(out)
+}
+
+/// A string parameter (numbers are accepted and rendered).
+fn s<'a>(p: &'a Map<String, Value>, k: &str) -> Option<String> {
+    match p.get(k)? {
+        Value::String(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "1".into() } else { "0".into() }),
+        _ => None,
+    }
+}
+
+/// An integer parameter; `Err` if present but not a number.
+fn n(p: &Map<String, Value>, k: &str) -> Result<Option<i64>, ()> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(v)) => v.as_i64().map(Some).ok_or(()),
+        Some(Value::Bool(b)) => Ok(Some(i64::from(*b))),
+        Some(Value::String(v)) if v.trim().is_empty() => Ok(None),
+        Some(Value::String(v)) => v.trim().parse().map(Some).map_err(|_| ()),
+        _ => Err(()),
+    }
+}
+
+// ---------------------------------------------------------------- /api
+
+fn api_reply(op: &str, fields: Value) -> Json<Value> {
+    let mut m = Map::new();
+    m.insert("op".into(), json!(op));
+    m.insert("ts".into(), json!(now_ms() / 1000));
+    m.insert("result".into(), json!("OK"));
+    if let Value::Object(f) = fields {
+        m.extend(f);
+    }
+    Json(Value::Object(m))
+}
+
+fn api_fail(op: &str, error: &str) -> Json<Value> {
+    Json(json!({"op": op, "ts": now_ms() / 1000, "result": "FAIL", "error": error}))
+}
+
+/// Maps a service error to the conferencing API's error code.
+fn api_code(e: &ApiError, default: &'static str) -> &'static str {
+    match e.code {
+        ErrorCode::RateLimited => "RATELIMIT",
+        ErrorCode::Internal => "FAIL",
+        ErrorCode::Unauthorized => "AUTHFAIL",
+        _ => default,
+    }
+}
+
+/// `/api`: the Mesibo conferencing demo backend.
+async fn api(State(st): State<AppState>, ClientIp(ip): ClientIp, _m: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json<Value> {
+    let p = match params(&uri, &headers, &body) {
+        Ok(p) => p,
+        Err(_) => return api_fail("", "BADREQUEST"),
+    };
+    let Some(op) = s(&p, "op") else {
+        return Json(json!({"code": "NOOP", "result": "FAIL"}));
+    };
+    match op.as_str() {
+        "login" => api_login(&st, ip, &p).await,
+        "logout" => {
+            if let Some(t) = s(&p, "token") {
+                let _ = st.accounts.revoke(&t).await;
+            }
+            api_reply("logout", json!({}))
+        }
+        "setgroup" | "joingroup" | "delgroup" | "rooms" => {
+            let user = match s(&p, "token") {
+                Some(t) => st.accounts.authenticate(&t).await.ok(),
+                None => None,
+            };
+            let Some(user) = user else { return api_fail(&op, "AUTHFAIL") };
+            match op.as_str() {
+                "setgroup" => api_setgroup(&st, user.uid, &p).await,
+                "joingroup" => api_joingroup(&st, user.uid, ip, &p).await,
+                "delgroup" => api_delgroup(&st, user.uid, &p).await,
+                _ => api_rooms(&st, user.uid).await,
+            }
+        }
+        _ => api_fail(&op, "BADOP"),
+    }
+}
+
+async fn api_login(st: &AppState, ip: std::net::IpAddr, p: &Map<String, Value>) -> Json<Value> {
+    let email = s(p, "email");
+    let phone = s(p, "phone");
+    let name = s(p, "name");
+    let appid = s(p, "appid").unwrap_or_else(|| "javascript".into());
+    let code = s(p, "code").or_else(|| s(p, "otp"));
+    let id = match (&email, &phone) {
+        (Some(e), _) => match Identity::parse(Some(e), None) {
+            Ok(id) => id,
+            Err(_) => return api_fail("login", "BADEMAIL"),
+        },
+        (None, Some(ph)) => match Identity::parse(None, Some(ph)) {
+            Ok(id) => id,
+            Err(_) => return api_fail("login", "BADPHONE"),
+        },
+        (None, None) => return api_fail("login", "MISSINGEMAIL"),
+    };
+    let is_phone = matches!(id, Identity::Phone(_));
+    if !is_phone && name.is_none() {
+        return api_fail("login", "MISSINGNAME");
+    }
+    match code {
+        None => match st.accounts.request_code(&id, ip).await {
+            Ok(_) if is_phone => api_reply(
+                "login",
+                json!({"title": "Verification code sent", "message": "Enter the code sent to your phone.", "delay": 2000}),
+            ),
+            Ok(_) => api_reply("login", json!({})),
+            Err(e) => api_fail("login", api_code(&e, "FAIL")),
+        },
+        Some(code) => match st.accounts.verify(&id, &code, name.as_deref(), ip, &appid).await {
+            Ok(sess) => {
+                let mut f = json!({"token": sess.token, "name": sess.user.name, "address": sess.user.address, "uid": sess.user.uid});
+                if let Identity::Phone(ph) = &id {
+                    f["phone"] = json!(ph);
+                }
+                api_reply("login", f)
+            }
+            Err(e) if e.code == ErrorCode::BadRequest => api_fail("login", "MISSINGNAME"),
+            Err(e) => api_fail("login", api_code(&e, "BADCODE")),
+        },
+    }
+}
+
+async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<Value> {
+    let (Ok(gid), Ok(res), Ok(kind)) = (n(p, "gid"), n(p, "resolution"), n(p, "type")) else {
+        return api_fail("setgroup", "MISSINGPARA");
+    };
+    let res = res.filter(|r| (0..=5).contains(r)).unwrap_or(0) as u32;
+    let kind = kind.unwrap_or(0);
+    let name = s(p, "name");
+    let settings = GroupSettings { name: name.clone(), video_resolution: Some(res), ..Default::default() };
+    let gid = gid.unwrap_or(0);
+    if gid > 0 {
+        // Update: owner only (Mesibo's demo had this check inverted).
+        match st.groups.room_info(gid).await {
+            Ok(Some(info)) if info.owner == Some(uid) => {}
+            Ok(_) => return api_fail("setgroup", "BADGROUP"),
+            Err(_) => return api_fail("setgroup", "FAIL"),
+        }
+        let g = match st.groups.update(gid, Actor::User(uid), &settings, true).await {
+            Ok(g) => g,
+            Err(e) => return api_fail("setgroup", api_code(&e, "BADGROUP")),
+        };
+        if st.groups.set_kind(gid, kind).await.is_err() {
+            return api_fail("setgroup", "FAIL");
+        }
+        let info = st.groups.room_info(gid).await.ok().flatten();
+        let (pin, spin) = info.map(|i| (i.pin, i.spin)).unwrap_or_default();
+        return api_reply(
+            "setgroup",
+            json!({"gid": g.gid, "name": g.name, "type": kind, "resolution": res, "publish": 1, "pin": pin, "spin": spin}),
+        );
+    }
+    if name.is_none() {
+        return api_fail("setgroup", "MISSINGPARA");
+    }
+    let req = CreateGroup {
+        settings: GroupSettings { call_flags: Some(call::DEFAULT), ..settings },
+        room: true,
+    };
+    let created = match st.groups.create(Actor::User(uid), &req, true).await {
+        Ok(c) => c,
+        Err(e) => return api_fail("setgroup", api_code(&e, "BADGROUP")),
+    };
+    let gid = created.group.gid;
+    if st.groups.set_kind(gid, kind).await.is_err() {
+        return api_fail("setgroup", "FAIL");
+    }
+    api_reply(
+        "setgroup",
+        json!({
+            "gid": gid, "name": created.group.name, "type": kind, "resolution": res, "publish": 1,
+            "pin": created.pins[0].pin, "spin": created.pins[1].pin,
+        }),
+    )
+}
+
+async fn api_joingroup(st: &AppState, uid: i64, ip: std::net::IpAddr, p: &Map<String, Value>) -> Json<Value> {
+    let gid = n(p, "gid").ok().flatten().filter(|g| *g > 0);
+    let Some(gid) = gid else { return api_fail("joingroup", "MISSINGPARA") };
+    let info = match st.groups.room_info(gid).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return api_fail("joingroup", "BADGROUP"),
+        Err(_) => return api_fail("joingroup", "FAIL"),
+    };
+    let owner = info.owner == Some(uid);
+    let group = if owner {
+        st.groups.get(gid, Actor::User(uid)).await
+    } else {
+        let Some(pin) = s(p, "pin") else { return api_fail("joingroup", "MISSINGPARA") };
+        st.groups.join(gid, uid, &pin, ip).await
+    };
+    let g = match group {
+        Ok(g) => g,
+        Err(e) => return api_fail("joingroup", api_code(&e, "BADGROUP")),
+    };
+    let publish = g.membership.is_some_and(|m| m.flags & member::PUBLISH != 0);
+    let mut f = json!({"gid": gid, "name": g.name, "type": info.kind, "publish": i32::from(publish)});
+    if owner {
+        f["pin"] = json!(info.pin);
+        f["spin"] = json!(info.spin);
+    }
+    api_reply("joingroup", f)
+}
+
+async fn api_delgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<Value> {
+    let Some(gid) = n(p, "gid").ok().flatten().filter(|g| *g > 0) else { return api_fail("delgroup", "MISSINGPARA") };
+    match st.groups.room_info(gid).await {
+        Ok(Some(i)) if i.owner == Some(uid) => {}
+        Ok(_) => return api_fail("delgroup", "BADGROUP"),
+        Err(_) => return api_fail("delgroup", "FAIL"),
+    }
+    match st.groups.delete(gid, Actor::User(uid)).await {
+        Ok(()) => api_reply("delgroup", json!({"gid": gid})),
+        Err(e) => api_fail("delgroup", api_code(&e, "BADGROUP")),
+    }
+}
+
+async fn api_rooms(st: &AppState, uid: i64) -> Json<Value> {
+    let groups = match st.groups.list_mine(uid).await {
+        Ok(g) => g,
+        Err(_) => return api_fail("rooms", "FAIL"),
+    };
+    let mut rooms = Vec::new();
+    for g in groups {
+        let Ok(Some(info)) = st.groups.room_info(g.gid).await else { continue };
+        let owner = info.owner == Some(uid);
+        let publish = g.membership.is_some_and(|m| m.flags & member::PUBLISH != 0);
+        let mut r = json!({"uid": info.owner.unwrap_or(0), "gid": g.gid, "name": g.name});
+        r["pin"] = json!(if owner || publish { info.pin } else { info.spin.clone() });
+        if owner {
+            r["spin"] = json!(info.spin);
+        }
+        rooms.push(r);
+    }
+    api_reply("rooms", json!({"count": rooms.len(), "rooms": rooms}))
+}
+
+// ---------------------------------------------------------------- /backend
+
+fn be_ok(op: &str, fields: Value, id: &Option<Value>) -> Json<Value> {
+    let mut m = Map::new();
+    m.insert("op".into(), json!(op));
+    m.insert("result".into(), json!(true));
+    if let Some(id) = id {
+        m.insert("id".into(), id.clone());
+    }
+    if let Value::Object(f) = fields {
+        m.extend(f);
+    }
+    Json(Value::Object(m))
+}
+
+fn be_fail(op: &str, error: &str, id: &Option<Value>) -> Json<Value> {
+    let mut v = json!({"op": op, "result": false, "error": error});
+    if let Some(id) = id {
+        v["id"] = id.clone();
+    }
+    Json(v)
+}
+
+fn be_code(e: &ApiError) -> &'static str {
+    match e.code {
+        ErrorCode::BadRequest => "BADPARA",
+        ErrorCode::NotFound => "NOTFOUND",
+        ErrorCode::Forbidden => "DENIED",
+        ErrorCode::LimitExceeded => "LIMIT",
+        ErrorCode::RateLimited => "RATELIMIT",
+        ErrorCode::TooLarge => "TOOLARGE",
+        _ => "FAIL",
+    }
+}
+
+/// The nested object `key` if present, else the top level (legacy flat form).
+fn obj<'a>(p: &'a Map<String, Value>, key: &str) -> &'a Map<String, Value> {
+    match p.get(key) {
+        Some(Value::Object(m)) => m,
+        _ => p,
+    }
+}
+
+/// `/backend`: the Mesibo backend API, authorised by the admin token.
+async fn backend(State(st): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Json<Value> {
+    let p = match params(&uri, &headers, &body) {
+        Ok(p) => p,
+        Err(_) => return be_fail("", "BADREQUEST", &None),
+    };
+    let id = p.get("id").cloned();
+    let op = s(&p, "op").unwrap_or_default();
+    let token = s(&p, "token").unwrap_or_default();
+    if !crate::auth_token::ct_eq(&token, &st.admin_token) {
+        return be_fail(&op, "AUTHFAIL", &id);
+    }
+    let r = match op.as_str() {
+        "useradd" => be_useradd(&st, &p).await,
+        "deluser" => be_deluser(&st, &p).await,
+        "deltoken" => be_deltoken(&st, &p).await,
+        "groupadd" | "groupset" => be_groupset(&st, &op, &p).await,
+        "groupdel" => be_groupdel(&st, &p).await,
+        "groupeditmembers" => be_editmembers(&st, &p).await,
+        "getmembers" => be_getmembers(&st, &p).await,
+        "message" => be_message(&st, &p).await,
+        "" => Err("BADOP"),
+        _ => Err("BADOP"),
+    };
+    match r {
+        Ok(fields) => be_ok(&op, fields, &id),
+        Err(code) => be_fail(&op, code, &id),
+    }
+}
+
+type BeResult = Result<Value, &'static str>;
+
+async fn be_useradd(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let u = obj(p, "user");
+    let address = s(u, "address").or_else(|| s(p, "addr")).ok_or("MISSINGPARA")?;
+    let name = s(u, "name").or_else(|| s(p, "name"));
+    let active = n(u, "active").map_err(|_| "BADPARA")?.unwrap_or(1) != 0;
+    // A token is issued when asked for: JSON `user.token {appid, expiry}` or legacy `appid`.
+    let token_req = match u.get("token") {
+        Some(Value::Object(t)) => Some((s(t, "appid").unwrap_or_default(), n(t, "expiry").map_err(|_| "BADPARA")?)),
+        _ => s(p, "appid").map(|a| (a, n(p, "expiry").ok().flatten())),
+    };
+    let token = token_req.as_ref().map(|(appid, expiry)| {
+        let minutes = expiry.unwrap_or(525_600).clamp(1, 10 * 525_600) as u64;
+        (appid.as_str(), minutes * 60)
+    });
+    let (user, token) = st.accounts.admin_upsert(&address, name.as_deref(), active, token).await.map_err(|e| be_code(&e))?;
+    let mut out = json!({"uid": user.uid, "address": user.address, "name": user.name});
+    if let Some(t) = token {
+        out["token"] = json!(t);
+    }
+    Ok(json!({"user": out}))
+}
+
+async fn be_deluser(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let u = obj(p, "user");
+    let address = s(u, "address").or_else(|| s(p, "addr")).ok_or("MISSINGPARA")?;
+    match st.accounts.admin_delete(&address).await {
+        Ok(true) => Ok(json!({})),
+        Ok(false) => Err("BADUSER"),
+        Err(e) => Err(be_code(&e)),
+    }
+}
+
+async fn be_deltoken(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let u = obj(p, "user");
+    let token = s(u, "token").or_else(|| s(p, "usertoken")).ok_or("MISSINGPARA")?;
+    match st.accounts.revoke(&token).await {
+        Ok(true) => Ok(json!({})),
+        Ok(false) => Err("BADTOKEN"),
+        Err(e) => Err(be_code(&e)),
+    }
+}
+
+/// Group settings from Mesibo fields: `flag`/`flags`, `callflags`, `resolution`,
+/// `duration`, or legacy `sflags` = resolution << 24 | call flags.
+fn be_settings(g: &Map<String, Value>) -> Result<GroupSettings, &'static str> {
+    let num = |k: &str| n(g, k).map_err(|_| "BADPARA");
+    let flags = num("flags")?.or(num("flag")?);
+    let sflags = num("sflags")?;
+    let call_flags = num("callflags")?.or(sflags.map(|v| v & 0x00FF_FFFF));
+    let res = num("resolution")?.or(sflags.map(|v| (v >> 24) & 0xFF));
+    let dur = num("duration")?.or(num("callduration")?);
+    let u32_of = |v: Option<i64>| v.map(|x| u32::try_from(x).map_err(|_| "BADPARA")).transpose();
+    let res = u32_of(res)?;
+    if res.is_some_and(|r| resolution::height(r).is_none()) {
+        return Err("BADPARA");
+    }
+    Ok(GroupSettings {
+        name: s(g, "name"),
+        flags: u32_of(flags)?,
+        call_flags: u32_of(call_flags)?,
+        video_resolution: res,
+        call_duration: u32_of(dur)?,
+    })
+}
+
+/// Member flags from `cs, cr, canpub, cansub, canlist` (each defaults to 1) and `admin`.
+fn be_member_flags(m: &Map<String, Value>) -> Result<(u32, u32), &'static str> {
+    let bit = |k: &str, f: u32| -> Result<u32, &'static str> {
+        Ok(if n(m, k).map_err(|_| "BADPARA")?.unwrap_or(1) != 0 { f } else { 0 })
+    };
+    let flags = bit("cs", member::SEND)? | bit("cr", member::RECV)? | bit("canpub", member::PUBLISH)? | bit("cansub", member::SUBSCRIBE)? | bit("canlist", member::LIST)?;
+    let admin = n(m, "admin").map_err(|_| "BADPARA")?.unwrap_or(0) != 0;
+    Ok(if admin { (flags | member::ADMIN, chorus_proto::flags::admin::ALL) } else { (flags, 0) })
+}
+
+/// `m` as a comma-separated string or an array of addresses.
+fn be_addresses(m: &Map<String, Value>) -> Vec<String> {
+    match m.get("m").or_else(|| m.get("members")) {
+        Some(Value::String(v)) => v.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => vec![],
+    }
+}
+
+fn be_gid(p: &Map<String, Value>) -> Result<i64, &'static str> {
+    let g = obj(p, "group");
+    n(g, "gid").ok().flatten().or_else(|| n(p, "gid").ok().flatten()).filter(|g| *g > 0).ok_or("MISSINGPARA")
+}
+
+async fn be_groupset(st: &AppState, op: &str, p: &Map<String, Value>) -> BeResult {
+    let g = obj(p, "group");
+    let settings = be_settings(g)?;
+    let gid = if op == "groupadd" {
+        if settings.name.is_none() {
+            return Err("MISSINGPARA");
+        }
+        let created = st
+            .groups
+            .create(Actor::Admin, &CreateGroup { settings, room: false }, true)
+            .await
+            .map_err(|e| be_code(&e))?;
+        created.group.gid
+    } else {
+        let gid = be_gid(p)?;
+        st.groups.update(gid, Actor::Admin, &settings, true).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADGROUP" } else { be_code(&e) })?;
+        gid
+    };
+    let members = be_addresses(g);
+    if !members.is_empty() {
+        let (flags, admin) = be_member_flags(g)?;
+        st.groups.add_members(gid, Actor::Admin, &members, flags, admin).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADUSER" } else { be_code(&e) })?;
+    }
+    Ok(json!({"group": {"gid": gid}}))
+}
+
+async fn be_groupdel(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let gid = be_gid(p)?;
+    st.groups.delete(gid, Actor::Admin).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADGROUP" } else { be_code(&e) })?;
+    Ok(json!({}))
+}
+
+async fn be_editmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let gid = be_gid(p)?;
+    let m = match p.get("members") {
+        Some(Value::Object(m)) => m,
+        _ => obj(p, "group"),
+    };
+    let addresses = {
+        let a = be_addresses(m);
+        if a.is_empty() { be_addresses(p) } else { a }
+    };
+    if addresses.is_empty() {
+        return Err("MISSINGPARA");
+    }
+    let delete = n(m, "delete").ok().flatten().or_else(|| n(p, "delete").ok().flatten()).unwrap_or(0) != 0;
+    if delete {
+        for a in &addresses {
+            match st.groups.remove_member(gid, Actor::Admin, a).await {
+                Ok(()) => {}
+                Err(e) if e.code == ErrorCode::NotFound => {
+                    if st.groups.room_info(gid).await.ok().flatten().is_none() {
+                        return Err("BADGROUP");
+                    }
+                }
+                Err(e) => return Err(be_code(&e)),
+            }
+        }
+        return Ok(json!({}));
+    }
+    let (flags, admin) = be_member_flags(if m.contains_key("cs") || m.contains_key("canpub") { m } else { p })?;
+    match st.groups.add_members(gid, Actor::Admin, &addresses, flags, admin).await {
+        Ok(()) => Ok(json!({})),
+        Err(e) if e.code == ErrorCode::NotFound && e.message.contains("address") => Err("BADUSER"),
+        Err(e) if e.code == ErrorCode::NotFound => Err("BADGROUP"),
+        Err(e) => Err(be_code(&e)),
+    }
+}
+
+async fn be_getmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let gid = be_gid(p)?;
+    let members = st.groups.members(gid, Actor::Admin).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADGROUP" } else { be_code(&e) })?;
+    let list: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            let b = |f: u32| i32::from(m.flags & f != 0);
+            json!({
+                "address": m.address, "name": m.name, "flags": m.flags, "adminflags": m.admin_flags,
+                "cs": b(member::SEND), "cr": b(member::RECV), "canpub": b(member::PUBLISH),
+                "cansub": b(member::SUBSCRIBE), "canlist": b(member::LIST), "admin": b(member::ADMIN),
+            })
+        })
+        .collect();
+    Ok(json!({"gid": gid, "count": list.len(), "members": list}))
+}
+
+async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let m = obj(p, "message");
+    let from = s(m, "from").ok_or("MISSINGPARA")?;
+    let sender = st.accounts.by_address(&from).await.map_err(|e| be_code(&e))?.ok_or("BADUSER")?;
+    let text = s(m, "message").or_else(|| s(m, "msg"));
+    let file = s(m, "url").map(|url| chorus_proto::ws::FileRef { url, name: s(m, "title"), mime: None, size: None, filetype: None });
+    let data = m.get("data").cloned().filter(|d| !d.is_null());
+    let mtype = n(m, "type").map_err(|_| "BADPARA")?.unwrap_or(0);
+    let mtype = u32::try_from(mtype).map_err(|_| "BADPARA")?;
+    let content = Content { text, data, file };
+    let gid = n(m, "gid").map_err(|_| "BADPARA")?.filter(|g| *g > 0);
+    let targets: Vec<Target> = match gid {
+        Some(g) => vec![Target::Group(g)],
+        None => s(m, "to").ok_or("MISSINGPARA")?.split(',').map(|a| Target::Peer(a.trim().to_string())).filter(|t| t != &Target::Peer(String::new())).collect(),
+    };
+    if targets.is_empty() {
+        return Err("MISSINGPARA");
+    }
+    let mut mids = Vec::new();
+    for t in &targets {
+        let client_id = format!("backend-{}", random_hex(8));
+        let info = st.messaging.send(&sender, t, &client_id, mtype, &content, 0).await.map_err(|e| match (e.code, t) {
+            (ErrorCode::NotFound, Target::Group(_)) => "BADGROUP",
+            (ErrorCode::NotFound, Target::Peer(_)) => "BADUSER",
+            _ => be_code(&e),
+        })?;
+        mids.push(info.mid);
+    }
+    Ok(json!({"mid": mids[0], "mids": mids}))
+}

@@ -1,0 +1,145 @@
+//! The HTTP edge: routes, typed extractors and shared state.
+//!
+//! Handlers are thin: they parse, call one service method, and shape the
+//! answer. They never run SQL. Every rejection (bad JSON, bad path, missing
+//! token) is turned into the one error shape of [`crate::error::ApiError`].
+//!
+//! - [`v1`]: Chorus's own REST API under `/v1` (described by `/v1/openapi.json`).
+//! - [`ws`]: the WebSocket at `/v1/ws`.
+//! - [`mesibo`]: Mesibo-compatible adapters at `/api` and `/backend`.
+
+pub mod mesibo;
+pub mod v1;
+pub mod ws;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chorus_proto::ws::SessionUser;
+use chorus_proto::ErrorCode;
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::groups::Groups;
+use crate::messaging::Messaging;
+use crate::presence::Presence;
+
+/// Everything handlers need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings.
+    pub cfg: Arc<Config>,
+    /// Accounts service.
+    pub accounts: Arc<Accounts>,
+    /// Groups service.
+    pub groups: Arc<Groups>,
+    /// Messaging service.
+    pub messaging: Arc<Messaging>,
+    /// Presence announcer.
+    pub presence: Arc<Presence>,
+    /// The admin (app) token.
+    pub admin_token: Arc<str>,
+    /// Session id counter.
+    pub next_session: Arc<AtomicU64>,
+    /// Store epoch (see [`crate::db::Db::epoch`]).
+    pub epoch: Arc<str>,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
+        .merge(v1::routes())
+        .merge(mesibo::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(state)
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::TooLarge, "request body is too large"),
+            _ => ApiError::bad_request(r.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+/// JSON body with our error shape on rejection.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for AppJson<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Path parameters with our error shape on rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
+
+/// Query string with our error shape on rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+/// The client's IP: the socket peer, or the first `X-Forwarded-For` hop when
+/// `trust_forwarded_for` is set.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.cfg.trust_forwarded_for {
+            let fwd = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+            if let Some(ip) = fwd.and_then(|v| v.split(',').next()).and_then(|s| s.trim().parse().ok()) {
+                return Ok(ClientIp(ip));
+            }
+        }
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientIp(peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+    }
+}
+
+/// The bearer token of a request, from `Authorization: Bearer …`.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+}
+
+/// A request authenticated with a user access token.
+pub struct AuthUser(pub SessionUser, pub String);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?.to_string();
+        let user = state.accounts.authenticate(&token).await?;
+        Ok(AuthUser(user, token))
+    }
+}

@@ -1,0 +1,221 @@
+//! Chorus's own REST API, `/v1/…`. Each handler's doc starts with its route;
+//! docs/openapi.json describes the same routes and shapes.
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::extract::State;
+use axum::Router;
+use chorus_proto::flags::member;
+use chorus_proto::rest::*;
+use chorus_proto::ws::SessionUser;
+use serde::Deserialize;
+
+use super::{AppJson, AppPath, AppQuery, AppState, AuthUser, ClientIp};
+use crate::accounts::Identity;
+use crate::error::{ApiError, ApiResult};
+use crate::groups::Actor;
+use crate::messaging::Target;
+
+/// The OpenAPI document, kept in docs/ and served as is.
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/auth/code", post(request_code))
+        .route("/v1/auth/verify", post(verify))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/me", get(me).patch(update_me))
+        .route("/v1/users/{address}", get(user_profile))
+        .route("/v1/users/{address}/messages", get(user_history))
+        .route("/v1/users/{address}/receipts", get(user_receipts))
+        .route("/v1/groups", get(my_groups).post(create_group))
+        .route("/v1/groups/{gid}", get(get_group).patch(update_group).delete(delete_group))
+        .route("/v1/groups/{gid}/members", get(list_members).post(add_members))
+        .route("/v1/groups/{gid}/members/{address}", delete(remove_member))
+        .route("/v1/groups/{gid}/pins", get(list_pins).post(create_pin))
+        .route("/v1/groups/{gid}/pins/{pin}", delete(revoke_pin))
+        .route("/v1/groups/{gid}/join", post(join_group))
+        .route("/v1/groups/{gid}/leave", post(leave_group))
+        .route("/v1/groups/{gid}/messages", get(group_history))
+        .route("/v1/groups/{gid}/receipts", get(group_receipts))
+        .route("/v1/ws", get(super::ws::upgrade))
+}
+
+/// `GET /v1/openapi.json`
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `POST /v1/auth/code`: mails (or texts) a 6-digit login code.
+async fn request_code(State(s): State<AppState>, ClientIp(ip): ClientIp, AppJson(req): AppJson<CodeRequest>) -> ApiResult<impl IntoResponse> {
+    let id = Identity::parse(req.email.as_deref(), req.phone.as_deref())?;
+    let expires_in = s.accounts.request_code(&id, ip).await?;
+    Ok((StatusCode::ACCEPTED, AppJson(CodeSent { expires_in })))
+}
+
+/// `POST /v1/auth/verify`: exchanges a code for an access token.
+async fn verify(State(s): State<AppState>, ClientIp(ip): ClientIp, AppJson(req): AppJson<VerifyRequest>) -> ApiResult<AppJson<LoginSession>> {
+    let id = Identity::parse(req.email.as_deref(), req.phone.as_deref())?;
+    Ok(AppJson(s.accounts.verify(&id, &req.code, req.name.as_deref(), ip, "web").await?))
+}
+
+/// `POST /v1/auth/logout`: revokes the presented token.
+async fn logout(State(s): State<AppState>, AuthUser(_, token): AuthUser) -> ApiResult<StatusCode> {
+    s.accounts.revoke(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/me`
+async fn me(AuthUser(u, _): AuthUser) -> AppJson<SessionUser> {
+    AppJson(u)
+}
+
+/// `PATCH /v1/me`: changes the display name.
+async fn update_me(State(s): State<AppState>, AuthUser(mut u, _): AuthUser, AppJson(req): AppJson<UpdateMe>) -> ApiResult<AppJson<SessionUser>> {
+    u.name = s.accounts.rename(u.uid, &req.name).await?;
+    Ok(AppJson(u))
+}
+
+/// Public profile: address and name, never the email.
+#[derive(serde::Serialize)]
+struct Profile {
+    address: String,
+    name: String,
+}
+
+/// `GET /v1/users/{address}`
+async fn user_profile(State(s): State<AppState>, _u: AuthUser, AppPath(address): AppPath<String>) -> ApiResult<AppJson<Profile>> {
+    let u = s.accounts.by_address(&address).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
+    Ok(AppJson(Profile { address: u.address, name: u.name }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/users/{address}/messages?before=SEQ&limit=N`: 1:1 history.
+async fn user_history(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(address): AppPath<String>,
+    AppQuery(q): AppQuery<HistoryQuery>,
+) -> ApiResult<AppJson<HistoryPage>> {
+    Ok(AppJson(s.messaging.history(&u, &Target::Peer(address), q.before, q.limit.unwrap_or(50)).await?))
+}
+
+/// `GET /v1/users/{address}/receipts`
+async fn user_receipts(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(address): AppPath<String>) -> ApiResult<AppJson<Receipts>> {
+    Ok(AppJson(s.messaging.receipts(&u, &Target::Peer(address)).await?))
+}
+
+/// `GET /v1/groups`: the caller's groups.
+async fn my_groups(State(s): State<AppState>, AuthUser(u, _): AuthUser) -> ApiResult<AppJson<Vec<Group>>> {
+    Ok(AppJson(s.groups.list_mine(u.uid).await?))
+}
+
+/// `POST /v1/groups`: creates a group (with `room: true`, its two pins too).
+async fn create_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppJson(req): AppJson<CreateGroup>) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, AppJson(s.groups.create(Actor::User(u.uid), &req, false).await?)))
+}
+
+/// `GET /v1/groups/{gid}`
+async fn get_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Group>> {
+    Ok(AppJson(s.groups.get(gid, Actor::User(u.uid)).await?))
+}
+
+/// `PATCH /v1/groups/{gid}`
+async fn update_group(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+    AppJson(req): AppJson<GroupSettings>,
+) -> ApiResult<AppJson<Group>> {
+    Ok(AppJson(s.groups.update(gid, Actor::User(u.uid), &req, false).await?))
+}
+
+/// `DELETE /v1/groups/{gid}`
+async fn delete_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<StatusCode> {
+    s.groups.delete(gid, Actor::User(u.uid)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/groups/{gid}/members`
+async fn list_members(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Vec<Member>>> {
+    Ok(AppJson(s.groups.members(gid, Actor::User(u.uid)).await?))
+}
+
+/// `POST /v1/groups/{gid}/members`
+async fn add_members(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+    AppJson(req): AppJson<AddMembers>,
+) -> ApiResult<StatusCode> {
+    let flags = req.flags.unwrap_or(member::ALL);
+    s.groups.add_members(gid, Actor::User(u.uid), &req.addresses, flags, req.admin_flags.unwrap_or(0)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/groups/{gid}/members/{address}`
+async fn remove_member(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath((gid, address)): AppPath<(i64, String)>) -> ApiResult<StatusCode> {
+    s.groups.remove_member(gid, Actor::User(u.uid), &address).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/groups/{gid}/pins`
+async fn list_pins(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Vec<Pin>>> {
+    Ok(AppJson(s.groups.list_pins(gid, Actor::User(u.uid)).await?))
+}
+
+/// `POST /v1/groups/{gid}/pins`
+async fn create_pin(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+    AppJson(req): AppJson<CreatePin>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, AppJson(s.groups.create_pin(gid, Actor::User(u.uid), &req).await?)))
+}
+
+/// `DELETE /v1/groups/{gid}/pins/{pin}`
+async fn revoke_pin(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath((gid, pin)): AppPath<(i64, String)>) -> ApiResult<StatusCode> {
+    s.groups.revoke_pin(gid, Actor::User(u.uid), &pin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/groups/{gid}/join`: joins with a pin.
+async fn join_group(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    ClientIp(ip): ClientIp,
+    AppPath(gid): AppPath<i64>,
+    AppJson(req): AppJson<JoinGroup>,
+) -> ApiResult<AppJson<Group>> {
+    Ok(AppJson(s.groups.join(gid, u.uid, &req.pin, ip).await?))
+}
+
+/// `POST /v1/groups/{gid}/leave`
+async fn leave_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<StatusCode> {
+    s.groups.remove_member(gid, Actor::User(u.uid), &u.address).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/groups/{gid}/messages?before=SEQ&limit=N`
+async fn group_history(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+    AppQuery(q): AppQuery<HistoryQuery>,
+) -> ApiResult<AppJson<HistoryPage>> {
+    Ok(AppJson(s.messaging.history(&u, &Target::Group(gid), q.before, q.limit.unwrap_or(50)).await?))
+}
+
+/// `GET /v1/groups/{gid}/receipts`
+async fn group_receipts(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Receipts>> {
+    Ok(AppJson(s.messaging.receipts(&u, &Target::Group(gid)).await?))
+}

@@ -1,0 +1,119 @@
+//! The Chorus server.
+//!
+//! `serve` wires the pieces together: the store ([`db`]), the services that
+//! own its tables ([`accounts`], [`groups`], [`messaging`], [`presence`]), the
+//! fan-out bus ([`bus`]) and the HTTP edge ([`http`]). See ARCHITECTURE.md
+//! for the map and the invariants each module keeps.
+
+pub mod accounts;
+pub mod auth_token;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod groups;
+pub mod http;
+pub mod limiter;
+pub mod mail;
+pub mod messaging;
+pub mod presence;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// Reads the admin token from config, else from `DATA/admin-token`, else
+/// generates one, stores it (mode 0600) and prints it once.
+pub fn admin_token(cfg: &Config) -> anyhow::Result<String> {
+    if let Some(t) = cfg.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        if t.len() < 16 {
+            anyhow::bail!("admin_token must be at least 16 characters");
+        }
+        return Ok(t.to_string());
+    }
+    let path = cfg.data.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if t.len() >= 16 {
+            return Ok(t);
+        }
+    }
+    std::fs::create_dir_all(&cfg.data)?;
+    let token = auth_token::random_token(32);
+    write_private(&path, &token)?;
+    println!("Generated admin token (stored in {}): {token}", path.display());
+    Ok(token)
+}
+
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+/// Builds every service and the HTTP application for `cfg`.
+pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
+    let cfg = Arc::new(cfg);
+    let admin = admin_token(&cfg)?;
+    let db = db::Db::open(cfg.database.as_deref(), &cfg.data).await?;
+    tracing::info!(backend = ?db.backend, epoch = %db.epoch, "store ready");
+    let mailer = mail::Mailer::from_config(&cfg)?;
+    let accounts = Arc::new(accounts::Accounts::new(db.clone(), cfg.clone(), mailer));
+    let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone()));
+    let bus: Arc<dyn bus::FanOut> = Arc::new(bus::LocalBus::default());
+    let messaging = messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus);
+    let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
+    let state = http::AppState {
+        cfg,
+        accounts,
+        groups,
+        messaging,
+        presence,
+        admin_token: admin.into(),
+        next_session: Arc::new(AtomicU64::new(0)),
+        epoch: db.epoch.clone().into(),
+    };
+    Ok(http::router(state))
+}
+
+/// Runs the server until ctrl-c / SIGTERM.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let listen = cfg.listen;
+    let app = build(cfg).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "chorus listening");
+    println!("Chorus listening on http://{local}");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

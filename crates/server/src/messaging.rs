@@ -1,0 +1,731 @@
+//! Messaging: sending, editing, deleting, receipts, history and sync.
+//!
+//! Owns the tables `conversations` (1:1 rows; group rows belong to
+//! [`crate::groups`]), `conv_members` watermarks, `messages` and `stream`.
+//!
+//! # The write path
+//! Every change to messages or watermarks goes through one writer task. It
+//! takes whatever requests are queued (up to [`BATCH`]), applies them in one
+//! transaction, commits, and only then answers the senders and fans frames out.
+//! That gives:
+//! - *group commit*: one fsync for many messages;
+//! - *a total order*: stream positions (`pos`) are handed out by the writer,
+//!   so commit order = `pos` order, which makes "resume after `pos`" exact;
+//! - *nothing half-written*: a batch commits whole or not at all.
+//!
+//! # Positions and resume
+//! Each new message, edit or delete takes the next `pos`. A client remembers
+//! the highest `pos` it processed; on reconnect it gets every message it may
+//! receive with a higher `pos`, in order, then live frames. Live frames at or
+//! below the sync point are skipped by the session, so nothing arrives twice.
+//!
+//! # Receipts
+//! Delivery and read state are per member *watermarks* (`delivered_seq`,
+//! `read_seq`), not per message rows: O(members) state per conversation.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use chorus_proto::flags::status;
+use chorus_proto::rest::{HistoryPage, MemberReceipt, Receipts};
+use chorus_proto::ws::{FileRef, Message, ServerFrame, SessionUser};
+use chorus_proto::ErrorCode;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::accounts::Accounts;
+use crate::bus::{FanOut, MsgMeta, Outbound};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::groups::{GroupPolicy, Groups};
+
+/// Most requests applied in one writer transaction.
+pub const BATCH: usize = 512;
+
+/// Where a message goes, as the client names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A user, by address.
+    Peer(String),
+    /// A group.
+    Group(i64),
+}
+
+impl Target {
+    /// From the `peer` / `gid` pair of a frame or query: exactly one must be set.
+    pub fn from_parts(peer: Option<String>, gid: Option<i64>) -> ApiResult<Target> {
+        match (peer, gid) {
+            (Some(p), None) if !p.is_empty() => Ok(Target::Peer(p)),
+            (None, Some(g)) => Ok(Target::Group(g)),
+            _ => Err(ApiError::bad_request("give exactly one of peer or gid")),
+        }
+    }
+}
+
+/// The stored content of a message.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Content {
+    /// Text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// JSON data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// File reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
+/// What a successful send returns.
+#[derive(Debug, Clone, Copy)]
+pub struct SentInfo {
+    /// Message id.
+    pub mid: i64,
+    /// Conversation sequence.
+    pub seq: i64,
+    /// Stream position.
+    pub pos: i64,
+    /// Server time, ms.
+    pub ts: i64,
+    /// This was a retry of a stored message.
+    pub duplicate: bool,
+}
+
+/// A resolved destination, checked before it reaches the writer.
+enum Dest {
+    Peer(SessionUser),
+    Group(i64, Arc<GroupPolicy>),
+}
+
+enum WriteOp {
+    Send {
+        from: SessionUser,
+        dest: Dest,
+        client_id: String,
+        mtype: u32,
+        body: String,
+        origin: u64,
+        reply: oneshot::Sender<ApiResult<SentInfo>>,
+    },
+    Change {
+        from: SessionUser,
+        mid: i64,
+        /// `None` deletes.
+        content: Option<Content>,
+        origin: u64,
+        reply: oneshot::Sender<ApiResult<()>>,
+    },
+    Watermark {
+        user: SessionUser,
+        conv_id: i64,
+        seq: i64,
+        read: bool,
+    },
+}
+
+/// A frame to fan out after commit.
+struct Fanout {
+    uids: Vec<i64>,
+    frame: Arc<Outbound>,
+}
+
+/// The messaging service.
+pub struct Messaging {
+    db: Db,
+    cfg: Arc<Config>,
+    groups: Arc<Groups>,
+    accounts: Arc<Accounts>,
+    bus: Arc<dyn FanOut>,
+    writer: mpsc::Sender<WriteOp>,
+    send_rate: DefaultKeyedRateLimiter<i64>,
+}
+
+const MSG_COLS: &str = "m.mid, m.conv_id, m.seq, m.pos, m.sender_uid, m.sender_addr, m.peer_addr, m.gid, \
+                        m.client_id, m.mtype, m.body, m.created_at, m.edited, m.deleted";
+
+fn message_from_row(r: &AnyRow) -> Result<(Message, MsgMeta), sqlx::Error> {
+    let body: Option<String> = r.try_get("body")?;
+    let content: Content = body.and_then(|b| serde_json::from_str(&b).ok()).unwrap_or_default();
+    let m = Message {
+        mid: r.try_get("mid")?,
+        id: r.try_get("client_id")?,
+        from: r.try_get("sender_addr")?,
+        peer: r.try_get("peer_addr")?,
+        gid: r.try_get("gid")?,
+        seq: r.try_get("seq")?,
+        pos: r.try_get("pos")?,
+        ts: r.try_get("created_at")?,
+        mtype: r.try_get::<i64, _>("mtype")? as u32,
+        text: content.text,
+        data: content.data,
+        file: content.file,
+        edited: r.try_get::<i64, _>("edited")? != 0,
+        deleted: r.try_get::<i64, _>("deleted")? != 0,
+    };
+    let meta = MsgMeta { pos: m.pos, conv_id: r.try_get("conv_id")?, seq: m.seq, sender: r.try_get("sender_uid")? };
+    Ok((m, meta))
+}
+
+/// Serialises a frame once for fan-out.
+pub fn outbound(frame: &ServerFrame, msg: Option<MsgMeta>, origin: u64) -> Arc<Outbound> {
+    let json = serde_json::to_string(frame).expect("server frames always serialise");
+    Arc::new(Outbound { json: json.into(), msg, origin })
+}
+
+/// Result of a sync query.
+pub struct Backlog {
+    /// Messages to send, in `pos` order, with their metadata.
+    pub messages: Vec<(Message, MsgMeta)>,
+    /// Live frames at or below this position were covered by the backlog.
+    pub covered_to: i64,
+    /// False when more exist than one sync sends.
+    pub complete: bool,
+}
+
+impl Messaging {
+    /// Builds the service and starts its writer task.
+    pub fn start(db: Db, cfg: Arc<Config>, groups: Arc<Groups>, accounts: Arc<Accounts>, bus: Arc<dyn FanOut>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(BATCH * 8);
+        let quota = Quota::per_second(NonZeroU32::new(cfg.sends_per_second).expect("validated positive"))
+            .allow_burst(NonZeroU32::new(cfg.send_burst.max(1)).expect("max(1) is positive"));
+        let svc = Arc::new(Messaging {
+            db: db.clone(),
+            cfg,
+            groups: groups.clone(),
+            accounts,
+            bus: bus.clone(),
+            writer: tx,
+            send_rate: RateLimiter::keyed(quota),
+        });
+        tokio::spawn(Writer { db, groups, bus }.run(rx));
+        svc
+    }
+
+    /// The fan-out bus.
+    pub fn bus(&self) -> &Arc<dyn FanOut> {
+        &self.bus
+    }
+
+    /// The group service.
+    pub fn groups(&self) -> &Arc<Groups> {
+        &self.groups
+    }
+
+    /// Resolves and permission-checks a destination for `from`.
+    async fn resolve(&self, from: &SessionUser, target: &Target) -> ApiResult<Dest> {
+        match target {
+            Target::Peer(addr) => match self.accounts.by_address(addr).await? {
+                Some(u) if u.uid != from.uid => Ok(Dest::Peer(u)),
+                Some(_) => Err(ApiError::bad_request("cannot message yourself")),
+                None => Err(ApiError::not_found(format!("no user with address {addr:?}"))),
+            },
+            Target::Group(gid) => {
+                let policy = self.groups.policy(*gid).await?.ok_or_else(|| ApiError::not_found("no such group"))?;
+                if !policy.can_send(from.uid) {
+                    return Err(ApiError::forbidden("you may not send messages to this group"));
+                }
+                Ok(Dest::Group(*gid, policy))
+            }
+        }
+    }
+
+    /// Validates content against the size limit and returns its stored form.
+    fn encode(&self, c: &Content) -> ApiResult<String> {
+        if c.text.is_none() && c.data.is_none() && c.file.is_none() {
+            return Err(ApiError::bad_request("a message needs text, data or a file"));
+        }
+        if let Some(f) = &c.file {
+            if f.url.is_empty() || f.url.len() > 2048 {
+                return Err(ApiError::bad_request("file.url must be 1 to 2048 characters"));
+            }
+        }
+        let body = serde_json::to_string(c).map_err(ApiError::internal)?;
+        if body.len() > self.cfg.max_message_bytes {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("message is {} bytes; the limit is {}", body.len(), self.cfg.max_message_bytes),
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Sends a message. Retrying with the same `client_id` returns the first result.
+    pub async fn send(
+        &self,
+        from: &SessionUser,
+        target: &Target,
+        client_id: &str,
+        mtype: u32,
+        content: &Content,
+        origin: u64,
+    ) -> ApiResult<SentInfo> {
+        if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
+            return Err(ApiError::bad_request("id must be 1 to 64 printable characters"));
+        }
+        let body = self.encode(content)?;
+        if self.send_rate.check_key(&from.uid).is_err() {
+            return Err(ApiError::rate_limited("sending too fast; slow down"));
+        }
+        let dest = self.resolve(from, target).await?;
+        let (reply, rx) = oneshot::channel();
+        let op = WriteOp::Send { from: from.clone(), dest, client_id: client_id.to_string(), mtype, body, origin, reply };
+        self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
+        rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?
+    }
+
+    /// Edits (`Some`) or deletes (`None`) one of the user's own messages.
+    pub async fn change(&self, from: &SessionUser, mid: i64, content: Option<Content>, origin: u64) -> ApiResult<()> {
+        if let Some(c) = &content {
+            self.encode(c)?;
+        }
+        let (reply, rx) = oneshot::channel();
+        let op = WriteOp::Change { from: from.clone(), mid, content, origin, reply };
+        self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
+        rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?
+    }
+
+    /// Records that `user` has had a conversation delivered (or read) up to `seq`.
+    pub async fn watermark(&self, user: &SessionUser, conv_id: i64, seq: i64, read: bool) -> ApiResult<()> {
+        let op = WriteOp::Watermark { user: user.clone(), conv_id, seq, read };
+        self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))
+    }
+
+    /// The conversation id for `user` and `target`, checking read access.
+    /// `Ok(None)`: a 1:1 conversation that has no messages yet.
+    pub async fn conversation(&self, user: &SessionUser, target: &Target) -> ApiResult<Option<i64>> {
+        match target {
+            Target::Peer(addr) => {
+                let peer = self.accounts.by_address(addr).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
+                let (lo, hi) = (user.uid.min(peer.uid), user.uid.max(peer.uid));
+                Ok(sqlx::query_scalar("SELECT conv_id FROM conversations WHERE user_lo = $1 AND user_hi = $2")
+                    .bind(lo)
+                    .bind(hi)
+                    .fetch_optional(&self.db.read)
+                    .await?)
+            }
+            Target::Group(gid) => {
+                let policy = self.groups.policy(*gid).await?.ok_or_else(|| ApiError::not_found("no such group"))?;
+                if !policy.members.contains_key(&user.uid) {
+                    return Err(ApiError::not_found("no such group"));
+                }
+                if !policy.can_receive(user.uid) {
+                    return Err(ApiError::forbidden("you may not receive this group's messages"));
+                }
+                Ok(Some(policy.conv_id))
+            }
+        }
+    }
+
+    /// A page of history before `before` (a `seq`), newest last.
+    pub async fn history(&self, user: &SessionUser, target: &Target, before: Option<i64>, limit: u32) -> ApiResult<HistoryPage> {
+        let limit = limit.clamp(1, 500) as i64;
+        let Some(conv_id) = self.conversation(user, target).await? else {
+            return Ok(HistoryPage { messages: vec![], before: None });
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {MSG_COLS} FROM messages m WHERE m.conv_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
+        ))
+        .bind(conv_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut messages = rows.iter().map(|r| message_from_row(r).map(|(m, _)| m)).collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        let before = match messages.first() {
+            Some(m) if m.seq > 1 && messages.len() as i64 == limit => Some(m.seq),
+            _ => None,
+        };
+        Ok(HistoryPage { messages, before })
+    }
+
+    /// Every member's delivered / read watermark in a conversation.
+    pub async fn receipts(&self, user: &SessionUser, target: &Target) -> ApiResult<Receipts> {
+        let Some(conv_id) = self.conversation(user, target).await? else {
+            return Ok(Receipts { members: vec![] });
+        };
+        let rows = sqlx::query(
+            "SELECT u.address, cm.delivered_seq, cm.read_seq FROM conv_members cm JOIN users u ON u.uid = cm.uid \
+             WHERE cm.conv_id = $1 ORDER BY u.address",
+        )
+        .bind(conv_id)
+        .fetch_all(&self.db.read)
+        .await?;
+        let members = rows
+            .iter()
+            .map(|r| {
+                Ok(MemberReceipt {
+                    address: r.try_get("address")?,
+                    delivered: r.try_get("delivered_seq")?,
+                    read: r.try_get("read_seq")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Receipts { members })
+    }
+
+    /// The current stream head.
+    pub async fn head(&self) -> ApiResult<i64> {
+        Ok(sqlx::query_scalar("SELECT pos FROM stream WHERE id = 1").fetch_one(&self.db.read).await?)
+    }
+
+    /// Messages for a (re)connecting session: after `resume_pos` if given,
+    /// else everything not yet delivered to the user. Call after the session
+    /// is attached to the bus, so nothing falls between backlog and live.
+    pub async fn backlog(&self, user: &SessionUser, resume_pos: Option<i64>) -> ApiResult<Backlog> {
+        let head = self.head().await?;
+        let limit = self.cfg.sync_limit as i64;
+        let rows = match resume_pos {
+            Some(pos) => {
+                sqlx::query(&format!(
+                    "SELECT {MSG_COLS} FROM messages m WHERE m.pos > $1 AND m.pos <= $2 \
+                     AND m.conv_id IN (SELECT conv_id FROM conv_members WHERE uid = $3) ORDER BY m.pos LIMIT $4"
+                ))
+                .bind(pos)
+                .bind(head)
+                .bind(user.uid)
+                .bind(limit + 1)
+                .fetch_all(&self.db.read)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {MSG_COLS} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $1 \
+                     WHERE m.seq > cm.delivered_seq AND m.sender_uid <> $1 AND m.pos <= $2 ORDER BY m.pos LIMIT $3"
+                ))
+                .bind(user.uid)
+                .bind(head)
+                .bind(limit + 1)
+                .fetch_all(&self.db.read)
+                .await?
+            }
+        };
+        let complete = rows.len() as i64 <= limit;
+        let mut messages = Vec::with_capacity(rows.len().min(limit as usize));
+        for r in rows.iter().take(limit as usize) {
+            let (m, meta) = message_from_row(r)?;
+            if let Some(gid) = m.gid {
+                match self.groups.policy(gid).await? {
+                    Some(p) if p.can_receive(user.uid) => {}
+                    _ => continue,
+                }
+            }
+            messages.push((m, meta));
+        }
+        let covered_to = if complete { head } else { messages.last().map(|(m, _)| m.pos).unwrap_or(head) };
+        Ok(Backlog { messages, covered_to, complete })
+    }
+
+    /// Users who share a conversation with `uid` (groups above the presence
+    /// size limit excluded): the audience of their presence.
+    pub async fn contacts(&self, uid: i64) -> ApiResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT cm2.uid FROM conv_members cm1 \
+             JOIN conv_members cm2 ON cm2.conv_id = cm1.conv_id AND cm2.uid <> cm1.uid \
+             WHERE cm1.uid = $1 AND (SELECT COUNT(*) FROM conv_members x WHERE x.conv_id = cm1.conv_id) <= $2",
+        )
+        .bind(uid)
+        .bind(self.cfg.presence_max_group as i64)
+        .fetch_all(&self.db.read)
+        .await?)
+    }
+
+    /// Recipients of typing in a conversation (online-ness is the bus's business).
+    pub async fn typing_audience(&self, user: &SessionUser, target: &Target) -> ApiResult<(Vec<i64>, Option<i64>)> {
+        match self.resolve(user, target).await? {
+            Dest::Peer(p) => Ok((vec![p.uid], None)),
+            Dest::Group(gid, policy) => {
+                if policy.members.len() > self.cfg.presence_max_group {
+                    return Ok((vec![], Some(gid)));
+                }
+                Ok((policy.receivers().filter(|u| *u != user.uid).collect(), Some(gid)))
+            }
+        }
+    }
+}
+
+/// The single writer: applies queued requests in batches.
+struct Writer {
+    db: Db,
+    groups: Arc<Groups>,
+    bus: Arc<dyn FanOut>,
+}
+
+/// A request's answer, sent only after the batch commits.
+enum Reply {
+    Sent(oneshot::Sender<ApiResult<SentInfo>>, ApiResult<SentInfo>),
+    Changed(oneshot::Sender<ApiResult<()>>, ApiResult<()>),
+    None,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<WriteOp>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            if rx.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
+            self.apply_batch(&mut batch).await;
+            batch.clear();
+        }
+    }
+
+    async fn apply_batch(&self, batch: &mut Vec<WriteOp>) {
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut fanouts = Vec::new();
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.db.write.begin().await?;
+            let start: i64 = sqlx::query_scalar("UPDATE stream SET pos = pos WHERE id = 1 RETURNING pos").fetch_one(&mut *tx).await?;
+            let mut pos = start;
+            for op in batch.drain(..) {
+                replies.push(self.apply(&mut tx, op, &mut pos, &mut fanouts).await?);
+            }
+            if pos != start {
+                sqlx::query("UPDATE stream SET pos = $1 WHERE id = 1").bind(pos).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                for r in replies {
+                    match r {
+                        Reply::Sent(tx, v) => drop(tx.send(v)),
+                        Reply::Changed(tx, v) => drop(tx.send(v)),
+                        Reply::None => {}
+                    }
+                }
+                for f in fanouts {
+                    self.bus.deliver(&mut f.uids.into_iter(), f.frame);
+                }
+            }
+            Err(e) => {
+                let err = ApiError::internal(format_args!("message batch rolled back: {e}"));
+                for r in replies {
+                    match r {
+                        Reply::Sent(tx, _) => drop(tx.send(Err(err.clone()))),
+                        Reply::Changed(tx, _) => drop(tx.send(Err(err.clone()))),
+                        Reply::None => {}
+                    }
+                }
+                // Requests not reached yet are dropped with the batch: their callers see "writer dropped".
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        op: WriteOp,
+        pos: &mut i64,
+        fanouts: &mut Vec<Fanout>,
+    ) -> Result<Reply, sqlx::Error> {
+        match op {
+            WriteOp::Send { from, dest, client_id, mtype, body, origin, reply } => {
+                let existing = sqlx::query("SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2")
+                    .bind(from.uid)
+                    .bind(&client_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if let Some(r) = existing {
+                    let info = SentInfo {
+                        mid: r.try_get("mid")?,
+                        seq: r.try_get("seq")?,
+                        pos: r.try_get("pos")?,
+                        ts: r.try_get("created_at")?,
+                        duplicate: true,
+                    };
+                    return Ok(Reply::Sent(reply, Ok(info)));
+                }
+                let (conv_id, peer_addr, gid, uids): (i64, Option<String>, Option<i64>, Vec<i64>) = match &dest {
+                    Dest::Peer(p) => {
+                        let conv = one_to_one(tx, from.uid, p.uid).await?;
+                        (conv, Some(p.address.clone()), None, vec![from.uid, p.uid])
+                    }
+                    Dest::Group(gid, policy) => {
+                        let mut uids: Vec<i64> = policy.receivers().collect();
+                        if !policy.can_receive(from.uid) {
+                            uids.push(from.uid);
+                        }
+                        (policy.conv_id, None, Some(*gid), uids)
+                    }
+                };
+                let seq: i64 = sqlx::query_scalar("UPDATE conversations SET last_seq = last_seq + 1 WHERE conv_id = $1 RETURNING last_seq")
+                    .bind(conv_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                *pos += 1;
+                let ts = now_ms();
+                let mid: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (conv_id, seq, pos, sender_uid, sender_addr, peer_addr, gid, client_id, mtype, body, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING mid",
+                )
+                .bind(conv_id)
+                .bind(seq)
+                .bind(*pos)
+                .bind(from.uid)
+                .bind(&from.address)
+                .bind(&peer_addr)
+                .bind(gid)
+                .bind(&client_id)
+                .bind(i64::from(mtype))
+                .bind(&body)
+                .bind(ts)
+                .fetch_one(&mut **tx)
+                .await?;
+                let content: Content = serde_json::from_str(&body).unwrap_or_default();
+                let msg = Message {
+                    mid,
+                    id: client_id,
+                    from: from.address.clone(),
+                    peer: peer_addr,
+                    gid,
+                    seq,
+                    pos: *pos,
+                    ts,
+                    mtype,
+                    text: content.text,
+                    data: content.data,
+                    file: content.file,
+                    edited: false,
+                    deleted: false,
+                };
+                let meta = MsgMeta { pos: *pos, conv_id, seq, sender: from.uid };
+                fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), origin) });
+                Ok(Reply::Sent(reply, Ok(SentInfo { mid, seq, pos: *pos, ts, duplicate: false })))
+            }
+            WriteOp::Change { from, mid, content, origin, reply } => {
+                let row = sqlx::query(&format!("SELECT {MSG_COLS} FROM messages m WHERE m.mid = $1"))
+                    .bind(mid)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(Reply::Changed(reply, Err(ApiError::not_found("no such message"))));
+                };
+                let (mut msg, mut meta) = message_from_row(&row)?;
+                if meta.sender != from.uid {
+                    return Ok(Reply::Changed(reply, Err(ApiError::forbidden("you can only change your own messages"))));
+                }
+                if msg.deleted {
+                    return Ok(Reply::Changed(reply, Err(ApiError::new(ErrorCode::Conflict, "the message was deleted"))));
+                }
+                *pos += 1;
+                let body = content.as_ref().map(|c| serde_json::to_string(c).expect("content serialises"));
+                sqlx::query(
+                    "UPDATE messages SET body = $1, pos = $2, edited = CASE WHEN $3 = 1 THEN 1 ELSE edited END, deleted = $4 WHERE mid = $5",
+                )
+                .bind(&body)
+                .bind(*pos)
+                .bind(i64::from(content.is_some()))
+                .bind(i64::from(content.is_none()))
+                .bind(mid)
+                .execute(&mut **tx)
+                .await?;
+                let c = content.unwrap_or_default();
+                msg.pos = *pos;
+                msg.text = c.text;
+                msg.data = c.data;
+                msg.file = c.file;
+                msg.edited = msg.edited || body.is_some();
+                msg.deleted = body.is_none();
+                meta.pos = *pos;
+                let uids = self.conv_receivers(tx, meta.conv_id, msg.gid, from.uid).await?;
+                fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), origin) });
+                Ok(Reply::Changed(reply, Ok(())))
+            }
+            WriteOp::Watermark { user, conv_id, seq, read } => {
+                let row = sqlx::query(
+                    "SELECT cm.delivered_seq, cm.read_seq, c.last_seq, c.gid FROM conv_members cm \
+                     JOIN conversations c ON c.conv_id = cm.conv_id WHERE cm.conv_id = $1 AND cm.uid = $2",
+                )
+                .bind(conv_id)
+                .bind(user.uid)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(row) = row else { return Ok(Reply::None) };
+                let (delivered, read_seq, last, gid): (i64, i64, i64, Option<i64>) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+                let seq = seq.min(last);
+                let old = if read { read_seq } else { delivered };
+                if seq <= old {
+                    return Ok(Reply::None);
+                }
+                let sql = if read {
+                    "UPDATE conv_members SET read_seq = $1, delivered_seq = CASE WHEN delivered_seq < $1 THEN $1 ELSE delivered_seq END \
+                     WHERE conv_id = $2 AND uid = $3"
+                } else {
+                    "UPDATE conv_members SET delivered_seq = $1 WHERE conv_id = $2 AND uid = $3"
+                };
+                sqlx::query(sql).bind(seq).bind(conv_id).bind(user.uid).execute(&mut **tx).await?;
+                let senders: Vec<i64> = sqlx::query_scalar(
+                    "SELECT DISTINCT sender_uid FROM messages WHERE conv_id = $1 AND seq > $2 AND seq <= $3 AND sender_uid <> $4",
+                )
+                .bind(conv_id)
+                .bind(old)
+                .bind(seq)
+                .bind(user.uid)
+                .fetch_all(&mut **tx)
+                .await?;
+                if !senders.is_empty() {
+                    let frame = ServerFrame::Receipt {
+                        peer: gid.is_none().then(|| user.address.clone()),
+                        gid,
+                        by: user.address.clone(),
+                        status: if read { status::READ } else { status::DELIVERED },
+                        seq,
+                    };
+                    fanouts.push(Fanout { uids: senders, frame: outbound(&frame, None, 0) });
+                }
+                Ok(Reply::None)
+            }
+        }
+    }
+
+    /// Who receives changes to a conversation's messages.
+    async fn conv_receivers(&self, tx: &mut Transaction<'_, Any>, conv_id: i64, gid: Option<i64>, sender: i64) -> Result<Vec<i64>, sqlx::Error> {
+        if let Some(gid) = gid {
+            if let Ok(Some(policy)) = self.groups.policy(gid).await {
+                let mut uids: Vec<i64> = policy.receivers().collect();
+                if !uids.contains(&sender) {
+                    uids.push(sender);
+                }
+                return Ok(uids);
+            }
+            return Ok(vec![sender]);
+        }
+        let row = sqlx::query("SELECT user_lo, user_hi FROM conversations WHERE conv_id = $1").bind(conv_id).fetch_one(&mut **tx).await?;
+        Ok(vec![row.try_get(0)?, row.try_get(1)?])
+    }
+}
+
+/// The 1:1 conversation of two users, created (with both watermarks at 0) on first use.
+async fn one_to_one(tx: &mut Transaction<'_, Any>, a: i64, b: i64) -> Result<i64, sqlx::Error> {
+    let (lo, hi) = (a.min(b), a.max(b));
+    let existing: Option<i64> = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE user_lo = $1 AND user_hi = $2")
+        .bind(lo)
+        .bind(hi)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(c) = existing {
+        return Ok(c);
+    }
+    let conv: i64 = sqlx::query_scalar("INSERT INTO conversations (user_lo, user_hi, last_seq) VALUES ($1, $2, 0) RETURNING conv_id")
+        .bind(lo)
+        .bind(hi)
+        .fetch_one(&mut **tx)
+        .await?;
+    for uid in [lo, hi] {
+        sqlx::query("INSERT INTO conv_members (conv_id, uid, delivered_seq, read_seq) VALUES ($1, $2, 0, 0)")
+            .bind(conv)
+            .bind(uid)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(conv)
+}

@@ -1,0 +1,67 @@
+//! Online / offline presence, throttled.
+//!
+//! A user is announced online when their first session attaches and offline
+//! only after their last session has been gone for `presence_grace_secs`, so a
+//! page reload or a network blip causes no offline/online flapping. Presence is
+//! never stored and goes only to users who share a conversation with the user.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chorus_proto::flags::presence;
+use chorus_proto::ws::{ServerFrame, SessionUser};
+
+use crate::messaging::{outbound, Messaging};
+
+/// Presence announcer.
+pub struct Presence {
+    messaging: Arc<Messaging>,
+    grace: Duration,
+    announced: Mutex<HashSet<i64>>,
+}
+
+impl Presence {
+    /// Builds it.
+    pub fn new(messaging: Arc<Messaging>, grace: Duration) -> Arc<Self> {
+        Arc::new(Presence { messaging, grace, announced: Mutex::new(HashSet::new()) })
+    }
+
+    /// Whether `uid` is currently announced online.
+    pub fn is_announced(&self, uid: i64) -> bool {
+        self.announced.lock().expect("presence lock poisoned").contains(&uid)
+    }
+
+    /// The user's first session attached.
+    pub async fn came_online(&self, user: &SessionUser) {
+        if !self.announced.lock().expect("presence lock poisoned").insert(user.uid) {
+            return; // still announced from before the grace period ended
+        }
+        self.broadcast(user, presence::ONLINE).await;
+    }
+
+    /// The user's last session detached: announce offline after the grace period
+    /// unless a session came back.
+    pub fn went_away(self: &Arc<Self>, user: SessionUser) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.grace).await;
+            if this.messaging.bus().online(user.uid) {
+                return;
+            }
+            if this.announced.lock().expect("presence lock poisoned").remove(&user.uid) {
+                this.broadcast(&user, presence::OFFLINE).await;
+            }
+        });
+    }
+
+    async fn broadcast(&self, user: &SessionUser, value: u8) {
+        match self.messaging.contacts(user.uid).await {
+            Ok(contacts) => {
+                let frame = ServerFrame::Presence { from: user.address.clone(), peer: None, gid: None, presence: value };
+                self.messaging.bus().deliver(&mut contacts.into_iter(), outbound(&frame, None, 0));
+            }
+            Err(e) => tracing::warn!(error = %e.message, "presence broadcast skipped"),
+        }
+    }
+}
