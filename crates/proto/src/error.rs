@@ -34,8 +34,8 @@ pub enum ErrorCode {
     PinInvalid,
     /// A group limit (members, pins) would be exceeded.
     LimitExceeded,
-    /// The resume position cannot be served; reload history over REST.
-    ResumeFailed,
+    /// The endpoint exists but not with this HTTP method.
+    MethodNotAllowed,
     /// The server failed; nothing was changed. Details are in the server log.
     Internal,
 }
@@ -55,7 +55,7 @@ impl ErrorCode {
         ErrorCode::CodeLocked,
         ErrorCode::PinInvalid,
         ErrorCode::LimitExceeded,
-        ErrorCode::ResumeFailed,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::Internal,
     ];
 
@@ -66,7 +66,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::PinInvalid => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Conflict | ErrorCode::ResumeFailed => 409,
+            ErrorCode::Conflict => 409,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooLarge => 413,
             ErrorCode::LimitExceeded | ErrorCode::CodeInvalid | ErrorCode::CodeExpired => 422,
             ErrorCode::CodeLocked | ErrorCode::RateLimited => 429,
@@ -89,7 +90,7 @@ impl ErrorCode {
             ErrorCode::CodeLocked => "code_locked",
             ErrorCode::PinInvalid => "pin_invalid",
             ErrorCode::LimitExceeded => "limit_exceeded",
-            ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Internal => "internal",
         }
     }

@@ -131,8 +131,13 @@ impl Config {
             }
             fig = fig.merge(Toml::file(file));
         }
-        // CHORUS_CONFIG names the file and CHORUS_LOG the log filter: not settings.
-        fig = fig.merge(Env::prefixed("CHORUS_").ignore(&["config", "log"]));
+        // Only variables naming a setting are read: CHORUS_CONFIG, CHORUS_LOG and
+        // others (e.g. test harness variables) are not settings.
+        let known: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        fig = fig.merge(Env::prefixed("CHORUS_").filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))));
         fig = fig.merge(Serialized::defaults(overrides));
         let mut cfg: Config = fig.extract()?;
         if cfg.database.as_deref() == Some("") {

@@ -504,6 +504,16 @@ impl Groups {
                 .fetch_optional(&mut *tx)
                 .await?;
             let uid = uid.ok_or_else(|| ApiError::not_found(format!("no user with address {addr:?}")))?;
+            // Re-adding an existing admin changes their rights: that takes the right to remove admins.
+            if let Some(old) = Self::membership(&mut tx, gid, uid).await? {
+                let changed = old.flags != flags || old.admin_flags != admin_flags;
+                if changed && old.admin_flags & admin::OWNER != 0 && actor != Actor::Admin {
+                    return Err(ApiError::forbidden("the owner's rights cannot be changed"));
+                }
+                if changed && old.flags & member::ADMIN != 0 {
+                    Self::require_right(&mut tx, gid, actor, admin::REMOVE_ADMIN).await?;
+                }
+            }
             Self::upsert_member(&mut tx, gid, conv_id, uid, flags, admin_flags, now).await?;
         }
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
@@ -528,6 +538,9 @@ impl Groups {
             Self::require_right(&mut tx, gid, actor, admin::REMOVE_MEMBER).await?;
         }
         let Some((uid, m)) = target else { return Err(ApiError::not_found("not a member of this group")) };
+        if is_self && m.admin_flags & admin::OWNER != 0 {
+            return Err(ApiError::forbidden("the owner cannot leave; delete the group instead"));
+        }
         if !is_self {
             if m.admin_flags & admin::OWNER != 0 {
                 Self::require_right(&mut tx, gid, actor, admin::REMOVE_OWNER).await?;
@@ -609,10 +622,12 @@ impl Groups {
         if p.expires_at.is_some_and(|e| e < now) || p.uses_left.is_some_and(|u| u < 1) {
             return Err(fail());
         }
-        if p.uses_left.is_some() {
+        let old = Self::membership(&mut tx, gid, uid).await?.unwrap_or(Membership { flags: 0, admin_flags: 0 });
+        let gains = (old.flags | p.flags) != old.flags || (old.admin_flags | p.admin_flags) != old.admin_flags;
+        // A limited pin is used up only by a join that grants something.
+        if p.uses_left.is_some() && gains {
             sqlx::query("UPDATE pins SET uses_left = uses_left - 1 WHERE pin = $1").bind(pin).execute(&mut *tx).await?;
         }
-        let old = Self::membership(&mut tx, gid, uid).await?.unwrap_or(Membership { flags: 0, admin_flags: 0 });
         let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
         if old.flags == 0 && count as usize >= self.cfg.max_group_members {

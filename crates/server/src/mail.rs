@@ -17,6 +17,8 @@ pub enum Mailer {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         /// From address.
         from: Mailbox,
+        /// Where text messages go (no SMS gateway yet).
+        outbox: PathBuf,
     },
     /// Files in a folder: `*.eml` for mail, `*.sms` for text messages.
     Outbox {
@@ -34,6 +36,8 @@ impl Mailer {
             .mail_from
             .parse()
             .map_err(|e| anyhow::anyhow!("mail_from {:?}: {e}", cfg.mail_from))?;
+        let outbox = cfg.data.join("outbox");
+        std::fs::create_dir_all(&outbox)?;
         match &cfg.smtp_host {
             Some(host) => {
                 let mut b = match cfg.smtp_security.as_str() {
@@ -45,13 +49,9 @@ impl Mailer {
                 if let (Some(u), Some(p)) = (&cfg.smtp_user, &cfg.smtp_password) {
                     b = b.credentials(Credentials::new(u.clone(), p.clone()));
                 }
-                Ok(Mailer::Smtp { transport: b.build(), from })
+                Ok(Mailer::Smtp { transport: b.build(), from, outbox })
             }
-            None => {
-                let dir = cfg.data.join("outbox");
-                std::fs::create_dir_all(&dir)?;
-                Ok(Mailer::Outbox { dir, from })
-            }
+            None => Ok(Mailer::Outbox { dir: outbox, from }),
         }
     }
 
@@ -68,12 +68,12 @@ impl Mailer {
         match self {
             Mailer::Smtp { transport, .. } => {
                 transport.send(msg).await?;
-                tracing::info!(%to, %subject, "mail sent by SMTP");
+                tracing::info!(%to, "mail sent by SMTP");
             }
             Mailer::Outbox { dir, .. } => {
                 let path = dir.join(outbox_name("eml"));
                 tokio::fs::write(&path, msg.formatted()).await?;
-                tracing::info!(%to, %subject, path = %path.display(), "mail written to outbox (no SMTP configured)");
+                tracing::info!(%to, path = %path.display(), "mail written to outbox (no SMTP configured)");
             }
         }
         Ok(())
@@ -82,8 +82,7 @@ impl Mailer {
     /// Sends a text message to a phone. No SMS gateway exists yet: always the outbox.
     pub async fn send_sms(&self, phone: &str, body: &str) -> anyhow::Result<()> {
         let dir = match self {
-            Mailer::Outbox { dir, .. } => dir.clone(),
-            Mailer::Smtp { .. } => return Err(anyhow::anyhow!("no SMS gateway configured")),
+            Mailer::Outbox { dir, .. } | Mailer::Smtp { outbox: dir, .. } => dir.clone(),
         };
         let path = dir.join(outbox_name("sms"));
         tokio::fs::write(&path, format!("To: +{phone}\n\n{body}\n")).await?;

@@ -615,6 +615,13 @@ impl Writer {
                 if msg.deleted {
                     return Ok(Reply::Changed(reply, Err(ApiError::new(ErrorCode::Conflict, "the message was deleted"))));
                 }
+                // An edit changes text and data; an attached file stays.
+                let content = content.map(|mut c| {
+                    if c.file.is_none() {
+                        c.file = msg.file.clone();
+                    }
+                    c
+                });
                 *pos += 1;
                 let body = content.as_ref().map(|c| serde_json::to_string(c).expect("content serialises"));
                 sqlx::query(

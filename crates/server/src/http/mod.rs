@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mesibo::routes())
         .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that HTTP method") })
         .with_state(state)
 }
 
@@ -106,8 +107,9 @@ pub struct AppPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct AppQuery<T>(pub T);
 
-/// The client's IP: the socket peer, or the first `X-Forwarded-For` hop when
-/// `trust_forwarded_for` is set.
+/// The client's IP: the socket peer, or, when `trust_forwarded_for` is set, the
+/// last `X-Forwarded-For` entry: the one our own proxy appended (earlier
+/// entries come from the client and could be forged).
 pub struct ClientIp(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientIp {
@@ -116,7 +118,7 @@ impl FromRequestParts<AppState> for ClientIp {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if state.cfg.trust_forwarded_for {
             let fwd = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-            if let Some(ip) = fwd.and_then(|v| v.split(',').next()).and_then(|s| s.trim().parse().ok()) {
+            if let Some(ip) = fwd.and_then(|v| v.rsplit(',').next()).and_then(|s| s.trim().parse().ok()) {
                 return Ok(ClientIp(ip));
             }
         }

@@ -1,0 +1,166 @@
+//! Test harness: runs the real `chorus serve` binary on a free loopback port,
+//! on a fresh SQLite data dir or a fresh PostgreSQL database, and logs users in
+//! with the codes it writes to its outbox.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chorus_client::{Connection, Handshake, Http};
+use chorus_proto::rest::LoginSession;
+use sqlx::Connection as _;
+
+/// Which store the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$name(Backend)` once per backend, as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::common::Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name($crate::common::Backend::Postgres).await }
+        }
+    )*};
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// PostgreSQL server for tests (trust auth); override with CHORUS_TEST_PG.
+fn pg_base() -> String {
+    std::env::var("CHORUS_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data: tempfile::TempDir,
+    pg_db: Option<String>,
+}
+
+impl Server {
+    /// Starts a server with test-friendly rate limits.
+    pub async fn start(backend: Backend) -> Server {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts a server with extra `CHORUS_*` environment settings.
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut pg_db = None;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(data.path());
+        if backend == Backend::Postgres {
+            let name = format!("chorus_t_{}_{}", std::process::id(), rand_suffix());
+            let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base())).await.expect("PostgreSQL at 127.0.0.1:5432 (database test) is required");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+            cmd.arg("--database").arg(format!("{}/{}", pg_base(), name));
+            pg_db = Some(name);
+        }
+        cmd.env("CHORUS_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("CHORUS_CODE_REQUESTS_PER_IP", "100000")
+            .env("CHORUS_PIN_FAILURES_PER_IP", "100000")
+            .env("CHORUS_PRESENCE_GRACE_SECS", "1")
+            .env("CHORUS_LOG", "warn")
+            .env_remove("CHORUS_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn chorus");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("Chorus listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let base = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
+        let server = Server { child, base, data, pg_db };
+        let health = reqwest::get(format!("{}/healthz", server.base)).await.expect("healthz");
+        assert_eq!(health.status(), 200);
+        server
+    }
+
+    pub fn http(&self) -> Http {
+        Http::new(&self.base)
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.data.path().join("outbox")
+    }
+
+    /// The newest login code mailed (or texted) to `to`.
+    pub fn code_for(&self, to: &str) -> String {
+        let mut newest: Option<(String, String)> = None;
+        for e in std::fs::read_dir(self.outbox()).expect("outbox exists").flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let body = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let addressed = body.lines().any(|l| l.starts_with("To:") && l.to_lowercase().contains(&to.to_lowercase()));
+            if !addressed {
+                continue;
+            }
+            let code = body.split("login code is ").nth(1).map(|r| r.chars().take(6).collect::<String>());
+            let Some(code) = code else { continue };
+            if newest.as_ref().is_none_or(|(n, _)| name > *n) {
+                newest = Some((name, code));
+            }
+        }
+        newest.unwrap_or_else(|| panic!("no code for {to} in the outbox")).1
+    }
+
+    /// Logs in by email through the outbox; returns the session and an authorised client.
+    pub async fn login(&self, email: &str, name: &str) -> (LoginSession, Http) {
+        let http = self.http();
+        http.request_code(email).await.expect("request code");
+        let code = self.code_for(email);
+        let sess = http.verify(email, &code, Some(name)).await.expect("verify");
+        let authed = http.with_token(&sess.token);
+        (sess, authed)
+    }
+
+    /// Opens a messaging connection.
+    pub async fn connect(&self, http: &Http) -> (Connection, Handshake) {
+        Connection::connect(http, None).await.expect("ws connect")
+    }
+}
+
+fn rand_suffix() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!("{t}_{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(db) = self.pg_db.take() {
+            let url = format!("{}/test", pg_base());
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// One second: long enough for anything on loopback.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long to watch for frames that must NOT arrive.
+pub const QUIET: Duration = Duration::from_millis(600);
