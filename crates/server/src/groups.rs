@@ -580,7 +580,7 @@ impl Groups {
     pub async fn list_pins(&self, gid: i64, actor: Actor) -> ApiResult<Vec<Pin>> {
         let mut tx = self.db.read.begin().await?;
         Self::require_right(&mut tx, gid, actor, admin::LIST_PIN).await?;
-        let rows = sqlx::query("SELECT * FROM pins WHERE gid = $1 ORDER BY created_at, pin").bind(gid).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query("SELECT * FROM pins WHERE gid = $1 ORDER BY created_at, CASE label WHEN 'publisher' THEN 0 WHEN 'viewer' THEN 1 ELSE 2 END, pin").bind(gid).fetch_all(&mut *tx).await?;
         rows.iter().map(|r| Ok(pin_from_row(r)?)).collect()
     }
 
