@@ -223,7 +223,7 @@ async fn resume_that_cannot_be_served_says_so(b: Backend) {
     let s = Server::start_with(b, &[("CHORUS_SYNC_LIMIT", "5")]).await;
     let (_, ha) = s.login("a@example.org", "A").await;
     let (bb, hb) = s.login("b@example.org", "B").await;
-    let (mut cb, hs) = s.connect(&hb).await;
+    let (cb, hs) = s.connect(&hb).await;
     let epoch = hs.epoch.clone();
     let cursor = cb.cursor();
     cb.close().await;

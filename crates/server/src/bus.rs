@@ -57,9 +57,12 @@ pub trait FanOut: Send + Sync + 'static {
 
 const SHARDS: usize = 32;
 
+/// One shard of the session registry: user → their sessions.
+type Shard = HashMap<i64, Vec<(u64, SessionTx)>>;
+
 /// In-process bus: sessions by user, sharded to keep lock hold times short.
 pub struct LocalBus {
-    shards: Vec<Mutex<HashMap<i64, Vec<(u64, SessionTx)>>>>,
+    shards: Vec<Mutex<Shard>>,
 }
 
 impl Default for LocalBus {
@@ -69,7 +72,7 @@ impl Default for LocalBus {
 }
 
 impl LocalBus {
-    fn shard(&self, uid: i64) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<(u64, SessionTx)>>> {
+    fn shard(&self, uid: i64) -> std::sync::MutexGuard<'_, Shard> {
         self.shards[(uid as u64 % SHARDS as u64) as usize].lock().expect("bus shard poisoned")
     }
 }

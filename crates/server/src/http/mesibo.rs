@@ -65,7 +65,7 @@ fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Va
 }
 
 /// A string parameter (numbers are accepted and rendered).
-fn s<'a>(p: &'a Map<String, Value>, k: &str) -> Option<String> {
+fn s(p: &Map<String, Value>, k: &str) -> Option<String> {
     match p.get(k)? {
         Value::String(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
