@@ -417,7 +417,33 @@ async fn bad_frames_get_error_frames(b: Backend) {
     assert_eq!(codes.get("rate_limited"), Some(&3));
 }
 
+/// Group policy decides whether member flags matter: members (neither bit),
+/// selected (member flags), anyone (non-members too).
+async fn group_policy_modes(b: Backend) {
+    use chorus_proto::flags::group;
+    let s = Server::start(b).await;
+    let (_, ho) = s.login("o@example.org", "O").await;
+    let (m, hm) = s.login("m@example.org", "M").await;
+    let (_, hx) = s.login("x@example.org", "X").await;
+    let (mut cm, _) = s.connect(&hm).await;
+    let (mut cx, _) = s.connect(&hx).await;
+    let g: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Policy", "flags": 0})).await.unwrap();
+    let gid = g.group.gid;
+    // A member with no flags at all.
+    ho.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [m.user.address], "flags": 0})).await.unwrap();
+    let sent = |f: &ServerFrame| matches!(f, ServerFrame::Sent { .. });
+    assert!(sent(&cm.send_text(None, Some(gid), "p1", "members mode").await.unwrap()), "members may send");
+    assert!(!sent(&cx.send_text(None, Some(gid), "p2", "outsider").await.unwrap()), "non-members may not");
+    ho.patch::<Group>(&format!("/v1/groups/{gid}"), &json!({"flags": group::SEND_BY_SELECTED})).await.unwrap();
+    assert!(!sent(&cm.send_text(None, Some(gid), "p3", "selected mode").await.unwrap()), "flags decide now");
+    ho.patch::<Group>(&format!("/v1/groups/{gid}"), &json!({"flags": group::SEND_BY_ANYONE})).await.unwrap();
+    assert!(sent(&cx.send_text(None, Some(gid), "p4", "anyone mode").await.unwrap()), "anyone may send");
+    let h: HistoryPage = ho.get(&format!("/v1/groups/{gid}/messages")).await.unwrap();
+    assert_eq!(h.messages.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["p1", "p4"]);
+}
+
 both_backends!(
+    group_policy_modes,
     send_and_receive_permissions,
     receipts_reach_the_sender_only,
     presence_and_typing_reach_the_right_people,
