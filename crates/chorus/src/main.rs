@@ -50,10 +50,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = chorus_server::config::Config::load(args.config.as_deref(), &args)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(chorus_server::serve(cfg))
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(chorus_server::serve(cfg))
         }
     }
 }

@@ -25,7 +25,10 @@ async fn login_via_outbox(b: Backend) {
     assert_eq!(http2.get::<SessionUser>("/v1/me").await.unwrap_err().status, 401);
     assert!(http.get::<SessionUser>("/v1/me").await.is_ok());
     // Mail really went to the outbox as .eml.
-    let emls = std::fs::read_dir(s.outbox()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "eml").count();
+    let emls = std::fs::read_dir(s.outbox())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "eml")
+        .count();
     assert_eq!(emls, 2);
 }
 
@@ -89,11 +92,23 @@ async fn bad_input_gets_clear_errors(b: Backend) {
     }
     // Malformed JSON and a body over the limit.
     let raw = reqwest::Client::new();
-    let r = raw.post(format!("{}/v1/auth/code", s.base)).header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let r = raw
+        .post(format!("{}/v1/auth/code", s.base))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["code"], "bad_request");
     let big = format!("{{\"email\":\"{}@b.org\"}}", "a".repeat(5000));
-    let r = raw.post(format!("{}/v1/auth/code", s.base)).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r = raw
+        .post(format!("{}/v1/auth/code", s.base))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["code"], "too_large");
     // Verify without a request, with a bad name, unknown routes, bad tokens.
@@ -115,4 +130,9 @@ async fn bad_input_gets_clear_errors(b: Backend) {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
 }
 
-both_backends!(login_via_outbox, wrong_code_five_times_locks, code_requests_are_rate_limited, bad_input_gets_clear_errors);
+both_backends!(
+    login_via_outbox,
+    wrong_code_five_times_locks,
+    code_requests_are_rate_limited,
+    bad_input_gets_clear_errors
+);

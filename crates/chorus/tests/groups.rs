@@ -12,7 +12,8 @@ async fn room_with_two_pins_and_their_rights(b: Backend) {
     let (owner, ho) = s.login("owner@example.org", "Owner").await;
     let (_, hp) = s.login("pub@example.org", "Publisher").await;
     let (_, hv) = s.login("view@example.org", "Viewer").await;
-    let room: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Standup", "room": true, "video_resolution": 3})).await.unwrap();
+    let room: CreatedGroup =
+        ho.post("/v1/groups", &json!({"name": "Standup", "room": true, "video_resolution": 3})).await.unwrap();
     let gid = room.group.gid;
     assert!(gid >= 1000);
     assert_eq!(room.group.owner, owner.user.address);
@@ -101,7 +102,13 @@ async fn admins_manage_pins_and_members(b: Backend) {
     assert_eq!(pins, room.pins);
 
     // A limited, expiring pin.
-    let once: Pin = ho.post(&format!("/v1/groups/{gid}/pins"), &json!({"flags": member::SEND | member::RECV, "uses": 1, "expires_in": 60, "label": "guest"})).await.unwrap();
+    let once: Pin = ho
+        .post(
+            &format!("/v1/groups/{gid}/pins"),
+            &json!({"flags": member::SEND | member::RECV, "uses": 1, "expires_in": 60, "label": "guest"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(once.uses_left, Some(1));
     assert!(once.expires_at.is_some());
     h1.post::<Group>(&format!("/v1/groups/{gid}/join"), &json!({"pin": once.pin})).await.unwrap();
@@ -126,20 +133,43 @@ async fn admins_manage_pins_and_members(b: Backend) {
     // Make m1 an admin who may add members but not remove admins.
     ho.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [m1.user.address], "flags": member::ALL | member::ADMIN, "admin_flags": admin::ADD_MEMBER})).await.unwrap();
     let me2: chorus_proto::ws::SessionUser = h2.get("/v1/me").await.unwrap();
-    h1.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [me2.address], "flags": member::SEND | member::RECV})).await.unwrap();
+    h1.post::<serde_json::Value>(
+        &format!("/v1/groups/{gid}/members"),
+        &json!({"addresses": [me2.address], "flags": member::SEND | member::RECV}),
+    )
+    .await
+    .unwrap();
     let members: Vec<Member> = h2.get(&format!("/v1/groups/{gid}/members")).await.unwrap();
     assert!(members.iter().any(|m| m.address == me2.address && m.flags == member::SEND | member::RECV));
     // m1 cannot grant admin, nor strip the owner, nor remove members.
     let owner_addr = room.group.owner.clone();
-    let e = h1.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [me2.address], "flags": member::ADMIN | member::ALL})).await.unwrap_err();
+    let e = h1
+        .post::<serde_json::Value>(
+            &format!("/v1/groups/{gid}/members"),
+            &json!({"addresses": [me2.address], "flags": member::ADMIN | member::ALL}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("forbidden"));
-    let e = h1.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [owner_addr], "flags": 1})).await.unwrap_err();
+    let e = h1
+        .post::<serde_json::Value>(
+            &format!("/v1/groups/{gid}/members"),
+            &json!({"addresses": [owner_addr], "flags": 1}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("forbidden"));
     let e = h1.delete(&format!("/v1/groups/{gid}/members/{}", me2.address)).await.unwrap_err();
     assert_eq!(e.code(), Some("forbidden"));
     // All-or-nothing: one unknown address adds nobody.
     let me3: chorus_proto::ws::SessionUser = h3.get("/v1/me").await.unwrap();
-    let e = ho.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [me3.address, "nobody-here"]})).await.unwrap_err();
+    let e = ho
+        .post::<serde_json::Value>(
+            &format!("/v1/groups/{gid}/members"),
+            &json!({"addresses": [me3.address, "nobody-here"]}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("not_found"));
     assert!(h3.get::<Group>(&format!("/v1/groups/{gid}")).await.is_err(), "m3 was not added");
     // Leave; the owner cannot leave; owner removes m2; owner deletes the group.
@@ -172,7 +202,10 @@ async fn settings_are_validated(b: Backend) {
     assert!(ho.get::<Vec<Group>>("/v1/groups").await.unwrap().is_empty(), "nothing half-created");
     let g: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Ok", "room": true})).await.unwrap();
     let gid = g.group.gid;
-    let up: Group = ho.patch(&format!("/v1/groups/{gid}"), &json!({"name": "Renamed", "call_flags": 0x7, "call_duration": 3600})).await.unwrap();
+    let up: Group = ho
+        .patch(&format!("/v1/groups/{gid}"), &json!({"name": "Renamed", "call_flags": 0x7, "call_duration": 3600}))
+        .await
+        .unwrap();
     assert_eq!((up.name.as_str(), up.call_flags, up.call_duration), ("Renamed", 0x7, 3600));
     let e = ho.get::<Group>("/v1/groups/notanumber").await.unwrap_err();
     assert_eq!((e.status, e.code()), (400, Some("bad_request")));
@@ -192,4 +225,9 @@ async fn settings_are_validated(b: Backend) {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["code"], "method_not_allowed");
 }
 
-both_backends!(room_with_two_pins_and_their_rights, wrong_pins_are_refused_and_rate_limited, admins_manage_pins_and_members, settings_are_validated);
+both_backends!(
+    room_with_two_pins_and_their_rights,
+    wrong_pins_are_refused_and_rate_limited,
+    admins_manage_pins_and_members,
+    settings_are_validated
+);

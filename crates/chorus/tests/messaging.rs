@@ -38,8 +38,18 @@ async fn send_and_receive_permissions(b: Backend) {
     let (deaf, hd) = s.login("d@example.org", "Deaf").await;
     let (gid, g) = room(&ho, &[&hs]).await;
     // Mute may receive but not send; Deaf may send but not receive.
-    ho.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [mute.user.address], "flags": member::RECV})).await.unwrap();
-    ho.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [deaf.user.address], "flags": member::SEND})).await.unwrap();
+    ho.post::<serde_json::Value>(
+        &format!("/v1/groups/{gid}/members"),
+        &json!({"addresses": [mute.user.address], "flags": member::RECV}),
+    )
+    .await
+    .unwrap();
+    ho.post::<serde_json::Value>(
+        &format!("/v1/groups/{gid}/members"),
+        &json!({"addresses": [deaf.user.address], "flags": member::SEND}),
+    )
+    .await
+    .unwrap();
     let (mut co, _) = s.connect(&ho).await;
     let (mut cs, _) = s.connect(&hs).await;
     let (mut cm, _) = s.connect(&hm).await;
@@ -61,7 +71,10 @@ async fn send_and_receive_permissions(b: Backend) {
 
     for c in [&mut co, &mut cm] {
         let got = messages(&c.drain(QUIET).await);
-        assert_eq!(got.iter().map(|m| m.text.as_deref().unwrap()).collect::<Vec<_>>(), vec!["hello room", "deaf speaks"]);
+        assert_eq!(
+            got.iter().map(|m| m.text.as_deref().unwrap()).collect::<Vec<_>>(),
+            vec!["hello room", "deaf speaks"]
+        );
     }
     let got = messages(&cd.drain(QUIET).await);
     assert!(got.is_empty(), "no receive flag, nothing received: {got:?}");
@@ -74,9 +87,18 @@ async fn send_and_receive_permissions(b: Backend) {
     // Not a member at all: forbidden, and unknown targets are clear.
     let (_, hx) = s.login("x@example.org", "X").await;
     let (mut cx, _) = s.connect(&hx).await;
-    assert!(matches!(cx.send_text(None, Some(gid), "x-1", "hi").await.unwrap(), ServerFrame::Error { status: Some(status::NOT_MEMBER), .. }));
-    assert!(matches!(cx.send_text(None, Some(99_999_999), "x-2", "hi").await.unwrap(), ServerFrame::Error { status: Some(status::INVALID_DEST), .. }));
-    assert!(matches!(cx.send_text(Some("no-such-user"), None, "x-3", "hi").await.unwrap(), ServerFrame::Error { status: Some(status::INVALID_DEST), .. }));
+    assert!(matches!(
+        cx.send_text(None, Some(gid), "x-1", "hi").await.unwrap(),
+        ServerFrame::Error { status: Some(status::NOT_MEMBER), .. }
+    ));
+    assert!(matches!(
+        cx.send_text(None, Some(99_999_999), "x-2", "hi").await.unwrap(),
+        ServerFrame::Error { status: Some(status::INVALID_DEST), .. }
+    ));
+    assert!(matches!(
+        cx.send_text(Some("no-such-user"), None, "x-3", "hi").await.unwrap(),
+        ServerFrame::Error { status: Some(status::INVALID_DEST), .. }
+    ));
     drop(g);
 }
 
@@ -94,11 +116,18 @@ async fn receipts_reach_the_sender_only(b: Backend) {
     let ServerFrame::Sent { seq, .. } = sent else { panic!("{sent:?}") };
     let m = cb.expect(WAIT, is_msg).await.unwrap();
     let ServerFrame::Message(m) = m else { unreachable!() };
-    assert_eq!((m.from.as_str(), m.peer.as_deref(), m.seq), (a.user.address.as_str(), Some(bb.user.address.as_str()), seq));
+    assert_eq!(
+        (m.from.as_str(), m.peer.as_deref(), m.seq),
+        (a.user.address.as_str(), Some(bb.user.address.as_str()), seq)
+    );
     cb.ack().await.unwrap();
     let r = ca.expect(WAIT, |f| matches!(f, ServerFrame::Receipt { .. })).await.unwrap();
-    assert!(matches!(&r, ServerFrame::Receipt { status: 2, by, seq: s2, peer: Some(p), .. } if *by == bb.user.address && *s2 == seq && *p == bb.user.address), "{r:?}");
-    let ok = cb.request(|rid| ClientFrame::Read { rid, peer: Some(a.user.address.clone()), gid: None, seq }).await.unwrap();
+    assert!(
+        matches!(&r, ServerFrame::Receipt { status: 2, by, seq: s2, peer: Some(p), .. } if *by == bb.user.address && *s2 == seq && *p == bb.user.address),
+        "{r:?}"
+    );
+    let ok =
+        cb.request(|rid| ClientFrame::Read { rid, peer: Some(a.user.address.clone()), gid: None, seq }).await.unwrap();
     assert!(matches!(ok, ServerFrame::Ok { .. }), "{ok:?}");
     let r = ca.expect(WAIT, |f| matches!(f, ServerFrame::Receipt { .. })).await.unwrap();
     assert!(matches!(&r, ServerFrame::Receipt { status: 3, .. }), "{r:?}");
@@ -121,7 +150,9 @@ async fn receipts_reach_the_sender_only(b: Backend) {
     let mut by = Vec::new();
     for _ in 0..2 {
         match ca.expect(WAIT, |f| matches!(f, ServerFrame::Receipt { .. })).await.unwrap() {
-            ServerFrame::Receipt { gid: Some(g), by: who, status: 2, seq: s2, .. } if g == gid && s2 == seq => by.push(who),
+            ServerFrame::Receipt { gid: Some(g), by: who, status: 2, seq: s2, .. } if g == gid && s2 == seq => {
+                by.push(who)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -146,10 +177,16 @@ async fn presence_and_typing_reach_the_right_people(b: Backend) {
     let (mut cc, _) = s.connect(&hc).await;
     let (mut cb, _) = s.connect(&hb).await;
     let online = ca.expect(WAIT, |f| matches!(f, ServerFrame::Presence { .. })).await.unwrap();
-    assert!(matches!(&online, ServerFrame::Presence { from, presence: presence::ONLINE, .. } if *from == bb.user.address), "{online:?}");
+    assert!(
+        matches!(&online, ServerFrame::Presence { from, presence: presence::ONLINE, .. } if *from == bb.user.address),
+        "{online:?}"
+    );
     // B learned on connect that A is online.
     let seen = cb.expect(WAIT, |f| matches!(f, ServerFrame::Presence { .. })).await.unwrap();
-    assert!(matches!(&seen, ServerFrame::Presence { from, presence: presence::ONLINE, .. } if *from == a.user.address), "{seen:?}");
+    assert!(
+        matches!(&seen, ServerFrame::Presence { from, presence: presence::ONLINE, .. } if *from == a.user.address),
+        "{seen:?}"
+    );
 
     // Typing: throttled, then cleared.
     for _ in 0..3 {
@@ -157,14 +194,23 @@ async fn presence_and_typing_reach_the_right_people(b: Backend) {
     }
     cb.send(&ClientFrame::Typing { peer: Some(a.user.address.clone()), gid: None, on: false }).await.unwrap();
     let frames = ca.drain(QUIET).await;
-    let typing: Vec<u8> = frames.iter().filter_map(|f| if let ServerFrame::Presence { presence: p, .. } = f { Some(*p) } else { None }).collect();
+    let typing: Vec<u8> = frames
+        .iter()
+        .filter_map(|f| if let ServerFrame::Presence { presence: p, .. } = f { Some(*p) } else { None })
+        .collect();
     assert_eq!(typing, vec![presence::TYPING, presence::TYPING_CLEARED]);
 
     // B goes away: A sees offline after the grace period; C never saw anything about B.
     cb.close().await;
     let off = ca.expect(Duration::from_secs(5), |f| matches!(f, ServerFrame::Presence { .. })).await.unwrap();
-    assert!(matches!(&off, ServerFrame::Presence { from, presence: presence::OFFLINE, .. } if *from == bb.user.address), "{off:?}");
-    assert!(cc.drain(QUIET).await.iter().all(|f| !matches!(f, ServerFrame::Presence { .. })), "C shares no conversation");
+    assert!(
+        matches!(&off, ServerFrame::Presence { from, presence: presence::OFFLINE, .. } if *from == bb.user.address),
+        "{off:?}"
+    );
+    assert!(
+        cc.drain(QUIET).await.iter().all(|f| !matches!(f, ServerFrame::Presence { .. })),
+        "C shares no conversation"
+    );
 }
 
 async fn resume_after_disconnect_gets_every_message_once(b: Backend) {
@@ -245,7 +291,8 @@ async fn resume_that_cannot_be_served_says_so(b: Backend) {
     let page: HistoryPage = hb.get(&format!("/v1/users/{}/messages?limit=3", ca_address(&ha).await)).await.unwrap();
     assert_eq!(page.messages.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["g5", "g6", "g7"]);
     let before = page.before.expect("more pages");
-    let page: HistoryPage = hb.get(&format!("/v1/users/{}/messages?limit=10&before={before}", ca_address(&ha).await)).await.unwrap();
+    let page: HistoryPage =
+        hb.get(&format!("/v1/users/{}/messages?limit=10&before={before}", ca_address(&ha).await)).await.unwrap();
     assert_eq!(page.messages.len(), 5);
     assert_eq!(page.before, None);
 }
@@ -262,7 +309,11 @@ async fn retried_send_is_not_duplicated(b: Backend) {
     let (mut ca, _) = s.connect(&ha).await;
     let first = ca.send_text(Some(&bb.user.address), None, "same-id", "once").await.unwrap();
     let again = ca.send_text(Some(&bb.user.address), None, "same-id", "once").await.unwrap();
-    let (ServerFrame::Sent { mid: m1, seq: s1, duplicate: d1, .. }, ServerFrame::Sent { mid: m2, seq: s2, duplicate: d2, .. }) = (&first, &again) else {
+    let (
+        ServerFrame::Sent { mid: m1, seq: s1, duplicate: d1, .. },
+        ServerFrame::Sent { mid: m2, seq: s2, duplicate: d2, .. },
+    ) = (&first, &again)
+    else {
         panic!("{first:?} {again:?}")
     };
     assert_eq!((m1, s1, *d1, *d2), (m2, s2, false, true));
@@ -303,7 +354,9 @@ async fn offline_delivery_and_every_session(b: Backend) {
     let (bb, hb) = s.login("b@example.org", "B").await;
     let (mut ca, _) = s.connect(&ha).await;
     for i in 0..3 {
-        ca.send_text(Some(&bb.user.address), None, &format!("off{i}"), &format!("while you were out {i}")).await.unwrap();
+        ca.send_text(Some(&bb.user.address), None, &format!("off{i}"), &format!("while you were out {i}"))
+            .await
+            .unwrap();
     }
     // B was offline: a fresh connection gets the three.
     let (mut b1, h) = s.connect(&hb).await;
@@ -330,7 +383,9 @@ async fn edit_and_delete_own_messages(b: Backend) {
     let (gid, _) = room(&ha, &[&hb]).await;
     let (mut ca, _) = s.connect(&ha).await;
     let (mut cb, _) = s.connect(&hb).await;
-    let ServerFrame::Sent { mid, pos, .. } = ca.send_text(None, Some(gid), "e1", "tpyo").await.unwrap() else { panic!() };
+    let ServerFrame::Sent { mid, pos, .. } = ca.send_text(None, Some(gid), "e1", "tpyo").await.unwrap() else {
+        panic!()
+    };
     cb.expect(WAIT, is_msg).await.unwrap();
     let ok = ca.request(|rid| ClientFrame::Edit { rid, mid, text: Some("typo".into()), data: None }).await.unwrap();
     assert!(matches!(ok, ServerFrame::Ok { .. }), "{ok:?}");
@@ -368,9 +423,33 @@ async fn bad_frames_get_error_frames(b: Backend) {
         let f = ca.expect(WAIT, |f| matches!(f, ServerFrame::Error { .. })).await.unwrap();
         assert_eq!(err_code(f), "bad_request", "{raw}");
     }
-    let both = ca.request(|rid| ClientFrame::Send { rid, id: "x".into(), peer: Some(bb.user.address.clone()), gid: Some(1000), text: Some("x".into()), data: None, file: None, mtype: None }).await.unwrap();
+    let both = ca
+        .request(|rid| ClientFrame::Send {
+            rid,
+            id: "x".into(),
+            peer: Some(bb.user.address.clone()),
+            gid: Some(1000),
+            text: Some("x".into()),
+            data: None,
+            file: None,
+            mtype: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(err_code(both), "bad_request");
-    let empty = ca.request(|rid| ClientFrame::Send { rid, id: "x".into(), peer: Some(bb.user.address.clone()), gid: None, text: None, data: None, file: None, mtype: None }).await.unwrap();
+    let empty = ca
+        .request(|rid| ClientFrame::Send {
+            rid,
+            id: "x".into(),
+            peer: Some(bb.user.address.clone()),
+            gid: None,
+            text: None,
+            data: None,
+            file: None,
+            mtype: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(err_code(empty), "bad_request");
     let long_id = ca.send_text(Some(&bb.user.address), None, &"i".repeat(65), "x").await.unwrap();
     assert_eq!(err_code(long_id), "bad_request");
@@ -380,10 +459,16 @@ async fn bad_frames_get_error_frames(b: Backend) {
     // Still usable after all that.
     let pong = ca.request(|rid| ClientFrame::Ping { rid }).await.unwrap();
     assert!(matches!(pong, ServerFrame::Pong { .. }));
-    assert!(matches!(ca.send_text(Some(&bb.user.address), None, "fine", "ok").await.unwrap(), ServerFrame::Sent { .. }));
+    assert!(matches!(
+        ca.send_text(Some(&bb.user.address), None, "fine", "ok").await.unwrap(),
+        ServerFrame::Sent { .. }
+    ));
     // A frame over max_frame_bytes closes the connection; nothing was stored.
     ca.send_raw(&format!("{{\"type\":\"ping\",\"rid\":\"{}\"}}", "p".repeat(8000))).await.unwrap();
-    assert!(ca.expect(WAIT, |f| matches!(f, ServerFrame::Pong { .. })).await.is_err(), "oversized frame is not answered");
+    assert!(
+        ca.expect(WAIT, |f| matches!(f, ServerFrame::Pong { .. })).await.is_err(),
+        "oversized frame is not answered"
+    );
     let page: HistoryPage = hb.get(&format!("/v1/users/{}/messages", ca_address(&ha).await)).await.unwrap();
     assert_eq!(page.messages.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["fine"]);
     // A bad token is refused before the upgrade.
@@ -430,7 +515,12 @@ async fn group_policy_modes(b: Backend) {
     let g: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Policy", "flags": 0})).await.unwrap();
     let gid = g.group.gid;
     // A member with no flags at all.
-    ho.post::<serde_json::Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": [m.user.address], "flags": 0})).await.unwrap();
+    ho.post::<serde_json::Value>(
+        &format!("/v1/groups/{gid}/members"),
+        &json!({"addresses": [m.user.address], "flags": 0}),
+    )
+    .await
+    .unwrap();
     let sent = |f: &ServerFrame| matches!(f, ServerFrame::Sent { .. });
     assert!(sent(&cm.send_text(None, Some(gid), "p1", "members mode").await.unwrap()), "members may send");
     assert!(!sent(&cx.send_text(None, Some(gid), "p2", "outsider").await.unwrap()), "non-members may not");

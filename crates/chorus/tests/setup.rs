@@ -48,7 +48,11 @@ async fn config_file_and_environment() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("chorus.toml");
     std::fs::write(&cfg, "max_message_bytes = 100\nsends_per_second = 1000\nsend_burst = 1000\n").unwrap();
-    let s = Server::start_with(Backend::Sqlite, &[("CHORUS_CONFIG", cfg.to_str().unwrap()), ("CHORUS_MAX_FRAME_BYTES", "50000")]).await;
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[("CHORUS_CONFIG", cfg.to_str().unwrap()), ("CHORUS_MAX_FRAME_BYTES", "50000")],
+    )
+    .await;
     let (_, ha) = s.login("a@example.org", "A").await;
     let (bb, _) = s.login("b@example.org", "B").await;
     let (mut ca, _) = s.connect(&ha).await;
@@ -78,4 +82,73 @@ async fn config_file_and_environment() {
     assert!(!ok && err.to_lowercase().contains("max_message_bytes"), "{err}");
     let (ok, err) = run(&["serve", "--data", data, "--listen", "not-an-address"], &[]);
     assert!(!ok && err.contains("listen"), "{err}");
+}
+
+/// A minimal SMTP receiver (the peer lettre talks to): collects each message's DATA.
+async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let cmd = line.to_ascii_uppercase();
+                    if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        w.write_all(b"250-sink\r\n250 8BITMIME\r\n").await.unwrap();
+                    } else if cmd.starts_with("DATA") {
+                        w.write_all(b"354 go on\r\n").await.unwrap();
+                        let mut body = String::new();
+                        while let Ok(Some(l)) = lines.next_line().await {
+                            if l == "." {
+                                break;
+                            }
+                            body.push_str(&l);
+                            body.push('\n');
+                        }
+                        let _ = tx.send(body);
+                        w.write_all(b"250 queued\r\n").await.unwrap();
+                    } else if cmd.starts_with("QUIT") {
+                        w.write_all(b"221 bye\r\n").await.unwrap();
+                        return;
+                    } else {
+                        w.write_all(b"250 ok\r\n").await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// With SMTP configured, the login code goes out by SMTP (not to the outbox) and works.
+#[tokio::test]
+async fn login_code_by_smtp() {
+    let (port, mut mails) = smtp_sink().await;
+    let port = port.to_string();
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[
+            ("CHORUS_SMTP_HOST", "127.0.0.1"),
+            ("CHORUS_SMTP_PORT", &port),
+            ("CHORUS_SMTP_SECURITY", "none"),
+            ("CHORUS_MAIL_FROM", "Chorus <noreply@chorus.test>"),
+        ],
+    )
+    .await;
+    let http = s.http();
+    http.request_code("smtp@example.org").await.unwrap();
+    let mail = tokio::time::timeout(std::time::Duration::from_secs(10), mails.recv()).await.unwrap().unwrap();
+    assert!(mail.contains("To: smtp@example.org"), "{mail}");
+    assert!(mail.contains("From: Chorus <noreply@chorus.test>"), "{mail}");
+    let code: String = mail.split("login code is ").nth(1).unwrap().chars().take(6).collect();
+    let sess = http.verify("smtp@example.org", &code, Some("Smtp")).await.unwrap();
+    assert_eq!(sess.user.name, "Smtp");
+    let in_outbox = std::fs::read_dir(s.outbox()).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(in_outbox, 0, "mail went by SMTP, not to the outbox");
 }

@@ -33,7 +33,6 @@ pub struct ApiFailure {
     pub body: String,
 }
 
-
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HTTP {}: {}", self.status, self.body)
@@ -99,7 +98,11 @@ impl Http {
             return Err(ApiFailure { status, error: serde_json::from_str(&text).ok(), body: text });
         }
         let text = if text.is_empty() { "null" } else { &text };
-        serde_json::from_str(text).map_err(|e| ApiFailure { status, error: None, body: format!("undecodable answer ({e}): {text}") })
+        serde_json::from_str(text).map_err(|e| ApiFailure {
+            status,
+            error: None,
+            body: format!("undecodable answer ({e}): {text}"),
+        })
     }
 
     /// `GET`.
@@ -108,12 +111,20 @@ impl Http {
     }
 
     /// `POST` with a JSON body.
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &(impl Serialize + ?Sized)) -> Result<T, ApiFailure> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<T, ApiFailure> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
     /// `PATCH` with a JSON body.
-    pub async fn patch<T: DeserializeOwned>(&self, path: &str, body: &(impl Serialize + ?Sized)) -> Result<T, ApiFailure> {
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<T, ApiFailure> {
         self.call(reqwest::Method::PATCH, path, Some(body)).await
     }
 
@@ -130,7 +141,8 @@ impl Http {
 
     /// Exchanges a code for a session.
     pub async fn verify(&self, email: &str, code: &str, name: Option<&str>) -> Result<LoginSession, ApiFailure> {
-        let req = VerifyRequest { email: Some(email.into()), phone: None, code: code.into(), name: name.map(str::to_string) };
+        let req =
+            VerifyRequest { email: Some(email.into()), phone: None, code: code.into(), name: name.map(str::to_string) };
         self.post("/v1/auth/verify", &req).await
     }
 }
@@ -169,7 +181,8 @@ impl Connection {
         let token = http.token().context("connect needs a token")?;
         let url = format!("{}/v1/ws?token={}", http.base().replacen("http", "ws", 1), token);
         let (ws, _) = tokio_tungstenite::connect_async(url).await.context("websocket connect")?;
-        let mut c = Connection { ws, buffered: VecDeque::new(), cursor: Cursor { epoch: String::new(), pos: 0 }, next_rid: 0 };
+        let mut c =
+            Connection { ws, buffered: VecDeque::new(), cursor: Cursor { epoch: String::new(), pos: 0 }, next_rid: 0 };
         c.send(&ClientFrame::Hello { resume: resume.clone() }).await?;
         let (user, epoch, resumed, reason) = match c.read(Duration::from_secs(10)).await? {
             ServerFrame::Welcome { user, epoch, resumed, reason, .. } => (user, epoch, resumed, reason),
@@ -211,7 +224,9 @@ impl Connection {
     /// Reads the next frame from the socket (not the buffer), updating the cursor.
     async fn read(&mut self, timeout: Duration) -> anyhow::Result<ServerFrame> {
         loop {
-            let next = tokio::time::timeout(timeout, self.ws.next()).await.map_err(|_| anyhow!("timed out waiting for a frame"))?;
+            let next = tokio::time::timeout(timeout, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("timed out waiting for a frame"))?;
             match next {
                 Some(Ok(WsMessage::Text(t))) => {
                     let f: ServerFrame = serde_json::from_str(&t).with_context(|| format!("undecodable frame {t}"))?;
@@ -239,7 +254,11 @@ impl Connection {
     }
 
     /// Waits for the first frame matching `pred`; other frames stay buffered in order.
-    pub async fn expect(&mut self, timeout: Duration, mut pred: impl FnMut(&ServerFrame) -> bool) -> anyhow::Result<ServerFrame> {
+    pub async fn expect(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ServerFrame) -> bool,
+    ) -> anyhow::Result<ServerFrame> {
         if let Some(i) = self.buffered.iter().position(&mut pred) {
             return Ok(self.buffered.remove(i).expect("index from position"));
         }
@@ -269,7 +288,13 @@ impl Connection {
     }
 
     /// Sends a text message and waits for `sent` (or the `error`) for it.
-    pub async fn send_text(&mut self, peer: Option<&str>, gid: Option<i64>, id: &str, text: &str) -> anyhow::Result<ServerFrame> {
+    pub async fn send_text(
+        &mut self,
+        peer: Option<&str>,
+        gid: Option<i64>,
+        id: &str,
+        text: &str,
+    ) -> anyhow::Result<ServerFrame> {
         let rid = self.rid();
         let frame = ClientFrame::Send {
             rid: Some(rid.clone()),
@@ -289,9 +314,10 @@ impl Connection {
     pub async fn reply(&mut self, rid: &str) -> anyhow::Result<ServerFrame> {
         let rid = rid.to_string();
         self.expect(Duration::from_secs(10), move |f| match f {
-            ServerFrame::Sent { rid: r, .. } | ServerFrame::Ok { rid: r } | ServerFrame::Pong { rid: r } | ServerFrame::Error { rid: r, .. } => {
-                r.as_deref() == Some(rid.as_str())
-            }
+            ServerFrame::Sent { rid: r, .. }
+            | ServerFrame::Ok { rid: r }
+            | ServerFrame::Pong { rid: r }
+            | ServerFrame::Error { rid: r, .. } => r.as_deref() == Some(rid.as_str()),
             _ => false,
         })
         .await

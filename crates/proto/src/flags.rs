@@ -88,11 +88,7 @@ pub mod group {
     pub const ALL_SELECTED: u32 =
         SEND_BY_SELECTED | RECV_BY_SELECTED | PUB_BY_SELECTED | SUB_BY_SELECTED | LIST_BY_SELECTED;
     /// Every policy bit a client may set.
-    pub const VALID: u32 = ALL_SELECTED
-        | SEND_BY_ANYONE
-        | PUB_BY_ANYONE
-        | SUB_BY_ANYONE
-        | LIST_BY_ANYONE;
+    pub const VALID: u32 = ALL_SELECTED | SEND_BY_ANYONE | PUB_BY_ANYONE | SUB_BY_ANYONE | LIST_BY_ANYONE;
     /// Every bit Mesibo defines (auto-add, round-robin, no-storage, loopback,
     /// no-self-delete, pause); stored and returned, not all acted on.
     pub const KNOWN: u32 = VALID | 0x8 | 0x20 | 0x40 | 0x80 | 0x40000 | 0x800_0000;

@@ -317,8 +317,7 @@ mod tests {
 
     #[test]
     fn client_frames_parse() {
-        let f: ClientFrame =
-            serde_json::from_str(r#"{"type":"send","id":"a1","gid":1000,"text":"hi"}"#).unwrap();
+        let f: ClientFrame = serde_json::from_str(r#"{"type":"send","id":"a1","gid":1000,"text":"hi"}"#).unwrap();
         assert!(matches!(f, ClientFrame::Send { gid: Some(1000), .. }));
         let bad = serde_json::from_str::<ClientFrame>(r#"{"type":"send","gid":1000}"#);
         assert!(bad.is_err(), "id is required");

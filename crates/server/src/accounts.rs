@@ -172,7 +172,10 @@ impl Accounts {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
-            return Err(ApiError::new(ErrorCode::CodeExpired, "no login code was requested, or it expired; request a new one"));
+            return Err(ApiError::new(
+                ErrorCode::CodeExpired,
+                "no login code was requested, or it expired; request a new one",
+            ));
         };
         let stored: String = row.try_get("code_hash")?;
         let attempts: i64 = row.try_get("attempts")?;
@@ -211,7 +214,11 @@ impl Accounts {
             Some(row) => {
                 let mut u = user_from_row(&row)?;
                 if let Some(n) = &name {
-                    sqlx::query("UPDATE users SET name = $1 WHERE uid = $2").bind(n).bind(u.uid).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE users SET name = $1 WHERE uid = $2")
+                        .bind(n)
+                        .bind(u.uid)
+                        .execute(&mut *tx)
+                        .await?;
                     u.name = n.clone();
                 }
                 u
@@ -257,7 +264,10 @@ impl Accounts {
 
     /// Revokes one token. Returns whether it existed.
     pub async fn revoke(&self, token: &str) -> ApiResult<bool> {
-        let r = sqlx::query("DELETE FROM tokens WHERE token_hash = $1").bind(hash(&[token])).execute(&self.db.write).await?;
+        let r = sqlx::query("DELETE FROM tokens WHERE token_hash = $1")
+            .bind(hash(&[token]))
+            .execute(&self.db.write)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -279,7 +289,10 @@ impl Accounts {
 
     /// A user's address by uid.
     pub async fn address_of(&self, uid: i64) -> ApiResult<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT address FROM users WHERE uid = $1").bind(uid).fetch_optional(&self.db.read).await?)
+        Ok(sqlx::query_scalar("SELECT address FROM users WHERE uid = $1")
+            .bind(uid)
+            .fetch_optional(&self.db.read)
+            .await?)
     }
 
     /// Admin: creates or updates a user by address, optionally issuing a token

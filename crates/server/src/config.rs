@@ -137,7 +137,8 @@ impl Config {
             Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
             _ => Vec::new(),
         };
-        fig = fig.merge(Env::prefixed("CHORUS_").filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))));
+        fig = fig
+            .merge(Env::prefixed("CHORUS_").filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))));
         fig = fig.merge(Serialized::defaults(overrides));
         let mut cfg: Config = fig.extract()?;
         if cfg.database.as_deref() == Some("") {

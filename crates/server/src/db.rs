@@ -98,9 +98,7 @@ async fn load_epoch(pool: &AnyPool) -> anyhow::Result<String> {
         .bind(&fresh)
         .execute(pool)
         .await?;
-    let epoch: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'epoch'")
-        .fetch_one(pool)
-        .await?;
+    let epoch: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'epoch'").fetch_one(pool).await?;
     sqlx::query("INSERT INTO meta (key, value) VALUES ('created_at', $1) ON CONFLICT (key) DO NOTHING")
         .bind(now_ms().to_string())
         .execute(pool)

@@ -177,12 +177,15 @@ impl Groups {
             }
             c.generation.get(&gid).copied().unwrap_or(0)
         };
-        let row = sqlx::query("SELECT g.flags, c.conv_id FROM groups g JOIN conversations c ON c.gid = g.gid WHERE g.gid = $1")
-            .bind(gid)
-            .fetch_optional(&self.db.read)
-            .await?;
+        let row = sqlx::query(
+            "SELECT g.flags, c.conv_id FROM groups g JOIN conversations c ON c.gid = g.gid WHERE g.gid = $1",
+        )
+        .bind(gid)
+        .fetch_optional(&self.db.read)
+        .await?;
         let Some(row) = row else { return Ok(None) };
-        let rows = sqlx::query("SELECT uid, flags FROM members WHERE gid = $1").bind(gid).fetch_all(&self.db.read).await?;
+        let rows =
+            sqlx::query("SELECT uid, flags FROM members WHERE gid = $1").bind(gid).fetch_all(&self.db.read).await?;
         let mut members = HashMap::with_capacity(rows.len());
         for r in rows {
             members.insert(r.try_get::<i64, _>("uid")?, r.try_get::<i64, _>("flags")? as u32);
@@ -265,10 +268,11 @@ impl Groups {
             }
         }
         let gid = gid.ok_or_else(|| ApiError::internal("could not allocate a group id"))?;
-        let conv_id: i64 = sqlx::query_scalar("INSERT INTO conversations (gid, last_seq) VALUES ($1, 0) RETURNING conv_id")
-            .bind(gid)
-            .fetch_one(&mut *tx)
-            .await?;
+        let conv_id: i64 =
+            sqlx::query_scalar("INSERT INTO conversations (gid, last_seq) VALUES ($1, 0) RETURNING conv_id")
+                .bind(gid)
+                .fetch_one(&mut *tx)
+                .await?;
         if let Some(uid) = owner {
             Self::upsert_member(&mut tx, gid, conv_id, uid, member::ALL | member::ADMIN, admin::OWNER_ALL, now).await?;
         }
@@ -372,15 +376,7 @@ impl Groups {
             .execute(&mut **tx)
             .await?;
             if r.rows_affected() == 1 {
-                return Ok(Pin {
-                    pin,
-                    gid,
-                    flags: req.flags,
-                    admin_flags,
-                    label,
-                    expires_at,
-                    uses_left: req.uses,
-                });
+                return Ok(Pin { pin, gid, flags: req.flags, admin_flags, label, expires_at, uses_left: req.uses });
             }
         }
         Err(ApiError::internal("could not allocate a pin"))
@@ -483,7 +479,14 @@ impl Groups {
 
     /// Adds members by address or updates their flags (ADD_MEMBER; ADD_ADMIN to grant admin).
     /// All-or-nothing: an unknown address fails the whole request.
-    pub async fn add_members(&self, gid: i64, actor: Actor, addresses: &[String], flags: u32, admin_flags: u32) -> ApiResult<()> {
+    pub async fn add_members(
+        &self,
+        gid: i64,
+        actor: Actor,
+        addresses: &[String],
+        flags: u32,
+        admin_flags: u32,
+    ) -> ApiResult<()> {
         validate_member_flags(flags, admin_flags)?;
         if addresses.is_empty() || addresses.len() > self.cfg.max_group_members {
             return Err(ApiError::bad_request("addresses must list 1 to max_group_members addresses"));
@@ -496,7 +499,10 @@ impl Groups {
                 return Err(ApiError::forbidden("only the backend can grant ownership"));
             }
         }
-        let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
+        let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1")
+            .bind(gid)
+            .fetch_one(&mut *tx)
+            .await?;
         let now = now_ms();
         for addr in addresses {
             let uid: Option<i64> = sqlx::query_scalar("SELECT uid FROM users WHERE address = $1")
@@ -516,9 +522,13 @@ impl Groups {
             }
             Self::upsert_member(&mut tx, gid, conv_id, uid, flags, admin_flags, now).await?;
         }
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
         if count as usize > self.cfg.max_group_members {
-            return Err(ApiError::new(ErrorCode::LimitExceeded, format!("a group has at most {} members", self.cfg.max_group_members)));
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("a group has at most {} members", self.cfg.max_group_members),
+            ));
         }
         tx.commit().await?;
         self.invalidate(gid);
@@ -528,7 +538,10 @@ impl Groups {
     /// Removes a member (REMOVE_MEMBER; REMOVE_ADMIN / REMOVE_OWNER for those). Anyone may remove themselves.
     pub async fn remove_member(&self, gid: i64, actor: Actor, address: &str) -> ApiResult<()> {
         let mut tx = self.db.write.begin().await?;
-        let uid: Option<i64> = sqlx::query_scalar("SELECT uid FROM users WHERE address = $1").bind(address).fetch_optional(&mut *tx).await?;
+        let uid: Option<i64> = sqlx::query_scalar("SELECT uid FROM users WHERE address = $1")
+            .bind(address)
+            .fetch_optional(&mut *tx)
+            .await?;
         let target = match uid {
             Some(uid) => Self::membership(&mut tx, gid, uid).await?.map(|m| (uid, m)),
             None => None,
@@ -549,11 +562,13 @@ impl Groups {
             }
         }
         sqlx::query("DELETE FROM members WHERE gid = $1 AND uid = $2").bind(gid).bind(uid).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM conv_members WHERE uid = $2 AND conv_id = (SELECT conv_id FROM conversations WHERE gid = $1)")
-            .bind(gid)
-            .bind(uid)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM conv_members WHERE uid = $2 AND conv_id = (SELECT conv_id FROM conversations WHERE gid = $1)",
+        )
+        .bind(gid)
+        .bind(uid)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.invalidate(gid);
         Ok(())
@@ -566,9 +581,13 @@ impl Groups {
         if req.flags & member::ADMIN != 0 || req.admin_flags.unwrap_or(0) != 0 {
             Self::require_right(&mut tx, gid, actor, admin::ADD_ADMIN).await?;
         }
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pins WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pins WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
         if count as usize >= self.cfg.max_group_pins {
-            return Err(ApiError::new(ErrorCode::LimitExceeded, format!("a group has at most {} pins", self.cfg.max_group_pins)));
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("a group has at most {} pins", self.cfg.max_group_pins),
+            ));
         }
         let by = if let Actor::User(u) = actor { Some(u) } else { None };
         let pin = Self::insert_pin(&mut tx, gid, by, req).await?;
@@ -588,7 +607,8 @@ impl Groups {
     pub async fn revoke_pin(&self, gid: i64, actor: Actor, pin: &str) -> ApiResult<()> {
         let mut tx = self.db.write.begin().await?;
         Self::require_right(&mut tx, gid, actor, admin::REMOVE_PIN).await?;
-        let r = sqlx::query("DELETE FROM pins WHERE gid = $1 AND pin = $2").bind(gid).bind(pin).execute(&mut *tx).await?;
+        let r =
+            sqlx::query("DELETE FROM pins WHERE gid = $1 AND pin = $2").bind(gid).bind(pin).execute(&mut *tx).await?;
         if r.rows_affected() == 0 {
             return Err(ApiError::not_found("no such pin in this group"));
         }
@@ -616,7 +636,11 @@ impl Groups {
         }
         let now = now_ms();
         let mut tx = self.db.write.begin().await?;
-        let row = sqlx::query("SELECT * FROM pins WHERE pin = $1 AND gid = $2").bind(pin).bind(gid).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query("SELECT * FROM pins WHERE pin = $1 AND gid = $2")
+            .bind(pin)
+            .bind(gid)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else { return Err(fail()) };
         let p = pin_from_row(&row)?;
         if p.expires_at.is_some_and(|e| e < now) || p.uses_left.is_some_and(|u| u < 1) {
@@ -628,12 +652,17 @@ impl Groups {
         if p.uses_left.is_some() && gains {
             sqlx::query("UPDATE pins SET uses_left = uses_left - 1 WHERE pin = $1").bind(pin).execute(&mut *tx).await?;
         }
-        let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
+        let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1")
+            .bind(gid)
+            .fetch_one(&mut *tx)
+            .await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
         if old.flags == 0 && count as usize >= self.cfg.max_group_members {
             return Err(ApiError::new(ErrorCode::LimitExceeded, "the group is full"));
         }
-        Self::upsert_member(&mut tx, gid, conv_id, uid, old.flags | p.flags, old.admin_flags | p.admin_flags, now).await?;
+        Self::upsert_member(&mut tx, gid, conv_id, uid, old.flags | p.flags, old.admin_flags | p.admin_flags, now)
+            .await?;
         let g = Self::load_group(&mut tx, gid, Some(uid)).await?;
         tx.commit().await?;
         self.invalidate(gid);
@@ -663,13 +692,18 @@ impl Groups {
 
     /// Owner, type and the room's publisher / view-only pins.
     pub async fn room_info(&self, gid: i64) -> ApiResult<Option<RoomInfo>> {
-        let row = sqlx::query("SELECT kind, owner_uid FROM groups WHERE gid = $1").bind(gid).fetch_optional(&self.db.read).await?;
+        let row = sqlx::query("SELECT kind, owner_uid FROM groups WHERE gid = $1")
+            .bind(gid)
+            .fetch_optional(&self.db.read)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let pin_of = |label: &'static str| {
-            sqlx::query_scalar::<_, String>("SELECT pin FROM pins WHERE gid = $1 AND label = $2 ORDER BY created_at LIMIT 1")
-                .bind(gid)
-                .bind(label)
-                .fetch_optional(&self.db.read)
+            sqlx::query_scalar::<_, String>(
+                "SELECT pin FROM pins WHERE gid = $1 AND label = $2 ORDER BY created_at LIMIT 1",
+            )
+            .bind(gid)
+            .bind(label)
+            .fetch_optional(&self.db.read)
         };
         Ok(Some(RoomInfo {
             kind: row.try_get("kind")?,

@@ -32,10 +32,7 @@ pub enum Mailer {
 impl Mailer {
     /// Builds the mailer the config asks for.
     pub fn from_config(cfg: &Config) -> anyhow::Result<Mailer> {
-        let from: Mailbox = cfg
-            .mail_from
-            .parse()
-            .map_err(|e| anyhow::anyhow!("mail_from {:?}: {e}", cfg.mail_from))?;
+        let from: Mailbox = cfg.mail_from.parse().map_err(|e| anyhow::anyhow!("mail_from {:?}: {e}", cfg.mail_from))?;
         let outbox = cfg.data.join("outbox");
         std::fs::create_dir_all(&outbox)?;
         match &cfg.smtp_host {
@@ -60,11 +57,7 @@ impl Mailer {
         let (from, to_box) = match self {
             Mailer::Smtp { from, .. } | Mailer::Outbox { from, .. } => (from.clone(), to.parse::<Mailbox>()?),
         };
-        let msg = lettre::Message::builder()
-            .from(from)
-            .to(to_box)
-            .subject(subject)
-            .body(body.to_string())?;
+        let msg = lettre::Message::builder().from(from).to(to_box).subject(subject).body(body.to_string())?;
         match self {
             Mailer::Smtp { transport, .. } => {
                 transport.send(msg).await?;

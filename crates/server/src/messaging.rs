@@ -190,7 +190,13 @@ pub struct Backlog {
 
 impl Messaging {
     /// Builds the service and starts its writer task.
-    pub fn start(db: Db, cfg: Arc<Config>, groups: Arc<Groups>, accounts: Arc<Accounts>, bus: Arc<dyn FanOut>) -> Arc<Self> {
+    pub fn start(
+        db: Db,
+        cfg: Arc<Config>,
+        groups: Arc<Groups>,
+        accounts: Arc<Accounts>,
+        bus: Arc<dyn FanOut>,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(BATCH * 8);
         let quota = Quota::per_second(NonZeroU32::new(cfg.sends_per_second).expect("validated positive"))
             .allow_burst(NonZeroU32::new(cfg.send_burst.max(1)).expect("max(1) is positive"));
@@ -274,7 +280,8 @@ impl Messaging {
         }
         let dest = self.resolve(from, target).await?;
         let (reply, rx) = oneshot::channel();
-        let op = WriteOp::Send { from: from.clone(), dest, client_id: client_id.to_string(), mtype, body, origin, reply };
+        let op =
+            WriteOp::Send { from: from.clone(), dest, client_id: client_id.to_string(), mtype, body, origin, reply };
         self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
         rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?
     }
@@ -323,7 +330,13 @@ impl Messaging {
     }
 
     /// A page of history before `before` (a `seq`), newest last.
-    pub async fn history(&self, user: &SessionUser, target: &Target, before: Option<i64>, limit: u32) -> ApiResult<HistoryPage> {
+    pub async fn history(
+        &self,
+        user: &SessionUser,
+        target: &Target,
+        before: Option<i64>,
+        limit: u32,
+    ) -> ApiResult<HistoryPage> {
         let limit = limit.clamp(1, 500) as i64;
         let Some(conv_id) = self.conversation(user, target).await? else {
             return Ok(HistoryPage { messages: vec![], before: None });
@@ -481,7 +494,9 @@ impl Writer {
         let mut fanouts = Vec::new();
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.db.write.begin().await?;
-            let start: i64 = sqlx::query_scalar("UPDATE stream SET pos = pos WHERE id = 1 RETURNING pos").fetch_one(&mut *tx).await?;
+            let start: i64 = sqlx::query_scalar("UPDATE stream SET pos = pos WHERE id = 1 RETURNING pos")
+                .fetch_one(&mut *tx)
+                .await?;
             let mut pos = start;
             for op in batch.drain(..) {
                 replies.push(self.apply(&mut tx, op, &mut pos, &mut fanouts).await?);
@@ -528,11 +543,13 @@ impl Writer {
     ) -> Result<Reply, sqlx::Error> {
         match op {
             WriteOp::Send { from, dest, client_id, mtype, body, origin, reply } => {
-                let existing = sqlx::query("SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2")
-                    .bind(from.uid)
-                    .bind(&client_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
+                let existing = sqlx::query(
+                    "SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2",
+                )
+                .bind(from.uid)
+                .bind(&client_id)
+                .fetch_optional(&mut **tx)
+                .await?;
                 if let Some(r) = existing {
                     let info = SentInfo {
                         mid: r.try_get("mid")?,
@@ -556,10 +573,12 @@ impl Writer {
                         (policy.conv_id, None, Some(*gid), uids)
                     }
                 };
-                let seq: i64 = sqlx::query_scalar("UPDATE conversations SET last_seq = last_seq + 1 WHERE conv_id = $1 RETURNING last_seq")
-                    .bind(conv_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
+                let seq: i64 = sqlx::query_scalar(
+                    "UPDATE conversations SET last_seq = last_seq + 1 WHERE conv_id = $1 RETURNING last_seq",
+                )
+                .bind(conv_id)
+                .fetch_one(&mut **tx)
+                .await?;
                 *pos += 1;
                 let ts = now_ms();
                 let mid: i64 = sqlx::query_scalar(
@@ -610,10 +629,16 @@ impl Writer {
                 };
                 let (mut msg, mut meta) = message_from_row(&row)?;
                 if meta.sender != from.uid {
-                    return Ok(Reply::Changed(reply, Err(ApiError::forbidden("you can only change your own messages"))));
+                    return Ok(Reply::Changed(
+                        reply,
+                        Err(ApiError::forbidden("you can only change your own messages")),
+                    ));
                 }
                 if msg.deleted {
-                    return Ok(Reply::Changed(reply, Err(ApiError::new(ErrorCode::Conflict, "the message was deleted"))));
+                    return Ok(Reply::Changed(
+                        reply,
+                        Err(ApiError::new(ErrorCode::Conflict, "the message was deleted")),
+                    ));
                 }
                 // An edit changes text and data; an attached file stays.
                 let content = content.map(|mut c| {
@@ -695,7 +720,13 @@ impl Writer {
     }
 
     /// Who receives changes to a conversation's messages.
-    async fn conv_receivers(&self, tx: &mut Transaction<'_, Any>, conv_id: i64, gid: Option<i64>, sender: i64) -> Result<Vec<i64>, sqlx::Error> {
+    async fn conv_receivers(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        conv_id: i64,
+        gid: Option<i64>,
+        sender: i64,
+    ) -> Result<Vec<i64>, sqlx::Error> {
         if let Some(gid) = gid {
             if let Ok(Some(policy)) = self.groups.policy(gid).await {
                 let mut uids: Vec<i64> = policy.receivers().collect();
@@ -706,7 +737,10 @@ impl Writer {
             }
             return Ok(vec![sender]);
         }
-        let row = sqlx::query("SELECT user_lo, user_hi FROM conversations WHERE conv_id = $1").bind(conv_id).fetch_one(&mut **tx).await?;
+        let row = sqlx::query("SELECT user_lo, user_hi FROM conversations WHERE conv_id = $1")
+            .bind(conv_id)
+            .fetch_one(&mut **tx)
+            .await?;
         Ok(vec![row.try_get(0)?, row.try_get(1)?])
     }
 }
@@ -714,19 +748,22 @@ impl Writer {
 /// The 1:1 conversation of two users, created (with both watermarks at 0) on first use.
 async fn one_to_one(tx: &mut Transaction<'_, Any>, a: i64, b: i64) -> Result<i64, sqlx::Error> {
     let (lo, hi) = (a.min(b), a.max(b));
-    let existing: Option<i64> = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE user_lo = $1 AND user_hi = $2")
-        .bind(lo)
-        .bind(hi)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT conv_id FROM conversations WHERE user_lo = $1 AND user_hi = $2")
+            .bind(lo)
+            .bind(hi)
+            .fetch_optional(&mut **tx)
+            .await?;
     if let Some(c) = existing {
         return Ok(c);
     }
-    let conv: i64 = sqlx::query_scalar("INSERT INTO conversations (user_lo, user_hi, last_seq) VALUES ($1, $2, 0) RETURNING conv_id")
-        .bind(lo)
-        .bind(hi)
-        .fetch_one(&mut **tx)
-        .await?;
+    let conv: i64 = sqlx::query_scalar(
+        "INSERT INTO conversations (user_lo, user_hi, last_seq) VALUES ($1, $2, 0) RETURNING conv_id",
+    )
+    .bind(lo)
+    .bind(hi)
+    .fetch_one(&mut **tx)
+    .await?;
     for uid in [lo, hi] {
         sqlx::query("INSERT INTO conv_members (conv_id, uid, delivered_seq, read_seq) VALUES ($1, $2, 0, 0)")
             .bind(conv)

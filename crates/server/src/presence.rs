@@ -58,7 +58,8 @@ impl Presence {
     async fn broadcast(&self, user: &SessionUser, value: u8) {
         match self.messaging.contacts(user.uid).await {
             Ok(contacts) => {
-                let frame = ServerFrame::Presence { from: user.address.clone(), peer: None, gid: None, presence: value };
+                let frame =
+                    ServerFrame::Presence { from: user.address.clone(), peer: None, gid: None, presence: value };
                 self.messaging.bus().deliver(&mut contacts.into_iter(), outbound(&frame, None, 0));
             }
             Err(e) => tracing::warn!(error = %e.message, "presence broadcast skipped"),

@@ -60,7 +60,9 @@ impl Server {
         cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(data.path());
         if backend == Backend::Postgres {
             let name = format!("chorus_t_{}_{}", std::process::id(), rand_suffix());
-            let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base())).await.expect("PostgreSQL at 127.0.0.1:5432 (database test) is required");
+            let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base()))
+                .await
+                .expect("PostgreSQL at 127.0.0.1:5432 (database test) is required");
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
             cmd.arg("--database").arg(format!("{}/{}", pg_base(), name));
             pg_db = Some(name);
@@ -151,7 +153,8 @@ impl Drop for Server {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async {
                     if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c).await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c).await;
                     }
                 });
             })

@@ -9,7 +9,6 @@
 //!
 //! docs/mesibo-compat.md lists every op, field and error code.
 
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
@@ -56,7 +55,8 @@ fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Va
             _ => return Err("body is not a JSON object".into()),
         }
     } else {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| format!("bad form body: {e}"))?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(body).map_err(|e| format!("bad form body: {e}"))?;
         for (k, v) in pairs {
             out.insert(k, Value::String(v));
         }
@@ -114,7 +114,14 @@ fn api_code(e: &ApiError, default: &'static str) -> &'static str {
 }
 
 /// `/api`: the Mesibo conferencing demo backend.
-async fn api(State(st): State<AppState>, ClientIp(ip): ClientIp, _m: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json<Value> {
+async fn api(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    _m: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Value> {
     let p = match params(&uri, &headers, &body) {
         Ok(p) => p,
         Err(_) => return api_fail("", "BADREQUEST"),
@@ -224,10 +231,7 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
     if name.is_none() {
         return api_fail("setgroup", "MISSINGPARA");
     }
-    let req = CreateGroup {
-        settings: GroupSettings { call_flags: Some(call::DEFAULT), ..settings },
-        room: true,
-    };
+    let req = CreateGroup { settings: GroupSettings { call_flags: Some(call::DEFAULT), ..settings }, room: true };
     let created = match st.groups.create(Actor::User(uid), &req, true).await {
         Ok(c) => c,
         Err(e) => return api_fail("setgroup", api_code(&e, "BADGROUP")),
@@ -395,7 +399,8 @@ async fn be_useradd(st: &AppState, p: &Map<String, Value>) -> BeResult {
         let minutes = expiry.unwrap_or(525_600).clamp(1, 10 * 525_600) as u64;
         (appid.as_str(), minutes * 60)
     });
-    let (user, token) = st.accounts.admin_upsert(&address, name.as_deref(), active, token).await.map_err(|e| be_code(&e))?;
+    let (user, token) =
+        st.accounts.admin_upsert(&address, name.as_deref(), active, token).await.map_err(|e| be_code(&e))?;
     let mut out = json!({"uid": user.uid, "address": user.address, "name": user.name});
     if let Some(t) = token {
         out["token"] = json!(t);
@@ -451,7 +456,11 @@ fn be_member_flags(m: &Map<String, Value>) -> Result<(u32, u32), &'static str> {
     let bit = |k: &str, f: u32| -> Result<u32, &'static str> {
         Ok(if n(m, k).map_err(|_| "BADPARA")?.unwrap_or(1) != 0 { f } else { 0 })
     };
-    let flags = bit("cs", member::SEND)? | bit("cr", member::RECV)? | bit("canpub", member::PUBLISH)? | bit("cansub", member::SUBSCRIBE)? | bit("canlist", member::LIST)?;
+    let flags = bit("cs", member::SEND)?
+        | bit("cr", member::RECV)?
+        | bit("canpub", member::PUBLISH)?
+        | bit("cansub", member::SUBSCRIBE)?
+        | bit("canlist", member::LIST)?;
     let admin = n(m, "admin").map_err(|_| "BADPARA")?.unwrap_or(0) != 0;
     Ok(if admin { (flags | member::ADMIN, chorus_proto::flags::admin::ALL) } else { (flags, 0) })
 }
@@ -485,20 +494,38 @@ async fn be_groupset(st: &AppState, op: &str, p: &Map<String, Value>) -> BeResul
         created.group.gid
     } else {
         let gid = be_gid(p)?;
-        st.groups.update(gid, Actor::Admin, &settings, true).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADGROUP" } else { be_code(&e) })?;
+        st.groups.update(gid, Actor::Admin, &settings, true).await.map_err(|e| {
+            if e.code == ErrorCode::NotFound {
+                "BADGROUP"
+            } else {
+                be_code(&e)
+            }
+        })?;
         gid
     };
     let members = be_addresses(g);
     if !members.is_empty() {
         let (flags, admin) = be_member_flags(g)?;
-        st.groups.add_members(gid, Actor::Admin, &members, flags, admin).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADUSER" } else { be_code(&e) })?;
+        st.groups.add_members(gid, Actor::Admin, &members, flags, admin).await.map_err(|e| {
+            if e.code == ErrorCode::NotFound {
+                "BADUSER"
+            } else {
+                be_code(&e)
+            }
+        })?;
     }
     Ok(json!({"group": {"gid": gid}}))
 }
 
 async fn be_groupdel(st: &AppState, p: &Map<String, Value>) -> BeResult {
     let gid = be_gid(p)?;
-    st.groups.delete(gid, Actor::Admin).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADGROUP" } else { be_code(&e) })?;
+    st.groups.delete(gid, Actor::Admin).await.map_err(|e| {
+        if e.code == ErrorCode::NotFound {
+            "BADGROUP"
+        } else {
+            be_code(&e)
+        }
+    })?;
     Ok(json!({}))
 }
 
@@ -510,7 +537,11 @@ async fn be_editmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
     };
     let addresses = {
         let a = be_addresses(m);
-        if a.is_empty() { be_addresses(p) } else { a }
+        if a.is_empty() {
+            be_addresses(p)
+        } else {
+            a
+        }
     };
     if addresses.is_empty() {
         return Err("MISSINGPARA");
@@ -541,7 +572,13 @@ async fn be_editmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
 
 async fn be_getmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
     let gid = be_gid(p)?;
-    let members = st.groups.members(gid, Actor::Admin).await.map_err(|e| if e.code == ErrorCode::NotFound { "BADGROUP" } else { be_code(&e) })?;
+    let members = st.groups.members(gid, Actor::Admin).await.map_err(|e| {
+        if e.code == ErrorCode::NotFound {
+            "BADGROUP"
+        } else {
+            be_code(&e)
+        }
+    })?;
     let list: Vec<Value> = members
         .iter()
         .map(|m| {
@@ -561,7 +598,13 @@ async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
     let from = s(m, "from").ok_or("MISSINGPARA")?;
     let sender = st.accounts.by_address(&from).await.map_err(|e| be_code(&e))?.ok_or("BADUSER")?;
     let text = s(m, "message").or_else(|| s(m, "msg"));
-    let file = s(m, "url").map(|url| chorus_proto::ws::FileRef { url, name: s(m, "title"), mime: None, size: None, filetype: None });
+    let file = s(m, "url").map(|url| chorus_proto::ws::FileRef {
+        url,
+        name: s(m, "title"),
+        mime: None,
+        size: None,
+        filetype: None,
+    });
     let data = m.get("data").cloned().filter(|d| !d.is_null());
     let mtype = n(m, "type").map_err(|_| "BADPARA")?.unwrap_or(0);
     let mtype = u32::try_from(mtype).map_err(|_| "BADPARA")?;
@@ -569,7 +612,12 @@ async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
     let gid = n(m, "gid").map_err(|_| "BADPARA")?.filter(|g| *g > 0);
     let targets: Vec<Target> = match gid {
         Some(g) => vec![Target::Group(g)],
-        None => s(m, "to").ok_or("MISSINGPARA")?.split(',').map(|a| Target::Peer(a.trim().to_string())).filter(|t| t != &Target::Peer(String::new())).collect(),
+        None => s(m, "to")
+            .ok_or("MISSINGPARA")?
+            .split(',')
+            .map(|a| Target::Peer(a.trim().to_string()))
+            .filter(|t| t != &Target::Peer(String::new()))
+            .collect(),
     };
     if targets.is_empty() {
         return Err("MISSINGPARA");
@@ -577,11 +625,12 @@ async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
     let mut mids = Vec::new();
     for t in &targets {
         let client_id = format!("backend-{}", random_hex(8));
-        let info = st.messaging.send(&sender, t, &client_id, mtype, &content, 0).await.map_err(|e| match (e.code, t) {
-            (ErrorCode::NotFound, Target::Group(_)) => "BADGROUP",
-            (ErrorCode::NotFound, Target::Peer(_)) => "BADUSER",
-            _ => be_code(&e),
-        })?;
+        let info =
+            st.messaging.send(&sender, t, &client_id, mtype, &content, 0).await.map_err(|e| match (e.code, t) {
+                (ErrorCode::NotFound, Target::Group(_)) => "BADGROUP",
+                (ErrorCode::NotFound, Target::Peer(_)) => "BADUSER",
+                _ => be_code(&e),
+            })?;
         mids.push(info.mid);
     }
     Ok(json!({"mid": mids[0], "mids": mids}))

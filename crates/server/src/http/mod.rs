@@ -61,7 +61,9 @@ pub fn router(state: AppState) -> Router {
         .merge(mesibo::routes())
         .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that HTTP method") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that HTTP method")
+        })
         .with_state(state)
 }
 

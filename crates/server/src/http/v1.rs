@@ -1,10 +1,10 @@
 //! Chorus's own REST API, `/v1/…`. Each handler's doc starts with its route;
 //! docs/openapi.json describes the same routes and shapes.
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
-use axum::extract::State;
 use axum::Router;
 use chorus_proto::flags::member;
 use chorus_proto::rest::*;
@@ -49,14 +49,22 @@ async fn openapi() -> impl IntoResponse {
 }
 
 /// `POST /v1/auth/code`: mails (or texts) a 6-digit login code.
-async fn request_code(State(s): State<AppState>, ClientIp(ip): ClientIp, AppJson(req): AppJson<CodeRequest>) -> ApiResult<impl IntoResponse> {
+async fn request_code(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppJson(req): AppJson<CodeRequest>,
+) -> ApiResult<impl IntoResponse> {
     let id = Identity::parse(req.email.as_deref(), req.phone.as_deref())?;
     let expires_in = s.accounts.request_code(&id, ip).await?;
     Ok((StatusCode::ACCEPTED, AppJson(CodeSent { expires_in })))
 }
 
 /// `POST /v1/auth/verify`: exchanges a code for an access token.
-async fn verify(State(s): State<AppState>, ClientIp(ip): ClientIp, AppJson(req): AppJson<VerifyRequest>) -> ApiResult<AppJson<LoginSession>> {
+async fn verify(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AppJson(req): AppJson<VerifyRequest>,
+) -> ApiResult<AppJson<LoginSession>> {
     let id = Identity::parse(req.email.as_deref(), req.phone.as_deref())?;
     Ok(AppJson(s.accounts.verify(&id, &req.code, req.name.as_deref(), ip, "web").await?))
 }
@@ -73,7 +81,11 @@ async fn me(AuthUser(u, _): AuthUser) -> AppJson<SessionUser> {
 }
 
 /// `PATCH /v1/me`: changes the display name.
-async fn update_me(State(s): State<AppState>, AuthUser(mut u, _): AuthUser, AppJson(req): AppJson<UpdateMe>) -> ApiResult<AppJson<SessionUser>> {
+async fn update_me(
+    State(s): State<AppState>,
+    AuthUser(mut u, _): AuthUser,
+    AppJson(req): AppJson<UpdateMe>,
+) -> ApiResult<AppJson<SessionUser>> {
     u.name = s.accounts.rename(u.uid, &req.name).await?;
     Ok(AppJson(u))
 }
@@ -86,7 +98,11 @@ struct Profile {
 }
 
 /// `GET /v1/users/{address}`
-async fn user_profile(State(s): State<AppState>, _u: AuthUser, AppPath(address): AppPath<String>) -> ApiResult<AppJson<Profile>> {
+async fn user_profile(
+    State(s): State<AppState>,
+    _u: AuthUser,
+    AppPath(address): AppPath<String>,
+) -> ApiResult<AppJson<Profile>> {
     let u = s.accounts.by_address(&address).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
     Ok(AppJson(Profile { address: u.address, name: u.name }))
 }
@@ -109,7 +125,11 @@ async fn user_history(
 }
 
 /// `GET /v1/users/{address}/receipts`
-async fn user_receipts(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(address): AppPath<String>) -> ApiResult<AppJson<Receipts>> {
+async fn user_receipts(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(address): AppPath<String>,
+) -> ApiResult<AppJson<Receipts>> {
     Ok(AppJson(s.messaging.receipts(&u, &Target::Peer(address)).await?))
 }
 
@@ -119,12 +139,20 @@ async fn my_groups(State(s): State<AppState>, AuthUser(u, _): AuthUser) -> ApiRe
 }
 
 /// `POST /v1/groups`: creates a group (with `room: true`, its two pins too).
-async fn create_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppJson(req): AppJson<CreateGroup>) -> ApiResult<impl IntoResponse> {
+async fn create_group(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppJson(req): AppJson<CreateGroup>,
+) -> ApiResult<impl IntoResponse> {
     Ok((StatusCode::CREATED, AppJson(s.groups.create(Actor::User(u.uid), &req, false).await?)))
 }
 
 /// `GET /v1/groups/{gid}`
-async fn get_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Group>> {
+async fn get_group(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<Group>> {
     Ok(AppJson(s.groups.get(gid, Actor::User(u.uid)).await?))
 }
 
@@ -139,13 +167,21 @@ async fn update_group(
 }
 
 /// `DELETE /v1/groups/{gid}`
-async fn delete_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<StatusCode> {
+async fn delete_group(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<StatusCode> {
     s.groups.delete(gid, Actor::User(u.uid)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /v1/groups/{gid}/members`
-async fn list_members(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Vec<Member>>> {
+async fn list_members(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<Vec<Member>>> {
     Ok(AppJson(s.groups.members(gid, Actor::User(u.uid)).await?))
 }
 
@@ -162,13 +198,21 @@ async fn add_members(
 }
 
 /// `DELETE /v1/groups/{gid}/members/{address}`
-async fn remove_member(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath((gid, address)): AppPath<(i64, String)>) -> ApiResult<StatusCode> {
+async fn remove_member(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath((gid, address)): AppPath<(i64, String)>,
+) -> ApiResult<StatusCode> {
     s.groups.remove_member(gid, Actor::User(u.uid), &address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /v1/groups/{gid}/pins`
-async fn list_pins(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Vec<Pin>>> {
+async fn list_pins(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<Vec<Pin>>> {
     Ok(AppJson(s.groups.list_pins(gid, Actor::User(u.uid)).await?))
 }
 
@@ -183,7 +227,11 @@ async fn create_pin(
 }
 
 /// `DELETE /v1/groups/{gid}/pins/{pin}`
-async fn revoke_pin(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath((gid, pin)): AppPath<(i64, String)>) -> ApiResult<StatusCode> {
+async fn revoke_pin(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath((gid, pin)): AppPath<(i64, String)>,
+) -> ApiResult<StatusCode> {
     s.groups.revoke_pin(gid, Actor::User(u.uid), &pin).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,7 +248,11 @@ async fn join_group(
 }
 
 /// `POST /v1/groups/{gid}/leave`
-async fn leave_group(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<StatusCode> {
+async fn leave_group(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<StatusCode> {
     s.groups.remove_member(gid, Actor::User(u.uid), &u.address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -216,6 +268,10 @@ async fn group_history(
 }
 
 /// `GET /v1/groups/{gid}/receipts`
-async fn group_receipts(State(s): State<AppState>, AuthUser(u, _): AuthUser, AppPath(gid): AppPath<i64>) -> ApiResult<AppJson<Receipts>> {
+async fn group_receipts(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<Receipts>> {
     Ok(AppJson(s.messaging.receipts(&u, &Target::Group(gid)).await?))
 }

@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -107,7 +107,14 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser) {
     let (tx, mut rx) = mpsc::channel::<Arc<Outbound>>(s.cfg.session_queue);
     // 2. attach before reading the backlog, so nothing falls in between.
     let first = s.messaging.bus().attach(user.uid, id, tx);
-    let mut sess = Session { s: s.clone(), user: user.clone(), id, synced_to: 0, unacked: VecDeque::new(), typing_sent: HashMap::new() };
+    let mut sess = Session {
+        s: s.clone(),
+        user: user.clone(),
+        id,
+        synced_to: 0,
+        unacked: VecDeque::new(),
+        typing_sent: HashMap::new(),
+    };
     let result = sess.start(&mut sink, resume).await;
     if result.is_ok() {
         if first {
@@ -126,7 +133,9 @@ where
     S: SinkExt<WsMessage> + Unpin,
 {
     let _ = sink.send(text(&error_frame(None, None, &e))).await;
-    let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: 1008, reason: Utf8Bytes::from_static("protocol error") }))).await;
+    let _ = sink
+        .send(WsMessage::Close(Some(CloseFrame { code: 1008, reason: Utf8Bytes::from_static("protocol error") })))
+        .await;
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, WsMessage>;
@@ -204,7 +213,13 @@ impl Session {
         for uid in contacts {
             if self.s.messaging.bus().online(uid) && self.s.presence.is_announced(uid) {
                 if let Ok(Some(addr)) = self.s.messaging_address(uid).await {
-                    sink.feed(text(&ServerFrame::Presence { from: addr, peer: None, gid: None, presence: presence::ONLINE })).await?;
+                    sink.feed(text(&ServerFrame::Presence {
+                        from: addr,
+                        peer: None,
+                        gid: None,
+                        presence: presence::ONLINE,
+                    }))
+                    .await?;
                 }
             }
         }
@@ -300,15 +315,28 @@ impl Session {
         };
         let m = &self.s.messaging;
         match frame {
-            ClientFrame::Hello { .. } => Some(error_frame(None, None, &ApiError::bad_request("hello was already received"))),
+            ClientFrame::Hello { .. } => {
+                Some(error_frame(None, None, &ApiError::bad_request("hello was already received")))
+            }
             ClientFrame::Ping { rid } => Some(ServerFrame::Pong { rid }),
             ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => {
                 let res = match Target::from_parts(peer, gid) {
-                    Ok(t) => m.send(&self.user, &t, &id, mtype.unwrap_or(0), &Content { text, data, file }, self.id).await,
+                    Ok(t) => {
+                        m.send(&self.user, &t, &id, mtype.unwrap_or(0), &Content { text, data, file }, self.id).await
+                    }
                     Err(e) => Err(e),
                 };
                 Some(match res {
-                    Ok(i) => ServerFrame::Sent { rid, id, mid: i.mid, seq: i.seq, pos: i.pos, ts: i.ts, status: status::SENT, duplicate: i.duplicate },
+                    Ok(i) => ServerFrame::Sent {
+                        rid,
+                        id,
+                        mid: i.mid,
+                        seq: i.seq,
+                        pos: i.pos,
+                        ts: i.ts,
+                        status: status::SENT,
+                        duplicate: i.duplicate,
+                    },
                     Err(e) => error_frame(rid, Some(id), &e),
                 })
             }
@@ -337,7 +365,10 @@ impl Session {
             ClientFrame::Read { rid, peer, gid, seq } => {
                 let res = async {
                     let t = Target::from_parts(peer, gid)?;
-                    let conv = m.conversation(&self.user, &t).await?.ok_or_else(|| ApiError::not_found("no messages in this conversation"))?;
+                    let conv = m
+                        .conversation(&self.user, &t)
+                        .await?
+                        .ok_or_else(|| ApiError::not_found("no messages in this conversation"))?;
                     m.watermark(&self.user, conv, seq, true).await
                 }
                 .await;
@@ -360,7 +391,8 @@ impl Session {
                 match m.typing_audience(&self.user, &t).await {
                     Ok((uids, gid)) => {
                         let value = if on { presence::TYPING } else { presence::TYPING_CLEARED };
-                        let frame = ServerFrame::Presence { from: self.user.address.clone(), peer: None, gid, presence: value };
+                        let frame =
+                            ServerFrame::Presence { from: self.user.address.clone(), peer: None, gid, presence: value };
                         m.bus().deliver(&mut uids.into_iter(), crate::messaging::outbound(&frame, None, self.id));
                         None
                     }
