@@ -40,6 +40,13 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// `bytes` random bytes as lower-case hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,11 +67,4 @@ mod tests {
             assert_ne!(d.as_bytes()[0], b'0');
         }
     }
-}
-
-/// `bytes` random bytes as lower-case hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill(&mut buf[..]);
-    hex::encode(buf)
 }
