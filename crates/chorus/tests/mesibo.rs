@@ -467,6 +467,13 @@ async fn api_rooms_lifecycle(b: Backend) {
     );
     let (_, g) = rest_get(&s, &format!("/v1/groups/{gid}"), &sub_tok).await;
     assert_eq!(g["name"], json!("Retro"));
+    // A partial update changes only what it names.
+    let mut r = api_form(&s, &[("op", "setgroup"), ("token", &owner), ("gid", &gids), ("name", "Retro 2")]).await;
+    take_ts(&mut r);
+    assert_eq!(
+        r,
+        json!({"op": "setgroup", "result": "OK", "gid": gid, "name": "Retro 2", "type": 1, "resolution": 2, "publish": 1, "pin": pin, "spin": spin})
+    );
 
     // Delete: only the owner.
     for tok in [&pub_tok, &sub_tok, &other] {

@@ -202,10 +202,11 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
     let (Ok(gid), Ok(res), Ok(kind)) = (n(p, "gid"), n(p, "resolution"), n(p, "type")) else {
         return api_fail("setgroup", "MISSINGPARA");
     };
-    let res = res.filter(|r| (0..=5).contains(r)).unwrap_or(0) as u32;
-    let kind = kind.unwrap_or(0);
+    // Out-of-range resolutions fall back to the default, as Mesibo's demo backend did.
+    let res = res.map(|r| if (0..=5).contains(&r) { r as u32 } else { 0 });
     let name = s(p, "name");
-    let settings = GroupSettings { name: name.clone(), video_resolution: Some(res), ..Default::default() };
+    // An update changes only what it names; a create defaults the rest.
+    let settings = GroupSettings { name: name.clone(), video_resolution: res, ..Default::default() };
     let gid = gid.unwrap_or(0);
     if gid > 0 {
         // Update: owner only (Mesibo's demo had this check inverted).
@@ -218,14 +219,15 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
             Ok(g) => g,
             Err(e) => return api_fail("setgroup", api_code(&e, "BADGROUP")),
         };
-        if st.groups.set_kind(gid, kind).await.is_err() {
-            return api_fail("setgroup", "FAIL");
+        if let Some(kind) = kind {
+            if st.groups.set_kind(gid, kind).await.is_err() {
+                return api_fail("setgroup", "FAIL");
+            }
         }
-        let info = st.groups.room_info(gid).await.ok().flatten();
-        let (pin, spin) = info.map(|i| (i.pin, i.spin)).unwrap_or_default();
+        let Ok(Some(info)) = st.groups.room_info(gid).await else { return api_fail("setgroup", "FAIL") };
         return api_reply(
             "setgroup",
-            json!({"gid": g.gid, "name": g.name, "type": kind, "resolution": res, "publish": 1, "pin": pin, "spin": spin}),
+            json!({"gid": g.gid, "name": g.name, "type": info.kind, "resolution": g.video_resolution, "publish": 1, "pin": info.pin, "spin": info.spin}),
         );
     }
     if name.is_none() {
@@ -237,6 +239,7 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
         Err(e) => return api_fail("setgroup", api_code(&e, "BADGROUP")),
     };
     let gid = created.group.gid;
+    let (kind, res) = (kind.unwrap_or(0), res.unwrap_or(0));
     if st.groups.set_kind(gid, kind).await.is_err() {
         return api_fail("setgroup", "FAIL");
     }
