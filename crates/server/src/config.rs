@@ -101,7 +101,7 @@ impl Default for Config {
             code_ttl_secs: 600,
             code_max_attempts: 5,
             code_requests_per_identity: 5,
-            code_requests_per_ip: 60,
+            code_requests_per_ip: 600,
             pin_failures_per_user: 10,
             pin_failures_per_ip: 30,
             rate_window_secs: 3600,
