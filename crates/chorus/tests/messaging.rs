@@ -532,7 +532,40 @@ async fn group_policy_modes(b: Backend) {
     assert_eq!(h.messages.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["p1", "p4"]);
 }
 
+/// The conversation list: newest first, names, unread counts that reading clears.
+async fn conversation_list(b: Backend) {
+    use chorus_proto::rest::ConversationSummary;
+    let s = Server::start(b).await;
+    let (a, ha) = s.login("a@example.org", "Ann").await;
+    let (bb, hb) = s.login("b@example.org", "Bob").await;
+    let (gid, _) = room(&ha, &[&hb]).await;
+    let (mut ca, _) = s.connect(&ha).await;
+    let (mut cb, _) = s.connect(&hb).await;
+    ca.send_text(Some(&bb.user.address), None, "c1", "one").await.unwrap();
+    ca.send_text(Some(&bb.user.address), None, "c2", "two").await.unwrap();
+    cb.send_text(None, Some(gid), "c3", "in the room").await.unwrap();
+    let list: Vec<ConversationSummary> = hb.get("/v1/conversations").await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (list[0].gid, list[0].name.as_str(), list[0].unread),
+        (Some(gid), "Room", 0),
+        "own message is not unread"
+    );
+    assert_eq!(
+        (list[1].peer.as_deref(), list[1].name.as_str(), list[1].unread),
+        (Some(a.user.address.as_str()), "Ann", 2)
+    );
+    assert_eq!(list[1].last.as_ref().and_then(|m| m.text.as_deref()), Some("two"));
+    cb.request(|rid| ClientFrame::Read { rid, peer: Some(a.user.address.clone()), gid: None, seq: 2 }).await.unwrap();
+    let list: Vec<ConversationSummary> = hb.get("/v1/conversations").await.unwrap();
+    assert_eq!((list[1].unread, list[1].read_seq), (0, 2));
+    let list: Vec<ConversationSummary> = ha.get("/v1/conversations").await.unwrap();
+    assert_eq!(list.iter().map(|c| c.unread).collect::<Vec<_>>(), vec![1, 0]);
+    assert_eq!(list[1].name, "Bob");
+}
+
 both_backends!(
+    conversation_list,
     group_policy_modes,
     send_and_receive_permissions,
     receipts_reach_the_sender_only,

@@ -221,6 +221,28 @@ pub struct HistoryPage {
     pub before: Option<i64>,
 }
 
+/// One conversation in the caller's list (`GET /v1/conversations`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    /// The other user's address (1:1 conversations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The group (group conversations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<i64>,
+    /// Display name of the peer or the group.
+    pub name: String,
+    /// Highest message sequence in the conversation.
+    pub last_seq: i64,
+    /// The caller has read up to this sequence.
+    pub read_seq: i64,
+    /// Messages from others after `read_seq`.
+    pub unread: i64,
+    /// The newest message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Message>,
+}
+
 /// Delivery and read state of one member of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberReceipt {

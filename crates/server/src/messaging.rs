@@ -27,7 +27,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use chorus_proto::flags::status;
-use chorus_proto::rest::{HistoryPage, MemberReceipt, Receipts};
+use chorus_proto::rest::{ConversationSummary, HistoryPage, MemberReceipt, Receipts};
 use chorus_proto::ws::{FileRef, Message, ServerFrame, SessionUser};
 use chorus_proto::ErrorCode;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -126,6 +126,8 @@ enum WriteOp {
         conv_id: i64,
         seq: i64,
         read: bool,
+        /// Set when the caller waits for the commit.
+        reply: Option<oneshot::Sender<ApiResult<()>>>,
     },
 }
 
@@ -297,10 +299,21 @@ impl Messaging {
         rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?
     }
 
-    /// Records that `user` has had a conversation delivered (or read) up to `seq`.
+    /// Records that `user` has had a conversation delivered (or read) up to
+    /// `seq`. Reads wait for the commit; delivery acks do not.
     pub async fn watermark(&self, user: &SessionUser, conv_id: i64, seq: i64, read: bool) -> ApiResult<()> {
-        let op = WriteOp::Watermark { user: user.clone(), conv_id, seq, read };
-        self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))
+        let (tx, rx) = if read {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let op = WriteOp::Watermark { user: user.clone(), conv_id, seq, read, reply: tx };
+        self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
+        match rx {
+            Some(rx) => rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?,
+            None => Ok(()),
+        }
     }
 
     /// The conversation id for `user` and `target`, checking read access.
@@ -381,6 +394,49 @@ impl Messaging {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Receipts { members })
+    }
+
+    /// The user's conversations, most recently active first, with unread counts.
+    pub async fn conversations(&self, user: &SessionUser) -> ApiResult<Vec<ConversationSummary>> {
+        let rows = sqlx::query(&format!(
+            "SELECT c.gid, c.last_seq, cm.read_seq, COALESCE(g.name, u.name, '') AS conv_name, u.address AS peer_addr_of, \
+             (SELECT COUNT(*) FROM messages x WHERE x.conv_id = c.conv_id AND x.seq > cm.read_seq AND x.sender_uid <> $1) AS unread, \
+             {MSG_COLS} \
+             FROM conv_members cm JOIN conversations c ON c.conv_id = cm.conv_id \
+             LEFT JOIN groups g ON g.gid = c.gid \
+             LEFT JOIN users u ON c.gid IS NULL AND u.uid = CASE WHEN c.user_lo = $1 THEN c.user_hi ELSE c.user_lo END \
+             LEFT JOIN messages m ON m.conv_id = c.conv_id AND m.seq = c.last_seq \
+             WHERE cm.uid = $1"
+        ))
+        .bind(user.uid)
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let gid: Option<i64> = r.try_get("gid")?;
+            if let Some(g) = gid {
+                match self.groups.policy(g).await? {
+                    Some(p) if p.can_receive(user.uid) => {}
+                    _ => continue,
+                }
+            }
+            let has_last: Option<i64> = r.try_get("mid")?;
+            let last = match has_last {
+                Some(_) => Some(message_from_row(r)?.0),
+                None => None,
+            };
+            out.push(ConversationSummary {
+                peer: if gid.is_none() { r.try_get("peer_addr_of")? } else { None },
+                gid,
+                name: r.try_get("conv_name")?,
+                last_seq: r.try_get("last_seq")?,
+                read_seq: r.try_get("read_seq")?,
+                unread: r.try_get("unread")?,
+                last,
+            });
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map(|m| m.pos).unwrap_or(0)));
+        Ok(out)
     }
 
     /// The current stream head.
@@ -671,7 +727,11 @@ impl Writer {
                 fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), origin) });
                 Ok(Reply::Changed(reply, Ok(())))
             }
-            WriteOp::Watermark { user, conv_id, seq, read } => {
+            WriteOp::Watermark { user, conv_id, seq, read, reply } => {
+                let done = |r: ApiResult<()>| match reply {
+                    Some(tx) => Reply::Changed(tx, r),
+                    None => Reply::None,
+                };
                 let row = sqlx::query(
                     "SELECT cm.delivered_seq, cm.read_seq, c.last_seq, c.gid FROM conv_members cm \
                      JOIN conversations c ON c.conv_id = cm.conv_id WHERE cm.conv_id = $1 AND cm.uid = $2",
@@ -680,13 +740,13 @@ impl Writer {
                 .bind(user.uid)
                 .fetch_optional(&mut **tx)
                 .await?;
-                let Some(row) = row else { return Ok(Reply::None) };
+                let Some(row) = row else { return Ok(done(Err(ApiError::not_found("not in this conversation")))) };
                 let (delivered, read_seq, last, gid): (i64, i64, i64, Option<i64>) =
                     (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
                 let seq = seq.min(last);
                 let old = if read { read_seq } else { delivered };
                 if seq <= old {
-                    return Ok(Reply::None);
+                    return Ok(done(Ok(())));
                 }
                 let sql = if read {
                     "UPDATE conv_members SET read_seq = $1, delivered_seq = CASE WHEN delivered_seq < $1 THEN $1 ELSE delivered_seq END \
@@ -714,7 +774,7 @@ impl Writer {
                     };
                     fanouts.push(Fanout { uids: senders, frame: outbound(&frame, None, 0) });
                 }
-                Ok(Reply::None)
+                Ok(done(Ok(())))
             }
         }
     }

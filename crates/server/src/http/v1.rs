@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/users/{address}", get(user_profile))
         .route("/v1/users/{address}/messages", get(user_history))
         .route("/v1/users/{address}/receipts", get(user_receipts))
+        .route("/v1/conversations", get(conversations))
         .route("/v1/groups", get(my_groups).post(create_group))
         .route("/v1/groups/{gid}", get(get_group).patch(update_group).delete(delete_group))
         .route("/v1/groups/{gid}/members", get(list_members).post(add_members))
@@ -131,6 +132,14 @@ async fn user_receipts(
     AppPath(address): AppPath<String>,
 ) -> ApiResult<AppJson<Receipts>> {
     Ok(AppJson(s.messaging.receipts(&u, &Target::Peer(address)).await?))
+}
+
+/// `GET /v1/conversations`: the caller's conversations, most recent first.
+async fn conversations(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+) -> ApiResult<AppJson<Vec<ConversationSummary>>> {
+    Ok(AppJson(s.messaging.conversations(&u).await?))
 }
 
 /// `GET /v1/groups`: the caller's groups.
