@@ -906,7 +906,40 @@ async fn backend_messages(b: Backend) {
     assert_eq!(rest_get(&s, &format!("/v1/groups/{gid}/messages"), &carol).await.0, 404);
 }
 
+/// Backend requests that fail change nothing; legacy forms reach the user token and nested permissions.
+async fn backend_all_or_nothing(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, alice) = be_user(&s, "alice", "Alice").await;
+    be_user(&s, "bob", "Bob").await;
+    // groupadd naming an unknown member creates no group.
+    let r = be(&s, json!({"op": "groupadd", "token": ADMIN_TOKEN, "group": {"name": "G", "m": "alice,nobody"}})).await;
+    assert_be_fail(r, "groupadd", "BADUSER");
+    let (_, mine) = rest_get(&s, "/v1/groups", &alice).await;
+    assert_eq!(mine, json!([]), "no group was created");
+    // message to several recipients with one unknown sends to none.
+    let r = be(&s, json!({"op": "message", "token": ADMIN_TOKEN, "message": {"from": "alice", "to": "bob,nobody", "message": "x"}})).await;
+    assert_be_fail(r, "message", "BADUSER");
+    let (_, conv) = rest_get(&s, "/v1/conversations", &alice).await;
+    assert_eq!(conv, json!([]), "nothing was sent");
+    // groupeditmembers reads permissions (incl. admin) from the nested members object.
+    let r = be(&s, json!({"op": "groupadd", "token": ADMIN_TOKEN, "group": {"name": "G", "m": "alice"}})).await;
+    let gid = r["group"]["gid"].as_i64().unwrap();
+    let r = be(&s, json!({"op": "groupeditmembers", "token": ADMIN_TOKEN, "gid": gid, "members": {"m": ["bob"], "admin": 1, "canpub": 0}})).await;
+    assert_true(&r);
+    let r = be(&s, json!({"op": "getmembers", "token": ADMIN_TOKEN, "gid": gid})).await;
+    let bob = member(&r, "bob").expect("bob added");
+    assert_eq!((bob["admin"].clone(), bob["canpub"].clone()), (json!(1), json!(0)));
+    let r =
+        be(&s, json!({"op": "groupeditmembers", "token": ADMIN_TOKEN, "gid": gid, "m": "bob", "delete": "yes"})).await;
+    assert_be_fail(r, "groupeditmembers", "BADPARA");
+    // Legacy form deltoken takes the user's token as `usertoken`.
+    let r = be_form(&s, &[("op", "deltoken"), ("token", ADMIN_TOKEN), ("usertoken", &alice)]).await;
+    assert_true(&r);
+    assert_eq!(rest_get(&s, "/v1/me", &alice).await.0, 401);
+}
+
 both_backends!(
+    backend_all_or_nothing,
     api_noop_and_badop,
     api_login,
     api_login_phone,

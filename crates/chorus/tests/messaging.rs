@@ -196,7 +196,14 @@ async fn presence_and_typing_reach_the_right_people(b: Backend) {
     let frames = ca.drain(QUIET).await;
     let typing: Vec<u8> = frames
         .iter()
-        .filter_map(|f| if let ServerFrame::Presence { presence: p, .. } = f { Some(*p) } else { None })
+        .filter_map(|f| match f {
+            ServerFrame::Presence { presence: p, peer: Some(to), from, .. }
+                if *to == a.user.address && *from == bb.user.address =>
+            {
+                Some(*p)
+            }
+            _ => None,
+        })
         .collect();
     assert_eq!(typing, vec![presence::TYPING, presence::TYPING_CLEARED]);
 
@@ -500,6 +507,60 @@ async fn bad_frames_get_error_frames(b: Backend) {
     }
     assert_eq!(codes.get("sent"), Some(&3));
     assert_eq!(codes.get("rate_limited"), Some(&3));
+    // A retry of a stored message is answered even while rate limited.
+    let again = ca.send_text(Some(&bb.user.address), None, "r0", "x").await.unwrap();
+    assert!(matches!(again, ServerFrame::Sent { duplicate: true, .. }), "{again:?}");
+}
+
+/// Logging out (or deleting the user) ends their live sessions at once; other tokens' sessions stay.
+async fn revoked_tokens_end_sessions(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, h1) = s.login("a@example.org", "A").await;
+    let (_, h2) = s.login("a@example.org", "A").await;
+    let (mut c1, _) = s.connect(&h1).await;
+    let (mut c2, _) = s.connect(&h2).await;
+    h1.post::<serde_json::Value>("/v1/auth/logout", &json!({})).await.unwrap();
+    let f = c1.expect(WAIT, |f| matches!(f, ServerFrame::Error { .. })).await.unwrap();
+    assert!(matches!(f, ServerFrame::Error { code: chorus_proto::ErrorCode::Unauthorized, .. }), "{f:?}");
+    assert!(c1.next(WAIT).await.is_err(), "connection closed");
+    let pong = c2.request(|rid| ClientFrame::Ping { rid }).await.unwrap();
+    assert!(matches!(pong, ServerFrame::Pong { .. }), "the other token's session stays");
+    // Deleting the user through the backend ends every session.
+    let me = ca_address(&h2).await;
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/backend", s.base))
+        .json(&json!({"op": "deluser", "token": common::ADMIN_TOKEN, "user": {"address": me}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["result"], true, "{r}");
+    let f = c2.expect(WAIT, |f| matches!(f, ServerFrame::Error { .. })).await.unwrap();
+    assert!(matches!(f, ServerFrame::Error { code: chorus_proto::ErrorCode::Unauthorized, .. }), "{f:?}");
+}
+
+/// A member's sync never includes what the group said before they joined.
+async fn backlog_starts_at_join(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, ha) = s.login("a@example.org", "A").await;
+    let (_, hb) = s.login("b@example.org", "B").await;
+    let (cb, _) = s.connect(&hb).await;
+    let early = cb.cursor();
+    cb.close().await;
+    let (gid, g) = room(&ha, &[]).await;
+    let (mut ca, _) = s.connect(&ha).await;
+    for i in 0..3 {
+        ca.send_text(None, Some(gid), &format!("before{i}"), "before you came").await.unwrap();
+    }
+    hb.post::<Group>(&format!("/v1/groups/{gid}/join"), &json!({"pin": g.pins[0].pin})).await.unwrap();
+    ca.send_text(None, Some(gid), "after", "welcome").await.unwrap();
+    let (_, h) = Connection::connect(&hb, Some(early)).await.unwrap();
+    assert!(h.resumed);
+    assert_eq!(h.backlog.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["after"]);
+    let (_, h) = Connection::connect(&hb, None).await.unwrap();
+    assert_eq!(h.backlog.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["after"]);
 }
 
 /// Group policy decides whether member flags matter: members (neither bit),
@@ -565,6 +626,8 @@ async fn conversation_list(b: Backend) {
 }
 
 both_backends!(
+    revoked_tokens_end_sessions,
+    backlog_starts_at_join,
     conversation_list,
     group_policy_modes,
     send_and_receive_permissions,

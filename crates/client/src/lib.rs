@@ -230,10 +230,10 @@ impl Connection {
             match next {
                 Some(Ok(WsMessage::Text(t))) => {
                     let f: ServerFrame = serde_json::from_str(&t).with_context(|| format!("undecodable frame {t}"))?;
-                    match &f {
-                        ServerFrame::Message(m) => self.cursor.pos = self.cursor.pos.max(m.pos),
-                        ServerFrame::Sent { pos, .. } => self.cursor.pos = self.cursor.pos.max(*pos),
-                        _ => {}
+                    // Only `message` frames move the cursor: a `sent` answer can
+                    // overtake messages with lower positions still queued for us.
+                    if let ServerFrame::Message(m) = &f {
+                        self.cursor.pos = self.cursor.pos.max(m.pos);
                     }
                     return Ok(f);
                 }

@@ -13,12 +13,16 @@ use chorus_proto::ErrorCode;
 use sqlx::Row;
 
 use crate::auth_token::{ct_eq, hash, random_digits, random_hex, random_token};
+use crate::bus::{token_fingerprint, FanOut, Outbound};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::WindowLimiter;
 use crate::mail::Mailer;
+
+/// WebSocket close code for a session whose token or account was revoked.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 
 /// Who a login code is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +96,7 @@ pub struct Accounts {
     db: Db,
     cfg: Arc<Config>,
     mailer: Mailer,
+    bus: Arc<dyn FanOut>,
     codes_per_identity: WindowLimiter,
     codes_per_ip: WindowLimiter,
 }
@@ -102,7 +107,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<SessionUser, sqlx::Error> {
 
 impl Accounts {
     /// Builds the service.
-    pub fn new(db: Db, cfg: Arc<Config>, mailer: Mailer) -> Self {
+    pub fn new(db: Db, cfg: Arc<Config>, mailer: Mailer, bus: Arc<dyn FanOut>) -> Self {
         let window = Duration::from_secs(cfg.rate_window_secs);
         Accounts {
             codes_per_identity: WindowLimiter::new(cfg.code_requests_per_identity, window),
@@ -110,6 +115,7 @@ impl Accounts {
             db,
             cfg,
             mailer,
+            bus,
         }
     }
 
@@ -262,13 +268,30 @@ impl Accounts {
         }
     }
 
-    /// Revokes one token. Returns whether it existed.
+    /// Revokes one token and ends the sessions opened with it. Returns whether it existed.
     pub async fn revoke(&self, token: &str) -> ApiResult<bool> {
-        let r = sqlx::query("DELETE FROM tokens WHERE token_hash = $1")
+        let uid: Option<i64> = sqlx::query_scalar("DELETE FROM tokens WHERE token_hash = $1 RETURNING uid")
             .bind(hash(&[token]))
-            .execute(&self.db.write)
+            .fetch_optional(&self.db.write)
             .await?;
-        Ok(r.rows_affected() > 0)
+        if let Some(uid) = uid {
+            self.end_sessions(uid, Some(token_fingerprint(token)), "the access token was revoked");
+        }
+        Ok(uid.is_some())
+    }
+
+    /// Closes live WebSocket sessions of `uid` (those of one token, if given).
+    fn end_sessions(&self, uid: i64, token: Option<u64>, why: &str) {
+        let frame = chorus_proto::ws::ServerFrame::Error {
+            rid: None,
+            id: None,
+            code: ErrorCode::Unauthorized,
+            message: format!("session ended: {why}"),
+            status: None,
+        };
+        let json = serde_json::to_string(&frame).expect("frames serialise");
+        let out = Arc::new(Outbound { json: json.into(), msg: None, origin: 0, close: Some(CLOSE_UNAUTHORIZED) });
+        self.bus.disconnect(uid, token, out);
     }
 
     /// Renames a user.
@@ -344,13 +367,22 @@ impl Accounts {
             None => None,
         };
         tx.commit().await?;
+        if !active {
+            self.end_sessions(user.uid, None, "the account was deactivated");
+        }
         Ok((user, token))
     }
 
     /// Admin: deletes a user and everything that belongs to them. Returns whether they existed.
     pub async fn admin_delete(&self, address: &str) -> ApiResult<bool> {
-        let r = sqlx::query("DELETE FROM users WHERE address = $1").bind(address).execute(&self.db.write).await?;
-        Ok(r.rows_affected() > 0)
+        let uid: Option<i64> = sqlx::query_scalar("DELETE FROM users WHERE address = $1 RETURNING uid")
+            .bind(address)
+            .fetch_optional(&self.db.write)
+            .await?;
+        if let Some(uid) = uid {
+            self.end_sessions(uid, None, "the account was deleted");
+        }
+        Ok(uid.is_some())
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Outbound {
     pub msg: Option<MsgMeta>,
     /// Session that caused it (it already got a direct answer), 0 for none.
     pub origin: u64,
+    /// Close the session with this WebSocket close code after sending the frame.
+    pub close: Option<u16>,
 }
 
 /// A session's outbound queue.
@@ -44,8 +46,9 @@ pub type SessionTx = mpsc::Sender<Arc<Outbound>>;
 
 /// Routes frames to users' sessions.
 pub trait FanOut: Send + Sync + 'static {
-    /// Registers a session. Returns true if it is the user's first.
-    fn attach(&self, uid: i64, session: u64, tx: SessionTx) -> bool;
+    /// Registers a session opened with the token whose fingerprint is `token`.
+    /// Returns true if it is the user's first.
+    fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx) -> bool;
     /// Unregisters a session. Returns true if the user has none left.
     fn detach(&self, uid: i64, session: u64) -> bool;
     /// Queues `frame` to every session of every user in `uids`. A session whose
@@ -53,12 +56,23 @@ pub trait FanOut: Send + Sync + 'static {
     fn deliver(&self, uids: &mut dyn Iterator<Item = i64>, frame: Arc<Outbound>);
     /// Whether the user has a session.
     fn online(&self, uid: i64) -> bool;
+    /// Ends the user's sessions (only those opened with `token`, if given):
+    /// each gets `frame` and is closed with its close code.
+    fn disconnect(&self, uid: i64, token: Option<u64>, frame: Arc<Outbound>);
 }
 
 const SHARDS: usize = 32;
 
+/// A registered session: its id, the fingerprint of the token it logged in
+/// with (to end it when that token is revoked), and its queue.
+struct Entry {
+    session: u64,
+    token: u64,
+    tx: SessionTx,
+}
+
 /// One shard of the session registry: user → their sessions.
-type Shard = HashMap<i64, Vec<(u64, SessionTx)>>;
+type Shard = HashMap<i64, Vec<Entry>>;
 
 /// In-process bus: sessions by user, sharded to keep lock hold times short.
 pub struct LocalBus {
@@ -78,17 +92,17 @@ impl LocalBus {
 }
 
 impl FanOut for LocalBus {
-    fn attach(&self, uid: i64, session: u64, tx: SessionTx) -> bool {
+    fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx) -> bool {
         let mut s = self.shard(uid);
         let list = s.entry(uid).or_default();
-        list.push((session, tx));
+        list.push(Entry { session, token, tx });
         list.len() == 1
     }
 
     fn detach(&self, uid: i64, session: u64) -> bool {
         let mut s = self.shard(uid);
         let Some(list) = s.get_mut(&uid) else { return true };
-        list.retain(|(id, _)| *id != session);
+        list.retain(|e| e.session != session);
         if list.is_empty() {
             s.remove(&uid);
             true
@@ -101,10 +115,10 @@ impl FanOut for LocalBus {
         for uid in uids {
             let mut s = self.shard(uid);
             let Some(list) = s.get_mut(&uid) else { continue };
-            list.retain(|(id, tx)| match tx.try_send(frame.clone()) {
+            list.retain(|e| match e.tx.try_send(frame.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(uid, session = id, "session queue full: dropping slow session");
+                    tracing::warn!(uid, session = e.session, "session queue full: dropping slow session");
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -118,6 +132,29 @@ impl FanOut for LocalBus {
     fn online(&self, uid: i64) -> bool {
         self.shard(uid).contains_key(&uid)
     }
+
+    fn disconnect(&self, uid: i64, token: Option<u64>, frame: Arc<Outbound>) {
+        let mut s = self.shard(uid);
+        let Some(list) = s.get_mut(&uid) else { return };
+        list.retain(|e| {
+            if token.is_some_and(|t| t != e.token) {
+                return true;
+            }
+            // Queue full or closed: dropping the sender ends the session anyway.
+            let _ = e.tx.try_send(frame.clone());
+            false
+        });
+        if list.is_empty() {
+            s.remove(&uid);
+        }
+    }
+}
+
+/// A token's fingerprint for [`FanOut::attach`] / [`FanOut::disconnect`].
+pub fn token_fingerprint(token: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(token.as_bytes());
+    u64::from_le_bytes(h[..8].try_into().expect("sha256 has 32 bytes"))
 }
 
 #[cfg(test)]
@@ -129,9 +166,9 @@ mod tests {
         let bus = LocalBus::default();
         let (a1, mut r1) = mpsc::channel(4);
         let (a2, mut r2) = mpsc::channel(1);
-        assert!(bus.attach(7, 1, a1));
-        assert!(!bus.attach(7, 2, a2));
-        let f = Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0 });
+        assert!(bus.attach(7, 1, 11, a1));
+        assert!(!bus.attach(7, 2, 22, a2));
+        let f = Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0, close: None });
         bus.deliver(&mut [7, 8].into_iter(), f.clone());
         assert!(r1.recv().await.is_some());
         assert!(r2.recv().await.is_some());
@@ -142,5 +179,24 @@ mod tests {
         assert!(bus.online(7));
         assert!(bus.detach(7, 1));
         assert!(!bus.online(7));
+    }
+
+    #[tokio::test]
+    async fn disconnect_by_token() {
+        let bus = LocalBus::default();
+        let (a1, mut r1) = mpsc::channel(4);
+        let (a2, mut r2) = mpsc::channel(4);
+        bus.attach(7, 1, 11, a1);
+        bus.attach(7, 2, 22, a2);
+        let bye = Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0, close: Some(4001) });
+        bus.disconnect(7, Some(22), bye);
+        assert_eq!(r2.recv().await.unwrap().close, Some(4001));
+        assert!(r2.recv().await.is_none(), "session 2 ended");
+        assert!(bus.online(7), "session 1 (other token) stays");
+        bus.deliver(
+            &mut std::iter::once(7),
+            Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0, close: None }),
+        );
+        assert!(r1.recv().await.is_some());
     }
 }

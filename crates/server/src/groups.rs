@@ -329,8 +329,8 @@ impl Groups {
         .await?;
         // A new member's history starts now: nothing before counts as undelivered.
         sqlx::query(
-            "INSERT INTO conv_members (conv_id, uid, delivered_seq, read_seq) \
-             SELECT conv_id, $2, last_seq, last_seq FROM conversations WHERE conv_id = $1 \
+            "INSERT INTO conv_members (conv_id, uid, delivered_seq, read_seq, joined_seq) \
+             SELECT conv_id, $2, last_seq, last_seq, last_seq FROM conversations WHERE conv_id = $1 \
              ON CONFLICT (conv_id, uid) DO NOTHING",
         )
         .bind(conv_id)

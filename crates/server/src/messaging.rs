@@ -177,7 +177,7 @@ fn message_from_row(r: &AnyRow) -> Result<(Message, MsgMeta), sqlx::Error> {
 /// Serialises a frame once for fan-out.
 pub fn outbound(frame: &ServerFrame, msg: Option<MsgMeta>, origin: u64) -> Arc<Outbound> {
     let json = serde_json::to_string(frame).expect("server frames always serialise");
-    Arc::new(Outbound { json: json.into(), msg, origin })
+    Arc::new(Outbound { json: json.into(), msg, origin, close: None })
 }
 
 /// Result of a sync query.
@@ -276,6 +276,10 @@ impl Messaging {
         if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
             return Err(ApiError::bad_request("id must be 1 to 64 printable characters"));
         }
+        // A retry of a stored message gets the first answer, whatever limits say now.
+        if let Some(info) = self.stored(from.uid, client_id).await? {
+            return Ok(info);
+        }
         let body = self.encode(content)?;
         if self.send_rate.check_key(&from.uid).is_err() {
             return Err(ApiError::rate_limited("sending too fast; slow down"));
@@ -286,6 +290,26 @@ impl Messaging {
             WriteOp::Send { from: from.clone(), dest, client_id: client_id.to_string(), mtype, body, origin, reply };
         self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
         rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?
+    }
+
+    /// The message `uid` already stored under `client_id`, if any.
+    async fn stored(&self, uid: i64, client_id: &str) -> ApiResult<Option<SentInfo>> {
+        let row =
+            sqlx::query("SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2")
+                .bind(uid)
+                .bind(client_id)
+                .fetch_optional(&self.db.read)
+                .await?;
+        Ok(match row {
+            Some(r) => Some(SentInfo {
+                mid: r.try_get("mid")?,
+                seq: r.try_get("seq")?,
+                pos: r.try_get("pos")?,
+                ts: r.try_get("created_at")?,
+                duplicate: true,
+            }),
+            None => None,
+        })
     }
 
     /// Edits (`Some`) or deletes (`None`) one of the user's own messages.
@@ -453,8 +477,8 @@ impl Messaging {
         let rows = match resume_pos {
             Some(pos) => {
                 sqlx::query(&format!(
-                    "SELECT {MSG_COLS} FROM messages m WHERE m.pos > $1 AND m.pos <= $2 \
-                     AND m.conv_id IN (SELECT conv_id FROM conv_members WHERE uid = $3) ORDER BY m.pos LIMIT $4"
+                    "SELECT {MSG_COLS} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $3 \
+                     WHERE m.pos > $1 AND m.pos <= $2 AND m.seq > cm.joined_seq ORDER BY m.pos LIMIT $4"
                 ))
                 .bind(pos)
                 .bind(head)
@@ -506,14 +530,19 @@ impl Messaging {
     }
 
     /// Recipients of typing in a conversation (online-ness is the bus's business).
-    pub async fn typing_audience(&self, user: &SessionUser, target: &Target) -> ApiResult<(Vec<i64>, Option<i64>)> {
+    /// Returns the users, and the `peer` / `gid` the typing frame names.
+    pub async fn typing_audience(
+        &self,
+        user: &SessionUser,
+        target: &Target,
+    ) -> ApiResult<(Vec<i64>, Option<String>, Option<i64>)> {
         match self.resolve(user, target).await? {
-            Dest::Peer(p) => Ok((vec![p.uid], None)),
+            Dest::Peer(p) => Ok((vec![p.uid], Some(p.address), None)),
             Dest::Group(gid, policy) => {
                 if policy.members.len() > self.cfg.presence_max_group {
-                    return Ok((vec![], Some(gid)));
+                    return Ok((vec![], None, Some(gid)));
                 }
-                Ok((policy.receivers().filter(|u| *u != user.uid).collect(), Some(gid)))
+                Ok((policy.receivers().filter(|u| *u != user.uid).collect(), None, Some(gid)))
             }
         }
     }
@@ -555,7 +584,24 @@ impl Writer {
                 .await?;
             let mut pos = start;
             for op in batch.drain(..) {
-                replies.push(self.apply(&mut tx, op, &mut pos, &mut fanouts).await?);
+                // Each request in its own savepoint: one that fails on the
+                // database (say, a user deleted mid-request) is rolled back
+                // alone and answered `internal`; the rest of the batch commits.
+                let (pos_before, fanouts_before) = (pos, fanouts.len());
+                let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                match self.apply(&mut sp, op, &mut pos, &mut fanouts).await {
+                    Ok(reply) => {
+                        sp.commit().await?;
+                        replies.push(reply);
+                    }
+                    Err(e) => {
+                        sp.rollback().await?;
+                        tracing::error!(error = %e, "message request rolled back");
+                        pos = pos_before;
+                        fanouts.truncate(fanouts_before);
+                        // The request's reply channel was dropped with it: its caller sees `internal`.
+                    }
+                }
             }
             if pos != start {
                 sqlx::query("UPDATE stream SET pos = $1 WHERE id = 1").bind(pos).execute(&mut *tx).await?;

@@ -91,6 +91,8 @@ CREATE TABLE conv_members (
     uid           BIGINT NOT NULL REFERENCES users(uid) ON DELETE CASCADE,
     delivered_seq BIGINT NOT NULL,
     read_seq      BIGINT NOT NULL,
+    -- Messages up to here predate the member: never part of their sync backlog.
+    joined_seq    BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (conv_id, uid)
 );
 CREATE INDEX conv_members_uid ON conv_members(uid);

@@ -91,6 +91,8 @@ CREATE TABLE conv_members (
     uid           INTEGER NOT NULL REFERENCES users(uid) ON DELETE CASCADE,
     delivered_seq INTEGER NOT NULL,
     read_seq      INTEGER NOT NULL,
+    -- Messages up to here predate the member: never part of their sync backlog.
+    joined_seq    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conv_id, uid)
 );
 CREATE INDEX conv_members_uid ON conv_members(uid);

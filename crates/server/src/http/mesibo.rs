@@ -301,6 +301,9 @@ async fn api_rooms(st: &AppState, uid: i64) -> Json<Value> {
     let mut rooms = Vec::new();
     for g in groups {
         let Ok(Some(info)) = st.groups.room_info(g.gid).await else { continue };
+        if info.pin.is_none() && info.spin.is_none() {
+            continue; // a plain group, not a room
+        }
         let owner = info.owner == Some(uid);
         let publish = g.membership.is_some_and(|m| m.flags & member::PUBLISH != 0);
         let mut r = json!({"uid": info.owner.unwrap_or(0), "gid": g.gid, "name": g.name});
@@ -422,8 +425,13 @@ async fn be_deluser(st: &AppState, p: &Map<String, Value>) -> BeResult {
 }
 
 async fn be_deltoken(st: &AppState, p: &Map<String, Value>) -> BeResult {
-    let u = obj(p, "user");
-    let token = s(u, "token").or_else(|| s(p, "usertoken")).ok_or("MISSINGPARA")?;
+    // The top-level `token` is the admin token: the user's token is `user.token`
+    // (JSON) or `usertoken` (legacy form).
+    let token = match p.get("user") {
+        Some(Value::Object(u)) => s(u, "token"),
+        _ => None,
+    };
+    let token = token.or_else(|| s(p, "usertoken")).ok_or("MISSINGPARA")?;
     match st.accounts.revoke(&token).await {
         Ok(true) => Ok(json!({})),
         Ok(false) => Err("BADTOKEN"),
@@ -485,6 +493,16 @@ fn be_gid(p: &Map<String, Value>) -> Result<i64, &'static str> {
 async fn be_groupset(st: &AppState, op: &str, p: &Map<String, Value>) -> BeResult {
     let g = obj(p, "group");
     let settings = be_settings(g)?;
+    // Check the initial members before changing anything: all or nothing.
+    let members = be_addresses(g);
+    let member_flags = be_member_flags(g)?;
+    for a in &members {
+        match st.accounts.by_address(a).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("BADUSER"),
+            Err(e) => return Err(be_code(&e)),
+        }
+    }
     let gid = if op == "groupadd" {
         if settings.name.is_none() {
             return Err("MISSINGPARA");
@@ -506,9 +524,8 @@ async fn be_groupset(st: &AppState, op: &str, p: &Map<String, Value>) -> BeResul
         })?;
         gid
     };
-    let members = be_addresses(g);
     if !members.is_empty() {
-        let (flags, admin) = be_member_flags(g)?;
+        let (flags, admin) = member_flags;
         st.groups.add_members(gid, Actor::Admin, &members, flags, admin).await.map_err(|e| {
             if e.code == ErrorCode::NotFound {
                 "BADUSER"
@@ -549,7 +566,10 @@ async fn be_editmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
     if addresses.is_empty() {
         return Err("MISSINGPARA");
     }
-    let delete = n(m, "delete").ok().flatten().or_else(|| n(p, "delete").ok().flatten()).unwrap_or(0) != 0;
+    let delete = match (n(m, "delete"), n(p, "delete")) {
+        (Err(_), _) | (_, Err(_)) => return Err("BADPARA"),
+        (Ok(a), Ok(b)) => a.or(b).unwrap_or(0) != 0,
+    };
     if delete {
         for a in &addresses {
             match st.groups.remove_member(gid, Actor::Admin, a).await {
@@ -564,7 +584,10 @@ async fn be_editmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
         }
         return Ok(json!({}));
     }
-    let (flags, admin) = be_member_flags(if m.contains_key("cs") || m.contains_key("canpub") { m } else { p })?;
+    let has_perms = |o: &Map<String, Value>| {
+        ["cs", "cr", "canpub", "cansub", "canlist", "admin"].iter().any(|k| o.contains_key(*k))
+    };
+    let (flags, admin) = be_member_flags(if has_perms(m) { m } else { p })?;
     match st.groups.add_members(gid, Actor::Admin, &addresses, flags, admin).await {
         Ok(()) => Ok(json!({})),
         Err(e) if e.code == ErrorCode::NotFound && e.message.contains("address") => Err("BADUSER"),
@@ -624,6 +647,16 @@ async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
     };
     if targets.is_empty() {
         return Err("MISSINGPARA");
+    }
+    // Every recipient must exist before anything is sent.
+    for t in &targets {
+        if let Target::Peer(a) = t {
+            match st.accounts.by_address(a).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err("BADUSER"),
+                Err(e) => return Err(be_code(&e)),
+            }
+        }
     }
     let mut mids = Vec::new();
     for t in &targets {

@@ -24,7 +24,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use super::AppState;
-use crate::bus::{MsgMeta, Outbound};
+use crate::bus::{token_fingerprint, MsgMeta, Outbound};
 use crate::error::ApiError;
 use crate::messaging::{Content, Target};
 
@@ -55,7 +55,8 @@ pub(super) async fn upgrade(
     let token = query.token.or_else(|| super::bearer(&parts).map(str::to_string)).ok_or_else(ApiError::unauthorized)?;
     let user = s.accounts.authenticate(&token).await?;
     let max = s.cfg.max_frame_bytes;
-    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(socket, s, user)))
+    let fp = token_fingerprint(&token);
+    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(socket, s, user, fp)))
 }
 
 fn text(frame: &ServerFrame) -> WsMessage {
@@ -90,23 +91,34 @@ struct Session {
     typing_sent: HashMap<Target, Instant>,
 }
 
-async fn run(socket: WebSocket, s: AppState, user: SessionUser) {
+async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: u64) {
     let (mut sink, mut stream) = socket.split();
     // 1. hello
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let hello = loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            // WebSocket pings and pongs may come before hello; the library answers pings.
+            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+            other => break other,
+        }
+    };
     let resume = match hello {
         Ok(Some(Ok(WsMessage::Text(t)))) => match serde_json::from_str::<ClientFrame>(&t) {
             Ok(ClientFrame::Hello { resume }) => resume,
             Ok(_) => return close_with(&mut sink, ApiError::bad_request("the first frame must be hello")).await,
             Err(e) => return close_with(&mut sink, ApiError::bad_request(format!("bad frame: {e}"))).await,
         },
-        Ok(_) => return,
+        Ok(Some(Ok(WsMessage::Binary(_)))) => {
+            return close_with(&mut sink, ApiError::bad_request("binary frames are not supported; send JSON text"))
+                .await
+        }
+        Ok(_) => return, // closed or broken before hello
         Err(_) => return close_with(&mut sink, ApiError::bad_request("no hello within 10 seconds")).await,
     };
     let id = s.next_session.fetch_add(1, Ordering::Relaxed) + 1;
     let (tx, mut rx) = mpsc::channel::<Arc<Outbound>>(s.cfg.session_queue);
     // 2. attach before reading the backlog, so nothing falls in between.
-    let first = s.messaging.bus().attach(user.uid, id, tx);
+    let first = s.messaging.bus().attach(user.uid, id, token, tx);
     let mut sess = Session {
         s: s.clone(),
         user: user.clone(),
@@ -241,12 +253,14 @@ impl Session {
                         Some(Ok(_)) => None, // ping/pong handled by the library
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "websocket read error");
-                            let msg = if e.to_string().contains("too long") || e.to_string().contains("too big") {
-                                "frame larger than max_frame_bytes"
+                            let text_of = e.to_string();
+                            let err = if text_of.contains("too long") || text_of.contains("too big") {
+                                ApiError::new(ErrorCode::TooLarge, "frame larger than max_frame_bytes")
                             } else {
-                                "malformed websocket data"
+                                ApiError::bad_request("malformed websocket data")
                             };
-                            let _ = sink.send(text(&error_frame(None, None, &ApiError::new(ErrorCode::TooLarge, msg)))).await;
+                            let _ = sink.send(text(&error_frame(None, None, &err))).await;
+                            let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: 1009, reason: Utf8Bytes::from_static("bad frame") }))).await;
                             return;
                         }
                     };
@@ -268,9 +282,17 @@ impl Session {
                     if sink.feed(WsMessage::Text(Utf8Bytes::from(&*out.json))).await.is_err() {
                         return;
                     }
+                    if let Some(code) = out.close {
+                        let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("session ended") }))).await;
+                        return;
+                    }
                     // Coalesce whatever else is queued into one flush.
                     while let Ok(more) = rx.try_recv() {
                         if self.wanted(&more) && sink.feed(WsMessage::Text(Utf8Bytes::from(&*more.json))).await.is_err() {
+                            return;
+                        }
+                        if let Some(code) = more.close {
+                            let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("session ended") }))).await;
                             return;
                         }
                     }
@@ -389,10 +411,10 @@ impl Session {
                     return None; // never announced typing here
                 }
                 match m.typing_audience(&self.user, &t).await {
-                    Ok((uids, gid)) => {
+                    Ok((uids, peer, gid)) => {
                         let value = if on { presence::TYPING } else { presence::TYPING_CLEARED };
                         let frame =
-                            ServerFrame::Presence { from: self.user.address.clone(), peer: None, gid, presence: value };
+                            ServerFrame::Presence { from: self.user.address.clone(), peer, gid, presence: value };
                         m.bus().deliver(&mut uids.into_iter(), crate::messaging::outbound(&frame, None, self.id));
                         None
                     }
