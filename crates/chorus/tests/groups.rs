@@ -231,3 +231,49 @@ both_backends!(
     admins_manage_pins_and_members,
     settings_are_validated
 );
+
+/// Members hear about changes to their groups over the WebSocket.
+async fn members_hear_group_events(b: Backend) {
+    use chorus_proto::ws::{GroupEvent, ServerFrame};
+    let s = Server::start(b).await;
+    let (_, ho) = s.login("o@example.org", "O").await;
+    let (m, hm) = s.login("m@example.org", "M").await;
+    let (_, hx) = s.login("x@example.org", "X").await;
+    let (mut co, _) = s.connect(&ho).await;
+    let (mut cm, _) = s.connect(&hm).await;
+    let (mut cx, _) = s.connect(&hx).await;
+    let room: CreatedGroup = ho.post("/v1/groups", &json!({"name": "R", "room": true})).await.unwrap();
+    let gid = room.group.gid;
+    let event = |f: &ServerFrame| matches!(f, ServerFrame::Group { .. });
+    let wait = common::WAIT;
+    hm.post::<Group>(&format!("/v1/groups/{gid}/join"), &json!({"pin": room.pins[0].pin})).await.unwrap();
+    let f = co.expect(wait, event).await.unwrap();
+    assert!(
+        matches!(&f, ServerFrame::Group { gid: g, event: GroupEvent::MembersAdded, members } if *g == gid && *members == vec![m.user.address.clone()]),
+        "{f:?}"
+    );
+    ho.patch::<Group>(&format!("/v1/groups/{gid}"), &json!({"name": "Renamed"})).await.unwrap();
+    for c in [&mut co, &mut cm] {
+        let f = c.expect(wait, |f| matches!(f, ServerFrame::Group { event: GroupEvent::Updated, .. })).await.unwrap();
+        assert!(matches!(f, ServerFrame::Group { gid: g, .. } if g == gid));
+    }
+    ho.delete(&format!("/v1/groups/{gid}/members/{}", m.user.address)).await.unwrap();
+    let f =
+        cm.expect(wait, |f| matches!(f, ServerFrame::Group { event: GroupEvent::MembersRemoved, .. })).await.unwrap();
+    assert!(
+        matches!(&f, ServerFrame::Group { members, .. } if *members == vec![m.user.address.clone()]),
+        "the removed member is told"
+    );
+    ho.delete(&format!("/v1/groups/{gid}")).await.unwrap();
+    let f = co.expect(wait, |f| matches!(f, ServerFrame::Group { event: GroupEvent::Deleted, .. })).await.unwrap();
+    assert!(matches!(f, ServerFrame::Group { gid: g, .. } if g == gid));
+    // Outsiders hear nothing; the removed member hears nothing after removal.
+    assert!(cx.drain(common::QUIET).await.iter().all(|f| !event(f)));
+    assert!(cm
+        .drain(common::QUIET)
+        .await
+        .iter()
+        .all(|f| !matches!(f, ServerFrame::Group { event: GroupEvent::Deleted, .. })));
+}
+
+both_backends!(members_hear_group_events);

@@ -199,6 +199,20 @@ pub struct Message {
     pub deleted: bool,
 }
 
+/// What changed in a group (see [`ServerFrame::Group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupEvent {
+    /// Members joined, were added, or had their permissions changed.
+    MembersAdded,
+    /// Members left or were removed (sent to them too).
+    MembersRemoved,
+    /// Name, policy or call settings changed.
+    Updated,
+    /// The group was deleted (sent to everyone who was a member).
+    Deleted,
+}
+
 /// Frames the server sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -280,6 +294,17 @@ pub enum ServerFrame {
         gid: Option<i64>,
         /// Presence value.
         presence: u8,
+    },
+    /// A group you belong to changed: refetch what you show (REST
+    /// `GET /v1/groups/{gid}` and `…/members`).
+    Group {
+        /// The group.
+        gid: i64,
+        /// What happened.
+        event: GroupEvent,
+        /// For member events: the members concerned (addresses).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        members: Vec<String>,
     },
     /// Success for requests without a richer answer (edit, delete, read).
     Ok {

@@ -19,11 +19,14 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::auth_token::random_digits;
+use crate::bus::FanOut;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::WindowLimiter;
+use crate::messaging::outbound;
+use chorus_proto::ws::{GroupEvent, ServerFrame};
 
 /// Who is asking: a user, or the app backend with the admin token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,7 @@ pub struct Groups {
     db: Db,
     cfg: Arc<Config>,
     cache: Mutex<PolicyCache>,
+    bus: Arc<dyn FanOut>,
     pin_fail_user: WindowLimiter,
     pin_fail_ip: WindowLimiter,
 }
@@ -151,7 +155,7 @@ fn validate_member_flags(flags: u32, admin_flags: u32) -> ApiResult<()> {
 
 impl Groups {
     /// Builds the service.
-    pub fn new(db: Db, cfg: Arc<Config>) -> Self {
+    pub fn new(db: Db, cfg: Arc<Config>, bus: Arc<dyn FanOut>) -> Self {
         let window = Duration::from_secs(cfg.rate_window_secs);
         Groups {
             pin_fail_user: WindowLimiter::new(cfg.pin_failures_per_user, window),
@@ -159,7 +163,21 @@ impl Groups {
             db,
             cfg,
             cache: Mutex::new(PolicyCache::default()),
+            bus,
         }
+    }
+
+    /// Tells the group's members (and `also`) that it changed. Best effort:
+    /// the change is committed whatever happens here.
+    async fn announce(&self, gid: i64, event: GroupEvent, members: Vec<String>, also: &[i64]) {
+        let mut uids: Vec<i64> = also.to_vec();
+        match self.policy(gid).await {
+            Ok(Some(p)) => uids.extend(p.members.keys().copied().filter(|u| !also.contains(u))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(gid, error = %e.message, "group event not sent"),
+        }
+        let frame = ServerFrame::Group { gid, event, members };
+        self.bus.deliver(&mut uids.into_iter(), outbound(&frame, None, 0));
     }
 
     fn invalidate(&self, gid: i64) {
@@ -438,6 +456,7 @@ impl Groups {
         let g = Self::load_group(&mut tx, gid, viewer).await?;
         tx.commit().await?;
         self.invalidate(gid);
+        self.announce(gid, GroupEvent::Updated, vec![], &[]).await;
         Ok(g)
     }
 
@@ -445,9 +464,12 @@ impl Groups {
     pub async fn delete(&self, gid: i64, actor: Actor) -> ApiResult<()> {
         let mut tx = self.db.write.begin().await?;
         Self::require_right(&mut tx, gid, actor, admin::DELETE_GROUP).await?;
+        let former: Vec<i64> =
+            sqlx::query_scalar("SELECT uid FROM members WHERE gid = $1").bind(gid).fetch_all(&mut *tx).await?;
         sqlx::query("DELETE FROM groups WHERE gid = $1").bind(gid).execute(&mut *tx).await?;
         tx.commit().await?;
         self.invalidate(gid);
+        self.announce(gid, GroupEvent::Deleted, vec![], &former).await;
         Ok(())
     }
 
@@ -532,6 +554,7 @@ impl Groups {
         }
         tx.commit().await?;
         self.invalidate(gid);
+        self.announce(gid, GroupEvent::MembersAdded, addresses.to_vec(), &[]).await;
         Ok(())
     }
 
@@ -571,6 +594,7 @@ impl Groups {
         .await?;
         tx.commit().await?;
         self.invalidate(gid);
+        self.announce(gid, GroupEvent::MembersRemoved, vec![address.to_string()], &[uid]).await;
         Ok(())
     }
 
@@ -664,8 +688,13 @@ impl Groups {
         Self::upsert_member(&mut tx, gid, conv_id, uid, old.flags | p.flags, old.admin_flags | p.admin_flags, now)
             .await?;
         let g = Self::load_group(&mut tx, gid, Some(uid)).await?;
+        let joiner: String =
+            sqlx::query_scalar("SELECT address FROM users WHERE uid = $1").bind(uid).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         self.invalidate(gid);
+        if gains {
+            self.announce(gid, GroupEvent::MembersAdded, vec![joiner], &[]).await;
+        }
         Ok(g)
     }
 }

@@ -73,7 +73,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
     let mailer = mail::Mailer::from_config(&cfg)?;
     let bus: Arc<dyn bus::FanOut> = Arc::new(bus::LocalBus::default());
     let accounts = Arc::new(accounts::Accounts::new(db.clone(), cfg.clone(), mailer, bus.clone()));
-    let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone()));
+    let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone(), bus.clone()));
     let messaging = messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus);
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
     let state = http::AppState {
