@@ -1,0 +1,58 @@
+//! Chorus media forwarding core: the decisions an SFU makes per packet, with no I/O.
+//!
+//! This crate never touches a socket, never reads a clock, never spawns a task and knows nothing
+//! of WebRTC libraries. It is plain state machines fed with plain values, so every decision can be
+//! tested by driving time by hand, faster than real time.
+//!
+//! # The model
+//!
+//! For one published track (a camera with up to three simulcast layers, or a microphone) and one
+//! subscriber of it, the server's media loop does this:
+//!
+//! 1. **Packets in.** For every RTP packet the publisher sends, on any layer, it builds a
+//!    [`PacketInfo`] from the header (SSRC, sequence number, timestamp, marker, payload length),
+//!    the codec payload descriptor (keyframe or not) and its own SSRC-to-[`Layer`] map.
+//! 2. **Decisions out.** It calls [`Forwarder::on_packet`] on each subscriber's forwarder of that
+//!    track and gets a [`Decision`]: [`Decision::Forward`] with the SSRC, sequence number and
+//!    timestamp to write over the header before sending the unchanged payload, or
+//!    [`Decision::Drop`] with a reason. Nothing is allocated per packet.
+//! 3. **Layer choice.** When the subscriber's bandwidth estimate, its preferred video size or the
+//!    publisher's active layers change, it asks a [`select::LayerSelector`] for the target layer
+//!    and passes it to [`Forwarder::set_target`]. The forwarder switches at the next keyframe of
+//!    that layer ([`switch`]) and rewrites numbers so the subscriber sees one continuous stream
+//!    ([`rewrite`]).
+//! 4. **Keyframe requests.** It drains [`Forwarder::poll_keyframe_request`] and sends a PLI to the
+//!    publisher for every layer the track's [`switch::KeyframeThrottle`] allows.
+//! 5. **Talk detection.** It feeds each audio packet's RFC 6464 level to a
+//!    [`talk::TalkDetector`], calls [`talk::TalkDetector::handle_timeout`] now and then, and turns
+//!    the [`talk::TalkEvent`]s it polls into signaling events.
+//!
+//! # Time
+//!
+//! Time is an argument: every method that depends on it takes `now: Instant`, and the crate never
+//! calls `Instant::now()`. Callers pass the packet's receive time or the loop's current time; a
+//! `now` earlier than one seen before is treated as no time passing. Durations in configuration
+//! are [`std::time::Duration`]s.
+//!
+//! # Out of scope
+//!
+//! Parsing and writing RTP/RTCP, SRTP, ICE, DTLS, SDP, bandwidth estimation (the estimate comes
+//! from str0m's TWCC/GCC), NACK/RTX caches, pacing, and sockets all belong to the server's media
+//! loop around this crate. So do rooms and permissions: a forwarder exists only if its subscriber
+//! may receive the track. SVC (VP9/AV1 spatial layers in one stream) and temporal layers are not
+//! handled yet; such streams forward as a single layer.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod forwarder;
+pub mod packet;
+pub mod rewrite;
+pub mod select;
+pub mod switch;
+pub mod talk;
+
+pub use forwarder::{Decision, DropReason, Forwarder, ForwarderConfig};
+pub use packet::{Layer, PacketInfo, TrackKind};
+
+#[cfg(test)]
+mod test_util;

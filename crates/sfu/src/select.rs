@@ -1,0 +1,283 @@
+//! Simulcast layer selection: which layer a subscriber should receive, given what the publisher
+//! sends, how big the subscriber shows the video, the room's cap and the subscriber's bandwidth.
+//!
+//! Rules, in order:
+//! 1. Only active layers count; with none, video is paused.
+//! 2. Size: the lowest layer at least as tall as the subscriber shows the video (no point sending
+//!    720p into a 200 px tile), but never taller than the room allows. If every layer is too tall
+//!    for the room, the lowest active one.
+//! 3. Bandwidth: the highest layer up to that size whose bitrate fits the estimate. If even the
+//!    lowest does not fit, video is paused (audio has its own forwarder and continues).
+//! 4. Hysteresis: stepping down happens at once, because an over-budget stream builds queues and
+//!    loss within a second. Stepping up (or resuming) waits until the higher layer has fitted with
+//!    headroom for a while, so a noisy estimate does not make the picture flap.
+
+use std::time::{Duration, Instant};
+
+use crate::Layer;
+
+/// One layer the publisher offers, as the server currently measures it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Which layer.
+    pub layer: Layer,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Measured bitrate in bits per second (`0` if not measured yet, which always fits).
+    pub bitrate_bps: u64,
+    /// Whether the publisher is sending it (browsers drop layers under CPU or bandwidth pressure).
+    pub active: bool,
+}
+
+/// What the subscriber side asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// The height, in pixels, at which the subscriber shows this video; `None` for "as large as
+    /// available".
+    pub wanted_height: Option<u32>,
+    /// The room's maximum video height; `None` for no cap.
+    pub room_max_height: Option<u32>,
+    /// The share of the subscriber's bandwidth estimate available to this track, in bits per
+    /// second.
+    pub available_bps: u64,
+}
+
+/// Tuning of the hysteresis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectorConfig {
+    /// How much more than a layer's bitrate the estimate must be to step up to it, in percent.
+    pub up_headroom_percent: u64,
+    /// How long a higher layer must fit with headroom before stepping up to it.
+    pub up_hold: Duration,
+}
+
+impl Default for SelectorConfig {
+    fn default() -> Self {
+        Self { up_headroom_percent: 25, up_hold: Duration::from_secs(2) }
+    }
+}
+
+/// Picks the target layer for one subscriber of one video track. See the [module docs](self).
+#[derive(Debug)]
+pub struct LayerSelector {
+    config: SelectorConfig,
+    /// The last answer; `None` is paused.
+    current: Option<Layer>,
+    /// Whether an answer was given yet: the first one needs no hold, there is nothing to flap from.
+    decided: bool,
+    /// Since when a higher layer than `current` has fitted with headroom.
+    upgrade_since: Option<Instant>,
+}
+
+impl LayerSelector {
+    /// A selector with the given tuning.
+    pub fn new(config: SelectorConfig) -> Self {
+        Self { config, current: None, decided: false, upgrade_since: None }
+    }
+
+    /// The last target chosen; `None` means video is paused.
+    pub fn current(&self) -> Option<Layer> {
+        self.current
+    }
+
+    /// Chooses the target layer now; `None` pauses video. Call it whenever an input changes and
+    /// also periodically, since stepping up depends on time passing.
+    pub fn select(&mut self, now: Instant, layers: &[LayerInfo], demand: Demand) -> Option<Layer> {
+        let Some(size_cap) = size_cap(layers, demand) else {
+            return self.settle(None);
+        };
+        let within_budget = best_fit(layers, size_cap, demand.available_bps);
+        let headroom_budget = demand.available_bps * 100 / (100 + self.config.up_headroom_percent);
+        let within_headroom = best_fit(layers, size_cap, headroom_budget);
+
+        let current_usable = self.current.is_none_or(|current| is_active(layers, current) && current <= size_cap);
+        if !self.decided || !current_usable || within_budget < self.current {
+            // Nothing to flap from, the current layer is gone or too big, or it is over budget.
+            return self.settle(within_budget);
+        }
+        if within_headroom <= self.current {
+            self.upgrade_since = None;
+            return self.current;
+        }
+        let since = *self.upgrade_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.config.up_hold {
+            return self.settle(within_headroom);
+        }
+        self.current
+    }
+
+    fn settle(&mut self, target: Option<Layer>) -> Option<Layer> {
+        self.current = target;
+        self.decided = true;
+        self.upgrade_since = None;
+        target
+    }
+}
+
+impl Default for LayerSelector {
+    fn default() -> Self {
+        Self::new(SelectorConfig::default())
+    }
+}
+
+fn is_active(layers: &[LayerInfo], layer: Layer) -> bool {
+    layers.iter().any(|info| info.layer == layer && info.active)
+}
+
+/// The largest layer worth sending for the size asked and the room's cap, or `None` if no layer
+/// is active.
+fn size_cap(layers: &[LayerInfo], demand: Demand) -> Option<Layer> {
+    let active = || layers.iter().filter(|info| info.active);
+    let room_allows = |info: &&LayerInfo| demand.room_max_height.is_none_or(|max| info.height <= max);
+    let allowed = || active().filter(room_allows);
+    let big_enough = allowed()
+        .filter(|info| demand.wanted_height.is_some_and(|wanted| info.height >= wanted))
+        .min_by_key(|info| info.layer);
+    big_enough
+        .or_else(|| allowed().max_by_key(|info| info.layer))
+        .or_else(|| active().min_by_key(|info| info.layer))
+        .map(|info| info.layer)
+}
+
+/// The highest active layer up to `cap` whose bitrate fits `budget_bps`.
+fn best_fit(layers: &[LayerInfo], cap: Layer, budget_bps: u64) -> Option<Layer> {
+    layers
+        .iter()
+        .filter(|info| info.active && info.layer <= cap && info.bitrate_bps <= budget_bps)
+        .map(|info| info.layer)
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::at;
+    use Layer as L;
+
+    const LOW: LayerInfo = LayerInfo { layer: L::LOW, height: 180, bitrate_bps: 150_000, active: true };
+    const MID: LayerInfo = LayerInfo { layer: L::MID, height: 360, bitrate_bps: 500_000, active: true };
+    const HIGH: LayerInfo = LayerInfo { layer: L::HIGH, height: 720, bitrate_bps: 1_500_000, active: true };
+    const ALL: [LayerInfo; 3] = [LOW, MID, HIGH];
+
+    fn demand(wanted_height: Option<u32>, room_max_height: Option<u32>, available_bps: u64) -> Demand {
+        Demand { wanted_height, room_max_height, available_bps }
+    }
+
+    fn paused(info: LayerInfo) -> LayerInfo {
+        LayerInfo { active: false, ..info }
+    }
+
+    /// A fresh selector's first answer: no hysteresis involved.
+    #[test]
+    fn first_choice_follows_size_room_cap_and_bandwidth() {
+        let plenty = 10_000_000;
+        let cases: &[(&str, &[LayerInfo], Demand, Option<Layer>)] = &[
+            ("largest by default", &ALL, demand(None, None, plenty), Some(L::HIGH)),
+            ("lowest layer tall enough", &ALL, demand(Some(200), None, plenty), Some(L::MID)),
+            ("exact height", &ALL, demand(Some(180), None, plenty), Some(L::LOW)),
+            ("tiny tile gets the lowest", &ALL, demand(Some(50), None, plenty), Some(L::LOW)),
+            ("huge tile gets the highest", &ALL, demand(Some(2160), None, plenty), Some(L::HIGH)),
+            ("room cap wins over size", &ALL, demand(Some(720), Some(360), plenty), Some(L::MID)),
+            ("room cap below every layer", &ALL, demand(None, Some(90), plenty), Some(L::LOW)),
+            ("bandwidth for mid only", &ALL, demand(None, None, 600_000), Some(L::MID)),
+            ("bandwidth exactly the bitrate", &ALL, demand(None, None, 1_500_000), Some(L::HIGH)),
+            ("bandwidth below the lowest pauses", &ALL, demand(None, None, 100_000), None),
+            ("inactive layers are skipped", &[LOW, paused(MID), HIGH], demand(Some(300), None, plenty), Some(L::HIGH)),
+            ("only a too-tall layer is active", &[paused(LOW), MID], demand(None, Some(180), plenty), Some(L::MID)),
+            ("nothing active pauses", &[paused(LOW), paused(MID)], demand(None, None, plenty), None),
+            ("no layers at all pauses", &[], demand(None, None, plenty), None),
+            ("unmeasured bitrate fits", &[LayerInfo { bitrate_bps: 0, ..LOW }], demand(None, None, 0), Some(L::LOW)),
+        ];
+        for &(name, layers, demand, want) in cases {
+            let mut selector = LayerSelector::default();
+            assert_eq!(selector.select(at(0), layers, demand), want, "{name}");
+        }
+    }
+
+    /// Runs a script of `(ms, layers, demand, expected target)` through one selector.
+    fn script(steps: &[(u64, &[LayerInfo], Demand, Option<Layer>)]) {
+        let mut selector = LayerSelector::default();
+        for &(ms, layers, demand, want) in steps {
+            assert_eq!(selector.select(at(ms), layers, demand), want, "at {ms} ms");
+        }
+    }
+
+    #[test]
+    fn steps_down_at_once_and_up_only_after_the_hold_with_headroom() {
+        script(&[
+            (0, &ALL, demand(None, None, 2_000_000), Some(L::HIGH)),
+            (100, &ALL, demand(None, None, 1_000_000), Some(L::MID)),
+            // High fits again but without 25 % headroom: stay.
+            (200, &ALL, demand(None, None, 1_600_000), Some(L::MID)),
+            (5_000, &ALL, demand(None, None, 1_600_000), Some(L::MID)),
+            // With headroom, for the hold time.
+            (5_100, &ALL, demand(None, None, 1_900_000), Some(L::MID)),
+            (7_000, &ALL, demand(None, None, 1_900_000), Some(L::MID)),
+            (7_100, &ALL, demand(None, None, 1_900_000), Some(L::HIGH)),
+        ]);
+    }
+
+    #[test]
+    fn a_dip_during_the_hold_restarts_it() {
+        script(&[
+            (0, &ALL, demand(None, None, 700_000), Some(L::MID)),
+            (100, &ALL, demand(None, None, 2_000_000), Some(L::MID)),
+            (1_000, &ALL, demand(None, None, 1_700_000), Some(L::MID)),
+            (1_500, &ALL, demand(None, None, 2_000_000), Some(L::MID)),
+            (3_400, &ALL, demand(None, None, 2_000_000), Some(L::MID)),
+            (3_500, &ALL, demand(None, None, 2_000_000), Some(L::HIGH)),
+        ]);
+    }
+
+    #[test]
+    fn pauses_below_the_lowest_and_resumes_only_with_headroom() {
+        script(&[
+            (0, &ALL, demand(None, None, 160_000), Some(L::LOW)),
+            (100, &ALL, demand(None, None, 120_000), None),
+            (200, &ALL, demand(None, None, 160_000), None),
+            (300, &ALL, demand(None, None, 200_000), None),
+            (2_300, &ALL, demand(None, None, 200_000), Some(L::LOW)),
+        ]);
+    }
+
+    #[test]
+    fn size_changes_down_apply_at_once_and_up_after_the_hold() {
+        let plenty = 10_000_000;
+        script(&[
+            (0, &ALL, demand(Some(720), None, plenty), Some(L::HIGH)),
+            (100, &ALL, demand(Some(180), None, plenty), Some(L::LOW)),
+            (200, &ALL, demand(Some(360), None, plenty), Some(L::LOW)),
+            (2_200, &ALL, demand(Some(360), None, plenty), Some(L::MID)),
+        ]);
+    }
+
+    #[test]
+    fn a_vanished_current_layer_is_replaced_at_once() {
+        let plenty = 10_000_000;
+        script(&[
+            (0, &ALL, demand(None, None, plenty), Some(L::HIGH)),
+            (100, &[LOW, MID, paused(HIGH)], demand(None, None, plenty), Some(L::MID)),
+            (200, &[paused(LOW), paused(MID), paused(HIGH)], demand(None, None, plenty), None),
+            // Coming back from "nothing sent" is not a bandwidth question, but it still waits.
+            (300, &ALL, demand(None, None, plenty), None),
+            (2_300, &ALL, demand(None, None, plenty), Some(L::HIGH)),
+        ]);
+    }
+
+    /// A noisy estimate around a layer's bitrate must not make the target change on every update.
+    #[test]
+    fn noisy_estimate_does_not_flap() {
+        let mut rng = crate::test_util::Rng::new(3);
+        let mut selector = LayerSelector::default();
+        let mut changes = 0;
+        let mut last = None;
+        for step in 0..3_000u64 {
+            // 1.5 Mbps ± 10 %, updated every 100 ms for five minutes.
+            let estimate = 1_350_000 + rng.below(300_000);
+            let target = selector.select(at(step * 100), &ALL, demand(None, None, estimate));
+            changes += usize::from(step > 0 && target != last);
+            last = target;
+        }
+        assert!(changes <= 2, "{changes} changes");
+    }
+}
