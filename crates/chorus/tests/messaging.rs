@@ -625,7 +625,53 @@ async fn conversation_list(b: Backend) {
     assert_eq!(list[1].name, "Bob");
 }
 
+/// Sends may be pipelined: answers come back in request order and messages are stored in that order.
+async fn pipelined_sends_keep_their_order(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, ha) = s.login("a@example.org", "A").await;
+    let (bb, hb) = s.login("b@example.org", "B").await;
+    let (mut ca, _) = s.connect(&ha).await;
+    let (mut cb, _) = s.connect(&hb).await;
+    const N: usize = 100;
+    for i in 0..N {
+        let frame = ClientFrame::Send {
+            rid: Some(format!("r{i}")),
+            id: format!("p{i}"),
+            peer: Some(bb.user.address.clone()),
+            gid: None,
+            text: Some(format!("#{i}")),
+            data: None,
+            file: None,
+            mtype: None,
+        };
+        ca.send(&frame).await.unwrap();
+    }
+    // A request that is answered at once still waits its turn behind the sends.
+    ca.send(&ClientFrame::Ping { rid: Some("last".into()) }).await.unwrap();
+    let mut answers = Vec::new();
+    while answers.len() < N + 1 {
+        match ca.next(WAIT).await.unwrap() {
+            ServerFrame::Sent { rid, seq, .. } => answers.push((rid.unwrap(), seq)),
+            ServerFrame::Pong { rid } => answers.push((rid.unwrap(), -1)),
+            _ => {}
+        }
+    }
+    let rids: Vec<String> = answers.iter().map(|(r, _)| r.clone()).collect();
+    let mut want: Vec<String> = (0..N).map(|i| format!("r{i}")).collect();
+    want.push("last".into());
+    assert_eq!(rids, want);
+    assert!(answers[..N].iter().enumerate().all(|(i, (_, seq))| *seq == i as i64 + 1), "stored in order");
+    let mut got = Vec::new();
+    while got.len() < N {
+        if let ServerFrame::Message(m) = cb.expect(WAIT, is_msg).await.unwrap() {
+            got.push(m.id);
+        }
+    }
+    assert_eq!(got, (0..N).map(|i| format!("p{i}")).collect::<Vec<_>>());
+}
+
 both_backends!(
+    pipelined_sends_keep_their_order,
     revoked_tokens_end_sessions,
     backlog_starts_at_join,
     conversation_list,

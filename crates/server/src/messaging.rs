@@ -97,6 +97,24 @@ pub struct SentInfo {
     pub duplicate: bool,
 }
 
+/// A send that passed its checks: already answered (a retry), or queued to the writer.
+pub enum SendTicket {
+    /// A retry of a stored message: the first answer.
+    Done(SentInfo),
+    /// Queued; the answer comes after the commit.
+    Queued(oneshot::Receiver<ApiResult<SentInfo>>),
+}
+
+impl SendTicket {
+    /// Waits for the answer.
+    pub async fn wait(self) -> ApiResult<SentInfo> {
+        match self {
+            SendTicket::Done(info) => Ok(info),
+            SendTicket::Queued(rx) => rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?,
+        }
+    }
+}
+
 /// A resolved destination, checked before it reaches the writer.
 enum Dest {
     Peer(SessionUser),
@@ -273,12 +291,27 @@ impl Messaging {
         content: &Content,
         origin: u64,
     ) -> ApiResult<SentInfo> {
+        self.enqueue_send(from, target, client_id, mtype, content, origin).await?.wait().await
+    }
+
+    /// Checks a send and queues it to the writer without waiting for the
+    /// commit, so one connection can have several sends in flight (they are
+    /// stored in the order they were queued).
+    pub async fn enqueue_send(
+        &self,
+        from: &SessionUser,
+        target: &Target,
+        client_id: &str,
+        mtype: u32,
+        content: &Content,
+        origin: u64,
+    ) -> ApiResult<SendTicket> {
         if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
             return Err(ApiError::bad_request("id must be 1 to 64 printable characters"));
         }
         // A retry of a stored message gets the first answer, whatever limits say now.
         if let Some(info) = self.stored(from.uid, client_id).await? {
-            return Ok(info);
+            return Ok(SendTicket::Done(info));
         }
         let body = self.encode(content)?;
         if self.send_rate.check_key(&from.uid).is_err() {
@@ -289,7 +322,7 @@ impl Messaging {
         let op =
             WriteOp::Send { from: from.clone(), dest, client_id: client_id.to_string(), mtype, body, origin, reply };
         self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
-        rx.await.map_err(|_| ApiError::internal("message writer dropped a request"))?
+        Ok(SendTicket::Queued(rx))
     }
 
     /// The message `uid` already stored under `client_id`, if any.

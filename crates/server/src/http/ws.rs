@@ -8,6 +8,8 @@
 //! typing throttle. docs/protocol.md is the reference for the frames.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use axum::response::Response;
 use chorus_proto::flags::{presence, status};
 use chorus_proto::ws::{ClientFrame, ServerFrame, SessionUser};
 use chorus_proto::ErrorCode;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -79,6 +82,15 @@ fn ok_or_error(rid: Option<String>, r: Result<(), ApiError>) -> ServerFrame {
         Err(e) => error_frame(rid, None, &e),
     }
 }
+
+/// An answer to a client frame: ready now, or after the writer commits.
+enum Reply {
+    Now(ServerFrame),
+    Later(Pin<Box<dyn Future<Output = ServerFrame> + Send>>),
+}
+
+/// Most sends one session may have waiting for their commit; reading pauses beyond it.
+const MAX_IN_FLIGHT: usize = 64;
 
 struct Session {
     s: AppState,
@@ -242,13 +254,15 @@ impl Session {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut last_heard = Instant::now();
+        // Answers in the order the frames came, each written once it is ready.
+        let mut answers: FuturesOrdered<Pin<Box<dyn Future<Output = ServerFrame> + Send>>> = FuturesOrdered::new();
         loop {
             tokio::select! {
-                incoming = stream.next() => {
+                incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
                     let reply = match incoming {
-                        Some(Ok(WsMessage::Text(t))) => self.handle(&t).await,
-                        Some(Ok(WsMessage::Binary(_))) => Some(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text"))),
+                        Some(Ok(WsMessage::Text(t))) => self.dispatch(&t).await,
+                        Some(Ok(WsMessage::Binary(_))) => Some(Reply::Now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
                         Some(Ok(WsMessage::Close(_))) | None => return,
                         Some(Ok(_)) => None, // ping/pong handled by the library
                         Some(Err(e)) => {
@@ -264,10 +278,20 @@ impl Session {
                             return;
                         }
                     };
-                    if let Some(r) = reply {
-                        if sink.send(text(&r)).await.is_err() {
-                            return;
+                    match reply {
+                        Some(Reply::Now(r)) if answers.is_empty() => {
+                            if sink.send(text(&r)).await.is_err() {
+                                return;
+                            }
                         }
+                        Some(Reply::Now(r)) => answers.push_back(Box::pin(std::future::ready(r))),
+                        Some(Reply::Later(f)) => answers.push_back(f),
+                        None => {}
+                    }
+                }
+                Some(answer) = answers.next(), if !answers.is_empty() => {
+                    if sink.send(text(&answer)).await.is_err() {
+                        return;
                     }
                 }
                 out = rx.recv() => {
@@ -330,38 +354,68 @@ impl Session {
     }
 
     /// Answers one client frame. Returns the reply to send, if any.
-    async fn handle(&mut self, raw: &str) -> Option<ServerFrame> {
+    /// Parses one client frame and answers it: sends are queued and answered
+    /// when they commit, everything else is answered before returning.
+    async fn dispatch(&mut self, raw: &str) -> Option<Reply> {
         let frame: ClientFrame = match serde_json::from_str(raw) {
             Ok(f) => f,
-            Err(e) => return Some(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}")))),
+            Err(e) => {
+                return Some(Reply::Now(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}")))))
+            }
         };
+        match frame {
+            ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => {
+                Some(self.start_send(rid, id, Target::from_parts(peer, gid), Content { text, data, file }, mtype).await)
+            }
+            other => self.handle(other).await.map(Reply::Now),
+        }
+    }
+
+    /// Checks and queues a send; its `sent` (or `error`) comes after the commit.
+    async fn start_send(
+        &mut self,
+        rid: Option<String>,
+        id: String,
+        target: Result<Target, ApiError>,
+        content: Content,
+        mtype: Option<u32>,
+    ) -> Reply {
+        let m = &self.s.messaging;
+        let ticket = match target {
+            Ok(t) => m.enqueue_send(&self.user, &t, &id, mtype.unwrap_or(0), &content, self.id).await,
+            Err(e) => Err(e),
+        };
+        let ticket = match ticket {
+            Ok(t) => t,
+            Err(e) => return Reply::Now(error_frame(rid, Some(id), &e)),
+        };
+        // The commit is awaited beside the read loop, so the client can pipeline sends.
+        Reply::Later(Box::pin(async move {
+            match ticket.wait().await {
+                Ok(i) => ServerFrame::Sent {
+                    rid,
+                    id,
+                    mid: i.mid,
+                    seq: i.seq,
+                    pos: i.pos,
+                    ts: i.ts,
+                    status: status::SENT,
+                    duplicate: i.duplicate,
+                },
+                Err(e) => error_frame(rid, Some(id), &e),
+            }
+        }))
+    }
+
+    /// Answers one client frame other than `send`. Returns the reply to send, if any.
+    async fn handle(&mut self, frame: ClientFrame) -> Option<ServerFrame> {
         let m = &self.s.messaging;
         match frame {
             ClientFrame::Hello { .. } => {
                 Some(error_frame(None, None, &ApiError::bad_request("hello was already received")))
             }
             ClientFrame::Ping { rid } => Some(ServerFrame::Pong { rid }),
-            ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => {
-                let res = match Target::from_parts(peer, gid) {
-                    Ok(t) => {
-                        m.send(&self.user, &t, &id, mtype.unwrap_or(0), &Content { text, data, file }, self.id).await
-                    }
-                    Err(e) => Err(e),
-                };
-                Some(match res {
-                    Ok(i) => ServerFrame::Sent {
-                        rid,
-                        id,
-                        mid: i.mid,
-                        seq: i.seq,
-                        pos: i.pos,
-                        ts: i.ts,
-                        status: status::SENT,
-                        duplicate: i.duplicate,
-                    },
-                    Err(e) => error_frame(rid, Some(id), &e),
-                })
-            }
+            ClientFrame::Send { .. } => unreachable!("sends are dispatched to start_send"),
             ClientFrame::Edit { rid, mid, text, data } => {
                 let r = m.change(&self.user, mid, Some(Content { text, data, file: None }), self.id).await;
                 Some(ok_or_error(rid, r))
