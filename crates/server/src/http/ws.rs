@@ -84,9 +84,10 @@ fn ok_or_error(rid: Option<String>, r: Result<(), ApiError>) -> ServerFrame {
 }
 
 /// An answer to a client frame: ready now, or after the writer commits.
-enum Reply {
-    Now(ServerFrame),
-    Later(Pin<Box<dyn Future<Output = ServerFrame> + Send>>),
+type Reply = Pin<Box<dyn Future<Output = ServerFrame> + Send>>;
+
+fn now(frame: ServerFrame) -> Reply {
+    Box::pin(std::future::ready(frame))
 }
 
 /// Most sends one session may have waiting for their commit; reading pauses beyond it.
@@ -255,14 +256,14 @@ impl Session {
         ping.tick().await;
         let mut last_heard = Instant::now();
         // Answers in the order the frames came, each written once it is ready.
-        let mut answers: FuturesOrdered<Pin<Box<dyn Future<Output = ServerFrame> + Send>>> = FuturesOrdered::new();
+        let mut answers: FuturesOrdered<Reply> = FuturesOrdered::new();
         loop {
             tokio::select! {
                 incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
                     let reply = match incoming {
                         Some(Ok(WsMessage::Text(t))) => self.dispatch(&t).await,
-                        Some(Ok(WsMessage::Binary(_))) => Some(Reply::Now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
+                        Some(Ok(WsMessage::Binary(_))) => Some(now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
                         Some(Ok(WsMessage::Close(_))) | None => return,
                         Some(Ok(_)) => None, // ping/pong handled by the library
                         Some(Err(e)) => {
@@ -278,15 +279,8 @@ impl Session {
                             return;
                         }
                     };
-                    match reply {
-                        Some(Reply::Now(r)) if answers.is_empty() => {
-                            if sink.send(text(&r)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Some(Reply::Now(r)) => answers.push_back(Box::pin(std::future::ready(r))),
-                        Some(Reply::Later(f)) => answers.push_back(f),
-                        None => {}
+                    if let Some(answer) = reply {
+                        answers.push_back(answer);
                     }
                 }
                 Some(answer) = answers.next(), if !answers.is_empty() => {
@@ -359,15 +353,13 @@ impl Session {
     async fn dispatch(&mut self, raw: &str) -> Option<Reply> {
         let frame: ClientFrame = match serde_json::from_str(raw) {
             Ok(f) => f,
-            Err(e) => {
-                return Some(Reply::Now(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}")))))
-            }
+            Err(e) => return Some(now(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}"))))),
         };
         match frame {
             ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => {
                 Some(self.start_send(rid, id, Target::from_parts(peer, gid), Content { text, data, file }, mtype).await)
             }
-            other => self.handle(other).await.map(Reply::Now),
+            other => self.handle(other).await.map(now),
         }
     }
 
@@ -387,10 +379,10 @@ impl Session {
         };
         let ticket = match ticket {
             Ok(t) => t,
-            Err(e) => return Reply::Now(error_frame(rid, Some(id), &e)),
+            Err(e) => return now(error_frame(rid, Some(id), &e)),
         };
         // The commit is awaited beside the read loop, so the client can pipeline sends.
-        Reply::Later(Box::pin(async move {
+        Box::pin(async move {
             match ticket.wait().await {
                 Ok(i) => ServerFrame::Sent {
                     rid,
@@ -404,7 +396,7 @@ impl Session {
                 },
                 Err(e) => error_frame(rid, Some(id), &e),
             }
-        }))
+        })
     }
 
     /// Answers one client frame other than `send`. Returns the reply to send, if any.
