@@ -527,15 +527,7 @@ async fn revoked_tokens_end_sessions(b: Backend) {
     assert!(matches!(pong, ServerFrame::Pong { .. }), "the other token's session stays");
     // Deleting the user through the backend ends every session.
     let me = ca_address(&h2).await;
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/backend", s.base))
-        .json(&json!({"op": "deluser", "token": common::ADMIN_TOKEN, "user": {"address": me}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = s.backend(json!({"op": "deluser", "token": common::ADMIN_TOKEN, "user": {"address": me}})).await;
     assert_eq!(r["result"], true, "{r}");
     let f = c2.expect(WAIT, |f| matches!(f, ServerFrame::Error { .. })).await.unwrap();
     assert!(matches!(f, ServerFrame::Error { code: chorus_proto::ErrorCode::Unauthorized, .. }), "{f:?}");

@@ -19,26 +19,9 @@ async fn admin_token_is_generated_once() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
-    let client = reqwest::Client::new();
-    let ok: serde_json::Value = client
-        .post(format!("{}/backend", s.base))
-        .json(&json!({"op": "useradd", "token": token, "user": {"address": "bot1"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ok = s.backend(json!({"op": "useradd", "token": token, "user": {"address": "bot1"}})).await;
     assert_eq!(ok["result"], true, "{ok}");
-    let bad: serde_json::Value = client
-        .post(format!("{}/backend", s.base))
-        .json(&json!({"op": "useradd", "token": common::ADMIN_TOKEN, "user": {"address": "bot2"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bad = s.backend(json!({"op": "useradd", "token": common::ADMIN_TOKEN, "user": {"address": "bot2"}})).await;
     assert_eq!(bad["error"], "AUTHFAIL");
 }
 

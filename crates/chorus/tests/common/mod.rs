@@ -131,6 +131,19 @@ impl Server {
         (sess, authed)
     }
 
+    /// Calls the `/backend` API with a JSON body; returns the JSON reply.
+    pub async fn backend(&self, body: serde_json::Value) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!("{}/backend", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /backend")
+            .json()
+            .await
+            .expect("JSON reply")
+    }
+
     /// Opens a messaging connection.
     pub async fn connect(&self, http: &Http) -> (Connection, Handshake) {
         Connection::connect(http, None).await.expect("ws connect")
