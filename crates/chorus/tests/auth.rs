@@ -130,7 +130,32 @@ async fn bad_input_gets_clear_errors(b: Backend) {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
 }
 
+/// Parallel guesses cannot get past the attempt limit.
+async fn parallel_guesses_share_the_attempt_limit(b: Backend) {
+    let s = Server::start(b).await;
+    let http = s.http();
+    http.request_code("par@example.org").await.unwrap();
+    let code = s.code_for("par@example.org");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let h = http.clone();
+        tasks.push(tokio::spawn(async move { h.verify("par@example.org", wrong, None).await.unwrap_err().code() }));
+    }
+    let mut invalid = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Some("code_invalid") => invalid += 1,
+            Some("code_locked") => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(invalid, 4, "attempts 1-4 say invalid, the 5th and later say locked");
+    assert_eq!(http.verify("par@example.org", &code, None).await.unwrap_err().code(), Some("code_locked"));
+}
+
 both_backends!(
+    parallel_guesses_share_the_attempt_limit,
     login_via_outbox,
     wrong_code_five_times_locks,
     code_requests_are_rate_limited,

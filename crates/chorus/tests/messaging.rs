@@ -662,7 +662,48 @@ async fn pipelined_sends_keep_their_order(b: Backend) {
     assert_eq!(got, (0..N).map(|i| format!("p{i}")).collect::<Vec<_>>());
 }
 
+/// Messages a member may not receive never crowd out the ones they may.
+async fn unreceivable_messages_do_not_block_sync(b: Backend) {
+    let s = Server::start_with(b, &[("CHORUS_SYNC_LIMIT", "5")]).await;
+    let (_, ha) = s.login("a@example.org", "A").await;
+    let (bb, hb) = s.login("b@example.org", "B").await;
+    let (gid, _) = room(&ha, &[]).await;
+    ha.post::<serde_json::Value>(
+        &format!("/v1/groups/{gid}/members"),
+        &json!({"addresses": [bb.user.address], "flags": member::SEND}),
+    )
+    .await
+    .unwrap();
+    let (mut ca, _) = s.connect(&ha).await;
+    for i in 0..8 {
+        ca.send_text(None, Some(gid), &format!("g{i}"), "not for B").await.unwrap();
+    }
+    ca.send_text(Some(&bb.user.address), None, "direct", "for B").await.unwrap();
+    let (_, h) = Connection::connect(&hb, None).await.unwrap();
+    assert_eq!(h.backlog.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["direct"]);
+    assert!(h.complete);
+}
+
+/// A member who left can no longer edit or delete what they said in the group.
+async fn former_members_cannot_change_group_messages(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, ha) = s.login("a@example.org", "A").await;
+    let (_, hb) = s.login("b@example.org", "B").await;
+    let (gid, _) = room(&ha, &[&hb]).await;
+    let (mut cb, _) = s.connect(&hb).await;
+    let ServerFrame::Sent { mid, .. } = cb.send_text(None, Some(gid), "b1", "hello").await.unwrap() else { panic!() };
+    hb.post::<serde_json::Value>(&format!("/v1/groups/{gid}/leave"), &json!({})).await.unwrap();
+    let r = cb.request(|rid| ClientFrame::Edit { rid, mid, text: Some("changed".into()), data: None }).await.unwrap();
+    assert!(matches!(r, ServerFrame::Error { code: chorus_proto::ErrorCode::Forbidden, .. }), "{r:?}");
+    let r = cb.request(|rid| ClientFrame::Delete { rid, mid }).await.unwrap();
+    assert!(matches!(r, ServerFrame::Error { code: chorus_proto::ErrorCode::Forbidden, .. }), "{r:?}");
+    let h: HistoryPage = ha.get(&format!("/v1/groups/{gid}/messages")).await.unwrap();
+    assert_eq!(h.messages[0].text.as_deref(), Some("hello"));
+}
+
 both_backends!(
+    unreceivable_messages_do_not_block_sync,
+    former_members_cannot_change_group_messages,
     pipelined_sends_keep_their_order,
     revoked_tokens_end_sessions,
     backlog_starts_at_join,

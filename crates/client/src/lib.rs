@@ -2,7 +2,7 @@
 //!
 //! - [`Http`]: the REST API (`/v1/…`), with the access token attached.
 //! - [`Connection`]: the messaging WebSocket. It keeps the resume [`Cursor`]
-//!   up to date from every `message` and `sent` frame, and buffers frames
+//!   up to date from every `message` frame, and buffers frames
 //!   that arrive while you wait for a specific one, so nothing is lost.
 //!
 //! Tests, bots and the load generator are built on it; it speaks exactly the

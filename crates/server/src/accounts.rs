@@ -173,10 +173,14 @@ impl Accounts {
         let code = code.trim();
         let key = id.key();
         let mut tx = self.db.write.begin().await?;
-        let row = sqlx::query("SELECT code_hash, attempts, expires_at FROM login_codes WHERE identity = $1")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // Claim an attempt before comparing, in one statement: concurrent
+        // guesses each use one up (the row lock serialises them on PostgreSQL).
+        let row = sqlx::query(
+            "UPDATE login_codes SET attempts = attempts + 1 WHERE identity = $1 RETURNING code_hash, attempts, expires_at",
+        )
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else {
             return Err(ApiError::new(
                 ErrorCode::CodeExpired,
@@ -184,28 +188,22 @@ impl Accounts {
             ));
         };
         let stored: String = row.try_get("code_hash")?;
-        let attempts: i64 = row.try_get("attempts")?;
+        let attempt: i64 = row.try_get("attempts")?;
         let expires_at: i64 = row.try_get("expires_at")?;
         let max = i64::from(self.cfg.code_max_attempts);
-        if attempts >= max {
+        // Returning early drops the transaction: the claimed attempt is rolled back.
+        if attempt > max {
             return Err(ApiError::new(ErrorCode::CodeLocked, "too many wrong codes; request a new code"));
         }
         if expires_at < now_ms() {
             return Err(ApiError::new(ErrorCode::CodeExpired, "the login code expired; request a new one"));
         }
         if !ct_eq(&stored, &hash(&[&key, code])) {
-            sqlx::query("UPDATE login_codes SET attempts = attempts + 1 WHERE identity = $1")
-                .bind(&key)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
-            if attempts + 1 >= max {
+            if attempt >= max {
                 return Err(ApiError::new(ErrorCode::CodeLocked, "too many wrong codes; request a new code"));
             }
-            return Err(ApiError::new(
-                ErrorCode::CodeInvalid,
-                format!("wrong code; {} attempts left", max - attempts - 1),
-            ));
+            return Err(ApiError::new(ErrorCode::CodeInvalid, format!("wrong code; {} attempts left", max - attempt)));
         }
         sqlx::query("DELETE FROM login_codes WHERE identity = $1").bind(&key).execute(&mut *tx).await?;
         let (col, value) = match id {

@@ -157,8 +157,9 @@ impl Config {
         if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
             anyhow::bail!("smtp_security must be starttls, tls or none");
         }
-        if self.code_max_attempts == 0 || self.sends_per_second == 0 || self.sync_limit == 0 {
-            anyhow::bail!("code_max_attempts, sends_per_second and sync_limit must be positive");
+        if self.code_max_attempts == 0 || self.sends_per_second == 0 || self.sync_limit == 0 || self.session_queue == 0
+        {
+            anyhow::bail!("code_max_attempts, sends_per_second, sync_limit and session_queue must be positive");
         }
         if self.max_message_bytes > self.max_frame_bytes {
             anyhow::bail!("max_message_bytes must not exceed max_frame_bytes");

@@ -674,7 +674,14 @@ impl Groups {
         let gains = (old.flags | p.flags) != old.flags || (old.admin_flags | p.admin_flags) != old.admin_flags;
         // A limited pin is used up only by a join that grants something.
         if p.uses_left.is_some() && gains {
-            sqlx::query("UPDATE pins SET uses_left = uses_left - 1 WHERE pin = $1").bind(pin).execute(&mut *tx).await?;
+            // Guarded: two joins racing for the last use cannot both get it.
+            let used = sqlx::query("UPDATE pins SET uses_left = uses_left - 1 WHERE pin = $1 AND uses_left > 0")
+                .bind(pin)
+                .execute(&mut *tx)
+                .await?;
+            if used.rows_affected() == 0 {
+                return Err(fail());
+            }
         }
         let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1")
             .bind(gid)

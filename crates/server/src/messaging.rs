@@ -166,6 +166,12 @@ pub struct Messaging {
     send_rate: DefaultKeyedRateLimiter<i64>,
 }
 
+/// SQL condition on `m` (a message) and `cm` (the reader's `conv_members` row):
+/// 1:1 messages, or group messages the reader may receive (policy bit
+/// RECV_BY_SELECTED = 0x10 unset, or the member's RECV flag 0x2 set).
+const RECEIVABLE: &str = "(m.gid IS NULL OR EXISTS (SELECT 1 FROM members mb JOIN groups g ON g.gid = mb.gid \
+                           WHERE mb.gid = m.gid AND mb.uid = cm.uid AND ((g.flags & 16) = 0 OR (mb.flags & 2) <> 0)))";
+
 const MSG_COLS: &str = "m.mid, m.conv_id, m.seq, m.pos, m.sender_uid, m.sender_addr, m.peer_addr, m.gid, \
                         m.client_id, m.mtype, m.body, m.created_at, m.edited, m.deleted";
 
@@ -230,6 +236,17 @@ impl Messaging {
             send_rate: RateLimiter::keyed(quota),
         });
         tokio::spawn(Writer { db, groups, bus }.run(rx));
+        // Forget the send-rate state of users who stopped sending.
+        let weak = Arc::downgrade(&svc);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(svc) = weak.upgrade() else { return };
+                svc.send_rate.retain_recent();
+                svc.send_rate.shrink_to_fit();
+            }
+        });
         svc
     }
 
@@ -511,7 +528,7 @@ impl Messaging {
             Some(pos) => {
                 sqlx::query(&format!(
                     "SELECT {MSG_COLS} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $3 \
-                     WHERE m.pos > $1 AND m.pos <= $2 AND m.seq > cm.joined_seq ORDER BY m.pos LIMIT $4"
+                     WHERE m.pos > $1 AND m.pos <= $2 AND m.seq > cm.joined_seq AND {RECEIVABLE} ORDER BY m.pos LIMIT $4"
                 ))
                 .bind(pos)
                 .bind(head)
@@ -523,7 +540,8 @@ impl Messaging {
             None => {
                 sqlx::query(&format!(
                     "SELECT {MSG_COLS} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $1 \
-                     WHERE m.seq > cm.delivered_seq AND m.sender_uid <> $1 AND m.pos <= $2 ORDER BY m.pos LIMIT $3"
+                     WHERE m.seq > cm.delivered_seq AND m.sender_uid <> $1 AND m.pos <= $2 AND {RECEIVABLE} \
+                     ORDER BY m.pos LIMIT $3"
                 ))
                 .bind(user.uid)
                 .bind(head)
@@ -533,8 +551,9 @@ impl Messaging {
             }
         };
         let complete = rows.len() as i64 <= limit;
-        let mut messages = Vec::with_capacity(rows.len().min(limit as usize));
-        for r in rows.iter().take(limit as usize) {
+        let examined = &rows[..rows.len().min(limit as usize)];
+        let mut messages = Vec::with_capacity(examined.len());
+        for r in examined {
             let (m, meta) = message_from_row(r)?;
             if let Some(gid) = m.gid {
                 match self.groups.policy(gid).await? {
@@ -544,7 +563,11 @@ impl Messaging {
             }
             messages.push((m, meta));
         }
-        let covered_to = if complete { head } else { messages.last().map(|(m, _)| m.pos).unwrap_or(head) };
+        // Truncated: live frames are skipped only up to the last row looked at.
+        let covered_to = match examined.last() {
+            Some(r) if !complete => r.try_get("pos")?,
+            _ => head,
+        };
         Ok(Backlog { messages, covered_to, complete })
     }
 
@@ -700,7 +723,18 @@ impl Writer {
                         let conv = one_to_one(tx, from.uid, p.uid).await?;
                         (conv, Some(p.address.clone()), None, vec![from.uid, p.uid])
                     }
-                    Dest::Group(gid, policy) => {
+                    Dest::Group(gid, queued_policy) => {
+                        // Membership may have changed since the send was queued:
+                        // decide with the policy as it is now.
+                        let policy = match self.groups.policy(*gid).await {
+                            Ok(Some(p)) => p,
+                            Ok(None) => return Ok(Reply::Sent(reply, Err(ApiError::not_found("no such group")))),
+                            Err(_) => queued_policy.clone(),
+                        };
+                        if !policy.can_send(from.uid) {
+                            let e = ApiError::forbidden("you may not send messages to this group");
+                            return Ok(Reply::Sent(reply, Err(e)));
+                        }
                         let mut uids: Vec<i64> = policy.receivers().collect();
                         if !policy.can_receive(from.uid) {
                             uids.push(from.uid);
@@ -768,6 +802,17 @@ impl Writer {
                         reply,
                         Err(ApiError::forbidden("you can only change your own messages")),
                     ));
+                }
+                // In a group, only a current member may still change what they said.
+                if let Some(gid) = msg.gid {
+                    let member =
+                        matches!(self.groups.policy(gid).await, Ok(Some(p)) if p.members.contains_key(&from.uid));
+                    if !member {
+                        return Ok(Reply::Changed(
+                            reply,
+                            Err(ApiError::forbidden("you are no longer a member of this group")),
+                        ));
+                    }
                 }
                 if msg.deleted {
                     return Ok(Reply::Changed(
@@ -911,4 +956,15 @@ async fn one_to_one(tx: &mut Transaction<'_, Any>, a: i64, b: i64) -> Result<i64
             .await?;
     }
     Ok(conv)
+}
+
+#[cfg(test)]
+mod tests {
+    use chorus_proto::flags::{group, member};
+
+    #[test]
+    fn receivable_uses_the_protocol_bits() {
+        assert!(super::RECEIVABLE.contains(&format!("(g.flags & {}) = 0", group::RECV_BY_SELECTED)));
+        assert!(super::RECEIVABLE.contains(&format!("(mb.flags & {}) <> 0", member::RECV)));
+    }
 }

@@ -5,7 +5,7 @@
 //! page reload or a network blip causes no offline/online flapping. Presence is
 //! never stored and goes only to users who share a conversation with the user.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,38 +18,52 @@ use crate::messaging::{outbound, Messaging};
 pub struct Presence {
     messaging: Arc<Messaging>,
     grace: Duration,
-    announced: Mutex<HashSet<i64>>,
+    /// Users announced online → generation, bumped whenever a first session
+    /// attaches, so an offline timer started before a reconnect knows it is stale.
+    announced: Mutex<HashMap<i64, u64>>,
 }
 
 impl Presence {
     /// Builds it.
     pub fn new(messaging: Arc<Messaging>, grace: Duration) -> Arc<Self> {
-        Arc::new(Presence { messaging, grace, announced: Mutex::new(HashSet::new()) })
+        Arc::new(Presence { messaging, grace, announced: Mutex::new(HashMap::new()) })
     }
 
     /// Whether `uid` is currently announced online.
     pub fn is_announced(&self, uid: i64) -> bool {
-        self.announced.lock().expect("presence lock poisoned").contains(&uid)
+        self.announced.lock().expect("presence lock poisoned").contains_key(&uid)
     }
 
     /// The user's first session attached.
     pub async fn came_online(&self, user: &SessionUser) {
-        if !self.announced.lock().expect("presence lock poisoned").insert(user.uid) {
-            return; // still announced from before the grace period ended
-        }
-        self.broadcast(user, presence::ONLINE).await;
+        let fresh = {
+            let mut map = self.announced.lock().expect("presence lock poisoned");
+            let generation = map.entry(user.uid).or_insert(0);
+            *generation += 1;
+            *generation == 1
+        };
+        if fresh {
+            self.broadcast(user, presence::ONLINE).await;
+        } // else: still announced from before the grace period ended
     }
 
     /// The user's last session detached: announce offline after the grace period
     /// unless a session came back.
     pub fn went_away(self: &Arc<Self>, user: SessionUser) {
         let this = self.clone();
+        let generation = self.announced.lock().expect("presence lock poisoned").get(&user.uid).copied();
         tokio::spawn(async move {
             tokio::time::sleep(this.grace).await;
             if this.messaging.bus().online(user.uid) {
                 return;
             }
-            if this.announced.lock().expect("presence lock poisoned").remove(&user.uid) {
+            let gone = {
+                let mut map = this.announced.lock().expect("presence lock poisoned");
+                // Only if no session came (and went) since this timer started.
+                let current = map.get(&user.uid).copied();
+                current.is_some() && current == generation && map.remove(&user.uid).is_some()
+            };
+            if gone {
                 this.broadcast(&user, presence::OFFLINE).await;
             }
         });

@@ -659,8 +659,15 @@ async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
         }
     }
     let mut mids = Vec::new();
-    for t in &targets {
-        let client_id = format!("backend-{}", random_hex(8));
+    // With a request `id`, the message ids derive from it, so a retried request
+    // stores nothing twice; without one, every request is new.
+    let request_key = match p.get("id") {
+        Some(Value::String(v)) if !v.is_empty() && v.len() <= 40 => v.clone(),
+        Some(Value::Number(v)) => v.to_string(),
+        _ => random_hex(8),
+    };
+    for (i, t) in targets.iter().enumerate() {
+        let client_id = format!("backend-{request_key}-{i}");
         let info =
             st.messaging.send(&sender, t, &client_id, mtype, &content, 0).await.map_err(|e| match (e.code, t) {
                 (ErrorCode::NotFound, Target::Group(_)) => "BADGROUP",

@@ -37,6 +37,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// Typing-on is forwarded at most this often per conversation.
 const TYPING_THROTTLE: Duration = Duration::from_secs(2);
+/// Conversations whose typing state one session tracks before old entries are pruned.
+const MAX_TYPING_CONVERSATIONS: usize = 256;
 /// Close code telling the client to reconnect and resume (it fell behind).
 const CLOSE_RESYNC: u16 = 4000;
 
@@ -58,8 +60,7 @@ pub(super) async fn upgrade(
     let token = query.token.or_else(|| super::bearer(&parts).map(str::to_string)).ok_or_else(ApiError::unauthorized)?;
     let user = s.accounts.authenticate(&token).await?;
     let max = s.cfg.max_frame_bytes;
-    let fp = token_fingerprint(&token);
-    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(socket, s, user, fp)))
+    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(socket, s, user, token)))
 }
 
 fn text(frame: &ServerFrame) -> WsMessage {
@@ -104,7 +105,7 @@ struct Session {
     typing_sent: HashMap<Target, Instant>,
 }
 
-async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: u64) {
+async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
     let (mut sink, mut stream) = socket.split();
     // 1. hello
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
@@ -131,7 +132,20 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: u64) {
     let id = s.next_session.fetch_add(1, Ordering::Relaxed) + 1;
     let (tx, mut rx) = mpsc::channel::<Arc<Outbound>>(s.cfg.session_queue);
     // 2. attach before reading the backlog, so nothing falls in between.
-    let first = s.messaging.bus().attach(user.uid, id, token, tx);
+    let first = s.messaging.bus().attach(user.uid, id, token_fingerprint(&token), tx);
+    // The token was checked at the upgrade; a revocation since then could not
+    // reach this session before it was attached. Check again now that it is.
+    if s.accounts.authenticate(&token).await.is_err() {
+        s.messaging.bus().detach(user.uid, id);
+        let _ = sink.send(text(&error_frame(None, None, &ApiError::unauthorized()))).await;
+        let _ = sink
+            .send(WsMessage::Close(Some(CloseFrame {
+                code: crate::accounts::CLOSE_UNAUTHORIZED,
+                reason: Utf8Bytes::from_static("session ended"),
+            })))
+            .await;
+        return;
+    }
     let mut sess = Session {
         s: s.clone(),
         user: user.clone(),
@@ -448,16 +462,22 @@ impl Session {
                     Err(e) => return Some(error_frame(None, None, &e)),
                 };
                 let now = Instant::now();
-                if on {
-                    if self.typing_sent.get(&t).is_some_and(|at| now.duration_since(*at) < TYPING_THROTTLE) {
-                        return None;
-                    }
-                    self.typing_sent.insert(t.clone(), now);
-                } else if self.typing_sent.remove(&t).is_none() {
+                if on && self.typing_sent.get(&t).is_some_and(|at| now.duration_since(*at) < TYPING_THROTTLE) {
+                    return None;
+                }
+                if !on && !self.typing_sent.contains_key(&t) {
                     return None; // never announced typing here
                 }
                 match m.typing_audience(&self.user, &t).await {
                     Ok((uids, peer, gid)) => {
+                        if on {
+                            if self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
+                                self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_THROTTLE);
+                            }
+                            self.typing_sent.insert(t, now);
+                        } else {
+                            self.typing_sent.remove(&t);
+                        }
                         let value = if on { presence::TYPING } else { presence::TYPING_CLEARED };
                         let frame =
                             ServerFrame::Presence { from: self.user.address.clone(), peer, gid, presence: value };
