@@ -921,6 +921,14 @@ async fn backend_all_or_nothing(b: Backend) {
     assert_be_fail(r, "message", "BADUSER");
     let (_, conv) = rest_get(&s, "/v1/conversations", &alice).await;
     assert_eq!(conv, json!([]), "nothing was sent");
+    // With a request id, a retried message request stores nothing twice.
+    let req = json!({"op": "message", "token": ADMIN_TOKEN, "id": "req-1", "message": {"from": "alice", "to": "bob", "message": "once"}});
+    let first = be(&s, req.clone()).await;
+    let again = be(&s, req).await;
+    assert_true(&first);
+    assert_eq!(first["mid"], again["mid"]);
+    let (_, conv) = rest_get(&s, "/v1/conversations", &alice).await;
+    assert_eq!(conv[0]["last_seq"], json!(1), "stored once: {conv}");
     // groupeditmembers reads permissions (incl. admin) from the nested members object.
     let r = be(&s, json!({"op": "groupadd", "token": ADMIN_TOKEN, "group": {"name": "G", "m": "alice"}})).await;
     let gid = r["group"]["gid"].as_i64().unwrap();
