@@ -27,6 +27,26 @@
 //!    [`talk::TalkDetector`], calls [`talk::TalkDetector::handle_timeout`] now and then, and turns
 //!    the [`talk::TalkEvent`]s it polls into signaling events.
 //!
+//! # Rooms
+//!
+//! Above the per-packet machinery sits the call of one group, a [`Room`]: who is in it and with
+//! which [`Permissions`] (publish, subscribe, list, and the admin rights call control and
+//! hang-up, resolved by the server from the group's policy), the room's [`RoomSettings`] (audio,
+//! video, screen allowed, maximum height and duration), the streams each participant publishes,
+//! identified as in Mesibo by ([`participant`](StreamId::publisher), [`Sid`]) with `0` the camera,
+//! and who subscribes to which. The server's signaling layer calls one method per request
+//! ([`Room::join`], [`Room::publish`], [`Room::subscribe`], [`Room::set_muted`],
+//! [`Room::admin_mute`], [`Room::leave`], ...), answers with the `Result` ([`RoomError`] when
+//! refused), and drains [`Room::poll_event`]: each [`RoomEvent`] names the participants who
+//! should receive it, so roster events reach only those with the list permission. It calls
+//! [`Room::handle_timeout`] when [`Room::poll_timeout`] passes, which ends the call of those over
+//! the room's maximum duration.
+//!
+//! The media loop asks [`Room::forward_allowed`] before it forwards media of a stream to a
+//! subscriber: RTP from a member who may not publish, of a muted track, or to a member who may not
+//! subscribe or did not subscribe is dropped there, whatever signaling said. It is a couple of hash
+//! lookups and allocates nothing.
+//!
 //! # Time
 //!
 //! Time is an argument: every method that depends on it takes `now: Instant`, and the crate never
@@ -38,8 +58,7 @@
 //!
 //! Parsing and writing RTP/RTCP, SRTP, ICE, DTLS, SDP, bandwidth estimation (the estimate comes
 //! from str0m's TWCC/GCC), NACK/RTX caches, pacing, and sockets all belong to the server's media
-//! loop around this crate. So do rooms and permissions: a forwarder exists only if its subscriber
-//! may receive the track. SVC (VP9/AV1 spatial layers in one stream) and temporal layers are not
+//! loop around this crate. SVC (VP9/AV1 spatial layers in one stream) and temporal layers are not
 //! handled yet; such streams forward as a single layer.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -47,12 +66,17 @@
 pub mod forwarder;
 pub mod packet;
 pub mod rewrite;
+pub mod room;
 pub mod select;
 pub mod switch;
 pub mod talk;
 
 pub use forwarder::{Decision, DropReason, Forwarder, ForwarderConfig};
 pub use packet::{Layer, PacketInfo, TrackKind};
+pub use room::{
+    LeaveReason, Mute, ParticipantView, Permissions, Publish, Room, RoomError, RoomEvent, RoomEventKind, RoomSettings,
+    Sid, StreamId, StreamInfo, StreamKind, Subscription, UnpublishReason, UnsubscribeReason,
+};
 
 #[cfg(test)]
 mod test_util;
