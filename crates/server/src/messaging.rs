@@ -23,6 +23,7 @@
 //! Delivery and read state are per member *watermarks* (`delivered_seq`,
 //! `read_seq`), not per message rows: O(members) state per conversation.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -235,7 +236,7 @@ impl Messaging {
             writer: tx,
             send_rate: RateLimiter::keyed(quota),
         });
-        tokio::spawn(Writer { db, groups, bus }.run(rx));
+        tokio::spawn(Writer { db, groups, bus, pairs: Default::default() }.run(rx));
         // Forget the send-rate state of users who stopped sending.
         let weak = Arc::downgrade(&svc);
         tokio::spawn(async move {
@@ -609,7 +610,13 @@ struct Writer {
     db: Db,
     groups: Arc<Groups>,
     bus: Arc<dyn FanOut>,
+    /// 1:1 conversation ids by user pair. Only committed rows are cached, and
+    /// 1:1 conversations are never deleted, so an entry never goes stale.
+    pairs: std::sync::Mutex<HashMap<(i64, i64), i64>>,
 }
+
+/// Most user pairs the writer remembers before it starts over.
+const PAIR_CACHE: usize = 100_000;
 
 /// A request's answer, sent only after the batch commits.
 enum Reply {
@@ -633,6 +640,7 @@ impl Writer {
     async fn apply_batch(&self, batch: &mut Vec<WriteOp>) {
         let mut replies = Vec::with_capacity(batch.len());
         let mut fanouts = Vec::new();
+        let mut learned = Vec::new();
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.db.write.begin().await?;
             let start: i64 = sqlx::query_scalar("UPDATE stream SET pos = pos WHERE id = 1 RETURNING pos")
@@ -643,9 +651,9 @@ impl Writer {
                 // Each request in its own savepoint: one that fails on the
                 // database (say, a user deleted mid-request) is rolled back
                 // alone and answered `internal`; the rest of the batch commits.
-                let (pos_before, fanouts_before) = (pos, fanouts.len());
+                let (pos_before, fanouts_before, learned_before) = (pos, fanouts.len(), learned.len());
                 let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-                match self.apply(&mut sp, op, &mut pos, &mut fanouts).await {
+                match self.apply(&mut sp, op, &mut pos, &mut fanouts, &mut learned).await {
                     Ok(reply) => {
                         sp.commit().await?;
                         replies.push(reply);
@@ -655,6 +663,7 @@ impl Writer {
                         tracing::error!(error = %e, "message request rolled back");
                         pos = pos_before;
                         fanouts.truncate(fanouts_before);
+                        learned.truncate(learned_before);
                         // The request's reply channel was dropped with it: its caller sees `internal`.
                     }
                 }
@@ -667,6 +676,12 @@ impl Writer {
         .await;
         match result {
             Ok(()) => {
+                let mut pairs = self.pairs.lock().expect("pair cache poisoned");
+                if pairs.len() + learned.len() > PAIR_CACHE {
+                    pairs.clear();
+                }
+                pairs.extend(learned);
+                drop(pairs);
                 for r in replies {
                     match r {
                         Reply::Sent(tx, v) => drop(tx.send(v)),
@@ -698,29 +713,13 @@ impl Writer {
         op: WriteOp,
         pos: &mut i64,
         fanouts: &mut Vec<Fanout>,
+        learned: &mut Vec<((i64, i64), i64)>,
     ) -> Result<Reply, sqlx::Error> {
         match op {
             WriteOp::Send { from, dest, client_id, mtype, body, origin, reply } => {
-                let existing = sqlx::query(
-                    "SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2",
-                )
-                .bind(from.uid)
-                .bind(&client_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-                if let Some(r) = existing {
-                    let info = SentInfo {
-                        mid: r.try_get("mid")?,
-                        seq: r.try_get("seq")?,
-                        pos: r.try_get("pos")?,
-                        ts: r.try_get("created_at")?,
-                        duplicate: true,
-                    };
-                    return Ok(Reply::Sent(reply, Ok(info)));
-                }
                 let (conv_id, peer_addr, gid, uids): (i64, Option<String>, Option<i64>, Vec<i64>) = match &dest {
                     Dest::Peer(p) => {
-                        let conv = one_to_one(tx, from.uid, p.uid).await?;
+                        let conv = self.one_to_one(tx, from.uid, p.uid, learned).await?;
                         (conv, Some(p.address.clone()), None, vec![from.uid, p.uid])
                     }
                     Dest::Group(gid, queued_policy) => {
@@ -742,21 +741,16 @@ impl Writer {
                         (policy.conv_id, None, Some(*gid), uids)
                     }
                 };
-                let seq: i64 = sqlx::query_scalar(
-                    "UPDATE conversations SET last_seq = last_seq + 1 WHERE conv_id = $1 RETURNING last_seq",
-                )
-                .bind(conv_id)
-                .fetch_one(&mut **tx)
-                .await?;
-                *pos += 1;
+                // Insert first, taking the next seq in the same statement; the
+                // unique (sender, client id) turns a racing retry into "no row".
                 let ts = now_ms();
-                let mid: i64 = sqlx::query_scalar(
+                let inserted = sqlx::query(
                     "INSERT INTO messages (conv_id, seq, pos, sender_uid, sender_addr, peer_addr, gid, client_id, mtype, body, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING mid",
+                     SELECT $1, c.last_seq + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM conversations c WHERE c.conv_id = $1 \
+                     ON CONFLICT (sender_uid, client_id) DO NOTHING RETURNING mid, seq",
                 )
                 .bind(conv_id)
-                .bind(seq)
-                .bind(*pos)
+                .bind(*pos + 1)
                 .bind(from.uid)
                 .bind(&from.address)
                 .bind(&peer_addr)
@@ -765,8 +759,32 @@ impl Writer {
                 .bind(i64::from(mtype))
                 .bind(&body)
                 .bind(ts)
-                .fetch_one(&mut **tx)
+                .fetch_optional(&mut **tx)
                 .await?;
+                let Some(row) = inserted else {
+                    let r = sqlx::query(
+                        "SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2",
+                    )
+                    .bind(from.uid)
+                    .bind(&client_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    let info = SentInfo {
+                        mid: r.try_get("mid")?,
+                        seq: r.try_get("seq")?,
+                        pos: r.try_get("pos")?,
+                        ts: r.try_get("created_at")?,
+                        duplicate: true,
+                    };
+                    return Ok(Reply::Sent(reply, Ok(info)));
+                };
+                let (mid, seq): (i64, i64) = (row.try_get("mid")?, row.try_get("seq")?);
+                *pos += 1;
+                sqlx::query("UPDATE conversations SET last_seq = $2 WHERE conv_id = $1")
+                    .bind(conv_id)
+                    .bind(seq)
+                    .execute(&mut **tx)
+                    .await?;
                 let content: Content = serde_json::from_str(&body).unwrap_or_default();
                 let msg = Message {
                     mid,
@@ -929,9 +947,28 @@ impl Writer {
     }
 }
 
-/// The 1:1 conversation of two users, created (with both watermarks at 0) on first use.
-async fn one_to_one(tx: &mut Transaction<'_, Any>, a: i64, b: i64) -> Result<i64, sqlx::Error> {
-    let (lo, hi) = (a.min(b), a.max(b));
+impl Writer {
+    /// The 1:1 conversation of two users, created (with both watermarks at 0) on
+    /// first use. Ids read from the store go to `learned`, cached after commit.
+    async fn one_to_one(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        a: i64,
+        b: i64,
+        learned: &mut Vec<((i64, i64), i64)>,
+    ) -> Result<i64, sqlx::Error> {
+        let pair = (a.min(b), a.max(b));
+        if let Some(c) = self.pairs.lock().expect("pair cache poisoned").get(&pair) {
+            return Ok(*c);
+        }
+        let conv = one_to_one(tx, pair.0, pair.1).await?;
+        learned.push((pair, conv));
+        Ok(conv)
+    }
+}
+
+/// Finds or creates the 1:1 conversation of `lo` < `hi`.
+async fn one_to_one(tx: &mut Transaction<'_, Any>, lo: i64, hi: i64) -> Result<i64, sqlx::Error> {
     let existing: Option<i64> =
         sqlx::query_scalar("SELECT conv_id FROM conversations WHERE user_lo = $1 AND user_hi = $2")
             .bind(lo)
