@@ -327,15 +327,22 @@ impl Messaging {
         if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
             return Err(ApiError::bad_request("id must be 1 to 64 printable characters"));
         }
-        // A retry of a stored message gets the first answer, whatever limits say now.
-        if let Some(info) = self.stored(from.uid, client_id).await? {
-            return Ok(SendTicket::Done(info));
-        }
-        let body = self.encode(content)?;
-        if self.send_rate.check_key(&from.uid).is_err() {
-            return Err(ApiError::rate_limited("sending too fast; slow down"));
-        }
-        let dest = self.resolve(from, target).await?;
+        let checked = async {
+            let body = self.encode(content)?;
+            if self.send_rate.check_key(&from.uid).is_err() {
+                return Err(ApiError::rate_limited("sending too fast; slow down"));
+            }
+            Ok((body, self.resolve(from, target).await?))
+        };
+        let (body, dest) = match checked.await {
+            Ok(ok) => ok,
+            // A retry of a stored message gets the first answer, whatever limits say
+            // now. (Retries that pass the checks are recognised by the writer.)
+            Err(e) => match self.stored(from.uid, client_id).await? {
+                Some(info) => return Ok(SendTicket::Done(info)),
+                None => return Err(e),
+            },
+        };
         let (reply, rx) = oneshot::channel();
         let op =
             WriteOp::Send { from: from.clone(), dest, client_id: client_id.to_string(), mtype, body, origin, reply };
