@@ -701,7 +701,22 @@ async fn former_members_cannot_change_group_messages(b: Backend) {
     assert_eq!(h.messages[0].text.as_deref(), Some("hello"));
 }
 
+/// Messages larger than the socket buffers (4 KiB) travel whole, both ways.
+async fn large_messages_travel_whole(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, ha) = s.login("a@example.org", "A").await;
+    let (bb, hb) = s.login("b@example.org", "B").await;
+    let (mut ca, _) = s.connect(&ha).await;
+    let (mut cb, _) = s.connect(&hb).await;
+    let big: String = (0..12_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let r = ca.send_text(Some(&bb.user.address), None, "big", &big).await.unwrap();
+    assert!(matches!(r, ServerFrame::Sent { .. }), "{r:?}");
+    let ServerFrame::Message(m) = cb.expect(WAIT, is_msg).await.unwrap() else { unreachable!() };
+    assert_eq!(m.text.as_deref(), Some(big.as_str()));
+}
+
 both_backends!(
+    large_messages_travel_whole,
     unreceivable_messages_do_not_block_sync,
     former_members_cannot_change_group_messages,
     pipelined_sends_keep_their_order,

@@ -37,6 +37,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// Typing-on is forwarded at most this often per conversation.
 const TYPING_THROTTLE: Duration = Duration::from_secs(2);
+/// WebSocket read and write buffer size; frames larger than this still work.
+const SOCKET_BUFFER: usize = 4096;
 /// Conversations whose typing state one session tracks before old entries are pruned.
 const MAX_TYPING_CONVERSATIONS: usize = 256;
 /// Close code telling the client to reconnect and resume (it fell behind).
@@ -60,6 +62,9 @@ pub(super) async fn upgrade(
     let token = query.token.or_else(|| super::bearer(&parts).map(str::to_string)).ok_or_else(ApiError::unauthorized)?;
     let user = s.accounts.authenticate(&token).await?;
     let max = s.cfg.max_frame_bytes;
+    // Small buffers: most sessions are idle most of the time, and tungstenite's
+    // defaults (128 KiB each way) dominate the memory of an idle session.
+    let ws = ws.read_buffer_size(SOCKET_BUFFER).write_buffer_size(SOCKET_BUFFER);
     Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(socket, s, user, token)))
 }
 
