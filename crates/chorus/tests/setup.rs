@@ -63,6 +63,8 @@ async fn config_file_and_environment() {
     assert!(!ok && err.contains("postgres://"), "{err}");
     let (ok, err) = run(&["serve", "--data", data], &[("CHORUS_MAX_MESSAGE_BYTES", "lots")]);
     assert!(!ok && err.to_lowercase().contains("max_message_bytes"), "{err}");
+    let (ok, err) = run(&["serve", "--data", data], &[("CHORUS_SQLITE_SYNCHRONOUS", "sometimes")]);
+    assert!(!ok && err.contains("sqlite_synchronous"), "{err}");
     let (ok, err) = run(&["serve", "--data", data, "--listen", "not-an-address"], &[]);
     assert!(!ok && err.contains("listen"), "{err}");
 }

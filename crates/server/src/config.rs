@@ -22,6 +22,9 @@ pub struct Config {
     pub data: PathBuf,
     /// `postgres://…` to use PostgreSQL; empty for the embedded SQLite store.
     pub database: Option<String>,
+    /// SQLite `synchronous` level: `full` (a stored message survives power loss)
+    /// or `normal` (faster; a power loss can lose the last commits).
+    pub sqlite_synchronous: String,
     /// Admin (app) token for `/backend`; generated and stored under `data` if unset.
     pub admin_token: Option<String>,
     /// Base URL used in mails and invite links.
@@ -89,6 +92,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid literal address"),
             data: PathBuf::from("./chorus-data"),
             database: None,
+            sqlite_synchronous: "full".into(),
             admin_token: None,
             public_url: None,
             smtp_host: None,
@@ -153,6 +157,9 @@ impl Config {
             if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
                 anyhow::bail!("database must be a postgres:// URL (or empty for SQLite), got {db:?}");
             }
+        }
+        if !matches!(self.sqlite_synchronous.as_str(), "full" | "normal") {
+            anyhow::bail!("sqlite_synchronous must be full or normal");
         }
         if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
             anyhow::bail!("smtp_security must be starttls, tls or none");

@@ -19,9 +19,13 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 use crate::clock::now_ms;
 
-/// Set on every SQLite connection: WAL, foreign keys, and waiting (not failing) on locks.
-const SQLITE_PRAGMAS: &str =
-    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;";
+/// Set on every SQLite connection: WAL, foreign keys, waiting (not failing) on
+/// locks, and the `synchronous` level (`FULL`: a commit survives power loss).
+fn sqlite_pragmas(synchronous: &str) -> String {
+    format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;"
+    )
+}
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -50,7 +54,7 @@ pub struct Db {
 
 impl Db {
     /// Opens (creating if needed) the store and runs migrations.
-    pub async fn open(database: Option<&str>, data_dir: &Path) -> anyhow::Result<Db> {
+    pub async fn open(database: Option<&str>, data_dir: &Path, sqlite_synchronous: &str) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let (write, read, backend) = match database {
             Some(url) => {
@@ -72,16 +76,29 @@ impl Db {
                 let opts = AnyConnectOptions::from_str(&url)?
                     .log_statements(tracing::log::LevelFilter::Trace)
                     .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+                let pragmas: std::sync::Arc<str> = sqlite_pragmas(sqlite_synchronous).into();
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| Box::pin(async move { conn.execute(SQLITE_PRAGMAS).await.map(|_| ()) }))
+                    .after_connect({
+                        let pragmas = pragmas.clone();
+                        move |conn, _| {
+                            let pragmas = pragmas.clone();
+                            Box::pin(async move { conn.execute(&*pragmas).await.map(|_| ()) })
+                        }
+                    })
                     .connect_with(opts.clone())
                     .await?;
                 SQLITE_MIGRATIONS.run(&write).await?;
                 let read = AnyPoolOptions::new()
                     .max_connections(8)
-                    .after_connect(|conn, _| Box::pin(async move { conn.execute(SQLITE_PRAGMAS).await.map(|_| ()) }))
+                    .after_connect({
+                        let pragmas = pragmas.clone();
+                        move |conn, _| {
+                            let pragmas = pragmas.clone();
+                            Box::pin(async move { conn.execute(&*pragmas).await.map(|_| ()) })
+                        }
+                    })
                     .connect_with(opts)
                     .await?;
                 (write, read, Backend::Sqlite)

@@ -68,7 +68,7 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
 pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
     let cfg = Arc::new(cfg);
     let admin = admin_token(&cfg)?;
-    let db = db::Db::open(cfg.database.as_deref(), &cfg.data).await?;
+    let db = db::Db::open(cfg.database.as_deref(), &cfg.data, &cfg.sqlite_synchronous).await?;
     tracing::info!(backend = ?db.backend, epoch = %db.epoch, "store ready");
     let mailer = mail::Mailer::from_config(&cfg)?;
     let bus: Arc<dyn bus::FanOut> = Arc::new(bus::LocalBus::default());
