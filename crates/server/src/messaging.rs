@@ -352,22 +352,8 @@ impl Messaging {
 
     /// The message `uid` already stored under `client_id`, if any.
     async fn stored(&self, uid: i64, client_id: &str) -> ApiResult<Option<SentInfo>> {
-        let row =
-            sqlx::query("SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2")
-                .bind(uid)
-                .bind(client_id)
-                .fetch_optional(&self.db.read)
-                .await?;
-        Ok(match row {
-            Some(r) => Some(SentInfo {
-                mid: r.try_get("mid")?,
-                seq: r.try_get("seq")?,
-                pos: r.try_get("pos")?,
-                ts: r.try_get("created_at")?,
-                duplicate: true,
-            }),
-            None => None,
-        })
+        let mut conn = self.db.read.acquire().await?;
+        Ok(stored_send(&mut conn, uid, client_id).await?)
     }
 
     /// Edits (`Some`) or deletes (`None`) one of the user's own messages.
@@ -769,20 +755,7 @@ impl Writer {
                 .fetch_optional(&mut **tx)
                 .await?;
                 let Some(row) = inserted else {
-                    let r = sqlx::query(
-                        "SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2",
-                    )
-                    .bind(from.uid)
-                    .bind(&client_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    let info = SentInfo {
-                        mid: r.try_get("mid")?,
-                        seq: r.try_get("seq")?,
-                        pos: r.try_get("pos")?,
-                        ts: r.try_get("created_at")?,
-                        duplicate: true,
-                    };
+                    let info = stored_send(tx, from.uid, &client_id).await?.ok_or(sqlx::Error::RowNotFound)?;
                     return Ok(Reply::Sent(reply, Ok(info)));
                 };
                 let (mid, seq): (i64, i64) = (row.try_get("mid")?, row.try_get("seq")?);
@@ -972,6 +945,29 @@ impl Writer {
         learned.push((pair, conv));
         Ok(conv)
     }
+}
+
+/// The answer to a retry: the message `uid` stored under `client_id`, if any.
+async fn stored_send(
+    conn: &mut sqlx::AnyConnection,
+    uid: i64,
+    client_id: &str,
+) -> Result<Option<SentInfo>, sqlx::Error> {
+    let row = sqlx::query("SELECT mid, seq, pos, created_at FROM messages WHERE sender_uid = $1 AND client_id = $2")
+        .bind(uid)
+        .bind(client_id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(SentInfo {
+            mid: r.try_get("mid")?,
+            seq: r.try_get("seq")?,
+            pos: r.try_get("pos")?,
+            ts: r.try_get("created_at")?,
+            duplicate: true,
+        })
+    })
+    .transpose()
 }
 
 /// Finds or creates the 1:1 conversation of `lo` < `hi`.
