@@ -11,6 +11,7 @@
 //! reflected in docs/protocol.md in the same commit.
 #![deny(missing_docs)]
 
+pub mod call;
 pub mod error;
 pub mod flags;
 pub mod rest;

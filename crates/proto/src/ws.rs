@@ -14,6 +14,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::call::{
+    AdminAction, CallEvent, CallParticipant, CallPermissions, CallSettings, CallStream, CallTrack, PublishRequest,
+};
 use crate::error::ErrorCode;
 
 /// A position in the user's message stream, to resume from after a reconnect.
@@ -145,6 +148,111 @@ pub enum ClientFrame {
         #[serde(default)]
         rid: Option<String>,
     },
+    /// Join the call of group `gid` (answered with `call_joined`). A session is in one call at a
+    /// time; joining from a second session replaces the first.
+    CallJoin {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// The group.
+        gid: i64,
+    },
+    /// Publish a stream, with the publish connection's offer (answered with `call_published`).
+    CallPublish(PublishRequest),
+    /// Stop publishing stream `sid`. With `sdp` (a new publish offer without its media lines) the
+    /// answer is in the `call_sdp` reply.
+    CallUnpublish {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Which stream.
+        sid: u32,
+        /// A renegotiation offer of the publish connection.
+        #[serde(default)]
+        sdp: Option<String>,
+    },
+    /// Receive a stream (answered with `ok`; a `call_offer` follows).
+    CallSubscribe {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Whose stream.
+        address: String,
+        /// Which of their streams.
+        sid: u32,
+        /// Receive its audio.
+        #[serde(default = "yes")]
+        audio: bool,
+        /// Receive its video.
+        #[serde(default = "yes")]
+        video: bool,
+        /// The height at which the video is shown, in pixels, for layer choice (`null`: as large
+        /// as available). Send again to change it.
+        #[serde(default)]
+        height: Option<u32>,
+    },
+    /// Stop receiving a stream.
+    CallUnsubscribe {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Whose stream.
+        address: String,
+        /// Which of their streams.
+        sid: u32,
+    },
+    /// The answer to the last `call_offer`.
+    CallAnswer {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// SDP answer of the subscribe connection.
+        sdp: String,
+    },
+    /// Mute or unmute your own stream's audio and/or video.
+    CallMute {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Which stream.
+        sid: u32,
+        /// New audio mute state, if changing.
+        #[serde(default)]
+        audio: Option<bool>,
+        /// New video mute state, if changing.
+        #[serde(default)]
+        video: Option<bool>,
+    },
+    /// An admin action on others.
+    CallAdmin {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// What to do.
+        action: AdminAction,
+        /// The participant acted on (not for `mute_all` / `unmute_all`).
+        #[serde(default)]
+        address: Option<String>,
+        /// The stream to hang up (`hangup` only).
+        #[serde(default)]
+        sid: Option<u32>,
+        /// Mute or unmute audio (`mute`, `unmute`, `mute_all`, `unmute_all`).
+        #[serde(default)]
+        audio: bool,
+        /// Mute or unmute video.
+        #[serde(default)]
+        video: bool,
+    },
+    /// Leave the call.
+    CallLeave {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The user a session belongs to.
@@ -318,6 +426,56 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rid: Option<String>,
     },
+    /// Answer to `call_join`: you are in the call.
+    CallJoined {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// The group.
+        gid: i64,
+        /// Your address in the call.
+        address: String,
+        /// What you may do.
+        permissions: CallPermissions,
+        /// The call's settings.
+        settings: CallSettings,
+        /// Who is in the call, you included (only yourself without the list permission).
+        participants: Vec<CallParticipant>,
+    },
+    /// Answer to `call_publish`: the stream as granted and the SDP answer.
+    CallPublished {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// The stream as granted (height clamped to the room's cap, layers to what is allowed).
+        stream: CallStream,
+        /// SDP answer of the publish connection.
+        sdp: String,
+    },
+    /// Answer to `call_unpublish`, with the SDP answer if an offer came with it.
+    CallSdp {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// SDP answer of the publish connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp: Option<String>,
+    },
+    /// A new offer of the subscribe connection: answer with `call_answer`.
+    CallOffer {
+        /// SDP offer.
+        sdp: String,
+        /// What each media line carries. Lines not listed are unused.
+        tracks: Vec<CallTrack>,
+    },
+    /// Something happened in the call.
+    CallEvent {
+        /// The group.
+        gid: i64,
+        /// What.
+        #[serde(flatten)]
+        event: CallEvent,
+    },
     /// A request failed; nothing was changed.
     Error {
         /// Echoed request id.
@@ -348,6 +506,27 @@ mod tests {
         assert!(bad.is_err(), "id is required");
         let unknown = serde_json::from_str::<ClientFrame>(r#"{"type":"ping","x":1}"#);
         assert!(unknown.is_err(), "unknown fields are rejected");
+    }
+
+    #[test]
+    fn call_frames_round_trip() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"call_publish","rid":"1","sid":0,"audio":true,"video":true,"rids":["q","h","f"],"sdp":"v=0"}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(f, ClientFrame::CallPublish(PublishRequest { sid: 0, audio: true, ref rids, .. }) if rids.len() == 3)
+        );
+        let unknown = serde_json::from_str::<ClientFrame>(r#"{"type":"call_publish","sid":0,"sdp":"","x":1}"#);
+        assert!(unknown.is_err(), "unknown fields are rejected in call frames too");
+        let sub: ClientFrame = serde_json::from_str(r#"{"type":"call_subscribe","address":"a","sid":0}"#).unwrap();
+        assert!(matches!(sub, ClientFrame::CallSubscribe { audio: true, video: true, height: None, .. }));
+        let ev =
+            ServerFrame::CallEvent { gid: 1000, event: CallEvent::Talking { address: "u1".into(), talking: true } };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert_eq!(json, r#"{"type":"call_event","gid":1000,"event":"talking","address":"u1","talking":true}"#);
+        let back: ServerFrame = serde_json::from_str(&json).unwrap();
+        assert!(matches!(back, ServerFrame::CallEvent { event: CallEvent::Talking { talking: true, .. }, .. }));
     }
 
     #[test]
