@@ -1,6 +1,6 @@
 //! The `chorus` binary: `chorus serve` runs the whole server.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -38,11 +38,24 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database: Option<String>,
+    /// Address advertised to WebRTC clients (behind NAT: the public IP) [default: the bind address].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_ip: Option<IpAddr>,
+    /// UDP port for all call media; 0 picks a free one [default: 7882].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtc_udp_port: Option<u16>,
+    /// TCP port for ICE-TCP; 0 picks a free one [default: 7881].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtc_tcp_port: Option<u16>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         )

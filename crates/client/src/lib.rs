@@ -4,9 +4,15 @@
 //! - [`Connection`]: the messaging WebSocket. It keeps the resume [`Cursor`]
 //!   up to date from every `message` frame, and buffers frames
 //!   that arrive while you wait for a specific one, so nothing is lost.
+//! - [`call::Call`]: a group-call participant on top of a [`Connection`]
+//!   (WebRTC with str0m, synthetic media, receive statistics).
 //!
 //! Tests, bots and the load generator are built on it; it speaks exactly the
 //! types of `chorus-proto`.
+
+#![deny(missing_docs)]
+
+pub mod call;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -223,11 +229,21 @@ impl Connection {
 
     /// Reads the next frame from the socket (not the buffer), updating the cursor.
     async fn read(&mut self, timeout: Duration) -> anyhow::Result<ServerFrame> {
+        tokio::time::timeout(timeout, self.read_frame()).await.map_err(|_| anyhow!("timed out waiting for a frame"))?
+    }
+
+    /// The next frame (buffered first), however long it takes. Cancel-safe: dropping the
+    /// future before it completes loses no frame, so it can sit in a `select!`.
+    pub async fn recv(&mut self) -> anyhow::Result<ServerFrame> {
+        if let Some(f) = self.buffered.pop_front() {
+            return Ok(f);
+        }
+        self.read_frame().await
+    }
+
+    async fn read_frame(&mut self) -> anyhow::Result<ServerFrame> {
         loop {
-            let next = tokio::time::timeout(timeout, self.ws.next())
-                .await
-                .map_err(|_| anyhow!("timed out waiting for a frame"))?;
-            match next {
+            match self.ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => {
                     let f: ServerFrame = serde_json::from_str(&t).with_context(|| format!("undecodable frame {t}"))?;
                     // Only `message` frames move the cursor: a `sent` answer can
@@ -282,7 +298,8 @@ impl Connection {
         out
     }
 
-    fn rid(&mut self) -> String {
+    /// A fresh request id.
+    pub fn rid(&mut self) -> String {
         self.next_rid += 1;
         self.next_rid.to_string()
     }
@@ -317,6 +334,9 @@ impl Connection {
             ServerFrame::Sent { rid: r, .. }
             | ServerFrame::Ok { rid: r }
             | ServerFrame::Pong { rid: r }
+            | ServerFrame::CallJoined { rid: r, .. }
+            | ServerFrame::CallPublished { rid: r, .. }
+            | ServerFrame::CallSdp { rid: r, .. }
             | ServerFrame::Error { rid: r, .. } => r.as_deref() == Some(rid.as_str()),
             _ => false,
         })

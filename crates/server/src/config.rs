@@ -5,7 +5,7 @@
 //! and in the environment by its upper-cased name with the `CHORUS_` prefix
 //! (`CHORUS_MAX_MESSAGE_BYTES=8192`). docs/configuration.md lists them all.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -84,6 +84,24 @@ pub struct Config {
     pub presence_grace_secs: u64,
     /// Outbound frames queued per session before it is dropped as too slow.
     pub session_queue: usize,
+
+    /// UDP port that carries all WebRTC media (`0`: any free port).
+    pub rtc_udp_port: u16,
+    /// TCP port for ICE-TCP, the fallback for networks that block UDP (`0`: any free port).
+    pub rtc_tcp_port: u16,
+    /// Serve ICE-TCP on `rtc_tcp_port`.
+    pub rtc_tcp: bool,
+    /// Address the media sockets bind to; default: the IP of `listen`.
+    pub rtc_bind_ip: Option<IpAddr>,
+    /// Address advertised to clients in ICE candidates (behind NAT: the public IP); default: the
+    /// bind address.
+    pub public_ip: Option<IpAddr>,
+    /// Seconds without a packet from a connected peer before it is removed from the call.
+    pub rtc_peer_timeout_secs: u64,
+    /// Seconds a peer connection may take to connect before its participant is removed.
+    pub rtc_connect_timeout_secs: u64,
+    /// Starting downlink bandwidth estimate per subscriber, kbit/s (then measured).
+    pub rtc_initial_bitrate_kbps: u64,
 }
 
 impl Default for Config {
@@ -121,6 +139,14 @@ impl Default for Config {
             presence_max_group: 200,
             presence_grace_secs: 3,
             session_queue: 4096,
+            rtc_udp_port: 7882,
+            rtc_tcp_port: 7881,
+            rtc_tcp: true,
+            rtc_bind_ip: None,
+            public_ip: None,
+            rtc_peer_timeout_secs: 10,
+            rtc_connect_timeout_secs: 20,
+            rtc_initial_bitrate_kbps: 1000,
         }
     }
 }
@@ -167,6 +193,18 @@ impl Config {
         if self.code_max_attempts == 0 || self.sends_per_second == 0 || self.sync_limit == 0 || self.session_queue == 0
         {
             anyhow::bail!("code_max_attempts, sends_per_second, sync_limit and session_queue must be positive");
+        }
+        if self.rtc_peer_timeout_secs == 0 || self.rtc_connect_timeout_secs == 0 {
+            anyhow::bail!("rtc_peer_timeout_secs and rtc_connect_timeout_secs must be positive");
+        }
+        if !(50..=100_000).contains(&self.rtc_initial_bitrate_kbps) {
+            anyhow::bail!("rtc_initial_bitrate_kbps must be between 50 and 100000");
+        }
+        if self.public_ip.is_some_and(|ip| ip.is_unspecified()) {
+            anyhow::bail!(
+                "public_ip must be an address clients can reach, not {}",
+                self.public_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]))
+            );
         }
         if self.max_message_bytes > self.max_frame_bytes {
             anyhow::bail!("max_message_bytes must not exceed max_frame_bytes");

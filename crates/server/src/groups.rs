@@ -88,6 +88,8 @@ pub struct Groups {
     bus: Arc<dyn FanOut>,
     pin_fail_user: WindowLimiter,
     pin_fail_ip: WindowLimiter,
+    /// The gid of every committed change, for services that keep state per group (calls).
+    changes: tokio::sync::broadcast::Sender<i64>,
 }
 
 const GROUP_COLS: &str = "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.created_at, \
@@ -164,7 +166,14 @@ impl Groups {
             cfg,
             cache: Mutex::new(PolicyCache::default()),
             bus,
+            changes: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// The gids of groups as they change (members, flags, settings, deletion), after each
+    /// commit. A receiver that lags gets `Lagged` and should refresh everything it holds.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.changes.subscribe()
     }
 
     /// Tells the group's members (and `also`) that it changed. Best effort:
@@ -178,6 +187,7 @@ impl Groups {
         }
         let frame = ServerFrame::Group { gid, event, members };
         self.bus.deliver(&mut uids.into_iter(), outbound(&frame, None, 0));
+        let _ = self.changes.send(gid);
     }
 
     fn invalidate(&self, gid: i64) {
@@ -274,7 +284,7 @@ impl Groups {
             .bind(name)
             .bind(owner)
             .bind(i64::from(s.flags.unwrap_or(default_flags)))
-            .bind(i64::from(s.call_flags.unwrap_or(call::DEFAULT)))
+            .bind(i64::from(s.call_flags.unwrap_or(call::DEFAULT | call::SIMULCAST)))
             .bind(i64::from(s.video_resolution.unwrap_or(resolution::DEFAULT)))
             .bind(i64::from(s.call_duration.unwrap_or(0)))
             .bind(now)

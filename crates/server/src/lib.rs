@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod auth_token;
 pub mod bus;
+pub mod call;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -76,12 +77,14 @@ pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
     let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone(), bus.clone()));
     let messaging = messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus);
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
+    let calls = call::Calls::start(cfg.clone(), groups.clone()).await?;
     let state = http::AppState {
         cfg,
         accounts,
         groups,
         messaging,
         presence,
+        calls,
         admin_token: admin.into(),
         next_session: Arc::new(AtomicU64::new(0)),
         epoch: db.epoch.clone().into(),

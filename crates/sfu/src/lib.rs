@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod forwarder;
 pub mod packet;
 pub mod rewrite;
@@ -71,6 +72,7 @@ pub mod select;
 pub mod switch;
 pub mod talk;
 
+pub use codec::{is_keyframe_start, Codec};
 pub use forwarder::{Decision, DropReason, Forwarder, ForwarderConfig};
 pub use packet::{Layer, PacketInfo, TrackKind};
 pub use room::{

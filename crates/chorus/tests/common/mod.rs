@@ -71,10 +71,16 @@ impl Server {
             .env("CHORUS_CODE_REQUESTS_PER_IP", "100000")
             .env("CHORUS_PIN_FAILURES_PER_IP", "100000")
             .env("CHORUS_PRESENCE_GRACE_SECS", "1")
+            .env("CHORUS_RTC_UDP_PORT", "0")
+            .env("CHORUS_RTC_TCP_PORT", "0")
             .env("CHORUS_LOG", "warn")
             .env_remove("CHORUS_CONFIG");
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        // CHORUS_TEST_LOG=debug shows the server's log while debugging a test.
+        if let Ok(filter) = std::env::var("CHORUS_TEST_LOG") {
+            cmd.env("CHORUS_LOG", filter);
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn chorus");

@@ -45,6 +45,8 @@ pub struct AppState {
     pub messaging: Arc<Messaging>,
     /// Presence announcer.
     pub presence: Arc<Presence>,
+    /// Group calls.
+    pub calls: Arc<crate::call::Calls>,
     /// The admin (app) token.
     pub admin_token: Arc<str>,
     /// Session id counter.

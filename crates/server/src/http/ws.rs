@@ -108,6 +108,16 @@ struct Session {
     /// Messages written to the client, waiting for its `ack`.
     unacked: VecDeque<MsgMeta>,
     typing_sent: HashMap<Target, Instant>,
+    /// The call this session is in, if any.
+    call: Option<crate::call::CallSession>,
+}
+
+/// The next frame the session's call sends; pending while it is in no call.
+async fn next_call_frame(call: &mut Option<crate::call::CallSession>) -> Option<Arc<str>> {
+    match call {
+        Some(c) => c.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
@@ -158,6 +168,7 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
         synced_to: 0,
         unacked: VecDeque::new(),
         typing_sent: HashMap::new(),
+        call: None,
     };
     let result = sess.start(&mut sink, resume).await;
     if result.is_ok() {
@@ -337,6 +348,15 @@ impl Session {
                         return;
                     }
                 }
+                frame = next_call_frame(&mut self.call) => match frame {
+                    Some(json) => {
+                        if sink.send(WsMessage::Text(Utf8Bytes::from(&*json))).await.is_err() {
+                            return;
+                        }
+                    }
+                    // The room let us go (left, removed, timed out, call over).
+                    None => self.call = None,
+                },
                 _ = ping.tick() => {
                     if last_heard.elapsed() > PING_EVERY * 3 {
                         tracing::debug!(session = self.id, "closing silent session");
@@ -378,8 +398,53 @@ impl Session {
             ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => {
                 Some(self.start_send(rid, id, Target::from_parts(peer, gid), Content { text, data, file }, mtype).await)
             }
+            ClientFrame::CallJoin { rid, gid } => {
+                // One call per session: joining another leaves the current one.
+                self.call = None;
+                match self.s.calls.join(&self.user, self.id, gid, rid.clone()).await {
+                    Ok((call, joined)) => {
+                        self.call = Some(call);
+                        Some(now(joined))
+                    }
+                    Err(e) => Some(now(error_frame(rid, None, &e))),
+                }
+            }
+            call @ (ClientFrame::CallPublish(_)
+            | ClientFrame::CallUnpublish { .. }
+            | ClientFrame::CallSubscribe { .. }
+            | ClientFrame::CallUnsubscribe { .. }
+            | ClientFrame::CallAnswer { .. }
+            | ClientFrame::CallMute { .. }
+            | ClientFrame::CallAdmin { .. }
+            | ClientFrame::CallLeave { .. }) => Some(self.call_request(call)),
             other => self.handle(other).await.map(now),
         }
+    }
+
+    /// Passes a call frame to the session's room; its answer is written in request order.
+    fn call_request(&mut self, frame: ClientFrame) -> Reply {
+        let leaving = matches!(frame, ClientFrame::CallLeave { .. });
+        let rid = match &frame {
+            ClientFrame::CallPublish(r) => r.rid.clone(),
+            ClientFrame::CallUnpublish { rid, .. }
+            | ClientFrame::CallSubscribe { rid, .. }
+            | ClientFrame::CallUnsubscribe { rid, .. }
+            | ClientFrame::CallAnswer { rid, .. }
+            | ClientFrame::CallMute { rid, .. }
+            | ClientFrame::CallAdmin { rid, .. }
+            | ClientFrame::CallLeave { rid } => rid.clone(),
+            _ => None,
+        };
+        let Some(call) = &self.call else {
+            return now(error_frame(rid, None, &ApiError::not_found("not in a call: send call_join first")));
+        };
+        let answer = call.request(frame);
+        if leaving {
+            self.call = None;
+        }
+        Box::pin(async move {
+            answer.await.unwrap_or_else(|_| error_frame(rid, None, &ApiError::not_found("the call has ended")))
+        })
     }
 
     /// Checks and queues a send; its `sent` (or `error`) comes after the commit.
@@ -427,6 +492,15 @@ impl Session {
             }
             ClientFrame::Ping { rid } => Some(ServerFrame::Pong { rid }),
             ClientFrame::Send { .. } => unreachable!("sends are dispatched to start_send"),
+            ClientFrame::CallJoin { .. }
+            | ClientFrame::CallPublish(_)
+            | ClientFrame::CallUnpublish { .. }
+            | ClientFrame::CallSubscribe { .. }
+            | ClientFrame::CallUnsubscribe { .. }
+            | ClientFrame::CallAnswer { .. }
+            | ClientFrame::CallMute { .. }
+            | ClientFrame::CallAdmin { .. }
+            | ClientFrame::CallLeave { .. } => unreachable!("call frames are dispatched to the call"),
             ClientFrame::Edit { rid, mid, text, data } => {
                 let r = m.change(&self.user, mid, Some(Content { text, data, file: None }), self.id).await;
                 Some(ok_or_error(rid, r))

@@ -1,0 +1,638 @@
+//! Group calls against the real `chorus serve`: real WebRTC (str0m on both ends) over real UDP on
+//! loopback, synthetic VP8 simulcast + Opus from the Rust client.
+//!
+//! The media path does not touch the store, so these run on SQLite only; the permission lookup at
+//! join is the groups service the other tests cover on both backends.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chorus_client::call::stats::{CallStats, Kind, TrackKey};
+use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
+use chorus_client::Http;
+use chorus_proto::call::{AdminAction, CallEvent, CallLeaveReason, StreamEndReason};
+use chorus_proto::flags::member;
+use chorus_proto::rest::{CreatedGroup, Group};
+use chorus_proto::ws::{ClientFrame, ServerFrame};
+use chorus_proto::ErrorCode;
+use common::{Backend, Server};
+use serde_json::json;
+
+/// Generous: media needs ICE, DTLS and a keyframe before the first frame counts.
+const MEDIA: Duration = Duration::from_secs(20);
+const EVENT: Duration = Duration::from_secs(10);
+
+struct Room {
+    gid: i64,
+    owner: Http,
+    owner_address: String,
+    publisher_pin: String,
+    viewer_pin: String,
+}
+
+async fn room(s: &Server) -> Room {
+    let (sess, owner) = s.login("owner@example.org", "Owner").await;
+    let created: CreatedGroup = owner.post("/v1/groups", &json!({"name": "Call", "room": true})).await.unwrap();
+    Room {
+        gid: created.group.gid,
+        owner,
+        owner_address: sess.user.address,
+        publisher_pin: created.pins[0].pin.clone(),
+        viewer_pin: created.pins[1].pin.clone(),
+    }
+}
+
+/// Logs a user in and makes them a member with `pin`; returns their client and address.
+async fn member_with_pin(s: &Server, r: &Room, email: &str, pin: &str) -> (Http, String) {
+    let (sess, h) = s.login(email, email.split('@').next().unwrap()).await;
+    let _: Group = h.post(&format!("/v1/groups/{}/join", r.gid), &json!({ "pin": pin })).await.unwrap();
+    (h, sess.user.address)
+}
+
+async fn join(h: &Http, gid: i64, options: CallOptions) -> Call {
+    let (conn, _) = chorus_client::Connection::connect(h, None).await.expect("ws");
+    Call::join(conn, gid, options).await.expect("join the call")
+}
+
+fn auto() -> CallOptions {
+    CallOptions { subscribe_all: true, ..Default::default() }
+}
+
+fn frames(s: &CallStats, publisher: &str, kind: Kind) -> u64 {
+    s.received.get(&TrackKey { publisher: publisher.to_string(), sid: 0, kind }).map_or(0, |t| t.frames)
+}
+
+fn received_from(s: &CallStats, publisher: &str) -> u64 {
+    s.received.iter().filter(|(k, _)| k.publisher == publisher).map(|(_, t)| t.frames).sum()
+}
+
+async fn wait_frames(c: &Call, publisher: &str, kind: Kind, at_least: u64) -> CallStats {
+    c.wait_until(MEDIA, |s| frames(s, publisher, kind) >= at_least)
+        .await
+        .unwrap_or_else(|e| panic!("{} never got {at_least} {kind:?} frames from {publisher}: {e}", c.address()))
+}
+
+async fn three_participants_each_receive_the_other_two(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, _) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let (hc, _) = member_with_pin(&s, &r, "cat@example.org", &r.publisher_pin).await;
+    let mut calls = Vec::new();
+    for h in [&r.owner, &hb, &hc] {
+        let c = join(h, r.gid, auto()).await;
+        let granted = c.publish_camera(0, PublishOptions::default()).await.expect("publish");
+        assert_eq!((granted.layers, granted.height), (3, Some(720)));
+        calls.push(c);
+    }
+    let addresses: Vec<String> = calls.iter().map(|c| c.address().to_string()).collect();
+    for c in &calls {
+        for other in addresses.iter().filter(|a| *a != c.address()) {
+            let st = wait_frames(c, other, Kind::Video, 30).await;
+            let st2 = wait_frames(c, other, Kind::Audio, 50).await;
+            let v = &st.received[&TrackKey { publisher: other.clone(), sid: 0, kind: Kind::Video }];
+            assert!(v.keyframes >= 1, "video starts at a keyframe: {v:?}");
+            let a = &st2.received[&TrackKey { publisher: other.clone(), sid: 0, kind: Kind::Audio }];
+            assert!(a.last_latency_us.is_some_and(|l| l < 500_000), "loopback latency: {:?}", a.last_latency_us);
+        }
+        // Everyone has the list permission: the roster shows all three.
+        let roster = c.wait_until(EVENT, |_| true).await.map(|_| c.roster()).expect("roster");
+        assert_eq!(roster.len(), 3, "{} sees {:?}", c.address(), roster.keys());
+        assert!(roster.values().all(|p| p.streams.iter().any(|s| s.sid == 0 && s.audio && s.video)));
+    }
+    // Steady: in one more second everyone got roughly a second of everyone's media, no big loss.
+    let before: Vec<CallStats> = calls.iter().map(Call::stats).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (c, before) in calls.iter().zip(&before) {
+        let now = c.stats();
+        for other in addresses.iter().filter(|a| *a != c.address()) {
+            let audio = frames(&now, other, Kind::Audio) - frames(before, other, Kind::Audio);
+            let video = frames(&now, other, Kind::Video) - frames(before, other, Kind::Video);
+            assert!((80..=120).contains(&audio), "{} got {audio} audio frames from {other} in 2 s", c.address());
+            assert!((40..=70).contains(&video), "{} got {video} video frames from {other} in 2 s", c.address());
+        }
+    }
+    for c in calls {
+        c.leave().await.expect("leave");
+    }
+}
+
+async fn view_only_member_cannot_publish_and_nothing_of_it_reaches_anyone(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hv, viewer) = member_with_pin(&s, &r, "viewer@example.org", &r.viewer_pin).await;
+    let owner = join(&r.owner, r.gid, auto()).await;
+    owner.publish_camera(0, PublishOptions::default()).await.expect("owner publishes");
+    let v = join(&hv, r.gid, auto()).await;
+    assert!(!v.permissions().publish && v.permissions().subscribe && v.permissions().list);
+    let e = v.publish_camera(0, PublishOptions::default()).await.expect_err("view-only publish");
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
+    let e = v.publish_camera(1, PublishOptions { video: false, ..Default::default() }).await.expect_err("audio only");
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
+    // The viewer watches: it receives the owner.
+    wait_frames(&v, &r.owner_address, Kind::Video, 30).await;
+    // Nothing from the viewer reaches the owner, and the roster shows it without streams.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st = owner.stats();
+    assert_eq!(received_from(&st, &viewer), 0, "the owner received media from the viewer: {st:#?}");
+    assert!(owner.roster().get(&viewer).is_some_and(|p| p.streams.is_empty()));
+    assert!(v.stats().sent.values().all(|s| s.frames.iter().sum::<u64>() == 0), "the viewer never got to send");
+}
+
+async fn member_without_subscribe_receives_nothing(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hn, nosub) = {
+        let (sess, h) = s.login("nosub@example.org", "NoSub").await;
+        let flags = member::SEND | member::RECV | member::PUBLISH | member::LIST;
+        let _: serde_json::Value = r
+            .owner
+            .post(&format!("/v1/groups/{}/members", r.gid), &json!({"addresses": [sess.user.address], "flags": flags}))
+            .await
+            .unwrap();
+        (h, sess.user.address)
+    };
+    let owner = join(&r.owner, r.gid, auto()).await;
+    owner.publish_camera(0, PublishOptions::default()).await.unwrap();
+    let mut n = join(&hn, r.gid, auto()).await;
+    assert!(!n.permissions().subscribe);
+    let e = n.subscribe(&r.owner_address, 0, true, true, None).await.expect_err("subscribe refused");
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    // It may publish, and the owner receives it.
+    n.publish_camera(0, PublishOptions::default()).await.expect("publish without subscribe");
+    wait_frames(&owner, &nosub, Kind::Video, 30).await;
+    let st = n.stats();
+    assert!(st.received.values().all(|t| t.frames == 0), "received: {st:#?}");
+    assert_eq!(st.unmapped_frames, 0);
+    let _ = n.drain_notices();
+}
+
+async fn subscriber_asking_small_gets_the_low_layer_and_capped_one_steps_down(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hs, _) = member_with_pin(&s, &r, "small@example.org", &r.publisher_pin).await;
+    let (hl, _) = member_with_pin(&s, &r, "large@example.org", &r.publisher_pin).await;
+    let owner = join(&r.owner, r.gid, CallOptions::default()).await;
+    owner.publish_camera(0, PublishOptions::default()).await.unwrap();
+    let small = join(&hs, r.gid, CallOptions::default()).await;
+    small.subscribe(&r.owner_address, 0, true, true, Some(180)).await.unwrap();
+    let large = join(&hl, r.gid, CallOptions::default()).await;
+    large.subscribe(&r.owner_address, 0, true, true, None).await.unwrap();
+    let key = TrackKey { publisher: r.owner_address.clone(), sid: 0, kind: Kind::Video };
+
+    let st = small.wait_until(MEDIA, |s| s.received.get(&key).is_some_and(|t| t.frames >= 60)).await.unwrap();
+    let t = &st.received[&key];
+    assert_eq!(t.max_layer, Some(0), "a 180 px tile only ever gets the low layer: {t:?}");
+    let st = large
+        .wait_until(MEDIA, |s| s.received.get(&key).is_some_and(|t| t.layer.is_some_and(|l| l >= 1) && t.frames >= 30))
+        .await
+        .unwrap();
+    assert!(st.received[&key].layer >= Some(1), "an uncapped subscriber gets more than the low layer");
+
+    // Now the large subscriber's downlink shrinks to 300 kbit/s: it must step down to the low
+    // layer, and the picture keeps moving.
+    large.set_downlink_kbps(Some(300));
+    let started = Instant::now();
+    let st = large
+        .wait_until(Duration::from_secs(25), |s| s.received.get(&key).is_some_and(|t| t.layer == Some(0)))
+        .await
+        .expect("stepped down to the low layer");
+    let at_switch = st.received[&key].frames;
+    eprintln!("stepped down after {:?}", started.elapsed());
+    // Keeps receiving at the low layer: at least 2 s of 30 fps video in the next 3 s, never a
+    // silence of more than a second.
+    let mut last = (Instant::now(), at_switch);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let f = large.stats().received[&key].frames;
+        if f > last.1 {
+            last = (Instant::now(), f);
+        }
+        assert!(last.0.elapsed() < Duration::from_secs(1), "video froze after stepping down");
+    }
+    let got = large.stats().received[&key].frames - at_switch;
+    assert!(got >= 60, "only {got} frames in 3 s after stepping down");
+    assert_eq!(large.stats().received[&key].layer, Some(0));
+}
+
+async fn talking_events_follow_who_speaks(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let (hv, _) = member_with_pin(&s, &r, "viewer@example.org", &r.viewer_pin).await;
+    let a = join(&r.owner, r.gid, auto()).await;
+    a.publish_camera(0, PublishOptions::default()).await.unwrap();
+    let bc = join(&hb, r.gid, auto()).await;
+    bc.publish_camera(0, PublishOptions::default()).await.unwrap();
+    let mut v = join(&hv, r.gid, auto()).await;
+    wait_frames(&v, &bob, Kind::Audio, 20).await;
+    let _ = v.drain_notices();
+
+    a.set_speaking(true);
+    let owner = r.owner_address.clone();
+    v.wait_event(EVENT, |e| matches!(e, CallEvent::Talking { address, talking: true } if *address == owner))
+        .await
+        .unwrap();
+    a.set_speaking(false);
+    bc.set_speaking(true);
+    v.wait_event(EVENT, |e| matches!(e, CallEvent::Talking { address, talking: true } if *address == bob))
+        .await
+        .unwrap();
+    v.wait_event(EVENT, |e| matches!(e, CallEvent::Talking { address, talking: false } if *address == owner))
+        .await
+        .unwrap();
+    v.wait_event(EVENT, |e| matches!(e, CallEvent::Speakers { order } if order.first() == Some(&bob))).await.unwrap();
+    assert!(v.roster().get(&bob).is_some_and(|p| p.talking));
+    assert!(v.roster().get(&owner).is_some_and(|p| !p.talking));
+}
+
+async fn admin_mutes_hangs_up_and_removes(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let (hc, cat) = member_with_pin(&s, &r, "cat@example.org", &r.publisher_pin).await;
+    let mut admin = join(&r.owner, r.gid, auto()).await;
+    let mut bc = join(&hb, r.gid, auto()).await;
+    bc.publish_camera(0, PublishOptions::default()).await.unwrap();
+    let mut cc = join(&hc, r.gid, auto()).await;
+    cc.publish_camera(0, PublishOptions::default()).await.unwrap();
+    wait_frames(&admin, &bob, Kind::Audio, 20).await;
+    wait_frames(&cc, &bob, Kind::Audio, 20).await;
+
+    // Not an admin: refused.
+    let e = cc.admin(AdminAction::Mute, Some(&bob), None, true, false).await.expect_err("not admin");
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+
+    // Mute Bob's audio: everyone is told, Bob cannot lift it, and his audio stops reaching anyone
+    // although his client keeps sending it.
+    admin.admin(AdminAction::Mute, Some(&bob), None, true, false).await.unwrap();
+    for c in [&mut admin, &mut bc, &mut cc] {
+        let b2 = bob.clone();
+        c.wait_event(EVENT, |e| matches!(e, CallEvent::Updated { address, admin_muted, .. } if *address == b2 && admin_muted.audio && !admin_muted.video))
+            .await
+            .unwrap();
+    }
+    let e = bc.mute(0, Some(false), None).await.expect_err("cannot unmute an admin mute");
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = (frames(&cc.stats(), &bob, Kind::Audio), frames(&cc.stats(), &bob, Kind::Video));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = (frames(&cc.stats(), &bob, Kind::Audio), frames(&cc.stats(), &bob, Kind::Video));
+    assert_eq!(after.0, before.0, "muted audio still arrives");
+    assert!(after.1 >= before.1 + 15, "video continues: {before:?} → {after:?}");
+    let sent = bc.stats().sent;
+    assert!(
+        sent.get(&(0, Kind::Audio)).is_some_and(|s| s.frames.iter().sum::<u64>() > 50),
+        "Bob keeps sending: {sent:?}"
+    );
+    admin.admin(AdminAction::Unmute, Some(&bob), None, true, false).await.unwrap();
+    let n = frames(&cc.stats(), &bob, Kind::Audio);
+    wait_frames(&cc, &bob, Kind::Audio, n + 20).await;
+
+    // Hang up Cat's camera: the stream ends for everyone, Cat stays in the call.
+    admin.admin(AdminAction::Hangup, Some(&cat), Some(0), false, false).await.unwrap();
+    let c2 = cat.clone();
+    bc.wait_event(
+        EVENT,
+        |e| matches!(e, CallEvent::Unpublished { address, sid: 0, reason: StreamEndReason::HungUp } if *address == c2),
+    )
+    .await
+    .unwrap();
+    assert!(bc.roster().get(&cat).is_some_and(|p| p.streams.is_empty()));
+
+    // Remove Bob: he is told why, the others see him go.
+    admin.admin(AdminAction::Remove, Some(&bob), None, false, false).await.unwrap();
+    let b2 = bob.clone();
+    let owner = r.owner_address.clone();
+    bc.wait_event(EVENT, |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Removed, by: Some(by) } if *address == b2 && *by == owner))
+        .await
+        .unwrap();
+    let b3 = bob.clone();
+    cc.wait_event(
+        EVENT,
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Removed, .. } if *address == b3),
+    )
+    .await
+    .unwrap();
+    assert!(!cc.roster().contains_key(&bob));
+    // Mute everyone else's video.
+    admin.admin(AdminAction::MuteAll, None, None, false, true).await.unwrap();
+    let c3 = cat.clone();
+    cc.wait_event(
+        EVENT,
+        |e| matches!(e, CallEvent::Updated { address, admin_muted, .. } if *address == c3 && admin_muted.video),
+    )
+    .await
+    .unwrap();
+}
+
+async fn leaving_or_vanishing_updates_everyones_roster(b: Backend) {
+    let s = Server::start_with(b, &[("CHORUS_RTC_PEER_TIMEOUT_SECS", "3")]).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let (hc, cat) = member_with_pin(&s, &r, "cat@example.org", &r.publisher_pin).await;
+    let (hd, dan) = member_with_pin(&s, &r, "dan@example.org", &r.publisher_pin).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    let mut others = Vec::new();
+    for h in [&hb, &hc, &hd] {
+        let c = join(h, r.gid, auto()).await;
+        c.publish_camera(0, PublishOptions::default()).await.unwrap();
+        others.push(c);
+    }
+    for addr in [&bob, &cat, &dan] {
+        wait_frames(&a, addr, Kind::Video, 10).await;
+    }
+    assert_eq!(a.roster().len(), 4);
+    let mut it = others.into_iter();
+    let (bc, cc, dc) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+
+    // Bob leaves properly.
+    let t = Instant::now();
+    bc.leave().await.unwrap();
+    let b2 = bob.clone();
+    a.wait_event(
+        Duration::from_secs(3),
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Left, .. } if *address == b2),
+    )
+    .await
+    .unwrap();
+    eprintln!("leave seen after {:?}", t.elapsed());
+
+    // Cat's process dies: WebSocket and media gone at once.
+    let t = Instant::now();
+    cc.abort();
+    let c2 = cat.clone();
+    a.wait_event(
+        Duration::from_secs(3),
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Lost, .. } if *address == c2),
+    )
+    .await
+    .unwrap();
+    eprintln!("crash seen after {:?}", t.elapsed());
+
+    // Dan's media path vanishes while his WebSocket stays: the peer timeout (3 s here) removes him.
+    let t = Instant::now();
+    dc.freeze();
+    let d2 = dan.clone();
+    a.wait_event(
+        Duration::from_secs(8),
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Lost, .. } if *address == d2),
+    )
+    .await
+    .unwrap();
+    eprintln!("vanished media seen after {:?}", t.elapsed());
+    assert!(t.elapsed() >= Duration::from_secs(2), "removed before the timeout");
+    assert_eq!(a.roster().keys().cloned().collect::<Vec<_>>(), vec![r.owner_address.clone()]);
+}
+
+/// A raw signaling session: frames straight over the WebSocket.
+async fn raw(h: &Http) -> chorus_client::Connection {
+    chorus_client::Connection::connect(h, None).await.expect("ws").0
+}
+
+/// The same frame with request id `rid`.
+fn with_rid(mut frame: ClientFrame, id: Option<String>) -> ClientFrame {
+    match &mut frame {
+        ClientFrame::CallPublish(r) => r.rid = id,
+        ClientFrame::CallJoin { rid, .. }
+        | ClientFrame::CallUnpublish { rid, .. }
+        | ClientFrame::CallSubscribe { rid, .. }
+        | ClientFrame::CallUnsubscribe { rid, .. }
+        | ClientFrame::CallAnswer { rid, .. }
+        | ClientFrame::CallMute { rid, .. }
+        | ClientFrame::CallAdmin { rid, .. }
+        | ClientFrame::CallLeave { rid } => *rid = id,
+        other => panic!("not a call frame: {other:?}"),
+    }
+    frame
+}
+
+async fn expect_error(c: &mut chorus_client::Connection, frame: ClientFrame) -> (ErrorCode, String) {
+    let f = c.request(|rid| with_rid(frame, rid)).await.expect("answer");
+    match f {
+        ServerFrame::Error { code, message, .. } => (code, message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+async fn bad_signaling_gets_errors_and_hurts_no_one(b: Backend) {
+    // Frames up to 128 KiB, so an SDP over its own 64 KiB limit reaches the call layer.
+    let s =
+        Server::start_with(b, &[("CHORUS_RTC_CONNECT_TIMEOUT_SECS", "3"), ("CHORUS_MAX_FRAME_BYTES", "131072")]).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let (_, hx) = s.login("stranger@example.org", "Stranger").await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    a.publish_camera(0, PublishOptions::default()).await.unwrap();
+
+    let mut c = raw(&hb).await;
+    let publish = |sdp: &str, rids: Vec<&str>| {
+        ClientFrame::CallPublish(chorus_proto::call::PublishRequest {
+            rid: None,
+            sid: 0,
+            audio: true,
+            video: true,
+            screen: false,
+            rids: rids.into_iter().map(String::from).collect(),
+            height: Some(720),
+            muted: Default::default(),
+            audio_mid: Some("0".into()),
+            video_mid: Some("1".into()),
+            sdp: sdp.into(),
+        })
+    };
+    // Not in a call yet.
+    assert_eq!(expect_error(&mut c, publish("v=0", vec![])).await.0, ErrorCode::NotFound);
+    // No such group; a group one is not a member of.
+    assert_eq!(expect_error(&mut c, ClientFrame::CallJoin { rid: None, gid: 999_999 }).await.0, ErrorCode::NotFound);
+    let mut x = raw(&hx).await;
+    assert_eq!(expect_error(&mut x, ClientFrame::CallJoin { rid: None, gid: r.gid }).await.0, ErrorCode::NotFound);
+    // Unknown fields and garbage are bad requests, answered on the same connection.
+    c.send_raw(r#"{"type":"call_join","gid":1000,"extra":1}"#).await.unwrap();
+    let f = c.expect(EVENT, |f| matches!(f, ServerFrame::Error { .. })).await.unwrap();
+    assert!(matches!(f, ServerFrame::Error { code: ErrorCode::BadRequest, .. }), "{f:?}");
+
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+    let (code, msg) = expect_error(&mut c, publish("this is not SDP", vec![])).await;
+    assert_eq!(code, ErrorCode::BadRequest, "{msg}");
+    assert_eq!(expect_error(&mut c, publish("v=0", vec!["a", "b", "c", "d"])).await.0, ErrorCode::BadRequest);
+    assert_eq!(expect_error(&mut c, publish("v=0", vec!["a", "a"])).await.0, ErrorCode::BadRequest);
+    assert_eq!(expect_error(&mut c, publish("v=0", vec!["has space"])).await.0, ErrorCode::BadRequest);
+    let big = "a".repeat(65 * 1024);
+    assert_eq!(expect_error(&mut c, publish(&big, vec![])).await.0, ErrorCode::TooLarge);
+    assert_eq!(
+        expect_error(&mut c, ClientFrame::CallAnswer { rid: None, sdp: "v=0".into() }).await.0,
+        ErrorCode::Conflict,
+        "an answer with no offer out"
+    );
+    let sub = |address: &str, sid| ClientFrame::CallSubscribe {
+        rid: None,
+        address: address.into(),
+        sid,
+        audio: true,
+        video: true,
+        height: None,
+    };
+    assert_eq!(expect_error(&mut c, sub("nobody", 0)).await.0, ErrorCode::NotFound);
+    assert_eq!(expect_error(&mut c, sub(&r.owner_address, 7)).await.0, ErrorCode::NotFound);
+    assert_eq!(expect_error(&mut c, sub(&bob, 0)).await.0, ErrorCode::BadRequest, "ones own stream");
+    let (code, _) = expect_error(
+        &mut c,
+        ClientFrame::CallAdmin {
+            rid: None,
+            action: AdminAction::Mute,
+            address: Some(r.owner_address.clone()),
+            sid: None,
+            audio: false,
+            video: false,
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::BadRequest);
+    // The refused publishes left nothing behind.
+    let owner = r.owner_address.clone();
+    assert!(a.roster().get(&bob).is_some_and(|p| p.streams.is_empty()), "{:?}", a.roster());
+
+    // Subscribe and never answer the offer: a handshake that vanishes. Bob is removed after the
+    // connect timeout (3 s here); the owner's call goes on.
+    let ok = c
+        .request(|rid| ClientFrame::CallSubscribe {
+            rid,
+            address: owner.clone(),
+            sid: 0,
+            audio: true,
+            video: true,
+            height: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(ok, ServerFrame::Ok { .. }), "{ok:?}");
+    let b2 = bob.clone();
+    a.wait_event(
+        Duration::from_secs(10),
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Lost, .. } if *address == b2),
+    )
+    .await
+    .unwrap();
+    // The owner is still in the call and still sending (audio: with nobody watching, its video
+    // layers are paused).
+    let n = a.stats().sent.get(&(0, Kind::Audio)).map_or(0, |s| s.frames.iter().sum::<u64>());
+    a.wait_until(EVENT, |s| s.sent.get(&(0, Kind::Audio)).is_some_and(|s| s.frames.iter().sum::<u64>() > n + 30))
+        .await
+        .unwrap();
+    assert!(a.is_running() && a.roster().contains_key(&owner));
+    let _ = a.drain_notices().into_iter().filter(|n| matches!(n, CallNotice::Ended(_))).count();
+}
+
+async fn joining_again_from_another_session_replaces_the_first(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    let mut first = join(&hb, r.gid, auto()).await;
+    first.publish_camera(0, PublishOptions::default()).await.unwrap();
+    wait_frames(&a, &bob, Kind::Video, 10).await;
+    let second = join(&hb, r.gid, auto()).await;
+    let b2 = bob.clone();
+    first
+        .wait_event(
+            EVENT,
+            |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Replaced, .. } if *address == b2),
+        )
+        .await
+        .unwrap();
+    second.publish_camera(0, PublishOptions::default()).await.unwrap();
+    let b3 = bob.clone();
+    a.wait_event(EVENT, |e| matches!(e, CallEvent::Joined { participant } if participant.address == b3)).await.unwrap();
+    let n = frames(&a.stats(), &bob, Kind::Video);
+    wait_frames(&a, &bob, Kind::Video, n + 30).await;
+}
+
+async fn group_changes_reach_the_call_and_duration_ends_it(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let (hc, cat) = member_with_pin(&s, &r, "cat@example.org", &r.publisher_pin).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    let mut bc = join(&hb, r.gid, auto()).await;
+    bc.publish_camera(0, PublishOptions::default()).await.unwrap();
+    let mut cc = join(&hc, r.gid, auto()).await;
+    wait_frames(&a, &bob, Kind::Video, 10).await;
+
+    // Bob loses the publish flag in the group: his stream ends at once and he cannot publish again.
+    let flags = member::SEND | member::RECV | member::SUBSCRIBE | member::LIST;
+    let _: serde_json::Value = r
+        .owner
+        .post(&format!("/v1/groups/{}/members", r.gid), &json!({"addresses": [bob], "flags": flags}))
+        .await
+        .unwrap();
+    let b2 = bob.clone();
+    a.wait_event(EVENT, |e| matches!(e, CallEvent::Unpublished { address, reason: StreamEndReason::PermissionRevoked, .. } if *address == b2))
+        .await
+        .unwrap();
+    bc.wait_event(EVENT, |e| matches!(e, CallEvent::Updated { permissions, .. } if !permissions.publish))
+        .await
+        .unwrap();
+    let e = bc.publish_camera(0, PublishOptions::default()).await.expect_err("publish after losing the right");
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    let n = frames(&a.stats(), &bob, Kind::Video);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(frames(&a.stats(), &bob, Kind::Video), n, "no media from a revoked publisher");
+
+    // Cat is removed from the group: she leaves the call, and everyone sees why.
+    r.owner.delete(&format!("/v1/groups/{}/members/{cat}", r.gid)).await.unwrap();
+    let c2 = cat.clone();
+    cc.wait_event(
+        EVENT,
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::NotMember, .. } if *address == c2),
+    )
+    .await
+    .unwrap();
+    let c3 = cat.clone();
+    a.wait_event(
+        EVENT,
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::NotMember, .. } if *address == c3),
+    )
+    .await
+    .unwrap();
+
+    // A call duration limit ends the participants' calls (a new call picks the setting up).
+    drop((a, bc, cc));
+    let _: Group = r.owner.patch(&format!("/v1/groups/{}", r.gid), &json!({"call_duration": 2})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    assert_eq!(a.joined().settings.max_duration_secs, Some(2));
+    let t = Instant::now();
+    let owner = r.owner_address.clone();
+    a.wait_event(
+        EVENT,
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Duration, .. } if *address == owner),
+    )
+    .await
+    .unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(1500), "ended after {:?}", t.elapsed());
+}
+
+macro_rules! sqlite_only {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(super::Backend::Sqlite).await }
+        }
+    )*};
+}
+
+sqlite_only!(
+    three_participants_each_receive_the_other_two,
+    view_only_member_cannot_publish_and_nothing_of_it_reaches_anyone,
+    member_without_subscribe_receives_nothing,
+    subscriber_asking_small_gets_the_low_layer_and_capped_one_steps_down,
+    talking_events_follow_who_speaks,
+    admin_mutes_hangs_up_and_removes,
+    leaving_or_vanishing_updates_everyones_roster,
+    bad_signaling_gets_errors_and_hurts_no_one,
+    joining_again_from_another_session_replaces_the_first,
+    group_changes_reach_the_call_and_duration_ends_it,
+);

@@ -1,0 +1,291 @@
+//! Group calls: signaling on the session's WebSocket, media through the SFU.
+//!
+//! A call is the call of one group. Its state lives in one **room task** ([`room`]), which owns
+//! the sans-IO [`chorus_sfu::Room`] (who is in, what they may do, what they publish and receive),
+//! every participant's two str0m peer connections, and the forwarders between them. Sessions talk
+//! to it through a command channel; the media sockets ([`net`]) hand it its datagrams in batches.
+//! Rooms are independent tasks on the runtime's worker threads, so one busy call does not stall
+//! another and calls spread over the cores.
+//!
+//! [`Calls`] is the entry point: it resolves a member's call permissions from the group's policy
+//! and the member's flags, finds or starts the room task, and returns a [`CallSession`] whose
+//! receiver carries the frames the room sends to that session. Dropping the `CallSession` (the
+//! WebSocket closed) takes the participant out of the call.
+
+mod net;
+mod room;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chorus_proto::call::{CallPermissions, CallSettings};
+use chorus_proto::flags::{admin, call, group, member, resolution};
+use chorus_proto::rest::Group;
+use chorus_proto::ws::{ClientFrame, ServerFrame, SessionUser};
+use chorus_proto::ErrorCode;
+use chorus_sfu::{Permissions, RoomSettings};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::groups::{Actor, Groups};
+
+pub(crate) use net::MediaNet;
+use room::{Command, RoomTask};
+
+/// The group-calls service.
+pub struct Calls {
+    net: Arc<MediaNet>,
+    groups: Arc<Groups>,
+    cfg: Arc<Config>,
+    rooms: Mutex<HashMap<i64, RoomHandle>>,
+    next_room: AtomicU64,
+}
+
+#[derive(Clone)]
+struct RoomHandle {
+    id: u64,
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+/// A session's place in a call. Its `rx` carries the frames the room sends this session;
+/// dropping it takes the participant out of the call.
+pub struct CallSession {
+    /// The group whose call this is.
+    pub gid: i64,
+    uid: i64,
+    session: u64,
+    room: RoomHandle,
+    /// Frames for the session, serialised once by the room.
+    pub rx: mpsc::UnboundedReceiver<Arc<str>>,
+}
+
+impl Drop for CallSession {
+    fn drop(&mut self) {
+        let _ = self.room.cmd.send(Command::Gone { uid: self.uid, session: self.session });
+    }
+}
+
+impl CallSession {
+    /// Passes a call frame (other than `call_join`) to the room; the answer comes on the returned
+    /// channel.
+    pub fn request(&self, frame: ClientFrame) -> oneshot::Receiver<ServerFrame> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.room.cmd.send(Command::Request { uid: self.uid, session: self.session, frame, reply: tx });
+        rx
+    }
+}
+
+/// What a member may do in the group's call, from the group's policy and the member's flags.
+pub fn permissions(group_flags: u32, member_flags: u32, admin_flags: u32) -> Permissions {
+    let allowed = |selected, anyone, bit| match group::mode(group_flags, selected, anyone) {
+        group::Mode::Anyone | group::Mode::Members => true,
+        group::Mode::Selected => member_flags & bit != 0,
+    };
+    let is_admin = member_flags & member::ADMIN != 0 || admin_flags & admin::OWNER != 0;
+    Permissions {
+        publish: allowed(group::PUB_BY_SELECTED, group::PUB_BY_ANYONE, member::PUBLISH),
+        subscribe: allowed(group::SUB_BY_SELECTED, group::SUB_BY_ANYONE, member::SUBSCRIBE),
+        list: allowed(group::LIST_BY_SELECTED, group::LIST_BY_ANYONE, member::LIST),
+        call_control: is_admin && admin_flags & admin::CALL_CONTROL != 0,
+        hangup: is_admin && admin_flags & admin::HANGUP != 0,
+    }
+}
+
+/// The room settings of a group's call flags, resolution and duration.
+pub fn settings(g: &Group) -> RoomSettings {
+    // Call flags without VALID mean "not configured": everything the default allows.
+    let flags = if g.call_flags & call::VALID == 0 { call::DEFAULT | call::SIMULCAST } else { g.call_flags };
+    RoomSettings {
+        audio: flags & call::AUDIO != 0,
+        video: flags & call::VIDEO != 0,
+        screen: flags & call::SCREEN != 0 && flags & call::VIDEO != 0,
+        simulcast: flags & call::SIMULCAST != 0 || g.call_flags & call::VALID == 0,
+        max_height: resolution::height(g.video_resolution).or(Some(720)),
+        max_duration: (g.call_duration > 0).then(|| Duration::from_secs(u64::from(g.call_duration))),
+        max_streams: 4,
+    }
+}
+
+pub(crate) fn wire_permissions(p: Permissions) -> CallPermissions {
+    CallPermissions {
+        publish: p.publish,
+        subscribe: p.subscribe,
+        list: p.list,
+        call_control: p.call_control,
+        hangup: p.hangup,
+    }
+}
+
+pub(crate) fn wire_settings(s: &RoomSettings) -> CallSettings {
+    CallSettings {
+        audio: s.audio,
+        video: s.video,
+        screen: s.screen,
+        simulcast: s.simulcast,
+        max_height: s.max_height,
+        max_duration_secs: s.max_duration.map(|d| d.as_secs()),
+        max_streams: s.max_streams as u32,
+    }
+}
+
+impl Calls {
+    /// Binds the media sockets and builds the service.
+    pub async fn start(cfg: Arc<Config>, groups: Arc<Groups>) -> anyhow::Result<Arc<Calls>> {
+        let net = MediaNet::start(&cfg).await?;
+        tracing::info!(udp = %net.udp_local(), advertised = %net.udp_advertised, tcp = ?net.tcp_advertised, "media sockets ready");
+        let mut changes = groups.changes();
+        let calls =
+            Arc::new(Calls { net, groups, cfg, rooms: Mutex::new(HashMap::new()), next_room: AtomicU64::new(1) });
+        // Membership and flag changes reach live calls: a member removed from the group leaves its
+        // call, one who lost publish stops publishing, at once.
+        let weak = Arc::downgrade(&calls);
+        tokio::spawn(async move {
+            loop {
+                let gids: Vec<i64> = match changes.recv().await {
+                    Ok(gid) => vec![gid],
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => match weak.upgrade() {
+                        Some(c) => c.rooms.lock().expect("rooms lock").keys().copied().collect(),
+                        None => return,
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(calls) = weak.upgrade() else { return };
+                for gid in gids {
+                    calls.refresh(gid).await;
+                }
+            }
+        });
+        Ok(calls)
+    }
+
+    /// Re-reads the group's members and gives its live call their current permissions.
+    async fn refresh(&self, gid: i64) {
+        let handle = self.rooms.lock().expect("rooms lock").get(&gid).cloned();
+        let Some(handle) = handle else { return };
+        let members = match self.groups.get(gid, Actor::Admin).await {
+            Ok(g) => match self.groups.members(gid, Actor::Admin).await {
+                Ok(ms) => ms.into_iter().map(|m| (m.address, permissions(g.flags, m.flags, m.admin_flags))).collect(),
+                Err(e) => {
+                    tracing::warn!(gid, error = %e.message, "call permissions not refreshed");
+                    return;
+                }
+            },
+            // The group is gone: so is everyone's place in its call.
+            Err(e) if e.code == ErrorCode::NotFound => HashMap::new(),
+            Err(e) => {
+                tracing::warn!(gid, error = %e.message, "call permissions not refreshed");
+                return;
+            }
+        };
+        let _ = handle.cmd.send(Command::Refresh { members });
+    }
+
+    /// The UDP and TCP media addresses clients are told.
+    pub fn media_addresses(&self) -> (SocketAddr, Option<SocketAddr>) {
+        (self.net.udp_advertised, self.net.tcp_advertised)
+    }
+
+    /// Joins `user`'s session `session` to the call of group `gid`. Returns the session's place in
+    /// the call and the `call_joined` answer.
+    pub async fn join(
+        self: &Arc<Self>,
+        user: &SessionUser,
+        session: u64,
+        gid: i64,
+        rid: Option<String>,
+    ) -> Result<(CallSession, ServerFrame), ApiError> {
+        let g = self.groups.get(gid, Actor::User(user.uid)).await?;
+        let m = g.membership.ok_or_else(|| ApiError::not_found("no such group"))?;
+        let perms = permissions(g.flags, m.flags, m.admin_flags);
+        let settings = settings(&g);
+        // A room task that has just emptied may be on its way out: try again with a new one.
+        for _ in 0..3 {
+            let handle = self.room_for(gid, settings);
+            let (out_tx, out_rx) = mpsc::unbounded_channel();
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let cmd = Command::Join {
+                uid: user.uid,
+                address: user.address.clone(),
+                name: user.name.clone(),
+                session,
+                permissions: perms,
+                out: out_tx,
+                rid: rid.clone(),
+                reply: reply_tx,
+            };
+            if handle.cmd.send(cmd).is_err() {
+                self.forget(gid, handle.id);
+                continue;
+            }
+            match reply_rx.await {
+                Ok(Ok(frame)) => {
+                    let s = CallSession { gid, uid: user.uid, session, room: handle, rx: out_rx };
+                    return Ok((s, frame));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => self.forget(gid, handle.id),
+            }
+        }
+        Err(ApiError::new(ErrorCode::Internal, "the call could not be started; try again"))
+    }
+
+    fn room_for(self: &Arc<Self>, gid: i64, settings: RoomSettings) -> RoomHandle {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        if let Some(h) = rooms.get(&gid) {
+            if !h.cmd.is_closed() {
+                return h.clone();
+            }
+        }
+        let id = self.next_room.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = RoomHandle { id, cmd: tx };
+        rooms.insert(gid, handle.clone());
+        let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), rx);
+        let calls = self.clone();
+        tokio::spawn(async move {
+            task.run().await;
+            calls.forget(gid, id);
+        });
+        handle
+    }
+
+    /// Removes the registry entry of room `id`, if it is still the one for `gid`.
+    fn forget(&self, gid: i64, id: u64) {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        if rooms.get(&gid).is_some_and(|h| h.id == id) {
+            rooms.remove(&gid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selected_mode_reads_member_bits() {
+        let viewer = permissions(group::ALL_SELECTED, member::SUBSCRIBE | member::LIST, 0);
+        assert_eq!(viewer, Permissions::VIEW_ONLY);
+        let publisher = permissions(group::ALL_SELECTED, member::ALL, 0);
+        assert_eq!(publisher, Permissions::MEMBER);
+        let none = permissions(group::ALL_SELECTED, member::SEND | member::RECV, 0);
+        assert_eq!(none, Permissions::NONE);
+    }
+
+    #[test]
+    fn members_mode_lets_every_member_take_part() {
+        assert_eq!(permissions(0, 0, 0), Permissions::MEMBER);
+    }
+
+    #[test]
+    fn admin_rights_need_the_admin_flag() {
+        let owner = permissions(group::ALL_SELECTED, member::ALL | member::ADMIN, admin::OWNER_ALL);
+        assert_eq!(owner, Permissions::ADMIN);
+        let not_admin = permissions(group::ALL_SELECTED, member::ALL, admin::CALL_CONTROL | admin::HANGUP);
+        assert_eq!(not_admin, Permissions::MEMBER);
+    }
+}

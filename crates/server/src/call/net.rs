@@ -1,0 +1,398 @@
+//! The media sockets: one UDP socket for every peer of every call, and an ICE-TCP listener as the
+//! fallback for networks that block UDP.
+//!
+//! Received datagrams are routed to the room task that owns the peer connection they belong to.
+//! A peer is first recognised by the ICE username of its STUN binding request (`ours:theirs`,
+//! where `ours` is the ufrag the room registered for that peer connection); from then on by its
+//! source address, in a map the UDP task owns alone, so the per-packet path takes no lock. A
+//! receive batch is handed to each room as one message, and a room that falls behind loses
+//! packets instead of stalling the socket for everyone else.
+//!
+//! UDP uses `quinn-udp`: `recvmmsg` batches and GRO on receive.
+
+use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
+use str0m::net::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+
+/// Which of a participant's two peer connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Leg {
+    /// What the participant sends (it offers).
+    Publish,
+    /// What the participant receives (the server offers).
+    Subscribe,
+}
+
+/// One peer connection: the participant's user id and which leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PeerKey {
+    pub uid: i64,
+    pub leg: Leg,
+}
+
+/// A received datagram on its way to a room.
+pub(crate) struct Datagram {
+    pub peer: PeerKey,
+    pub proto: Protocol,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub at: Instant,
+    pub data: Bytes,
+    /// For ICE-TCP: where to write the answers.
+    pub tcp: Option<mpsc::Sender<Vec<u8>>>,
+}
+
+/// Where the datagrams of one peer connection go.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub room: u64,
+    pub to: mpsc::Sender<Vec<Datagram>>,
+    pub peer: PeerKey,
+}
+
+/// Media sockets and the routing table rooms register their peer connections in.
+pub(crate) struct MediaNet {
+    udp: Arc<UdpSocket>,
+    udp_state: UdpSocketState,
+    /// The UDP candidate address clients are told.
+    pub udp_advertised: SocketAddr,
+    /// The UDP socket's own address (destination of what we receive).
+    udp_local: SocketAddr,
+    /// The TCP candidate address clients are told, when ICE-TCP is on.
+    pub tcp_advertised: Option<SocketAddr>,
+    routes: RwLock<HashMap<String, Route>>,
+    /// Datagrams dropped because a room's queue was full, or the socket's.
+    pub dropped_in: AtomicU64,
+    pub dropped_out: AtomicU64,
+}
+
+/// Rooms' queues hold this many receive batches before packets are dropped.
+pub(crate) const ROOM_QUEUE: usize = 256;
+
+impl MediaNet {
+    /// Binds the sockets and starts the receive tasks.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Arc<MediaNet>> {
+        let bind_ip = cfg.rtc_bind_ip.unwrap_or(cfg.listen.ip());
+        let advertise_ip = match cfg.public_ip {
+            Some(ip) => ip,
+            None if bind_ip.is_unspecified() => {
+                tracing::warn!("rtc_bind_ip is unspecified and public_ip is unset: advertising 127.0.0.1 (set public_ip for clients on other machines)");
+                IpAddr::from([127, 0, 0, 1])
+            }
+            None => bind_ip,
+        };
+        let std_udp = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, cfg.rtc_udp_port))
+            .map_err(|e| anyhow::anyhow!("binding UDP {bind_ip}:{} for media: {e}", cfg.rtc_udp_port))?;
+        std_udp.set_nonblocking(true)?;
+        let sock = socket2::SockRef::from(&std_udp);
+        // Large kernel buffers absorb bursts (a keyframe to many subscribers) without loss.
+        let _ = sock.set_recv_buffer_size(8 << 20);
+        let _ = sock.set_send_buffer_size(8 << 20);
+        let udp_state = UdpSocketState::new((&std_udp).into())?;
+        let udp = Arc::new(UdpSocket::from_std(std_udp)?);
+        let udp_local = udp.local_addr()?;
+        let tcp = if cfg.rtc_tcp {
+            let l = TcpListener::bind(SocketAddr::new(bind_ip, cfg.rtc_tcp_port))
+                .await
+                .map_err(|e| anyhow::anyhow!("binding TCP {bind_ip}:{} for ICE-TCP: {e}", cfg.rtc_tcp_port))?;
+            Some(l)
+        } else {
+            None
+        };
+        let tcp_advertised = match &tcp {
+            Some(l) => Some(SocketAddr::new(advertise_ip, l.local_addr()?.port())),
+            None => None,
+        };
+        let net = Arc::new(MediaNet {
+            udp,
+            udp_state,
+            udp_advertised: SocketAddr::new(advertise_ip, udp_local.port()),
+            udp_local,
+            tcp_advertised,
+            routes: RwLock::new(HashMap::new()),
+            dropped_in: AtomicU64::new(0),
+            dropped_out: AtomicU64::new(0),
+        });
+        tokio::spawn(udp_loop(net.clone()));
+        if let Some(l) = tcp {
+            tokio::spawn(tcp_accept_loop(net.clone(), l));
+        }
+        Ok(net)
+    }
+
+    /// Routes datagrams for ICE username `ufrag` to `route` (called when a room creates a peer
+    /// connection, before its SDP goes out).
+    pub fn register(&self, ufrag: String, route: Route) {
+        self.routes.write().expect("routes lock").insert(ufrag, route);
+    }
+
+    /// Stops routing to a peer connection.
+    pub fn unregister(&self, ufrag: &str) {
+        self.routes.write().expect("routes lock").remove(ufrag);
+    }
+
+    fn lookup(&self, ufrag: &str) -> Option<Route> {
+        self.routes.read().expect("routes lock").get(ufrag).cloned()
+    }
+
+    /// Sends one UDP datagram. A full socket buffer drops it (media is loss-tolerant and the
+    /// room task must never wait on the socket).
+    pub fn send_udp(&self, destination: SocketAddr, contents: &[u8]) {
+        let t = Transmit { destination, ecn: None, contents, segment_size: None, src_ip: None };
+        let r = self.udp.try_io(Interest::WRITABLE, || self.udp_state.send((&*self.udp).into(), &t));
+        if r.is_err() {
+            self.dropped_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The UDP socket's local address.
+    pub fn udp_local(&self) -> SocketAddr {
+        self.udp_local
+    }
+}
+
+/// The ICE username's local part of a STUN binding request, if `data` is one.
+pub(crate) fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
+    let attrs = data.get(20..20 + len)?;
+    let mut at = 0;
+    while at + 4 <= attrs.len() {
+        let kind = u16::from_be_bytes([attrs[at], attrs[at + 1]]);
+        let alen = usize::from(u16::from_be_bytes([attrs[at + 2], attrs[at + 3]]));
+        let value = attrs.get(at + 4..at + 4 + alen)?;
+        if kind == 0x0006 {
+            let user = std::str::from_utf8(value).ok()?;
+            return user.split(':').next();
+        }
+        at += 4 + alen.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// Gathers one receive batch per room, then hands each room its share in one message.
+struct Batches {
+    rooms: Vec<(u64, mpsc::Sender<Vec<Datagram>>, Vec<Datagram>)>,
+}
+
+impl Batches {
+    fn push(&mut self, route: &Route, d: Datagram) {
+        match self.rooms.iter_mut().find(|(id, _, _)| *id == route.room) {
+            Some((_, _, v)) => v.push(d),
+            None => self.rooms.push((route.room, route.to.clone(), vec![d])),
+        }
+    }
+
+    fn flush(&mut self, net: &MediaNet) {
+        for (_, to, batch) in self.rooms.drain(..) {
+            let n = batch.len() as u64;
+            if to.try_send(batch).is_err() {
+                net.dropped_in.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Copies received segments into a shared arena, so each datagram is a cheap `Bytes` view and
+/// allocation happens once per arena, not per packet.
+struct Arena(BytesMut);
+
+impl Arena {
+    const SIZE: usize = 1 << 20;
+
+    fn take(&mut self, data: &[u8]) -> Bytes {
+        if self.0.capacity() < data.len() {
+            self.0 = BytesMut::with_capacity(Self::SIZE.max(data.len()));
+        }
+        self.0.extend_from_slice(data);
+        self.0.split().freeze()
+    }
+}
+
+async fn udp_loop(net: Arc<MediaNet>) {
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH_SIZE).map(|_| vec![0u8; 65_536]).collect();
+    let mut meta = vec![RecvMeta::default(); BATCH_SIZE];
+    // Source address → route, owned by this task alone.
+    let mut known: HashMap<SocketAddr, (String, Route)> = HashMap::new();
+    let mut batches = Batches { rooms: Vec::new() };
+    let mut arena = Arena(BytesMut::with_capacity(Arena::SIZE));
+    let mut last_prune = Instant::now();
+    loop {
+        let n = {
+            let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            match net
+                .udp
+                .async_io(Interest::READABLE, || net.udp_state.recv((&*net.udp).into(), &mut slices, &mut meta))
+                .await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    // ICMP errors from vanished peers surface here; they concern one peer only.
+                    tracing::trace!(error = %e, "udp receive");
+                    continue;
+                }
+            }
+        };
+        let at = Instant::now();
+        for (m, buf) in meta.iter().zip(bufs.iter()).take(n) {
+            let stride = m.stride.max(1);
+            for seg in buf[..m.len].chunks(stride) {
+                let route = match known.get(&m.addr) {
+                    Some((_, r)) => r.clone(),
+                    None => {
+                        let Some(ufrag) = stun_local_ufrag(seg) else { continue };
+                        let Some(r) = net.lookup(ufrag) else { continue };
+                        known.insert(m.addr, (ufrag.to_string(), r.clone()));
+                        r
+                    }
+                };
+                let d = Datagram {
+                    peer: route.peer,
+                    proto: Protocol::Udp,
+                    source: m.addr,
+                    destination: net.udp_local,
+                    at,
+                    data: arena.take(seg),
+                    tcp: None,
+                };
+                batches.push(&route, d);
+            }
+        }
+        batches.flush(&net);
+        if at.duration_since(last_prune) > Duration::from_secs(5) {
+            last_prune = at;
+            let routes = net.routes.read().expect("routes lock");
+            known.retain(|_, (ufrag, _)| routes.contains_key(ufrag));
+        }
+    }
+}
+
+async fn tcp_accept_loop(net: Arc<MediaNet>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(tcp_conn(net.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "ICE-TCP accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One ICE-TCP connection: RFC 4571 framing (a 2-byte length before each packet).
+async fn tcp_conn(net: Arc<MediaNet>, stream: TcpStream, peer: SocketAddr) {
+    let Ok(local) = stream.local_addr() else { return };
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(4096);
+        while let Some(p) = rx.recv().await {
+            out.clear();
+            for p in std::iter::once(p).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                let Ok(len) = u16::try_from(p.len()) else { continue };
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&p);
+            }
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut route: Option<Route> = None;
+    let mut arena = Arena(BytesMut::with_capacity(64 * 1024));
+    let mut buf = vec![0u8; 65_536];
+    // The first packet must come within a few seconds: idle sockets are not kept.
+    let first_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut len = [0u8; 2];
+        let read = async {
+            rd.read_exact(&mut len).await?;
+            let n = usize::from(u16::from_be_bytes(len));
+            rd.read_exact(&mut buf[..n]).await?;
+            Ok::<usize, std::io::Error>(n)
+        };
+        let n = if route.is_none() {
+            match tokio::time::timeout_at(first_deadline, read).await {
+                Ok(Ok(n)) => n,
+                _ => break,
+            }
+        } else {
+            match read.await {
+                Ok(n) => n,
+                Err(_) => break,
+            }
+        };
+        let data = &buf[..n];
+        if route.is_none() {
+            let Some(r) = stun_local_ufrag(data).and_then(|u| net.lookup(u)) else { break };
+            route = Some(r);
+        }
+        let Some(r) = &route else { break };
+        let d = Datagram {
+            peer: r.peer,
+            proto: Protocol::Tcp,
+            source: peer,
+            destination: local,
+            at: Instant::now(),
+            data: arena.take(data),
+            tcp: Some(tx.clone()),
+        };
+        if r.to.try_send(vec![d]).is_err() {
+            net.dropped_in.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    writer.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding_request(username: &str) -> Vec<u8> {
+        let mut attrs = Vec::new();
+        attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+        attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attrs.extend_from_slice(username.as_bytes());
+        while attrs.len() % 4 != 0 {
+            attrs.push(0);
+        }
+        let mut p = vec![0x00, 0x01];
+        p.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        p.extend_from_slice(&[7; 12]);
+        p.extend_from_slice(&attrs);
+        p
+    }
+
+    #[test]
+    fn stun_username_names_the_local_ufrag() {
+        assert_eq!(stun_local_ufrag(&binding_request("srvufrag:cli")), Some("srvufrag"));
+    }
+
+    #[test]
+    fn non_stun_and_truncated_input_is_not_a_username() {
+        assert_eq!(stun_local_ufrag(&[0x80, 0x60, 0, 1]), None, "RTP");
+        let p = binding_request("abc:def");
+        for cut in 0..p.len() {
+            assert_eq!(stun_local_ufrag(&p[..cut]), None, "cut at {cut}");
+        }
+    }
+}
