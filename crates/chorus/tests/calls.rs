@@ -615,6 +615,57 @@ async fn group_changes_reach_the_call_and_duration_ends_it(b: Backend) {
     assert!(t.elapsed() >= Duration::from_millis(1500), "ended after {:?}", t.elapsed());
 }
 
+async fn garbage_on_the_media_port_disturbs_no_one(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let a = join(&r.owner, r.gid, auto()).await;
+    let bc = join(&hb, r.gid, auto()).await;
+    bc.publish_camera(0, PublishOptions::default()).await.unwrap();
+    wait_frames(&a, &bob, Kind::Video, 30).await;
+    let before = a.stats().received[&TrackKey { publisher: bob.clone(), sid: 0, kind: Kind::Video }].clone();
+
+    // Bounded junk from a few sockets on loopback: random bytes, RTP- and DTLS-looking headers,
+    // STUN with an unknown or a malformed username, empty datagrams.
+    let mut stun_unknown = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+    stun_unknown.extend_from_slice(&[9; 12]);
+    stun_unknown.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
+    stun_unknown.extend_from_slice(b"nope:xy\0");
+    let mut stun_bad_len = stun_unknown.clone();
+    stun_bad_len[3] = 0xff;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let sockets: Vec<std::net::UdpSocket> = (0..4).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for i in 0..20_000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 1400) as usize;
+        let mut junk: Vec<u8> = (0..len).map(|k| (seed >> (k % 56)) as u8).collect();
+        match i % 6 {
+            0 => junk = stun_unknown.clone(),
+            1 => junk = stun_bad_len.clone(),
+            2 if !junk.is_empty() => junk[0] = 0x80, // RTP version 2
+            3 if !junk.is_empty() => junk[0] = 22,   // DTLS handshake
+            4 => junk.clear(),
+            _ => {}
+        }
+        let _ = sockets[i as usize % sockets.len()].send_to(&junk, s.media_udp);
+        if i % 500 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // The call goes on: frames keep coming, without new loss.
+    let key = TrackKey { publisher: bob.clone(), sid: 0, kind: Kind::Video };
+    let st = a.wait_until(MEDIA, |s| s.received[&key].frames >= before.frames + 60).await.expect("media still flows");
+    assert!(
+        st.received[&key].lost <= before.lost + 2,
+        "loss during the junk: {:?} → {:?}",
+        before.lost,
+        st.received[&key].lost
+    );
+    assert_eq!(st.subscribe, chorus_client::call::stats::LegState::Connected);
+}
+
 macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -635,4 +686,5 @@ sqlite_only!(
     bad_signaling_gets_errors_and_hurts_no_one,
     joining_again_from_another_session_replaces_the_first,
     group_changes_reach_the_call_and_duration_ends_it,
+    garbage_on_the_media_port_disturbs_no_one,
 );

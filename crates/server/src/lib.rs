@@ -67,6 +67,21 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
 
 /// Builds every service and the HTTP application for `cfg`.
 pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
+    Ok(build_app(cfg).await?.router)
+}
+
+/// The built server: the HTTP application, and where call media is received.
+pub struct App {
+    /// REST, WebSocket and adapters.
+    pub router: axum::Router,
+    /// The UDP media address advertised to clients.
+    pub media_udp: SocketAddr,
+    /// The ICE-TCP address advertised to clients, if ICE-TCP is on.
+    pub media_tcp: Option<SocketAddr>,
+}
+
+/// Builds every service, the HTTP application and the media sockets for `cfg`.
+pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let cfg = Arc::new(cfg);
     let admin = admin_token(&cfg)?;
     let db = db::Db::open(cfg.database.as_deref(), &cfg.data, &cfg.sqlite_synchronous).await?;
@@ -78,6 +93,7 @@ pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
     let messaging = messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus);
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
     let calls = call::Calls::start(cfg.clone(), groups.clone()).await?;
+    let (media_udp, media_tcp) = calls.media_addresses();
     let state = http::AppState {
         cfg,
         accounts,
@@ -89,16 +105,20 @@ pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
         next_session: Arc::new(AtomicU64::new(0)),
         epoch: db.epoch.clone().into(),
     };
-    Ok(http::router(state))
+    Ok(App { router: http::router(state), media_udp, media_tcp })
 }
 
 /// Runs the server until ctrl-c / SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen;
-    let app = build(cfg).await?;
+    let App { router: app, media_udp, media_tcp } = build_app(cfg).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
     tracing::info!(%local, "chorus listening");
+    match media_tcp {
+        Some(tcp) => println!("Chorus media on udp {media_udp} and tcp {tcp}"),
+        None => println!("Chorus media on udp {media_udp}"),
+    }
     println!("Chorus listening on http://{local}");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown())

@@ -42,6 +42,8 @@ fn pg_base() -> String {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The UDP address call media goes to.
+    pub media_udp: std::net::SocketAddr,
     pub data: tempfile::TempDir,
     pg_db: Option<String>,
 }
@@ -87,14 +89,19 @@ impl Server {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut media = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(m) = line.strip_prefix("Chorus media on udp ") {
+                    media = m.split_whitespace().next().and_then(|a| a.parse().ok());
+                }
                 if let Some(url) = line.strip_prefix("Chorus listening on ") {
-                    let _ = tx.send(url.trim().to_string());
+                    let _ = tx.send((url.trim().to_string(), media));
                 }
             }
         });
-        let base = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
-        let server = Server { child, base, data, pg_db };
+        let (base, media_udp) = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
+        let media_udp = media_udp.expect("the server prints its media address");
+        let server = Server { child, base, media_udp, data, pg_db };
         let health = reqwest::get(format!("{}/healthz", server.base)).await.expect("healthz");
         assert_eq!(health.status(), 200);
         server

@@ -147,19 +147,84 @@ impl MediaNet {
         self.routes.read().expect("routes lock").get(ufrag).cloned()
     }
 
-    /// Sends one UDP datagram. A full socket buffer drops it (media is loss-tolerant and the
-    /// room task must never wait on the socket).
-    pub fn send_udp(&self, destination: SocketAddr, contents: &[u8]) {
-        let t = Transmit { destination, ecn: None, contents, segment_size: None, src_ip: None };
-        let r = self.udp.try_io(Interest::WRITABLE, || self.udp_state.send((&*self.udp).into(), &t));
-        if r.is_err() {
-            self.dropped_out.fetch_add(1, Ordering::Relaxed);
+    /// Sends what `batch` gathered and empties it: each run of same-size datagrams to one
+    /// destination goes out as one UDP GSO send (one syscall for a frame's packets to one
+    /// subscriber). A full socket buffer drops the datagrams (media is loss-tolerant and a room
+    /// task must never wait on the socket).
+    pub fn send_batch(&self, batch: &mut SendBatch) {
+        for run in batch.runs.drain(..) {
+            let contents = &batch.buf[run.start..run.end];
+            let segments = (run.end - run.start).div_ceil(run.segment);
+            let t = Transmit {
+                destination: run.destination,
+                ecn: None,
+                contents,
+                segment_size: (segments > 1).then_some(run.segment),
+                src_ip: None,
+            };
+            let r = self.udp.try_io(Interest::WRITABLE, || self.udp_state.send((&*self.udp).into(), &t));
+            if r.is_err() {
+                self.dropped_out.fetch_add(segments as u64, Ordering::Relaxed);
+            }
         }
+        batch.buf.clear();
+    }
+
+    /// How many datagrams one GSO send may carry here (1 without GSO).
+    pub fn max_segments(&self) -> usize {
+        self.udp_state.max_gso_segments()
     }
 
     /// The UDP socket's local address.
     pub fn udp_local(&self) -> SocketAddr {
         self.udp_local
+    }
+}
+
+/// Outgoing UDP datagrams gathered while a room drains its peer connections, grouped into runs
+/// that can go out as one GSO send: same destination, same size (the last may be shorter).
+#[derive(Default)]
+pub(crate) struct SendBatch {
+    buf: Vec<u8>,
+    runs: Vec<Run>,
+}
+
+struct Run {
+    destination: SocketAddr,
+    segment: usize,
+    start: usize,
+    end: usize,
+    /// The last datagram was shorter than `segment`: the run is closed.
+    closed: bool,
+}
+
+impl SendBatch {
+    /// GSO sends are limited to 64 KiB.
+    const MAX_RUN_BYTES: usize = 65_000;
+
+    /// Adds one datagram; `max_segments` is the socket's GSO limit.
+    pub fn push(&mut self, destination: SocketAddr, data: &[u8], max_segments: usize) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(data);
+        let end = self.buf.len();
+        if let Some(run) = self.runs.last_mut() {
+            let fits = !run.closed
+                && run.destination == destination
+                && data.len() <= run.segment
+                && (run.end - run.start) / run.segment < max_segments
+                && end - run.start <= Self::MAX_RUN_BYTES;
+            if fits {
+                run.end = end;
+                run.closed = data.len() < run.segment;
+                return;
+            }
+        }
+        self.runs.push(Run { destination, segment: data.len().max(1), start, end, closed: false });
+    }
+
+    /// Nothing gathered.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
     }
 }
 
@@ -380,6 +445,28 @@ mod tests {
         p.extend_from_slice(&[7; 12]);
         p.extend_from_slice(&attrs);
         p
+    }
+
+    #[test]
+    fn send_batch_groups_same_size_runs_per_destination() {
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+        let mut batch = SendBatch::default();
+        for _ in 0..3 {
+            batch.push(a, &[1; 1200], 64);
+        }
+        batch.push(a, &[2; 700], 64); // a shorter last segment closes the run
+        batch.push(a, &[3; 1200], 64);
+        batch.push(b, &[4; 1200], 64);
+        batch.push(b, &[5; 1300], 64); // longer than the run's segment: a new run
+        let runs: Vec<(SocketAddr, usize, usize)> =
+            batch.runs.iter().map(|r| (r.destination, r.segment, r.end - r.start)).collect();
+        assert_eq!(runs, vec![(a, 1200, 4300), (a, 1200, 1200), (b, 1200, 1200), (b, 1300, 1300)]);
+        let mut limited = SendBatch::default();
+        for _ in 0..5 {
+            limited.push(a, &[0; 100], 2);
+        }
+        assert_eq!(limited.runs.len(), 3, "at most max_segments datagrams per run");
     }
 
     #[test]

@@ -44,7 +44,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::net::{Datagram, Leg, MediaNet, PeerKey, Route, ROOM_QUEUE};
+use super::net::{Datagram, Leg, MediaNet, PeerKey, Route, SendBatch, ROOM_QUEUE};
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -228,6 +228,8 @@ pub(crate) struct RoomTask {
     pkt_tx: mpsc::Sender<Vec<Datagram>>,
     pkt_rx: mpsc::Receiver<Vec<Datagram>>,
     work: Vec<Work>,
+    /// UDP datagrams gathered while draining, sent together (GSO).
+    out: SendBatch,
     /// Why participants about to leave are leaving, where the room's own reasons do not say it.
     leave_reasons: HashMap<i64, CallLeaveReason>,
     /// RTP packets received from publish legs, to forward once the batch is drained.
@@ -324,6 +326,7 @@ impl RoomTask {
             pkt_tx,
             pkt_rx,
             work: Vec::new(),
+            out: SendBatch::default(),
             leave_reasons: HashMap::new(),
             rtp: Vec::new(),
             rtp_spare: Vec::new(),
@@ -1143,10 +1146,13 @@ impl RoomTask {
             }
         }
         self.room_events(now);
+        if !self.out.is_empty() {
+            self.net.send_batch(&mut self.out);
+        }
     }
 
     fn drain(&mut self, now: Instant, key: PeerKey) {
-        let net = self.net.clone();
+        let max_segments = self.net.max_segments();
         let Some(peer) = self.peers.get_mut(&key.uid) else { return };
         let mut estimate = None;
         let Some(leg) = peer.leg(key.leg) else { return };
@@ -1158,7 +1164,7 @@ impl RoomTask {
                     break;
                 }
                 Ok(Output::Transmit(t)) => match t.proto {
-                    Protocol::Udp => net.send_udp(t.destination, &t.contents),
+                    Protocol::Udp => self.out.push(t.destination, &t.contents, max_segments),
                     _ => {
                         if let Some((_, tx)) = leg.tcp.iter().find(|(a, _)| *a == t.destination) {
                             let _ = tx.try_send(t.contents.to_vec());
