@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chorus_client::call::{Call, CallOptions, CallStats, Kind, PublishOptions, TrackStats};
+use chorus_client::call::{Call, CallOptions, CallStats, Kind, PublishOptions, TrackStats, Transport};
 use chorus_client::{Connection, Http};
 use clap::Parser;
 use serde::Serialize;
@@ -24,8 +24,8 @@ struct Args {
     /// Server base URL, e.g. http://127.0.0.1:8080.
     #[arg(long, env = "CHORUS_SERVER")]
     server: String,
-    /// Access token of the bot's user.
-    #[arg(long, env = "CHORUS_TOKEN")]
+    /// Access token of the bot's user (tokens may start with `-`; that is accepted).
+    #[arg(long, env = "CHORUS_TOKEN", allow_hyphen_values = true)]
     token: String,
     /// Group id whose call to join.
     #[arg(long)]
@@ -51,9 +51,18 @@ struct Args {
     /// Cap the downlink to this many kbps (emulated).
     #[arg(long)]
     downlink_kbps: Option<u32>,
+    /// How media reach the server: `udp`, or `tcp` for ICE-TCP only (no UDP at all).
+    #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
+    transport: TransportArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TransportArg {
+    Udp,
+    Tcp,
 }
 
 /// One publisher's row of the report.
@@ -164,8 +173,23 @@ fn print_table(report: &Report) {
 
 async fn run(args: Args) -> anyhow::Result<bool> {
     let http = Http::new(&args.server).with_token(&args.token);
+    // Check the token over REST first: a refused WebSocket upgrade says less.
+    match http.get::<serde_json::Value>("/v1/me").await {
+        Ok(_) => {}
+        Err(e) if e.status == 401 => {
+            let why = e.error.map(|b| b.error.message).unwrap_or(e.body);
+            anyhow::bail!("the server at {} rejected the access token (401 unauthorized): {why}", args.server)
+        }
+        Err(e) if e.status == 0 => anyhow::bail!("cannot reach the server at {}: {}", args.server, e.body),
+        Err(e) => anyhow::bail!("checking the access token at {}: {e}", args.server),
+    }
     let (conn, _) = Connection::connect(&http, None).await.context("connecting")?;
-    let options = CallOptions { subscribe_all: true, downlink_kbps: args.downlink_kbps, ..Default::default() };
+    let transport = match args.transport {
+        TransportArg::Udp => Transport::Udp,
+        TransportArg::Tcp => Transport::Tcp,
+    };
+    let options =
+        CallOptions { subscribe_all: true, downlink_kbps: args.downlink_kbps, transport, ..Default::default() };
     let call = Call::join(conn, args.group, options).await.context("joining the call")?;
     let started = Instant::now();
     if args.publish {

@@ -13,64 +13,22 @@ use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
 use chorus_client::Http;
 use chorus_proto::call::{AdminAction, CallEvent, CallLeaveReason, StreamEndReason};
 use chorus_proto::flags::member;
-use chorus_proto::rest::{CreatedGroup, Group};
+use chorus_proto::rest::Group;
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use chorus_proto::ErrorCode;
+use common::calls::{frames, join, member_with_pin, room, wait_frames, MEDIA};
 use common::{Backend, Server};
 use serde_json::json;
 
-/// Generous: media needs ICE, DTLS and a keyframe before the first frame counts.
-const MEDIA: Duration = Duration::from_secs(20);
 const EVENT: Duration = Duration::from_secs(10);
 
-struct Room {
-    gid: i64,
-    owner: Http,
-    owner_address: String,
-    publisher_pin: String,
-    viewer_pin: String,
-}
-
-async fn room(s: &Server) -> Room {
-    let (sess, owner) = s.login("owner@example.org", "Owner").await;
-    let created: CreatedGroup = owner.post("/v1/groups", &json!({"name": "Call", "room": true})).await.unwrap();
-    Room {
-        gid: created.group.gid,
-        owner,
-        owner_address: sess.user.address,
-        publisher_pin: created.pins[0].pin.clone(),
-        viewer_pin: created.pins[1].pin.clone(),
-    }
-}
-
-/// Logs a user in and makes them a member with `pin`; returns their client and address.
-async fn member_with_pin(s: &Server, r: &Room, email: &str, pin: &str) -> (Http, String) {
-    let (sess, h) = s.login(email, email.split('@').next().unwrap()).await;
-    let _: Group = h.post(&format!("/v1/groups/{}/join", r.gid), &json!({ "pin": pin })).await.unwrap();
-    (h, sess.user.address)
-}
-
-async fn join(h: &Http, gid: i64, options: CallOptions) -> Call {
-    let (conn, _) = chorus_client::Connection::connect(h, None).await.expect("ws");
-    Call::join(conn, gid, options).await.expect("join the call")
-}
-
+/// Subscribes to every stream others publish.
 fn auto() -> CallOptions {
     CallOptions { subscribe_all: true, ..Default::default() }
 }
 
-fn frames(s: &CallStats, publisher: &str, kind: Kind) -> u64 {
-    s.received.get(&TrackKey { publisher: publisher.to_string(), sid: 0, kind }).map_or(0, |t| t.frames)
-}
-
 fn received_from(s: &CallStats, publisher: &str) -> u64 {
     s.received.iter().filter(|(k, _)| k.publisher == publisher).map(|(_, t)| t.frames).sum()
-}
-
-async fn wait_frames(c: &Call, publisher: &str, kind: Kind, at_least: u64) -> CallStats {
-    c.wait_until(MEDIA, |s| frames(s, publisher, kind) >= at_least)
-        .await
-        .unwrap_or_else(|e| panic!("{} never got {at_least} {kind:?} frames from {publisher}: {e}", c.address()))
 }
 
 async fn three_participants_each_receive_the_other_two(b: Backend) {
@@ -176,7 +134,7 @@ async fn subscriber_asking_small_gets_the_low_layer_and_capped_one_steps_down(b:
     owner.publish_camera(0, PublishOptions::default()).await.unwrap();
     let small = join(&hs, r.gid, CallOptions::default()).await;
     small.subscribe(&r.owner_address, 0, true, true, Some(180)).await.unwrap();
-    let large = join(&hl, r.gid, CallOptions::default()).await;
+    let mut large = join(&hl, r.gid, CallOptions::default()).await;
     large.subscribe(&r.owner_address, 0, true, true, None).await.unwrap();
     let key = TrackKey { publisher: r.owner_address.clone(), sid: 0, kind: Kind::Video };
 
@@ -209,7 +167,15 @@ async fn subscriber_asking_small_gets_the_low_layer_and_capped_one_steps_down(b:
         if f > last.1 {
             last = (Instant::now(), f);
         }
-        assert!(last.0.elapsed() < Duration::from_secs(1), "video froze after stepping down");
+        if last.0.elapsed() >= Duration::from_secs(1) {
+            let st = large.stats();
+            panic!(
+                "video froze after stepping down: {:?}, shaper {:?}, notices {:?}",
+                st.received[&key],
+                st.shaper,
+                large.drain_notices()
+            );
+        }
     }
     let got = large.stats().received[&key].frames - at_switch;
     assert!(got >= 60, "only {got} frames in 3 s after stepping down");
@@ -391,25 +357,8 @@ async fn raw(h: &Http) -> chorus_client::Connection {
     chorus_client::Connection::connect(h, None).await.expect("ws").0
 }
 
-/// The same frame with request id `rid`.
-fn with_rid(mut frame: ClientFrame, id: Option<String>) -> ClientFrame {
-    match &mut frame {
-        ClientFrame::CallPublish(r) => r.rid = id,
-        ClientFrame::CallJoin { rid, .. }
-        | ClientFrame::CallUnpublish { rid, .. }
-        | ClientFrame::CallSubscribe { rid, .. }
-        | ClientFrame::CallUnsubscribe { rid, .. }
-        | ClientFrame::CallAnswer { rid, .. }
-        | ClientFrame::CallMute { rid, .. }
-        | ClientFrame::CallAdmin { rid, .. }
-        | ClientFrame::CallLeave { rid } => *rid = id,
-        other => panic!("not a call frame: {other:?}"),
-    }
-    frame
-}
-
 async fn expect_error(c: &mut chorus_client::Connection, frame: ClientFrame) -> (ErrorCode, String) {
-    let f = c.request(|rid| with_rid(frame, rid)).await.expect("answer");
+    let f = c.request(|rid| frame.with_rid(rid)).await.expect("answer");
     match f {
         ServerFrame::Error { code, message, .. } => (code, message),
         other => panic!("expected an error, got {other:?}"),
@@ -670,7 +619,10 @@ macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(super::Backend::Sqlite).await }
+            async fn sqlite() {
+                let _slot = super::common::call_slot();
+                super::$name(super::Backend::Sqlite).await
+            }
         }
     )*};
 }

@@ -1175,7 +1175,7 @@ impl Driver {
     /// Sends a request frame with a fresh rid and registers what waits for its reply.
     async fn send_request(&mut self, frame: ClientFrame, pending: Pending) {
         let rid = self.rid();
-        let frame = with_rid(frame, rid.clone());
+        let frame = frame.with_rid(Some(rid.clone()));
         match self.send(frame).await {
             Ok(()) => {
                 self.pending.insert(rid, pending);
@@ -1697,37 +1697,9 @@ fn fail(p: Pending, e: CallError) {
     }
 }
 
-/// The frame with its request id set to `rid` (frames without one are returned unchanged).
-fn with_rid(mut frame: ClientFrame, rid: String) -> ClientFrame {
-    match &mut frame {
-        ClientFrame::CallJoin { rid: r, .. }
-        | ClientFrame::CallUnpublish { rid: r, .. }
-        | ClientFrame::CallSubscribe { rid: r, .. }
-        | ClientFrame::CallUnsubscribe { rid: r, .. }
-        | ClientFrame::CallAnswer { rid: r, .. }
-        | ClientFrame::CallMute { rid: r, .. }
-        | ClientFrame::CallAdmin { rid: r, .. }
-        | ClientFrame::CallLeave { rid: r }
-        | ClientFrame::Send { rid: r, .. }
-        | ClientFrame::Edit { rid: r, .. }
-        | ClientFrame::Delete { rid: r, .. }
-        | ClientFrame::Read { rid: r, .. }
-        | ClientFrame::Ping { rid: r } => *r = Some(rid),
-        ClientFrame::CallPublish(p) => p.rid = Some(rid),
-        ClientFrame::Hello { .. } | ClientFrame::Ack { .. } | ClientFrame::Typing { .. } => {}
-    }
-    frame
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rids_are_set() {
-        let f = with_rid(ClientFrame::CallLeave { rid: None }, "7".into());
-        assert!(matches!(f, ClientFrame::CallLeave { rid: Some(r) } if r == "7"));
-    }
 
     #[test]
     fn str0m_sees_our_vp8_keyframes() {

@@ -255,6 +255,73 @@ fn yes() -> bool {
     true
 }
 
+impl ClientFrame {
+    fn rid_slot(&mut self) -> Option<&mut Option<String>> {
+        match self {
+            ClientFrame::Send { rid, .. }
+            | ClientFrame::Edit { rid, .. }
+            | ClientFrame::Delete { rid, .. }
+            | ClientFrame::Read { rid, .. }
+            | ClientFrame::Ping { rid }
+            | ClientFrame::CallJoin { rid, .. }
+            | ClientFrame::CallUnpublish { rid, .. }
+            | ClientFrame::CallSubscribe { rid, .. }
+            | ClientFrame::CallUnsubscribe { rid, .. }
+            | ClientFrame::CallAnswer { rid, .. }
+            | ClientFrame::CallMute { rid, .. }
+            | ClientFrame::CallAdmin { rid, .. }
+            | ClientFrame::CallLeave { rid } => Some(rid),
+            ClientFrame::CallPublish(p) => Some(&mut p.rid),
+            ClientFrame::Hello { .. } | ClientFrame::Ack { .. } | ClientFrame::Typing { .. } => None,
+        }
+    }
+
+    /// The frame's request id, if it has one.
+    pub fn rid(&self) -> Option<&str> {
+        match self {
+            ClientFrame::Send { rid, .. }
+            | ClientFrame::Edit { rid, .. }
+            | ClientFrame::Delete { rid, .. }
+            | ClientFrame::Read { rid, .. }
+            | ClientFrame::Ping { rid }
+            | ClientFrame::CallJoin { rid, .. }
+            | ClientFrame::CallUnpublish { rid, .. }
+            | ClientFrame::CallSubscribe { rid, .. }
+            | ClientFrame::CallUnsubscribe { rid, .. }
+            | ClientFrame::CallAnswer { rid, .. }
+            | ClientFrame::CallMute { rid, .. }
+            | ClientFrame::CallAdmin { rid, .. }
+            | ClientFrame::CallLeave { rid } => rid.as_deref(),
+            ClientFrame::CallPublish(p) => p.rid.as_deref(),
+            ClientFrame::Hello { .. } | ClientFrame::Ack { .. } | ClientFrame::Typing { .. } => None,
+        }
+    }
+
+    /// The same frame with request id `rid` (frames without one, `hello`, `ack` and `typing`, are
+    /// returned unchanged).
+    pub fn with_rid(mut self, rid: Option<String>) -> Self {
+        if let Some(slot) = self.rid_slot() {
+            *slot = rid;
+        }
+        self
+    }
+
+    /// Whether this is a call frame other than `call_join` (one the session's call answers).
+    pub fn is_call_request(&self) -> bool {
+        matches!(
+            self,
+            ClientFrame::CallPublish(_)
+                | ClientFrame::CallUnpublish { .. }
+                | ClientFrame::CallSubscribe { .. }
+                | ClientFrame::CallUnsubscribe { .. }
+                | ClientFrame::CallAnswer { .. }
+                | ClientFrame::CallMute { .. }
+                | ClientFrame::CallAdmin { .. }
+                | ClientFrame::CallLeave { .. }
+        )
+    }
+}
+
 /// The user a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUser {
@@ -527,6 +594,18 @@ mod tests {
         assert_eq!(json, r#"{"type":"call_event","gid":1000,"event":"talking","address":"u1","talking":true}"#);
         let back: ServerFrame = serde_json::from_str(&json).unwrap();
         assert!(matches!(back, ServerFrame::CallEvent { event: CallEvent::Talking { talking: true, .. }, .. }));
+    }
+
+    #[test]
+    fn request_ids_are_read_and_set_on_every_frame_that_has_one() {
+        let f = ClientFrame::CallLeave { rid: None }.with_rid(Some("9".into()));
+        assert_eq!(f.rid(), Some("9"));
+        assert!(f.is_call_request());
+        let p: ClientFrame = serde_json::from_str(r#"{"type":"call_publish","sid":1,"sdp":""}"#).unwrap();
+        assert_eq!(p.with_rid(Some("x".into())).rid(), Some("x"));
+        let ack = ClientFrame::Ack { pos: 1 }.with_rid(Some("1".into()));
+        assert_eq!(ack.rid(), None, "ack has no request id");
+        assert!(!ClientFrame::CallJoin { rid: None, gid: 1 }.is_call_request(), "join is answered by the session");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! with the codes it writes to its outbox.
 #![allow(dead_code)]
 
+pub mod calls;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -193,3 +195,29 @@ impl Drop for Server {
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long to watch for frames that must NOT arrive.
 pub const QUIET: Duration = Duration::from_millis(600);
+
+/// Limits how many tests of one test binary run their calls at once. Each call test runs a
+/// server and several media clients; all of them at once on a 2-core machine starve each other
+/// and turn timing assertions into noise. Hold the returned guard for the test's duration.
+pub fn call_slot() -> CallSlot {
+    use std::sync::{Condvar, Mutex};
+    static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+    const MAX: usize = 2;
+    let mut busy = SLOTS.0.lock().unwrap_or_else(|e| e.into_inner());
+    while *busy >= MAX {
+        busy = SLOTS.1.wait(busy).unwrap_or_else(|e| e.into_inner());
+    }
+    *busy += 1;
+    CallSlot(&SLOTS)
+}
+
+/// A running call test's slot; freed on drop.
+pub struct CallSlot(&'static (std::sync::Mutex<usize>, std::sync::Condvar));
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        let mut busy = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        *busy -= 1;
+        self.0 .1.notify_one();
+    }
+}

@@ -5,9 +5,9 @@
 //! The connection is opened once the leg's remote SDP (the publish answer, the subscribe offer)
 //! named the server's TCP candidate. Only then is its local address known, and it becomes the
 //! leg's one local candidate (`tcptype active`, the real local port); str0m pairs it with the
-//! remote TCP candidate from the SDP and runs its checks over the connection. A [`Link`] task
-//! owns the stream: frames read are handed to the call task as [`LinkEvent::Packet`]; packets
-//! given to [`Link::send`] are framed and written.
+//! remote TCP candidate from the SDP and runs its checks over the connection. A `Link` task
+//! owns the stream: frames read are handed to the call task as `LinkEvent::Packet`; packets
+//! given to `Link::send` are framed and written.
 
 use std::net::SocketAddr;
 use std::time::Duration;

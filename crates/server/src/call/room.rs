@@ -385,6 +385,7 @@ impl RoomTask {
         let now = Instant::now();
         match cmd {
             Command::Join { uid, address, name, session, permissions, out, rid, reply } => {
+                tracing::debug!(gid = self.gid, uid, session, "participant joins");
                 let r = self.join(now, uid, address, name, session, permissions, out, rid);
                 let _ = reply.send(r);
             }
@@ -392,7 +393,7 @@ impl RoomTask {
                 let frame = if self.peers.get(&uid).is_some_and(|p| p.session == session) {
                     self.request(now, uid, frame)
                 } else {
-                    error_frame(rid_of(&frame), &ApiError::not_found("not in this call"))
+                    error_frame(frame.rid().map(str::to_string), &ApiError::not_found("not in this call"))
                 };
                 let _ = reply.send(frame);
             }
@@ -490,7 +491,7 @@ impl RoomTask {
     }
 
     fn request(&mut self, now: Instant, uid: i64, frame: ClientFrame) -> ServerFrame {
-        let rid = rid_of(&frame);
+        let rid = frame.rid().map(str::to_string);
         let r: Result<ServerFrame, ApiError> = match frame {
             ClientFrame::CallPublish(req) => self.publish(now, uid, req),
             ClientFrame::CallUnpublish { rid, sid, sdp } => {
@@ -819,7 +820,9 @@ impl RoomTask {
             tracks.push(track.clone());
         }
         for mid in to_stop {
-            api.stop_media(mid);
+            // Inactive, not stopped: Chromium (156) answered an offer that stopped lines it had
+            // received media on with a DTLS close_notify, ending the whole connection.
+            api.set_direction(mid, Direction::Inactive);
         }
         let applied = api.apply();
         // Record the mids in the forwarders.
@@ -875,6 +878,7 @@ impl RoomTask {
                         }
                         (None, LeaveReason::DurationExceeded) => (CallLeaveReason::Duration, None),
                     };
+                    tracing::debug!(gid = self.gid, uid = who, ?reason, "participant left");
                     let ev = self.peers.get(&who).map(|p| CallEvent::Left { address: p.address.clone(), reason, by });
                     if let Some(ev) = &ev {
                         self.send(&to, ev);
@@ -1189,6 +1193,7 @@ impl RoomTask {
             }
         }
         if !leg.rtc.is_alive() {
+            tracing::debug!(uid = key.uid, leg = ?key.leg, "peer connection closed");
             self.work.push(Work::Lost(key.uid));
         }
         if let Some(bps) = estimate {
@@ -1403,11 +1408,14 @@ impl RoomTask {
                 let mut active = vec![false; n];
                 for f in t.subscribers.iter_mut() {
                     if only.is_none_or(|o| o == f.subscriber) {
-                        let demand = Demand {
-                            wanted_height: f.wanted_height,
-                            room_max_height: max_height,
-                            available_bps: budgets.get(&f.subscriber).copied().unwrap_or(0),
-                        };
+                        // A frozen picture is worse than a congested one: the lowest layer stays
+                        // while the estimate covers at least half of it (GCC's estimate dips well
+                        // below the link on every probe and loss burst); below that, video pauses.
+                        let budget = budgets.get(&f.subscriber).copied().unwrap_or(0);
+                        let lowest = layers[0].bitrate_bps;
+                        let available_bps = if budget >= lowest / 2 { budget.max(lowest) } else { budget };
+                        let demand =
+                            Demand { wanted_height: f.wanted_height, room_max_height: max_height, available_bps };
                         let target = f.selector.select(now, layers, demand);
                         if f.fwd.target_layer() != target {
                             f.fwd.set_target(target);
@@ -1469,19 +1477,4 @@ fn wire_kind(k: TrackKind) -> WireKind {
 fn send_to(out: &mpsc::UnboundedSender<Arc<str>>, frame: &ServerFrame) {
     let json: Arc<str> = serde_json::to_string(frame).expect("frames serialise").into();
     let _ = out.send(json);
-}
-
-fn rid_of(frame: &ClientFrame) -> Option<String> {
-    match frame {
-        ClientFrame::CallPublish(r) => r.rid.clone(),
-        ClientFrame::CallUnpublish { rid, .. }
-        | ClientFrame::CallSubscribe { rid, .. }
-        | ClientFrame::CallUnsubscribe { rid, .. }
-        | ClientFrame::CallAnswer { rid, .. }
-        | ClientFrame::CallMute { rid, .. }
-        | ClientFrame::CallAdmin { rid, .. }
-        | ClientFrame::CallLeave { rid }
-        | ClientFrame::CallJoin { rid, .. } => rid.clone(),
-        _ => None,
-    }
 }

@@ -409,14 +409,7 @@ impl Session {
                     Err(e) => Some(now(error_frame(rid, None, &e))),
                 }
             }
-            call @ (ClientFrame::CallPublish(_)
-            | ClientFrame::CallUnpublish { .. }
-            | ClientFrame::CallSubscribe { .. }
-            | ClientFrame::CallUnsubscribe { .. }
-            | ClientFrame::CallAnswer { .. }
-            | ClientFrame::CallMute { .. }
-            | ClientFrame::CallAdmin { .. }
-            | ClientFrame::CallLeave { .. }) => Some(self.call_request(call)),
+            call if call.is_call_request() => Some(self.call_request(call)),
             other => self.handle(other).await.map(now),
         }
     }
@@ -424,17 +417,7 @@ impl Session {
     /// Passes a call frame to the session's room; its answer is written in request order.
     fn call_request(&mut self, frame: ClientFrame) -> Reply {
         let leaving = matches!(frame, ClientFrame::CallLeave { .. });
-        let rid = match &frame {
-            ClientFrame::CallPublish(r) => r.rid.clone(),
-            ClientFrame::CallUnpublish { rid, .. }
-            | ClientFrame::CallSubscribe { rid, .. }
-            | ClientFrame::CallUnsubscribe { rid, .. }
-            | ClientFrame::CallAnswer { rid, .. }
-            | ClientFrame::CallMute { rid, .. }
-            | ClientFrame::CallAdmin { rid, .. }
-            | ClientFrame::CallLeave { rid } => rid.clone(),
-            _ => None,
-        };
+        let rid = frame.rid().map(str::to_string);
         let Some(call) = &self.call else {
             return now(error_frame(rid, None, &ApiError::not_found("not in a call: send call_join first")));
         };
