@@ -1,0 +1,750 @@
+/**
+ * `ChorusClient`: one WebSocket session with a Chorus server (messaging,
+ * presence, group events and call signaling), with automatic reconnect and
+ * resume, plus the REST calls an app needs.
+ *
+ * @module client
+ */
+import { Emitter } from './emitter.js';
+import { ChorusError } from './errors.js';
+import { GroupCall, type GroupCallOptions } from './call.js';
+import { RestClient, normalizeServer, type FetchLike } from './rest.js';
+import {
+  CloseCode,
+  frameRid,
+  parseServerFrame,
+  type CallEventFrame,
+  type CallOfferFrame,
+  type ClientFrame,
+  type Conversation,
+  type Cursor,
+  type ErrorFrame,
+  type FileRef,
+  type GroupFrame,
+  type Message,
+  type PresenceFrame,
+  type ReceiptFrame,
+  type RequestFrame,
+  type ResponseFor,
+  type SendFrame,
+  type SentFrame,
+  type ServerFrame,
+  type SessionUser,
+  type SyncedFrame,
+  type WelcomeFrame,
+} from './protocol.js';
+
+/** The minimal WebSocket surface the client uses (the browser's `WebSocket` fits). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+/** A WebSocket constructor. */
+export type WebSocketFactory = new (url: string) => WebSocketLike;
+
+/** Options of `ChorusClient`. */
+export interface ChorusClientOptions {
+  /** Server base URL, `https://host[:port]` (`ws(s)://` is derived from it). */
+  server: string;
+  /** Access token (from `ChorusAuth.verify` or the app backend). */
+  token: string;
+  /** A resume cursor saved from an earlier session (see the `cursor` event). */
+  cursor?: Cursor | null;
+  /** Reconnect automatically (default true); delays in ms, doubled with jitter from `minDelay` to `maxDelay`. */
+  reconnect?: boolean | { minDelay?: number; maxDelay?: number };
+  /** Interval of the `ping` keepalive in ms (default 25000; 0 disables). A ping unanswered for as long drops the connection. */
+  pingInterval?: number;
+  /** Timeout of requests in ms (default 20000). Sends are not timed out: they wait in the outbox. */
+  requestTimeout?: number;
+  /** Send `ack` automatically after messages are emitted (default true). */
+  autoAck?: boolean;
+  /** WebSocket implementation (default: the global `WebSocket`). */
+  WebSocket?: WebSocketFactory;
+  /** fetch implementation for REST (default: the global `fetch`). */
+  fetch?: FetchLike;
+  /** RTCPeerConnection implementation for calls (default: the global one). */
+  RTCPeerConnection?: typeof RTCPeerConnection;
+}
+
+/** Connection states reported by the `connection` event. */
+export type ConnectionState = 'idle' | 'connecting' | 'online' | 'offline' | 'closed' | 'auth_failed';
+
+/** Payload of the `connection` event. */
+export interface ConnectionEvent {
+  state: ConnectionState;
+  /** The WebSocket close code, when the connection closed. */
+  code?: number;
+  /** Milliseconds until the next reconnect attempt (state `offline`). */
+  retryIn?: number;
+}
+
+/** What `send` takes: a recipient (`peer` or `gid`) and at least one of `text`, `data`, `file`. */
+export interface OutgoingMessage {
+  peer?: string;
+  gid?: number;
+  text?: string;
+  data?: unknown;
+  file?: FileRef;
+  /** App-defined message type. */
+  mtype?: number;
+  /** Client message id (generated when absent); retries reuse it. */
+  id?: string;
+}
+
+/** Events of `ChorusClient`. */
+export interface ChorusClientEvents {
+  connection: ConnectionEvent;
+  welcome: WelcomeFrame;
+  synced: SyncedFrame;
+  message: Message;
+  sent: SentFrame;
+  receipt: ReceiptFrame;
+  presence: PresenceFrame;
+  group: GroupFrame;
+  /** The resume cursor moved; persist it to resume after a page reload. */
+  cursor: Cursor;
+  /** An `error` frame that answers no pending request (e.g. a failed `typing`). */
+  error: ChorusError;
+  /** Every frame received, after parsing (for debugging). */
+  frame: ServerFrame;
+}
+
+interface Pending {
+  resolve: (f: ServerFrame) => void;
+  reject: (e: ChorusError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** The outbox id, for sends. */
+  sendId?: string;
+}
+
+interface OutboxEntry {
+  frame: SendFrame;
+  resolve: (f: SentFrame) => void;
+  reject: (e: ChorusError) => void;
+  /** The connection (serial) it was last transmitted on. */
+  sentOn: number;
+}
+
+const OPEN = 1;
+
+/** A random client message id (UUID when available). */
+export function newMessageId(): string {
+  const c = (globalThis as { crypto?: Crypto }).crypto;
+  if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+  let s = '';
+  for (let i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
+  return s;
+}
+
+/**
+ * A Chorus session. Create it with a server URL and token, listen to events,
+ * then `connect()`:
+ *
+ * ```ts
+ * const client = new ChorusClient({ server: 'https://chat.example.org', token });
+ * client.on('message', (m) => console.log(m.from, m.text));
+ * await client.connect();
+ * await client.send({ peer: 'u1234', text: 'hi' });
+ * ```
+ *
+ * The client keeps the resume cursor (highest processed `message.pos`), acks
+ * messages, reconnects with backoff after a drop and resumes from the cursor,
+ * and resends unanswered sends with their original id after each reconnect.
+ */
+export class ChorusClient extends Emitter<ChorusClientEvents> {
+  /** Server base URL. */
+  readonly server: string;
+  /** REST calls with this client's token. */
+  readonly rest: RestClient;
+  /** Options as given. */
+  readonly options: Readonly<ChorusClientOptions>;
+
+  private ws: WebSocketLike | null = null;
+  private serial = 0;
+  private _state: ConnectionState = 'idle';
+  private _user: SessionUser | null = null;
+  private _cursor: Cursor | null;
+  private _synced = false;
+  private stopped = true;
+  private attempts = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private pingOutstanding = false;
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  private ackedPos = -1;
+  private ridCounter = 0;
+  private pending = new Map<string, Pending>();
+  private outbox = new Map<string, OutboxEntry>();
+  private connectWaiters: { resolve: (w: WelcomeFrame) => void; reject: (e: ChorusError) => void }[] = [];
+  private lastWelcome: WelcomeFrame | null = null;
+  private _call: GroupCall | null = null;
+  private joining = 0;
+  private callBuffer: (CallOfferFrame | CallEventFrame)[] = [];
+
+  constructor(options: ChorusClientOptions) {
+    super();
+    this.options = options;
+    this.server = normalizeServer(options.server);
+    this.rest = new RestClient(this.server, options.token, { fetch: options.fetch });
+    this._cursor = options.cursor ?? null;
+  }
+
+  // ------------------------------------------------------------ state
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this._state;
+  }
+  /** Who you are (from the last `welcome`). */
+  get user(): SessionUser | null {
+    return this._user;
+  }
+  /** Your address (from the last `welcome`). */
+  get address(): string | null {
+    return this._user?.address ?? null;
+  }
+  /** The resume cursor: the store epoch and the highest processed position. */
+  get cursor(): Cursor | null {
+    return this._cursor ? { ...this._cursor } : null;
+  }
+  /** True between `synced` and the next disconnect. */
+  get synced(): boolean {
+    return this._synced;
+  }
+  /** The current group call, if any. */
+  get call(): GroupCall | null {
+    return this._call;
+  }
+  /** Messages waiting for their `sent` answer, by client id. */
+  get outboxSize(): number {
+    return this.outbox.size;
+  }
+  /** The access token. Setting it takes effect at the next (re)connect. */
+  get token(): string {
+    return this.rest.token;
+  }
+  set token(t: string) {
+    this.rest.token = t;
+  }
+
+  // ------------------------------------------------------------ connection
+
+  /**
+   * Opens the session (and keeps it open, reconnecting as needed). Resolves
+   * with the `welcome` once the backlog is through (`synced`); rejects if the
+   * token is refused or `close()` is called first.
+   */
+  connect(): Promise<WelcomeFrame> {
+    if (this._synced && this.lastWelcome) return Promise.resolve(this.lastWelcome);
+    const p = new Promise<WelcomeFrame>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this.stopped) {
+      this.stopped = false;
+      this.attempts = 0;
+      this.open();
+    }
+    return p;
+  }
+
+  /** Closes the session for good (no reconnect). Pending requests and unsent messages are rejected. */
+  close(): void {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    const ws = this.ws;
+    this.teardown();
+    if (ws) {
+      try {
+        ws.close(1000, 'client closed');
+      } catch {
+        /* ignore */
+      }
+    }
+    const err = new ChorusError('closed', 'the client was closed');
+    for (const [, o] of this.outbox) o.reject(err);
+    this.outbox.clear();
+    this.rejectConnectWaiters(err);
+    this.setState('closed');
+  }
+
+  private wsUrl(): string {
+    const base = this.server.replace(/^http/i, 'ws');
+    return `${base}/v1/ws?token=${encodeURIComponent(this.rest.token)}`;
+  }
+
+  private open(): void {
+    const Ctor: WebSocketFactory | undefined =
+      this.options.WebSocket ?? (globalThis as unknown as { WebSocket?: WebSocketFactory }).WebSocket;
+    if (!Ctor) throw new ChorusError('state', 'no WebSocket implementation available');
+    const serial = ++this.serial;
+    this.setState('connecting');
+    let ws: WebSocketLike;
+    try {
+      ws = new Ctor(this.wsUrl());
+    } catch (e) {
+      this.scheduleReconnect(undefined);
+      return;
+    }
+    this.ws = ws;
+    let welcomed = false;
+    ws.onopen = () => {
+      if (serial !== this.serial) return;
+      const hello: ClientFrame = this._cursor ? { type: 'hello', resume: this._cursor } : { type: 'hello' };
+      this.transmit(hello);
+    };
+    ws.onmessage = (ev) => {
+      if (serial !== this.serial) return;
+      if (typeof ev.data !== 'string') return;
+      let f: ServerFrame;
+      try {
+        f = parseServerFrame(ev.data);
+      } catch (e) {
+        console.warn('chorus: ignoring bad frame', e);
+        return;
+      }
+      if (f.type === 'welcome') welcomed = true;
+      this.handleFrame(f);
+    };
+    ws.onerror = () => {
+      /* onclose follows */
+    };
+    ws.onclose = (ev) => {
+      if (serial !== this.serial) return;
+      this.onClosed(ev.code, welcomed);
+    };
+  }
+
+  private onClosed(code: number, welcomed: boolean): void {
+    this.teardown();
+    if (this.stopped) return;
+    if (code === CloseCode.SESSION_ENDED) {
+      this.authFailed(code);
+      return;
+    }
+    if (!welcomed && this.attempts >= 1) {
+      // A refused upgrade (401) is invisible to browsers: ask REST whether the token is still good.
+      this.rest.me().then(
+        () => this.scheduleReconnect(code),
+        (e: unknown) => {
+          if (e instanceof ChorusError && e.code === 'unauthorized') this.authFailed(code);
+          else this.scheduleReconnect(code);
+        },
+      );
+      this.setState('offline', { code });
+      return;
+    }
+    this.scheduleReconnect(code);
+  }
+
+  private authFailed(code: number): void {
+    this.stopped = true;
+    const err = new ChorusError('unauthorized', 'the access token is no longer valid');
+    for (const [, o] of this.outbox) o.reject(err);
+    this.outbox.clear();
+    this.rejectConnectWaiters(err);
+    this.setState('auth_failed', { code });
+  }
+
+  private scheduleReconnect(code: number | undefined): void {
+    if (this.stopped) return;
+    const r = this.options.reconnect ?? true;
+    if (r === false) {
+      this.stopped = true;
+      this.rejectConnectWaiters(new ChorusError('disconnected', `connection closed (${code ?? 'failed'})`));
+      this.setState('closed', { code });
+      return;
+    }
+    const min = typeof r === 'object' && r.minDelay !== undefined ? r.minDelay : 1000;
+    const max = typeof r === 'object' && r.maxDelay !== undefined ? r.maxDelay : 30000;
+    let delay: number;
+    if (code === CloseCode.FELL_BEHIND && this.attempts === 0) delay = 0;
+    else delay = Math.min(max, min * 2 ** this.attempts) * (0.75 + Math.random() * 0.5);
+    delay = Math.round(delay);
+    this.attempts++;
+    clearTimeout(this.reconnectTimer);
+    this.setState('offline', { code, retryIn: delay });
+    this.reconnectTimer = setTimeout(() => {
+      if (!this.stopped) this.open();
+    }, delay);
+  }
+
+  /** Ends the current socket's state: pending requests fail, the call ends. */
+  private teardown(): void {
+    this.serial++;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    }
+    this._synced = false;
+    clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+    this.pingOutstanding = false;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    const err = new ChorusError('disconnected', 'the connection was lost');
+    for (const [rid, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(rid);
+      // Sends stay in the outbox and are retried after the next `synced`.
+      if (p.sendId === undefined) p.reject(err);
+    }
+    if (this._call) {
+      const call = this._call;
+      this._call = null;
+      call._end('lost');
+    }
+    this.callBuffer = [];
+    if (ws && this._state === 'online') this.setState('offline');
+  }
+
+  private rejectConnectWaiters(err: ChorusError): void {
+    const w = this.connectWaiters;
+    this.connectWaiters = [];
+    for (const x of w) x.reject(err);
+  }
+
+  private setState(state: ConnectionState, extra: Omit<ConnectionEvent, 'state'> = {}): void {
+    const changed = state !== this._state;
+    this._state = state;
+    if (changed || extra.retryIn !== undefined) this.emit('connection', { state, ...extra });
+  }
+
+  // ------------------------------------------------------------ frames in
+
+  private handleFrame(f: ServerFrame): void {
+    this.emit('frame', f);
+    const rid = frameRid(f);
+    if (rid !== undefined) {
+      const p = this.pending.get(rid);
+      if (p) {
+        this.pending.delete(rid);
+        clearTimeout(p.timer);
+        if (p.sendId !== undefined) this.settleSend(p.sendId, f);
+        else if (f.type === 'error') p.reject(ChorusError.fromFrame(f));
+        else p.resolve(f);
+        return;
+      }
+    }
+    switch (f.type) {
+      case 'welcome':
+        return this.onWelcome(f);
+      case 'synced':
+        return this.onSynced(f);
+      case 'message': {
+        const { type: _t, ...m } = f;
+        this.emit('message', m);
+        this.advanceCursor(f.pos);
+        if (this._synced) this.scheduleAck(200);
+        return;
+      }
+      case 'receipt':
+        return this.emit('receipt', f);
+      case 'presence':
+        return this.emit('presence', f);
+      case 'group':
+        return this.emit('group', f);
+      case 'sent':
+        // A `sent` whose rid is unknown (e.g. answered after a timeout): settle by id.
+        return this.settleSend(f.id, f);
+      case 'call_offer':
+      case 'call_event':
+        if (this._call) this._call._handle(f);
+        else if (this.joining > 0) this.callBuffer.push(f);
+        return;
+      case 'error':
+        return this.onUnsolicitedError(f);
+      default:
+        return;
+    }
+  }
+
+  private onWelcome(f: WelcomeFrame): void {
+    this._user = f.user;
+    this.lastWelcome = f;
+    if (!this._cursor || this._cursor.epoch !== f.epoch || (!f.resumed && f.reason)) {
+      // No cursor, another store, or a cursor that cannot be honoured: start over in this epoch.
+      this._cursor = { epoch: f.epoch, pos: 0 };
+      this.ackedPos = -1;
+    }
+    this.emit('welcome', f);
+  }
+
+  private onSynced(f: SyncedFrame): void {
+    this.advanceCursor(f.pos);
+    this._synced = true;
+    this.attempts = 0;
+    this.setState('online');
+    this.startPing();
+    this.emit('synced', f);
+    this.flushAck();
+    this.flushOutbox();
+    const w = this.connectWaiters;
+    this.connectWaiters = [];
+    if (this.lastWelcome) for (const x of w) x.resolve(this.lastWelcome);
+  }
+
+  private onUnsolicitedError(f: ErrorFrame): void {
+    const err = ChorusError.fromFrame(f);
+    if (f.id !== undefined && this.outbox.has(f.id)) {
+      this.settleSend(f.id, f);
+      return;
+    }
+    if (f.code === 'unauthorized') {
+      // Precedes close 4001; the close handler stops reconnecting.
+    }
+    this.emit('error', err);
+  }
+
+  private advanceCursor(pos: number): void {
+    if (!this._cursor) return;
+    if (pos > this._cursor.pos) {
+      this._cursor = { epoch: this._cursor.epoch, pos };
+      this.emit('cursor', { ...this._cursor });
+    }
+  }
+
+  // ------------------------------------------------------------ frames out
+
+  private transmit(frame: ClientFrame): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /**
+   * Sends a request frame with a fresh `rid` and resolves with its answer
+   * (rejects with `ChorusError` on an `error` answer, a timeout or a drop).
+   * Requests need a live session (after `welcome`).
+   */
+  request<F extends RequestFrame>(frame: F, options: { timeout?: number } = {}): Promise<ResponseFor<F>> {
+    return new Promise<ServerFrame>((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== OPEN || !this.lastWelcome || this.serial === 0) {
+        reject(new ChorusError('disconnected', 'not connected'));
+        return;
+      }
+      const rid = String(++this.ridCounter);
+      const timeout = options.timeout ?? this.options.requestTimeout ?? 20000;
+      const p: Pending = { resolve, reject, timer: undefined };
+      if (timeout > 0) {
+        p.timer = setTimeout(() => {
+          this.pending.delete(rid);
+          reject(new ChorusError('timeout', `no answer to ${frame.type} within ${timeout} ms`));
+        }, timeout);
+      }
+      this.pending.set(rid, p);
+      this.transmit({ ...frame, rid });
+    }) as Promise<ResponseFor<F>>;
+  }
+
+  /**
+   * Sends a message. Resolves with the `sent` answer (possibly
+   * `duplicate: true` after a retry). The message waits in the outbox while
+   * disconnected and is resent with the same id after each reconnect; rejects
+   * with `ChorusError` (with `id` and `status`) when the server refuses it.
+   */
+  send(msg: OutgoingMessage): Promise<SentFrame> {
+    const id = msg.id ?? newMessageId();
+    const frame: SendFrame = { type: 'send', id };
+    if (msg.peer !== undefined) frame.peer = msg.peer;
+    if (msg.gid !== undefined) frame.gid = msg.gid;
+    if (msg.text !== undefined) frame.text = msg.text;
+    if (msg.data !== undefined) frame.data = msg.data;
+    if (msg.file !== undefined) frame.file = msg.file;
+    if (msg.mtype !== undefined) frame.mtype = msg.mtype;
+    if (this.stopped && this._state === 'closed') {
+      return Promise.reject(new ChorusError('closed', 'the client is closed'));
+    }
+    const existing = this.outbox.get(id);
+    if (existing) return new Promise((resolve, reject) => this.chainOutbox(existing, resolve, reject));
+    return new Promise<SentFrame>((resolve, reject) => {
+      const entry: OutboxEntry = { frame, resolve, reject, sentOn: -1 };
+      this.outbox.set(id, entry);
+      if (this._synced) this.transmitSend(entry);
+    });
+  }
+
+  private chainOutbox(e: OutboxEntry, resolve: (f: SentFrame) => void, reject: (e: ChorusError) => void) {
+    const r0 = e.resolve;
+    const j0 = e.reject;
+    e.resolve = (f) => (r0(f), resolve(f));
+    e.reject = (x) => (j0(x), reject(x));
+  }
+
+  /** Ids of the messages waiting for `sent`. */
+  pendingSends(): string[] {
+    return [...this.outbox.keys()];
+  }
+
+  private transmitSend(entry: OutboxEntry): void {
+    if (!this.ws || this.ws.readyState !== OPEN) return;
+    const rid = String(++this.ridCounter);
+    this.pending.set(rid, { resolve: () => {}, reject: () => {}, timer: undefined, sendId: entry.frame.id });
+    entry.sentOn = this.serial;
+    this.transmit({ ...entry.frame, rid });
+  }
+
+  private flushOutbox(): void {
+    for (const [, e] of this.outbox) if (e.sentOn !== this.serial) this.transmitSend(e);
+  }
+
+  private settleSend(id: string, f: ServerFrame): void {
+    const e = this.outbox.get(id);
+    if (!e) return;
+    if (f.type === 'sent') {
+      this.outbox.delete(id);
+      e.resolve(f);
+      this.emit('sent', f);
+    } else if (f.type === 'error') {
+      this.outbox.delete(id);
+      e.reject(ChorusError.fromFrame({ ...f, id: f.id ?? id }));
+    }
+  }
+
+  /** Edits one of your messages (`text`/`data` replace the old ones). */
+  async edit(mid: number, content: { text?: string; data?: unknown }): Promise<void> {
+    await this.request({ type: 'edit', mid, ...content });
+  }
+
+  /** Deletes one of your messages (leaves a tombstone). */
+  async delete(mid: number): Promise<void> {
+    await this.request({ type: 'delete', mid });
+  }
+
+  /** Marks a conversation read up to and including `seq`. */
+  async read(to: Conversation & { seq: number }): Promise<void> {
+    await this.request(to.gid !== undefined ? { type: 'read', gid: to.gid, seq: to.seq } : { type: 'read', peer: to.peer, seq: to.seq });
+  }
+
+  /** Typing started (`on`, default true) or stopped in a conversation. No answer; failures come as `error` events. */
+  typing(to: Conversation & { on?: boolean }): void {
+    const on = to.on ?? true;
+    this.transmit(to.gid !== undefined ? { type: 'typing', gid: to.gid, on } : { type: 'typing', peer: to.peer, on });
+  }
+
+  /** Sends `ack` for everything processed up to `pos` (default: the cursor). Done automatically unless `autoAck: false`. */
+  ack(pos?: number): void {
+    const p = pos ?? this._cursor?.pos;
+    if (p === undefined) return;
+    if (this.transmit({ type: 'ack', pos: p })) this.ackedPos = Math.max(this.ackedPos, p);
+  }
+
+  private scheduleAck(delay: number): void {
+    if (this.options.autoAck === false || this.ackTimer !== undefined) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      this.flushAck();
+    }, delay);
+  }
+
+  private flushAck(): void {
+    if (this.options.autoAck === false || !this._cursor) return;
+    if (this._cursor.pos > this.ackedPos) this.ack(this._cursor.pos);
+  }
+
+  /** Round trip to the server; resolves with the time taken in ms. */
+  async ping(): Promise<number> {
+    const t0 = Date.now();
+    await this.request({ type: 'ping' });
+    return Date.now() - t0;
+  }
+
+  private startPing(): void {
+    clearInterval(this.pingTimer);
+    const every = this.options.pingInterval ?? 25000;
+    if (every <= 0) return;
+    this.pingTimer = setInterval(() => {
+      if (this.pingOutstanding) {
+        // The last ping went unanswered for a whole interval: the connection is dead.
+        const ws = this.ws;
+        this.onClosed(1006, true);
+        try {
+          ws?.close(4002, 'ping timeout');
+        } catch {
+          /* ignore */
+        }
+        return;
+      }
+      this.pingOutstanding = true;
+      this.request({ type: 'ping' }, { timeout: 0 }).then(
+        () => (this.pingOutstanding = false),
+        () => (this.pingOutstanding = false),
+      );
+    }, every);
+  }
+
+  // ------------------------------------------------------------ calls
+
+  /**
+   * Joins the call of group `gid` (leaving any call this session is in) and
+   * resolves with the `GroupCall` once the server answered `call_joined`.
+   */
+  async joinCall(gid: number, options: GroupCallOptions = {}): Promise<GroupCall> {
+    if (this._call) {
+      const old = this._call;
+      this._call = null;
+      old._end('replaced');
+    }
+    this.joining++;
+    try {
+      const joined = await this.request({ type: 'call_join', gid });
+      const call = new GroupCall(this, joined, {
+        RTCPeerConnection: this.options.RTCPeerConnection,
+        ...options,
+      });
+      this._call = call;
+      const buffered = this.callBuffer.filter((f) => f.type === 'call_offer' || f.gid === gid);
+      this.callBuffer = [];
+      call._start();
+      for (const f of buffered) call._handle(f);
+      return call;
+    } finally {
+      this.joining--;
+      if (this.joining === 0) this.callBuffer = [];
+    }
+  }
+
+  /** @internal Called by a GroupCall that ended itself. */
+  _callEnded(call: GroupCall): void {
+    if (this._call === call) this._call = null;
+  }
+
+  // ------------------------------------------------------------ REST shortcuts
+
+  /** `GET /v1/me`. */
+  me() {
+    return this.rest.me();
+  }
+  /** `POST /v1/groups`. */
+  createGroup(options: Parameters<RestClient['createGroup']>[0]) {
+    return this.rest.createGroup(options);
+  }
+  /** `POST /v1/groups/{gid}/join`. */
+  joinGroup(gid: number, pin: string) {
+    return this.rest.joinGroup(gid, pin);
+  }
+  /** `GET /v1/groups/{gid}/members`. */
+  members(gid: number) {
+    return this.rest.members(gid);
+  }
+  /** `GET /v1/groups/{gid}/pins`. */
+  pins(gid: number) {
+    return this.rest.pins(gid);
+  }
+  /** `GET /v1/groups`. */
+  groups() {
+    return this.rest.groups();
+  }
+  /** `GET /v1/groups/{gid}`. */
+  group(gid: number) {
+    return this.rest.group(gid);
+  }
+  /** History of a conversation (REST). */
+  history(conv: Conversation, options?: { before?: number; limit?: number }) {
+    return this.rest.history(conv, options);
+  }
+}

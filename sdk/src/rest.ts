@@ -1,0 +1,320 @@
+/**
+ * REST helpers for the Chorus HTTP API (docs/openapi.json): login
+ * (`ChorusAuth`) and the authenticated calls the client needs (`RestClient`).
+ *
+ * @module rest
+ */
+import { ChorusError } from './errors.js';
+import { isErrorCode } from './protocol.js';
+import type { Conversation, Message, SessionUser } from './protocol.js';
+
+/** Answer to `POST /v1/auth/code`. */
+export interface CodeSent {
+  /** Seconds until the code expires. */
+  expires_in: number;
+}
+
+/** Answer to `POST /v1/auth/verify`: a new access token. */
+export interface LoginSession {
+  token: string;
+  /** Expiry, ms since the Unix epoch. */
+  expires_at: number;
+  user: SessionUser;
+}
+
+/** Permissions of one member (Mesibo member and admin flags). */
+export interface Membership {
+  flags: number;
+  admin_flags: number;
+}
+
+/** A group as its members see it. */
+export interface Group {
+  gid: number;
+  name: string;
+  flags: number;
+  call_flags: number;
+  video_resolution: number;
+  call_duration: number;
+  owner: string;
+  created_at: number;
+  membership?: Membership;
+}
+
+/** A join code carrying a permission set. */
+export interface Pin {
+  pin: string;
+  gid: number;
+  flags: number;
+  admin_flags: number;
+  label: string;
+  expires_at: number | null;
+  uses_left: number | null;
+}
+
+/** Answer to `POST /v1/groups`. */
+export interface CreatedGroup {
+  group: Group;
+  /** Publisher pin first, then view-only, when `room` was set; else empty. */
+  pins: Pin[];
+}
+
+/** A member in a listing. */
+export interface Member {
+  address: string;
+  name: string;
+  flags: number;
+  admin_flags: number;
+}
+
+/** Group settings (`PATCH /v1/groups/{gid}`); every field optional. */
+export interface GroupSettings {
+  name?: string;
+  flags?: number;
+  call_flags?: number;
+  video_resolution?: number;
+  call_duration?: number;
+}
+
+/** `POST /v1/groups`. */
+export interface CreateGroupOptions extends GroupSettings {
+  name: string;
+  /** Also create a room's publisher and view-only pins. */
+  room?: boolean;
+}
+
+/** `POST /v1/groups/{gid}/pins`. */
+export interface CreatePinOptions {
+  flags: number;
+  admin_flags?: number;
+  label?: string;
+  expires_in?: number;
+  uses?: number;
+}
+
+/** One page of history, newest last. */
+export interface HistoryPage {
+  messages: Message[];
+  before: number | null;
+}
+
+/** One conversation in the caller's list. */
+export interface ConversationSummary {
+  peer?: string;
+  gid?: number;
+  name: string;
+  last_seq: number;
+  read_seq: number;
+  unread: number;
+  last?: Message;
+}
+
+/** Delivery and read watermarks of one member. */
+export interface MemberReceipt {
+  address: string;
+  delivered: number;
+  read: number;
+}
+
+/** A `fetch` implementation (the global one by default). */
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** `https://host` without a trailing slash. */
+export function normalizeServer(server: string): string {
+  return server.replace(/\/+$/, '');
+}
+
+/** Sends one REST request and decodes the JSON answer, or throws `ChorusError`. */
+export async function restRequest<T>(
+  server: string,
+  method: string,
+  path: string,
+  opts: { token?: string; body?: unknown; fetch?: FetchLike } = {},
+): Promise<T> {
+  const f: FetchLike | undefined = opts.fetch ?? (typeof fetch === 'function' ? fetch.bind(globalThis) : undefined);
+  if (!f) throw new ChorusError('network', 'no fetch implementation available');
+  const headers: Record<string, string> = {};
+  if (opts.token) headers['Authorization'] = `Bearer ${opts.token}`;
+  if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await f(normalizeServer(server) + path, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    });
+  } catch (e) {
+    throw new ChorusError('network', `request to ${path} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const text = await res.text();
+  let json: unknown = undefined;
+  if (text) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+  }
+  if (!res.ok) {
+    const err = (json as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    if (err && isErrorCode(err.code)) {
+      throw new ChorusError(err.code, typeof err.message === 'string' ? err.message : err.code, {
+        httpStatus: res.status,
+      });
+    }
+    throw new ChorusError(res.status === 401 ? 'unauthorized' : 'internal', `HTTP ${res.status} from ${path}`, {
+      httpStatus: res.status,
+    });
+  }
+  return json as T;
+}
+
+function loginId(who: string | { email: string } | { phone: string }): { email: string } | { phone: string } {
+  return typeof who === 'string' ? { email: who } : who;
+}
+
+/**
+ * Login by emailed (or phoned) code: `requestCode`, then `verify`, which
+ * returns the access token for `ChorusClient`.
+ *
+ * ```ts
+ * const auth = new ChorusAuth('https://chat.example.org');
+ * await auth.requestCode('ann@example.org');
+ * const { token } = await auth.verify('ann@example.org', '123456', 'Ann');
+ * ```
+ */
+export class ChorusAuth {
+  readonly server: string;
+  private readonly fetchImpl: FetchLike | undefined;
+
+  constructor(server: string, options: { fetch?: FetchLike } = {}) {
+    this.server = normalizeServer(server);
+    this.fetchImpl = options.fetch;
+  }
+
+  /** `POST /v1/auth/code`: mails a 6-digit code. `who` is an email, or `{ phone }`. */
+  requestCode(who: string | { email: string } | { phone: string }): Promise<CodeSent> {
+    return restRequest<CodeSent>(this.server, 'POST', '/v1/auth/code', { body: loginId(who), fetch: this.fetchImpl });
+  }
+
+  /** `POST /v1/auth/verify`: exchanges the code for an access token. */
+  verify(who: string | { email: string } | { phone: string }, code: string, name?: string): Promise<LoginSession> {
+    const body: Record<string, string> = { ...loginId(who), code };
+    if (name !== undefined) body.name = name;
+    return restRequest<LoginSession>(this.server, 'POST', '/v1/auth/verify', { body, fetch: this.fetchImpl });
+  }
+
+  /** `POST /v1/auth/logout`: revokes `token` (its sessions are closed with 4001). */
+  async logout(token: string): Promise<void> {
+    await restRequest<void>(this.server, 'POST', '/v1/auth/logout', { token, fetch: this.fetchImpl });
+  }
+
+  /** Static shortcut of `requestCode`. */
+  static requestCode(server: string, who: string | { email: string } | { phone: string }): Promise<CodeSent> {
+    return new ChorusAuth(server).requestCode(who);
+  }
+
+  /** Static shortcut of `verify`. */
+  static verify(server: string, who: string | { email: string } | { phone: string }, code: string, name?: string) {
+    return new ChorusAuth(server).verify(who, code, name);
+  }
+}
+
+/** Authenticated REST calls (the token as a Bearer header). */
+export class RestClient {
+  readonly server: string;
+  token: string;
+  private readonly fetchImpl: FetchLike | undefined;
+
+  constructor(server: string, token: string, options: { fetch?: FetchLike } = {}) {
+    this.server = normalizeServer(server);
+    this.token = token;
+    this.fetchImpl = options.fetch;
+  }
+
+  /** Any REST request with this token. */
+  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return restRequest<T>(this.server, method, path, { token: this.token, body, fetch: this.fetchImpl });
+  }
+
+  /** `GET /v1/me`. */
+  me(): Promise<SessionUser> {
+    return this.request('GET', '/v1/me');
+  }
+  /** `PATCH /v1/me`. */
+  updateMe(name: string): Promise<SessionUser> {
+    return this.request('PATCH', '/v1/me', { name });
+  }
+  /** `GET /v1/groups`: the groups you belong to. */
+  groups(): Promise<Group[]> {
+    return this.request('GET', '/v1/groups');
+  }
+  /** `GET /v1/groups/{gid}`. */
+  group(gid: number): Promise<Group> {
+    return this.request('GET', `/v1/groups/${gid}`);
+  }
+  /** `POST /v1/groups`. */
+  createGroup(options: CreateGroupOptions): Promise<CreatedGroup> {
+    return this.request('POST', '/v1/groups', options);
+  }
+  /** `PATCH /v1/groups/{gid}`. */
+  updateGroup(gid: number, settings: GroupSettings): Promise<Group> {
+    return this.request('PATCH', `/v1/groups/${gid}`, settings);
+  }
+  /** `DELETE /v1/groups/{gid}`. */
+  async deleteGroup(gid: number): Promise<void> {
+    await this.request('DELETE', `/v1/groups/${gid}`);
+  }
+  /** `POST /v1/groups/{gid}/join` with a pin. */
+  joinGroup(gid: number, pin: string): Promise<Group> {
+    return this.request('POST', `/v1/groups/${gid}/join`, { pin: String(pin) });
+  }
+  /** `POST /v1/groups/{gid}/leave`. */
+  async leaveGroup(gid: number): Promise<void> {
+    await this.request('POST', `/v1/groups/${gid}/leave`);
+  }
+  /** `GET /v1/groups/{gid}/members`. */
+  members(gid: number): Promise<Member[]> {
+    return this.request('GET', `/v1/groups/${gid}/members`);
+  }
+  /** `POST /v1/groups/{gid}/members`. */
+  async addMembers(gid: number, addresses: string[], flags?: { flags?: number; admin_flags?: number }): Promise<void> {
+    await this.request('POST', `/v1/groups/${gid}/members`, { addresses, ...flags });
+  }
+  /** `DELETE /v1/groups/{gid}/members/{address}`. */
+  async removeMember(gid: number, address: string): Promise<void> {
+    await this.request('DELETE', `/v1/groups/${gid}/members/${encodeURIComponent(address)}`);
+  }
+  /** `GET /v1/groups/{gid}/pins`. */
+  pins(gid: number): Promise<Pin[]> {
+    return this.request('GET', `/v1/groups/${gid}/pins`);
+  }
+  /** `POST /v1/groups/{gid}/pins`. */
+  createPin(gid: number, options: CreatePinOptions): Promise<Pin> {
+    return this.request('POST', `/v1/groups/${gid}/pins`, options);
+  }
+  /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
+  async revokePin(gid: number, pin: string): Promise<void> {
+    await this.request('DELETE', `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`);
+  }
+  /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
+  history(conv: Conversation, options: { before?: number; limit?: number } = {}): Promise<HistoryPage> {
+    const q: string[] = [];
+    if (options.before !== undefined) q.push(`before=${options.before}`);
+    if (options.limit !== undefined) q.push(`limit=${options.limit}`);
+    return this.request('GET', `${convPath(conv)}/messages${q.length ? '?' + q.join('&') : ''}`);
+  }
+  /** Every member's delivered/read watermarks in a conversation. */
+  async receipts(conv: Conversation): Promise<MemberReceipt[]> {
+    const r = await this.request<{ members: MemberReceipt[] }>('GET', `${convPath(conv)}/receipts`);
+    return r.members;
+  }
+  /** `GET /v1/conversations`, most recently active first. */
+  conversations(): Promise<ConversationSummary[]> {
+    return this.request('GET', '/v1/conversations');
+  }
+}
+
+function convPath(conv: Conversation): string {
+  return conv.gid !== undefined ? `/v1/groups/${conv.gid}` : `/v1/users/${encodeURIComponent(conv.peer)}`;
+}
