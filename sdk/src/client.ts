@@ -523,7 +523,7 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
    */
   request<F extends RequestFrame>(frame: F, options: { timeout?: number } = {}): Promise<ResponseFor<F>> {
     return new Promise<ServerFrame>((resolve, reject) => {
-      if (!this.ws || this.ws.readyState !== OPEN || !this.lastWelcome || this.serial === 0) {
+      if (!this.ws || this.ws.readyState !== OPEN || !this.lastWelcome) {
         reject(new ChorusError('disconnected', 'not connected'));
         return;
       }
@@ -556,8 +556,12 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     if (msg.data !== undefined) frame.data = msg.data;
     if (msg.file !== undefined) frame.file = msg.file;
     if (msg.mtype !== undefined) frame.mtype = msg.mtype;
-    if (this.stopped && this._state === 'closed') {
-      return Promise.reject(new ChorusError('closed', 'the client is closed'));
+    if (this._state === 'closed' || this._state === 'auth_failed') {
+      return Promise.reject(
+        this._state === 'closed'
+          ? new ChorusError('closed', 'the client is closed')
+          : new ChorusError('unauthorized', 'the access token is no longer valid'),
+      );
     }
     const existing = this.outbox.get(id);
     if (existing) return new Promise((resolve, reject) => this.chainOutbox(existing, resolve, reject));
@@ -687,7 +691,7 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     if (this._call) {
       const old = this._call;
       this._call = null;
-      old._end('replaced');
+      old._end('left');
     }
     this.joining++;
     try {

@@ -54,3 +54,23 @@ async fn openapi_matches_the_server() {
     }
     assert!(checked >= 20, "checked {checked} operations");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_sdk_is_served_from_the_binary() {
+    let s = Server::start(Backend::Sqlite).await;
+    for (path, mime, needle) in [
+        ("/sdk/chorus.js", "text/javascript", "ChorusClient"),
+        ("/sdk/chorus.mjs", "text/javascript", "export"),
+        ("/sdk/chorus.d.ts", "application/typescript", "export declare class ChorusClient"),
+    ] {
+        let r = reqwest::get(format!("{}{path}", s.base)).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(mime), "{path}: {ct}");
+        let body = r.text().await.unwrap();
+        let on_disk =
+            std::fs::read_to_string(format!("{}/../../sdk/dist{}", env!("CARGO_MANIFEST_DIR"), &path[4..])).unwrap();
+        assert_eq!(body, on_disk, "{path} is the committed build");
+        assert!(body.contains(needle), "{path} has {needle}");
+    }
+}

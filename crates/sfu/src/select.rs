@@ -120,6 +120,33 @@ impl Default for LayerSelector {
     }
 }
 
+/// Splits one subscriber's video budget (its bandwidth estimate less what its audio needs) over
+/// the video tracks it receives, given, in priority order (screens first, say), the bitrate of
+/// each track's lowest layer.
+///
+/// Each track in turn gets its lowest layer while that still fits, so a cheap camera is never
+/// starved by a sibling that cannot be sent anyway; what is left is shared equally by all the
+/// tracks: for stepping up, and as the partial budget of a track whose lowest layer did not fit
+/// (the caller decides whether that is enough to keep it, see [`LayerSelector::select`]).
+pub fn allocate(total_bps: u64, lowest_bps: &[u64]) -> Vec<u64> {
+    let mut out = vec![0; lowest_bps.len()];
+    if out.is_empty() {
+        return out;
+    }
+    let mut left = total_bps;
+    for (budget, &lowest) in out.iter_mut().zip(lowest_bps) {
+        if lowest <= left {
+            *budget = lowest;
+            left -= lowest;
+        }
+    }
+    let share = left / out.len() as u64;
+    for budget in &mut out {
+        *budget += share;
+    }
+    out
+}
+
 fn is_active(layers: &[LayerInfo], layer: Layer) -> bool {
     layers.iter().any(|info| info.layer == layer && info.active)
 }
@@ -150,6 +177,29 @@ fn best_fit(layers: &[LayerInfo], cap: Layer, budget_bps: u64) -> Option<Layer> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn allocate_funds_lowest_layers_in_order_then_shares_the_rest() {
+        // 1 Mbit/s for a 1.5 Mbit/s screen and two cameras whose low layers need 150 kbit/s:
+        // the screen does not fit, the cameras get their low layer, all share the rest.
+        assert_eq!(allocate(1_000_000, &[1_500_000, 150_000, 150_000]), vec![233_333, 383_333, 383_333]);
+        // Enough for everything: the screen first, then equal shares of what is left.
+        assert_eq!(allocate(3_000_000, &[1_500_000, 150_000, 150_000]), vec![1_900_000, 550_000, 550_000]);
+        // Not even one low layer fits: each gets a share of the little there is.
+        assert_eq!(allocate(100_000, &[150_000, 150_000]), vec![50_000, 50_000]);
+        // Nothing to share out.
+        assert!(allocate(1_000_000, &[]).is_empty());
+    }
+
+    #[test]
+    fn allocate_never_gives_more_than_the_total() {
+        for total in [0, 1, 99_999, 150_000, 1_000_000, 7_777_777] {
+            for lowest in [&[150_000u64, 500_000, 1_500_000][..], &[0, 150_000], &[2_000_000]] {
+                let sum: u64 = allocate(total, lowest).iter().sum();
+                assert!(sum <= total, "{total} over {lowest:?} gave {sum}");
+            }
+        }
+    }
+
     use super::*;
     use crate::test_util::at;
     use Layer as L;

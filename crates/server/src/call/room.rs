@@ -28,7 +28,7 @@ use chorus_proto::call::{
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use chorus_proto::ErrorCode;
 use chorus_sfu::codec::{self, Codec};
-use chorus_sfu::select::{Demand, LayerInfo, LayerSelector};
+use chorus_sfu::select::{self, Demand, LayerInfo, LayerSelector};
 use chorus_sfu::switch::KeyframeThrottle;
 use chorus_sfu::talk::TalkDetector;
 use chorus_sfu::{
@@ -104,6 +104,8 @@ struct PeerLeg {
 struct PubTrack {
     sid: u32,
     kind: TrackKind,
+    /// A shared screen: served first when a subscriber's bandwidth is short.
+    screen: bool,
     mid: Mid,
     /// Simulcast RIDs, lowest first; empty for a single layer.
     rids: Vec<Rid>,
@@ -118,6 +120,28 @@ struct PubTrack {
     subscribers: Vec<Fwd>,
     /// Layers anyone receives, as last told to the publisher.
     told_active: Vec<bool>,
+}
+
+impl PubTrack {
+    /// The layers this track offers now, lowest first, with their measured bitrates (a nominal
+    /// one for a layer not being sent), and how many there are.
+    fn layer_infos(&self, now: Instant) -> ([LayerInfo; Layer::COUNT], usize) {
+        let mut infos = [LayerInfo { layer: Layer::LOW, height: 0, bitrate_bps: 0, active: false }; Layer::COUNT];
+        let n = usize::from(self.layers.max(1)).min(Layer::COUNT);
+        let top = self.height.unwrap_or(720);
+        for (i, info) in infos.iter_mut().enumerate().take(n) {
+            let height = top >> (n - 1 - i);
+            let m = &self.meters[i];
+            let bitrate = if m.sending(now) && m.bps > 0 { m.bps } else { nominal_bps(height) };
+            *info = LayerInfo {
+                layer: Layer::new(i as u8).expect("below COUNT"),
+                height,
+                bitrate_bps: bitrate,
+                active: true,
+            };
+        }
+        (infos, n)
+    }
 }
 
 /// One subscriber's copy of a published track.
@@ -694,6 +718,7 @@ impl RoomTask {
             peer.tracks.push(PubTrack {
                 sid: req.sid,
                 kind,
+                screen: req.screen,
                 mid,
                 rids: if kind == TrackKind::Video { rids.clone() } else { Vec::new() },
                 layers: if kind == TrackKind::Video { granted.layers } else { 1 },
@@ -1366,44 +1391,33 @@ impl RoomTask {
     /// layer they get and publishers which layers anyone watches.
     fn select_layers(&mut self, now: Instant, only: Option<i64>) {
         let max_height = self.room.settings().max_height;
-        // Video forwarders per subscriber, to split its estimate.
-        let mut video_count: HashMap<i64, u64> = HashMap::new();
+        // Each subscriber's video budget, per track: screens first, then cameras in the order
+        // published (see `select::allocate`). Audio comes off the top: ~50 kbit/s.
+        let mut wanted: HashMap<i64, Vec<(i64, usize, bool, u64)>> = HashMap::new();
         for p in self.peers.values() {
-            for t in p.tracks.iter().filter(|t| t.kind == TrackKind::Video) {
+            for (ti, t) in p.tracks.iter().enumerate().filter(|(_, t)| t.kind == TrackKind::Video) {
+                let lowest = t.layer_infos(now).0[0].bitrate_bps;
                 for f in &t.subscribers {
-                    *video_count.entry(f.subscriber).or_default() += 1;
+                    wanted.entry(f.subscriber).or_default().push((p.uid, ti, t.screen, lowest));
                 }
             }
         }
-        let budgets: HashMap<i64, u64> = self
-            .peers
-            .values()
-            .map(|p| {
-                // Audio comes first: ~50 kbit/s for each audio track it receives.
-                let n = video_count.get(&p.uid).copied().unwrap_or(1).max(1);
-                (p.uid, p.bwe_bps.saturating_sub(50_000) / n)
-            })
-            .collect();
+        let mut budgets: HashMap<(i64, i64, usize), u64> = HashMap::new();
+        for (subscriber, mut tracks) in wanted {
+            tracks.sort_by_key(|&(publisher, ti, screen, _)| (!screen, publisher, ti));
+            let total = self.peers.get(&subscriber).map_or(0, |p| p.bwe_bps).saturating_sub(50_000);
+            let lowest: Vec<u64> = tracks.iter().map(|t| t.3).collect();
+            for ((publisher, ti, ..), budget) in tracks.into_iter().zip(select::allocate(total, &lowest)) {
+                budgets.insert((subscriber, publisher, ti), budget);
+            }
+        }
         let mut tell_layer: Vec<(i64, CallEvent)> = Vec::new();
         let mut tell_active: Vec<(i64, CallEvent)> = Vec::new();
         let mut desired: HashMap<i64, u64> = HashMap::new();
         for p in self.peers.values_mut() {
-            for t in p.tracks.iter_mut().filter(|t| t.kind == TrackKind::Video) {
-                let mut infos =
-                    [LayerInfo { layer: Layer::LOW, height: 0, bitrate_bps: 0, active: false }; Layer::COUNT];
-                let n = usize::from(t.layers.max(1)).min(Layer::COUNT);
-                let top = t.height.unwrap_or(720);
-                for (i, info) in infos.iter_mut().enumerate().take(n) {
-                    let height = top >> (n - 1 - i);
-                    let m = &t.meters[i];
-                    let bitrate = if m.sending(now) && m.bps > 0 { m.bps } else { nominal_bps(height) };
-                    *info = LayerInfo {
-                        layer: Layer::new(i as u8).expect("below COUNT"),
-                        height,
-                        bitrate_bps: bitrate,
-                        active: true,
-                    };
-                }
+            let publisher = p.uid;
+            for (ti, t) in p.tracks.iter_mut().enumerate().filter(|(_, t)| t.kind == TrackKind::Video) {
+                let (infos, n) = t.layer_infos(now);
                 let layers = &infos[..n];
                 let mut active = vec![false; n];
                 for f in t.subscribers.iter_mut() {
@@ -1411,7 +1425,7 @@ impl RoomTask {
                         // A frozen picture is worse than a congested one: the lowest layer stays
                         // while the estimate covers at least half of it (GCC's estimate dips well
                         // below the link on every probe and loss burst); below that, video pauses.
-                        let budget = budgets.get(&f.subscriber).copied().unwrap_or(0);
+                        let budget = budgets.get(&(f.subscriber, publisher, ti)).copied().unwrap_or(0);
                         let lowest = layers[0].bitrate_bps;
                         let available_bps = if budget >= lowest / 2 { budget.max(lowest) } else { budget };
                         let demand =
@@ -1449,6 +1463,12 @@ impl RoomTask {
                         };
                         tell_layer.push((f.subscriber, ev));
                     }
+                }
+                // With any subscriber the lowest layer keeps flowing, even if every subscriber is
+                // paused for bandwidth: its measured rate is what tells when it fits again (a
+                // paused layer only has a nominal rate), and resuming needs no round trip.
+                if !t.subscribers.is_empty() {
+                    active[0] = true;
                 }
                 if t.told_active != active {
                     t.told_active = active.clone();

@@ -7,8 +7,10 @@
 //! - [`v1`]: Chorus's own REST API under `/v1` (described by `/v1/openapi.json`).
 //! - [`ws`]: the WebSocket at `/v1/ws`.
 //! - [`mesibo`]: Mesibo-compatible adapters at `/api` and `/backend`.
+//! - [`sdk`]: the browser SDK bundles at `/sdk/`.
 
 pub mod mesibo;
+pub mod sdk;
 pub mod v1;
 pub mod ws;
 
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
         .merge(v1::routes())
         .merge(mesibo::routes())
+        .merge(sdk::routes())
         .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -1,0 +1,1305 @@
+/*! Chorus SDK 0.1.0 — generated from sdk/src by `npm run build`; do not edit. */
+
+// ---- protocol
+/**
+ * Chorus WebSocket protocol types: JSON text frames tagged by `type`.
+ *
+ * These mirror `crates/proto/src/ws.rs`, `crates/proto/src/call.rs` and
+ * `crates/proto/src/error.rs` field for field; docs/protocol.md is the
+ * reference. Optional fields the server omits when absent are `?:`; fields the
+ * server always sends are required. Client frames must contain only the listed
+ * fields (the server rejects unknown fields), and `hello`, `ack` and `typing`
+ * have no `rid`.
+ *
+ * @module protocol
+ */
+/** Every error code REST and the WebSocket answer with (crates/proto/src/error.rs). */
+export declare const ERROR_CODES: readonly ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "rate_limited", "code_invalid", "code_expired", "code_locked", "pin_invalid", "limit_exceeded", "method_not_allowed", "internal"];
+/** A stable, documented server error code. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+/** Whether `s` is one of the server's error codes. */
+export declare function isErrorCode(s: unknown): s is ErrorCode;
+/** The JSON body of every REST error. */
+export interface ErrorBody {
+    error: {
+        code: ErrorCode;
+        message: string;
+    };
+}
+/** Mesibo message status values (docs/protocol.md §10). */
+export declare const MessageStatus: {
+    readonly OUTBOX: 0;
+    readonly SENT: 1;
+    readonly DELIVERED: 2;
+    readonly READ: 3;
+    readonly FAILED: 128;
+    readonly INVALID_DEST: 131;
+    readonly RETRY_LATER: 135;
+    readonly NOT_MEMBER: 145;
+};
+/** `presence.presence` values. */
+export declare const Presence: {
+    readonly ONLINE: 1;
+    readonly OFFLINE: 2;
+    readonly TYPING: 3;
+    readonly TYPING_CLEARED: 4;
+};
+/** WebSocket close codes the server uses (docs/protocol.md §3). */
+export declare const CloseCode: {
+    /** Outbound queue overflowed: reconnect at once and resume. */
+    readonly FELL_BEHIND: 4000;
+    /** Token revoked / user deactivated: do not reconnect with the same token. */
+    readonly SESSION_ENDED: 4001;
+    /** `hello` problems. */
+    readonly PROTOCOL_ERROR: 1008;
+    /** Frame too large or broken WebSocket data. */
+    readonly BAD_FRAME: 1009;
+};
+/** A position in the user's message stream, to resume from after a reconnect. */
+export interface Cursor {
+    /** Store epoch from `welcome`. */
+    epoch: string;
+    /** Last processed stream position. */
+    pos: number;
+}
+/** A file attached to a message (uploaded out of band). */
+export interface FileRef {
+    url: string;
+    name?: string;
+    mime?: string;
+    size?: number;
+    /** Mesibo file type (image 1, video 2, audio 3, other 10). */
+    filetype?: number;
+}
+/** The user a session belongs to. */
+export interface SessionUser {
+    uid: number;
+    address: string;
+    name: string;
+}
+/** A stored message as delivered (also the shape of REST history entries). */
+export interface Message {
+    mid: number;
+    id: string;
+    from: string;
+    /** Recipient address (1:1 messages only). */
+    peer?: string;
+    /** Group id (group messages only). */
+    gid?: number;
+    seq: number;
+    pos: number;
+    ts: number;
+    mtype: number;
+    text?: string;
+    data?: unknown;
+    file?: FileRef;
+    edited: boolean;
+    deleted: boolean;
+}
+/** What changed in a group. */
+export type GroupEvent = 'members_added' | 'members_removed' | 'updated' | 'deleted';
+/** A conversation: exactly one of `peer` (1:1) or `gid` (group). */
+export type Conversation = {
+    peer: string;
+    gid?: undefined;
+} | {
+    gid: number;
+    peer?: undefined;
+};
+/** What a participant may do in the call. */
+export interface CallPermissions {
+    publish: boolean;
+    subscribe: boolean;
+    list: boolean;
+    call_control: boolean;
+    hangup: boolean;
+}
+/** The call settings of the group, as enforced by the server. */
+export interface CallSettings {
+    audio: boolean;
+    video: boolean;
+    screen: boolean;
+    simulcast: boolean;
+    /** Tallest video forwarded, px (`null`: no cap). */
+    max_height: number | null;
+    /** Seconds one participant may stay (`null`: no limit). */
+    max_duration_secs: number | null;
+    max_streams: number;
+}
+/** Which media of a stream are muted. */
+export interface CallMute {
+    audio: boolean;
+    video: boolean;
+}
+/** A published stream. */
+export interface CallStream {
+    /** `0` the camera, `1..` screens and more. */
+    sid: number;
+    audio: boolean;
+    video: boolean;
+    screen: boolean;
+    /** Simulcast layers of the video, as granted. */
+    layers: number;
+    /** Height of the tallest layer as granted. */
+    height: number | null;
+    /** What its owner muted. */
+    muted: CallMute;
+}
+/** One participant as the roster shows it. */
+export interface CallParticipant {
+    address: string;
+    name: string;
+    permissions: CallPermissions;
+    /** Media an admin muted on all their streams. */
+    admin_muted: CallMute;
+    talking: boolean;
+    streams: CallStream[];
+}
+/** Audio or video. */
+export type MediaKind = 'audio' | 'video';
+/** One media line of the subscribe connection. */
+export interface CallTrack {
+    mid: string;
+    publisher: string;
+    sid: number;
+    kind: MediaKind;
+}
+/** An admin action (`call_admin`). */
+export type AdminAction = 'mute' | 'unmute' | 'mute_all' | 'unmute_all' | 'hangup' | 'remove';
+/** Why a participant left. */
+export type CallLeaveReason = 'left' | 'lost' | 'removed' | 'duration' | 'replaced' | 'not_member';
+/** Why a stream ended. */
+export type StreamEndReason = 'unpublished' | 'hung_up' | 'owner_left' | 'permission_revoked';
+/** Something that happened in the call, tagged by `event`. */
+export type CallEvent = {
+    event: 'joined';
+    participant: CallParticipant;
+} | {
+    event: 'updated';
+    address: string;
+    permissions: CallPermissions;
+    admin_muted: CallMute;
+} | {
+    event: 'left';
+    address: string;
+    reason: CallLeaveReason;
+    by?: string;
+} | {
+    event: 'published';
+    address: string;
+    stream: CallStream;
+} | {
+    event: 'muted';
+    address: string;
+    sid: number;
+    muted: CallMute;
+} | {
+    event: 'unpublished';
+    address: string;
+    sid: number;
+    reason: StreamEndReason;
+} | {
+    event: 'talking';
+    address: string;
+    talking: boolean;
+} | {
+    event: 'speakers';
+    order: string[];
+} | {
+    event: 'subscriber';
+    address: string;
+    sid: number;
+    joined: boolean;
+} | {
+    event: 'layers';
+    sid: number;
+    active: boolean[];
+} | {
+    event: 'layer';
+    address: string;
+    sid: number;
+    layer: number | null;
+};
+/** The name of a call event. */
+export type CallEventName = CallEvent['event'];
+export interface HelloFrame {
+    type: 'hello';
+    resume?: Cursor | null;
+}
+export interface SendFrame {
+    type: 'send';
+    rid?: string;
+    /** Client message id, 1–64 bytes; retries reuse it. */
+    id: string;
+    peer?: string;
+    gid?: number;
+    text?: string;
+    data?: unknown;
+    file?: FileRef;
+    mtype?: number;
+}
+export interface EditFrame {
+    type: 'edit';
+    rid?: string;
+    mid: number;
+    text?: string;
+    data?: unknown;
+}
+export interface DeleteFrame {
+    type: 'delete';
+    rid?: string;
+    mid: number;
+}
+export interface AckFrame {
+    type: 'ack';
+    pos: number;
+}
+export interface ReadFrame {
+    type: 'read';
+    rid?: string;
+    peer?: string;
+    gid?: number;
+    seq: number;
+}
+export interface TypingFrame {
+    type: 'typing';
+    peer?: string;
+    gid?: number;
+    on: boolean;
+}
+export interface PingFrame {
+    type: 'ping';
+    rid?: string;
+}
+export interface CallJoinFrame {
+    type: 'call_join';
+    rid?: string;
+    gid: number;
+}
+/** `call_publish` (the body is `PublishRequest` in crates/proto/src/call.rs). */
+export interface CallPublishFrame {
+    type: 'call_publish';
+    rid?: string;
+    sid: number;
+    audio?: boolean;
+    video?: boolean;
+    screen?: boolean;
+    /** Simulcast RIDs, lowest resolution first; empty for one layer. */
+    rids?: string[];
+    height?: number | null;
+    muted?: CallMute;
+    audio_mid?: string | null;
+    video_mid?: string | null;
+    sdp: string;
+}
+export interface CallUnpublishFrame {
+    type: 'call_unpublish';
+    rid?: string;
+    sid: number;
+    sdp?: string | null;
+}
+export interface CallSubscribeFrame {
+    type: 'call_subscribe';
+    rid?: string;
+    address: string;
+    sid: number;
+    audio?: boolean;
+    video?: boolean;
+    height?: number | null;
+}
+export interface CallUnsubscribeFrame {
+    type: 'call_unsubscribe';
+    rid?: string;
+    address: string;
+    sid: number;
+}
+export interface CallAnswerFrame {
+    type: 'call_answer';
+    rid?: string;
+    sdp: string;
+}
+export interface CallMuteFrame {
+    type: 'call_mute';
+    rid?: string;
+    sid: number;
+    audio?: boolean | null;
+    video?: boolean | null;
+}
+export interface CallAdminFrame {
+    type: 'call_admin';
+    rid?: string;
+    action: AdminAction;
+    address?: string | null;
+    sid?: number | null;
+    audio?: boolean;
+    video?: boolean;
+}
+export interface CallLeaveFrame {
+    type: 'call_leave';
+    rid?: string;
+}
+/** Every frame a client sends. */
+export type ClientFrame = HelloFrame | SendFrame | EditFrame | DeleteFrame | AckFrame | ReadFrame | TypingFrame | PingFrame | CallJoinFrame | CallPublishFrame | CallUnpublishFrame | CallSubscribeFrame | CallUnsubscribeFrame | CallAnswerFrame | CallMuteFrame | CallAdminFrame | CallLeaveFrame;
+/** Client frames that carry a `rid` and get an answer. */
+export type RequestFrame = Exclude<ClientFrame, HelloFrame | AckFrame | TypingFrame>;
+export interface WelcomeFrame {
+    type: 'welcome';
+    session: string;
+    user: SessionUser;
+    epoch: string;
+    resumed: boolean;
+    /** `epoch_mismatch`, `cursor_ahead` or `gap_too_large` when a cursor was not honoured. */
+    reason?: string;
+}
+export interface SyncedFrame {
+    type: 'synced';
+    pos: number;
+    count: number;
+    complete: boolean;
+}
+export interface SentFrame {
+    type: 'sent';
+    rid?: string;
+    id: string;
+    mid: number;
+    seq: number;
+    pos: number;
+    ts: number;
+    status: number;
+    duplicate: boolean;
+}
+export type MessageFrame = {
+    type: 'message';
+} & Message;
+export interface ReceiptFrame {
+    type: 'receipt';
+    peer?: string;
+    gid?: number;
+    by: string;
+    /** 2 delivered, 3 read. */
+    status: number;
+    seq: number;
+}
+export interface PresenceFrame {
+    type: 'presence';
+    from: string;
+    peer?: string;
+    gid?: number;
+    /** 1 online, 2 offline, 3 typing, 4 typing cleared. */
+    presence: number;
+}
+export interface GroupFrame {
+    type: 'group';
+    gid: number;
+    event: GroupEvent;
+    /** Omitted when empty. */
+    members?: string[];
+}
+export interface OkFrame {
+    type: 'ok';
+    rid?: string;
+}
+export interface PongFrame {
+    type: 'pong';
+    rid?: string;
+}
+export interface CallJoinedFrame {
+    type: 'call_joined';
+    rid?: string;
+    gid: number;
+    address: string;
+    permissions: CallPermissions;
+    settings: CallSettings;
+    participants: CallParticipant[];
+}
+export interface CallPublishedFrame {
+    type: 'call_published';
+    rid?: string;
+    stream: CallStream;
+    sdp: string;
+}
+export interface CallSdpFrame {
+    type: 'call_sdp';
+    rid?: string;
+    sdp?: string;
+}
+export interface CallOfferFrame {
+    type: 'call_offer';
+    sdp: string;
+    tracks: CallTrack[];
+}
+export type CallEventFrame = {
+    type: 'call_event';
+    gid: number;
+} & CallEvent;
+export interface ErrorFrame {
+    type: 'error';
+    rid?: string;
+    /** For a failed `send`: the client id. */
+    id?: string;
+    code: ErrorCode;
+    message: string;
+    /** For a failed `send`: the Mesibo message status (≥ 0x80). */
+    status?: number;
+}
+/** Every frame the server sends. */
+export type ServerFrame = WelcomeFrame | SyncedFrame | SentFrame | MessageFrame | ReceiptFrame | PresenceFrame | GroupFrame | OkFrame | PongFrame | CallJoinedFrame | CallPublishedFrame | CallSdpFrame | CallOfferFrame | CallEventFrame | ErrorFrame;
+/** The answer type of each request frame (errors arrive as `ErrorFrame`). */
+export interface ResponseMap {
+    send: SentFrame;
+    edit: OkFrame;
+    delete: OkFrame;
+    read: OkFrame;
+    ping: PongFrame;
+    call_join: CallJoinedFrame;
+    call_publish: CallPublishedFrame;
+    call_unpublish: CallSdpFrame;
+    call_subscribe: OkFrame;
+    call_unsubscribe: OkFrame;
+    call_answer: OkFrame;
+    call_mute: OkFrame;
+    call_admin: OkFrame;
+    call_leave: OkFrame;
+}
+/** The successful answer to request frame `F`. */
+export type ResponseFor<F extends RequestFrame> = ResponseMap[F['type']];
+/** Whether `t` is the `type` of a server frame this SDK knows. */
+export declare function isServerFrameType(t: unknown): t is ServerFrame['type'];
+/**
+ * Parses one server text frame. Throws `TypeError` when it is not a JSON
+ * object of a known `type` with its required fields. Unknown extra fields are
+ * kept (the server may add fields).
+ */
+export declare function parseServerFrame(text: string): ServerFrame;
+/** The `rid` of a server frame, if it has one. */
+export declare function frameRid(f: ServerFrame): string | undefined;
+
+// ---- errors
+/**
+ * Codes of errors the SDK itself raises (not sent by the server):
+ * `disconnected` (the connection dropped while the request was pending),
+ * `closed` (the client was closed), `timeout` (no answer in time),
+ * `network` (a REST request failed to reach the server), `webrtc` (a
+ * peer-connection operation failed), `state` (the operation is not possible
+ * in the current state, e.g. not in a call).
+ */
+export type LocalErrorCode = 'disconnected' | 'closed' | 'timeout' | 'network' | 'webrtc' | 'state';
+/** Any error code a `ChorusError` carries. */
+export type ChorusErrorCode = ErrorCode | LocalErrorCode;
+/**
+ * The one error type the SDK rejects with: a server `error` frame or REST
+ * error body (`code` from the server's list), or a local failure.
+ */
+export declare class ChorusError extends Error {
+    /** Stable machine-readable code. */
+    readonly code: ChorusErrorCode;
+    /** HTTP status, for REST errors. */
+    readonly httpStatus?: number;
+    /** For a failed `send`: the client message id. */
+    readonly id?: string;
+    /** For a failed `send`: the Mesibo message status (≥ 0x80). */
+    readonly status?: number;
+    constructor(code: ChorusErrorCode, message: string, extra?: {
+        httpStatus?: number;
+        id?: string;
+        status?: number;
+    });
+    /** The error of a server `error` frame. */
+    static fromFrame(f: ErrorFrame): ChorusError;
+}
+
+// ---- emitter
+/**
+ * A small typed event emitter. `E` maps event names to the payload type.
+ * Listener exceptions are caught and reported with `console.error` so one
+ * faulty listener never breaks the protocol handling.
+ */
+export type Listener<T> = (event: T) => void;
+export declare class Emitter<E extends object> {
+    private listeners;
+    /** Adds a listener; returns a function that removes it. */
+    on<K extends keyof E>(name: K, fn: Listener<E[K]>): () => void;
+    /** Adds a listener called at most once. */
+    once<K extends keyof E>(name: K, fn: Listener<E[K]>): () => void;
+    /** Removes a listener. */
+    off<K extends keyof E>(name: K, fn: Listener<E[K]>): void;
+    /** Removes every listener (of one event, or of all). */
+    removeAllListeners(name?: keyof E): void;
+    protected emit<K extends keyof E>(name: K, event: E[K]): void;
+}
+
+// ---- rest
+/** Answer to `POST /v1/auth/code`. */
+export interface CodeSent {
+    /** Seconds until the code expires. */
+    expires_in: number;
+}
+/** Answer to `POST /v1/auth/verify`: a new access token. */
+export interface LoginSession {
+    token: string;
+    /** Expiry, ms since the Unix epoch. */
+    expires_at: number;
+    user: SessionUser;
+}
+/** Permissions of one member (Mesibo member and admin flags). */
+export interface Membership {
+    flags: number;
+    admin_flags: number;
+}
+/** A group as its members see it. */
+export interface Group {
+    gid: number;
+    name: string;
+    flags: number;
+    call_flags: number;
+    video_resolution: number;
+    call_duration: number;
+    owner: string;
+    created_at: number;
+    membership?: Membership;
+}
+/** A join code carrying a permission set. */
+export interface Pin {
+    pin: string;
+    gid: number;
+    flags: number;
+    admin_flags: number;
+    label: string;
+    expires_at: number | null;
+    uses_left: number | null;
+}
+/** Answer to `POST /v1/groups`. */
+export interface CreatedGroup {
+    group: Group;
+    /** Publisher pin first, then view-only, when `room` was set; else empty. */
+    pins: Pin[];
+}
+/** A member in a listing. */
+export interface Member {
+    address: string;
+    name: string;
+    flags: number;
+    admin_flags: number;
+}
+/** Group settings (`PATCH /v1/groups/{gid}`); every field optional. */
+export interface GroupSettings {
+    name?: string;
+    flags?: number;
+    call_flags?: number;
+    video_resolution?: number;
+    call_duration?: number;
+}
+/** `POST /v1/groups`. */
+export interface CreateGroupOptions extends GroupSettings {
+    name: string;
+    /** Also create a room's publisher and view-only pins. */
+    room?: boolean;
+}
+/** `POST /v1/groups/{gid}/pins`. */
+export interface CreatePinOptions {
+    flags: number;
+    admin_flags?: number;
+    label?: string;
+    expires_in?: number;
+    uses?: number;
+}
+/** One page of history, newest last. */
+export interface HistoryPage {
+    messages: Message[];
+    before: number | null;
+}
+/** One conversation in the caller's list. */
+export interface ConversationSummary {
+    peer?: string;
+    gid?: number;
+    name: string;
+    last_seq: number;
+    read_seq: number;
+    unread: number;
+    last?: Message;
+}
+/** Delivery and read watermarks of one member. */
+export interface MemberReceipt {
+    address: string;
+    delivered: number;
+    read: number;
+}
+/** A `fetch` implementation (the global one by default). */
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+/** `https://host` without a trailing slash. */
+export declare function normalizeServer(server: string): string;
+/** Sends one REST request and decodes the JSON answer, or throws `ChorusError`. */
+export declare function restRequest<T>(server: string, method: string, path: string, opts?: {
+    token?: string;
+    body?: unknown;
+    fetch?: FetchLike;
+}): Promise<T>;
+/**
+ * Login by emailed (or phoned) code: `requestCode`, then `verify`, which
+ * returns the access token for `ChorusClient`.
+ *
+ * ```ts
+ * const auth = new ChorusAuth('https://chat.example.org');
+ * await auth.requestCode('ann@example.org');
+ * const { token } = await auth.verify('ann@example.org', '123456', 'Ann');
+ * ```
+ */
+export declare class ChorusAuth {
+    readonly server: string;
+    private readonly fetchImpl;
+    constructor(server: string, options?: {
+        fetch?: FetchLike;
+    });
+    /** `POST /v1/auth/code`: mails a 6-digit code. `who` is an email, or `{ phone }`. */
+    requestCode(who: string | {
+        email: string;
+    } | {
+        phone: string;
+    }): Promise<CodeSent>;
+    /** `POST /v1/auth/verify`: exchanges the code for an access token. */
+    verify(who: string | {
+        email: string;
+    } | {
+        phone: string;
+    }, code: string, name?: string): Promise<LoginSession>;
+    /** `POST /v1/auth/logout`: revokes `token` (its sessions are closed with 4001). */
+    logout(token: string): Promise<void>;
+    /** Static shortcut of `requestCode`. */
+    static requestCode(server: string, who: string | {
+        email: string;
+    } | {
+        phone: string;
+    }): Promise<CodeSent>;
+    /** Static shortcut of `verify`. */
+    static verify(server: string, who: string | {
+        email: string;
+    } | {
+        phone: string;
+    }, code: string, name?: string): Promise<LoginSession>;
+}
+/** Authenticated REST calls (the token as a Bearer header). */
+export declare class RestClient {
+    readonly server: string;
+    token: string;
+    private readonly fetchImpl;
+    constructor(server: string, token: string, options?: {
+        fetch?: FetchLike;
+    });
+    /** Any REST request with this token. */
+    request<T>(method: string, path: string, body?: unknown): Promise<T>;
+    /** `GET /v1/me`. */
+    me(): Promise<SessionUser>;
+    /** `PATCH /v1/me`. */
+    updateMe(name: string): Promise<SessionUser>;
+    /** `GET /v1/groups`: the groups you belong to. */
+    groups(): Promise<Group[]>;
+    /** `GET /v1/groups/{gid}`. */
+    group(gid: number): Promise<Group>;
+    /** `POST /v1/groups`. */
+    createGroup(options: CreateGroupOptions): Promise<CreatedGroup>;
+    /** `PATCH /v1/groups/{gid}`. */
+    updateGroup(gid: number, settings: GroupSettings): Promise<Group>;
+    /** `DELETE /v1/groups/{gid}`. */
+    deleteGroup(gid: number): Promise<void>;
+    /** `POST /v1/groups/{gid}/join` with a pin. */
+    joinGroup(gid: number, pin: string): Promise<Group>;
+    /** `POST /v1/groups/{gid}/leave`. */
+    leaveGroup(gid: number): Promise<void>;
+    /** `GET /v1/groups/{gid}/members`. */
+    members(gid: number): Promise<Member[]>;
+    /** `POST /v1/groups/{gid}/members`. */
+    addMembers(gid: number, addresses: string[], flags?: {
+        flags?: number;
+        admin_flags?: number;
+    }): Promise<void>;
+    /** `DELETE /v1/groups/{gid}/members/{address}`. */
+    removeMember(gid: number, address: string): Promise<void>;
+    /** `GET /v1/groups/{gid}/pins`. */
+    pins(gid: number): Promise<Pin[]>;
+    /** `POST /v1/groups/{gid}/pins`. */
+    createPin(gid: number, options: CreatePinOptions): Promise<Pin>;
+    /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
+    revokePin(gid: number, pin: string): Promise<void>;
+    /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
+    history(conv: Conversation, options?: {
+        before?: number;
+        limit?: number;
+    }): Promise<HistoryPage>;
+    /** Every member's delivered/read watermarks in a conversation. */
+    receipts(conv: Conversation): Promise<MemberReceipt[]>;
+    /** `GET /v1/conversations`, most recently active first. */
+    conversations(): Promise<ConversationSummary[]>;
+}
+
+// ---- call
+/**
+ * Group calls over the Chorus SFU (docs/protocol.md §15).
+ *
+ * A `GroupCall` uses two RTCPeerConnections, each negotiated in one
+ * direction: the **publish** connection is offered by the client
+ * (`call_publish` / `call_unpublish`), the **subscribe** connection is
+ * offered by the server (`call_offer`, answered with `call_answer`), and each
+ * server offer says which media line carries whose stream.
+ *
+ * @module call
+ */
+
+
+
+
+/** The simulcast encodings of a camera, lowest resolution first (RIDs `q`, `h`, `f`). */
+export declare const SIMULCAST_ENCODINGS: readonly RTCRtpEncodingParameters[];
+/** What to receive of a stream. */
+export interface SubscribeOptions {
+    /** Receive its audio (default true). */
+    audio?: boolean;
+    /** Receive its video (default true). */
+    video?: boolean;
+    /** Height the video is shown at, px, for the server's layer choice (`null`/absent: as large as available). */
+    height?: number | null;
+}
+/** What to publish as one stream. */
+export interface PublishOptions {
+    /** Microphone (or other audio) track. */
+    audio?: MediaStreamTrack;
+    /** Camera or screen track. */
+    video?: MediaStreamTrack;
+    /** The video is a shared screen (sent as one encoding). */
+    screen?: boolean;
+    /** Send the camera as three simulcast layers (default true; only when the room allows simulcast). */
+    simulcast?: boolean;
+    /** Height of the top layer, px (default: the video track's settings). */
+    height?: number;
+    /** Media that start muted. */
+    muted?: Partial<CallMute>;
+}
+/** Options of `ChorusClient.joinCall`. */
+export interface GroupCallOptions {
+    /** Subscribe to every stream others publish (with these options when an object). */
+    autoSubscribe?: boolean | SubscribeOptions;
+    /** Configuration of both peer connections (no STUN/TURN is needed: the server is ICE-lite). */
+    rtcConfig?: RTCConfiguration;
+    /** RTCPeerConnection implementation (default: the global one). */
+    RTCPeerConnection?: typeof RTCPeerConnection;
+}
+/** Payload of the `track` event. */
+export interface TrackEvent {
+    track: MediaStreamTrack;
+    /** Publisher address. */
+    publisher: string;
+    sid: number;
+    kind: MediaKind;
+    /** The media line of the subscribe connection. */
+    mid: string;
+    stream: RemoteStream;
+}
+/** Events of `GroupCall`. */
+export interface GroupCallEvents {
+    'participant-joined': CallParticipant;
+    /** Permissions or admin mute changed (yours too: see `permissions`). */
+    'participant-updated': CallParticipant;
+    'participant-left': {
+        participant: CallParticipant;
+        reason: CallLeaveReason;
+        by?: string;
+    };
+    'stream-published': RemoteStream;
+    /** A stream ended; `local` when it is one of yours (e.g. hung up by an admin). */
+    'stream-unpublished': {
+        address: string;
+        sid: number;
+        reason: StreamEndReason;
+        local: boolean;
+        stream: RemoteStream | LocalStream | null;
+    };
+    track: TrackEvent;
+    /** A media line stopped carrying the track (unsubscribed, stream ended). */
+    'track-removed': TrackEvent;
+    talking: {
+        address: string;
+        talking: boolean;
+    };
+    /** Most recent speaker first. */
+    speakers: string[];
+    muted: {
+        address: string;
+        sid: number;
+        muted: CallMute;
+    };
+    /** The layer you receive of a stream changed (`null`: paused for lack of bandwidth). */
+    layer: {
+        address: string;
+        sid: number;
+        layer: number | null;
+    };
+    /** Which simulcast layers of your stream anyone receives (already applied to the encodings). */
+    layers: {
+        sid: number;
+        active: boolean[];
+    };
+    /** Someone started or stopped receiving one of your streams. */
+    subscriber: {
+        address: string;
+        sid: number;
+        joined: boolean;
+    };
+    /** You are out of the call. */
+    left: {
+        reason: CallLeaveReason;
+        by?: string;
+    };
+    error: ChorusError;
+    /** Every `call_event` frame, raw. */
+    event: CallEventFrame;
+}
+/** Events of a `RemoteStream`. */
+export interface RemoteStreamEvents {
+    track: TrackEvent;
+    'track-removed': TrackEvent;
+    muted: CallMute;
+    layer: number | null;
+    ended: StreamEndReason;
+}
+/**
+ * Another participant's stream `(address, sid)`. Subscribe to receive it,
+ * then `attach()` a `<video>` element: the element's size is observed and
+ * sent as the wanted height (adaptive stream).
+ */
+export declare class RemoteStream extends Emitter<RemoteStreamEvents> {
+    private readonly call;
+    readonly address: string;
+    readonly sid: number;
+    /** The stream as last announced (mute state included). */
+    info: CallStream;
+    /** Received tracks. */
+    readonly tracks: {
+        audio: MediaStreamTrack | null;
+        video: MediaStreamTrack | null;
+    };
+    /** The received layer (`null`: unknown or paused). */
+    layer: number | null;
+    /** What was asked for, while subscribed. */
+    subscription: SubscribeOptions | null;
+    /** Set when the stream has ended. */
+    ended: StreamEndReason | null;
+    private _mediaStream;
+    private attached;
+    private lastHeight;
+    private pendingHeight;
+    /** @internal */
+    constructor(call: GroupCall, address: string, info: CallStream);
+    /** The publisher's display name (from the roster). */
+    get name(): string;
+    /** True while subscribed. */
+    get subscribed(): boolean;
+    /** A MediaStream with the received tracks (null where `MediaStream` does not exist). */
+    get mediaStream(): MediaStream | null;
+    /** Starts (or changes) receiving this stream. */
+    subscribe(options?: SubscribeOptions): Promise<void>;
+    /** Stops receiving it. */
+    unsubscribe(): Promise<void>;
+    /** Changes the wanted video height (keeps audio/video choice). */
+    setHeight(height: number | null): Promise<void>;
+    /**
+     * Shows the stream in a media element (sets `srcObject`, autoplay) and,
+     * for video, observes its size and sends the displayed height (in device
+     * pixels, debounced) so the server forwards a fitting layer. Returns a
+     * function that detaches it.
+     */
+    attach(el: HTMLMediaElement, options?: {
+        debounce?: number;
+        adaptive?: boolean;
+    }): () => void;
+    /** Detaches one element (or all). */
+    detach(el?: HTMLMediaElement): void;
+    private wantHeight;
+    /** @internal */
+    _setTrack(ev: TrackEvent | null, kind: MediaKind, removed?: TrackEvent): void;
+    /** @internal */
+    _muted(m: CallMute): void;
+    /** @internal */
+    _layer(l: number | null): void;
+    /** @internal */
+    _end(reason: StreamEndReason): void;
+    /** @internal */
+    _subscribed(s: SubscribeOptions | null): void;
+}
+/** One of your published streams. */
+export declare class LocalStream {
+    private readonly call;
+    readonly sid: number;
+    /** The stream as granted by the server. */
+    info: CallStream;
+    readonly audioTrack: MediaStreamTrack | null;
+    readonly videoTrack: MediaStreamTrack | null;
+    /** The sendonly transceivers on the publish connection. */
+    readonly audioTransceiver: RTCRtpTransceiver | null;
+    readonly videoTransceiver: RTCRtpTransceiver | null;
+    /** The last `layers` state (one flag per simulcast encoding), if any. */
+    activeLayers: boolean[] | null;
+    /** @internal */
+    constructor(call: GroupCall, info: CallStream, audio: RTCRtpTransceiver | null, video: RTCRtpTransceiver | null, audioTrack: MediaStreamTrack | null, videoTrack: MediaStreamTrack | null);
+    /** Mutes or unmutes (absent: unchanged). */
+    mute(m: Partial<CallMute>): Promise<void>;
+    /** Stops publishing it. */
+    unpublish(): Promise<void>;
+}
+/**
+ * The call of one group, from `ChorusClient.joinCall(gid)`. Keeps the roster
+ * (`participants`), others' streams (`streams`), your published streams
+ * (`published`), and runs both peer connections.
+ *
+ * ```ts
+ * const call = await client.joinCall(gid, { autoSubscribe: true });
+ * call.on('track', ({ stream }) => stream.attach(videoElementFor(stream)));
+ * const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+ * await call.publish(0, { audio: media.getAudioTracks()[0], video: media.getVideoTracks()[0] });
+ * ```
+ */
+export declare class GroupCall extends Emitter<GroupCallEvents> {
+    readonly gid: number;
+    /** Your address in the call. */
+    readonly address: string;
+    /** What you may do (updated by `updated` events about you). */
+    permissions: CallPermissions;
+    /** Your admin-mute state. */
+    adminMuted: CallMute;
+    /** The call's settings. */
+    readonly settings: CallSettings;
+    /** Everyone in the call (you included), by address. */
+    readonly participants: Map<string, CallParticipant>;
+    /** Others' streams, by `sid:address` (see `stream()`). */
+    readonly streams: Map<string, RemoteStream>;
+    /** Your published streams, by sid. */
+    readonly published: Map<number, LocalStream>;
+    /** Active-speaker order, most recent first. */
+    speakers: string[];
+    /** Set once you are out of the call. */
+    leftReason: CallLeaveReason | null;
+    private readonly client;
+    private readonly options;
+    private pubPc;
+    private subPc;
+    private pubChain;
+    private subChain;
+    private paramChain;
+    private midMap;
+    private bindings;
+    /** @internal Use `ChorusClient.joinCall`. */
+    constructor(client: ChorusClient, joined: CallJoinedFrame, options?: GroupCallOptions);
+    /** True until you left (or were removed, or the connection dropped). */
+    get active(): boolean;
+    /** Others' stream `(address, sid)`, if known. */
+    stream(address: string, sid: number): RemoteStream | undefined;
+    /** The publish and subscribe peer connections (null until used). */
+    get peerConnections(): {
+        publish: RTCPeerConnection | null;
+        subscribe: RTCPeerConnection | null;
+    };
+    /** @internal Called once after construction. */
+    _start(): void;
+    private newPc;
+    private getPubPc;
+    private getSubPc;
+    private serial;
+    private ensureActive;
+    /**
+     * Publishes stream `sid` (0 the camera, 1.. screens): adds sendonly
+     * transceivers, offers, sends `call_publish` with their mids and applies
+     * the answer. A camera video is sent as simulcast `q`/`h`/`f` when the
+     * room allows it.
+     */
+    publish(sid: number, options: PublishOptions): Promise<LocalStream>;
+    /** Stops publishing stream `sid` (renegotiates the publish connection). */
+    unpublish(sid: number): Promise<void>;
+    /** Mutes or unmutes your stream `sid` (also sets the local tracks' `enabled`). */
+    mute(sid: number, m: Partial<CallMute>): Promise<void>;
+    /** An admin action: `mute`/`unmute` (address, audio/video), `mute_all`/`unmute_all`, `hangup` (address, sid), `remove` (address). */
+    admin(action: AdminAction, target?: {
+        address?: string;
+        sid?: number;
+        audio?: boolean;
+        video?: boolean;
+    }): Promise<void>;
+    private applyLayers;
+    /** Receives `address`'s stream `sid` (send again, or `setHeight`, to change it). */
+    subscribe(address: string, sid: number, options?: SubscribeOptions): Promise<void>;
+    /** Changes the height a subscribed video is shown at (the server picks the layer). */
+    setHeight(address: string, sid: number, height: number | null): Promise<void>;
+    /** Stops receiving `address`'s stream `sid`. */
+    unsubscribe(address: string, sid: number): Promise<void>;
+    private autoSubscribe;
+    private onOffer;
+    private answerOffer;
+    /** Binds every listed media line to its track, unbinds lines no longer listed. */
+    private reconcile;
+    private bind;
+    private unbind;
+    /** Leaves the call. */
+    leave(): Promise<void>;
+    /** @internal Ends the call locally: closes both connections and emits `left` once. */
+    _end(reason: CallLeaveReason, by?: string): void;
+    /** @internal */
+    _reportError(e: unknown): void;
+    /** @internal Routes `call_offer` and `call_event` frames. */
+    _handle(f: CallOfferFrame | CallEventFrame): void;
+    private dropOwnStream;
+    private onEvent;
+    private addStream;
+    private removeStream;
+}
+
+// ---- client
+/**
+ * `ChorusClient`: one WebSocket session with a Chorus server (messaging,
+ * presence, group events and call signaling), with automatic reconnect and
+ * resume, plus the REST calls an app needs.
+ *
+ * @module client
+ */
+
+
+
+
+
+/** The minimal WebSocket surface the client uses (the browser's `WebSocket` fits). */
+export interface WebSocketLike {
+    readonly readyState: number;
+    onopen: ((ev: unknown) => void) | null;
+    onmessage: ((ev: {
+        data: unknown;
+    }) => void) | null;
+    onclose: ((ev: {
+        code: number;
+        reason: string;
+    }) => void) | null;
+    onerror: ((ev: unknown) => void) | null;
+    send(data: string): void;
+    close(code?: number, reason?: string): void;
+}
+/** A WebSocket constructor. */
+export type WebSocketFactory = new (url: string) => WebSocketLike;
+/** Options of `ChorusClient`. */
+export interface ChorusClientOptions {
+    /** Server base URL, `https://host[:port]` (`ws(s)://` is derived from it). */
+    server: string;
+    /** Access token (from `ChorusAuth.verify` or the app backend). */
+    token: string;
+    /** A resume cursor saved from an earlier session (see the `cursor` event). */
+    cursor?: Cursor | null;
+    /** Reconnect automatically (default true); delays in ms, doubled with jitter from `minDelay` to `maxDelay`. */
+    reconnect?: boolean | {
+        minDelay?: number;
+        maxDelay?: number;
+    };
+    /** Interval of the `ping` keepalive in ms (default 25000; 0 disables). A ping unanswered for as long drops the connection. */
+    pingInterval?: number;
+    /** Timeout of requests in ms (default 20000). Sends are not timed out: they wait in the outbox. */
+    requestTimeout?: number;
+    /** Send `ack` automatically after messages are emitted (default true). */
+    autoAck?: boolean;
+    /** WebSocket implementation (default: the global `WebSocket`). */
+    WebSocket?: WebSocketFactory;
+    /** fetch implementation for REST (default: the global `fetch`). */
+    fetch?: FetchLike;
+    /** RTCPeerConnection implementation for calls (default: the global one). */
+    RTCPeerConnection?: typeof RTCPeerConnection;
+}
+/** Connection states reported by the `connection` event. */
+export type ConnectionState = 'idle' | 'connecting' | 'online' | 'offline' | 'closed' | 'auth_failed';
+/** Payload of the `connection` event. */
+export interface ConnectionEvent {
+    state: ConnectionState;
+    /** The WebSocket close code, when the connection closed. */
+    code?: number;
+    /** Milliseconds until the next reconnect attempt (state `offline`). */
+    retryIn?: number;
+}
+/** What `send` takes: a recipient (`peer` or `gid`) and at least one of `text`, `data`, `file`. */
+export interface OutgoingMessage {
+    peer?: string;
+    gid?: number;
+    text?: string;
+    data?: unknown;
+    file?: FileRef;
+    /** App-defined message type. */
+    mtype?: number;
+    /** Client message id (generated when absent); retries reuse it. */
+    id?: string;
+}
+/** Events of `ChorusClient`. */
+export interface ChorusClientEvents {
+    connection: ConnectionEvent;
+    welcome: WelcomeFrame;
+    synced: SyncedFrame;
+    message: Message;
+    sent: SentFrame;
+    receipt: ReceiptFrame;
+    presence: PresenceFrame;
+    group: GroupFrame;
+    /** The resume cursor moved; persist it to resume after a page reload. */
+    cursor: Cursor;
+    /** An `error` frame that answers no pending request (e.g. a failed `typing`). */
+    error: ChorusError;
+    /** Every frame received, after parsing (for debugging). */
+    frame: ServerFrame;
+}
+/** A random client message id (UUID when available). */
+export declare function newMessageId(): string;
+/**
+ * A Chorus session. Create it with a server URL and token, listen to events,
+ * then `connect()`:
+ *
+ * ```ts
+ * const client = new ChorusClient({ server: 'https://chat.example.org', token });
+ * client.on('message', (m) => console.log(m.from, m.text));
+ * await client.connect();
+ * await client.send({ peer: 'u1234', text: 'hi' });
+ * ```
+ *
+ * The client keeps the resume cursor (highest processed `message.pos`), acks
+ * messages, reconnects with backoff after a drop and resumes from the cursor,
+ * and resends unanswered sends with their original id after each reconnect.
+ */
+export declare class ChorusClient extends Emitter<ChorusClientEvents> {
+    /** Server base URL. */
+    readonly server: string;
+    /** REST calls with this client's token. */
+    readonly rest: RestClient;
+    /** Options as given. */
+    readonly options: Readonly<ChorusClientOptions>;
+    private ws;
+    private serial;
+    private _state;
+    private _user;
+    private _cursor;
+    private _synced;
+    private stopped;
+    private attempts;
+    private reconnectTimer;
+    private pingTimer;
+    private pingOutstanding;
+    private ackTimer;
+    private ackedPos;
+    private ridCounter;
+    private pending;
+    private outbox;
+    private connectWaiters;
+    private lastWelcome;
+    private _call;
+    private joining;
+    private callBuffer;
+    constructor(options: ChorusClientOptions);
+    /** The connection state. */
+    get state(): ConnectionState;
+    /** Who you are (from the last `welcome`). */
+    get user(): SessionUser | null;
+    /** Your address (from the last `welcome`). */
+    get address(): string | null;
+    /** The resume cursor: the store epoch and the highest processed position. */
+    get cursor(): Cursor | null;
+    /** True between `synced` and the next disconnect. */
+    get synced(): boolean;
+    /** The current group call, if any. */
+    get call(): GroupCall | null;
+    /** Messages waiting for their `sent` answer, by client id. */
+    get outboxSize(): number;
+    /** The access token. Setting it takes effect at the next (re)connect. */
+    get token(): string;
+    set token(t: string);
+    /**
+     * Opens the session (and keeps it open, reconnecting as needed). Resolves
+     * with the `welcome` once the backlog is through (`synced`); rejects if the
+     * token is refused or `close()` is called first.
+     */
+    connect(): Promise<WelcomeFrame>;
+    /** Closes the session for good (no reconnect). Pending requests and unsent messages are rejected. */
+    close(): void;
+    private wsUrl;
+    private open;
+    private onClosed;
+    private authFailed;
+    private scheduleReconnect;
+    /** Ends the current socket's state: pending requests fail, the call ends. */
+    private teardown;
+    private rejectConnectWaiters;
+    private setState;
+    private handleFrame;
+    private onWelcome;
+    private onSynced;
+    private onUnsolicitedError;
+    private advanceCursor;
+    private transmit;
+    /**
+     * Sends a request frame with a fresh `rid` and resolves with its answer
+     * (rejects with `ChorusError` on an `error` answer, a timeout or a drop).
+     * Requests need a live session (after `welcome`).
+     */
+    request<F extends RequestFrame>(frame: F, options?: {
+        timeout?: number;
+    }): Promise<ResponseFor<F>>;
+    /**
+     * Sends a message. Resolves with the `sent` answer (possibly
+     * `duplicate: true` after a retry). The message waits in the outbox while
+     * disconnected and is resent with the same id after each reconnect; rejects
+     * with `ChorusError` (with `id` and `status`) when the server refuses it.
+     */
+    send(msg: OutgoingMessage): Promise<SentFrame>;
+    private chainOutbox;
+    /** Ids of the messages waiting for `sent`. */
+    pendingSends(): string[];
+    private transmitSend;
+    private flushOutbox;
+    private settleSend;
+    /** Edits one of your messages (`text`/`data` replace the old ones). */
+    edit(mid: number, content: {
+        text?: string;
+        data?: unknown;
+    }): Promise<void>;
+    /** Deletes one of your messages (leaves a tombstone). */
+    delete(mid: number): Promise<void>;
+    /** Marks a conversation read up to and including `seq`. */
+    read(to: Conversation & {
+        seq: number;
+    }): Promise<void>;
+    /** Typing started (`on`, default true) or stopped in a conversation. No answer; failures come as `error` events. */
+    typing(to: Conversation & {
+        on?: boolean;
+    }): void;
+    /** Sends `ack` for everything processed up to `pos` (default: the cursor). Done automatically unless `autoAck: false`. */
+    ack(pos?: number): void;
+    private scheduleAck;
+    private flushAck;
+    /** Round trip to the server; resolves with the time taken in ms. */
+    ping(): Promise<number>;
+    private startPing;
+    /**
+     * Joins the call of group `gid` (leaving any call this session is in) and
+     * resolves with the `GroupCall` once the server answered `call_joined`.
+     */
+    joinCall(gid: number, options?: GroupCallOptions): Promise<GroupCall>;
+    /** @internal Called by a GroupCall that ended itself. */
+    _callEnded(call: GroupCall): void;
+    /** `GET /v1/me`. */
+    me(): Promise<SessionUser>;
+    /** `POST /v1/groups`. */
+    createGroup(options: Parameters<RestClient['createGroup']>[0]): Promise<CreatedGroup>;
+    /** `POST /v1/groups/{gid}/join`. */
+    joinGroup(gid: number, pin: string): Promise<Group>;
+    /** `GET /v1/groups/{gid}/members`. */
+    members(gid: number): Promise<Member[]>;
+    /** `GET /v1/groups/{gid}/pins`. */
+    pins(gid: number): Promise<Pin[]>;
+    /** `GET /v1/groups`. */
+    groups(): Promise<Group[]>;
+    /** `GET /v1/groups/{gid}`. */
+    group(gid: number): Promise<Group>;
+    /** History of a conversation (REST). */
+    history(conv: Conversation, options?: {
+        before?: number;
+        limit?: number;
+    }): Promise<HistoryPage>;
+}
+
+// ---- index
+export declare const VERSION = "0.1.0";

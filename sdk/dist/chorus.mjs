@@ -1,0 +1,1541 @@
+/*! Chorus SDK 0.1.0 — generated from sdk/src by `npm run build`; do not edit. */
+
+// src/protocol.ts
+var ERROR_CODES = [
+  "bad_request",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "conflict",
+  "too_large",
+  "rate_limited",
+  "code_invalid",
+  "code_expired",
+  "code_locked",
+  "pin_invalid",
+  "limit_exceeded",
+  "method_not_allowed",
+  "internal"
+];
+function isErrorCode(s) {
+  return typeof s === "string" && ERROR_CODES.includes(s);
+}
+var MessageStatus = {
+  OUTBOX: 0,
+  SENT: 1,
+  DELIVERED: 2,
+  READ: 3,
+  FAILED: 128,
+  INVALID_DEST: 131,
+  RETRY_LATER: 135,
+  NOT_MEMBER: 145
+};
+var Presence = {
+  ONLINE: 1,
+  OFFLINE: 2,
+  TYPING: 3,
+  TYPING_CLEARED: 4
+};
+var CloseCode = {
+  /** Outbound queue overflowed: reconnect at once and resume. */
+  FELL_BEHIND: 4e3,
+  /** Token revoked / user deactivated: do not reconnect with the same token. */
+  SESSION_ENDED: 4001,
+  /** `hello` problems. */
+  PROTOCOL_ERROR: 1008,
+  /** Frame too large or broken WebSocket data. */
+  BAD_FRAME: 1009
+};
+var REQUIRED = {
+  welcome: { session: "string", user: "object", epoch: "string", resumed: "boolean" },
+  synced: { pos: "number", count: "number", complete: "boolean" },
+  sent: { id: "string", mid: "number", seq: "number", pos: "number", ts: "number", status: "number", duplicate: "boolean" },
+  message: { mid: "number", id: "string", from: "string", seq: "number", pos: "number", ts: "number" },
+  receipt: { by: "string", status: "number", seq: "number" },
+  presence: { from: "string", presence: "number" },
+  group: { gid: "number", event: "string" },
+  ok: {},
+  pong: {},
+  call_joined: { gid: "number", address: "string", permissions: "object", settings: "object", participants: "array" },
+  call_published: { stream: "object", sdp: "string" },
+  call_sdp: {},
+  call_offer: { sdp: "string", tracks: "array" },
+  call_event: { gid: "number", event: "string" },
+  error: { code: "string", message: "string" }
+};
+function isServerFrameType(t) {
+  return typeof t === "string" && Object.prototype.hasOwnProperty.call(REQUIRED, t);
+}
+function kindOf(v) {
+  if (Array.isArray(v)) return "array";
+  const t = typeof v;
+  if (t === "string" || t === "number" || t === "boolean") return t;
+  if (v !== null && t === "object") return "object";
+  return "any";
+}
+function parseServerFrame(text) {
+  const v = JSON.parse(text);
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new TypeError("frame is not a JSON object");
+  const o = v;
+  if (!isServerFrameType(o.type)) throw new TypeError(`unknown frame type ${JSON.stringify(o.type)}`);
+  for (const [field, kind] of Object.entries(REQUIRED[o.type])) {
+    if (!(field in o)) throw new TypeError(`${o.type} frame lacks "${field}"`);
+    if (kind !== "any" && kindOf(o[field]) !== kind) throw new TypeError(`${o.type}.${field} is not a ${kind}`);
+  }
+  return o;
+}
+function frameRid(f) {
+  return "rid" in f && typeof f.rid === "string" ? f.rid : void 0;
+}
+
+// src/errors.ts
+var ChorusError = class _ChorusError extends Error {
+  constructor(code, message, extra) {
+    super(message);
+    this.name = "ChorusError";
+    this.code = code;
+    if (extra?.httpStatus !== void 0) this.httpStatus = extra.httpStatus;
+    if (extra?.id !== void 0) this.id = extra.id;
+    if (extra?.status !== void 0) this.status = extra.status;
+  }
+  /** The error of a server `error` frame. */
+  static fromFrame(f) {
+    return new _ChorusError(f.code, f.message, { id: f.id, status: f.status });
+  }
+};
+
+// src/emitter.ts
+var Emitter = class {
+  constructor() {
+    this.listeners = /* @__PURE__ */ new Map();
+  }
+  /** Adds a listener; returns a function that removes it. */
+  on(name, fn) {
+    let set = this.listeners.get(name);
+    if (!set) this.listeners.set(name, set = /* @__PURE__ */ new Set());
+    set.add(fn);
+    return () => this.off(name, fn);
+  }
+  /** Adds a listener called at most once. */
+  once(name, fn) {
+    const off = this.on(name, (e) => {
+      off();
+      fn(e);
+    });
+    return off;
+  }
+  /** Removes a listener. */
+  off(name, fn) {
+    this.listeners.get(name)?.delete(fn);
+  }
+  /** Removes every listener (of one event, or of all). */
+  removeAllListeners(name) {
+    if (name === void 0) this.listeners.clear();
+    else this.listeners.delete(name);
+  }
+  emit(name, event) {
+    const set = this.listeners.get(name);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(event);
+      } catch (e) {
+        console.error(`chorus: "${String(name)}" listener threw`, e);
+      }
+    }
+  }
+};
+
+// src/rest.ts
+function normalizeServer(server) {
+  return server.replace(/\/+$/, "");
+}
+async function restRequest(server, method, path, opts = {}) {
+  const f = opts.fetch ?? (typeof fetch === "function" ? fetch.bind(globalThis) : void 0);
+  if (!f) throw new ChorusError("network", "no fetch implementation available");
+  const headers = {};
+  if (opts.token) headers["Authorization"] = `Bearer ${opts.token}`;
+  if (opts.body !== void 0) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await f(normalizeServer(server) + path, {
+      method,
+      headers,
+      body: opts.body === void 0 ? void 0 : JSON.stringify(opts.body)
+    });
+  } catch (e) {
+    throw new ChorusError("network", `request to ${path} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const text = await res.text();
+  let json = void 0;
+  if (text) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = void 0;
+    }
+  }
+  if (!res.ok) {
+    const err = json?.error;
+    if (err && isErrorCode(err.code)) {
+      throw new ChorusError(err.code, typeof err.message === "string" ? err.message : err.code, {
+        httpStatus: res.status
+      });
+    }
+    throw new ChorusError(res.status === 401 ? "unauthorized" : "internal", `HTTP ${res.status} from ${path}`, {
+      httpStatus: res.status
+    });
+  }
+  return json;
+}
+function loginId(who) {
+  return typeof who === "string" ? { email: who } : who;
+}
+var ChorusAuth = class _ChorusAuth {
+  constructor(server, options = {}) {
+    this.server = normalizeServer(server);
+    this.fetchImpl = options.fetch;
+  }
+  /** `POST /v1/auth/code`: mails a 6-digit code. `who` is an email, or `{ phone }`. */
+  requestCode(who) {
+    return restRequest(this.server, "POST", "/v1/auth/code", { body: loginId(who), fetch: this.fetchImpl });
+  }
+  /** `POST /v1/auth/verify`: exchanges the code for an access token. */
+  verify(who, code, name) {
+    const body = { ...loginId(who), code };
+    if (name !== void 0) body.name = name;
+    return restRequest(this.server, "POST", "/v1/auth/verify", { body, fetch: this.fetchImpl });
+  }
+  /** `POST /v1/auth/logout`: revokes `token` (its sessions are closed with 4001). */
+  async logout(token) {
+    await restRequest(this.server, "POST", "/v1/auth/logout", { token, fetch: this.fetchImpl });
+  }
+  /** Static shortcut of `requestCode`. */
+  static requestCode(server, who) {
+    return new _ChorusAuth(server).requestCode(who);
+  }
+  /** Static shortcut of `verify`. */
+  static verify(server, who, code, name) {
+    return new _ChorusAuth(server).verify(who, code, name);
+  }
+};
+var RestClient = class {
+  constructor(server, token, options = {}) {
+    this.server = normalizeServer(server);
+    this.token = token;
+    this.fetchImpl = options.fetch;
+  }
+  /** Any REST request with this token. */
+  request(method, path, body) {
+    return restRequest(this.server, method, path, { token: this.token, body, fetch: this.fetchImpl });
+  }
+  /** `GET /v1/me`. */
+  me() {
+    return this.request("GET", "/v1/me");
+  }
+  /** `PATCH /v1/me`. */
+  updateMe(name) {
+    return this.request("PATCH", "/v1/me", { name });
+  }
+  /** `GET /v1/groups`: the groups you belong to. */
+  groups() {
+    return this.request("GET", "/v1/groups");
+  }
+  /** `GET /v1/groups/{gid}`. */
+  group(gid) {
+    return this.request("GET", `/v1/groups/${gid}`);
+  }
+  /** `POST /v1/groups`. */
+  createGroup(options) {
+    return this.request("POST", "/v1/groups", options);
+  }
+  /** `PATCH /v1/groups/{gid}`. */
+  updateGroup(gid, settings) {
+    return this.request("PATCH", `/v1/groups/${gid}`, settings);
+  }
+  /** `DELETE /v1/groups/{gid}`. */
+  async deleteGroup(gid) {
+    await this.request("DELETE", `/v1/groups/${gid}`);
+  }
+  /** `POST /v1/groups/{gid}/join` with a pin. */
+  joinGroup(gid, pin) {
+    return this.request("POST", `/v1/groups/${gid}/join`, { pin: String(pin) });
+  }
+  /** `POST /v1/groups/{gid}/leave`. */
+  async leaveGroup(gid) {
+    await this.request("POST", `/v1/groups/${gid}/leave`);
+  }
+  /** `GET /v1/groups/{gid}/members`. */
+  members(gid) {
+    return this.request("GET", `/v1/groups/${gid}/members`);
+  }
+  /** `POST /v1/groups/{gid}/members`. */
+  async addMembers(gid, addresses, flags) {
+    await this.request("POST", `/v1/groups/${gid}/members`, { addresses, ...flags });
+  }
+  /** `DELETE /v1/groups/{gid}/members/{address}`. */
+  async removeMember(gid, address) {
+    await this.request("DELETE", `/v1/groups/${gid}/members/${encodeURIComponent(address)}`);
+  }
+  /** `GET /v1/groups/{gid}/pins`. */
+  pins(gid) {
+    return this.request("GET", `/v1/groups/${gid}/pins`);
+  }
+  /** `POST /v1/groups/{gid}/pins`. */
+  createPin(gid, options) {
+    return this.request("POST", `/v1/groups/${gid}/pins`, options);
+  }
+  /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
+  async revokePin(gid, pin) {
+    await this.request("DELETE", `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`);
+  }
+  /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
+  history(conv, options = {}) {
+    const q = [];
+    if (options.before !== void 0) q.push(`before=${options.before}`);
+    if (options.limit !== void 0) q.push(`limit=${options.limit}`);
+    return this.request("GET", `${convPath(conv)}/messages${q.length ? "?" + q.join("&") : ""}`);
+  }
+  /** Every member's delivered/read watermarks in a conversation. */
+  async receipts(conv) {
+    const r = await this.request("GET", `${convPath(conv)}/receipts`);
+    return r.members;
+  }
+  /** `GET /v1/conversations`, most recently active first. */
+  conversations() {
+    return this.request("GET", "/v1/conversations");
+  }
+};
+function convPath(conv) {
+  return conv.gid !== void 0 ? `/v1/groups/${conv.gid}` : `/v1/users/${encodeURIComponent(conv.peer)}`;
+}
+
+// src/call.ts
+var SIMULCAST_ENCODINGS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 15e4 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 5e5 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 15e5 }
+];
+function streamKey(address, sid) {
+  return `${sid}:${address}`;
+}
+var RemoteStream = class extends Emitter {
+  /** @internal */
+  constructor(call, address, info) {
+    super();
+    this.call = call;
+    /** Received tracks. */
+    this.tracks = { audio: null, video: null };
+    /** The received layer (`null`: unknown or paused). */
+    this.layer = null;
+    /** What was asked for, while subscribed. */
+    this.subscription = null;
+    /** Set when the stream has ended. */
+    this.ended = null;
+    this._mediaStream = null;
+    this.attached = /* @__PURE__ */ new Map();
+    this.lastHeight = void 0;
+    this.pendingHeight = void 0;
+    this.address = address;
+    this.sid = info.sid;
+    this.info = info;
+  }
+  /** The publisher's display name (from the roster). */
+  get name() {
+    return this.call.participants.get(this.address)?.name ?? this.address;
+  }
+  /** True while subscribed. */
+  get subscribed() {
+    return this.subscription !== null;
+  }
+  /** A MediaStream with the received tracks (null where `MediaStream` does not exist). */
+  get mediaStream() {
+    if (!this._mediaStream && typeof MediaStream !== "undefined") {
+      this._mediaStream = new MediaStream();
+      for (const t of [this.tracks.audio, this.tracks.video]) if (t) this._mediaStream.addTrack(t);
+    }
+    return this._mediaStream;
+  }
+  /** Starts (or changes) receiving this stream. */
+  subscribe(options = {}) {
+    return this.call.subscribe(this.address, this.sid, options);
+  }
+  /** Stops receiving it. */
+  unsubscribe() {
+    return this.call.unsubscribe(this.address, this.sid);
+  }
+  /** Changes the wanted video height (keeps audio/video choice). */
+  setHeight(height) {
+    return this.call.setHeight(this.address, this.sid, height);
+  }
+  /**
+   * Shows the stream in a media element (sets `srcObject`, autoplay) and,
+   * for video, observes its size and sends the displayed height (in device
+   * pixels, debounced) so the server forwards a fitting layer. Returns a
+   * function that detaches it.
+   */
+  attach(el, options = {}) {
+    this.detach(el);
+    const ms = this.mediaStream;
+    if (ms) el.srcObject = ms;
+    el.autoplay = true;
+    if ("playsInline" in el) el.playsInline = true;
+    let cleanup = () => {
+    };
+    const RO = globalThis.ResizeObserver;
+    if (options.adaptive !== false && RO && typeof HTMLVideoElement !== "undefined" && el instanceof HTMLVideoElement) {
+      const wait = options.debounce ?? 300;
+      let timer;
+      const measure = () => {
+        timer = void 0;
+        const dpr = globalThis.devicePixelRatio ?? 1;
+        const h = Math.round(el.clientHeight * dpr);
+        if (h <= 0) return;
+        this.wantHeight(Math.min(8192, h));
+      };
+      const ro = new RO(() => {
+        clearTimeout(timer);
+        timer = setTimeout(measure, wait);
+      });
+      ro.observe(el);
+      cleanup = () => {
+        clearTimeout(timer);
+        ro.disconnect();
+      };
+    }
+    const detach = () => {
+      cleanup();
+      if (this.attached.get(el) === detach) this.attached.delete(el);
+      if (el.srcObject === ms) el.srcObject = null;
+    };
+    this.attached.set(el, detach);
+    return detach;
+  }
+  /** Detaches one element (or all). */
+  detach(el) {
+    if (el) this.attached.get(el)?.();
+    else for (const d of [...this.attached.values()]) d();
+  }
+  wantHeight(h) {
+    if (!this.subscribed) {
+      this.pendingHeight = h;
+      return;
+    }
+    if (h === this.lastHeight) return;
+    this.lastHeight = h;
+    this.setHeight(h).catch((e) => this.call._reportError(e));
+  }
+  /** @internal */
+  _setTrack(ev, kind, removed) {
+    const old = this.tracks[kind];
+    if (old && this._mediaStream) this._mediaStream.removeTrack(old);
+    this.tracks[kind] = ev ? ev.track : null;
+    if (ev && this._mediaStream) this._mediaStream.addTrack(ev.track);
+    if (removed) this.emit("track-removed", removed);
+    if (ev) this.emit("track", ev);
+  }
+  /** @internal */
+  _muted(m) {
+    this.info = { ...this.info, muted: m };
+    this.emit("muted", m);
+  }
+  /** @internal */
+  _layer(l) {
+    this.layer = l;
+    this.emit("layer", l);
+  }
+  /** @internal */
+  _end(reason) {
+    this.ended = reason;
+    this.subscription = null;
+    this.detach();
+    this.emit("ended", reason);
+  }
+  /** @internal */
+  _subscribed(s) {
+    this.subscription = s;
+    if (s && s.height !== void 0) this.lastHeight = s.height;
+    if (!s) this.lastHeight = void 0;
+    const pending = this.pendingHeight;
+    this.pendingHeight = void 0;
+    if (s && pending !== void 0 && pending !== this.lastHeight) this.wantHeight(pending);
+  }
+};
+var LocalStream = class {
+  /** @internal */
+  constructor(call, info, audio, video, audioTrack, videoTrack) {
+    this.call = call;
+    /** The last `layers` state (one flag per simulcast encoding), if any. */
+    this.activeLayers = null;
+    this.sid = info.sid;
+    this.info = info;
+    this.audioTransceiver = audio;
+    this.videoTransceiver = video;
+    this.audioTrack = audioTrack;
+    this.videoTrack = videoTrack;
+  }
+  /** Mutes or unmutes (absent: unchanged). */
+  mute(m) {
+    return this.call.mute(this.sid, m);
+  }
+  /** Stops publishing it. */
+  unpublish() {
+    return this.call.unpublish(this.sid);
+  }
+};
+var GroupCall = class extends Emitter {
+  /** @internal Use `ChorusClient.joinCall`. */
+  constructor(client, joined, options = {}) {
+    super();
+    /** Your admin-mute state. */
+    this.adminMuted = { audio: false, video: false };
+    /** Everyone in the call (you included), by address. */
+    this.participants = /* @__PURE__ */ new Map();
+    /** Others' streams, by `sid:address` (see `stream()`). */
+    this.streams = /* @__PURE__ */ new Map();
+    /** Your published streams, by sid. */
+    this.published = /* @__PURE__ */ new Map();
+    /** Active-speaker order, most recent first. */
+    this.speakers = [];
+    /** Set once you are out of the call. */
+    this.leftReason = null;
+    this.pubPc = null;
+    this.subPc = null;
+    this.pubChain = Promise.resolve();
+    this.subChain = Promise.resolve();
+    this.paramChain = Promise.resolve();
+    this.midMap = /* @__PURE__ */ new Map();
+    this.bindings = /* @__PURE__ */ new Map();
+    this.client = client;
+    this.options = options;
+    this.gid = joined.gid;
+    this.address = joined.address;
+    this.permissions = { ...joined.permissions };
+    this.settings = { ...joined.settings };
+    for (const p of joined.participants) {
+      const copy = cloneParticipant(p);
+      this.participants.set(p.address, copy);
+      if (p.address === this.address) this.adminMuted = { ...p.admin_muted };
+      else for (const s of copy.streams) this.streams.set(streamKey(p.address, s.sid), new RemoteStream(this, p.address, s));
+    }
+  }
+  /** True until you left (or were removed, or the connection dropped). */
+  get active() {
+    return this.leftReason === null;
+  }
+  /** Others' stream `(address, sid)`, if known. */
+  stream(address, sid) {
+    return this.streams.get(streamKey(address, sid));
+  }
+  /** The publish and subscribe peer connections (null until used). */
+  get peerConnections() {
+    return { publish: this.pubPc, subscribe: this.subPc };
+  }
+  /** @internal Called once after construction. */
+  _start() {
+    if (this.options.autoSubscribe) for (const s of this.streams.values()) this.autoSubscribe(s);
+  }
+  // ------------------------------------------------------------ peer connections
+  newPc() {
+    const Ctor = this.options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+    if (!Ctor) throw new ChorusError("webrtc", "RTCPeerConnection is not available");
+    return new Ctor(this.options.rtcConfig ?? {});
+  }
+  getPubPc() {
+    if (!this.pubPc) this.pubPc = this.newPc();
+    return this.pubPc;
+  }
+  getSubPc() {
+    if (!this.subPc) {
+      const pc = this.newPc();
+      pc.ontrack = (e) => {
+        const mid = e.transceiver?.mid;
+        if (mid) this.bind(mid, e.track);
+      };
+      this.subPc = pc;
+    }
+    return this.subPc;
+  }
+  serial(chain, fn) {
+    const prev = chain === "pub" ? this.pubChain : chain === "sub" ? this.subChain : this.paramChain;
+    const next = prev.then(fn, fn);
+    const settled = next.catch(() => void 0);
+    if (chain === "pub") this.pubChain = settled;
+    else if (chain === "sub") this.subChain = settled;
+    else this.paramChain = settled;
+    return next;
+  }
+  ensureActive() {
+    if (!this.active) throw new ChorusError("state", "not in the call");
+  }
+  // ------------------------------------------------------------ publishing
+  /**
+   * Publishes stream `sid` (0 the camera, 1.. screens): adds sendonly
+   * transceivers, offers, sends `call_publish` with their mids and applies
+   * the answer. A camera video is sent as simulcast `q`/`h`/`f` when the
+   * room allows it.
+   */
+  publish(sid, options) {
+    return this.serial("pub", async () => {
+      this.ensureActive();
+      if (!options.audio && !options.video) throw new ChorusError("bad_request", "nothing to publish");
+      if (this.published.has(sid)) throw new ChorusError("conflict", `stream ${sid} is already published`);
+      const pc = this.getPubPc();
+      const simulcast = !!options.video && !options.screen && options.simulcast !== false && this.settings.simulcast;
+      const at = options.audio ? pc.addTransceiver(options.audio, { direction: "sendonly" }) : null;
+      const vt = options.video ? pc.addTransceiver(
+        options.video,
+        simulcast ? { direction: "sendonly", sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) } : { direction: "sendonly" }
+      ) : null;
+      const muted = { audio: !!options.muted?.audio, video: !!options.muted?.video };
+      if (options.audio && muted.audio) options.audio.enabled = false;
+      if (options.video && muted.video) options.video.enabled = false;
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        const sdp = pc.localDescription?.sdp ?? offer.sdp ?? "";
+        const frame = {
+          type: "call_publish",
+          sid,
+          audio: !!at,
+          video: !!vt,
+          screen: !!options.screen,
+          sdp
+        };
+        if (simulcast) frame.rids = SIMULCAST_ENCODINGS.map((e) => e.rid);
+        const height = options.height ?? trackHeight(options.video);
+        if (vt && height) frame.height = Math.min(8192, Math.max(1, Math.round(height)));
+        if (muted.audio || muted.video) frame.muted = muted;
+        if (at) frame.audio_mid = at.mid;
+        if (vt) frame.video_mid = vt.mid;
+        const res = await this.client.request(frame);
+        await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
+        const ls = new LocalStream(this, res.stream, at, vt, options.audio ?? null, options.video ?? null);
+        this.published.set(sid, ls);
+        const me = this.participants.get(this.address);
+        if (me) me.streams = [...me.streams.filter((s) => s.sid !== sid), res.stream];
+        return ls;
+      } catch (e) {
+        if (pc.signalingState === "have-local-offer") {
+          await pc.setLocalDescription({ type: "rollback" }).catch(() => void 0);
+        }
+        stopTransceiver(at);
+        stopTransceiver(vt);
+        throw e instanceof ChorusError ? e : new ChorusError("webrtc", errText(e));
+      }
+    });
+  }
+  /** Stops publishing stream `sid` (renegotiates the publish connection). */
+  unpublish(sid) {
+    return this.serial("pub", async () => {
+      this.ensureActive();
+      const ls = this.published.get(sid);
+      if (!ls) throw new ChorusError("not_found", `stream ${sid} is not published`);
+      this.published.delete(sid);
+      this.dropOwnStream(sid);
+      deactivateTransceiver(ls.audioTransceiver);
+      deactivateTransceiver(ls.videoTransceiver);
+      const pc = this.getPubPc();
+      let sdp;
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        sdp = pc.localDescription?.sdp ?? offer.sdp;
+      } catch {
+        sdp = void 0;
+      }
+      try {
+        const res = await this.client.request(sdp ? { type: "call_unpublish", sid, sdp } : { type: "call_unpublish", sid });
+        if (res.sdp && pc.signalingState === "have-local-offer") {
+          await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
+        }
+      } catch (e) {
+        if (pc.signalingState === "have-local-offer") {
+          await pc.setLocalDescription({ type: "rollback" }).catch(() => void 0);
+        }
+        throw e;
+      }
+    });
+  }
+  /** Mutes or unmutes your stream `sid` (also sets the local tracks' `enabled`). */
+  async mute(sid, m) {
+    this.ensureActive();
+    const ls = this.published.get(sid);
+    if (ls) {
+      if (m.audio !== void 0 && ls.audioTrack) ls.audioTrack.enabled = !m.audio;
+      if (m.video !== void 0 && ls.videoTrack) ls.videoTrack.enabled = !m.video;
+    }
+    const frame = { type: "call_mute", sid };
+    if (m.audio !== void 0) frame.audio = m.audio;
+    if (m.video !== void 0) frame.video = m.video;
+    await this.client.request(frame);
+    if (ls) ls.info = { ...ls.info, muted: { audio: m.audio ?? ls.info.muted.audio, video: m.video ?? ls.info.muted.video } };
+  }
+  /** An admin action: `mute`/`unmute` (address, audio/video), `mute_all`/`unmute_all`, `hangup` (address, sid), `remove` (address). */
+  async admin(action, target = {}) {
+    this.ensureActive();
+    const frame = { type: "call_admin", action };
+    if (target.address !== void 0) frame.address = target.address;
+    if (target.sid !== void 0) frame.sid = target.sid;
+    if (target.audio) frame.audio = true;
+    if (target.video) frame.video = true;
+    await this.client.request(frame);
+  }
+  applyLayers(sid, active) {
+    const ls = this.published.get(sid);
+    if (ls) ls.activeLayers = [...active];
+    const sender = ls?.videoTransceiver?.sender;
+    if (!sender) return Promise.resolve();
+    return this.serial("param", async () => {
+      const params = sender.getParameters();
+      const enc = params.encodings ?? [];
+      let changed = false;
+      enc.forEach((e, i) => {
+        if (i < active.length && e.active !== active[i]) {
+          e.active = active[i];
+          changed = true;
+        }
+      });
+      if (changed) await sender.setParameters(params);
+    });
+  }
+  // ------------------------------------------------------------ subscribing
+  /** Receives `address`'s stream `sid` (send again, or `setHeight`, to change it). */
+  async subscribe(address, sid, options = {}) {
+    this.ensureActive();
+    const frame = { type: "call_subscribe", address, sid };
+    if (options.audio === false) frame.audio = false;
+    if (options.video === false) frame.video = false;
+    if (options.height !== void 0) frame.height = options.height;
+    this.getSubPc();
+    await this.client.request(frame);
+    let rs = this.stream(address, sid);
+    if (!rs) {
+      rs = new RemoteStream(this, address, placeholderStream(sid));
+      this.streams.set(streamKey(address, sid), rs);
+    }
+    rs._subscribed({ audio: options.audio ?? true, video: options.video ?? true, height: options.height ?? null });
+  }
+  /** Changes the height a subscribed video is shown at (the server picks the layer). */
+  async setHeight(address, sid, height) {
+    const rs = this.stream(address, sid);
+    const sub = rs?.subscription ?? {};
+    await this.subscribe(address, sid, { audio: sub.audio ?? true, video: sub.video ?? true, height });
+  }
+  /** Stops receiving `address`'s stream `sid`. */
+  async unsubscribe(address, sid) {
+    this.ensureActive();
+    await this.client.request({ type: "call_unsubscribe", address, sid });
+    this.stream(address, sid)?._subscribed(null);
+  }
+  autoSubscribe(rs) {
+    const a = this.options.autoSubscribe;
+    if (!a || !this.permissions.subscribe) return;
+    const opts = typeof a === "object" ? a : {};
+    this.subscribe(rs.address, rs.sid, opts).catch((e) => this._reportError(e));
+  }
+  onOffer(f) {
+    this.serial("sub", () => this.answerOffer(f)).catch((e) => this._reportError(e));
+  }
+  async answerOffer(f) {
+    if (!this.active) return;
+    const pc = this.getSubPc();
+    this.midMap = new Map(f.tracks.map((t) => [t.mid, t]));
+    await pc.setRemoteDescription({ type: "offer", sdp: f.sdp });
+    this.reconcile(pc);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    const sdp = pc.localDescription?.sdp ?? answer.sdp ?? "";
+    if (!this.active) return;
+    await this.client.request({ type: "call_answer", sdp });
+  }
+  /** Binds every listed media line to its track, unbinds lines no longer listed. */
+  reconcile(pc) {
+    for (const mid of [...this.bindings.keys()]) if (!this.midMap.has(mid)) this.unbind(mid);
+    for (const t of pc.getTransceivers()) {
+      if (t.mid && this.midMap.has(t.mid) && t.receiver?.track) this.bind(t.mid, t.receiver.track);
+    }
+  }
+  bind(mid, track) {
+    const t = this.midMap.get(mid);
+    if (!t) return;
+    const key = `${t.kind}:${t.sid}:${t.publisher}`;
+    const old = this.bindings.get(mid);
+    if (old && old.key === key && old.track === track) return;
+    if (old) this.unbind(mid);
+    let rs = this.stream(t.publisher, t.sid);
+    if (!rs) {
+      rs = new RemoteStream(this, t.publisher, placeholderStream(t.sid));
+      this.streams.set(streamKey(t.publisher, t.sid), rs);
+    }
+    const event = { track, publisher: t.publisher, sid: t.sid, kind: t.kind, mid, stream: rs };
+    this.bindings.set(mid, { key, track, event });
+    rs._setTrack(event, t.kind);
+    this.emit("track", event);
+  }
+  unbind(mid) {
+    const b = this.bindings.get(mid);
+    if (!b) return;
+    this.bindings.delete(mid);
+    const rs = b.event.stream;
+    if (rs.tracks[b.event.kind] === b.track) rs._setTrack(null, b.event.kind, b.event);
+    this.emit("track-removed", b.event);
+  }
+  // ------------------------------------------------------------ leaving
+  /** Leaves the call. */
+  async leave() {
+    if (!this.active) return;
+    try {
+      await this.client.request({ type: "call_leave" });
+    } catch {
+    }
+    this._end("left");
+  }
+  /** @internal Ends the call locally: closes both connections and emits `left` once. */
+  _end(reason, by) {
+    if (!this.active) return;
+    this.leftReason = reason;
+    for (const rs of this.streams.values()) rs.detach();
+    try {
+      this.pubPc?.close();
+    } catch {
+    }
+    try {
+      this.subPc?.close();
+    } catch {
+    }
+    this.client._callEnded(this);
+    this.emit("left", by !== void 0 ? { reason, by } : { reason });
+  }
+  /** @internal */
+  _reportError(e) {
+    this.emit("error", e instanceof ChorusError ? e : new ChorusError("webrtc", errText(e)));
+  }
+  // ------------------------------------------------------------ server frames
+  /** @internal Routes `call_offer` and `call_event` frames. */
+  _handle(f) {
+    if (!this.active) return;
+    if (f.type === "call_offer") return this.onOffer(f);
+    if (f.gid !== this.gid) return;
+    this.emit("event", f);
+    this.onEvent(f);
+  }
+  dropOwnStream(sid) {
+    const me = this.participants.get(this.address);
+    if (me) me.streams = me.streams.filter((s) => s.sid !== sid);
+  }
+  onEvent(e) {
+    switch (e.event) {
+      case "joined": {
+        const p = cloneParticipant(e.participant);
+        this.participants.set(p.address, p);
+        this.emit("participant-joined", p);
+        if (p.address !== this.address) for (const s of p.streams) this.addStream(p.address, s);
+        return;
+      }
+      case "updated": {
+        const p = this.participants.get(e.address);
+        if (p) {
+          p.permissions = { ...e.permissions };
+          p.admin_muted = { ...e.admin_muted };
+        }
+        if (e.address === this.address) {
+          this.permissions = { ...e.permissions };
+          this.adminMuted = { ...e.admin_muted };
+        }
+        if (p) this.emit("participant-updated", p);
+        return;
+      }
+      case "left": {
+        if (e.address === this.address) {
+          this._end(e.reason, e.by);
+          return;
+        }
+        const p = this.participants.get(e.address);
+        for (const rs of [...this.streams.values()]) {
+          if (rs.address === e.address) this.removeStream(rs, "owner_left");
+        }
+        this.participants.delete(e.address);
+        if (p) this.emit("participant-left", e.by !== void 0 ? { participant: p, reason: e.reason, by: e.by } : { participant: p, reason: e.reason });
+        return;
+      }
+      case "published": {
+        const p = this.participants.get(e.address);
+        if (p) p.streams = [...p.streams.filter((s) => s.sid !== e.stream.sid), { ...e.stream }];
+        if (e.address !== this.address) this.addStream(e.address, e.stream);
+        return;
+      }
+      case "muted": {
+        const p = this.participants.get(e.address);
+        const s = p?.streams.find((x) => x.sid === e.sid);
+        if (s) s.muted = { ...e.muted };
+        this.stream(e.address, e.sid)?._muted({ ...e.muted });
+        const ls = e.address === this.address ? this.published.get(e.sid) : void 0;
+        if (ls) ls.info = { ...ls.info, muted: { ...e.muted } };
+        this.emit("muted", { address: e.address, sid: e.sid, muted: { ...e.muted } });
+        return;
+      }
+      case "unpublished": {
+        if (e.address === this.address) {
+          const ls = this.published.get(e.sid) ?? null;
+          this.dropOwnStream(e.sid);
+          if (ls) {
+            this.published.delete(e.sid);
+            deactivateTransceiver(ls.audioTransceiver);
+            deactivateTransceiver(ls.videoTransceiver);
+            this.emit("stream-unpublished", { address: e.address, sid: e.sid, reason: e.reason, local: true, stream: ls });
+          }
+          return;
+        }
+        const p = this.participants.get(e.address);
+        if (p) p.streams = p.streams.filter((s) => s.sid !== e.sid);
+        const rs = this.stream(e.address, e.sid);
+        if (rs) this.removeStream(rs, e.reason);
+        return;
+      }
+      case "talking": {
+        const p = this.participants.get(e.address);
+        if (p) p.talking = e.talking;
+        this.emit("talking", { address: e.address, talking: e.talking });
+        return;
+      }
+      case "speakers":
+        this.speakers = [...e.order];
+        this.emit("speakers", [...e.order]);
+        return;
+      case "subscriber":
+        this.emit("subscriber", { address: e.address, sid: e.sid, joined: e.joined });
+        return;
+      case "layers":
+        this.applyLayers(e.sid, e.active).then(
+          () => this.emit("layers", { sid: e.sid, active: [...e.active] }),
+          (err) => this._reportError(err)
+        );
+        return;
+      case "layer":
+        this.stream(e.address, e.sid)?._layer(e.layer);
+        this.emit("layer", { address: e.address, sid: e.sid, layer: e.layer });
+        return;
+      default:
+        return;
+    }
+  }
+  addStream(address, s) {
+    const key = streamKey(address, s.sid);
+    let rs = this.streams.get(key);
+    if (rs && rs.ended === null) {
+      rs.info = { ...s };
+    } else {
+      rs = new RemoteStream(this, address, { ...s });
+      this.streams.set(key, rs);
+    }
+    this.emit("stream-published", rs);
+    this.autoSubscribe(rs);
+  }
+  removeStream(rs, reason) {
+    this.streams.delete(streamKey(rs.address, rs.sid));
+    rs._end(reason);
+    this.emit("stream-unpublished", { address: rs.address, sid: rs.sid, reason, local: false, stream: rs });
+  }
+};
+function cloneParticipant(p) {
+  return {
+    ...p,
+    permissions: { ...p.permissions },
+    admin_muted: { ...p.admin_muted },
+    streams: p.streams.map((s) => ({ ...s, muted: { ...s.muted } }))
+  };
+}
+function placeholderStream(sid) {
+  return { sid, audio: true, video: true, screen: false, layers: 1, height: null, muted: { audio: false, video: false } };
+}
+function trackHeight(t) {
+  if (!t || typeof t.getSettings !== "function") return void 0;
+  const h = t.getSettings().height;
+  return typeof h === "number" && h > 0 ? h : void 0;
+}
+function deactivateTransceiver(t) {
+  if (!t) return;
+  try {
+    void t.sender.replaceTrack(null).catch(() => void 0);
+    t.direction = "inactive";
+  } catch {
+  }
+}
+function stopTransceiver(t) {
+  if (!t) return;
+  try {
+    t.stop();
+  } catch {
+  }
+}
+function errText(e) {
+  return e instanceof Error ? e.message : String(e);
+}
+
+// src/client.ts
+var OPEN = 1;
+function newMessageId() {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === "function") return c.randomUUID();
+  let s = "";
+  for (let i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
+  return s;
+}
+var ChorusClient = class extends Emitter {
+  constructor(options) {
+    super();
+    this.ws = null;
+    this.serial = 0;
+    this._state = "idle";
+    this._user = null;
+    this._synced = false;
+    this.stopped = true;
+    this.attempts = 0;
+    this.pingOutstanding = false;
+    this.ackedPos = -1;
+    this.ridCounter = 0;
+    this.pending = /* @__PURE__ */ new Map();
+    this.outbox = /* @__PURE__ */ new Map();
+    this.connectWaiters = [];
+    this.lastWelcome = null;
+    this._call = null;
+    this.joining = 0;
+    this.callBuffer = [];
+    this.options = options;
+    this.server = normalizeServer(options.server);
+    this.rest = new RestClient(this.server, options.token, { fetch: options.fetch });
+    this._cursor = options.cursor ?? null;
+  }
+  // ------------------------------------------------------------ state
+  /** The connection state. */
+  get state() {
+    return this._state;
+  }
+  /** Who you are (from the last `welcome`). */
+  get user() {
+    return this._user;
+  }
+  /** Your address (from the last `welcome`). */
+  get address() {
+    return this._user?.address ?? null;
+  }
+  /** The resume cursor: the store epoch and the highest processed position. */
+  get cursor() {
+    return this._cursor ? { ...this._cursor } : null;
+  }
+  /** True between `synced` and the next disconnect. */
+  get synced() {
+    return this._synced;
+  }
+  /** The current group call, if any. */
+  get call() {
+    return this._call;
+  }
+  /** Messages waiting for their `sent` answer, by client id. */
+  get outboxSize() {
+    return this.outbox.size;
+  }
+  /** The access token. Setting it takes effect at the next (re)connect. */
+  get token() {
+    return this.rest.token;
+  }
+  set token(t) {
+    this.rest.token = t;
+  }
+  // ------------------------------------------------------------ connection
+  /**
+   * Opens the session (and keeps it open, reconnecting as needed). Resolves
+   * with the `welcome` once the backlog is through (`synced`); rejects if the
+   * token is refused or `close()` is called first.
+   */
+  connect() {
+    if (this._synced && this.lastWelcome) return Promise.resolve(this.lastWelcome);
+    const p = new Promise((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this.stopped) {
+      this.stopped = false;
+      this.attempts = 0;
+      this.open();
+    }
+    return p;
+  }
+  /** Closes the session for good (no reconnect). Pending requests and unsent messages are rejected. */
+  close() {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    const ws = this.ws;
+    this.teardown();
+    if (ws) {
+      try {
+        ws.close(1e3, "client closed");
+      } catch {
+      }
+    }
+    const err = new ChorusError("closed", "the client was closed");
+    for (const [, o] of this.outbox) o.reject(err);
+    this.outbox.clear();
+    this.rejectConnectWaiters(err);
+    this.setState("closed");
+  }
+  wsUrl() {
+    const base = this.server.replace(/^http/i, "ws");
+    return `${base}/v1/ws?token=${encodeURIComponent(this.rest.token)}`;
+  }
+  open() {
+    const Ctor = this.options.WebSocket ?? globalThis.WebSocket;
+    if (!Ctor) throw new ChorusError("state", "no WebSocket implementation available");
+    const serial = ++this.serial;
+    this.setState("connecting");
+    let ws;
+    try {
+      ws = new Ctor(this.wsUrl());
+    } catch (e) {
+      this.scheduleReconnect(void 0);
+      return;
+    }
+    this.ws = ws;
+    let welcomed = false;
+    ws.onopen = () => {
+      if (serial !== this.serial) return;
+      const hello = this._cursor ? { type: "hello", resume: this._cursor } : { type: "hello" };
+      this.transmit(hello);
+    };
+    ws.onmessage = (ev) => {
+      if (serial !== this.serial) return;
+      if (typeof ev.data !== "string") return;
+      let f;
+      try {
+        f = parseServerFrame(ev.data);
+      } catch (e) {
+        console.warn("chorus: ignoring bad frame", e);
+        return;
+      }
+      if (f.type === "welcome") welcomed = true;
+      this.handleFrame(f);
+    };
+    ws.onerror = () => {
+    };
+    ws.onclose = (ev) => {
+      if (serial !== this.serial) return;
+      this.onClosed(ev.code, welcomed);
+    };
+  }
+  onClosed(code, welcomed) {
+    this.teardown();
+    if (this.stopped) return;
+    if (code === CloseCode.SESSION_ENDED) {
+      this.authFailed(code);
+      return;
+    }
+    if (!welcomed && this.attempts >= 1) {
+      this.rest.me().then(
+        () => this.scheduleReconnect(code),
+        (e) => {
+          if (e instanceof ChorusError && e.code === "unauthorized") this.authFailed(code);
+          else this.scheduleReconnect(code);
+        }
+      );
+      this.setState("offline", { code });
+      return;
+    }
+    this.scheduleReconnect(code);
+  }
+  authFailed(code) {
+    this.stopped = true;
+    const err = new ChorusError("unauthorized", "the access token is no longer valid");
+    for (const [, o] of this.outbox) o.reject(err);
+    this.outbox.clear();
+    this.rejectConnectWaiters(err);
+    this.setState("auth_failed", { code });
+  }
+  scheduleReconnect(code) {
+    if (this.stopped) return;
+    const r = this.options.reconnect ?? true;
+    if (r === false) {
+      this.stopped = true;
+      this.rejectConnectWaiters(new ChorusError("disconnected", `connection closed (${code ?? "failed"})`));
+      this.setState("closed", { code });
+      return;
+    }
+    const min = typeof r === "object" && r.minDelay !== void 0 ? r.minDelay : 1e3;
+    const max = typeof r === "object" && r.maxDelay !== void 0 ? r.maxDelay : 3e4;
+    let delay;
+    if (code === CloseCode.FELL_BEHIND && this.attempts === 0) delay = 0;
+    else delay = Math.min(max, min * 2 ** this.attempts) * (0.75 + Math.random() * 0.5);
+    delay = Math.round(delay);
+    this.attempts++;
+    clearTimeout(this.reconnectTimer);
+    this.setState("offline", { code, retryIn: delay });
+    this.reconnectTimer = setTimeout(() => {
+      if (!this.stopped) this.open();
+    }, delay);
+  }
+  /** Ends the current socket's state: pending requests fail, the call ends. */
+  teardown() {
+    this.serial++;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    }
+    this._synced = false;
+    clearInterval(this.pingTimer);
+    this.pingTimer = void 0;
+    this.pingOutstanding = false;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = void 0;
+    const err = new ChorusError("disconnected", "the connection was lost");
+    for (const [rid, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(rid);
+      if (p.sendId === void 0) p.reject(err);
+    }
+    if (this._call) {
+      const call = this._call;
+      this._call = null;
+      call._end("lost");
+    }
+    this.callBuffer = [];
+    if (ws && this._state === "online") this.setState("offline");
+  }
+  rejectConnectWaiters(err) {
+    const w = this.connectWaiters;
+    this.connectWaiters = [];
+    for (const x of w) x.reject(err);
+  }
+  setState(state, extra = {}) {
+    const changed = state !== this._state;
+    this._state = state;
+    if (changed || extra.retryIn !== void 0) this.emit("connection", { state, ...extra });
+  }
+  // ------------------------------------------------------------ frames in
+  handleFrame(f) {
+    this.emit("frame", f);
+    const rid = frameRid(f);
+    if (rid !== void 0) {
+      const p = this.pending.get(rid);
+      if (p) {
+        this.pending.delete(rid);
+        clearTimeout(p.timer);
+        if (p.sendId !== void 0) this.settleSend(p.sendId, f);
+        else if (f.type === "error") p.reject(ChorusError.fromFrame(f));
+        else p.resolve(f);
+        return;
+      }
+    }
+    switch (f.type) {
+      case "welcome":
+        return this.onWelcome(f);
+      case "synced":
+        return this.onSynced(f);
+      case "message": {
+        const { type: _t, ...m } = f;
+        this.emit("message", m);
+        this.advanceCursor(f.pos);
+        if (this._synced) this.scheduleAck(200);
+        return;
+      }
+      case "receipt":
+        return this.emit("receipt", f);
+      case "presence":
+        return this.emit("presence", f);
+      case "group":
+        return this.emit("group", f);
+      case "sent":
+        return this.settleSend(f.id, f);
+      case "call_offer":
+      case "call_event":
+        if (this._call) this._call._handle(f);
+        else if (this.joining > 0) this.callBuffer.push(f);
+        return;
+      case "error":
+        return this.onUnsolicitedError(f);
+      default:
+        return;
+    }
+  }
+  onWelcome(f) {
+    this._user = f.user;
+    this.lastWelcome = f;
+    if (!this._cursor || this._cursor.epoch !== f.epoch || !f.resumed && f.reason) {
+      this._cursor = { epoch: f.epoch, pos: 0 };
+      this.ackedPos = -1;
+    }
+    this.emit("welcome", f);
+  }
+  onSynced(f) {
+    this.advanceCursor(f.pos);
+    this._synced = true;
+    this.attempts = 0;
+    this.setState("online");
+    this.startPing();
+    this.emit("synced", f);
+    this.flushAck();
+    this.flushOutbox();
+    const w = this.connectWaiters;
+    this.connectWaiters = [];
+    if (this.lastWelcome) for (const x of w) x.resolve(this.lastWelcome);
+  }
+  onUnsolicitedError(f) {
+    const err = ChorusError.fromFrame(f);
+    if (f.id !== void 0 && this.outbox.has(f.id)) {
+      this.settleSend(f.id, f);
+      return;
+    }
+    if (f.code === "unauthorized") {
+    }
+    this.emit("error", err);
+  }
+  advanceCursor(pos) {
+    if (!this._cursor) return;
+    if (pos > this._cursor.pos) {
+      this._cursor = { epoch: this._cursor.epoch, pos };
+      this.emit("cursor", { ...this._cursor });
+    }
+  }
+  // ------------------------------------------------------------ frames out
+  transmit(frame) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+  /**
+   * Sends a request frame with a fresh `rid` and resolves with its answer
+   * (rejects with `ChorusError` on an `error` answer, a timeout or a drop).
+   * Requests need a live session (after `welcome`).
+   */
+  request(frame, options = {}) {
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== OPEN || !this.lastWelcome) {
+        reject(new ChorusError("disconnected", "not connected"));
+        return;
+      }
+      const rid = String(++this.ridCounter);
+      const timeout = options.timeout ?? this.options.requestTimeout ?? 2e4;
+      const p = { resolve, reject, timer: void 0 };
+      if (timeout > 0) {
+        p.timer = setTimeout(() => {
+          this.pending.delete(rid);
+          reject(new ChorusError("timeout", `no answer to ${frame.type} within ${timeout} ms`));
+        }, timeout);
+      }
+      this.pending.set(rid, p);
+      this.transmit({ ...frame, rid });
+    });
+  }
+  /**
+   * Sends a message. Resolves with the `sent` answer (possibly
+   * `duplicate: true` after a retry). The message waits in the outbox while
+   * disconnected and is resent with the same id after each reconnect; rejects
+   * with `ChorusError` (with `id` and `status`) when the server refuses it.
+   */
+  send(msg) {
+    const id = msg.id ?? newMessageId();
+    const frame = { type: "send", id };
+    if (msg.peer !== void 0) frame.peer = msg.peer;
+    if (msg.gid !== void 0) frame.gid = msg.gid;
+    if (msg.text !== void 0) frame.text = msg.text;
+    if (msg.data !== void 0) frame.data = msg.data;
+    if (msg.file !== void 0) frame.file = msg.file;
+    if (msg.mtype !== void 0) frame.mtype = msg.mtype;
+    if (this._state === "closed" || this._state === "auth_failed") {
+      return Promise.reject(
+        this._state === "closed" ? new ChorusError("closed", "the client is closed") : new ChorusError("unauthorized", "the access token is no longer valid")
+      );
+    }
+    const existing = this.outbox.get(id);
+    if (existing) return new Promise((resolve, reject) => this.chainOutbox(existing, resolve, reject));
+    return new Promise((resolve, reject) => {
+      const entry = { frame, resolve, reject, sentOn: -1 };
+      this.outbox.set(id, entry);
+      if (this._synced) this.transmitSend(entry);
+    });
+  }
+  chainOutbox(e, resolve, reject) {
+    const r0 = e.resolve;
+    const j0 = e.reject;
+    e.resolve = (f) => (r0(f), resolve(f));
+    e.reject = (x) => (j0(x), reject(x));
+  }
+  /** Ids of the messages waiting for `sent`. */
+  pendingSends() {
+    return [...this.outbox.keys()];
+  }
+  transmitSend(entry) {
+    if (!this.ws || this.ws.readyState !== OPEN) return;
+    const rid = String(++this.ridCounter);
+    this.pending.set(rid, { resolve: () => {
+    }, reject: () => {
+    }, timer: void 0, sendId: entry.frame.id });
+    entry.sentOn = this.serial;
+    this.transmit({ ...entry.frame, rid });
+  }
+  flushOutbox() {
+    for (const [, e] of this.outbox) if (e.sentOn !== this.serial) this.transmitSend(e);
+  }
+  settleSend(id, f) {
+    const e = this.outbox.get(id);
+    if (!e) return;
+    if (f.type === "sent") {
+      this.outbox.delete(id);
+      e.resolve(f);
+      this.emit("sent", f);
+    } else if (f.type === "error") {
+      this.outbox.delete(id);
+      e.reject(ChorusError.fromFrame({ ...f, id: f.id ?? id }));
+    }
+  }
+  /** Edits one of your messages (`text`/`data` replace the old ones). */
+  async edit(mid, content) {
+    await this.request({ type: "edit", mid, ...content });
+  }
+  /** Deletes one of your messages (leaves a tombstone). */
+  async delete(mid) {
+    await this.request({ type: "delete", mid });
+  }
+  /** Marks a conversation read up to and including `seq`. */
+  async read(to) {
+    await this.request(to.gid !== void 0 ? { type: "read", gid: to.gid, seq: to.seq } : { type: "read", peer: to.peer, seq: to.seq });
+  }
+  /** Typing started (`on`, default true) or stopped in a conversation. No answer; failures come as `error` events. */
+  typing(to) {
+    const on = to.on ?? true;
+    this.transmit(to.gid !== void 0 ? { type: "typing", gid: to.gid, on } : { type: "typing", peer: to.peer, on });
+  }
+  /** Sends `ack` for everything processed up to `pos` (default: the cursor). Done automatically unless `autoAck: false`. */
+  ack(pos) {
+    const p = pos ?? this._cursor?.pos;
+    if (p === void 0) return;
+    if (this.transmit({ type: "ack", pos: p })) this.ackedPos = Math.max(this.ackedPos, p);
+  }
+  scheduleAck(delay) {
+    if (this.options.autoAck === false || this.ackTimer !== void 0) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = void 0;
+      this.flushAck();
+    }, delay);
+  }
+  flushAck() {
+    if (this.options.autoAck === false || !this._cursor) return;
+    if (this._cursor.pos > this.ackedPos) this.ack(this._cursor.pos);
+  }
+  /** Round trip to the server; resolves with the time taken in ms. */
+  async ping() {
+    const t0 = Date.now();
+    await this.request({ type: "ping" });
+    return Date.now() - t0;
+  }
+  startPing() {
+    clearInterval(this.pingTimer);
+    const every = this.options.pingInterval ?? 25e3;
+    if (every <= 0) return;
+    this.pingTimer = setInterval(() => {
+      if (this.pingOutstanding) {
+        const ws = this.ws;
+        this.onClosed(1006, true);
+        try {
+          ws?.close(4002, "ping timeout");
+        } catch {
+        }
+        return;
+      }
+      this.pingOutstanding = true;
+      this.request({ type: "ping" }, { timeout: 0 }).then(
+        () => this.pingOutstanding = false,
+        () => this.pingOutstanding = false
+      );
+    }, every);
+  }
+  // ------------------------------------------------------------ calls
+  /**
+   * Joins the call of group `gid` (leaving any call this session is in) and
+   * resolves with the `GroupCall` once the server answered `call_joined`.
+   */
+  async joinCall(gid, options = {}) {
+    if (this._call) {
+      const old = this._call;
+      this._call = null;
+      old._end("left");
+    }
+    this.joining++;
+    try {
+      const joined = await this.request({ type: "call_join", gid });
+      const call = new GroupCall(this, joined, {
+        RTCPeerConnection: this.options.RTCPeerConnection,
+        ...options
+      });
+      this._call = call;
+      const buffered = this.callBuffer.filter((f) => f.type === "call_offer" || f.gid === gid);
+      this.callBuffer = [];
+      call._start();
+      for (const f of buffered) call._handle(f);
+      return call;
+    } finally {
+      this.joining--;
+      if (this.joining === 0) this.callBuffer = [];
+    }
+  }
+  /** @internal Called by a GroupCall that ended itself. */
+  _callEnded(call) {
+    if (this._call === call) this._call = null;
+  }
+  // ------------------------------------------------------------ REST shortcuts
+  /** `GET /v1/me`. */
+  me() {
+    return this.rest.me();
+  }
+  /** `POST /v1/groups`. */
+  createGroup(options) {
+    return this.rest.createGroup(options);
+  }
+  /** `POST /v1/groups/{gid}/join`. */
+  joinGroup(gid, pin) {
+    return this.rest.joinGroup(gid, pin);
+  }
+  /** `GET /v1/groups/{gid}/members`. */
+  members(gid) {
+    return this.rest.members(gid);
+  }
+  /** `GET /v1/groups/{gid}/pins`. */
+  pins(gid) {
+    return this.rest.pins(gid);
+  }
+  /** `GET /v1/groups`. */
+  groups() {
+    return this.rest.groups();
+  }
+  /** `GET /v1/groups/{gid}`. */
+  group(gid) {
+    return this.rest.group(gid);
+  }
+  /** History of a conversation (REST). */
+  history(conv, options) {
+    return this.rest.history(conv, options);
+  }
+};
+
+// src/index.ts
+var VERSION = "0.1.0";
+export {
+  ChorusAuth,
+  ChorusClient,
+  ChorusError,
+  CloseCode,
+  ERROR_CODES,
+  Emitter,
+  GroupCall,
+  LocalStream,
+  MessageStatus,
+  Presence,
+  RemoteStream,
+  RestClient,
+  SIMULCAST_ENCODINGS,
+  VERSION,
+  frameRid,
+  isErrorCode,
+  isServerFrameType,
+  newMessageId,
+  parseServerFrame,
+  restRequest
+};

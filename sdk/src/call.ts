@@ -1,0 +1,918 @@
+/**
+ * Group calls over the Chorus SFU (docs/protocol.md §15).
+ *
+ * A `GroupCall` uses two RTCPeerConnections, each negotiated in one
+ * direction: the **publish** connection is offered by the client
+ * (`call_publish` / `call_unpublish`), the **subscribe** connection is
+ * offered by the server (`call_offer`, answered with `call_answer`), and each
+ * server offer says which media line carries whose stream.
+ *
+ * @module call
+ */
+import { Emitter } from './emitter.js';
+import { ChorusError } from './errors.js';
+import type { ChorusClient } from './client.js';
+import type {
+  AdminAction,
+  CallEvent,
+  CallEventFrame,
+  CallJoinedFrame,
+  CallLeaveReason,
+  CallMute,
+  CallOfferFrame,
+  CallParticipant,
+  CallPermissions,
+  CallPublishFrame,
+  CallSettings,
+  CallStream,
+  CallSubscribeFrame,
+  CallTrack,
+  MediaKind,
+  StreamEndReason,
+} from './protocol.js';
+
+/** The simulcast encodings of a camera, lowest resolution first (RIDs `q`, `h`, `f`). */
+export const SIMULCAST_ENCODINGS: readonly RTCRtpEncodingParameters[] = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+/** What to receive of a stream. */
+export interface SubscribeOptions {
+  /** Receive its audio (default true). */
+  audio?: boolean;
+  /** Receive its video (default true). */
+  video?: boolean;
+  /** Height the video is shown at, px, for the server's layer choice (`null`/absent: as large as available). */
+  height?: number | null;
+}
+
+/** What to publish as one stream. */
+export interface PublishOptions {
+  /** Microphone (or other audio) track. */
+  audio?: MediaStreamTrack;
+  /** Camera or screen track. */
+  video?: MediaStreamTrack;
+  /** The video is a shared screen (sent as one encoding). */
+  screen?: boolean;
+  /** Send the camera as three simulcast layers (default true; only when the room allows simulcast). */
+  simulcast?: boolean;
+  /** Height of the top layer, px (default: the video track's settings). */
+  height?: number;
+  /** Media that start muted. */
+  muted?: Partial<CallMute>;
+}
+
+/** Options of `ChorusClient.joinCall`. */
+export interface GroupCallOptions {
+  /** Subscribe to every stream others publish (with these options when an object). */
+  autoSubscribe?: boolean | SubscribeOptions;
+  /** Configuration of both peer connections (no STUN/TURN is needed: the server is ICE-lite). */
+  rtcConfig?: RTCConfiguration;
+  /** RTCPeerConnection implementation (default: the global one). */
+  RTCPeerConnection?: typeof RTCPeerConnection;
+}
+
+/** Payload of the `track` event. */
+export interface TrackEvent {
+  track: MediaStreamTrack;
+  /** Publisher address. */
+  publisher: string;
+  sid: number;
+  kind: MediaKind;
+  /** The media line of the subscribe connection. */
+  mid: string;
+  stream: RemoteStream;
+}
+
+/** Events of `GroupCall`. */
+export interface GroupCallEvents {
+  'participant-joined': CallParticipant;
+  /** Permissions or admin mute changed (yours too: see `permissions`). */
+  'participant-updated': CallParticipant;
+  'participant-left': { participant: CallParticipant; reason: CallLeaveReason; by?: string };
+  'stream-published': RemoteStream;
+  /** A stream ended; `local` when it is one of yours (e.g. hung up by an admin). */
+  'stream-unpublished': { address: string; sid: number; reason: StreamEndReason; local: boolean; stream: RemoteStream | LocalStream | null };
+  track: TrackEvent;
+  /** A media line stopped carrying the track (unsubscribed, stream ended). */
+  'track-removed': TrackEvent;
+  talking: { address: string; talking: boolean };
+  /** Most recent speaker first. */
+  speakers: string[];
+  muted: { address: string; sid: number; muted: CallMute };
+  /** The layer you receive of a stream changed (`null`: paused for lack of bandwidth). */
+  layer: { address: string; sid: number; layer: number | null };
+  /** Which simulcast layers of your stream anyone receives (already applied to the encodings). */
+  layers: { sid: number; active: boolean[] };
+  /** Someone started or stopped receiving one of your streams. */
+  subscriber: { address: string; sid: number; joined: boolean };
+  /** You are out of the call. */
+  left: { reason: CallLeaveReason; by?: string };
+  error: ChorusError;
+  /** Every `call_event` frame, raw. */
+  event: CallEventFrame;
+}
+
+function streamKey(address: string, sid: number): string {
+  return `${sid}:${address}`;
+}
+
+/** Events of a `RemoteStream`. */
+export interface RemoteStreamEvents {
+  track: TrackEvent;
+  'track-removed': TrackEvent;
+  muted: CallMute;
+  layer: number | null;
+  ended: StreamEndReason;
+}
+
+/**
+ * Another participant's stream `(address, sid)`. Subscribe to receive it,
+ * then `attach()` a `<video>` element: the element's size is observed and
+ * sent as the wanted height (adaptive stream).
+ */
+export class RemoteStream extends Emitter<RemoteStreamEvents> {
+  readonly address: string;
+  readonly sid: number;
+  /** The stream as last announced (mute state included). */
+  info: CallStream;
+  /** Received tracks. */
+  readonly tracks: { audio: MediaStreamTrack | null; video: MediaStreamTrack | null } = { audio: null, video: null };
+  /** The received layer (`null`: unknown or paused). */
+  layer: number | null = null;
+  /** What was asked for, while subscribed. */
+  subscription: SubscribeOptions | null = null;
+  /** Set when the stream has ended. */
+  ended: StreamEndReason | null = null;
+  private _mediaStream: MediaStream | null = null;
+  private attached = new Map<HTMLMediaElement, () => void>();
+  private lastHeight: number | null | undefined = undefined;
+  private pendingHeight: number | undefined = undefined;
+
+  /** @internal */
+  constructor(
+    private readonly call: GroupCall,
+    address: string,
+    info: CallStream,
+  ) {
+    super();
+    this.address = address;
+    this.sid = info.sid;
+    this.info = info;
+  }
+
+  /** The publisher's display name (from the roster). */
+  get name(): string {
+    return this.call.participants.get(this.address)?.name ?? this.address;
+  }
+  /** True while subscribed. */
+  get subscribed(): boolean {
+    return this.subscription !== null;
+  }
+  /** A MediaStream with the received tracks (null where `MediaStream` does not exist). */
+  get mediaStream(): MediaStream | null {
+    if (!this._mediaStream && typeof MediaStream !== 'undefined') {
+      this._mediaStream = new MediaStream();
+      for (const t of [this.tracks.audio, this.tracks.video]) if (t) this._mediaStream.addTrack(t);
+    }
+    return this._mediaStream;
+  }
+
+  /** Starts (or changes) receiving this stream. */
+  subscribe(options: SubscribeOptions = {}): Promise<void> {
+    return this.call.subscribe(this.address, this.sid, options);
+  }
+  /** Stops receiving it. */
+  unsubscribe(): Promise<void> {
+    return this.call.unsubscribe(this.address, this.sid);
+  }
+  /** Changes the wanted video height (keeps audio/video choice). */
+  setHeight(height: number | null): Promise<void> {
+    return this.call.setHeight(this.address, this.sid, height);
+  }
+
+  /**
+   * Shows the stream in a media element (sets `srcObject`, autoplay) and,
+   * for video, observes its size and sends the displayed height (in device
+   * pixels, debounced) so the server forwards a fitting layer. Returns a
+   * function that detaches it.
+   */
+  attach(el: HTMLMediaElement, options: { debounce?: number; adaptive?: boolean } = {}): () => void {
+    this.detach(el);
+    const ms = this.mediaStream;
+    if (ms) el.srcObject = ms;
+    el.autoplay = true;
+    if ('playsInline' in el) (el as HTMLVideoElement).playsInline = true;
+    let cleanup = () => {};
+    const RO = (globalThis as { ResizeObserver?: typeof ResizeObserver }).ResizeObserver;
+    if (options.adaptive !== false && RO && typeof HTMLVideoElement !== 'undefined' && el instanceof HTMLVideoElement) {
+      const wait = options.debounce ?? 300;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const measure = () => {
+        timer = undefined;
+        const dpr = (globalThis as { devicePixelRatio?: number }).devicePixelRatio ?? 1;
+        const h = Math.round(el.clientHeight * dpr);
+        if (h <= 0) return; // hidden: keep the current layer
+        this.wantHeight(Math.min(8192, h));
+      };
+      const ro = new RO(() => {
+        clearTimeout(timer);
+        timer = setTimeout(measure, wait);
+      });
+      ro.observe(el);
+      cleanup = () => {
+        clearTimeout(timer);
+        ro.disconnect();
+      };
+    }
+    const detach = () => {
+      cleanup();
+      if (this.attached.get(el) === detach) this.attached.delete(el);
+      if (el.srcObject === ms) el.srcObject = null;
+    };
+    this.attached.set(el, detach);
+    return detach;
+  }
+
+  /** Detaches one element (or all). */
+  detach(el?: HTMLMediaElement): void {
+    if (el) this.attached.get(el)?.();
+    else for (const d of [...this.attached.values()]) d();
+  }
+
+  private wantHeight(h: number): void {
+    if (!this.subscribed) {
+      this.pendingHeight = h; // sent once the subscription is in place
+      return;
+    }
+    if (h === this.lastHeight) return;
+    this.lastHeight = h;
+    this.setHeight(h).catch((e: unknown) => this.call._reportError(e));
+  }
+
+  /** @internal */
+  _setTrack(ev: TrackEvent | null, kind: MediaKind, removed?: TrackEvent): void {
+    const old = this.tracks[kind];
+    if (old && this._mediaStream) this._mediaStream.removeTrack(old);
+    this.tracks[kind] = ev ? ev.track : null;
+    if (ev && this._mediaStream) this._mediaStream.addTrack(ev.track);
+    if (removed) this.emit('track-removed', removed);
+    if (ev) this.emit('track', ev);
+  }
+  /** @internal */
+  _muted(m: CallMute): void {
+    this.info = { ...this.info, muted: m };
+    this.emit('muted', m);
+  }
+  /** @internal */
+  _layer(l: number | null): void {
+    this.layer = l;
+    this.emit('layer', l);
+  }
+  /** @internal */
+  _end(reason: StreamEndReason): void {
+    this.ended = reason;
+    this.subscription = null;
+    this.detach();
+    this.emit('ended', reason);
+  }
+  /** @internal */
+  _subscribed(s: SubscribeOptions | null): void {
+    this.subscription = s;
+    if (s && s.height !== undefined) this.lastHeight = s.height;
+    if (!s) this.lastHeight = undefined;
+    const pending = this.pendingHeight;
+    this.pendingHeight = undefined;
+    if (s && pending !== undefined && pending !== this.lastHeight) this.wantHeight(pending);
+  }
+}
+
+/** One of your published streams. */
+export class LocalStream {
+  readonly sid: number;
+  /** The stream as granted by the server. */
+  info: CallStream;
+  readonly audioTrack: MediaStreamTrack | null;
+  readonly videoTrack: MediaStreamTrack | null;
+  /** The sendonly transceivers on the publish connection. */
+  readonly audioTransceiver: RTCRtpTransceiver | null;
+  readonly videoTransceiver: RTCRtpTransceiver | null;
+  /** The last `layers` state (one flag per simulcast encoding), if any. */
+  activeLayers: boolean[] | null = null;
+
+  /** @internal */
+  constructor(
+    private readonly call: GroupCall,
+    info: CallStream,
+    audio: RTCRtpTransceiver | null,
+    video: RTCRtpTransceiver | null,
+    audioTrack: MediaStreamTrack | null,
+    videoTrack: MediaStreamTrack | null,
+  ) {
+    this.sid = info.sid;
+    this.info = info;
+    this.audioTransceiver = audio;
+    this.videoTransceiver = video;
+    this.audioTrack = audioTrack;
+    this.videoTrack = videoTrack;
+  }
+
+  /** Mutes or unmutes (absent: unchanged). */
+  mute(m: Partial<CallMute>): Promise<void> {
+    return this.call.mute(this.sid, m);
+  }
+  /** Stops publishing it. */
+  unpublish(): Promise<void> {
+    return this.call.unpublish(this.sid);
+  }
+}
+
+interface Binding {
+  key: string;
+  track: MediaStreamTrack;
+  event: TrackEvent;
+}
+
+/**
+ * The call of one group, from `ChorusClient.joinCall(gid)`. Keeps the roster
+ * (`participants`), others' streams (`streams`), your published streams
+ * (`published`), and runs both peer connections.
+ *
+ * ```ts
+ * const call = await client.joinCall(gid, { autoSubscribe: true });
+ * call.on('track', ({ stream }) => stream.attach(videoElementFor(stream)));
+ * const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+ * await call.publish(0, { audio: media.getAudioTracks()[0], video: media.getVideoTracks()[0] });
+ * ```
+ */
+export class GroupCall extends Emitter<GroupCallEvents> {
+  readonly gid: number;
+  /** Your address in the call. */
+  readonly address: string;
+  /** What you may do (updated by `updated` events about you). */
+  permissions: CallPermissions;
+  /** Your admin-mute state. */
+  adminMuted: CallMute = { audio: false, video: false };
+  /** The call's settings. */
+  readonly settings: CallSettings;
+  /** Everyone in the call (you included), by address. */
+  readonly participants = new Map<string, CallParticipant>();
+  /** Others' streams, by `sid:address` (see `stream()`). */
+  readonly streams = new Map<string, RemoteStream>();
+  /** Your published streams, by sid. */
+  readonly published = new Map<number, LocalStream>();
+  /** Active-speaker order, most recent first. */
+  speakers: string[] = [];
+  /** Set once you are out of the call. */
+  leftReason: CallLeaveReason | null = null;
+
+  private readonly client: ChorusClient;
+  private readonly options: GroupCallOptions;
+  private pubPc: RTCPeerConnection | null = null;
+  private subPc: RTCPeerConnection | null = null;
+  private pubChain: Promise<unknown> = Promise.resolve();
+  private subChain: Promise<unknown> = Promise.resolve();
+  private paramChain: Promise<unknown> = Promise.resolve();
+  private midMap = new Map<string, CallTrack>();
+  private bindings = new Map<string, Binding>();
+
+  /** @internal Use `ChorusClient.joinCall`. */
+  constructor(client: ChorusClient, joined: CallJoinedFrame, options: GroupCallOptions = {}) {
+    super();
+    this.client = client;
+    this.options = options;
+    this.gid = joined.gid;
+    this.address = joined.address;
+    this.permissions = { ...joined.permissions };
+    this.settings = { ...joined.settings };
+    for (const p of joined.participants) {
+      const copy = cloneParticipant(p);
+      this.participants.set(p.address, copy);
+      if (p.address === this.address) this.adminMuted = { ...p.admin_muted };
+      else for (const s of copy.streams) this.streams.set(streamKey(p.address, s.sid), new RemoteStream(this, p.address, s));
+    }
+  }
+
+  /** True until you left (or were removed, or the connection dropped). */
+  get active(): boolean {
+    return this.leftReason === null;
+  }
+
+  /** Others' stream `(address, sid)`, if known. */
+  stream(address: string, sid: number): RemoteStream | undefined {
+    return this.streams.get(streamKey(address, sid));
+  }
+
+  /** The publish and subscribe peer connections (null until used). */
+  get peerConnections(): { publish: RTCPeerConnection | null; subscribe: RTCPeerConnection | null } {
+    return { publish: this.pubPc, subscribe: this.subPc };
+  }
+
+  /** @internal Called once after construction. */
+  _start(): void {
+    if (this.options.autoSubscribe) for (const s of this.streams.values()) this.autoSubscribe(s);
+  }
+
+  // ------------------------------------------------------------ peer connections
+
+  private newPc(): RTCPeerConnection {
+    const Ctor =
+      this.options.RTCPeerConnection ??
+      (globalThis as unknown as { RTCPeerConnection?: typeof RTCPeerConnection }).RTCPeerConnection;
+    if (!Ctor) throw new ChorusError('webrtc', 'RTCPeerConnection is not available');
+    return new Ctor(this.options.rtcConfig ?? {});
+  }
+
+  private getPubPc(): RTCPeerConnection {
+    if (!this.pubPc) this.pubPc = this.newPc();
+    return this.pubPc;
+  }
+
+  private getSubPc(): RTCPeerConnection {
+    if (!this.subPc) {
+      const pc = this.newPc();
+      pc.ontrack = (e: RTCTrackEvent) => {
+        const mid = e.transceiver?.mid;
+        if (mid) this.bind(mid, e.track);
+      };
+      this.subPc = pc;
+    }
+    return this.subPc;
+  }
+
+  private serial<T>(chain: 'pub' | 'sub' | 'param', fn: () => Promise<T>): Promise<T> {
+    const prev = chain === 'pub' ? this.pubChain : chain === 'sub' ? this.subChain : this.paramChain;
+    const next = prev.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    if (chain === 'pub') this.pubChain = settled;
+    else if (chain === 'sub') this.subChain = settled;
+    else this.paramChain = settled;
+    return next;
+  }
+
+  private ensureActive(): void {
+    if (!this.active) throw new ChorusError('state', 'not in the call');
+  }
+
+  // ------------------------------------------------------------ publishing
+
+  /**
+   * Publishes stream `sid` (0 the camera, 1.. screens): adds sendonly
+   * transceivers, offers, sends `call_publish` with their mids and applies
+   * the answer. A camera video is sent as simulcast `q`/`h`/`f` when the
+   * room allows it.
+   */
+  publish(sid: number, options: PublishOptions): Promise<LocalStream> {
+    return this.serial('pub', async () => {
+      this.ensureActive();
+      if (!options.audio && !options.video) throw new ChorusError('bad_request', 'nothing to publish');
+      if (this.published.has(sid)) throw new ChorusError('conflict', `stream ${sid} is already published`);
+      const pc = this.getPubPc();
+      const simulcast = !!options.video && !options.screen && options.simulcast !== false && this.settings.simulcast;
+      const at = options.audio ? pc.addTransceiver(options.audio, { direction: 'sendonly' }) : null;
+      const vt = options.video
+        ? pc.addTransceiver(
+            options.video,
+            simulcast
+              ? { direction: 'sendonly', sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) }
+              : { direction: 'sendonly' },
+          )
+        : null;
+      const muted: CallMute = { audio: !!options.muted?.audio, video: !!options.muted?.video };
+      if (options.audio && muted.audio) options.audio.enabled = false;
+      if (options.video && muted.video) options.video.enabled = false;
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
+        const frame: CallPublishFrame = {
+          type: 'call_publish',
+          sid,
+          audio: !!at,
+          video: !!vt,
+          screen: !!options.screen,
+          sdp,
+        };
+        if (simulcast) frame.rids = SIMULCAST_ENCODINGS.map((e) => e.rid as string);
+        const height = options.height ?? trackHeight(options.video);
+        if (vt && height) frame.height = Math.min(8192, Math.max(1, Math.round(height)));
+        if (muted.audio || muted.video) frame.muted = muted;
+        if (at) frame.audio_mid = at.mid;
+        if (vt) frame.video_mid = vt.mid;
+        const res = await this.client.request(frame);
+        await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
+        const ls = new LocalStream(this, res.stream, at, vt, options.audio ?? null, options.video ?? null);
+        this.published.set(sid, ls);
+        const me = this.participants.get(this.address);
+        if (me) me.streams = [...me.streams.filter((s) => s.sid !== sid), res.stream];
+        return ls;
+      } catch (e) {
+        if (pc.signalingState === 'have-local-offer') {
+          await pc.setLocalDescription({ type: 'rollback' }).catch(() => undefined);
+        }
+        stopTransceiver(at);
+        stopTransceiver(vt);
+        throw e instanceof ChorusError ? e : new ChorusError('webrtc', errText(e));
+      }
+    });
+  }
+
+  /** Stops publishing stream `sid` (renegotiates the publish connection). */
+  unpublish(sid: number): Promise<void> {
+    return this.serial('pub', async () => {
+      this.ensureActive();
+      const ls = this.published.get(sid);
+      if (!ls) throw new ChorusError('not_found', `stream ${sid} is not published`);
+      this.published.delete(sid);
+      this.dropOwnStream(sid);
+      deactivateTransceiver(ls.audioTransceiver);
+      deactivateTransceiver(ls.videoTransceiver);
+      const pc = this.getPubPc();
+      let sdp: string | undefined;
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        sdp = pc.localDescription?.sdp ?? offer.sdp;
+      } catch {
+        sdp = undefined;
+      }
+      try {
+        const res = await this.client.request(sdp ? { type: 'call_unpublish', sid, sdp } : { type: 'call_unpublish', sid });
+        if (res.sdp && pc.signalingState === 'have-local-offer') {
+          await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
+        }
+      } catch (e) {
+        if (pc.signalingState === 'have-local-offer') {
+          await pc.setLocalDescription({ type: 'rollback' }).catch(() => undefined);
+        }
+        throw e;
+      }
+    });
+  }
+
+  /** Mutes or unmutes your stream `sid` (also sets the local tracks' `enabled`). */
+  async mute(sid: number, m: Partial<CallMute>): Promise<void> {
+    this.ensureActive();
+    const ls = this.published.get(sid);
+    if (ls) {
+      if (m.audio !== undefined && ls.audioTrack) ls.audioTrack.enabled = !m.audio;
+      if (m.video !== undefined && ls.videoTrack) ls.videoTrack.enabled = !m.video;
+    }
+    const frame: { type: 'call_mute'; sid: number; audio?: boolean; video?: boolean } = { type: 'call_mute', sid };
+    if (m.audio !== undefined) frame.audio = m.audio;
+    if (m.video !== undefined) frame.video = m.video;
+    await this.client.request(frame);
+    if (ls) ls.info = { ...ls.info, muted: { audio: m.audio ?? ls.info.muted.audio, video: m.video ?? ls.info.muted.video } };
+  }
+
+  /** An admin action: `mute`/`unmute` (address, audio/video), `mute_all`/`unmute_all`, `hangup` (address, sid), `remove` (address). */
+  async admin(
+    action: AdminAction,
+    target: { address?: string; sid?: number; audio?: boolean; video?: boolean } = {},
+  ): Promise<void> {
+    this.ensureActive();
+    const frame: {
+      type: 'call_admin';
+      action: AdminAction;
+      address?: string;
+      sid?: number;
+      audio?: boolean;
+      video?: boolean;
+    } = { type: 'call_admin', action };
+    if (target.address !== undefined) frame.address = target.address;
+    if (target.sid !== undefined) frame.sid = target.sid;
+    if (target.audio) frame.audio = true;
+    if (target.video) frame.video = true;
+    await this.client.request(frame);
+  }
+
+  private applyLayers(sid: number, active: boolean[]): Promise<void> {
+    const ls = this.published.get(sid);
+    if (ls) ls.activeLayers = [...active];
+    const sender = ls?.videoTransceiver?.sender;
+    if (!sender) return Promise.resolve();
+    return this.serial('param', async () => {
+      const params = sender.getParameters();
+      const enc = params.encodings ?? [];
+      let changed = false;
+      enc.forEach((e, i) => {
+        if (i < active.length && e.active !== active[i]) {
+          e.active = active[i] as boolean;
+          changed = true;
+        }
+      });
+      if (changed) await sender.setParameters(params);
+    });
+  }
+
+  // ------------------------------------------------------------ subscribing
+
+  /** Receives `address`'s stream `sid` (send again, or `setHeight`, to change it). */
+  async subscribe(address: string, sid: number, options: SubscribeOptions = {}): Promise<void> {
+    this.ensureActive();
+    const frame: CallSubscribeFrame = { type: 'call_subscribe', address, sid };
+    if (options.audio === false) frame.audio = false;
+    if (options.video === false) frame.video = false;
+    if (options.height !== undefined) frame.height = options.height;
+    this.getSubPc(); // ready before the offer comes
+    await this.client.request(frame);
+    let rs = this.stream(address, sid);
+    if (!rs) {
+      rs = new RemoteStream(this, address, placeholderStream(sid));
+      this.streams.set(streamKey(address, sid), rs);
+    }
+    rs._subscribed({ audio: options.audio ?? true, video: options.video ?? true, height: options.height ?? null });
+  }
+
+  /** Changes the height a subscribed video is shown at (the server picks the layer). */
+  async setHeight(address: string, sid: number, height: number | null): Promise<void> {
+    const rs = this.stream(address, sid);
+    const sub = rs?.subscription ?? {};
+    await this.subscribe(address, sid, { audio: sub.audio ?? true, video: sub.video ?? true, height });
+  }
+
+  /** Stops receiving `address`'s stream `sid`. */
+  async unsubscribe(address: string, sid: number): Promise<void> {
+    this.ensureActive();
+    await this.client.request({ type: 'call_unsubscribe', address, sid });
+    this.stream(address, sid)?._subscribed(null);
+  }
+
+  private autoSubscribe(rs: RemoteStream): void {
+    const a = this.options.autoSubscribe;
+    if (!a || !this.permissions.subscribe) return;
+    const opts = typeof a === 'object' ? a : {};
+    this.subscribe(rs.address, rs.sid, opts).catch((e: unknown) => this._reportError(e));
+  }
+
+  private onOffer(f: CallOfferFrame): void {
+    this.serial('sub', () => this.answerOffer(f)).catch((e: unknown) => this._reportError(e));
+  }
+
+  private async answerOffer(f: CallOfferFrame): Promise<void> {
+    if (!this.active) return;
+    const pc = this.getSubPc();
+    this.midMap = new Map(f.tracks.map((t) => [t.mid, t]));
+    await pc.setRemoteDescription({ type: 'offer', sdp: f.sdp });
+    this.reconcile(pc);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    const sdp = pc.localDescription?.sdp ?? answer.sdp ?? '';
+    if (!this.active) return;
+    await this.client.request({ type: 'call_answer', sdp });
+  }
+
+  /** Binds every listed media line to its track, unbinds lines no longer listed. */
+  private reconcile(pc: RTCPeerConnection): void {
+    for (const mid of [...this.bindings.keys()]) if (!this.midMap.has(mid)) this.unbind(mid);
+    for (const t of pc.getTransceivers()) {
+      if (t.mid && this.midMap.has(t.mid) && t.receiver?.track) this.bind(t.mid, t.receiver.track);
+    }
+  }
+
+  private bind(mid: string, track: MediaStreamTrack): void {
+    const t = this.midMap.get(mid);
+    if (!t) return;
+    const key = `${t.kind}:${t.sid}:${t.publisher}`;
+    const old = this.bindings.get(mid);
+    if (old && old.key === key && old.track === track) return;
+    if (old) this.unbind(mid);
+    let rs = this.stream(t.publisher, t.sid);
+    if (!rs) {
+      rs = new RemoteStream(this, t.publisher, placeholderStream(t.sid));
+      this.streams.set(streamKey(t.publisher, t.sid), rs);
+    }
+    const event: TrackEvent = { track, publisher: t.publisher, sid: t.sid, kind: t.kind, mid, stream: rs };
+    this.bindings.set(mid, { key, track, event });
+    rs._setTrack(event, t.kind);
+    this.emit('track', event);
+  }
+
+  private unbind(mid: string): void {
+    const b = this.bindings.get(mid);
+    if (!b) return;
+    this.bindings.delete(mid);
+    const rs = b.event.stream;
+    if (rs.tracks[b.event.kind] === b.track) rs._setTrack(null, b.event.kind, b.event);
+    this.emit('track-removed', b.event);
+  }
+
+  // ------------------------------------------------------------ leaving
+
+  /** Leaves the call. */
+  async leave(): Promise<void> {
+    if (!this.active) return;
+    try {
+      await this.client.request({ type: 'call_leave' });
+    } catch {
+      /* leaving anyway */
+    }
+    this._end('left');
+  }
+
+  /** @internal Ends the call locally: closes both connections and emits `left` once. */
+  _end(reason: CallLeaveReason, by?: string): void {
+    if (!this.active) return;
+    this.leftReason = reason;
+    for (const rs of this.streams.values()) rs.detach();
+    try {
+      this.pubPc?.close();
+    } catch {
+      /* ignore */
+    }
+    try {
+      this.subPc?.close();
+    } catch {
+      /* ignore */
+    }
+    this.client._callEnded(this);
+    this.emit('left', by !== undefined ? { reason, by } : { reason });
+  }
+
+  /** @internal */
+  _reportError(e: unknown): void {
+    this.emit('error', e instanceof ChorusError ? e : new ChorusError('webrtc', errText(e)));
+  }
+
+  // ------------------------------------------------------------ server frames
+
+  /** @internal Routes `call_offer` and `call_event` frames. */
+  _handle(f: CallOfferFrame | CallEventFrame): void {
+    if (!this.active) return;
+    if (f.type === 'call_offer') return this.onOffer(f);
+    if (f.gid !== this.gid) return;
+    this.emit('event', f);
+    this.onEvent(f);
+  }
+
+  private dropOwnStream(sid: number): void {
+    const me = this.participants.get(this.address);
+    if (me) me.streams = me.streams.filter((s) => s.sid !== sid);
+  }
+
+  private onEvent(e: CallEvent): void {
+    switch (e.event) {
+      case 'joined': {
+        const p = cloneParticipant(e.participant);
+        this.participants.set(p.address, p);
+        this.emit('participant-joined', p);
+        if (p.address !== this.address) for (const s of p.streams) this.addStream(p.address, s);
+        return;
+      }
+      case 'updated': {
+        const p = this.participants.get(e.address);
+        if (p) {
+          p.permissions = { ...e.permissions };
+          p.admin_muted = { ...e.admin_muted };
+        }
+        if (e.address === this.address) {
+          this.permissions = { ...e.permissions };
+          this.adminMuted = { ...e.admin_muted };
+        }
+        if (p) this.emit('participant-updated', p);
+        return;
+      }
+      case 'left': {
+        if (e.address === this.address) {
+          this._end(e.reason, e.by);
+          return;
+        }
+        const p = this.participants.get(e.address);
+        for (const rs of [...this.streams.values()]) {
+          if (rs.address === e.address) this.removeStream(rs, 'owner_left');
+        }
+        this.participants.delete(e.address);
+        if (p) this.emit('participant-left', e.by !== undefined ? { participant: p, reason: e.reason, by: e.by } : { participant: p, reason: e.reason });
+        return;
+      }
+      case 'published': {
+        const p = this.participants.get(e.address);
+        if (p) p.streams = [...p.streams.filter((s) => s.sid !== e.stream.sid), { ...e.stream }];
+        if (e.address !== this.address) this.addStream(e.address, e.stream);
+        return;
+      }
+      case 'muted': {
+        const p = this.participants.get(e.address);
+        const s = p?.streams.find((x) => x.sid === e.sid);
+        if (s) s.muted = { ...e.muted };
+        this.stream(e.address, e.sid)?._muted({ ...e.muted });
+        const ls = e.address === this.address ? this.published.get(e.sid) : undefined;
+        if (ls) ls.info = { ...ls.info, muted: { ...e.muted } };
+        this.emit('muted', { address: e.address, sid: e.sid, muted: { ...e.muted } });
+        return;
+      }
+      case 'unpublished': {
+        if (e.address === this.address) {
+          const ls = this.published.get(e.sid) ?? null;
+          this.dropOwnStream(e.sid);
+          if (ls) {
+            // Ended by the server (hung up, permission revoked): stop sending on its lines.
+            this.published.delete(e.sid);
+            deactivateTransceiver(ls.audioTransceiver);
+            deactivateTransceiver(ls.videoTransceiver);
+            this.emit('stream-unpublished', { address: e.address, sid: e.sid, reason: e.reason, local: true, stream: ls });
+          }
+          return;
+        }
+        const p = this.participants.get(e.address);
+        if (p) p.streams = p.streams.filter((s) => s.sid !== e.sid);
+        const rs = this.stream(e.address, e.sid);
+        if (rs) this.removeStream(rs, e.reason);
+        return;
+      }
+      case 'talking': {
+        const p = this.participants.get(e.address);
+        if (p) p.talking = e.talking;
+        this.emit('talking', { address: e.address, talking: e.talking });
+        return;
+      }
+      case 'speakers':
+        this.speakers = [...e.order];
+        this.emit('speakers', [...e.order]);
+        return;
+      case 'subscriber':
+        this.emit('subscriber', { address: e.address, sid: e.sid, joined: e.joined });
+        return;
+      case 'layers':
+        this.applyLayers(e.sid, e.active).then(
+          () => this.emit('layers', { sid: e.sid, active: [...e.active] }),
+          (err: unknown) => this._reportError(err),
+        );
+        return;
+      case 'layer':
+        this.stream(e.address, e.sid)?._layer(e.layer);
+        this.emit('layer', { address: e.address, sid: e.sid, layer: e.layer });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private addStream(address: string, s: CallStream): void {
+    const key = streamKey(address, s.sid);
+    let rs = this.streams.get(key);
+    if (rs && rs.ended === null) {
+      rs.info = { ...s };
+    } else {
+      rs = new RemoteStream(this, address, { ...s });
+      this.streams.set(key, rs);
+    }
+    this.emit('stream-published', rs);
+    this.autoSubscribe(rs);
+  }
+
+  private removeStream(rs: RemoteStream, reason: StreamEndReason): void {
+    this.streams.delete(streamKey(rs.address, rs.sid));
+    rs._end(reason);
+    this.emit('stream-unpublished', { address: rs.address, sid: rs.sid, reason, local: false, stream: rs });
+  }
+}
+
+function cloneParticipant(p: CallParticipant): CallParticipant {
+  return {
+    ...p,
+    permissions: { ...p.permissions },
+    admin_muted: { ...p.admin_muted },
+    streams: p.streams.map((s) => ({ ...s, muted: { ...s.muted } })),
+  };
+}
+
+function placeholderStream(sid: number): CallStream {
+  return { sid, audio: true, video: true, screen: false, layers: 1, height: null, muted: { audio: false, video: false } };
+}
+
+function trackHeight(t: MediaStreamTrack | undefined): number | undefined {
+  if (!t || typeof t.getSettings !== 'function') return undefined;
+  const h = t.getSettings().height;
+  return typeof h === 'number' && h > 0 ? h : undefined;
+}
+
+/**
+ * Stops sending on a negotiated line and marks it inactive for the next offer. Lines are not
+ * stopped (port 0): the server does the same on its side, as Chromium reacted to stopped lines
+ * it had carried media on by closing the DTLS connection.
+ */
+function deactivateTransceiver(t: RTCRtpTransceiver | null): void {
+  if (!t) return;
+  try {
+    void t.sender.replaceTrack(null).catch(() => undefined);
+    t.direction = 'inactive';
+  } catch {
+    /* stopped or closed */
+  }
+}
+
+function stopTransceiver(t: RTCRtpTransceiver | null): void {
+  if (!t) return;
+  try {
+    t.stop();
+  } catch {
+    /* already stopped or closed */
+  }
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,53 @@
+/**
+ * Chorus browser SDK: messaging and group calls against a Chorus server.
+ *
+ * - `ChorusAuth`: login by code (REST).
+ * - `ChorusClient`: the WebSocket session (messages, receipts, presence, resume) and REST helpers.
+ * - `GroupCall`: a group call on the SFU (`client.joinCall(gid)`).
+ *
+ * @module chorus
+ */
+export * from './protocol.js';
+export { ChorusError } from './errors.js';
+export type { ChorusErrorCode, LocalErrorCode } from './errors.js';
+export { Emitter } from './emitter.js';
+export type { Listener } from './emitter.js';
+export { ChorusAuth, RestClient, restRequest } from './rest.js';
+export type {
+  CodeSent,
+  LoginSession,
+  Membership,
+  Group,
+  Pin,
+  CreatedGroup,
+  Member,
+  GroupSettings,
+  CreateGroupOptions,
+  CreatePinOptions,
+  HistoryPage,
+  ConversationSummary,
+  MemberReceipt,
+  FetchLike,
+} from './rest.js';
+export { ChorusClient, newMessageId } from './client.js';
+export type {
+  ChorusClientOptions,
+  ChorusClientEvents,
+  ConnectionState,
+  ConnectionEvent,
+  OutgoingMessage,
+  WebSocketLike,
+  WebSocketFactory,
+} from './client.js';
+export { GroupCall, RemoteStream, LocalStream, SIMULCAST_ENCODINGS } from './call.js';
+export type {
+  GroupCallOptions,
+  GroupCallEvents,
+  RemoteStreamEvents,
+  PublishOptions,
+  SubscribeOptions,
+  TrackEvent,
+} from './call.js';
+
+/** The SDK version. */
+export const VERSION = '0.1.0';

@@ -1,0 +1,317 @@
+import { test, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChorusClient, ChorusError, type GroupCall, type GroupCallOptions, type TrackEvent } from '../src/index.ts';
+import { FakePeerConnection, FakeTrack, FakeWebSocket, flush, until, type Json } from './fakes.ts';
+
+const PERMS = { publish: true, subscribe: true, list: true, call_control: true, hangup: true };
+const SETTINGS = { audio: true, video: true, screen: true, simulcast: true, max_height: 720, max_duration_secs: null, max_streams: 4 };
+const MUTE0 = { audio: false, video: false };
+const cam = (sid = 0) => ({ sid, audio: true, video: true, screen: false, layers: 3, height: 720, muted: { ...MUTE0 } });
+const participant = (address: string, streams: Json[] = []) => ({
+  address, name: address.toUpperCase(), permissions: { ...PERMS }, admin_muted: { ...MUTE0 }, talking: false, streams,
+});
+
+async function joined(options: GroupCallOptions = {}, extra: Json = {}): Promise<{ c: ChorusClient; ws: FakeWebSocket; call: GroupCall }> {
+  const c = new ChorusClient({
+    server: 'http://localhost:8080',
+    token: 'tok-1234567890abcdef',
+    WebSocket: FakeWebSocket,
+    RTCPeerConnection: FakePeerConnection as unknown as typeof RTCPeerConnection,
+    pingInterval: 0,
+    reconnect: false,
+  });
+  const p = c.connect();
+  const ws = FakeWebSocket.last;
+  ws.handshake({ address: 'uA' });
+  await p;
+  const j = c.joinCall(1001, options);
+  assert.deepEqual(Object.keys(ws.lastOf('call_join')).sort(), ['gid', 'rid', 'type']);
+  ws.reply('call_join', {
+    type: 'call_joined', gid: 1001, address: 'uA', permissions: { ...PERMS }, settings: { ...SETTINGS, ...extra.settings },
+    participants: [participant('uA'), participant('uB', [cam(0)])],
+  });
+  const call = await j;
+  return { c, ws, call };
+}
+
+beforeEach(() => {
+  FakeWebSocket.reset();
+  FakePeerConnection.reset();
+});
+
+test('roster is built from call_joined and kept up to date by events', async () => {
+  const { c, ws, call } = await joined();
+  assert.equal(c.call, call);
+  assert.deepEqual([...call.participants.keys()], ['uA', 'uB']);
+  assert.equal(call.permissions.call_control, true);
+  assert.equal(call.settings.max_streams, 4);
+  assert.ok(call.stream('uB', 0), 'existing streams of others are known');
+  assert.equal(call.stream('uA', 0), undefined, 'own streams are not remote streams');
+
+  const seen: string[] = [];
+  call.on('participant-joined', (p) => seen.push(`joined:${p.address}`));
+  call.on('stream-published', (s) => seen.push(`published:${s.address}/${s.sid}:${s.name}`));
+  call.on('muted', (m) => seen.push(`muted:${m.address}/${m.sid}:${m.muted.audio}`));
+  call.on('talking', (t) => seen.push(`talking:${t.address}:${t.talking}`));
+  call.on('speakers', (o) => seen.push(`speakers:${o.join(',')}`));
+  call.on('stream-unpublished', (u) => seen.push(`unpublished:${u.address}/${u.sid}:${u.reason}`));
+  call.on('participant-left', (l) => seen.push(`left:${l.participant.address}:${l.reason}`));
+  call.on('participant-updated', (p) => seen.push(`updated:${p.address}`));
+  call.on('subscriber', (s) => seen.push(`subscriber:${s.address}:${s.joined}`));
+
+  const ev = (e: Json) => ws.receive({ type: 'call_event', gid: 1001, ...e });
+  ev({ event: 'joined', participant: participant('uC') });
+  ev({ event: 'published', address: 'uC', stream: { ...cam(1), screen: true, audio: false, layers: 1 } });
+  ev({ event: 'muted', address: 'uC', sid: 1, muted: { audio: true, video: false } });
+  ev({ event: 'talking', address: 'uB', talking: true });
+  ev({ event: 'speakers', order: ['uB', 'uC'] });
+  ev({ event: 'updated', address: 'uA', permissions: { ...PERMS, publish: false }, admin_muted: { audio: true, video: false } });
+  ev({ event: 'subscriber', address: 'uB', sid: 0, joined: true });
+  ev({ event: 'unpublished', address: 'uC', sid: 1, reason: 'unpublished' });
+  ev({ event: 'left', address: 'uB', reason: 'lost' });
+  ws.receive({ type: 'call_event', gid: 999, event: 'talking', address: 'uC', talking: true }); // another call: ignored
+
+  assert.deepEqual(seen, [
+    'joined:uC',
+    'published:uC/1:UC',
+    'muted:uC/1:true',
+    'talking:uB:true',
+    'speakers:uB,uC',
+    'updated:uA',
+    'subscriber:uB:true',
+    'unpublished:uC/1:unpublished',
+    'unpublished:uB/0:owner_left',
+    'left:uB:lost',
+  ]);
+  assert.deepEqual([...call.participants.keys()], ['uA', 'uC']);
+  assert.deepEqual(call.participants.get('uC')!.streams, []);
+  assert.equal(call.permissions.publish, false, 'own permissions follow updated events');
+  assert.deepEqual(call.adminMuted, { audio: true, video: false });
+  assert.deepEqual(call.speakers, ['uB', 'uC']);
+  assert.equal(call.participants.get('uB'), undefined);
+  assert.equal(call.streams.size, 0);
+
+  // Own `left` ends the call.
+  const left: Json[] = [];
+  call.on('left', (l) => left.push(l));
+  ev({ event: 'left', address: 'uA', reason: 'removed', by: 'uC' });
+  assert.deepEqual(left, [{ reason: 'removed', by: 'uC' }]);
+  assert.equal(call.active, false);
+  assert.equal(c.call, null);
+  c.close();
+});
+
+test('call_offer is answered with call_answer, and ontrack maps mids to publisher/sid/kind', async () => {
+  const { c, ws, call } = await joined({ autoSubscribe: { height: 360 } });
+  const tracks: TrackEvent[] = [];
+  const removed: TrackEvent[] = [];
+  call.on('track', (t) => tracks.push(t));
+  call.on('track-removed', (t) => removed.push(t));
+
+  // autoSubscribe subscribed to uB's camera from call_joined.
+  await until(() => ws.ofType('call_subscribe').length === 1);
+  assert.deepEqual(ws.lastOf('call_subscribe'), { type: 'call_subscribe', address: 'uB', sid: 0, height: 360, rid: ws.lastOf('call_subscribe').rid });
+  ws.reply('call_subscribe', { type: 'ok' });
+
+  ws.receive({
+    type: 'call_offer', sdp: 'v=0 m=0:audio m=1:video',
+    tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }, { mid: '1', publisher: 'uB', sid: 0, kind: 'video' }],
+  });
+  await until(() => ws.ofType('call_answer').length === 1);
+  const sub = call.peerConnections.subscribe as unknown as FakePeerConnection;
+  assert.deepEqual(sub.log, ['setRemote:offer', 'setLocal:answer']);
+  assert.equal(ws.lastOf('call_answer').sdp, 'v=0 answer to v=0 m=0:audio m=1:video');
+  ws.reply('call_answer', { type: 'ok' });
+  assert.deepEqual(tracks.map((t) => `${t.mid}:${t.publisher}/${t.sid}:${t.kind}`), ['0:uB/0:audio', '1:uB/0:video']);
+  const rs = call.stream('uB', 0)!;
+  assert.equal(rs.subscribed, true);
+  assert.equal(rs.tracks.video, tracks[1]!.track);
+  assert.equal(tracks[0]!.track.kind, 'audio');
+
+  // uC publishes; autoSubscribe subscribes; the next offer reuses mid 1 for uC's video and drops mid 0.
+  ws.receive({ type: 'call_event', gid: 1001, event: 'published', address: 'uC', stream: cam(0) });
+  await until(() => ws.ofType('call_subscribe').length === 2);
+  assert.equal(ws.lastOf('call_subscribe').address, 'uC');
+  ws.reply('call_subscribe', { type: 'ok' });
+  ws.receive({
+    type: 'call_offer', sdp: 'v=0 m=0:audio m=1:video m=2:audio',
+    tracks: [{ mid: '1', publisher: 'uC', sid: 0, kind: 'video' }, { mid: '2', publisher: 'uC', sid: 0, kind: 'audio' }],
+  });
+  await until(() => ws.ofType('call_answer').length === 2);
+  ws.reply('call_answer', { type: 'ok' });
+  assert.deepEqual(removed.map((t) => `${t.mid}:${t.publisher}:${t.kind}`).sort(), ['0:uB:audio', '1:uB:video']);
+  assert.deepEqual(tracks.slice(2).map((t) => `${t.mid}:${t.publisher}/${t.sid}:${t.kind}`).sort(), ['1:uC/0:video', '2:uC/0:audio']);
+  assert.equal(rs.tracks.video, null);
+  assert.equal(call.stream('uC', 0)!.tracks.audio!.kind, 'audio');
+
+  // setHeight re-sends call_subscribe with the same media choice.
+  const h = call.setHeight('uC', 0, 180);
+  assert.deepEqual(
+    { ...ws.lastOf('call_subscribe'), rid: undefined },
+    { type: 'call_subscribe', address: 'uC', sid: 0, height: 180, rid: undefined },
+  );
+  ws.reply('call_subscribe', { type: 'ok' });
+  await h;
+
+  // Layer events reach the stream.
+  ws.receive({ type: 'call_event', gid: 1001, event: 'layer', address: 'uC', sid: 0, layer: 0 });
+  assert.equal(call.stream('uC', 0)!.layer, 0);
+
+  const l = call.leave();
+  ws.reply('call_leave', { type: 'ok' });
+  await l;
+  assert.equal(sub.closed, true);
+  c.close();
+});
+
+test('publish adds simulcast transceivers, sends the mids, applies the answer; layers → setParameters', async () => {
+  const { c, ws, call } = await joined();
+  const audio = new FakeTrack('audio');
+  const video = new FakeTrack('video', 720);
+  const p = call.publish(0, { audio: audio as unknown as MediaStreamTrack, video: video as unknown as MediaStreamTrack });
+  await until(() => ws.ofType('call_publish').length === 1);
+  const pub = call.peerConnections.publish as unknown as FakePeerConnection;
+  const [at, vt] = pub.transceivers;
+  assert.equal(at!.kind, 'audio');
+  assert.equal(at!.direction, 'sendonly');
+  assert.deepEqual(vt!.init.sendEncodings, [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+  ]);
+  const f = ws.lastOf('call_publish');
+  assert.deepEqual({ ...f, rid: undefined }, {
+    type: 'call_publish', rid: undefined, sid: 0, audio: true, video: true, screen: false, rids: ['q', 'h', 'f'], height: 720,
+    audio_mid: at!.mid, video_mid: vt!.mid, sdp: pub.localDescription!.sdp,
+  });
+  assert.notEqual(f.audio_mid, f.video_mid);
+  ws.reply('call_publish', { type: 'call_published', stream: cam(0), sdp: 'v=0 answer' });
+  const ls = await p;
+  assert.equal(ls.info.layers, 3);
+  assert.deepEqual(pub.remoteDescription, { type: 'answer', sdp: 'v=0 answer' });
+  assert.equal(pub.signalingState, 'stable');
+
+  // The server says only the lowest layer is watched.
+  const layers: Json[] = [];
+  call.on('layers', (l) => layers.push(l));
+  ws.receive({ type: 'call_event', gid: 1001, event: 'layers', sid: 0, active: [true, false, false] });
+  await until(() => layers.length === 1);
+  assert.deepEqual(vt!.sender.setCalls.length, 1);
+  assert.deepEqual(vt!.sender.params.encodings.map((e: Json) => e.active), [true, false, false]);
+  ws.receive({ type: 'call_event', gid: 1001, event: 'layers', sid: 0, active: [true, true, false] });
+  await until(() => layers.length === 2);
+  assert.deepEqual(vt!.sender.params.encodings.map((e: Json) => e.active), [true, true, false]);
+  assert.equal(vt!.sender.params.encodings[0].rid, 'q', 'other encoding parameters are kept');
+
+  // Mute: local track disabled and call_mute sent with only what changes.
+  const m = call.mute(0, { video: true });
+  assert.equal(video.enabled, false);
+  assert.equal(audio.enabled, true);
+  assert.deepEqual({ ...ws.lastOf('call_mute'), rid: undefined }, { type: 'call_mute', sid: 0, video: true, rid: undefined });
+  ws.reply('call_mute', { type: 'ok' });
+  await m;
+  assert.equal(ls.info.muted.video, true);
+
+  // A screen: one encoding, no rids.
+  const screen = new FakeTrack('video', 1080);
+  const sp = call.publish(1, { video: screen as unknown as MediaStreamTrack, screen: true });
+  await until(() => ws.ofType('call_publish').length === 2);
+  const sf = ws.lastOf('call_publish');
+  assert.equal(sf.rids, undefined);
+  assert.equal(sf.screen, true);
+  assert.equal(sf.audio_mid, undefined);
+  assert.equal(pub.transceivers[2]!.init.sendEncodings, undefined);
+  ws.reply('call_publish', { type: 'call_published', stream: { ...cam(1), audio: false, screen: true, layers: 1 }, sdp: 'v=0 answer2' });
+  await sp;
+
+  // Unpublish: lines made inactive (not stopped), renegotiated with call_unpublish.
+  const u = call.unpublish(1);
+  await until(() => ws.ofType('call_unpublish').length === 1);
+  assert.equal(pub.transceivers[2]!.stopped, false);
+  assert.equal(pub.transceivers[2]!.direction, 'inactive');
+  assert.equal(pub.transceivers[2]!.sender.track, null);
+  assert.match(ws.lastOf('call_unpublish').sdp, /^v=0 offer#3/);
+  ws.reply('call_unpublish', { type: 'call_sdp', sdp: 'v=0 answer3' });
+  await u;
+  assert.equal(call.published.has(1), false);
+  assert.equal(pub.remoteDescription!.sdp, 'v=0 answer3');
+  c.close();
+});
+
+test('a refused publish rolls back and stops its transceivers; no simulcast when the room forbids it', async () => {
+  const { c, ws, call } = await joined({}, { settings: { simulcast: false } });
+  const video = new FakeTrack('video');
+  const p = call.publish(0, { video: video as unknown as MediaStreamTrack });
+  await until(() => ws.ofType('call_publish').length === 1);
+  assert.equal(ws.lastOf('call_publish').rids, undefined);
+  ws.reply('call_publish', { type: 'error', code: 'forbidden', message: 'video is not allowed in this call' });
+  await assert.rejects(p, (e: unknown) => e instanceof ChorusError && e.code === 'forbidden');
+  const pub = call.peerConnections.publish as unknown as FakePeerConnection;
+  assert.ok(pub.log.includes('setLocal:rollback'));
+  assert.equal(pub.transceivers[0]!.stopped, true);
+  assert.equal(call.published.size, 0);
+  c.close();
+});
+
+test('a dropped connection ends the call with reason lost', async () => {
+  const { c, ws, call } = await joined();
+  const left: Json[] = [];
+  call.on('left', (l) => left.push(l));
+  ws.drop(1006);
+  await flush(1);
+  assert.deepEqual(left, [{ reason: 'lost' }]);
+  assert.equal(c.call, null);
+  c.close();
+});
+
+test('attach() observes the element size and sends the height once subscribed (debounced)', async () => {
+  const g = globalThis as Json;
+  const observers: Json[] = [];
+  class FakeVideo {
+    clientHeight = 0;
+    srcObject: unknown = null;
+    autoplay = false;
+    playsInline = false;
+  }
+  g.HTMLVideoElement = FakeVideo;
+  g.ResizeObserver = class {
+    constructor(readonly cb: () => void) {
+      observers.push(this);
+    }
+    observe(): void {}
+    disconnect(): void {
+      observers.splice(observers.indexOf(this), 1);
+    }
+  };
+  try {
+    const { c, ws, call } = await joined();
+    const rs = call.stream('uB', 0)!;
+    const el = new FakeVideo();
+    const detach = rs.attach(el as unknown as HTMLVideoElement, { debounce: 5 });
+    assert.equal(el.autoplay, true);
+    el.clientHeight = 240;
+    observers[0].cb();
+    await flush(3);
+    assert.equal(ws.ofType('call_subscribe').length, 0, 'not subscribed yet: nothing sent');
+    const s = rs.subscribe({ height: 180 });
+    ws.reply('call_subscribe', { type: 'ok' });
+    await s;
+    await until(() => ws.ofType('call_subscribe').length === 2);
+    assert.equal(ws.lastOf('call_subscribe').height, 240, 'the observed height follows the subscription');
+    ws.reply('call_subscribe', { type: 'ok' });
+    el.clientHeight = 480;
+    observers[0].cb();
+    observers[0].cb();
+    await until(() => ws.ofType('call_subscribe').length === 3);
+    await flush(3);
+    assert.equal(ws.ofType('call_subscribe').length, 3, 'debounced: one request for two resizes');
+    assert.equal(ws.lastOf('call_subscribe').height, 480);
+    ws.reply('call_subscribe', { type: 'ok' });
+    detach();
+    assert.equal(observers.length, 0);
+    c.close();
+  } finally {
+    delete g.HTMLVideoElement;
+    delete g.ResizeObserver;
+  }
+});
