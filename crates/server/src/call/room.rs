@@ -147,8 +147,8 @@ impl PubTrack {
 /// One subscriber's copy of a published track.
 struct Fwd {
     subscriber: i64,
-    /// The subscribe leg's media line carrying it.
-    mid: Mid,
+    /// The subscribe leg's media line carrying it, once offered.
+    mid: Option<Mid>,
     fwd: Forwarder,
     selector: LayerSelector,
     wanted_height: Option<u32>,
@@ -817,14 +817,22 @@ impl RoomTask {
                         sid: t.sid,
                         kind: wire_kind(t.kind),
                     };
-                    if f.mid == Mid::from("") {
-                        let kind = match t.kind {
-                            TrackKind::Audio => MediaKind::Audio,
-                            TrackKind::Video => MediaKind::Video,
-                        };
-                        to_add.push((p.uid, ti, fi, kind, format!("{}-{}", p.address, t.sid), track(String::new())));
-                    } else {
-                        tracks.push(track(f.mid.to_string()));
+                    match f.mid {
+                        Some(mid) => tracks.push(track(mid.to_string())),
+                        None => {
+                            let kind = match t.kind {
+                                TrackKind::Audio => MediaKind::Audio,
+                                TrackKind::Video => MediaKind::Video,
+                            };
+                            to_add.push((
+                                p.uid,
+                                ti,
+                                fi,
+                                kind,
+                                format!("{}-{}", p.address, t.sid),
+                                track(String::new()),
+                            ));
+                        }
                     }
                 }
             }
@@ -858,7 +866,7 @@ impl RoomTask {
                 .and_then(|p| p.tracks.get_mut(ti))
                 .and_then(|t| t.subscribers.get_mut(fi))
             {
-                f.mid = mid;
+                f.mid = Some(mid);
             }
         }
         let peer = self.peers.get_mut(&uid).expect("present");
@@ -949,7 +957,7 @@ impl RoomTask {
                     })
                 }
                 RoomEventKind::SubscriptionRemoved { subscriber, stream, .. } => {
-                    self.unsubscribe_media(subscriber, stream, None);
+                    self.unsubscribe_media(subscriber, stream);
                     self.negotiate(now, subscriber);
                     only_publisher = Some(stream.publisher);
                     self.peers.get(&subscriber).map(|p| CallEvent::Subscriber {
@@ -997,7 +1005,7 @@ impl RoomTask {
                     };
                     t.subscribers.push(Fwd {
                         subscriber,
-                        mid: Mid::from(""),
+                        mid: None,
                         fwd,
                         selector: LayerSelector::default(),
                         wanted_height: sub.wanted_height,
@@ -1011,7 +1019,7 @@ impl RoomTask {
             }
         }
         if let Some(s) = self.peers.get_mut(&subscriber) {
-            s.to_stop.extend(removed.iter().copied().filter(|m| *m != Mid::from("")));
+            s.to_stop.extend(removed.iter().flatten().copied());
             if !removed.is_empty() {
                 added = true;
             }
@@ -1020,7 +1028,7 @@ impl RoomTask {
         added
     }
 
-    fn unsubscribe_media(&mut self, subscriber: i64, stream: StreamId<i64>, _reason: Option<()>) {
+    fn unsubscribe_media(&mut self, subscriber: i64, stream: StreamId<i64>) {
         let mut removed = Vec::new();
         if let Some(p) = self.peers.get_mut(&stream.publisher) {
             for t in p.tracks.iter_mut().filter(|t| t.sid == stream.sid) {
@@ -1034,7 +1042,7 @@ impl RoomTask {
             }
         }
         if let Some(s) = self.peers.get_mut(&subscriber) {
-            s.to_stop.extend(removed.into_iter().filter(|m| *m != Mid::from("")));
+            s.to_stop.extend(removed.into_iter().flatten());
         }
     }
 
@@ -1294,7 +1302,8 @@ impl RoomTask {
             // the keyframe the forwarder waits for, not one lost before DTLS was up.
             let Some(sub) = self.peers.get_mut(&f.subscriber) else { continue };
             let Some(leg) = sub.subscribe.as_mut() else { continue };
-            if !leg.connected || leg.rtc.direct_api().stream_tx_by_mid(f.mid, None).is_none() {
+            let Some(mid) = f.mid else { continue };
+            if !leg.connected || leg.rtc.direct_api().stream_tx_by_mid(mid, None).is_none() {
                 continue;
             }
             let decision = f.fwd.on_packet(now, &info);
@@ -1326,7 +1335,7 @@ impl RoomTask {
             };
             f.ext_seq = Some(ext);
             let mut api = leg.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(f.mid, None) else { continue };
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else { continue };
             let ext_vals = ExtensionValues {
                 audio_level: pkt.header.ext_vals.audio_level,
                 voice_activity: pkt.header.ext_vals.voice_activity,
@@ -1378,7 +1387,7 @@ impl RoomTask {
             p.tracks.iter().enumerate().find_map(|(ti, t)| {
                 t.subscribers
                     .iter()
-                    .find(|f| f.subscriber == uid && f.mid == mid)
+                    .find(|f| f.subscriber == uid && f.mid == Some(mid))
                     .map(|f| (p.uid, ti, f.fwd.current_layer().or(f.fwd.target_layer()).unwrap_or(Layer::LOW)))
             })
         });
