@@ -1,4 +1,5 @@
-// Builds dist/chorus.mjs (ESM), dist/chorus.js (IIFE, global `Chorus`) and
+// Builds dist/chorus.mjs (ESM), dist/chorus.js (IIFE, global `Chorus`), dist/mesibo.js (IIFE,
+// global `Mesibo`: the Mesibo compatibility layer) and
 // dist/chorus.d.ts (the declarations of every module, flattened into one file
 // and type-checked). Run by `npm run build` after the tsc type-check.
 import { build } from 'esbuild';
@@ -25,6 +26,15 @@ const common = {
 };
 await build({ ...common, format: 'esm', outfile: join(dist, 'chorus.mjs') });
 await build({ ...common, format: 'iife', globalName: 'Chorus', outfile: join(dist, 'chorus.js') });
+// The Mesibo compatibility layer: a classic script defining the global `Mesibo` and the
+// MESIBO_* / MESIBOCALL_* constants (src/mesibo/global.ts), with the SDK code it needs.
+await build({
+  ...common,
+  entryPoints: [join(root, 'src/mesibo/global.ts')],
+  banner: { js: banner.replace('Chorus SDK', 'Chorus SDK: Mesibo compatibility layer,') },
+  format: 'iife',
+  outfile: join(dist, 'mesibo.js'),
+});
 
 // Declarations: emit per module, then flatten (modules are concatenated in
 // dependency order with their intra-package imports removed).
@@ -79,4 +89,4 @@ writeFileSync(
 );
 execFileSync(process.execPath, [tsc, '-p', join(checkDir, 'tsconfig.json')], { stdio: 'inherit' });
 rmSync(checkDir, { recursive: true, force: true });
-console.log('built dist/chorus.mjs, dist/chorus.js, dist/chorus.d.ts');
+console.log('built dist/chorus.mjs, dist/chorus.js, dist/mesibo.js, dist/chorus.d.ts');

@@ -62,6 +62,7 @@ async fn the_browser_sdk_is_served_from_the_binary() {
         ("/sdk/chorus.js", "text/javascript", "ChorusClient"),
         ("/sdk/chorus.mjs", "text/javascript", "export"),
         ("/sdk/chorus.d.ts", "application/typescript", "export declare class ChorusClient"),
+        ("/sdk/mesibo.js", "text/javascript", "MESIBO_MSGSTATUS_READ"),
     ] {
         let r = reqwest::get(format!("{}{path}", s.base)).await.unwrap();
         assert_eq!(r.status(), 200, "{path}");

@@ -1432,11 +1432,13 @@ impl RoomTask {
                 for f in t.subscribers.iter_mut() {
                     if only.is_none_or(|o| o == f.subscriber) {
                         // A frozen picture is worse than a congested one: the lowest layer stays
-                        // while the estimate covers at least half of it (GCC's estimate dips well
-                        // below the link on every probe and loss burst); below that, video pauses.
+                        // while the budget covers half of it (GCC's estimate dips well below the
+                        // link on every probe and loss burst), a quarter when there is no cheaper
+                        // layer to fall back to; below that, video pauses.
                         let budget = budgets.get(&(f.subscriber, publisher, ti)).copied().unwrap_or(0);
                         let lowest = layers[0].bitrate_bps;
-                        let available_bps = if budget >= lowest / 2 { budget.max(lowest) } else { budget };
+                        let keep = if n == 1 { lowest / 4 } else { lowest / 2 };
+                        let available_bps = if budget >= keep { budget.max(lowest) } else { budget };
                         let demand =
                             Demand { wanted_height: f.wanted_height, room_max_height: max_height, available_bps };
                         let target = f.selector.select(now, layers, demand);

@@ -1,0 +1,871 @@
+/**
+ * The `Mesibo` object: Mesibo's JavaScript API (core, profiles, groups, messages, presence) on top
+ * of `ChorusClient`. See sdk/README.md, "Mesibo compatibility layer", for what maps to what and
+ * what Chorus cannot do.
+ *
+ * @module mesibo/mesibo
+ */
+import { ChorusClient, type ChorusClientOptions, type ConnectionEvent, type WebSocketFactory } from '../client.js';
+import { ChorusError } from '../errors.js';
+import type { FetchLike, Group, Member, Pin } from '../rest.js';
+import type { Conversation, GroupFrame, Message, PresenceFrame, ReceiptFrame } from '../protocol.js';
+import { C } from './constants.js';
+import { fire } from './dispatch.js';
+import { MesiboGroupCall } from './groupcall.js';
+import { MesiboMessage, MesiboReadSession, failureStatus, fromChorus, type MesiboParams } from './messages.js';
+
+/** Chorus extensions: where the server is and (for tests) the transport implementations. */
+export interface MesiboOptions {
+  /** Server base URL (default `location.origin`). Also `setServer(url)`. */
+  server?: string;
+  WebSocket?: WebSocketFactory;
+  RTCPeerConnection?: typeof RTCPeerConnection;
+  fetch?: FetchLike;
+  reconnect?: ChorusClientOptions['reconnect'];
+  pingInterval?: number;
+}
+
+/** Mesibo group settings (`Mesibo_onGroupSettings`, `createGroup`). */
+export interface MesiboGroupSettings {
+  name: string;
+  flags: number;
+  callFlags: number;
+  callDuration: number;
+  videoResolution: number;
+  expiry: number;
+}
+
+/** Mesibo member permissions (`addPin`, `Mesibo_onGroupSettings`). */
+export interface MesiboMemberPermissions {
+  flags: number;
+  adminFlags: number;
+  callFlags: number;
+  callDuration: number;
+  videoResolution: number;
+  expiry: number;
+}
+
+/** A group member (`Mesibo_onGroupMembers`). */
+export class MesiboMember {
+  constructor(
+    private readonly mesibo: Mesibo,
+    readonly address: string,
+    readonly name: string,
+    readonly flags: number,
+    readonly adminFlags: number,
+  ) {}
+  getAddress(): string {
+    return this.address;
+  }
+  getProfile(): MesiboProfile {
+    return this.mesibo.getProfile(this.address);
+  }
+  getName(): string {
+    return this.name;
+  }
+  getFlags(): number {
+    return this.flags;
+  }
+  getAdminFlags(): number {
+    return this.adminFlags;
+  }
+  isAdmin(): boolean {
+    return (this.adminFlags & ~C.MESIBO_ADMINFLAG_OWNER) !== 0 || (this.flags & C.MESIBO_MEMBERFLAG_ADMIN) !== 0;
+  }
+  isOwner(): boolean {
+    return (this.adminFlags & C.MESIBO_ADMINFLAG_OWNER) !== 0;
+  }
+}
+
+/** Mesibo's group error for a Chorus error. */
+export function groupError(e: unknown, pinOp = false): number {
+  const code = e instanceof ChorusError ? e.code : 'internal';
+  switch (code) {
+    case 'pin_invalid':
+      return C.MESIBO_GROUPERR_BADPIN;
+    case 'forbidden':
+      return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_PERMISSION;
+    case 'not_found':
+      return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_NOTMEMBER;
+    case 'bad_request':
+    case 'rate_limited':
+      return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_GENERAL;
+    case 'unauthorized':
+      return C.MESIBO_GROUPERR_ACCESSDENIED;
+    default:
+      return C.MESIBO_GROUPERR_GENERAL;
+  }
+}
+
+function settingsOf(g: Group): MesiboGroupSettings {
+  return {
+    name: g.name,
+    flags: g.flags,
+    callFlags: g.call_flags,
+    callDuration: g.call_duration,
+    videoResolution: g.video_resolution,
+    expiry: 0,
+  };
+}
+
+function permissionsOf(g: Group | null, flags: number, adminFlags: number): MesiboMemberPermissions {
+  return {
+    flags,
+    adminFlags,
+    callFlags: g?.call_flags ?? 0,
+    callDuration: g?.call_duration ?? 0,
+    videoResolution: g?.video_resolution ?? 0,
+    expiry: 0,
+  };
+}
+
+type Target = unknown;
+
+/**
+ * A user or group profile (`getProfile(address)`, `getProfile(null, gid)`, `getGroupProfile(gid)`).
+ * Group profiles have the real-time group-management methods (`addPin`, `join`, `getSettings`,
+ * `getMembers`, `addMembers`, `removeMembers`, `leave`, ...).
+ */
+export class MesiboProfile {
+  address: string;
+  groupid: number;
+  name: string;
+  /** Group: the last settings fetched. */
+  settings: MesiboGroupSettings | null = null;
+  /** Group: your permissions, as last fetched. */
+  permissions: MesiboMemberPermissions | null = null;
+  /** Presence as last seen on this connection. */
+  online = false;
+  typing = false;
+  private typingTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** @internal */
+  constructor(
+    private readonly mesibo: Mesibo,
+    address: string,
+    groupid: number,
+    name = '',
+  ) {
+    this.address = address;
+    this.groupid = groupid;
+    this.name = name;
+  }
+
+  getAddress(): string {
+    return this.address;
+  }
+  getGroupId(): number {
+    return this.groupid;
+  }
+  /** The display name, when known (from the session, group listings, call rosters); else the address or `Group <gid>`. */
+  getName(): string {
+    return this.name || (this.groupid ? `Group ${this.groupid}` : this.address);
+  }
+  setName(name: string): void {
+    this.name = name;
+  }
+  isGroup(): boolean {
+    return this.groupid > 0;
+  }
+  isSelfProfile(): boolean {
+    return !this.groupid && this.address === this.mesibo.getAddress();
+  }
+  /** The group profile (this object for a group), else null. */
+  getGroupProfile(): MesiboProfile | null {
+    return this.groupid > 0 ? this : null;
+  }
+  isOnline(): boolean {
+    return this.online;
+  }
+  isTyping(): boolean {
+    return this.typing;
+  }
+
+  /** A new outgoing message to this user or group; set `message` (and more), then `send()`. */
+  newMessage(id?: number | string): MesiboMessage {
+    const m = new MesiboMessage(this.mesibo);
+    m.id = id ?? this.mesibo.random();
+    if (this.groupid) m.groupid = this.groupid;
+    else m.peer = this.address;
+    m.profile = this.groupid ? null : this;
+    m.groupProfile = this.groupid ? this : null;
+    return m;
+  }
+
+  /** A read session over this conversation (see `MesiboReadSession`). */
+  createReadSession(listener?: unknown): MesiboReadSession {
+    return new MesiboReadSession(this.mesibo, this.conv(), listener ?? null);
+  }
+
+  /** Typing started (`presence 3` for the peer or the group's members). */
+  sendTyping(): void {
+    this.mesibo._typing(this.conv(), true);
+  }
+  /** Typing stopped. */
+  sendTypingCleared(): void {
+    this.mesibo._typing(this.conv(), false);
+  }
+
+  // ---------------------------------------------------------------- groups
+
+  /**
+   * Adds a pin carrying `permissions` (`{flags, adminFlags}`); then `Mesibo_onGroupSettings`
+   * with all pins. `expiry` (seconds) and `count` (uses) map to the pin's expiry and use limit.
+   */
+  addPin(permissions: Partial<MesiboMemberPermissions> | number, listener?: Target, expiry?: number, count?: number): void {
+    const p = typeof permissions === 'number' ? { flags: permissions } : (permissions ?? {});
+    void this.groupOp('addPin', listener, true, async (client) => {
+      const opts: { flags: number; admin_flags?: number; expires_in?: number; uses?: number } = {
+        flags: p.flags ?? C.MESIBO_MEMBERFLAG_ALL,
+      };
+      if (p.adminFlags) opts.admin_flags = p.adminFlags;
+      const exp = expiry ?? (p.expiry || undefined);
+      if (exp) opts.expires_in = exp;
+      if (count) opts.uses = count;
+      await client.rest.createPin(this.groupid, opts);
+      await this.reportSettings(listener);
+    });
+  }
+
+  /** Revokes a pin; then `Mesibo_onGroupSettings`. */
+  removePin(pin: string | number, listener?: Target): void {
+    void this.groupOp('removePin', listener, false, async (client) => {
+      await client.rest.revokePin(this.groupid, String(pin));
+      await this.reportSettings(listener);
+    });
+  }
+
+  /** Joins the group with a pin → `Mesibo_onGroupJoined(profile)`; a bad pin → `Mesibo_onGroupError(profile, MESIBO_GROUPERR_BADPIN)`. */
+  join(pin: string | number, listener?: Target): void {
+    void this.groupOp('join', listener, true, async (client) => {
+      const g = await client.joinGroup(this.groupid, String(pin));
+      this.applyGroup(g);
+      this.mesibo._rememberGroup(this);
+      fire(this.mesibo._targets(listener), 'Mesibo_onGroupJoined', this);
+    });
+  }
+
+  /** Leaves the group → `Mesibo_onGroupLeft(profile)`. */
+  leave(listener?: Target): void {
+    void this.groupOp('leave', listener, false, async (client) => {
+      await client.rest.leaveGroup(this.groupid);
+      this.mesibo._forgetGroup(this.groupid);
+      fire(this.mesibo._targets(listener), 'Mesibo_onGroupLeft', this);
+    });
+  }
+
+  /** Deletes the group (owner) → `Mesibo_onGroupLeft(profile)`. */
+  deleteGroup(listener?: Target): void {
+    void this.groupOp('deleteGroup', listener, false, async (client) => {
+      await client.rest.deleteGroup(this.groupid);
+      this.mesibo._forgetGroup(this.groupid);
+      fire(this.mesibo._targets(listener), 'Mesibo_onGroupLeft', this);
+    });
+  }
+
+  /** `Mesibo_onGroupSettings(profile, settings, permissions, pins)`. Pins are listed only to members who may list them. */
+  getSettings(listener?: Target): void {
+    void this.groupOp('getSettings', listener, false, () => this.reportSettings(listener));
+  }
+
+  /** Changes name, flags, callFlags, videoResolution, callDuration; then `Mesibo_onGroupSettings`. */
+  setProperties(settings: Partial<MesiboGroupSettings>, listener?: Target): void {
+    void this.groupOp('setProperties', listener, false, async (client) => {
+      const s: { name?: string; flags?: number; call_flags?: number; video_resolution?: number; call_duration?: number } = {};
+      if (settings.name !== undefined) s.name = settings.name;
+      if (settings.flags !== undefined) s.flags = settings.flags;
+      if (settings.callFlags !== undefined) s.call_flags = settings.callFlags;
+      if (settings.videoResolution !== undefined) s.video_resolution = settings.videoResolution;
+      if (settings.callDuration !== undefined) s.call_duration = settings.callDuration;
+      await client.rest.updateGroup(this.groupid, s);
+      await this.reportSettings(listener);
+    });
+  }
+
+  /** `Mesibo_onGroupMembers(profile, members[])`. Chorus lists all members at once: `count`/`restart` are accepted and ignored. */
+  getMembers(_count?: number, _restart?: boolean, listener?: Target): void {
+    void this.groupOp('getMembers', listener, false, async (client) => {
+      const list: Member[] = await client.members(this.groupid);
+      const members = list.map((m) => {
+        this.mesibo._learnName(m.address, m.name);
+        return new MesiboMember(this.mesibo, m.address, m.name, m.flags, m.admin_flags);
+      });
+      fire(this.mesibo._targets(listener), 'Mesibo_onGroupMembers', this, members);
+    });
+  }
+
+  /**
+   * Adds (or updates) members: `addMembers(addresses, memberFlags, adminFlags)` or
+   * `addMembers(addresses, {flags, adminFlags})`. A pin as the third argument is not supported
+   * (Mesibo's shared-pin form): it gives `Mesibo_onGroupError(profile, MESIBO_GROUPERR_NOTSHAREDPIN)`.
+   * Success → `Mesibo_onGroupMembersJoined(profile, addresses)` from the server's group event.
+   */
+  addMembers(addresses: string[] | string, flags?: number | Partial<MesiboMemberPermissions>, adminFlags?: number | string, listener?: Target): void {
+    const list = Array.isArray(addresses) ? addresses : String(addresses).split(',').map((s) => s.trim()).filter(Boolean);
+    let f: number | undefined;
+    let a: number | undefined;
+    if (typeof flags === 'object' && flags) {
+      f = flags.flags;
+      a = flags.adminFlags;
+      if (adminFlags !== undefined) {
+        fire(this.mesibo._targets(listener), 'Mesibo_onGroupError', this, C.MESIBO_GROUPERR_NOTSHAREDPIN);
+        return;
+      }
+    } else {
+      f = flags;
+      a = typeof adminFlags === 'number' ? adminFlags : undefined;
+    }
+    void this.groupOp('addMembers', listener, false, async (client) => {
+      const perms: { flags?: number; admin_flags?: number } = {};
+      if (f !== undefined) perms.flags = f;
+      if (a !== undefined) perms.admin_flags = a;
+      await client.rest.addMembers(this.groupid, list, perms);
+    });
+  }
+
+  /** Removes members (one REST call each). */
+  removeMembers(addresses: string[] | string, listener?: Target): void {
+    const list = Array.isArray(addresses) ? addresses : String(addresses).split(',').map((s) => s.trim()).filter(Boolean);
+    void this.groupOp('removeMembers', listener, false, async (client) => {
+      for (const a of list) await client.rest.removeMember(this.groupid, a);
+    });
+  }
+
+  /** @internal */
+  applyGroup(g: Group): void {
+    this.name = g.name;
+    this.settings = settingsOf(g);
+    if (g.membership) this.permissions = permissionsOf(g, g.membership.flags, g.membership.admin_flags);
+  }
+
+  private conv(): Conversation {
+    return this.groupid ? { gid: this.groupid } : { peer: this.address };
+  }
+
+  private async reportSettings(listener: Target): Promise<void> {
+    const client = await this.mesibo._client();
+    const g = await client.group(this.groupid);
+    this.applyGroup(g);
+    let pins: Pin[] = [];
+    try {
+      pins = await client.pins(this.groupid);
+    } catch (e) {
+      if (!(e instanceof ChorusError && (e.code === 'forbidden' || e.code === 'not_found'))) throw e;
+    }
+    const list = pins.map((p) => ({ pin: p.pin, label: p.label, permissions: permissionsOf(g, p.flags, p.admin_flags) }));
+    fire(this.mesibo._targets(listener), 'Mesibo_onGroupSettings', this, this.settings, this.permissions, list);
+  }
+
+  private async groupOp(op: string, listener: Target, pinOp: boolean, fn: (c: ChorusClient) => Promise<void>): Promise<void> {
+    if (!this.groupid) {
+      fire(this.mesibo._targets(listener), 'Mesibo_onGroupError', this, C.MESIBO_GROUPERR_GENERAL);
+      return;
+    }
+    try {
+      await fn(await this.mesibo._client());
+    } catch (e) {
+      console.warn(`mesibo: ${op} failed:`, e);
+      fire(this.mesibo._targets(listener), 'Mesibo_onGroupError', this, groupError(e, pinOp && op === 'join'));
+    }
+  }
+
+  /** @internal */
+  _presence(f: PresenceFrame): void {
+    if (f.presence === 1) this.online = true;
+    if (f.presence === 2) this.online = false;
+    if (f.presence === 3 || f.presence === 4 || f.presence === 2) {
+      this.typing = f.presence === 3;
+      clearTimeout(this.typingTimer);
+      // The server never clears typing by itself (docs/protocol.md §8): expire it after 5 s.
+      if (this.typing) this.typingTimer = setTimeout(() => (this.typing = false), 5000);
+    }
+  }
+}
+
+const CONNECTION_STATUS: Record<ConnectionEvent['state'], number> = {
+  idle: C.MESIBO_STATUS_UNKNOWN,
+  connecting: C.MESIBO_STATUS_CONNECTING,
+  online: C.MESIBO_STATUS_ONLINE,
+  offline: C.MESIBO_STATUS_OFFLINE,
+  closed: C.MESIBO_STATUS_STOPPED,
+  auth_failed: C.MESIBO_STATUS_AUTHFAIL,
+};
+
+let instance: Mesibo | null = null;
+
+/**
+ * Mesibo's `Mesibo` object. `new Mesibo()` (or `Mesibo.getInstance()`), `setAccessToken(token)`
+ * (a Chorus access token), `setListener(obj)`, `start()`.
+ */
+export class Mesibo {
+  /** @internal */
+  readonly _listeners: unknown[] = [];
+  /** @internal */
+  readonly _sessions = new Set<MesiboReadSession>();
+  private readonly options: MesiboOptions;
+  private server: string | undefined;
+  private appName = '';
+  private token = '';
+  private dbName: string | null = null;
+  private client: ChorusClient | null = null;
+  private readonly profiles = new Map<string, MesiboProfile>();
+  private readonly groups = new Map<number, MesiboProfile>();
+  private readonly memberOf = new Set<number>();
+  private readonly calls = new Map<number, MesiboGroupCall>();
+  private readonly outgoing = new Map<string, MesiboMessage>();
+  private readonly ids = new Map<string, number>();
+  private status: number = C.MESIBO_STATUS_UNKNOWN;
+  private readonly idPrefix = `mz${Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0')}`;
+
+  constructor(options: MesiboOptions = {}) {
+    this.options = options;
+    this.server = options.server;
+    if (!instance) instance = this;
+  }
+
+  /** The first `Mesibo` created (created now if none). */
+  static getInstance(): Mesibo {
+    return instance ?? new Mesibo();
+  }
+
+  // ---------------------------------------------------------------- setup
+
+  /** Kept for compatibility; Chorus tokens are not bound to an app id. Returns 0. */
+  setAppName(name: string): number {
+    this.appName = String(name ?? '');
+    return 0;
+  }
+  getAppName(): string {
+    return this.appName;
+  }
+  /** The user's access token (a Chorus access token). Returns false for an empty token. */
+  setAccessToken(token: string): boolean {
+    this.token = String(token ?? '');
+    if (this.client) this.client.token = this.token;
+    return this.token.length > 0;
+  }
+  /** Same as `setAccessToken`. */
+  setCredentials(token: string): boolean {
+    return this.setAccessToken(token);
+  }
+  /** Chorus extension: the server base URL (default `location.origin`). */
+  setServer(url: string): void {
+    this.server = url;
+  }
+  /** Replaces all listeners by `listener`. */
+  setListener(listener: unknown): void {
+    this._listeners.length = 0;
+    if (listener) this._listeners.push(listener);
+  }
+  /** Adds a listener. */
+  addListener(listener: unknown): void {
+    if (listener && !this._listeners.includes(listener)) this._listeners.push(listener);
+  }
+  removeListener(listener: unknown): void {
+    const i = this._listeners.indexOf(listener);
+    if (i >= 0) this._listeners.splice(i, 1);
+  }
+  /**
+   * Accepted; nothing is stored in the browser (no IndexedDB): history is read from the server
+   * by read sessions. Calls `cb(true)`.
+   */
+  setDatabase(name: string, cb?: (init: boolean) => void): number {
+    this.dbName = String(name ?? '');
+    if (typeof cb === 'function') setTimeout(() => cb(true), 0);
+    return 0;
+  }
+  getDatabase(): string | null {
+    return this.dbName;
+  }
+  /** No-op (Chorus sessions per tab are independent). */
+  enableCrossTabSessions(_on: boolean): void {
+    /* every tab has its own session */
+  }
+  /** A random 32-bit id (for message ids). */
+  random(): number {
+    return (Math.floor(Math.random() * 0xfffffffe) + 1) >>> 0;
+  }
+
+  /** Connects (and keeps reconnecting) → `Mesibo_onConnectionStatus(status)`. Returns 0 (-1 without token). */
+  start(): number {
+    if (this.client) return 0;
+    if (!this.token) {
+      this.setStatus(C.MESIBO_STATUS_AUTHFAIL);
+      return -1;
+    }
+    const server = this.server ?? (globalThis as { location?: { origin?: string } }).location?.origin;
+    if (!server) throw new Error('mesibo (Chorus): no server: call setServer(url) or run in a page');
+    const opts: ChorusClientOptions = { server, token: this.token };
+    if (this.options.WebSocket) opts.WebSocket = this.options.WebSocket;
+    if (this.options.RTCPeerConnection) opts.RTCPeerConnection = this.options.RTCPeerConnection;
+    if (this.options.fetch) opts.fetch = this.options.fetch;
+    if (this.options.reconnect !== undefined) opts.reconnect = this.options.reconnect;
+    if (this.options.pingInterval !== undefined) opts.pingInterval = this.options.pingInterval;
+    const client = new ChorusClient(opts);
+    this.client = client;
+    client.on('connection', (e) => {
+      if (e.state === 'online') return; // reported after the group list is loaded
+      this.setStatus(CONNECTION_STATUS[e.state]);
+    });
+    client.on('synced', () => {
+      void this.refreshGroups().finally(() => {
+        if (this.client === client && client.state === 'online') this.setStatus(C.MESIBO_STATUS_ONLINE);
+      });
+    });
+    client.on('message', (m) => this.onMessage(m));
+    client.on('receipt', (r) => this.onReceipt(r));
+    client.on('presence', (p) => this.onPresence(p));
+    client.on('group', (g) => this.onGroup(g));
+    client.on('error', (e) => this._error('server', e));
+    client.connect().catch(() => undefined);
+    return 0;
+  }
+
+  /** Disconnects → `Mesibo_onConnectionStatus(MESIBO_STATUS_STOPPED)`. */
+  stop(): number {
+    const c = this.client;
+    this.client = null;
+    for (const gc of this.calls.values()) gc._stopped();
+    c?.close();
+    this.setStatus(C.MESIBO_STATUS_STOPPED);
+    return 0;
+  }
+
+  /** The last connection status. */
+  getConnectionStatus(): number {
+    return this.status;
+  }
+
+  // ---------------------------------------------------------------- identity, profiles
+
+  getAddress(): string | null {
+    return this.client?.address ?? null;
+  }
+  /** Your user id (from the session). */
+  getUid(): number {
+    return this.client?.user?.uid ?? 0;
+  }
+  getSelfProfile(): MesiboProfile | null {
+    const a = this.getAddress();
+    if (!a) return null;
+    const p = this.getProfile(a);
+    if (this.client?.user?.name) p.name = this.client.user.name;
+    return p;
+  }
+  /** `getProfile(address)` for a user, `getProfile(null, gid)` for a group. */
+  getProfile(address: string | null, groupid?: number): MesiboProfile {
+    if (groupid && groupid > 0) return this.getGroupProfile(groupid);
+    const a = String(address ?? '');
+    let p = this.profiles.get(a);
+    if (!p) this.profiles.set(a, (p = new MesiboProfile(this, a, 0)));
+    return p;
+  }
+  /** The profile of group `gid`. */
+  getGroupProfile(gid: number): MesiboProfile {
+    const g = Number(gid);
+    let p = this.groups.get(g);
+    if (!p) this.groups.set(g, (p = new MesiboProfile(this, '', g)));
+    return p;
+  }
+  /**
+   * The groups you belong to, as loaded at connect (refreshed on group events). Mesibo returns
+   * them synchronously from its local database; here `cb(list)` (optional) gets a fresh list from
+   * the server.
+   */
+  getGroupProfiles(cb?: (list: MesiboProfile[]) => void): MesiboProfile[] {
+    if (typeof cb === 'function') void this.refreshGroups().then(() => cb(this.groupList()));
+    return this.groupList();
+  }
+
+  /**
+   * Creates a group: `createGroup({name, flags, callFlags, videoResolution, callDuration}, listener)`
+   * or `createGroup(name, flags, listener)` → `Mesibo_onGroupCreated(profile)` (or `listener(profile)`
+   * when it is a function); a failure → `Mesibo_onGroupError(null, error)`.
+   */
+  createGroup(settings: string | Partial<MesiboGroupSettings>, flagsOrListener?: number | unknown, listener?: unknown): number {
+    const s: Partial<MesiboGroupSettings> = typeof settings === 'string' ? { name: settings } : { ...(settings ?? {}) };
+    let l: unknown = listener;
+    if (typeof flagsOrListener === 'number') s.flags = flagsOrListener;
+    else if (flagsOrListener !== undefined) l = flagsOrListener;
+    void (async () => {
+      try {
+        const client = await this._client();
+        const opts: { name: string; flags?: number; call_flags?: number; video_resolution?: number; call_duration?: number } = {
+          name: s.name ?? '',
+        };
+        if (s.flags !== undefined) opts.flags = s.flags;
+        if (s.callFlags) opts.call_flags = s.callFlags;
+        if (s.videoResolution !== undefined) opts.video_resolution = s.videoResolution;
+        if (s.callDuration !== undefined) opts.call_duration = s.callDuration;
+        const created = await client.createGroup(opts);
+        const p = this.getGroupProfile(created.group.gid);
+        p.applyGroup(created.group);
+        this._rememberGroup(p);
+        if (typeof l === 'function') (l as (p: MesiboProfile) => void)(p);
+        else fire(this._targets(l), 'Mesibo_onGroupCreated', p);
+      } catch (e) {
+        console.warn('mesibo: createGroup failed:', e);
+        fire(this._targets(typeof l === 'function' ? undefined : l), 'Mesibo_onGroupError', null, groupError(e));
+      }
+    })();
+    return 0;
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  /**
+   * Mesibo's legacy send: `params` `{peer | groupid, flag, type, expiry}`, `id` a number,
+   * `data` the text (a string or bytes) or JSON data (an object). Returns 0; the outcome comes as
+   * `Mesibo_onMessageStatus(m)` (SENT, DELIVERED, READ or a failure ≥ 0x80).
+   */
+  sendMessage(params: MesiboParams, id?: number | string, data?: unknown): number {
+    const m = new MesiboMessage(this);
+    m.id = id ?? params.id ?? this.random();
+    if (params.groupid && params.groupid > 0) {
+      m.groupid = Number(params.groupid);
+      m.groupProfile = this.getGroupProfile(m.groupid);
+    } else {
+      m.peer = String(params.peer ?? '');
+      m.profile = this.getProfile(m.peer);
+    }
+    if (params.flag !== undefined) m.flag = params.flag;
+    if (params.type !== undefined) m.type = params.type;
+    if (params.expiry !== undefined) m.expiry = params.expiry;
+    if (typeof data === 'string') m.message = data;
+    else if (data instanceof Uint8Array || data instanceof ArrayBuffer) m.message = new TextDecoder().decode(data);
+    else if (data !== undefined && data !== null) m.data = data;
+    else if (params.message !== undefined) m.message = params.message;
+    return m.send();
+  }
+
+  /** A read session (legacy): `readDbSession(peer, groupid, query, on_read)`; then `read(n)`. `query` is ignored. */
+  readDbSession(peer: string | null, groupid: number, _query?: unknown, onRead?: (count: number) => void): MesiboReadSession {
+    const conv: Conversation = groupid > 0 ? { gid: Number(groupid) } : { peer: String(peer ?? '') };
+    return new MesiboReadSession(this, conv, null, typeof onRead === 'function' ? onRead : null);
+  }
+
+  // ---------------------------------------------------------------- calls
+
+  /** The group call of `gid` (`join(listener)` to enter it). */
+  groupCall(listener: unknown, gid: number): MesiboGroupCall {
+    const g = Number(gid);
+    let gc = this.calls.get(g);
+    if (!gc || gc._finished) this.calls.set(g, (gc = new MesiboGroupCall(this, listener, g, false)));
+    else if (listener) gc._setListener(listener);
+    return gc;
+  }
+  /** Gen-1 group call: `initGroupCall()`, then `setRoom(gid)`; callbacks go to the `setListener` objects. */
+  initGroupCall(): MesiboGroupCall {
+    return new MesiboGroupCall(this, null, 0, true);
+  }
+
+  /** 1:1 calls are not part of Chorus: `call(address)` reports `Mesibo_onCallStatus(0, MESIBO_CALLSTATUS_NOCALLS)`. */
+  call(_address: string): number {
+    setTimeout(() => fire(this._listeners, 'Mesibo_onCallStatus', 0, C.MESIBO_CALLSTATUS_NOCALLS), 0);
+    return -1;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** @internal The connected client (waits for the connection). */
+  async _client(): Promise<ChorusClient> {
+    const c = this.client;
+    if (!c) throw new ChorusError('state', 'Mesibo is not started (call start() first)');
+    if (!c.synced) await c.connect();
+    return c;
+  }
+
+  /** @internal The client, if started. */
+  _clientNow(): ChorusClient | null {
+    return this.client;
+  }
+
+  /** @internal Listener targets: the op's listener if given, else the global listeners. */
+  _targets(listener: unknown): unknown[] {
+    return listener && typeof listener === 'object' ? [listener] : this._listeners;
+  }
+
+  /** @internal Reports an error that has no Mesibo callback of its own: `Mesibo_onError({op, code, message})`. */
+  _error(op: string, e: unknown): void {
+    const err = { op, code: e instanceof ChorusError ? e.code : 'error', message: e instanceof Error ? e.message : String(e) };
+    if (fire(this._listeners, 'Mesibo_onError', err) === 0) console.warn(`mesibo: ${op}:`, e);
+  }
+
+  /** @internal A stable per-user number for `getId()` (Chorus does not show others' uids). */
+  _idFor(address: string): number {
+    let id = this.ids.get(address);
+    if (id === undefined) this.ids.set(address, (id = this.ids.size + 1));
+    return id;
+  }
+
+  /** @internal */
+  _learnName(address: string, name: string): void {
+    if (name) this.getProfile(address).name = name;
+  }
+
+  /** @internal */
+  _rememberGroup(p: MesiboProfile): void {
+    this.memberOf.add(p.groupid);
+  }
+  /** @internal */
+  _forgetGroup(gid: number): void {
+    this.memberOf.delete(gid);
+  }
+
+  /** @internal */
+  _typing(conv: Conversation, on: boolean): void {
+    const c = this.client;
+    if (!c || !c.synced) return;
+    c.typing(conv.gid !== undefined ? { gid: conv.gid, on } : { peer: conv.peer as string, on });
+  }
+
+  /** @internal Sends an outgoing message and reports its status. */
+  _send(m: MesiboMessage): void {
+    // Chorus client ids must be unique for the user forever; Mesibo apps often use small or
+    // random numbers, so the id on the wire is prefixed per page (and stripped on receipt).
+    const key = `${this.idPrefix}-${m.id}`;
+    m._key = key;
+    const report = () => fire(this._listeners, 'Mesibo_onMessageStatus', m);
+    const c = this.client;
+    if (!c) {
+      m.status = C.MESIBO_MSGSTATUS_FAIL;
+      setTimeout(report, 0);
+      return;
+    }
+    m.ts = Date.now();
+    this.outgoing.set(key, m);
+    if (this.outgoing.size > 1000) this.outgoing.delete(this.outgoing.keys().next().value as string);
+    const out: { id: string; peer?: string; gid?: number; text?: string; data?: unknown; file?: Message['file']; mtype?: number } = { id: key };
+    if (m.groupid > 0) out.gid = m.groupid;
+    else out.peer = m.peer;
+    if (m.message) out.text = m.message;
+    if (m.data !== undefined) out.data = m.data;
+    if (m.file) out.file = m.file;
+    if (m.type) out.mtype = m.type;
+    if (!out.text && out.data === undefined && !out.file) out.text = '';
+    c.send(out).then(
+      (sent) => {
+        m.mid = sent.mid;
+        m.seq = sent.seq;
+        m.ts = sent.ts;
+        if (m.status < C.MESIBO_MSGSTATUS_SENT) m.status = C.MESIBO_MSGSTATUS_SENT;
+        report();
+      },
+      (e: unknown) => {
+        this.outgoing.delete(key);
+        m.status = failureStatus(e);
+        report();
+      },
+    );
+  }
+
+  private setStatus(s: number): void {
+    if (s === this.status) return;
+    this.status = s;
+    fire(this._listeners, 'Mesibo_onConnectionStatus', s, 0);
+  }
+
+  private groupList(): MesiboProfile[] {
+    return [...this.memberOf].map((g) => this.getGroupProfile(g));
+  }
+
+  private async refreshGroups(): Promise<void> {
+    const c = this.client;
+    if (!c) return;
+    try {
+      const list = await c.groups();
+      this.memberOf.clear();
+      for (const g of list) {
+        const p = this.getGroupProfile(g.gid);
+        p.applyGroup(g);
+        this.memberOf.add(g.gid);
+      }
+    } catch (e) {
+      this._error('getGroupProfiles', e);
+    }
+  }
+
+  private onMessage(f: Message): void {
+    const self = this.getAddress();
+    if (f.from === self && this.outgoing.has(f.id) && !f.edited && !f.deleted) return; // our own send, echoed
+    const m = fromChorus(this, f, C.MESIBO_ORIGIN_REALTIME, self);
+    if (f.edited || f.deleted) {
+      fire(this._listeners, 'Mesibo_onMessageUpdate', m);
+      return;
+    }
+    fire(this._listeners, 'Mesibo_onMessage', m, m.message);
+    for (const s of this._sessions) s._live(m);
+    if (m.isIncoming() && !m.groupid) {
+      const p = this.getProfile(m.peer);
+      p.typing = false;
+    }
+  }
+
+  private onReceipt(r: ReceiptFrame): void {
+    for (const m of this.outgoing.values()) {
+      if (m.seq === 0 || m.seq > r.seq || m.status >= 0x80) continue;
+      if (r.gid !== undefined ? m.groupid !== r.gid : m.groupid !== 0 || m.peer !== r.peer) continue;
+      let changed = false;
+      if (r.status === C.MESIBO_MSGSTATUS_READ && m.groupid) {
+        m._readBy ??= new Set();
+        if (!m._readBy.has(r.by)) {
+          m._readBy.add(r.by);
+          m.rcount = m._readBy.size;
+          changed = true;
+        }
+      }
+      if (r.status > m.status) {
+        m.status = r.status;
+        changed = true;
+      }
+      if (changed) fire(this._listeners, 'Mesibo_onMessageStatus', m);
+      if (m.status === C.MESIBO_MSGSTATUS_READ && !m.groupid) this.outgoing.delete(m._key);
+    }
+  }
+
+  private onPresence(f: PresenceFrame): void {
+    const p = this.getProfile(f.from);
+    p._presence(f);
+    const presence = {
+      presence: f.presence,
+      value: 0,
+      peer: f.from,
+      from: f.from,
+      groupid: f.gid ?? 0,
+      profile: p,
+      groupProfile: f.gid !== undefined ? this.getGroupProfile(f.gid) : null,
+      getProfile: () => p,
+      getPresence: () => f.presence,
+    };
+    fire(this._listeners, 'Mesibo_onPresence', presence);
+  }
+
+  private onGroup(f: GroupFrame): void {
+    const p = this.getGroupProfile(f.gid);
+    const members = f.members ?? [];
+    const self = this.getAddress();
+    switch (f.event) {
+      case 'members_added':
+        if (self && members.includes(self)) this.memberOf.add(f.gid);
+        fire(this._listeners, 'Mesibo_onGroupMembersJoined', p, members);
+        return;
+      case 'members_removed':
+        fire(this._listeners, 'Mesibo_onGroupMembersRemoved', p, members);
+        if (self && members.includes(self)) {
+          this.memberOf.delete(f.gid);
+          fire(this._listeners, 'Mesibo_onGroupLeft', p);
+        }
+        return;
+      case 'updated':
+        fire(this._listeners, 'Mesibo_onProfileUpdated', p);
+        return;
+      case 'deleted':
+        this.memberOf.delete(f.gid);
+        fire(this._listeners, 'Mesibo_onGroupError', p, C.MESIBO_GROUPERR_DELETED);
+        fire(this._listeners, 'Mesibo_onGroupLeft', p);
+        return;
+      default:
+        return;
+    }
+  }
+}
