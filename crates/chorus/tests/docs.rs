@@ -75,3 +75,28 @@ async fn the_browser_sdk_is_served_from_the_binary() {
         assert!(body.contains(needle), "{path} has {needle}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_app_is_served_at_the_root() {
+    let s = Server::start(Backend::Sqlite).await;
+    for page in ["/", "/?room=1000&pin=12345678"] {
+        let r = reqwest::get(format!("{}{page}", s.base)).await.unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let html = r.text().await.unwrap();
+        assert!(html.contains("<div id=\"app\">"), "{page}: {html}");
+        // Every asset the page names is served, with its type.
+        let assets: Vec<&str> = html.split("./assets/").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert!(assets.iter().any(|a| a.ends_with(".js")), "{assets:?}");
+        for a in assets {
+            let r = reqwest::get(format!("{}/assets/{a}", s.base)).await.unwrap();
+            assert_eq!(r.status(), 200, "{a}");
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            let want = if a.ends_with(".js") { "text/javascript" } else { "text/css" };
+            assert!(ct.starts_with(want), "{a}: {ct}");
+        }
+    }
+    // A path that is neither an endpoint nor a file stays a JSON not_found.
+    let r = reqwest::get(format!("{}/no/such/thing.js", s.base)).await.unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -8,10 +8,12 @@
 //! - [`ws`]: the WebSocket at `/v1/ws`.
 //! - [`mesibo`]: Mesibo-compatible adapters at `/api` and `/backend`.
 //! - [`sdk`]: the browser SDK bundles at `/sdk/`.
+//! - [`web`]: the web app at `/`.
 
 pub mod mesibo;
 pub mod sdk;
 pub mod v1;
+pub mod web;
 pub mod ws;
 
 use std::net::{IpAddr, SocketAddr};
@@ -64,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(v1::routes())
         .merge(mesibo::routes())
         .merge(sdk::routes())
+        .merge(web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -1,0 +1,149 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import type { ChatStore, ChatMessage } from './chat.ts';
+import { Icon } from './icons.tsx';
+import { MAX_ATTACHMENT_BYTES, attachmentMessage, attachmentUrl, formatBytes, ticks, type ConvKey } from './lib.ts';
+
+function readAsDataUrl(f: File): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(String(r.result));
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(f);
+  });
+}
+
+function Attachment({ m }: { m: ChatMessage }) {
+  const url = attachmentUrl(m);
+  const f = m.file;
+  if (!f) return null;
+  const label = `${f.name ?? 'file'}${f.size ? ` (${formatBytes(f.size)})` : ''}`;
+  if (!url) return <span class="file">{label}</span>;
+  return (
+    <span class="file" data-testid="chat-file">
+      {f.mime?.startsWith('image/') && <img src={url} alt={f.name ?? ''} />}
+      <a href={url} download={f.name ?? 'file'}>
+        <Icon name="clip" size={14} /> {label}
+      </a>
+    </span>
+  );
+}
+
+export function ChatPanel({
+  store,
+  conv,
+  setConv,
+  gid,
+  self,
+  nameOf,
+}: {
+  store: ChatStore;
+  conv: ConvKey;
+  setConv: (k: ConvKey) => void;
+  gid: number;
+  self: string;
+  nameOf: (address: string) => string;
+}) {
+  const [text, setText] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const list = useRef<HTMLDivElement>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const messages = store.messages(conv);
+  const typing = store.typing(conv);
+
+  useEffect(() => {
+    store.show(conv);
+    return () => store.show(null);
+  }, [conv]);
+  useEffect(() => {
+    const el = list.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  }, [messages.length, conv]);
+
+  // Conversations: the room, then 1:1 chats that have messages or are open.
+  const convs: ConvKey[] = [`g:${gid}`];
+  for (const k of store.conversations.keys()) if (k.startsWith('p:') && !convs.includes(k)) convs.push(k);
+  if (!convs.includes(conv)) convs.push(conv);
+
+  async function send(e: Event) {
+    e.preventDefault();
+    const t = text.trim();
+    if (!t) return;
+    setText('');
+    setError(null);
+    await store.send(conv, { text: t });
+  }
+
+  async function attach(e: Event) {
+    const input = e.currentTarget as HTMLInputElement;
+    const f = input.files?.[0];
+    input.value = '';
+    if (!f) return;
+    setError(null);
+    const r = attachmentMessage(f, f.size > MAX_ATTACHMENT_BYTES ? '' : await readAsDataUrl(f));
+    if ('error' in r) return setError(r.error);
+    await store.send(conv, r);
+  }
+
+  return (
+    <div class="chat" data-testid="chat" data-conv={conv}>
+      <div class="convs">
+        {convs.map((k) => (
+          <button key={k} class={`small${k === conv ? ' on' : ''}`} data-testid="chat-conv" data-conv={k} onClick={() => setConv(k)}>
+            {k.startsWith('g:') ? 'Everyone' : nameOf(k.slice(2))}
+            {store.unread.get(k) ? <span class="unread"> {store.unread.get(k)}</span> : null}
+          </button>
+        ))}
+      </div>
+      <div class="messages" ref={list} data-testid="chat-messages">
+        {messages.length === 0 && <p class="muted">No messages yet{conv.startsWith('p:') ? ` — only ${nameOf(conv.slice(2))} sees what you write here` : ''}.</p>}
+        {messages.map((m) => {
+          const mine = m.from === self;
+          const d = mine ? store.delivery(conv, m) : null;
+          return (
+            <div key={m.id || m.mid} class={`msg${mine ? ' mine' : ''}`} data-testid="chat-message" data-from={m.from} data-seq={m.seq}>
+              {!mine && <div class="from">{nameOf(m.from)}</div>}
+              {m.text && <div class="text">{m.deleted ? <i>deleted</i> : m.text}</div>}
+              <Attachment m={m} />
+              <div class="meta">
+                {new Date(m.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
+                {d && (
+                  <span class={`receipt r-${d}`} data-testid="receipt" data-status={d} title={d === 'failed' ? `Not sent (${m.error ?? ''})` : d}>
+                    {' '}
+                    {ticks(d)}
+                  </span>
+                )}
+              </div>
+            </div>
+          );
+        })}
+      </div>
+      <div class="typing" data-testid="typing">
+        {typing.length > 0 ? `${typing.map(nameOf).join(', ')} ${typing.length > 1 ? 'are' : 'is'} typing…` : ''}
+      </div>
+      {error && (
+        <div class="error" role="alert" data-testid="chat-error">
+          {error}
+        </div>
+      )}
+      <form class="composer" onSubmit={send}>
+        <button type="button" class="small" title={`Attach a file (up to ${formatBytes(MAX_ATTACHMENT_BYTES)} for now)`} data-testid="chat-attach" onClick={() => fileInput.current?.click()}>
+          <Icon name="clip" size={16} />
+        </button>
+        <input ref={fileInput} type="file" hidden data-testid="chat-file-input" onChange={attach} />
+        <input
+          data-testid="chat-input"
+          value={text}
+          placeholder={conv.startsWith('g:') ? 'Message everyone' : `Message ${nameOf(conv.slice(2))}`}
+          onInput={(e) => {
+            setText(e.currentTarget.value);
+            if (e.currentTarget.value) store.typed(conv);
+          }}
+        />
+        <button class="primary small" data-testid="chat-send">
+          Send
+        </button>
+      </form>
+      <p class="hint muted">Files are sent inside the message for now: up to {formatBytes(MAX_ATTACHMENT_BYTES)}.</p>
+    </div>
+  );
+}
