@@ -1134,6 +1134,8 @@ export interface ChorusClientEvents {
     synced: SyncedFrame;
     message: Message;
     sent: SentFrame;
+    /** One of your own messages as the server stored it (after its `sent`): for local caches and UIs. */
+    'own-message': Message;
     receipt: ReceiptFrame;
     presence: PresenceFrame;
     group: GroupFrame;
@@ -1299,6 +1301,54 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
         before?: number;
         limit?: number;
     }): Promise<HistoryPage>;
+}
+
+// ---- cache
+/**
+ * Local caching in IndexedDB: the messages a client has seen, by conversation, and its resume
+ * cursor, so a page that reloads shows its conversations at once (even offline) and resumes the
+ * session where it stopped instead of reloading the backlog.
+ *
+ * ```ts
+ * const cache = await MessageCache.open('chorus-ann');          // one database per user
+ * const client = new ChorusClient({ server, token, cursor: await cache.cursor() });
+ * cache.attach(client);                                           // stores messages and the cursor
+ * await client.connect();
+ * const recent = await cache.messages({ gid: 1001 }, 50);         // newest first
+ * ```
+ *
+ * Edits and deletions replace the stored message (same `mid`). The cache never deletes on its
+ * own; `clear()` empties it (e.g. at logout).
+ */
+
+
+/** A conversation: a 1:1 partner or a group. */
+export type CacheConversation = {
+    peer: string;
+} | {
+    gid: number;
+};
+/** Messages and the resume cursor of one user, in one IndexedDB database. */
+export declare class MessageCache {
+    private readonly db;
+    private constructor();
+    /** Opens (or creates) the database `name`. `indexedDB` defaults to the global one. */
+    static open(name: string, indexedDB?: IDBFactory): Promise<MessageCache>;
+    /** Stores a message (or replaces it: an edit or a deletion) as `self` sees it. */
+    put(m: Message, self: string | null): Promise<void>;
+    /** Up to `limit` messages of a conversation, newest first; `before` a `seq` to page back. */
+    messages(c: CacheConversation, limit?: number, before?: number): Promise<Message[]>;
+    /** The saved resume cursor, if any. */
+    cursor(): Promise<Cursor | null>;
+    /** Saves the resume cursor. */
+    setCursor(c: Cursor): Promise<void>;
+    /** Keeps the cache in step with `client`: every message it receives or sends, and its cursor.
+     * Returns a function that stops it. */
+    attach(client: ChorusClient): () => void;
+    /** Empties the cache (at logout). */
+    clear(): Promise<void>;
+    /** Closes the database. */
+    close(): void;
 }
 
 // ---- index

@@ -1381,6 +1381,18 @@ var ChorusClient = class extends Emitter {
       this.outbox.delete(id);
       e.resolve(f);
       this.emit("sent", f);
+      const { rid: _rid, type: _type, ...content } = e.frame;
+      this.emit("own-message", {
+        ...content,
+        mid: f.mid,
+        from: this._user?.address ?? "",
+        seq: f.seq,
+        pos: f.pos,
+        ts: f.ts,
+        mtype: e.frame.mtype ?? 0,
+        edited: false,
+        deleted: false
+      });
     } else if (f.type === "error") {
       this.outbox.delete(id);
       e.reject(ChorusError.fromFrame({ ...f, id: f.id ?? id }));
@@ -1515,6 +1527,105 @@ var ChorusClient = class extends Emitter {
   }
 };
 
+// src/cache.ts
+var MESSAGES = "messages";
+var META = "meta";
+function request(r) {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+function done(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+function convKey(c) {
+  return "gid" in c ? `g:${c.gid}` : `p:${c.peer}`;
+}
+var MessageCache = class _MessageCache {
+  constructor(db) {
+    this.db = db;
+  }
+  /** Opens (or creates) the database `name`. `indexedDB` defaults to the global one. */
+  static async open(name, indexedDB = globalThis.indexedDB) {
+    if (!indexedDB) throw new Error("IndexedDB is not available");
+    const req = indexedDB.open(name, 1);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      const messages = db.createObjectStore(MESSAGES, { keyPath: "mid" });
+      messages.createIndex("conv_seq", ["conv", "seq"]);
+      db.createObjectStore(META);
+    };
+    return new _MessageCache(await request(req));
+  }
+  /** Stores a message (or replaces it: an edit or a deletion) as `self` sees it. */
+  async put(m, self) {
+    const partner = m.from === self ? m.peer : m.from;
+    const conv = m.gid !== void 0 && m.gid !== null ? `g:${m.gid}` : `p:${partner ?? ""}`;
+    const tx = this.db.transaction(MESSAGES, "readwrite");
+    tx.objectStore(MESSAGES).put({ ...m, conv });
+    await done(tx);
+  }
+  /** Up to `limit` messages of a conversation, newest first; `before` a `seq` to page back. */
+  async messages(c, limit = 50, before) {
+    const conv = convKey(c);
+    const upper = before === void 0 ? [conv, Number.MAX_SAFE_INTEGER] : [conv, before - 1];
+    const range = IDBKeyRange.bound([conv, Number.MIN_SAFE_INTEGER], upper);
+    const tx = this.db.transaction(MESSAGES, "readonly");
+    const index = tx.objectStore(MESSAGES).index("conv_seq");
+    const out = [];
+    await new Promise((resolve, reject) => {
+      const cursor = index.openCursor(range, "prev");
+      cursor.onerror = () => reject(cursor.error);
+      cursor.onsuccess = () => {
+        const c2 = cursor.result;
+        if (!c2 || out.length >= limit) return resolve();
+        const { conv: _conv, ...m } = c2.value;
+        out.push(m);
+        c2.continue();
+      };
+    });
+    return out;
+  }
+  /** The saved resume cursor, if any. */
+  async cursor() {
+    const tx = this.db.transaction(META, "readonly");
+    return await request(tx.objectStore(META).get("cursor")) ?? null;
+  }
+  /** Saves the resume cursor. */
+  async setCursor(c) {
+    const tx = this.db.transaction(META, "readwrite");
+    tx.objectStore(META).put(c, "cursor");
+    await done(tx);
+  }
+  /** Keeps the cache in step with `client`: every message it receives or sends, and its cursor.
+   * Returns a function that stops it. */
+  attach(client) {
+    const store = (m) => void this.put(m, client.address).catch(() => void 0);
+    const stops = [
+      client.on("message", store),
+      client.on("own-message", store),
+      client.on("cursor", (c) => void this.setCursor(c).catch(() => void 0))
+    ];
+    return () => stops.forEach((stop) => stop());
+  }
+  /** Empties the cache (at logout). */
+  async clear() {
+    const tx = this.db.transaction([MESSAGES, META], "readwrite");
+    tx.objectStore(MESSAGES).clear();
+    tx.objectStore(META).clear();
+    await done(tx);
+  }
+  /** Closes the database. */
+  close() {
+    this.db.close();
+  }
+};
+
 // src/index.ts
 var VERSION = "0.1.0";
 export {
@@ -1526,6 +1637,7 @@ export {
   Emitter,
   GroupCall,
   LocalStream,
+  MessageCache,
   MessageStatus,
   Presence,
   RemoteStream,

@@ -1578,6 +1578,18 @@
         this.outbox.delete(id);
         e.resolve(f);
         this.emit("sent", f);
+        const { rid: _rid, type: _type, ...content } = e.frame;
+        this.emit("own-message", {
+          ...content,
+          mid: f.mid,
+          from: this._user?.address ?? "",
+          seq: f.seq,
+          pos: f.pos,
+          ts: f.ts,
+          mtype: e.frame.mtype ?? 0,
+          edited: false,
+          deleted: false
+        });
       } else if (f.type === "error") {
         this.outbox.delete(id);
         e.reject(ChorusError.fromFrame({ ...f, id: f.id ?? id }));

@@ -43,7 +43,7 @@ const tsc = join(root, 'node_modules/typescript/bin/tsc');
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json'), '--emitDeclarationOnly', '--outDir', tmp], {
   stdio: 'inherit',
 });
-const order = ['protocol', 'errors', 'emitter', 'rest', 'call', 'client'];
+const order = ['protocol', 'errors', 'emitter', 'rest', 'call', 'client', 'cache'];
 let out = `${banner}\n`;
 for (const m of order) {
   let text = readFileSync(join(tmp, `${m}.d.ts`), 'utf8');

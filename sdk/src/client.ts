@@ -103,6 +103,8 @@ export interface ChorusClientEvents {
   synced: SyncedFrame;
   message: Message;
   sent: SentFrame;
+  /** One of your own messages as the server stored it (after its `sent`): for local caches and UIs. */
+  'own-message': Message;
   receipt: ReceiptFrame;
   presence: PresenceFrame;
   group: GroupFrame;
@@ -603,6 +605,18 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
       this.outbox.delete(id);
       e.resolve(f);
       this.emit('sent', f);
+      const { rid: _rid, type: _type, ...content } = e.frame;
+      this.emit('own-message', {
+        ...content,
+        mid: f.mid,
+        from: this._user?.address ?? '',
+        seq: f.seq,
+        pos: f.pos,
+        ts: f.ts,
+        mtype: e.frame.mtype ?? 0,
+        edited: false,
+        deleted: false,
+      });
     } else if (f.type === 'error') {
       this.outbox.delete(id);
       e.reject(ChorusError.fromFrame({ ...f, id: f.id ?? id }));

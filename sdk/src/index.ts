@@ -30,6 +30,8 @@ export type {
   FetchLike,
 } from './rest.js';
 export { ChorusClient, newMessageId } from './client.js';
+export { MessageCache } from './cache.js';
+export type { CacheConversation } from './cache.js';
 export type {
   ChorusClientOptions,
   ChorusClientEvents,

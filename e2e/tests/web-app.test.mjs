@@ -1,0 +1,313 @@
+// The web app (web/, built into web/dist) in real Chromium against a real `chorus serve`, driven
+// through its UI only: three users log in with codes read from the outbox, the owner creates a
+// room, the others join by its invite links, and everyone sees and decodes what they should
+// (cameras, a screen share), chat with a read receipt and typing indicator, an admin mute that
+// every tab shows, a view-only member who cannot publish, and a leave that removes the tiles.
+//
+// The page talks to the API on its own origin. Until the chorus binary serves web/dist at `/`,
+// the test serves it through a tiny proxy (web/dist files; /v1, /sdk and WebSocket upgrades
+// forwarded to the server). Once `curl -s $server/ | grep -i chorus` answers the app, the proxy
+// steps aside by itself (see `appBase`) and can be deleted.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { Server, launchBrowser, until, screenshot, repo } from '../lib/harness.mjs';
+
+const dist = path.join(repo, 'web', 'dist');
+
+let server;
+let browser;
+let proxy;
+let base;
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png' };
+
+/** web/dist on a loopback port, everything else forwarded to the chorus server. */
+function startProxy(target) {
+  const t = new URL(target);
+  const forwarded = (p) => p.startsWith('/v1/') || p.startsWith('/sdk/') || p === '/healthz';
+  const srv = http.createServer((req, res) => {
+    const p = new URL(req.url, 'http://x').pathname;
+    if (forwarded(p)) {
+      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+      return;
+    }
+    let file = path.join(dist, path.normalize(p).replace(/^(\.\.[/\\])+/, ''));
+    if (!file.startsWith(dist) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) file = path.join(dist, 'index.html');
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+    fs.createReadStream(file).pipe(res);
+  });
+  srv.on('upgrade', (req, socket, head) => {
+    const up = net.connect(Number(t.port), t.hostname, () => {
+      let h = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) h += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      up.write(h + '\r\n');
+      if (head?.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
+}
+
+/** The server itself when it serves the app, else the proxy (WEB_APP_PROXY=1 forces the proxy, to test a
+ * fresh web/dist without rebuilding the binary that embeds it). */
+async function appBase() {
+  const r = process.env.WEB_APP_PROXY ? null : await fetch(server.base + '/').catch(() => null);
+  const text = r && r.ok ? await r.text() : '';
+  if (/<div id="app">/.test(text) && /chorus/i.test(text)) {
+    console.log('web app served by chorus itself');
+    return server.base;
+  }
+  console.log('web app served by the test proxy');
+  proxy = await startProxy(server.base);
+  return `http://127.0.0.1:${proxy.address().port}`;
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(dist, 'index.html')), 'build the app first: cd web && npm run build');
+  server = await Server.start();
+  base = await appBase();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  proxy?.closeAllConnections?.();
+  await new Promise((r) => (proxy ? proxy.close(r) : r()));
+  await server?.stop();
+});
+
+async function newPage(label, { fakeScreen = false } = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 960, height: 600 } });
+  await ctx.grantPermissions(['camera', 'microphone', 'clipboard-read', 'clipboard-write'], { origin: base });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[${label}] page error:`, e.message));
+  if (process.env.VERBOSE) page.on('console', (m) => console.log(`[${label}]`, m.text()));
+  if (fakeScreen) {
+    // Headless Chromium has no desktop to capture: getDisplayMedia answers with a canvas.
+    await page.addInitScript(() => {
+      navigator.mediaDevices.getDisplayMedia = async () => {
+        const c = document.createElement('canvas');
+        c.width = 1280;
+        c.height = 720;
+        const g = c.getContext('2d');
+        let n = 0;
+        setInterval(() => {
+          g.fillStyle = `hsl(${(n += 7) % 360} 60% 50%)`;
+          g.fillRect(0, 0, c.width, c.height);
+          g.fillStyle = '#fff';
+          g.font = '96px sans-serif';
+          g.fillText(`screen ${n}`, 100, 360);
+        }, 50);
+        return c.captureStream(15);
+      };
+    });
+  }
+  return page;
+}
+
+const tid = (id) => `[data-testid="${id}"]`;
+const tile = (address, sid) => `${tid('tile')}[data-address="${address}"][data-sid="${sid}"]`;
+
+async function loginUI(page, url, email, name) {
+  await page.goto(url);
+  await page.fill(tid('login-name'), name);
+  await page.fill(tid('login-email'), email);
+  await page.click(tid('login-send'));
+  await page.waitForSelector(tid('login-code'));
+  await page.fill(tid('login-code'), server.codeFor(email));
+  await page.click(tid('login-verify'));
+}
+
+/** What a tile shows, for failure messages. */
+async function tileState(page, address, sid) {
+  return page.evaluate(
+    async ({ address, sid }) => {
+      const el = document.querySelector(`[data-testid="tile"][data-address="${address}"][data-sid="${sid}"]`);
+      const v = el?.querySelector('video');
+      const call = window.__chorus?.call;
+      const rs = call?.stream(address, sid);
+      const pc = call?.peerConnections.subscribe;
+      const inbound = [];
+      (await pc?.getStats())?.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') inbound.push({ mid: s.mid, frames: s.framesDecoded, bytes: s.bytesReceived, w: s.frameWidth });
+      });
+      return {
+        tile: !!el,
+        video: !!v,
+        readyState: v?.readyState,
+        size: v ? `${v.videoWidth}x${v.videoHeight}` : null,
+        frames: v?.getVideoPlaybackQuality().totalVideoFrames,
+        srcTracks: v?.srcObject?.getTracks().map((t) => `${t.kind}:${t.readyState}:${t.muted}`),
+        stream: rs ? { subscribed: rs.subscribed, layer: rs.layer, ended: rs.ended, tracks: Object.keys(rs.tracks).filter((k) => rs.tracks[k]), info: rs.info } : null,
+        pc: pc ? `${pc.connectionState}/${pc.signalingState}` : null,
+        inbound,
+        client: window.__chorus?.client.state,
+      };
+    },
+    { address, sid },
+  );
+}
+
+/** Waits until the tile's video shows frames and its decoded count keeps rising. */
+async function framesRising(page, address, sid) {
+  const sel = tile(address, sid);
+  try {
+    const first = await until(
+      page,
+      (sel) => {
+        const v = document.querySelector(`${sel} video`);
+        if (!v || v.readyState < 2 || !v.videoWidth) return false;
+        const n = v.getVideoPlaybackQuality().totalVideoFrames;
+        return n >= 5 && n;
+      },
+      sel,
+      45_000,
+    );
+    await until(page, ({ sel, min }) => (document.querySelector(`${sel} video`)?.getVideoPlaybackQuality().totalVideoFrames ?? 0) >= min, { sel, min: first + 15 }, 45_000);
+  } catch (e) {
+    throw new Error(`${e.message}\ntile ${address}:${sid}: ${JSON.stringify(await tileState(page, address, sid))}`);
+  }
+}
+
+test('web app: login, create a room, join by link, video grid, view-only, chat receipts, screen share, admin mute, leave', async () => {
+  const po = await newPage('Owner');
+  const pb = await newPage('Bob', { fakeScreen: true });
+  const pv = await newPage('Viewer');
+
+  // The owner logs in and creates a room in the UI (360p keeps this 2-core machine calm).
+  await loginUI(po, base + '/', 'owner@example.org', 'Owner');
+  await po.waitForSelector(tid('room-create'));
+  await po.fill(tid('room-name'), 'Standup');
+  await po.selectOption(tid('room-quality'), '10');
+  await po.click(tid('room-create'));
+  await po.waitForSelector(tid('room-created'));
+  const pubLink = await po.inputValue(tid('invite-publisher'));
+  const viewLink = await po.inputValue(tid('invite-viewer'));
+  const gid = Number(await po.getAttribute(tid('room-created'), 'data-gid'));
+  assert.match(pubLink, new RegExp(`/\\?room=${gid}&pin=`));
+  assert.notEqual(pubLink, viewLink);
+  assert.ok(await po.isVisible(tid('pin-publisher')));
+  assert.ok(await po.isVisible(tid('pin-viewer')));
+
+  // A wrong pin is explained in plain words.
+  await po.fill(tid('join-gid'), String(gid));
+  await po.fill(tid('join-pin'), '000000');
+  await po.click(tid('join-submit'));
+  await po.waitForSelector(`${tid('error')}:has-text("That pin doesn't open this room")`);
+
+  // Into the room: pre-join with a camera preview, then the call.
+  await po.click(tid('enter-room'));
+  await po.waitForSelector(`${tid('preview-video')}`);
+  await po.click(tid('join-call'));
+  await po.waitForSelector(tid('call'));
+
+  // Bob and the viewer open the invite links, log in, and land on the pre-join screen.
+  await loginUI(pb, pubLink, 'bob@example.org', 'Bob');
+  await pb.waitForSelector(tid('preview-video'));
+  assert.equal(await pb.getAttribute(tid('prejoin'), 'data-view-only'), 'false');
+  await pb.click(tid('join-call'));
+  await loginUI(pv, viewLink, 'viewer@example.org', 'Viewer');
+  await pv.waitForSelector(tid('view-only-notice'));
+  await pv.click(tid('join-call'));
+  for (const page of [po, pb, pv]) await until(page, () => window.__chorus?.call?.participants.size === 3);
+
+  const addr = async (page) => page.evaluate(() => window.__chorus.call.address);
+  const o = await addr(po);
+  const b = await addr(pb);
+  const v = await addr(pv);
+
+  // Every tab decodes the other publishers' cameras.
+  for (const [page, who] of [
+    [po, [b]],
+    [pb, [o]],
+    [pv, [o, b]],
+  ]) {
+    for (const a of who) await framesRising(page, a, 0);
+  }
+
+  // The viewer sees everyone but has no publish controls, and publishes nothing.
+  assert.equal(await pv.evaluate(() => window.__chorus.call.permissions.publish), false);
+  assert.ok(await pv.isVisible(tid('watching')));
+  for (const id of ['toggle-mic', 'toggle-cam', 'share-screen']) assert.equal(await pv.locator(tid(id)).count(), 0, `viewer has no ${id}`);
+  assert.equal(await po.evaluate((a) => window.__chorus.call.participants.get(a)?.streams.length, v), 0);
+  assert.equal(await po.locator(`${tile(v, 0)} video`).count(), 0, 'the viewer tile is an avatar');
+  assert.equal(await pv.locator(tid('tile')).count(), 3, 'viewer sees three tiles');
+  await screenshot(pv, 'web-viewer-grid');
+
+  // Chat: typing shows, the message arrives, and its read receipt returns (✓✓).
+  await po.click(tid('tab-chat'));
+  await pb.click(tid('tab-chat'));
+  await po.fill(tid('chat-input'), 'hello from the call');
+  await pb.waitForSelector(`${tid('typing')}:has-text("Owner is typing")`);
+  await po.click(tid('chat-send'));
+  await pb.waitForSelector(`${tid('chat-message')}[data-from="${o}"]:has-text("hello from the call")`);
+  await pv.waitForSelector(`${tid('chat-message')}[data-from="${o}"]:has-text("hello from the call")`);
+  await po.waitForSelector(`${tid('chat-message')}[data-from="${o}"] ${tid('receipt')}[data-status="read"]`);
+  assert.equal((await po.textContent(`${tid('chat-message')}[data-from="${o}"] ${tid('receipt')}`)).trim(), '✓✓');
+
+  // A small file goes inside the message (data: URL) and opens on the other side.
+  await po.setInputFiles(tid('chat-file-input'), { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('agenda: ship it') });
+  const href = await (await pb.waitForSelector(`${tid('chat-message')}[data-from="${o}"] ${tid('chat-file')} a`)).getAttribute('href');
+  assert.equal(Buffer.from(href.split(',')[1], 'base64').toString(), 'agenda: ship it');
+
+  // 1:1: the viewer writes to the owner from the participant list; it is read, and ✓✓ returns.
+  await pv.click(tid('tab-people'));
+  await pv.click(`${tid('participant')}[data-address="${o}"] ${tid('participant-message')}`);
+  await pv.fill(tid('chat-input'), 'just between us');
+  await pv.click(tid('chat-send'));
+  await po.click(`${tid('chat-conv')}[data-conv="p:${v}"]`);
+  await po.waitForSelector(`${tid('chat-message')}[data-from="${v}"]:has-text("just between us")`);
+  await pv.waitForSelector(`${tid('chat-message')}[data-from="${v}"] ${tid('receipt')}[data-status="read"]`);
+  assert.equal(await pb.locator(`:text("just between us")`).count(), 0, 'Bob does not see the 1:1 message');
+
+  // Bob shares a screen: the others get a second tile from him, with pictures.
+  await pb.click(tid('share-screen'));
+  await pb.waitForSelector(tid('stop-screen'));
+  for (const page of [po, pv]) await framesRising(page, b, 1);
+  await screenshot(pv, 'web-viewer-grid-screen');
+  await screenshot(po, 'web-owner-grid');
+  // Speaker view puts the shared screen on the stage, the cameras in a strip.
+  await po.click(tid('toggle-view'));
+  await po.waitForSelector(`${tid('speaker-view')} .stage ${tile(b, 1)}`);
+  await screenshot(po, 'web-owner-speaker-view');
+  await po.click(tid('toggle-view'));
+  await po.waitForSelector(tid('grid'));
+
+  // The owner (admin) mutes Bob's microphone from the participant list: every tab shows it.
+  await po.click(tid('tab-people'));
+  await po.click(`${tid('participant')}[data-address="${b}"] ${tid('admin-mute-audio')}`);
+  for (const page of [po, pb, pv]) await page.waitForSelector(`${tile(b, 0)} ${tid('tile-mic-off')}[data-admin="true"]`);
+  assert.ok(await pb.isDisabled(tid('toggle-mic')), 'Bob cannot unmute himself');
+  await screenshot(pb, 'web-bob-muted');
+
+  // Bob leaves: his tiles go away everywhere.
+  await pb.click(tid('leave'));
+  await pb.waitForSelector(tid('room-list'));
+  for (const page of [po, pv]) {
+    await until(page, (a) => !document.querySelector(`[data-testid="tile"][data-address="${a}"]`), b);
+  }
+  assert.equal(await pv.locator(tid('tile')).count(), 2);
+  await screenshot(pv, 'web-viewer-after-leave');
+
+  // Phone-sized: the grid stacks, the panel becomes a full-screen drawer.
+  await pv.setViewportSize({ width: 390, height: 780 });
+  await pv.click(tid('toggle-chat'));
+  await screenshot(pv, 'web-viewer-phone');
+  assert.equal(await pv.locator(tid('panel')).count(), 0, 'chat closed');
+  await pv.click(tid('toggle-chat'));
+  await screenshot(pv, 'web-viewer-phone-chat');
+
+});
