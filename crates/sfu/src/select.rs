@@ -151,10 +151,9 @@ fn is_active(layers: &[LayerInfo], layer: Layer) -> bool {
     layers.iter().any(|info| info.layer == layer && info.active)
 }
 
-/// The largest layer worth sending for the size asked and the room's cap, whatever the
-/// bandwidth (`demand.available_bps` is ignored), or `None` if no layer is active. What a
-/// subscriber would receive with bandwidth to spare: the target of its bandwidth probing.
-pub fn size_cap(layers: &[LayerInfo], demand: Demand) -> Option<Layer> {
+/// The largest layer worth sending for the size asked and the room's cap, or `None` if no layer
+/// is active.
+fn size_cap(layers: &[LayerInfo], demand: Demand) -> Option<Layer> {
     let active = || layers.iter().filter(|info| info.active);
     let room_allows = |info: &&LayerInfo| demand.room_max_height.is_none_or(|max| info.height <= max);
     let allowed = || active().filter(room_allows);

@@ -1453,13 +1453,16 @@ impl RoomTask {
                             active[l.index()] = true;
                         }
                     }
-                    // What this subscriber would take with bandwidth to spare (the same size rule
-                    // the selector applies): the target of its bandwidth probing.
-                    let demand =
-                        Demand { wanted_height: f.wanted_height, room_max_height: max_height, available_bps: 0 };
-                    let best = select::size_cap(layers, demand)
-                        .and_then(|l| layers.iter().find(|i| i.layer == l))
-                        .map_or(0, |i| i.bitrate_bps);
+                    // What would this subscriber take at best: the probe target of its BWE.
+                    let best = layers
+                        .iter()
+                        .filter(|l| {
+                            f.wanted_height.is_none_or(|h| l.height <= h.max(layers[0].height))
+                                && max_height.is_none_or(|m| l.height <= m)
+                        })
+                        .map(|l| l.bitrate_bps)
+                        .max()
+                        .unwrap_or(0);
                     *desired.entry(f.subscriber).or_default() += best + 50_000;
                     let shown = current.or(target);
                     if f.told_layer != Some(shown) && current.is_some() {
