@@ -92,7 +92,7 @@ use tokio::task::JoinHandle;
 use crate::Connection;
 use media::{AudioSource, LayerSpec, VideoSource, AUDIO_FRAME_MS, RIDS, VIDEO_FPS};
 use shaper::{Shaper, Verdict};
-pub use stats::{CallStats, Kind, LegState, MediaPath, SentStats, TrackKey, TrackStats};
+pub use stats::{CallStats, Kind, LatencyHistogram, LegState, MediaPath, SentStats, TrackKey, TrackStats};
 use tcp::{Link, LinkEvent};
 
 /// RFC 6464 level of audio while speaking, dBov.
@@ -339,7 +339,7 @@ impl Call {
 
         let now = Instant::now();
         let mut pub_rtc = Rtc::builder().build(now);
-        let mut sub_rtc = Rtc::builder().build(now);
+        let mut sub_rtc = Rtc::builder().set_stats_interval(Some(stats::INGRESS_STATS_INTERVAL)).build(now);
         let unbound = SocketAddr::new(options.bind, 0);
         let (pub_socket, sub_socket, local) = match options.transport {
             Transport::Udp => {
@@ -1069,6 +1069,13 @@ impl Driver {
                 _ => {}
             },
             Event::MediaData(d) if leg == Leg::Subscribe => self.on_media(d),
+            Event::MediaIngressStats(i) if leg == Leg::Subscribe => {
+                let Some(track) = self.tracks.get(&i.mid) else { return };
+                let key = TrackKey { publisher: track.publisher.clone(), sid: track.sid, kind: track.kind.into() };
+                let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+                let t = s.stats.received.entry(key).or_default();
+                (t.packets, t.rtp_bytes, t.nacks) = (i.packets, i.bytes, i.nacks);
+            }
             Event::KeyframeRequest(r) if leg == Leg::Publish => {
                 for p in self.streams.values_mut() {
                     if p.video.is_some_and(|(m, _)| m == r.mid) {

@@ -12,6 +12,89 @@ use super::Transport;
 /// Latency samples kept per track for percentiles (the most recent ones).
 const LATENCY_SAMPLES: usize = 2048;
 
+/// How often str0m reports receive statistics ([`TrackStats::packets`] and friends).
+pub const INGRESS_STATS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Width of a [`LatencyHistogram`] bucket, µs.
+const BUCKET_US: u64 = 50;
+/// Buckets of a [`LatencyHistogram`]: 50 µs wide up to 250 ms, then one overflow bucket.
+const BUCKETS: usize = 5000;
+
+/// Counts of one-way latencies in 50 µs buckets up to 250 ms (and one above). Cumulative:
+/// [`LatencyHistogram::since`] gives the latencies recorded after an earlier snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyHistogram {
+    counts: Vec<u32>,
+    /// Highest latency recorded, µs.
+    pub max_us: u64,
+    /// Samples recorded.
+    pub samples: u64,
+}
+
+impl LatencyHistogram {
+    /// Records one latency.
+    pub fn record(&mut self, us: u64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS + 1];
+        }
+        let i = ((us / BUCKET_US) as usize).min(BUCKETS);
+        self.counts[i] += 1;
+        self.samples += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// What was recorded after `earlier` (a snapshot of this histogram). The maximum is the
+    /// upper edge of the highest bucket that grew (exact for the overflow: the all-time max).
+    pub fn since(&self, earlier: &LatencyHistogram) -> LatencyHistogram {
+        let mut out = LatencyHistogram { counts: vec![0; BUCKETS + 1], max_us: 0, samples: 0 };
+        for (i, c) in self.counts.iter().enumerate() {
+            let d = c - earlier.counts.get(i).copied().unwrap_or(0);
+            out.counts[i] = d;
+            out.samples += u64::from(d);
+            if d > 0 {
+                out.max_us = if i == BUCKETS { self.max_us } else { (i as u64 + 1) * BUCKET_US };
+            }
+        }
+        out
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        if other.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS + 1];
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.samples += other.samples;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// The `q` quantile (0.0..=1.0), µs: the upper edge of its bucket (the maximum for the
+    /// overflow bucket).
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        if self.samples == 0 {
+            return None;
+        }
+        let rank = ((self.samples as f64 * q.clamp(0.0, 1.0)).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += u64::from(*c);
+            if seen >= rank {
+                return Some(if i == BUCKETS {
+                    self.max_us
+                } else {
+                    ((i as u64 + 1) * BUCKET_US).min(self.max_us.max(1))
+                });
+            }
+        }
+        Some(self.max_us)
+    }
+}
+
 /// The window of [`TrackStats::recent_kbps`].
 pub const RECENT_WINDOW: Duration = Duration::from_secs(2);
 
@@ -77,7 +160,21 @@ pub struct TrackStats {
     pub max_latency_us: u64,
     /// RFC 6464 level of the last audio frame (dBov, negative), with voice activity.
     pub audio_level: Option<(i8, bool)>,
+    /// RTP packets received, retransmissions included (str0m's receive statistics, updated
+    /// every [`INGRESS_STATS_INTERVAL`]).
+    pub packets: u64,
+    /// RTP bytes received (headers included), as `packets`.
+    pub rtp_bytes: u64,
+    /// NACKs sent for this track, as `packets`.
+    pub nacks: u64,
+    /// Interarrival jitter of frames (RFC 3550 §6.4.1 estimator over the trailer's send
+    /// times), µs.
+    pub jitter_us: f64,
+    /// Every one-way latency since the track began, as a histogram (subtract two snapshots
+    /// for a window's percentiles).
+    pub latency_histogram: LatencyHistogram,
     latencies: VecDeque<u64>,
+    last_transit: Option<(u64, u64)>,
     last_frame: Option<(u8, u32)>,
     recent: VecDeque<(Instant, usize)>,
 }
@@ -99,6 +196,14 @@ impl TrackStats {
             return;
         };
         let latency = now_us.saturating_sub(t.sent_us);
+        if let Some((sent, recv)) = self.last_transit {
+            if t.sent_us > sent {
+                let d = (now_us as f64 - recv as f64) - (t.sent_us as f64 - sent as f64);
+                self.jitter_us += (d.abs() - self.jitter_us) / 16.0;
+            }
+        }
+        self.last_transit = Some((t.sent_us, now_us));
+        self.latency_histogram.record(latency);
         self.last_latency_us = Some(latency);
         self.max_latency_us = self.max_latency_us.max(latency);
         if self.latencies.len() == LATENCY_SAMPLES {
@@ -272,6 +377,42 @@ impl CallStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_histogram_windows() {
+        let mut h = LatencyHistogram::default();
+        for us in [100, 120, 130, 900] {
+            h.record(us);
+        }
+        let snap = h.clone();
+        for _ in 0..99 {
+            h.record(1_000);
+        }
+        h.record(400_000); // overflow bucket
+        let w = h.since(&snap);
+        assert_eq!(w.samples, 100);
+        assert_eq!(w.quantile_us(0.5), Some(1_050));
+        assert_eq!(w.quantile_us(0.99), Some(1_050));
+        assert_eq!(w.quantile_us(1.0), Some(400_000));
+        assert_eq!(h.quantile_us(0.0), Some(150));
+        let mut m = LatencyHistogram::default();
+        m.merge(&w);
+        m.merge(&snap);
+        assert_eq!(m.samples, 104);
+    }
+
+    #[test]
+    fn jitter_from_trailers() {
+        let t0 = Instant::now();
+        let mut s = TrackStats::default();
+        // Sent every 33 ms, received with alternating 0 / 10 ms extra delay.
+        for i in 0..200u32 {
+            let sent = u64::from(i) * 33_000;
+            let recv = sent + 5_000 + if i % 2 == 0 { 0 } else { 10_000 };
+            s.record(t0, recv, 100, false, Some(Trailer { layer: 0, frame: i, sent_us: sent }));
+        }
+        assert!((s.jitter_us - 10_000.0).abs() < 500.0, "{}", s.jitter_us);
+    }
 
     #[test]
     fn counts_gaps_per_layer() {

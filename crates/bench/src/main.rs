@@ -1,0 +1,261 @@
+//! `chorus-bench`: the load generator and benchmarks of Chorus (see bench/README.md).
+//!
+//! * `sfu`: SFU forwarding, Chorus beside Janus, inside a network namespace of its own
+//!   ([`netns`]): the command re-runs itself there as `sfu-inner`.
+//! * `msg`: messaging (idle connections, group fan-out beside Redis pub/sub, durable 1:1
+//!   sends, a reconnect storm) on the host's loopback.
+//! * `all`: both; `smoke`: both at small sizes for CI, failing when a generator or a peer
+//!   stops working.
+//!
+//! Every command prints the tables, and writes `report.json`, `report.md` and SVG plots
+//! into `--out`.
+
+mod msg;
+mod netns;
+mod proc;
+mod progress;
+mod report;
+mod server;
+mod sfu;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use report::{Report, Section};
+use sfu::{SfuLoad, SfuRun};
+
+#[derive(Parser, Debug)]
+#[command(name = "chorus-bench", about = "Load generator and benchmarks of Chorus, beside Janus and Redis")]
+struct Cli {
+    /// Where report.json, report.md and the SVG plots go.
+    #[arg(long, default_value = "target/bench", global = true)]
+    out: PathBuf,
+    /// The `chorus` binary under test (default: `chorus` next to this binary).
+    #[arg(long, global = true)]
+    chorus_bin: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// SFU forwarding: Chorus and Janus on the same load, swept over subscriber counts.
+    Sfu(SfuArgs),
+    /// Messaging: idle connections, fan-out (beside Redis), durable 1:1 sends, reconnect storm.
+    Msg(msg::MsgArgs),
+    /// Every scenario at its default size (the figures of bench/RESULTS.md).
+    All {
+        #[command(flatten)]
+        sfu: SfuArgs,
+        #[command(flatten)]
+        msg: msg::MsgArgs,
+    },
+    /// Every scenario at small sizes, for CI: fails when a generator or a peer does not work.
+    Smoke,
+    /// Internal: the SFU runs inside the network namespace.
+    #[command(hide = true)]
+    SfuInner {
+        /// The [`SfuSpec`] as JSON.
+        spec: PathBuf,
+        /// Where the runs go, as JSON.
+        result: PathBuf,
+    },
+}
+
+/// The SFU sweep.
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+struct SfuArgs {
+    /// Which SFUs to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "chorus,janus")]
+    targets: Vec<String>,
+    /// Publishers (each: a 3-layer VP8 simulcast camera and Opus).
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Subscriber counts to sweep, each a separate run.
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,24")]
+    subscribers: Vec<usize>,
+    /// Streams (publishers) each subscriber takes.
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Simulcast layer subscribers take: 0 = 180p, 1 = 360p, 2 = 720p.
+    #[arg(long, default_value_t = 1)]
+    layer: u8,
+    /// Length of the measured window.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    duration: Duration,
+    /// Time after the last join before the window opens.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    warmup: Duration,
+    /// Gap between two participants' joins.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    join_interval: Duration,
+    /// The Janus binary.
+    #[arg(long, default_value = "/usr/bin/janus")]
+    janus_bin: PathBuf,
+}
+
+impl SfuArgs {
+    fn smoke() -> SfuArgs {
+        SfuArgs {
+            targets: vec!["chorus".into(), "janus".into()],
+            publishers: 2,
+            subscribers: vec![2],
+            streams: 2,
+            layer: 0,
+            duration: Duration::from_secs(3),
+            warmup: Duration::from_secs(2),
+            join_interval: Duration::from_millis(20),
+            janus_bin: "/usr/bin/janus".into(),
+        }
+    }
+}
+
+/// What the namespace child gets.
+#[derive(Serialize, Deserialize)]
+struct SfuSpec {
+    args: SfuArgs,
+    chorus_bin: PathBuf,
+}
+
+/// What every scenario needs.
+pub struct Common {
+    /// The `chorus` binary.
+    pub chorus_bin: PathBuf,
+    /// The progress display.
+    pub progress: progress::Progress,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHORUS_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    proc::raise_fd_limit();
+    let cli = Cli::parse();
+    let chorus_bin = match &cli.chorus_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("chorus"),
+    };
+    let common = Common { chorus_bin, progress: progress::Progress::new() };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async_main(cli, common))
+}
+
+async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
+    if let Cmd::SfuInner { spec, result } = &cli.command {
+        let spec: SfuSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
+        let common = Common { chorus_bin: spec.chorus_bin.clone(), ..common };
+        let runs = sfu_inside(&spec.args, &common).await?;
+        std::fs::write(result, serde_json::to_vec(&runs)?)?;
+        return Ok(());
+    }
+    if !common.chorus_bin.exists() {
+        bail!("{} not found: build it (cargo build --release) or pass --chorus-bin", common.chorus_bin.display());
+    }
+    let mut report = Report::new();
+    let smoke = matches!(cli.command, Cmd::Smoke);
+    let mut failures = Vec::new();
+    match cli.command {
+        Cmd::Sfu(args) => report.sections.extend(sfu(&args, &common, &mut failures).await?),
+        Cmd::Msg(args) => report.sections.extend(msg::run(&args, &common).await?),
+        Cmd::All { sfu: s, msg: m } => {
+            report.sections.extend(msg::run(&m, &common).await?);
+            report.sections.extend(sfu(&s, &common, &mut failures).await?);
+        }
+        Cmd::Smoke => {
+            report.sections.extend(msg::run(&msg::MsgArgs::smoke(), &common).await?);
+            report.sections.extend(sfu(&SfuArgs::smoke(), &common, &mut failures).await?);
+        }
+        Cmd::SfuInner { .. } => unreachable!("handled above"),
+    }
+    report.print();
+    report.write(&cli.out)?;
+    common.progress.step(format!("report written to {}", cli.out.display()));
+    if smoke && !failures.is_empty() {
+        bail!("smoke run failed:\n  {}", failures.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Runs the SFU sweep in a fresh network namespace (a child process of this binary) and
+/// turns its runs into report sections. Runs where a stream never arrived are listed in
+/// `failures`.
+async fn sfu(args: &SfuArgs, common: &Common, failures: &mut Vec<String>) -> anyhow::Result<Vec<Section>> {
+    let ns = netns::NetNs::create()?;
+    let dir = tempfile::tempdir()?;
+    let (spec_path, result_path) = (dir.path().join("spec.json"), dir.path().join("runs.json"));
+    let spec = SfuSpec { args: args.clone(), chorus_bin: std::fs::canonicalize(&common.chorus_bin)? };
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    let status = ns
+        .command(&std::env::current_exe()?)
+        .arg("sfu-inner")
+        .arg(&spec_path)
+        .arg(&result_path)
+        .status()
+        .context("running the SFU scenarios in the namespace")?;
+    if !status.success() {
+        bail!("the SFU scenarios failed ({status})");
+    }
+    let runs: Vec<SfuRun> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
+    for r in &runs {
+        if r.live_streams < r.expected_streams {
+            failures.push(format!(
+                "{} with {} subscribers: {} of {} streams delivered",
+                r.target, r.load.subscribers, r.live_streams, r.expected_streams
+            ));
+        }
+    }
+    let janus = args.targets.iter().any(|t| t == "janus").then(|| {
+        sfu::janus::version(&sfu::janus::JanusOptions { bin: args.janus_bin.clone() }).unwrap_or_else(|| "Janus".into())
+    });
+    Ok(sfu::sections(&runs, janus.as_deref()))
+}
+
+/// Inside the namespace: every target on every subscriber count.
+async fn sfu_inside(args: &SfuArgs, common: &Common) -> anyhow::Result<Vec<SfuRun>> {
+    let Some(addr) = netns::NetNs::inside() else { bail!("sfu-inner runs only inside the benchmark's namespace") };
+    let mut runs = Vec::new();
+    for &subscribers in &args.subscribers {
+        let load = SfuLoad {
+            publishers: args.publishers,
+            subscribers,
+            streams: args.streams,
+            layer: args.layer,
+            join_interval: args.join_interval,
+            warmup: args.warmup,
+            duration: args.duration,
+            bind: IpAddr::V4(addr),
+        };
+        for target in &args.targets {
+            common.progress.step(format!("SFU {target}: {} publishers → {subscribers} subscribers", load.publishers));
+            let run = match target.as_str() {
+                "chorus" => {
+                    sfu::chorus::run(&load, &server::ServerOptions::new(common.chorus_bin.clone()), &common.progress)
+                        .await?
+                }
+                "janus" => {
+                    sfu::janus::run(&load, &sfu::janus::JanusOptions { bin: args.janus_bin.clone() }, &common.progress)
+                        .await?
+                }
+                other => bail!("unknown SFU target {other:?} (chorus, janus)"),
+            };
+            let t = run.summary();
+            common.progress.step(format!(
+                "  {target}: {:.0} pkt/s, server {:.2} cores = {:.0} pkt per CPU-s, frame loss {:.3} %, p99 {:.1} ms, {}/{} streams",
+                t.packets_per_sec, t.server_cores, t.packets_per_cpu_sec, t.frame_loss_pct, t.latency_p99_ms, run.live_streams, run.expected_streams
+            ));
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}

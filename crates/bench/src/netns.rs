@@ -1,0 +1,70 @@
+//! A network namespace of the benchmark's own, so both SFUs see the same network: a loopback
+//! and one dummy interface with a private address. Janus (libnice) gathers no ICE candidates
+//! on `lo`, so media must use an address on another interface; nothing in the namespace can
+//! reach outside it, and nothing outside can reach in.
+//!
+//! The SFU scenarios run in a child process started inside the namespace
+//! (`ip netns exec`), servers and load generator alike.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// The environment variable that tells a child it runs inside the namespace, holding the
+/// dummy interface's address.
+pub const INSIDE_ENV: &str = "CHORUS_BENCH_NETNS_ADDR";
+
+/// The dummy interface's name inside the namespace.
+pub const IFACE: &str = "bench0";
+
+/// A namespace that exists until dropped.
+pub struct NetNs {
+    /// Its name (`chorus-bench-<pid>`).
+    pub name: String,
+    /// The dummy interface's address.
+    pub addr: Ipv4Addr,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip").args(args).output().context("running `ip` (iproute2)")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+impl NetNs {
+    /// Creates `chorus-bench-<pid>` with `lo` up and a dummy interface [`IFACE`] at 10.203.0.1/24.
+    /// Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
+    pub fn create() -> anyhow::Result<NetNs> {
+        let name = format!("chorus-bench-{}", std::process::id());
+        let addr = Ipv4Addr::new(10, 203, 0, 1);
+        ip(&["netns", "add", &name]).context("creating a network namespace (run as root)")?;
+        let ns = NetNs { name, addr };
+        let n = ns.name.as_str();
+        ip(&["-n", n, "link", "set", "lo", "up"])?;
+        ip(&["-n", n, "link", "add", IFACE, "type", "dummy"])?;
+        ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", IFACE])?;
+        ip(&["-n", n, "link", "set", IFACE, "up"])?;
+        Ok(ns)
+    }
+
+    /// `program` to be run inside the namespace, told so by [`INSIDE_ENV`].
+    pub fn command(&self, program: &std::path::Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program).env(INSIDE_ENV, self.addr.to_string());
+        c
+    }
+
+    /// The address, if this process runs inside a benchmark namespace.
+    pub fn inside() -> Option<Ipv4Addr> {
+        std::env::var(INSIDE_ENV).ok()?.parse().ok()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}

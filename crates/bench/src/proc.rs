@@ -1,0 +1,137 @@
+//! Server cost read from `/proc`: CPU seconds (user + system, every thread) and resident memory
+//! of one process, so a figure holds even though the load generator shares the machine.
+//!
+//! A [`Window`] is opened when a scenario reaches its steady state and closed when it ends;
+//! [`Cost`] is what the process spent in between.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use serde::{Deserialize, Serialize};
+
+/// One reading of a process.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// User + system CPU time of every thread so far, seconds.
+    pub cpu_secs: f64,
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// When it was read.
+    pub at: Instant,
+}
+
+/// Reads `/proc/<pid>/stat` (fields 14 and 15, utime and stime in clock ticks) and
+/// `/proc/<pid>/status` (`VmRSS`).
+pub fn sample(pid: u32) -> anyhow::Result<Sample> {
+    let at = Instant::now();
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("unreadable /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(Sample { cpu_secs: ticks as f64 / clock_ticks(), rss_kib, at })
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf only reads a constant of the running system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// What a process spent between two samples.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Cost {
+    /// Wall-clock length of the window, seconds.
+    pub wall_secs: f64,
+    /// CPU seconds the process used in it.
+    pub cpu_secs: f64,
+    /// Average number of cores busy: `cpu_secs / wall_secs`.
+    pub cores: f64,
+    /// Resident set size at the end, KiB.
+    pub rss_kib: u64,
+    /// Highest resident set size seen at either end, KiB.
+    pub rss_peak_kib: u64,
+}
+
+/// An open measurement window on one process.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pid: u32,
+    start: Sample,
+}
+
+impl Window {
+    /// Opens a window now.
+    pub fn open(pid: u32) -> anyhow::Result<Window> {
+        Ok(Window { pid, start: sample(pid)? })
+    }
+
+    /// The sample taken at the start.
+    pub fn start(&self) -> Sample {
+        self.start
+    }
+
+    /// What the process spent since [`Window::open`].
+    pub fn close(&self) -> anyhow::Result<Cost> {
+        let end = sample(self.pid)?;
+        let wall = end.at.duration_since(self.start.at).as_secs_f64();
+        let cpu = (end.cpu_secs - self.start.cpu_secs).max(0.0);
+        Ok(Cost {
+            wall_secs: wall,
+            cpu_secs: cpu,
+            cores: if wall > 0.0 { cpu / wall } else { 0.0 },
+            rss_kib: end.rss_kib,
+            rss_peak_kib: end.rss_kib.max(self.start.rss_kib),
+        })
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit (children inherit it): tens of
+/// thousands of connections need as many descriptors on both ends.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        let w = Window::open(pid).unwrap();
+        // Burn a little CPU so the window sees some.
+        let mut x = 0u64;
+        let t = Instant::now();
+        while t.elapsed().as_millis() < 50 {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let c = w.close().unwrap();
+        assert!(c.rss_kib > 0);
+        assert!(c.wall_secs >= 0.05);
+        assert!(c.cpu_secs > 0.0, "{c:?}");
+    }
+}

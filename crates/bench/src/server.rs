@@ -1,0 +1,177 @@
+//! The Chorus server under test: the real `chorus` binary started as a child process on a
+//! fresh data directory, and the `/backend` admin API to create users (with tokens) and groups
+//! quickly, without a code login per user.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Value};
+
+/// The admin token the benchmark gives the server.
+pub const ADMIN_TOKEN: &str = "chorus-bench-admin-token";
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The `chorus` binary.
+    pub bin: PathBuf,
+    /// HTTP listen address (port 0: any).
+    pub listen: SocketAddr,
+    /// `CHORUS_*` settings beyond the benchmark's defaults.
+    pub env: Vec<(String, String)>,
+    /// A PostgreSQL URL instead of the embedded SQLite.
+    pub database: Option<String>,
+}
+
+impl ServerOptions {
+    /// A server from `bin` on 127.0.0.1, any port, SQLite.
+    pub fn new(bin: PathBuf) -> ServerOptions {
+        ServerOptions { bin, listen: "127.0.0.1:0".parse().expect("address"), env: Vec::new(), database: None }
+    }
+
+    /// Adds a `CHORUS_*` setting.
+    pub fn env(mut self, key: &str, value: impl ToString) -> ServerOptions {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// A running server; killed when dropped.
+pub struct ChorusServer {
+    child: Child,
+    /// `http://host:port`.
+    pub base: String,
+    /// Where call media go (UDP).
+    pub media_udp: SocketAddr,
+    /// Its data directory.
+    pub data: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// A user created through `/backend` `useradd`.
+#[derive(Debug, Clone)]
+pub struct BenchUser {
+    /// Address (what members see).
+    pub address: String,
+    /// Access token.
+    pub token: String,
+}
+
+impl ChorusServer {
+    /// Starts the server and waits until it listens. Benchmark defaults: warnings-only log,
+    /// rate limits out of the way (`sends_per_second` 1,000,000, burst 1,000,000), presence
+    /// grace 1 s; `options.env` overrides them.
+    pub fn start(options: &ServerOptions) -> anyhow::Result<ChorusServer> {
+        let data = tempfile::Builder::new().prefix("chorus-bench-").tempdir()?;
+        let mut cmd = Command::new(&options.bin);
+        cmd.arg("serve").arg("--listen").arg(options.listen.to_string()).arg("--data").arg(data.path());
+        if let Some(db) = &options.database {
+            cmd.arg("--database").arg(db);
+        }
+        cmd.env_remove("CHORUS_CONFIG")
+            .env("CHORUS_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("CHORUS_LOG", std::env::var("CHORUS_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("CHORUS_SENDS_PER_SECOND", "1000000")
+            .env("CHORUS_SEND_BURST", "1000000")
+            .env("CHORUS_CODE_REQUESTS_PER_IP", "1000000")
+            .env("CHORUS_PRESENCE_GRACE_SECS", "1")
+            .env("CHORUS_RTC_UDP_PORT", "0")
+            .env("CHORUS_RTC_TCP_PORT", "0");
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", options.bin.display()))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut media = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(m) = line.strip_prefix("Chorus media on udp ") {
+                    media = m.split_whitespace().next().and_then(|a| a.parse::<SocketAddr>().ok());
+                }
+                if let Some(url) = line.strip_prefix("Chorus listening on ") {
+                    let _ = tx.send((url.trim().to_string(), media));
+                }
+            }
+        });
+        let Ok((base, media)) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            bail!("{} did not start within 60 s", options.bin.display());
+        };
+        let media_udp = media.ok_or_else(|| anyhow!("the server printed no media address"))?;
+        Ok(ChorusServer { child, base, media_udp, data, http: reqwest::Client::new() })
+    }
+
+    /// The server's process id (for [`crate::proc`]).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An HTTP client of the Rust client library, authorised as `token`.
+    pub fn client(&self, token: &str) -> chorus_client::Http {
+        chorus_client::Http::new(&self.base).with_token(token)
+    }
+
+    /// Calls `/backend` with a JSON body; fails unless the reply says `result: true`.
+    pub async fn backend(&self, mut body: Value) -> anyhow::Result<Value> {
+        body["token"] = json!(ADMIN_TOKEN);
+        let reply: Value = self
+            .http
+            .post(format!("{}/backend", self.base))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if reply["result"] != json!(true) {
+            bail!("/backend {} failed: {reply}", body["op"]);
+        }
+        Ok(reply)
+    }
+
+    /// Creates `n` users `<prefix>0…` with tokens, `parallel` requests at a time.
+    pub async fn users(&self, prefix: &str, n: usize) -> anyhow::Result<Vec<BenchUser>> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(0..n)
+            .map(|i| async move {
+                let address = format!("{prefix}{i}");
+                let reply = self
+                    .backend(json!({"op": "useradd", "user": {"address": address, "name": address, "token": {"expiry": 525600}}}))
+                    .await?;
+                let token = reply["user"]["token"].as_str().ok_or_else(|| anyhow!("useradd gave no token"))?.to_string();
+                anyhow::Ok(BenchUser { address, token })
+            })
+            .buffered(32)
+            .try_collect()
+            .await
+    }
+
+    /// Creates a group with these members (every member may send, receive, publish, subscribe
+    /// and list) and the given call flags; returns its gid.
+    pub async fn group(&self, name: &str, members: &[BenchUser], callflags: Option<u32>) -> anyhow::Result<i64> {
+        let mut group = json!({"name": name});
+        if let Some(f) = callflags {
+            group["callflags"] = json!(f);
+        }
+        let reply = self.backend(json!({"op": "groupadd", "group": group})).await?;
+        let gid = reply["group"]["gid"].as_i64().ok_or_else(|| anyhow!("groupadd gave no gid: {reply}"))?;
+        for chunk in members.chunks(5000) {
+            let m: Vec<&str> = chunk.iter().map(|u| u.address.as_str()).collect();
+            self.backend(json!({"op": "groupeditmembers", "group": {"gid": gid, "m": m}})).await?;
+        }
+        Ok(gid)
+    }
+}
+
+impl Drop for ChorusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,90 @@
+//! The SFU load against Chorus: the real `chorus` binary, participants from the Rust client
+//! (`chorus_client::call`), each with its own two peer connections.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chorus_client::call::{Call, CallOptions, PublishOptions};
+use chorus_client::Connection;
+
+use super::{SfuLoad, SfuRun, Snapshot, StreamKey};
+use crate::progress::Progress;
+use crate::server::{ChorusServer, ServerOptions};
+
+/// Call flags of the benchmark's group: Mesibo's defaults with simulcast on (as REST rooms).
+const CALL_FLAGS: u32 = 0x8307;
+
+/// Runs `load` against a Chorus server started for it.
+pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) -> anyhow::Result<SfuRun> {
+    let options = server.clone().env("CHORUS_RTC_BIND_IP", load.bind);
+    let srv = ChorusServer::start(&options)?;
+    let pubs = srv.users("pub", load.publishers).await?;
+    let subs = srv.users("sub", load.subscribers).await?;
+    let everyone: Vec<_> = pubs.iter().chain(&subs).cloned().collect();
+    let gid = srv.group("bench", &everyone, Some(CALL_FLAGS)).await?;
+    let index: HashMap<String, usize> = pubs.iter().enumerate().map(|(i, u)| (u.address.clone(), i)).collect();
+    let options = CallOptions { subscribe_all: false, bind: load.bind, ..Default::default() };
+
+    let mut publishers = Vec::new();
+    for (i, u) in pubs.iter().enumerate() {
+        progress.status(format!("chorus: publisher {}/{} joining", i + 1, pubs.len()));
+        let (conn, _) = Connection::connect(&srv.client(&u.token), None).await?;
+        let call = Call::join(conn, gid, options.clone()).await.context("publisher join")?;
+        call.publish_camera(0, PublishOptions::default()).await.context("publish")?;
+        publishers.push(call);
+        tokio::time::sleep(load.join_interval).await;
+    }
+    let mut subscribers = Vec::new();
+    let mut joined = Vec::new();
+    for (s, u) in subs.iter().enumerate() {
+        progress.status(format!("chorus: subscriber {}/{} joining", s + 1, subs.len()));
+        joined.push(Instant::now());
+        let (conn, _) = Connection::connect(&srv.client(&u.token), None).await?;
+        let call = Call::join(conn, gid, options.clone()).await.context("subscriber join")?;
+        for p in load.streams_of(s) {
+            call.subscribe(&pubs[p].address, 0, true, true, Some(load.height())).await.context("subscribe")?;
+        }
+        subscribers.push(call);
+        tokio::time::sleep(load.join_interval).await;
+    }
+    let snapshot = |calls: &[Call]| Snapshot {
+        streams: calls
+            .iter()
+            .enumerate()
+            .flat_map(|(s, c)| {
+                let stats = c.stats();
+                let index = &index;
+                stats.received.into_iter().filter_map(move |(k, t)| {
+                    let publisher = *index.get(&k.publisher)?;
+                    Some((StreamKey { subscriber: s, publisher, kind: k.kind.into() }, t))
+                })
+            })
+            .collect(),
+    };
+    super::settle(progress, "chorus", load.warmup).await;
+    let before = snapshot(&subscribers);
+    let window = crate::proc::Window::open(srv.pid())?;
+    let started = Instant::now();
+    while started.elapsed() < load.duration {
+        tokio::time::sleep(Duration::from_secs(1).min(load.duration.saturating_sub(started.elapsed()))).await;
+        let now = snapshot(&subscribers);
+        let packets: u64 = now.streams.iter().map(|(_, t)| t.packets).sum::<u64>()
+            - before.streams.iter().map(|(_, t)| t.packets).sum::<u64>();
+        let cpu = crate::proc::sample(srv.pid()).map(|x| x.cpu_secs - window.start().cpu_secs).unwrap_or(0.0);
+        let secs = started.elapsed().as_secs_f64();
+        progress.status(format!(
+            "chorus: {:.0}/{:.0} s, {:.0} pkt/s forwarded, server {:.2} cores",
+            secs,
+            load.duration.as_secs_f64(),
+            packets as f64 / secs,
+            cpu / secs
+        ));
+    }
+    let after = snapshot(&subscribers);
+    let cost = window.close()?;
+    for c in subscribers.into_iter().chain(publishers) {
+        c.abort();
+    }
+    Ok(SfuRun::from_window("chorus", load, cost, &before, &after, &joined))
+}
