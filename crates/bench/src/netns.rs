@@ -1,5 +1,6 @@
 //! A network namespace of the benchmark's own, so both SFUs see the same network: a loopback
-//! and one dummy interface with a private address. Janus (libnice) gathers no ICE candidates
+//! and a veth pair with a private address on one end (a veth, not a `dummy`, because not
+//! every kernel has the dummy module). Janus (libnice) gathers no ICE candidates
 //! on `lo`, so media must use an address on another interface; nothing in the namespace can
 //! reach outside it, and nothing outside can reach in.
 //!
@@ -12,17 +13,17 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 /// The environment variable that tells a child it runs inside the namespace, holding the
-/// dummy interface's address.
+/// address of [`IFACE`].
 pub const INSIDE_ENV: &str = "CHORUS_BENCH_NETNS_ADDR";
 
-/// The dummy interface's name inside the namespace.
+/// The name of the veth end that holds the address.
 pub const IFACE: &str = "bench0";
 
 /// A namespace that exists until dropped.
 pub struct NetNs {
     /// Its name (`chorus-bench-<pid>`).
     pub name: String,
-    /// The dummy interface's address.
+    /// The address of [`IFACE`].
     pub addr: Ipv4Addr,
 }
 
@@ -35,7 +36,9 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 }
 
 impl NetNs {
-    /// Creates `chorus-bench-<pid>` with `lo` up and a dummy interface [`IFACE`] at 10.203.0.1/24.
+    /// Creates `chorus-bench-<pid>` with `lo` up and a veth pair [`IFACE`]–`bench1`, both ends
+    /// inside, [`IFACE`] at 10.203.0.1/24 (traffic between local addresses goes over the
+    /// namespace's loopback, as on the host).
     /// Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
     pub fn create() -> anyhow::Result<NetNs> {
         let name = format!("chorus-bench-{}", std::process::id());
@@ -44,9 +47,10 @@ impl NetNs {
         let ns = NetNs { name, addr };
         let n = ns.name.as_str();
         ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["-n", n, "link", "add", IFACE, "type", "dummy"])?;
+        ip(&["-n", n, "link", "add", IFACE, "type", "veth", "peer", "name", "bench1"])?;
         ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", IFACE])?;
         ip(&["-n", n, "link", "set", IFACE, "up"])?;
+        ip(&["-n", n, "link", "set", "bench1", "up"])?;
         Ok(ns)
     }
 
@@ -57,7 +61,7 @@ impl NetNs {
         c
     }
 
-    /// The address, if this process runs inside a benchmark namespace.
+    /// The address of [`IFACE`], if this process runs inside a benchmark namespace.
     pub fn inside() -> Option<Ipv4Addr> {
         std::env::var(INSIDE_ENV).ok()?.parse().ok()
     }

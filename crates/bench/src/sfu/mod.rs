@@ -39,7 +39,7 @@ pub struct SfuLoad {
     /// Length of the measured window.
     #[serde(with = "ms")]
     pub duration: Duration,
-    /// The local address media use (the namespace's dummy interface).
+    /// The local address media use (the namespace's veth end, [`crate::netns::IFACE`]).
     pub bind: IpAddr,
 }
 

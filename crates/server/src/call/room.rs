@@ -52,6 +52,24 @@ use crate::error::ApiError;
 const MAX_SDP: usize = 64 * 1024;
 /// How often layers are re-selected and liveness checked.
 const TICK: Duration = Duration::from_millis(250);
+/// Future timeouts of peer connections are rounded up to this grid, so legs wake together and
+/// their packets leave in one flush (str0m's pacer asks for many closely spaced wake-ups).
+const TIMER_GRID_US: u64 = 2_000;
+
+/// `t` rounded up to the [`TIMER_GRID_US`] grid (an arbitrary process-wide origin); `now` if due.
+fn coalesce(t: Instant, now: Instant) -> Instant {
+    use std::sync::OnceLock;
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    if t <= now {
+        return now;
+    }
+    let origin = *ORIGIN.get_or_init(|| now);
+    let us = t.saturating_duration_since(origin).as_micros() as u64;
+    origin + Duration::from_micros(us.div_ceil(TIMER_GRID_US) * TIMER_GRID_US)
+}
+
+/// Rounds of due timeouts one flush serves before it sends (see `RoomTask::flush`).
+const IMMEDIATE_ROUNDS: u32 = 4;
 /// Bitrate meter window.
 const METER_WINDOW: Duration = Duration::from_millis(500);
 /// A layer that sent nothing for this long is not being sent.
@@ -1087,18 +1105,7 @@ impl RoomTask {
     }
 
     fn timeouts(&mut self, now: Instant) {
-        for p in self.peers.values_mut() {
-            for (leg, which) in [(&mut p.publish, Leg::Publish), (&mut p.subscribe, Leg::Subscribe)] {
-                let Some(leg) = leg else { continue };
-                if leg.next_timeout <= now {
-                    let _ = leg.rtc.handle_input(Input::Timeout(now));
-                    if !leg.dirty {
-                        leg.dirty = true;
-                        self.dirty.push(PeerKey { uid: p.uid, leg: which });
-                    }
-                }
-            }
-        }
+        self.leg_timeouts(now);
         self.room.handle_timeout(now);
         self.talk.handle_timeout(now);
         self.talk_events();
@@ -1108,6 +1115,26 @@ impl RoomTask {
             self.select_layers(now, None);
         }
         self.room_events(now);
+    }
+
+    /// Hands `now` to every peer connection whose timeout is due and marks it for draining.
+    /// Returns whether any was due.
+    fn leg_timeouts(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        for p in self.peers.values_mut() {
+            for (leg, which) in [(&mut p.publish, Leg::Publish), (&mut p.subscribe, Leg::Subscribe)] {
+                let Some(leg) = leg else { continue };
+                if leg.next_timeout <= now {
+                    any = true;
+                    let _ = leg.rtc.handle_input(Input::Timeout(now));
+                    if !leg.dirty {
+                        leg.dirty = true;
+                        self.dirty.push(PeerKey { uid: p.uid, leg: which });
+                    }
+                }
+            }
+        }
+        any
     }
 
     /// Removes participants whose peer connections went silent or never connected.
@@ -1163,7 +1190,17 @@ impl RoomTask {
                 }
             }
         }
-        while !self.dirty.is_empty() || !self.work.is_empty() || !self.rtp.is_empty() {
+        // Writing forwarded packets makes str0m ask for a timeout at `now` before it releases
+        // them (its pacer): serve those here, up to a few rounds, so they leave in this flush's
+        // batch instead of costing another trip through the scheduler and another send.
+        let mut rounds = 0;
+        loop {
+            if self.dirty.is_empty() && self.work.is_empty() && self.rtp.is_empty() {
+                rounds += 1;
+                if rounds > IMMEDIATE_ROUNDS || !self.leg_timeouts(now) {
+                    break;
+                }
+            }
             while let Some(key) = self.dirty.pop() {
                 self.drain(now, key);
             }
@@ -1197,7 +1234,7 @@ impl RoomTask {
         loop {
             match leg.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    leg.next_timeout = t.max(now);
+                    leg.next_timeout = coalesce(t, now);
                     break;
                 }
                 Ok(Output::Transmit(t)) => match t.proto {
