@@ -209,9 +209,11 @@ impl Report {
         }
     }
 
-    /// Whether every metric with a target met it.
-    pub fn targets_met(&self) -> bool {
-        self.sections.iter().flat_map(|s| &s.metrics).all(|m| m.target.as_ref().is_none_or(|t| t.met))
+    /// Targets met and targets in all.
+    pub fn targets(&self) -> (usize, usize) {
+        let targets: Vec<bool> =
+            self.sections.iter().flat_map(|s| &s.metrics).filter_map(|m| m.target.as_ref().map(|t| t.met)).collect();
+        (targets.iter().filter(|m| **m).count(), targets.len())
     }
 
     /// Markdown: machine, command, one table per section, notes, plot links.
@@ -301,7 +303,7 @@ pub fn fmt(v: Option<f64>) -> String {
         let s = n.unsigned_abs().to_string();
         let mut grouped = String::new();
         for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(c);

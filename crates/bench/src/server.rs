@@ -45,10 +45,8 @@ pub struct ChorusServer {
     child: Child,
     /// `http://host:port`.
     pub base: String,
-    /// Where call media go (UDP).
-    pub media_udp: SocketAddr,
-    /// Its data directory.
-    pub data: tempfile::TempDir,
+    /// Its data directory, removed with the server.
+    _data: tempfile::TempDir,
     http: reqwest::Client,
 }
 
@@ -85,26 +83,26 @@ impl ChorusServer {
             cmd.env(k, v);
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", options.bin.display()))?;
+        let mut child = cmd.spawn().with_context(|| {
+            format!(
+                "starting {} (build it with cargo build --release -p chorus, or pass --chorus-bin)",
+                options.bin.display()
+            )
+        })?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut media = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(m) = line.strip_prefix("Chorus media on udp ") {
-                    media = m.split_whitespace().next().and_then(|a| a.parse::<SocketAddr>().ok());
-                }
                 if let Some(url) = line.strip_prefix("Chorus listening on ") {
-                    let _ = tx.send((url.trim().to_string(), media));
+                    let _ = tx.send(url.trim().to_string());
                 }
             }
         });
-        let Ok((base, media)) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let Ok(base) = rx.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
             bail!("{} did not start within 60 s", options.bin.display());
         };
-        let media_udp = media.ok_or_else(|| anyhow!("the server printed no media address"))?;
-        Ok(ChorusServer { child, base, media_udp, data, http: reqwest::Client::new() })
+        Ok(ChorusServer { child, base, _data: data, http: reqwest::Client::new() })
     }
 
     /// The server's process id (for [`crate::proc`]).

@@ -266,6 +266,12 @@ fn section(args: &MsgArgs, chorus: &FanoutRun, redis: Option<&(String, FanoutRun
         cs.deliveries_per_cpu(),
         r.map(|r| format!(", Redis {:.0}", r.saturation.deliveries_per_cpu())).unwrap_or_default()
     ));
+    s.notes.push(
+        "Server RSS: the receivers never send `ack`, so every Chorus session keeps up to 10,000 \
+         delivered-but-unacknowledged message entries (http::ws `unacked`, capped there); with 1,000 \
+         sessions that is most of the RSS at the end of the saturation run."
+            .into(),
+    );
     s.notes.push(format!(
         "Connecting the {m} receivers took {:.1} s on Chorus{}.",
         chorus.connect_secs,

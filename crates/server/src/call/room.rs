@@ -52,22 +52,6 @@ use crate::error::ApiError;
 const MAX_SDP: usize = 64 * 1024;
 /// How often layers are re-selected and liveness checked.
 const TICK: Duration = Duration::from_millis(250);
-/// Future timeouts of peer connections are rounded up to this grid, so legs wake together and
-/// their packets leave in one flush (str0m's pacer asks for many closely spaced wake-ups).
-const TIMER_GRID_US: u64 = 2_000;
-
-/// `t` rounded up to the [`TIMER_GRID_US`] grid (an arbitrary process-wide origin); `now` if due.
-fn coalesce(t: Instant, now: Instant) -> Instant {
-    use std::sync::OnceLock;
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    if t <= now {
-        return now;
-    }
-    let origin = *ORIGIN.get_or_init(|| now);
-    let us = t.saturating_duration_since(origin).as_micros() as u64;
-    origin + Duration::from_micros(us.div_ceil(TIMER_GRID_US) * TIMER_GRID_US)
-}
-
 /// Rounds of due timeouts one flush serves before it sends (see `RoomTask::flush`).
 const IMMEDIATE_ROUNDS: u32 = 4;
 /// Bitrate meter window.
@@ -1234,7 +1218,7 @@ impl RoomTask {
         loop {
             match leg.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    leg.next_timeout = coalesce(t, now);
+                    leg.next_timeout = t.max(now);
                     break;
                 }
                 Ok(Output::Transmit(t)) => match t.proto {

@@ -38,7 +38,7 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 /// Typing-on is forwarded at most this often per conversation.
 const TYPING_THROTTLE: Duration = Duration::from_secs(2);
 /// WebSocket read and write buffer size; frames larger than this still work.
-const SOCKET_BUFFER: usize = 4096;
+const SOCKET_BUFFER: usize = 1024;
 /// Conversations whose typing state one session tracks before old entries are pruned.
 const MAX_TYPING_CONVERSATIONS: usize = 256;
 /// Close code telling the client to reconnect and resume (it fell behind).

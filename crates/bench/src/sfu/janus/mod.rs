@@ -12,7 +12,7 @@
 //!   off; `debug_level` 3 (warnings; `CHORUS_BENCH_JANUS_LOG=<level>` changes it and shows the
 //!   log);
 //! * the WebSocket API listens on 127.0.0.1 (a free port), plain `ws`, compact JSON, no admin API;
-//! * ICE gathers on the namespace's dummy interface only (`ice_enforce_list = "bench0"`, the
+//! * ICE gathers on the namespace's veth end only (`ice_enforce_list = "bench0"`, the
 //!   address media use; libnice ignores `lo`), no STUN/TURN, no IPv6, no mDNS, half trickle
 //!   (Janus puts its candidates in its SDP), full ICE (not ICE-lite), RTP ports 10000–30000
 //!   (clear of the ephemeral ports the benchmark's own sockets take);
