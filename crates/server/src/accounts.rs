@@ -3,6 +3,7 @@
 //! Owns the tables `users`, `login_codes` and `tokens`. Secrets (codes and
 //! tokens) are stored only as SHA-256 hashes; a token is 256 random bits.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +100,54 @@ pub struct Accounts {
     bus: Arc<dyn FanOut>,
     codes_per_identity: WindowLimiter,
     codes_per_ip: WindowLimiter,
+    addresses: AddressCache,
+}
+
+/// How long a resolved address is trusted. Changes made through this process drop the cache
+/// at once; the lifetime bounds how long a change made elsewhere (a manual edit, another
+/// process on the same database) goes unseen.
+const ADDRESS_TTL: Duration = Duration::from_secs(5);
+/// Most addresses cached before the cache starts over.
+const ADDRESS_CACHE: usize = 100_000;
+
+/// Active users by address, for [`Accounts::by_address`] (every 1:1 send resolves its
+/// recipient). Only found users are cached. `generation` counts changes to users: a lookup
+/// that started before a change does not put what it read in the cache after it.
+/// A resolved user and when it was read.
+type Cached = (SessionUser, Instant);
+
+#[derive(Default)]
+struct AddressCache {
+    inner: std::sync::Mutex<(u64, HashMap<String, Cached>)>,
+}
+
+impl AddressCache {
+    fn generation(&self) -> u64 {
+        self.inner.lock().expect("address cache poisoned").0
+    }
+
+    fn get(&self, address: &str, now: Instant) -> Option<SessionUser> {
+        let c = self.inner.lock().expect("address cache poisoned");
+        c.1.get(address).filter(|(_, at)| now.duration_since(*at) < ADDRESS_TTL).map(|(u, _)| u.clone())
+    }
+
+    fn put(&self, generation: u64, user: &SessionUser, now: Instant) {
+        let mut c = self.inner.lock().expect("address cache poisoned");
+        if c.0 != generation {
+            return;
+        }
+        if c.1.len() >= ADDRESS_CACHE {
+            c.1.clear();
+        }
+        c.1.insert(user.address.clone(), (user.clone(), now));
+    }
+
+    /// Called after every committed change to users.
+    fn forget(&self) {
+        let mut c = self.inner.lock().expect("address cache poisoned");
+        c.0 += 1;
+        c.1.clear();
+    }
 }
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<SessionUser, sqlx::Error> {
@@ -116,6 +165,7 @@ impl Accounts {
             cfg,
             mailer,
             bus,
+            addresses: AddressCache::default(),
         }
     }
 
@@ -167,6 +217,7 @@ impl Accounts {
         appid: &str,
     ) -> ApiResult<LoginSession> {
         let name = name.map(validate_name).transpose()?;
+        let renamed = name.is_some();
         if !self.codes_per_ip.hit(&ip.to_string(), Instant::now()) {
             return Err(ApiError::rate_limited("too many login attempts from this address; try later"));
         }
@@ -244,6 +295,9 @@ impl Accounts {
         };
         let (token, expires_at) = issue_token(&mut tx, user.uid, appid, self.cfg.token_ttl_secs).await?;
         tx.commit().await?;
+        if renamed {
+            self.addresses.forget();
+        }
         Ok(LoginSession { token, expires_at, user })
     }
 
@@ -296,16 +350,25 @@ impl Accounts {
     pub async fn rename(&self, uid: i64, name: &str) -> ApiResult<String> {
         let name = validate_name(name)?;
         sqlx::query("UPDATE users SET name = $1 WHERE uid = $2").bind(&name).bind(uid).execute(&self.db.write).await?;
+        self.addresses.forget();
         Ok(name)
     }
 
     /// Looks a user up by address.
     pub async fn by_address(&self, address: &str) -> ApiResult<Option<SessionUser>> {
+        if let Some(u) = self.addresses.get(address, Instant::now()) {
+            return Ok(Some(u));
+        }
+        let generation = self.addresses.generation();
         let row = sqlx::query("SELECT uid, address, name FROM users WHERE address = $1 AND active = 1")
             .bind(address)
             .fetch_optional(&self.db.read)
             .await?;
-        Ok(row.map(|r| user_from_row(&r)).transpose()?)
+        let user = row.map(|r| user_from_row(&r)).transpose()?;
+        if let Some(u) = &user {
+            self.addresses.put(generation, u, Instant::now());
+        }
+        Ok(user)
     }
 
     /// A user's address by uid.
@@ -365,6 +428,7 @@ impl Accounts {
             None => None,
         };
         tx.commit().await?;
+        self.addresses.forget();
         if !active {
             self.end_sessions(user.uid, None, "the account was deactivated");
         }
@@ -377,6 +441,7 @@ impl Accounts {
             .bind(address)
             .fetch_optional(&self.db.write)
             .await?;
+        self.addresses.forget();
         if let Some(uid) = uid {
             self.end_sessions(uid, None, "the account was deleted");
         }

@@ -150,6 +150,64 @@ enum WriteOp {
     },
 }
 
+/// Where a request's answer goes.
+enum Answer {
+    Sent(oneshot::Sender<ApiResult<SentInfo>>),
+    Changed(oneshot::Sender<ApiResult<()>>),
+}
+
+impl WriteOp {
+    /// The request's answer channel, if its caller waits for one.
+    fn into_reply(self) -> Option<Answer> {
+        match self {
+            WriteOp::Send { reply, .. } => Some(Answer::Sent(reply)),
+            WriteOp::Change { reply, .. } => Some(Answer::Changed(reply)),
+            WriteOp::Watermark { reply, .. } => reply.map(Answer::Changed),
+        }
+    }
+}
+
+/// Where a send goes, decided by the writer.
+struct Placed {
+    conv_id: i64,
+    peer_addr: Option<String>,
+    gid: Option<i64>,
+    /// Who receives it.
+    uids: Vec<i64>,
+}
+
+/// Rows per multi-row statement of [`Writer::insert_run`] (11 parameters each). Small on
+/// purpose: sqlx's SQLite driver looks every parameter up by name, at a cost that grows with
+/// the statement's parameter count (256 rows spent 60 % of the writer's time there; 16 rows:
+/// 45.8k durable sends/s against 18.6k, bench/RESULTS.md).
+const RUN_CHUNK: usize = 16;
+
+/// The frame of a newly stored message, to fan out after commit.
+fn new_message(op: &WriteOp, placed: Placed, info: &SentInfo) -> Fanout {
+    let WriteOp::Send { from, client_id, mtype, body, origin, .. } = op else {
+        unreachable!("only sends store messages")
+    };
+    let content: Content = serde_json::from_str(body).unwrap_or_default();
+    let msg = Message {
+        mid: info.mid,
+        id: client_id.clone(),
+        from: from.address.clone(),
+        peer: placed.peer_addr,
+        gid: placed.gid,
+        seq: info.seq,
+        pos: info.pos,
+        ts: info.ts,
+        mtype: *mtype,
+        text: content.text,
+        data: content.data,
+        file: content.file,
+        edited: false,
+        deleted: false,
+    };
+    let meta = MsgMeta { pos: info.pos, conv_id: placed.conv_id, seq: info.seq, sender: from.uid };
+    Fanout { uids: placed.uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), *origin) }
+}
+
 /// A frame to fan out after commit.
 struct Fanout {
     uids: Vec<i64>,
@@ -611,11 +669,34 @@ struct Writer {
 /// Most user pairs the writer remembers before it starts over.
 const PAIR_CACHE: usize = 100_000;
 
-/// A request's answer, sent only after the batch commits.
-enum Reply {
-    Sent(oneshot::Sender<ApiResult<SentInfo>>, ApiResult<SentInfo>),
-    Changed(oneshot::Sender<ApiResult<()>>, ApiResult<()>),
-    None,
+/// What a request came to; answered only after its batch commits.
+enum Outcome {
+    Sent(ApiResult<SentInfo>),
+    Changed(ApiResult<()>),
+}
+
+/// What one pass over a batch has written so far.
+#[derive(Default)]
+struct Applied {
+    /// The last stream position handed out.
+    pos: i64,
+    /// The last `seq` handed out per conversation in this batch, written to `conversations`
+    /// once per conversation just before the commit (not once per message).
+    last_seq: HashMap<i64, i64>,
+    /// One per request, in order; `None`: rolled back alone (its caller sees `internal`).
+    outcomes: Vec<Option<Outcome>>,
+    fanouts: Vec<Fanout>,
+    /// 1:1 conversation ids read from the store, cached after the commit.
+    learned: Vec<((i64, i64), i64)>,
+}
+
+/// Why a pass over a batch stopped short.
+enum PassError {
+    /// The fast pass: one request failed on the database; the batch is applied again with
+    /// a savepoint per request.
+    Request(sqlx::Error),
+    /// The transaction itself failed: the whole batch is answered `internal`.
+    Batch(sqlx::Error),
 }
 
 impl Writer {
@@ -630,230 +711,229 @@ impl Writer {
         }
     }
 
+    /// Applies, commits and answers a batch. The fast pass applies every request straight
+    /// into the transaction; only when one fails on the database (rare: say, a user deleted
+    /// mid-request) is the batch applied again with each request in its own savepoint, so the
+    /// failing one is rolled back alone and the rest commit. Savepoints for every request
+    /// would cost two statements per message.
     async fn apply_batch(&self, batch: &mut Vec<WriteOp>) {
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut fanouts = Vec::new();
-        let mut learned = Vec::new();
-        let result: Result<(), sqlx::Error> = async {
-            let mut tx = self.db.write.begin().await?;
-            let start: i64 = sqlx::query_scalar("UPDATE stream SET pos = pos WHERE id = 1 RETURNING pos")
-                .fetch_one(&mut *tx)
-                .await?;
-            let mut pos = start;
-            for op in batch.drain(..) {
-                // Each request in its own savepoint: one that fails on the
-                // database (say, a user deleted mid-request) is rolled back
-                // alone and answered `internal`; the rest of the batch commits.
-                let (pos_before, fanouts_before, learned_before) = (pos, fanouts.len(), learned.len());
-                let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-                match self.apply(&mut sp, op, &mut pos, &mut fanouts, &mut learned).await {
-                    Ok(reply) => {
-                        sp.commit().await?;
-                        replies.push(reply);
-                    }
-                    Err(e) => {
-                        sp.rollback().await?;
-                        tracing::error!(error = %e, "message request rolled back");
-                        pos = pos_before;
-                        fanouts.truncate(fanouts_before);
-                        learned.truncate(learned_before);
-                        // The request's reply channel was dropped with it: its caller sees `internal`.
-                    }
-                }
+        let result = match self.pass(batch, false).await {
+            Err(PassError::Request(e)) => {
+                tracing::warn!(error = %e, "a request failed; applying the batch again request by request");
+                self.pass(batch, true).await
             }
-            if pos != start {
-                sqlx::query("UPDATE stream SET pos = $1 WHERE id = 1").bind(pos).execute(&mut *tx).await?;
-            }
-            tx.commit().await
-        }
-        .await;
+            other => other,
+        };
         match result {
-            Ok(()) => {
+            Ok(applied) => {
                 let mut pairs = self.pairs.lock().expect("pair cache poisoned");
-                if pairs.len() + learned.len() > PAIR_CACHE {
+                if pairs.len() + applied.learned.len() > PAIR_CACHE {
                     pairs.clear();
                 }
-                pairs.extend(learned);
+                pairs.extend(applied.learned);
                 drop(pairs);
-                for r in replies {
-                    match r {
-                        Reply::Sent(tx, v) => drop(tx.send(v)),
-                        Reply::Changed(tx, v) => drop(tx.send(v)),
-                        Reply::None => {}
+                for (op, outcome) in batch.drain(..).zip(applied.outcomes) {
+                    match (op.into_reply(), outcome) {
+                        (Some(Answer::Sent(tx)), Some(Outcome::Sent(v))) => drop(tx.send(v)),
+                        (Some(Answer::Changed(tx)), Some(Outcome::Changed(v))) => drop(tx.send(v)),
+                        // Rolled back alone: dropping the channel answers `internal`.
+                        _ => {}
                     }
                 }
-                for f in fanouts {
+                for f in applied.fanouts {
                     self.bus.deliver(&mut f.uids.into_iter(), f.frame);
                 }
             }
-            Err(e) => {
+            Err(PassError::Request(e) | PassError::Batch(e)) => {
                 let err = ApiError::internal(format_args!("message batch rolled back: {e}"));
-                for r in replies {
-                    match r {
-                        Reply::Sent(tx, _) => drop(tx.send(Err(err.clone()))),
-                        Reply::Changed(tx, _) => drop(tx.send(Err(err.clone()))),
-                        Reply::None => {}
+                for op in batch.drain(..) {
+                    match op.into_reply() {
+                        Some(Answer::Sent(tx)) => drop(tx.send(Err(err.clone()))),
+                        Some(Answer::Changed(tx)) => drop(tx.send(Err(err.clone()))),
+                        None => {}
                     }
                 }
-                // Requests not reached yet are dropped with the batch: their callers see "writer dropped".
             }
         }
+    }
+
+    /// One pass over the batch in one transaction; `careful` puts each request in a savepoint.
+    async fn pass(&self, batch: &[WriteOp], careful: bool) -> Result<Applied, PassError> {
+        use PassError::Batch;
+        let mut tx = self.db.write.begin().await.map_err(Batch)?;
+        let start: i64 = sqlx::query_scalar("UPDATE stream SET pos = pos WHERE id = 1 RETURNING pos")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Batch)?;
+        let mut a = Applied { pos: start, outcomes: batch.iter().map(|_| None).collect(), ..Applied::default() };
+        if !careful {
+            if let Err(e) = self.fast(&mut tx, batch, &mut a).await {
+                tx.rollback().await.map_err(Batch)?;
+                return Err(PassError::Request(e));
+            }
+        } else {
+            for (i, op) in batch.iter().enumerate() {
+                let mark = (a.pos, a.last_seq.clone(), a.fanouts.len(), a.learned.len());
+                let mut sp = sqlx::Connection::begin(&mut *tx).await.map_err(Batch)?;
+                match self.apply(&mut sp, op, &mut a).await {
+                    Ok(outcome) => {
+                        sp.commit().await.map_err(Batch)?;
+                        a.outcomes[i] = Some(outcome);
+                    }
+                    Err(e) => {
+                        sp.rollback().await.map_err(Batch)?;
+                        tracing::error!(error = %e, "message request rolled back");
+                        (a.pos, a.last_seq) = (mark.0, mark.1);
+                        a.fanouts.truncate(mark.2);
+                        a.learned.truncate(mark.3);
+                    }
+                }
+            }
+        }
+        for (conv_id, seq) in &a.last_seq {
+            sqlx::query("UPDATE conversations SET last_seq = $2 WHERE conv_id = $1")
+                .bind(conv_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(Batch)?;
+        }
+        if a.pos != start {
+            sqlx::query("UPDATE stream SET pos = $1 WHERE id = 1")
+                .bind(a.pos)
+                .execute(&mut *tx)
+                .await
+                .map_err(Batch)?;
+        }
+        tx.commit().await.map_err(Batch)?;
+        Ok(a)
+    }
+
+    /// The fast pass's requests: sends are placed as they come and stored together
+    /// ([`Self::insert_run`]) when an edit or delete comes (it takes a `pos` too, and may
+    /// name a message of the run) and at the end; watermarks are applied as they come.
+    async fn fast(&self, tx: &mut Transaction<'_, Any>, batch: &[WriteOp], a: &mut Applied) -> Result<(), sqlx::Error> {
+        let mut run = Vec::new();
+        for (i, op) in batch.iter().enumerate() {
+            if let WriteOp::Send { from, dest, .. } = op {
+                match self.place(tx, from, dest, &mut a.learned).await? {
+                    Ok(placed) => run.push((i, placed)),
+                    Err(e) => a.outcomes[i] = Some(Outcome::Sent(Err(e))),
+                }
+                continue;
+            }
+            if matches!(op, WriteOp::Change { .. }) {
+                self.insert_run(tx, batch, &mut run, a).await?;
+            }
+            a.outcomes[i] = Some(self.apply(tx, op, a).await?);
+        }
+        self.insert_run(tx, batch, &mut run, a).await
     }
 
     async fn apply(
         &self,
         tx: &mut Transaction<'_, Any>,
-        op: WriteOp,
-        pos: &mut i64,
-        fanouts: &mut Vec<Fanout>,
-        learned: &mut Vec<((i64, i64), i64)>,
-    ) -> Result<Reply, sqlx::Error> {
+        op: &WriteOp,
+        a: &mut Applied,
+    ) -> Result<Outcome, sqlx::Error> {
         match op {
-            WriteOp::Send { from, dest, client_id, mtype, body, origin, reply } => {
-                let (conv_id, peer_addr, gid, uids): (i64, Option<String>, Option<i64>, Vec<i64>) = match &dest {
-                    Dest::Peer(p) => {
-                        let conv = self.one_to_one(tx, from.uid, p.uid, learned).await?;
-                        (conv, Some(p.address.clone()), None, vec![from.uid, p.uid])
-                    }
-                    Dest::Group(gid, queued_policy) => {
-                        // Membership may have changed since the send was queued:
-                        // decide with the policy as it is now.
-                        let policy = match self.groups.policy(*gid).await {
-                            Ok(Some(p)) => p,
-                            Ok(None) => return Ok(Reply::Sent(reply, Err(ApiError::not_found("no such group")))),
-                            Err(_) => queued_policy.clone(),
-                        };
-                        if !policy.can_send(from.uid) {
-                            let e = ApiError::forbidden("you may not send messages to this group");
-                            return Ok(Reply::Sent(reply, Err(e)));
-                        }
-                        let mut uids: Vec<i64> = policy.receivers().collect();
-                        if !policy.can_receive(from.uid) {
-                            uids.push(from.uid);
-                        }
-                        (policy.conv_id, None, Some(*gid), uids)
-                    }
+            WriteOp::Send { from, dest, client_id, mtype, body, .. } => {
+                let placed = match self.place(tx, from, dest, &mut a.learned).await? {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Outcome::Sent(Err(e))),
                 };
-                // Insert first, taking the next seq in the same statement; the
+                // Insert first, taking the next seq in the same statement (the stored
+                // `last_seq + 1`, or one past the seq this batch gave out last); the
                 // unique (sender, client id) turns a racing retry into "no row".
                 let ts = now_ms();
+                let next_seq = a.last_seq.get(&placed.conv_id).map(|s| s + 1);
                 let inserted = sqlx::query(
                     "INSERT INTO messages (conv_id, seq, pos, sender_uid, sender_addr, peer_addr, gid, client_id, mtype, body, created_at) \
-                     SELECT $1, c.last_seq + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM conversations c WHERE c.conv_id = $1 \
+                     SELECT $1, COALESCE($11, c.last_seq + 1), $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM conversations c WHERE c.conv_id = $1 \
                      ON CONFLICT (sender_uid, client_id) DO NOTHING RETURNING mid, seq",
                 )
-                .bind(conv_id)
-                .bind(*pos + 1)
+                .bind(placed.conv_id)
+                .bind(a.pos + 1)
                 .bind(from.uid)
                 .bind(&from.address)
-                .bind(&peer_addr)
-                .bind(gid)
-                .bind(&client_id)
-                .bind(i64::from(mtype))
-                .bind(&body)
+                .bind(&placed.peer_addr)
+                .bind(placed.gid)
+                .bind(client_id)
+                .bind(i64::from(*mtype))
+                .bind(body)
                 .bind(ts)
+                .bind(next_seq)
                 .fetch_optional(&mut **tx)
                 .await?;
                 let Some(row) = inserted else {
-                    let info = stored_send(tx, from.uid, &client_id).await?.ok_or(sqlx::Error::RowNotFound)?;
-                    return Ok(Reply::Sent(reply, Ok(info)));
+                    let info = stored_send(tx, from.uid, client_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+                    return Ok(Outcome::Sent(Ok(info)));
                 };
                 let (mid, seq): (i64, i64) = (row.try_get("mid")?, row.try_get("seq")?);
-                *pos += 1;
-                sqlx::query("UPDATE conversations SET last_seq = $2 WHERE conv_id = $1")
-                    .bind(conv_id)
-                    .bind(seq)
-                    .execute(&mut **tx)
-                    .await?;
-                let content: Content = serde_json::from_str(&body).unwrap_or_default();
-                let msg = Message {
-                    mid,
-                    id: client_id,
-                    from: from.address.clone(),
-                    peer: peer_addr,
-                    gid,
-                    seq,
-                    pos: *pos,
-                    ts,
-                    mtype,
-                    text: content.text,
-                    data: content.data,
-                    file: content.file,
-                    edited: false,
-                    deleted: false,
-                };
-                let meta = MsgMeta { pos: *pos, conv_id, seq, sender: from.uid };
-                fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), origin) });
-                Ok(Reply::Sent(reply, Ok(SentInfo { mid, seq, pos: *pos, ts, duplicate: false })))
+                a.pos += 1;
+                a.last_seq.insert(placed.conv_id, seq);
+                let info = SentInfo { mid, seq, pos: a.pos, ts, duplicate: false };
+                a.fanouts.push(new_message(op, placed, &info));
+                Ok(Outcome::Sent(Ok(info)))
             }
-            WriteOp::Change { from, mid, content, origin, reply } => {
+            WriteOp::Change { from, mid, content, origin, .. } => {
                 let row = sqlx::query(&format!("SELECT {MSG_COLS} FROM messages m WHERE m.mid = $1"))
-                    .bind(mid)
+                    .bind(*mid)
                     .fetch_optional(&mut **tx)
                     .await?;
                 let Some(row) = row else {
-                    return Ok(Reply::Changed(reply, Err(ApiError::not_found("no such message"))));
+                    return Ok(Outcome::Changed(Err(ApiError::not_found("no such message"))));
                 };
                 let (mut msg, mut meta) = message_from_row(&row)?;
                 if meta.sender != from.uid {
-                    return Ok(Reply::Changed(
-                        reply,
-                        Err(ApiError::forbidden("you can only change your own messages")),
-                    ));
+                    return Ok(Outcome::Changed(Err(ApiError::forbidden("you can only change your own messages"))));
                 }
                 // In a group, only a current member may still change what they said.
                 if let Some(gid) = msg.gid {
                     let member =
                         matches!(self.groups.policy(gid).await, Ok(Some(p)) if p.members.contains_key(&from.uid));
                     if !member {
-                        return Ok(Reply::Changed(
-                            reply,
-                            Err(ApiError::forbidden("you are no longer a member of this group")),
-                        ));
+                        return Ok(Outcome::Changed(Err(ApiError::forbidden(
+                            "you are no longer a member of this group",
+                        ))));
                     }
                 }
                 if msg.deleted {
-                    return Ok(Reply::Changed(
-                        reply,
-                        Err(ApiError::new(ErrorCode::Conflict, "the message was deleted")),
-                    ));
+                    return Ok(Outcome::Changed(Err(ApiError::new(ErrorCode::Conflict, "the message was deleted"))));
                 }
                 // An edit changes text and data; an attached file stays.
-                let content = content.map(|mut c| {
+                let content = content.clone().map(|mut c| {
                     if c.file.is_none() {
                         c.file = msg.file.clone();
                     }
                     c
                 });
-                *pos += 1;
+                a.pos += 1;
                 let body = content.as_ref().map(|c| serde_json::to_string(c).expect("content serialises"));
                 sqlx::query(
                     "UPDATE messages SET body = $1, pos = $2, edited = CASE WHEN $3 = 1 THEN 1 ELSE edited END, deleted = $4 WHERE mid = $5",
                 )
                 .bind(&body)
-                .bind(*pos)
+                .bind(a.pos)
                 .bind(i64::from(content.is_some()))
                 .bind(i64::from(content.is_none()))
-                .bind(mid)
+                .bind(*mid)
                 .execute(&mut **tx)
                 .await?;
                 let c = content.unwrap_or_default();
-                msg.pos = *pos;
+                msg.pos = a.pos;
                 msg.text = c.text;
                 msg.data = c.data;
                 msg.file = c.file;
                 msg.edited = msg.edited || body.is_some();
                 msg.deleted = body.is_none();
-                meta.pos = *pos;
+                meta.pos = a.pos;
                 let uids = self.conv_receivers(tx, meta.conv_id, msg.gid, from.uid).await?;
-                fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), origin) });
-                Ok(Reply::Changed(reply, Ok(())))
+                a.fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), *origin) });
+                Ok(Outcome::Changed(Ok(())))
             }
-            WriteOp::Watermark { user, conv_id, seq, read, reply } => {
-                let done = |r: ApiResult<()>| match reply {
-                    Some(tx) => Reply::Changed(tx, r),
-                    None => Reply::None,
-                };
+            &WriteOp::Watermark { ref user, conv_id, seq, read, .. } => {
+                let done = Outcome::Changed;
                 let row = sqlx::query(
                     "SELECT cm.delivered_seq, cm.read_seq, c.last_seq, c.gid FROM conv_members cm \
                      JOIN conversations c ON c.conv_id = cm.conv_id WHERE cm.conv_id = $1 AND cm.uid = $2",
@@ -865,6 +945,8 @@ impl Writer {
                 let Some(row) = row else { return Ok(done(Err(ApiError::not_found("not in this conversation")))) };
                 let (delivered, read_seq, last, gid): (i64, i64, i64, Option<i64>) =
                     (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+                // Messages this batch stored count, though `last_seq` is written at its end.
+                let last = a.last_seq.get(&conv_id).map_or(last, |&s| s.max(last));
                 let seq = seq.min(last);
                 let old = if read { read_seq } else { delivered };
                 if seq <= old {
@@ -894,11 +976,184 @@ impl Writer {
                         status: if read { status::READ } else { status::DELIVERED },
                         seq,
                     };
-                    fanouts.push(Fanout { uids: senders, frame: outbound(&frame, None, 0) });
+                    a.fanouts.push(Fanout { uids: senders, frame: outbound(&frame, None, 0) });
                 }
                 Ok(done(Ok(())))
             }
         }
+    }
+
+    /// Decides where a send goes, with the group's membership as it is now (it may have
+    /// changed since the send was queued). `Ok(Err(_))`: refused, nothing to write.
+    async fn place(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        from: &SessionUser,
+        dest: &Dest,
+        learned: &mut Vec<((i64, i64), i64)>,
+    ) -> Result<ApiResult<Placed>, sqlx::Error> {
+        Ok(Ok(match dest {
+            Dest::Peer(p) => {
+                let conv_id = self.one_to_one(tx, from.uid, p.uid, learned).await?;
+                Placed { conv_id, peer_addr: Some(p.address.clone()), gid: None, uids: vec![from.uid, p.uid] }
+            }
+            Dest::Group(gid, queued_policy) => {
+                let policy = match self.groups.policy(*gid).await {
+                    Ok(Some(p)) => p,
+                    Ok(None) => return Ok(Err(ApiError::not_found("no such group"))),
+                    Err(_) => queued_policy.clone(),
+                };
+                if !policy.can_send(from.uid) {
+                    return Ok(Err(ApiError::forbidden("you may not send messages to this group")));
+                }
+                let mut uids: Vec<i64> = policy.receivers().collect();
+                if !policy.can_receive(from.uid) {
+                    uids.push(from.uid);
+                }
+                Placed { conv_id: policy.conv_id, peer_addr: None, gid: Some(*gid), uids }
+            }
+        }))
+    }
+
+    /// Stores a run of placed sends (`run`: index in `batch`, placement) with a few
+    /// multi-row statements instead of one per message, which is what lets one writer keep
+    /// up with many senders: one lookup finds retries of stored messages (so no `seq` or
+    /// `pos` is skipped for them), one reads the conversations' `last_seq`, then every new
+    /// message takes the next `seq` of its conversation and the next `pos`, in queue order,
+    /// and the rows go in [`RUN_CHUNK`] at a time. Any database error fails the pass (the
+    /// batch is then applied again request by request).
+    async fn insert_run(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        batch: &[WriteOp],
+        run: &mut Vec<(usize, Placed)>,
+        a: &mut Applied,
+    ) -> Result<(), sqlx::Error> {
+        use std::fmt::Write as _;
+        if run.is_empty() {
+            return Ok(());
+        }
+        let key = |i: usize| match &batch[i] {
+            WriteOp::Send { from, client_id, .. } => (from.uid, client_id.as_str()),
+            _ => unreachable!("a run holds sends only"),
+        };
+        // Retries of messages stored by earlier batches.
+        let mut known: HashMap<(i64, String), SentInfo> = HashMap::new();
+        for chunk in run.chunks(RUN_CHUNK) {
+            let mut sql = String::from(
+                "SELECT sender_uid, client_id, mid, seq, pos, created_at FROM messages WHERE (sender_uid, client_id) IN (VALUES ",
+            );
+            for k in 0..chunk.len() {
+                let sep = if k == 0 { "" } else { ", " };
+                let _ = write!(sql, "{sep}(${}, ${})", 2 * k + 1, 2 * k + 2);
+            }
+            sql.push(')');
+            let mut q = sqlx::query(&sql);
+            for (i, _) in chunk {
+                let (uid, client_id) = key(*i);
+                q = q.bind(uid).bind(client_id);
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                let info = SentInfo {
+                    mid: r.try_get("mid")?,
+                    seq: r.try_get("seq")?,
+                    pos: r.try_get("pos")?,
+                    ts: r.try_get("created_at")?,
+                    duplicate: true,
+                };
+                known.insert((r.try_get("sender_uid")?, r.try_get("client_id")?), info);
+            }
+        }
+        // The stored `last_seq` of conversations this batch has not written to yet.
+        let mut unknown: Vec<i64> =
+            run.iter().map(|(_, p)| p.conv_id).filter(|c| !a.last_seq.contains_key(c)).collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        for chunk in unknown.chunks(RUN_CHUNK) {
+            let list = (1..=chunk.len()).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT conv_id, last_seq FROM conversations WHERE conv_id IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q.bind(*c);
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                a.last_seq.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+        }
+        // Number the new messages; a retry within the run answers like its first.
+        let ts = now_ms();
+        let mut fresh: Vec<(usize, i64, i64)> = Vec::with_capacity(run.len()); // (run index, seq, pos)
+        let mut repeats: Vec<usize> = Vec::new();
+        let mut first_in_run: HashMap<(i64, &str), usize> = HashMap::new();
+        for (k, (i, p)) in run.iter().enumerate() {
+            let (uid, client_id) = key(*i);
+            if let Some(info) = known.get(&(uid, client_id.to_string())) {
+                a.outcomes[*i] = Some(Outcome::Sent(Ok(*info)));
+            } else if let std::collections::hash_map::Entry::Vacant(v) = first_in_run.entry((uid, client_id)) {
+                v.insert(k);
+                let last = a.last_seq.get_mut(&p.conv_id).ok_or(sqlx::Error::RowNotFound)?;
+                *last += 1;
+                a.pos += 1;
+                fresh.push((k, *last, a.pos));
+            } else {
+                repeats.push(k);
+            }
+        }
+        let mut mids: HashMap<i64, i64> = HashMap::with_capacity(fresh.len()); // pos → mid
+        for chunk in fresh.chunks(RUN_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO messages (conv_id, seq, pos, sender_uid, sender_addr, peer_addr, gid, client_id, mtype, body, created_at) VALUES ",
+            );
+            for n in 0..chunk.len() {
+                sql.push_str(if n == 0 { "(" } else { ", (" });
+                for c in 1..=11 {
+                    let sep = if c == 1 { "" } else { ", " };
+                    let _ = write!(sql, "{sep}${}", n * 11 + c);
+                }
+                sql.push(')');
+            }
+            sql.push_str(" RETURNING mid, pos");
+            let mut q = sqlx::query(&sql);
+            for &(k, seq, pos) in chunk {
+                let (i, p) = &run[k];
+                let WriteOp::Send { from, client_id, mtype, body, .. } = &batch[*i] else {
+                    unreachable!("a run holds sends only")
+                };
+                q = q
+                    .bind(p.conv_id)
+                    .bind(seq)
+                    .bind(pos)
+                    .bind(from.uid)
+                    .bind(&from.address)
+                    .bind(&p.peer_addr)
+                    .bind(p.gid)
+                    .bind(client_id)
+                    .bind(i64::from(*mtype))
+                    .bind(body)
+                    .bind(ts);
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                mids.insert(r.try_get("pos")?, r.try_get("mid")?);
+            }
+        }
+        let mut answers: HashMap<usize, SentInfo> = HashMap::with_capacity(fresh.len()); // run index → answer
+        let mut run: Vec<(usize, Option<Placed>)> = run.drain(..).map(|(i, p)| (i, Some(p))).collect();
+        for (k, seq, pos) in fresh {
+            let mid = *mids.get(&pos).ok_or(sqlx::Error::RowNotFound)?;
+            let info = SentInfo { mid, seq, pos, ts, duplicate: false };
+            let (i, placed) = &mut run[k];
+            let placed = placed.take().expect("each message is numbered once");
+            a.fanouts.push(new_message(&batch[*i], placed, &info));
+            a.outcomes[*i] = Some(Outcome::Sent(Ok(info)));
+            answers.insert(k, info);
+        }
+        for k in repeats {
+            let i = run[k].0;
+            let first = first_in_run[&key(i)];
+            let info = SentInfo { duplicate: true, ..answers[&first] };
+            a.outcomes[i] = Some(Outcome::Sent(Ok(info)));
+        }
+        Ok(())
     }
 
     /// Who receives changes to a conversation's messages.
@@ -1001,6 +1256,134 @@ async fn one_to_one(tx: &mut Transaction<'_, Any>, lo: i64, hi: i64) -> Result<i
 #[cfg(test)]
 mod tests {
     use chorus_proto::flags::{group, member};
+
+    use std::sync::Arc;
+
+    use chorus_proto::ws::SessionUser;
+    use tokio::sync::oneshot;
+
+    use super::{Dest, WriteOp, Writer};
+    use crate::bus::LocalBus;
+    use crate::config::Config;
+    use crate::db::Db;
+    use crate::groups::Groups;
+
+    fn user(uid: i64) -> SessionUser {
+        SessionUser { uid, address: format!("u{uid}"), name: format!("User {uid}") }
+    }
+
+    fn send(from: i64, to: i64, id: &str) -> (WriteOp, oneshot::Receiver<crate::error::ApiResult<super::SentInfo>>) {
+        let (reply, rx) = oneshot::channel();
+        let op = WriteOp::Send {
+            from: user(from),
+            dest: Dest::Peer(user(to)),
+            client_id: id.into(),
+            mtype: 0,
+            body: r#"{"text":"hi"}"#.into(),
+            origin: 0,
+            reply,
+        };
+        (op, rx)
+    }
+
+    /// A batch in which one request fails on the database (a recipient whose user row is
+    /// gone: the conversation's member row violates its foreign key) commits everything
+    /// else: the fast pass gives up, the careful pass rolls back that request alone, and
+    /// the survivors keep consecutive `seq`s, with `last_seq` and the stream position
+    /// written once for the batch.
+    #[tokio::test]
+    async fn a_failing_request_is_rolled_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(None, dir.path(), "normal").await.unwrap();
+        for uid in [1, 2] {
+            sqlx::query("INSERT INTO users (uid, address, name, created_at) VALUES ($1, $2, $3, 0)")
+                .bind(uid)
+                .bind(format!("u{uid}"))
+                .bind(format!("User {uid}"))
+                .execute(&db.write)
+                .await
+                .unwrap();
+        }
+        let bus: Arc<dyn crate::bus::FanOut> = Arc::new(LocalBus::default());
+        let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone()));
+        let writer = Writer { db: db.clone(), groups, bus, pairs: Default::default() };
+
+        let (a, a_rx) = send(1, 2, "a");
+        let (bad, bad_rx) = send(1, 999, "bad");
+        let (b, b_rx) = send(2, 1, "b");
+        let (again, again_rx) = send(1, 2, "a"); // a retry of "a" in the same batch
+        writer.apply_batch(&mut vec![a, bad, b, again]).await;
+
+        let a = a_rx.await.unwrap().unwrap();
+        let b = b_rx.await.unwrap().unwrap();
+        let again = again_rx.await.unwrap().unwrap();
+        assert!(bad_rx.await.is_err(), "the failed request is answered internal (its channel dropped)");
+        assert_eq!((a.seq, b.seq), (1, 2));
+        assert_eq!((a.pos, b.pos), (1, 2));
+        assert!(again.duplicate && again.mid == a.mid && !a.duplicate);
+
+        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE user_lo = 1 AND user_hi = 2")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        let pos: i64 = sqlx::query_scalar("SELECT pos FROM stream WHERE id = 1").fetch_one(&db.read).await.unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&db.read).await.unwrap();
+        let convs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(&db.read).await.unwrap();
+        assert_eq!((last, pos, stored, convs), (2, 2, 2, 1));
+
+        // The next batch goes on from there.
+        let (c, c_rx) = send(1, 2, "c");
+        writer.apply_batch(&mut vec![c]).await;
+        let c = c_rx.await.unwrap().unwrap();
+        assert_eq!((c.seq, c.pos), (3, 3));
+    }
+
+    /// Sends of one batch are stored together: consecutive `seq`s per conversation and `pos`
+    /// across them in queue order; a retry of a stored message and a repeat within the batch
+    /// answer like the first and store nothing.
+    #[tokio::test]
+    async fn a_batch_of_sends_is_numbered_in_queue_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(None, dir.path(), "normal").await.unwrap();
+        for uid in [1, 2, 3] {
+            sqlx::query("INSERT INTO users (uid, address, name, created_at) VALUES ($1, $2, $3, 0)")
+                .bind(uid)
+                .bind(format!("u{uid}"))
+                .bind(format!("User {uid}"))
+                .execute(&db.write)
+                .await
+                .unwrap();
+        }
+        let bus: Arc<dyn crate::bus::FanOut> = Arc::new(LocalBus::default());
+        let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone()));
+        let writer = Writer { db: db.clone(), groups, bus, pairs: Default::default() };
+        let (first, first_rx) = send(1, 2, "first");
+        writer.apply_batch(&mut vec![first]).await;
+        let first = first_rx.await.unwrap().unwrap();
+
+        let ops = [(1, 2, "x"), (1, 2, "first"), (2, 1, "y"), (1, 2, "x"), (1, 3, "z"), (3, 1, "w")];
+        let (mut batch, rxs): (Vec<_>, Vec<_>) = ops.iter().map(|&(f, t, id)| send(f, t, id)).unzip();
+        writer.apply_batch(&mut batch).await;
+        let mut got = Vec::new();
+        for rx in rxs {
+            got.push(rx.await.unwrap().unwrap());
+        }
+        let (x, retry, y, repeat, z, w) = (&got[0], &got[1], &got[2], &got[3], &got[4], &got[5]);
+        assert_eq!((x.seq, y.seq, z.seq, w.seq), (2, 3, 1, 2));
+        assert_eq!((x.pos, y.pos, z.pos, w.pos), (2, 3, 4, 5));
+        assert!(!x.duplicate && !y.duplicate && !z.duplicate && !w.duplicate);
+        assert!(retry.duplicate && (retry.mid, retry.seq, retry.pos) == (first.mid, first.seq, first.pos));
+        assert!(repeat.duplicate && (repeat.mid, repeat.seq, repeat.pos) == (x.mid, x.seq, x.pos));
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT seq, pos, client_id FROM messages ORDER BY pos").fetch_all(&db.read).await.unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(ids, ["first", "x", "y", "z", "w"]);
+        let last: Vec<i64> = sqlx::query_scalar("SELECT last_seq FROM conversations ORDER BY conv_id")
+            .fetch_all(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(last, [3, 2]);
+    }
 
     #[test]
     fn receivable_uses_the_protocol_bits() {

@@ -120,6 +120,10 @@ async fn next_call_frame(call: &mut Option<crate::call::CallSession>) -> Option<
     }
 }
 
+/// One session. Most sessions are idle most of the time, and an idle session's memory is
+/// mostly the size of this future (the largest state it can be in), so every await that
+/// only runs now and then (the handshake, a request's handling) is boxed: it takes heap
+/// only while it runs, and the idle state stays small.
 async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
     let (mut sink, mut stream) = socket.split();
     // 1. hello
@@ -150,7 +154,7 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
     let first = s.messaging.bus().attach(user.uid, id, token_fingerprint(&token), tx);
     // The token was checked at the upgrade; a revocation since then could not
     // reach this session before it was attached. Check again now that it is.
-    if s.accounts.authenticate(&token).await.is_err() {
+    if Box::pin(s.accounts.authenticate(&token)).await.is_err() {
         s.messaging.bus().detach(user.uid, id);
         let _ = sink.send(text(&error_frame(None, None, &ApiError::unauthorized()))).await;
         let _ = sink
@@ -170,12 +174,12 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
         typing_sent: HashMap::new(),
         call: None,
     };
-    let result = sess.start(&mut sink, resume).await;
+    let result = Box::pin(sess.start(&mut sink, resume)).await;
     if result.is_ok() {
         if first {
-            s.presence.came_online(&user).await;
+            Box::pin(s.presence.came_online(&user)).await;
         }
-        sess.online_contacts(&mut sink).await.ok();
+        Box::pin(sess.online_contacts(&mut sink)).await.ok();
         sess.main_loop(&mut sink, &mut stream, &mut rx).await;
     }
     if s.messaging.bus().detach(user.uid, id) {
@@ -292,7 +296,7 @@ impl Session {
                 incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
                     let reply = match incoming {
-                        Some(Ok(WsMessage::Text(t))) => self.dispatch(&t).await,
+                        Some(Ok(WsMessage::Text(t))) => Box::pin(self.dispatch(&t)).await,
                         Some(Ok(WsMessage::Binary(_))) => Some(now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
                         Some(Ok(WsMessage::Close(_))) | None => return,
                         Some(Ok(_)) => None, // ping/pong handled by the library
