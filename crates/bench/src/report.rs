@@ -42,6 +42,9 @@ pub struct Target {
     pub text: String,
     /// Whether Chorus's figure meets it.
     pub met: bool,
+    /// Set when the run could not be the size the target names (say, fewer connections
+    /// than it asks for): the figure is reported, the target counts as not met.
+    pub short_of: Option<String>,
 }
 
 impl Metric {
@@ -62,7 +65,15 @@ impl Metric {
             Better::Higher => c >= limit,
             Better::Lower => c <= limit,
         });
-        self.target = Some(Target { text: text.into(), met });
+        self.target = Some(Target { text: text.into(), met, short_of: None });
+        self
+    }
+
+    /// Notes that this run fell short of the size the target names (`why`).
+    pub fn short_of(mut self, why: Option<String>) -> Metric {
+        if let Some(t) = &mut self.target {
+            t.short_of = why;
+        }
         self
     }
 
@@ -75,7 +86,7 @@ impl Metric {
             },
             _ => false,
         };
-        self.target = Some(Target { text: text.into(), met });
+        self.target = Some(Target { text: text.into(), met, short_of: None });
         self
     }
 
@@ -211,8 +222,12 @@ impl Report {
 
     /// Targets met and targets in all.
     pub fn targets(&self) -> (usize, usize) {
-        let targets: Vec<bool> =
-            self.sections.iter().flat_map(|s| &s.metrics).filter_map(|m| m.target.as_ref().map(|t| t.met)).collect();
+        let targets: Vec<bool> = self
+            .sections
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .filter_map(|m| m.target.as_ref().map(|t| t.met && t.short_of.is_none()))
+            .collect();
         (targets.iter().filter(|m| **m).count(), targets.len())
     }
 
@@ -228,6 +243,13 @@ impl Report {
         let _ = writeln!(out, "```\n{}\n```\n", self.command);
         for s in &self.sections {
             let _ = writeln!(out, "### {}\n", s.title);
+            if s.metrics.is_empty() {
+                // A section of plots only (e.g. the SFU sweep's).
+                for p in &s.plots {
+                    let _ = writeln!(out, "![{}]({}.svg)\n", p.title, p.file);
+                }
+                continue;
+            }
             let _ = writeln!(out, "Load: `{}`\n", s.params);
             let peer = s.peer_name.as_deref();
             if let Some(p) = peer {
@@ -238,8 +260,14 @@ impl Report {
                 let _ = writeln!(out, "|---|---:|---|");
             }
             for x in &s.metrics {
-                let target =
-                    x.target.as_ref().map(|t| format!("{} {}", t.text, if t.met { "✅" } else { "❌ missed" }));
+                let target = x.target.as_ref().map(|t| match &t.short_of {
+                    None => format!("{} {}", t.text, if t.met { "✅" } else { "❌ missed" }),
+                    Some(why) => format!(
+                        "{} — not run at that size ({why}); {} at this size",
+                        t.text,
+                        if t.met { "met" } else { "missed" }
+                    ),
+                });
                 let target = target.unwrap_or_default();
                 let name = format!("{} ({})", x.name, x.unit);
                 if peer.is_some() {

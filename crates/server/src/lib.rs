@@ -108,11 +108,24 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     Ok(App { router: http::router(state), media_udp, media_tcp })
 }
 
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The default
+/// of `TcpListener::bind` is 128: when every client reconnects at once (a network blip, a
+/// restart) SYNs past that are dropped and retried after a second (chorus-bench's reconnect
+/// storm saw it with 500 clients).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Runs the server until ctrl-c / SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen;
     let App { router: app, media_udp, media_tcp } = build_app(cfg).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
     tracing::info!(%local, "chorus listening");
     match media_tcp {

@@ -126,7 +126,8 @@ pub async fn run(args: &MsgArgs, common: &Common) -> anyhow::Result<Section> {
     );
     s.metrics.push(
         Metric::new(&format!("server RSS per idle connection at {n}"), "KiB", Better::Lower, kib_per_conn)
-            .target("≤ 8 KiB at 50k", 8.0),
+            .target("≤ 8 KiB at 50k", 8.0)
+            .short_of((n < 50_000).then(|| format!("{n} connections"))),
     );
     s.metrics.push(Metric::new("server RSS before", "MiB", Better::Lower, base.rss_kib as f64 / 1024.0));
     s.metrics.push(Metric::new(
