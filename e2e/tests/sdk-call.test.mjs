@@ -162,18 +162,22 @@ test('three users: video both ways, view-only watches and cannot publish, screen
     });
   }
   assert.equal(await pv.evaluate(() => document.querySelectorAll('video[data-key]').length), 3, 'viewer: two cameras and a screen');
-  // The screen tile shows Bob's canvas (a saturated colour, not black or blank).
-  const pixel = await pv.evaluate((key) => {
+  // The screen tile shows Bob's canvas (a saturated colour, not black or blank). A video that
+  // has its size may not have painted a frame yet on a busy machine, so this polls (10 s).
+  const sample = (key) => {
     const el = document.querySelector(`video[data-key="${key}"]`);
     const c = document.createElement('canvas');
     c.width = el.videoWidth;
     c.height = el.videoHeight;
     const g = c.getContext('2d');
     g.drawImage(el, 0, 0);
-    return [...g.getImageData(10, 10, 1, 1).data];
-  }, `${b.address}:1`);
-  const [r, g, bl] = pixel;
-  assert.ok(Math.max(r, g, bl) - Math.min(r, g, bl) > 60, `the screen tile shows the shared canvas, got rgb ${pixel}`);
+    const px = [...g.getImageData(10, 10, 1, 1).data];
+    window.__screenPixel = px;
+    return Math.max(px[0], px[1], px[2]) - Math.min(px[0], px[1], px[2]) > 60 ? px : null;
+  };
+  const pixel = await until(pv, sample, `${b.address}:1`, 10_000).catch(() => null);
+  const last = await pv.evaluate(() => window.__screenPixel);
+  assert.ok(pixel, `the screen tile shows the shared canvas, got rgb ${last}`);
   await screenshot(pv, 'sdk-viewer-grid');
   await screenshot(po, 'sdk-owner-grid');
 

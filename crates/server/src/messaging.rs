@@ -1286,16 +1286,10 @@ mod tests {
         (op, rx)
     }
 
-    /// A batch in which one request fails on the database (a recipient whose user row is
-    /// gone: the conversation's member row violates its foreign key) commits everything
-    /// else: the fast pass gives up, the careful pass rolls back that request alone, and
-    /// the survivors keep consecutive `seq`s, with `last_seq` and the stream position
-    /// written once for the batch.
-    #[tokio::test]
-    async fn a_failing_request_is_rolled_back_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(None, dir.path(), "normal").await.unwrap();
-        for uid in [1, 2] {
+    /// A writer on a fresh SQLite store holding users `uids` (address `u<uid>`).
+    async fn writer_with_users(dir: &std::path::Path, uids: &[i64]) -> (Db, Writer) {
+        let db = Db::open(None, dir, "normal").await.unwrap();
+        for uid in uids {
             sqlx::query("INSERT INTO users (uid, address, name, created_at) VALUES ($1, $2, $3, 0)")
                 .bind(uid)
                 .bind(format!("u{uid}"))
@@ -1306,7 +1300,18 @@ mod tests {
         }
         let bus: Arc<dyn crate::bus::FanOut> = Arc::new(LocalBus::default());
         let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone()));
-        let writer = Writer { db: db.clone(), groups, bus, pairs: Default::default() };
+        (db.clone(), Writer { db, groups, bus, pairs: Default::default() })
+    }
+
+    /// A batch in which one request fails on the database (a recipient whose user row is
+    /// gone: the conversation's member row violates its foreign key) commits everything
+    /// else: the fast pass gives up, the careful pass rolls back that request alone, and
+    /// the survivors keep consecutive `seq`s, with `last_seq` and the stream position
+    /// written once for the batch.
+    #[tokio::test]
+    async fn a_failing_request_is_rolled_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, writer) = writer_with_users(dir.path(), &[1, 2]).await;
 
         let (a, a_rx) = send(1, 2, "a");
         let (bad, bad_rx) = send(1, 999, "bad");
@@ -1344,19 +1349,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_sends_is_numbered_in_queue_order() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(None, dir.path(), "normal").await.unwrap();
-        for uid in [1, 2, 3] {
-            sqlx::query("INSERT INTO users (uid, address, name, created_at) VALUES ($1, $2, $3, 0)")
-                .bind(uid)
-                .bind(format!("u{uid}"))
-                .bind(format!("User {uid}"))
-                .execute(&db.write)
-                .await
-                .unwrap();
-        }
-        let bus: Arc<dyn crate::bus::FanOut> = Arc::new(LocalBus::default());
-        let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone()));
-        let writer = Writer { db: db.clone(), groups, bus, pairs: Default::default() };
+        let (db, writer) = writer_with_users(dir.path(), &[1, 2, 3]).await;
         let (first, first_rx) = send(1, 2, "first");
         writer.apply_batch(&mut vec![first]).await;
         let first = first_rx.await.unwrap().unwrap();

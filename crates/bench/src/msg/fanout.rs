@@ -95,6 +95,52 @@ pub struct FanoutRun {
     pub perf: Option<String>,
 }
 
+impl FanoutRun {
+    /// Files a finished run (paced, or saturation when `sat`) of `m` receivers and prints
+    /// its line.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        progress: &crate::progress::Progress,
+        who: &str,
+        sat: bool,
+        o: wire::PhaseOut,
+        delivered: u64,
+        m: usize,
+        mut probe: Probe,
+    ) {
+        let perf = probe.perf.take();
+        let run = RunOut {
+            sent: o.sent,
+            expected: o.sent * m as u64,
+            delivered,
+            ack: o.ack_latency,
+            latency: Hist::new(),
+            probe,
+        };
+        progress.step(format!(
+            "  {who}: {:.0} deliveries/s, {:.0} msgs/s, server {:.2} cores, load generator {:.2} cores",
+            run.deliveries_per_sec(),
+            per_sec(run.probe.answered, &run.probe.server),
+            run.probe.server.cores,
+            run.probe.client.cores,
+        ));
+        if sat {
+            self.perf = perf;
+            self.saturation = run;
+        } else {
+            self.paced = run;
+        }
+    }
+
+    /// Takes the receivers' send → deliver histograms (per receiver, by phase tag).
+    pub fn take_latencies(&mut self, hists: &[Vec<Hist>]) {
+        let h = merge(hists);
+        self.paced.latency = h[1].clone();
+        self.saturation.latency = h[2].clone();
+    }
+}
+
 /// The paced phase starting at `from` (measured whole).
 pub fn paced_phase(args: &MsgArgs, from: Instant) -> Phase {
     let end = from + args.msg_duration;
@@ -339,38 +385,14 @@ async fn chorus_run(args: &MsgArgs, common: &Common) -> anyhow::Result<FanoutRun
         )
         .await?;
         let delivered = check(&o, answered.load(Ordering::Relaxed) * m as u64, &counters, name).await? - before;
-        let mut probe = p.await??;
-        let perf = probe.perf.take();
-        let run = RunOut {
-            sent: o.sent,
-            expected: o.sent * m as u64,
-            delivered,
-            ack: o.ack_latency,
-            latency: Hist::new(),
-            probe,
-        };
-        common.progress.step(format!(
-            "  Chorus {name}: {:.0} deliveries/s, {:.0} msgs/s, server {:.2} cores, load generator {:.2} cores",
-            run.deliveries_per_sec(),
-            per_sec(run.probe.answered, &run.probe.server),
-            run.probe.server.cores,
-            run.probe.client.cores,
-        ));
-        if sat {
-            out.perf = perf;
-            out.saturation = run;
-        } else {
-            out.paced = run;
-        }
+        out.record(&common.progress, &format!("Chorus {name}"), sat, o, delivered, m, p.await??);
     }
     counters.stop_all();
     let mut hists = Vec::with_capacity(m);
     for r in receivers {
         hists.push(r.await?);
     }
-    let h = merge(&hists);
-    out.paced.latency = h[1].clone();
-    out.saturation.latency = h[2].clone();
+    out.take_latencies(&hists);
     drop(server);
     Ok(out)
 }

@@ -13,10 +13,10 @@ use anyhow::{anyhow, bail, Context};
 use futures_util::stream::{self, FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 
-use super::fanout::{check, paced_phase, saturation_phase, warmup_phase, with_status, FanoutRun, RunOut, MAX_LAG};
+use super::fanout::{check, paced_phase, saturation_phase, warmup_phase, with_status, FanoutRun, MAX_LAG};
 use super::hist::Hist;
 use super::wire::{self, Phase, PhaseOut};
-use super::{merge, per_sec, probe, Counters, MsgArgs, TAGS};
+use super::{probe, Counters, MsgArgs, TAGS};
 use crate::Common;
 
 /// `redis_version` and `process_id` from `INFO server`.
@@ -93,38 +93,14 @@ pub async fn fanout(args: &MsgArgs, common: &Common) -> anyhow::Result<(String, 
         .await?;
         let delivered =
             check(&o, answered.load(Ordering::Relaxed) * m as u64, &counters, &format!("Redis {name}")).await? - before;
-        let mut probe = p.await??;
-        let perf = probe.perf.take();
-        let run = RunOut {
-            sent: o.sent,
-            expected: o.sent * m as u64,
-            delivered,
-            ack: o.ack_latency,
-            latency: Hist::new(),
-            probe,
-        };
-        common.progress.step(format!(
-            "  Redis {name}: {:.0} deliveries/s, {:.0} msgs/s, server {:.2} cores, load generator {:.2} cores",
-            run.deliveries_per_sec(),
-            per_sec(run.probe.answered, &run.probe.server),
-            run.probe.server.cores,
-            run.probe.client.cores,
-        ));
-        if sat {
-            out.perf = perf;
-            out.saturation = run;
-        } else {
-            out.paced = run;
-        }
+        out.record(&common.progress, &format!("Redis {name}"), sat, o, delivered, m, p.await??);
     }
     counters.stop_all();
     let mut hists = Vec::with_capacity(m);
     for r in receivers {
         hists.push(r.await?);
     }
-    let h = merge(&hists);
-    out.paced.latency = h[1].clone();
-    out.saturation.latency = h[2].clone();
+    out.take_latencies(&hists);
     Ok((format!("Redis {version}"), out))
 }
 
