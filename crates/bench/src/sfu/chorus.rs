@@ -2,7 +2,7 @@
 //! (`chorus_client::call`), each with its own two peer connections.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use chorus_client::call::{Call, CallOptions, PublishOptions};
@@ -63,26 +63,8 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
             .collect(),
     };
     super::settle(progress, "chorus", load.warmup).await;
-    let before = snapshot(&subscribers);
-    let window = crate::proc::Window::open(srv.pid())?;
-    let started = Instant::now();
-    while started.elapsed() < load.duration {
-        tokio::time::sleep(Duration::from_secs(1).min(load.duration.saturating_sub(started.elapsed()))).await;
-        let now = snapshot(&subscribers);
-        let packets: u64 = now.streams.iter().map(|(_, t)| t.packets).sum::<u64>()
-            - before.streams.iter().map(|(_, t)| t.packets).sum::<u64>();
-        let cpu = crate::proc::sample(srv.pid()).map(|x| x.cpu_secs - window.start().cpu_secs).unwrap_or(0.0);
-        let secs = started.elapsed().as_secs_f64();
-        progress.status(format!(
-            "chorus: {:.0}/{:.0} s, {:.0} pkt/s forwarded, server {:.2} cores",
-            secs,
-            load.duration.as_secs_f64(),
-            packets as f64 / secs,
-            cpu / secs
-        ));
-    }
-    let after = snapshot(&subscribers);
-    let cost = window.close()?;
+    let (before, after, cost) =
+        super::measure(progress, "chorus", srv.pid(), load.duration, || snapshot(&subscribers)).await?;
     for c in subscribers.into_iter().chain(publishers) {
         c.abort();
     }

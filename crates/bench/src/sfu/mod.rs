@@ -286,6 +286,35 @@ pub async fn settle(progress: &Progress, target: &str, warmup: Duration) {
     }
 }
 
+/// The measured window of one run: the subscribers' statistics before and after it and the
+/// server's cost over it, with the live forwarding rate on the status line meanwhile.
+pub async fn measure(
+    progress: &Progress,
+    target: &str,
+    server_pid: u32,
+    duration: Duration,
+    snapshot: impl Fn() -> Snapshot,
+) -> anyhow::Result<(Snapshot, Snapshot, Cost)> {
+    let packets = |s: &Snapshot| s.streams.iter().map(|(_, t)| t.packets).sum::<u64>();
+    let before = snapshot();
+    let window = crate::proc::Window::open(server_pid)?;
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1).min(duration.saturating_sub(started.elapsed()))).await;
+        let forwarded = packets(&snapshot()) - packets(&before);
+        let cpu = crate::proc::sample(server_pid).map(|x| x.cpu_secs - window.start().cpu_secs).unwrap_or(0.0);
+        let secs = started.elapsed().as_secs_f64();
+        progress.status(format!(
+            "{target}: {secs:.0}/{:.0} s, {:.0} pkt/s forwarded, server {:.2} cores",
+            duration.as_secs_f64(),
+            forwarded as f64 / secs,
+            cpu / secs
+        ));
+    }
+    let after = snapshot();
+    Ok((before, after, window.close()?))
+}
+
 /// The report of a sweep: one section per load (Chorus beside Janus) and one with the plots
 /// against subscriber count.
 pub fn sections(runs: &[SfuRun], janus_name: Option<&str>) -> Vec<crate::report::Section> {

@@ -236,26 +236,8 @@ pub async fn run(load: &SfuLoad, opts: &JanusOptions, progress: &Progress) -> an
     }
     super::settle(progress, "janus", load.warmup).await;
     srv.check_alive()?;
-    let before = snapshot(&subscribers);
-    let window = crate::proc::Window::open(srv.pid())?;
-    let started = Instant::now();
-    while started.elapsed() < load.duration {
-        tokio::time::sleep(Duration::from_secs(1).min(load.duration.saturating_sub(started.elapsed()))).await;
-        let now = snapshot(&subscribers);
-        let packets: u64 = now.streams.iter().map(|(_, t)| t.packets).sum::<u64>()
-            - before.streams.iter().map(|(_, t)| t.packets).sum::<u64>();
-        let cpu = crate::proc::sample(srv.pid()).map(|x| x.cpu_secs - window.start().cpu_secs).unwrap_or(0.0);
-        let secs = started.elapsed().as_secs_f64();
-        progress.status(format!(
-            "janus: {:.0}/{:.0} s, {:.0} pkt/s forwarded, server {:.2} cores",
-            secs,
-            load.duration.as_secs_f64(),
-            packets as f64 / secs,
-            cpu / secs
-        ));
-    }
-    let after = snapshot(&subscribers);
-    let cost = window.close()?;
+    let (before, after, cost) =
+        super::measure(progress, "janus", srv.pid(), load.duration, || snapshot(&subscribers)).await?;
     for t in subscribers.iter().map(|s| &s.task).chain(publishers.iter().map(|p| &p.task)) {
         t.abort();
     }
