@@ -110,12 +110,12 @@ const ADDRESS_TTL: Duration = Duration::from_secs(5);
 /// Most addresses cached before the cache starts over.
 const ADDRESS_CACHE: usize = 100_000;
 
-/// Active users by address, for [`Accounts::by_address`] (every 1:1 send resolves its
-/// recipient). Only found users are cached. `generation` counts changes to users: a lookup
-/// that started before a change does not put what it read in the cache after it.
 /// A resolved user and when it was read.
 type Cached = (SessionUser, Instant);
 
+/// Active users by address, for [`Accounts::by_address`] (every 1:1 send resolves its
+/// recipient). Only found users are cached. The generation (first field) counts changes to
+/// users: a lookup that started before a change does not put what it read in the cache after it.
 #[derive(Default)]
 struct AddressCache {
     inner: std::sync::Mutex<(u64, HashMap<String, Cached>)>,

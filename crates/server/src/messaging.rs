@@ -178,7 +178,7 @@ struct Placed {
 
 /// Rows per multi-row statement of [`Writer::insert_run`] (11 parameters each). Small on
 /// purpose: sqlx's SQLite driver looks every parameter up by name, at a cost that grows with
-/// the statement's parameter count (256 rows spent 60 % of the writer's time there; 16 rows:
+/// the statement's parameter count (with 256 rows, 60 % of the server's CPU samples were there; 16 rows:
 /// 45.8k durable sends/s against 18.6k, bench/RESULTS.md).
 const RUN_CHUNK: usize = 16;
 
@@ -775,17 +775,27 @@ impl Writer {
             for (i, op) in batch.iter().enumerate() {
                 let mark = (a.pos, a.last_seq.clone(), a.fanouts.len(), a.learned.len());
                 let mut sp = sqlx::Connection::begin(&mut *tx).await.map_err(Batch)?;
-                match self.apply(&mut sp, op, &mut a).await {
-                    Ok(outcome) => {
-                        sp.commit().await.map_err(Batch)?;
-                        a.outcomes[i] = Some(outcome);
-                    }
+                // A send is stored as a run of one.
+                let done = match op {
+                    WriteOp::Send { from, dest, .. } => match self.place(&mut sp, from, dest, &mut a.learned).await {
+                        Ok(Ok(placed)) => self.insert_run(&mut sp, batch, &mut vec![(i, placed)], &mut a).await,
+                        Ok(Err(e)) => {
+                            a.outcomes[i] = Some(Outcome::Sent(Err(e)));
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
+                    _ => self.apply(&mut sp, op, &mut a).await.map(|outcome| a.outcomes[i] = Some(outcome)),
+                };
+                match done {
+                    Ok(()) => sp.commit().await.map_err(Batch)?,
                     Err(e) => {
                         sp.rollback().await.map_err(Batch)?;
                         tracing::error!(error = %e, "message request rolled back");
                         (a.pos, a.last_seq) = (mark.0, mark.1);
                         a.fanouts.truncate(mark.2);
                         a.learned.truncate(mark.3);
+                        a.outcomes[i] = None;
                     }
                 }
             }
@@ -830,6 +840,7 @@ impl Writer {
         self.insert_run(tx, batch, &mut run, a).await
     }
 
+    /// Applies an edit, delete or watermark.
     async fn apply(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -837,45 +848,7 @@ impl Writer {
         a: &mut Applied,
     ) -> Result<Outcome, sqlx::Error> {
         match op {
-            WriteOp::Send { from, dest, client_id, mtype, body, .. } => {
-                let placed = match self.place(tx, from, dest, &mut a.learned).await? {
-                    Ok(p) => p,
-                    Err(e) => return Ok(Outcome::Sent(Err(e))),
-                };
-                // Insert first, taking the next seq in the same statement (the stored
-                // `last_seq + 1`, or one past the seq this batch gave out last); the
-                // unique (sender, client id) turns a racing retry into "no row".
-                let ts = now_ms();
-                let next_seq = a.last_seq.get(&placed.conv_id).map(|s| s + 1);
-                let inserted = sqlx::query(
-                    "INSERT INTO messages (conv_id, seq, pos, sender_uid, sender_addr, peer_addr, gid, client_id, mtype, body, created_at) \
-                     SELECT $1, COALESCE($11, c.last_seq + 1), $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM conversations c WHERE c.conv_id = $1 \
-                     ON CONFLICT (sender_uid, client_id) DO NOTHING RETURNING mid, seq",
-                )
-                .bind(placed.conv_id)
-                .bind(a.pos + 1)
-                .bind(from.uid)
-                .bind(&from.address)
-                .bind(&placed.peer_addr)
-                .bind(placed.gid)
-                .bind(client_id)
-                .bind(i64::from(*mtype))
-                .bind(body)
-                .bind(ts)
-                .bind(next_seq)
-                .fetch_optional(&mut **tx)
-                .await?;
-                let Some(row) = inserted else {
-                    let info = stored_send(tx, from.uid, client_id).await?.ok_or(sqlx::Error::RowNotFound)?;
-                    return Ok(Outcome::Sent(Ok(info)));
-                };
-                let (mid, seq): (i64, i64) = (row.try_get("mid")?, row.try_get("seq")?);
-                a.pos += 1;
-                a.last_seq.insert(placed.conv_id, seq);
-                let info = SentInfo { mid, seq, pos: a.pos, ts, duplicate: false };
-                a.fanouts.push(new_message(op, placed, &info));
-                Ok(Outcome::Sent(Ok(info)))
-            }
+            WriteOp::Send { .. } => unreachable!("sends are stored by insert_run"),
             WriteOp::Change { from, mid, content, origin, .. } => {
                 let row = sqlx::query(&format!("SELECT {MSG_COLS} FROM messages m WHERE m.mid = $1"))
                     .bind(*mid)
@@ -1020,8 +993,8 @@ impl Writer {
     /// up with many senders: one lookup finds retries of stored messages (so no `seq` or
     /// `pos` is skipped for them), one reads the conversations' `last_seq`, then every new
     /// message takes the next `seq` of its conversation and the next `pos`, in queue order,
-    /// and the rows go in [`RUN_CHUNK`] at a time. Any database error fails the pass (the
-    /// batch is then applied again request by request).
+    /// and the rows go in [`RUN_CHUNK`] at a time. A database error fails the fast pass (the
+    /// batch is then applied again request by request, each send a run of one).
     async fn insert_run(
         &self,
         tx: &mut Transaction<'_, Any>,
