@@ -71,19 +71,19 @@ enum Cmd {
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
 struct SfuArgs {
     /// Which SFUs to run, in order.
-    #[arg(long, value_delimiter = ',', default_value = "chorus,janus")]
+    #[arg(long, value_delimiter = ',', default_value = "chorus,janus", value_parser = ["chorus", "janus"])]
     targets: Vec<String>,
     /// Publishers (each: a 3-layer VP8 simulcast camera and Opus).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = positive)]
     publishers: usize,
     /// Subscriber counts to sweep, each a separate run.
-    #[arg(long, value_delimiter = ',', default_value = "4,8,16,24")]
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,24", value_parser = positive)]
     subscribers: Vec<usize>,
     /// Streams (publishers) each subscriber takes.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = positive)]
     streams: usize,
     /// Simulcast layer subscribers take: 0 = 180p, 1 = 360p, 2 = 720p.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     layer: u8,
     /// Length of the measured window.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
@@ -131,6 +131,24 @@ pub struct Common {
     pub chorus_bin: PathBuf,
     /// The progress display.
     pub progress: progress::Progress,
+}
+
+/// A count of at least 1 (a flag's value parser).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A rate above 0 (a flag's value parser).
+pub fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        Ok(_) => Err("must be above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -257,4 +275,40 @@ async fn sfu_inside(args: &SfuArgs, common: &Common) -> anyhow::Result<Vec<SfuRu
         }
     }
     Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("chorus-bench").chain(args.split_whitespace()))
+    }
+
+    #[test]
+    fn sizes_and_names_are_checked_before_anything_runs() {
+        for bad in [
+            "sfu --layer 3",
+            "sfu --publishers 0",
+            "sfu --subscribers 4,0",
+            "sfu --streams 0",
+            "sfu --targets chorus,foo",
+            "msg --msg-scenarios idle,bogus",
+            "msg --idle-connections 0",
+            "msg --fanout-rate 0",
+            "msg --fanout-rate nan",
+            "msg --msg-in-flight 65",
+            "msg --msg-in-flight 0",
+            "msg --storm-members 0",
+        ] {
+            let e = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            use clap::error::ErrorKind::{InvalidValue, ValueValidation};
+            assert!(matches!(e.kind(), InvalidValue | ValueValidation), "{bad:?}: {e}");
+        }
+        for good in ["sfu --layer 2 --subscribers 1,2", "msg --msg-in-flight 64 --fanout-rate 0.5", "all", "smoke"] {
+            parse(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
 }

@@ -46,22 +46,22 @@ use hist::Hist;
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct MsgArgs {
     /// Which messaging scenarios to run, in order: idle, fanout, direct, storm.
-    #[arg(long, value_delimiter = ',', default_value = "idle,fanout,direct,storm")]
+    #[arg(long, value_delimiter = ',', default_value = "idle,fanout,direct,storm", value_parser = ["idle", "fanout", "direct", "storm"])]
     pub msg_scenarios: Vec<String>,
     /// idle: authenticated WebSocket sessions to open.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 50_000, value_parser = crate::positive)]
     pub idle_connections: usize,
     /// idle: sessions per user (every session is authenticated with its user's token).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = crate::positive)]
     pub idle_per_user: usize,
     /// idle: sample the server's RSS every this many connections (the plot's points).
-    #[arg(long, default_value_t = 2_500)]
+    #[arg(long, default_value_t = 2_500, value_parser = crate::positive)]
     pub idle_step: usize,
     /// fanout: group members receiving (besides the sender).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::positive)]
     pub fanout_members: usize,
     /// fanout: messages per second of the paced run.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::positive_rate)]
     pub fanout_rate: f64,
     /// fanout, direct, storm: message text size, bytes.
     #[arg(long, default_value_t = 100)]
@@ -75,16 +75,16 @@ pub struct MsgArgs {
     #[serde(with = "crate::sfu::ms")]
     pub msg_warmup: Duration,
     /// Sends one session keeps waiting for `sent` (the server allows 64).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = in_flight)]
     pub msg_in_flight: usize,
     /// direct: sender → recipient pairs.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::positive)]
     pub direct_pairs: usize,
     /// storm: group members that drop and resume.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = crate::positive)]
     pub storm_members: usize,
     /// storm: messages per second the sender keeps sending.
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = 50.0, value_parser = crate::positive_rate)]
     pub storm_rate: f64,
     /// storm: sending before the drop.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
@@ -104,6 +104,14 @@ pub struct MsgArgs {
     /// put the top of `perf report` in the notes.
     #[arg(long)]
     pub msg_perf: bool,
+}
+
+/// `--msg-in-flight`: 1 to 64 (what the server allows one session).
+fn in_flight(s: &str) -> Result<usize, String> {
+    match crate::positive(s)? {
+        n @ 1..=64 => Ok(n),
+        _ => Err("must be 1 to 64 (the server answers at most 64 requests in flight)".into()),
+    }
 }
 
 impl MsgArgs {
