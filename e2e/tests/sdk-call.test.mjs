@@ -154,12 +154,13 @@ test('three users: video both ways, view-only watches and cannot publish, screen
   });
   for (const page of [po, pv]) await decodedAtLeast(page, `${b.address}:1`, 10);
 
-  // Every tile shows a picture before the screenshots are kept.
-  for (const page of [po, pv]) {
-    await until(page, () => {
+  // Every tile shows a picture before the screenshots are kept; the viewer's grid settles on
+  // three (its tiles appear one by one as the streams arrive, so it is awaited, not sampled).
+  for (const [page, want] of [[po, 1], [pv, 3]]) {
+    await until(page, (want) => {
       const vs = [...document.querySelectorAll('video[data-key]')];
-      return vs.length > 0 && vs.every((el) => el.readyState >= 2 && el.videoWidth > 0);
-    });
+      return vs.length >= want && vs.every((el) => el.readyState >= 2 && el.videoWidth > 0);
+    }, want);
   }
   assert.equal(await pv.evaluate(() => document.querySelectorAll('video[data-key]').length), 3, 'viewer: two cameras and a screen');
   // The screen tile shows Bob's canvas (a saturated colour, not black or blank). A video that
