@@ -456,3 +456,363 @@ test('gen-1: initGroupCall().setRoom(gid) → Mesibo_onParticipants(all, latest)
   assert.deepEqual(of('Mesibo_onParticipants').at(-1), [[], []]);
   mesibo.stop();
 });
+
+// ---------------------------------------------------------------- issue 19 / issue 10 (bundle side)
+
+test('createhttpRequest: form fields by default, JSON when asked, GET without data; relative URLs go to the server; cb(cbdata, text), cb(cbdata, null) on a network error', async () => {
+  const seen: { url: string; method: string; type: string | undefined; body: string | undefined }[] = [];
+  let fail = false;
+  const fetch = async (url: string, init?: RequestInit): Promise<Response> => {
+    if (fail) throw new TypeError('Failed to fetch');
+    const h = (init?.headers ?? {}) as Record<string, string>;
+    seen.push({ url, method: init?.method ?? 'GET', type: h['content-type'], body: init?.body as string | undefined });
+    return new Response(JSON.stringify({ op: 'login', result: 'OK' }), { status: 200 });
+  };
+  const mesibo = new Mesibo({ server: 'https://chorus.example.org/', fetch });
+  const got: unknown[][] = [];
+  const cb = (...args: unknown[]) => got.push(args);
+
+  // The login page of Mesibo's demo: a JSON post (setPostData(p, true)) to an absolute URL.
+  const login = mesibo.createhttpRequest();
+  login.setUrl('https://backend.example.net/login');
+  login.setPostData({ op: 'login', phone: '15550001', dt: 5 }, true);
+  assert.equal(login.send('ctx', cb), true);
+  await until(() => got.length === 1);
+  assert.deepEqual(seen[0], { url: 'https://backend.example.net/login', method: 'POST', type: 'application/json', body: '{"op":"login","phone":"15550001","dt":5}' });
+  assert.deepEqual(got[0], ['ctx', '{"op":"login","result":"OK"}']);
+
+  // Form fields (what Mesibo backends read), to a relative URL: the bundle's server.
+  const form = mesibo.createhttpRequest();
+  form.setUrl('/api');
+  form.setPostData({ op: 'setgroup', token: 't&k=1', name: 'Room 1', skip: undefined, obj: { a: 1 } });
+  form.send(7, cb);
+  await until(() => got.length === 2);
+  assert.deepEqual(seen[1], {
+    url: 'https://chorus.example.org/api', method: 'POST', type: 'application/x-www-form-urlencoded',
+    body: 'op=setgroup&token=t%26k%3D1&name=Room+1&obj=%7B%22a%22%3A1%7D',
+  });
+  assert.equal(got[1]![0], 7);
+
+  // No data: a GET; no URL: the server's /api.
+  const get = mesibo.createhttpRequest();
+  assert.equal(get.getUrl(), 'https://chorus.example.org/api');
+  get.setUrl('api?op=rooms');
+  get.send(null, cb);
+  await until(() => got.length === 3);
+  assert.deepEqual([seen[2]!.url, seen[2]!.method, seen[2]!.body], ['https://chorus.example.org/api?op=rooms', 'GET', undefined]);
+
+  // No answer at all: cb(cbdata, null).
+  fail = true;
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    get.send('x', cb);
+    await until(() => got.length === 4);
+  } finally {
+    console.warn = warn;
+  }
+  assert.deepEqual(got[3], ['x', null]);
+});
+
+test('MESIBO_GROUPCALLFLAG_* are the MESIBO_CALLFLAG_* values under Mesibo\'s other name', () => {
+  const names = ['VALID', 'AUDIO', 'VIDEO', 'DATA', 'SCREEN', 'SIMULCAST', 'SIMULCAST2', '4_3', 'RECORD', 'TALKING', 'VAD', 'FIXEDBITRATE', 'FIXEDRESOLUTION', 'FIXEDFRAMERATE', 'PREFER264', 'DEFAULT'];
+  const all = C as unknown as Record<string, number>;
+  for (const n of names) {
+    assert.equal(typeof all[`MESIBO_GROUPCALLFLAG_${n}`], 'number', n);
+    assert.equal(all[`MESIBO_GROUPCALLFLAG_${n}`], all[`MESIBO_CALLFLAG_${n}`], n);
+  }
+  // The live demo's "Create room" flags.
+  assert.equal(C.MESIBO_GROUPCALLFLAG_SCREEN | C.MESIBO_GROUPCALLFLAG_TALKING | C.MESIBO_GROUPCALLFLAG_VALID | C.MESIBO_GROUPCALLFLAG_AUDIO | C.MESIBO_GROUPCALLFLAG_VIDEO, 0x8107);
+  assert.equal(C.MESIBO_GROUPCALLFLAG_DEFAULT, 0x8107);
+});
+
+test('the bundle talks to the server it was loaded from (its <script src> origin); setServer and new Mesibo({server}) override it', async () => {
+  const g = globalThis as Json;
+  const hadDoc = 'document' in g;
+  g.document = { currentScript: { src: 'https://chorus.example.org:8443/sdk/mesibo.js?v=1' }, getElementById: () => null };
+  try {
+    await import('../src/mesibo/global.ts');
+  } finally {
+    if (!hadDoc) delete g.document;
+  }
+  const { _setBundleServer } = await import('../src/mesibo/mesibo.ts');
+  try {
+    assert.equal(typeof g.Mesibo, 'function');
+    assert.equal(g.MESIBO_GROUPCALLFLAG_VIDEO, 4);
+    const a = new g.Mesibo({ WebSocket: FakeWebSocket, reconnect: false, pingInterval: 0 });
+    assert.equal(a.getServer(), 'https://chorus.example.org:8443');
+    a.setAccessToken('tok-1234567890abcdef');
+    a.start();
+    assert.equal(FakeWebSocket.last.url, 'wss://chorus.example.org:8443/v1/ws?token=tok-1234567890abcdef');
+    assert.equal(a.createhttpRequest().getUrl(), 'https://chorus.example.org:8443/api');
+    a.stop();
+
+    const b = new g.Mesibo({ WebSocket: FakeWebSocket, reconnect: false, pingInterval: 0 });
+    b.setServer('http://127.0.0.1:9000');
+    b.setAccessToken('tok-1234567890abcdef');
+    b.start();
+    assert.equal(FakeWebSocket.last.url, 'ws://127.0.0.1:9000/v1/ws?token=tok-1234567890abcdef');
+    b.stop();
+    assert.equal(new g.Mesibo({ server: 'http://10.0.0.1:1' }).getServer(), 'http://10.0.0.1:1');
+
+    // An inline script (no src), or one that is not http(s): the page's origin as before.
+    _setBundleServer('');
+    assert.equal(new g.Mesibo().getServer(), null);
+    _setBundleServer('blob:https://x.example/abc');
+    assert.equal(new g.Mesibo().getServer(), null);
+  } finally {
+    _setBundleServer(undefined);
+  }
+});
+
+test('read sessions keep the conversation: history, live messages and own sends, oldest first; edits and deletions follow; a function is on_read', async () => {
+  const msg = (mid: number, seq: number, from: string, text: string) => ({ mid, id: `x${mid}`, from, peer: from === 'uA' ? 'uB' : 'uA', seq, pos: mid, ts: seq, mtype: 0, text, edited: false, deleted: false });
+  const rest: Rest = {
+    calls: [],
+    routes: {
+      'GET /v1/users/uB/messages?limit=50': () => [200, { before: 3, messages: [msg(3, 3, 'uB', 'three'), msg(4, 4, 'uA', 'four')] }],
+      'GET /v1/users/uB/messages?before=3&limit=50': () => [200, { before: null, messages: [msg(1, 1, 'uB', 'one'), msg(2, 2, 'uA', 'two')] }],
+    },
+  };
+  const { mesibo, ws, of } = await started(rest);
+  const reads: number[] = [];
+  const rs = mesibo.getProfile('uB').createReadSession((n: number) => reads.push(n));
+  assert.equal(typeof rs.getMessages, 'function');
+  assert.deepEqual(rs.getMessages(), []);
+
+  // A live message before the first read is listed too (and not twice once history has it).
+  ws.receive({ type: 'message', ...msg(4, 4, 'uA', 'four') });
+  await rs.read(50);
+  assert.deepEqual(reads, [2], 'on_read(count) is called');
+  const texts = () => rs.getMessages().map((m) => m.message);
+  assert.deepEqual(texts(), ['three', 'four']);
+  assert.equal(of('Mesibo_onMessage').filter(([m]) => (m as Json).isDbMessage()).length, 0, 'with on_read, history does not go to Mesibo_onMessage');
+
+  await rs.read(50);
+  assert.deepEqual(reads, [2, 2]);
+  assert.deepEqual(texts(), ['one', 'two', 'three', 'four']);
+
+  // Live messages of this conversation (not others), then our own send, in order.
+  ws.receive({ type: 'message', ...msg(5, 5, 'uB', 'five') });
+  ws.receive({ type: 'message', mid: 6, id: 'o', from: 'uC', peer: 'uA', seq: 1, pos: 6, ts: 6, mtype: 0, text: 'elsewhere', edited: false, deleted: false });
+  const mine = mesibo.getProfile('uB').newMessage(99);
+  mine.message = 'six';
+  mine.send();
+  assert.deepEqual(texts(), ['one', 'two', 'three', 'four', 'five', 'six']);
+  assert.equal(rs.getMessages().at(-1), mine);
+  assert.equal(mine.status, C.MESIBO_MSGSTATUS_OUTBOX);
+  // Someone else's message overtakes ours before the server answers: ours moves after it by seq.
+  ws.receive({ type: 'message', ...msg(7, 6, 'uB', 'overtaker') });
+  assert.deepEqual(texts(), ['one', 'two', 'three', 'four', 'five', 'overtaker', 'six']);
+  const f = ws.lastOf('send');
+  ws.reply('send', { type: 'sent', id: f.id, mid: 8, seq: 7, pos: 8, ts: 7, status: 1, duplicate: false });
+  await until(() => mine.status === C.MESIBO_MSGSTATUS_SENT);
+  assert.deepEqual(texts(), ['one', 'two', 'three', 'four', 'five', 'overtaker', 'six']);
+
+  // An edit and a deletion change the listed messages in place.
+  ws.receive({ type: 'message', ...msg(5, 5, 'uB', 'five!'), pos: 9, edited: true });
+  ws.receive({ type: 'message', ...msg(3, 3, 'uB', ''), pos: 10, deleted: true });
+  const list = rs.getMessages();
+  assert.deepEqual([list[4]!.message, list[4]!.isModified()], ['five!', true]);
+  assert.equal(list[2]!.isDeleted(), true);
+  assert.equal(of('Mesibo_onMessageUpdate').length, 2);
+
+  // m.delete() removes it from this page only.
+  assert.equal(list[0]!.delete(), true);
+  assert.deepEqual(texts().slice(0, 2), ['two', '']);
+
+  // readDbSession(peer, gid, query, on_read) works the same.
+  const rd: number[] = [];
+  const legacy = mesibo.readDbSession('uB', 0, null, (n) => rd.push(n));
+  await legacy.read(50);
+  assert.deepEqual([rd, legacy.getMessages().map((m) => m.message)], [[2], ['three', 'four']]);
+  rs.stop();
+  legacy.stop();
+  // A stopped session takes no more live messages.
+  ws.receive({ type: 'message', ...msg(9, 8, 'uB', 'after stop') });
+  assert.equal(rs.getMessages().some((m) => m.message === 'after stop'), false);
+  mesibo.stop();
+});
+
+test('messages: setType is sent (mtype); sendUpdate/recall edit and delete; forward makes a new message; expiry and flags stay local', async () => {
+  const { mesibo, ws, of } = await started();
+  const m = mesibo.getProfile('uB').newMessage(1);
+  m.message = 'board';
+  m.setType(7);
+  m.setExpiry(0);
+  m.enableReadReceipt(false);
+  assert.equal(m.sendUpdate(), false, 'not sent yet');
+  m.send();
+  const f = ws.lastOf('send');
+  assert.deepEqual({ ...f, rid: undefined }, { type: 'send', id: f.id, peer: 'uB', text: 'board', mtype: 7, rid: undefined });
+  ws.reply('send', { type: 'sent', id: f.id, mid: 11, seq: 1, pos: 1, ts: 1, status: 1, duplicate: false });
+  await until(() => m.mid === 11);
+
+  m.message = 'board v2';
+  assert.equal(m.sendUpdate(), true);
+  await until(() => ws.ofType('edit').length === 1);
+  assert.deepEqual({ ...ws.lastOf('edit'), rid: undefined }, { type: 'edit', mid: 11, text: 'board v2', rid: undefined });
+  ws.reply('edit', { type: 'ok' });
+
+  assert.equal(m.recall(), true);
+  await until(() => ws.ofType('delete').length === 1);
+  assert.deepEqual({ ...ws.lastOf('delete'), rid: undefined }, { type: 'delete', mid: 11, rid: undefined });
+  ws.reply('delete', { type: 'error', code: 'forbidden', message: 'too late' });
+  await until(() => of('Mesibo_onError').length === 1);
+  assert.deepEqual((of('Mesibo_onError')[0]![0] as Json).op, 'recall');
+
+  // Someone else's message cannot be edited or recalled.
+  ws.receive({ type: 'message', mid: 12, id: 'z', from: 'uB', peer: 'uA', seq: 2, pos: 2, ts: 2, mtype: 3, text: 'theirs', edited: false, deleted: false });
+  const theirs = of('Mesibo_onMessage').at(-1)![0] as Json;
+  assert.equal(theirs.type, 3);
+  assert.equal(theirs.recall(), false);
+  assert.equal(theirs.sendUpdate(), false);
+
+  const fw = theirs.forward(mesibo.getGroupProfile(1001));
+  assert.equal(fw.isForwarded(), true);
+  fw.send();
+  const g = ws.lastOf('send');
+  assert.deepEqual([g.gid, g.text, g.mtype, g.peer], [1001, 'theirs', 3, undefined]);
+  mesibo.stop();
+});
+
+test('getSortedProfiles: conversations from the server at connect, most recent first, reordered by messages', async () => {
+  const rest: Rest = {
+    calls: [],
+    routes: {
+      'GET /v1/conversations': () => [200, [
+        { gid: 1001, name: 'Room', last_seq: 9, read_seq: 9, unread: 0 },
+        { peer: 'uC', name: 'Cid', last_seq: 2, read_seq: 1, unread: 1 },
+      ]],
+    },
+  };
+  const { mesibo, ws } = await started(rest);
+  const names = () => mesibo.getSortedProfiles().map((p) => p.getName());
+  assert.deepEqual(names(), ['Room', 'Cid']);
+  assert.equal(mesibo.getSortedProfiles()[0], mesibo.getGroupProfile(1001));
+  ws.receive({ type: 'message', mid: 1, id: 'a', from: 'uC', peer: 'uA', seq: 3, pos: 1, ts: 1, mtype: 0, text: 'hi', edited: false, deleted: false });
+  assert.deepEqual(names(), ['Cid', 'Room']);
+  mesibo.sendMessage({ peer: 'uD' }, 2, 'new');
+  assert.deepEqual(names(), ['uD', 'Cid', 'Room']);
+  const fresh = await new Promise<string[]>((r) => mesibo.getSortedProfiles((l) => r(l.map((p) => p.getName()))));
+  assert.deepEqual(fresh, ['Room', 'Cid'], 'cb gets the server\'s list');
+  mesibo.stop();
+});
+
+test('editPin: no server route, so Mesibo_onGroupError(GENERAL) and nothing is sent', async () => {
+  const { mesibo, of, rest } = await started();
+  const before = rest.calls.length;
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    mesibo.getGroupProfile(4321).editPin('12345670', { flags: 0x1b }, 0, 0);
+    await until(() => of('Mesibo_onGroupError').length === 1);
+  } finally {
+    console.warn = warn;
+  }
+  assert.deepEqual(of('Mesibo_onGroupError')[0], [mesibo.getGroupProfile(4321), C.MESIBO_GROUPERR_GENERAL]);
+  assert.equal(rest.calls.length, before);
+  mesibo.stop();
+});
+
+test('connection status: a revoked token (close 4001) is SIGNOUT; a refused token is AUTHFAIL', async () => {
+  const { mesibo, ws, of } = await started();
+  ws.receive({ type: 'error', code: 'unauthorized', message: 'token revoked' });
+  ws.drop(4001);
+  await until(() => mesibo.getConnectionStatus() === C.MESIBO_STATUS_SIGNOUT);
+  assert.deepEqual(of('Mesibo_onConnectionStatus').at(-1), [C.MESIBO_STATUS_SIGNOUT, 0]);
+  assert.equal(FakeWebSocket.instances.length, 1, 'no reconnect');
+  mesibo.stop();
+
+  // A token refused at the upgrade (the browser sees only a close) is checked over REST → AUTHFAIL.
+  FakeWebSocket.reset();
+  const rest: Rest = { calls: [], routes: { 'GET /v1/me': () => [401, { error: { code: 'unauthorized', message: 'no' } }] } };
+  const m2 = new Mesibo({ server: 'http://localhost:8080', WebSocket: FakeWebSocket, fetch: fakeFetch(rest), reconnect: { minDelay: 1, maxDelay: 1 }, pingInterval: 0 });
+  const r = recorder();
+  m2.setListener(r.l);
+  m2.setAccessToken('tok-1234567890abcdef');
+  m2.start();
+  FakeWebSocket.last.drop(1006);
+  await until(() => FakeWebSocket.instances.length === 2);
+  FakeWebSocket.last.drop(1006);
+  await until(() => m2.getConnectionStatus() === C.MESIBO_STATUS_AUTHFAIL);
+  m2.stop();
+});
+
+test('group call: a remote stream that stops is OnHangup(p, REMOTE), whatever the reason; hasAdminPermissions before joining', async () => {
+  const { mesibo, ws, gl } = await inCall();
+  const p = gl.of('MesiboGroupcall_OnPublisher')[0]![0] as MesiboParticipant;
+  const pl = recorder();
+  p.call(true, true, pl.l);
+  await until(() => ws.ofType('call_subscribe').length === 1);
+  ws.reply('call_subscribe', { type: 'ok' });
+  await until(() => pl.of('MesiboGroupcall_OnConnected').length === 1);
+  ws.receive({ type: 'call_event', gid: 1001, event: 'unpublished', address: 'uB', sid: 0, reason: 'unpublished' });
+  assert.deepEqual(pl.of('MesiboGroupcall_OnHangup'), [[p, C.MESIBOCALL_HANGUP_REASON_REMOTE]]);
+  assert.deepEqual(gl.of('MesiboGroupcall_OnPublisher').at(-1), [p, false]);
+  // The same for a screen the owner stops and for one that goes with its owner.
+  for (const [sid, reason] of [[1, 'unpublished'], [2, 'owner_left'], [3, 'permission_revoked']] as const) {
+    ws.receive({ type: 'call_event', gid: 1001, event: 'published', address: 'uB', stream: { ...cam(sid), screen: true } });
+    const s = gl.of('MesiboGroupcall_OnPublisher').at(-1)![0] as MesiboParticipant;
+    assert.equal(s.getSid(), sid);
+    const sl = recorder();
+    s.call(false, true, sl.l);
+    await until(() => ws.ofType('call_subscribe').length === sid + 1);
+    ws.reply('call_subscribe', { type: 'ok' });
+    await until(() => sl.of('MesiboGroupcall_OnConnected').length === 1);
+    ws.receive({ type: 'call_event', gid: 1001, event: 'unpublished', address: 'uB', sid, reason });
+    assert.deepEqual(sl.of('MesiboGroupcall_OnHangup'), [[s, C.MESIBOCALL_HANGUP_REASON_REMOTE]], reason);
+  }
+  // Not yet in a call: hasAdminPermissions reads the group's admin flags.
+  const other = mesibo.groupCall(null, 2002);
+  assert.equal(other.hasAdminPermissions(true), false);
+  mesibo.getGroupProfile(2002).permissions = { flags: 0x1f, adminFlags: C.MESIBO_ADMINFLAG_HANGUP, callFlags: 0, callDuration: 0, videoResolution: 0, expiry: 0 };
+  assert.deepEqual([other.hasAdminPermissions(true), other.hasAdminPermissions(false)], [true, false]);
+  mesibo.stop();
+});
+
+test('gen-1: getLocalParticipant(name, address) and (sid, name, address); call(null, elementId, on_stream, on_status) subscribes to audio and video, shows it in the element and calls both; Mesibo_onParticipant', async () => {
+  const { mesibo, ws } = await started();
+  const seen: unknown[][] = [];
+  mesibo.setListener({ Mesibo_onParticipant: (all: unknown, latest: unknown) => seen.push([all, latest]) }); // singular spelling only
+  const live = mesibo.initGroupCall();
+  live.setRoom(1001);
+  await until(() => ws.ofType('call_join').length === 1);
+  ws.reply('call_join', {
+    type: 'call_joined', gid: 1001, address: 'uA', permissions: { ...PERMS }, settings: { ...SETTINGS },
+    participants: [participant('uA'), participant('uB', [cam(0)])],
+  });
+  await until(() => seen.length === 1);
+  const [all, latest] = seen[0] as [MesiboParticipant[], MesiboParticipant[]];
+  assert.equal(all.length, 1);
+  const p = latest[0]!;
+
+  const pub = live.getLocalParticipant('Ann Lee', 'uA');
+  assert.deepEqual([pub.getName(), pub.getSid(), pub.isLocal(), pub.getAddress()], ['Ann Lee', 0, true, 'uA']);
+  const screen = live.getLocalParticipant(1, 'Ann screen', 'uA');
+  assert.deepEqual([screen.getName(), screen.getSid()], ['Ann screen', 1]);
+  assert.equal(live.getLocalParticipant('Ann Lee', 'uA'), pub, 'the same publisher');
+
+  const el: Json = { srcObject: null, autoplay: false, muted: false, play: () => Promise.resolve() };
+  (globalThis as Json).document = { getElementById: (id: string) => (id === 'video-uB' ? el : null) };
+  try {
+    const streams: MesiboParticipant[] = [];
+    const statuses: number[] = [];
+    assert.equal(p.call(null, 'video-uB', (s) => streams.push(s), (_s, st) => statuses.push(st)), true);
+    await until(() => ws.ofType('call_subscribe').length === 1);
+    assert.deepEqual({ ...ws.lastOf('call_subscribe'), rid: undefined }, { type: 'call_subscribe', address: 'uB', sid: 0, rid: undefined }, 'audio and video');
+    ws.reply('call_subscribe', { type: 'ok' });
+    await until(() => statuses.length === 1);
+    assert.deepEqual(statuses, [C.MESIBO_CALLSTATUS_CHANNELUP]);
+    ws.receive({
+      type: 'call_offer', sdp: 'v=0 m=0:audio m=1:video',
+      tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }, { mid: '1', publisher: 'uB', sid: 0, kind: 'video' }],
+    });
+    await until(() => streams.length === 1 && p.getVideoView() === el);
+    assert.equal(streams[0], p);
+    assert.equal(el.autoplay, true);
+  } finally {
+    delete (globalThis as Json).document;
+  }
+  mesibo.stop();
+});

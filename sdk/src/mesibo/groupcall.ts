@@ -31,10 +31,10 @@ export interface Gen1CallOptions {
   groupid?: number;
 }
 
-function hangupReason(r: CallLeaveReason | StreamEndReason): number {
+/** Why you are out of the call, as a hang-up reason for every stream. */
+function leaveReason(r: CallLeaveReason): number {
   switch (r) {
     case 'left':
-    case 'unpublished':
       return C.MESIBOCALL_HANGUP_REASON_USER;
     case 'duration':
       return C.MESIBOCALL_HANGUP_REASON_DURATION;
@@ -43,6 +43,14 @@ function hangupReason(r: CallLeaveReason | StreamEndReason): number {
     default:
       return C.MESIBOCALL_HANGUP_REASON_REMOTE;
   }
+}
+
+/**
+ * Why one stream ended. Another user's stream: always REMOTE (its owner stopped it or left, an
+ * admin hung it up, its right to publish went). Yours: USER when you unpublished it, else REMOTE.
+ */
+function streamEndReason(r: StreamEndReason, local: boolean): number {
+  return local && r === 'unpublished' ? C.MESIBOCALL_HANGUP_REASON_USER : C.MESIBOCALL_HANGUP_REASON_REMOTE;
 }
 
 function docGet(id: string): HTMLElement | null {
@@ -185,21 +193,24 @@ export class MesiboParticipant {
    * Publishes (your publisher) or subscribes (another's stream).
    * - Current form: `call(audio, video, listener)`; the listener gets `MesiboGroupcall_OnConnected`,
    *   `OnVideo`, `OnAudio`, `OnMute`, `OnTalking`, `OnHangup`.
-   * - Gen-1 form: `call({source, audio, video}, elementId, on_stream(p), on_status(p, status))`.
+   * - Gen-1 form: `call(options | null, elementId, on_stream(p), on_status(p, status))`, options
+   *   `{source, audio, video}` (null: audio and video); the video is shown in `elementId`.
    * A second call while the first is in progress is ignored.
    */
   call(audio?: boolean, video?: boolean, listener?: unknown): boolean;
   call(
-    options: Gen1CallOptions,
-    elementId?: string,
+    options: Gen1CallOptions | null,
+    elementId?: string | null,
     onStream?: (p: MesiboParticipant) => void,
     onStatus?: (p: MesiboParticipant, status: number) => void,
   ): boolean;
-  call(a?: boolean | Gen1CallOptions, b?: boolean | string, c?: unknown, d?: unknown): boolean {
+  call(a?: boolean | Gen1CallOptions | null, b?: boolean | string | null, c?: unknown, d?: unknown): boolean {
     let audio = true;
     let video = true;
-    if (a !== null && typeof a === 'object') {
-      const o = a;
+    // Gen-1: an options object or null first, or an element id / callbacks after it.
+    const gen1 = a === null || typeof a === 'object' || typeof b === 'string' || typeof c === 'function' || typeof d === 'function';
+    if (gen1) {
+      const o: Gen1CallOptions = a && typeof a === 'object' ? a : {};
       audio = o.audio !== false;
       video = o.video !== false;
       if (o.name) this._name = o.name;
@@ -710,10 +721,17 @@ export class MesiboGroupCall {
     return p;
   }
 
-  /** Gen-1: your publisher, with a display name. */
-  getLocalParticipant(sid = 0, name?: string, _address?: string): MesiboParticipant {
+  /**
+   * Gen-1: your publisher, with a display name: `getLocalParticipant(name, address)` (the camera,
+   * sid 0) or `getLocalParticipant(sid, name, address)`. `address` is accepted and ignored: the
+   * stream is published as the logged-in user.
+   */
+  getLocalParticipant(sidOrName?: number | string, nameOrAddress?: string, _address?: string): MesiboParticipant {
+    const withSid = typeof sidOrName === 'number' || arguments.length >= 3;
+    const sid = withSid ? Number(sidOrName) || 0 : 0;
+    const name = withSid ? nameOrAddress : sidOrName;
     const p = this.createPublisher(sid);
-    if (name) p.setName(name);
+    if (name !== undefined && name !== null && name !== '') p.setName(String(name));
     return p;
   }
 
@@ -722,11 +740,16 @@ export class MesiboGroupCall {
     return [...this.remotes.values()];
   }
 
-  /** True if you may moderate: `hangup` true asks for the hang-up right, else call control (mute). */
+  /**
+   * True if you may moderate: `hangup` true asks for the hang-up right, else call control (mute).
+   * In the call: the rights the server gave; before joining: your admin flags in the group
+   * (`MESIBO_ADMINFLAG_HANGUP`, `CALLCONTROL`) as last loaded.
+   */
   hasAdminPermissions(hangup?: boolean): boolean {
     const perms = this.call?.permissions;
-    if (!perms) return false;
-    return hangup ? perms.hangup : perms.call_control;
+    if (perms) return hangup ? perms.hangup : perms.call_control;
+    const admin = this._mesibo.getGroupProfile(this.gid).permissions?.adminFlags ?? 0;
+    return (admin & (hangup ? C.MESIBO_ADMINFLAG_HANGUP : C.MESIBO_ADMINFLAG_CALLCONTROL)) !== 0;
   }
 
   /** Room-wide moderation. */
@@ -819,9 +842,17 @@ export class MesiboGroupCall {
     return out;
   }
 
+  /** Gen-1: `Mesibo_onParticipants(all, latest)`, or its singular spelling `Mesibo_onParticipant` for a listener that has only that. */
+  private participants(latest: MesiboParticipant[]): void {
+    const all = this.getParticipants();
+    for (const l of new Set(this._mesibo._listeners)) {
+      if (fire([l], 'Mesibo_onParticipants', all, latest) === 0) fire([l], 'Mesibo_onParticipant', all, latest);
+    }
+  }
+
   private announce(p: MesiboParticipant, joined: boolean): void {
     if (this.gen1) {
-      fire(this._mesibo._listeners, 'Mesibo_onParticipants', this.getParticipants(), joined ? [p] : []);
+      this.participants(joined ? [p] : []);
       return;
     }
     fire(this._callTargets(), 'MesiboGroupcall_OnPublisher', p, joined);
@@ -840,14 +871,14 @@ export class MesiboGroupCall {
       }),
       call.on('stream-unpublished', (e) => {
         if (e.local) {
-          this.publishers.get(e.sid)?._ended(hangupReason(e.reason));
+          this.publishers.get(e.sid)?._ended(streamEndReason(e.reason, true));
           return;
         }
         const key = `${e.sid}:${e.address}`;
         const p = this.remotes.get(key);
         if (!p) return;
         this.remotes.delete(key);
-        p._ended(hangupReason(e.reason));
+        p._ended(streamEndReason(e.reason, false));
         p._dispose();
         this.announce(p, false);
       }),
@@ -879,7 +910,7 @@ export class MesiboGroupCall {
     ];
     const existing = [...call.streams.values()].filter((rs) => rs.ended === null).map((rs) => this.remoteFor(rs));
     if (this.gen1) {
-      if (existing.length) fire(this._mesibo._listeners, 'Mesibo_onParticipants', this.getParticipants(), existing);
+      if (existing.length) this.participants(existing);
     } else {
       for (const p of existing) fire(this._callTargets(), 'MesiboGroupcall_OnPublisher', p, true);
     }
@@ -890,7 +921,7 @@ export class MesiboGroupCall {
   private finish(reason: CallLeaveReason): void {
     for (const off of this.offs) off();
     this.offs = [];
-    const r = this.userLeft ? C.MESIBOCALL_HANGUP_REASON_USER : hangupReason(reason);
+    const r = this.userLeft ? C.MESIBOCALL_HANGUP_REASON_USER : leaveReason(reason);
     for (const p of this.publishers.values()) p._ended(r);
     const remotes = [...this.remotes.values()];
     this.remotes.clear();

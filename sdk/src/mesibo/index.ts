@@ -10,6 +10,8 @@ export type { MesiboListener } from './dispatch.js';
 export { Mesibo, MesiboProfile, MesiboMember, groupError } from './mesibo.js';
 export type { MesiboOptions, MesiboGroupSettings, MesiboMemberPermissions } from './mesibo.js';
 export { MesiboMessage, MesiboReadSession, failureStatus } from './messages.js';
+export { MesiboHttpRequest, formEncode } from './http.js';
+export type { MesiboHttpCallback } from './http.js';
 export type { MesiboParams } from './messages.js';
 export { MesiboGroupCall, MesiboParticipant, MesiboGroupCallAdmin, MesiboParticipantAdmin } from './groupcall.js';
 export type { MesiboSubscriber, Gen1CallOptions } from './groupcall.js';

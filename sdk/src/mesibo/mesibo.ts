@@ -8,15 +8,19 @@
 import { ChorusClient, type ChorusClientOptions, type ConnectionEvent, type WebSocketFactory } from '../client.js';
 import { ChorusError } from '../errors.js';
 import type { FetchLike, Group, Member, Pin } from '../rest.js';
-import type { Conversation, GroupFrame, Message, PresenceFrame, ReceiptFrame } from '../protocol.js';
+import { CloseCode, type Conversation, type GroupFrame, type Message, type PresenceFrame, type ReceiptFrame } from '../protocol.js';
 import { C } from './constants.js';
 import { fire } from './dispatch.js';
 import { MesiboGroupCall } from './groupcall.js';
+import { MesiboHttpRequest } from './http.js';
 import { MesiboMessage, MesiboReadSession, failureStatus, fromChorus, type MesiboParams } from './messages.js';
 
 /** Chorus extensions: where the server is and (for tests) the transport implementations. */
 export interface MesiboOptions {
-  /** Server base URL (default `location.origin`). Also `setServer(url)`. */
+  /**
+   * Server base URL. Default: the origin the bundle was loaded from (`<script src>`), else
+   * `location.origin`. Also `setServer(url)`.
+   */
   server?: string;
   WebSocket?: WebSocketFactory;
   RTCPeerConnection?: typeof RTCPeerConnection;
@@ -121,6 +125,24 @@ function permissionsOf(g: Group | null, flags: number, adminFlags: number): Mesi
 
 type Target = unknown;
 
+/** The origin of the script the bundle was loaded from (set by the bundle's entry, `global.ts`). */
+let bundleServer: string | undefined;
+
+/**
+ * @internal The default server: the origin of `scriptSrc` (the bundle's own `<script src>`).
+ * Ignored unless it is an http(s) URL.
+ */
+export function _setBundleServer(scriptSrc: string | null | undefined): void {
+  bundleServer = undefined;
+  if (!scriptSrc) return;
+  try {
+    const u = new URL(scriptSrc);
+    if (u.protocol === 'http:' || u.protocol === 'https:') bundleServer = u.origin;
+  } catch {
+    /* not a URL: keep the page's origin */
+  }
+}
+
 /**
  * A user or group profile (`getProfile(address)`, `getProfile(null, gid)`, `getGroupProfile(gid)`).
  * Group profiles have the real-time group-management methods (`addPin`, `join`, `getSettings`,
@@ -192,8 +214,13 @@ export class MesiboProfile {
     return m;
   }
 
-  /** A read session over this conversation (see `MesiboReadSession`). */
+  /**
+   * A read session over this conversation (see `MesiboReadSession`): `listener` an object (its
+   * `Mesibo_onMessage` gets what `read()` reads) or a function `on_read(count)` (what is read goes
+   * only to the session's list, `getMessages()`).
+   */
   createReadSession(listener?: unknown): MesiboReadSession {
+    if (typeof listener === 'function') return new MesiboReadSession(this.mesibo, this.conv(), null, listener as (n: number) => void);
     return new MesiboReadSession(this.mesibo, this.conv(), listener ?? null);
   }
 
@@ -233,6 +260,15 @@ export class MesiboProfile {
       await client.rest.revokePin(this.groupid, String(pin));
       await this.reportSettings(listener);
     });
+  }
+
+  /**
+   * Not supported yet: the server has no route to change a pin. Reports
+   * `Mesibo_onGroupError(profile, MESIBO_GROUPERR_GENERAL)`; remove the pin and add a new one instead.
+   */
+  editPin(_pin: string | number, _permissions?: unknown, _expiry?: number, _count?: number, listener?: Target): void {
+    console.warn('mesibo (Chorus): editPin is not supported (no server route); use removePin + addPin');
+    setTimeout(() => fire(this.mesibo._targets(listener), 'Mesibo_onGroupError', this, C.MESIBO_GROUPERR_GENERAL), 0);
   }
 
   /** Joins the group with a pin → `Mesibo_onGroupJoined(profile)`; a bad pin → `Mesibo_onGroupError(profile, MESIBO_GROUPERR_BADPIN)`. */
@@ -414,6 +450,8 @@ export class Mesibo {
   private readonly calls = new Map<number, MesiboGroupCall>();
   private readonly outgoing = new Map<string, MesiboMessage>();
   private readonly ids = new Map<string, number>();
+  /** Conversations, most recently active first (`getSortedProfiles`). */
+  private recent: MesiboProfile[] = [];
   private status: number = C.MESIBO_STATUS_UNKNOWN;
   private readonly idPrefix = `mz${Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0')}`;
 
@@ -448,9 +486,22 @@ export class Mesibo {
   setCredentials(token: string): boolean {
     return this.setAccessToken(token);
   }
-  /** Chorus extension: the server base URL (default `location.origin`). */
+  /** Chorus extension: the server base URL (default: the origin the bundle was loaded from, else `location.origin`). */
   setServer(url: string): void {
     this.server = url;
+  }
+  /** Chorus extension: the server this object talks to (REST, WebSocket, relative `createhttpRequest` URLs). */
+  getServer(): string | null {
+    const s = this.server ?? bundleServer ?? (globalThis as { location?: { origin?: string } }).location?.origin;
+    return s && s !== 'null' ? s.replace(/\/+$/, '') : null;
+  }
+  /** Mesibo's HTTP helper: `setUrl(url)`, `setPostData(obj, json)`, `send(cbdata, cb(cbdata, responseText))`. */
+  createhttpRequest(): MesiboHttpRequest {
+    return new MesiboHttpRequest(() => {
+      const s = this.getServer();
+      if (!s) throw new Error('mesibo (Chorus): no server: call setServer(url) or run in a page');
+      return s;
+    }, this.options.fetch);
   }
   /** Replaces all listeners by `listener`. */
   setListener(listener: unknown): void {
@@ -493,7 +544,7 @@ export class Mesibo {
       this.setStatus(C.MESIBO_STATUS_AUTHFAIL);
       return -1;
     }
-    const server = this.server ?? (globalThis as { location?: { origin?: string } }).location?.origin;
+    const server = this.getServer();
     if (!server) throw new Error('mesibo (Chorus): no server: call setServer(url) or run in a page');
     const opts: ChorusClientOptions = { server, token: this.token };
     if (this.options.WebSocket) opts.WebSocket = this.options.WebSocket;
@@ -505,10 +556,12 @@ export class Mesibo {
     this.client = client;
     client.on('connection', (e) => {
       if (e.state === 'online') return; // reported after the group list is loaded
-      this.setStatus(CONNECTION_STATUS[e.state]);
+      // Close code 4001: the token was revoked or the user deactivated (docs/protocol.md §2).
+      if (e.state === 'auth_failed' && e.code === CloseCode.SESSION_ENDED) this.setStatus(C.MESIBO_STATUS_SIGNOUT);
+      else this.setStatus(CONNECTION_STATUS[e.state]);
     });
     client.on('synced', () => {
-      void this.refreshGroups().finally(() => {
+      void Promise.all([this.refreshGroups(), this.refreshConversations()]).finally(() => {
         if (this.client === client && client.state === 'online') this.setStatus(C.MESIBO_STATUS_ONLINE);
       });
     });
@@ -578,6 +631,16 @@ export class Mesibo {
   }
 
   /**
+   * Your conversations (users and groups), most recently active first: loaded at connect, moved
+   * to the front by every message sent or received. `cb(list)` (optional) gets a fresh list from
+   * the server.
+   */
+  getSortedProfiles(cb?: (list: MesiboProfile[]) => void): MesiboProfile[] {
+    if (typeof cb === 'function') void this.refreshConversations().then(() => cb([...this.recent]));
+    return [...this.recent];
+  }
+
+  /**
    * Creates a group: `createGroup({name, flags, callFlags, videoResolution, callDuration}, listener)`
    * or `createGroup(name, flags, listener)` → `Mesibo_onGroupCreated(profile)` (or `listener(profile)`
    * when it is a function); a failure → `Mesibo_onGroupError(null, error)`.
@@ -638,7 +701,10 @@ export class Mesibo {
     return m.send();
   }
 
-  /** A read session (legacy): `readDbSession(peer, groupid, query, on_read)`; then `read(n)`. `query` is ignored. */
+  /**
+   * A read session (legacy): `readDbSession(peer, groupid, query, on_read)`; then `read(n)`, and
+   * the messages are in `getMessages()` when `on_read(count)` is called. `query` is ignored.
+   */
   readDbSession(peer: string | null, groupid: number, _query?: unknown, onRead?: (count: number) => void): MesiboReadSession {
     const conv: Conversation = groupid > 0 ? { gid: Number(groupid) } : { peer: String(peer ?? '') };
     return new MesiboReadSession(this, conv, null, typeof onRead === 'function' ? onRead : null);
@@ -719,6 +785,18 @@ export class Mesibo {
     c.typing(conv.gid !== undefined ? { gid: conv.gid, on } : { peer: conv.peer as string, on });
   }
 
+  /** @internal An edit or deletion of one of your messages; a failure → `Mesibo_onError({op, code, message})`. */
+  _retract(op: string, fn: (c: ChorusClient) => Promise<void>): void {
+    void this._client()
+      .then(fn)
+      .catch((e: unknown) => this._error(op, e));
+  }
+
+  /** @internal `m.delete()`: out of this page's read-session lists. */
+  _dropLocal(m: MesiboMessage): void {
+    for (const s of this._sessions) s._drop(m);
+  }
+
   /** @internal Sends an outgoing message and reports its status. */
   _send(m: MesiboMessage): void {
     // Chorus client ids must be unique for the user forever; Mesibo apps often use small or
@@ -733,6 +811,8 @@ export class Mesibo {
       return;
     }
     m.ts = Date.now();
+    this._touch(m);
+    for (const s of this._sessions) s._own(m);
     this.outgoing.set(key, m);
     if (this.outgoing.size > 1000) this.outgoing.delete(this.outgoing.keys().next().value as string);
     const out: { id: string; peer?: string; gid?: number; text?: string; data?: unknown; file?: Message['file']; mtype?: number } = { id: key };
@@ -749,6 +829,7 @@ export class Mesibo {
         m.seq = sent.seq;
         m.ts = sent.ts;
         if (m.status < C.MESIBO_MSGSTATUS_SENT) m.status = C.MESIBO_MSGSTATUS_SENT;
+        for (const s of this._sessions) s._sent(m);
         report();
       },
       (e: unknown) => {
@@ -785,16 +866,44 @@ export class Mesibo {
     }
   }
 
+  private async refreshConversations(): Promise<void> {
+    const c = this.client;
+    if (!c) return;
+    try {
+      const list = await c.rest.conversations();
+      this.recent = (Array.isArray(list) ? list : []).map((x) => {
+        if (x.gid !== undefined) {
+          const p = this.getGroupProfile(x.gid);
+          if (x.name) p.name = x.name;
+          return p;
+        }
+        this._learnName(x.peer ?? '', x.name);
+        return this.getProfile(x.peer ?? '');
+      });
+    } catch (e) {
+      this._error('getSortedProfiles', e);
+    }
+  }
+
+  /** @internal A message in `m`'s conversation: it moves to the front of `getSortedProfiles()`. */
+  _touch(m: MesiboMessage): void {
+    const p = m.groupid > 0 ? this.getGroupProfile(m.groupid) : this.getProfile(m.peer);
+    if (this.recent[0] === p) return;
+    this.recent = [p, ...this.recent.filter((x) => x !== p)];
+  }
+
   private onMessage(f: Message): void {
     const self = this.getAddress();
     if (f.from === self && this.outgoing.has(f.id) && !f.edited && !f.deleted) return; // our own send, echoed
     const m = fromChorus(this, f, C.MESIBO_ORIGIN_REALTIME, self);
     if (f.edited || f.deleted) {
+      for (const s of this._sessions) s._update(m);
       fire(this._listeners, 'Mesibo_onMessageUpdate', m);
       return;
     }
-    fire(this._listeners, 'Mesibo_onMessage', m, m.message);
+    this._touch(m);
     for (const s of this._sessions) s._live(m);
+    fire(this._listeners, 'Mesibo_onMessage', m, m.message);
     if (m.isIncoming() && !m.groupid) {
       const p = this.getProfile(m.peer);
       p.typing = false;

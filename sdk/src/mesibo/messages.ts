@@ -60,7 +60,7 @@ export class MesiboMessage {
   /** A file reference (by URL: Chorus does not upload files). */
   file: FileRef | undefined = undefined;
   type = 0;
-  /** Accepted and kept; Chorus messages do not expire. */
+  /** Kept on the object, not sent: the Chorus protocol has no expiry (messages are stored until deleted). */
   expiry = 0;
   flag: number = C.MESIBO_FLAG_DEFAULT;
   status: number = C.MESIBO_MSGSTATUS_OUTBOX;
@@ -73,6 +73,8 @@ export class MesiboMessage {
   rcount = 0;
   edited = false;
   deleted = false;
+  /** Made by `forward()` (known to this page only: the protocol does not carry it). */
+  forwarded = false;
   profile: MesiboProfile | null = null;
   groupProfile: MesiboProfile | null = null;
   /** @internal */
@@ -128,6 +130,9 @@ export class MesiboMessage {
   isDeleted(): boolean {
     return this.deleted;
   }
+  isForwarded(): boolean {
+    return this.forwarded;
+  }
   getSenderProfile(): MesiboProfile | null {
     return this.mesibo ? this.mesibo.getProfile(this.sender) : null;
   }
@@ -138,11 +143,13 @@ export class MesiboMessage {
     return this.groupProfile;
   }
 
+  /** App-defined type: sent (`mtype`) and seen by the receivers as `m.type`. */
   setType(t: number): void {
-    this.type = t;
+    this.type = Number(t) || 0;
   }
+  /** Kept, not sent (see `expiry`). */
   setExpiry(e: number): void {
-    this.expiry = e;
+    this.expiry = Number(e) || 0;
   }
   enableReadReceipt(on: boolean): void {
     this.flag = on ? this.flag | C.MESIBO_FLAG_READRECEIPT : this.flag & ~C.MESIBO_FLAG_READRECEIPT;
@@ -167,6 +174,58 @@ export class MesiboMessage {
     this.sending = true;
     this.mesibo._send(this);
     return 0;
+  }
+
+  /**
+   * Edits one of your sent messages: change `message` (and/or `data`), then `sendUpdate()`.
+   * Everyone in the conversation (you too) gets `Mesibo_onMessageUpdate(m)`. Returns false if
+   * the message is not yours or not sent yet.
+   */
+  sendUpdate(): boolean {
+    if (!this.mesibo || this._incoming || !this.mid) return false;
+    const content: { text?: string; data?: unknown } = {};
+    if (this.message || this.data === undefined) content.text = this.message;
+    if (this.data !== undefined) content.data = this.data;
+    this.mesibo._retract('sendUpdate', (c) => c.edit(this.mid, content));
+    return true;
+  }
+  /**
+   * Deletes one of your sent messages for everyone (a tombstone stays: `isDeleted()`); everyone
+   * gets `Mesibo_onMessageUpdate(m)`. Returns false if the message is not yours or not sent yet.
+   */
+  recall(): boolean {
+    if (!this.mesibo || this._incoming || !this.mid) return false;
+    this.mesibo._retract('recall', (c) => c.delete(this.mid));
+    return true;
+  }
+  /** Same as `recall()`: Chorus keeps no local copy to wipe. */
+  wipeAndRecall(): boolean {
+    return this.recall();
+  }
+  /**
+   * Deletes the message here only: it leaves the read sessions' lists of this page. Chorus keeps
+   * no local copy, so history read again still has it; `recall()` deletes it for everyone.
+   */
+  delete(): boolean {
+    if (!this.mesibo) return false;
+    this.mesibo._dropLocal(this);
+    return true;
+  }
+  /** Same as `delete()`. */
+  wipe(): boolean {
+    return this.delete();
+  }
+  /** A new outgoing message to `to` (a profile) with this message's content; call `send()` on it. */
+  forward(to: MesiboProfile): MesiboMessage {
+    if (!to || typeof to.newMessage !== 'function') throw new Error('mesibo: forward(profile) needs a profile');
+    const m = to.newMessage();
+    m.message = this.message;
+    m.title = this.title;
+    m.data = this.data;
+    m.file = this.file ? { ...this.file } : undefined;
+    m.type = this.type;
+    m.forwarded = true;
+    return m;
   }
 
   /** @internal The conversation of this message. */
@@ -214,12 +273,17 @@ export function fromChorus(mesibo: Mesibo, m: Message, origin: number, self: str
 }
 
 /**
- * A read session over one conversation (`profile.createReadSession(listener)`,
+ * A read session over one conversation (`profile.createReadSession(listener | on_read)`,
  * `mesibo.readDbSession(peer, groupid, query, on_read)`). Chorus keeps history on the server:
- * `read(n)` pages backwards through it (REST) and delivers each message as
- * `Mesibo_onMessage(m)` with `m.origin == MESIBO_ORIGIN_DBMESSAGE`.
+ * `read(n)` pages backwards through it (REST). Each message read goes to the session's list
+ * (`getMessages()`) and, unless the session was made with an `on_read` function, to
+ * `Mesibo_onMessage(m)` of its listener (else of the `setListener` objects) with
+ * `m.origin == MESIBO_ORIGIN_DBMESSAGE`. While the session is open, the list also gets the
+ * conversation's live messages and this page's own sends, and follows edits and deletions.
  */
 export class MesiboReadSession {
+  /** Oldest first; sends not yet answered by the server at the end. */
+  private readonly list: MesiboMessage[] = [];
   private before: number | undefined = undefined;
   private done = false;
   private readReceipt = false;
@@ -254,6 +318,15 @@ export class MesiboReadSession {
     if (typeof cb === 'function') setTimeout(() => cb(0), 0);
   }
 
+  /**
+   * The conversation as this session knows it, oldest first: what `read()` read, live messages
+   * while open, and this page's sends (with their status updated in place). The session's own
+   * array: read it, don't change it.
+   */
+  getMessages(): MesiboMessage[] {
+    return this.list;
+  }
+
   /** Reads up to `count` older messages; resolves (and calls `cb`/`on_read`) with the number delivered. */
   async read(count: number, cb?: (count: number) => void): Promise<number> {
     let n = 0;
@@ -268,11 +341,13 @@ export class MesiboReadSession {
         const self = this.mesibo.getAddress();
         const msgs = page.messages.map((m) => fromChorus(this.mesibo, m, C.MESIBO_ORIGIN_DBMESSAGE, self));
         if (!this.fifo) msgs.reverse();
-        const target = this.listener ? [this.listener] : this.mesibo._listeners;
+        // With an on_read function the app reads the list; else Mesibo_onMessage per message.
+        const target = this.listener ? [this.listener] : this.onRead ? [] : this.mesibo._listeners;
         for (const m of msgs) {
           if (m.isIncoming()) this.highestIncoming = Math.max(this.highestIncoming, m.seq);
-          fire(target, 'Mesibo_onMessage', m, m.message);
+          this.add(m);
         }
+        for (const m of msgs) fire(target, 'Mesibo_onMessage', m, m.message);
         n = msgs.length;
         if (this.readReceipt && this.highestIncoming > 0) await this.markRead(this.highestIncoming);
       }
@@ -307,11 +382,62 @@ export class MesiboReadSession {
 
   /** @internal A live message arrived in some conversation. */
   _live(m: MesiboMessage): void {
-    if (this.stopped || !this.readReceipt || !m.isIncoming()) return;
-    const same = this.conv.gid !== undefined ? m.groupid === this.conv.gid : m.groupid === 0 && m.peer === this.conv.peer;
-    if (!same || m.seq <= this.highestIncoming) return;
+    if (this.stopped || !this.mine(m)) return;
+    this.add(m);
+    if (!this.readReceipt || !m.isIncoming() || m.seq <= this.highestIncoming) return;
     this.highestIncoming = m.seq;
     void this.markRead(m.seq);
+  }
+
+  /** @internal This page sends `m`. */
+  _own(m: MesiboMessage): void {
+    if (!this.stopped && this.mine(m)) this.add(m);
+  }
+
+  /** @internal The server stored `m` (it has its `seq` now): move it to its place. */
+  _sent(m: MesiboMessage): void {
+    const i = this.list.indexOf(m);
+    if (i < 0) return;
+    this.list.splice(i, 1);
+    for (let j = this.list.length - 1; j >= 0; j--) if (this.list[j]?.mid === m.mid) this.list.splice(j, 1); // an echo of it
+    this.add(m);
+  }
+
+  /** @internal An edit or deletion of a message (`m` carries the new content). */
+  _update(m: MesiboMessage): void {
+    const old = this.list.find((x) => x.mid === m.mid && x.mid !== 0);
+    if (!old) return;
+    old.message = m.message;
+    old.data = m.data;
+    old.file = m.file;
+    old.edited = m.edited;
+    old.deleted = m.deleted;
+  }
+
+  /** @internal `m` was deleted locally (`m.delete()`). */
+  _drop(m: MesiboMessage): void {
+    const i = this.list.findIndex((x) => x === m || (m.mid !== 0 && x.mid === m.mid));
+    if (i >= 0) this.list.splice(i, 1);
+  }
+
+  private mine(m: MesiboMessage): boolean {
+    return this.conv.gid !== undefined ? m.groupid === this.conv.gid : m.groupid === 0 && m.peer === this.conv.peer;
+  }
+
+  /** Inserts by `seq` (unsent messages, seq 0, stay last); a message already listed (same mid) is not added again. */
+  private add(m: MesiboMessage): void {
+    if (this.list.includes(m) || (m.mid !== 0 && this.list.some((x) => x.mid === m.mid))) return;
+    if (m.seq === 0) {
+      this.list.push(m);
+      return;
+    }
+    let i = this.list.length;
+    while (i > 0) {
+      const prev = this.list[i - 1] as MesiboMessage;
+      if (prev.seq !== 0 && prev.seq < m.seq) break;
+      i--;
+    }
+    this.list.splice(i, 0, m);
   }
 
   private async markRead(seq: number): Promise<void> {
