@@ -8,19 +8,33 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { Server, launchBrowser, until, screenshot } from '../lib/harness.mjs';
 
 let server;
 let browser;
+/** An app's own web server on another origin: its pages load the bundle from chorus by URL. */
+let appServer;
+let appBase;
 
 before(async () => {
   server = await Server.start();
   browser = await launchBrowser();
+  appServer = http.createServer((req, res) => {
+    const label = new URL(req.url, 'http://x').searchParams.get('label') || 'app';
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><html><body><h3>${label}</h3>
+      <video id="video-local" muted autoplay playsinline width="240" height="135"></video>
+      <div id="tiles"></div><script src="${server.base}/sdk/mesibo.js"></script></body></html>`);
+  });
+  await new Promise((r) => appServer.listen(0, '127.0.0.1', r));
+  appBase = `http://127.0.0.1:${appServer.address().port}`;
 });
 
 after(async () => {
   await browser?.close();
   await server?.stop();
+  await new Promise((r) => (appServer ? appServer.close(r) : r()));
 });
 
 /** A page on the server's origin with only the Mesibo bundle loaded. */
@@ -34,6 +48,17 @@ async function mesiboPage(label) {
     <video id="video-local" muted autoplay playsinline width="240" height="135"></video>
     <div id="tiles"></div><script src="${server.base}/sdk/mesibo.js"></script></body></html>`);
   await page.waitForFunction(() => typeof window.Mesibo === 'function' && typeof window.Chorus === 'undefined');
+  return page;
+}
+
+/** A page of an app served from its own origin (`appBase`), loading the bundle from chorus. */
+async function appPage(label) {
+  const ctx = await browser.newContext({ viewport: { width: 960, height: 600 } });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`[${label}] page error:`, e.message));
+  if (process.env.VERBOSE) page.on('console', (m) => console.log(`[${label}]`, m.text()));
+  await page.goto(`${appBase}/?label=${encodeURIComponent(label)}`);
+  await page.waitForFunction(() => typeof window.Mesibo === 'function');
   return page;
 }
 
@@ -272,4 +297,136 @@ test('Mesibo API: room by pins, video both ways, view-only watches and is refuse
   assert.equal(bh.reason, 1 /* MESIBOCALL_HANGUP_REASON_USER */);
   await screenshot(pv, 'mesibo-viewer-after-leave');
   for (const page of [po, pb, pv]) await page.evaluate(() => window.api.stop());
+});
+
+/**
+ * A gen-1 app (Mesibo's 2020 API, as its conferencing docs and demo use it): `initGroupCall()`,
+ * `setRoom(gid)`, `getLocalParticipant(name, address)`, `call(options, elementId, on_stream,
+ * on_status)`, `Mesibo_OnParticipants(all, latest)`. Everything it sees lands in `window.app`.
+ */
+async function startGen1(page, token) {
+  await page.evaluate((token) => {
+    const app = (window.app = { status: [], errors: [], participants: [], streams: [], statuses: [] });
+    const key = (p) => `${p.getAddress()}:${p.getSid()}`;
+    app.on_stream = (p) => {
+      app.streams.push({ key: key(p), local: p.isLocal(), name: p.getName() });
+      p.attach(p.isLocal() ? 'video-local' : `video-${p.getId()}-${p.getSid()}`, () => {}, 100, 50);
+    };
+    app.on_status = (p, status) => app.statuses.push({ key: key(p), local: p.isLocal(), status });
+    const scope = {
+      Mesibo_OnConnectionStatus: (s) => app.status.push(s),
+      Mesibo_OnError: (e) => app.errors.push(e),
+      Mesibo_OnParticipants: (all, latest) => {
+        app.participants.push({ all: all.length, latest: latest.map(key) });
+        for (const p of latest) {
+          const v = document.createElement('video');
+          v.id = `video-${p.getId()}-${p.getSid()}`;
+          v.dataset.key = key(p);
+          v.width = 320;
+          v.height = 180;
+          v.muted = true;
+          document.getElementById('tiles').appendChild(v);
+          p.call(null, v.id, app.on_stream, app.on_status); // the documented way to subscribe
+        }
+      },
+    };
+    const api = (window.api = Mesibo.getInstance());
+    api.setAppName('chorus-e2e-gen1');
+    api.setCredentials(token);
+    api.setListener(scope);
+    api.setDatabase('mesibo');
+    api.start();
+  }, token);
+  await until(page, () => window.app.status.includes(MESIBO_STATUS_ONLINE));
+  return page.evaluate(() => window.api.getAddress());
+}
+
+test('Mesibo gen-1 API: room from /api by createhttpRequest; getLocalParticipant(name, address) publishes 360p; call(null, elementId, on_stream, on_status) subscribes and decodes on a page of another origin', async () => {
+  const owner = await server.login('g1-owner@example.org', 'Gen1 Owner');
+  const viewer = await server.login('g1-viewer@example.org', 'Gen1 Viewer');
+
+  // The owner's page creates the room the way Mesibo's demo pages call their backend: the
+  // bundle's HTTP helper, form fields, a relative URL.
+  const po = await mesiboPage('Gen1 Owner');
+  const room = await po.evaluate(
+    (token) =>
+      new Promise((resolve) => {
+        const req = Mesibo.getInstance().createhttpRequest();
+        req.setUrl('/api');
+        req.setPostData({ op: 'setgroup', token, name: 'Gen-1 room', resolution: 2 });
+        req.send({ asked: 'setgroup' }, (cbdata, response) => resolve({ cbdata, response: JSON.parse(response) }));
+      }),
+    owner.token,
+  );
+  assert.deepEqual(room.cbdata, { asked: 'setgroup' });
+  assert.equal(room.response.result, 'OK', JSON.stringify(room.response));
+  const gid = room.response.gid;
+  // The viewer joins with the viewer pin (as the app's backend would have it do).
+  await server.api('POST', `/v1/groups/${gid}/join`, { pin: room.response.spin }, viewer.token);
+
+  // The viewer's app is served by another origin and loads the bundle from chorus: the bundle
+  // talks to chorus, not to the page's origin. (Its REST calls at connect, the group and
+  // conversation lists, need CORS from the server; the call itself runs over the WebSocket.)
+  const pv = await appPage('Gen1 Viewer');
+  const origins = await pv.evaluate(() => ({ page: location.origin, server: Mesibo.getInstance().getServer() }));
+  assert.notEqual(origins.page, new URL(server.base).origin);
+  assert.equal(origins.server, new URL(server.base).origin);
+
+  const oAddr = await startGen1(po, owner.token);
+  const vAddr = await startGen1(pv, viewer.token);
+  assert.equal(oAddr, owner.user.address);
+  assert.equal(vAddr, viewer.user.address);
+
+  // The owner publishes its camera with the gen-1 form.
+  const pub = await po.evaluate(
+    ({ gid, address }) => {
+      window.live = window.api.initGroupCall();
+      window.live.setRoom(gid);
+      const p = (window.pub = window.live.getLocalParticipant('Gen1 Owner', address));
+      p.call({ peer: 0, groupid: gid, source: '360p' }, 'video-local', window.app.on_stream, window.app.on_status);
+      return { name: p.getName(), sid: p.getSid(), local: p.isLocal() };
+    },
+    { gid, address: oAddr },
+  );
+  assert.deepEqual(pub, { name: 'Gen1 Owner', sid: 0, local: true }, 'getLocalParticipant(name, address): the name, not the address');
+  const ok = `${oAddr}:0`;
+  await until(po, (ok) => window.app.statuses.some((s) => s.key === ok && s.local && s.status === MESIBO_CALLSTATUS_CHANNELUP), ok);
+  await until(po, (ok) => window.app.streams.some((s) => s.key === ok && s.local), ok);
+  const local = await until(po, () => {
+    const v = document.getElementById('video-local');
+    return v.videoHeight > 0 ? { w: v.videoWidth, h: v.videoHeight } : false;
+  });
+  assert.equal(local.h, 360, `the camera is captured at 360p (${local.w}x${local.h})`);
+
+  // The viewer joins the call, is told of the owner's stream and subscribes with call(null, ...).
+  await pv.evaluate((gid) => {
+    window.live = window.api.initGroupCall();
+    window.live.setRoom(gid);
+  }, gid);
+  await until(pv, (ok) => window.app.participants.some((p) => p.latest.includes(ok)), ok);
+  await until(pv, (ok) => window.app.statuses.some((s) => s.key === ok && !s.local && s.status === MESIBO_CALLSTATUS_CHANNELUP), ok);
+  const stream = await until(pv, (ok) => window.app.streams.find((s) => s.key === ok) || false, ok);
+  assert.deepEqual(stream, { key: ok, local: false, name: 'Gen1 Owner' });
+
+  // The video plays in the element given to call(), and the subscribe connection decodes it.
+  const shown = await until(pv, (ok) => {
+    const v = document.querySelector(`video[data-key="${ok}"]`);
+    const frames = v?.getVideoPlaybackQuality().totalVideoFrames ?? 0;
+    return frames > 5 && v.srcObject?.getVideoTracks().length === 1 ? { frames, h: v.videoHeight } : false;
+  }, ok);
+  assert.ok(shown.h > 0 && shown.h <= 360, `decoded ${JSON.stringify(shown)}`);
+  const decoded = await until(pv, async () => {
+    const pc = window.live._callNow()?.peerConnections.subscribe;
+    let n = 0;
+    if (pc) (await pc.getStats()).forEach((s) => s.type === 'inbound-rtp' && s.kind === 'video' && (n += s.framesDecoded ?? 0));
+    return n > 0 ? n : false;
+  });
+  assert.ok(decoded > 0);
+  assert.equal(await pv.evaluate((ok) => window.app.participants.filter((p) => p.latest.includes(ok)).length, ok), 1);
+  await screenshot(pv, 'mesibo-gen1-viewer');
+
+  // The owner stops: the viewer's on_status gets COMPLETE and Mesibo_OnParticipants drops it.
+  await po.evaluate(() => window.pub.hangup());
+  await until(pv, (ok) => window.app.statuses.some((s) => s.key === ok && s.status === MESIBO_CALLSTATUS_COMPLETE), ok);
+  for (const page of [po, pv]) await page.evaluate(() => window.api.stop());
 });
