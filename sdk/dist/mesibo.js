@@ -182,6 +182,23 @@
     MESIBO_CALLFLAG_FIXEDFRAMERATE: 262144,
     MESIBO_CALLFLAG_PREFER264: 524288,
     MESIBO_CALLFLAG_DEFAULT: 33031,
+    // The same flags under the name Mesibo's headers and demos use (MESIBO_GROUPCALLFLAG_*).
+    MESIBO_GROUPCALLFLAG_VALID: 1,
+    MESIBO_GROUPCALLFLAG_AUDIO: 2,
+    MESIBO_GROUPCALLFLAG_VIDEO: 4,
+    MESIBO_GROUPCALLFLAG_DATA: 8,
+    MESIBO_GROUPCALLFLAG_SCREEN: 256,
+    MESIBO_GROUPCALLFLAG_SIMULCAST: 512,
+    MESIBO_GROUPCALLFLAG_SIMULCAST2: 1024,
+    MESIBO_GROUPCALLFLAG_4_3: 2048,
+    MESIBO_GROUPCALLFLAG_RECORD: 4096,
+    MESIBO_GROUPCALLFLAG_TALKING: 32768,
+    MESIBO_GROUPCALLFLAG_VAD: 32768,
+    MESIBO_GROUPCALLFLAG_FIXEDBITRATE: 65536,
+    MESIBO_GROUPCALLFLAG_FIXEDRESOLUTION: 131072,
+    MESIBO_GROUPCALLFLAG_FIXEDFRAMERATE: 262144,
+    MESIBO_GROUPCALLFLAG_PREFER264: 524288,
+    MESIBO_GROUPCALLFLAG_DEFAULT: 33031,
     // Call status (gen-1 on_status, 1:1 calls)
     MESIBO_CALLSTATUS_INCOMING: 1,
     MESIBO_CALLSTATUS_INPROGRESS: 2,
@@ -1758,10 +1775,9 @@
   }
 
   // src/mesibo/groupcall.ts
-  function hangupReason(r) {
+  function leaveReason(r) {
     switch (r) {
       case "left":
-      case "unpublished":
         return C.MESIBOCALL_HANGUP_REASON_USER;
       case "duration":
         return C.MESIBOCALL_HANGUP_REASON_DURATION;
@@ -1770,6 +1786,9 @@
       default:
         return C.MESIBOCALL_HANGUP_REASON_REMOTE;
     }
+  }
+  function streamEndReason(r, local) {
+    return local && r === "unpublished" ? C.MESIBOCALL_HANGUP_REASON_USER : C.MESIBOCALL_HANGUP_REASON_REMOTE;
   }
   function docGet(id) {
     const d = globalThis.document;
@@ -1892,8 +1911,9 @@
     call(a, b, c, d) {
       let audio = true;
       let video = true;
-      if (a !== null && typeof a === "object") {
-        const o = a;
+      const gen1 = a === null || typeof a === "object" || typeof b === "string" || typeof c === "function" || typeof d === "function";
+      if (gen1) {
+        const o = a && typeof a === "object" ? a : {};
         audio = o.audio !== false;
         video = o.video !== false;
         if (o.name) this._name = o.name;
@@ -2357,21 +2377,33 @@
       }
       return p;
     }
-    /** Gen-1: your publisher, with a display name. */
-    getLocalParticipant(sid = 0, name, _address) {
+    /**
+     * Gen-1: your publisher, with a display name: `getLocalParticipant(name, address)` (the camera,
+     * sid 0) or `getLocalParticipant(sid, name, address)`. `address` is accepted and ignored: the
+     * stream is published as the logged-in user.
+     */
+    getLocalParticipant(sidOrName, nameOrAddress, _address) {
+      const withSid = typeof sidOrName === "number" || arguments.length >= 3;
+      const sid = withSid ? Number(sidOrName) || 0 : 0;
+      const name = withSid ? nameOrAddress : sidOrName;
       const p = this.createPublisher(sid);
-      if (name) p.setName(name);
+      if (name !== void 0 && name !== null && name !== "") p.setName(String(name));
       return p;
     }
     /** The remote participant streams known now. */
     getParticipants() {
       return [...this.remotes.values()];
     }
-    /** True if you may moderate: `hangup` true asks for the hang-up right, else call control (mute). */
+    /**
+     * True if you may moderate: `hangup` true asks for the hang-up right, else call control (mute).
+     * In the call: the rights the server gave; before joining: your admin flags in the group
+     * (`MESIBO_ADMINFLAG_HANGUP`, `CALLCONTROL`) as last loaded.
+     */
     hasAdminPermissions(hangup) {
       const perms = this.call?.permissions;
-      if (!perms) return false;
-      return hangup ? perms.hangup : perms.call_control;
+      if (perms) return hangup ? perms.hangup : perms.call_control;
+      const admin = this._mesibo.getGroupProfile(this.gid).permissions?.adminFlags ?? 0;
+      return (admin & (hangup ? C.MESIBO_ADMINFLAG_HANGUP : C.MESIBO_ADMINFLAG_CALLCONTROL)) !== 0;
     }
     /** Room-wide moderation. */
     getAdmin() {
@@ -2454,9 +2486,16 @@
       if (address === this.call?.address) out.push(...this.publishers.values());
       return out;
     }
+    /** Gen-1: `Mesibo_onParticipants(all, latest)`, or its singular spelling `Mesibo_onParticipant` for a listener that has only that. */
+    participants(latest) {
+      const all = this.getParticipants();
+      for (const l of new Set(this._mesibo._listeners)) {
+        if (fire([l], "Mesibo_onParticipants", all, latest) === 0) fire([l], "Mesibo_onParticipant", all, latest);
+      }
+    }
     announce(p, joined) {
       if (this.gen1) {
-        fire(this._mesibo._listeners, "Mesibo_onParticipants", this.getParticipants(), joined ? [p] : []);
+        this.participants(joined ? [p] : []);
         return;
       }
       fire(this._callTargets(), "MesiboGroupcall_OnPublisher", p, joined);
@@ -2474,14 +2513,14 @@
         }),
         call.on("stream-unpublished", (e) => {
           if (e.local) {
-            this.publishers.get(e.sid)?._ended(hangupReason(e.reason));
+            this.publishers.get(e.sid)?._ended(streamEndReason(e.reason, true));
             return;
           }
           const key = `${e.sid}:${e.address}`;
           const p = this.remotes.get(key);
           if (!p) return;
           this.remotes.delete(key);
-          p._ended(hangupReason(e.reason));
+          p._ended(streamEndReason(e.reason, false));
           p._dispose();
           this.announce(p, false);
         }),
@@ -2512,7 +2551,7 @@
       ];
       const existing = [...call.streams.values()].filter((rs) => rs.ended === null).map((rs) => this.remoteFor(rs));
       if (this.gen1) {
-        if (existing.length) fire(this._mesibo._listeners, "Mesibo_onParticipants", this.getParticipants(), existing);
+        if (existing.length) this.participants(existing);
       } else {
         for (const p of existing) fire(this._callTargets(), "MesiboGroupcall_OnPublisher", p, true);
       }
@@ -2522,7 +2561,7 @@
     finish(reason) {
       for (const off of this.offs) off();
       this.offs = [];
-      const r = this.userLeft ? C.MESIBOCALL_HANGUP_REASON_USER : hangupReason(reason);
+      const r = this.userLeft ? C.MESIBOCALL_HANGUP_REASON_USER : leaveReason(reason);
       for (const p of this.publishers.values()) p._ended(r);
       const remotes = [...this.remotes.values()];
       this.remotes.clear();
@@ -2534,6 +2573,83 @@
       this.call = null;
       this.joining = null;
       this._finished = true;
+    }
+  };
+
+  // src/mesibo/http.ts
+  function formEncode(obj) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(obj)) {
+      if (v === void 0 || v === null) continue;
+      q.append(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+    }
+    return q.toString();
+  }
+  var MesiboHttpRequest = class {
+    /** @internal Use `mesibo.createhttpRequest()`. */
+    constructor(base, fetchImpl) {
+      this.base = base;
+      this.fetchImpl = fetchImpl;
+      this.url = "";
+      this.body = null;
+      this.json = false;
+      this.headers = {};
+    }
+    setUrl(url) {
+      this.url = String(url ?? "");
+    }
+    /** `obj`: an object (encoded as form fields, or as JSON when `json` is true) or an already encoded string. */
+    setPostData(obj, json) {
+      this.json = !!json;
+      if (typeof obj === "string") this.body = obj;
+      else if (obj && typeof obj === "object") this.body = this.json ? JSON.stringify(obj) : formEncode(obj);
+      else this.body = null;
+    }
+    /** Chorus extension: an extra request header (e.g. `authorization`). */
+    setHeader(name, value) {
+      this.headers[String(name)] = String(value);
+    }
+    /** The URL the request goes to. */
+    getUrl() {
+      const base = this.base();
+      if (!this.url) return `${base}/api`;
+      try {
+        return new URL(this.url, `${base}/`).toString();
+      } catch {
+        return this.url;
+      }
+    }
+    /** Sends it; `cb(cbdata, responseText)` when the answer is in (any HTTP status), `cb(cbdata, null)` if none came. Returns true. */
+    send(cbdata, cb) {
+      const f = this.fetchImpl ?? (typeof fetch === "function" ? fetch.bind(globalThis) : void 0);
+      const done = (text) => {
+        if (typeof cb !== "function") return;
+        try {
+          cb(cbdata, text);
+        } catch (e) {
+          console.error("mesibo: http callback threw", e);
+        }
+      };
+      if (!f) {
+        setTimeout(() => done(null), 0);
+        return true;
+      }
+      const headers = { ...this.headers };
+      const init = { method: this.body === null ? "GET" : "POST", headers };
+      if (this.body !== null) {
+        if (!Object.keys(headers).some((k) => k.toLowerCase() === "content-type")) {
+          headers["content-type"] = this.json ? "application/json" : "application/x-www-form-urlencoded";
+        }
+        init.body = this.body;
+      }
+      f(this.getUrl(), init).then(
+        (res) => res.text().then(done, () => done(null)),
+        (e) => {
+          console.warn("mesibo: http request failed:", e);
+          done(null);
+        }
+      );
+      return true;
     }
   };
 
@@ -2574,7 +2690,7 @@
       /** A file reference (by URL: Chorus does not upload files). */
       this.file = void 0;
       this.type = 0;
-      /** Accepted and kept; Chorus messages do not expire. */
+      /** Kept on the object, not sent: the Chorus protocol has no expiry (messages are stored until deleted). */
       this.expiry = 0;
       this.flag = C.MESIBO_FLAG_DEFAULT;
       this.status = C.MESIBO_MSGSTATUS_OUTBOX;
@@ -2587,6 +2703,8 @@
       this.rcount = 0;
       this.edited = false;
       this.deleted = false;
+      /** Made by `forward()` (known to this page only: the protocol does not carry it). */
+      this.forwarded = false;
       this.profile = null;
       this.groupProfile = null;
       /** @internal */
@@ -2639,6 +2757,9 @@
     isDeleted() {
       return this.deleted;
     }
+    isForwarded() {
+      return this.forwarded;
+    }
     getSenderProfile() {
       return this.mesibo ? this.mesibo.getProfile(this.sender) : null;
     }
@@ -2648,11 +2769,13 @@
     getGroupProfile() {
       return this.groupProfile;
     }
+    /** App-defined type: sent (`mtype`) and seen by the receivers as `m.type`. */
     setType(t) {
-      this.type = t;
+      this.type = Number(t) || 0;
     }
+    /** Kept, not sent (see `expiry`). */
     setExpiry(e) {
-      this.expiry = e;
+      this.expiry = Number(e) || 0;
     }
     enableReadReceipt(on) {
       this.flag = on ? this.flag | C.MESIBO_FLAG_READRECEIPT : this.flag & ~C.MESIBO_FLAG_READRECEIPT;
@@ -2676,6 +2799,57 @@
       this.sending = true;
       this.mesibo._send(this);
       return 0;
+    }
+    /**
+     * Edits one of your sent messages: change `message` (and/or `data`), then `sendUpdate()`.
+     * Everyone in the conversation (you too) gets `Mesibo_onMessageUpdate(m)`. Returns false if
+     * the message is not yours or not sent yet.
+     */
+    sendUpdate() {
+      if (!this.mesibo || this._incoming || !this.mid) return false;
+      const content = {};
+      if (this.message || this.data === void 0) content.text = this.message;
+      if (this.data !== void 0) content.data = this.data;
+      this.mesibo._retract("sendUpdate", (c) => c.edit(this.mid, content));
+      return true;
+    }
+    /**
+     * Deletes one of your sent messages for everyone (a tombstone stays: `isDeleted()`); everyone
+     * gets `Mesibo_onMessageUpdate(m)`. Returns false if the message is not yours or not sent yet.
+     */
+    recall() {
+      if (!this.mesibo || this._incoming || !this.mid) return false;
+      this.mesibo._retract("recall", (c) => c.delete(this.mid));
+      return true;
+    }
+    /** Same as `recall()`: Chorus keeps no local copy to wipe. */
+    wipeAndRecall() {
+      return this.recall();
+    }
+    /**
+     * Deletes the message here only: it leaves the read sessions' lists of this page. Chorus keeps
+     * no local copy, so history read again still has it; `recall()` deletes it for everyone.
+     */
+    delete() {
+      if (!this.mesibo) return false;
+      this.mesibo._dropLocal(this);
+      return true;
+    }
+    /** Same as `delete()`. */
+    wipe() {
+      return this.delete();
+    }
+    /** A new outgoing message to `to` (a profile) with this message's content; call `send()` on it. */
+    forward(to) {
+      if (!to || typeof to.newMessage !== "function") throw new Error("mesibo: forward(profile) needs a profile");
+      const m = to.newMessage();
+      m.message = this.message;
+      m.title = this.title;
+      m.data = this.data;
+      m.file = this.file ? { ...this.file } : void 0;
+      m.type = this.type;
+      m.forwarded = true;
+      return m;
     }
     /** @internal The conversation of this message. */
     _conv() {
@@ -2723,6 +2897,8 @@
       this.conv = conv;
       this.listener = listener;
       this.onRead = onRead;
+      /** Oldest first; sends not yet answered by the server at the end. */
+      this.list = [];
       this.before = void 0;
       this.done = false;
       this.readReceipt = false;
@@ -2747,6 +2923,14 @@
     sync(_count, cb) {
       if (typeof cb === "function") setTimeout(() => cb(0), 0);
     }
+    /**
+     * The conversation as this session knows it, oldest first: what `read()` read, live messages
+     * while open, and this page's sends (with their status updated in place). The session's own
+     * array: read it, don't change it.
+     */
+    getMessages() {
+      return this.list;
+    }
     /** Reads up to `count` older messages; resolves (and calls `cb`/`on_read`) with the number delivered. */
     async read(count, cb) {
       let n = 0;
@@ -2761,11 +2945,12 @@
           const self = this.mesibo.getAddress();
           const msgs = page.messages.map((m) => fromChorus(this.mesibo, m, C.MESIBO_ORIGIN_DBMESSAGE, self));
           if (!this.fifo) msgs.reverse();
-          const target = this.listener ? [this.listener] : this.mesibo._listeners;
+          const target = this.listener ? [this.listener] : this.onRead ? [] : this.mesibo._listeners;
           for (const m of msgs) {
             if (m.isIncoming()) this.highestIncoming = Math.max(this.highestIncoming, m.seq);
-            fire(target, "Mesibo_onMessage", m, m.message);
+            this.add(m);
           }
+          for (const m of msgs) fire(target, "Mesibo_onMessage", m, m.message);
           n = msgs.length;
           if (this.readReceipt && this.highestIncoming > 0) await this.markRead(this.highestIncoming);
         }
@@ -2797,11 +2982,56 @@
     }
     /** @internal A live message arrived in some conversation. */
     _live(m) {
-      if (this.stopped || !this.readReceipt || !m.isIncoming()) return;
-      const same = this.conv.gid !== void 0 ? m.groupid === this.conv.gid : m.groupid === 0 && m.peer === this.conv.peer;
-      if (!same || m.seq <= this.highestIncoming) return;
+      if (this.stopped || !this.mine(m)) return;
+      this.add(m);
+      if (!this.readReceipt || !m.isIncoming() || m.seq <= this.highestIncoming) return;
       this.highestIncoming = m.seq;
       void this.markRead(m.seq);
+    }
+    /** @internal This page sends `m`. */
+    _own(m) {
+      if (!this.stopped && this.mine(m)) this.add(m);
+    }
+    /** @internal The server stored `m` (it has its `seq` now): move it to its place. */
+    _sent(m) {
+      const i = this.list.indexOf(m);
+      if (i < 0) return;
+      this.list.splice(i, 1);
+      for (let j = this.list.length - 1; j >= 0; j--) if (this.list[j]?.mid === m.mid) this.list.splice(j, 1);
+      this.add(m);
+    }
+    /** @internal An edit or deletion of a message (`m` carries the new content). */
+    _update(m) {
+      const old = this.list.find((x) => x.mid === m.mid && x.mid !== 0);
+      if (!old) return;
+      old.message = m.message;
+      old.data = m.data;
+      old.file = m.file;
+      old.edited = m.edited;
+      old.deleted = m.deleted;
+    }
+    /** @internal `m` was deleted locally (`m.delete()`). */
+    _drop(m) {
+      const i = this.list.findIndex((x) => x === m || m.mid !== 0 && x.mid === m.mid);
+      if (i >= 0) this.list.splice(i, 1);
+    }
+    mine(m) {
+      return this.conv.gid !== void 0 ? m.groupid === this.conv.gid : m.groupid === 0 && m.peer === this.conv.peer;
+    }
+    /** Inserts by `seq` (unsent messages, seq 0, stay last); a message already listed (same mid) is not added again. */
+    add(m) {
+      if (this.list.includes(m) || m.mid !== 0 && this.list.some((x) => x.mid === m.mid)) return;
+      if (m.seq === 0) {
+        this.list.push(m);
+        return;
+      }
+      let i = this.list.length;
+      while (i > 0) {
+        const prev = this.list[i - 1];
+        if (prev.seq !== 0 && prev.seq < m.seq) break;
+        i--;
+      }
+      this.list.splice(i, 0, m);
     }
     async markRead(seq) {
       try {
@@ -2882,6 +3112,16 @@
       expiry: 0
     };
   }
+  var bundleServer;
+  function _setBundleServer(scriptSrc) {
+    bundleServer = void 0;
+    if (!scriptSrc) return;
+    try {
+      const u = new URL(scriptSrc);
+      if (u.protocol === "http:" || u.protocol === "https:") bundleServer = u.origin;
+    } catch {
+    }
+  }
   var MesiboProfile = class {
     /** @internal */
     constructor(mesibo, address, groupid, name = "") {
@@ -2936,8 +3176,13 @@
       m.groupProfile = this.groupid ? this : null;
       return m;
     }
-    /** A read session over this conversation (see `MesiboReadSession`). */
+    /**
+     * A read session over this conversation (see `MesiboReadSession`): `listener` an object (its
+     * `Mesibo_onMessage` gets what `read()` reads) or a function `on_read(count)` (what is read goes
+     * only to the session's list, `getMessages()`).
+     */
     createReadSession(listener) {
+      if (typeof listener === "function") return new MesiboReadSession(this.mesibo, this.conv(), null, listener);
       return new MesiboReadSession(this.mesibo, this.conv(), listener ?? null);
     }
     /** Typing started (`presence 3` for the peer or the group's members). */
@@ -2973,6 +3218,14 @@
         await client.rest.revokePin(this.groupid, String(pin));
         await this.reportSettings(listener);
       });
+    }
+    /**
+     * Not supported yet: the server has no route to change a pin. Reports
+     * `Mesibo_onGroupError(profile, MESIBO_GROUPERR_GENERAL)`; remove the pin and add a new one instead.
+     */
+    editPin(_pin, _permissions, _expiry, _count, listener) {
+      console.warn("mesibo (Chorus): editPin is not supported (no server route); use removePin + addPin");
+      setTimeout(() => fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, C.MESIBO_GROUPERR_GENERAL), 0);
     }
     /** Joins the group with a pin → `Mesibo_onGroupJoined(profile)`; a bad pin → `Mesibo_onGroupError(profile, MESIBO_GROUPERR_BADPIN)`. */
     join(pin, listener) {
@@ -3132,6 +3385,8 @@
       this.calls = /* @__PURE__ */ new Map();
       this.outgoing = /* @__PURE__ */ new Map();
       this.ids = /* @__PURE__ */ new Map();
+      /** Conversations, most recently active first (`getSortedProfiles`). */
+      this.recent = [];
       this.status = C.MESIBO_STATUS_UNKNOWN;
       this.idPrefix = `mz${Math.floor(Math.random() * 4294967296).toString(16).padStart(8, "0")}`;
       this.options = options;
@@ -3161,9 +3416,22 @@
     setCredentials(token) {
       return this.setAccessToken(token);
     }
-    /** Chorus extension: the server base URL (default `location.origin`). */
+    /** Chorus extension: the server base URL (default: the origin the bundle was loaded from, else `location.origin`). */
     setServer(url) {
       this.server = url;
+    }
+    /** Chorus extension: the server this object talks to (REST, WebSocket, relative `createhttpRequest` URLs). */
+    getServer() {
+      const s = this.server ?? bundleServer ?? globalThis.location?.origin;
+      return s && s !== "null" ? s.replace(/\/+$/, "") : null;
+    }
+    /** Mesibo's HTTP helper: `setUrl(url)`, `setPostData(obj, json)`, `send(cbdata, cb(cbdata, responseText))`. */
+    createhttpRequest() {
+      return new MesiboHttpRequest(() => {
+        const s = this.getServer();
+        if (!s) throw new Error("mesibo (Chorus): no server: call setServer(url) or run in a page");
+        return s;
+      }, this.options.fetch);
     }
     /** Replaces all listeners by `listener`. */
     setListener(listener) {
@@ -3204,7 +3472,7 @@
         this.setStatus(C.MESIBO_STATUS_AUTHFAIL);
         return -1;
       }
-      const server = this.server ?? globalThis.location?.origin;
+      const server = this.getServer();
       if (!server) throw new Error("mesibo (Chorus): no server: call setServer(url) or run in a page");
       const opts = { server, token: this.token };
       if (this.options.WebSocket) opts.WebSocket = this.options.WebSocket;
@@ -3216,10 +3484,11 @@
       this.client = client;
       client.on("connection", (e) => {
         if (e.state === "online") return;
-        this.setStatus(CONNECTION_STATUS[e.state]);
+        if (e.state === "auth_failed" && e.code === CloseCode.SESSION_ENDED) this.setStatus(C.MESIBO_STATUS_SIGNOUT);
+        else this.setStatus(CONNECTION_STATUS[e.state]);
       });
       client.on("synced", () => {
-        void this.refreshGroups().finally(() => {
+        void Promise.all([this.refreshGroups(), this.refreshConversations()]).finally(() => {
           if (this.client === client && client.state === "online") this.setStatus(C.MESIBO_STATUS_ONLINE);
         });
       });
@@ -3284,6 +3553,15 @@
       return this.groupList();
     }
     /**
+     * Your conversations (users and groups), most recently active first: loaded at connect, moved
+     * to the front by every message sent or received. `cb(list)` (optional) gets a fresh list from
+     * the server.
+     */
+    getSortedProfiles(cb) {
+      if (typeof cb === "function") void this.refreshConversations().then(() => cb([...this.recent]));
+      return [...this.recent];
+    }
+    /**
      * Creates a group: `createGroup({name, flags, callFlags, videoResolution, callDuration}, listener)`
      * or `createGroup(name, flags, listener)` → `Mesibo_onGroupCreated(profile)` (or `listener(profile)`
      * when it is a function); a failure → `Mesibo_onGroupError(null, error)`.
@@ -3341,7 +3619,10 @@
       else if (params.message !== void 0) m.message = params.message;
       return m.send();
     }
-    /** A read session (legacy): `readDbSession(peer, groupid, query, on_read)`; then `read(n)`. `query` is ignored. */
+    /**
+     * A read session (legacy): `readDbSession(peer, groupid, query, on_read)`; then `read(n)`, and
+     * the messages are in `getMessages()` when `on_read(count)` is called. `query` is ignored.
+     */
     readDbSession(peer, groupid, _query, onRead) {
       const conv = groupid > 0 ? { gid: Number(groupid) } : { peer: String(peer ?? "") };
       return new MesiboReadSession(this, conv, null, typeof onRead === "function" ? onRead : null);
@@ -3409,6 +3690,14 @@
       if (!c || !c.synced) return;
       c.typing(conv.gid !== void 0 ? { gid: conv.gid, on } : { peer: conv.peer, on });
     }
+    /** @internal An edit or deletion of one of your messages; a failure → `Mesibo_onError({op, code, message})`. */
+    _retract(op, fn) {
+      void this._client().then(fn).catch((e) => this._error(op, e));
+    }
+    /** @internal `m.delete()`: out of this page's read-session lists. */
+    _dropLocal(m) {
+      for (const s of this._sessions) s._drop(m);
+    }
     /** @internal Sends an outgoing message and reports its status. */
     _send(m) {
       const key = `${this.idPrefix}-${m.id}`;
@@ -3421,6 +3710,8 @@
         return;
       }
       m.ts = Date.now();
+      this._touch(m);
+      for (const s of this._sessions) s._own(m);
       this.outgoing.set(key, m);
       if (this.outgoing.size > 1e3) this.outgoing.delete(this.outgoing.keys().next().value);
       const out = { id: key };
@@ -3437,6 +3728,7 @@
           m.seq = sent.seq;
           m.ts = sent.ts;
           if (m.status < C.MESIBO_MSGSTATUS_SENT) m.status = C.MESIBO_MSGSTATUS_SENT;
+          for (const s of this._sessions) s._sent(m);
           report();
         },
         (e) => {
@@ -3469,16 +3761,42 @@
         this._error("getGroupProfiles", e);
       }
     }
+    async refreshConversations() {
+      const c = this.client;
+      if (!c) return;
+      try {
+        const list = await c.rest.conversations();
+        this.recent = (Array.isArray(list) ? list : []).map((x) => {
+          if (x.gid !== void 0) {
+            const p = this.getGroupProfile(x.gid);
+            if (x.name) p.name = x.name;
+            return p;
+          }
+          this._learnName(x.peer ?? "", x.name);
+          return this.getProfile(x.peer ?? "");
+        });
+      } catch (e) {
+        this._error("getSortedProfiles", e);
+      }
+    }
+    /** @internal A message in `m`'s conversation: it moves to the front of `getSortedProfiles()`. */
+    _touch(m) {
+      const p = m.groupid > 0 ? this.getGroupProfile(m.groupid) : this.getProfile(m.peer);
+      if (this.recent[0] === p) return;
+      this.recent = [p, ...this.recent.filter((x) => x !== p)];
+    }
     onMessage(f) {
       const self = this.getAddress();
       if (f.from === self && this.outgoing.has(f.id) && !f.edited && !f.deleted) return;
       const m = fromChorus(this, f, C.MESIBO_ORIGIN_REALTIME, self);
       if (f.edited || f.deleted) {
+        for (const s of this._sessions) s._update(m);
         fire(this._listeners, "Mesibo_onMessageUpdate", m);
         return;
       }
-      fire(this._listeners, "Mesibo_onMessage", m, m.message);
+      this._touch(m);
       for (const s of this._sessions) s._live(m);
+      fire(this._listeners, "Mesibo_onMessage", m, m.message);
       if (m.isIncoming() && !m.groupid) {
         const p = this.getProfile(m.peer);
         p.typing = false;
@@ -3555,4 +3873,6 @@
   var g = globalThis;
   for (const [k, v] of Object.entries(MESIBO_CONSTANTS)) g[k] = v;
   g.Mesibo = Mesibo;
+  var script = globalThis.document?.currentScript;
+  _setBundleServer(script?.src);
 })();
