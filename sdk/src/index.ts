@@ -12,7 +12,7 @@ export { ChorusError } from './errors.js';
 export type { ChorusErrorCode, LocalErrorCode } from './errors.js';
 export { Emitter } from './emitter.js';
 export type { Listener } from './emitter.js';
-export { ChorusAuth, RestClient, restRequest } from './rest.js';
+export { ChorusAuth, RestClient, restRequest, restPage, nextLink } from './rest.js';
 export type {
   CodeSent,
   LoginSession,
@@ -28,6 +28,7 @@ export type {
   ConversationSummary,
   MemberReceipt,
   FetchLike,
+  RestPage,
 } from './rest.js';
 export { ChorusClient, newMessageId } from './client.js';
 export { MessageCache } from './cache.js';

@@ -131,6 +131,52 @@ export async function restRequest<T>(
   path: string,
   opts: { token?: string; body?: unknown; fetch?: FetchLike } = {},
 ): Promise<T> {
+  return (await restExchange<T>(server, method, path, opts)).json;
+}
+
+/** One page of a paged list and the path of the next page (`null` on the last). */
+export interface RestPage<T> {
+  items: T[];
+  next: string | null;
+}
+
+/**
+ * `GET` of one page of a paged list (`GET /v1/groups`, `GET /v1/groups/{gid}/members`):
+ * while more follow, the answer has a `Link: <path>; rel="next"` header.
+ */
+export async function restPage<T>(
+  server: string,
+  path: string,
+  opts: { token?: string; fetch?: FetchLike } = {},
+): Promise<RestPage<T>> {
+  const { json, res } = await restExchange<T[]>(server, 'GET', path, opts);
+  return { items: Array.isArray(json) ? json : [], next: nextLink(res.headers.get('link')) };
+}
+
+/** The `rel="next"` target of a `Link` header, as a path on the same server. */
+export function nextLink(header: string | null): string | null {
+  if (!header) return null;
+  for (const part of header.split(',')) {
+    const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (!m || !/(^|;)\s*rel="?next"?\s*(;|$)/.test(m[2]!)) continue;
+    const target = m[1]!;
+    if (target.startsWith('/')) return target;
+    try {
+      const u = new URL(target);
+      return u.pathname + u.search;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+async function restExchange<T>(
+  server: string,
+  method: string,
+  path: string,
+  opts: { token?: string; body?: unknown; fetch?: FetchLike } = {},
+): Promise<{ json: T; res: Response }> {
   const f: FetchLike | undefined = opts.fetch ?? (typeof fetch === 'function' ? fetch.bind(globalThis) : undefined);
   if (!f) throw new ChorusError('network', 'no fetch implementation available');
   const headers: Record<string, string> = {};
@@ -166,7 +212,7 @@ export async function restRequest<T>(
       httpStatus: res.status,
     });
   }
-  return json as T;
+  return { json: json as T, res };
 }
 
 function loginId(who: string | { email: string } | { phone: string }): { email: string } | { phone: string } {
@@ -237,6 +283,25 @@ export class RestClient {
     return restRequest<T>(this.server, method, path, { token: this.token, body, fetch: this.fetchImpl });
   }
 
+  /** One page of a paged list with this token; `next` is the path of the following page. */
+  page<T>(path: string): Promise<RestPage<T>> {
+    return restPage<T>(this.server, path, { token: this.token, fetch: this.fetchImpl });
+  }
+
+  /** Every item of a paged list: follows the `next` links from `path` to the last page. */
+  async all<T>(path: string): Promise<T[]> {
+    const out: T[] = [];
+    const seen = new Set<string>();
+    let next: string | null = path;
+    while (next !== null && !seen.has(next)) {
+      seen.add(next);
+      const page: RestPage<T> = await this.page<T>(next);
+      out.push(...page.items);
+      next = page.next;
+    }
+    return out;
+  }
+
   /** `GET /v1/me`. */
   me(): Promise<SessionUser> {
     return this.request('GET', '/v1/me');
@@ -245,9 +310,9 @@ export class RestClient {
   updateMe(name: string): Promise<SessionUser> {
     return this.request('PATCH', '/v1/me', { name });
   }
-  /** `GET /v1/groups`: the groups you belong to. */
+  /** `GET /v1/groups`: every group you belong to, most recently joined first (all pages). */
   groups(): Promise<Group[]> {
-    return this.request('GET', '/v1/groups');
+    return this.all('/v1/groups');
   }
   /** `GET /v1/groups/{gid}`. */
   group(gid: number): Promise<Group> {
@@ -273,9 +338,9 @@ export class RestClient {
   async leaveGroup(gid: number): Promise<void> {
     await this.request('POST', `/v1/groups/${gid}/leave`);
   }
-  /** `GET /v1/groups/{gid}/members`. */
+  /** `GET /v1/groups/{gid}/members`: every member, in join order (all pages). */
   members(gid: number): Promise<Member[]> {
-    return this.request('GET', `/v1/groups/${gid}/members`);
+    return this.all(`/v1/groups/${gid}/members`);
   }
   /** `POST /v1/groups/{gid}/members`. */
   async addMembers(gid: number, addresses: string[], flags?: { flags?: number; admin_flags?: number }): Promise<void> {

@@ -1,6 +1,6 @@
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChorusClient, ChorusError, type ChorusClientOptions, type Message } from '../src/index.ts';
+import { ChorusClient, ChorusError, nextLink, type ChorusClientOptions, type Message } from '../src/index.ts';
 import { FakeWebSocket, flush, until } from './fakes.ts';
 
 function client(extra: Partial<ChorusClientOptions> = {}): ChorusClient {
@@ -239,4 +239,34 @@ test('REST helpers send the bearer token and map error bodies', async () => {
   assert.equal((calls[0]!.init!.headers as Record<string, string>)['Authorization'], 'Bearer tok-1234567890abcdef');
   await assert.rejects(c.joinGroup(4821337, '123'), (e: unknown) => e instanceof ChorusError && e.code === 'pin_invalid' && e.httpStatus === 403);
   assert.equal(calls[1]!.init!.body, '{"pin":"123"}');
+});
+
+test('paged lists follow the Link rel="next" pages to the end', async () => {
+  const urls: string[] = [];
+  const pages: Record<string, [unknown[], string | null]> = {
+    '/v1/groups': [[{ gid: 3 }, { gid: 2 }], '</v1/groups?limit=2&after=20.2>; rel="next"'],
+    '/v1/groups?limit=2&after=20.2': [[{ gid: 1 }], null],
+    '/v1/groups/7/members': [[{ address: 'uA' }], '<https://chat.example.org/v1/groups/7/members?limit=1&after=5.uA>; rel="next"'],
+    '/v1/groups/7/members?limit=1&after=5.uA': [[{ address: 'uB' }], '</v1/groups/7/members?limit=1&after=5.uA>; rel="next"'],
+  };
+  const c = client({
+    fetch: async (url) => {
+      const path = url.replace('https://chat.example.org', '');
+      urls.push(path);
+      const [body, link] = pages[path]!;
+      return new Response(JSON.stringify(body), { status: 200, headers: link ? { Link: link } : {} });
+    },
+  });
+  assert.deepEqual((await c.groups()).map((g) => g.gid), [3, 2, 1]);
+  assert.deepEqual(urls, ['/v1/groups', '/v1/groups?limit=2&after=20.2'], 'the first request is unchanged');
+  // An absolute next link is followed on the same server; a link that repeats stops the walk.
+  assert.deepEqual((await c.members(7)).map((m) => m.address), ['uA', 'uB']);
+  assert.equal(urls.length, 4);
+});
+
+test('nextLink reads only rel="next"', () => {
+  assert.equal(nextLink(null), null);
+  assert.equal(nextLink('</a?x=1>; rel="prev", </b?after=1.2>; rel="next"'), '/b?after=1.2');
+  assert.equal(nextLink('</a>; rel=next'), '/a');
+  assert.equal(nextLink('</a>; rel="nextish"'), null);
 });

@@ -58,6 +58,9 @@ pub mod admin {
     pub const OWNER_ALL: u32 = 0xFFFF;
     /// Every right except ownership.
     pub const ALL: u32 = OWNER_ALL & !OWNER;
+    /// Rights only the owner grants (ownership itself only the backend): removing the owner and
+    /// deleting the group.
+    pub const OWNER_LEVEL: u32 = OWNER | REMOVE_OWNER | DELETE_GROUP;
 }
 
 /// Group policy bits (`MESIBO_GROUPFLAG_*`): who may do what.

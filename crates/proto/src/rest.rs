@@ -153,6 +153,34 @@ pub struct AddMembers {
     pub admin_flags: Option<u32>,
 }
 
+/// Query parameters of the paged lists (`GET /v1/groups`, `GET /v1/groups/{gid}/members`).
+///
+/// An answer is one page. When more follow, it carries a `Link: <URL>; rel="next"` header
+/// whose URL (a path with query) fetches the next page; the last page has none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Where the page starts: the cursor the server put in the previous page's `next` link
+    /// (opaque). Absent: the first page.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Page size; values outside 1 to [`PAGE_MAX`] are clamped. Default [`PAGE_DEFAULT`].
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    /// The page size asked for, clamped to 1 to [`PAGE_MAX`].
+    pub fn size(&self) -> u32 {
+        self.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX)
+    }
+}
+
+/// Page size of a paged list when the request names none.
+pub const PAGE_DEFAULT: u32 = 100;
+/// Largest page of a paged list.
+pub const PAGE_MAX: u32 = 500;
+
 /// A pin: a join code carrying a permission set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {

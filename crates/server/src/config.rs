@@ -57,6 +57,8 @@ pub struct Config {
     pub pin_failures_per_user: u32,
     /// Wrong pins one IP may try per `rate_window_secs`.
     pub pin_failures_per_ip: u32,
+    /// Wrong pins tried against one group (by anyone) per `rate_window_secs`.
+    pub pin_failures_per_group: u32,
     /// Window of the counters above, seconds.
     pub rate_window_secs: u64,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
@@ -72,6 +74,10 @@ pub struct Config {
     pub max_group_members: usize,
     /// Most pins in one group.
     pub max_group_pins: usize,
+    /// Most groups one user may own (create).
+    pub max_groups_per_user: usize,
+    /// Most groups one user may be a member of (the backend may add past it).
+    pub max_memberships_per_user: usize,
     /// Messages one user may send per second (sustained).
     pub sends_per_second: u32,
     /// Burst allowance above `sends_per_second`.
@@ -126,6 +132,7 @@ impl Default for Config {
             code_requests_per_ip: 600,
             pin_failures_per_user: 10,
             pin_failures_per_ip: 30,
+            pin_failures_per_group: 200,
             rate_window_secs: 3600,
             trust_forwarded_for: false,
             max_message_bytes: 16 * 1024,
@@ -133,6 +140,8 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             max_group_members: 10_000,
             max_group_pins: 50,
+            max_groups_per_user: 250,
+            max_memberships_per_user: 1000,
             sends_per_second: 50,
             send_burst: 200,
             sync_limit: 5_000,

@@ -6,6 +6,13 @@
 //!
 //! Every mutation is one transaction, checked against the actor's rights
 //! first. After a commit the group's [`GroupPolicy`] cache entry is dropped.
+//!
+//! Granting rights: nobody grants, directly or through a pin, an admin right they do not
+//! hold themselves; only the owner grants the owner-level rights (remove the owner, delete
+//! the group), and only the backend grants ownership. A pin grants its admin part only as far
+//! as its creator could still grant it when it is used. Ordinary member rights (send, receive,
+//! publish, subscribe, list, record) are what an admin with `ADD_MEMBER` or `ADD_PIN` hands
+//! out, whatever their own member flags. The backend (admin token) may grant anything.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chorus_proto::flags::{admin, call, group, member, resolution};
-use chorus_proto::rest::{CreateGroup, CreatePin, CreatedGroup, Group, GroupSettings, Member, Membership, Pin};
+use chorus_proto::rest::{
+    CreateGroup, CreatePin, CreatedGroup, Group, GroupSettings, Member, Membership, PageQuery, Pin,
+};
 use chorus_proto::ErrorCode;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -22,9 +31,9 @@ use crate::auth_token::random_digits;
 use crate::bus::FanOut;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::error::{ApiError, ApiResult};
-use crate::limiter::WindowLimiter;
+use crate::limiter::{ip_key, WindowLimiter};
 use crate::messaging::outbound;
 use chorus_proto::ws::{GroupEvent, ServerFrame};
 
@@ -88,6 +97,7 @@ pub struct Groups {
     bus: Arc<dyn FanOut>,
     pin_fail_user: WindowLimiter,
     pin_fail_ip: WindowLimiter,
+    pin_fail_group: WindowLimiter,
     /// The gid of every committed change, for services that keep state per group (calls).
     changes: tokio::sync::broadcast::Sender<i64>,
 }
@@ -145,6 +155,51 @@ fn validate_settings(s: &GroupSettings, mesibo: bool) -> ApiResult<()> {
     Ok(())
 }
 
+/// The admin rights a membership actually confers: admin flags count only with the admin flag.
+fn effective_admin(m: &Membership) -> u32 {
+    if m.flags & member::ADMIN != 0 {
+        m.admin_flags
+    } else {
+        0
+    }
+}
+
+/// The admin rights a member may grant: the owner every right but ownership; an admin with
+/// `ADD_ADMIN` the rights they hold, less the owner-level ones; anyone else none.
+fn grantable(m: Option<&Membership>) -> u32 {
+    let held = m.map(effective_admin).unwrap_or(0);
+    if held & admin::OWNER != 0 {
+        admin::ALL
+    } else if held & admin::ADD_ADMIN != 0 {
+        held & !admin::OWNER_LEVEL
+    } else {
+        0
+    }
+}
+
+/// Refuses a grant of the admin rights `gained` by someone who may grant `can`
+/// (`None`: the backend, which may grant anything).
+fn check_grant(can: Option<u32>, gained: u32) -> ApiResult<()> {
+    let Some(can) = can else { return Ok(()) };
+    let missing = gained & !can;
+    if missing & admin::OWNER != 0 {
+        Err(ApiError::forbidden("only the backend can grant ownership"))
+    } else if missing & admin::OWNER_LEVEL != 0 {
+        Err(ApiError::forbidden("only the owner can grant the rights to remove the owner or delete the group"))
+    } else if missing != 0 {
+        Err(ApiError::forbidden(format!("you cannot grant admin rights you do not hold ({missing:#x})")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses `JOINED.REST` (the cursors of the paged lists).
+fn cursor(after: Option<&str>) -> ApiResult<Option<(i64, &str)>> {
+    let Some(after) = after else { return Ok(None) };
+    let parsed = after.split_once('.').and_then(|(j, rest)| Some((j.parse::<i64>().ok()?, rest)));
+    parsed.map(Some).ok_or_else(|| ApiError::bad_request("after must be the cursor of a next link"))
+}
+
 fn validate_member_flags(flags: u32, admin_flags: u32) -> ApiResult<()> {
     if flags & !member::VALID != 0 {
         return Err(ApiError::bad_request(format!("flags has unknown bits; allowed mask is {:#x}", member::VALID)));
@@ -162,6 +217,7 @@ impl Groups {
         Groups {
             pin_fail_user: WindowLimiter::new(cfg.pin_failures_per_user, window),
             pin_fail_ip: WindowLimiter::new(cfg.pin_failures_per_ip, window),
+            pin_fail_group: WindowLimiter::new(cfg.pin_failures_per_group, window),
             db,
             cfg,
             cache: Mutex::new(PolicyCache::default()),
@@ -245,6 +301,52 @@ impl Groups {
         })
     }
 
+    /// Serialises the transactions that count a group's members (PostgreSQL; SQLite
+    /// transactions that write already run one at a time). Lock order: group, then users.
+    async fn lock_group(&self, tx: &mut Transaction<'_, Any>, gid: i64) -> ApiResult<()> {
+        if self.db.backend == Backend::Postgres {
+            sqlx::query("SELECT gid FROM groups WHERE gid = $1 FOR NO KEY UPDATE").bind(gid).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Serialises the transactions that count a user's groups (see [`Self::lock_group`]).
+    async fn lock_users(&self, tx: &mut Transaction<'_, Any>, uids: &[i64]) -> ApiResult<()> {
+        if self.db.backend == Backend::Postgres {
+            let mut sorted = uids.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            for uid in sorted {
+                sqlx::query("SELECT uid FROM users WHERE uid = $1 FOR NO KEY UPDATE")
+                    .bind(uid)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses to make `uid` a member of one more group past `max_memberships_per_user`.
+    async fn check_membership_quota(&self, tx: &mut Transaction<'_, Any>, uid: i64, who: &str) -> ApiResult<()> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE uid = $1").bind(uid).fetch_one(&mut **tx).await?;
+        if n as usize >= self.cfg.max_memberships_per_user {
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("{who} already in {} groups, the most allowed", self.cfg.max_memberships_per_user),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The admin rights `actor` may grant in `gid` (`None`: the backend, anything).
+    async fn grantable_by(tx: &mut Transaction<'_, Any>, gid: i64, actor: Actor) -> ApiResult<Option<u32>> {
+        Ok(match actor {
+            Actor::Admin => None,
+            Actor::User(uid) => Some(grantable(Self::membership(tx, gid, uid).await?.as_ref())),
+        })
+    }
+
     /// Checks that the group exists and `actor` holds admin right `right`.
     async fn require_right(tx: &mut Transaction<'_, Any>, gid: i64, actor: Actor, right: u32) -> ApiResult<()> {
         let exists = sqlx::query("SELECT 1 FROM groups WHERE gid = $1").bind(gid).fetch_optional(&mut **tx).await?;
@@ -273,6 +375,22 @@ impl Groups {
             Actor::User(uid) => Some(uid),
             Actor::Admin => None,
         };
+        if let Some(uid) = owner {
+            self.lock_users(&mut tx, &[uid]).await?;
+            let owned: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM members m JOIN groups g ON g.gid = m.gid WHERE m.uid = $1 AND g.owner_uid = $1",
+            )
+            .bind(uid)
+            .fetch_one(&mut *tx)
+            .await?;
+            if owned as usize >= self.cfg.max_groups_per_user {
+                return Err(ApiError::new(
+                    ErrorCode::LimitExceeded,
+                    format!("you own {owned} groups, the most allowed; delete one first"),
+                ));
+            }
+            self.check_membership_quota(&mut tx, uid, "you are").await?;
+        }
         let mut gid = None;
         for _ in 0..8 {
             let candidate: i64 = random_digits(7).parse().expect("7 digits parse");
@@ -372,7 +490,7 @@ impl Groups {
         let admin_flags = req.admin_flags.unwrap_or(0);
         validate_member_flags(req.flags, admin_flags)?;
         if admin_flags & admin::OWNER != 0 {
-            return Err(ApiError::bad_request("a pin cannot grant ownership"));
+            return Err(ApiError::forbidden("a pin cannot grant ownership"));
         }
         let label = req.label.as_deref().unwrap_or("member").trim().to_string();
         if label.is_empty() || label.chars().count() > 32 || label.chars().any(char::is_control) {
@@ -424,17 +542,37 @@ impl Groups {
         Ok(g)
     }
 
-    /// Groups `uid` is a member of, newest first.
-    pub async fn list_mine(&self, uid: i64) -> ApiResult<Vec<Group>> {
+    /// One page of the groups `uid` is a member of, most recently joined first, and the
+    /// cursor of the next page if there is one.
+    pub async fn list_mine(&self, uid: i64, page: &PageQuery) -> ApiResult<(Vec<Group>, Option<String>)> {
+        let limit = page.size() as usize;
+        let (joined, gid) = match cursor(page.after.as_deref())? {
+            Some((j, g)) => {
+                (j, g.parse::<i64>().map_err(|_| ApiError::bad_request("after must be the cursor of a next link"))?)
+            }
+            None => (i64::MAX, i64::MAX),
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {GROUP_COLS}, m.flags AS m_flags, m.admin_flags AS m_admin FROM members m \
+            "SELECT {GROUP_COLS}, m.flags AS m_flags, m.admin_flags AS m_admin, m.joined_at AS m_joined FROM members m \
              JOIN groups g ON g.gid = m.gid LEFT JOIN users o ON o.uid = g.owner_uid \
-             WHERE m.uid = $1 ORDER BY m.joined_at DESC, g.gid DESC"
+             WHERE m.uid = $1 AND (m.joined_at < $2 OR (m.joined_at = $2 AND g.gid < $3)) \
+             ORDER BY m.joined_at DESC, g.gid DESC LIMIT $4"
         ))
         .bind(uid)
+        .bind(joined)
+        .bind(gid)
+        .bind(limit as i64 + 1)
         .fetch_all(&self.db.read)
         .await?;
-        rows.iter()
+        let next = match rows.get(limit.saturating_sub(1)) {
+            Some(last) if rows.len() > limit => {
+                Some(format!("{}.{}", last.try_get::<i64, _>("m_joined")?, last.try_get::<i64, _>("gid")?))
+            }
+            _ => None,
+        };
+        let groups = rows
+            .iter()
+            .take(limit)
             .map(|r| {
                 let m = Membership {
                     flags: r.try_get::<i64, _>("m_flags")? as u32,
@@ -442,7 +580,8 @@ impl Groups {
                 };
                 Ok(group_from_row(r, Some(m))?)
             })
-            .collect()
+            .collect::<ApiResult<Vec<Group>>>()?;
+        Ok((groups, next))
     }
 
     /// Updates settings (admin right MODIFY).
@@ -483,21 +622,46 @@ impl Groups {
         Ok(())
     }
 
-    /// Members with their flags (any member may list).
+    /// Every member with their flags, in join order (any member may list).
     pub async fn members(&self, gid: i64, actor: Actor) -> ApiResult<Vec<Member>> {
+        Ok(self.members_page(gid, actor, None).await?.0)
+    }
+
+    /// Members with their flags, in join order (any member may list): one page and the
+    /// cursor of the next, or with `page` `None` all of them.
+    pub async fn members_page(
+        &self,
+        gid: i64,
+        actor: Actor,
+        page: Option<&PageQuery>,
+    ) -> ApiResult<(Vec<Member>, Option<String>)> {
         if let Actor::User(_) = actor {
             self.get(gid, actor).await?;
         } else if self.policy(gid).await?.is_none() {
             return Err(ApiError::not_found("no such group"));
         }
+        let limit = page.map_or(usize::MAX - 1, |p| p.size() as usize);
+        let (joined, address) = cursor(page.and_then(|p| p.after.as_deref()))?.unwrap_or((i64::MIN, ""));
         let rows = sqlx::query(
-            "SELECT u.address, u.name, m.flags, m.admin_flags FROM members m JOIN users u ON u.uid = m.uid \
-             WHERE m.gid = $1 ORDER BY m.joined_at, u.address",
+            "SELECT u.address, u.name, m.flags, m.admin_flags, m.joined_at FROM members m JOIN users u ON u.uid = m.uid \
+             WHERE m.gid = $1 AND (m.joined_at > $2 OR (m.joined_at = $2 AND u.address > $3)) \
+             ORDER BY m.joined_at, u.address LIMIT $4",
         )
         .bind(gid)
+        .bind(joined)
+        .bind(address)
+        .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
         .fetch_all(&self.db.read)
         .await?;
-        rows.iter()
+        let next = match rows.get(limit.saturating_sub(1)) {
+            Some(last) if rows.len() > limit => {
+                Some(format!("{}.{}", last.try_get::<i64, _>("joined_at")?, last.try_get::<String, _>("address")?))
+            }
+            _ => None,
+        };
+        let members = rows
+            .iter()
+            .take(limit)
             .map(|r| {
                 Ok(Member {
                     address: r.try_get("address")?,
@@ -506,10 +670,12 @@ impl Groups {
                     admin_flags: r.try_get::<i64, _>("admin_flags")? as u32,
                 })
             })
-            .collect()
+            .collect::<ApiResult<Vec<Member>>>()?;
+        Ok((members, next))
     }
 
-    /// Adds members by address or updates their flags (ADD_MEMBER; ADD_ADMIN to grant admin).
+    /// Adds members by address or updates their flags (ADD_MEMBER; ADD_ADMIN to grant admin,
+    /// and only admin rights the actor may grant: see the module doc).
     /// All-or-nothing: an unknown address fails the whole request.
     pub async fn add_members(
         &self,
@@ -531,19 +697,30 @@ impl Groups {
                 return Err(ApiError::forbidden("only the backend can grant ownership"));
             }
         }
+        let can = Self::grantable_by(&mut tx, gid, actor).await?;
+        self.lock_group(&mut tx, gid).await?;
         let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1")
             .bind(gid)
             .fetch_one(&mut *tx)
             .await?;
-        let now = now_ms();
+        let mut targets = Vec::with_capacity(addresses.len());
         for addr in addresses {
             let uid: Option<i64> = sqlx::query_scalar("SELECT uid FROM users WHERE address = $1")
                 .bind(addr)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let uid = uid.ok_or_else(|| ApiError::not_found(format!("no user with address {addr:?}")))?;
-            // Re-adding an existing admin changes their rights: that takes the right to remove admins.
-            if let Some(old) = Self::membership(&mut tx, gid, uid).await? {
+            targets.push((addr, uid.ok_or_else(|| ApiError::not_found(format!("no user with address {addr:?}")))?));
+        }
+        // Users count against their membership quota; the backend may add past it.
+        let quota = actor != Actor::Admin;
+        if quota {
+            self.lock_users(&mut tx, &targets.iter().map(|t| t.1).collect::<Vec<_>>()).await?;
+        }
+        let now = now_ms();
+        for (addr, uid) in targets {
+            let old = Self::membership(&mut tx, gid, uid).await?;
+            if let Some(old) = old {
+                // Re-adding an existing admin changes their rights: that takes the right to remove admins.
                 let changed = old.flags != flags || old.admin_flags != admin_flags;
                 if changed && old.admin_flags & admin::OWNER != 0 && actor != Actor::Admin {
                     return Err(ApiError::forbidden("the owner's rights cannot be changed"));
@@ -551,7 +728,11 @@ impl Groups {
                 if changed && old.flags & member::ADMIN != 0 {
                     Self::require_right(&mut tx, gid, actor, admin::REMOVE_ADMIN).await?;
                 }
+            } else if quota {
+                self.check_membership_quota(&mut tx, uid, &format!("{addr} is")).await?;
             }
+            // Only what the target does not already hold counts as granted.
+            check_grant(can, admin_flags & !old.as_ref().map(effective_admin).unwrap_or(0))?;
             Self::upsert_member(&mut tx, gid, conv_id, uid, flags, admin_flags, now).await?;
         }
         let count: i64 =
@@ -608,12 +789,19 @@ impl Groups {
         Ok(())
     }
 
-    /// Creates a pin (ADD_PIN; ADD_ADMIN if it grants admin rights).
+    /// Creates a pin (ADD_PIN; ADD_ADMIN if it grants admin rights, and only admin rights the
+    /// actor may grant: see the module doc).
     pub async fn create_pin(&self, gid: i64, actor: Actor, req: &CreatePin) -> ApiResult<Pin> {
         let mut tx = self.db.write.begin().await?;
         Self::require_right(&mut tx, gid, actor, admin::ADD_PIN).await?;
-        if req.flags & member::ADMIN != 0 || req.admin_flags.unwrap_or(0) != 0 {
+        let admin_flags = req.admin_flags.unwrap_or(0);
+        if req.flags & member::ADMIN != 0 || admin_flags != 0 {
             Self::require_right(&mut tx, gid, actor, admin::ADD_ADMIN).await?;
+            validate_member_flags(req.flags, admin_flags)?;
+            if admin_flags & admin::OWNER != 0 {
+                return Err(ApiError::forbidden("a pin cannot grant ownership"));
+            }
+            check_grant(Self::grantable_by(&mut tx, gid, actor).await?, admin_flags)?;
         }
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM pins WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
@@ -650,23 +838,40 @@ impl Groups {
         Ok(())
     }
 
-    /// Joins with a pin. Wrong pins count against the user and the IP; past
-    /// the limit every attempt is refused until the window ends. Joining again
-    /// never reduces rights already held.
+    /// Joins with a pin. Every attempt is counted against the user, the client's network
+    /// (an IPv6 address by its /64) and the group before the pin is checked, so concurrent
+    /// guesses cannot pass the limits; an attempt that was not a wrong pin is given back. Past
+    /// a limit every attempt is refused until the window ends. Joining again never reduces
+    /// rights already held.
     pub async fn join(&self, gid: i64, uid: i64, pin: &str, ip: IpAddr) -> ApiResult<Group> {
-        let now_i = Instant::now();
-        let (ukey, ikey) = (uid.to_string(), ip.to_string());
-        if self.pin_fail_user.exceeded(&ukey, now_i) || self.pin_fail_ip.exceeded(&ikey, now_i) {
-            return Err(ApiError::rate_limited("too many wrong pins; try again later"));
+        let now = Instant::now();
+        let keys = [
+            (&self.pin_fail_user, uid.to_string()),
+            (&self.pin_fail_ip, ip_key(ip)),
+            (&self.pin_fail_group, gid.to_string()),
+        ];
+        for (i, (limiter, key)) in keys.iter().enumerate() {
+            if !limiter.hit(key, now) {
+                for (l, k) in &keys[..i] {
+                    l.undo(k, now);
+                }
+                return Err(ApiError::rate_limited("too many wrong pins; try again later"));
+            }
         }
-        let fail = || {
-            self.pin_fail_user.hit(&ukey, now_i);
-            self.pin_fail_ip.hit(&ikey, now_i);
-            ApiError::new(ErrorCode::PinInvalid, "wrong room id or pin, or the pin expired or was used up")
-        };
+        let joined = self.join_with_pin(gid, uid, pin).await;
+        if !matches!(&joined, Err(e) if e.code == ErrorCode::PinInvalid) {
+            for (l, k) in &keys {
+                l.undo(k, now);
+            }
+        }
+        joined
+    }
+
+    async fn join_with_pin(&self, gid: i64, uid: i64, pin: &str) -> ApiResult<Group> {
+        let wrong = || ApiError::new(ErrorCode::PinInvalid, "wrong room id or pin, or the pin expired or was used up");
         let valid = pin.len() >= 6 && pin.len() <= 16 && pin.bytes().all(|b| b.is_ascii_digit());
         if !valid {
-            return Err(fail());
+            return Err(wrong());
         }
         let now = now_ms();
         let mut tx = self.db.write.begin().await?;
@@ -675,13 +880,28 @@ impl Groups {
             .bind(gid)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(row) = row else { return Err(fail()) };
+        let Some(row) = row else { return Err(wrong()) };
         let p = pin_from_row(&row)?;
+        let created_by: Option<i64> = row.try_get("created_by")?;
         if p.expires_at.is_some_and(|e| e < now) || p.uses_left.is_some_and(|u| u < 1) {
-            return Err(fail());
+            return Err(wrong());
         }
-        let old = Self::membership(&mut tx, gid, uid).await?.unwrap_or(Membership { flags: 0, admin_flags: 0 });
-        let gains = (old.flags | p.flags) != old.flags || (old.admin_flags | p.admin_flags) != old.admin_flags;
+        self.lock_group(&mut tx, gid).await?;
+        self.lock_users(&mut tx, &[uid]).await?;
+        // The pin grants its admin part only as far as its creator still may (backend pins: all).
+        let (pin_flags, pin_admin) = match created_by {
+            None => (p.flags, p.admin_flags),
+            Some(creator) => {
+                let can = grantable(Self::membership(&mut tx, gid, creator).await?.as_ref());
+                let flags = if can == 0 { p.flags & !member::ADMIN } else { p.flags };
+                (flags, p.admin_flags & can)
+            }
+        };
+        let old = Self::membership(&mut tx, gid, uid).await?;
+        let base = old.unwrap_or(Membership { flags: 0, admin_flags: 0 });
+        // Admin flags held without the admin flag are no rights; a pin does not wake them.
+        let (flags, admin_flags) = (base.flags | pin_flags, effective_admin(&base) | pin_admin);
+        let gains = flags & !base.flags != 0 || admin_flags & !base.admin_flags != 0;
         // A limited pin is used up only by a join that grants something.
         if p.uses_left.is_some() && gains {
             // Guarded: two joins racing for the last use cannot both get it.
@@ -690,20 +910,22 @@ impl Groups {
                 .execute(&mut *tx)
                 .await?;
             if used.rows_affected() == 0 {
-                return Err(fail());
+                return Err(wrong());
             }
         }
         let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1")
             .bind(gid)
             .fetch_one(&mut *tx)
             .await?;
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
-        if old.flags == 0 && count as usize >= self.cfg.max_group_members {
-            return Err(ApiError::new(ErrorCode::LimitExceeded, "the group is full"));
+        if old.is_none() {
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
+            if count as usize >= self.cfg.max_group_members {
+                return Err(ApiError::new(ErrorCode::LimitExceeded, "the group is full"));
+            }
+            self.check_membership_quota(&mut tx, uid, "you are").await?;
         }
-        Self::upsert_member(&mut tx, gid, conv_id, uid, old.flags | p.flags, old.admin_flags | p.admin_flags, now)
-            .await?;
+        Self::upsert_member(&mut tx, gid, conv_id, uid, flags, admin_flags, now).await?;
         let g = Self::load_group(&mut tx, gid, Some(uid)).await?;
         let joiner: String =
             sqlx::query_scalar("SELECT address FROM users WHERE uid = $1").bind(uid).fetch_one(&mut *tx).await?;
@@ -757,5 +979,82 @@ impl Groups {
             pin: pin_of("publisher").await?,
             spin: pin_of("viewer").await?,
         }))
+    }
+
+    /// Every group `uid` is a member of, most recently joined first, with its room info: one query.
+    pub async fn rooms_of(&self, uid: i64) -> ApiResult<Vec<(Group, RoomInfo)>> {
+        let first_pin = |label: &str| {
+            format!(
+                "(SELECT p.pin FROM pins p WHERE p.gid = g.gid AND p.label = '{label}' ORDER BY p.created_at LIMIT 1)"
+            )
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLS}, m.flags AS m_flags, m.admin_flags AS m_admin, g.kind, g.owner_uid, \
+             {} AS ppin, {} AS vpin FROM members m \
+             JOIN groups g ON g.gid = m.gid LEFT JOIN users o ON o.uid = g.owner_uid \
+             WHERE m.uid = $1 ORDER BY m.joined_at DESC, g.gid DESC",
+            first_pin("publisher"),
+            first_pin("viewer")
+        ))
+        .bind(uid)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let m = Membership {
+                    flags: r.try_get::<i64, _>("m_flags")? as u32,
+                    admin_flags: r.try_get::<i64, _>("m_admin")? as u32,
+                };
+                let info = RoomInfo {
+                    kind: r.try_get("kind")?,
+                    owner: r.try_get("owner_uid")?,
+                    pin: r.try_get("ppin")?,
+                    spin: r.try_get("vpin")?,
+                };
+                Ok((group_from_row(r, Some(m))?, info))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(flags: u32, admin_flags: u32) -> Membership {
+        Membership { flags, admin_flags }
+    }
+
+    #[test]
+    fn who_may_grant_what() {
+        let owner = m(member::ALL | member::ADMIN, admin::OWNER_ALL);
+        assert_eq!(grantable(Some(&owner)), admin::ALL, "the owner: everything but ownership");
+        let adder = m(member::ADMIN, admin::ADD_ADMIN | admin::MODIFY | admin::DELETE_GROUP);
+        assert_eq!(grantable(Some(&adder)), admin::ADD_ADMIN | admin::MODIFY, "own rights, less owner-level");
+        assert_eq!(grantable(Some(&m(member::ADMIN, admin::ALL & !admin::ADD_ADMIN))), 0, "no ADD_ADMIN: nothing");
+        assert_eq!(grantable(Some(&m(member::ALL, admin::OWNER_ALL))), 0, "admin flags without the admin flag");
+        assert_eq!(grantable(None), 0);
+    }
+
+    #[test]
+    fn grants_beyond_the_granters_rights_are_forbidden() {
+        let can = Some(admin::ADD_ADMIN | admin::MODIFY);
+        assert!(check_grant(can, admin::MODIFY).is_ok());
+        assert!(check_grant(can, 0).is_ok());
+        for gained in [admin::HANGUP, admin::DELETE_GROUP, admin::REMOVE_OWNER, admin::OWNER] {
+            let e = check_grant(can, gained).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Forbidden, "{gained:#x}");
+        }
+        assert_eq!(check_grant(Some(admin::ALL), admin::OWNER).unwrap_err().code, ErrorCode::Forbidden);
+        assert!(check_grant(None, admin::OWNER_ALL).is_ok(), "the backend grants anything");
+    }
+
+    #[test]
+    fn cursors_parse_or_fail_clearly() {
+        assert_eq!(cursor(None).unwrap(), None);
+        assert_eq!(cursor(Some("17.ab.c")).unwrap(), Some((17, "ab.c")));
+        for bad in ["", "x.1", "17", "-.1"] {
+            assert_eq!(cursor(Some(bad)).unwrap_err().code, ErrorCode::BadRequest, "{bad:?}");
+        }
     }
 }

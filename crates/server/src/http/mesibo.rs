@@ -294,13 +294,12 @@ async fn api_delgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
 }
 
 async fn api_rooms(st: &AppState, uid: i64) -> Json<Value> {
-    let groups = match st.groups.list_mine(uid).await {
+    let groups = match st.groups.rooms_of(uid).await {
         Ok(g) => g,
         Err(_) => return api_fail("rooms", "FAIL"),
     };
     let mut rooms = Vec::new();
-    for g in groups {
-        let Ok(Some(info)) = st.groups.room_info(g.gid).await else { continue };
+    for (g, info) in groups {
         if info.pin.is_none() && info.spin.is_none() {
             continue; // a plain group, not a room
         }

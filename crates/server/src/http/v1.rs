@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use chorus_proto::flags::member;
@@ -142,9 +142,28 @@ async fn conversations(
     Ok(AppJson(s.messaging.conversations(&u).await?))
 }
 
-/// `GET /v1/groups`: the caller's groups.
-async fn my_groups(State(s): State<AppState>, AuthUser(u, _): AuthUser) -> ApiResult<AppJson<Vec<Group>>> {
-    Ok(AppJson(s.groups.list_mine(u.uid).await?))
+/// One page of a list as a JSON array; when more follow, a `Link: <path?limit=N&after=CURSOR>;
+/// rel="next"` header names the next page.
+fn paged<T: serde::Serialize>(items: Vec<T>, next: Option<String>, path: &str, q: &PageQuery) -> ApiResult<Response> {
+    let mut resp = AppJson(items).into_response();
+    if let Some(next) = next {
+        let query = serde_urlencoded::to_string([("limit", q.size().to_string()), ("after", next)])
+            .map_err(|e| ApiError::internal(format_args!("next link: {e}")))?;
+        let link = axum::http::HeaderValue::from_str(&format!("<{path}?{query}>; rel=\"next\""))
+            .map_err(|e| ApiError::internal(format_args!("next link: {e}")))?;
+        resp.headers_mut().insert(axum::http::header::LINK, link);
+    }
+    Ok(resp)
+}
+
+/// `GET /v1/groups?limit=N&after=CURSOR`: the caller's groups, one page.
+async fn my_groups(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> ApiResult<Response> {
+    let (groups, next) = s.groups.list_mine(u.uid, &q).await?;
+    paged(groups, next, "/v1/groups", &q)
 }
 
 /// `POST /v1/groups`: creates a group (with `room: true`, its two pins too).
@@ -185,13 +204,15 @@ async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/groups/{gid}/members`
+/// `GET /v1/groups/{gid}/members?limit=N&after=CURSOR`: one page.
 async fn list_members(
     State(s): State<AppState>,
     AuthUser(u, _): AuthUser,
     AppPath(gid): AppPath<i64>,
-) -> ApiResult<AppJson<Vec<Member>>> {
-    Ok(AppJson(s.groups.members(gid, Actor::User(u.uid)).await?))
+    AppQuery(q): AppQuery<PageQuery>,
+) -> ApiResult<Response> {
+    let (members, next) = s.groups.members_page(gid, Actor::User(u.uid), Some(&q)).await?;
+    paged(members, next, &format!("/v1/groups/{gid}/members"), &q)
 }
 
 /// `POST /v1/groups/{gid}/members`
