@@ -634,6 +634,21 @@ export declare function restRequest<T>(server: string, method: string, path: str
     body?: unknown;
     fetch?: FetchLike;
 }): Promise<T>;
+/** One page of a paged list and the path of the next page (`null` on the last). */
+export interface RestPage<T> {
+    items: T[];
+    next: string | null;
+}
+/**
+ * `GET` of one page of a paged list (`GET /v1/groups`, `GET /v1/groups/{gid}/members`):
+ * while more follow, the answer has a `Link: <path>; rel="next"` header.
+ */
+export declare function restPage<T>(server: string, path: string, opts?: {
+    token?: string;
+    fetch?: FetchLike;
+}): Promise<RestPage<T>>;
+/** The `rel="next"` target of a `Link` header, as a path on the same server. */
+export declare function nextLink(header: string | null): string | null;
 /**
  * Login by emailed (or phoned) code: `requestCode`, then `verify`, which
  * returns the access token for `ChorusClient`.
@@ -687,11 +702,15 @@ export declare class RestClient {
     });
     /** Any REST request with this token. */
     request<T>(method: string, path: string, body?: unknown): Promise<T>;
+    /** One page of a paged list with this token; `next` is the path of the following page. */
+    page<T>(path: string): Promise<RestPage<T>>;
+    /** Every item of a paged list: follows the `next` links from `path` to the last page. */
+    all<T>(path: string): Promise<T[]>;
     /** `GET /v1/me`. */
     me(): Promise<SessionUser>;
     /** `PATCH /v1/me`. */
     updateMe(name: string): Promise<SessionUser>;
-    /** `GET /v1/groups`: the groups you belong to. */
+    /** `GET /v1/groups`: every group you belong to, most recently joined first (all pages). */
     groups(): Promise<Group[]>;
     /** `GET /v1/groups/{gid}`. */
     group(gid: number): Promise<Group>;
@@ -705,7 +724,7 @@ export declare class RestClient {
     joinGroup(gid: number, pin: string): Promise<Group>;
     /** `POST /v1/groups/{gid}/leave`. */
     leaveGroup(gid: number): Promise<void>;
-    /** `GET /v1/groups/{gid}/members`. */
+    /** `GET /v1/groups/{gid}/members`: every member, in join order (all pages). */
     members(gid: number): Promise<Member[]>;
     /** `POST /v1/groups/{gid}/members`. */
     addMembers(gid: number, addresses: string[], flags?: {

@@ -1059,6 +1059,29 @@
     return server.replace(/\/+$/, "");
   }
   async function restRequest(server, method, path, opts = {}) {
+    return (await restExchange(server, method, path, opts)).json;
+  }
+  async function restPage(server, path, opts = {}) {
+    const { json, res } = await restExchange(server, "GET", path, opts);
+    return { items: Array.isArray(json) ? json : [], next: nextLink(res.headers.get("link")) };
+  }
+  function nextLink(header) {
+    if (!header) return null;
+    for (const part of header.split(",")) {
+      const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+      if (!m || !/(^|;)\s*rel="?next"?\s*(;|$)/.test(m[2])) continue;
+      const target = m[1];
+      if (target.startsWith("/")) return target;
+      try {
+        const u = new URL(target);
+        return u.pathname + u.search;
+      } catch {
+        return null;
+      }
+    }
+    return null;
+  }
+  async function restExchange(server, method, path, opts = {}) {
     const f = opts.fetch ?? (typeof fetch === "function" ? fetch.bind(globalThis) : void 0);
     if (!f) throw new ChorusError("network", "no fetch implementation available");
     const headers = {};
@@ -1094,7 +1117,7 @@
         httpStatus: res.status
       });
     }
-    return json;
+    return { json, res };
   }
   var RestClient = class {
     constructor(server, token, options = {}) {
@@ -1106,6 +1129,23 @@
     request(method, path, body) {
       return restRequest(this.server, method, path, { token: this.token, body, fetch: this.fetchImpl });
     }
+    /** One page of a paged list with this token; `next` is the path of the following page. */
+    page(path) {
+      return restPage(this.server, path, { token: this.token, fetch: this.fetchImpl });
+    }
+    /** Every item of a paged list: follows the `next` links from `path` to the last page. */
+    async all(path) {
+      const out = [];
+      const seen = /* @__PURE__ */ new Set();
+      let next = path;
+      while (next !== null && !seen.has(next)) {
+        seen.add(next);
+        const page = await this.page(next);
+        out.push(...page.items);
+        next = page.next;
+      }
+      return out;
+    }
     /** `GET /v1/me`. */
     me() {
       return this.request("GET", "/v1/me");
@@ -1114,9 +1154,9 @@
     updateMe(name) {
       return this.request("PATCH", "/v1/me", { name });
     }
-    /** `GET /v1/groups`: the groups you belong to. */
+    /** `GET /v1/groups`: every group you belong to, most recently joined first (all pages). */
     groups() {
-      return this.request("GET", "/v1/groups");
+      return this.all("/v1/groups");
     }
     /** `GET /v1/groups/{gid}`. */
     group(gid) {
@@ -1142,9 +1182,9 @@
     async leaveGroup(gid) {
       await this.request("POST", `/v1/groups/${gid}/leave`);
     }
-    /** `GET /v1/groups/{gid}/members`. */
+    /** `GET /v1/groups/{gid}/members`: every member, in join order (all pages). */
     members(gid) {
-      return this.request("GET", `/v1/groups/${gid}/members`);
+      return this.all(`/v1/groups/${gid}/members`);
     }
     /** `POST /v1/groups/{gid}/members`. */
     async addMembers(gid, addresses, flags) {
