@@ -61,8 +61,8 @@ pub struct BenchUser {
 
 impl ChorusServer {
     /// Starts the server and waits until it listens. Benchmark defaults: warnings-only log,
-    /// rate limits out of the way (`sends_per_second` 1,000,000, burst 1,000,000), presence
-    /// grace 1 s; `options.env` overrides them.
+    /// rate limits out of the way (`sends_per_second` 1,000,000, burst 1,000,000), no cap on
+    /// sessions per user or connections, presence grace 1 s; `options.env` overrides them.
     pub fn start(options: &ServerOptions) -> anyhow::Result<ChorusServer> {
         let data = tempfile::Builder::new().prefix("chorus-bench-").tempdir()?;
         let mut cmd = Command::new(&options.bin);
@@ -77,6 +77,9 @@ impl ChorusServer {
             .env("CHORUS_SEND_BURST", "1000000")
             .env("CHORUS_CODE_REQUESTS_PER_IP", "1000000")
             .env("CHORUS_PRESENCE_GRACE_SECS", "1")
+            // The idle scenario opens 50,000 connections, 50 per user.
+            .env("CHORUS_MAX_SESSIONS_PER_USER", "1000000")
+            .env("CHORUS_MAX_CONNECTIONS", "1000000")
             .env("CHORUS_RTC_UDP_PORT", "0")
             .env("CHORUS_RTC_TCP_PORT", "0");
         for (k, v) in &options.env {

@@ -11,6 +11,7 @@
 //! pushes, not a thousand serialisations.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -41,24 +42,126 @@ pub struct Outbound {
     pub close: Option<u16>,
 }
 
-/// A session's outbound queue.
-pub type SessionTx = mpsc::Sender<Arc<Outbound>>;
+/// Why a session could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManySessions;
 
 /// Routes frames to users' sessions.
 pub trait FanOut: Send + Sync + 'static {
-    /// Registers a session opened with the token whose fingerprint is `token`.
-    /// Returns true if it is the user's first.
-    fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx) -> bool;
+    /// Registers a session opened with the token whose fingerprint is `token`, unless the user
+    /// already has `max` sessions. Returns true if it is the user's first.
+    fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx, max: usize) -> Result<bool, TooManySessions>;
     /// Unregisters a session. Returns true if the user has none left.
     fn detach(&self, uid: i64, session: u64) -> bool;
     /// Queues `frame` to every session of every user in `uids`. A session whose
-    /// queue is full is dropped (its connection closes and the client resumes).
+    /// queue is full (in frames or in bytes) is dropped (its connection closes and the client resumes).
     fn deliver(&self, uids: &mut dyn Iterator<Item = i64>, frame: Arc<Outbound>);
     /// Whether the user has a session.
     fn online(&self, uid: i64) -> bool;
+    /// How many sessions the user has.
+    fn sessions(&self, uid: i64) -> usize;
     /// Ends the user's sessions (only those opened with `token`, if given):
     /// each gets `frame` and is closed with its close code.
     fn disconnect(&self, uid: i64, token: Option<u64>, frame: Arc<Outbound>);
+}
+
+/// What a session's queue holds, in bytes of frame text: frames queued, plus frames the
+/// session has taken out but not yet flushed to its socket. A frame shared by many sessions
+/// (one `Arc`) counts once per session: each of them may be what keeps it alive.
+struct Budget {
+    bytes: AtomicUsize,
+    limit: usize,
+    fell_behind: AtomicBool,
+}
+
+/// The bus's end of a session's outbound queue.
+pub struct SessionTx {
+    tx: mpsc::Sender<Arc<Outbound>>,
+    budget: Arc<Budget>,
+}
+
+/// The session's end of its outbound queue.
+pub struct SessionRx {
+    rx: mpsc::Receiver<Arc<Outbound>>,
+    budget: Arc<Budget>,
+}
+
+/// Why a frame was not queued.
+enum Refused {
+    /// The session is too far behind (frames or bytes): drop it.
+    Behind,
+    /// The session has ended.
+    Gone,
+}
+
+/// A session's outbound queue: at most `frames` frames and `bytes` bytes (a frame that arrives
+/// at an empty queue is always taken, however large).
+pub fn session_queue(frames: usize, bytes: usize) -> (SessionTx, SessionRx) {
+    let (tx, rx) = mpsc::channel(frames.max(1));
+    let budget = Arc::new(Budget { bytes: AtomicUsize::new(0), limit: bytes, fell_behind: AtomicBool::new(false) });
+    (SessionTx { tx, budget: budget.clone() }, SessionRx { rx, budget })
+}
+
+impl SessionTx {
+    fn offer(&self, frame: &Arc<Outbound>) -> Result<(), Refused> {
+        let len = frame.json.len();
+        let held = self.budget.bytes.fetch_add(len, Ordering::AcqRel);
+        if held > 0 && held + len > self.budget.limit {
+            self.budget.bytes.fetch_sub(len, Ordering::AcqRel);
+            self.budget.fell_behind.store(true, Ordering::Release);
+            return Err(Refused::Behind);
+        }
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.budget.bytes.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        self.budget.fell_behind.store(true, Ordering::Release);
+                        Err(Refused::Behind)
+                    }
+                    mpsc::error::TrySendError::Closed(_) => Err(Refused::Gone),
+                }
+            }
+        }
+    }
+
+    /// Queues the last frame of a session ended on purpose, whatever its budget says.
+    fn last(&self, frame: &Arc<Outbound>) {
+        let len = frame.json.len();
+        self.budget.bytes.fetch_add(len, Ordering::AcqRel);
+        if self.tx.try_send(frame.clone()).is_err() {
+            self.budget.bytes.fetch_sub(len, Ordering::AcqRel);
+        }
+    }
+}
+
+impl SessionRx {
+    /// The next queued frame; `None` once the bus has let the session go and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Arc<Outbound>> {
+        self.rx.recv().await
+    }
+
+    /// The next queued frame, if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<Outbound>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Frames of `bytes` taken from the queue have been flushed to the socket (or skipped):
+    /// they no longer count against the budget.
+    pub fn release(&self, bytes: usize) {
+        self.budget.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes held: queued, or taken and not yet released.
+    pub fn held(&self) -> usize {
+        self.budget.bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether the bus dropped the session because its queue was full.
+    pub fn fell_behind(&self) -> bool {
+        self.budget.fell_behind.load(Ordering::Acquire)
+    }
 }
 
 const SHARDS: usize = 32;
@@ -92,11 +195,14 @@ impl LocalBus {
 }
 
 impl FanOut for LocalBus {
-    fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx) -> bool {
+    fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx, max: usize) -> Result<bool, TooManySessions> {
         let mut s = self.shard(uid);
         let list = s.entry(uid).or_default();
+        if list.len() >= max {
+            return Err(TooManySessions);
+        }
         list.push(Entry { session, token, tx });
-        list.len() == 1
+        Ok(list.len() == 1)
     }
 
     fn detach(&self, uid: i64, session: u64) -> bool {
@@ -115,13 +221,13 @@ impl FanOut for LocalBus {
         for uid in uids {
             let mut s = self.shard(uid);
             let Some(list) = s.get_mut(&uid) else { continue };
-            list.retain(|e| match e.tx.try_send(frame.clone()) {
+            list.retain(|e| match e.tx.offer(&frame) {
                 Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(Refused::Behind) => {
                     tracing::warn!(uid, session = e.session, "session queue full: dropping slow session");
                     false
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(Refused::Gone) => false,
             });
             if list.is_empty() {
                 s.remove(&uid);
@@ -133,6 +239,10 @@ impl FanOut for LocalBus {
         self.shard(uid).contains_key(&uid)
     }
 
+    fn sessions(&self, uid: i64) -> usize {
+        self.shard(uid).get(&uid).map_or(0, Vec::len)
+    }
+
     fn disconnect(&self, uid: i64, token: Option<u64>, frame: Arc<Outbound>) {
         let mut s = self.shard(uid);
         let Some(list) = s.get_mut(&uid) else { return };
@@ -141,7 +251,7 @@ impl FanOut for LocalBus {
                 return true;
             }
             // Queue full or closed: dropping the sender ends the session anyway.
-            let _ = e.tx.try_send(frame.clone());
+            e.tx.last(&frame);
             false
         });
         if list.is_empty() {
@@ -161,14 +271,19 @@ pub fn token_fingerprint(token: &str) -> u64 {
 mod tests {
     use super::*;
 
+    fn frame(json: &str) -> Arc<Outbound> {
+        Arc::new(Outbound { json: json.into(), msg: None, origin: 0, close: None })
+    }
+
     #[tokio::test]
     async fn delivers_to_every_session_and_drops_slow_ones() {
         let bus = LocalBus::default();
-        let (a1, mut r1) = mpsc::channel(4);
-        let (a2, mut r2) = mpsc::channel(1);
-        assert!(bus.attach(7, 1, 11, a1));
-        assert!(!bus.attach(7, 2, 22, a2));
-        let f = Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0, close: None });
+        let (a1, mut r1) = session_queue(4, 1 << 20);
+        let (a2, mut r2) = session_queue(1, 1 << 20);
+        assert_eq!(bus.attach(7, 1, 11, a1, 16), Ok(true));
+        assert_eq!(bus.attach(7, 2, 22, a2, 16), Ok(false));
+        assert_eq!(bus.sessions(7), 2);
+        let f = frame("{}");
         bus.deliver(&mut [7, 8].into_iter(), f.clone());
         assert!(r1.recv().await.is_some());
         assert!(r2.recv().await.is_some());
@@ -176,27 +291,68 @@ mod tests {
         bus.deliver(&mut std::iter::once(7), f.clone()); // session 2's queue (1) is full now
         assert!(r2.recv().await.is_some());
         assert!(r2.recv().await.is_none(), "slow session was dropped, its queue closed");
+        assert!(r2.fell_behind());
+        assert!(!r1.fell_behind());
         assert!(bus.online(7));
         assert!(bus.detach(7, 1));
         assert!(!bus.online(7));
     }
 
     #[tokio::test]
+    async fn sessions_per_user_are_capped() {
+        let bus = LocalBus::default();
+        let mut rxs = Vec::new();
+        for i in 0..3 {
+            let (tx, rx) = session_queue(4, 1024);
+            assert!(bus.attach(7, i, 1, tx, 3).is_ok());
+            rxs.push(rx);
+        }
+        let (tx, _rx) = session_queue(4, 1024);
+        assert_eq!(bus.attach(7, 9, 1, tx, 3), Err(TooManySessions));
+        let (tx, _rx) = session_queue(4, 1024);
+        assert_eq!(bus.attach(8, 9, 1, tx, 3), Ok(true), "another user is not affected");
+        bus.detach(7, 0);
+        let (tx, _rx) = session_queue(4, 1024);
+        assert_eq!(bus.attach(7, 9, 1, tx, 3), Ok(false), "a freed place can be taken");
+    }
+
+    #[tokio::test]
+    async fn bytes_held_are_bounded_until_released() {
+        let bus = LocalBus::default();
+        let (tx, mut rx) = session_queue(100, 10);
+        bus.attach(7, 1, 1, tx, 16).unwrap();
+        // A frame larger than the budget still goes through an empty queue.
+        bus.deliver(&mut std::iter::once(7), frame("0123456789abcdef"));
+        assert_eq!(rx.held(), 16);
+        let big = rx.recv().await.unwrap();
+        assert_eq!(rx.held(), 16, "taken but not flushed still counts");
+        rx.release(big.json.len());
+        assert_eq!(rx.held(), 0);
+        for _ in 0..3 {
+            bus.deliver(&mut std::iter::once(7), frame("abcd"));
+        }
+        assert_eq!(rx.held(), 8, "the third frame would pass 10 bytes");
+        assert!(rx.fell_behind());
+        assert!(!bus.online(7), "the session was dropped");
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
     async fn disconnect_by_token() {
         let bus = LocalBus::default();
-        let (a1, mut r1) = mpsc::channel(4);
-        let (a2, mut r2) = mpsc::channel(4);
-        bus.attach(7, 1, 11, a1);
-        bus.attach(7, 2, 22, a2);
+        let (a1, mut r1) = session_queue(4, 1024);
+        let (a2, mut r2) = session_queue(4, 1024);
+        bus.attach(7, 1, 11, a1, 16).unwrap();
+        bus.attach(7, 2, 22, a2, 16).unwrap();
         let bye = Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0, close: Some(4001) });
         bus.disconnect(7, Some(22), bye);
         assert_eq!(r2.recv().await.unwrap().close, Some(4001));
         assert!(r2.recv().await.is_none(), "session 2 ended");
+        assert!(!r2.fell_behind());
         assert!(bus.online(7), "session 1 (other token) stays");
-        bus.deliver(
-            &mut std::iter::once(7),
-            Arc::new(Outbound { json: "{}".into(), msg: None, origin: 0, close: None }),
-        );
+        bus.deliver(&mut std::iter::once(7), frame("{}"));
         assert!(r1.recv().await.is_some());
     }
 }

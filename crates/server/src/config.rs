@@ -90,6 +90,18 @@ pub struct Config {
     pub presence_grace_secs: u64,
     /// Outbound frames queued per session before it is dropped as too slow.
     pub session_queue: usize,
+    /// Bytes one session may hold on their way out (queued frames and bytes written but not yet
+    /// flushed to its socket) before it is dropped as too slow.
+    pub session_queue_bytes: usize,
+    /// Seconds one write to a session's socket may take before the session is dropped.
+    pub session_write_timeout_secs: u64,
+    /// Most WebSocket sessions one user may have open at once.
+    pub max_sessions_per_user: usize,
+    /// Most open TCP connections on the HTTP port (HTTP and WebSocket together).
+    pub max_connections: usize,
+    /// Seconds an HTTP connection may sit idle between requests (or take to send a request's
+    /// headers) before it is closed.
+    pub http_idle_timeout_secs: u64,
 
     /// UDP port that carries all WebRTC media (`0`: any free port).
     pub rtc_udp_port: u16,
@@ -148,6 +160,11 @@ impl Default for Config {
             presence_max_group: 200,
             presence_grace_secs: 3,
             session_queue: 4096,
+            session_queue_bytes: 1024 * 1024,
+            session_write_timeout_secs: 10,
+            max_sessions_per_user: 16,
+            max_connections: 10_000,
+            http_idle_timeout_secs: 30,
             rtc_udp_port: 7882,
             rtc_tcp_port: 7881,
             rtc_tcp: true,
@@ -202,6 +219,17 @@ impl Config {
         if self.code_max_attempts == 0 || self.sends_per_second == 0 || self.sync_limit == 0 || self.session_queue == 0
         {
             anyhow::bail!("code_max_attempts, sends_per_second, sync_limit and session_queue must be positive");
+        }
+        if self.session_queue_bytes == 0
+            || self.session_write_timeout_secs == 0
+            || self.max_sessions_per_user == 0
+            || self.max_connections == 0
+            || self.http_idle_timeout_secs == 0
+        {
+            anyhow::bail!(
+                "session_queue_bytes, session_write_timeout_secs, max_sessions_per_user, max_connections and \
+                 http_idle_timeout_secs must be positive"
+            );
         }
         if self.rtc_peer_timeout_secs == 0 || self.rtc_connect_timeout_secs == 0 {
             anyhow::bail!("rtc_peer_timeout_secs and rtc_connect_timeout_secs must be positive");

@@ -104,6 +104,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         admin_token: admin.into(),
         next_session: Arc::new(AtomicU64::new(0)),
         epoch: db.epoch.clone().into(),
+        tickets: Default::default(),
     };
     Ok(App { router: http::router(state), media_udp, media_tcp })
 }
@@ -124,6 +125,10 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 /// Runs the server until ctrl-c / SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen;
+    let limits = http::server::Limits {
+        max_connections: cfg.max_connections,
+        idle: Duration::from_secs(cfg.http_idle_timeout_secs),
+    };
     let App { router: app, media_udp, media_tcp } = build_app(cfg).await?;
     let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
@@ -133,9 +138,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         None => println!("Chorus media on udp {media_udp}"),
     }
     println!("Chorus listening on http://{local}");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    http::server::run(listener, app, limits, shutdown()).await?;
     Ok(())
 }
 

@@ -263,14 +263,33 @@ pub fn outbound(frame: &ServerFrame, msg: Option<MsgMeta>, origin: u64) -> Arc<O
     Arc::new(Outbound { json: json.into(), msg, origin, close: None })
 }
 
-/// Result of a sync query.
-pub struct Backlog {
+/// One page of a session's sync backlog.
+pub struct BacklogPage {
     /// Messages to send, in `pos` order, with their metadata.
     pub messages: Vec<(Message, MsgMeta)>,
+    /// `pos` of the last row looked at: the next page starts after it.
+    pub last: Option<i64>,
+    /// Whether rows remain after `last` (up to the page's end).
+    pub more: bool,
+}
+
+/// Where a session's sync ends.
+pub struct SyncEnd {
     /// Live frames at or below this position were covered by the backlog.
     pub covered_to: i64,
-    /// False when more exist than one sync sends.
+    /// False when more exist than one sync sends (`sync_limit`).
     pub complete: bool,
+}
+
+/// The rows of a session's backlog, in `pos` order: after a resume cursor, every message of the
+/// user's conversations since they joined; on a fresh start, the messages from others not yet
+/// delivered to them. Binds `$1` the user, `$2` and `$3` the `pos` range (`$2` excluded).
+fn backlog_rows(resume: bool, cols: &str) -> String {
+    let which = if resume { "m.seq > cm.joined_seq" } else { "m.seq > cm.delivered_seq AND m.sender_uid <> $1" };
+    format!(
+        "SELECT {cols} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $1 \
+         WHERE m.pos > $2 AND m.pos <= $3 AND {which} AND {RECEIVABLE} ORDER BY m.pos"
+    )
 }
 
 impl Messaging {
@@ -570,40 +589,45 @@ impl Messaging {
         Ok(sqlx::query_scalar("SELECT pos FROM stream WHERE id = 1").fetch_one(&self.db.read).await?)
     }
 
-    /// Messages for a (re)connecting session: after `resume_pos` if given,
-    /// else everything not yet delivered to the user. Call after the session
-    /// is attached to the bus, so nothing falls between backlog and live.
-    pub async fn backlog(&self, user: &SessionUser, resume_pos: Option<i64>) -> ApiResult<Backlog> {
-        let head = self.head().await?;
-        let limit = self.cfg.sync_limit as i64;
-        let rows = match resume_pos {
-            Some(pos) => {
-                sqlx::query(&format!(
-                    "SELECT {MSG_COLS} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $3 \
-                     WHERE m.pos > $1 AND m.pos <= $2 AND m.seq > cm.joined_seq AND {RECEIVABLE} ORDER BY m.pos LIMIT $4"
-                ))
-                .bind(pos)
-                .bind(head)
+    /// Where the sync of a (re)connecting session ends: it sends at most `sync_limit` messages
+    /// after `resume_pos` if given, else of those not yet delivered, up to `head`. Read `head`
+    /// after the session is attached to the bus, so nothing falls between backlog and live.
+    pub async fn sync_end(&self, user: &SessionUser, resume_pos: Option<i64>, head: i64) -> ApiResult<SyncEnd> {
+        // The last row one sync sends, and whether another follows it.
+        let rows: Vec<i64> =
+            sqlx::query_scalar(&format!("{} LIMIT 2 OFFSET $4", backlog_rows(resume_pos.is_some(), "m.pos")))
                 .bind(user.uid)
-                .bind(limit + 1)
-                .fetch_all(&self.db.read)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {MSG_COLS} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $1 \
-                     WHERE m.seq > cm.delivered_seq AND m.sender_uid <> $1 AND m.pos <= $2 AND {RECEIVABLE} \
-                     ORDER BY m.pos LIMIT $3"
-                ))
-                .bind(user.uid)
+                .bind(resume_pos.unwrap_or(-1))
                 .bind(head)
-                .bind(limit + 1)
+                .bind(self.cfg.sync_limit as i64 - 1)
                 .fetch_all(&self.db.read)
-                .await?
-            }
-        };
-        let complete = rows.len() as i64 <= limit;
-        let examined = &rows[..rows.len().min(limit as usize)];
+                .await?;
+        Ok(match rows.as_slice() {
+            [last, _] => SyncEnd { covered_to: *last, complete: false },
+            _ => SyncEnd { covered_to: head, complete: true },
+        })
+    }
+
+    /// One page of a session's backlog (see [`Messaging::sync_end`]): up to `rows` rows with
+    /// `after < pos <= upto`. A session sends its backlog a page at a time, so a client that
+    /// reads slowly (or not at all) never has the server hold more than a page of it.
+    pub async fn backlog_page(
+        &self,
+        user: &SessionUser,
+        resume: bool,
+        after: i64,
+        upto: i64,
+        rows: usize,
+    ) -> ApiResult<BacklogPage> {
+        let found = sqlx::query(&format!("{} LIMIT $4", backlog_rows(resume, MSG_COLS)))
+            .bind(user.uid)
+            .bind(after)
+            .bind(upto)
+            .bind(rows as i64 + 1)
+            .fetch_all(&self.db.read)
+            .await?;
+        let more = found.len() > rows;
+        let examined = &found[..found.len().min(rows)];
         let mut messages = Vec::with_capacity(examined.len());
         for r in examined {
             let (m, meta) = message_from_row(r)?;
@@ -615,12 +639,11 @@ impl Messaging {
             }
             messages.push((m, meta));
         }
-        // Truncated: live frames are skipped only up to the last row looked at.
-        let covered_to = match examined.last() {
-            Some(r) if !complete => r.try_get("pos")?,
-            _ => head,
+        let last = match examined.last() {
+            Some(r) => Some(r.try_get("pos")?),
+            None => None,
         };
-        Ok(Backlog { messages, covered_to, complete })
+        Ok(BacklogPage { messages, last, more })
     }
 
     /// Users who share a conversation with `uid` (groups above the presence

@@ -5,13 +5,16 @@
 //! token) is turned into the one error shape of [`crate::error::ApiError`].
 //!
 //! - [`v1`]: Chorus's own REST API under `/v1` (described by `/v1/openapi.json`).
-//! - [`ws`]: the WebSocket at `/v1/ws`.
+//! - [`ws`]: the WebSocket at `/v1/ws`; [`ticket`]: the tickets that open it.
+//! - [`server`]: the listener (connection cap, timeouts).
 //! - [`mesibo`]: Mesibo-compatible adapters at `/api` and `/backend`.
 //! - [`sdk`]: the browser SDK bundles at `/sdk/`.
 //! - [`web`]: the web app at `/`.
 
 pub mod mesibo;
 pub mod sdk;
+pub mod server;
+pub mod ticket;
 pub mod v1;
 pub mod web;
 pub mod ws;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub next_session: Arc<AtomicU64>,
     /// Store epoch (see [`crate::db::Db::epoch`]).
     pub epoch: Arc<str>,
+    /// Unused WebSocket tickets.
+    pub tickets: Arc<ticket::Tickets>,
 }
 
 /// The whole HTTP application.

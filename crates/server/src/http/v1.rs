@@ -42,6 +42,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/groups/{gid}/messages", get(group_history))
         .route("/v1/groups/{gid}/receipts", get(group_receipts))
         .route("/v1/ws", get(super::ws::upgrade))
+        .route("/v1/ws/ticket", post(ws_ticket))
 }
 
 /// `GET /v1/openapi.json`
@@ -74,6 +75,21 @@ async fn verify(
 async fn logout(State(s): State<AppState>, AuthUser(_, token): AuthUser) -> ApiResult<StatusCode> {
     s.accounts.revoke(&token).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A WebSocket ticket.
+#[derive(serde::Serialize)]
+struct WsTicket {
+    ticket: String,
+    /// Seconds it stays valid.
+    expires_in: u64,
+}
+
+/// `POST /v1/ws/ticket`: a single-use, short-lived ticket for `GET /v1/ws?ticket=…`, so the
+/// access token need not be in the WebSocket's URL.
+async fn ws_ticket(State(s): State<AppState>, AuthUser(u, token): AuthUser) -> ApiResult<AppJson<WsTicket>> {
+    let ticket = s.tickets.issue(u.uid, &token, std::time::Instant::now())?;
+    Ok(AppJson(WsTicket { ticket, expires_in: super::ticket::TICKET_TTL.as_secs() }))
 }
 
 /// `GET /v1/me`

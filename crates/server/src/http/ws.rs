@@ -6,6 +6,12 @@
 //! below it were in the backlog and are skipped), the messages written but
 //! not yet acknowledged (so an `ack` can advance delivery watermarks), and a
 //! typing throttle. docs/protocol.md is the reference for the frames.
+//!
+//! A client that stops reading must not make the server hold memory for it: every write
+//! must complete within `session_write_timeout_secs` or the session ends ([`Writer`]); the
+//! bus counts the bytes queued for a session and those taken out but not yet flushed against
+//! `session_queue_bytes` and drops the session past it (close 4000); the backlog is read and
+//! written a page at a time; and a user has at most `max_sessions_per_user` sessions.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -20,16 +26,15 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::Response;
 use chorus_proto::flags::{presence, status};
-use chorus_proto::ws::{ClientFrame, ServerFrame, SessionUser};
+use chorus_proto::ws::{ClientFrame, Cursor, ServerFrame, SessionUser};
 use chorus_proto::ErrorCode;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
 use super::AppState;
-use crate::bus::{token_fingerprint, MsgMeta, Outbound};
+use crate::bus::{session_queue, token_fingerprint, MsgMeta, Outbound, SessionRx, TooManySessions};
 use crate::error::ApiError;
-use crate::messaging::{Content, Target};
+use crate::messaging::{BacklogPage, Content, SyncEnd, Target};
 
 /// How long a client has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,13 +48,25 @@ const SOCKET_BUFFER: usize = 1024;
 const MAX_TYPING_CONVERSATIONS: usize = 256;
 /// Close code telling the client to reconnect and resume (it fell behind).
 const CLOSE_RESYNC: u16 = 4000;
+/// Close code of a session refused because its user has `max_sessions_per_user` already
+/// (1013, "try again later").
+const CLOSE_TRY_LATER: u16 = 1013;
+/// Bytes of queued frames written before one flush, so that a steady stream of frames
+/// cannot keep the session from its other work (reading, the silence check).
+const BATCH_BYTES: usize = 64 * 1024;
 
 #[derive(serde::Deserialize)]
 pub(super) struct WsQuery {
     token: Option<String>,
+    ticket: Option<String>,
 }
 
-/// `GET /v1/ws?token=…` (or `Authorization: Bearer …`): upgrades after the token checks out.
+fn too_many_sessions(max: usize) -> ApiError {
+    ApiError::new(ErrorCode::LimitExceeded, format!("too many sessions: a user may have at most {max} open at once"))
+}
+
+/// `GET /v1/ws?ticket=…` (from `POST /v1/ws/ticket`), `Authorization: Bearer …` or
+/// `?token=…`: upgrades after the credential checks out.
 pub(super) async fn upgrade(
     State(s): State<AppState>,
     super::ClientIp(_ip): super::ClientIp,
@@ -59,8 +76,17 @@ pub(super) async fn upgrade(
     let ws = ws.map_err(|r| ApiError::bad_request(format!("not a WebSocket upgrade request: {}", r.body_text())))?;
     let query: WsQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
-    let token = query.token.or_else(|| super::bearer(&parts).map(str::to_string)).ok_or_else(ApiError::unauthorized)?;
+    let token = match query.ticket {
+        Some(ticket) => s.tickets.redeem(&ticket, Instant::now()).ok_or_else(ApiError::unauthorized)?,
+        None => query.token.or_else(|| super::bearer(&parts).map(str::to_string)).ok_or_else(ApiError::unauthorized)?,
+    };
     let user = s.accounts.authenticate(&token).await?;
+    // Checked again (race-free) when the session registers after `hello`; refusing here
+    // spares the upgrade and gives non-browser clients the code in the HTTP answer.
+    let most = s.cfg.max_sessions_per_user;
+    if s.messaging.bus().sessions(user.uid) >= most {
+        return Err(too_many_sessions(most));
+    }
     let max = s.cfg.max_frame_bytes;
     // Small buffers: most sessions are idle most of the time, and tungstenite's
     // defaults (128 KiB each way) dominate the memory of an idle session.
@@ -105,7 +131,7 @@ struct Session {
     id: u64,
     /// Live message frames with `pos` at or below this were in the backlog.
     synced_to: i64,
-    /// Messages written to the client, waiting for its `ack`.
+    /// Messages written to the client, waiting for its `ack` (at most [`Session::max_unacked`]).
     unacked: VecDeque<MsgMeta>,
     typing_sent: HashMap<Target, Instant>,
     /// The call this session is in, if any.
@@ -120,12 +146,89 @@ async fn next_call_frame(call: &mut Option<crate::call::CallSession>) -> Option<
     }
 }
 
+/// The session is over (the connection broke, a write timed out, or it was closed).
+#[derive(Debug)]
+struct Ended;
+
+type Sink = futures_util::stream::SplitSink<WebSocket, WsMessage>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+/// The write half of a session's socket. Every write must complete within `timeout`, so a
+/// client that stops reading cannot keep a write pending, nor what waits behind it; after a
+/// write has timed out the connection is only dropped (a close frame could not get out).
+struct Writer {
+    sink: Sink,
+    timeout: Duration,
+    /// One timer for every write, reset each time.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    stuck: bool,
+}
+
+impl Writer {
+    fn new(sink: Sink, timeout: Duration) -> Writer {
+        Writer { sink, timeout, deadline: Box::pin(tokio::time::sleep(timeout)), stuck: false }
+    }
+
+    async fn timed(&mut self, flush: bool, frame: Option<WsMessage>) -> Result<(), Ended> {
+        if self.stuck {
+            return Err(Ended);
+        }
+        self.deadline.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+        let sink = &mut self.sink;
+        let done = tokio::select! {
+            biased;
+            r = async {
+                if let Some(f) = frame {
+                    sink.feed(f).await?;
+                }
+                if flush {
+                    sink.flush().await?;
+                }
+                Ok::<(), axum::Error>(())
+            } => Some(r),
+            _ = &mut self.deadline => None,
+        };
+        match done {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(Ended),
+            None => {
+                tracing::debug!("session write timed out: the client is not reading");
+                self.stuck = true;
+                Err(Ended)
+            }
+        }
+    }
+
+    /// Queues a frame (written out as the buffer fills; see [`Writer::flush`]).
+    async fn feed(&mut self, frame: WsMessage) -> Result<(), Ended> {
+        self.timed(false, Some(frame)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Ended> {
+        self.timed(true, None).await
+    }
+
+    async fn send(&mut self, frame: WsMessage) -> Result<(), Ended> {
+        self.timed(true, Some(frame)).await
+    }
+
+    async fn frame(&mut self, frame: &ServerFrame) -> Result<(), Ended> {
+        self.send(text(frame)).await
+    }
+
+    /// Closes with `code`, unless the socket is stuck (then it is only dropped).
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let _ = self.send(WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
+    }
+}
+
 /// One session. Most sessions are idle most of the time, and an idle session's memory is
 /// mostly the size of this future (the largest state it can be in), so every await that
 /// only runs now and then (the handshake, a request's handling) is boxed: it takes heap
 /// only while it runs, and the idle state stays small.
 async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let mut out = Writer::new(sink, Duration::from_secs(s.cfg.session_write_timeout_secs));
     // 1. hello
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     let hello = loop {
@@ -138,31 +241,35 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
     let resume = match hello {
         Ok(Some(Ok(WsMessage::Text(t)))) => match serde_json::from_str::<ClientFrame>(&t) {
             Ok(ClientFrame::Hello { resume }) => resume,
-            Ok(_) => return close_with(&mut sink, ApiError::bad_request("the first frame must be hello")).await,
-            Err(e) => return close_with(&mut sink, ApiError::bad_request(format!("bad frame: {e}"))).await,
+            Ok(_) => return close_with(&mut out, ApiError::bad_request("the first frame must be hello")).await,
+            Err(e) => return close_with(&mut out, ApiError::bad_request(format!("bad frame: {e}"))).await,
         },
         Ok(Some(Ok(WsMessage::Binary(_)))) => {
-            return close_with(&mut sink, ApiError::bad_request("binary frames are not supported; send JSON text"))
-                .await
+            return close_with(&mut out, ApiError::bad_request("binary frames are not supported; send JSON text")).await
         }
         Ok(_) => return, // closed or broken before hello
-        Err(_) => return close_with(&mut sink, ApiError::bad_request("no hello within 10 seconds")).await,
+        Err(_) => return close_with(&mut out, ApiError::bad_request("no hello within 10 seconds")).await,
     };
     let id = s.next_session.fetch_add(1, Ordering::Relaxed) + 1;
-    let (tx, mut rx) = mpsc::channel::<Arc<Outbound>>(s.cfg.session_queue);
+    let (tx, mut rx) = session_queue(s.cfg.session_queue, s.cfg.session_queue_bytes);
     // 2. attach before reading the backlog, so nothing falls in between.
-    let first = s.messaging.bus().attach(user.uid, id, token_fingerprint(&token), tx);
+    let most = s.cfg.max_sessions_per_user;
+    let first = match s.messaging.bus().attach(user.uid, id, token_fingerprint(&token), tx, most) {
+        Ok(first) => first,
+        Err(TooManySessions) => {
+            if out.frame(&error_frame(None, None, &too_many_sessions(most))).await.is_ok() {
+                out.close(CLOSE_TRY_LATER, "too many sessions").await;
+            }
+            return;
+        }
+    };
     // The token was checked at the upgrade; a revocation since then could not
     // reach this session before it was attached. Check again now that it is.
     if Box::pin(s.accounts.authenticate(&token)).await.is_err() {
         s.messaging.bus().detach(user.uid, id);
-        let _ = sink.send(text(&error_frame(None, None, &ApiError::unauthorized()))).await;
-        let _ = sink
-            .send(WsMessage::Close(Some(CloseFrame {
-                code: crate::accounts::CLOSE_UNAUTHORIZED,
-                reason: Utf8Bytes::from_static("session ended"),
-            })))
-            .await;
+        if out.frame(&error_frame(None, None, &ApiError::unauthorized())).await.is_ok() {
+            out.close(crate::accounts::CLOSE_UNAUTHORIZED, "session ended").await;
+        }
         return;
     }
     let mut sess = Session {
@@ -174,105 +281,152 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
         typing_sent: HashMap::new(),
         call: None,
     };
-    let result = Box::pin(sess.start(&mut sink, resume)).await;
+    let result = Box::pin(sess.start(&mut out, &rx, resume)).await;
     if result.is_ok() {
         if first {
             Box::pin(s.presence.came_online(&user)).await;
         }
-        Box::pin(sess.online_contacts(&mut sink)).await.ok();
-        sess.main_loop(&mut sink, &mut stream, &mut rx).await;
+        if Box::pin(sess.online_contacts(&mut out)).await.is_ok() {
+            sess.main_loop(&mut out, &mut stream, &mut rx).await;
+        }
     }
     if s.messaging.bus().detach(user.uid, id) {
         s.presence.went_away(user);
     }
 }
 
-async fn close_with<S>(sink: &mut S, e: ApiError)
-where
-    S: SinkExt<WsMessage> + Unpin,
-{
-    let _ = sink.send(text(&error_frame(None, None, &e))).await;
-    let _ = sink
-        .send(WsMessage::Close(Some(CloseFrame { code: 1008, reason: Utf8Bytes::from_static("protocol error") })))
-        .await;
+/// Reports a failure to the client and ends the session.
+async fn fail(out: &mut Writer, e: &ApiError) -> Result<(), Ended> {
+    let _ = out.frame(&error_frame(None, None, e)).await;
+    Err(Ended)
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, WsMessage>;
-type Stream = futures_util::stream::SplitStream<WebSocket>;
+async fn close_with(out: &mut Writer, e: ApiError) {
+    if out.frame(&error_frame(None, None, &e)).await.is_ok() {
+        out.close(1008, "protocol error").await;
+    }
+}
 
 impl Session {
-    /// Sends `welcome`, the backlog and `synced`.
-    async fn start(&mut self, sink: &mut Sink, resume: Option<chorus_proto::ws::Cursor>) -> Result<(), axum::Error> {
+    /// Most messages remembered as written and not yet acknowledged: one sync's worth, so an
+    /// `ack` after `synced` covers the whole backlog (within 1,024 to 10,000).
+    fn max_unacked(&self) -> usize {
+        self.s.cfg.sync_limit.clamp(1024, 10_000)
+    }
+
+    /// Remembers a message written to the client until its `ack`; the oldest is forgotten
+    /// beyond [`Session::max_unacked`].
+    fn remember(&mut self, meta: MsgMeta) {
+        if self.unacked.len() >= self.max_unacked() {
+            self.unacked.pop_front();
+        }
+        self.unacked.push_back(meta);
+    }
+
+    /// Backlog messages per page: about `session_queue_bytes` of messages `size` bytes long
+    /// (at first the largest allowed; then the average of the page before), 16 to 256.
+    fn page_rows(&self, size: usize) -> usize {
+        let cfg = &self.s.cfg;
+        (cfg.session_queue_bytes / size.max(1)).clamp(16, 256).min(cfg.sync_limit)
+    }
+
+    /// The backlog's first page, and where the sync ends (looked up only when the first page
+    /// does not hold everything).
+    async fn first_page(
+        &self,
+        resume_pos: Option<i64>,
+        head: i64,
+        rows: usize,
+    ) -> Result<(BacklogPage, SyncEnd), ApiError> {
+        let m = &self.s.messaging;
+        let page = m.backlog_page(&self.user, resume_pos.is_some(), resume_pos.unwrap_or(-1), head, rows).await?;
+        let end = if page.more {
+            m.sync_end(&self.user, resume_pos, head).await?
+        } else {
+            SyncEnd { covered_to: head, complete: true }
+        };
+        Ok((page, end))
+    }
+
+    /// Sends `welcome`, the backlog (a page at a time) and `synced`.
+    async fn start(&mut self, out: &mut Writer, rx: &SessionRx, resume: Option<Cursor>) -> Result<(), Ended> {
         let epoch = self.s.messaging_epoch();
-        let (resume_pos, mut reason) = match &resume {
+        let head = match self.s.messaging.head().await {
+            Ok(h) => h,
+            Err(e) => return fail(out, &e).await,
+        };
+        let (mut resume_pos, mut reason) = match &resume {
             None => (None, None),
             Some(c) if c.epoch != epoch => (None, Some("epoch_mismatch")),
+            Some(c) if c.pos > head || c.pos < 0 => (None, Some("cursor_ahead")),
             Some(c) => (Some(c.pos), None),
         };
-        let backlog = match resume_pos {
-            Some(pos) => match self.s.messaging.head().await {
-                Ok(head) if pos > head || pos < 0 => {
-                    reason = Some("cursor_ahead");
-                    None
-                }
-                Ok(_) => match self.s.messaging.backlog(&self.user, Some(pos)).await {
-                    Ok(b) if !b.complete => {
-                        reason = Some("gap_too_large");
-                        None
-                    }
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        sink.send(text(&error_frame(None, None, &e))).await?;
-                        return Err(axum::Error::new("backlog failed"));
-                    }
-                },
-                Err(e) => {
-                    sink.send(text(&error_frame(None, None, &e))).await?;
-                    return Err(axum::Error::new("head failed"));
-                }
-            },
-            None => None,
+        let mut rows = self.page_rows(self.s.cfg.max_message_bytes);
+        let (mut page, mut end) = match self.first_page(resume_pos, head, rows).await {
+            Ok(x) => x,
+            Err(e) => return fail(out, &e).await,
         };
-        let resumed = backlog.is_some();
+        if resume_pos.is_some() && !end.complete {
+            // A cursor we cannot honour: deliver what was never delivered instead; the
+            // client also reloads history.
+            reason = Some("gap_too_large");
+            resume_pos = None;
+            (page, end) = match self.first_page(None, head, rows).await {
+                Ok(x) => x,
+                Err(e) => return fail(out, &e).await,
+            };
+        }
         let welcome = ServerFrame::Welcome {
             session: self.id.to_string(),
             user: self.user.clone(),
             epoch,
-            resumed,
+            resumed: resume_pos.is_some(),
             reason: reason.map(str::to_string),
         };
-        sink.send(text(&welcome)).await?;
-        // Not resuming (fresh start, or a cursor we cannot honour): deliver what
-        // was never delivered; after a failed resume the client also reloads history.
-        let backlog = match backlog {
-            Some(b) => b,
-            None => match self.s.messaging.backlog(&self.user, None).await {
-                Ok(b) => b,
-                Err(e) => {
-                    sink.send(text(&error_frame(None, None, &e))).await?;
-                    return Err(axum::Error::new("backlog failed"));
+        out.frame(&welcome).await?;
+        let mut count = 0u64;
+        loop {
+            let (more, last, n) = (page.more, page.last, page.messages.len());
+            let mut bytes = 0;
+            for (m, meta) in page.messages {
+                if meta.sender != self.user.uid {
+                    self.remember(meta);
                 }
-            },
-        };
-        let count = backlog.messages.len() as u64;
-        for (m, meta) in backlog.messages {
-            if meta.sender != self.user.uid {
-                self.unacked.push_back(meta);
+                let json = serde_json::to_string(&ServerFrame::Message(m)).expect("server frames serialise");
+                bytes += json.len();
+                out.feed(WsMessage::Text(json.into())).await?;
+                count += 1;
             }
-            sink.feed(text(&ServerFrame::Message(m))).await?;
+            out.flush().await?;
+            if let Some(size) = bytes.checked_div(n) {
+                rows = self.page_rows(size);
+            }
+            if rx.fell_behind() {
+                out.close(CLOSE_RESYNC, "fell behind; reconnect and resume").await;
+                return Err(Ended);
+            }
+            let (true, Some(after)) = (more, last) else { break };
+            page = match self
+                .s
+                .messaging
+                .backlog_page(&self.user, resume_pos.is_some(), after, end.covered_to, rows)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => return fail(out, &e).await,
+            };
         }
-        self.synced_to = backlog.covered_to;
-        sink.send(text(&ServerFrame::Synced { pos: backlog.covered_to, count, complete: backlog.complete })).await?;
-        Ok(())
+        self.synced_to = end.covered_to;
+        out.frame(&ServerFrame::Synced { pos: end.covered_to, count, complete: end.complete }).await
     }
 
     /// Tells the new session which of its contacts are online.
-    async fn online_contacts(&self, sink: &mut Sink) -> Result<(), axum::Error> {
+    async fn online_contacts(&self, out: &mut Writer) -> Result<(), Ended> {
         let Ok(contacts) = self.s.messaging.contacts(self.user.uid).await else { return Ok(()) };
         for uid in contacts {
             if self.s.messaging.bus().online(uid) && self.s.presence.is_announced(uid) {
                 if let Ok(Some(addr)) = self.s.messaging_address(uid).await {
-                    sink.feed(text(&ServerFrame::Presence {
+                    out.feed(text(&ServerFrame::Presence {
                         from: addr,
                         peer: None,
                         gid: None,
@@ -282,15 +436,17 @@ impl Session {
                 }
             }
         }
-        sink.flush().await
+        out.flush().await
     }
 
-    async fn main_loop(&mut self, sink: &mut Sink, stream: &mut Stream, rx: &mut mpsc::Receiver<Arc<Outbound>>) {
+    async fn main_loop(&mut self, out: &mut Writer, stream: &mut Stream, rx: &mut SessionRx) {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut last_heard = Instant::now();
         // Answers in the order the frames came, each written once it is ready.
         let mut answers: FuturesOrdered<Reply> = FuturesOrdered::new();
+        // Every arm's writes are bounded by the write timeout, so the loop comes back here
+        // (to read, and to the silence check) however the client behaves.
         loop {
             tokio::select! {
                 incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT => {
@@ -308,8 +464,9 @@ impl Session {
                             } else {
                                 ApiError::bad_request("malformed websocket data")
                             };
-                            let _ = sink.send(text(&error_frame(None, None, &err))).await;
-                            let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: 1009, reason: Utf8Bytes::from_static("bad frame") }))).await;
+                            if out.frame(&error_frame(None, None, &err)).await.is_ok() {
+                                out.close(1009, "bad frame").await;
+                            }
                             return;
                         }
                     };
@@ -318,43 +475,23 @@ impl Session {
                     }
                 }
                 Some(answer) = answers.next(), if !answers.is_empty() => {
-                    if sink.send(text(&answer)).await.is_err() {
+                    if out.frame(&answer).await.is_err() {
                         return;
                     }
                 }
-                out = rx.recv() => {
-                    let Some(out) = out else {
+                queued = rx.recv() => {
+                    let Some(queued) = queued else {
                         // The bus dropped us (queue overflow): make the client resume.
-                        let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: CLOSE_RESYNC, reason: Utf8Bytes::from_static("fell behind; reconnect and resume") }))).await;
+                        out.close(CLOSE_RESYNC, "fell behind; reconnect and resume").await;
                         return;
                     };
-                    if !self.wanted(&out) {
-                        continue;
-                    }
-                    if sink.feed(WsMessage::Text(Utf8Bytes::from(&*out.json))).await.is_err() {
-                        return;
-                    }
-                    if let Some(code) = out.close {
-                        let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("session ended") }))).await;
-                        return;
-                    }
-                    // Coalesce whatever else is queued into one flush.
-                    while let Ok(more) = rx.try_recv() {
-                        if self.wanted(&more) && sink.feed(WsMessage::Text(Utf8Bytes::from(&*more.json))).await.is_err() {
-                            return;
-                        }
-                        if let Some(code) = more.close {
-                            let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("session ended") }))).await;
-                            return;
-                        }
-                    }
-                    if sink.flush().await.is_err() {
+                    if self.write_queued(out, rx, queued).await.is_err() {
                         return;
                     }
                 }
                 frame = next_call_frame(&mut self.call) => match frame {
                     Some(json) => {
-                        if sink.send(WsMessage::Text(Utf8Bytes::from(&*json))).await.is_err() {
+                        if out.send(WsMessage::Text(Utf8Bytes::from(&*json))).await.is_err() {
                             return;
                         }
                     }
@@ -366,12 +503,41 @@ impl Session {
                         tracing::debug!(session = self.id, "closing silent session");
                         return;
                     }
-                    if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    if out.send(WsMessage::Ping(Default::default())).await.is_err() {
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// Writes `first` and whatever else is queued (up to [`BATCH_BYTES`]) with one flush;
+    /// their bytes count against the session's budget until that flush is done.
+    async fn write_queued(&mut self, out: &mut Writer, rx: &mut SessionRx, first: Arc<Outbound>) -> Result<(), Ended> {
+        let mut taken = 0;
+        let mut next = Some(first);
+        while let Some(o) = next.take() {
+            if rx.fell_behind() {
+                // The bus let the session go: the client resumes from its cursor, so what is
+                // still queued is dropped rather than written first.
+                out.close(CLOSE_RESYNC, "fell behind; reconnect and resume").await;
+                return Err(Ended);
+            }
+            taken += o.json.len();
+            if self.wanted(&o) {
+                out.feed(WsMessage::Text(Utf8Bytes::from(&*o.json))).await?;
+            }
+            if let Some(code) = o.close {
+                out.close(code, "session ended").await;
+                return Err(Ended);
+            }
+            if taken < BATCH_BYTES {
+                next = rx.try_recv();
+            }
+        }
+        out.flush().await?;
+        rx.release(taken);
+        Ok(())
     }
 
     /// Whether a queued frame goes out, recording messages that await an ack.
@@ -381,10 +547,7 @@ impl Session {
                 return false;
             }
             if meta.sender != self.user.uid {
-                if self.unacked.len() >= 10_000 {
-                    self.unacked.pop_front();
-                }
-                self.unacked.push_back(meta);
+                self.remember(meta);
             }
         }
         true
@@ -502,6 +665,10 @@ impl Session {
                     let f = self.unacked.pop_front().expect("front checked");
                     let e = highest.entry(f.conv_id).or_insert(f.seq);
                     *e = (*e).max(f.seq);
+                }
+                // A queue that was long once does not keep its memory.
+                if self.unacked.capacity() > 256 && self.unacked.len() < self.unacked.capacity() / 4 {
+                    self.unacked.shrink_to(self.unacked.len() * 2);
                 }
                 for (conv, seq) in highest {
                     if let Err(e) = m.watermark(&self.user, conv, seq, false).await {

@@ -1,0 +1,150 @@
+//! The HTTP listener. axum's `serve` sets no timeouts and no connection limit, so this
+//! accept loop does it with hyper directly: at most `max_connections` connections open at
+//! once (a connection over the cap is closed as soon as it is accepted), `TCP_NODELAY` on
+//! each (answers written back to back are not held for the client's delayed ACK), and
+//! HTTP/1.1 connections closed when a request's headers take longer than
+//! `http_idle_timeout_secs`, which, in hyper, also counts from the end of the previous
+//! answer: an idle keep-alive connection is closed after that long. A WebSocket keeps its
+//! connection's place until it closes; its own timeouts are the session's.
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+
+/// Limits of the HTTP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers (from the connection's start or the end of the
+    /// previous answer).
+    pub idle: Duration,
+}
+
+/// An accepted connection holding its place under the cap until it is dropped (for a
+/// WebSocket, when the session ends).
+struct Counted {
+    tcp: TcpStream,
+    _place: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+}
+
+/// Errors of `accept` that concern one connection only (the next accept may succeed at once).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets the requests in
+/// progress finish.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let places = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(());
+    // Every connection task holds a clone; `recv` returns `None` once all have finished.
+    let (running_tx, mut running_rx) = mpsc::channel::<()>(1);
+    let mut shutdown = pin!(shutdown);
+    let mut warned: Option<Instant> = None;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to be released.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(max = limits.max_connections, "max_connections reached: closing new connections");
+                warned = Some(Instant::now());
+            }
+            drop(tcp);
+            continue;
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+        let io = TokioIo::new(Counted { tcp, _place: place });
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req)
+        });
+        let mut stop = stop_rx.clone();
+        let running = running_tx.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(limits.idle).keep_alive(true);
+            let mut conn = pin!(http.serve_connection(io, service).with_upgrades());
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+            drop(running);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(());
+    drop(running_tx);
+    let _ = running_rx.recv().await;
+    Ok(())
+}
