@@ -272,9 +272,21 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     this.setState('closed');
   }
 
-  private wsUrl(): string {
-    const base = this.server.replace(/^http/i, 'ws');
-    return `${base}/v1/ws?token=${encodeURIComponent(this.rest.token)}`;
+  /**
+   * Where to open the WebSocket: with a fresh single-use ticket from `POST /v1/ws/ticket`,
+   * so the access token stays out of URLs (and the logs that keep them). Falls back to
+   * `?token=` when no ticket can be had (an older server, or a page on another origin:
+   * the server sends no CORS headers); rejects with `unauthorized` when the token is refused.
+   */
+  private async wsUrl(): Promise<string> {
+    const base = `${this.server.replace(/^http/i, 'ws')}/v1/ws`;
+    try {
+      const t = await this.rest.request<{ ticket?: unknown } | undefined>('POST', '/v1/ws/ticket');
+      if (typeof t?.ticket === 'string') return `${base}?ticket=${encodeURIComponent(t.ticket)}`;
+    } catch (e) {
+      if (e instanceof ChorusError && e.code === 'unauthorized') throw e;
+    }
+    return `${base}?token=${encodeURIComponent(this.rest.token)}`;
   }
 
   private open(): void {
@@ -283,9 +295,21 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     if (!Ctor) throw new ChorusError('state', 'no WebSocket implementation available');
     const serial = ++this.serial;
     this.setState('connecting');
+    this.wsUrl().then(
+      (url) => {
+        // Closed, or another attempt started, while the ticket was on its way.
+        if (serial === this.serial && !this.stopped) this.openSocket(Ctor, url, serial);
+      },
+      () => {
+        if (serial === this.serial && !this.stopped) this.authFailed(undefined);
+      },
+    );
+  }
+
+  private openSocket(Ctor: WebSocketFactory, url: string, serial: number): void {
     let ws: WebSocketLike;
     try {
-      ws = new Ctor(this.wsUrl());
+      ws = new Ctor(url);
     } catch (e) {
       this.scheduleReconnect(undefined);
       return;
@@ -341,13 +365,13 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     this.scheduleReconnect(code);
   }
 
-  private authFailed(code: number): void {
+  private authFailed(code: number | undefined): void {
     this.stopped = true;
     const err = new ChorusError('unauthorized', 'the access token is no longer valid');
     for (const [, o] of this.outbox) o.reject(err);
     this.outbox.clear();
     this.rejectConnectWaiters(err);
-    this.setState('auth_failed', { code });
+    this.setState('auth_failed', code === undefined ? {} : { code });
   }
 
   private scheduleReconnect(code: number | undefined): void {

@@ -19,9 +19,10 @@ async function joined(options: GroupCallOptions = {}, extra: Json = {}): Promise
     RTCPeerConnection: FakePeerConnection as unknown as typeof RTCPeerConnection,
     pingInterval: 0,
     reconnect: false,
+    fetch: async () => new Response('{"ticket":"tk-1","expires_in":30}', { status: 200 }),
   });
   const p = c.connect();
-  const ws = FakeWebSocket.last;
+  const ws = await FakeWebSocket.nth(1);
   ws.handshake({ address: 'uA' });
   await p;
   const j = c.joinCall(1001, options);

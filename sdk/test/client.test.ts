@@ -3,6 +3,21 @@ import assert from 'node:assert/strict';
 import { ChorusClient, ChorusError, nextLink, type ChorusClientOptions, type Message } from '../src/index.ts';
 import { FakeWebSocket, flush, until } from './fakes.ts';
 
+/** A server's REST side: `POST /v1/ws/ticket` hands out tk-1, tk-2, …; anything else is `/v1/me`. */
+function restFake(): { fetch: (url: string, init?: RequestInit) => Promise<Response>; tickets: { url: string; auth?: string }[] } {
+  const tickets: { url: string; auth?: string }[] = [];
+  return {
+    tickets,
+    fetch: async (url, init) => {
+      if (url.endsWith('/v1/ws/ticket') && init?.method === 'POST') {
+        tickets.push({ url, auth: (init.headers as Record<string, string> | undefined)?.['Authorization'] });
+        return new Response(JSON.stringify({ ticket: `tk-${tickets.length}`, expires_in: 30 }), { status: 200 });
+      }
+      return new Response('{"uid":1,"address":"uA","name":"Ann"}', { status: 200 });
+    },
+  };
+}
+
 function client(extra: Partial<ChorusClientOptions> = {}): ChorusClient {
   return new ChorusClient({
     server: 'https://chat.example.org/',
@@ -10,7 +25,7 @@ function client(extra: Partial<ChorusClientOptions> = {}): ChorusClient {
     WebSocket: FakeWebSocket,
     reconnect: { minDelay: 1, maxDelay: 4 },
     pingInterval: 0,
-    fetch: async () => new Response('{"uid":1,"address":"uA","name":"Ann"}', { status: 200 }),
+    fetch: restFake().fetch,
     ...extra,
   });
 }
@@ -24,8 +39,8 @@ test('connect sends hello, handles welcome/backlog/synced, keeps the cursor and 
   const states: string[] = [];
   c.on('connection', (e) => states.push(e.state));
   const connected = c.connect();
-  const ws = FakeWebSocket.last;
-  assert.equal(ws.url, 'wss://chat.example.org/v1/ws?token=tok-1234567890abcdef');
+  const ws = await FakeWebSocket.nth(1);
+  assert.equal(ws.url, 'wss://chat.example.org/v1/ws?ticket=tk-1', 'opened with a ticket, not the token');
   ws.open();
   assert.deepEqual(ws.sent, [{ type: 'hello' }], 'fresh start: hello without resume and without rid');
   ws.receive({ type: 'welcome', session: '7', user: { uid: 2, address: 'bob', name: 'Bob' }, epoch: 'T2Y', resumed: false });
@@ -56,15 +71,16 @@ test('connect sends hello, handles welcome/backlog/synced, keeps the cursor and 
 test('a saved cursor is sent as hello.resume', async () => {
   const c = client({ cursor: { epoch: 'E1', pos: 42 } });
   c.connect().catch(() => {});
-  FakeWebSocket.last.open();
-  assert.deepEqual(FakeWebSocket.last.sent[0], { type: 'hello', resume: { epoch: 'E1', pos: 42 } });
+  const ws = await FakeWebSocket.nth(1);
+  ws.open();
+  assert.deepEqual(ws.sent[0], { type: 'hello', resume: { epoch: 'E1', pos: 42 } });
   c.close();
 });
 
 test('an unusable cursor (resumed false with reason) restarts from the new epoch', async () => {
   const c = client({ cursor: { epoch: 'OLD', pos: 9999 } });
   const p = c.connect();
-  const ws = FakeWebSocket.last;
+  const ws = await FakeWebSocket.nth(1);
   ws.open();
   ws.receive({ type: 'welcome', session: '1', user: { uid: 1, address: 'a', name: 'A' }, epoch: 'NEW', resumed: false, reason: 'epoch_mismatch' });
   ws.receive({ type: 'synced', pos: 3, count: 0, complete: true });
@@ -76,7 +92,7 @@ test('an unusable cursor (resumed false with reason) restarts from the new epoch
 test('requests carry a rid; answers resolve and error frames reject with ChorusError', async () => {
   const c = client({ requestTimeout: 50 });
   const p = c.connect();
-  const ws = FakeWebSocket.last;
+  const ws = await FakeWebSocket.nth(1);
   ws.handshake();
   await p;
 
@@ -124,7 +140,7 @@ test('requests carry a rid; answers resolve and error frames reject with ChorusE
 test('send: generated id, sent answer, and failed sends map status and id', async () => {
   const c = client();
   const p = c.connect();
-  const ws = FakeWebSocket.last;
+  const ws = await FakeWebSocket.nth(1);
   ws.handshake();
   await p;
   const s = c.send({ peer: 'bob', text: 'Lunch at 12?' });
@@ -149,7 +165,7 @@ test('send: generated id, sent answer, and failed sends map status and id', asyn
 test('reconnect resumes from the cursor and retries unanswered sends once with the same id', async () => {
   const c = client();
   const p = c.connect();
-  const ws1 = FakeWebSocket.last;
+  const ws1 = await FakeWebSocket.nth(1);
   ws1.handshake({ epoch: 'E1', pos: 4 });
   await p;
   ws1.receive({ type: 'message', mid: 9, id: 'm', from: 'bob', peer: 'uA', seq: 3, pos: 6, ts: 1, mtype: 0, text: 'a', edited: false, deleted: false });
@@ -162,8 +178,7 @@ test('reconnect resumes from the cursor and retries unanswered sends once with t
   // Sent while offline: queued.
   const s2 = c.send({ gid: 1000, text: 'two', id: 'fixed-2' });
 
-  await until(() => FakeWebSocket.instances.length === 2);
-  const ws2 = FakeWebSocket.last;
+  const ws2 = await FakeWebSocket.nth(2);
   ws2.open();
   assert.deepEqual(ws2.sent, [{ type: 'hello', resume: { epoch: 'E1', pos: 6 } }], 'nothing but hello before synced');
   ws2.receive({ type: 'welcome', session: '2', user: { uid: 1, address: 'uA', name: 'Ann' }, epoch: 'E1', resumed: true });
@@ -179,8 +194,7 @@ test('reconnect resumes from the cursor and retries unanswered sends once with t
 
   // Another reconnect: nothing left to resend.
   ws2.drop(1006);
-  await until(() => FakeWebSocket.instances.length === 3);
-  const ws3 = FakeWebSocket.last;
+  const ws3 = await FakeWebSocket.nth(3);
   ws3.handshake({ epoch: 'E1', resumed: true, pos: 8 });
   await flush(2);
   assert.equal(ws3.ofType('send').length, 0);
@@ -193,12 +207,11 @@ test('close 4000 reconnects at once; close 4001 stops with auth_failed', async (
   const states: { state: string; retryIn?: number }[] = [];
   c.on('connection', (e) => states.push(e));
   const p = c.connect();
-  FakeWebSocket.last.handshake();
+  (await FakeWebSocket.nth(1)).handshake();
   await p;
   FakeWebSocket.last.drop(4000);
   assert.equal(states[states.length - 1]!.retryIn, 0);
-  await until(() => FakeWebSocket.instances.length === 2);
-  FakeWebSocket.last.handshake();
+  (await FakeWebSocket.nth(2)).handshake();
   await flush(1);
   FakeWebSocket.last.receive({ type: 'error', code: 'unauthorized', message: 'session ended: the access token was revoked' });
   FakeWebSocket.last.drop(4001);
@@ -211,7 +224,7 @@ test('close 4000 reconnects at once; close 4001 stops with auth_failed', async (
 test('close() rejects unsent messages and stops reconnecting', async () => {
   const c = client();
   const p = c.connect();
-  FakeWebSocket.last.handshake();
+  (await FakeWebSocket.nth(1)).handshake();
   await p;
   FakeWebSocket.last.drop();
   const s = c.send({ peer: 'bob', text: 'later' });
@@ -219,6 +232,61 @@ test('close() rejects unsent messages and stops reconnecting', async () => {
   await assert.rejects(s, { code: 'closed' });
   await flush(5);
   assert.equal(FakeWebSocket.instances.length, 1);
+  assert.equal(c.state, 'closed');
+});
+
+test('each connection is opened with a fresh ticket fetched with the bearer token; the token never goes in the URL', async () => {
+  const rest = restFake();
+  const c = client({ fetch: rest.fetch });
+  const p = c.connect();
+  const ws1 = await FakeWebSocket.nth(1);
+  ws1.handshake();
+  await p;
+  ws1.drop(1006);
+  const ws2 = await FakeWebSocket.nth(2);
+  assert.deepEqual([ws1.url, ws2.url], ['wss://chat.example.org/v1/ws?ticket=tk-1', 'wss://chat.example.org/v1/ws?ticket=tk-2']);
+  assert.deepEqual(rest.tickets, [
+    { url: 'https://chat.example.org/v1/ws/ticket', auth: 'Bearer tok-1234567890abcdef' },
+    { url: 'https://chat.example.org/v1/ws/ticket', auth: 'Bearer tok-1234567890abcdef' },
+  ]);
+  c.close();
+});
+
+test('no ticket to be had (older server, no CORS): the token in the URL; a refused token: auth_failed without a socket', async () => {
+  const noTicket = client({
+    fetch: async (url) => {
+      if (url.endsWith('/v1/ws/ticket')) throw new TypeError('Failed to fetch');
+      return new Response('{"uid":1,"address":"uA","name":"Ann"}', { status: 200 });
+    },
+  });
+  noTicket.connect().catch(() => {});
+  assert.equal((await FakeWebSocket.nth(1)).url, 'wss://chat.example.org/v1/ws?token=tok-1234567890abcdef');
+  noTicket.close();
+
+  const older = client({ fetch: async () => new Response('{"error":{"code":"not_found","message":"no such endpoint"}}', { status: 404 }) });
+  older.connect().catch(() => {});
+  assert.equal((await FakeWebSocket.nth(2)).url, 'wss://chat.example.org/v1/ws?token=tok-1234567890abcdef');
+  older.close();
+
+  const states: string[] = [];
+  const refused = client({
+    fetch: async () => new Response('{"error":{"code":"unauthorized","message":"missing, invalid or expired access token"}}', { status: 401 }),
+  });
+  refused.on('connection', (e) => states.push(e.state));
+  await assert.rejects(refused.connect(), { code: 'unauthorized' });
+  assert.deepEqual(states, ['connecting', 'auth_failed']);
+  assert.equal(FakeWebSocket.instances.length, 2, 'no socket was opened');
+});
+
+test('close() while the ticket is on its way opens nothing', async () => {
+  let answer: (r: Response) => void = () => {};
+  const c = client({ fetch: () => new Promise<Response>((r) => (answer = r)) });
+  c.connect().catch(() => {});
+  await flush(2);
+  c.close();
+  answer(new Response('{"ticket":"tk-late","expires_in":30}', { status: 200 }));
+  await flush(5);
+  assert.equal(FakeWebSocket.instances.length, 0);
   assert.equal(c.state, 'closed');
 });
 

@@ -28,6 +28,11 @@ export class FakeWebSocket implements WebSocketLike {
     if (!ws) throw new Error('no socket yet');
     return ws;
   }
+  /** Waits until the `n`-th socket (from 1) has been opened (the client fetches a ticket first). */
+  static async nth(n: number): Promise<FakeWebSocket> {
+    await until(() => FakeWebSocket.instances.length >= n);
+    return FakeWebSocket.instances[n - 1]!;
+  }
 
   readyState = 0;
   readonly url: string;

@@ -26,7 +26,10 @@ function fakeFetch(rest: Rest) {
     const body = init?.body ? JSON.parse(String(init.body)) : undefined;
     rest.calls.push({ method, path, body });
     const h = rest.routes[`${method} ${path}`];
-    const [status, json] = h ? h(body) : [200, method === 'GET' && path === '/v1/groups' ? [] : {}];
+    const tickets = rest.calls.filter((c) => c.path === '/v1/ws/ticket').length;
+    const [status, json] = h
+      ? h(body)
+      : [200, method === 'GET' && path === '/v1/groups' ? [] : path === '/v1/ws/ticket' ? { ticket: `tk-${tickets}`, expires_in: 30 } : {}];
     return new Response(json === null ? '' : JSON.stringify(json), { status });
   };
 }
@@ -61,8 +64,9 @@ async function started(rest: Rest = { calls: [], routes: {} }) {
   assert.equal(mesibo.setAccessToken('tok-1234567890abcdef'), true);
   mesibo.setListener(r.l);
   mesibo.setDatabase('mesibo');
+  const opened = FakeWebSocket.instances.length;
   assert.equal(mesibo.start(), 0);
-  const ws = FakeWebSocket.last;
+  const ws = await FakeWebSocket.nth(opened + 1);
   ws.handshake({ address: 'uA' });
   await until(() => mesibo.getConnectionStatus() === C.MESIBO_STATUS_ONLINE);
   return { mesibo, ws, rest, ...r };
@@ -97,7 +101,7 @@ test('connection status: CONNECTING, ONLINE after sync, STOPPED on stop(); AUTHF
   assert.equal(C.MESIBO_STATUS_ONLINE, 1);
   assert.equal(mesibo.getAddress(), 'uA');
   assert.equal(mesibo.getSelfProfile()!.getName(), 'Ann');
-  assert.equal(ws.url, 'ws://localhost:8080/v1/ws?token=tok-1234567890abcdef');
+  assert.equal(ws.url, 'ws://localhost:8080/v1/ws?ticket=tk-1', 'opened with a ticket from POST /v1/ws/ticket');
   mesibo.stop();
   assert.deepEqual(of('Mesibo_onConnectionStatus').at(-1), [C.MESIBO_STATUS_STOPPED, 0]);
 
@@ -539,19 +543,20 @@ test('the bundle talks to the server it was loaded from (its <script src> origin
   try {
     assert.equal(typeof g.Mesibo, 'function');
     assert.equal(g.MESIBO_GROUPCALLFLAG_VIDEO, 4);
-    const a = new g.Mesibo({ WebSocket: FakeWebSocket, reconnect: false, pingInterval: 0 });
+    const rest: Rest = { calls: [], routes: {} };
+    const a = new g.Mesibo({ WebSocket: FakeWebSocket, fetch: fakeFetch(rest), reconnect: false, pingInterval: 0 });
     assert.equal(a.getServer(), 'https://chorus.example.org:8443');
     a.setAccessToken('tok-1234567890abcdef');
     a.start();
-    assert.equal(FakeWebSocket.last.url, 'wss://chorus.example.org:8443/v1/ws?token=tok-1234567890abcdef');
+    assert.equal((await FakeWebSocket.nth(1)).url, 'wss://chorus.example.org:8443/v1/ws?ticket=tk-1');
     assert.equal(a.createhttpRequest().getUrl(), 'https://chorus.example.org:8443/api');
     a.stop();
 
-    const b = new g.Mesibo({ WebSocket: FakeWebSocket, reconnect: false, pingInterval: 0 });
+    const b = new g.Mesibo({ WebSocket: FakeWebSocket, fetch: fakeFetch(rest), reconnect: false, pingInterval: 0 });
     b.setServer('http://127.0.0.1:9000');
     b.setAccessToken('tok-1234567890abcdef');
     b.start();
-    assert.equal(FakeWebSocket.last.url, 'ws://127.0.0.1:9000/v1/ws?token=tok-1234567890abcdef');
+    assert.equal((await FakeWebSocket.nth(2)).url, 'ws://127.0.0.1:9000/v1/ws?ticket=tk-2');
     b.stop();
     assert.equal(new g.Mesibo({ server: 'http://10.0.0.1:1' }).getServer(), 'http://10.0.0.1:1');
 
@@ -732,9 +737,8 @@ test('connection status: a revoked token (close 4001) is SIGNOUT; a refused toke
   m2.setListener(r.l);
   m2.setAccessToken('tok-1234567890abcdef');
   m2.start();
-  FakeWebSocket.last.drop(1006);
-  await until(() => FakeWebSocket.instances.length === 2);
-  FakeWebSocket.last.drop(1006);
+  (await FakeWebSocket.nth(1)).drop(1006);
+  (await FakeWebSocket.nth(2)).drop(1006);
   await until(() => m2.getConnectionStatus() === C.MESIBO_STATUS_AUTHFAIL);
   m2.stop();
 });
