@@ -218,13 +218,29 @@ async fn clients_that_stop_reading_live_traffic_do_not_pin_memory() {
     assert!(growth < 25.0, "the server's memory grew by {growth:.1} MiB while flooding stalled sessions");
 }
 
+/// A client that pauses reading (shorter than the write timeout) while more than
+/// `session_queue_bytes` are queued for it is told to resume: when it reads again it finds
+/// close 4000, promptly, without the rest of the queue written to it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_falls_behind_is_closed_with_4000() {
+    let s = Server::start_with(Backend::Sqlite, &env_with(&[("CHORUS_SESSION_QUEUE_BYTES", "262144")])).await;
+    let (victim, _) = s.login("victim@example.org", "Victim").await;
+    let (flooder, _) = s.login("flooder@example.org", "Flooder").await;
+    let mut paused = stalled_session(&s, &victim.token, true).await;
+    flood(&s, &flooder.token, &victim.user.address, 400, 15_000).await;
+    let (end, got) = drain_to_end(&mut paused, Duration::from_secs(5)).await;
+    assert_eq!(end, End::Closed(4000), "after {got} messages");
+    assert!(got < 400, "the queue was dropped, not written ({got} messages)");
+}
+
 /// A user with a 5,000-message backlog (40 MB) opens six sessions that never read. Before the
 /// fix each session loaded and held its whole backlog: RSS +347 MiB, the sessions never closed.
 /// Now the backlog is read and written a page at a time (about `session_queue_bytes`) under the
-/// write deadline: measured +44 to +50 MiB, which is not the sessions' (they hold a page each)
-/// but SQLite's: read connections opened for the concurrent syncs, each with its page cache,
-/// and the allocator's per-thread arenas. It levels off as sessions are added (3: +25, 12:
-/// +52, 16: +57 MiB), where before it grew by ~57 MiB per session.
+/// write deadline: measured +44 to +51 MiB, which the sessions do not hold (a page each): it is
+/// what the threads that ran the concurrent syncs (SQLite's connection threads, the runtime's
+/// workers) keep in their allocator arenas, about 10 arenas of 4 to 7 MiB (from
+/// /proc/PID/smaps). It levels off as sessions are added (3: +25, 12: +52, 16: +57 MiB), where
+/// before it grew by ~57 MiB per session; with 100-byte messages it is +14 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_their_backlog_do_not_pin_memory() {
     let s = Server::start_with(Backend::Sqlite, &env_with(&[("CHORUS_SESSION_WRITE_TIMEOUT_SECS", "2")])).await;

@@ -53,8 +53,9 @@ pub trait FanOut: Send + Sync + 'static {
     fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx, max: usize) -> Result<bool, TooManySessions>;
     /// Unregisters a session. Returns true if the user has none left.
     fn detach(&self, uid: i64, session: u64) -> bool;
-    /// Queues `frame` to every session of every user in `uids`. A session whose
-    /// queue is full (in frames or in bytes) is dropped (its connection closes and the client resumes).
+    /// Queues `frame` to every session of every user in `uids` (a message frame not to the
+    /// session that sent it). A session whose queue is full (in frames or in bytes) is dropped
+    /// (its connection closes and the client resumes).
     fn deliver(&self, uids: &mut dyn Iterator<Item = i64>, frame: Arc<Outbound>);
     /// Whether the user has a session.
     fn online(&self, uid: i64) -> bool;
@@ -221,13 +222,20 @@ impl FanOut for LocalBus {
         for uid in uids {
             let mut s = self.shard(uid);
             let Some(list) = s.get_mut(&uid) else { continue };
-            list.retain(|e| match e.tx.offer(&frame) {
-                Ok(()) => true,
-                Err(Refused::Behind) => {
-                    tracing::warn!(uid, session = e.session, "session queue full: dropping slow session");
-                    false
+            list.retain(|e| {
+                // The session that sent a message has its answer; a copy would only be
+                // skipped there, after counting against its queue.
+                if frame.msg.is_some() && frame.origin == e.session {
+                    return true;
                 }
-                Err(Refused::Gone) => false,
+                match e.tx.offer(&frame) {
+                    Ok(()) => true,
+                    Err(Refused::Behind) => {
+                        tracing::warn!(uid, session = e.session, "session queue full: dropping slow session");
+                        false
+                    }
+                    Err(Refused::Gone) => false,
+                }
             });
             if list.is_empty() {
                 s.remove(&uid);
@@ -337,6 +345,23 @@ mod tests {
         assert!(rx.recv().await.is_some());
         assert!(rx.recv().await.is_some());
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_message_is_not_queued_to_the_session_that_sent_it() {
+        let bus = LocalBus::default();
+        let (a1, mut r1) = session_queue(4, 1024);
+        let (a2, mut r2) = session_queue(4, 1024);
+        bus.attach(7, 1, 11, a1, 16).unwrap();
+        bus.attach(7, 2, 11, a2, 16).unwrap();
+        let meta = MsgMeta { pos: 1, conv_id: 1, seq: 1, sender: 7 };
+        bus.deliver(
+            &mut std::iter::once(7),
+            Arc::new(Outbound { json: "{}".into(), msg: Some(meta), origin: 1, close: None }),
+        );
+        assert!(r2.try_recv().is_some(), "the user's other session gets it");
+        assert!(r1.try_recv().is_none());
+        assert_eq!(r1.held(), 0);
     }
 
     #[tokio::test]

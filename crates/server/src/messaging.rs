@@ -619,7 +619,9 @@ impl Messaging {
         upto: i64,
         rows: usize,
     ) -> ApiResult<BacklogPage> {
-        let found = sqlx::query(&format!("{} LIMIT $4", backlog_rows(resume, MSG_COLS)))
+        // The page's positions first: finding them reads no message bodies, so the
+        // bodies read are only the page's own.
+        let found: Vec<i64> = sqlx::query_scalar(&format!("{} LIMIT $4", backlog_rows(resume, "m.pos")))
             .bind(user.uid)
             .bind(after)
             .bind(upto)
@@ -627,9 +629,18 @@ impl Messaging {
             .fetch_all(&self.db.read)
             .await?;
         let more = found.len() > rows;
-        let examined = &found[..found.len().min(rows)];
+        let Some(&last) = found[..found.len().min(rows)].last() else {
+            return Ok(BacklogPage { messages: Vec::new(), last: None, more: false });
+        };
+        let examined = sqlx::query(&format!("{} LIMIT $4", backlog_rows(resume, MSG_COLS)))
+            .bind(user.uid)
+            .bind(after)
+            .bind(last)
+            .bind(rows as i64)
+            .fetch_all(&self.db.read)
+            .await?;
         let mut messages = Vec::with_capacity(examined.len());
-        for r in examined {
+        for r in &examined {
             let (m, meta) = message_from_row(r)?;
             if let Some(gid) = m.gid {
                 match self.groups.policy(gid).await? {
@@ -639,11 +650,7 @@ impl Messaging {
             }
             messages.push((m, meta));
         }
-        let last = match examined.last() {
-            Some(r) => Some(r.try_get("pos")?),
-            None => None,
-        };
-        Ok(BacklogPage { messages, last, more })
+        Ok(BacklogPage { messages, last: Some(last), more })
     }
 
     /// Users who share a conversation with `uid` (groups above the presence
