@@ -1236,8 +1236,15 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
     connect(): Promise<WelcomeFrame>;
     /** Closes the session for good (no reconnect). Pending requests and unsent messages are rejected. */
     close(): void;
+    /**
+     * Where to open the WebSocket: with a fresh single-use ticket from `POST /v1/ws/ticket`,
+     * so the access token stays out of URLs (and the logs that keep them). Falls back to
+     * `?token=` when no ticket can be had (an older server, or a page on another origin:
+     * the server sends no CORS headers); rejects with `unauthorized` when the token is refused.
+     */
     private wsUrl;
     private open;
+    private openSocket;
     private onClosed;
     private authFailed;
     private scheduleReconnect;

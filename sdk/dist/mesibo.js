@@ -1331,18 +1331,40 @@
       this.rejectConnectWaiters(err);
       this.setState("closed");
     }
-    wsUrl() {
-      const base = this.server.replace(/^http/i, "ws");
-      return `${base}/v1/ws?token=${encodeURIComponent(this.rest.token)}`;
+    /**
+     * Where to open the WebSocket: with a fresh single-use ticket from `POST /v1/ws/ticket`,
+     * so the access token stays out of URLs (and the logs that keep them). Falls back to
+     * `?token=` when no ticket can be had (an older server, or a page on another origin:
+     * the server sends no CORS headers); rejects with `unauthorized` when the token is refused.
+     */
+    async wsUrl() {
+      const base = `${this.server.replace(/^http/i, "ws")}/v1/ws`;
+      try {
+        const t = await this.rest.request("POST", "/v1/ws/ticket");
+        if (typeof t?.ticket === "string") return `${base}?ticket=${encodeURIComponent(t.ticket)}`;
+      } catch (e) {
+        if (e instanceof ChorusError && e.code === "unauthorized") throw e;
+      }
+      return `${base}?token=${encodeURIComponent(this.rest.token)}`;
     }
     open() {
       const Ctor = this.options.WebSocket ?? globalThis.WebSocket;
       if (!Ctor) throw new ChorusError("state", "no WebSocket implementation available");
       const serial = ++this.serial;
       this.setState("connecting");
+      this.wsUrl().then(
+        (url) => {
+          if (serial === this.serial && !this.stopped) this.openSocket(Ctor, url, serial);
+        },
+        () => {
+          if (serial === this.serial && !this.stopped) this.authFailed(void 0);
+        }
+      );
+    }
+    openSocket(Ctor, url, serial) {
       let ws;
       try {
-        ws = new Ctor(this.wsUrl());
+        ws = new Ctor(url);
       } catch (e) {
         this.scheduleReconnect(void 0);
         return;
@@ -1400,7 +1422,7 @@
       for (const [, o] of this.outbox) o.reject(err);
       this.outbox.clear();
       this.rejectConnectWaiters(err);
-      this.setState("auth_failed", { code });
+      this.setState("auth_failed", code === void 0 ? {} : { code });
     }
     scheduleReconnect(code) {
       if (this.stopped) return;
