@@ -655,8 +655,7 @@ async fn backend_users(b: Backend) {
     assert_eq!((st, &me["address"]), (200, &json!("bob")));
     // Legacy query string.
     let r =
-        be_get_auth(&s, ADMIN_TOKEN, &[("op", "useradd"), ("addr", "dave"), ("name", "Dave"), ("appid", "x")])
-            .await;
+        be_get_auth(&s, ADMIN_TOKEN, &[("op", "useradd"), ("addr", "dave"), ("name", "Dave"), ("appid", "x")]).await;
     assert_true(&r);
     let td = r["user"]["token"].as_str().expect("legacy token").to_string();
     let (st, me) = rest_get(&s, "/v1/me", &td).await;

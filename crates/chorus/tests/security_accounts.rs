@@ -491,7 +491,8 @@ async fn display_names_cannot_hold_direction_or_invisible_characters() {
     assert_eq!(me["name"], family);
     // Mesibo /backend useradd and /api login.
     for name in spoofs {
-        let r = s.backend(json!({"op": "useradd", "token": ADMIN_TOKEN, "user": {"address": "x1", "name": name}})).await;
+        let r =
+            s.backend(json!({"op": "useradd", "token": ADMIN_TOKEN, "user": {"address": "x1", "name": name}})).await;
         assert_eq!(r["error"], "BADPARA", "{name:?}: {r}");
     }
     let c = reqwest::Client::new();
@@ -503,8 +504,13 @@ async fn display_names_cannot_hold_direction_or_invisible_characters() {
     let r = api(vec![("op", "login".into()), ("email", "m@example.org".into()), ("name", "Mo".into())]).await;
     assert_eq!(r["result"], "OK", "{r}");
     let code = s.code_for("m@example.org");
-    let r = api(vec![("op", "login".into()), ("email", "m@example.org".into()), ("name", spoofs[0].into()), ("code", code)])
-        .await;
+    let r = api(vec![
+        ("op", "login".into()),
+        ("email", "m@example.org".into()),
+        ("name", spoofs[0].into()),
+        ("code", code),
+    ])
+    .await;
     assert_eq!(r["error"], "MISSINGNAME", "an invalid name: {r}");
 }
 

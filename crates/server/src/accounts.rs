@@ -103,15 +103,20 @@ fn invisible_at(chars: &[char], i: usize) -> bool {
     let prev = i.checked_sub(1).map(|p| chars[p]);
     let next = chars.get(i + 1).copied();
     let emoji = |c: Option<char>| c.is_some_and(|c| !c.is_ascii() && c.is_emoji_char_or_emoji_component());
-    let joined_letter =
-        |c: Option<char>| c.is_some_and(|c| u32::from(c) >= 0x0590 && (c.is_alphabetic() || c.general_category_group() == GeneralCategoryGroup::Mark));
+    let joined_letter = |c: Option<char>| {
+        c.is_some_and(|c| {
+            u32::from(c) >= 0x0590 && (c.is_alphabetic() || c.general_category_group() == GeneralCategoryGroup::Mark)
+        })
+    };
     match c {
         // Blanks that are not format characters: Hangul fillers, braille blank, grapheme joiner.
         '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}' | '\u{034F}' => true,
         '\u{200D}' if emoji(prev) && emoji(next) => false,
         '\u{200C}' | '\u{200D}' if joined_letter(prev) && joined_letter(next) => false,
         // Tags follow U+1F3F4 (black flag) in subdivision flags.
-        '\u{E0020}'..='\u{E007F}' if prev.is_some_and(|p| p == '\u{1F3F4}' || ('\u{E0020}'..='\u{E007F}').contains(&p)) => {
+        '\u{E0020}'..='\u{E007F}'
+            if prev.is_some_and(|p| p == '\u{1F3F4}' || ('\u{E0020}'..='\u{E007F}').contains(&p)) =>
+        {
             false
         }
         _ => matches!(
@@ -382,7 +387,10 @@ impl Accounts {
                 )));
             }
             let left = max - attempt;
-            return Ok(Checked::Wrong(ApiError::new(ErrorCode::CodeInvalid, format!("wrong code; {left} attempts left"))));
+            return Ok(Checked::Wrong(ApiError::new(
+                ErrorCode::CodeInvalid,
+                format!("wrong code; {left} attempts left"),
+            )));
         }
         // Used up, but the row (and its count of wrong guesses) stays until the purge.
         sqlx::query(

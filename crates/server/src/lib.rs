@@ -117,7 +117,9 @@ fn set_mode(path: &Path, mode: u32) {
     };
     if current != mode {
         match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
-            Ok(()) => tracing::info!(path = %path.display(), from = format!("{current:o}"), to = format!("{mode:o}"), "made private"),
+            Ok(()) => {
+                tracing::info!(path = %path.display(), from = format!("{current:o}"), to = format!("{mode:o}"), "made private")
+            }
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot make it private (mode {mode:o})"),
         }
     }
