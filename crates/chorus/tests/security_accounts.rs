@@ -249,6 +249,22 @@ async fn code_request_spam_does_not_lock_the_victim_out(b: Backend) {
     assert_eq!(body["user"]["name"], "Victim");
 }
 
+/// A code whose mail could not be sent holds nobody up: asking again right away is not
+/// refused by the request interval.
+#[tokio::test]
+async fn an_unsent_code_does_not_hold_up_a_retry() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[("CHORUS_SMTP_HOST", "127.0.0.1"), ("CHORUS_SMTP_PORT", &closed), ("CHORUS_SMTP_SECURITY", "none")],
+    )
+    .await;
+    let c = reqwest::Client::new();
+    for _ in 0..2 {
+        assert_eq!(request_code(&c, &s.base, "w@example.org").await, (500, Some("internal".into())));
+    }
+}
+
 // ---------------------------------------------------------------- finding 6
 
 /// The attack: 1,000 edits of 16 KiB, each fanned out to the group, past the send limit.

@@ -281,7 +281,17 @@ impl Accounts {
             Identity::Phone(p) => self.mailer.send_sms(p, &body).await,
         };
         if let Err(e) = sent {
-            // The code row is harmless without the mail; report the failure.
+            // Nobody has this code: retire it, so a retry need not wait for the interval.
+            let retired = sqlx::query(
+                "UPDATE login_codes SET code_hash = '', expires_at = 0 WHERE identity = $1 AND code_hash = $2",
+            )
+            .bind(id.key())
+            .bind(hash(&[&id.key(), &code]))
+            .execute(&self.db.write)
+            .await;
+            if let Err(db) = retired {
+                tracing::warn!(error = %db, "retiring an unsent login code");
+            }
             return Err(ApiError::internal(format_args!("sending login code: {e}")));
         }
         Ok(ttl)
