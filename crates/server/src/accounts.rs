@@ -145,11 +145,16 @@ enum Checked {
     Wrong(ApiError),
 }
 
-/// The answer once an identity's wrong guesses reached their bound.
-fn locked_for_today() -> ApiError {
+/// The answer once an identity's wrong guesses reached their bound (`window_secs` long).
+fn locked_for_today(window_secs: u64) -> ApiError {
+    let window = if window_secs >= 3600 {
+        format!("{} hours", window_secs.div_ceil(3600))
+    } else {
+        format!("{} seconds", window_secs)
+    };
     ApiError::new(
         ErrorCode::CodeLocked,
-        "too many wrong codes for this login; no code is accepted for now: try again tomorrow",
+        format!("too many wrong codes for this login; no code is accepted for up to {window}"),
     )
 }
 
@@ -320,22 +325,21 @@ impl Accounts {
         }
         let code = code.trim();
         let key = id.key();
-        // Claimed before the comparison and given back unless the guess turns out wrong.
+        // Counted only for wrong guesses, so only real guesses make entries. (Concurrent guesses
+        // from one network can pass this share by a few; the store's total is exact.)
         let net_key = format!("{key}|{}", ip_key(ip));
-        if !self.failures_per_net.hit(&net_key, now) {
-            return Err(locked_for_today());
+        if self.failures_per_net.exceeded(&net_key, now) {
+            return Err(locked_for_today(self.cfg.code_failure_window_secs));
         }
-        match self.check_code(id, &key, code, name.as_deref(), appid).await {
-            Ok(Checked::Session(session)) => {
-                self.failures_per_net.undo(&net_key, now);
+        match self.check_code(id, &key, code, name.as_deref(), appid).await? {
+            Checked::Session(session) => {
                 if renamed {
                     self.addresses.forget();
                 }
                 Ok(session)
             }
-            Ok(Checked::Wrong(e)) => Err(e),
-            Err(e) => {
-                self.failures_per_net.undo(&net_key, now);
+            Checked::Wrong(e) => {
+                self.failures_per_net.hit(&net_key, now);
                 Err(e)
             }
         }
@@ -383,7 +387,7 @@ impl Accounts {
             return Err(ApiError::new(ErrorCode::CodeExpired, "the login code expired; request a new one"));
         }
         if failure > i64::from(self.cfg.code_failures_per_identity) {
-            return Err(locked_for_today());
+            return Err(locked_for_today(self.cfg.code_failure_window_secs));
         }
         if attempt > max {
             return Err(ApiError::new(ErrorCode::CodeLocked, "too many wrong codes; request a new code"));
