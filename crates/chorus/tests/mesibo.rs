@@ -23,6 +23,12 @@ async fn api_get(s: &Server, q: &[(&str, &str)]) -> Value {
     body(client().get(format!("{}/api", s.base)).query(q).send().await.expect("GET /api")).await
 }
 
+/// `/api` by GET with query parameters and the token in `Authorization: Bearer` (tokens are
+/// refused in query strings).
+async fn api_get_auth(s: &Server, token: &str, q: &[(&str, &str)]) -> Value {
+    body(client().get(format!("{}/api", s.base)).bearer_auth(token).query(q).send().await.expect("GET /api")).await
+}
+
 /// `/api` by POST with a form body.
 async fn api_form(s: &Server, f: &[(&str, &str)]) -> Value {
     body(client().post(format!("{}/api", s.base)).form(f).send().await.expect("POST /api")).await
@@ -43,9 +49,10 @@ async fn be_form(s: &Server, f: &[(&str, &str)]) -> Value {
     body(client().post(format!("{}/backend", s.base)).form(f).send().await.expect("POST /backend")).await
 }
 
-/// `/backend/` by GET with a legacy query.
-async fn be_get(s: &Server, q: &[(&str, &str)]) -> Value {
-    body(client().get(format!("{}/backend/", s.base)).query(q).send().await.expect("GET /backend/")).await
+/// `/backend/` by GET with a legacy query and the admin token in `Authorization: Bearer`.
+async fn be_get_auth(s: &Server, token: &str, q: &[(&str, &str)]) -> Value {
+    body(client().get(format!("{}/backend/", s.base)).bearer_auth(token).query(q).send().await.expect("GET /backend/"))
+        .await
 }
 
 /// A REST call with a bearer token: status and JSON body (Null when empty).
@@ -305,13 +312,13 @@ async fn api_rooms_lifecycle(b: Backend) {
         "AUTHFAIL",
     );
     assert_api_fail(api_form(&s, &[("op", "setgroup"), ("token", &owner)]).await, "setgroup", "MISSINGPARA");
-    assert_api_fail(api_get(&s, &[("op", "rooms"), ("token", &bad)]).await, "rooms", "AUTHFAIL");
+    assert_api_fail(api_get_auth(&s, &bad, &[("op", "rooms")]).await, "rooms", "AUTHFAIL");
     assert_api_fail(
         api_get(&s, &[("op", "joingroup"), ("gid", "1000"), ("pin", "12345678")]).await,
         "joingroup",
         "AUTHFAIL",
     );
-    assert_api_fail(api_get(&s, &[("op", "delgroup"), ("token", "short")]).await, "delgroup", "AUTHFAIL");
+    assert_api_fail(api_get_auth(&s, "short", &[("op", "delgroup")]).await, "delgroup", "AUTHFAIL");
 
     // Create (no gid).
     let mut r =
@@ -332,7 +339,7 @@ async fn api_rooms_lifecycle(b: Backend) {
     let gids = gid.to_string();
 
     // Create with gid=0 (GET query) is a create too.
-    let r2 = api_get(&s, &[("op", "setgroup"), ("token", &owner), ("name", "Second"), ("gid", "0")]).await;
+    let r2 = api_get_auth(&s, &owner, &[("op", "setgroup"), ("name", "Second"), ("gid", "0")]).await;
     assert_ok(&r2);
     let gid2 = r2["gid"].as_i64().unwrap();
     assert!(gid2 >= 1000 && gid2 != gid);
@@ -414,7 +421,7 @@ async fn api_rooms_lifecycle(b: Backend) {
     );
 
     // rooms: the owner sees both pins, others only theirs.
-    let mut r = api_get(&s, &[("op", "rooms"), ("token", &owner)]).await;
+    let mut r = api_get_auth(&s, &owner, &[("op", "rooms")]).await;
     take_ts(&mut r);
     assert_eq!((&r["op"], &r["result"], &r["count"]), (&json!("rooms"), &json!("OK"), &json!(2)), "{r}");
     let rooms = r["rooms"].as_array().unwrap();
@@ -426,7 +433,7 @@ async fn api_rooms_lifecycle(b: Backend) {
     assert_eq!(pin_of(&mine["spin"]), spin);
     assert_eq!((&rooms[0]["gid"], &rooms[0]["name"]), (&json!(gid2), &json!("Second")), "newest first");
 
-    let r = api_get(&s, &[("op", "rooms"), ("token", &pub_tok)]).await;
+    let r = api_get_auth(&s, &pub_tok, &[("op", "rooms")]).await;
     assert_ok(&r);
     assert_eq!(r["count"], json!(1));
     let room = &r["rooms"][0];
@@ -434,7 +441,7 @@ async fn api_rooms_lifecycle(b: Backend) {
     assert_eq!(pin_of(&room["pin"]), pin);
     assert!(room.get("spin").is_none(), "spin only for the owner: {room}");
 
-    let r = api_get(&s, &[("op", "rooms"), ("token", &sub_tok)]).await;
+    let r = api_get_auth(&s, &sub_tok, &[("op", "rooms")]).await;
     assert_ok(&r);
     assert_eq!(r["count"], json!(1));
     let room = &r["rooms"][0];
@@ -442,7 +449,7 @@ async fn api_rooms_lifecycle(b: Backend) {
     assert_eq!(pin_of(&room["pin"]), spin, "a viewer's pin is the view-only one");
     assert!(room.get("spin").is_none(), "spin only for the owner: {room}");
 
-    let r = api_get(&s, &[("op", "rooms"), ("token", &other)]).await;
+    let r = api_get_auth(&s, &other, &[("op", "rooms")]).await;
     assert_ok(&r);
     assert_eq!((&r["count"], &r["rooms"]), (&json!(0), &json!([])));
 
@@ -511,7 +518,7 @@ async fn api_rooms_lifecycle(b: Backend) {
     );
     let (st, _) = rest_get(&s, &format!("/v1/groups/{gid}"), &pub_tok).await;
     assert_eq!(st, 404);
-    let r = api_get(&s, &[("op", "rooms"), ("token", &owner)]).await;
+    let r = api_get_auth(&s, &owner, &[("op", "rooms")]).await;
     assert_eq!(r["count"], json!(1));
     assert_eq!(r["rooms"][0]["gid"], json!(gid2));
 }
@@ -525,7 +532,7 @@ async fn api_logout(b: Backend) {
     take_ts(&mut r);
     assert_eq!(r, json!({"op": "logout", "result": "OK"}));
     assert_eq!(rest_get(&s, "/v1/me", &token).await.0, 401);
-    assert_api_fail(api_get(&s, &[("op", "rooms"), ("token", &token)]).await, "rooms", "AUTHFAIL");
+    assert_api_fail(api_get_auth(&s, &token, &[("op", "rooms")]).await, "rooms", "AUTHFAIL");
     // Only that token.
     assert_eq!(rest_get(&s, "/v1/me", &keep).await.0, 200);
     // A bad token, or none, still logs out fine.
@@ -550,7 +557,7 @@ async fn backend_protocol(b: Backend) {
     assert_be_fail(r, "useradd", "AUTHFAIL");
     let r = be(&s, json!({"op": "useradd", "user": {"address": "alice"}})).await;
     assert_be_fail(r, "useradd", "AUTHFAIL");
-    let r = be_get(&s, &[("op", "getmembers"), ("token", "x"), ("gid", "1000")]).await;
+    let r = be_get_auth(&s, "x", &[("op", "getmembers"), ("gid", "1000")]).await;
     assert_be_fail(r, "getmembers", "AUTHFAIL");
     let r =
         be_form(&s, &[("op", "useradd"), ("token", &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1]), ("addr", "alice")]).await;
@@ -566,7 +573,7 @@ async fn backend_protocol(b: Backend) {
     let r = be(&s, json!({"op": "useradd", "token": ADMIN_TOKEN, "id": 9, "user": {"address": "alice"}})).await;
     assert_true(&r);
     assert_eq!((&r["op"], &r["id"], &r["user"]["address"]), (&json!("useradd"), &json!(9), &json!("alice")));
-    let r = be_get(&s, &[("op", "bogus"), ("token", ADMIN_TOKEN), ("id", "abc")]).await;
+    let r = be_get_auth(&s, ADMIN_TOKEN, &[("op", "bogus"), ("id", "abc")]).await;
     assert_eq!(r, json!({"op": "bogus", "result": false, "error": "BADOP", "id": "abc"}));
     // Unknown or missing op.
     assert_be_fail(be(&s, json!({"op": "frobnicate", "token": ADMIN_TOKEN})).await, "frobnicate", "BADOP");
@@ -648,8 +655,7 @@ async fn backend_users(b: Backend) {
     assert_eq!((st, &me["address"]), (200, &json!("bob")));
     // Legacy query string.
     let r =
-        be_get(&s, &[("op", "useradd"), ("addr", "dave"), ("name", "Dave"), ("appid", "x"), ("token", ADMIN_TOKEN)])
-            .await;
+        be_get_auth(&s, ADMIN_TOKEN, &[("op", "useradd"), ("addr", "dave"), ("name", "Dave"), ("appid", "x")]).await;
     assert_true(&r);
     let td = r["user"]["token"].as_str().expect("legacy token").to_string();
     let (st, me) = rest_get(&s, "/v1/me", &td).await;
@@ -721,7 +727,7 @@ async fn backend_groups(b: Backend) {
         assert_eq!(m["admin"], json!(0), "{m}");
     }
     // The same through the flat legacy form.
-    let r2 = be_get(&s, &[("op", "getmembers"), ("token", ADMIN_TOKEN), ("gid", &gid.to_string())]).await;
+    let r2 = be_get_auth(&s, ADMIN_TOKEN, &[("op", "getmembers"), ("gid", &gid.to_string())]).await;
     assert_eq!(r2, r);
     // Membership is real.
     let (st, g) = rest_get(&s, &format!("/v1/groups/{gid}"), &alice).await;

@@ -19,7 +19,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
-use crate::limiter::WindowLimiter;
+use crate::limiter::{ip_key, WindowLimiter};
 use crate::mail::Mailer;
 
 /// WebSocket close code for a session whose token or account was revoked.
@@ -72,13 +72,58 @@ pub fn normalize_phone(p: &str) -> ApiResult<String> {
     Ok(digits.to_string())
 }
 
-/// Checks a display name: 1–64 characters, no control characters.
+/// Checks a display name: 1–64 characters, none of them control, invisible or
+/// text-direction characters (see [`invisible_at`]).
 pub fn validate_name(name: &str) -> ApiResult<String> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
         return Err(ApiError::bad_request("name must be 1 to 64 printable characters"));
     }
+    let chars: Vec<char> = n.chars().collect();
+    if let Some(i) = (0..chars.len()).find(|&i| invisible_at(&chars, i)) {
+        return Err(ApiError::bad_request(format!(
+            "name must not contain invisible or text-direction characters (U+{:04X})",
+            u32::from(chars[i])
+        )));
+    }
     Ok(n.to_string())
+}
+
+/// Whether `chars[i]` is a character a display name may not hold: one that changes the
+/// direction of the text around it (bidi embeddings, overrides, isolates and marks, which let
+/// a name show as something else next to other text), or that is invisible (zero-width
+/// spaces and joiners, word joiner, byte-order mark, soft hyphen, fillers and blanks, private-use
+/// and unassigned code points), which make names that look alike but differ. The joiners are
+/// allowed where scripts need them: U+200D inside an emoji sequence (👩‍💻), U+200C and U+200D
+/// between letters of scripts from Hebrew on (Persian, Indic …); tag characters only in an
+/// emoji flag tag sequence.
+fn invisible_at(chars: &[char], i: usize) -> bool {
+    use unicode_properties::{GeneralCategory as G, GeneralCategoryGroup, UnicodeEmoji, UnicodeGeneralCategory};
+    let c = chars[i];
+    let prev = i.checked_sub(1).map(|p| chars[p]);
+    let next = chars.get(i + 1).copied();
+    let emoji = |c: Option<char>| c.is_some_and(|c| !c.is_ascii() && c.is_emoji_char_or_emoji_component());
+    let joined_letter = |c: Option<char>| {
+        c.is_some_and(|c| {
+            u32::from(c) >= 0x0590 && (c.is_alphabetic() || c.general_category_group() == GeneralCategoryGroup::Mark)
+        })
+    };
+    match c {
+        // Blanks that are not format characters: Hangul fillers, braille blank, grapheme joiner.
+        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}' | '\u{034F}' => true,
+        '\u{200D}' if emoji(prev) && emoji(next) => false,
+        '\u{200C}' | '\u{200D}' if joined_letter(prev) && joined_letter(next) => false,
+        // Tags follow U+1F3F4 (black flag) in subdivision flags.
+        '\u{E0020}'..='\u{E007F}'
+            if prev.is_some_and(|p| p == '\u{1F3F4}' || ('\u{E0020}'..='\u{E007F}').contains(&p)) =>
+        {
+            false
+        }
+        _ => matches!(
+            c.general_category(),
+            G::Format | G::LineSeparator | G::ParagraphSeparator | G::PrivateUse | G::Unassigned | G::Surrogate
+        ),
+    }
 }
 
 /// Checks an address given by an admin: 1–63 of `[A-Za-z0-9_.+@-]`.
@@ -92,14 +137,36 @@ pub fn validate_address(addr: &str) -> ApiResult<&str> {
     Ok(addr)
 }
 
+/// What [`Accounts::check_code`] found.
+enum Checked {
+    /// The code was right.
+    Session(LoginSession),
+    /// The code was wrong; the guess was counted (committed).
+    Wrong(ApiError),
+}
+
+/// The answer once an identity's wrong guesses reached their bound (`window_secs` long).
+fn locked_for_today(window_secs: u64) -> ApiError {
+    let window = if window_secs >= 3600 {
+        format!("{} hours", window_secs.div_ceil(3600))
+    } else {
+        format!("{} seconds", window_secs)
+    };
+    ApiError::new(
+        ErrorCode::CodeLocked,
+        format!("too many wrong codes for this login; no code is accepted for up to {window}"),
+    )
+}
+
 /// The accounts service.
 pub struct Accounts {
     db: Db,
     cfg: Arc<Config>,
     mailer: Mailer,
     bus: Arc<dyn FanOut>,
-    codes_per_identity: WindowLimiter,
     codes_per_ip: WindowLimiter,
+    /// Wrong codes per identity and client network (the total per identity is in the store).
+    failures_per_net: WindowLimiter,
     addresses: AddressCache,
 }
 
@@ -155,12 +222,16 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<SessionUser, sqlx::Error> {
 }
 
 impl Accounts {
-    /// Builds the service.
+    /// Builds the service and starts its purge task (so it needs a Tokio runtime).
     pub fn new(db: Db, cfg: Arc<Config>, mailer: Mailer, bus: Arc<dyn FanOut>) -> Self {
+        tokio::spawn(purge_loop(db.clone(), cfg.clone(), mailer.outbox().to_path_buf()));
         let window = Duration::from_secs(cfg.rate_window_secs);
         Accounts {
-            codes_per_identity: WindowLimiter::new(cfg.code_requests_per_identity, window),
             codes_per_ip: WindowLimiter::new(cfg.code_requests_per_ip, window),
+            failures_per_net: WindowLimiter::new(
+                cfg.code_failures_per_identity_ip,
+                Duration::from_secs(cfg.code_failure_window_secs),
+            ),
             db,
             cfg,
             mailer,
@@ -170,28 +241,42 @@ impl Accounts {
     }
 
     /// Creates a login code and sends it. Returns its lifetime in seconds.
+    ///
+    /// A new code replaces the identity's earlier one, but not while the earlier one is still
+    /// usable and younger than `code_request_interval_secs`: then the request is refused
+    /// (`rate_limited`) and the earlier code stays valid. So nobody can lock a user out by
+    /// requesting codes for them; at worst they replace the user's code once per interval.
     pub async fn request_code(&self, id: &Identity, ip: IpAddr) -> ApiResult<u64> {
         let now = Instant::now();
-        if !self.codes_per_ip.hit(&ip.to_string(), now) {
+        if !self.codes_per_ip.hit(&ip_key(ip), now) {
             return Err(ApiError::rate_limited("too many login requests from this address; try later"));
-        }
-        if !self.codes_per_identity.hit(&id.key(), now) {
-            return Err(ApiError::rate_limited("too many codes requested for this login; try later"));
         }
         let code = random_digits(6);
         let ts = now_ms();
         let ttl = self.cfg.code_ttl_secs;
-        sqlx::query(
+        let interval = (self.cfg.code_request_interval_secs as i64).saturating_mul(1000);
+        // One statement checks the interval and writes the code, so concurrent requests
+        // cannot both pass. The wrong-guess count (`failures`) survives a new code.
+        let written = sqlx::query(
             "INSERT INTO login_codes (identity, code_hash, attempts, expires_at, created_at) \
              VALUES ($1, $2, 0, $3, $4) \
-             ON CONFLICT (identity) DO UPDATE SET code_hash = $2, attempts = 0, expires_at = $3, created_at = $4",
+             ON CONFLICT (identity) DO UPDATE SET code_hash = $2, attempts = 0, expires_at = $3, created_at = $4 \
+             WHERE login_codes.created_at <= $5 OR login_codes.expires_at <= $4 OR login_codes.attempts >= $6",
         )
         .bind(id.key())
         .bind(hash(&[&id.key(), &code]))
-        .bind(ts + (ttl as i64) * 1000)
+        .bind(ts.saturating_add((ttl as i64).saturating_mul(1000)))
         .bind(ts)
+        .bind(ts.saturating_sub(interval))
+        .bind(i64::from(self.cfg.code_max_attempts))
         .execute(&self.db.write)
         .await?;
+        if written.rows_affected() == 0 {
+            return Err(ApiError::rate_limited(format!(
+                "a code was sent for this login less than {} seconds ago; use it, or ask again later",
+                self.cfg.code_request_interval_secs
+            )));
+        }
         let minutes = ttl.div_ceil(60);
         let body = format!(
             "Your Chorus login code is {code}\n\nIt expires in {minutes} minutes. If you did not ask for it, ignore this message.\n"
@@ -201,13 +286,29 @@ impl Accounts {
             Identity::Phone(p) => self.mailer.send_sms(p, &body).await,
         };
         if let Err(e) = sent {
-            // The code row is harmless without the mail; report the failure.
+            // Nobody has this code: retire it, so a retry need not wait for the interval.
+            let retired = sqlx::query(
+                "UPDATE login_codes SET code_hash = '', expires_at = 0 WHERE identity = $1 AND code_hash = $2",
+            )
+            .bind(id.key())
+            .bind(hash(&[&id.key(), &code]))
+            .execute(&self.db.write)
+            .await;
+            if let Err(db) = retired {
+                tracing::warn!(error = %db, "retiring an unsent login code");
+            }
             return Err(ApiError::internal(format_args!("sending login code: {e}")));
         }
         Ok(ttl)
     }
 
     /// Checks a code; on success creates the user if new and issues a token.
+    ///
+    /// Wrong guesses are bounded three ways: `code_max_attempts` per code, and per identity
+    /// across all its codes `code_failures_per_identity` per `code_failure_window_secs`
+    /// (stored with the code, so a restart does not reset it), of which at most
+    /// `code_failures_per_identity_ip` from one network. Past a bound every guess is refused
+    /// with `code_locked` before it is compared.
     pub async fn verify(
         &self,
         id: &Identity,
@@ -218,18 +319,56 @@ impl Accounts {
     ) -> ApiResult<LoginSession> {
         let name = name.map(validate_name).transpose()?;
         let renamed = name.is_some();
-        if !self.codes_per_ip.hit(&ip.to_string(), Instant::now()) {
+        let now = Instant::now();
+        if !self.codes_per_ip.hit(&ip_key(ip), now) {
             return Err(ApiError::rate_limited("too many login attempts from this address; try later"));
         }
         let code = code.trim();
         let key = id.key();
+        // Counted only for wrong guesses, so only real guesses make entries. (Concurrent guesses
+        // from one network can pass this share by a few; the store's total is exact.)
+        let net_key = format!("{key}|{}", ip_key(ip));
+        if self.failures_per_net.exceeded(&net_key, now) {
+            return Err(locked_for_today(self.cfg.code_failure_window_secs));
+        }
+        match self.check_code(id, &key, code, name.as_deref(), appid).await? {
+            Checked::Session(session) => {
+                if renamed {
+                    self.addresses.forget();
+                }
+                Ok(session)
+            }
+            Checked::Wrong(e) => {
+                self.failures_per_net.hit(&net_key, now);
+                Err(e)
+            }
+        }
+    }
+
+    /// The transaction of [`Accounts::verify`].
+    async fn check_code(
+        &self,
+        id: &Identity,
+        key: &str,
+        code: &str,
+        name: Option<&str>,
+        appid: &str,
+    ) -> ApiResult<Checked> {
+        let ts = now_ms();
+        let window_start = ts.saturating_sub((self.cfg.code_failure_window_secs as i64).saturating_mul(1000));
         let mut tx = self.db.write.begin().await?;
-        // Claim an attempt before comparing, in one statement: concurrent
-        // guesses each use one up (the row lock serialises them on PostgreSQL).
+        // Claim an attempt and a failure before comparing, in one statement: concurrent
+        // guesses each use one up (the row lock serialises them on PostgreSQL). A right
+        // code gives the failure back; a refusal rolls both back.
         let row = sqlx::query(
-            "UPDATE login_codes SET attempts = attempts + 1 WHERE identity = $1 RETURNING code_hash, attempts, expires_at",
+            "UPDATE login_codes SET attempts = attempts + 1, \
+             failures = CASE WHEN failures_since <= $2 THEN 1 ELSE failures + 1 END, \
+             failures_since = CASE WHEN failures_since <= $2 THEN $3 ELSE failures_since END \
+             WHERE identity = $1 RETURNING code_hash, attempts, expires_at, failures",
         )
-        .bind(&key)
+        .bind(key)
+        .bind(window_start)
+        .bind(ts)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -241,22 +380,39 @@ impl Accounts {
         let stored: String = row.try_get("code_hash")?;
         let attempt: i64 = row.try_get("attempts")?;
         let expires_at: i64 = row.try_get("expires_at")?;
+        let failure: i64 = row.try_get("failures")?;
         let max = i64::from(self.cfg.code_max_attempts);
         // Returning early drops the transaction: the claimed attempt is rolled back.
+        if expires_at <= ts {
+            return Err(ApiError::new(ErrorCode::CodeExpired, "the login code expired; request a new one"));
+        }
+        if failure > i64::from(self.cfg.code_failures_per_identity) {
+            return Err(locked_for_today(self.cfg.code_failure_window_secs));
+        }
         if attempt > max {
             return Err(ApiError::new(ErrorCode::CodeLocked, "too many wrong codes; request a new code"));
         }
-        if expires_at < now_ms() {
-            return Err(ApiError::new(ErrorCode::CodeExpired, "the login code expired; request a new one"));
-        }
-        if !ct_eq(&stored, &hash(&[&key, code])) {
+        if !ct_eq(&stored, &hash(&[key, code])) {
             tx.commit().await?;
             if attempt >= max {
-                return Err(ApiError::new(ErrorCode::CodeLocked, "too many wrong codes; request a new code"));
+                return Ok(Checked::Wrong(ApiError::new(
+                    ErrorCode::CodeLocked,
+                    "wrong code; no attempts left: request a new code",
+                )));
             }
-            return Err(ApiError::new(ErrorCode::CodeInvalid, format!("wrong code; {} attempts left", max - attempt)));
+            let left = max - attempt;
+            return Ok(Checked::Wrong(ApiError::new(
+                ErrorCode::CodeInvalid,
+                format!("wrong code; {left} attempts left"),
+            )));
         }
-        sqlx::query("DELETE FROM login_codes WHERE identity = $1").bind(&key).execute(&mut *tx).await?;
+        // Used up, but the row (and its count of wrong guesses) stays until the purge.
+        sqlx::query(
+            "UPDATE login_codes SET code_hash = '', expires_at = 0, attempts = 0, failures = failures - 1 WHERE identity = $1",
+        )
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
         let (col, value) = match id {
             Identity::Email(e) => ("email", e.as_str()),
             Identity::Phone(p) => ("phone", p.as_str()),
@@ -268,19 +424,19 @@ impl Accounts {
         let user = match existing {
             Some(row) => {
                 let mut u = user_from_row(&row)?;
-                if let Some(n) = &name {
+                if let Some(n) = name {
                     sqlx::query("UPDATE users SET name = $1 WHERE uid = $2")
                         .bind(n)
                         .bind(u.uid)
                         .execute(&mut *tx)
                         .await?;
-                    u.name = n.clone();
+                    u.name = n.to_string();
                 }
                 u
             }
             None => {
                 let address = format!("u{}", random_hex(8));
-                let name = name.unwrap_or_else(|| format!("User {}", &address[address.len() - 4..]));
+                let name = name.map_or_else(|| format!("User {}", &address[address.len() - 4..]), str::to_string);
                 let uid: i64 = sqlx::query_scalar(&format!(
                     "INSERT INTO users (address, {col}, name, created_at) VALUES ($1, $2, $3, $4) RETURNING uid"
                 ))
@@ -295,10 +451,7 @@ impl Accounts {
         };
         let (token, expires_at) = issue_token(&mut tx, user.uid, appid, self.cfg.token_ttl_secs).await?;
         tx.commit().await?;
-        if renamed {
-            self.addresses.forget();
-        }
-        Ok(LoginSession { token, expires_at, user })
+        Ok(Checked::Session(LoginSession { token, expires_at, user }))
     }
 
     /// The user behind an access token, if it is valid and unexpired.
@@ -449,6 +602,38 @@ impl Accounts {
     }
 }
 
+/// Every `purge_interval_secs` (and at start): deletes expired tokens, login codes that
+/// expired and whose wrong-guess window ended, and outbox files older than twice the code
+/// lifetime (their codes are dead). Failures are logged and tried again next time.
+async fn purge_loop(db: Db, cfg: Arc<Config>, outbox: std::path::PathBuf) {
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.purge_interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match purge(&db, &cfg, &outbox).await {
+            Ok((tokens, codes, files)) if tokens + codes + files as u64 > 0 => {
+                tracing::info!(tokens, codes, files, "purged expired tokens, login codes and outbox files");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed; trying again later"),
+        }
+    }
+}
+
+/// One purge; returns how many tokens, codes and outbox files it deleted.
+async fn purge(db: &Db, cfg: &Config, outbox: &std::path::Path) -> anyhow::Result<(u64, u64, usize)> {
+    let now = now_ms();
+    let tokens = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1").bind(now).execute(&db.write).await?;
+    let window = (cfg.code_failure_window_secs as i64).saturating_mul(1000);
+    let codes = sqlx::query("DELETE FROM login_codes WHERE expires_at <= $1 AND failures_since <= $2")
+        .bind(now)
+        .bind(now.saturating_sub(window))
+        .execute(&db.write)
+        .await?;
+    let files = crate::mail::purge_outbox(outbox, Duration::from_secs(cfg.code_ttl_secs.saturating_mul(2))).await?;
+    Ok((tokens.rows_affected(), codes.rows_affected(), files))
+}
+
 async fn issue_token(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     uid: i64,
@@ -489,6 +674,42 @@ mod tests {
         assert!(validate_name("  Ann ").is_ok());
         assert!(validate_name("").is_err());
         assert!(validate_name("a\nb").is_err());
+        // Text direction: "Ann\u{202E}gpj.exe" shows as "Annexe.jpg".
+        for bad in ["Ann\u{202E}gpj.exe", "\u{202D}Bob", "a\u{2066}b\u{2069}", "Eve\u{200F}", "\u{061C}x"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        // Invisible: zero-width space, joiners between Latin letters, word joiner, BOM,
+        // soft hyphen, Hangul filler, braille blank, private use.
+        for bad in [
+            "An\u{200B}n",
+            "A\u{200D}nn",
+            "A\u{200C}nn",
+            "Ann\u{2060}",
+            "\u{FEFF}Ann",
+            "An\u{AD}n",
+            "\u{3164}",
+            "x\u{2800}",
+            "\u{E000}",
+            "a\u{2028}b",
+            "\u{200D}\u{1F4BB}",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        // What real names need stays: emoji sequences with joiners, Persian and Hindi joiners,
+        // flags, accents, non-Latin scripts.
+        for good in [
+            "Dev \u{1F469}\u{200D}\u{1F4BB}",
+            "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",
+            "\u{2764}\u{FE0F} Zoë",
+            "\u{0645}\u{06CC}\u{200C}\u{062E}\u{0648}\u{0627}\u{0647}\u{0645}",
+            "\u{0915}\u{094D}\u{200D}\u{0937}",
+            "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F} Ian",
+            "José Müller-Łukasz",
+            "王小明",
+            "Анна",
+        ] {
+            assert_eq!(validate_name(good).unwrap(), good, "{good:?}");
+        }
         assert!(validate_address("user-1@x").is_ok());
         assert!(validate_address("has space").is_err());
         assert!(validate_address(&"a".repeat(64)).is_err());

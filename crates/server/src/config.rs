@@ -49,10 +49,22 @@ pub struct Config {
     pub code_ttl_secs: u64,
     /// Wrong attempts that lock a login code.
     pub code_max_attempts: u32,
-    /// Login codes one email/phone may request per `rate_window_secs`.
-    pub code_requests_per_identity: u32,
+    /// Least seconds between two login codes for one email/phone while the earlier one is usable.
+    pub code_request_interval_secs: u64,
+    /// Replaced by `code_request_interval_secs`; still accepted (and ignored, with a warning) so an
+    /// older config file keeps starting.
+    #[serde(skip_serializing)]
+    pub code_requests_per_identity: Option<u32>,
     /// Login codes (and verifications) one client IP may request per `rate_window_secs`.
     pub code_requests_per_ip: u32,
+    /// Wrong login codes one email/phone may try per `code_failure_window_secs`, across codes.
+    pub code_failures_per_identity: u32,
+    /// Of those, the most that may come from one client network (IPv4 address, IPv6 /64).
+    pub code_failures_per_identity_ip: u32,
+    /// Window of the two counters above, seconds.
+    pub code_failure_window_secs: u64,
+    /// Seconds between purges of expired tokens, old login codes and old outbox files.
+    pub purge_interval_secs: u64,
     /// Wrong pins one user may try per `rate_window_secs`.
     pub pin_failures_per_user: u32,
     /// Wrong pins one IP may try per `rate_window_secs`.
@@ -140,8 +152,13 @@ impl Default for Config {
             token_ttl_secs: 30 * 24 * 3600,
             code_ttl_secs: 600,
             code_max_attempts: 5,
-            code_requests_per_identity: 5,
+            code_request_interval_secs: 60,
+            code_requests_per_identity: None,
             code_requests_per_ip: 600,
+            code_failures_per_identity: 30,
+            code_failures_per_identity_ip: 10,
+            code_failure_window_secs: 24 * 3600,
+            purge_interval_secs: 3600,
             pin_failures_per_user: 10,
             pin_failures_per_ip: 30,
             pin_failures_per_group: 200,
@@ -229,6 +246,15 @@ impl Config {
             anyhow::bail!(
                 "session_queue_bytes, session_write_timeout_secs, max_sessions_per_user, max_connections and \
                  http_idle_timeout_secs must be positive"
+            );
+        }
+        if self.code_failures_per_identity == 0
+            || self.code_failures_per_identity_ip == 0
+            || self.code_failure_window_secs == 0
+            || self.purge_interval_secs == 0
+        {
+            anyhow::bail!(
+                "code_failures_per_identity, code_failures_per_identity_ip, code_failure_window_secs and purge_interval_secs must be positive"
             );
         }
         if self.rtc_peer_timeout_secs == 0 || self.rtc_connect_timeout_secs == 0 {

@@ -70,8 +70,9 @@ impl Db {
                 (pool.clone(), pool, Backend::Postgres)
             }
             None => {
-                std::fs::create_dir_all(data_dir)?;
+                crate::private_dir(data_dir)?;
                 let path = data_dir.join("chorus.db");
+                private_database(&path)?;
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 let opts = AnyConnectOptions::from_str(&url)?
                     .log_statements(tracing::log::LevelFilter::Trace)
@@ -107,6 +108,29 @@ impl Db {
         let epoch = load_epoch(&write).await?;
         Ok(Db { write, read, backend, epoch })
     }
+}
+
+/// Creates the SQLite file 0600 before SQLite opens it (an empty file is an empty database):
+/// SQLite gives its `-wal` and `-shm` files the mode of the database file. An existing file
+/// and left-over `-wal`/`-shm` files are made 0600 too.
+fn private_database(path: &Path) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        if p.exists() {
+            crate::private_file(&p);
+        }
+    }
+    Ok(())
 }
 
 async fn load_epoch(pool: &AnyPool) -> anyhow::Result<String> {

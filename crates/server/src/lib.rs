@@ -28,29 +28,34 @@ use std::time::Duration;
 
 use crate::config::Config;
 
-/// Reads the admin token from config, else from `DATA/admin-token`, else
-/// generates one, stores it (mode 0600) and prints it once.
+/// Reads the admin token from config, else from `DATA/admin-token`, else generates one and
+/// stores it there (mode 0600). The token itself is never printed or logged: only where it is.
+/// Also makes the data directory private (0700) and an existing `admin-token` file 0600.
 pub fn admin_token(cfg: &Config) -> anyhow::Result<String> {
+    private_dir(&cfg.data)?;
+    let path = cfg.data.join("admin-token");
+    if path.exists() {
+        private_file(&path);
+    }
     if let Some(t) = cfg.admin_token.as_deref().filter(|t| !t.is_empty()) {
         if t.len() < 16 {
             anyhow::bail!("admin_token must be at least 16 characters");
         }
         return Ok(t.to_string());
     }
-    let path = cfg.data.join("admin-token");
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
         if t.len() >= 16 {
             return Ok(t);
         }
     }
-    std::fs::create_dir_all(&cfg.data)?;
     let token = auth_token::random_token(32);
     write_private(&path, &token)?;
-    println!("Generated admin token (stored in {}): {token}", path.display());
+    println!("Generated an admin token; it is stored in {} (readable by this user only)", path.display());
     Ok(token)
 }
 
+/// Writes a file only its owner may read (0600), fixing the mode of an existing one.
 fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
@@ -61,9 +66,67 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
+    // `mode` applies only when the file is created.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     f.write_all(content.as_bytes())?;
     Ok(())
 }
+
+/// Creates `dir` (and its parents) if missing and makes it private (0700): the data
+/// directory and the outbox hold the database, the admin token and login codes.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    set_mode(dir, 0o700);
+    Ok(())
+}
+
+/// Makes an existing file private (0600). A file this user may not change is reported in the
+/// log, not fatal: the operator may manage modes themselves.
+pub fn private_file(path: &Path) {
+    set_mode(path, 0o600);
+}
+
+/// Makes every file directly in `dir` private (0600).
+pub fn private_files_in(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                private_file(&e.path());
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let current = match std::fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(e) => return tracing::warn!(path = %path.display(), error = %e, "cannot check the mode"),
+    };
+    if current != mode {
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), from = format!("{current:o}"), to = format!("{mode:o}"), "made private")
+            }
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot make it private (mode {mode:o})"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) {}
 
 /// Builds every service and the HTTP application for `cfg`.
 pub async fn build(cfg: Config) -> anyhow::Result<axum::Router> {
@@ -83,6 +146,9 @@ pub struct App {
 /// Builds every service, the HTTP application and the media sockets for `cfg`.
 pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let cfg = Arc::new(cfg);
+    if cfg.code_requests_per_identity.is_some() {
+        tracing::warn!("code_requests_per_identity is deprecated and ignored; see code_request_interval_secs");
+    }
     let admin = admin_token(&cfg)?;
     let db = db::Db::open(cfg.database.as_deref(), &cfg.data, &cfg.sqlite_synchronous).await?;
     tracing::info!(backend = ?db.backend, epoch = %db.epoch, "store ready");

@@ -257,6 +257,22 @@ fn message_from_row(r: &AnyRow) -> Result<(Message, MsgMeta), sqlx::Error> {
     Ok((m, meta))
 }
 
+/// Exit status of the process when a task it cannot run without panicked (`EX_SOFTWARE`).
+pub const EXIT_TASK_PANICKED: i32 = 70;
+
+/// Waits for a task the server cannot work without (the message writer: every send, edit
+/// and receipt goes through it). If it panicked, logs it and calls `stop` — in the server,
+/// exiting the process, so that its supervisor (systemd `Restart=`) starts a fresh one, rather
+/// than serving on with messaging dead. A task that returns or is cancelled (shutdown) is fine.
+pub async fn exit_if_panicked<T>(name: &str, task: tokio::task::JoinHandle<T>, stop: impl FnOnce()) {
+    if let Err(e) = task.await {
+        if e.is_panic() {
+            tracing::error!(task = name, error = %e, "a task the server cannot work without panicked; exiting");
+            stop();
+        }
+    }
+}
+
 /// Serialises a frame once for fan-out.
 pub fn outbound(frame: &ServerFrame, msg: Option<MsgMeta>, origin: u64) -> Arc<Outbound> {
     let json = serde_json::to_string(frame).expect("server frames always serialise");
@@ -313,7 +329,8 @@ impl Messaging {
             writer: tx,
             send_rate: RateLimiter::keyed(quota),
         });
-        tokio::spawn(Writer { db, groups, bus, pairs: Default::default() }.run(rx));
+        let writer = tokio::spawn(Writer { db, groups, bus, pairs: Default::default() }.run(rx));
+        tokio::spawn(exit_if_panicked("message writer", writer, || std::process::exit(EXIT_TASK_PANICKED)));
         // Forget the send-rate state of users who stopped sending.
         let weak = Arc::downgrade(&svc);
         tokio::spawn(async move {
@@ -406,9 +423,7 @@ impl Messaging {
         }
         let checked = async {
             let body = self.encode(content)?;
-            if self.send_rate.check_key(&from.uid).is_err() {
-                return Err(ApiError::rate_limited("sending too fast; slow down"));
-            }
+            self.take_send_slot(from.uid)?;
             Ok((body, self.resolve(from, target).await?))
         };
         let (body, dest) = match checked.await {
@@ -433,11 +448,22 @@ impl Messaging {
         Ok(stored_send(&mut conn, uid, client_id).await?)
     }
 
-    /// Edits (`Some`) or deletes (`None`) one of the user's own messages.
+    /// Counts one fan-out-causing request of `uid` against the send rate (`sends_per_second`,
+    /// `send_burst`): sends, edits, deletes and reads share it.
+    fn take_send_slot(&self, uid: i64) -> ApiResult<()> {
+        if self.send_rate.check_key(&uid).is_err() {
+            return Err(ApiError::rate_limited("sending too fast; slow down"));
+        }
+        Ok(())
+    }
+
+    /// Edits (`Some`) or deletes (`None`) one of the user's own messages. Counts against the
+    /// send rate: each one is fanned out to the conversation like a send.
     pub async fn change(&self, from: &SessionUser, mid: i64, content: Option<Content>, origin: u64) -> ApiResult<()> {
         if let Some(c) = &content {
             self.encode(c)?;
         }
+        self.take_send_slot(from.uid)?;
         let (reply, rx) = oneshot::channel();
         let op = WriteOp::Change { from: from.clone(), mid, content, origin, reply };
         self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
@@ -446,7 +472,16 @@ impl Messaging {
 
     /// Records that `user` has had a conversation delivered (or read) up to
     /// `seq`. Reads wait for the commit; delivery acks do not.
+    ///
+    /// Reads count against the send rate: the client names any `seq`, so without it one user
+    /// could walk a long history one message at a time, each step a writer request and a
+    /// receipt. Delivery acks do not: a session acks only messages it received, at most one
+    /// watermark per conversation per `ack`, so their receipts are bounded by the messages
+    /// others sent (and counting them would starve a busy reader's own sends).
     pub async fn watermark(&self, user: &SessionUser, conv_id: i64, seq: i64, read: bool) -> ApiResult<()> {
+        if read {
+            self.take_send_slot(user.uid)?;
+        }
         let (tx, rx) = if read {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -1287,6 +1322,23 @@ mod tests {
             reply,
         };
         (op, rx)
+    }
+
+    /// A panicking writer stops the server; one that ends or is cancelled does not.
+    #[tokio::test]
+    async fn a_panicked_writer_stops_the_server() {
+        let stopped = |task: tokio::task::JoinHandle<()>| async move {
+            let hit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let h = hit.clone();
+            super::exit_if_panicked("test task", task, move || h.store(true, std::sync::atomic::Ordering::SeqCst))
+                .await;
+            hit.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        assert!(stopped(tokio::spawn(async { panic!("writer bug") })).await);
+        assert!(!stopped(tokio::spawn(async {})).await);
+        let forever = tokio::spawn(std::future::pending::<()>());
+        forever.abort();
+        assert!(!stopped(forever).await);
     }
 
     /// A writer on a fresh SQLite store holding users `uids` (address `u<uid>`).

@@ -2,7 +2,8 @@
 //!
 //! - `/api`: the conferencing demo backend (`login`, `logout`, `setgroup`,
 //!   `joingroup`, `delgroup`, `rooms`). Parameters by GET query, POST form or
-//!   POST JSON. Replies `{op, ts, result: "OK"|"FAIL", error}`.
+//!   POST JSON, but tokens never in the query string (`TOKENINURL`).
+//!   Replies `{op, ts, result: "OK"|"FAIL", error}`.
 //! - `/backend`: the admin backend API (`useradd`, `deluser`, `deltoken`,
 //!   `groupadd`, `groupset`, `groupdel`, `groupeditmembers`, `getmembers`,
 //!   `message`), authorised by the admin token. Replies `{op, result: true|false, error}`.
@@ -62,6 +63,32 @@ fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Va
         }
     }
     Ok(out)
+}
+
+/// Names of parameters that carry secrets (access and admin tokens). They are refused in a
+/// query string, whatever their value: URLs end up in proxy and server logs and in browser
+/// history. They go in the body (form or JSON) or in `Authorization: Bearer`.
+const SECRET_PARAMS: [&str; 2] = ["token", "usertoken"];
+
+/// The reply error for a secret in the query string.
+const TOKEN_IN_URL: &str = "TOKENINURL";
+
+/// True if the query string names a secret parameter (see [`SECRET_PARAMS`]).
+fn secret_in_query(uri: &Uri) -> bool {
+    let Some(q) = uri.query() else { return false };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap_or_default();
+    pairs.iter().any(|(k, _)| SECRET_PARAMS.contains(&k.as_str()))
+}
+
+/// The token of a request: the `token` parameter of the body, else `Authorization: Bearer`.
+/// (Call after [`secret_in_query`] refused query tokens.)
+fn request_token(p: &Map<String, Value>, headers: &HeaderMap) -> Option<String> {
+    s(p, "token").or_else(|| {
+        let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = v.trim().split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+    })
 }
 
 /// A string parameter (numbers are accepted and rendered).
@@ -129,16 +156,19 @@ async fn api(
     let Some(op) = s(&p, "op") else {
         return Json(json!({"code": "NOOP", "result": "FAIL"}));
     };
+    if secret_in_query(&uri) {
+        return api_fail(&op, TOKEN_IN_URL);
+    }
     match op.as_str() {
         "login" => api_login(&st, ip, &p).await,
         "logout" => {
-            if let Some(t) = s(&p, "token") {
+            if let Some(t) = request_token(&p, &headers) {
                 let _ = st.accounts.revoke(&t).await;
             }
             api_reply("logout", json!({}))
         }
         "setgroup" | "joingroup" | "delgroup" | "rooms" => {
-            let user = match s(&p, "token") {
+            let user = match request_token(&p, &headers) {
                 Some(t) => st.accounts.authenticate(&t).await.ok(),
                 None => None,
             };
@@ -366,7 +396,10 @@ async fn backend(State(st): State<AppState>, uri: Uri, headers: HeaderMap, body:
     };
     let id = p.get("id").cloned();
     let op = s(&p, "op").unwrap_or_default();
-    let token = s(&p, "token").unwrap_or_default();
+    if secret_in_query(&uri) {
+        return be_fail(&op, TOKEN_IN_URL, &id);
+    }
+    let token = request_token(&p, &headers).unwrap_or_default();
     if !crate::auth_token::ct_eq(&token, &st.admin_token) {
         return be_fail(&op, "AUTHFAIL", &id);
     }
