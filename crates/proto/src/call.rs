@@ -191,6 +191,9 @@ pub enum CallLeaveReason {
     Replaced,
     /// They lost their place in the group (removed, or the group was deleted).
     NotMember,
+    /// Their session fell too far behind on call events (it stopped reading its WebSocket) and
+    /// was taken out of the call; it may join again.
+    Slow,
 }
 
 /// Why a stream ended.

@@ -132,6 +132,10 @@ pub struct Config {
     pub rtc_connect_timeout_secs: u64,
     /// Starting downlink bandwidth estimate per subscriber, kbit/s (then measured).
     pub rtc_initial_bitrate_kbps: u64,
+    /// Call events queued per participant; one that falls this far behind is dropped from the call.
+    pub call_event_queue: usize,
+    /// Most ICE-TCP connections open at once (all calls together); more are closed at once.
+    pub rtc_tcp_max_connections: usize,
 }
 
 impl Default for Config {
@@ -190,6 +194,8 @@ impl Default for Config {
             rtc_peer_timeout_secs: 10,
             rtc_connect_timeout_secs: 20,
             rtc_initial_bitrate_kbps: 1000,
+            call_event_queue: 1024,
+            rtc_tcp_max_connections: 1024,
         }
     }
 }
@@ -262,6 +268,12 @@ impl Config {
         }
         if !(50..=100_000).contains(&self.rtc_initial_bitrate_kbps) {
             anyhow::bail!("rtc_initial_bitrate_kbps must be between 50 and 100000");
+        }
+        if self.call_event_queue < 16 {
+            anyhow::bail!("call_event_queue must be at least 16");
+        }
+        if self.rtc_tcp_max_connections == 0 {
+            anyhow::bail!("rtc_tcp_max_connections must be positive (set rtc_tcp = false to turn ICE-TCP off)");
         }
         if self.public_ip.is_some_and(|ip| ip.is_unspecified()) {
             anyhow::bail!(

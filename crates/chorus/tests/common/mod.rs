@@ -46,6 +46,8 @@ pub struct Server {
     pub base: String,
     /// The UDP address call media goes to.
     pub media_udp: std::net::SocketAddr,
+    /// The ICE-TCP address, when ICE-TCP is on.
+    pub media_tcp: Option<std::net::SocketAddr>,
     pub data: tempfile::TempDir,
     pg_db: Option<String>,
 }
@@ -91,22 +93,29 @@ impl Server {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut media = None;
+            let (mut media, mut tcp) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(m) = line.strip_prefix("Chorus media on udp ") {
                     media = m.split_whitespace().next().and_then(|a| a.parse().ok());
+                    tcp = m.split(" and tcp ").nth(1).and_then(|a| a.trim().parse().ok());
                 }
                 if let Some(url) = line.strip_prefix("Chorus listening on ") {
-                    let _ = tx.send((url.trim().to_string(), media));
+                    let _ = tx.send((url.trim().to_string(), media, tcp));
                 }
             }
         });
-        let (base, media_udp) = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
+        let (base, media_udp, media_tcp) =
+            rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
         let media_udp = media_udp.expect("the server prints its media address");
-        let server = Server { child, base, media_udp, data, pg_db };
+        let server = Server { child, base, media_udp, media_tcp, data, pg_db };
         let health = reqwest::get(format!("{}/healthz", server.base)).await.expect("healthz");
         assert_eq!(health.status(), 200);
         server
+    }
+
+    /// The server's process id (to read its `/proc` figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn http(&self) -> Http {

@@ -11,6 +11,15 @@
 //! and the member's flags, finds or starts the room task, and returns a [`CallSession`] whose
 //! receiver carries the frames the room sends to that session. Dropping the `CallSession` (the
 //! WebSocket closed) takes the participant out of the call.
+//!
+//! **Bounded queues.** Nothing a client does can make a room hold an unbounded queue: the room's
+//! command channel is bounded (a request that finds it full is answered `rate_limited` at once),
+//! and so is each participant's event queue: a session that stops reading falls behind, and when
+//! its queue is full the room takes it out of the call (`left`, reason `slow`, queued in the slot
+//! kept for it) and drops the queue. What must never be lost does not go through the bounded
+//! channel: a dropped `CallSession` closes its receiver and wakes the room, which removes every
+//! participant whose receiver is closed; a group change leaves the latest member list in a slot
+//! and wakes the room the same way.
 
 mod net;
 mod room;
@@ -27,7 +36,7 @@ use chorus_proto::rest::Group;
 use chorus_proto::ws::{ClientFrame, ServerFrame, SessionUser};
 use chorus_proto::ErrorCode;
 use chorus_sfu::{Permissions, RoomSettings};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -45,14 +54,28 @@ pub struct Calls {
     next_room: AtomicU64,
 }
 
+/// Commands queued to one room before requests are refused (`rate_limited`).
+const ROOM_COMMANDS: usize = 1024;
+
 #[derive(Clone)]
 struct RoomHandle {
     id: u64,
-    cmd: mpsc::UnboundedSender<Command>,
+    cmd: mpsc::Sender<Command>,
+    shared: Arc<RoomShared>,
+}
+
+/// What reaches a room besides its bounded command queue: never lost, never blocking.
+#[derive(Default)]
+pub(crate) struct RoomShared {
+    /// Wakes the room: a session left (its receiver is closed) or `refresh` was filled.
+    pub wake: Notify,
+    /// The group's members now, by address, with their call permissions (the latest wins).
+    pub refresh: Mutex<Option<HashMap<String, Permissions>>>,
 }
 
 /// A session's place in a call. Its `rx` carries the frames the room sends this session;
-/// dropping it takes the participant out of the call.
+/// dropping it takes the participant out of the call. When the room lets the session go (it
+/// left, was removed, fell behind, or the call ended) `rx` yields what was queued, then `None`.
 pub struct CallSession {
     /// The group whose call this is.
     pub gid: i64,
@@ -60,21 +83,34 @@ pub struct CallSession {
     session: u64,
     room: RoomHandle,
     /// Frames for the session, serialised once by the room.
-    pub rx: mpsc::UnboundedReceiver<Arc<str>>,
+    pub rx: mpsc::Receiver<Arc<str>>,
 }
 
 impl Drop for CallSession {
     fn drop(&mut self) {
-        let _ = self.room.cmd.send(Command::Gone { uid: self.uid, session: self.session });
+        // A closed receiver is the room's sign that this participant is gone; the wake-up is a
+        // stored permit, so it is not lost however busy the room is.
+        self.rx.close();
+        self.room.shared.wake.notify_one();
     }
 }
 
 impl CallSession {
     /// Passes a call frame (other than `call_join`) to the room; the answer comes on the returned
-    /// channel.
+    /// channel (at once, `rate_limited`, when the room's queue is full).
     pub fn request(&self, frame: ClientFrame) -> oneshot::Receiver<ServerFrame> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.room.cmd.send(Command::Request { uid: self.uid, session: self.session, frame, reply: tx });
+        let cmd = Command::Request { uid: self.uid, session: self.session, frame, reply: tx };
+        if let Err(mpsc::error::TrySendError::Full(Command::Request { frame, reply, .. })) = self.room.cmd.try_send(cmd)
+        {
+            let _ = reply.send(ServerFrame::Error {
+                rid: frame.rid().map(str::to_string),
+                id: None,
+                code: ErrorCode::RateLimited,
+                message: "the call is busy; try again".into(),
+                status: None,
+            });
+        }
         rx
     }
 }
@@ -181,7 +217,8 @@ impl Calls {
                 return;
             }
         };
-        let _ = handle.cmd.send(Command::Refresh { members });
+        *handle.shared.refresh.lock().expect("refresh lock") = Some(members);
+        handle.shared.wake.notify_one();
     }
 
     /// The UDP and TCP media addresses clients are told.
@@ -205,7 +242,7 @@ impl Calls {
         // A room task that has just emptied may be on its way out: try again with a new one.
         for _ in 0..3 {
             let handle = self.room_for(gid, settings);
-            let (out_tx, out_rx) = mpsc::unbounded_channel();
+            let (out_tx, out_rx) = mpsc::channel(self.cfg.call_event_queue);
             let (reply_tx, reply_rx) = oneshot::channel();
             let cmd = Command::Join {
                 uid: user.uid,
@@ -217,9 +254,15 @@ impl Calls {
                 rid: rid.clone(),
                 reply: reply_tx,
             };
-            if handle.cmd.send(cmd).is_err() {
-                self.forget(gid, handle.id);
-                continue;
+            match handle.cmd.try_send(cmd) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Err(ApiError::new(ErrorCode::RateLimited, "the call is busy; try again"))
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.forget(gid, handle.id);
+                    continue;
+                }
             }
             match reply_rx.await {
                 Ok(Ok(frame)) => {
@@ -241,10 +284,11 @@ impl Calls {
             }
         }
         let id = self.next_room.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = RoomHandle { id, cmd: tx };
+        let (tx, rx) = mpsc::channel(ROOM_COMMANDS);
+        let shared = Arc::new(RoomShared::default());
+        let handle = RoomHandle { id, cmd: tx, shared: shared.clone() };
         rooms.insert(gid, handle.clone());
-        let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), rx);
+        let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), rx, shared);
         let calls = self.clone();
         tokio::spawn(async move {
             task.run().await;
@@ -279,6 +323,30 @@ mod tests {
     #[test]
     fn members_mode_lets_every_member_take_part() {
         assert_eq!(permissions(0, 0, 0), Permissions::MEMBER);
+    }
+
+    /// A request that finds the room's queue full is answered `rate_limited` at once; leaving
+    /// the call still reaches the room (the receiver closes and the room is woken).
+    #[tokio::test]
+    async fn a_full_room_queue_refuses_requests_but_not_leaving() {
+        let (cmd, mut cmd_rx) = mpsc::channel(1);
+        let shared = Arc::new(RoomShared::default());
+        let (out, rx) = mpsc::channel(16);
+        let room = RoomHandle { id: 1, cmd, shared: shared.clone() };
+        let s = CallSession { gid: 1, uid: 2, session: 3, room, rx };
+        let _queued = s.request(ClientFrame::CallLeave { rid: Some("a".into()) });
+        let refused = s.request(ClientFrame::CallLeave { rid: Some("b".into()) }).await.expect("answered at once");
+        match refused {
+            ServerFrame::Error { rid, code, .. } => {
+                assert_eq!((rid.as_deref(), code), (Some("b"), ErrorCode::RateLimited));
+            }
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
+        assert!(!out.is_closed());
+        drop(s);
+        assert!(out.is_closed(), "the room sees the session gone");
+        tokio::time::timeout(Duration::from_secs(1), shared.wake.notified()).await.expect("the room is woken");
+        assert!(matches!(cmd_rx.try_recv(), Ok(Command::Request { .. })), "the queued request is still there");
     }
 
     #[test]

@@ -9,12 +9,23 @@
 //! packets instead of stalling the socket for everyone else.
 //!
 //! UDP uses `quinn-udp`: `recvmmsg` batches and GRO on receive.
+//!
+//! **ICE-TCP limits.** A TCP connection must send, within [`TCP_HANDSHAKE`], a STUN binding
+//! request naming a live peer connection; until then it is *pending*, and one client IP may have
+//! at most [`TCP_PENDING_PER_IP`] pending. Once routed, it belongs to that peer connection: at most
+//! [`TCP_PER_LEG`] are kept per peer connection (another closes the oldest), and all of them close
+//! when the peer connection ends. `rtc_tcp_max_connections` caps them all together.
+//!
+//! **Supervision.** The UDP receive loop and the TCP accept loop are each run by a supervisor
+//! that logs a panic and starts the loop again (state lost with it — the source-address map — is
+//! learnt again from the next STUN request of each peer), so media never stays silently dead.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -22,9 +33,18 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use str0m::net::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+
+/// A new ICE-TCP connection has this long to send its first STUN binding request.
+pub(crate) const TCP_HANDSHAKE: Duration = Duration::from_secs(5);
+/// Pending (not yet routed) ICE-TCP connections one client IP may have at once.
+pub(crate) const TCP_PENDING_PER_IP: usize = 8;
+/// ICE-TCP connections kept per peer connection; a newer one closes the oldest.
+pub(crate) const TCP_PER_LEG: usize = 4;
+/// Largest first frame of an ICE-TCP connection (a STUN binding request is a few hundred bytes).
+const TCP_FIRST_FRAME: usize = 1500;
 
 /// Which of a participant's two peer connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,10 +92,25 @@ pub(crate) struct MediaNet {
     udp_local: SocketAddr,
     /// The TCP candidate address clients are told, when ICE-TCP is on.
     pub tcp_advertised: Option<SocketAddr>,
-    routes: RwLock<HashMap<String, Route>>,
+    routes: RwLock<HashMap<String, LegRoute>>,
     /// Datagrams dropped because a room's queue was full, or the socket's.
     pub dropped_in: AtomicU64,
     pub dropped_out: AtomicU64,
+    /// ICE-TCP connections open now, and the most allowed.
+    tcp_open: AtomicUsize,
+    tcp_max: usize,
+    /// Pending ICE-TCP connections per client IP.
+    tcp_pending: Mutex<HashMap<IpAddr, usize>>,
+    next_tcp: AtomicU64,
+    /// Times a media loop panicked and was started again.
+    pub restarts: AtomicU64,
+}
+
+/// A registered peer connection: where its datagrams go, and its ICE-TCP connections.
+struct LegRoute {
+    route: Route,
+    /// ICE-TCP connections routed here, oldest first. Dropping a sender closes its connection.
+    tcp: Vec<(u64, oneshot::Sender<()>)>,
 }
 
 /// Rooms' queues hold this many receive batches before packets are dropped.
@@ -124,10 +159,17 @@ impl MediaNet {
             routes: RwLock::new(HashMap::new()),
             dropped_in: AtomicU64::new(0),
             dropped_out: AtomicU64::new(0),
+            tcp_open: AtomicUsize::new(0),
+            tcp_max: cfg.rtc_tcp_max_connections,
+            tcp_pending: Mutex::new(HashMap::new()),
+            next_tcp: AtomicU64::new(1),
+            restarts: AtomicU64::new(0),
         });
-        tokio::spawn(udp_loop(net.clone()));
+        let n = net.clone();
+        supervise("media UDP receive loop", net.clone(), move || udp_loop(n.clone()));
         if let Some(l) = tcp {
-            tokio::spawn(tcp_accept_loop(net.clone(), l));
+            let (n, l) = (net.clone(), Arc::new(l));
+            supervise("ICE-TCP accept loop", net.clone(), move || tcp_accept_loop(n.clone(), l.clone()));
         }
         Ok(net)
     }
@@ -135,16 +177,40 @@ impl MediaNet {
     /// Routes datagrams for ICE username `ufrag` to `route` (called when a room creates a peer
     /// connection, before its SDP goes out).
     pub fn register(&self, ufrag: String, route: Route) {
-        self.routes.write().expect("routes lock").insert(ufrag, route);
+        self.routes.write().expect("routes lock").insert(ufrag, LegRoute { route, tcp: Vec::new() });
     }
 
-    /// Stops routing to a peer connection.
+    /// Stops routing to a peer connection and closes its ICE-TCP connections.
     pub fn unregister(&self, ufrag: &str) {
-        self.routes.write().expect("routes lock").remove(ufrag);
+        let gone = self.routes.write().expect("routes lock").remove(ufrag);
+        drop(gone); // outside the lock: closes the connections
     }
 
     fn lookup(&self, ufrag: &str) -> Option<Route> {
-        self.routes.read().expect("routes lock").get(ufrag).cloned()
+        self.routes.read().expect("routes lock").get(ufrag).map(|r| r.route.clone())
+    }
+
+    /// Routes ICE-TCP connection `id` to the peer connection of `ufrag`. The returned receiver
+    /// completes when the connection must close (the peer connection ended, or newer
+    /// connections pushed this one out).
+    fn attach_tcp(&self, ufrag: &str, id: u64) -> Option<(Route, oneshot::Receiver<()>)> {
+        let (tx, rx) = oneshot::channel();
+        let mut routes = self.routes.write().expect("routes lock");
+        let leg = routes.get_mut(ufrag)?;
+        leg.tcp.push((id, tx));
+        let excess = leg.tcp.len().saturating_sub(TCP_PER_LEG);
+        let closed: Vec<_> = leg.tcp.drain(..excess).collect();
+        let route = leg.route.clone();
+        drop(routes);
+        drop(closed);
+        Some((route, rx))
+    }
+
+    /// Forgets ICE-TCP connection `id` of the peer connection of `ufrag` (it closed).
+    fn detach_tcp(&self, ufrag: &str, id: u64) {
+        if let Some(leg) = self.routes.write().expect("routes lock").get_mut(ufrag) {
+            leg.tcp.retain(|(i, _)| *i != id);
+        }
     }
 
     /// Sends what `batch` gathered and empties it: each run of same-size datagrams to one
@@ -274,20 +340,56 @@ impl Batches {
 }
 
 /// Copies received segments into a shared arena, so each datagram is a cheap `Bytes` view and
-/// allocation happens once per arena, not per packet.
-struct Arena(BytesMut);
+/// allocation happens once per chunk, not per packet.
+struct Arena {
+    buf: BytesMut,
+    chunk: usize,
+}
 
 impl Arena {
-    const SIZE: usize = 1 << 20;
+    /// The UDP socket's chunk.
+    const UDP: usize = 1 << 20;
+    /// An ICE-TCP connection's chunk (one peer connection's traffic).
+    const TCP: usize = 64 * 1024;
+
+    fn new(chunk: usize) -> Arena {
+        Arena { buf: BytesMut::new(), chunk }
+    }
 
     fn take(&mut self, data: &[u8]) -> Bytes {
-        if self.0.capacity() < data.len() {
-            self.0 = BytesMut::with_capacity(Self::SIZE.max(data.len()));
+        if self.buf.capacity() < data.len() {
+            self.buf = BytesMut::with_capacity(self.chunk.max(data.len()));
         }
-        self.0.extend_from_slice(data);
-        self.0.split().freeze()
+        self.buf.extend_from_slice(data);
+        self.buf.split().freeze()
     }
 }
+
+/// Runs the task `make` builds and, whenever it panics, logs it and builds it again (after a
+/// short pause, so a panic on every packet cannot spin a core).
+fn supervise<F, Fut>(name: &'static str, net: Arc<MediaNet>, make: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            match tokio::spawn(make()).await {
+                Err(e) if e.is_panic() => {
+                    net.restarts.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(task = name, "panicked; starting it again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // Ended or cancelled: the runtime is shutting down.
+                _ => return,
+            }
+        }
+    });
+}
+
+/// Test builds panic on this datagram, to show the supervisor at work.
+#[cfg(test)]
+const TEST_PANIC: &[u8] = b"chorus-test: panic in the UDP receive loop";
 
 async fn udp_loop(net: Arc<MediaNet>) {
     let mut bufs: Vec<Vec<u8>> = (0..BATCH_SIZE).map(|_| vec![0u8; 65_536]).collect();
@@ -295,7 +397,7 @@ async fn udp_loop(net: Arc<MediaNet>) {
     // Source address → route, owned by this task alone.
     let mut known: HashMap<SocketAddr, (String, Route)> = HashMap::new();
     let mut batches = Batches { rooms: Vec::new() };
-    let mut arena = Arena(BytesMut::with_capacity(Arena::SIZE));
+    let mut arena = Arena::new(Arena::UDP);
     let mut last_prune = Instant::now();
     loop {
         let n = {
@@ -317,6 +419,10 @@ async fn udp_loop(net: Arc<MediaNet>) {
         for (m, buf) in meta.iter().zip(bufs.iter()).take(n) {
             let stride = m.stride.max(1);
             for seg in buf[..m.len].chunks(stride) {
+                #[cfg(test)]
+                if seg == TEST_PANIC {
+                    panic!("test: panic in the UDP receive loop");
+                }
                 let route = match known.get(&m.addr) {
                     Some((_, r)) => r.clone(),
                     None => {
@@ -347,12 +453,21 @@ async fn udp_loop(net: Arc<MediaNet>) {
     }
 }
 
-async fn tcp_accept_loop(net: Arc<MediaNet>, listener: TcpListener) {
+async fn tcp_accept_loop(net: Arc<MediaNet>, listener: Arc<TcpListener>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // Dropping the stream closes it: over the cap, or too many handshakes from here.
+                let Some(open) = TcpOpen::take(&net) else {
+                    tracing::debug!(%peer, "ICE-TCP connection refused: rtc_tcp_max_connections reached");
+                    continue;
+                };
+                let Some(pending) = TcpPending::take(&net, peer.ip()) else {
+                    tracing::debug!(%peer, "ICE-TCP connection refused: too many handshakes from this address");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(tcp_conn(net.clone(), stream, peer));
+                tokio::spawn(tcp_conn(net.clone(), stream, peer, open, pending));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "ICE-TCP accept");
@@ -362,69 +477,124 @@ async fn tcp_accept_loop(net: Arc<MediaNet>, listener: TcpListener) {
     }
 }
 
+/// One open ICE-TCP connection, counted against `rtc_tcp_max_connections` until dropped.
+struct TcpOpen(Arc<MediaNet>);
+
+impl TcpOpen {
+    fn take(net: &Arc<MediaNet>) -> Option<TcpOpen> {
+        net.tcp_open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < net.tcp_max).then_some(n + 1))
+            .ok()
+            .map(|_| TcpOpen(net.clone()))
+    }
+}
+
+impl Drop for TcpOpen {
+    fn drop(&mut self) {
+        self.0.tcp_open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One ICE-TCP connection of a client IP that has not sent its STUN binding request yet.
+struct TcpPending(Arc<MediaNet>, IpAddr);
+
+impl TcpPending {
+    fn take(net: &Arc<MediaNet>, ip: IpAddr) -> Option<TcpPending> {
+        let mut pending = net.tcp_pending.lock().expect("pending lock");
+        let n = pending.entry(ip).or_default();
+        if *n >= TCP_PENDING_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(TcpPending(net.clone(), ip))
+    }
+}
+
+impl Drop for TcpPending {
+    fn drop(&mut self) {
+        let mut pending = self.0.tcp_pending.lock().expect("pending lock");
+        if let Some(n) = pending.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Reads one RFC 4571 frame (a 2-byte length, then the packet) into `buf`, refusing one longer
+/// than `max`; returns its length.
+async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin), buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    let mut len = [0u8; 2];
+    rd.read_exact(&mut len).await?;
+    let n = usize::from(u16::from_be_bytes(len));
+    if n > max {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too long"));
+    }
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    rd.read_exact(&mut buf[..n]).await?;
+    Ok(n)
+}
+
 /// One ICE-TCP connection: RFC 4571 framing (a 2-byte length before each packet).
-async fn tcp_conn(net: Arc<MediaNet>, stream: TcpStream, peer: SocketAddr) {
+async fn tcp_conn(net: Arc<MediaNet>, stream: TcpStream, peer: SocketAddr, open: TcpOpen, pending: TcpPending) {
+    let _open = open;
     let Ok(local) = stream.local_addr() else { return };
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
-    let writer = tokio::spawn(async move {
-        let mut out = Vec::with_capacity(4096);
-        while let Some(p) = rx.recv().await {
-            out.clear();
-            for p in std::iter::once(p).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-                let Ok(len) = u16::try_from(p.len()) else { continue };
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&p);
-            }
-            if wr.write_all(&out).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut route: Option<Route> = None;
-    let mut arena = Arena(BytesMut::with_capacity(64 * 1024));
-    let mut buf = vec![0u8; 65_536];
-    // The first packet must come within a few seconds: idle sockets are not kept.
-    let first_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (mut rd, wr) = stream.into_split();
+    let mut buf = Vec::new();
+    // The handshake: a STUN binding request naming a live peer connection, soon.
+    let first = tokio::time::timeout(TCP_HANDSHAKE, read_frame(&mut rd, &mut buf, TCP_FIRST_FRAME)).await;
+    let Ok(Ok(n)) = first else { return };
+    let Some(ufrag) = stun_local_ufrag(&buf[..n]).map(str::to_string) else { return };
+    let id = net.next_tcp.fetch_add(1, Ordering::Relaxed);
+    let Some((route, mut closed)) = net.attach_tcp(&ufrag, id) else { return };
+    drop(pending);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(tcp_writer(wr, rx));
+    let mut arena = Arena::new(Arena::TCP);
+    let mut n = n;
     loop {
-        let mut len = [0u8; 2];
-        let read = async {
-            rd.read_exact(&mut len).await?;
-            let n = usize::from(u16::from_be_bytes(len));
-            rd.read_exact(&mut buf[..n]).await?;
-            Ok::<usize, std::io::Error>(n)
-        };
-        let n = if route.is_none() {
-            match tokio::time::timeout_at(first_deadline, read).await {
-                Ok(Ok(n)) => n,
-                _ => break,
-            }
-        } else {
-            match read.await {
-                Ok(n) => n,
-                Err(_) => break,
-            }
-        };
-        let data = &buf[..n];
-        if route.is_none() {
-            let Some(r) = stun_local_ufrag(data).and_then(|u| net.lookup(u)) else { break };
-            route = Some(r);
-        }
-        let Some(r) = &route else { break };
         let d = Datagram {
-            peer: r.peer,
+            peer: route.peer,
             proto: Protocol::Tcp,
             source: peer,
             destination: local,
             at: Instant::now(),
-            data: arena.take(data),
+            data: arena.take(&buf[..n]),
             tcp: Some(tx.clone()),
         };
-        if r.to.try_send(vec![d]).is_err() {
+        if route.to.try_send(vec![d]).is_err() {
             net.dropped_in.fetch_add(1, Ordering::Relaxed);
         }
+        n = tokio::select! {
+            r = read_frame(&mut rd, &mut buf, usize::from(u16::MAX)) => match r {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+            // The peer connection ended, or newer connections pushed this one out.
+            _ = &mut closed => break,
+        };
     }
+    net.detach_tcp(&ufrag, id);
     writer.abort();
+}
+
+/// Writes what the room sends on an ICE-TCP connection, framed, coalescing what is queued.
+async fn tcp_writer(mut wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut out = Vec::with_capacity(4096);
+    while let Some(p) = rx.recv().await {
+        out.clear();
+        for p in std::iter::once(p).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            let Ok(len) = u16::try_from(p.len()) else { continue };
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&p);
+        }
+        if wr.write_all(&out).await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -467,6 +637,42 @@ mod tests {
             limited.push(a, &[0; 100], 2);
         }
         assert_eq!(limited.runs.len(), 3, "at most max_segments datagrams per run");
+    }
+
+    /// A panic inside the UDP receive loop's body (here: on a test-only datagram) restarts the
+    /// loop: datagrams are routed again afterwards.
+    #[tokio::test]
+    async fn a_panic_in_the_udp_loop_restarts_it() {
+        let cfg =
+            Config { listen: "127.0.0.1:0".parse().unwrap(), rtc_udp_port: 0, rtc_tcp: false, ..Config::default() };
+        let net = MediaNet::start(&cfg).await.unwrap();
+        let (to, mut rx) = mpsc::channel(8);
+        net.register("srvufrag".into(), Route { room: 1, to, peer: PeerKey { uid: 7, leg: Leg::Publish } });
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = net.udp_local();
+        let request = binding_request("srvufrag:cli");
+        client.send_to(&request, server).await.unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(batch[0].peer, PeerKey { uid: 7, leg: Leg::Publish });
+
+        client.send_to(TEST_PANIC, server).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while net.restarts.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the loop was not started again after its panic");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Routed again once the loop is back (it learns the source anew from a STUN request).
+        let routed = async {
+            loop {
+                client.send_to(&request, server).await.unwrap();
+                if let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                    return batch;
+                }
+            }
+        };
+        let batch = tokio::time::timeout(Duration::from_secs(5), routed).await.expect("the loop runs again");
+        assert_eq!(batch[0].source, client.local_addr().unwrap());
+        assert_eq!(net.restarts.load(Ordering::Relaxed), 1);
     }
 
     #[test]

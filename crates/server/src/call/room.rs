@@ -45,6 +45,7 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::net::{Datagram, Leg, MediaNet, PeerKey, Route, SendBatch, ROOM_QUEUE};
+use super::RoomShared;
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -58,6 +59,9 @@ const IMMEDIATE_ROUNDS: u32 = 4;
 const METER_WINDOW: Duration = Duration::from_millis(500);
 /// A layer that sent nothing for this long is not being sent.
 const LAYER_IDLE: Duration = Duration::from_millis(1500);
+/// Unused media lines a subscribe leg keeps before new subscriptions reuse them: without a bound,
+/// someone publishing and unpublishing over and over would grow every subscriber's SDP forever.
+const SPARE_LINES: usize = 8;
 
 /// What sessions ask of the room.
 pub(crate) enum Command {
@@ -67,7 +71,7 @@ pub(crate) enum Command {
         name: String,
         session: u64,
         permissions: Permissions,
-        out: mpsc::UnboundedSender<Arc<str>>,
+        out: mpsc::Sender<Arc<str>>,
         rid: Option<String>,
         reply: oneshot::Sender<Result<ServerFrame, ApiError>>,
     },
@@ -76,15 +80,6 @@ pub(crate) enum Command {
         session: u64,
         frame: ClientFrame,
         reply: oneshot::Sender<ServerFrame>,
-    },
-    /// The session's WebSocket is gone.
-    Gone {
-        uid: i64,
-        session: u64,
-    },
-    /// The group's members now, by address, with their call permissions.
-    Refresh {
-        members: HashMap<String, Permissions>,
     },
 }
 
@@ -207,7 +202,10 @@ struct Peer {
     address: String,
     name: String,
     session: u64,
-    out: mpsc::UnboundedSender<Arc<str>>,
+    /// The session's call frames (bounded: see `deliver`).
+    out: mpsc::Sender<Arc<str>>,
+    /// Fell behind on `out`: leaves the call with reason `slow`, nothing more is queued.
+    slow: bool,
     publish: Option<PeerLeg>,
     subscribe: Option<PeerLeg>,
     tracks: Vec<PubTrack>,
@@ -217,8 +215,10 @@ struct Peer {
     pending: Option<SdpPendingOffer>,
     /// Subscriptions changed while an offer was out: offer again after the answer.
     renegotiate: bool,
-    /// Media lines of the subscribe leg to stop at the next offer.
-    to_stop: Vec<Mid>,
+    /// Media lines of the subscribe leg to make inactive at the next offer.
+    to_stop: Vec<SpareLine>,
+    /// Inactive media lines of the subscribe leg, oldest first, for reuse (`SPARE_LINES`).
+    spare: Vec<SpareLine>,
     /// Downlink estimate of the subscribe leg.
     bwe_bps: u64,
 }
@@ -230,6 +230,44 @@ impl Peer {
             Leg::Subscribe => self.subscribe.as_mut(),
         }
     }
+}
+
+/// A subscribe-leg media line no longer carrying anything, with the forwarder that last wrote to
+/// it: a track put on the line later continues its sequence numbers and timestamps, so the
+/// subscriber sees one RTP stream on the line's SSRC.
+struct SpareLine {
+    mid: Mid,
+    kind: TrackKind,
+    fwd: Forwarder,
+    ext_seq: Option<u64>,
+}
+
+impl SpareLine {
+    fn of(f: Fwd, kind: TrackKind) -> Option<SpareLine> {
+        Some(SpareLine { mid: f.mid?, kind, fwd: f.fwd, ext_seq: f.ext_seq })
+    }
+}
+
+/// Queues a frame for `p`'s session. A session whose queue is full (it stopped reading) is marked
+/// slow and put on `slow` to be taken out of the call; the queue's last slot is kept for the
+/// `left` that tells it so.
+fn deliver(p: &mut Peer, json: &Arc<str>, slow: &mut Vec<i64>) {
+    if p.slow {
+        return;
+    }
+    if p.out.capacity() > 1 && p.out.try_send(json.clone()).is_ok() {
+        return;
+    }
+    if p.out.is_closed() {
+        return; // the session is gone; the room's sweep removes it
+    }
+    p.slow = true;
+    slow.push(p.uid);
+}
+
+fn event_json(gid: i64, event: &CallEvent) -> Arc<str> {
+    let frame = ServerFrame::CallEvent { gid, event: event.clone() };
+    serde_json::to_string(&frame).expect("frames serialise").into()
 }
 
 /// Work produced while draining a leg, handled once the leg's borrow ends. (Received RTP
@@ -250,7 +288,10 @@ pub(crate) struct RoomTask {
     by_address: HashMap<String, i64>,
     net: Arc<MediaNet>,
     cfg: Arc<Config>,
-    cmd_rx: mpsc::UnboundedReceiver<Command>,
+    cmd_rx: mpsc::Receiver<Command>,
+    shared: Arc<RoomShared>,
+    /// Participants that fell behind on their events, to take out of the call.
+    slow: Vec<i64>,
     pkt_tx: mpsc::Sender<Vec<Datagram>>,
     pkt_rx: mpsc::Receiver<Vec<Datagram>>,
     work: Vec<Work>,
@@ -335,7 +376,8 @@ impl RoomTask {
         settings: RoomSettings,
         net: Arc<MediaNet>,
         cfg: Arc<Config>,
-        cmd_rx: mpsc::UnboundedReceiver<Command>,
+        cmd_rx: mpsc::Receiver<Command>,
+        shared: Arc<RoomShared>,
     ) -> Self {
         let (pkt_tx, pkt_rx) = mpsc::channel(ROOM_QUEUE);
         RoomTask {
@@ -349,6 +391,8 @@ impl RoomTask {
             net,
             cfg,
             cmd_rx,
+            shared,
+            slow: Vec::new(),
             pkt_tx,
             pkt_rx,
             work: Vec::new(),
@@ -363,6 +407,7 @@ impl RoomTask {
 
     /// Runs until the last participant is gone and no command waits.
     pub async fn run(mut self) {
+        let shared = self.shared.clone();
         loop {
             let wake = self.next_wake();
             tokio::select! {
@@ -370,6 +415,13 @@ impl RoomTask {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
+                _ = shared.wake.notified() => {
+                    self.sweep_gone();
+                    let members = shared.refresh.lock().expect("refresh lock").take();
+                    if let Some(members) = members {
+                        self.refresh(members);
+                    }
+                }
                 Some(batch) = self.pkt_rx.recv() => {
                     self.datagrams(batch);
                     // Take whatever else is queued before draining outputs once.
@@ -412,6 +464,12 @@ impl RoomTask {
         match cmd {
             Command::Join { uid, address, name, session, permissions, out, rid, reply } => {
                 tracing::debug!(gid = self.gid, uid, session, "participant joins");
+                // A session that left just before joining again leaves as `lost`, not `replaced`
+                // (whatever it sent before leaving was queued before this join).
+                if self.peers.get(&uid).is_some_and(|p| p.out.is_closed()) {
+                    let _ = self.room.leave(uid, LeaveReason::Lost);
+                    self.room_events(now);
+                }
                 let r = self.join(now, uid, address, name, session, permissions, out, rid);
                 let _ = reply.send(r);
             }
@@ -423,27 +481,59 @@ impl RoomTask {
                 };
                 let _ = reply.send(frame);
             }
-            Command::Gone { uid, session } => {
-                if self.peers.get(&uid).is_some_and(|p| p.session == session) {
-                    let _ = self.room.leave(uid, LeaveReason::Lost);
-                }
+        }
+        self.room_events(now);
+    }
+
+    /// Takes out every participant whose session dropped its `CallSession` (its receiver is
+    /// closed): the WebSocket closed, or the session left or joined another call.
+    fn sweep_gone(&mut self) {
+        let gone: Vec<i64> = self.peers.values().filter(|p| p.out.is_closed()).map(|p| p.uid).collect();
+        if gone.is_empty() {
+            return;
+        }
+        // A session queues its last requests (a `call_leave`) before it closes its receiver, so
+        // they are in the queue now: answer them first, or they would find it gone.
+        for _ in 0..self.cmd_rx.len() {
+            match self.cmd_rx.try_recv() {
+                Ok(cmd) => self.command(cmd),
+                Err(_) => break,
             }
-            Command::Refresh { members } => {
-                let current: Vec<(i64, String)> = self.peers.values().map(|p| (p.uid, p.address.clone())).collect();
-                for (uid, address) in current {
-                    match members.get(&address) {
-                        Some(p) => {
-                            let _ = self.room.set_permissions(uid, *p);
-                        }
-                        None => {
-                            self.leave_reasons.insert(uid, CallLeaveReason::NotMember);
-                            let _ = self.room.leave(uid, LeaveReason::Left);
-                        }
-                    }
+        }
+        for uid in gone {
+            if self.peers.get(&uid).is_some_and(|p| p.out.is_closed()) {
+                let _ = self.room.leave(uid, LeaveReason::Lost);
+            }
+        }
+    }
+
+    /// Gives participants the permissions of the group's members now; those no longer members
+    /// leave.
+    fn refresh(&mut self, members: HashMap<String, Permissions>) {
+        let current: Vec<(i64, String)> = self.peers.values().map(|p| (p.uid, p.address.clone())).collect();
+        for (uid, address) in current {
+            match members.get(&address) {
+                Some(p) => {
+                    let _ = self.room.set_permissions(uid, *p);
+                }
+                None => {
+                    self.leave_reasons.insert(uid, CallLeaveReason::NotMember);
+                    let _ = self.room.leave(uid, LeaveReason::Left);
                 }
             }
         }
-        self.room_events(now);
+    }
+
+    /// Takes out the participants that fell behind on their events.
+    fn drop_slow(&mut self) {
+        for uid in std::mem::take(&mut self.slow) {
+            tracing::info!(gid = self.gid, uid, "participant fell behind on call events: taken out of the call");
+            self.leave_reasons.insert(uid, CallLeaveReason::Slow);
+            if self.room.leave(uid, LeaveReason::Lost).is_err() {
+                self.leave_reasons.remove(&uid);
+                self.remove_peer(uid);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -455,7 +545,7 @@ impl RoomTask {
         name: String,
         session: u64,
         permissions: Permissions,
-        out: mpsc::UnboundedSender<Arc<str>>,
+        out: mpsc::Sender<Arc<str>>,
         rid: Option<String>,
     ) -> Result<ServerFrame, ApiError> {
         if self.peers.contains_key(&uid) {
@@ -474,6 +564,7 @@ impl RoomTask {
                 name,
                 session,
                 out,
+                slow: false,
                 publish: None,
                 subscribe: None,
                 tracks: Vec::new(),
@@ -481,6 +572,7 @@ impl RoomTask {
                 pending: None,
                 renegotiate: false,
                 to_stop: Vec::new(),
+                spare: Vec::new(),
                 bwe_bps: self.cfg.rtc_initial_bitrate_kbps * 1000,
             },
         );
@@ -849,19 +941,36 @@ impl RoomTask {
         let mut api = leg.rtc.sdp_api();
         let mut new_mids = Vec::new();
         for (_, _, _, kind, stream_id, track) in &mut to_add {
-            let mid = api.add_media(*kind, Direction::SendOnly, Some(stream_id.clone()), None, None);
-            new_mids.push(mid);
+            // Past `SPARE_LINES` unused lines, an unused line of the same kind is taken again
+            // (with its forwarder) instead of adding one.
+            let wanted = match kind {
+                MediaKind::Audio => TrackKind::Audio,
+                MediaKind::Video => TrackKind::Video,
+            };
+            let reused = (peer.spare.len() >= SPARE_LINES)
+                .then(|| peer.spare.iter().position(|l| l.kind == wanted))
+                .flatten()
+                .map(|i| peer.spare.remove(i));
+            let mid = match &reused {
+                Some(line) => {
+                    api.set_direction(line.mid, Direction::SendOnly);
+                    line.mid
+                }
+                None => api.add_media(*kind, Direction::SendOnly, Some(stream_id.clone()), None, None),
+            };
+            new_mids.push((mid, reused));
             track.mid = mid.to_string();
             tracks.push(track.clone());
         }
-        for mid in to_stop {
+        for line in to_stop {
             // Inactive, not stopped: Chromium (156) answered an offer that stopped lines it had
             // received media on with a DTLS close_notify, ending the whole connection.
-            api.set_direction(mid, Direction::Inactive);
+            api.set_direction(line.mid, Direction::Inactive);
+            peer.spare.push(line);
         }
         let applied = api.apply();
         // Record the mids in the forwarders.
-        for ((publisher, ti, fi, ..), mid) in to_add.into_iter().zip(new_mids) {
+        for ((publisher, ti, fi, ..), (mid, reused)) in to_add.into_iter().zip(new_mids) {
             if let Some(f) = self
                 .peers
                 .get_mut(&publisher)
@@ -869,6 +978,10 @@ impl RoomTask {
                 .and_then(|t| t.subscribers.get_mut(fi))
             {
                 f.mid = Some(mid);
+                if let Some(line) = reused {
+                    f.fwd = line.fwd;
+                    f.ext_seq = line.ext_seq;
+                }
             }
         }
         let peer = self.peers.get_mut(&uid).expect("present");
@@ -877,7 +990,9 @@ impl RoomTask {
         }
         if let Some((offer, pending)) = applied {
             peer.pending = Some(pending);
-            send_to(&peer.out, &ServerFrame::CallOffer { sdp: offer.to_sdp_string(), tracks });
+            let frame = ServerFrame::CallOffer { sdp: offer.to_sdp_string(), tracks };
+            let json: Arc<str> = serde_json::to_string(&frame).expect("frames serialise").into();
+            deliver(peer, &json, &mut self.slow);
         }
     }
 
@@ -885,7 +1000,10 @@ impl RoomTask {
 
     /// Drains the room's events: keeps the media state in step and tells who should hear.
     fn room_events(&mut self, now: Instant) {
-        while let Some(RoomEvent { to, kind }) = self.room.poll_event() {
+        loop {
+            // Sessions that fell behind (on events queued since the last round) leave first.
+            self.drop_slow();
+            let Some(RoomEvent { to, kind }) = self.room.poll_event() else { break };
             let mut only_publisher = None;
             let event = match kind {
                 RoomEventKind::ParticipantJoined { who, .. } => self
@@ -917,6 +1035,10 @@ impl RoomTask {
                     let ev = self.peers.get(&who).map(|p| CallEvent::Left { address: p.address.clone(), reason, by });
                     if let Some(ev) = &ev {
                         self.send(&to, ev);
+                        // The one that fell behind hears it in the slot kept for it.
+                        if let Some(p) = self.peers.get(&who).filter(|p| p.slow) {
+                            let _ = p.out.try_send(event_json(self.gid, ev));
+                        }
                     }
                     self.remove_peer(who);
                     continue;
@@ -978,12 +1100,11 @@ impl RoomTask {
         }
     }
 
-    fn send(&self, to: &[i64], event: &CallEvent) {
-        let frame = ServerFrame::CallEvent { gid: self.gid, event: event.clone() };
-        let json: Arc<str> = serde_json::to_string(&frame).expect("frames serialise").into();
+    fn send(&mut self, to: &[i64], event: &CallEvent) {
+        let json = event_json(self.gid, event);
         for uid in to {
-            if let Some(p) = self.peers.get(uid) {
-                let _ = p.out.send(json.clone());
+            if let Some(p) = self.peers.get_mut(uid) {
+                deliver(p, &json, &mut self.slow);
             }
         }
     }
@@ -999,7 +1120,7 @@ impl RoomTask {
             let existing = t.subscribers.iter().position(|f| f.subscriber == subscriber);
             match (existing, wanted) {
                 (Some(i), true) => t.subscribers[i].wanted_height = sub.wanted_height,
-                (Some(i), false) => removed.push(t.subscribers.remove(i).mid),
+                (Some(i), false) => removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind)),
                 (None, true) => {
                     let fwd = match t.kind {
                         TrackKind::Audio => Forwarder::audio(rand::random()),
@@ -1021,10 +1142,10 @@ impl RoomTask {
             }
         }
         if let Some(s) = self.peers.get_mut(&subscriber) {
-            s.to_stop.extend(removed.iter().flatten().copied());
             if !removed.is_empty() {
                 added = true;
             }
+            s.to_stop.extend(removed);
         }
         self.select_layers(now, Some(subscriber));
         added
@@ -1034,17 +1155,13 @@ impl RoomTask {
         let mut removed = Vec::new();
         if let Some(p) = self.peers.get_mut(&stream.publisher) {
             for t in p.tracks.iter_mut().filter(|t| t.sid == stream.sid) {
-                t.subscribers.retain(|f| {
-                    let keep = f.subscriber != subscriber;
-                    if !keep {
-                        removed.push(f.mid);
-                    }
-                    keep
-                });
+                if let Some(i) = t.subscribers.iter().position(|f| f.subscriber == subscriber) {
+                    removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind));
+                }
             }
         }
         if let Some(s) = self.peers.get_mut(&subscriber) {
-            s.to_stop.extend(removed.into_iter().flatten());
+            s.to_stop.extend(removed);
         }
     }
 
@@ -1073,6 +1190,8 @@ impl RoomTask {
             leg.last_rx = d.at;
             if let Some(tcp) = d.tcp {
                 if !leg.tcp.iter().any(|(a, _)| *a == d.source) {
+                    // Connections that closed since go (`net` keeps a few per leg).
+                    leg.tcp.retain(|(_, tx)| !tx.is_closed());
                     leg.tcp.push((d.source, tcp));
                 }
             }
@@ -1524,9 +1643,4 @@ fn wire_kind(k: TrackKind) -> WireKind {
         TrackKind::Audio => WireKind::Audio,
         TrackKind::Video => WireKind::Video,
     }
-}
-
-fn send_to(out: &mpsc::UnboundedSender<Arc<str>>, frame: &ServerFrame) {
-    let json: Arc<str> = serde_json::to_string(frame).expect("frames serialise").into();
-    let _ = out.send(json);
 }
