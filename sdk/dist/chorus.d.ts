@@ -167,7 +167,7 @@ export interface CallTrack {
 /** An admin action (`call_admin`). */
 export type AdminAction = 'mute' | 'unmute' | 'mute_all' | 'unmute_all' | 'hangup' | 'remove';
 /** Why a participant left. */
-export type CallLeaveReason = 'left' | 'lost' | 'removed' | 'duration' | 'replaced' | 'not_member';
+export type CallLeaveReason = 'left' | 'lost' | 'removed' | 'duration' | 'replaced' | 'not_member' | 'slow';
 /** Why a stream ended. */
 export type StreamEndReason = 'unpublished' | 'hung_up' | 'owner_left' | 'permission_revoked';
 /** Something that happened in the call, tagged by `event`. */

@@ -1844,6 +1844,7 @@
       case "duration":
         return C.MESIBOCALL_HANGUP_REASON_DURATION;
       case "lost":
+      case "slow":
         return C.MESIBOCALL_HANGUP_REASON_ERROR;
       default:
         return C.MESIBOCALL_HANGUP_REASON_REMOTE;

@@ -202,7 +202,7 @@ export interface CallTrack {
 export type AdminAction = 'mute' | 'unmute' | 'mute_all' | 'unmute_all' | 'hangup' | 'remove';
 
 /** Why a participant left. */
-export type CallLeaveReason = 'left' | 'lost' | 'removed' | 'duration' | 'replaced' | 'not_member';
+export type CallLeaveReason = 'left' | 'lost' | 'removed' | 'duration' | 'replaced' | 'not_member' | 'slow';
 
 /** Why a stream ended. */
 export type StreamEndReason = 'unpublished' | 'hung_up' | 'owner_left' | 'permission_revoked';

@@ -156,6 +156,7 @@ const ENDED: Record<string, string> = {
   duration: 'Your time in this room is up.',
   replaced: 'You joined this call from another tab or device.',
   not_member: "You're no longer a member of this room.",
+  slow: 'Your connection fell too far behind and you left the call.',
   left: 'You left the call.',
 };
 
@@ -243,7 +244,7 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
       {ended && (
         <div class="banner ended" role="alert" data-testid="call-ended" data-reason={ended.reason}>
           {ENDED[ended.reason] ?? 'The call ended.'}
-          {ended.reason === 'lost' || ended.reason === 'replaced' ? (
+          {ended.reason === 'lost' || ended.reason === 'replaced' || ended.reason === 'slow' ? (
             <button class="primary small" data-testid="rejoin" disabled={session.client.state !== 'online' || ctl.joining} onClick={() => void rejoin()}>
               {session.client.state === 'online' ? 'Rejoin' : 'Rejoin (waiting for the connection…)'}
             </button>

@@ -39,6 +39,7 @@ function leaveReason(r: CallLeaveReason): number {
     case 'duration':
       return C.MESIBOCALL_HANGUP_REASON_DURATION;
     case 'lost':
+    case 'slow':
       return C.MESIBOCALL_HANGUP_REASON_ERROR;
     default:
       return C.MESIBOCALL_HANGUP_REASON_REMOTE;
