@@ -122,11 +122,6 @@ impl Server {
         Http::new(&self.base)
     }
 
-    /// The server's process id (to read its memory from `/proc`).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     pub fn outbox(&self) -> PathBuf {
         self.data.path().join("outbox")
     }
