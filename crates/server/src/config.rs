@@ -75,6 +75,12 @@ pub struct Config {
     pub rate_window_secs: u64,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Origins (`https://app.example.com`) whose pages may call `/api`, `/v1` and `/sdk` and
+    /// open the WebSocket from another origin; `["*"]` for any origin. Empty (the default): no
+    /// CORS headers and no origin check. In a file a list; in the environment a comma-separated
+    /// string. See [`crate::http::cors`].
+    #[serde(deserialize_with = "origin_list")]
+    pub cors_origins: Vec<String>,
 
     /// Largest message content (text + data + file reference), bytes.
     pub max_message_bytes: usize,
@@ -168,6 +174,7 @@ impl Default for Config {
             pin_failures_per_group: 200,
             rate_window_secs: 3600,
             trust_forwarded_for: false,
+            cors_origins: Vec::new(),
             max_message_bytes: 16 * 1024,
             max_frame_bytes: 64 * 1024,
             max_body_bytes: 256 * 1024,
@@ -281,9 +288,34 @@ impl Config {
                 self.public_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]))
             );
         }
+        for o in &self.cors_origins {
+            crate::http::cors::check_origin_setting(o, self.cors_origins.len())
+                .map_err(|e| anyhow::anyhow!("cors_origins: {e}"))?;
+        }
         if self.max_message_bytes > self.max_frame_bytes {
             anyhow::bail!("max_message_bytes must not exceed max_frame_bytes");
         }
         Ok(())
     }
+}
+
+/// `cors_origins`: a list (config file), or one string of comma- or space-separated origins
+/// (an environment variable).
+fn origin_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .iter()
+        .flat_map(|s| s.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect())
 }

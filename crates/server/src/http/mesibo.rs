@@ -28,12 +28,14 @@ use crate::error::ApiError;
 use crate::groups::Actor;
 use crate::messaging::{Content, Target};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api", any(api))
-        .route("/api.php", any(api))
-        .route("/backend", any(backend))
-        .route("/backend/", any(backend))
+/// `/api` and `/api.php`: called by browser pages (CORS applies, see [`super::cors`]).
+pub(super) fn api_routes() -> Router<AppState> {
+    Router::new().route("/api", any(api)).route("/api.php", any(api))
+}
+
+/// `/backend`: server to server with the admin token; no CORS.
+pub(super) fn backend_routes() -> Router<AppState> {
+    Router::new().route("/backend", any(backend)).route("/backend/", any(backend))
 }
 
 /// Request parameters from the query string, a form body or a JSON body, as one JSON object.

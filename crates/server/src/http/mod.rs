@@ -10,7 +10,9 @@
 //! - [`mesibo`]: Mesibo-compatible adapters at `/api` and `/backend`.
 //! - [`sdk`]: the browser SDK bundles at `/sdk/`.
 //! - [`web`]: the web app at `/`.
+//! - [`cors`]: use from pages on other origins (`cors_origins`).
 
+pub mod cors;
 pub mod mesibo;
 pub mod sdk;
 pub mod server;
@@ -66,18 +68,37 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    // The routes pages on other origins may use: with `cors_origins` set, each group answers
+    // preflights for its methods, and the origin guard runs first (see [`cors`]).
+    // The 405 answer is set on each group before its layers, so that the layers also wrap it
+    // (a preflight is an OPTIONS that would otherwise be a 405 on most routes): the top-level
+    // `method_not_allowed_fallback` below only fills routes that have none yet.
+    let mut v1 = v1::routes().method_not_allowed_fallback(method_not_allowed);
+    let mut api = mesibo::api_routes();
+    let mut sdk = sdk::routes().method_not_allowed_fallback(method_not_allowed);
+    let cfg = &state.cfg;
+    if !cfg.cors_origins.is_empty() {
+        use axum::http::Method;
+        let guard = || axum::middleware::from_fn_with_state(state.clone(), cors::guard);
+        v1 = v1.layer(cors::layer(cfg, &[Method::GET, Method::POST, Method::PATCH, Method::DELETE])).layer(guard());
+        api = api.layer(cors::layer(cfg, &[Method::GET, Method::POST])).layer(guard());
+        sdk = sdk.layer(cors::layer(cfg, &[Method::GET])).layer(guard());
+    }
     Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
-        .merge(v1::routes())
-        .merge(mesibo::routes())
-        .merge(sdk::routes())
+        .merge(v1)
+        .merge(api)
+        .merge(mesibo::backend_routes())
+        .merge(sdk)
         .merge(web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that HTTP method")
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that HTTP method")
 }
 
 impl From<JsonRejection> for ApiError {
