@@ -126,6 +126,28 @@ export async function sdkPage(browser, server, label) {
   return page;
 }
 
+/** Headless Chromium has no desktop to capture: makes the page's `getDisplayMedia` answer with a
+ * moving canvas (call before the page loads). */
+export async function fakeDisplayMedia(page) {
+  await page.addInitScript(() => {
+    navigator.mediaDevices.getDisplayMedia = async () => {
+      const c = document.createElement('canvas');
+      c.width = 1280;
+      c.height = 720;
+      const g = c.getContext('2d');
+      let n = 0;
+      setInterval(() => {
+        g.fillStyle = `hsl(${(n += 7) % 360} 60% 50%)`;
+        g.fillRect(0, 0, c.width, c.height);
+        g.fillStyle = '#fff';
+        g.font = '96px sans-serif';
+        g.fillText(`screen ${n}`, 100, 360);
+      }, 50);
+      return c.captureStream(15);
+    };
+  });
+}
+
 /** Waits until `fn` (run in the page) returns a truthy value; returns it. */
 export async function until(page, fn, arg, timeout = 30_000) {
   const handle = await page.waitForFunction(fn, arg, { timeout, polling: 250 });

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { Server, launchBrowser, until, screenshot, repo } from '../lib/harness.mjs';
+import { Server, launchBrowser, until, screenshot, repo, fakeDisplayMedia } from '../lib/harness.mjs';
 
 const dist = path.join(repo, 'web', 'dist');
 
@@ -95,26 +95,8 @@ async function newPage(label, { fakeScreen = false } = {}) {
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[${label}] page error:`, e.message));
   if (process.env.VERBOSE) page.on('console', (m) => console.log(`[${label}]`, m.text()));
-  if (fakeScreen) {
-    // Headless Chromium has no desktop to capture: getDisplayMedia answers with a canvas.
-    await page.addInitScript(() => {
-      navigator.mediaDevices.getDisplayMedia = async () => {
-        const c = document.createElement('canvas');
-        c.width = 1280;
-        c.height = 720;
-        const g = c.getContext('2d');
-        let n = 0;
-        setInterval(() => {
-          g.fillStyle = `hsl(${(n += 7) % 360} 60% 50%)`;
-          g.fillRect(0, 0, c.width, c.height);
-          g.fillStyle = '#fff';
-          g.font = '96px sans-serif';
-          g.fillText(`screen ${n}`, 100, 360);
-        }, 50);
-        return c.captureStream(15);
-      };
-    });
-  }
+  // Headless Chromium has no desktop to capture: getDisplayMedia answers with a canvas.
+  if (fakeScreen) await fakeDisplayMedia(page);
   return page;
 }
 
