@@ -107,6 +107,16 @@ async fn listed_origins_get_cors_others_are_refused() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(r.headers(), "access-control-allow-origin"), Some(APP), "module import of the SDK");
 
+    // A method a route does not take is still 405 in Chorus's error shape, with the CORS header
+    // (so the page can read why).
+    for path in ["/v1/groups", "/sdk/mesibo.js"] {
+        let r = c.put(format!("{}{path}", s.base)).header("origin", APP).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(header(r.headers(), "access-control-allow-origin"), Some(APP), "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{path}: {body}");
+    }
+
     // An origin not listed: preflight refused without CORS headers, and a request that needs no
     // preflight (a form post) is not served either: no code is texted.
     for path in ["/api", "/v1/groups", "/api.php"] {
