@@ -303,6 +303,27 @@ test("Mesibo's conferencing app on its own origin: phone login by createhttpRequ
   const gid = room.settings.gid;
   const pubPin = room.pins.find((p) => p.flags & 4).pin;
 
+  // The app's older version (web/live-demo/web) made rooms through its backend instead: op=setgroup
+  // as form fields with the token in the body. That works from this origin too, and the room is
+  // listed by op=rooms.
+  const api = (params) =>
+    po.evaluate(
+      (params) =>
+        new Promise((resolve) => {
+          const req = Mesibo.getInstance().createhttpRequest();
+          req.setUrl(MESIBO_API_URL);
+          req.setPostData(params);
+          req.send(null, (cbdata, response) => resolve(response && JSON.parse(response)));
+        }),
+      params,
+    );
+  const old = await api({ op: 'setgroup', token: owner.token, name: 'Old style room', resolution: 2 });
+  assert.equal(old?.result, 'OK', JSON.stringify(old));
+  assert.ok(old.gid > 0 && old.pin && old.spin);
+  const rooms = await api({ op: 'rooms', token: owner.token });
+  assert.equal(rooms?.result, 'OK', JSON.stringify(rooms));
+  assert.ok(JSON.stringify(rooms).includes('Old style room'), JSON.stringify(rooms));
+
   // The member enters the room by id and publisher pin and publishes too; each sees the other's camera.
   await pm.evaluate(({ gid, pin }) => window.enterRoom(gid, pin), { gid, pin: pubPin });
   await until(pm, (gid) => window.app.joined.includes(gid) && window.app.live, gid);
