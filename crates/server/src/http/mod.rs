@@ -11,6 +11,8 @@
 //! - [`sdk`]: the browser SDK bundles at `/sdk/`.
 //! - [`web`]: the web app at `/`.
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 pub mod mesibo;
 pub mod sdk;
 pub mod server;
