@@ -10,6 +10,7 @@
 //! extractor, then the checks the service runs before it stores anything. Compiled for tests
 //! and with the `fuzzing` feature only.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -73,8 +74,9 @@ fn ws_frame(data: &[u8]) {
     }
 }
 
-/// A DTLS certificate made once: generating one per input would be most of the work.
-fn rtc(subscribe: bool, now: Instant) -> Rtc {
+/// A leg like the room's (ICE lite, RTP mode, bandwidth estimation on subscribe legs), with a
+/// DTLS certificate made once: generating one per input would be most of the work.
+fn new_leg(subscribe: bool, now: Instant) -> Rtc {
     static CERT: OnceLock<str0m::config::DtlsCert> = OnceLock::new();
     let cert = CERT.get_or_init(|| {
         str0m::crypto::from_feature_flags().dtls_provider.generate_certificate().expect("a DTLS certificate")
@@ -84,25 +86,74 @@ fn rtc(subscribe: bool, now: Instant) -> Rtc {
     leg_config(creds, start).set_dtls_cert(cert.clone()).build(now)
 }
 
-/// Call signalling's SDP: an offer as `call_publish` accepts it on a publish leg, and an
-/// answer as `call_answer` applies it to a subscribe leg's pending offer.
+/// Legs live on across inputs, as a participant's legs live on across renegotiations and
+/// datagrams (building one costs milliseconds), and are rebuilt every [`LEG_INPUTS`] inputs so
+/// what they accumulate stays bounded. A crash that depends on what earlier inputs left in a leg
+/// may not replay from its own input alone: run the target over the corpus to find it again.
+struct Legs {
+    publish: Option<(Rtc, u32)>,
+    subscribe: Option<(Rtc, u32)>,
+    media: Option<(Rtc, u32)>,
+}
+
+const LEG_INPUTS: u32 = 256;
+
+thread_local! {
+    static LEGS: RefCell<Legs> = const { RefCell::new(Legs { publish: None, subscribe: None, media: None }) };
+}
+
+/// The leg in `slot`, rebuilt by `make` when it is new or has taken its share of inputs.
+fn with_leg<R>(
+    slot: fn(&mut Legs) -> &mut Option<(Rtc, u32)>,
+    inputs: u32,
+    make: impl FnOnce() -> Rtc,
+    f: impl FnOnce(&mut Rtc) -> R,
+) -> R {
+    LEGS.with(|legs| {
+        let mut legs = legs.borrow_mut();
+        let slot = slot(&mut legs);
+        if slot.as_ref().is_none_or(|(_, n)| *n >= inputs) {
+            *slot = Some((make(), 0));
+        }
+        let (rtc, n) = slot.as_mut().expect("just made");
+        *n += 1;
+        f(rtc)
+    })
+}
+
+/// Call signalling's SDP: an offer as `call_publish` accepts it on a publish leg (a renegotiation
+/// when the leg has seen offers before), and an answer as `call_answer` applies it to a
+/// subscribe leg's pending offer.
 fn sdp(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let now = Instant::now();
     if let Ok(offer) = SdpOffer::from_sdp_string(text) {
-        let mut leg = rtc(false, now);
-        if let Ok(answer) = leg.sdp_api().accept_offer(offer) {
-            let _ = answer.to_sdp_string();
-        }
+        with_leg(
+            |l| &mut l.publish,
+            LEG_INPUTS,
+            || new_leg(false, now),
+            |leg| {
+                if let Ok(answer) = leg.sdp_api().accept_offer(offer) {
+                    let _ = answer.to_sdp_string();
+                }
+            },
+        );
     }
     if let Ok(answer) = SdpAnswer::from_sdp_string(text) {
-        let mut leg = rtc(true, now);
-        let mut api = leg.sdp_api();
-        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        if let Some((_, pending)) = api.apply() {
-            let _ = leg.sdp_api().accept_answer(pending, answer);
-        }
+        // Every input adds two media lines: a fresh leg every 16 keeps the offer browser-sized.
+        with_leg(
+            |l| &mut l.subscribe,
+            16,
+            || new_leg(true, now),
+            |leg| {
+                let mut api = leg.sdp_api();
+                api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+                api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+                if let Some((_, pending)) = api.apply() {
+                    let _ = leg.sdp_api().accept_answer(pending, answer);
+                }
+            },
+        );
     }
 }
 
@@ -115,22 +166,32 @@ fn media_demux(data: &[u8]) {
     let _ = stun_local_ufrag(data);
     let Ok(contents) = data.try_into() else { return };
     let now = Instant::now();
-    let mut leg = rtc(false, now);
-    let offer = SdpOffer::from_sdp_string(MEDIA_OFFER).expect("the seed offer parses");
-    leg.sdp_api().accept_offer(offer).expect("the seed offer is accepted");
-    let source: SocketAddr = "127.0.0.1:50000".parse().expect("an address");
-    let destination: SocketAddr = "127.0.0.1:7882".parse().expect("an address");
-    let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
-    if leg.handle_input(input).is_err() {
-        return;
-    }
-    for _ in 0..64 {
-        match leg.poll_output() {
-            Ok(Output::Timeout(_)) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    let _ = leg.handle_input(Input::Timeout(now + Duration::from_secs(1)));
+    let make = || {
+        let mut leg = new_leg(false, now);
+        let offer = SdpOffer::from_sdp_string(MEDIA_OFFER).expect("the seed offer parses");
+        leg.sdp_api().accept_offer(offer).expect("the seed offer is accepted");
+        leg
+    };
+    with_leg(
+        |l| &mut l.media,
+        LEG_INPUTS,
+        make,
+        |leg| {
+            let source: SocketAddr = "127.0.0.1:50000".parse().expect("an address");
+            let destination: SocketAddr = "127.0.0.1:7882".parse().expect("an address");
+            let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+            if leg.handle_input(input).is_err() {
+                return;
+            }
+            for _ in 0..64 {
+                match leg.poll_output() {
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = leg.handle_input(Input::Timeout(now + Duration::from_millis(20)));
+        },
+    );
 }
 
 #[cfg(test)]
