@@ -132,7 +132,7 @@ fn pin_from_row(row: &AnyRow) -> Result<Pin, sqlx::Error> {
 }
 
 /// Validates settings; `mesibo` accepts every Mesibo policy bit.
-fn validate_settings(s: &GroupSettings, mesibo: bool) -> ApiResult<()> {
+pub(crate) fn validate_settings(s: &GroupSettings, mesibo: bool) -> ApiResult<()> {
     if let Some(name) = &s.name {
         let n = name.trim();
         if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
@@ -194,13 +194,13 @@ fn check_grant(can: Option<u32>, gained: u32) -> ApiResult<()> {
 }
 
 /// Parses `JOINED.REST` (the cursors of the paged lists).
-fn cursor(after: Option<&str>) -> ApiResult<Option<(i64, &str)>> {
+pub(crate) fn cursor(after: Option<&str>) -> ApiResult<Option<(i64, &str)>> {
     let Some(after) = after else { return Ok(None) };
     let parsed = after.split_once('.').and_then(|(j, rest)| Some((j.parse::<i64>().ok()?, rest)));
     parsed.map(Some).ok_or_else(|| ApiError::bad_request("after must be the cursor of a next link"))
 }
 
-fn validate_member_flags(flags: u32, admin_flags: u32) -> ApiResult<()> {
+pub(crate) fn validate_member_flags(flags: u32, admin_flags: u32) -> ApiResult<()> {
     if flags & !member::VALID != 0 {
         return Err(ApiError::bad_request(format!("flags has unknown bits; allowed mask is {:#x}", member::VALID)));
     }

@@ -13,6 +13,8 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod groups;
 pub mod http;
 pub mod limiter;

@@ -273,6 +273,34 @@ pub async fn exit_if_panicked<T>(name: &str, task: tokio::task::JoinHandle<T>, s
     }
 }
 
+/// A message body as stored: one of text, data or file, at most `max_bytes` of JSON.
+pub(crate) fn encode_content(c: &Content, max_bytes: usize) -> ApiResult<String> {
+    if c.text.is_none() && c.data.is_none() && c.file.is_none() {
+        return Err(ApiError::bad_request("a message needs text, data or a file"));
+    }
+    if let Some(f) = &c.file {
+        if f.url.is_empty() || f.url.len() > 2048 {
+            return Err(ApiError::bad_request("file.url must be 1 to 2048 characters"));
+        }
+    }
+    let body = serde_json::to_string(c).map_err(ApiError::internal)?;
+    if body.len() > max_bytes {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("message is {} bytes; the limit is {}", body.len(), max_bytes),
+        ));
+    }
+    Ok(body)
+}
+
+/// A client's message id: 1 to 64 printable characters.
+pub(crate) fn check_client_id(client_id: &str) -> ApiResult<()> {
+    if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("id must be 1 to 64 printable characters"));
+    }
+    Ok(())
+}
+
 /// Serialises a frame once for fan-out.
 pub fn outbound(frame: &ServerFrame, msg: Option<MsgMeta>, origin: u64) -> Arc<Outbound> {
     let json = serde_json::to_string(frame).expect("server frames always serialise");
@@ -375,22 +403,7 @@ impl Messaging {
 
     /// Validates content against the size limit and returns its stored form.
     fn encode(&self, c: &Content) -> ApiResult<String> {
-        if c.text.is_none() && c.data.is_none() && c.file.is_none() {
-            return Err(ApiError::bad_request("a message needs text, data or a file"));
-        }
-        if let Some(f) = &c.file {
-            if f.url.is_empty() || f.url.len() > 2048 {
-                return Err(ApiError::bad_request("file.url must be 1 to 2048 characters"));
-            }
-        }
-        let body = serde_json::to_string(c).map_err(ApiError::internal)?;
-        if body.len() > self.cfg.max_message_bytes {
-            return Err(ApiError::new(
-                ErrorCode::TooLarge,
-                format!("message is {} bytes; the limit is {}", body.len(), self.cfg.max_message_bytes),
-            ));
-        }
-        Ok(body)
+        encode_content(c, self.cfg.max_message_bytes)
     }
 
     /// Sends a message. Retrying with the same `client_id` returns the first result.
@@ -418,9 +431,7 @@ impl Messaging {
         content: &Content,
         origin: u64,
     ) -> ApiResult<SendTicket> {
-        if client_id.is_empty() || client_id.len() > 64 || client_id.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("id must be 1 to 64 printable characters"));
-        }
+        check_client_id(client_id)?;
         let checked = async {
             let body = self.encode(content)?;
             self.take_send_slot(from.uid)?;

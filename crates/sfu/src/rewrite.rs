@@ -128,6 +128,7 @@ impl Rewriter {
                 source.history.mark(ext, Handling::Forwarded);
                 let seq = ext.wrapping_add(source.late_shift(ext));
                 let timestamp = pkt.timestamp.wrapping_add(source.ts_shift);
+                self.note_late(seq, timestamp);
                 Ok(Rewritten { ssrc: self.out_ssrc, seq: seq as u16, timestamp })
             }
             Place::Refused(RewriteError::TooOld) if source.take_resync(pkt.seq) => Ok(self.start(now, pkt)),
@@ -178,6 +179,20 @@ impl Rewriter {
         }
         self.last_out = Some(LastOut { seq, timestamp, at });
         Rewritten { ssrc: self.out_ssrc, seq: seq as u16, timestamp }
+    }
+
+    /// A late packet lands after the newest in-order one when the packets between were skipped
+    /// (it takes the number they closed up). The next source must continue after it, not reuse
+    /// its number or go back in time.
+    fn note_late(&mut self, seq: u64, timestamp: u32) {
+        if let Some(last) = &mut self.last_out {
+            if seq > last.seq {
+                last.seq = seq;
+            }
+            if (timestamp.wrapping_sub(last.timestamp) as i32) > 0 {
+                last.timestamp = timestamp;
+            }
+        }
     }
 
     /// RTP ticks to put between the last packet sent and the first of a new source.
@@ -401,6 +416,19 @@ mod tests {
             Forward(1, 104, 0, Ok(out(103, 0))),
             // 101 was delayed, not lost: it fills the gap left for it.
             Forward(1, 101, 0, Ok(out(101, 0))),
+        ]);
+    }
+
+    /// Found by tests/rewrite_props.rs: a late packet that lands after the newest in-order one
+    /// (the packets after it were skipped) took the number the next source then started at.
+    #[test]
+    fn a_switch_continues_after_a_late_packet_that_filled_a_skip() {
+        run(&[
+            Start(1, 100, 0, out(100, 0)),
+            Skip(1, 102, Ok(())),
+            Forward(1, 101, 3000, Ok(out(101, 3000))),
+            // 30 ms after the last in-order packet (2,700 ticks), after 101's timestamp.
+            Start(2, 500, 77, out(102, 5700)),
         ]);
     }
 

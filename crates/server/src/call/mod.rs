@@ -24,6 +24,11 @@
 mod net;
 mod room;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use net::stun_local_ufrag;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use room::{check_publish, leg_config};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -41,7 +41,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use super::net::{Datagram, Leg, MediaNet, PeerKey, Route, SendBatch, ROOM_QUEUE};
@@ -358,6 +358,53 @@ fn sfu_codec(c: str0m::format::Codec) -> Codec {
         C::Av1 => Codec::Av1,
         _ => Codec::Other,
     }
+}
+
+/// The str0m configuration of a peer connection leg: ICE lite with our credentials, RTP mode
+/// (we forward packets, not frames); `bwe_start` turns on bandwidth estimation (subscribe legs).
+pub(crate) fn leg_config(creds: IceCreds, bwe_start: Option<Bitrate>) -> RtcConfig {
+    let config = Rtc::builder().set_ice_lite(true).set_rtp_mode(true).set_local_ice_credentials(creds);
+    match bwe_start {
+        Some(b) => config.enable_bwe(Some(b)),
+        None => config,
+    }
+}
+
+/// Checks what a `call_publish` says about itself, before the room or the SDP is looked at:
+/// the media lines it names for audio and video.
+pub(crate) fn check_publish(req: &PublishRequest) -> Result<(Option<Mid>, Option<Mid>), ApiError> {
+    if req.sid > 63 {
+        return Err(ApiError::bad_request("sid must be between 0 and 63"));
+    }
+    if req.sdp.len() > MAX_SDP {
+        return Err(ApiError::new(ErrorCode::TooLarge, "sdp is larger than 64 KiB"));
+    }
+    if req.rids.len() > Layer::COUNT - 1 || !req.rids.iter().all(|r| valid_rid(r)) {
+        return Err(ApiError::bad_request("rids must be at most 3 names of 1 to 8 letters, digits, - or _"));
+    }
+    let mut seen = req.rids.clone();
+    seen.sort();
+    seen.dedup();
+    if seen.len() != req.rids.len() {
+        return Err(ApiError::bad_request("rids must be distinct"));
+    }
+    if req.height.is_some_and(|h| h == 0 || h > 8192) {
+        return Err(ApiError::bad_request("height must be between 1 and 8192 pixels"));
+    }
+    let audio_mid = match (req.audio, &req.audio_mid) {
+        (true, Some(m)) if valid_mid(m) => Some(Mid::from(m.as_str())),
+        (true, _) => return Err(ApiError::bad_request("audio_mid is required (the offer's media line for the audio)")),
+        (false, _) => None,
+    };
+    let video_mid = match (req.video, &req.video_mid) {
+        (true, Some(m)) if valid_mid(m) => Some(Mid::from(m.as_str())),
+        (true, _) => return Err(ApiError::bad_request("video_mid is required (the offer's media line for the video)")),
+        (false, _) => None,
+    };
+    if audio_mid.is_some() && audio_mid == video_mid {
+        return Err(ApiError::bad_request("audio and video must be on different media lines"));
+    }
+    Ok((audio_mid, video_mid))
 }
 
 /// A rid is 1 to 8 letters, digits, `-` or `_` (RFC 8851 allows more; browsers use these).
@@ -703,11 +750,8 @@ impl RoomTask {
             ufrag: Alphanumeric.sample_string(&mut rng, 12),
             pass: Alphanumeric.sample_string(&mut rng, 24),
         };
-        let mut config = Rtc::builder().set_ice_lite(true).set_rtp_mode(true).set_local_ice_credentials(creds.clone());
-        if leg == Leg::Subscribe {
-            config = config.enable_bwe(Some(Bitrate::kbps(self.cfg.rtc_initial_bitrate_kbps)));
-        }
-        let mut rtc = config.build(now);
+        let start = (leg == Leg::Subscribe).then(|| Bitrate::kbps(self.cfg.rtc_initial_bitrate_kbps));
+        let mut rtc = leg_config(creds.clone(), start).build(now);
         if let Ok(c) = Candidate::host(self.net.udp_advertised, "udp") {
             rtc.add_local_candidate(c);
         }
@@ -733,41 +777,7 @@ impl RoomTask {
     }
 
     fn publish(&mut self, now: Instant, uid: i64, req: PublishRequest) -> Result<ServerFrame, ApiError> {
-        if req.sid > 63 {
-            return Err(ApiError::bad_request("sid must be between 0 and 63"));
-        }
-        if req.sdp.len() > MAX_SDP {
-            return Err(ApiError::new(ErrorCode::TooLarge, "sdp is larger than 64 KiB"));
-        }
-        if req.rids.len() > Layer::COUNT - 1 || !req.rids.iter().all(|r| valid_rid(r)) {
-            return Err(ApiError::bad_request("rids must be at most 3 names of 1 to 8 letters, digits, - or _"));
-        }
-        let mut seen = req.rids.clone();
-        seen.sort();
-        seen.dedup();
-        if seen.len() != req.rids.len() {
-            return Err(ApiError::bad_request("rids must be distinct"));
-        }
-        if req.height.is_some_and(|h| h == 0 || h > 8192) {
-            return Err(ApiError::bad_request("height must be between 1 and 8192 pixels"));
-        }
-        let audio_mid = match (req.audio, &req.audio_mid) {
-            (true, Some(m)) if valid_mid(m) => Some(Mid::from(m.as_str())),
-            (true, _) => {
-                return Err(ApiError::bad_request("audio_mid is required (the offer's media line for the audio)"))
-            }
-            (false, _) => None,
-        };
-        let video_mid = match (req.video, &req.video_mid) {
-            (true, Some(m)) if valid_mid(m) => Some(Mid::from(m.as_str())),
-            (true, _) => {
-                return Err(ApiError::bad_request("video_mid is required (the offer's media line for the video)"))
-            }
-            (false, _) => None,
-        };
-        if audio_mid.is_some() && audio_mid == video_mid {
-            return Err(ApiError::bad_request("audio and video must be on different media lines"));
-        }
+        let (audio_mid, video_mid) = check_publish(&req)?;
         let peer = self.peers.get(&uid).ok_or_else(|| ApiError::not_found("not in this call"))?;
         if peer.tracks.iter().any(|t| Some(t.mid) == audio_mid || Some(t.mid) == video_mid) {
             return Err(ApiError::new(

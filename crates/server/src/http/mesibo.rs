@@ -39,7 +39,7 @@ pub(super) fn backend_routes() -> Router<AppState> {
 }
 
 /// Request parameters from the query string, a form body or a JSON body, as one JSON object.
-fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, String> {
+pub(super) fn params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     if let Some(q) = uri.query() {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).map_err(|e| format!("bad query: {e}"))?;
@@ -76,7 +76,7 @@ const SECRET_PARAMS: [&str; 2] = ["token", "usertoken"];
 const TOKEN_IN_URL: &str = "TOKENINURL";
 
 /// True if the query string names a secret parameter (see [`SECRET_PARAMS`]).
-fn secret_in_query(uri: &Uri) -> bool {
+pub(super) fn secret_in_query(uri: &Uri) -> bool {
     let Some(q) = uri.query() else { return false };
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap_or_default();
     pairs.iter().any(|(k, _)| SECRET_PARAMS.contains(&k.as_str()))
@@ -84,7 +84,7 @@ fn secret_in_query(uri: &Uri) -> bool {
 
 /// The token of a request: the `token` parameter of the body, else `Authorization: Bearer`.
 /// (Call after [`secret_in_query`] refused query tokens.)
-fn request_token(p: &Map<String, Value>, headers: &HeaderMap) -> Option<String> {
+pub(super) fn request_token(p: &Map<String, Value>, headers: &HeaderMap) -> Option<String> {
     s(p, "token").or_else(|| {
         let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, token) = v.trim().split_once(' ')?;
@@ -94,7 +94,7 @@ fn request_token(p: &Map<String, Value>, headers: &HeaderMap) -> Option<String> 
 }
 
 /// A string parameter (numbers are accepted and rendered).
-fn s(p: &Map<String, Value>, k: &str) -> Option<String> {
+pub(super) fn s(p: &Map<String, Value>, k: &str) -> Option<String> {
     match p.get(k)? {
         Value::String(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
@@ -104,7 +104,7 @@ fn s(p: &Map<String, Value>, k: &str) -> Option<String> {
 }
 
 /// An integer parameter; `Err` if present but not a number.
-fn n(p: &Map<String, Value>, k: &str) -> Result<Option<i64>, ()> {
+pub(super) fn n(p: &Map<String, Value>, k: &str) -> Result<Option<i64>, ()> {
     match p.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(v)) => v.as_i64().map(Some).ok_or(()),

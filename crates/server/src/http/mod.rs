@@ -13,6 +13,8 @@
 //! - [`cors`]: use from pages on other origins (`cors_origins`).
 
 pub mod cors;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 pub mod mesibo;
 pub mod sdk;
 pub mod server;

@@ -126,7 +126,7 @@ async fn user_profile(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HistoryQuery {
+pub(super) struct HistoryQuery {
     before: Option<i64>,
     limit: Option<u32>,
 }
