@@ -448,6 +448,70 @@ async fn ice_tcp_connections_are_capped_and_closed(b: Backend) {
     assert!(closed_within(&mut late, Duration::from_secs(2)).await, "a connection to no leg was held");
 }
 
+/// An offer that made the WebRTC library panic (found by fuzz/sdp: one payload type bound to
+/// codecs in two bundled media lines). Before, the room task died with it: every participant
+/// lost the call. Now the offer is refused with `bad_request`, its sender is taken out of the
+/// call (`left`, reason `lost`) and may join again, and the others stay in the call.
+async fn an_offer_that_panics_the_webrtc_library_is_refused_and_the_call_goes_on(b: Backend) {
+    let _slot = common::call_slot();
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, _) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let (mut bob, _) = Connection::connect(&hb, None).await.expect("ws");
+    let joined = bob.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    joined_address(&joined);
+    let (mut owner, _) = Connection::connect(&r.owner, None).await.expect("ws");
+    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let owner_address = joined_address(&joined);
+
+    let sdp = include_str!("../../../fuzz/seeds/sdp/pt-two-codecs-in-bundle.sdp").to_string();
+    let refused = owner
+        .request(|rid| {
+            ClientFrame::CallPublish(chorus_proto::call::PublishRequest {
+                rid,
+                sid: 0,
+                audio: true,
+                video: true,
+                screen: false,
+                rids: vec![],
+                height: None,
+                muted: Default::default(),
+                audio_mid: Some("0".into()),
+                video_mid: Some("1".into()),
+                sdp,
+            })
+        })
+        .await
+        .unwrap();
+    let ServerFrame::Error { code, .. } = &refused else { panic!("the offer was not refused: {refused:?}") };
+    assert_eq!(*code, chorus_proto::ErrorCode::BadRequest, "{refused:?}");
+
+    // Bob, still in the call, sees the owner leave with reason lost.
+    let deadline = Instant::now() + EVENT;
+    loop {
+        let f = tokio::time::timeout_at(deadline.into(), bob.recv()).await.expect("bob sees the owner leave").unwrap();
+        if let ServerFrame::CallEvent { event: CallEvent::Left { address, reason, .. }, .. } = f {
+            assert_eq!(address, owner_address);
+            assert_eq!(reason, CallLeaveReason::Lost);
+            break;
+        }
+    }
+    // The owner joins again and publishes a good offer; Bob is told.
+    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    assert_eq!(joined_address(&joined), owner_address);
+    let published = owner.request(audio_publish).await.unwrap();
+    assert!(matches!(published, ServerFrame::CallPublished { .. }), "{published:?}");
+    let deadline = Instant::now() + EVENT;
+    loop {
+        let f = tokio::time::timeout_at(deadline.into(), bob.recv()).await.expect("bob sees the stream").unwrap();
+        if let ServerFrame::CallEvent { event: CallEvent::Published { address, .. }, .. } = &f {
+            if *address == owner_address {
+                break;
+            }
+        }
+    }
+}
+
 macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -461,4 +525,5 @@ sqlite_only!(
     a_participant_that_stops_reading_is_dropped_and_memory_stays_flat,
     publish_churn_does_not_grow_a_subscribers_connection,
     ice_tcp_connections_are_capped_and_closed,
+    an_offer_that_panics_the_webrtc_library_is_refused_and_the_call_goes_on,
 );

@@ -22,7 +22,7 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{IceCreds, Input, Output, Rtc};
 
-use crate::call::{check_publish, leg_config, stun_local_ufrag};
+use crate::call::{check_publish, leg_config, remote_sdp, stun_local_ufrag};
 use crate::error::ApiError;
 use crate::messaging::{check_client_id, encode_content, Content, Target};
 
@@ -102,13 +102,15 @@ thread_local! {
     static LEGS: RefCell<Legs> = const { RefCell::new(Legs { publish: None, subscribe: None, media: None }) };
 }
 
-/// The leg in `slot`, rebuilt by `make` when it is new or has taken its share of inputs.
-fn with_leg<R>(
+/// Runs `f` on the leg in `slot`, rebuilt by `make` when it is new or has taken its share of
+/// inputs. `f` answers whether the leg may be used again: not after str0m panicked on a remote
+/// description, which the room guards the same way ([`remote_sdp`]).
+fn with_leg(
     slot: fn(&mut Legs) -> &mut Option<(Rtc, u32)>,
     inputs: u32,
     make: impl FnOnce() -> Rtc,
-    f: impl FnOnce(&mut Rtc) -> R,
-) -> R {
+    f: impl FnOnce(&mut Rtc) -> bool,
+) {
     LEGS.with(|legs| {
         let mut legs = legs.borrow_mut();
         let slot = slot(&mut legs);
@@ -117,7 +119,9 @@ fn with_leg<R>(
         }
         let (rtc, n) = slot.as_mut().expect("just made");
         *n += 1;
-        f(rtc)
+        if !f(rtc) {
+            *slot = None;
+        }
     })
 }
 
@@ -132,10 +136,13 @@ fn sdp(data: &[u8]) {
             |l| &mut l.publish,
             LEG_INPUTS,
             || new_leg(false, now),
-            |leg| {
-                if let Ok(answer) = leg.sdp_api().accept_offer(offer) {
+            |leg| match remote_sdp(|| leg.sdp_api().accept_offer(offer)) {
+                Some(Ok(answer)) => {
                     let _ = answer.to_sdp_string();
+                    true
                 }
+                Some(Err(_)) => true,
+                None => false,
             },
         );
     }
@@ -149,8 +156,9 @@ fn sdp(data: &[u8]) {
                 let mut api = leg.sdp_api();
                 api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
                 api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-                if let Some((_, pending)) = api.apply() {
-                    let _ = leg.sdp_api().accept_answer(pending, answer);
+                match api.apply() {
+                    Some((_, pending)) => remote_sdp(|| leg.sdp_api().accept_answer(pending, answer)).is_some(),
+                    None => true,
                 }
             },
         );
@@ -181,7 +189,7 @@ fn media_demux(data: &[u8]) {
             let destination: SocketAddr = "127.0.0.1:7882".parse().expect("an address");
             let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
             if leg.handle_input(input).is_err() {
-                return;
+                return true;
             }
             for _ in 0..64 {
                 match leg.poll_output() {
@@ -190,6 +198,7 @@ fn media_demux(data: &[u8]) {
                 }
             }
             let _ = leg.handle_input(Input::Timeout(now + Duration::from_millis(20)));
+            true
         },
     );
 }

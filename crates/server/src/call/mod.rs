@@ -27,7 +27,7 @@ mod room;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use net::stun_local_ufrag;
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) use room::{check_publish, leg_config};
+pub(crate) use room::{check_publish, leg_config, remote_sdp};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

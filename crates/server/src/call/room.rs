@@ -370,6 +370,14 @@ pub(crate) fn leg_config(creds: IceCreds, bwe_start: Option<Bitrate>) -> RtcConf
     }
 }
 
+/// Runs str0m's handling of a remote description, catching a panic. str0m 0.25 asserts some SDP
+/// invariants instead of returning an error: fuzz/sdp found an offer that binds one payload type
+/// to codecs in two bundled media lines ("Pt locked multiple times"). A remote description is
+/// untrusted input; after a panic the leg must not be used again (see `RoomTask::sdp_panicked`).
+pub(crate) fn remote_sdp<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
 /// Checks what a `call_publish` says about itself, before the room or the SDP is looked at:
 /// the media lines it names for audio and video.
 pub(crate) fn check_publish(req: &PublishRequest) -> Result<(Option<Mid>, Option<Mid>), ApiError> {
@@ -800,7 +808,10 @@ impl RoomTask {
             Some(l) => l,
             None => self.new_leg(now, uid, Leg::Publish),
         };
-        let answer = leg.rtc.sdp_api().accept_offer(offer);
+        let Some(answer) = remote_sdp(|| leg.rtc.sdp_api().accept_offer(offer)) else {
+            self.net.unregister(&leg.ufrag);
+            return Err(self.sdp_panicked(uid));
+        };
         let missing = [audio_mid, video_mid].into_iter().flatten().find(|m| leg.rtc.media(*m).is_none());
         leg.dirty = true;
         let peer = self.peers.get_mut(&uid).expect("checked above");
@@ -841,6 +852,15 @@ impl RoomTask {
         })
     }
 
+    /// A remote description made str0m panic (see [`remote_sdp`]): the participant's peer
+    /// connections are in an unknown state, so the participant is taken out of the call (reason
+    /// lost; it may rejoin) and the request is refused.
+    fn sdp_panicked(&mut self, uid: i64) -> ApiError {
+        tracing::warn!(gid = self.gid, uid, "a remote SDP made the WebRTC library panic; participant taken out");
+        let _ = self.room.leave(uid, LeaveReason::Lost);
+        ApiError::bad_request("the SDP cannot be accepted: the WebRTC library failed on it; rejoin the call")
+    }
+
     fn unpublish(&mut self, uid: i64, sid: u32, sdp: Option<String>) -> Result<Option<String>, ApiError> {
         let offer = match &sdp {
             Some(s) if s.len() > MAX_SDP => {
@@ -859,11 +879,10 @@ impl RoomTask {
             .and_then(|p| p.publish.as_mut())
             .ok_or_else(|| ApiError::bad_request("no publish connection to renegotiate"))?;
         leg.dirty = true;
-        let answer = leg
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))?;
+        let Some(answer) = remote_sdp(|| leg.rtc.sdp_api().accept_offer(offer)) else {
+            return Err(self.sdp_panicked(uid));
+        };
+        let answer = answer.map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))?;
         Ok(Some(answer.to_sdp_string()))
     }
 
@@ -884,7 +903,10 @@ impl RoomTask {
         };
         let leg = peer.subscribe.as_mut().expect("an offer implies a subscribe leg");
         leg.dirty = true;
-        if let Err(e) = leg.rtc.sdp_api().accept_answer(pending, answer) {
+        let Some(accepted) = remote_sdp(|| leg.rtc.sdp_api().accept_answer(pending, answer)) else {
+            return Err(self.sdp_panicked(uid));
+        };
+        if let Err(e) = accepted {
             // The answer did not fit the offer: offer anew.
             peer.renegotiate = true;
             self.negotiate(now, uid);
