@@ -21,6 +21,7 @@ import {
   type ErrorFrame,
   type FileRef,
   type GroupFrame,
+  type BoardFrame,
   type Message,
   type PresenceFrame,
   type ReceiptFrame,
@@ -108,6 +109,8 @@ export interface ChorusClientEvents {
   receipt: ReceiptFrame;
   presence: PresenceFrame;
   group: GroupFrame;
+  /** A group's whiteboard changed. */
+  board: BoardFrame;
   /** The resume cursor moved; persist it to resume after a page reload. */
   cursor: Cursor;
   /** An `error` frame that answers no pending request (e.g. a failed `typing`). */
@@ -473,6 +476,8 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
         return this.emit('presence', f);
       case 'group':
         return this.emit('group', f);
+      case 'board':
+        return this.emit('board', f);
       case 'sent':
         // A `sent` whose rid is unknown (e.g. answered after a timeout): settle by id.
         return this.settleSend(f.id, f);
@@ -772,6 +777,18 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
   /** `GET /v1/groups/{gid}/members`. */
   members(gid: number) {
     return this.rest.members(gid);
+  }
+  /** `GET /v1/groups/{gid}/board`: the group's whiteboard. */
+  board(gid: number) {
+    return this.rest.board(gid);
+  }
+  /** `PUT /v1/groups/{gid}/board`: replace the whiteboard (only if still at `version`, when given). */
+  setBoard(gid: number, objs: Record<string, unknown>[], version?: number) {
+    return this.rest.setBoard(gid, objs, version);
+  }
+  /** `POST /v1/groups/{gid}/board`: add objects to the whiteboard. */
+  appendBoard(gid: number, objs: Record<string, unknown>[]) {
+    return this.rest.appendBoard(gid, objs);
   }
   /** `GET /v1/groups/{gid}/pins`. */
   pins(gid: number) {

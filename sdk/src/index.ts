@@ -19,6 +19,7 @@ export type {
   Membership,
   Group,
   Pin,
+  Board,
   CreatedGroup,
   Member,
   GroupSettings,

@@ -419,6 +419,18 @@ export interface GroupFrame {
   /** Omitted when empty. */
   members?: string[];
 }
+/** A group's whiteboard changed (docs/protocol.md, `board`). */
+export interface BoardFrame {
+  type: 'board';
+  gid: number;
+  /** The board's version after this change. */
+  version: number;
+  /** Who changed it (address). */
+  from: string;
+  /** `append`: `objs` were added to the board of `version - 1`; `set`: `objs` is the whole board. */
+  action: 'append' | 'set';
+  objs: Record<string, unknown>[];
+}
 export interface OkFrame {
   type: 'ok';
   rid?: string;
@@ -473,6 +485,7 @@ export type ServerFrame =
   | ReceiptFrame
   | PresenceFrame
   | GroupFrame
+  | BoardFrame
   | OkFrame
   | PongFrame
   | CallJoinedFrame
@@ -514,6 +527,7 @@ const REQUIRED: { [K in ServerFrame['type']]: Record<string, FieldKind> } = {
   receipt: { by: 'string', status: 'number', seq: 'number' },
   presence: { from: 'string', presence: 'number' },
   group: { gid: 'number', event: 'string' },
+  board: { gid: 'number', version: 'number', from: 'string', action: 'string', objs: 'array' },
   ok: {},
   pong: {},
   call_joined: { gid: 'number', address: 'string', permissions: 'object', settings: 'object', participants: 'array' },

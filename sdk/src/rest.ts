@@ -42,6 +42,18 @@ export interface Group {
 }
 
 /** A join code carrying a permission set. */
+/** A group's whiteboard (`GET /v1/groups/{gid}/board`). */
+export interface Board {
+  gid: number;
+  /** 0 for a board never written, then +1 per change. */
+  version: number;
+  objs: Record<string, unknown>[];
+  count: number;
+  /** Size of the stored board (compact JSON text), at most the server's `max_board_bytes`. */
+  bytes: number;
+  updated_by: string | null;
+  updated_at: number;
+}
 export interface Pin {
   pin: string;
   gid: number;
@@ -361,6 +373,18 @@ export class RestClient {
   /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
   async revokePin(gid: number, pin: string): Promise<void> {
     await this.request('DELETE', `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`);
+  }
+  /** `GET /v1/groups/{gid}/board`. */
+  board(gid: number): Promise<Board> {
+    return this.request('GET', `/v1/groups/${gid}/board`);
+  }
+  /** `PUT /v1/groups/{gid}/board`: replace the board (only if still at `version`, when given). */
+  setBoard(gid: number, objs: Record<string, unknown>[], version?: number): Promise<Board> {
+    return this.request('PUT', `/v1/groups/${gid}/board`, version === undefined ? { objs } : { objs, version });
+  }
+  /** `POST /v1/groups/{gid}/board`: add objects at the end of the board. */
+  appendBoard(gid: number, objs: Record<string, unknown>[]): Promise<Board> {
+    return this.request('POST', `/v1/groups/${gid}/board`, { objs });
   }
   /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
   history(conv: Conversation, options: { before?: number; limit?: number } = {}): Promise<HistoryPage> {

@@ -81,3 +81,18 @@ test('client frames from docs/protocol.md fit the ClientFrame union', () => {
   // The error codes mirror crates/proto/src/error.rs (14 codes).
   assert.equal(ERROR_CODES.length, 14);
 });
+
+test('board frames (docs/protocol.md examples) parse; one without objs is refused', () => {
+  const append = parseServerFrame(
+    '{"type":"board","gid":4821907,"version":7,"from":"u3fa9c0d1e2b4a6f7","action":"append","objs":[{"type":"line","x1":10,"y1":20,"x2":90,"y2":20}]}',
+  );
+  assert.ok(append.type === 'board');
+  if (append.type === 'board') {
+    assert.equal(append.action, 'append');
+    assert.equal(append.version, 7);
+    assert.deepEqual(append.objs, [{ type: 'line', x1: 10, y1: 20, x2: 90, y2: 20 }]);
+  }
+  const set = parseServerFrame('{"type":"board","gid":4821907,"version":8,"from":"u3fa9c0d1e2b4a6f7","action":"set","objs":[]}');
+  assert.ok(set.type === 'board' && set.action === 'set' && set.objs.length === 0);
+  assert.throws(() => parseServerFrame('{"type":"board","gid":1,"version":1,"from":"u","action":"set"}'), TypeError);
+});

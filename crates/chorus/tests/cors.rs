@@ -70,7 +70,7 @@ async fn listed_origins_get_cors_others_are_refused() {
     // Preflights of the routes an app on another origin calls: /api with a JSON body (what
     // Mesibo's login does), /v1/groups with a bearer token (it answered 405 before).
     for (path, method, methods) in
-        [("/api", "POST", &["get", "post"][..]), ("/v1/groups", "POST", &["get", "post", "patch", "delete"][..])]
+        [("/api", "POST", &["get", "post"][..]), ("/v1/groups", "POST", &["get", "post", "put", "patch", "delete"][..])]
     {
         let r = preflight(&s, path, APP, method, "authorization,content-type").await;
         assert!(r.status().is_success(), "{path}: {}", r.status());

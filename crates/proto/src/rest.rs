@@ -222,6 +222,45 @@ pub struct CreatePin {
     pub uses: Option<i64>,
 }
 
+/// A group's whiteboard: `GET` / `PUT /v1/groups/{gid}/board`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Board {
+    /// The group.
+    pub gid: i64,
+    /// 0 for a board never written, then +1 per change.
+    pub version: i64,
+    /// The board's objects (JSON objects), oldest first.
+    pub objs: Vec<serde_json::Value>,
+    /// Number of objects.
+    pub count: usize,
+    /// Size of the stored board in bytes (the compact JSON text of `objs`).
+    pub bytes: usize,
+    /// Who changed it last (address); `None` for a board never written or a deleted user.
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    /// When it last changed, ms since the Unix epoch (0: never).
+    pub updated_at: i64,
+}
+
+/// `PUT /v1/groups/{gid}/board`: replace the whole board.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBoard {
+    /// The new board: JSON objects (an empty list clears it).
+    pub objs: Vec<serde_json::Value>,
+    /// If given, the board is replaced only if its version is still this one (else `conflict`).
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// `POST /v1/groups/{gid}/board`: add objects at the end of the board.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendBoard {
+    /// The objects to add (JSON objects).
+    pub objs: Vec<serde_json::Value>,
+}
+
 /// Answer to `POST /v1/groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedGroup {

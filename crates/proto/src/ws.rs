@@ -388,6 +388,16 @@ pub enum GroupEvent {
     Deleted,
 }
 
+/// How a [`ServerFrame::Board`] changes the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoardAction {
+    /// `objs` were added at the end of the board (the board of `version - 1` plus these).
+    Append,
+    /// `objs` is the whole board now (replaced, cleared or partly cleared).
+    Set,
+}
+
 /// Frames the server sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -480,6 +490,21 @@ pub enum ServerFrame {
         /// For member events: the members concerned (addresses).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         members: Vec<String>,
+    },
+    /// A group's whiteboard changed. Sent to every member's sessions, the writer's included.
+    /// Live only: not stored, not part of the resume backlog (fetch the board with
+    /// `GET /v1/groups/{gid}/board` after a reconnect or a missed `version`).
+    Board {
+        /// The group.
+        gid: i64,
+        /// The board's version after this change (1 for the first write, then +1 per change).
+        version: i64,
+        /// Who changed it (address).
+        from: String,
+        /// `append`: `objs` were added; `set`: `objs` is the whole board.
+        action: BoardAction,
+        /// The objects added, or the whole board.
+        objs: Vec<Value>,
     },
     /// Success for requests without a richer answer (edit, delete, read).
     Ok {

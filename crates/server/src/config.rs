@@ -92,6 +92,8 @@ pub struct Config {
     pub max_group_members: usize,
     /// Most pins in one group.
     pub max_group_pins: usize,
+    /// Largest group whiteboard (the compact JSON text of its objects), bytes.
+    pub max_board_bytes: usize,
     /// Most groups one user may own (create).
     pub max_groups_per_user: usize,
     /// Most groups one user may be a member of (the backend may add past it).
@@ -180,6 +182,7 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             max_group_members: 10_000,
             max_group_pins: 50,
+            max_board_bytes: 256 * 1024,
             max_groups_per_user: 250,
             max_memberships_per_user: 1000,
             sends_per_second: 50,

@@ -1,12 +1,13 @@
 //! The Chorus server.
 //!
 //! `serve` wires the pieces together: the store ([`db`]), the services that
-//! own its tables ([`accounts`], [`groups`], [`messaging`], [`presence`]), the
+//! own its tables ([`accounts`], [`groups`], [`boards`], [`messaging`], [`presence`]), the
 //! fan-out bus ([`bus`]) and the HTTP edge ([`http`]). See ARCHITECTURE.md
 //! for the map and the invariants each module keeps.
 
 pub mod accounts;
 pub mod auth_token;
+pub mod boards;
 pub mod bus;
 pub mod call;
 pub mod clock;
@@ -158,6 +159,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let bus: Arc<dyn bus::FanOut> = Arc::new(bus::LocalBus::default());
     let accounts = Arc::new(accounts::Accounts::new(db.clone(), cfg.clone(), mailer, bus.clone()));
     let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone(), bus.clone()));
+    let boards = Arc::new(boards::Boards::new(db.clone(), cfg.clone(), groups.clone(), bus.clone()));
     let messaging = messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus);
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
     let calls = call::Calls::start(cfg.clone(), groups.clone()).await?;
@@ -166,6 +168,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         cfg,
         accounts,
         groups,
+        boards,
         messaging,
         presence,
         calls,

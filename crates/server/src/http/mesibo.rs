@@ -1,7 +1,7 @@
 //! Mesibo-compatible adapters, thin layers over the same services.
 //!
 //! - `/api`: the conferencing demo backend (`login`, `logout`, `setgroup`,
-//!   `joingroup`, `delgroup`, `rooms`). Parameters by GET query, POST form or
+//!   `joingroup`, `delgroup`, `rooms`, `setboard`, `getboard`). Parameters by GET query, POST form or
 //!   POST JSON, but tokens never in the query string (`TOKENINURL`).
 //!   Replies `{op, ts, result: "OK"|"FAIL", error}`.
 //! - `/backend`: the admin backend API (`useradd`, `deluser`, `deltoken`,
@@ -17,12 +17,14 @@ use axum::routing::any;
 use axum::{Json, Router};
 use chorus_proto::flags::{call, member, resolution};
 use chorus_proto::rest::{CreateGroup, GroupSettings};
+use chorus_proto::ws::SessionUser;
 use chorus_proto::ErrorCode;
 use serde_json::{json, Map, Value};
 
 use super::{AppState, ClientIp};
 use crate::accounts::Identity;
 use crate::auth_token::random_hex;
+use crate::boards::BoardChange;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::groups::Actor;
@@ -169,7 +171,7 @@ async fn api(
             }
             api_reply("logout", json!({}))
         }
-        "setgroup" | "joingroup" | "delgroup" | "rooms" => {
+        "setgroup" | "joingroup" | "delgroup" | "rooms" | "setboard" | "getboard" => {
             let user = match request_token(&p, &headers) {
                 Some(t) => st.accounts.authenticate(&t).await.ok(),
                 None => None,
@@ -179,6 +181,8 @@ async fn api(
                 "setgroup" => api_setgroup(&st, user.uid, &p).await,
                 "joingroup" => api_joingroup(&st, user.uid, ip, &p).await,
                 "delgroup" => api_delgroup(&st, user.uid, &p).await,
+                "setboard" => api_setboard(&st, &user, &p).await,
+                "getboard" => api_getboard(&st, &user, &p).await,
                 _ => api_rooms(&st, user.uid).await,
             }
         }
@@ -345,6 +349,61 @@ async fn api_rooms(st: &AppState, uid: i64) -> Json<Value> {
         rooms.push(r);
     }
     api_reply("rooms", json!({"count": rooms.len(), "rooms": rooms}))
+}
+
+/// Maps a board service error to the conferencing API's error code.
+fn board_code(e: &ApiError) -> &'static str {
+    match e.code {
+        ErrorCode::NotFound => "BADGROUP",
+        ErrorCode::Forbidden => "DENIED",
+        ErrorCode::TooLarge => "TOOLARGE",
+        ErrorCode::BadRequest => "BADOBJ",
+        _ => api_code(e, "FAIL"),
+    }
+}
+
+/// The `obj` of `setboard`: JSON text (form or query), or a JSON object or array of objects
+/// (JSON body). `Err` if it is not JSON, or not an object or a list of objects.
+fn board_objs(v: &Value) -> Result<Vec<Value>, ()> {
+    let v = match v {
+        Value::String(t) => serde_json::from_str::<Value>(t).map_err(|_| ())?,
+        other => other.clone(),
+    };
+    match v {
+        Value::Object(_) => Ok(vec![v]),
+        Value::Array(a) if a.iter().all(Value::is_object) => Ok(a),
+        _ => Err(()),
+    }
+}
+
+async fn api_setboard(st: &AppState, user: &SessionUser, p: &Map<String, Value>) -> Json<Value> {
+    let op = "setboard";
+    let (Ok(Some(gid)), Ok(reset)) = (n(p, "gid"), n(p, "reset")) else { return api_fail(op, "MISSINGPARA") };
+    // `pin` is accepted and not needed: membership (from `joingroup`) is what counts.
+    let change = match reset.unwrap_or(0) {
+        1 => BoardChange::ClearMine,
+        2 => BoardChange::ClearAll,
+        0 => match p.get("obj").filter(|v| !v.is_null() && v.as_str().is_none_or(|t| !t.trim().is_empty())) {
+            None => return api_fail(op, "MISSINGPARA"),
+            Some(v) => match board_objs(v) {
+                Ok(objs) => BoardChange::Append(objs),
+                Err(()) => return api_fail(op, "BADOBJ"),
+            },
+        },
+        _ => return api_fail(op, "MISSINGPARA"),
+    };
+    match st.boards.change(gid, user, change).await {
+        Ok(b) => api_reply(op, json!({"gid": gid, "version": b.version, "count": b.count})),
+        Err(e) => api_fail(op, board_code(&e)),
+    }
+}
+
+async fn api_getboard(st: &AppState, user: &SessionUser, p: &Map<String, Value>) -> Json<Value> {
+    let Ok(Some(gid)) = n(p, "gid") else { return api_fail("getboard", "MISSINGPARA") };
+    match st.boards.get(gid, user.uid).await {
+        Ok(b) => api_reply("getboard", json!({"gid": gid, "version": b.version, "count": b.count, "objs": b.objs})),
+        Err(e) => api_fail("getboard", board_code(&e)),
+    }
 }
 
 // ---------------------------------------------------------------- /backend

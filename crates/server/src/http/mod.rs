@@ -52,6 +52,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     /// Groups service.
     pub groups: Arc<Groups>,
+    /// Whiteboards service.
+    pub boards: Arc<crate::boards::Boards>,
     /// Messaging service.
     pub messaging: Arc<Messaging>,
     /// Presence announcer.
@@ -82,7 +84,9 @@ pub fn router(state: AppState) -> Router {
     if !cfg.cors_origins.is_empty() {
         use axum::http::Method;
         let guard = || axum::middleware::from_fn_with_state(state.clone(), cors::guard);
-        v1 = v1.layer(cors::layer(cfg, &[Method::GET, Method::POST, Method::PATCH, Method::DELETE])).layer(guard());
+        v1 = v1
+            .layer(cors::layer(cfg, &[Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]))
+            .layer(guard());
         api = api.layer(cors::layer(cfg, &[Method::GET, Method::POST])).layer(guard());
         sdk = sdk.layer(cors::layer(cfg, &[Method::GET])).layer(guard());
     }

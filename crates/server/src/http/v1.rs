@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::{AppJson, AppPath, AppQuery, AppState, AuthUser, ClientIp};
 use crate::accounts::Identity;
+use crate::boards::BoardChange;
 use crate::error::{ApiError, ApiResult};
 use crate::groups::Actor;
 use crate::messaging::Target;
@@ -37,6 +38,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/groups/{gid}/members/{address}", delete(remove_member))
         .route("/v1/groups/{gid}/pins", get(list_pins).post(create_pin))
         .route("/v1/groups/{gid}/pins/{pin}", delete(revoke_pin))
+        .route("/v1/groups/{gid}/board", get(get_board).put(put_board).post(append_board))
         .route("/v1/groups/{gid}/join", post(join_group))
         .route("/v1/groups/{gid}/leave", post(leave_group))
         .route("/v1/groups/{gid}/messages", get(group_history))
@@ -260,6 +262,36 @@ async fn list_pins(
     AppPath(gid): AppPath<i64>,
 ) -> ApiResult<AppJson<Vec<Pin>>> {
     Ok(AppJson(s.groups.list_pins(gid, Actor::User(u.uid)).await?))
+}
+
+/// `GET /v1/groups/{gid}/board`: the group's whiteboard (members).
+async fn get_board(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<Board>> {
+    Ok(AppJson(s.boards.get(gid, u.uid).await?))
+}
+
+/// `PUT /v1/groups/{gid}/board`: replaces the whole board (members who may send).
+async fn put_board(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+    AppJson(req): AppJson<PutBoard>,
+) -> ApiResult<AppJson<Board>> {
+    let change = BoardChange::Replace { objs: req.objs, version: req.version };
+    Ok(AppJson(s.boards.change(gid, &u, change).await?))
+}
+
+/// `POST /v1/groups/{gid}/board`: adds objects at the end of the board (members who may send).
+async fn append_board(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+    AppJson(req): AppJson<AppendBoard>,
+) -> ApiResult<AppJson<Board>> {
+    Ok(AppJson(s.boards.change(gid, &u, BoardChange::Append(req.objs)).await?))
 }
 
 /// `POST /v1/groups/{gid}/pins`
