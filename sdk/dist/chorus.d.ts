@@ -395,6 +395,18 @@ export interface GroupFrame {
     /** Omitted when empty. */
     members?: string[];
 }
+/** A group's whiteboard changed (docs/protocol.md, `board`). */
+export interface BoardFrame {
+    type: 'board';
+    gid: number;
+    /** The board's version after this change. */
+    version: number;
+    /** Who changed it (address). */
+    from: string;
+    /** `append`: `objs` were added to the board of `version - 1`; `set`: `objs` is the whole board. */
+    action: 'append' | 'set';
+    objs: Record<string, unknown>[];
+}
 export interface OkFrame {
     type: 'ok';
     rid?: string;
@@ -443,7 +455,7 @@ export interface ErrorFrame {
     status?: number;
 }
 /** Every frame the server sends. */
-export type ServerFrame = WelcomeFrame | SyncedFrame | SentFrame | MessageFrame | ReceiptFrame | PresenceFrame | GroupFrame | OkFrame | PongFrame | CallJoinedFrame | CallPublishedFrame | CallSdpFrame | CallOfferFrame | CallEventFrame | ErrorFrame;
+export type ServerFrame = WelcomeFrame | SyncedFrame | SentFrame | MessageFrame | ReceiptFrame | PresenceFrame | GroupFrame | BoardFrame | OkFrame | PongFrame | CallJoinedFrame | CallPublishedFrame | CallSdpFrame | CallOfferFrame | CallEventFrame | ErrorFrame;
 /** The answer type of each request frame (errors arrive as `ErrorFrame`). */
 export interface ResponseMap {
     send: SentFrame;
@@ -559,6 +571,18 @@ export interface Group {
     membership?: Membership;
 }
 /** A join code carrying a permission set. */
+/** A group's whiteboard (`GET /v1/groups/{gid}/board`). */
+export interface Board {
+    gid: number;
+    /** 0 for a board never written, then +1 per change. */
+    version: number;
+    objs: Record<string, unknown>[];
+    count: number;
+    /** Size of the stored board (compact JSON text), at most the server's `max_board_bytes`. */
+    bytes: number;
+    updated_by: string | null;
+    updated_at: number;
+}
 export interface Pin {
     pin: string;
     gid: number;
@@ -739,6 +763,12 @@ export declare class RestClient {
     createPin(gid: number, options: CreatePinOptions): Promise<Pin>;
     /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
     revokePin(gid: number, pin: string): Promise<void>;
+    /** `GET /v1/groups/{gid}/board`. */
+    board(gid: number): Promise<Board>;
+    /** `PUT /v1/groups/{gid}/board`: replace the board (only if still at `version`, when given). */
+    setBoard(gid: number, objs: Record<string, unknown>[], version?: number): Promise<Board>;
+    /** `POST /v1/groups/{gid}/board`: add objects at the end of the board. */
+    appendBoard(gid: number, objs: Record<string, unknown>[]): Promise<Board>;
     /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
     history(conv: Conversation, options?: {
         before?: number;
@@ -1158,6 +1188,8 @@ export interface ChorusClientEvents {
     receipt: ReceiptFrame;
     presence: PresenceFrame;
     group: GroupFrame;
+    /** A group's whiteboard changed. */
+    board: BoardFrame;
     /** The resume cursor moved; persist it to resume after a page reload. */
     cursor: Cursor;
     /** An `error` frame that answers no pending request (e.g. a failed `typing`). */
@@ -1316,6 +1348,12 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
     joinGroup(gid: number, pin: string): Promise<Group>;
     /** `GET /v1/groups/{gid}/members`. */
     members(gid: number): Promise<Member[]>;
+    /** `GET /v1/groups/{gid}/board`: the group's whiteboard. */
+    board(gid: number): Promise<Board>;
+    /** `PUT /v1/groups/{gid}/board`: replace the whiteboard (only if still at `version`, when given). */
+    setBoard(gid: number, objs: Record<string, unknown>[], version?: number): Promise<Board>;
+    /** `POST /v1/groups/{gid}/board`: add objects to the whiteboard. */
+    appendBoard(gid: number, objs: Record<string, unknown>[]): Promise<Board>;
     /** `GET /v1/groups/{gid}/pins`. */
     pins(gid: number): Promise<Pin[]>;
     /** `GET /v1/groups`. */

@@ -1020,6 +1020,7 @@
     receipt: { by: "string", status: "number", seq: "number" },
     presence: { from: "string", presence: "number" },
     group: { gid: "number", event: "string" },
+    board: { gid: "number", version: "number", from: "string", action: "string", objs: "array" },
     ok: {},
     pong: {},
     call_joined: { gid: "number", address: "string", permissions: "object", settings: "object", participants: "array" },
@@ -1205,6 +1206,18 @@
     /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
     async revokePin(gid, pin) {
       await this.request("DELETE", `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`);
+    }
+    /** `GET /v1/groups/{gid}/board`. */
+    board(gid) {
+      return this.request("GET", `/v1/groups/${gid}/board`);
+    }
+    /** `PUT /v1/groups/{gid}/board`: replace the board (only if still at `version`, when given). */
+    setBoard(gid, objs, version) {
+      return this.request("PUT", `/v1/groups/${gid}/board`, version === void 0 ? { objs } : { objs, version });
+    }
+    /** `POST /v1/groups/{gid}/board`: add objects at the end of the board. */
+    appendBoard(gid, objs) {
+      return this.request("POST", `/v1/groups/${gid}/board`, { objs });
     }
     /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
     history(conv, options = {}) {
@@ -1517,6 +1530,8 @@
           return this.emit("presence", f);
         case "group":
           return this.emit("group", f);
+        case "board":
+          return this.emit("board", f);
         case "sent":
           return this.settleSend(f.id, f);
         case "call_offer":
@@ -1784,6 +1799,18 @@
     /** `GET /v1/groups/{gid}/members`. */
     members(gid) {
       return this.rest.members(gid);
+    }
+    /** `GET /v1/groups/{gid}/board`: the group's whiteboard. */
+    board(gid) {
+      return this.rest.board(gid);
+    }
+    /** `PUT /v1/groups/{gid}/board`: replace the whiteboard (only if still at `version`, when given). */
+    setBoard(gid, objs, version) {
+      return this.rest.setBoard(gid, objs, version);
+    }
+    /** `POST /v1/groups/{gid}/board`: add objects to the whiteboard. */
+    appendBoard(gid, objs) {
+      return this.rest.appendBoard(gid, objs);
     }
     /** `GET /v1/groups/{gid}/pins`. */
     pins(gid) {
