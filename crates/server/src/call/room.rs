@@ -436,10 +436,7 @@ fn valid_rid(r: &str) -> bool {
 }
 
 /// `sdp::narrow_codecs`, its failure a `bad_request`.
-fn narrow(
-    sdp: &str,
-    wanted: &[(String, Option<&'static str>)],
-) -> Result<(String, Vec<(String, &'static str)>), ApiError> {
+fn narrow(sdp: &str, wanted: &[(String, Option<&'static str>)]) -> Result<(String, Vec<super::sdp::Chosen>), ApiError> {
     super::sdp::narrow_codecs(sdp, wanted)
         .map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))
 }

@@ -15,6 +15,9 @@ pub(crate) fn forwarded_codec(name: &str) -> Option<&'static str> {
     FORWARDED.iter().copied().find(|c| c.eq_ignore_ascii_case(name))
 }
 
+/// A media line (its mid) and the codec kept on it.
+pub(crate) type Chosen = (String, &'static str);
+
 /// One media section of an SDP: its line range (the `m=` line first).
 struct Section {
     start: usize,
@@ -81,7 +84,7 @@ fn pt_attr<'a>(line: &'a str, attr: &str) -> Option<(&'a str, &'a str)> {
 pub(crate) fn narrow_codecs(
     sdp: &str,
     wanted: &[(String, Option<&'static str>)],
-) -> Result<(String, Vec<(String, &'static str)>), String> {
+) -> Result<(String, Vec<Chosen>), String> {
     let lines = split_lines(sdp);
     let mut drop = vec![false; lines.len()];
     let mut m_lines: Vec<(usize, String)> = Vec::new();
