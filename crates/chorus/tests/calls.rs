@@ -625,6 +625,194 @@ async fn garbage_on_the_media_port_disturbs_no_one(b: Backend) {
     assert_eq!(st.subscribe, chorus_client::call::stats::LegState::Connected);
 }
 
+/// A publish offer as a browser makes it, without simulcast: Opus on mid 0, video on mid 1
+/// preferring VP9 over VP8 (each with its rtx). It never connects: signaling only.
+fn plain_offer() -> String {
+    let fp = (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect::<Vec<_>>().join(":");
+    let common = format!(
+        "c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:Xq3b\r\na=ice-pwd:Vh1lJc0pTqz2rN8yUe4wKs6m\r\n\
+         a=fingerprint:sha-256 {fp}\r\na=setup:actpass\r\n"
+    );
+    format!(
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+         a=msid-semantic: WMS s\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{common}a=mid:0\r\na=sendonly\r\na=msid:s a0\r\na=rtcp-mux\r\n\
+         a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\na=ssrc:1111 cname:plain\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 98 99 96 97\r\n{common}a=mid:1\r\na=sendonly\r\na=msid:s v0\r\n\
+         a=rtcp-mux\r\na=rtcp-rsize\r\na=rtpmap:98 VP9/90000\r\na=rtcp-fb:98 nack\r\na=rtcp-fb:98 nack pli\r\n\
+         a=fmtp:98 profile-id=0\r\na=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\na=rtpmap:96 VP8/90000\r\n\
+         a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n\
+         a=ssrc-group:FID 2222 3333\r\na=ssrc:2222 cname:plain\r\na=ssrc:3333 cname:plain\r\n"
+    )
+}
+
+fn plain_publish(rids: &[&str]) -> ClientFrame {
+    ClientFrame::CallPublish(chorus_proto::call::PublishRequest {
+        rid: None,
+        sid: 0,
+        audio: true,
+        video: true,
+        screen: false,
+        rids: rids.iter().map(|r| r.to_string()).collect(),
+        height: Some(720),
+        muted: Default::default(),
+        audio_mid: Some("0".into()),
+        video_mid: Some("1".into()),
+        sdp: plain_offer(),
+    })
+}
+
+/// The payload types listed on the `m=` line of `kind` in `sdp`.
+fn m_line_pts<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
+    let line = sdp.lines().find(|l| l.starts_with(&format!("m={kind} "))).unwrap_or_else(|| panic!("no {kind}: {sdp}"));
+    line.split(' ').skip(3).collect()
+}
+
+/// §15.4: the one who leaves gets its own `left` (reason `left`), the last call frame, before the
+/// `ok`; the others see it leave.
+async fn leaving_tells_the_leaver_too(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    let mut c = raw(&hb).await;
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+    c.send(&ClientFrame::CallLeave { rid: Some("bye".into()) }).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let f = c.next(EVENT).await.expect("the answer to call_leave");
+        let done = matches!(&f, ServerFrame::Ok { rid } if rid.as_deref() == Some("bye"));
+        seen.push(f);
+        if done {
+            break;
+        }
+    }
+    let left = seen.iter().position(|f| {
+        matches!(f, ServerFrame::CallEvent { event: CallEvent::Left { address, reason: CallLeaveReason::Left, .. }, .. }
+            if *address == bob)
+    });
+    assert!(left.is_some(), "no left for the leaver before its ok: {seen:?}");
+    let b2 = bob.clone();
+    a.wait_event(
+        EVENT,
+        |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::Left, .. } if *address == b2),
+    )
+    .await
+    .unwrap();
+    // Out of the call: nothing more comes, and a call frame is answered not_found.
+    let (code, _) =
+        expect_error(&mut c, ClientFrame::CallMute { rid: None, sid: 0, audio: Some(true), video: None }).await;
+    assert_eq!(code, ErrorCode::NotFound);
+    // And it may join again.
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+}
+
+/// `call_join` again from a session already in that call replaces its place cleanly: the others
+/// see `left` with reason `replaced` (never `lost`) and `joined`; the session gets `call_joined`.
+async fn joining_again_from_the_same_session_is_a_clean_replace(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    let mut c = raw(&hb).await;
+    for _ in 0..2 {
+        let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+        assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+    }
+    let b2 = bob.clone();
+    let e = a.wait_event(EVENT, |e| matches!(e, CallEvent::Left { address, .. } if *address == b2)).await.unwrap();
+    assert!(matches!(e, CallEvent::Left { reason: CallLeaveReason::Replaced, .. }), "{e:?}");
+    let b3 = bob.clone();
+    a.wait_event(EVENT, |e| matches!(e, CallEvent::Joined { participant } if participant.address == b3)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.roster().contains_key(&bob), "{:?}", a.roster().keys());
+    // Joining another call from a session in one leaves the first as `left`, not `lost`.
+    let created: chorus_proto::rest::CreatedGroup =
+        r.owner.post("/v1/groups", &json!({"name": "Other", "room": true})).await.unwrap();
+    let _: Group = hb
+        .post(&format!("/v1/groups/{}/join", created.group.gid), &json!({ "pin": created.pins[0].pin }))
+        .await
+        .unwrap();
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: created.group.gid }).await.unwrap();
+    assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+    let b4 = bob.clone();
+    let e = a.wait_event(EVENT, |e| matches!(e, CallEvent::Left { address, .. } if *address == b4)).await.unwrap();
+    assert!(matches!(e, CallEvent::Left { reason: CallLeaveReason::Left, .. }), "{e:?}");
+}
+
+/// `rids` must name the layers the offer simulcasts: three claimed over an offer without
+/// `a=simulcast` is refused (`bad_request`) and nothing is published; the same offer without the
+/// claim is one layer.
+async fn rids_are_checked_against_the_offer(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let a = join(&r.owner, r.gid, auto()).await;
+    let mut c = raw(&hb).await;
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+    let (code, msg) = expect_error(&mut c, plain_publish(&["q", "h", "f"])).await;
+    assert_eq!(code, ErrorCode::BadRequest, "{msg}");
+    assert!(msg.contains("simulcast"), "{msg}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.roster().get(&bob).is_some_and(|p| p.streams.is_empty()), "{:?}", a.roster());
+    let f = c.request(|rid| plain_publish(&[]).with_rid(rid)).await.unwrap();
+    match f {
+        ServerFrame::CallPublished { stream, .. } => assert_eq!(stream.layers, 1),
+        other => panic!("expected call_published, got {other:?}"),
+    }
+}
+
+/// One codec per track: the publish answer keeps the first codec of the offer the server forwards
+/// (VP9 here), the subscriber's offer lists only it, and `tracks` names it.
+async fn subscribe_offer_lists_only_the_publishers_codec(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let mut p = raw(&hb).await;
+    let joined = p.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+    let answer = match p.request(|rid| plain_publish(&[]).with_rid(rid)).await.unwrap() {
+        ServerFrame::CallPublished { sdp, .. } => sdp,
+        other => panic!("expected call_published, got {other:?}"),
+    };
+    assert_eq!(m_line_pts(&answer, "video"), vec!["98", "99"], "VP9 and its rtx only: {answer}");
+    assert!(!answer.contains("VP8/90000"), "{answer}");
+    assert_eq!(m_line_pts(&answer, "audio"), vec!["111"], "{answer}");
+
+    let mut o = raw(&r.owner).await;
+    let joined = o.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
+    let ok = o
+        .request(|rid| ClientFrame::CallSubscribe {
+            rid,
+            address: bob.clone(),
+            sid: 0,
+            audio: true,
+            video: true,
+            height: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(ok, ServerFrame::Ok { .. }), "{ok:?}");
+    let (sdp, tracks) = match o.expect(EVENT, |f| matches!(f, ServerFrame::CallOffer { .. })).await.unwrap() {
+        ServerFrame::CallOffer { sdp, tracks } => (sdp, tracks),
+        _ => unreachable!(),
+    };
+    let codecs: Vec<(&str, &str)> = tracks.iter().map(|t| (t.mid.as_str(), t.codec.as_str())).collect();
+    assert_eq!(tracks.len(), 2, "{tracks:?}");
+    assert!(tracks.iter().any(|t| t.codec == "opus") && tracks.iter().any(|t| t.codec == "VP9"), "{codecs:?}");
+    let video_pts = m_line_pts(&sdp, "video");
+    assert_eq!(video_pts.len(), 2, "one codec and its rtx: {sdp}");
+    assert!(sdp.contains("VP9/90000"), "{sdp}");
+    for other in ["VP8/90000", "H264/90000", "AV1/90000", "H265/90000"] {
+        assert!(!sdp.contains(other), "{other} offered: {sdp}");
+    }
+    assert_eq!(m_line_pts(&sdp, "audio").len(), 1, "{sdp}");
+}
+
 macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -649,4 +837,8 @@ sqlite_only!(
     joining_again_from_another_session_replaces_the_first,
     group_changes_reach_the_call_and_duration_ends_it,
     garbage_on_the_media_port_disturbs_no_one,
+    leaving_tells_the_leaver_too,
+    joining_again_from_the_same_session_is_a_clean_replace,
+    rids_are_checked_against_the_offer,
+    subscribe_offer_lists_only_the_publishers_codec,
 );

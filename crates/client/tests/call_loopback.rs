@@ -106,8 +106,8 @@ async fn fake_server(listener: TcpListener, seen: tokio::sync::mpsc::UnboundedSe
                         sub_pending = Some(pending);
                         sub_mids = Some((a, v));
                         let tracks = vec![
-                            CallTrack { mid: a.to_string(), publisher: "alice".into(), sid: 0, kind: MediaKind::Audio },
-                            CallTrack { mid: v.to_string(), publisher: "alice".into(), sid: 0, kind: MediaKind::Video },
+                            CallTrack { mid: a.to_string(), publisher: "alice".into(), sid: 0, kind: MediaKind::Audio, codec: "opus".into() },
+                            CallTrack { mid: v.to_string(), publisher: "alice".into(), sid: 0, kind: MediaKind::Video, codec: "VP8".into() },
                         ];
                         ws.send(send(&ServerFrame::CallOffer { sdp: offer.to_sdp_string(), tracks })).await.unwrap();
                     }

@@ -145,6 +145,10 @@ pub struct CallTrack {
     pub sid: u32,
     /// `audio` or `video`.
     pub kind: MediaKind,
+    /// The codec the line carries, its SDP name: `opus`, `VP8`, `VP9`, `H264` or `AV1` (the
+    /// one the publisher sends; the line's SDP lists no other).
+    #[serde(default)]
+    pub codec: String,
 }
 
 /// Audio or video.

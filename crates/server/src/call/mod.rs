@@ -23,6 +23,7 @@
 
 mod net;
 mod room;
+mod sdp;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use net::stun_local_ufrag;

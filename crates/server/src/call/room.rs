@@ -110,6 +110,8 @@ struct PubTrack {
     layers: u8,
     /// Height of the top layer.
     height: Option<u32>,
+    /// The one codec the publisher sends (its `a=rtpmap` name; see `sdp::narrow_codecs`).
+    codec: &'static str,
     meters: [Meter; Layer::COUNT],
     throttle: KeyframeThrottle,
     /// Payload type → codec, learned as packets arrive.
@@ -238,13 +240,15 @@ impl Peer {
 struct SpareLine {
     mid: Mid,
     kind: TrackKind,
+    /// The codec the line was negotiated for: only a track of that codec may take it again.
+    codec: &'static str,
     fwd: Forwarder,
     ext_seq: Option<u64>,
 }
 
 impl SpareLine {
-    fn of(f: Fwd, kind: TrackKind) -> Option<SpareLine> {
-        Some(SpareLine { mid: f.mid?, kind, fwd: f.fwd, ext_seq: f.ext_seq })
+    fn of(f: Fwd, kind: TrackKind, codec: &'static str) -> Option<SpareLine> {
+        Some(SpareLine { mid: f.mid?, kind, codec, fwd: f.fwd, ext_seq: f.ext_seq })
     }
 }
 
@@ -412,12 +416,37 @@ pub(crate) fn check_publish(req: &PublishRequest) -> Result<(Option<Mid>, Option
     if audio_mid.is_some() && audio_mid == video_mid {
         return Err(ApiError::bad_request("audio and video must be on different media lines"));
     }
+    // The layers claimed are the layers the offer sends: a claim of layers the SDP does not
+    // simulcast would have the server wait for packets that never come.
+    match video_mid {
+        None if !req.rids.is_empty() => return Err(ApiError::bad_request("rids are for a stream with video")),
+        None => {}
+        Some(m) => {
+            let mut offered = super::sdp::simulcast_send_rids(&req.sdp, &m.to_string());
+            let mut claimed = req.rids.clone();
+            offered.sort();
+            claimed.sort();
+            if offered != claimed {
+                return Err(ApiError::bad_request(if offered.is_empty() {
+                    format!("rids must be empty: media line {m} of the offer has no a=simulcast:send")
+                } else {
+                    format!("rids must name the layers media line {m} of the offer sends: {}", offered.join(", "))
+                }));
+            }
+        }
+    }
     Ok((audio_mid, video_mid))
 }
 
 /// A rid is 1 to 8 letters, digits, `-` or `_` (RFC 8851 allows more; browsers use these).
 fn valid_rid(r: &str) -> bool {
     (1..=8).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `sdp::narrow_codecs`, its failure a `bad_request`.
+fn narrow(sdp: &str, wanted: &[(String, Option<&'static str>)]) -> Result<(String, Vec<super::sdp::Chosen>), ApiError> {
+    super::sdp::narrow_codecs(sdp, wanted)
+        .map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))
 }
 
 fn valid_mid(m: &str) -> bool {
@@ -793,8 +822,15 @@ impl RoomTask {
                 "a media line of this offer already carries another stream",
             ));
         }
+        // One codec per media line: the ones already published keep theirs, the new ones get the
+        // first the offer lists that the server forwards.
+        let mut wanted: Vec<(String, Option<&'static str>)> =
+            peer.tracks.iter().map(|t| (t.mid.to_string(), Some(t.codec))).collect();
+        wanted.extend([audio_mid, video_mid].into_iter().flatten().map(|m| (m.to_string(), None)));
+        let (narrowed, codecs) = narrow(&req.sdp, &wanted)?;
         let offer =
-            SdpOffer::from_sdp_string(&req.sdp).map_err(|e| ApiError::bad_request(format!("bad SDP offer: {e}")))?;
+            SdpOffer::from_sdp_string(&narrowed).map_err(|e| ApiError::bad_request(format!("bad SDP offer: {e}")))?;
+        let codec_of = |mid: Mid| codecs.iter().find(|(m, _)| *m == mid.to_string()).map(|(_, c)| *c);
         let kind = StreamKind { audio: req.audio, video: req.video, screen: req.screen };
         let request = Publish {
             kind,
@@ -830,7 +866,12 @@ impl RoomTask {
         let rids: Vec<Rid> = req.rids.iter().map(|r| Rid::from(r.as_str())).collect();
         for (mid, kind) in [(audio_mid, TrackKind::Audio), (video_mid, TrackKind::Video)] {
             let Some(mid) = mid else { continue };
+            let Some(codec) = codec_of(mid) else {
+                // Not in the offer: `missing` caught it above.
+                continue;
+            };
             peer.tracks.push(PubTrack {
+                codec,
                 sid: req.sid,
                 kind,
                 screen: req.screen,
@@ -867,7 +908,18 @@ impl RoomTask {
                 return Err(ApiError::new(ErrorCode::TooLarge, "sdp is larger than 64 KiB"))
             }
             Some(s) => {
-                Some(SdpOffer::from_sdp_string(s).map_err(|e| ApiError::bad_request(format!("bad SDP offer: {e}")))?)
+                let wanted: Vec<(String, Option<&'static str>)> = self
+                    .peers
+                    .get(&uid)
+                    .map(|p| {
+                        p.tracks.iter().filter(|t| t.sid != sid).map(|t| (t.mid.to_string(), Some(t.codec))).collect()
+                    })
+                    .unwrap_or_default();
+                let (narrowed, _) = narrow(s, &wanted)?;
+                Some(
+                    SdpOffer::from_sdp_string(&narrowed)
+                        .map_err(|e| ApiError::bad_request(format!("bad SDP offer: {e}")))?,
+                )
             }
             None => None,
         };
@@ -930,7 +982,7 @@ impl RoomTask {
         }
         // Which media lines does the subscriber have, and which must be added?
         let mut tracks = Vec::new();
-        let mut to_add: Vec<(i64, usize, usize, MediaKind, String, CallTrack)> = Vec::new();
+        let mut to_add: Vec<(i64, usize, usize, MediaKind, String, CallTrack, &'static str)> = Vec::new();
         for p in self.peers.values() {
             for (ti, t) in p.tracks.iter().enumerate() {
                 for (fi, f) in t.subscribers.iter().enumerate() {
@@ -942,6 +994,7 @@ impl RoomTask {
                         publisher: p.address.clone(),
                         sid: t.sid,
                         kind: wire_kind(t.kind),
+                        codec: t.codec.to_string(),
                     };
                     match f.mid {
                         Some(mid) => tracks.push(track(mid.to_string())),
@@ -957,6 +1010,7 @@ impl RoomTask {
                                 kind,
                                 format!("{}-{}", p.address, t.sid),
                                 track(String::new()),
+                                t.codec,
                             ));
                         }
                     }
@@ -972,7 +1026,7 @@ impl RoomTask {
         let leg = peer.subscribe.as_mut().expect("created above");
         let mut api = leg.rtc.sdp_api();
         let mut new_mids = Vec::new();
-        for (_, _, _, kind, stream_id, track) in &mut to_add {
+        for (_, _, _, kind, stream_id, track, codec) in &mut to_add {
             // Past `SPARE_LINES` unused lines, an unused line of the same kind is taken again
             // (with its forwarder) instead of adding one.
             let wanted = match kind {
@@ -980,7 +1034,7 @@ impl RoomTask {
                 MediaKind::Video => TrackKind::Video,
             };
             let reused = (peer.spare.len() >= SPARE_LINES)
-                .then(|| peer.spare.iter().position(|l| l.kind == wanted))
+                .then(|| peer.spare.iter().position(|l| l.kind == wanted && l.codec == *codec))
                 .flatten()
                 .map(|i| peer.spare.remove(i));
             let mid = match &reused {
@@ -1022,7 +1076,20 @@ impl RoomTask {
         }
         if let Some((offer, pending)) = applied {
             peer.pending = Some(pending);
-            let frame = ServerFrame::CallOffer { sdp: offer.to_sdp_string(), tracks };
+            // Each line lists only the codec its track carries (str0m offers every codec it has).
+            let sdp = offer.to_sdp_string();
+            let wanted: Vec<(String, Option<&'static str>)> = tracks
+                .iter()
+                .filter_map(|t| Some((t.mid.clone(), Some(super::sdp::forwarded_codec(&t.codec)?))))
+                .collect();
+            let sdp = match super::sdp::narrow_codecs(&sdp, &wanted) {
+                Ok((narrowed, _)) => narrowed,
+                Err(e) => {
+                    tracing::warn!(uid, error = %e, "subscribe offer not narrowed to the tracks' codecs");
+                    sdp
+                }
+            };
+            let frame = ServerFrame::CallOffer { sdp, tracks };
             let json: Arc<str> = serde_json::to_string(&frame).expect("frames serialise").into();
             deliver(peer, &json, &mut self.slow);
         }
@@ -1152,7 +1219,7 @@ impl RoomTask {
             let existing = t.subscribers.iter().position(|f| f.subscriber == subscriber);
             match (existing, wanted) {
                 (Some(i), true) => t.subscribers[i].wanted_height = sub.wanted_height,
-                (Some(i), false) => removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind)),
+                (Some(i), false) => removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind, t.codec)),
                 (None, true) => {
                     let fwd = match t.kind {
                         TrackKind::Audio => Forwarder::audio(rand::random()),
@@ -1188,7 +1255,7 @@ impl RoomTask {
         if let Some(p) = self.peers.get_mut(&stream.publisher) {
             for t in p.tracks.iter_mut().filter(|t| t.sid == stream.sid) {
                 if let Some(i) = t.subscribers.iter().position(|f| f.subscriber == subscriber) {
-                    removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind));
+                    removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind, t.codec));
                 }
             }
         }

@@ -452,7 +452,7 @@ impl Session {
                 incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
                     let reply = match incoming {
-                        Some(Ok(WsMessage::Text(t))) => Box::pin(self.dispatch(&t)).await,
+                        Some(Ok(WsMessage::Text(t))) => Box::pin(self.dispatch(out, &t)).await,
                         Some(Ok(WsMessage::Binary(_))) => Some(now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
                         Some(Ok(WsMessage::Close(_))) | None => return,
                         Some(Ok(_)) => None, // ping/pong handled by the library
@@ -556,7 +556,7 @@ impl Session {
     /// Answers one client frame. Returns the reply to send, if any.
     /// Parses one client frame and answers it: sends are queued and answered
     /// when they commit, everything else is answered before returning.
-    async fn dispatch(&mut self, raw: &str) -> Option<Reply> {
+    async fn dispatch(&mut self, out: &mut Writer, raw: &str) -> Option<Reply> {
         let frame: ClientFrame = match serde_json::from_str(raw) {
             Ok(f) => f,
             Err(e) => return Some(now(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}"))))),
@@ -566,9 +566,17 @@ impl Session {
                 Some(self.start_send(rid, id, Target::from_parts(peer, gid), Content { text, data, file }, mtype).await)
             }
             ClientFrame::CallJoin { rid, gid } => {
-                // One call per session: joining another leaves the current one.
-                self.call = None;
-                match self.s.calls.join(&self.user, self.id, gid, rid.clone()).await {
+                // One call per session. Joining another call leaves the current one (`left`, as
+                // a `call_leave` would). Joining the same call again replaces the session's place:
+                // the old place is kept until the room has the new join, so the room sees the
+                // same user joining again (`replaced` for the others), not a session that vanished.
+                let old = self.call.take();
+                if let Some(old) = old.as_ref().filter(|c| c.gid != gid) {
+                    drop(old.request(ClientFrame::CallLeave { rid: None }));
+                }
+                let joined = self.s.calls.join(&self.user, self.id, gid, rid.clone()).await;
+                drop(old);
+                match joined {
                     Ok((call, joined)) => {
                         self.call = Some(call);
                         Some(now(joined))
@@ -576,22 +584,43 @@ impl Session {
                     Err(e) => Some(now(error_frame(rid, None, &e))),
                 }
             }
+            ClientFrame::CallLeave { rid } => Some(self.call_leave(out, rid).await),
             call if call.is_call_request() => Some(self.call_request(call)),
             other => self.handle(other).await.map(now),
         }
     }
 
+    /// Leaves the session's call. The room answers, takes the session out and queues its `left`
+    /// as the last frame of the call; everything the call still had for the session, that `left`
+    /// included, is written before the answer.
+    async fn call_leave(&mut self, out: &mut Writer, rid: Option<String>) -> Reply {
+        let Some(mut call) = self.call.take() else {
+            return now(error_frame(rid, None, &ApiError::not_found("not in a call: send call_join first")));
+        };
+        let answer = call.request(ClientFrame::CallLeave { rid: rid.clone() }).await;
+        let answer = answer.unwrap_or_else(|_| error_frame(rid, None, &ApiError::not_found("the call has ended")));
+        if matches!(answer, ServerFrame::Error { code: ErrorCode::RateLimited, .. }) {
+            self.call = Some(call); // not taken out: still in the call
+            return now(answer);
+        }
+        // The room let go of the session's queue when it took it out: it ends at once.
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(json)) = tokio::time::timeout_at(until, call.rx.recv()).await {
+            if out.feed(WsMessage::Text(Utf8Bytes::from(&*json))).await.is_err() {
+                break;
+            }
+        }
+        let _ = out.flush().await;
+        now(answer)
+    }
+
     /// Passes a call frame to the session's room; its answer is written in request order.
     fn call_request(&mut self, frame: ClientFrame) -> Reply {
-        let leaving = matches!(frame, ClientFrame::CallLeave { .. });
         let rid = frame.rid().map(str::to_string);
         let Some(call) = &self.call else {
             return now(error_frame(rid, None, &ApiError::not_found("not in a call: send call_join first")));
         };
         let answer = call.request(frame);
-        if leaving {
-            self.call = None;
-        }
         Box::pin(async move {
             answer.await.unwrap_or_else(|_| error_frame(rid, None, &ApiError::not_found("the call has ended")))
         })
