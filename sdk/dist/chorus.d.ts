@@ -163,6 +163,8 @@ export interface CallTrack {
     publisher: string;
     sid: number;
     kind: MediaKind;
+    /** The codec the line carries, by its SDP name (`opus`, `VP8`, `VP9`, `H264`, `AV1`): the one the publisher sends. */
+    codec: string;
 }
 /** An admin action (`call_admin`). */
 export type AdminAction = 'mute' | 'unmute' | 'mute_all' | 'unmute_all' | 'hangup' | 'remove';

@@ -1,5 +1,5 @@
 /**
- * Mesibo's constants with Mesibo's numeric values (../shared/reference/mesibo-api.md §1.1, §1.5,
+ * Mesibo's constants with Mesibo's numeric values (Mesibo's JavaScript API reference §1.1, §1.5,
  * §3.3, §4.1–4.5; Mesibo.h / MesiboCall.h). The IIFE bundle defines each of them as a global,
  * as Mesibo's script does.
  *
