@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::any;
 use axum::{Json, Router};
-use chorus_proto::flags::{call, member, resolution};
+use chorus_proto::flags::{call, group, member, resolution};
 use chorus_proto::rest::{CreateGroup, GroupSettings};
 use chorus_proto::ErrorCode;
 use serde_json::{json, Map, Value};
@@ -257,7 +257,8 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
         let Ok(Some(info)) = st.groups.room_info(gid).await else { return api_fail("setgroup", "FAIL") };
         return api_reply(
             "setgroup",
-            json!({"gid": g.gid, "name": g.name, "type": info.kind, "resolution": g.video_resolution, "publish": 1, "pin": info.pin, "spin": info.spin}),
+            json!({"gid": g.gid, "name": g.name, "type": info.kind, "resolution": g.video_resolution,
+                   "publish": i32::from(g.allows(group::Action::Publish)), "pin": info.pin, "spin": info.spin}),
         );
     }
     if name.is_none() {
@@ -276,7 +277,8 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
     api_reply(
         "setgroup",
         json!({
-            "gid": gid, "name": created.group.name, "type": kind, "resolution": res, "publish": 1,
+            "gid": gid, "name": created.group.name, "type": kind, "resolution": res,
+            "publish": i32::from(created.group.allows(group::Action::Publish)),
             "pin": created.pins[0].pin, "spin": created.pins[1].pin,
         }),
     )
@@ -301,7 +303,7 @@ async fn api_joingroup(st: &AppState, uid: i64, ip: std::net::IpAddr, p: &Map<St
         Ok(g) => g,
         Err(e) => return api_fail("joingroup", api_code(&e, "BADGROUP")),
     };
-    let publish = g.membership.is_some_and(|m| m.flags & member::PUBLISH != 0);
+    let publish = g.allows(group::Action::Publish);
     let mut f = json!({"gid": gid, "name": g.name, "type": info.kind, "publish": i32::from(publish)});
     if owner {
         f["pin"] = json!(info.pin);
@@ -334,7 +336,7 @@ async fn api_rooms(st: &AppState, uid: i64) -> Json<Value> {
             continue; // a plain group, not a room
         }
         let owner = info.owner == Some(uid);
-        let publish = g.membership.is_some_and(|m| m.flags & member::PUBLISH != 0);
+        let publish = g.allows(group::Action::Publish);
         let mut r = json!({"uid": info.owner.unwrap_or(0), "gid": g.gid, "name": g.name});
         r["pin"] = json!(if owner || publish { info.pin } else { info.spin.clone() });
         if owner {
