@@ -406,7 +406,7 @@ async fn backend(State(st): State<AppState>, uri: Uri, headers: HeaderMap, body:
         return be_fail(&op, "AUTHFAIL", &id);
     }
     let r = match op.as_str() {
-        "useradd" => be_useradd(&st, &p).await,
+        "useradd" | "userset" | "usertoken" => be_useradd(&st, &op, &p).await,
         "deluser" => be_deluser(&st, &p).await,
         "deltoken" => be_deltoken(&st, &p).await,
         "groupadd" | "groupset" => be_groupset(&st, &op, &p).await,
@@ -425,22 +425,35 @@ async fn backend(State(st): State<AppState>, uri: Uri, headers: HeaderMap, body:
 
 type BeResult = Result<Value, &'static str>;
 
-async fn be_useradd(st: &AppState, p: &Map<String, Value>) -> BeResult {
+/// `useradd` (create or update, `active` defaulting to 1, a token when asked for), `userset`
+/// (update an existing user's `name`/`active` only) and `usertoken` (issue a token to an
+/// existing user, changing nothing else).
+async fn be_useradd(st: &AppState, op: &str, p: &Map<String, Value>) -> BeResult {
     let u = obj(p, "user");
     let address = s(u, "address").or_else(|| s(p, "addr")).ok_or("MISSINGPARA")?;
-    let name = s(u, "name").or_else(|| s(p, "name"));
-    let active = n(u, "active").map_err(|_| "BADPARA")?.unwrap_or(1) != 0;
-    // A token is issued when asked for: JSON `user.token {appid, expiry}` or legacy `appid`.
+    let (name, active) = if op == "usertoken" {
+        (None, None)
+    } else {
+        let active = n(u, "active").map_err(|_| "BADPARA")?.map(|a| a != 0);
+        (s(u, "name").or_else(|| s(p, "name")), if op == "useradd" { Some(active.unwrap_or(true)) } else { active })
+    };
+    // A token is issued when asked for: JSON `user.token {appid, expiry}` or legacy `appid`;
+    // `usertoken` always issues one.
     let token_req = match u.get("token") {
+        _ if op == "userset" => None,
         Some(Value::Object(t)) => Some((s(t, "appid").unwrap_or_default(), n(t, "expiry").map_err(|_| "BADPARA")?)),
         _ => s(p, "appid").map(|a| (a, n(p, "expiry").ok().flatten())),
     };
+    let token_req = if op == "usertoken" { token_req.or(Some((String::new(), None))) } else { token_req };
     let token = token_req.as_ref().map(|(appid, expiry)| {
         let minutes = expiry.unwrap_or(525_600).clamp(1, 10 * 525_600) as u64;
         (appid.as_str(), minutes * 60)
     });
-    let (user, token) =
-        st.accounts.admin_upsert(&address, name.as_deref(), active, token).await.map_err(|e| be_code(&e))?;
+    let (user, token) = st
+        .accounts
+        .admin_upsert(&address, name.as_deref(), active, token, op == "useradd")
+        .await
+        .map_err(|e| if e.code == ErrorCode::NotFound { "BADUSER" } else { be_code(&e) })?;
     let mut out = json!({"uid": user.uid, "address": user.address, "name": user.name});
     if let Some(t) = token {
         out["token"] = json!(t);
