@@ -694,6 +694,76 @@ async fn backend_users(b: Backend) {
     assert_ne!(r["user"]["uid"], json!(uid));
 }
 
+/// `userset` changes an existing user's name or active state and nothing else; `usertoken`
+/// issues a token to an existing user and changes nothing else; both answer `BADUSER` for an
+/// unknown address and create nobody.
+async fn backend_userset_and_usertoken(b: Backend) {
+    let s = Server::start(b).await;
+    let r = be(&s, json!({"op": "useradd", "token": ADMIN_TOKEN, "user": {"address": "alice", "name": "Alice"}})).await;
+    assert_true(&r);
+    let uid = r["user"]["uid"].as_i64().unwrap();
+
+    // usertoken (JSON): a working token, the name unchanged.
+    let r = be(
+        &s,
+        json!({"op": "usertoken", "token": ADMIN_TOKEN, "user": {"address": "alice", "token": {"appid": "com.x", "expiry": 60}}}),
+    )
+    .await;
+    assert_true(&r);
+    assert_eq!((&r["op"], &r["user"]["uid"], &r["user"]["name"]), (&json!("usertoken"), &json!(uid), &json!("Alice")));
+    let t1 = r["user"]["token"].as_str().expect("a token").to_string();
+    let (st, me) = rest_get(&s, "/v1/me", &t1).await;
+    assert_eq!((st, &me["name"]), (200, &json!("Alice")));
+    // Without token parameters (legacy form): still a token, default lifetime.
+    let r = be_form(&s, &[("op", "usertoken"), ("addr", "alice"), ("token", ADMIN_TOKEN)]).await;
+    assert_true(&r);
+    let t2 = r["user"]["token"].as_str().expect("a legacy token").to_string();
+    assert_ne!(t1, t2);
+    assert_eq!(rest_get(&s, "/v1/me", &t2).await.0, 200);
+
+    // userset: the name changes, no token is issued, the tokens keep working.
+    let r = be(&s, json!({"op": "userset", "token": ADMIN_TOKEN, "user": {"address": "alice", "name": "Alice C", "token": {"appid": "x"}}})).await;
+    assert_true(&r);
+    assert_eq!(r["user"], json!({"uid": uid, "address": "alice", "name": "Alice C"}), "no token from userset");
+    let (st, me) = rest_get(&s, "/v1/me", &t1).await;
+    assert_eq!((st, &me["name"]), (200, &json!("Alice C")));
+    // userset active=0 deactivates (tokens stop working); usertoken does not reactivate;
+    // userset active=1 does, and the earlier tokens work again.
+    let r = be(&s, json!({"op": "userset", "token": ADMIN_TOKEN, "user": {"address": "alice", "active": 0}})).await;
+    assert_true(&r);
+    assert_eq!(r["user"]["name"], json!("Alice C"), "the name is kept when absent");
+    assert_eq!(rest_get(&s, "/v1/me", &t1).await.0, 401);
+    let r = be(&s, json!({"op": "usertoken", "token": ADMIN_TOKEN, "user": {"address": "alice"}})).await;
+    assert_true(&r);
+    let t3 = r["user"]["token"].as_str().unwrap().to_string();
+    assert_eq!(rest_get(&s, "/v1/me", &t3).await.0, 401, "usertoken does not reactivate");
+    let r = be_form(&s, &[("op", "userset"), ("addr", "alice"), ("active", "1"), ("token", ADMIN_TOKEN)]).await;
+    assert_true(&r);
+    assert_eq!(rest_get(&s, "/v1/me", &t1).await.0, 200);
+    assert_eq!(rest_get(&s, "/v1/me", &t3).await.0, 200);
+
+    // Bad input: unknown address (nobody is created), no address, bad values.
+    for op in ["userset", "usertoken"] {
+        let r = be(&s, json!({"op": op, "token": ADMIN_TOKEN, "user": {"address": "nobody", "name": "N"}})).await;
+        assert_be_fail(r, op, "BADUSER");
+        let r = be(&s, json!({"op": op, "token": ADMIN_TOKEN, "user": {"name": "N"}})).await;
+        assert_be_fail(r, op, "MISSINGPARA");
+    }
+    let r = be(&s, json!({"op": "userset", "token": ADMIN_TOKEN, "user": {"address": "alice", "active": "yes"}})).await;
+    assert_be_fail(r, "userset", "BADPARA");
+    let r =
+        be(&s, json!({"op": "userset", "token": ADMIN_TOKEN, "user": {"address": "alice", "name": "\u{202e}x"}})).await;
+    assert_be_fail(r, "userset", "BADPARA");
+    let r = be(
+        &s,
+        json!({"op": "usertoken", "token": ADMIN_TOKEN, "user": {"address": "alice", "token": {"expiry": "soon"}}}),
+    )
+    .await;
+    assert_be_fail(r, "usertoken", "BADPARA");
+    let (st, me) = rest_get(&s, "/v1/me", &t1).await;
+    assert_eq!((st, &me["name"]), (200, &json!("Alice C")), "nothing changed by the refused requests");
+}
+
 async fn backend_groups(b: Backend) {
     let s = Server::start(b).await;
     let (_, alice) = be_user(&s, "alice", "Alice").await;
@@ -961,6 +1031,7 @@ both_backends!(
     api_logout,
     backend_protocol,
     backend_users,
+    backend_userset_and_usertoken,
     backend_groups,
     backend_messages,
 );

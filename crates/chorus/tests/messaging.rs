@@ -555,34 +555,47 @@ async fn backlog_starts_at_join(b: Backend) {
     assert_eq!(h.backlog.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["after"]);
 }
 
-/// Group policy decides whether member flags matter: members (neither bit),
-/// selected (member flags), anyone (non-members too).
+/// The permission rule for messages: a member's flags bind in every group mode (a member
+/// without SEND never sends, whatever the mode); the mode decides only for non-members, who
+/// may send under `SEND_BY_ANYONE` alone.
+///
+/// Before pins bound (issue 10), group flags 0 let every member send whatever their flags, and
+/// this test asserted that ("members may send"); that was the hole, and it now asserts the rule.
 async fn group_policy_modes(b: Backend) {
     use chorus_proto::flags::group;
     let s = Server::start(b).await;
     let (_, ho) = s.login("o@example.org", "O").await;
     let (m, hm) = s.login("m@example.org", "M").await;
+    let (w, hw) = s.login("w@example.org", "W").await;
     let (_, hx) = s.login("x@example.org", "X").await;
     let (mut cm, _) = s.connect(&hm).await;
+    let (mut cw, _) = s.connect(&hw).await;
     let (mut cx, _) = s.connect(&hx).await;
     let g: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Policy", "flags": 0})).await.unwrap();
     let gid = g.group.gid;
-    // A member with no flags at all.
-    ho.post::<serde_json::Value>(
-        &format!("/v1/groups/{gid}/members"),
-        &json!({"addresses": [m.user.address], "flags": 0}),
-    )
-    .await
-    .unwrap();
+    // A member with no flags at all, and one who may send (and nothing else).
+    for (who, flags) in [(&m.user.address, 0), (&w.user.address, member::SEND)] {
+        ho.post::<serde_json::Value>(
+            &format!("/v1/groups/{gid}/members"),
+            &json!({"addresses": [who], "flags": flags}),
+        )
+        .await
+        .unwrap();
+    }
     let sent = |f: &ServerFrame| matches!(f, ServerFrame::Sent { .. });
-    assert!(sent(&cm.send_text(None, Some(gid), "p1", "members mode").await.unwrap()), "members may send");
-    assert!(!sent(&cx.send_text(None, Some(gid), "p2", "outsider").await.unwrap()), "non-members may not");
-    ho.patch::<Group>(&format!("/v1/groups/{gid}"), &json!({"flags": group::SEND_BY_SELECTED})).await.unwrap();
-    assert!(!sent(&cm.send_text(None, Some(gid), "p3", "selected mode").await.unwrap()), "flags decide now");
-    ho.patch::<Group>(&format!("/v1/groups/{gid}"), &json!({"flags": group::SEND_BY_ANYONE})).await.unwrap();
-    assert!(sent(&cx.send_text(None, Some(gid), "p4", "anyone mode").await.unwrap()), "anyone may send");
+    let mut n = 0;
+    for mode in [0, group::SEND_BY_SELECTED, group::SEND_BY_ANYONE] {
+        ho.patch::<Group>(&format!("/v1/groups/{gid}"), &json!({"flags": mode})).await.unwrap();
+        n += 1;
+        let r = cm.send_text(None, Some(gid), &format!("m{n}"), "no flags").await.unwrap();
+        assert!(!sent(&r), "a member without SEND sent under {mode:#x}: {r:?}");
+        let r = cw.send_text(None, Some(gid), &format!("w{n}"), "send flag").await.unwrap();
+        assert!(sent(&r), "a member with SEND could not send under {mode:#x}: {r:?}");
+        let r = cx.send_text(None, Some(gid), &format!("x{n}"), "outsider").await.unwrap();
+        assert_eq!(sent(&r), mode == group::SEND_BY_ANYONE, "a non-member under {mode:#x}: {r:?}");
+    }
     let h: HistoryPage = ho.get(&format!("/v1/groups/{gid}/messages")).await.unwrap();
-    assert_eq!(h.messages.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["p1", "p4"]);
+    assert_eq!(h.messages.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["w1", "w2", "w3", "x3"]);
 }
 
 /// The conversation list: newest first, names, unread counts that reading clears.

@@ -63,31 +63,39 @@ pub mod admin {
     pub const OWNER_LEVEL: u32 = OWNER | REMOVE_OWNER | DELETE_GROUP;
 }
 
-/// Group policy bits (`MESIBO_GROUPFLAG_*`): who may do what.
+/// Group policy bits (`MESIBO_GROUPFLAG_*`) and **the permission rule**, [`group::allows`]:
+/// the one function every check (messages, calls, `joingroup`'s `publish`) goes through.
 ///
-/// For each action there are three modes. Neither bit set: every member may.
-/// `*_BY_SELECTED`: only members whose member flag grants it. `*_BY_ANYONE`:
-/// anyone, member or not (not offered for receiving).
+/// **A member may do exactly what their member flags grant, in every group mode.** The flags
+/// come from the pin they joined with (added to what they already held), or from whoever added
+/// them (`/v1` members, `/backend` `cs`/`cr`/`canpub`/`cansub`/`canlist`). So a member who joined
+/// with a view-only pin never publishes, whatever the group's policy.
+///
+/// The policy bits decide only what **non-members** may do: `*_BY_ANYONE` (without the matching
+/// `*_BY_SELECTED`, which wins) lets anyone send, publish, subscribe or list; otherwise
+/// non-members may not. Non-members never receive. (A group call is joined by members only, so
+/// the publish, subscribe and list `*_BY_ANYONE` bits are stored and returned but open nothing
+/// today.) `*_BY_SELECTED` and neither bit therefore mean the same: members, by their flags.
 pub mod group {
-    /// Only members with [`super::member::SEND`] may send.
+    /// Members with [`super::member::SEND`] may send (as without the bit); no non-members.
     pub const SEND_BY_SELECTED: u32 = 0x1;
-    /// Anyone may send.
+    /// Non-members may send too.
     pub const SEND_BY_ANYONE: u32 = 0x2;
-    /// Only members with [`super::member::RECV`] receive.
+    /// Members with [`super::member::RECV`] receive (as without the bit).
     pub const RECV_BY_SELECTED: u32 = 0x10;
-    /// Only members with [`super::member::PUBLISH`] may publish.
+    /// Members with [`super::member::PUBLISH`] may publish (as without the bit); no non-members.
     pub const PUB_BY_SELECTED: u32 = 0x100;
-    /// Anyone may publish.
+    /// Non-members may publish too (no effect today: calls are joined by members only).
     pub const PUB_BY_ANYONE: u32 = 0x200;
-    /// Only members with [`super::member::SUBSCRIBE`] may subscribe.
+    /// Members with [`super::member::SUBSCRIBE`] may subscribe (as without the bit); no non-members.
     pub const SUB_BY_SELECTED: u32 = 0x1000;
-    /// Anyone may subscribe.
+    /// Non-members may subscribe too (no effect today: calls are joined by members only).
     pub const SUB_BY_ANYONE: u32 = 0x2000;
-    /// Only members with [`super::member::LIST`] may list.
+    /// Members with [`super::member::LIST`] may list (as without the bit); no non-members.
     pub const LIST_BY_SELECTED: u32 = 0x10000;
-    /// Anyone may list.
+    /// Non-members may list too (no effect today: calls are joined by members only).
     pub const LIST_BY_ANYONE: u32 = 0x20000;
-    /// Every action decided by member flags: the default for groups created by Chorus's own API.
+    /// Nothing open to non-members: the default for groups created by Chorus's own API.
     pub const ALL_SELECTED: u32 =
         SEND_BY_SELECTED | RECV_BY_SELECTED | PUB_BY_SELECTED | SUB_BY_SELECTED | LIST_BY_SELECTED;
     /// Every policy bit a client may set.
@@ -96,25 +104,92 @@ pub mod group {
     /// no-self-delete, pause); stored and returned, not all acted on.
     pub const KNOWN: u32 = VALID | 0x8 | 0x20 | 0x40 | 0x80 | 0x40000 | 0x800_0000;
 
-    /// Who may perform an action under a policy.
+    /// Something a group's members may be allowed to do.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Mode {
-        /// Anyone, member or not.
-        Anyone,
-        /// Every member.
-        Members,
-        /// Members whose flags grant it.
-        Selected,
+    pub enum Action {
+        /// Send messages to the group.
+        Send,
+        /// Receive the group's messages.
+        Receive,
+        /// Publish streams in the group's call.
+        Publish,
+        /// Subscribe to streams in the group's call.
+        Subscribe,
+        /// See the call's roster.
+        List,
     }
 
-    /// The mode for an action given its `*_BY_SELECTED` and `*_BY_ANYONE` bits.
-    pub fn mode(flags: u32, selected_bit: u32, anyone_bit: u32) -> Mode {
-        if flags & selected_bit != 0 {
-            Mode::Selected
-        } else if flags & anyone_bit != 0 {
-            Mode::Anyone
-        } else {
-            Mode::Members
+    impl Action {
+        /// The member flag that grants it.
+        pub const fn member_flag(self) -> u32 {
+            use super::member;
+            match self {
+                Action::Send => member::SEND,
+                Action::Receive => member::RECV,
+                Action::Publish => member::PUBLISH,
+                Action::Subscribe => member::SUBSCRIBE,
+                Action::List => member::LIST,
+            }
+        }
+
+        /// Whether a group with policy `flags` lets non-members do it.
+        pub const fn open_to_anyone(self, flags: u32) -> bool {
+            let (selected, anyone) = match self {
+                Action::Send => (SEND_BY_SELECTED, SEND_BY_ANYONE),
+                Action::Receive => return false,
+                Action::Publish => (PUB_BY_SELECTED, PUB_BY_ANYONE),
+                Action::Subscribe => (SUB_BY_SELECTED, SUB_BY_ANYONE),
+                Action::List => (LIST_BY_SELECTED, LIST_BY_ANYONE),
+            };
+            flags & selected == 0 && flags & anyone != 0
+        }
+    }
+
+    /// The permission rule (see the module doc): whether someone with `member_flags` (`None`:
+    /// not a member) may do `action` in a group whose policy bits are `group_flags`.
+    pub const fn allows(group_flags: u32, member_flags: Option<u32>, action: Action) -> bool {
+        match member_flags {
+            Some(flags) => flags & action.member_flag() != 0,
+            None => action.open_to_anyone(group_flags),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::member;
+        use super::*;
+
+        const ACTIONS: [Action; 5] = [Action::Send, Action::Receive, Action::Publish, Action::Subscribe, Action::List];
+        const MODES: [u32; 5] =
+            [0, ALL_SELECTED, VALID, SEND_BY_ANYONE | PUB_BY_ANYONE | SUB_BY_ANYONE | LIST_BY_ANYONE, KNOWN];
+
+        #[test]
+        fn member_flags_bind_in_every_mode() {
+            let viewer = member::SEND | member::RECV | member::SUBSCRIBE | member::LIST;
+            for g in MODES {
+                assert!(!allows(g, Some(viewer), Action::Publish), "viewer publishes under {g:#x}");
+                assert!(allows(g, Some(viewer), Action::Subscribe), "{g:#x}");
+                assert!(allows(g, Some(member::ALL), Action::Publish), "{g:#x}");
+                assert!(!allows(g, Some(member::PUBLISH), Action::Send), "{g:#x}");
+                assert!(!allows(g, Some(member::SEND), Action::Receive), "{g:#x}");
+                for a in ACTIONS {
+                    assert!(!allows(g, Some(0), a), "a member without flags may {a:?} under {g:#x}");
+                    assert!(allows(g, Some(member::VALID), a), "{a:?} under {g:#x}");
+                }
+            }
+        }
+
+        #[test]
+        fn non_members_only_where_anyone_may_and_never_receive() {
+            for a in ACTIONS {
+                assert!(!allows(0, None, a), "{a:?}");
+                assert!(!allows(ALL_SELECTED, None, a), "{a:?}");
+                assert_eq!(allows(VALID & !ALL_SELECTED, None, a), a != Action::Receive, "{a:?}");
+                // `*_BY_SELECTED` wins over `*_BY_ANYONE`.
+                assert!(!allows(VALID, None, a), "{a:?}");
+            }
+            assert!(allows(SEND_BY_ANYONE, None, Action::Send));
+            assert!(!allows(SEND_BY_ANYONE, None, Action::Publish));
         }
     }
 }

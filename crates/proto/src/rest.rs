@@ -126,6 +126,14 @@ pub struct Membership {
     pub admin_flags: u32,
 }
 
+impl Group {
+    /// Whether the member this group was read for (its `membership`; none: a non-member) may do
+    /// `action`: the permission rule, [`crate::flags::group::allows`].
+    pub fn allows(&self, action: crate::flags::group::Action) -> bool {
+        crate::flags::group::allows(self.flags, self.membership.map(|m| m.flags), action)
+    }
+}
+
 /// A member in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

@@ -533,13 +533,16 @@ impl Accounts {
     }
 
     /// Admin: creates or updates a user by address, optionally issuing a token
-    /// valid for `token_ttl_secs` (`None`: no token).
+    /// valid for `token_ttl_secs` (`None`: no token). `active` `None` keeps an existing user's
+    /// state (a new user is active). With `create` false an unknown address is `not_found` and
+    /// nothing is written.
     pub async fn admin_upsert(
         &self,
         address: &str,
         name: Option<&str>,
-        active: bool,
+        active: Option<bool>,
         token: Option<(&str, u64)>,
+        create: bool,
     ) -> ApiResult<(SessionUser, Option<String>)> {
         validate_address(address)?;
         let name = name.map(validate_name).transpose()?;
@@ -554,15 +557,17 @@ impl Accounts {
                 if let Some(n) = &name {
                     u.name = n.clone();
                 }
-                sqlx::query("UPDATE users SET name = $1, active = $2 WHERE uid = $3")
+                sqlx::query("UPDATE users SET name = $1, active = COALESCE($2, active) WHERE uid = $3")
                     .bind(&u.name)
-                    .bind(i64::from(active))
+                    .bind(active.map(i64::from))
                     .bind(u.uid)
                     .execute(&mut *tx)
                     .await?;
                 u
             }
+            None if !create => return Err(ApiError::not_found(format!("no user with address {address:?}"))),
             None => {
+                let active = active.unwrap_or(true);
                 let name = name.unwrap_or_else(|| address.to_string());
                 let uid: i64 = sqlx::query_scalar(
                     "INSERT INTO users (address, name, active, created_at) VALUES ($1, $2, $3, $4) RETURNING uid",
@@ -582,7 +587,7 @@ impl Accounts {
         };
         tx.commit().await?;
         self.addresses.forget();
-        if !active {
+        if active == Some(false) {
             self.end_sessions(user.uid, None, "the account was deactivated");
         }
         Ok((user, token))

@@ -58,21 +58,19 @@ pub struct GroupPolicy {
 }
 
 impl GroupPolicy {
+    /// Whether `uid` may do `action`: [`group::allows`], the one permission rule.
+    pub fn allows(&self, uid: i64, action: group::Action) -> bool {
+        group::allows(self.flags, self.members.get(&uid).copied(), action)
+    }
+
     /// Whether `uid` may send.
     pub fn can_send(&self, uid: i64) -> bool {
-        match group::mode(self.flags, group::SEND_BY_SELECTED, group::SEND_BY_ANYONE) {
-            group::Mode::Anyone => true,
-            group::Mode::Members => self.members.contains_key(&uid),
-            group::Mode::Selected => self.members.get(&uid).is_some_and(|f| f & member::SEND != 0),
-        }
+        self.allows(uid, group::Action::Send)
     }
 
     /// Whether `uid` receives.
     pub fn can_receive(&self, uid: i64) -> bool {
-        match self.members.get(&uid) {
-            None => false,
-            Some(f) => self.flags & group::RECV_BY_SELECTED == 0 || f & member::RECV != 0,
-        }
+        self.allows(uid, group::Action::Receive)
     }
 
     /// Everyone who receives.

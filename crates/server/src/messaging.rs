@@ -225,11 +225,13 @@ pub struct Messaging {
     send_rate: DefaultKeyedRateLimiter<i64>,
 }
 
-/// SQL condition on `m` (a message) and `cm` (the reader's `conv_members` row):
-/// 1:1 messages, or group messages the reader may receive (policy bit
-/// RECV_BY_SELECTED = 0x10 unset, or the member's RECV flag 0x2 set).
-const RECEIVABLE: &str = "(m.gid IS NULL OR EXISTS (SELECT 1 FROM members mb JOIN groups g ON g.gid = mb.gid \
-                           WHERE mb.gid = m.gid AND mb.uid = cm.uid AND ((g.flags & 16) = 0 OR (mb.flags & 2) <> 0)))";
+/// SQL condition on `m` (a message) and `cm` (the reader's `conv_members` row): 1:1 messages,
+/// or group messages the reader may receive. This is the permission rule
+/// ([`chorus_proto::flags::group::allows`], [`GroupPolicy::can_receive`]) written for the store:
+/// a member receives exactly when their RECV flag (0x2) is set, in every group mode, and a
+/// non-member never does (the test below holds the two together).
+const RECEIVABLE: &str = "(m.gid IS NULL OR EXISTS (SELECT 1 FROM members mb \
+                           WHERE mb.gid = m.gid AND mb.uid = cm.uid AND (mb.flags & 2) <> 0))";
 
 const MSG_COLS: &str = "m.mid, m.conv_id, m.seq, m.pos, m.sender_uid, m.sender_addr, m.peer_addr, m.gid, \
                         m.client_id, m.mtype, m.body, m.created_at, m.edited, m.deleted";
@@ -1445,8 +1447,16 @@ mod tests {
     }
 
     #[test]
-    fn receivable_uses_the_protocol_bits() {
-        assert!(super::RECEIVABLE.contains(&format!("(g.flags & {}) = 0", group::RECV_BY_SELECTED)));
+    fn receivable_is_the_permission_rule() {
+        use chorus_proto::flags::group::{allows, Action};
         assert!(super::RECEIVABLE.contains(&format!("(mb.flags & {}) <> 0", member::RECV)));
+        assert!(!super::RECEIVABLE.contains("g.flags"), "the group's mode does not decide for members");
+        // What the SQL says (a member receives iff RECV; a non-member never) is the rule's answer.
+        for g in [0, group::ALL_SELECTED, group::VALID, group::KNOWN, group::RECV_BY_SELECTED] {
+            for f in [0, member::RECV, member::ALL, member::VALID & !member::RECV] {
+                assert_eq!(allows(g, Some(f), Action::Receive), f & member::RECV != 0, "{g:#x} {f:#x}");
+            }
+            assert!(!allows(g, None, Action::Receive));
+        }
     }
 }

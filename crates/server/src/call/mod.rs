@@ -121,17 +121,16 @@ impl CallSession {
     }
 }
 
-/// What a member may do in the group's call, from the group's policy and the member's flags.
+/// What a member may do in the group's call: publish, subscribe and list by the one permission
+/// rule ([`group::allows`]: the member's flags, in every group mode), call control and hang-up by
+/// the admin flags.
 pub fn permissions(group_flags: u32, member_flags: u32, admin_flags: u32) -> Permissions {
-    let allowed = |selected, anyone, bit| match group::mode(group_flags, selected, anyone) {
-        group::Mode::Anyone | group::Mode::Members => true,
-        group::Mode::Selected => member_flags & bit != 0,
-    };
+    let allowed = |action| group::allows(group_flags, Some(member_flags), action);
     let is_admin = member_flags & member::ADMIN != 0 || admin_flags & admin::OWNER != 0;
     Permissions {
-        publish: allowed(group::PUB_BY_SELECTED, group::PUB_BY_ANYONE, member::PUBLISH),
-        subscribe: allowed(group::SUB_BY_SELECTED, group::SUB_BY_ANYONE, member::SUBSCRIBE),
-        list: allowed(group::LIST_BY_SELECTED, group::LIST_BY_ANYONE, member::LIST),
+        publish: allowed(group::Action::Publish),
+        subscribe: allowed(group::Action::Subscribe),
+        list: allowed(group::Action::List),
         call_control: is_admin && admin_flags & admin::CALL_CONTROL != 0,
         hangup: is_admin && admin_flags & admin::HANGUP != 0,
     }
@@ -326,9 +325,16 @@ mod tests {
         assert_eq!(none, Permissions::NONE);
     }
 
+    /// The hole this closes: under group flags 0 (Mesibo's `createGroup({flags: 0})`, `/api
+    /// setgroup`, `/backend groupadd`) a view-only member used to publish.
     #[test]
-    fn members_mode_lets_every_member_take_part() {
-        assert_eq!(permissions(0, 0, 0), Permissions::MEMBER);
+    fn member_flags_bind_whatever_the_group_mode() {
+        let viewer = member::SEND | member::RECV | member::SUBSCRIBE | member::LIST;
+        for g in [0, group::ALL_SELECTED, group::PUB_BY_ANYONE | group::SUB_BY_ANYONE | group::LIST_BY_ANYONE] {
+            assert_eq!(permissions(g, viewer, 0), Permissions::VIEW_ONLY, "{g:#x}");
+            assert_eq!(permissions(g, member::ALL, 0), Permissions::MEMBER, "{g:#x}");
+            assert_eq!(permissions(g, 0, 0), Permissions::NONE, "{g:#x}");
+        }
     }
 
     /// A request that finds the room's queue full is answered `rate_limited` at once; leaving

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::any;
 use axum::{Json, Router};
-use chorus_proto::flags::{call, member, resolution};
+use chorus_proto::flags::{call, group, member, resolution};
 use chorus_proto::rest::{CreateGroup, GroupSettings};
 use chorus_proto::ws::SessionUser;
 use chorus_proto::ErrorCode;
@@ -263,7 +263,8 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
         let Ok(Some(info)) = st.groups.room_info(gid).await else { return api_fail("setgroup", "FAIL") };
         return api_reply(
             "setgroup",
-            json!({"gid": g.gid, "name": g.name, "type": info.kind, "resolution": g.video_resolution, "publish": 1, "pin": info.pin, "spin": info.spin}),
+            json!({"gid": g.gid, "name": g.name, "type": info.kind, "resolution": g.video_resolution,
+                   "publish": i32::from(g.allows(group::Action::Publish)), "pin": info.pin, "spin": info.spin}),
         );
     }
     if name.is_none() {
@@ -282,7 +283,8 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
     api_reply(
         "setgroup",
         json!({
-            "gid": gid, "name": created.group.name, "type": kind, "resolution": res, "publish": 1,
+            "gid": gid, "name": created.group.name, "type": kind, "resolution": res,
+            "publish": i32::from(created.group.allows(group::Action::Publish)),
             "pin": created.pins[0].pin, "spin": created.pins[1].pin,
         }),
     )
@@ -307,7 +309,7 @@ async fn api_joingroup(st: &AppState, uid: i64, ip: std::net::IpAddr, p: &Map<St
         Ok(g) => g,
         Err(e) => return api_fail("joingroup", api_code(&e, "BADGROUP")),
     };
-    let publish = g.membership.is_some_and(|m| m.flags & member::PUBLISH != 0);
+    let publish = g.allows(group::Action::Publish);
     let mut f = json!({"gid": gid, "name": g.name, "type": info.kind, "publish": i32::from(publish)});
     if owner {
         f["pin"] = json!(info.pin);
@@ -340,7 +342,7 @@ async fn api_rooms(st: &AppState, uid: i64) -> Json<Value> {
             continue; // a plain group, not a room
         }
         let owner = info.owner == Some(uid);
-        let publish = g.membership.is_some_and(|m| m.flags & member::PUBLISH != 0);
+        let publish = g.allows(group::Action::Publish);
         let mut r = json!({"uid": info.owner.unwrap_or(0), "gid": g.gid, "name": g.name});
         r["pin"] = json!(if owner || publish { info.pin } else { info.spin.clone() });
         if owner {
@@ -465,7 +467,7 @@ async fn backend(State(st): State<AppState>, uri: Uri, headers: HeaderMap, body:
         return be_fail(&op, "AUTHFAIL", &id);
     }
     let r = match op.as_str() {
-        "useradd" => be_useradd(&st, &p).await,
+        "useradd" | "userset" | "usertoken" => be_useradd(&st, &op, &p).await,
         "deluser" => be_deluser(&st, &p).await,
         "deltoken" => be_deltoken(&st, &p).await,
         "groupadd" | "groupset" => be_groupset(&st, &op, &p).await,
@@ -484,22 +486,35 @@ async fn backend(State(st): State<AppState>, uri: Uri, headers: HeaderMap, body:
 
 type BeResult = Result<Value, &'static str>;
 
-async fn be_useradd(st: &AppState, p: &Map<String, Value>) -> BeResult {
+/// `useradd` (create or update, `active` defaulting to 1, a token when asked for), `userset`
+/// (update an existing user's `name`/`active` only) and `usertoken` (issue a token to an
+/// existing user, changing nothing else).
+async fn be_useradd(st: &AppState, op: &str, p: &Map<String, Value>) -> BeResult {
     let u = obj(p, "user");
     let address = s(u, "address").or_else(|| s(p, "addr")).ok_or("MISSINGPARA")?;
-    let name = s(u, "name").or_else(|| s(p, "name"));
-    let active = n(u, "active").map_err(|_| "BADPARA")?.unwrap_or(1) != 0;
-    // A token is issued when asked for: JSON `user.token {appid, expiry}` or legacy `appid`.
+    let (name, active) = if op == "usertoken" {
+        (None, None)
+    } else {
+        let active = n(u, "active").map_err(|_| "BADPARA")?.map(|a| a != 0);
+        (s(u, "name").or_else(|| s(p, "name")), if op == "useradd" { Some(active.unwrap_or(true)) } else { active })
+    };
+    // A token is issued when asked for: JSON `user.token {appid, expiry}` or legacy `appid`;
+    // `usertoken` always issues one.
     let token_req = match u.get("token") {
+        _ if op == "userset" => None,
         Some(Value::Object(t)) => Some((s(t, "appid").unwrap_or_default(), n(t, "expiry").map_err(|_| "BADPARA")?)),
         _ => s(p, "appid").map(|a| (a, n(p, "expiry").ok().flatten())),
     };
+    let token_req = if op == "usertoken" { token_req.or(Some((String::new(), None))) } else { token_req };
     let token = token_req.as_ref().map(|(appid, expiry)| {
         let minutes = expiry.unwrap_or(525_600).clamp(1, 10 * 525_600) as u64;
         (appid.as_str(), minutes * 60)
     });
-    let (user, token) =
-        st.accounts.admin_upsert(&address, name.as_deref(), active, token).await.map_err(|e| be_code(&e))?;
+    let (user, token) = st
+        .accounts
+        .admin_upsert(&address, name.as_deref(), active, token, op == "useradd")
+        .await
+        .map_err(|e| if e.code == ErrorCode::NotFound { "BADUSER" } else { be_code(&e) })?;
     let mut out = json!({"uid": user.uid, "address": user.address, "name": user.name});
     if let Some(t) = token {
         out["token"] = json!(t);
