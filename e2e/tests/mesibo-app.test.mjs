@@ -279,7 +279,7 @@ async function framesOf(p, k, min) {
   );
 }
 
-test("Mesibo's conferencing app on its own origin: phone login by createhttpRequest, a room with GROUPCALLFLAG names, a chat in getMessages(), a remote screen share ended with REMOTE", async () => {
+test("Mesibo's conferencing app on its own origin: phone login by createhttpRequest, a room with GROUPCALLFLAG names, a chat in getMessages(), the whiteboard between two members, a remote screen share ended with REMOTE", async () => {
   const requested = [];
   const po = await userContext('Owner', requested);
   const pm = await userContext('Member', requested);
@@ -306,8 +306,8 @@ test("Mesibo's conferencing app on its own origin: phone login by createhttpRequ
   // The app's older version (web/live-demo/web) made rooms through its backend instead: op=setgroup
   // as form fields with the token in the body. That works from this origin too, and the room is
   // listed by op=rooms.
-  const api = (params) =>
-    po.evaluate(
+  const apiOn = (page) => (params) =>
+    page.evaluate(
       (params) =>
         new Promise((resolve) => {
           const req = Mesibo.getInstance().createhttpRequest();
@@ -317,6 +317,7 @@ test("Mesibo's conferencing app on its own origin: phone login by createhttpRequ
         }),
       params,
     );
+  const api = apiOn(po);
   const old = await api({ op: 'setgroup', token: owner.token, name: 'Old style room', resolution: 2 });
   assert.equal(old?.result, 'OK', JSON.stringify(old));
   assert.ok(old.gid > 0 && old.pin && old.spin);
@@ -357,6 +358,20 @@ test("Mesibo's conferencing app on its own origin: phone login by createhttpRequ
   assert.equal(chat[1].peer, member.address);
   assert.match(await po.locator('#chat').textContent(), /hello before\nhello live\nhello back/);
   await until(pm, () => window.app.onMessage.some((m) => m.text === 'hello back'));
+
+  // Whiteboard, as the app draws: each stroke goes to its backend as op=setboard with the object's
+  // JSON text in a form field, and the board is loaded with op=getboard; each member sees the
+  // other's strokes, in order.
+  const stroke = (uid, n) => JSON.stringify({ type: 'line', points: [n, n + 1, n + 2, n + 3], id: { uid, n } });
+  const drawn = await api({ op: 'setboard', token: owner.token, gid, obj: stroke(owner.uid, 1) });
+  assert.equal(drawn?.result, 'OK', JSON.stringify(drawn));
+  const seen = await apiOn(pm)({ op: 'getboard', token: member.token, gid });
+  assert.equal(seen?.result, 'OK', JSON.stringify(seen));
+  assert.deepEqual(seen.objs, [JSON.parse(stroke(owner.uid, 1))]);
+  const added = await apiOn(pm)({ op: 'setboard', token: member.token, gid, obj: stroke(member.uid, 2) });
+  assert.equal(added?.result, 'OK', JSON.stringify(added));
+  const board = await api({ op: 'getboard', token: owner.token, gid });
+  assert.deepEqual(board.objs, [JSON.parse(stroke(owner.uid, 1)), JSON.parse(stroke(member.uid, 2))]);
 
   // The member shares a screen: a second stream (type 1) from the member, with pictures.
   await pm.evaluate(() => window.streamFromScreen());
