@@ -764,6 +764,146 @@ async fn backend_userset_and_usertoken(b: Backend) {
     assert_eq!((st, &me["name"]), (200, &json!("Alice C")), "nothing changed by the refused requests");
 }
 
+/// `usersget`: users in uid order, in bounded pages chained by `next`; one user by address.
+async fn backend_usersget(b: Backend) {
+    let s = Server::start(b).await;
+    let mut uids = Vec::new();
+    for a in ["u1", "u2", "u3", "u4", "u5"] {
+        uids.push(be_user(&s, a, &a.to_uppercase()).await.0);
+    }
+    let r = be(&s, json!({"op": "userset", "token": ADMIN_TOKEN, "user": {"address": "u3", "active": 0}})).await;
+    assert_true(&r);
+    // Pages of 2: u1 u2 | u3 u4 | u5, chained by `next`.
+    let r = be(&s, json!({"op": "usersget", "token": ADMIN_TOKEN, "user": {"count": 2}})).await;
+    assert_true(&r);
+    assert_eq!(r["count"], json!(2), "{r}");
+    let u1 = &r["users"][0];
+    assert_eq!(
+        (&u1["uid"], &u1["address"], &u1["name"], &u1["active"]),
+        (&json!(uids[0]), &json!("u1"), &json!("U1"), &json!(1))
+    );
+    assert!((u1["created"].as_i64().expect("created") - now_secs()).abs() <= 60, "{u1}");
+    assert_eq!(r["users"][1]["address"], json!("u2"));
+    let next = r["next"].as_i64().expect("next");
+    let r =
+        be_form(&s, &[("op", "usersget"), ("token", ADMIN_TOKEN), ("count", "2"), ("after", &next.to_string())]).await;
+    assert_true(&r);
+    let addrs: Vec<&Value> = r["users"].as_array().unwrap().iter().map(|u| &u["address"]).collect();
+    assert_eq!(addrs, [&json!("u3"), &json!("u4")]);
+    assert_eq!(r["users"][0]["active"], json!(0), "u3 is deactivated");
+    let next = r["next"].as_i64().expect("next");
+    let r = be(&s, json!({"op": "usersget", "token": ADMIN_TOKEN, "count": 2, "after": next})).await;
+    assert_true(&r);
+    assert_eq!((&r["count"], &r["users"][0]["address"]), (&json!(1), &json!("u5")));
+    assert!(r.get("next").is_none(), "the last page has no next: {r}");
+    // Default page: all five.
+    let r = be(&s, json!({"op": "usersget", "token": ADMIN_TOKEN})).await;
+    assert_eq!(r["count"], json!(5), "{r}");
+    assert!(r.get("next").is_none());
+    // One user by address (JSON and legacy).
+    let r = be(&s, json!({"op": "usersget", "token": ADMIN_TOKEN, "user": {"address": "u4"}})).await;
+    assert_eq!((&r["count"], &r["users"][0]["uid"]), (&json!(1), &json!(uids[3])), "{r}");
+    let r = be_form(&s, &[("op", "usersget"), ("token", ADMIN_TOKEN), ("addr", "u2")]).await;
+    assert_eq!((&r["count"], &r["users"][0]["address"]), (&json!(1), &json!("u2")), "{r}");
+
+    // Bad input.
+    let r = be(&s, json!({"op": "usersget", "token": ADMIN_TOKEN, "user": {"address": "nobody"}})).await;
+    assert_be_fail(r, "usersget", "BADUSER");
+    for bad in [
+        json!({"count": 0}),
+        json!({"count": 1001}),
+        json!({"count": "many"}),
+        json!({"after": -1}),
+        json!({"after": "x"}),
+    ] {
+        let r = be(&s, json!({"op": "usersget", "token": ADMIN_TOKEN, "user": bad})).await;
+        assert_be_fail(r, "usersget", "BADPARA");
+    }
+    let r = be_form(&s, &[("op", "usersget"), ("token", ADMIN_TOKEN), ("count", "x")]).await;
+    assert_be_fail(r, "usersget", "BADPARA");
+    let r = be(&s, json!({"op": "usersget", "token": "wrong"})).await;
+    assert_be_fail(r, "usersget", "AUTHFAIL");
+    // Nothing changed: still five users, u3 still inactive.
+    let r = be(&s, json!({"op": "usersget", "token": ADMIN_TOKEN, "count": 1000})).await;
+    assert_eq!(r["count"], json!(5), "{r}");
+    assert_eq!(r["users"][2]["active"], json!(0));
+}
+
+/// `groupsget`: every group in gid order with its settings and member count, in bounded pages
+/// chained by `next`; one group by gid.
+async fn backend_groupsget(b: Backend) {
+    let s = Server::start(b).await;
+    be_user(&s, "alice", "Alice").await;
+    be_user(&s, "bob", "Bob").await;
+    let mut gids = Vec::new();
+    for (name, m) in [("G1", "alice,bob"), ("G2", "alice"), ("G3", "")] {
+        let r = be(
+            &s,
+            json!({"op": "groupadd", "token": ADMIN_TOKEN,
+                   "group": {"name": name, "flag": 2, "callflags": 7, "resolution": 3, "duration": 600, "m": m}}),
+        )
+        .await;
+        assert_true(&r);
+        gids.push(r["group"]["gid"].as_i64().unwrap());
+    }
+    gids.sort();
+    let r = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN, "group": {"count": 2}})).await;
+    assert_true(&r);
+    assert_eq!(r["count"], json!(2), "{r}");
+    let got: Vec<i64> = r["groups"].as_array().unwrap().iter().map(|g| g["gid"].as_i64().unwrap()).collect();
+    assert_eq!(got, gids[..2]);
+    let next = r["next"].as_i64().expect("next");
+    assert_eq!(next, gids[1]);
+    let r =
+        be_form(&s, &[("op", "groupsget"), ("token", ADMIN_TOKEN), ("count", "2"), ("after", &next.to_string())]).await;
+    assert_true(&r);
+    assert_eq!((&r["count"], &r["groups"][0]["gid"]), (&json!(1), &json!(gids[2])), "{r}");
+    assert!(r.get("next").is_none(), "{r}");
+    // One group by gid, with its settings and member count.
+    let all = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN})).await;
+    let g1 = all["groups"].as_array().unwrap().iter().find(|g| g["name"] == json!("G1")).expect("G1").clone();
+    let r = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN, "group": {"gid": g1["gid"]}})).await;
+    assert_eq!(r["count"], json!(1), "{r}");
+    let mut g = r["groups"][0].clone();
+    assert!((g["created"].as_i64().expect("created") - now_secs()).abs() <= 60, "{g}");
+    g.as_object_mut().unwrap().remove("created");
+    assert_eq!(
+        g,
+        json!({"gid": g1["gid"], "name": "G1", "flags": 2, "callflags": 7, "resolution": 3, "duration": 600,
+               "owner": "", "members": 2})
+    );
+    let r = be_form(&s, &[("op", "groupsget"), ("token", ADMIN_TOKEN), ("gid", &gids[0].to_string())]).await;
+    assert_eq!((&r["count"], &r["groups"][0]["gid"]), (&json!(1), &json!(gids[0])), "{r}");
+    // A deleted group is gone from the listing.
+    let r = be(&s, json!({"op": "groupdel", "token": ADMIN_TOKEN, "group": {"gid": gids[2]}})).await;
+    assert_true(&r);
+    let r = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN})).await;
+    assert_eq!(r["count"], json!(2), "{r}");
+
+    // Bad input.
+    let r = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN, "group": {"gid": gids[2]}})).await;
+    assert_be_fail(r, "groupsget", "BADGROUP");
+    for bad in
+        [json!({"gid": "x"}), json!({"gid": -5}), json!({"count": 0}), json!({"count": 5000}), json!({"after": -1})]
+    {
+        let r = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN, "group": bad})).await;
+        assert_be_fail(r, "groupsget", "BADPARA");
+    }
+    let r = be(&s, json!({"op": "groupsget", "token": "wrong"})).await;
+    assert_be_fail(r, "groupsget", "AUTHFAIL");
+    let r = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN})).await;
+    assert_eq!(r["count"], json!(2), "nothing changed: {r}");
+}
+
+/// `otp` and `uacset` stay unimplemented (docs/mesibo-compat.md section 4 says why).
+async fn backend_unimplemented(b: Backend) {
+    let s = Server::start(b).await;
+    for op in ["otp", "uacset"] {
+        let r = be(&s, json!({"op": op, "token": ADMIN_TOKEN, "otp": {"address": "x"}, "uac": {"id": 1}})).await;
+        assert_be_fail(r, op, "BADOP");
+    }
+}
+
 async fn backend_groups(b: Backend) {
     let s = Server::start(b).await;
     let (_, alice) = be_user(&s, "alice", "Alice").await;
@@ -1032,6 +1172,9 @@ both_backends!(
     backend_protocol,
     backend_users,
     backend_userset_and_usertoken,
+    backend_usersget,
+    backend_groupsget,
+    backend_unimplemented,
     backend_groups,
     backend_messages,
 );

@@ -22,6 +22,20 @@ use crate::error::{ApiError, ApiResult};
 use crate::limiter::{ip_key, WindowLimiter};
 use crate::mail::Mailer;
 
+/// The largest page the admin listings (`/backend` `usersget`, `groupsget`) return.
+pub const ADMIN_PAGE_MAX: u32 = 1000;
+
+/// A user as the admin listing shows them.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    pub uid: i64,
+    pub address: String,
+    pub name: String,
+    pub active: bool,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+
 /// WebSocket close code for a session whose token or account was revoked.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 
@@ -591,6 +605,48 @@ impl Accounts {
             self.end_sessions(user.uid, None, "the account was deactivated");
         }
         Ok((user, token))
+    }
+
+    /// Admin: one page of users in uid order, those with uid > `after`, at most `limit`
+    /// (1 ..= [`ADMIN_PAGE_MAX`]); with `address`, only that user. Returns the page and the
+    /// cursor (last uid) of the next page if there is one.
+    pub async fn admin_list(
+        &self,
+        after: i64,
+        limit: u32,
+        address: Option<&str>,
+    ) -> ApiResult<(Vec<AdminUser>, Option<i64>)> {
+        if limit == 0 || limit > ADMIN_PAGE_MAX {
+            return Err(ApiError::bad_request(format!("count must be 1 to {ADMIN_PAGE_MAX}")));
+        }
+        let rows = sqlx::query(
+            "SELECT uid, address, name, active, created_at FROM users \
+             WHERE uid > $1 AND ($2 = '' OR address = $2) ORDER BY uid LIMIT $3",
+        )
+        .bind(after)
+        .bind(address.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut users = rows
+            .iter()
+            .map(|r| {
+                Ok(AdminUser {
+                    uid: r.try_get("uid")?,
+                    address: r.try_get("address")?,
+                    name: r.try_get("name")?,
+                    active: r.try_get::<i64, _>("active")? != 0,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<ApiResult<Vec<AdminUser>>>()?;
+        let next = if users.len() > limit as usize {
+            users.truncate(limit as usize);
+            users.last().map(|u| u.uid)
+        } else {
+            None
+        };
+        Ok((users, next))
     }
 
     /// Admin: deletes a user and everything that belongs to them. Returns whether they existed.

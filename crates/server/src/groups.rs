@@ -582,6 +582,42 @@ impl Groups {
         Ok((groups, next))
     }
 
+    /// Admin: one page of all groups in gid order, those with gid > `after`, at most `limit`
+    /// (1 ..= [`crate::accounts::ADMIN_PAGE_MAX`]); with `gid`, only that group. Each with its
+    /// member count. Returns the page and the cursor (last gid) of the next page if there is one.
+    pub async fn admin_list(
+        &self,
+        after: i64,
+        limit: u32,
+        gid: Option<i64>,
+    ) -> ApiResult<(Vec<(Group, i64)>, Option<i64>)> {
+        let max = crate::accounts::ADMIN_PAGE_MAX;
+        if limit == 0 || limit > max {
+            return Err(ApiError::bad_request(format!("count must be 1 to {max}")));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLS}, (SELECT COUNT(*) FROM members m WHERE m.gid = g.gid) AS nmembers \
+             FROM groups g LEFT JOIN users o ON o.uid = g.owner_uid \
+             WHERE g.gid > $1 AND ($2 = 0 OR g.gid = $2) ORDER BY g.gid LIMIT $3"
+        ))
+        .bind(after)
+        .bind(gid.unwrap_or(0))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut groups = rows
+            .iter()
+            .map(|r| Ok((group_from_row(r, None)?, r.try_get::<i64, _>("nmembers")?)))
+            .collect::<ApiResult<Vec<(Group, i64)>>>()?;
+        let next = if groups.len() > limit as usize {
+            groups.truncate(limit as usize);
+            groups.last().map(|(g, _)| g.gid)
+        } else {
+            None
+        };
+        Ok((groups, next))
+    }
+
     /// Updates settings (admin right MODIFY).
     pub async fn update(&self, gid: i64, actor: Actor, s: &GroupSettings, mesibo: bool) -> ApiResult<Group> {
         validate_settings(s, mesibo)?;

@@ -474,6 +474,8 @@ async fn backend(State(st): State<AppState>, uri: Uri, headers: HeaderMap, body:
         "groupdel" => be_groupdel(&st, &p).await,
         "groupeditmembers" => be_editmembers(&st, &p).await,
         "getmembers" => be_getmembers(&st, &p).await,
+        "usersget" => be_usersget(&st, &p).await,
+        "groupsget" => be_groupsget(&st, &p).await,
         "message" => be_message(&st, &p).await,
         "" => Err("BADOP"),
         _ => Err("BADOP"),
@@ -725,6 +727,70 @@ async fn be_getmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
         })
         .collect();
     Ok(json!({"gid": gid, "count": list.len(), "members": list}))
+}
+
+/// Paging of `usersget`/`groupsget`: `count` (1 ..= 1000, default 100) and `after` (the
+/// `next` of the previous page, default 0), in the op's object or at the top level.
+fn be_page(o: &Map<String, Value>, p: &Map<String, Value>) -> Result<(i64, u32), &'static str> {
+    let num = |k: &str| -> Result<Option<i64>, &'static str> {
+        Ok(n(o, k).map_err(|_| "BADPARA")?.or(n(p, k).map_err(|_| "BADPARA")?))
+    };
+    let after = num("after")?.unwrap_or(0);
+    let count = num("count")?.unwrap_or(100);
+    if after < 0 || !(1..=i64::from(crate::accounts::ADMIN_PAGE_MAX)).contains(&count) {
+        return Err("BADPARA");
+    }
+    Ok((after, count as u32))
+}
+
+/// `usersget`: one page of users in uid order, or the one user `address`/`addr`.
+async fn be_usersget(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let u = obj(p, "user");
+    let (after, count) = be_page(u, p)?;
+    let address = s(u, "address").or_else(|| s(p, "addr"));
+    let (users, next) = st.accounts.admin_list(after, count, address.as_deref()).await.map_err(|e| be_code(&e))?;
+    if address.is_some() && users.is_empty() && after == 0 {
+        return Err("BADUSER");
+    }
+    let list: Vec<Value> = users
+        .iter()
+        .map(|u| {
+            json!({"uid": u.uid, "address": u.address, "name": u.name, "active": i32::from(u.active),
+                   "created": u.created_at / 1000})
+        })
+        .collect();
+    let mut out = json!({"count": list.len(), "users": list});
+    if let Some(next) = next {
+        out["next"] = json!(next);
+    }
+    Ok(out)
+}
+
+/// `groupsget`: one page of all groups in gid order, or the one group `gid`.
+async fn be_groupsget(st: &AppState, p: &Map<String, Value>) -> BeResult {
+    let g = obj(p, "group");
+    let (after, count) = be_page(g, p)?;
+    let gid = n(g, "gid").map_err(|_| "BADPARA")?.or(n(p, "gid").map_err(|_| "BADPARA")?);
+    if gid.is_some_and(|g| g <= 0) {
+        return Err("BADPARA");
+    }
+    let (groups, next) = st.groups.admin_list(after, count, gid).await.map_err(|e| be_code(&e))?;
+    if gid.is_some() && groups.is_empty() && after == 0 {
+        return Err("BADGROUP");
+    }
+    let list: Vec<Value> = groups
+        .iter()
+        .map(|(g, members)| {
+            json!({"gid": g.gid, "name": g.name, "flags": g.flags, "callflags": g.call_flags,
+                   "resolution": g.video_resolution, "duration": g.call_duration, "owner": g.owner,
+                   "members": members, "created": g.created_at / 1000})
+        })
+        .collect();
+    let mut out = json!({"count": list.len(), "groups": list});
+    if let Some(next) = next {
+        out["next"] = json!(next);
+    }
+    Ok(out)
 }
 
 async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
