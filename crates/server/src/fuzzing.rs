@@ -22,7 +22,7 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{IceCreds, Input, Output, Rtc};
 
-use crate::call::{check_publish, leg_config, remote_sdp, stun_local_ufrag};
+use crate::call::{check_publish, leg_config, narrow_codecs, remote_sdp, simulcast_send_rids, stun_local_ufrag};
 use crate::error::ApiError;
 use crate::messaging::{check_client_id, encode_content, Content, Target};
 
@@ -125,13 +125,17 @@ fn with_leg(
     })
 }
 
-/// Call signalling's SDP: an offer as `call_publish` accepts it on a publish leg (a renegotiation
-/// when the leg has seen offers before), and an answer as `call_answer` applies it to a
-/// subscribe leg's pending offer.
+/// Call signalling's SDP: an offer as `call_publish` reads it (its simulcast RIDs, then narrowed
+/// to one codec per line; the raw offer when narrowing refuses it, since str0m is fuzzed too)
+/// and accepts it on a publish leg (a renegotiation when the leg has seen offers before), and an
+/// answer as `call_answer` applies it to a subscribe leg's pending offer.
 fn sdp(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let now = Instant::now();
-    if let Ok(offer) = SdpOffer::from_sdp_string(text) {
+    let _ = simulcast_send_rids(text, "1");
+    let lines = [("0".to_string(), None), ("1".to_string(), None)];
+    let narrowed = narrow_codecs(text, &lines).map(|(sdp, _)| sdp);
+    if let Ok(offer) = SdpOffer::from_sdp_string(narrowed.as_deref().unwrap_or(text)) {
         with_leg(
             |l| &mut l.publish,
             LEG_INPUTS,

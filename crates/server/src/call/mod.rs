@@ -29,6 +29,8 @@ mod sdp;
 pub(crate) use net::stun_local_ufrag;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use room::{check_publish, leg_config, remote_sdp};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use sdp::{narrow_codecs, simulcast_send_rids};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

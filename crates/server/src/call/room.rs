@@ -449,6 +449,12 @@ fn narrow(sdp: &str, wanted: &[(String, Option<&'static str>)]) -> Result<(Strin
         .map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))
 }
 
+/// The media lines a participant's publish leg already carries (but stream `except`'s), each
+/// keeping its codec when the leg is offered anew (`sdp::narrow_codecs`).
+fn kept_codecs(p: &Peer, except: Option<u32>) -> Vec<(String, Option<&'static str>)> {
+    p.tracks.iter().filter(|t| Some(t.sid) != except).map(|t| (t.mid.to_string(), Some(t.codec))).collect()
+}
+
 fn valid_mid(m: &str) -> bool {
     (1..=16).contains(&m.len()) && m.bytes().all(|b| b.is_ascii_graphic())
 }
@@ -824,8 +830,7 @@ impl RoomTask {
         }
         // One codec per media line: the ones already published keep theirs, the new ones get the
         // first the offer lists that the server forwards.
-        let mut wanted: Vec<(String, Option<&'static str>)> =
-            peer.tracks.iter().map(|t| (t.mid.to_string(), Some(t.codec))).collect();
+        let mut wanted = kept_codecs(peer, None);
         wanted.extend([audio_mid, video_mid].into_iter().flatten().map(|m| (m.to_string(), None)));
         let (narrowed, codecs) = narrow(&req.sdp, &wanted)?;
         let offer =
@@ -908,13 +913,7 @@ impl RoomTask {
                 return Err(ApiError::new(ErrorCode::TooLarge, "sdp is larger than 64 KiB"))
             }
             Some(s) => {
-                let wanted: Vec<(String, Option<&'static str>)> = self
-                    .peers
-                    .get(&uid)
-                    .map(|p| {
-                        p.tracks.iter().filter(|t| t.sid != sid).map(|t| (t.mid.to_string(), Some(t.codec))).collect()
-                    })
-                    .unwrap_or_default();
+                let wanted = self.peers.get(&uid).map(|p| kept_codecs(p, Some(sid))).unwrap_or_default();
                 let (narrowed, _) = narrow(s, &wanted)?;
                 Some(
                     SdpOffer::from_sdp_string(&narrowed)
