@@ -37,12 +37,13 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 
 impl NetNs {
     /// Creates `chorus-bench-<pid>` with `lo` up and a veth pair [`IFACE`]–`bench1`, both ends
-    /// inside, [`IFACE`] at 10.203.0.1/24 (traffic between local addresses goes over the
-    /// namespace's loopback, as on the host).
+    /// inside, [`IFACE`] at 198.18.0.1/24: in 198.18.0.0/15, the range reserved for benchmarks
+    /// (RFC 2544). Traffic between local addresses goes over the namespace's loopback, as on the
+    /// host.
     /// Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
     pub fn create() -> anyhow::Result<NetNs> {
         let name = format!("chorus-bench-{}", std::process::id());
-        let addr = Ipv4Addr::new(10, 203, 0, 1);
+        let addr = Ipv4Addr::new(198, 18, 0, 1);
         ip(&["netns", "add", &name]).context("creating a network namespace (run as root)")?;
         let ns = NetNs { name, addr };
         let n = ns.name.as_str();

@@ -120,32 +120,59 @@ impl Default for LayerSelector {
     }
 }
 
+/// One video track a subscriber receives, as [`allocate`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackRate {
+    /// Bitrate of the track's lowest layer.
+    pub lowest_bps: u64,
+    /// Bitrate of the layer being forwarded to this subscriber now (`0` when paused or not yet
+    /// started).
+    pub current_bps: u64,
+}
+
 /// Splits one subscriber's video budget (its bandwidth estimate less what its audio needs) over
-/// the video tracks it receives, given, in priority order (screens first, say), the bitrate of
-/// each track's lowest layer.
+/// the video tracks it receives, given in priority order (screens first, say).
 ///
 /// Each track in turn gets its lowest layer while that still fits, so a cheap camera is never
 /// starved by a sibling that cannot be sent anyway; what is left is shared equally by all the
 /// tracks: for stepping up, and as the partial budget of a track whose lowest layer did not fit
 /// (the caller decides whether that is enough to keep it, see [`LayerSelector::select`]).
-pub fn allocate(total_bps: u64, lowest_bps: &[u64]) -> Vec<u64> {
-    let mut out = vec![0; lowest_bps.len()];
+///
+/// An estimate is a ceiling only when it is below what the subscriber already receives. A
+/// subscriber taking small layers leaves its link mostly idle, and a delay-based estimate (GCC)
+/// then follows the rate it sees, a little above it: read as a capacity it would pause a stream
+/// that flows without trouble, and nothing would bring it back until a probe happens to raise the
+/// estimate. So while the budget covers at least [`CONGESTED_PERCENT`] of `sent_bps` (the video
+/// this subscriber's link carried lately, measured as the estimate sees it: keyframes included),
+/// each track keeps at least its current layer's rate; below that the link is congested and the
+/// split above decides alone.
+pub fn allocate(total_bps: u64, sent_bps: u64, tracks: &[TrackRate]) -> Vec<u64> {
+    let mut out = vec![0; tracks.len()];
     if out.is_empty() {
         return out;
     }
     let mut left = total_bps;
-    for (budget, &lowest) in out.iter_mut().zip(lowest_bps) {
-        if lowest <= left {
-            *budget = lowest;
-            left -= lowest;
+    for (budget, t) in out.iter_mut().zip(tracks) {
+        if t.lowest_bps <= left {
+            *budget = t.lowest_bps;
+            left -= t.lowest_bps;
         }
     }
     let share = left / out.len() as u64;
     for budget in &mut out {
         *budget += share;
     }
+    if total_bps.saturating_mul(100) >= sent_bps.saturating_mul(CONGESTED_PERCENT) {
+        for (budget, t) in out.iter_mut().zip(tracks) {
+            *budget = (*budget).max(t.current_bps);
+        }
+    }
     out
 }
+
+/// Below this share (in percent) of the video a subscriber's link carried lately, its estimate
+/// means congestion (see [`allocate`]): GCC answers overuse with 85 % of the rate acknowledged.
+pub const CONGESTED_PERCENT: u64 = 90;
 
 fn is_active(layers: &[LayerInfo], layer: Layer) -> bool {
     layers.iter().any(|info| info.layer == layer && info.active)
@@ -177,27 +204,67 @@ fn best_fit(layers: &[LayerInfo], cap: Layer, budget_bps: u64) -> Option<Layer> 
 
 #[cfg(test)]
 mod tests {
+    /// Tracks that are not flowing yet: only the lowest layers and the estimate count.
+    fn fresh(lowest: &[u64]) -> Vec<TrackRate> {
+        lowest.iter().map(|&lowest_bps| TrackRate { lowest_bps, current_bps: 0 }).collect()
+    }
+
     #[test]
     fn allocate_funds_lowest_layers_in_order_then_shares_the_rest() {
         // 1 Mbit/s for a 1.5 Mbit/s screen and two cameras whose low layers need 150 kbit/s:
         // the screen does not fit, the cameras get their low layer, all share the rest.
-        assert_eq!(allocate(1_000_000, &[1_500_000, 150_000, 150_000]), vec![233_333, 383_333, 383_333]);
+        assert_eq!(allocate(1_000_000, 0, &fresh(&[1_500_000, 150_000, 150_000])), vec![233_333, 383_333, 383_333]);
         // Enough for everything: the screen first, then equal shares of what is left.
-        assert_eq!(allocate(3_000_000, &[1_500_000, 150_000, 150_000]), vec![1_900_000, 550_000, 550_000]);
+        assert_eq!(allocate(3_000_000, 0, &fresh(&[1_500_000, 150_000, 150_000])), vec![1_900_000, 550_000, 550_000]);
         // Not even one low layer fits: each gets a share of the little there is.
-        assert_eq!(allocate(100_000, &[150_000, 150_000]), vec![50_000, 50_000]);
+        assert_eq!(allocate(100_000, 0, &fresh(&[150_000, 150_000])), vec![50_000, 50_000]);
         // Nothing to share out.
-        assert!(allocate(1_000_000, &[]).is_empty());
+        assert!(allocate(1_000_000, 0, &[]).is_empty());
     }
 
     #[test]
-    fn allocate_never_gives_more_than_the_total() {
+    fn allocate_never_gives_more_than_the_total_to_tracks_not_flowing() {
         for total in [0, 1, 99_999, 150_000, 1_000_000, 7_777_777] {
             for lowest in [&[150_000u64, 500_000, 1_500_000][..], &[0, 150_000], &[2_000_000]] {
-                let sum: u64 = allocate(total, lowest).iter().sum();
+                let sum: u64 = allocate(total, 0, &fresh(lowest)).iter().sum();
                 assert!(sum <= total, "{total} over {lowest:?} gave {sum}");
             }
         }
+    }
+
+    /// The bench's smoke run, as the server saw it: two 180p cameras flowing (150 kbit/s each,
+    /// measured as 252 kbit/s with the keyframes of the joins in the window, ~400 kbit/s sent) and
+    /// an estimate that had followed the traffic down to 420 kbit/s of video. The split alone left
+    /// the second camera 102 kbit/s, under half its lowest layer, and paused it for seconds while
+    /// the link carried both.
+    #[test]
+    fn an_estimate_that_follows_the_traffic_pauses_nothing_that_flows() {
+        let both = [TrackRate { lowest_bps: 252_000, current_bps: 252_000 }; 2];
+        let budgets = allocate(420_000, 400_000, &both);
+        assert!(budgets.iter().all(|&b| b >= 252_000), "{budgets:?}");
+        // The selector keeps the layer with that budget.
+        let layer = LayerInfo { bitrate_bps: 252_000, ..LOW };
+        let mut selector = LayerSelector::default();
+        for (ms, &budget) in [0u64, 500].iter().zip(&[1_000_000, budgets[1]]) {
+            assert_eq!(selector.select(at(*ms), &[layer], demand(Some(180), None, budget)), Some(L::LOW));
+        }
+    }
+
+    #[test]
+    fn a_congested_estimate_still_steps_down() {
+        // A 720p and a 180p camera flowing (1.5 M + 150 k sent) and the estimate falls to 1 Mbit/s
+        // (61 % of it): the split decides, the big one cannot keep its layer.
+        let tracks = [
+            TrackRate { lowest_bps: 150_000, current_bps: 1_500_000 },
+            TrackRate { lowest_bps: 150_000, current_bps: 150_000 },
+        ];
+        assert_eq!(allocate(1_000_000, 1_650_000, &tracks), vec![500_000, 500_000]);
+        // Just under the threshold is congestion; at it, not.
+        let flowing = [TrackRate { lowest_bps: 150_000, current_bps: 1_000_000 }];
+        assert_eq!(allocate(899_999, 1_000_000, &flowing), vec![899_999]);
+        assert_eq!(allocate(900_000, 1_000_000, &flowing), vec![1_000_000]);
+        // Nothing sent yet (or lately): no sign of congestion, the current layers stay.
+        assert_eq!(allocate(100_000, 0, &flowing), vec![1_000_000]);
     }
 
     use super::*;

@@ -95,6 +95,9 @@ struct PeerLeg {
     dirty: bool,
     /// ICE-TCP connections of this leg, by remote address.
     tcp: Vec<(std::net::SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    /// Video payload forwarded on this leg (subscribe legs): the traffic its bandwidth estimate
+    /// follows, against which a low estimate is judged (see `select::allocate`).
+    video_sent: Meter,
 }
 
 /// A track a participant publishes (the audio or the video of one stream).
@@ -816,6 +819,7 @@ impl RoomTask {
             connected: false,
             dirty: true,
             tcp: Vec::new(),
+            video_sent: Meter::default(),
         }
     }
 
@@ -1586,6 +1590,9 @@ impl RoomTask {
                     .ext_vals(ext_vals)
                     .nackable(kind == TrackKind::Video),
             );
+            if kind == TrackKind::Video {
+                leg.video_sent.add(now, pkt.payload.len());
+            }
             if !leg.dirty {
                 leg.dirty = true;
                 self.dirty.push(PeerKey { uid: f.subscriber, leg: Leg::Subscribe });
@@ -1640,12 +1647,17 @@ impl RoomTask {
         let max_height = self.room.settings().max_height;
         // Each subscriber's video budget, per track: screens first, then cameras in the order
         // published (see `select::allocate`). Audio comes off the top: ~50 kbit/s.
-        let mut wanted: HashMap<i64, Vec<(i64, usize, bool, u64)>> = HashMap::new();
+        let mut wanted: HashMap<i64, Vec<(i64, usize, bool, select::TrackRate)>> = HashMap::new();
         for p in self.peers.values() {
             for (ti, t) in p.tracks.iter().enumerate().filter(|(_, t)| t.kind == TrackKind::Video) {
-                let lowest = t.layer_infos(now).0[0].bitrate_bps;
+                let (infos, n) = t.layer_infos(now);
                 for f in &t.subscribers {
-                    wanted.entry(f.subscriber).or_default().push((p.uid, ti, t.screen, lowest));
+                    let current = f.fwd.current_layer().filter(|l| l.index() < n);
+                    let rate = select::TrackRate {
+                        lowest_bps: infos[0].bitrate_bps,
+                        current_bps: current.map_or(0, |l| infos[l.index()].bitrate_bps),
+                    };
+                    wanted.entry(f.subscriber).or_default().push((p.uid, ti, t.screen, rate));
                 }
             }
         }
@@ -1653,8 +1665,15 @@ impl RoomTask {
         for (subscriber, mut tracks) in wanted {
             tracks.sort_by_key(|&(publisher, ti, screen, _)| (!screen, publisher, ti));
             let total = self.peers.get(&subscriber).map_or(0, |p| p.bwe_bps).saturating_sub(50_000);
-            let lowest: Vec<u64> = tracks.iter().map(|t| t.3).collect();
-            for ((publisher, ti, ..), budget) in tracks.into_iter().zip(select::allocate(total, &lowest)) {
+            let sent = self.peers.get(&subscriber).and_then(|p| p.subscribe.as_ref()).map_or(0, |l| {
+                if l.video_sent.sending(now) {
+                    l.video_sent.bps
+                } else {
+                    0
+                }
+            });
+            let rates: Vec<select::TrackRate> = tracks.iter().map(|t| t.3).collect();
+            for ((publisher, ti, ..), budget) in tracks.into_iter().zip(select::allocate(total, sent, &rates)) {
                 budgets.insert((subscriber, publisher, ti), budget);
             }
         }
