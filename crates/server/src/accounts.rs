@@ -299,6 +299,9 @@ impl Accounts {
             Identity::Email(e) => self.mailer.send_mail(e, &format!("Chorus login code {code}"), &body).await,
             Identity::Phone(p) => self.mailer.send_sms(p, &body).await,
         };
+        if sent.is_ok() {
+            crate::metrics::metrics().login_codes_sent.inc();
+        }
         if let Err(e) = sent {
             // Nobody has this code: retire it, so a retry need not wait for the interval.
             let retired = sqlx::query(

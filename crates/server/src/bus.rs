@@ -219,6 +219,7 @@ impl FanOut for LocalBus {
     }
 
     fn deliver(&self, uids: &mut dyn Iterator<Item = i64>, frame: Arc<Outbound>) {
+        let mut delivered = 0;
         for uid in uids {
             let mut s = self.shard(uid);
             let Some(list) = s.get_mut(&uid) else { continue };
@@ -229,7 +230,10 @@ impl FanOut for LocalBus {
                     return true;
                 }
                 match e.tx.offer(&frame) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        delivered += 1;
+                        true
+                    }
                     Err(Refused::Behind) => {
                         tracing::warn!(uid, session = e.session, "session queue full: dropping slow session");
                         false
@@ -240,6 +244,9 @@ impl FanOut for LocalBus {
             if list.is_empty() {
                 s.remove(&uid);
             }
+        }
+        if frame.msg.is_some() {
+            crate::metrics::metrics().messages_delivered.inc_by(delivered);
         }
     }
 

@@ -45,6 +45,7 @@ impl ApiError {
     }
     /// `rate_limited`.
     pub fn rate_limited(message: impl Into<String>) -> Self {
+        crate::metrics::metrics().rate_limited.inc();
         Self::new(ErrorCode::RateLimited, message)
     }
     /// `internal`, logging the cause.

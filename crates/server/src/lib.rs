@@ -21,6 +21,7 @@ pub mod http;
 pub mod limiter;
 pub mod mail;
 pub mod messaging;
+pub mod metrics;
 pub mod presence;
 
 use std::net::SocketAddr;

@@ -795,6 +795,9 @@ impl Writer {
     /// failing one is rolled back alone and the rest commit. Savepoints for every request
     /// would cost two statements per message.
     async fn apply_batch(&self, batch: &mut Vec<WriteOp>) {
+        let m = crate::metrics::metrics();
+        m.store_batch_size.observe(batch.len() as f64);
+        let started = std::time::Instant::now();
         let result = match self.pass(batch, false).await {
             Err(PassError::Request(e)) => {
                 tracing::warn!(error = %e, "a request failed; applying the batch again request by request");
@@ -802,6 +805,7 @@ impl Writer {
             }
             other => other,
         };
+        m.store_commit_seconds.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(applied) => {
                 let mut pairs = self.pairs.lock().expect("pair cache poisoned");
@@ -812,7 +816,12 @@ impl Writer {
                 drop(pairs);
                 for (op, outcome) in batch.drain(..).zip(applied.outcomes) {
                     match (op.into_reply(), outcome) {
-                        (Some(Answer::Sent(tx)), Some(Outcome::Sent(v))) => drop(tx.send(v)),
+                        (Some(Answer::Sent(tx)), Some(Outcome::Sent(v))) => {
+                            if v.as_ref().is_ok_and(|i| !i.duplicate) {
+                                m.messages_stored.inc();
+                            }
+                            drop(tx.send(v))
+                        }
                         (Some(Answer::Changed(tx)), Some(Outcome::Changed(v))) => drop(tx.send(v)),
                         // Rolled back alone: dropping the channel answers `internal`.
                         _ => {}

@@ -111,6 +111,7 @@ impl CallSession {
         let cmd = Command::Request { uid: self.uid, session: self.session, frame, reply: tx };
         if let Err(mpsc::error::TrySendError::Full(Command::Request { frame, reply, .. })) = self.room.cmd.try_send(cmd)
         {
+            crate::metrics::metrics().rate_limited.inc();
             let _ = reply.send(ServerFrame::Error {
                 rid: frame.rid().map(str::to_string),
                 id: None,
@@ -264,7 +265,7 @@ impl Calls {
             match handle.cmd.try_send(cmd) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    return Err(ApiError::new(ErrorCode::RateLimited, "the call is busy; try again"))
+                    return Err(ApiError::rate_limited("the call is busy; try again"))
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.forget(gid, handle.id);
@@ -298,7 +299,9 @@ impl Calls {
         let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), rx, shared);
         let calls = self.clone();
         tokio::spawn(async move {
+            let live = crate::metrics::Live::new(&crate::metrics::metrics().calls);
             task.run().await;
+            drop(live);
             calls.forget(gid, id);
         });
         handle

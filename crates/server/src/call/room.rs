@@ -224,6 +224,8 @@ struct Peer {
     to_stop: Vec<SpareLine>,
     /// Inactive media lines of the subscribe leg, oldest first, for reuse (`SPARE_LINES`).
     spare: Vec<SpareLine>,
+    /// Counted in `chorus_call_participants` while in the room.
+    _live: crate::metrics::Live,
     /// Downlink estimate of the subscribe leg.
     bwe_bps: u64,
 }
@@ -312,6 +314,8 @@ pub(crate) struct RoomTask {
     rtp_spare: Vec<(i64, RtpPacket)>,
     dirty: Vec<PeerKey>,
     last_tick: Instant,
+    /// Packets and payload bytes forwarded since the last flush, added to the metrics there.
+    forwarded: (u64, u64),
 }
 
 fn room_error(e: RoomError) -> ApiError {
@@ -495,6 +499,7 @@ impl RoomTask {
             rtp_spare: Vec::new(),
             dirty: Vec::new(),
             last_tick: Instant::now(),
+            forwarded: (0, 0),
         }
     }
 
@@ -667,6 +672,7 @@ impl RoomTask {
                 to_stop: Vec::new(),
                 spare: Vec::new(),
                 bwe_bps: self.cfg.rtc_initial_bitrate_kbps * 1000,
+                _live: crate::metrics::Live::new(&crate::metrics::metrics().call_participants),
             },
         );
         Ok(ServerFrame::CallJoined {
@@ -1428,6 +1434,12 @@ impl RoomTask {
         if !self.out.is_empty() {
             self.net.send_batch(&mut self.out);
         }
+        let (packets, bytes) = std::mem::take(&mut self.forwarded);
+        if packets > 0 {
+            let m = crate::metrics::metrics();
+            m.forwarded_packets.inc_by(packets);
+            m.forwarded_bytes.inc_by(bytes);
+        }
     }
 
     fn drain(&mut self, now: Instant, key: PeerKey) {
@@ -1593,6 +1605,8 @@ impl RoomTask {
             if kind == TrackKind::Video {
                 leg.video_sent.add(now, pkt.payload.len());
             }
+            self.forwarded.0 += 1;
+            self.forwarded.1 += pkt.payload.len() as u64;
             if !leg.dirty {
                 leg.dirty = true;
                 self.dirty.push(PeerKey { uid: f.subscriber, leg: Leg::Subscribe });
@@ -1619,6 +1633,7 @@ impl RoomTask {
         let mut api = leg.rtc.direct_api();
         if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
+            crate::metrics::metrics().keyframe_requests.inc();
             if !leg.dirty {
                 leg.dirty = true;
                 self.dirty.push(PeerKey { uid, leg: Leg::Publish });
@@ -1700,6 +1715,9 @@ impl RoomTask {
                             Demand { wanted_height: f.wanted_height, room_max_height: max_height, available_bps };
                         let target = f.selector.select(now, layers, demand);
                         if f.fwd.target_layer() != target {
+                            if f.fwd.target_layer().is_some() || f.fwd.current_layer().is_some() {
+                                crate::metrics::metrics().layer_switches.inc();
+                            }
                             f.fwd.set_target(target);
                         }
                     }

@@ -11,11 +11,13 @@
 //! - [`sdk`]: the browser SDK bundles at `/sdk/`.
 //! - [`web`]: the web app at `/`.
 //! - [`cors`]: use from pages on other origins (`cors_origins`).
+//! - [`metrics`]: `/metrics` for Prometheus (admin token).
 
 pub mod cors;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 pub mod mesibo;
+pub mod metrics;
 pub mod sdk;
 pub mod server;
 pub mod ticket;
@@ -95,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .merge(api)
         .merge(mesibo::backend_routes())
+        .merge(metrics::routes())
         .merge(sdk)
         .merge(web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))

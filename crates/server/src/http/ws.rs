@@ -263,6 +263,8 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
             return;
         }
     };
+    let _open = crate::metrics::Live::new(&crate::metrics::metrics().sessions);
+    crate::metrics::metrics().sessions_opened.inc();
     // The token was checked at the upgrade; a revocation since then could not
     // reach this session before it was attached. Check again now that it is.
     if Box::pin(s.accounts.authenticate(&token)).await.is_err() {
