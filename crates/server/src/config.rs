@@ -81,6 +81,17 @@ pub struct Config {
     /// string. See [`crate::http::cors`].
     #[serde(deserialize_with = "origin_list")]
     pub cors_origins: Vec<String>,
+    /// URLs that receive webhooks (signed POSTs, see [`crate::webhooks`]). Empty: none are sent.
+    /// In a file a list; in the environment a comma-separated string.
+    #[serde(deserialize_with = "origin_list")]
+    pub webhook_urls: Vec<String>,
+    /// Signing secret, `whsec_` + base64 of at least 24 bytes. Unset: generated into
+    /// `DATA/webhook-secret` (0600) on first use.
+    pub webhook_secret: Option<String>,
+    /// Longest wait between two attempts of one webhook, seconds (backoff from 1 s, doubling).
+    pub webhook_retry_max_secs: u64,
+    /// A webhook not delivered this long after its event is given up (marked failed), seconds.
+    pub webhook_give_up_secs: u64,
 
     /// Largest message content (text + data + file reference), bytes.
     pub max_message_bytes: usize,
@@ -177,6 +188,10 @@ impl Default for Config {
             rate_window_secs: 3600,
             trust_forwarded_for: false,
             cors_origins: Vec::new(),
+            webhook_urls: Vec::new(),
+            webhook_secret: None,
+            webhook_retry_max_secs: 300,
+            webhook_give_up_secs: 3 * 24 * 3600,
             max_message_bytes: 16 * 1024,
             max_frame_bytes: 64 * 1024,
             max_body_bytes: 256 * 1024,
@@ -294,6 +309,18 @@ impl Config {
         for o in &self.cors_origins {
             crate::http::cors::check_origin_setting(o, self.cors_origins.len())
                 .map_err(|e| anyhow::anyhow!("cors_origins: {e}"))?;
+        }
+        for u in &self.webhook_urls {
+            let ok = (u.starts_with("http://") || u.starts_with("https://")) && reqwest::Url::parse(u).is_ok();
+            if !ok {
+                anyhow::bail!("webhook_urls: {u:?} is not an http:// or https:// URL");
+            }
+        }
+        if let Some(secret) = &self.webhook_secret {
+            crate::webhooks::secret_key(secret)?;
+        }
+        if self.webhook_retry_max_secs == 0 {
+            anyhow::bail!("webhook_retry_max_secs must be positive");
         }
         if self.max_message_bytes > self.max_frame_bytes {
             anyhow::bail!("max_message_bytes must not exceed max_frame_bytes");

@@ -23,6 +23,7 @@ pub mod mail;
 pub mod messaging;
 pub mod metrics;
 pub mod presence;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -57,6 +58,29 @@ pub fn admin_token(cfg: &Config) -> anyhow::Result<String> {
     write_private(&path, &token)?;
     println!("Generated an admin token; it is stored in {} (readable by this user only)", path.display());
     Ok(token)
+}
+
+/// The webhook signing key when `webhook_urls` is set: from `webhook_secret`, else from
+/// `DATA/webhook-secret`, else a new `whsec_` secret generated there (0600; its place is printed,
+/// never the secret: receivers need it to check signatures).
+pub fn webhook_key(cfg: &Config) -> anyhow::Result<Option<Vec<u8>>> {
+    if cfg.webhook_urls.is_empty() {
+        return Ok(None);
+    }
+    if let Some(s) = cfg.webhook_secret.as_deref().filter(|s| !s.is_empty()) {
+        return webhooks::secret_key(s).map(Some);
+    }
+    let path = cfg.data.join("webhook-secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        private_file(&path);
+        return webhooks::secret_key(s.trim()).map(Some);
+    }
+    use base64::Engine;
+    let key: [u8; 32] = rand::random();
+    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key));
+    write_private(&path, &secret)?;
+    println!("Generated a webhook signing secret; it is stored in {} (readable by this user only)", path.display());
+    Ok(Some(key.to_vec()))
 }
 
 /// Writes a file only its owner may read (0600), fixing the mode of an existing one.
@@ -161,9 +185,11 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let accounts = Arc::new(accounts::Accounts::new(db.clone(), cfg.clone(), mailer, bus.clone()));
     let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone(), bus.clone()));
     let boards = Arc::new(boards::Boards::new(db.clone(), cfg.clone(), groups.clone(), bus.clone()));
-    let messaging = messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus);
+    let hooks = webhooks::Webhooks::start(db.clone(), cfg.clone(), webhook_key(&cfg)?);
+    let messaging =
+        messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus, hooks.clone());
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
-    let calls = call::Calls::start(cfg.clone(), groups.clone()).await?;
+    let calls = call::Calls::start(cfg.clone(), groups.clone(), hooks.clone()).await?;
     let (media_udp, media_tcp) = calls.media_addresses();
     let state = http::AppState {
         cfg,
@@ -173,6 +199,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         messaging,
         presence,
         calls,
+        webhooks: hooks,
         admin_token: admin.into(),
         next_session: Arc::new(AtomicU64::new(0)),
         epoch: db.epoch.clone().into(),

@@ -205,13 +205,18 @@ fn new_message(op: &WriteOp, placed: Placed, info: &SentInfo) -> Fanout {
         deleted: false,
     };
     let meta = MsgMeta { pos: info.pos, conv_id: placed.conv_id, seq: info.seq, sender: from.uid };
-    Fanout { uids: placed.uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), *origin) }
+    let hook = serde_json::json!({
+        "mid": msg.mid, "from": msg.from, "gid": msg.gid, "type": msg.mtype, "text": msg.text, "ts": msg.ts,
+    });
+    Fanout { uids: placed.uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), *origin), hook: Some(hook) }
 }
 
 /// A frame to fan out after commit.
 struct Fanout {
     uids: Vec<i64>,
     frame: Arc<Outbound>,
+    /// For a new message: its `message.offline` webhook data (without the recipient).
+    hook: Option<serde_json::Value>,
 }
 
 /// The messaging service.
@@ -346,6 +351,7 @@ impl Messaging {
         groups: Arc<Groups>,
         accounts: Arc<Accounts>,
         bus: Arc<dyn FanOut>,
+        hooks: Arc<crate::webhooks::Webhooks>,
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(BATCH * 8);
         let quota = Quota::per_second(NonZeroU32::new(cfg.sends_per_second).expect("validated positive"))
@@ -359,7 +365,7 @@ impl Messaging {
             writer: tx,
             send_rate: RateLimiter::keyed(quota),
         });
-        let writer = tokio::spawn(Writer { db, groups, bus, pairs: Default::default() }.run(rx));
+        let writer = tokio::spawn(Writer { db, groups, bus, hooks, pairs: Default::default() }.run(rx));
         tokio::spawn(exit_if_panicked("message writer", writer, || std::process::exit(EXIT_TASK_PANICKED)));
         // Forget the send-rate state of users who stopped sending.
         let weak = Arc::downgrade(&svc);
@@ -739,6 +745,8 @@ struct Writer {
     db: Db,
     groups: Arc<Groups>,
     bus: Arc<dyn FanOut>,
+    /// `message.offline` for recipients with no live session.
+    hooks: Arc<crate::webhooks::Webhooks>,
     /// 1:1 conversation ids by user pair. Only committed rows are cached, and
     /// 1:1 conversations are never deleted, so an entry never goes stale.
     pairs: std::sync::Mutex<HashMap<(i64, i64), i64>>,
@@ -828,6 +836,14 @@ impl Writer {
                     }
                 }
                 for f in applied.fanouts {
+                    if let (Some(hook), true) = (&f.hook, self.hooks.enabled()) {
+                        let sender = f.frame.msg.as_ref().map(|m| m.sender);
+                        for &uid in f.uids.iter().filter(|&&u| Some(u) != sender && !self.bus.online(u)) {
+                            let mut data = hook.clone();
+                            data["uid"] = uid.into();
+                            self.hooks.emit("message.offline", data);
+                        }
+                    }
                     self.bus.deliver(&mut f.uids.into_iter(), f.frame);
                 }
             }
@@ -989,7 +1005,11 @@ impl Writer {
                 msg.deleted = body.is_none();
                 meta.pos = a.pos;
                 let uids = self.conv_receivers(tx, meta.conv_id, msg.gid, from.uid).await?;
-                a.fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), *origin) });
+                a.fanouts.push(Fanout {
+                    uids,
+                    frame: outbound(&ServerFrame::Message(msg), Some(meta), *origin),
+                    hook: None,
+                });
                 Ok(Outcome::Changed(Ok(())))
             }
             &WriteOp::Watermark { ref user, conv_id, seq, read, .. } => {
@@ -1036,7 +1056,7 @@ impl Writer {
                         status: if read { status::READ } else { status::DELIVERED },
                         seq,
                     };
-                    a.fanouts.push(Fanout { uids: senders, frame: outbound(&frame, None, 0) });
+                    a.fanouts.push(Fanout { uids: senders, frame: outbound(&frame, None, 0), hook: None });
                 }
                 Ok(done(Ok(())))
             }
@@ -1377,7 +1397,8 @@ mod tests {
         }
         let bus: Arc<dyn crate::bus::FanOut> = Arc::new(LocalBus::default());
         let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone()));
-        (db.clone(), Writer { db, groups, bus, pairs: Default::default() })
+        let hooks = crate::webhooks::Webhooks::start(db.clone(), Arc::new(Config::default()), None);
+        (db.clone(), Writer { db, groups, bus, hooks, pairs: Default::default() })
     }
 
     /// A batch in which one request fails on the database (a recipient whose user row is

@@ -47,6 +47,12 @@ pub struct Metrics {
     pub login_codes_sent: Counter,
     /// Requests refused with `rate_limited`.
     pub rate_limited: Counter,
+    /// Webhook posts answered 2xx.
+    pub webhooks_delivered: Counter,
+    /// Webhook posts that failed (retried later).
+    pub webhooks_failed_attempts: Counter,
+    /// Webhook events dropped because the store queue was full.
+    pub webhooks_dropped: Counter,
 }
 
 impl Metrics {
@@ -68,6 +74,9 @@ impl Metrics {
             store_commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
             login_codes_sent: Counter::default(),
             rate_limited: Counter::default(),
+            webhooks_delivered: Counter::default(),
+            webhooks_failed_attempts: Counter::default(),
+            webhooks_dropped: Counter::default(),
         }
     }
 
@@ -91,6 +100,13 @@ impl Metrics {
         );
         r.register("login_codes_sent", "Login codes sent", self.login_codes_sent.clone());
         r.register("rate_limited", "Requests refused with rate_limited", self.rate_limited.clone());
+        r.register("webhooks_delivered", "Webhook posts answered 2xx", self.webhooks_delivered.clone());
+        r.register(
+            "webhooks_failed_attempts",
+            "Webhook posts that failed and will be retried",
+            self.webhooks_failed_attempts.clone(),
+        );
+        r.register("webhooks_dropped", "Webhook events dropped (store queue full)", self.webhooks_dropped.clone());
         r
     }
 }

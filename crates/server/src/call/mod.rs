@@ -57,6 +57,7 @@ use room::{Command, RoomTask};
 pub struct Calls {
     net: Arc<MediaNet>,
     groups: Arc<Groups>,
+    hooks: Arc<crate::webhooks::Webhooks>,
     cfg: Arc<Config>,
     rooms: Mutex<HashMap<i64, RoomHandle>>,
     next_room: AtomicU64,
@@ -178,12 +179,22 @@ pub(crate) fn wire_settings(s: &RoomSettings) -> CallSettings {
 
 impl Calls {
     /// Binds the media sockets and builds the service.
-    pub async fn start(cfg: Arc<Config>, groups: Arc<Groups>) -> anyhow::Result<Arc<Calls>> {
+    pub async fn start(
+        cfg: Arc<Config>,
+        groups: Arc<Groups>,
+        hooks: Arc<crate::webhooks::Webhooks>,
+    ) -> anyhow::Result<Arc<Calls>> {
         let net = MediaNet::start(&cfg).await?;
         tracing::info!(udp = %net.udp_local(), advertised = %net.udp_advertised, tcp = ?net.tcp_advertised, "media sockets ready");
         let mut changes = groups.changes();
-        let calls =
-            Arc::new(Calls { net, groups, cfg, rooms: Mutex::new(HashMap::new()), next_room: AtomicU64::new(1) });
+        let calls = Arc::new(Calls {
+            net,
+            groups,
+            hooks,
+            cfg,
+            rooms: Mutex::new(HashMap::new()),
+            next_room: AtomicU64::new(1),
+        });
         // Membership and flag changes reach live calls: a member removed from the group leaves its
         // call, one who lost publish stops publishing, at once.
         let weak = Arc::downgrade(&calls);
@@ -296,7 +307,7 @@ impl Calls {
         let shared = Arc::new(RoomShared::default());
         let handle = RoomHandle { id, cmd: tx, shared: shared.clone() };
         rooms.insert(gid, handle.clone());
-        let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), rx, shared);
+        let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), self.hooks.clone(), rx, shared);
         let calls = self.clone();
         tokio::spawn(async move {
             let live = crate::metrics::Live::new(&crate::metrics::metrics().calls);

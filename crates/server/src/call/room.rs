@@ -316,6 +316,10 @@ pub(crate) struct RoomTask {
     last_tick: Instant,
     /// Packets and payload bytes forwarded since the last flush, added to the metrics there.
     forwarded: (u64, u64),
+    /// Room and participant events for the operator's URLs.
+    hooks: Arc<crate::webhooks::Webhooks>,
+    /// When the first participant joined (`room.started`), ms since the epoch.
+    started_ms: Option<i64>,
 }
 
 fn room_error(e: RoomError) -> ApiError {
@@ -467,12 +471,14 @@ fn valid_mid(m: &str) -> bool {
 }
 
 impl RoomTask {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gid: i64,
         id: u64,
         settings: RoomSettings,
         net: Arc<MediaNet>,
         cfg: Arc<Config>,
+        hooks: Arc<crate::webhooks::Webhooks>,
         cmd_rx: mpsc::Receiver<Command>,
         shared: Arc<RoomShared>,
     ) -> Self {
@@ -500,6 +506,8 @@ impl RoomTask {
             dirty: Vec::new(),
             last_tick: Instant::now(),
             forwarded: (0, 0),
+            hooks,
+            started_ms: None,
         }
     }
 
@@ -537,6 +545,10 @@ impl RoomTask {
             }
         }
         tracing::debug!(gid = self.gid, room = self.id, "call ended");
+        if let Some(started) = self.started_ms {
+            let duration_ms = crate::clock::now_ms() - started;
+            self.hooks.emit("room.finished", serde_json::json!({ "gid": self.gid, "duration_ms": duration_ms }));
+        }
     }
 
     fn next_wake(&self) -> Instant {
@@ -629,7 +641,7 @@ impl RoomTask {
             self.leave_reasons.insert(uid, CallLeaveReason::Slow);
             if self.room.leave(uid, LeaveReason::Lost).is_err() {
                 self.leave_reasons.remove(&uid);
-                self.remove_peer(uid);
+                self.remove_peer(uid, CallLeaveReason::Slow);
             }
         }
     }
@@ -653,6 +665,11 @@ impl RoomTask {
             self.room_events(now);
         }
         self.room.join(now, uid, permissions).map_err(room_error)?;
+        if self.started_ms.is_none() {
+            self.started_ms = Some(crate::clock::now_ms());
+            self.hooks.emit("room.started", serde_json::json!({ "gid": self.gid }));
+        }
+        self.hooks.emit("participant.joined", serde_json::json!({ "gid": self.gid, "uid": uid }));
         self.by_address.insert(address.clone(), uid);
         self.peers.insert(
             uid,
@@ -1148,7 +1165,7 @@ impl RoomTask {
                             let _ = p.out.try_send(event_json(self.gid, ev));
                         }
                     }
-                    self.remove_peer(who);
+                    self.remove_peer(who, reason);
                     continue;
                 }
                 RoomEventKind::StreamPublished { stream, info } => self.peers.get(&stream.publisher).map(|p| {
@@ -1273,8 +1290,10 @@ impl RoomTask {
         }
     }
 
-    fn remove_peer(&mut self, uid: i64) {
+    fn remove_peer(&mut self, uid: i64, reason: CallLeaveReason) {
         let Some(p) = self.peers.remove(&uid) else { return };
+        let reason = serde_json::to_value(reason).unwrap_or_default();
+        self.hooks.emit("participant.left", serde_json::json!({ "gid": self.gid, "uid": uid, "reason": reason }));
         self.by_address.remove(&p.address);
         self.talk.remove(uid);
         for leg in [p.publish, p.subscribe].into_iter().flatten() {

@@ -18,9 +18,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn scrape(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let token = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !token.is_some_and(|t| crate::auth_token::ct_eq(t.trim(), &st.admin_token)) {
+    if !is_admin(&st, &headers) {
         return ApiError::unauthorized().into_response();
     }
     ([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()).into_response()
+}
+
+/// Whether the request carries the admin token as `Authorization: Bearer`.
+pub(crate) fn is_admin(st: &AppState, headers: &HeaderMap) -> bool {
+    let token = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    token.is_some_and(|t| crate::auth_token::ct_eq(t.trim(), &st.admin_token))
 }

@@ -12,7 +12,9 @@
 //! - [`web`]: the web app at `/`.
 //! - [`cors`]: use from pages on other origins (`cors_origins`).
 //! - [`metrics`]: `/metrics` for Prometheus (admin token).
+//! - [`admin`]: `/admin/webhooks`, webhook deliveries (admin token).
 
+pub mod admin;
 pub mod cors;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// Group calls.
     pub calls: Arc<crate::call::Calls>,
+    /// Webhooks (deliveries for the admin view).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The admin (app) token.
     pub admin_token: Arc<str>,
     /// Session id counter.
@@ -98,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(mesibo::backend_routes())
         .merge(metrics::routes())
+        .merge(admin::routes())
         .merge(sdk)
         .merge(web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(state.cfg.max_body_bytes))
