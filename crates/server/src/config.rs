@@ -81,6 +81,11 @@ pub struct Config {
     /// string. See [`crate::http::cors`].
     #[serde(deserialize_with = "origin_list")]
     pub cors_origins: Vec<String>,
+    /// HTTPS: a PEM file with the certificate chain (leaf first). With `tls_key`, the listener
+    /// speaks TLS only (see [`crate::http::server`]); unset, plain HTTP (behind a TLS proxy).
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: a PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
     /// URLs that receive webhooks (signed POSTs, see [`crate::webhooks`]). Empty: none are sent.
     /// In a file a list; in the environment a comma-separated string.
     #[serde(deserialize_with = "origin_list")]
@@ -188,6 +193,8 @@ impl Default for Config {
             rate_window_secs: 3600,
             trust_forwarded_for: false,
             cors_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             webhook_urls: Vec::new(),
             webhook_secret: None,
             webhook_retry_max_secs: 300,
@@ -309,6 +316,9 @@ impl Config {
         for o in &self.cors_origins {
             crate::http::cors::check_origin_setting(o, self.cors_origins.len())
                 .map_err(|e| anyhow::anyhow!("cors_origins: {e}"))?;
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key go together: set both for HTTPS, or neither");
         }
         for u in &self.webhook_urls {
             let ok = (u.starts_with("http://") || u.starts_with("https://")) && reqwest::Url::parse(u).is_ok();

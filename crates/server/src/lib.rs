@@ -228,6 +228,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_connections: cfg.max_connections,
         idle: Duration::from_secs(cfg.http_idle_timeout_secs),
     };
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(http::server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let App { router: app, media_udp, media_tcp } = build_app(cfg).await?;
     let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
@@ -236,8 +240,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Some(tcp) => println!("Chorus media on udp {media_udp} and tcp {tcp}"),
         None => println!("Chorus media on udp {media_udp}"),
     }
-    println!("Chorus listening on http://{local}");
-    http::server::run(listener, app, limits, shutdown()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("Chorus listening on {scheme}://{local}");
+    http::server::run(listener, app, limits, tls, shutdown()).await?;
     Ok(())
 }
 

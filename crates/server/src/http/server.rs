@@ -6,8 +6,14 @@
 //! `http_idle_timeout_secs`, which, in hyper, also counts from the end of the previous
 //! answer: an idle keep-alive connection is closed after that long. A WebSocket keeps its
 //! connection's place until it closes; its own timeouts are the session's.
+//!
+//! With `tls_cert` and `tls_key` set it speaks HTTPS only ([`tls_acceptor`]: rustls, TLS 1.2
+//! and 1.3, ALPN `http/1.1`): the handshake runs in the connection's task, within the same
+//! `http_idle_timeout_secs`, after the connection took its place under the cap, so slow or
+//! broken handshakes cost one place each for a bounded time and never hold up `accept`.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -30,6 +36,31 @@ pub struct Limits {
     /// Longest wait for a request's headers (from the connection's start or the end of the
     /// previous answer).
     pub idle: Duration,
+}
+
+/// The TLS side of the listener, from PEM files: the certificate chain (leaf first) and its
+/// private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context as _;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("tls_cert {}: not a readable PEM certificate file", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("tls_cert {}: no certificate in it", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("tls_key {}: not a readable PEM private key file", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("tls_cert and tls_key do not make a usable certificate (does the key match?)")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// An accepted connection holding its place under the cap until it is dropped (for a
@@ -71,6 +102,32 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// Serves HTTP/1.1 (with upgrades, for WebSockets) on one connection until it ends or the
+/// server stops.
+async fn serve<I, S>(io: I, service: S, limits: Limits, stop: &mut watch::Receiver<()>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.idle).keep_alive(true);
+    let mut conn = pin!(http.serve_connection(io, service).with_upgrades());
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::trace!(error = %e, "connection ended with an error");
+    }
+}
+
 /// Errors of `accept` that concern one connection only (the next accept may succeed at once).
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
@@ -83,6 +140,7 @@ pub async fn run(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let places = Arc::new(Semaphore::new(limits.max_connections));
@@ -116,7 +174,8 @@ pub async fn run(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
-        let io = TokioIo::new(Counted { tcp, _place: place });
+        let counted = Counted { tcp, _place: place };
+        let tls = tls.clone();
         let router = router.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut req = req.map(axum::body::Body::new);
@@ -126,18 +185,13 @@ pub async fn run(
         let mut stop = stop_rx.clone();
         let running = running_tx.clone();
         tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(limits.idle).keep_alive(true);
-            let mut conn = pin!(http.serve_connection(io, service).with_upgrades());
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::trace!(error = %e, "connection ended with an error");
+            match tls {
+                None => serve(TokioIo::new(counted), service, limits, &mut stop).await,
+                Some(acceptor) => match tokio::time::timeout(limits.idle, acceptor.accept(counted)).await {
+                    Ok(Ok(stream)) => serve(TokioIo::new(stream), service, limits, &mut stop).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
             }
             drop(running);
         });

@@ -1,0 +1,154 @@
+//! Built-in HTTPS (`tls_cert`, `tls_key`) against the real `chorus serve`, checked with Debian's
+//! `curl` (OpenSSL, a TLS stack we did not choose): the web app, the REST API and a WebSocket
+//! upgrade are served over TLS with a test certificate, plain HTTP on that port gets nothing, and
+//! bad certificate settings stop the start with a clear message.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A self-signed certificate for 127.0.0.1 and localhost, as PEM files in `dir`.
+fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+fn chorus(data: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(data);
+    cmd.env_remove("CHORUS_CONFIG")
+        .env("CHORUS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("CHORUS_RTC_UDP_PORT", "0")
+        .env("CHORUS_RTC_TCP_PORT", "0")
+        .env("CHORUS_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Starts the server; returns it and the URL it prints.
+fn start(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = chorus(data, env).stdout(Stdio::piped()).spawn().expect("spawn chorus");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines().map_while(Result::ok) {
+        if let Some(url) = line.strip_prefix("Chorus listening on ") {
+            return (child, url.trim().to_string());
+        }
+    }
+    panic!("the server did not start");
+}
+
+/// `curl` with the test certificate as the only trusted root; returns (exit code, stdout).
+fn curl(cert: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--cacert"])
+        .arg(cert)
+        .args(args)
+        .output()
+        .expect("curl (Debian's, with OpenSSL)");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_app_the_api_and_websockets_are_served_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (mut child, base) = start(&dir.path().join("data"), &[("CHORUS_TLS_CERT", cert_s), ("CHORUS_TLS_KEY", key_s)]);
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+
+    let (code, body) = curl(&cert, &[&format!("{base}/healthz")]);
+    assert_eq!((code, body.as_str()), (0, "ok"));
+    let (code, body) = curl(&cert, &[&format!("{base}/")]);
+    assert_eq!(code, 0);
+    assert!(body.contains("<html") || body.contains("<!doctype"), "the web app: {body:.200}");
+    let (code, body) = curl(&cert, &[&format!("{base}/v1/openapi.json")]);
+    assert_eq!(code, 0);
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["openapi"].is_string());
+
+    // A user and its token through the backend API, then the WebSocket upgrade with it.
+    let (code, body) = curl(
+        &cert,
+        &[
+            "-H",
+            "content-type: application/json",
+            "--data",
+            &format!(
+                r#"{{"op":"useradd","token":"{ADMIN_TOKEN}","user":{{"address":"ann","name":"Ann","token":{{"appid":"x"}}}}}}"#
+            ),
+            &format!("{base}/backend"),
+        ],
+    );
+    assert_eq!(code, 0, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["user"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a token: {body}"))
+        .to_string();
+    let (_, head) = curl(
+        &cert,
+        &[
+            "-i",
+            "--http1.1",
+            "--max-time",
+            "2",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{base}/v1/ws"),
+        ],
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "WebSocket upgrade over TLS: {head:.300}");
+    assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+
+    // Plain HTTP on the TLS port: no answer. An untrusted certificate: curl refuses.
+    let plain = base.replacen("https://", "http://", 1);
+    let (code, body) = curl(&cert, &[&format!("{plain}/healthz")]);
+    assert!(code != 0 && body.is_empty(), "plain HTTP got {code} {body:?}");
+    let out = Command::new("curl").args(["-sS", "--max-time", "5", &format!("{base}/healthz")]).output().unwrap();
+    assert_eq!(out.status.code(), Some(60), "an unknown CA is refused by curl (exit 60)");
+
+    // A client that opens a connection and never handshakes holds it only for the idle timeout
+    // (default 60 s, not waited for here) and does not block others.
+    let _idle = std::net::TcpStream::connect(base.trim_start_matches("https://")).unwrap();
+    let (code, body) = curl(&cert, &[&format!("{base}/healthz")]);
+    assert_eq!((code, body.as_str()), (0, "ok"), "served beside a silent connection");
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn bad_certificate_settings_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other_key = dir.path().join("other-key.pem");
+    std::fs::write(&other_key, other.signing_key.serialize_pem()).unwrap();
+    let missing = dir.path().join("missing.pem");
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("CHORUS_TLS_CERT", cert_s)], "tls_cert and tls_key go together"),
+        (&[("CHORUS_TLS_CERT", missing.to_str().unwrap()), ("CHORUS_TLS_KEY", key_s)], "tls_cert"),
+        (&[("CHORUS_TLS_CERT", key_s), ("CHORUS_TLS_KEY", key_s)], "no certificate"),
+        (&[("CHORUS_TLS_CERT", cert_s), ("CHORUS_TLS_KEY", other_key.to_str().unwrap())], "does the key match"),
+    ];
+    for (env, expected) in cases {
+        let out = chorus(&dir.path().join("data"), env).stdout(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{env:?} started");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    }
+}
