@@ -36,12 +36,17 @@ fn chorus(data: &Path, env: &[(&str, &str)]) -> Command {
 fn start(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = chorus(data, env).stdout(Stdio::piped()).spawn().expect("spawn chorus");
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines().map_while(Result::ok) {
-        if let Some(url) = line.strip_prefix("Chorus listening on ") {
-            return (child, url.trim().to_string());
+    let url = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("Chorus listening on ").map(|u| u.trim().to_string()));
+    match url {
+        Some(url) => (child, url),
+        None => {
+            let _ = child.wait();
+            panic!("the server did not start");
         }
     }
-    panic!("the server did not start");
 }
 
 /// `curl` with the test certificate as the only trusted root; returns (exit code, stdout).
