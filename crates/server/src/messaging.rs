@@ -1367,7 +1367,8 @@ mod tests {
                 .unwrap();
         }
         let bus: Arc<dyn crate::bus::FanOut> = Arc::new(LocalBus::default());
-        let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone()));
+        let key = Arc::new(crate::pin_key::PinKey::from_bytes(&[7; 32]));
+        let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone(), key));
         (db.clone(), Writer { db, groups, bus, pairs: Default::default() })
     }
 
