@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 
 use chorus_client::Http;
-use chorus_proto::flags::member;
+use chorus_proto::flags::{admin, member};
 use chorus_proto::rest::{CreatedGroup, Group, Pin};
 use common::{Backend, Server, Store};
 use serde_json::{json, Value};
@@ -256,4 +256,94 @@ async fn pins_stored_as_text_by_older_versions_are_converted(b: Backend) {
     assert_no_pin_text(&s.db_url(), b, s.data.path(), 3, &[&new_pin]).await;
 }
 
-both_backends!(pins_are_stored_hashed_and_sealed, pins_stored_as_text_by_older_versions_are_converted);
+/// `PATCH /v1/groups/{gid}/pins/{pin}` (Mesibo's `editPin`) changes what it names, under the
+/// rules of creating a pin: `ADD_PIN`, and `ADD_ADMIN` with only admin rights the editor holds.
+async fn admins_edit_pins_within_their_rights(b: Backend) {
+    let s = Server::start(b).await;
+    let (_, ho) = s.login("owner@example.org", "Owner").await;
+    let (adm, ha) = s.login("admin@example.org", "Admin").await;
+    let (pinner, hp) = s.login("pinner@example.org", "Pinner").await;
+    let (_, hm) = s.login("member@example.org", "Member").await;
+    let (_, hj) = s.login("joiner@example.org", "Joiner").await;
+    let room: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Edits", "room": true})).await.unwrap();
+    let gid = room.group.gid;
+    let members = format!("/v1/groups/{gid}/members");
+    let add = |addr: String, admin_flags: u32| {
+        let ho = ho.clone();
+        let members = members.clone();
+        async move {
+            let body = json!({"addresses": [addr], "flags": member::ALL | member::ADMIN, "admin_flags": admin_flags});
+            ho.post::<Value>(&members, &body).await.unwrap();
+        }
+    };
+    add(adm.user.address.clone(), admin::ADD_PIN | admin::ADD_ADMIN | admin::MODIFY).await;
+    add(pinner.user.address.clone(), admin::ADD_PIN).await;
+    let vpin = room.pins[1].pin.clone();
+    join(&hm, gid, &vpin).await.unwrap();
+    let ppin = room.pins[0].pin.clone();
+    let url = format!("/v1/groups/{gid}/pins/{ppin}");
+    let list = || async { ho.get::<Vec<Pin>>(&format!("/v1/groups/{gid}/pins")).await.unwrap() };
+    let listed = |pin: String| async move { list().await.into_iter().find(|p| p.pin == pin).expect("listed") };
+
+    // The owner changes flags, label, expiry and uses; the value stays, and joins get the new rights.
+    let edited: Pin = ho
+        .patch(&url, &json!({"flags": member::SEND | member::RECV, "label": "talkers", "uses": 2, "expires_in": 3600}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (edited.pin.as_str(), edited.flags, edited.label.as_str()),
+        (ppin.as_str(), member::SEND | member::RECV, "talkers")
+    );
+    assert_eq!(edited.uses_left, Some(2));
+    let expires = edited.expires_at.expect("an expiry");
+    assert_eq!(listed(ppin.clone()).await, edited);
+    assert_eq!(join(&hj, gid, &ppin).await.unwrap().membership.unwrap().flags, member::SEND | member::RECV);
+    assert_eq!(listed(ppin.clone()).await.uses_left, Some(1));
+    // `null` removes the limits; what is not named is kept.
+    let edited: Pin = ho.patch(&url, &json!({"uses": null, "expires_in": null})).await.unwrap();
+    assert_eq!((edited.uses_left, edited.expires_at, edited.label.as_str()), (None, None, "talkers"));
+    assert!(expires > 0);
+
+    // Bad values are refused with bad_request and change nothing.
+    let before = list().await;
+    for body in [
+        json!({"label": ""}),
+        json!({"uses": 0}),
+        json!({"expires_in": 0}),
+        json!({"flags": 0x4000_0000u32}),
+        json!({"pin": "11111111"}),
+    ] {
+        let e = ho.patch::<Pin>(&url, &body).await.unwrap_err();
+        assert_eq!((e.status, e.code()), (400, Some("bad_request")), "{body}");
+    }
+    assert_eq!(list().await, before);
+    let e = ho.patch::<Pin>(&format!("/v1/groups/{gid}/pins/{}", wrong_pin(&[&ppin, &vpin])), &json!({})).await;
+    assert_eq!(e.unwrap_err().code(), Some("not_found"));
+
+    // Rights: a member cannot edit; an admin with ADD_PIN edits member flags but grants no admin
+    // part without ADD_ADMIN; an admin with ADD_ADMIN grants only what they hold.
+    assert_eq!(hm.patch::<Pin>(&url, &json!({"label": "x"})).await.unwrap_err().code(), Some("forbidden"));
+    let p: Pin = hp.patch(&url, &json!({"flags": member::ALL})).await.unwrap();
+    assert_eq!(p.flags, member::ALL);
+    let e = hp.patch::<Pin>(&url, &json!({"flags": member::ALL | member::ADMIN})).await.unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"));
+    let p: Pin = ha.patch(&url, &json!({"admin_flags": admin::MODIFY})).await.unwrap();
+    assert_eq!(p.admin_flags, admin::MODIFY);
+    for grant in [admin::DELETE_GROUP, admin::HANGUP, admin::OWNER] {
+        let e = ha.patch::<Pin>(&url, &json!({"admin_flags": grant})).await.unwrap_err();
+        assert_eq!(e.code(), Some("forbidden"), "{grant:#x}");
+    }
+    assert_eq!(listed(ppin.clone()).await.admin_flags, admin::MODIFY, "nothing stored");
+    // The owner grants owner-level rights, never ownership.
+    let e = ho.patch::<Pin>(&url, &json!({"admin_flags": admin::OWNER})).await.unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"));
+
+    // Still stored as hash and seal only.
+    assert_no_pin_text(&s.db_url(), b, s.data.path(), 2, &[&ppin, &vpin]).await;
+}
+
+both_backends!(
+    pins_are_stored_hashed_and_sealed,
+    pins_stored_as_text_by_older_versions_are_converted,
+    admins_edit_pins_within_their_rights,
+);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use chorus_proto::flags::{admin, call, group, member, resolution};
 use chorus_proto::rest::{
-    CreateGroup, CreatePin, CreatedGroup, Group, GroupSettings, Member, Membership, PageQuery, Pin,
+    CreateGroup, CreatePin, CreatedGroup, EditPin, Group, GroupSettings, Member, Membership, PageQuery, Pin,
 };
 use chorus_proto::ErrorCode;
 use sqlx::any::AnyRow;
@@ -988,6 +988,59 @@ impl Groups {
         let pin = self.insert_pin(&mut tx, gid, by, req).await?;
         tx.commit().await?;
         Ok(pin)
+    }
+
+    /// Changes a pin's flags, label, expiry or use limit; what `req` does not name is kept.
+    /// The changed pin is checked as a new one would be ([`Groups::create_pin`]): ADD_PIN, and
+    /// ADD_ADMIN with only admin rights the actor may grant if it grants admin rights. The
+    /// actor becomes the pin's granter: its admin part is then capped by their rights.
+    pub async fn edit_pin(&self, gid: i64, actor: Actor, pin: &str, req: &EditPin) -> ApiResult<Pin> {
+        let mut tx = self.db.write.begin().await?;
+        Self::require_right(&mut tx, gid, actor, admin::ADD_PIN).await?;
+        let pin_hash = self.pin_key.hash(gid, pin);
+        let row = sqlx::query("SELECT * FROM pins WHERE gid = $1 AND pin_hash = $2")
+            .bind(gid)
+            .bind(&pin_hash)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such pin in this group"))?;
+        let old = pin_from_row(&self.pin_key, &row)?;
+        let flags = req.flags.unwrap_or(old.flags);
+        let admin_flags = req.admin_flags.unwrap_or(old.admin_flags);
+        validate_member_flags(flags, admin_flags)?;
+        let label = match &req.label {
+            Some(l) => pin_label(l)?,
+            None => old.label,
+        };
+        let uses_left = req.uses.unwrap_or(old.uses_left);
+        check_uses(uses_left.filter(|_| req.uses.is_some()))?;
+        let expires_at = match req.expires_in {
+            Some(e) => expires_at(e, now_ms())?,
+            None => old.expires_at,
+        };
+        if flags & member::ADMIN != 0 || admin_flags != 0 {
+            Self::require_right(&mut tx, gid, actor, admin::ADD_ADMIN).await?;
+            if admin_flags & admin::OWNER != 0 {
+                return Err(ApiError::forbidden("a pin cannot grant ownership"));
+            }
+            check_grant(Self::grantable_by(&mut tx, gid, actor).await?, admin_flags)?;
+        }
+        let by = if let Actor::User(u) = actor { Some(u) } else { None };
+        sqlx::query(
+            "UPDATE pins SET flags = $1, admin_flags = $2, label = $3, expires_at = $4, uses_left = $5, created_by = $6 \
+             WHERE pin_hash = $7",
+        )
+        .bind(i64::from(flags))
+        .bind(i64::from(admin_flags))
+        .bind(&label)
+        .bind(expires_at)
+        .bind(uses_left)
+        .bind(by)
+        .bind(&pin_hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Pin { pin: old.pin, gid, flags, admin_flags, label, expires_at, uses_left })
     }
 
     /// Lists pins (LIST_PIN).
