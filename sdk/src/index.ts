@@ -25,6 +25,7 @@ export type {
   GroupSettings,
   CreateGroupOptions,
   CreatePinOptions,
+  EditPinOptions,
   HistoryPage,
   ConversationSummary,
   MemberReceipt,

@@ -104,6 +104,18 @@ export interface CreatePinOptions {
   uses?: number;
 }
 
+/**
+ * `PATCH /v1/groups/{gid}/pins/{pin}`: what is given changes, the rest is kept; `null` for
+ * `expires_in` or `uses` removes the pin's expiry or use limit.
+ */
+export interface EditPinOptions {
+  flags?: number;
+  admin_flags?: number;
+  label?: string;
+  expires_in?: number | null;
+  uses?: number | null;
+}
+
 /** One page of history, newest last. */
 export interface HistoryPage {
   messages: Message[];
@@ -369,6 +381,10 @@ export class RestClient {
   /** `POST /v1/groups/{gid}/pins`. */
   createPin(gid: number, options: CreatePinOptions): Promise<Pin> {
     return this.request('POST', `/v1/groups/${gid}/pins`, options);
+  }
+  /** `PATCH /v1/groups/{gid}/pins/{pin}`: changes a pin. */
+  editPin(gid: number, pin: string, options: EditPinOptions): Promise<Pin> {
+    return this.request('PATCH', `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`, options);
   }
   /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
   async revokePin(gid: number, pin: string): Promise<void> {

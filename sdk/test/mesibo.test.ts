@@ -704,19 +704,48 @@ test('getSortedProfiles: conversations from the server at connect, most recent f
   mesibo.stop();
 });
 
-test('editPin: no server route, so Mesibo_onGroupError(GENERAL) and nothing is sent', async () => {
-  const { mesibo, of, rest } = await started();
-  const before = rest.calls.length;
+test('editPin: PATCH with what is given, then Mesibo_onGroupSettings; a refusal is Mesibo_onGroupError(PERMISSION)', async () => {
+  const group = { gid: 4321, name: 'Room', flags: 0, call_flags: 0x8107, video_resolution: 3, call_duration: 0, owner: 'uA', created_at: 1, membership: { flags: 0x1f, admin_flags: 0xffff } };
+  const pin = { pin: '12345670', gid: 4321, flags: 0x1f, admin_flags: 0, label: 'publisher', expires_at: null as number | null, uses_left: null as number | null };
+  const rest: Rest = {
+    calls: [],
+    routes: {
+      'PATCH /v1/groups/4321/pins/12345670': (b) => {
+        if (b.admin_flags) return [403, { error: { code: 'forbidden', message: 'you cannot grant admin rights you do not hold' } }];
+        if (b.flags !== undefined) pin.flags = b.flags;
+        if (b.uses !== undefined) pin.uses_left = b.uses;
+        if (b.expires_in !== undefined) pin.expires_at = 1000 + b.expires_in * 1000;
+        return [200, pin];
+      },
+      'GET /v1/groups/4321': () => [200, group],
+      'GET /v1/groups/4321/pins': () => [200, [pin]],
+    },
+  };
+  const { mesibo, of, rest: r } = await started(rest);
+  const profile = mesibo.getGroupProfile(4321);
+  profile.editPin('12345670', { flags: 0x1b }, 3600, 5);
+  await until(() => of('Mesibo_onGroupSettings').length === 1);
+  const patch = r.calls.find((c) => c.method === 'PATCH')!;
+  assert.equal(patch.path, '/v1/groups/4321/pins/12345670');
+  assert.deepEqual(patch.body, { flags: 0x1b, expires_in: 3600, uses: 5 });
+  const [p1, , , list] = of('Mesibo_onGroupSettings')[0]! as Json[];
+  assert.equal(p1, profile);
+  assert.deepEqual(list.map((p: Json) => [p.pin, p.permissions.flags]), [['12345670', 0x1b]]);
+
+  // Flags as a number; expiry and count 0 keep what the pin has.
+  profile.editPin(12345670, 0x1f, 0, 0);
+  await until(() => of('Mesibo_onGroupSettings').length === 2);
+  assert.deepEqual(r.calls.filter((c) => c.method === 'PATCH').at(-1)!.body, { flags: 0x1f });
+
   const warn = console.warn;
   console.warn = () => {};
   try {
-    mesibo.getGroupProfile(4321).editPin('12345670', { flags: 0x1b }, 0, 0);
+    profile.editPin('12345670', { adminFlags: 0x1 });
     await until(() => of('Mesibo_onGroupError').length === 1);
   } finally {
     console.warn = warn;
   }
-  assert.deepEqual(of('Mesibo_onGroupError')[0], [mesibo.getGroupProfile(4321), C.MESIBO_GROUPERR_GENERAL]);
-  assert.equal(rest.calls.length, before);
+  assert.deepEqual(of('Mesibo_onGroupError')[0], [profile, C.MESIBO_GROUPERR_PERMISSION]);
   mesibo.stop();
 });
 

@@ -230,6 +230,37 @@ pub struct CreatePin {
     pub uses: Option<i64>,
 }
 
+/// `PATCH /v1/groups/{gid}/pins/{pin}`: changes what it names and keeps the rest. `null` for
+/// `expires_in` or `uses` removes the pin's expiry or use limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditPin {
+    /// Member flags a joiner gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u32>,
+    /// Admin flags a joiner gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_flags: Option<u32>,
+    /// Label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Lifetime in seconds from now; `Some(None)` (JSON `null`): never expires.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<Option<u64>>,
+    /// Joins allowed from now; `Some(None)` (JSON `null`): unlimited.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub uses: Option<Option<i64>>,
+}
+
+/// A field that is present: `null` is `Some(None)`, absent (the default) `None`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A group's whiteboard: `GET` / `PUT /v1/groups/{gid}/board`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Board {

@@ -27,6 +27,11 @@ pub struct Config {
     pub sqlite_synchronous: String,
     /// Admin (app) token for `/backend`; generated and stored under `data` if unset.
     pub admin_token: Option<String>,
+    /// Key of the pins at rest (64 hex digits); read from or generated into `data/pin-key` if unset.
+    pub pin_key: Option<String>,
+    /// At startup, give every pin stored under another pin key a new value under this one
+    /// (instead of refusing to start). The old pins stop working.
+    pub pin_key_reset: bool,
     /// Base URL used in mails and invite links.
     pub public_url: Option<String>,
 
@@ -170,6 +175,8 @@ impl Default for Config {
             database: None,
             sqlite_synchronous: "full".into(),
             admin_token: None,
+            pin_key: None,
+            pin_key_reset: false,
             public_url: None,
             smtp_host: None,
             smtp_port: 587,

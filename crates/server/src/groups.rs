@@ -7,6 +7,11 @@
 //! Every mutation is one transaction, checked against the actor's rights
 //! first. After a commit the group's [`GroupPolicy`] cache entry is dropped.
 //!
+//! Pins at rest: the `pins` table holds no pin text, only `pin_hash` (what a pin is looked up
+//! by) and `pin_enc` (the pin sealed for owners to see), both under the server's pin key
+//! ([`crate::pin_key`]). [`Groups::prepare_pins`] checks the key against the database and
+//! converts pins stored by older versions before the server serves.
+//!
 //! Granting rights: nobody grants, directly or through a pin, an admin right they do not
 //! hold themselves; only the owner grants the owner-level rights (remove the owner, delete
 //! the group), and only the backend grants ownership. A pin grants its admin part only as far
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use chorus_proto::flags::{admin, call, group, member, resolution};
 use chorus_proto::rest::{
-    CreateGroup, CreatePin, CreatedGroup, Group, GroupSettings, Member, Membership, PageQuery, Pin,
+    CreateGroup, CreatePin, CreatedGroup, EditPin, Group, GroupSettings, Member, Membership, PageQuery, Pin,
 };
 use chorus_proto::ErrorCode;
 use sqlx::any::AnyRow;
@@ -35,6 +40,7 @@ use crate::db::{Backend, Db};
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::{ip_key, WindowLimiter};
 use crate::messaging::outbound;
+use crate::pin_key::{KeySource, PinKey};
 use chorus_proto::ws::{GroupEvent, ServerFrame};
 
 /// Who is asking: a user, or the app backend with the admin token.
@@ -96,6 +102,8 @@ pub struct Groups {
     pin_fail_user: WindowLimiter,
     pin_fail_ip: WindowLimiter,
     pin_fail_group: WindowLimiter,
+    /// Hashes and seals pins: the table holds no pin text.
+    pin_key: Arc<PinKey>,
     /// The gid of every committed change, for services that keep state per group (calls).
     changes: tokio::sync::broadcast::Sender<i64>,
 }
@@ -117,16 +125,55 @@ fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group,
     })
 }
 
-fn pin_from_row(row: &AnyRow) -> Result<Pin, sqlx::Error> {
+/// The meta row that holds the pin key's check value.
+const PIN_KEY_CHECK: &str = "pin_key_check";
+
+/// Opens a sealed pin of `gid`. The key was checked against the database at startup, so a pin
+/// that does not open is a damaged row: an internal error, not a wrong pin.
+fn open_pin(key: &PinKey, gid: i64, sealed: &str) -> ApiResult<String> {
+    key.open(gid, sealed).ok_or_else(|| {
+        tracing::error!(gid, "a stored pin does not open with the pin key");
+        ApiError::internal("a stored pin cannot be read")
+    })
+}
+
+fn pin_from_row(key: &PinKey, row: &AnyRow) -> ApiResult<Pin> {
+    let gid: i64 = row.try_get("gid")?;
+    let sealed: String = row.try_get("pin_enc")?;
     Ok(Pin {
-        pin: row.try_get("pin")?,
-        gid: row.try_get("gid")?,
+        pin: open_pin(key, gid, &sealed)?,
+        gid,
         flags: row.try_get::<i64, _>("flags")? as u32,
         admin_flags: row.try_get::<i64, _>("admin_flags")? as u32,
         label: row.try_get("label")?,
         expires_at: row.try_get("expires_at")?,
         uses_left: row.try_get("uses_left")?,
     })
+}
+
+/// A pin's label, trimmed: 1 to 32 printable characters.
+fn pin_label(label: &str) -> ApiResult<String> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 32 || label.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("label must be 1 to 32 printable characters"));
+    }
+    Ok(label.to_string())
+}
+
+/// A pin's use limit: at least 1 if any.
+fn check_uses(uses: Option<i64>) -> ApiResult<()> {
+    if uses.is_some_and(|u| u < 1) {
+        return Err(ApiError::bad_request("uses must be at least 1"));
+    }
+    Ok(())
+}
+
+/// A pin's expiry (ms) for a lifetime of `expires_in` seconds from `now`: 1 s to 366 days.
+fn expires_at(expires_in: Option<u64>, now: i64) -> ApiResult<Option<i64>> {
+    if expires_in.is_some_and(|s| s == 0 || s > 366 * 24 * 3600) {
+        return Err(ApiError::bad_request("expires_in must be 1 to 31622400 seconds"));
+    }
+    Ok(expires_in.map(|s| now + (s as i64) * 1000))
 }
 
 /// Validates settings; `mesibo` accepts every Mesibo policy bit.
@@ -210,12 +257,13 @@ pub(crate) fn validate_member_flags(flags: u32, admin_flags: u32) -> ApiResult<(
 
 impl Groups {
     /// Builds the service.
-    pub fn new(db: Db, cfg: Arc<Config>, bus: Arc<dyn FanOut>) -> Self {
+    pub fn new(db: Db, cfg: Arc<Config>, bus: Arc<dyn FanOut>, pin_key: Arc<PinKey>) -> Self {
         let window = Duration::from_secs(cfg.rate_window_secs);
         Groups {
             pin_fail_user: WindowLimiter::new(cfg.pin_failures_per_user, window),
             pin_fail_ip: WindowLimiter::new(cfg.pin_failures_per_ip, window),
             pin_fail_group: WindowLimiter::new(cfg.pin_failures_per_group, window),
+            pin_key,
             db,
             cfg,
             cache: Mutex::new(PolicyCache::default()),
@@ -428,8 +476,8 @@ impl Groups {
                 label: Some("viewer".into()),
                 ..Default::default()
             };
-            pins.push(Self::insert_pin(&mut tx, gid, owner, &publisher).await?);
-            pins.push(Self::insert_pin(&mut tx, gid, owner, &viewer).await?);
+            pins.push(self.insert_pin(&mut tx, gid, owner, &publisher).await?);
+            pins.push(self.insert_pin(&mut tx, gid, owner, &viewer).await?);
         }
         let group = Self::load_group(&mut tx, gid, owner).await?;
         tx.commit().await?;
@@ -484,31 +532,30 @@ impl Groups {
         Ok(())
     }
 
-    async fn insert_pin(tx: &mut Transaction<'_, Any>, gid: i64, by: Option<i64>, req: &CreatePin) -> ApiResult<Pin> {
+    async fn insert_pin(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        gid: i64,
+        by: Option<i64>,
+        req: &CreatePin,
+    ) -> ApiResult<Pin> {
         let admin_flags = req.admin_flags.unwrap_or(0);
         validate_member_flags(req.flags, admin_flags)?;
         if admin_flags & admin::OWNER != 0 {
             return Err(ApiError::forbidden("a pin cannot grant ownership"));
         }
-        let label = req.label.as_deref().unwrap_or("member").trim().to_string();
-        if label.is_empty() || label.chars().count() > 32 || label.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("label must be 1 to 32 printable characters"));
-        }
-        if req.uses.is_some_and(|u| u < 1) {
-            return Err(ApiError::bad_request("uses must be at least 1"));
-        }
-        if req.expires_in.is_some_and(|s| s == 0 || s > 366 * 24 * 3600) {
-            return Err(ApiError::bad_request("expires_in must be 1 to 31622400 seconds"));
-        }
+        let label = pin_label(req.label.as_deref().unwrap_or("member"))?;
+        check_uses(req.uses)?;
         let now = now_ms();
-        let expires_at = req.expires_in.map(|s| now + (s as i64) * 1000);
+        let expires_at = expires_at(req.expires_in, now)?;
         for _ in 0..8 {
             let pin = random_digits(8);
             let r = sqlx::query(
-                "INSERT INTO pins (pin, gid, flags, admin_flags, label, expires_at, uses_left, created_by, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (pin) DO NOTHING",
+                "INSERT INTO pins (pin_hash, pin_enc, gid, flags, admin_flags, label, expires_at, uses_left, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (pin_hash) DO NOTHING",
             )
-            .bind(&pin)
+            .bind(self.pin_key.hash(gid, &pin))
+            .bind(self.pin_key.seal(gid, &pin))
             .bind(gid)
             .bind(i64::from(req.flags))
             .bind(i64::from(admin_flags))
@@ -524,6 +571,98 @@ impl Groups {
             }
         }
         Err(ApiError::internal("could not allocate a pin"))
+    }
+
+    /// Run once at startup, before serving (idempotent). Records the pin key's check value in a
+    /// new database; refuses to start with another key than the one the database's pins were
+    /// stored under, unless `pin_key_reset` is set: then each such pin gets a new value under
+    /// this key (same flags, label, expiry and uses; the old value stops working). Then converts
+    /// the pins that older versions stored as text (`legacy_pin`) and scrubs their text from
+    /// the database files (SQLite `VACUUM`, PostgreSQL `VACUUM FULL pins`).
+    pub async fn prepare_pins(&self, source: &KeySource) -> anyhow::Result<()> {
+        let key = &self.pin_key;
+        let mut tx = self.db.write.begin().await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(PIN_KEY_CHECK)
+            .bind(key.check())
+            .execute(&mut *tx)
+            .await?;
+        let stored: String =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(PIN_KEY_CHECK).fetch_one(&mut *tx).await?;
+        if stored != key.check() {
+            let sealed: Vec<(String, i64)> =
+                sqlx::query_as("SELECT pin_hash, gid FROM pins WHERE pin_hash IS NOT NULL").fetch_all(&mut *tx).await?;
+            if !self.cfg.pin_key_reset {
+                anyhow::bail!(
+                    "the pin key ({source}) is not the one this database's pins were stored with ({} pins): \
+                     restore the old key (the pin_key setting or the file pin-key in the data directory), \
+                     or start once with pin_key_reset = true (CHORUS_PIN_KEY_RESET=true) to give every \
+                     pin a new value under this key (the old values stop working)",
+                    sealed.len()
+                );
+            }
+            for (old_hash, gid) in &sealed {
+                let mut done = false;
+                for _ in 0..8 {
+                    let pin = random_digits(8);
+                    let hash = key.hash(*gid, &pin);
+                    let taken = sqlx::query("SELECT 1 FROM pins WHERE pin_hash = $1")
+                        .bind(&hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if taken.is_none() {
+                        sqlx::query("UPDATE pins SET pin_hash = $1, pin_enc = $2 WHERE pin_hash = $3")
+                            .bind(&hash)
+                            .bind(key.seal(*gid, &pin))
+                            .bind(old_hash)
+                            .execute(&mut *tx)
+                            .await?;
+                        done = true;
+                        break;
+                    }
+                }
+                if !done {
+                    anyhow::bail!("could not allocate a new pin in group {gid}");
+                }
+            }
+            sqlx::query("UPDATE meta SET value = $1 WHERE key = $2")
+                .bind(key.check())
+                .bind(PIN_KEY_CHECK)
+                .execute(&mut *tx)
+                .await?;
+            tracing::warn!(pins = sealed.len(), key = %source, "pin_key_reset: the pins stored under another key have new values");
+        } else if self.cfg.pin_key_reset {
+            tracing::info!("pin_key_reset is set but the pins are stored under this key: nothing to reset");
+        }
+        let legacy: Vec<(String, i64)> =
+            sqlx::query_as("SELECT legacy_pin, gid FROM pins WHERE legacy_pin IS NOT NULL").fetch_all(&mut *tx).await?;
+        for (pin, gid) in &legacy {
+            sqlx::query(
+                "UPDATE pins SET pin_hash = $1, pin_enc = $2, legacy_pin = NULL WHERE legacy_pin = $3 AND gid = $4",
+            )
+            .bind(key.hash(*gid, pin))
+            .bind(key.seal(*gid, pin))
+            .bind(pin)
+            .bind(gid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        if !legacy.is_empty() {
+            // The old text is still in freed pages and the WAL (SQLite) or in dead row versions
+            // (PostgreSQL) until they are rewritten.
+            match self.db.backend {
+                Backend::Sqlite => {
+                    sqlx::raw_sql("VACUUM").execute(&self.db.write).await?;
+                    sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.db.write).await?;
+                }
+                Backend::Postgres => {
+                    sqlx::raw_sql("VACUUM FULL pins").execute(&self.db.write).await?;
+                }
+            }
+            tracing::info!(pins = legacy.len(), "pins stored as text by an older version are now hashed and sealed");
+        }
+        Ok(())
     }
 
     /// A group as `viewer` sees it (members only).
@@ -846,25 +985,95 @@ impl Groups {
             ));
         }
         let by = if let Actor::User(u) = actor { Some(u) } else { None };
-        let pin = Self::insert_pin(&mut tx, gid, by, req).await?;
+        let pin = self.insert_pin(&mut tx, gid, by, req).await?;
         tx.commit().await?;
         Ok(pin)
+    }
+
+    /// Changes a pin's flags, label, expiry or use limit; what `req` does not name is kept.
+    /// The changed pin is checked as a new one would be ([`Groups::create_pin`]): ADD_PIN, and
+    /// ADD_ADMIN with only admin rights the actor may grant if it grants admin rights. The
+    /// actor becomes the pin's granter: its admin part is then capped by their rights.
+    pub async fn edit_pin(&self, gid: i64, actor: Actor, pin: &str, req: &EditPin) -> ApiResult<Pin> {
+        let mut tx = self.db.write.begin().await?;
+        Self::require_right(&mut tx, gid, actor, admin::ADD_PIN).await?;
+        let pin_hash = self.pin_key.hash(gid, pin);
+        let row = sqlx::query("SELECT * FROM pins WHERE gid = $1 AND pin_hash = $2")
+            .bind(gid)
+            .bind(&pin_hash)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such pin in this group"))?;
+        let old = pin_from_row(&self.pin_key, &row)?;
+        let flags = req.flags.unwrap_or(old.flags);
+        let admin_flags = req.admin_flags.unwrap_or(old.admin_flags);
+        validate_member_flags(flags, admin_flags)?;
+        let label = match &req.label {
+            Some(l) => pin_label(l)?,
+            None => old.label,
+        };
+        let uses_left = req.uses.unwrap_or(old.uses_left);
+        check_uses(uses_left.filter(|_| req.uses.is_some()))?;
+        let expires_at = match req.expires_in {
+            Some(e) => expires_at(e, now_ms())?,
+            None => old.expires_at,
+        };
+        if flags & member::ADMIN != 0 || admin_flags != 0 {
+            Self::require_right(&mut tx, gid, actor, admin::ADD_ADMIN).await?;
+            if admin_flags & admin::OWNER != 0 {
+                return Err(ApiError::forbidden("a pin cannot grant ownership"));
+            }
+            check_grant(Self::grantable_by(&mut tx, gid, actor).await?, admin_flags)?;
+        }
+        let by = if let Actor::User(u) = actor { Some(u) } else { None };
+        sqlx::query(
+            "UPDATE pins SET flags = $1, admin_flags = $2, label = $3, expires_at = $4, uses_left = $5, created_by = $6 \
+             WHERE pin_hash = $7",
+        )
+        .bind(i64::from(flags))
+        .bind(i64::from(admin_flags))
+        .bind(&label)
+        .bind(expires_at)
+        .bind(uses_left)
+        .bind(by)
+        .bind(&pin_hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Pin { pin: old.pin, gid, flags, admin_flags, label, expires_at, uses_left })
     }
 
     /// Lists pins (LIST_PIN).
     pub async fn list_pins(&self, gid: i64, actor: Actor) -> ApiResult<Vec<Pin>> {
         let mut tx = self.db.read.begin().await?;
         Self::require_right(&mut tx, gid, actor, admin::LIST_PIN).await?;
-        let rows = sqlx::query("SELECT * FROM pins WHERE gid = $1 ORDER BY created_at, CASE label WHEN 'publisher' THEN 0 WHEN 'viewer' THEN 1 ELSE 2 END, pin").bind(gid).fetch_all(&mut *tx).await?;
-        rows.iter().map(|r| Ok(pin_from_row(r)?)).collect()
+        let rows = sqlx::query("SELECT * FROM pins WHERE gid = $1").bind(gid).fetch_all(&mut *tx).await?;
+        // Oldest first; the room's publisher pin before its viewer pin; then by pin.
+        let mut pins = rows
+            .iter()
+            .map(|r| {
+                let p = pin_from_row(&self.pin_key, r)?;
+                let rank = match p.label.as_str() {
+                    "publisher" => 0,
+                    "viewer" => 1,
+                    _ => 2,
+                };
+                Ok((r.try_get::<i64, _>("created_at")?, rank, p))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        pins.sort_by(|a, b| (a.0, a.1, &a.2.pin).cmp(&(b.0, b.1, &b.2.pin)));
+        Ok(pins.into_iter().map(|(_, _, p)| p).collect())
     }
 
     /// Revokes a pin (REMOVE_PIN).
     pub async fn revoke_pin(&self, gid: i64, actor: Actor, pin: &str) -> ApiResult<()> {
         let mut tx = self.db.write.begin().await?;
         Self::require_right(&mut tx, gid, actor, admin::REMOVE_PIN).await?;
-        let r =
-            sqlx::query("DELETE FROM pins WHERE gid = $1 AND pin = $2").bind(gid).bind(pin).execute(&mut *tx).await?;
+        let r = sqlx::query("DELETE FROM pins WHERE gid = $1 AND pin_hash = $2")
+            .bind(gid)
+            .bind(self.pin_key.hash(gid, pin))
+            .execute(&mut *tx)
+            .await?;
         if r.rows_affected() == 0 {
             return Err(ApiError::not_found("no such pin in this group"));
         }
@@ -909,13 +1118,14 @@ impl Groups {
         }
         let now = now_ms();
         let mut tx = self.db.write.begin().await?;
-        let row = sqlx::query("SELECT * FROM pins WHERE pin = $1 AND gid = $2")
-            .bind(pin)
+        let pin_hash = self.pin_key.hash(gid, pin);
+        let row = sqlx::query("SELECT * FROM pins WHERE pin_hash = $1 AND gid = $2")
+            .bind(&pin_hash)
             .bind(gid)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else { return Err(wrong()) };
-        let p = pin_from_row(&row)?;
+        let p = pin_from_row(&self.pin_key, &row)?;
         let created_by: Option<i64> = row.try_get("created_by")?;
         if p.expires_at.is_some_and(|e| e < now) || p.uses_left.is_some_and(|u| u < 1) {
             return Err(wrong());
@@ -939,8 +1149,8 @@ impl Groups {
         // A limited pin is used up only by a join that grants something.
         if p.uses_left.is_some() && gains {
             // Guarded: two joins racing for the last use cannot both get it.
-            let used = sqlx::query("UPDATE pins SET uses_left = uses_left - 1 WHERE pin = $1 AND uses_left > 0")
-                .bind(pin)
+            let used = sqlx::query("UPDATE pins SET uses_left = uses_left - 1 WHERE pin_hash = $1 AND uses_left > 0")
+                .bind(&pin_hash)
                 .execute(&mut *tx)
                 .await?;
             if used.rows_affected() == 0 {
@@ -999,13 +1209,15 @@ impl Groups {
             .fetch_optional(&self.db.read)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let pin_of = |label: &'static str| {
-            sqlx::query_scalar::<_, String>(
-                "SELECT pin FROM pins WHERE gid = $1 AND label = $2 ORDER BY created_at LIMIT 1",
+        let pin_of = |label: &'static str| async move {
+            let sealed = sqlx::query_scalar::<_, String>(
+                "SELECT pin_enc FROM pins WHERE gid = $1 AND label = $2 ORDER BY created_at LIMIT 1",
             )
             .bind(gid)
             .bind(label)
             .fetch_optional(&self.db.read)
+            .await?;
+            sealed.map(|s| open_pin(&self.pin_key, gid, &s)).transpose()
         };
         Ok(Some(RoomInfo {
             kind: row.try_get("kind")?,
@@ -1019,7 +1231,7 @@ impl Groups {
     pub async fn rooms_of(&self, uid: i64) -> ApiResult<Vec<(Group, RoomInfo)>> {
         let first_pin = |label: &str| {
             format!(
-                "(SELECT p.pin FROM pins p WHERE p.gid = g.gid AND p.label = '{label}' ORDER BY p.created_at LIMIT 1)"
+                "(SELECT p.pin_enc FROM pins p WHERE p.gid = g.gid AND p.label = '{label}' ORDER BY p.created_at LIMIT 1)"
             )
         };
         let rows = sqlx::query(&format!(
@@ -1039,11 +1251,16 @@ impl Groups {
                     flags: r.try_get::<i64, _>("m_flags")? as u32,
                     admin_flags: r.try_get::<i64, _>("m_admin")? as u32,
                 };
+                let gid: i64 = r.try_get("gid")?;
+                let open = |col: &str| -> ApiResult<Option<String>> {
+                    let sealed: Option<String> = r.try_get(col)?;
+                    sealed.map(|s| open_pin(&self.pin_key, gid, &s)).transpose()
+                };
                 let info = RoomInfo {
                     kind: r.try_get("kind")?,
                     owner: r.try_get("owner_uid")?,
-                    pin: r.try_get("ppin")?,
-                    spin: r.try_get("vpin")?,
+                    pin: open("ppin")?,
+                    spin: open("vpin")?,
                 };
                 Ok((group_from_row(r, Some(m))?, info))
             })

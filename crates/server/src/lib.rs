@@ -22,6 +22,7 @@ pub mod limiter;
 pub mod mail;
 pub mod messaging;
 pub mod metrics;
+pub mod pin_key;
 pub mod presence;
 pub mod webhooks;
 
@@ -183,7 +184,9 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let mailer = mail::Mailer::from_config(&cfg)?;
     let bus: Arc<dyn bus::FanOut> = Arc::new(bus::LocalBus::default());
     let accounts = Arc::new(accounts::Accounts::new(db.clone(), cfg.clone(), mailer, bus.clone()));
-    let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone(), bus.clone()));
+    let (pin_key, pin_key_source) = pin_key::load(&cfg)?;
+    let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone(), bus.clone(), Arc::new(pin_key)));
+    groups.prepare_pins(&pin_key_source).await?;
     let boards = Arc::new(boards::Boards::new(db.clone(), cfg.clone(), groups.clone(), bus.clone()));
     let hooks = webhooks::Webhooks::start(db.clone(), cfg.clone(), webhook_key(&cfg)?);
     let messaging =

@@ -1396,7 +1396,8 @@ mod tests {
                 .unwrap();
         }
         let bus: Arc<dyn crate::bus::FanOut> = Arc::new(LocalBus::default());
-        let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone()));
+        let key = Arc::new(crate::pin_key::PinKey::from_bytes(&[7; 32]));
+        let groups = Arc::new(Groups::new(db.clone(), Arc::new(Config::default()), bus.clone(), key));
         let hooks = crate::webhooks::Webhooks::start(db.clone(), Arc::new(Config::default()), None);
         (db.clone(), Writer { db, groups, bus, hooks, pairs: Default::default() })
     }

@@ -7,7 +7,7 @@
  */
 import { ChorusClient, type ChorusClientOptions, type ConnectionEvent, type WebSocketFactory } from '../client.js';
 import { ChorusError } from '../errors.js';
-import type { FetchLike, Group, Member, Pin } from '../rest.js';
+import type { EditPinOptions, FetchLike, Group, Member, Pin } from '../rest.js';
 import { CloseCode, type Conversation, type GroupFrame, type Message, type PresenceFrame, type ReceiptFrame } from '../protocol.js';
 import { C } from './constants.js';
 import { fire } from './dispatch.js';
@@ -263,12 +263,23 @@ export class MesiboProfile {
   }
 
   /**
-   * Not supported yet: the server has no route to change a pin. Reports
-   * `Mesibo_onGroupError(profile, MESIBO_GROUPERR_GENERAL)`; remove the pin and add a new one instead.
+   * Changes a pin: `permissions` (`{flags, adminFlags}`, or the flags as a number) as for
+   * `addPin`, `expiry` (seconds from now) and `count` (uses from now); what is not given (or 0)
+   * is kept. Then `Mesibo_onGroupSettings` with all pins; a refusal (e.g. admin rights the caller
+   * may not grant) is `Mesibo_onGroupError`.
    */
-  editPin(_pin: string | number, _permissions?: unknown, _expiry?: number, _count?: number, listener?: Target): void {
-    console.warn('mesibo (Chorus): editPin is not supported (no server route); use removePin + addPin');
-    setTimeout(() => fire(this.mesibo._targets(listener), 'Mesibo_onGroupError', this, C.MESIBO_GROUPERR_GENERAL), 0);
+  editPin(pin: string | number, permissions?: Partial<MesiboMemberPermissions> | number, expiry?: number, count?: number, listener?: Target): void {
+    const p = typeof permissions === 'number' ? { flags: permissions } : (permissions ?? {});
+    void this.groupOp('editPin', listener, false, async (client) => {
+      const opts: EditPinOptions = {};
+      if (p.flags !== undefined) opts.flags = p.flags;
+      if (p.adminFlags !== undefined) opts.admin_flags = p.adminFlags;
+      const exp = expiry || p.expiry || undefined;
+      if (exp) opts.expires_in = exp;
+      if (count) opts.uses = count;
+      await client.rest.editPin(this.groupid, String(pin), opts);
+      await this.reportSettings(listener);
+    });
   }
 
   /** Joins the group with a pin → `Mesibo_onGroupJoined(profile)`; a bad pin → `Mesibo_onGroupError(profile, MESIBO_GROUPERR_BADPIN)`. */

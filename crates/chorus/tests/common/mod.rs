@@ -41,37 +41,49 @@ fn pg_base() -> String {
     std::env::var("CHORUS_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-pub struct Server {
-    child: Child,
-    pub base: String,
-    /// The UDP address call media goes to.
-    pub media_udp: std::net::SocketAddr,
-    /// The ICE-TCP address, when ICE-TCP is on.
-    pub media_tcp: Option<std::net::SocketAddr>,
+/// Where a server keeps its data: a fresh temporary data directory and, for PostgreSQL, a fresh
+/// database (dropped with the store). A test may fill it before a server starts on it
+/// ([`Server::start_on`]) and start another server on it after one stops ([`Server::stop`]).
+pub struct Store {
+    pub backend: Backend,
     pub data: tempfile::TempDir,
     pg_db: Option<String>,
 }
 
-impl Server {
-    /// Starts a server with test-friendly rate limits.
-    pub async fn start(backend: Backend) -> Server {
-        Self::start_with(backend, &[]).await
-    }
-
-    /// Starts a server with extra `CHORUS_*` environment settings.
-    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Server {
+impl Store {
+    pub async fn new(backend: Backend) -> Store {
         let data = tempfile::tempdir().expect("temp dir");
         let mut pg_db = None;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(data.path());
         if backend == Backend::Postgres {
             let name = format!("chorus_t_{}_{}", std::process::id(), rand_suffix());
             let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base()))
                 .await
                 .expect("PostgreSQL at 127.0.0.1:5432 (database test) is required");
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
-            cmd.arg("--database").arg(format!("{}/{}", pg_base(), name));
             pg_db = Some(name);
+        }
+        Store { backend, data, pg_db }
+    }
+
+    /// The SQLite database file (SQLite stores only).
+    pub fn sqlite_file(&self) -> PathBuf {
+        self.data.path().join("chorus.db")
+    }
+
+    /// The URL of the store's database, for reading or preparing it directly with sqlx.
+    pub fn url(&self) -> String {
+        match &self.pg_db {
+            Some(name) => format!("{}/{}", pg_base(), name),
+            None => format!("sqlite://{}?mode=rwc", self.sqlite_file().display()),
+        }
+    }
+
+    /// The `chorus serve` command on this store with the test settings and `env`.
+    fn command(&self, env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(self.data.path());
+        if self.pg_db.is_some() {
+            cmd.arg("--database").arg(self.url());
         }
         cmd.env("CHORUS_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("CHORUS_CODE_REQUESTS_PER_IP", "100000")
@@ -88,6 +100,77 @@ impl Server {
         if let Ok(filter) = std::env::var("CHORUS_TEST_LOG") {
             cmd.env("CHORUS_LOG", filter);
         }
+        cmd
+    }
+
+    /// Runs a server on this store that must refuse to start: its exit status was a failure
+    /// within 30 s. Returns what it wrote to stderr.
+    pub fn start_fails(&self, env: &[(&str, &str)]) -> String {
+        use std::io::Read;
+        let mut cmd = self.command(env);
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn chorus");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for chorus") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server was expected to refuse to start, and still runs after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        child.stderr.take().expect("piped stderr").read_to_string(&mut err).expect("read stderr");
+        assert!(!status.success(), "the server exited successfully: {err}");
+        err
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(db) = self.pg_db.take() {
+            let url = format!("{}/test", pg_base());
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    /// The UDP address call media goes to.
+    pub media_udp: std::net::SocketAddr,
+    /// The ICE-TCP address, when ICE-TCP is on.
+    pub media_tcp: Option<std::net::SocketAddr>,
+    pub data: tempfile::TempDir,
+    store: Option<Store>,
+}
+
+impl Server {
+    /// Starts a server with test-friendly rate limits.
+    pub async fn start(backend: Backend) -> Server {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts a server with extra `CHORUS_*` environment settings.
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Server {
+        Self::start_on(Store::new(backend).await, env).await
+    }
+
+    /// Starts a server on `store` (filled beforehand, or left by a server that stopped).
+    pub async fn start_on(mut store: Store, env: &[(&str, &str)]) -> Server {
+        let mut cmd = store.command(env);
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn chorus");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -107,7 +190,9 @@ impl Server {
         let (base, media_udp, media_tcp) =
             rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
         let media_udp = media_udp.expect("the server prints its media address");
-        let server = Server { child, base, media_udp, media_tcp, data, pg_db };
+        // The data directory is the store's; the server keeps it as `data` for the tests' use.
+        let data = std::mem::replace(&mut store.data, tempfile::tempdir().expect("temp dir"));
+        let server = Server { child, base, media_udp, media_tcp, data, store: Some(store) };
         let health = reqwest::get(format!("{}/healthz", server.base)).await.expect("healthz");
         assert_eq!(health.status(), 200);
         server
@@ -180,23 +265,31 @@ fn rand_suffix() -> String {
     format!("{t}_{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
+impl Server {
+    /// The URL of the server's database, to read it directly with sqlx.
+    pub fn db_url(&self) -> String {
+        match self.store.as_ref().and_then(|s| s.pg_db.as_ref()) {
+            Some(name) => format!("{}/{}", pg_base(), name),
+            None => format!("sqlite://{}?mode=ro", self.data.path().join("chorus.db").display()),
+        }
+    }
+
+    /// Stops the server (SIGKILL: what a crash or a power cut leaves) and hands back its store.
+    pub fn stop(mut self) -> Store {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut store = self.store.take().expect("a running server has its store");
+        store.data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
+        store
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(db) = self.pg_db.take() {
-            let url = format!("{}/test", pg_base());
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut c).await;
-                    }
-                });
-            })
-            .join();
-        }
+        // Then the store (a PostgreSQL database is dropped).
+        self.store.take();
     }
 }
 

@@ -37,7 +37,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/groups/{gid}/members", get(list_members).post(add_members))
         .route("/v1/groups/{gid}/members/{address}", delete(remove_member))
         .route("/v1/groups/{gid}/pins", get(list_pins).post(create_pin))
-        .route("/v1/groups/{gid}/pins/{pin}", delete(revoke_pin))
+        .route("/v1/groups/{gid}/pins/{pin}", delete(revoke_pin).patch(edit_pin))
         .route("/v1/groups/{gid}/board", get(get_board).put(put_board).post(append_board))
         .route("/v1/groups/{gid}/join", post(join_group))
         .route("/v1/groups/{gid}/leave", post(leave_group))
@@ -302,6 +302,16 @@ async fn create_pin(
     AppJson(req): AppJson<CreatePin>,
 ) -> ApiResult<impl IntoResponse> {
     Ok((StatusCode::CREATED, AppJson(s.groups.create_pin(gid, Actor::User(u.uid), &req).await?)))
+}
+
+/// `PATCH /v1/groups/{gid}/pins/{pin}`: changes a pin (Mesibo's `editPin`).
+async fn edit_pin(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath((gid, pin)): AppPath<(i64, String)>,
+    AppJson(req): AppJson<EditPin>,
+) -> ApiResult<AppJson<Pin>> {
+    Ok(AppJson(s.groups.edit_pin(gid, Actor::User(u.uid), &pin, &req).await?))
 }
 
 /// `DELETE /v1/groups/{gid}/pins/{pin}`
