@@ -629,6 +629,17 @@ export interface CreatePinOptions {
     expires_in?: number;
     uses?: number;
 }
+/**
+ * `PATCH /v1/groups/{gid}/pins/{pin}`: what is given changes, the rest is kept; `null` for
+ * `expires_in` or `uses` removes the pin's expiry or use limit.
+ */
+export interface EditPinOptions {
+    flags?: number;
+    admin_flags?: number;
+    label?: string;
+    expires_in?: number | null;
+    uses?: number | null;
+}
 /** One page of history, newest last. */
 export interface HistoryPage {
     messages: Message[];
@@ -763,6 +774,8 @@ export declare class RestClient {
     pins(gid: number): Promise<Pin[]>;
     /** `POST /v1/groups/{gid}/pins`. */
     createPin(gid: number, options: CreatePinOptions): Promise<Pin>;
+    /** `PATCH /v1/groups/{gid}/pins/{pin}`: changes a pin. */
+    editPin(gid: number, pin: string, options: EditPinOptions): Promise<Pin>;
     /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
     revokePin(gid: number, pin: string): Promise<void>;
     /** `GET /v1/groups/{gid}/board`. */

@@ -373,6 +373,10 @@ var Chorus = (() => {
     createPin(gid, options) {
       return this.request("POST", `/v1/groups/${gid}/pins`, options);
     }
+    /** `PATCH /v1/groups/{gid}/pins/{pin}`: changes a pin. */
+    editPin(gid, pin, options) {
+      return this.request("PATCH", `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`, options);
+    }
     /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
     async revokePin(gid, pin) {
       await this.request("DELETE", `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`);

@@ -1203,6 +1203,10 @@
     createPin(gid, options) {
       return this.request("POST", `/v1/groups/${gid}/pins`, options);
     }
+    /** `PATCH /v1/groups/{gid}/pins/{pin}`: changes a pin. */
+    editPin(gid, pin, options) {
+      return this.request("PATCH", `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`, options);
+    }
     /** `DELETE /v1/groups/{gid}/pins/{pin}`. */
     async revokePin(gid, pin) {
       await this.request("DELETE", `/v1/groups/${gid}/pins/${encodeURIComponent(pin)}`);
@@ -3310,12 +3314,23 @@
       });
     }
     /**
-     * Not supported yet: the server has no route to change a pin. Reports
-     * `Mesibo_onGroupError(profile, MESIBO_GROUPERR_GENERAL)`; remove the pin and add a new one instead.
+     * Changes a pin: `permissions` (`{flags, adminFlags}`, or the flags as a number) as for
+     * `addPin`, `expiry` (seconds from now) and `count` (uses from now); what is not given (or 0)
+     * is kept. Then `Mesibo_onGroupSettings` with all pins; a refusal (e.g. admin rights the caller
+     * may not grant) is `Mesibo_onGroupError`.
      */
-    editPin(_pin, _permissions, _expiry, _count, listener) {
-      console.warn("mesibo (Chorus): editPin is not supported (no server route); use removePin + addPin");
-      setTimeout(() => fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, C.MESIBO_GROUPERR_GENERAL), 0);
+    editPin(pin, permissions, expiry, count, listener) {
+      const p = typeof permissions === "number" ? { flags: permissions } : permissions ?? {};
+      void this.groupOp("editPin", listener, false, async (client) => {
+        const opts = {};
+        if (p.flags !== void 0) opts.flags = p.flags;
+        if (p.adminFlags !== void 0) opts.admin_flags = p.adminFlags;
+        const exp = expiry || p.expiry || void 0;
+        if (exp) opts.expires_in = exp;
+        if (count) opts.uses = count;
+        await client.rest.editPin(this.groupid, String(pin), opts);
+        await this.reportSettings(listener);
+      });
     }
     /** Joins the group with a pin → `Mesibo_onGroupJoined(profile)`; a bad pin → `Mesibo_onGroupError(profile, MESIBO_GROUPERR_BADPIN)`. */
     join(pin, listener) {
