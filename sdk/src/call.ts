@@ -68,7 +68,11 @@ export interface PublishOptions {
 export interface GroupCallOptions {
   /** Subscribe to every stream others publish (with these options when an object). */
   autoSubscribe?: boolean | SubscribeOptions;
-  /** Configuration of both peer connections (no STUN/TURN is needed: the server is ICE-lite). */
+  /**
+   * Configuration of both peer connections. No STUN is needed (the server is ICE-lite); the TURN
+   * servers of `call_joined.ice_servers` (when the server runs a relay) are added to any
+   * `iceServers` given here. `iceTransportPolicy: 'relay'` forces media through them.
+   */
   rtcConfig?: RTCConfiguration;
   /** RTCPeerConnection implementation (default: the global one). */
   RTCPeerConnection?: typeof RTCPeerConnection;
@@ -377,6 +381,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   private paramChain: Promise<unknown> = Promise.resolve();
   private midMap = new Map<string, CallTrack>();
   private bindings = new Map<string, Binding>();
+  private readonly iceServers: RTCIceServer[];
 
   /** @internal Use `ChorusClient.joinCall`. */
   constructor(client: ChorusClient, joined: CallJoinedFrame, options: GroupCallOptions = {}) {
@@ -387,6 +392,11 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     this.address = joined.address;
     this.permissions = { ...joined.permissions };
     this.settings = { ...joined.settings };
+    this.iceServers = (joined.ice_servers ?? []).map((s) => ({
+      urls: [...s.urls],
+      username: s.username,
+      credential: s.credential,
+    }));
     for (const p of joined.participants) {
       const copy = cloneParticipant(p);
       this.participants.set(p.address, copy);
@@ -422,7 +432,9 @@ export class GroupCall extends Emitter<GroupCallEvents> {
       this.options.RTCPeerConnection ??
       (globalThis as unknown as { RTCPeerConnection?: typeof RTCPeerConnection }).RTCPeerConnection;
     if (!Ctor) throw new ChorusError('webrtc', 'RTCPeerConnection is not available');
-    return new Ctor(this.options.rtcConfig ?? {});
+    const config: RTCConfiguration = { ...(this.options.rtcConfig ?? {}) };
+    if (this.iceServers.length) config.iceServers = [...(config.iceServers ?? []), ...this.iceServers];
+    return new Ctor(config);
   }
 
   private getPubPc(): RTCPeerConnection {

@@ -449,6 +449,14 @@ export interface CallJoinedFrame {
   permissions: CallPermissions;
   settings: CallSettings;
   participants: CallParticipant[];
+  /** TURN servers with credentials for you; absent when the server runs no relay. */
+  ice_servers?: IceServer[];
+}
+/** A TURN server of `call_joined` (an RTCPeerConnection `iceServers` entry). */
+export interface IceServer {
+  urls: string[];
+  username: string;
+  credential: string;
 }
 export interface CallPublishedFrame {
   type: 'call_published';

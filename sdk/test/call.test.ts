@@ -30,6 +30,7 @@ async function joined(options: GroupCallOptions = {}, extra: Json = {}): Promise
   ws.reply('call_join', {
     type: 'call_joined', gid: 1001, address: 'uA', permissions: { ...PERMS }, settings: { ...SETTINGS, ...extra.settings },
     participants: [participant('uA'), participant('uB', [cam(0)])],
+    ...extra.joined,
   });
   const call = await j;
   return { c, ws, call };
@@ -100,6 +101,26 @@ test('roster is built from call_joined and kept up to date by events', async () 
   assert.equal(call.active, false);
   assert.equal(c.call, null);
   c.close();
+});
+
+test('the TURN servers of call_joined go into both peer connections, after the app\'s own', async () => {
+  const turn = { urls: ['turn:127.0.0.1:3478?transport=udp'], username: '1700000000:7', credential: 'c2VjcmV0' };
+  const { ws, call } = await joined(
+    { rtcConfig: { iceServers: [{ urls: 'stun:stun.example.org' }], iceTransportPolicy: 'relay' } },
+    { joined: { ice_servers: [turn] } },
+  );
+  ws.receive({ type: 'call_offer', sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }] });
+  await until(() => ws.ofType('call_answer').length === 1);
+  const sub = call.peerConnections.subscribe as unknown as FakePeerConnection;
+  assert.deepEqual(sub.config, { iceServers: [{ urls: 'stun:stun.example.org' }, turn], iceTransportPolicy: 'relay' });
+});
+
+test('without ice_servers the app\'s configuration is passed as it is', async () => {
+  const { ws, call } = await joined({ rtcConfig: { bundlePolicy: 'max-bundle' } });
+  ws.receive({ type: 'call_offer', sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }] });
+  await until(() => ws.ofType('call_answer').length === 1);
+  const sub = call.peerConnections.subscribe as unknown as FakePeerConnection;
+  assert.deepEqual(sub.config, { bundlePolicy: 'max-bundle' });
 });
 
 test('call_offer is answered with call_answer, and ontrack maps mids to publisher/sid/kind', async () => {

@@ -533,6 +533,10 @@ pub enum ServerFrame {
         settings: CallSettings,
         /// Who is in the call, you included (only yourself without the list permission).
         participants: Vec<CallParticipant>,
+        /// TURN servers with fresh credentials for you (RTCPeerConnection `iceServers`); absent
+        /// when the server runs no TURN relay.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// Answer to `call_publish`: the stream as granted and the SDP answer.
     CallPublished {
@@ -638,4 +642,16 @@ mod tests {
         let f = ServerFrame::Pong { rid: Some("7".into()) };
         assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"type":"pong","rid":"7"}"#);
     }
+}
+
+/// One entry of RTCPeerConnection `iceServers`: a TURN server and credentials (TURN REST API:
+/// `username` is `<expiry unix seconds>:<uid>`, `credential` base64 HMAC-SHA1 of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:host:port?transport=udp`.
+    pub urls: Vec<String>,
+    /// Time-limited user name.
+    pub username: String,
+    /// Password for `username`.
+    pub credential: String,
 }

@@ -165,6 +165,17 @@ pub struct Config {
     pub call_event_queue: usize,
     /// Most ICE-TCP connections open at once (all calls together); more are closed at once.
     pub rtc_tcp_max_connections: usize,
+
+    /// UDP port of the embedded TURN relay (`0`: any free port). Unset: no TURN server.
+    pub turn_udp_port: Option<u16>,
+    /// Shared secret of the TURN REST API credentials (coturn's `static-auth-secret`); at least
+    /// 16 characters. Unset: read from or generated into `data/turn-secret` (0600).
+    pub turn_secret: Option<String>,
+    /// Address the TURN relay advertises (its relayed addresses and the `turn:` URL); default:
+    /// `public_ip`, else the bind address.
+    pub turn_public_ip: Option<IpAddr>,
+    /// Lifetime of the TURN credentials handed out in `call_joined`, seconds.
+    pub turn_credential_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -235,6 +246,10 @@ impl Default for Config {
             rtc_initial_bitrate_kbps: 1000,
             call_event_queue: 1024,
             rtc_tcp_max_connections: 1024,
+            turn_udp_port: None,
+            turn_secret: None,
+            turn_public_ip: None,
+            turn_credential_ttl_secs: 3600,
         }
     }
 }
@@ -319,6 +334,15 @@ impl Config {
                 "public_ip must be an address clients can reach, not {}",
                 self.public_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]))
             );
+        }
+        if self.turn_public_ip.is_some_and(|ip| ip.is_unspecified()) {
+            anyhow::bail!("turn_public_ip must be an address clients can reach");
+        }
+        if self.turn_secret.as_deref().is_some_and(|s| !s.is_empty() && s.len() < 16) {
+            anyhow::bail!("turn_secret must be at least 16 characters");
+        }
+        if !(60..=7 * 86_400).contains(&self.turn_credential_ttl_secs) {
+            anyhow::bail!("turn_credential_ttl_secs must be between 60 and 604800");
         }
         for o in &self.cors_origins {
             crate::http::cors::check_origin_setting(o, self.cors_origins.len())

@@ -24,6 +24,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod pin_key;
 pub mod presence;
+pub mod turn;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -85,7 +86,7 @@ pub fn webhook_key(cfg: &Config) -> anyhow::Result<Option<Vec<u8>>> {
 }
 
 /// Writes a file only its owner may read (0600), fixing the mode of an existing one.
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -170,6 +171,8 @@ pub struct App {
     pub media_udp: SocketAddr,
     /// The ICE-TCP address advertised to clients, if ICE-TCP is on.
     pub media_tcp: Option<SocketAddr>,
+    /// The embedded TURN relay's UDP address, if `turn_udp_port` is set.
+    pub turn_udp: Option<SocketAddr>,
 }
 
 /// Builds every service, the HTTP application and the media sockets for `cfg`.
@@ -194,6 +197,17 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
     let calls = call::Calls::start(cfg.clone(), groups.clone(), hooks.clone()).await?;
     let (media_udp, media_tcp) = calls.media_addresses();
+    // The relay reaches Chorus's media socket and nothing else (ARCHITECTURE.md: never an open relay).
+    let mut relay_peers = vec![media_udp];
+    let udp_local = calls.media_udp_local();
+    if !udp_local.ip().is_unspecified() && udp_local != media_udp {
+        relay_peers.push(udp_local);
+    }
+    let turn = crate::turn::start(&cfg, relay_peers).await?;
+    let turn_udp = turn.as_ref().map(|t| t.local);
+    if let Some(t) = turn {
+        calls.set_turn(t);
+    }
     let state = http::AppState {
         cfg,
         accounts,
@@ -208,7 +222,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         epoch: db.epoch.clone().into(),
         tickets: Default::default(),
     };
-    Ok(App { router: http::router(state), media_udp, media_tcp })
+    Ok(App { router: http::router(state), media_udp, media_tcp, turn_udp })
 }
 
 /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The default
@@ -235,13 +249,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(http::server::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let App { router: app, media_udp, media_tcp } = build_app(cfg).await?;
+    let App { router: app, media_udp, media_tcp, turn_udp } = build_app(cfg).await?;
     let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
     tracing::info!(%local, "chorus listening");
     match media_tcp {
         Some(tcp) => println!("Chorus media on udp {media_udp} and tcp {tcp}"),
         None => println!("Chorus media on udp {media_udp}"),
+    }
+    if let Some(t) = turn_udp {
+        println!("Chorus TURN on udp {t}");
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Chorus listening on {scheme}://{local}");

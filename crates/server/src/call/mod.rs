@@ -61,6 +61,8 @@ pub struct Calls {
     cfg: Arc<Config>,
     rooms: Mutex<HashMap<i64, RoomHandle>>,
     next_room: AtomicU64,
+    /// The embedded TURN relay's credentials maker, once it runs.
+    turn: std::sync::OnceLock<crate::turn::Turn>,
 }
 
 /// Commands queued to one room before requests are refused (`rate_limited`).
@@ -194,6 +196,7 @@ impl Calls {
             cfg,
             rooms: Mutex::new(HashMap::new()),
             next_room: AtomicU64::new(1),
+            turn: Default::default(),
         });
         // Membership and flag changes reach live calls: a member removed from the group leaves its
         // call, one who lost publish stops publishing, at once.
@@ -241,6 +244,17 @@ impl Calls {
     }
 
     /// The UDP and TCP media addresses clients are told.
+    /// Hands out TURN credentials in `call_joined` from now on.
+    pub fn set_turn(&self, turn: crate::turn::Turn) {
+        let _ = self.turn.set(turn);
+    }
+
+    /// The UDP address the media socket receives on (the relay's peer when the advertised
+    /// address is not a local one).
+    pub fn media_udp_local(&self) -> SocketAddr {
+        self.net.udp_local()
+    }
+
     pub fn media_addresses(&self) -> (SocketAddr, Option<SocketAddr>) {
         (self.net.udp_advertised, self.net.tcp_advertised)
     }
@@ -284,7 +298,10 @@ impl Calls {
                 }
             }
             match reply_rx.await {
-                Ok(Ok(frame)) => {
+                Ok(Ok(mut frame)) => {
+                    if let (ServerFrame::CallJoined { ice_servers, .. }, Some(t)) = (&mut frame, self.turn.get()) {
+                        ice_servers.push(t.ice.ice_server(user.uid));
+                    }
                     let s = CallSession { gid, uid: user.uid, session, room: handle, rx: out_rx };
                     return Ok((s, frame));
                 }

@@ -699,6 +699,7 @@ impl RoomTask {
             permissions: super::wire_permissions(permissions),
             settings: super::wire_settings(self.room.settings()),
             participants: self.roster(uid),
+            ice_servers: Vec::new(),
         })
     }
 

@@ -1,0 +1,238 @@
+//! The embedded TURN relay against the real `chorus serve`, driven by the `turn` crate's own
+//! client (webrtc-rs): credentials from `call_joined` allocate; a wrong password and an expired
+//! username get 401; the relay refuses (403) any peer but the server's media address and relays
+//! nothing there; a relayed STUN binding to the call's publish leg gets the SFU's answer back.
+//!
+//! The relay does not touch the store: SQLite only.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chorus_client::Connection;
+use chorus_proto::ws::{ClientFrame, IceServer, ServerFrame};
+use common::calls::room;
+use common::{Backend, Server};
+use stun::attributes::{ATTR_DATA, ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS};
+use stun::fingerprint::FINGERPRINT;
+use stun::integrity::MessageIntegrity;
+use stun::message::{Message, MessageType, Setter, BINDING_REQUEST, BINDING_SUCCESS, CLASS_INDICATION};
+use tokio::net::UdpSocket;
+use turn::client::{Client, ClientConfig};
+use webrtc_util::Conn;
+
+const SECRET: &str = "turn-test-secret-0123456789";
+
+/// A TURN client on a fresh loopback socket, listening; returns it and its socket.
+async fn client(server: SocketAddr, username: &str, password: &str) -> (Client, Arc<UdpSocket>) {
+    let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let c = Client::new(ClientConfig {
+        stun_serv_addr: String::new(),
+        turn_serv_addr: server.to_string(),
+        username: username.into(),
+        password: password.into(),
+        realm: String::new(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: conn.clone(),
+        vnet: None,
+    })
+    .await
+    .expect("TURN client");
+    c.listen().await.expect("listen");
+    (c, conn)
+}
+
+/// `base64(HMAC-SHA1(secret, username))`, computed here with ring (not the server's code).
+fn rest_password(secret: &str, username: &str) -> String {
+    use base64::Engine;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, username.as_bytes()).as_ref())
+}
+
+fn turn_addr(ice: &IceServer) -> SocketAddr {
+    let url = &ice.urls[0];
+    let rest = url.strip_prefix("turn:").expect("a turn: URL");
+    let (hostport, query) = rest.split_once('?').expect("with a transport");
+    assert_eq!(query, "transport=udp");
+    hostport.parse().expect("host:port")
+}
+
+/// ICE-lite binding request of the client (`Clnt`) to the server leg `ufrag`/`pwd`.
+fn binding_request(ufrag: &str, pwd: &str) -> Vec<u8> {
+    let mut m = Message::new();
+    m.set_type(BINDING_REQUEST);
+    m.new_transaction_id().unwrap();
+    m.write_header();
+    m.add(ATTR_USERNAME, format!("{ufrag}:Clnt").as_bytes());
+    m.add(ATTR_PRIORITY, &1_853_824_767u32.to_be_bytes());
+    m.add(ATTR_ICE_CONTROLLING, &42u64.to_be_bytes());
+    MessageIntegrity::new_short_term_integrity(pwd.into()).add_to(&mut m).unwrap();
+    FINGERPRINT.add_to(&mut m).unwrap();
+    m.raw
+}
+
+/// A Send indication to `peer` (no permission needed to send one; the relay must drop it).
+fn send_indication(peer: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut m = Message::new();
+    m.set_type(MessageType::new(stun::message::METHOD_SEND, CLASS_INDICATION));
+    m.new_transaction_id().unwrap();
+    m.write_header();
+    let SocketAddr::V4(p) = peer else { panic!("IPv4 peer") };
+    let mut v = vec![0, 1];
+    v.extend_from_slice(&(p.port() ^ 0x2112).to_be_bytes());
+    let cookie = 0x2112_A442u32.to_be_bytes();
+    v.extend(p.ip().octets().iter().zip(cookie).map(|(a, b)| a ^ b));
+    m.add(ATTR_XOR_PEER_ADDRESS, &v);
+    m.add(ATTR_DATA, data);
+    m.raw
+}
+
+fn audio_offer() -> String {
+    let fingerprint: Vec<String> = (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect();
+    [
+        "v=0",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0",
+        "a=msid-semantic: WMS",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:Clnt",
+        "a=ice-pwd:clientpasswordclientpass",
+        &format!("a=fingerprint:sha-256 {}", fingerprint.join(":")),
+        "a=setup:actpass",
+        "a=mid:0",
+        "a=sendonly",
+        "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2",
+        "a=ssrc:11223344 cname:test",
+        "",
+    ]
+    .join("\r\n")
+}
+
+fn audio_publish(rid: Option<String>) -> ClientFrame {
+    ClientFrame::CallPublish(chorus_proto::call::PublishRequest {
+        rid,
+        sid: 0,
+        audio: true,
+        video: false,
+        screen: false,
+        rids: vec![],
+        height: None,
+        muted: Default::default(),
+        audio_mid: Some("0".into()),
+        video_mid: None,
+        sdp: audio_offer(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_relays_to_the_media_address_only() {
+    let s = Server::start_with(Backend::Sqlite, &[("CHORUS_TURN_UDP_PORT", "0"), ("CHORUS_TURN_SECRET", SECRET)]).await;
+    let r = room(&s).await;
+    let (mut ws, _) = Connection::connect(&r.owner, None).await.expect("ws");
+    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let ServerFrame::CallJoined { ice_servers, .. } = joined else { panic!("{joined:?}") };
+    assert_eq!(ice_servers.len(), 1, "{ice_servers:?}");
+    let ice = &ice_servers[0];
+    let server = turn_addr(ice);
+    // The credentials are the TURN REST API's: `<expiry>:<uid>`, HMAC-SHA1 of it under the secret.
+    let (expiry, _uid) = ice.username.split_once(':').expect("expiry:uid");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!(expiry > now + 3500 && expiry <= now + 3601, "default TTL 3600 s: {expiry} vs {now}");
+    assert_eq!(ice.credential, rest_password(SECRET, &ice.username));
+
+    // A wrong password and an expired username: 401.
+    let (bad, _) = client(server, &ice.username, "not-the-password").await;
+    let e = bad.allocate().await.err().expect("wrong password refused").to_string();
+    assert!(e.contains("401"), "{e}");
+    bad.close().await.unwrap();
+    let old = format!("{}:1", now - 10);
+    let (expired, _) = client(server, &old, &rest_password(SECRET, &old)).await;
+    let e = expired.allocate().await.err().expect("expired username refused").to_string();
+    assert!(e.contains("401"), "{e}");
+    expired.close().await.unwrap();
+
+    // The handed-out credentials allocate a relay.
+    let (c, sock) = client(server, &ice.username, &ice.credential).await;
+    let relay = c.allocate().await.expect("allocate");
+    let relayed = relay.local_addr().unwrap();
+    assert_eq!(relayed.ip(), server.ip());
+
+    // A peer that is not the server's media address: CreatePermission refused, nothing relayed.
+    let decoy = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let decoy_addr = decoy.local_addr().unwrap();
+    let e = relay.send_to(b"hello", decoy_addr).await.expect_err("permission refused").to_string();
+    assert!(e.contains("403"), "{e}");
+    sock.send_to(&send_indication(decoy_addr, b"sneaky"), server).await.unwrap();
+    let mut buf = [0u8; 1500];
+    let got = tokio::time::timeout(Duration::from_millis(600), decoy.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "the relay delivered to a stranger: {got:?}");
+
+    // Through the relay to the SFU: a STUN binding to the publish leg is answered.
+    let published = ws.request(audio_publish).await.unwrap();
+    let ServerFrame::CallPublished { sdp, .. } = published else { panic!("publish refused: {published:?}") };
+    let attr = |name: &str| {
+        sdp.lines().find_map(|l| l.strip_prefix(name)).expect("the answer has ICE credentials").trim().to_string()
+    };
+    let (ufrag, pwd) = (attr("a=ice-ufrag:"), attr("a=ice-pwd:"));
+    relay.send_to(&binding_request(&ufrag, &pwd), s.media_udp).await.expect("relay to the media address");
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), relay.recv_from(&mut buf))
+        .await
+        .expect("the SFU answers through the relay")
+        .unwrap();
+    assert_eq!(from, s.media_udp);
+    let mut answer = Message::new();
+    answer.raw = buf[..n].to_vec();
+    answer.decode().unwrap();
+    assert_eq!(answer.typ, BINDING_SUCCESS, "{answer}");
+    MessageIntegrity::new_short_term_integrity(pwd).check(&mut answer).expect("signed by the leg");
+
+    relay.close().await.unwrap();
+    c.close().await.unwrap();
+}
+
+/// Without `turn_udp_port` there is no relay and `call_joined` carries no ICE servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_turn_by_default() {
+    let s = Server::start(Backend::Sqlite).await;
+    let r = room(&s).await;
+    let (mut ws, _) = Connection::connect(&r.owner, None).await.expect("ws");
+    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let ServerFrame::CallJoined { ice_servers, .. } = joined else { panic!("{joined:?}") };
+    assert!(ice_servers.is_empty());
+    assert!(!s.data.path().join("turn-secret").exists());
+}
+
+/// Without `turn_secret` the secret is generated into `DATA/turn-secret` (0600) and the handed-out
+/// credentials are made with it; a bad setting stops the server with a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_secret_and_bad_settings() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = common::Store::new(Backend::Sqlite).await;
+    let err = store.start_fails(&[("CHORUS_TURN_UDP_PORT", "0"), ("CHORUS_TURN_SECRET", "short")]);
+    assert!(err.contains("turn_secret must be at least 16 characters"), "{err}");
+    let err = store.start_fails(&[("CHORUS_TURN_UDP_PORT", "0"), ("CHORUS_TURN_CREDENTIAL_TTL_SECS", "5")]);
+    assert!(err.contains("turn_credential_ttl_secs"), "{err}");
+
+    let s = Server::start_on(store, &[("CHORUS_TURN_UDP_PORT", "0")]).await;
+    let path = s.data.path().join("turn-secret");
+    let secret = std::fs::read_to_string(&path).expect("secret generated");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let r = room(&s).await;
+    let (mut ws, _) = Connection::connect(&r.owner, None).await.expect("ws");
+    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let ServerFrame::CallJoined { ice_servers, .. } = joined else { panic!("{joined:?}") };
+    assert_eq!(ice_servers[0].credential, rest_password(secret.trim(), &ice_servers[0].username));
+    let (c, _) = client(turn_addr(&ice_servers[0]), &ice_servers[0].username, &ice_servers[0].credential).await;
+    let relay = c.allocate().await.expect("allocate with the generated secret");
+    relay.close().await.unwrap();
+    c.close().await.unwrap();
+}
