@@ -425,6 +425,14 @@ export interface CallJoinedFrame {
     permissions: CallPermissions;
     settings: CallSettings;
     participants: CallParticipant[];
+    /** TURN servers with credentials for you; absent when the server runs no relay. */
+    ice_servers?: IceServer[];
+}
+/** A TURN server of `call_joined` (an RTCPeerConnection `iceServers` entry). */
+export interface IceServer {
+    urls: string[];
+    username: string;
+    credential: string;
 }
 export interface CallPublishedFrame {
     type: 'call_published';
@@ -841,7 +849,11 @@ export interface PublishOptions {
 export interface GroupCallOptions {
     /** Subscribe to every stream others publish (with these options when an object). */
     autoSubscribe?: boolean | SubscribeOptions;
-    /** Configuration of both peer connections (no STUN/TURN is needed: the server is ICE-lite). */
+    /**
+     * Configuration of both peer connections. No STUN is needed (the server is ICE-lite); the TURN
+     * servers of `call_joined.ice_servers` (when the server runs a relay) are added to any
+     * `iceServers` given here. `iceTransportPolicy: 'relay'` forces media through them.
+     */
     rtcConfig?: RTCConfiguration;
     /** RTCPeerConnection implementation (default: the global one). */
     RTCPeerConnection?: typeof RTCPeerConnection;
@@ -1049,6 +1061,7 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     private paramChain;
     private midMap;
     private bindings;
+    private readonly iceServers;
     /** @internal Use `ChorusClient.joinCall`. */
     constructor(client: ChorusClient, joined: CallJoinedFrame, options?: GroupCallOptions);
     /** True until you left (or were removed, or the connection dropped). */

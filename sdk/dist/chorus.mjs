@@ -569,6 +569,11 @@ var GroupCall = class extends Emitter {
     this.address = joined.address;
     this.permissions = { ...joined.permissions };
     this.settings = { ...joined.settings };
+    this.iceServers = (joined.ice_servers ?? []).map((s) => ({
+      urls: [...s.urls],
+      username: s.username,
+      credential: s.credential
+    }));
     for (const p of joined.participants) {
       const copy = cloneParticipant(p);
       this.participants.set(p.address, copy);
@@ -596,7 +601,9 @@ var GroupCall = class extends Emitter {
   newPc() {
     const Ctor = this.options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
     if (!Ctor) throw new ChorusError("webrtc", "RTCPeerConnection is not available");
-    return new Ctor(this.options.rtcConfig ?? {});
+    const config = { ...this.options.rtcConfig ?? {} };
+    if (this.iceServers.length) config.iceServers = [...config.iceServers ?? [], ...this.iceServers];
+    return new Ctor(config);
   }
   getPubPc() {
     if (!this.pubPc) this.pubPc = this.newPc();
