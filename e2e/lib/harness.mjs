@@ -148,10 +148,19 @@ export async function fakeDisplayMedia(page) {
   });
 }
 
-/** Waits until `fn` (run in the page) returns a truthy value; returns it. */
+/**
+ * Waits until `fn` (run in the page, sync or async) returns a truthy value; returns it.
+ * Polled from here with `page.evaluate`, which awaits a returned promise: `waitForFunction`
+ * would take an async function's promise itself as the truthy answer and not wait at all.
+ */
 export async function until(page, fn, arg, timeout = 30_000) {
-  const handle = await page.waitForFunction(fn, arg, { timeout, polling: 250 });
-  return handle.jsonValue();
+  const end = Date.now() + timeout;
+  for (;;) {
+    const value = await page.evaluate(fn, arg);
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`until: still false after ${timeout} ms: ${fn.toString().slice(0, 200)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 export async function screenshot(page, name) {
