@@ -50,6 +50,10 @@ pub struct Server {
     pub media_tcp: Option<std::net::SocketAddr>,
     pub data: tempfile::TempDir,
     pg_db: Option<String>,
+    /// `--database`, on PostgreSQL.
+    database: Option<String>,
+    /// The extra environment it was started with.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -62,55 +66,37 @@ impl Server {
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().expect("temp dir");
         let mut pg_db = None;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(data.path());
+        let mut database = None;
         if backend == Backend::Postgres {
             let name = format!("chorus_t_{}_{}", std::process::id(), rand_suffix());
             let mut admin = sqlx::PgConnection::connect(&format!("{}/test", pg_base()))
                 .await
                 .expect("PostgreSQL at 127.0.0.1:5432 (database test) is required");
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
-            cmd.arg("--database").arg(format!("{}/{}", pg_base(), name));
+            database = Some(format!("{}/{}", pg_base(), name));
             pg_db = Some(name);
         }
-        cmd.env("CHORUS_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("CHORUS_CODE_REQUESTS_PER_IP", "100000")
-            .env("CHORUS_PIN_FAILURES_PER_IP", "100000")
-            .env("CHORUS_PRESENCE_GRACE_SECS", "1")
-            .env("CHORUS_RTC_UDP_PORT", "0")
-            .env("CHORUS_RTC_TCP_PORT", "0")
-            .env("CHORUS_LOG", "warn")
-            .env_remove("CHORUS_CONFIG");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        // CHORUS_TEST_LOG=debug shows the server's log while debugging a test.
-        if let Ok(filter) = std::env::var("CHORUS_TEST_LOG") {
-            cmd.env("CHORUS_LOG", filter);
-        }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("spawn chorus");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let (mut media, mut tcp) = (None, None);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(m) = line.strip_prefix("Chorus media on udp ") {
-                    media = m.split_whitespace().next().and_then(|a| a.parse().ok());
-                    tcp = m.split(" and tcp ").nth(1).and_then(|a| a.trim().parse().ok());
-                }
-                if let Some(url) = line.strip_prefix("Chorus listening on ") {
-                    let _ = tx.send((url.trim().to_string(), media, tcp));
-                }
-            }
-        });
-        let (base, media_udp, media_tcp) =
-            rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
-        let media_udp = media_udp.expect("the server prints its media address");
-        let server = Server { child, base, media_udp, media_tcp, data, pg_db };
-        let health = reqwest::get(format!("{}/healthz", server.base)).await.expect("healthz");
-        assert_eq!(health.status(), 200);
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, base, media_udp, media_tcp) = spawn(data.path(), database.as_deref(), &env);
+        let server = Server { child, base, media_udp, media_tcp, data, pg_db, database, env };
+        server.check_health().await;
         server
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind: what is not committed is lost,
+    /// as in a crash of the process) and starts it again on the same data directory and
+    /// database, with the same settings. It listens on a new port: `base` changes.
+    pub async fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the killed server");
+        let (child, base, media_udp, media_tcp) = spawn(self.data.path(), self.database.as_deref(), &self.env);
+        (self.child, self.base, self.media_udp, self.media_tcp) = (child, base, media_udp, media_tcp);
+        self.check_health().await;
+    }
+
+    async fn check_health(&self) {
+        let health = reqwest::get(format!("{}/healthz", self.base)).await.expect("healthz");
+        assert_eq!(health.status(), 200);
     }
 
     /// The server's process id (to read its `/proc` figures).
@@ -172,6 +158,54 @@ impl Server {
     pub async fn connect(&self, http: &Http) -> (Connection, Handshake) {
         Connection::connect(http, None).await.expect("ws connect")
     }
+}
+
+/// Runs `chorus serve` on `data` (and `database`, if given) and waits until it listens.
+fn spawn(
+    data: &std::path::Path,
+    database: Option<&str>,
+    env: &[(String, String)],
+) -> (Child, String, std::net::SocketAddr, Option<std::net::SocketAddr>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(data);
+    if let Some(url) = database {
+        cmd.arg("--database").arg(url);
+    }
+    cmd.env("CHORUS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("CHORUS_CODE_REQUESTS_PER_IP", "100000")
+        .env("CHORUS_PIN_FAILURES_PER_IP", "100000")
+        .env("CHORUS_PRESENCE_GRACE_SECS", "1")
+        .env("CHORUS_RTC_UDP_PORT", "0")
+        .env("CHORUS_RTC_TCP_PORT", "0")
+        .env("CHORUS_LOG", "warn")
+        .env_remove("CHORUS_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // CHORUS_TEST_LOG=debug shows the server's log while debugging a test.
+    if let Ok(filter) = std::env::var("CHORUS_TEST_LOG") {
+        cmd.env("CHORUS_LOG", filter);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn chorus");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut media, mut tcp) = (None, None);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(m) = line.strip_prefix("Chorus media on udp ") {
+                media = m.split_whitespace().next().and_then(|a| a.parse().ok());
+                tcp = m.split(" and tcp ").nth(1).and_then(|a| a.trim().parse().ok());
+            }
+            if let Some(url) = line.strip_prefix("Chorus listening on ") {
+                let _ = tx.send((url.trim().to_string(), media, tcp));
+            }
+        }
+    });
+    let (base, media_udp, media_tcp) =
+        rx.recv_timeout(Duration::from_secs(60)).expect("server did not start within 60 s");
+    let media_udp = media_udp.expect("the server prints its media address");
+    (child, base, media_udp, media_tcp)
 }
 
 fn rand_suffix() -> String {
