@@ -331,13 +331,16 @@ pub struct SyncEnd {
 /// user's conversations since they joined; on a fresh start, the messages from others not yet
 /// delivered to them. Binds `$1` the user, `$2` and `$3` the `pos` range (`$2` excluded).
 ///
-/// Each conversation's rows are one index range: a resume's by `(conv_id, pos)` (the range after
-/// the cursor), a fresh start's by `(conv_id, seq)` (after the delivered watermark; its `pos`
-/// range is everything, so the `pos` terms are written `+m.pos`, which keeps SQLite's planner
-/// off the `pos` index). Either way a page costs what the backlog holds, not the history.
+/// Each conversation's rows are one index range: a resume's by `pos` (the range after the
+/// cursor), a fresh start's by `(conv_id, seq)` (after the delivered watermark; its `pos` range
+/// is everything). A `+` in front of a column keeps the planners from using an index for that
+/// term: without `+m.seq` a resume read each conversation from `joined_seq` on, its whole
+/// history (SQLite always, PostgreSQL when its statistics were older than the table's growth);
+/// without `+m.pos` SQLite would read a fresh start's conversations by `pos` from the start.
+/// Either way a page costs what the backlog holds, not the history.
 fn backlog_rows(resume: bool, cols: &str) -> String {
     let (pos, which) = if resume {
-        ("m.pos", "m.seq > cm.joined_seq")
+        ("m.pos", "+m.seq > cm.joined_seq")
     } else {
         ("+m.pos", "m.seq > cm.delivered_seq AND m.sender_uid <> $1")
     };
