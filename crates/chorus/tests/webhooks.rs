@@ -224,7 +224,7 @@ async fn events_survive_a_receiver_outage_and_a_server_crash() {
     // A free port, with nothing listening on it yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/hooks");
-    let s = start_with(Backend::Sqlite, &hook_env(&url)).await; // TMP-MUT
+    let mut s = start_with(Backend::Sqlite, &hook_env(&url)).await;
     let r = room(&s).await;
     let (_bob, _) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
     let (mut owner_conn, _) = s.connect(&r.owner).await;
@@ -244,7 +244,7 @@ async fn events_survive_a_receiver_outage_and_a_server_crash() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(owner_conn);
-    // s.kill_and_restart().await; // TMP-RESTART
+    s.kill_and_restart().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _receiver = Receiver::start(port, &out);
     let got = wait_accepted(&out, "the five events after the outage", |g| g.len() >= 5).await;

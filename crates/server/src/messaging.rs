@@ -335,11 +335,23 @@ pub struct SyncEnd {
 /// The rows of a session's backlog, in `pos` order: after a resume cursor, every message of the
 /// user's conversations since they joined; on a fresh start, the messages from others not yet
 /// delivered to them. Binds `$1` the user, `$2` and `$3` the `pos` range (`$2` excluded).
+///
+/// Each conversation's rows are one index range: a resume's by `pos` (the range after the
+/// cursor), a fresh start's by `(conv_id, seq)` (after the delivered watermark; its `pos` range
+/// is everything). A `+` in front of a column keeps the planners from using an index for that
+/// term: without `+m.seq` a resume read each conversation from `joined_seq` on, its whole
+/// history (SQLite always, PostgreSQL when its statistics were older than the table's growth);
+/// without `+m.pos` SQLite would read a fresh start's conversations by `pos` from the start.
+/// Either way a page costs what the backlog holds, not the history.
 fn backlog_rows(resume: bool, cols: &str) -> String {
-    let which = if resume { "m.seq > cm.joined_seq" } else { "m.seq > cm.delivered_seq AND m.sender_uid <> $1" };
+    let (pos, which) = if resume {
+        ("m.pos", "+m.seq > cm.joined_seq")
+    } else {
+        ("+m.pos", "m.seq > cm.delivered_seq AND m.sender_uid <> $1")
+    };
     format!(
         "SELECT {cols} FROM messages m JOIN conv_members cm ON cm.conv_id = m.conv_id AND cm.uid = $1 \
-         WHERE m.pos > $2 AND m.pos <= $3 AND {which} AND {RECEIVABLE} ORDER BY m.pos"
+         WHERE {pos} > $2 AND {pos} <= $3 AND {which} AND {RECEIVABLE} ORDER BY m.pos"
     )
 }
 
@@ -1475,6 +1487,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(last, [3, 2]);
+    }
+
+    /// SQLite's plans for a backlog page: a resume reads each conversation from the cursor's
+    /// `pos` on, a fresh start from the delivered watermark's `seq` on. With the `seq` index a
+    /// resume went through every conversation's whole history for every page.
+    #[tokio::test]
+    async fn backlog_pages_read_index_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = writer_with_users(dir.path(), &[1]).await;
+        for (resume, want) in [
+            (true, "USING INDEX messages_conv_pos (conv_id=? AND pos>? AND pos<?)"),
+            (false, "USING INDEX sqlite_autoindex_messages_2 (conv_id=? AND seq>?)"),
+        ] {
+            let sql = format!("EXPLAIN QUERY PLAN {} LIMIT $4", super::backlog_rows(resume, super::MSG_COLS));
+            let rows = sqlx::query(&sql).bind(1i64).bind(10i64).bind(20i64).bind(5i64).fetch_all(&db.read).await;
+            let plan: Vec<String> = rows.unwrap().iter().map(|r| sqlx::Row::get::<String, _>(r, 3)).collect();
+            assert!(
+                plan.iter().any(|step| step.starts_with("SEARCH m ") && step.ends_with(want)),
+                "resume {resume}: {plan:?}"
+            );
+        }
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub struct Server {
     pub media_tcp: Option<std::net::SocketAddr>,
     pub data: tempfile::TempDir,
     store: Option<Store>,
+    /// The extra environment it was started with (a restart uses it again).
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -192,7 +194,8 @@ impl Server {
         let media_udp = media_udp.expect("the server prints its media address");
         // The data directory is the store's; the server keeps it as `data` for the tests' use.
         let data = std::mem::replace(&mut store.data, tempfile::tempdir().expect("temp dir"));
-        let server = Server { child, base, media_udp, media_tcp, data, store: Some(store) };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let server = Server { child, base, media_udp, media_tcp, data, store: Some(store), env };
         let health = reqwest::get(format!("{}/healthz", server.base)).await.expect("healthz");
         assert_eq!(health.status(), 200);
         server
@@ -275,6 +278,20 @@ impl Server {
     }
 
     /// Stops the server (SIGKILL: what a crash or a power cut leaves) and hands back its store.
+    /// Kills the server with SIGKILL (no shutdown of any kind: what is not committed is lost,
+    /// as in a crash of the process) and starts it again on the same data directory and
+    /// database, with the same settings. It listens on a new port: `base` changes.
+    pub async fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the killed server");
+        let mut store = self.store.take().expect("a running server has its store");
+        store.data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
+        let env: Vec<(String, String)> = std::mem::take(&mut self.env);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // The old value's drop finds its process reaped and no store left.
+        *self = Server::start_on(store, &env).await;
+    }
+
     pub fn stop(mut self) -> Store {
         let _ = self.child.kill();
         let _ = self.child.wait();
