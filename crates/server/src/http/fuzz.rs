@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{header, HeaderMap, HeaderValue, Request, Uri};
 use axum::response::IntoResponse;
 use chorus_proto::rest::{AddMembers, CodeRequest, CreateGroup, CreatePin, GroupSettings, JoinGroup, PageQuery};
-use chorus_proto::rest::{UpdateMe, VerifyRequest};
+use chorus_proto::rest::{EditPin, UpdateMe, VerifyRequest};
 use futures_util::FutureExt;
 
 use super::{mesibo, v1, ws, AppJson, AppQuery};
@@ -62,7 +62,7 @@ pub(crate) fn mesibo_params(data: &[u8]) {
 pub(crate) fn rest_body(data: &[u8]) {
     let Some((&kind, body)) = data.split_first() else { return };
     let body = Bytes::copy_from_slice(body);
-    let checked: ApiResult<()> = match kind % 8 {
+    let checked: ApiResult<()> = match kind % 9 {
         0 => json::<CodeRequest>(body).and_then(|r| Identity::parse(r.email.as_deref(), r.phone.as_deref()).map(drop)),
         1 => json::<VerifyRequest>(body).and_then(|r| {
             Identity::parse(r.email.as_deref(), r.phone.as_deref())?;
@@ -76,7 +76,10 @@ pub(crate) fn rest_body(data: &[u8]) {
             r.addresses.iter().try_for_each(|a| validate_address(a).map(drop))
         }),
         6 => json::<CreatePin>(body).and_then(|r| validate_member_flags(r.flags, r.admin_flags.unwrap_or(0))),
-        _ => json::<JoinGroup>(body).map(drop),
+        7 => json::<JoinGroup>(body).map(drop),
+        _ => {
+            json::<EditPin>(body).and_then(|r| validate_member_flags(r.flags.unwrap_or(0), r.admin_flags.unwrap_or(0)))
+        }
     };
     if let Err(e) = checked {
         let _ = e.into_response();
