@@ -100,6 +100,22 @@ impl Window {
     }
 }
 
+/// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn fd_count(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("process {pid} is gone"))?.count())
+}
+
+/// Threads of a process (`Threads:` of `/proc/<pid>/status`).
+pub fn threads(pid: u32) -> anyhow::Result<usize> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid} is gone"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no Threads: line in /proc/{pid}/status"))
+}
+
 /// Raises this process's open-file limit to its hard limit (children inherit it): tens of
 /// thousands of connections need as many descriptors on both ends.
 pub fn raise_fd_limit() -> u64 {
@@ -133,5 +149,21 @@ mod tests {
         assert!(c.rss_kib > 0);
         assert!(c.wall_secs >= 0.05);
         assert!(c.cpu_secs > 0.0, "{c:?}");
+    }
+
+    #[test]
+    fn counts_descriptors_and_threads() {
+        let pid = std::process::id();
+        let before = fd_count(pid).unwrap();
+        let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
+        assert_eq!(fd_count(pid).unwrap(), before + 3);
+        drop(files);
+        assert_eq!(fd_count(pid).unwrap(), before);
+        let t = threads(pid).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || rx.recv());
+        assert_eq!(threads(pid).unwrap(), t + 1);
+        drop(tx);
+        let _ = h.join();
     }
 }
