@@ -105,6 +105,25 @@ pub fn fd_count(pid: u32) -> anyhow::Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("process {pid} is gone"))?.count())
 }
 
+/// Open file descriptors of a process by kind: `socket`, `pipe`, `anon_inode:[eventfd]`…, and
+/// files by name (`chorus.db-wal`), from the links in `/proc/<pid>/fd`.
+pub fn fd_kinds(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("process {pid} is gone"))? {
+        let Ok(target) = std::fs::read_link(e?.path()) else { continue };
+        let t = target.to_string_lossy();
+        let kind = if let Some((k, _)) = t.split_once(":[") {
+            k.to_string()
+        } else if t.starts_with("anon_inode:") {
+            t.to_string()
+        } else {
+            target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| t.to_string())
+        };
+        *out.entry(kind).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
 /// Threads of a process (`Threads:` of `/proc/<pid>/status`).
 pub fn threads(pid: u32) -> anyhow::Result<usize> {
     let status =
@@ -153,17 +172,25 @@ mod tests {
 
     #[test]
     fn counts_descriptors_and_threads() {
-        let pid = std::process::id();
-        let before = fd_count(pid).unwrap();
-        let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
-        assert_eq!(fd_count(pid).unwrap(), before + 3);
-        drop(files);
-        assert_eq!(fd_count(pid).unwrap(), before);
-        let t = threads(pid).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let h = std::thread::spawn(move || rx.recv());
-        assert_eq!(threads(pid).unwrap(), t + 1);
-        drop(tx);
-        let _ = h.join();
+        // A child of known shape (this test process opens files on other test threads).
+        let dir = tempfile::tempdir().unwrap();
+        let wal = std::fs::File::create(dir.path().join("x.db-wal")).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .stdout(wal)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // 0, 1 and 2, and whatever the test runner let it inherit (cargo's jobserver pipe).
+        let kinds = fd_kinds(pid).unwrap();
+        assert_eq!(kinds.get("x.db-wal"), Some(&1), "{kinds:?}");
+        assert!(kinds.get("null").is_some_and(|n| *n >= 2), "{kinds:?}");
+        assert_eq!(fd_count(pid).unwrap(), kinds.values().sum::<usize>());
+        assert_eq!(threads(pid).unwrap(), 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(fd_count(pid).is_err());
     }
 }

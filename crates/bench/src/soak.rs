@@ -245,6 +245,8 @@ pub struct SoakRun {
     pub before: (u64, usize),
     /// Server readings after the load ended and every client had gone (3 s later).
     pub after: (u64, usize),
+    /// The server's descriptors by kind before the load and after it ([`crate::proc::fd_kinds`]).
+    pub fd_kinds: [std::collections::BTreeMap<String, usize>; 2],
     /// Server CPU seconds over the load.
     pub cpu_secs: f64,
     /// What the clients counted.
@@ -421,6 +423,20 @@ impl SoakRun {
             n.sends, n.sent_ok, n.send_failures, n.deliveries, n.late, n.missing, n.duplicates, n.reads,
             n.read_failures
         ));
+        let [kb, ka] = &self.fd_kinds;
+        let changed: Vec<String> = kb
+            .keys()
+            .chain(ka.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|k| {
+                let (b, a) = (kb.get(k).copied().unwrap_or(0), ka.get(k).copied().unwrap_or(0));
+                (a != b).then(|| format!("{k} {b} → {a}"))
+            })
+            .collect();
+        if !changed.is_empty() {
+            s.notes.push(format!("Server descriptors that differ before and after the load: {}.", changed.join(", ")));
+        }
         for f in &c.failures {
             s.notes.push(format!("FAILED: {f}"));
         }
@@ -458,6 +474,7 @@ impl SoakRun {
             "counts": self.counts,
             "before": {"rss_kib": self.before.0, "fds": self.before.1},
             "after": {"rss_kib": self.after.0, "fds": self.after.1},
+            "fd_kinds": {"before": self.fd_kinds[0], "after": self.fd_kinds[1]},
             "cpu_secs": self.cpu_secs,
             "latency": self.latency,
             "errors": self.errors,
@@ -737,6 +754,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = crate::proc::sample(pid)?;
     let before = (before.rss_kib, crate::proc::fd_count(pid)?);
+    let kinds_before = crate::proc::fd_kinds(pid)?;
     progress.step(format!(
         "soak: server up ({:.1} MiB, {} fds); {} participants in {} calls, {} msg/s for {} (warm-up {}), seed {seed}",
         before.0 as f64 / 1024.0,
@@ -889,6 +907,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after_s = crate::proc::sample(pid).context("the server exited at the end of the soak")?;
     let after = (after_s.rss_kib, crate::proc::fd_count(pid)?);
+    let kinds_after = crate::proc::fd_kinds(pid)?;
     let counts = ctx.tally.counts(missing);
     let latency = ctx.ledger.lock().unwrap_or_else(|e| e.into_inner()).latency.summary();
     let errors = ctx.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -900,6 +919,7 @@ pub async fn run(
         samples,
         before,
         after,
+        fd_kinds: [kinds_before, kinds_after],
         cpu_secs,
         counts,
         errors,
@@ -1281,6 +1301,7 @@ mod tests {
                 .collect(),
             before: (1000, 10),
             after: (1000, 10),
+            fd_kinds: Default::default(),
             cpu_secs: 1.0,
             counts: Counts { join_failures: errors, ..Default::default() },
             errors: (0..errors).map(|i| format!("{i}.0 s: boom")).collect(),
