@@ -982,6 +982,8 @@ async fn mailbox(
     let http = ctx.http(user);
     let me = ctx.users[user].address.clone();
     let mut cursor = None;
+    // False once the dispatcher has stopped and every send it handed over was written.
+    let mut outbox_open = true;
     'session: loop {
         if *stop.borrow() {
             return;
@@ -1018,8 +1020,8 @@ async fn mailbox(
         loop {
             tokio::select! {
                 _ = stop.changed(), if !winding => winding = true,
-                out = outbox.recv(), if !winding => {
-                    let Some(out) = out else { winding = true; continue };
+                out = outbox.recv(), if !winding && outbox_open => {
+                    let Some(out) = out else { outbox_open = false; continue };
                     rid += 1;
                     let r = format!("s{rid}");
                     let frame = ClientFrame::Send {
