@@ -1177,7 +1177,7 @@ async fn participant(ctx: Arc<Ctx>, i: usize, mut rng: StdRng) {
         if role.publish {
             let opts = PublishOptions { layers: a.publish_layers, height: a.publish_height, ..Default::default() };
             match call.publish_camera(0, opts).await {
-                Ok(_) => {
+                Ok(granted) => {
                     bump(&ctx.tally.publishes);
                     let flowing = call
                         .wait_until(Duration::from_secs(10), |s| {
@@ -1192,9 +1192,18 @@ async fn participant(ctx: Arc<Ctx>, i: usize, mut rng: StdRng) {
                         Err(_) if ctx.stopped() => {}
                         Err(_) => {
                             bump(&ctx.tally.publish_failures);
+                            let st = call.stats();
+                            let frames = |k: Kind| st.sent.get(&(0, k)).map(|v| v.frames.clone()).unwrap_or_default();
                             ctx.error(format!(
-                                "{me}: published, but the publish connection sent nothing within 10 s ({:?})",
-                                call.stats().publish
+                                "{me}: published, but no video frame went out within 10 s (publish leg {:?}; granted audio {} video {} layers {} height {:?}; frames written: audio {:?}, video {:?}; call ended: {:?})",
+                                st.publish,
+                                granted.audio,
+                                granted.video,
+                                granted.layers,
+                                granted.height,
+                                frames(Kind::Audio),
+                                frames(Kind::Video),
+                                call.ended()
                             ));
                         }
                     }
