@@ -72,8 +72,10 @@ pub struct SoakArgs {
     /// Groups (calls) the participants are spread over.
     #[arg(long, default_value_t = 4, value_parser = crate::positive)]
     pub rooms: usize,
-    /// Messages per second, alternately 1:1 and group.
-    #[arg(long, default_value_t = 10.0, value_parser = crate::positive_rate)]
+    /// Messages per second, alternately 1:1 and group. At 50 the server's SQLite page caches
+    /// (2 MiB per connection, which fill as the database grows) are full within the 10-minute
+    /// warm-up; at 10 they fill for about half an hour (bench/RESULTS.md, "Soak").
+    #[arg(long, default_value_t = 50.0, value_parser = crate::positive_rate)]
     pub msg_rate: f64,
     /// Shortest time a participant stays in a call.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
