@@ -6,6 +6,9 @@
 //!   sends, a reconnect storm) on the host's loopback.
 //! * `all`: both; `smoke`: both at small sizes for CI, failing when a generator or a peer
 //!   stops working.
+//! * `soak`: calls and messaging for a long time against one server ([`soak`]), in the
+//!   namespace like `sfu` (re-run there as `soak-inner`); fails when the server's RSS or open
+//!   descriptors grow after the warm-up or a client sees an error.
 //!
 //! Every command prints the tables, and writes `report.json`, `report.md` and SVG plots
 //! into `--out`.
@@ -17,6 +20,7 @@ mod progress;
 mod report;
 mod server;
 mod sfu;
+mod soak;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -57,6 +61,18 @@ enum Cmd {
     },
     /// Every scenario at small sizes, for CI: fails when a generator or a peer does not work.
     Smoke,
+    /// Calls and messaging for a long time (default 1 h; CI: 3 min) against one server: fails
+    /// when its RSS grows 5 % or its open descriptors grow after the warm-up, or a client sees
+    /// an error.
+    Soak(soak::SoakArgs),
+    /// Internal: the soak runs inside the network namespace.
+    #[command(hide = true)]
+    SoakInner {
+        /// The [`SoakSpec`] as JSON.
+        spec: PathBuf,
+        /// Where the run goes, as JSON.
+        result: PathBuf,
+    },
     /// Internal: the SFU runs inside the network namespace.
     #[command(hide = true)]
     SfuInner {
@@ -125,6 +141,15 @@ struct SfuSpec {
     chorus_bin: PathBuf,
 }
 
+/// What the soak's namespace child gets.
+#[derive(Serialize, Deserialize)]
+struct SoakSpec {
+    args: soak::SoakArgs,
+    /// The warm-up in force, ms (`args.warmup` is not serialized).
+    warmup_ms: u64,
+    chorus_bin: PathBuf,
+}
+
 /// What every scenario needs.
 pub struct Common {
     /// The `chorus` binary.
@@ -177,6 +202,18 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
         std::fs::write(result, serde_json::to_vec(&runs)?)?;
         return Ok(());
     }
+    if let Cmd::SoakInner { spec, result } = &cli.command {
+        let spec: SoakSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
+        let Some(addr) = netns::NetNs::inside() else { bail!("soak-inner runs only inside the benchmark's namespace") };
+        let mut args = spec.args;
+        args.warmup = Some(Duration::from_millis(spec.warmup_ms));
+        let run = soak::run(&args, &spec.chorus_bin, IpAddr::V4(addr), &common.progress).await?;
+        std::fs::write(result, serde_json::to_vec(&run)?)?;
+        return Ok(());
+    }
+    if let Cmd::Soak(args) = &cli.command {
+        return soak(args, &cli.out, &common).await;
+    }
     let mut report = Report::new();
     let smoke = matches!(cli.command, Cmd::Smoke);
     let mut failures = Vec::new();
@@ -191,7 +228,7 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
             report.sections.extend(msg::run(&msg::MsgArgs::smoke(), &common).await?);
             report.sections.extend(sfu(&SfuArgs::smoke(), &common, &mut failures).await?);
         }
-        Cmd::SfuInner { .. } => unreachable!("handled above"),
+        Cmd::SfuInner { .. } | Cmd::SoakInner { .. } | Cmd::Soak(_) => unreachable!("handled above"),
     }
     report.print();
     report.write(&cli.out)?;
@@ -236,6 +273,45 @@ async fn sfu(args: &SfuArgs, common: &Common, failures: &mut Vec<String>) -> any
         sfu::janus::version(&sfu::janus::JanusOptions { bin: args.janus_bin.clone() }).unwrap_or_else(|| "Janus".into())
     });
     Ok(sfu::sections(&runs, janus.as_deref()))
+}
+
+/// Runs the soak in a fresh network namespace (a child process of this binary), writes its
+/// report, and fails with the criteria it missed.
+async fn soak(args: &soak::SoakArgs, out: &std::path::Path, common: &Common) -> anyhow::Result<()> {
+    args.check()?;
+    let ns = netns::NetNs::create()?;
+    let dir = tempfile::tempdir()?;
+    let (spec_path, result_path) = (dir.path().join("spec.json"), dir.path().join("run.json"));
+    let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
+    let spec = SoakSpec { args: args.clone(), warmup_ms: args.warmup().as_millis() as u64, chorus_bin };
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    let status = ns
+        .command(&std::env::current_exe()?)
+        .arg("soak-inner")
+        .arg(&spec_path)
+        .arg(&result_path)
+        .status()
+        .context("running the soak in the namespace")?;
+    if !status.success() {
+        bail!("the soak could not run to its end ({status})");
+    }
+    let mut run: soak::SoakRun = serde_json::from_slice(&std::fs::read(&result_path)?)?;
+    run.args.warmup = args.warmup;
+    let mut report = Report::new();
+    report.sections.push(run.section());
+    report.print();
+    report.write(out)?;
+    let criteria = run.criteria();
+    if !criteria.failures.is_empty() {
+        bail!("soak failed (report in {}):\n  {}", out.display(), criteria.failures.join("\n  "));
+    }
+    common.progress.step(format!(
+        "soak passed: RSS {:+.1} % after the warm-up, descriptors {:+.0}, no client-side error; report written to {}",
+        criteria.rss_growth_pct,
+        criteria.fds_end - criteria.fds_base,
+        out.display()
+    ));
+    Ok(())
 }
 
 /// Inside the namespace: every target on every subscriber count.
@@ -302,12 +378,23 @@ mod tests {
             "msg --msg-in-flight 65",
             "msg --msg-in-flight 0",
             "msg --storm-members 0",
+            "soak --participants 0",
+            "soak --duration forever",
+            "soak --publish-layers 4",
+            "soak --msg-rate 0",
         ] {
             let e = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
             use clap::error::ErrorKind::{InvalidValue, ValueValidation};
             assert!(matches!(e.kind(), InvalidValue | ValueValidation), "{bad:?}: {e}");
         }
-        for good in ["sfu --layer 2 --subscribers 1,2", "msg --msg-in-flight 64 --fanout-rate 0.5", "all", "smoke"] {
+        for good in [
+            "sfu --layer 2 --subscribers 1,2",
+            "msg --msg-in-flight 64 --fanout-rate 0.5",
+            "all",
+            "smoke",
+            "soak",
+            "soak --duration 3m",
+        ] {
             parse(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
     }

@@ -100,6 +100,41 @@ impl Window {
     }
 }
 
+/// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn fd_count(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("process {pid} is gone"))?.count())
+}
+
+/// Open file descriptors of a process by kind: `socket`, `pipe`, `anon_inode:[eventfd]`…, and
+/// files by name (`chorus.db-wal`), from the links in `/proc/<pid>/fd`.
+pub fn fd_kinds(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("process {pid} is gone"))? {
+        let Ok(target) = std::fs::read_link(e?.path()) else { continue };
+        let t = target.to_string_lossy();
+        let kind = if let Some((k, _)) = t.split_once(":[") {
+            k.to_string()
+        } else if t.starts_with("anon_inode:") {
+            t.to_string()
+        } else {
+            target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| t.to_string())
+        };
+        *out.entry(kind).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
+/// Threads of a process (`Threads:` of `/proc/<pid>/status`).
+pub fn threads(pid: u32) -> anyhow::Result<usize> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid} is gone"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no Threads: line in /proc/{pid}/status"))
+}
+
 /// Raises this process's open-file limit to its hard limit (children inherit it): tens of
 /// thousands of connections need as many descriptors on both ends.
 pub fn raise_fd_limit() -> u64 {
@@ -133,5 +168,29 @@ mod tests {
         assert!(c.rss_kib > 0);
         assert!(c.wall_secs >= 0.05);
         assert!(c.cpu_secs > 0.0, "{c:?}");
+    }
+
+    #[test]
+    fn counts_descriptors_and_threads() {
+        // A child of known shape (this test process opens files on other test threads).
+        let dir = tempfile::tempdir().unwrap();
+        let wal = std::fs::File::create(dir.path().join("x.db-wal")).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .stdout(wal)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // 0, 1 and 2, and whatever the test runner let it inherit (cargo's jobserver pipe).
+        let kinds = fd_kinds(pid).unwrap();
+        assert_eq!(kinds.get("x.db-wal"), Some(&1), "{kinds:?}");
+        assert!(kinds.get("null").is_some_and(|n| *n >= 2), "{kinds:?}");
+        assert_eq!(fd_count(pid).unwrap(), kinds.values().sum::<usize>());
+        assert_eq!(threads(pid).unwrap(), 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(fd_count(pid).is_err());
     }
 }

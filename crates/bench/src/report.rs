@@ -269,7 +269,7 @@ impl Report {
                     ),
                 });
                 let target = target.unwrap_or_default();
-                let name = format!("{} ({})", x.name, x.unit);
+                let name = if x.unit.is_empty() { x.name.clone() } else { format!("{} ({})", x.name, x.unit) };
                 if peer.is_some() {
                     let _ = writeln!(
                         out,
@@ -414,7 +414,8 @@ pub fn svg(p: &Plot) -> String {
         let c = COLORS[i % COLORS.len()];
         let path: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
         let _ = writeln!(o, r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#, path.join(" "));
-        for &(x, y) in &s.points {
+        // Markers only where they can be told apart (a soak has thousands of points).
+        for &(x, y) in s.points.iter().filter(|_| s.points.len() <= 200) {
             let _ = writeln!(o, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, sx(x), sy(y));
         }
         let ly = top + 8.0 + 16.0 * i as f64;

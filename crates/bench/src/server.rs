@@ -108,6 +108,12 @@ impl ChorusServer {
         Ok(ChorusServer { child, base, _data: data, http: reqwest::Client::new() })
     }
 
+    /// Closes the keep-alive connections of the `/backend` calls made so far (the server holds
+    /// one descriptor for each until its idle timeout), so its descriptor count is the clients'.
+    pub fn close_admin_connections(&mut self) {
+        self.http = reqwest::Client::new();
+    }
+
     /// The server's process id (for [`crate::proc`]).
     pub fn pid(&self) -> u32 {
         self.child.id()
