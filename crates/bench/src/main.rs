@@ -148,6 +148,8 @@ struct SoakSpec {
     /// The warm-up in force, ms (`args.warmup` is not serialized).
     warmup_ms: u64,
     chorus_bin: PathBuf,
+    /// Where each reading is appended as it is taken (`<out>/soak-samples.jsonl`).
+    samples: PathBuf,
 }
 
 /// What every scenario needs.
@@ -207,7 +209,7 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
         let Some(addr) = netns::NetNs::inside() else { bail!("soak-inner runs only inside the benchmark's namespace") };
         let mut args = spec.args;
         args.warmup = Some(Duration::from_millis(spec.warmup_ms));
-        let run = soak::run(&args, &spec.chorus_bin, IpAddr::V4(addr), &common.progress).await?;
+        let run = soak::run(&args, &spec.chorus_bin, IpAddr::V4(addr), &common.progress, &spec.samples).await?;
         std::fs::write(result, serde_json::to_vec(&run)?)?;
         return Ok(());
     }
@@ -283,7 +285,14 @@ async fn soak(args: &soak::SoakArgs, out: &std::path::Path, common: &Common) -> 
     let dir = tempfile::tempdir()?;
     let (spec_path, result_path) = (dir.path().join("spec.json"), dir.path().join("run.json"));
     let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
-    let spec = SoakSpec { args: args.clone(), warmup_ms: args.warmup().as_millis() as u64, chorus_bin };
+    std::fs::create_dir_all(out)?;
+    let samples = std::path::absolute(out.join("soak-samples.jsonl"))?;
+    let spec = SoakSpec {
+        args: args.clone(),
+        warmup_ms: args.warmup().as_millis() as u64,
+        chorus_bin,
+        samples: samples.clone(),
+    };
     std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
     let status = ns
         .command(&std::env::current_exe()?)
@@ -293,7 +302,7 @@ async fn soak(args: &soak::SoakArgs, out: &std::path::Path, common: &Common) -> 
         .status()
         .context("running the soak in the namespace")?;
     if !status.success() {
-        bail!("the soak could not run to its end ({status})");
+        bail!("the soak could not run to its end ({status}); the readings it took are in {}", samples.display());
     }
     let mut run: soak::SoakRun = serde_json::from_slice(&std::fs::read(&result_path)?)?;
     run.args.warmup = args.warmup;

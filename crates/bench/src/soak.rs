@@ -734,13 +734,17 @@ struct Outgoing {
 }
 
 /// Runs the soak inside the benchmark's namespace (media on `bind`), against a server
-/// started for it.
+/// started for it. Every reading is also appended to `log` as a JSON line as it is taken, so a
+/// run that is cut short leaves what it had measured.
 pub async fn run(
     args: &SoakArgs,
     chorus_bin: &std::path::Path,
     bind: IpAddr,
     progress: &Progress,
+    log: &std::path::Path,
 ) -> anyhow::Result<SoakRun> {
+    use std::io::Write as _;
+    let mut log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let options = ServerOptions::new(chorus_bin.to_path_buf()).env("CHORUS_RTC_BIND_IP", bind);
     let mut srv = ChorusServer::start(&options)?;
@@ -864,6 +868,7 @@ pub async fn run(
         } else {
             progress.status(&line);
         }
+        writeln!(log, "{}", serde_json::to_string(&sample)?)?;
         samples.push(sample);
     }
     let cpu_secs = crate::proc::sample(pid)?.cpu_secs - cpu0.cpu_secs;
