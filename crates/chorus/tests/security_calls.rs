@@ -20,7 +20,7 @@ use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
 use chorus_client::{Connection, Http};
 use chorus_proto::call::{CallEvent, CallLeaveReason};
 use chorus_proto::ws::{ClientFrame, ServerFrame};
-use common::calls::{frames, join, member_with_pin, room, wait_frames};
+use common::calls::{audio_publish, frames, join, member_with_pin, room, wait_frames};
 use common::{Backend, Server};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -319,50 +319,6 @@ async fn closed_within(c: &mut TcpStream, within: Duration) -> bool {
             Ok(Ok(_)) => continue,
         }
     }
-}
-
-/// A publish offer for one Opus track on media line `0`, enough for the server to make the leg.
-fn audio_offer() -> String {
-    let fingerprint: Vec<String> = (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect();
-    [
-        "v=0",
-        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
-        "s=-",
-        "t=0 0",
-        "a=group:BUNDLE 0",
-        "a=msid-semantic: WMS",
-        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-        "c=IN IP4 0.0.0.0",
-        "a=rtcp:9 IN IP4 0.0.0.0",
-        "a=ice-ufrag:Clnt",
-        "a=ice-pwd:clientpasswordclientpass",
-        &format!("a=fingerprint:sha-256 {}", fingerprint.join(":")),
-        "a=setup:actpass",
-        "a=mid:0",
-        "a=sendonly",
-        "a=rtcp-mux",
-        "a=rtpmap:111 opus/48000/2",
-        "a=ssrc:11223344 cname:test",
-        "",
-    ]
-    .join("\r\n")
-}
-
-/// `call_publish` of sid 0 carrying the microphone of [`audio_offer`].
-fn audio_publish(rid: Option<String>) -> ClientFrame {
-    ClientFrame::CallPublish(chorus_proto::call::PublishRequest {
-        rid,
-        sid: 0,
-        audio: true,
-        video: false,
-        screen: false,
-        rids: vec![],
-        height: None,
-        muted: Default::default(),
-        audio_mid: Some("0".into()),
-        video_mid: None,
-        sdp: audio_offer(),
-    })
 }
 
 /// ICE-TCP. A stranger's connections that never complete a STUN binding: at most 8 pending per

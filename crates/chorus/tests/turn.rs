@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus_client::Connection;
 use chorus_proto::ws::{ClientFrame, IceServer, ServerFrame};
-use common::calls::room;
+use common::calls::{audio_publish, room};
 use common::{Backend, Server};
 use stun::attributes::{ATTR_DATA, ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS};
 use stun::fingerprint::FINGERPRINT;
@@ -88,48 +88,6 @@ fn send_indication(peer: SocketAddr, data: &[u8]) -> Vec<u8> {
     m.add(ATTR_XOR_PEER_ADDRESS, &v);
     m.add(ATTR_DATA, data);
     m.raw
-}
-
-fn audio_offer() -> String {
-    let fingerprint: Vec<String> = (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect();
-    [
-        "v=0",
-        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
-        "s=-",
-        "t=0 0",
-        "a=group:BUNDLE 0",
-        "a=msid-semantic: WMS",
-        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-        "c=IN IP4 0.0.0.0",
-        "a=rtcp:9 IN IP4 0.0.0.0",
-        "a=ice-ufrag:Clnt",
-        "a=ice-pwd:clientpasswordclientpass",
-        &format!("a=fingerprint:sha-256 {}", fingerprint.join(":")),
-        "a=setup:actpass",
-        "a=mid:0",
-        "a=sendonly",
-        "a=rtcp-mux",
-        "a=rtpmap:111 opus/48000/2",
-        "a=ssrc:11223344 cname:test",
-        "",
-    ]
-    .join("\r\n")
-}
-
-fn audio_publish(rid: Option<String>) -> ClientFrame {
-    ClientFrame::CallPublish(chorus_proto::call::PublishRequest {
-        rid,
-        sid: 0,
-        audio: true,
-        video: false,
-        screen: false,
-        rids: vec![],
-        height: None,
-        muted: Default::default(),
-        audio_mid: Some("0".into()),
-        video_mid: None,
-        sdp: audio_offer(),
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

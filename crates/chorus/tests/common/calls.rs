@@ -7,6 +7,7 @@ use chorus_client::call::stats::{CallStats, Kind, TrackKey};
 use chorus_client::call::{Call, CallOptions};
 use chorus_client::Http;
 use chorus_proto::rest::{CreatedGroup, Group};
+use chorus_proto::ws::ClientFrame;
 use serde_json::json;
 
 use super::Server;
@@ -59,4 +60,48 @@ pub async fn wait_frames(c: &Call, publisher: &str, kind: Kind, at_least: u64) -
     c.wait_until(MEDIA, |s| frames(s, publisher, kind) >= at_least)
         .await
         .unwrap_or_else(|e| panic!("{} never got {at_least} {kind:?} frames from {publisher}: {e}", c.address()))
+}
+
+/// A publish offer for one Opus track on media line `0`, enough for the server to make the leg.
+pub fn audio_offer() -> String {
+    let fingerprint: Vec<String> = (0..32).map(|i| format!("{:02X}", i * 7 % 256)).collect();
+    [
+        "v=0",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0",
+        "a=msid-semantic: WMS",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:Clnt",
+        "a=ice-pwd:clientpasswordclientpass",
+        &format!("a=fingerprint:sha-256 {}", fingerprint.join(":")),
+        "a=setup:actpass",
+        "a=mid:0",
+        "a=sendonly",
+        "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2",
+        "a=ssrc:11223344 cname:test",
+        "",
+    ]
+    .join("\r\n")
+}
+
+/// `call_publish` of sid 0 carrying the microphone of [`audio_offer`].
+pub fn audio_publish(rid: Option<String>) -> ClientFrame {
+    ClientFrame::CallPublish(chorus_proto::call::PublishRequest {
+        rid,
+        sid: 0,
+        audio: true,
+        video: false,
+        screen: false,
+        rids: vec![],
+        height: None,
+        muted: Default::default(),
+        audio_mid: Some("0".into()),
+        video_mid: None,
+        sdp: audio_offer(),
+    })
 }
