@@ -1162,7 +1162,46 @@ async fn backend_all_or_nothing(b: Backend) {
     assert_eq!(rest_get(&s, "/v1/me", &alice).await.0, 401);
 }
 
+/// An adapter op that composes several changes makes them in one transaction: when the last
+/// part fails, the first is not left behind.
+async fn adapter_ops_are_one_transaction(b: Backend) {
+    let s = Server::start_with(b, &[("CHORUS_MAX_GROUP_MEMBERS", "2")]).await;
+    let (_, alice) = be_user(&s, "alice", "Alice").await;
+    be_user(&s, "bob", "Bob").await;
+    be_user(&s, "carol", "Carol").await;
+    // groupadd with more initial members than a group may hold: refused, and no group exists
+    // (the group used to be created before its members were refused).
+    let r =
+        be(&s, json!({"op": "groupadd", "token": ADMIN_TOKEN, "group": {"name": "Big", "m": "alice,bob,carol"}})).await;
+    assert_be_fail(r, "groupadd", "BADPARA");
+    let all = be(&s, json!({"op": "groupsget", "token": ADMIN_TOKEN})).await;
+    assert_eq!(all["count"], json!(0), "no group was created: {all}");
+    // groupset renaming a group while adding one member too many: neither happens.
+    let r = be(&s, json!({"op": "groupadd", "token": ADMIN_TOKEN, "group": {"name": "Small", "m": "alice"}})).await;
+    let gid = r["group"]["gid"].as_i64().unwrap();
+    let r = be(
+        &s,
+        json!({"op": "groupset", "token": ADMIN_TOKEN, "gid": gid, "group": {"name": "Renamed", "m": "bob,carol"}}),
+    )
+    .await;
+    assert_be_fail(r, "groupset", "LIMIT");
+    let (_, mine) = rest_get(&s, "/v1/groups", &alice).await;
+    assert_eq!(mine[0]["name"], json!("Small"), "the rename was rolled back: {mine}");
+    // groupeditmembers delete takes the listed members out in one transaction, skipping non-members.
+    let r = be(&s, json!({"op": "groupeditmembers", "token": ADMIN_TOKEN, "gid": gid, "m": "bob"})).await;
+    assert_true(&r);
+    let r = be(&s, json!({"op": "groupeditmembers", "token": ADMIN_TOKEN, "gid": gid, "m": "carol,bob", "delete": 1}))
+        .await;
+    assert_true(&r);
+    let r = be(&s, json!({"op": "getmembers", "token": ADMIN_TOKEN, "gid": gid})).await;
+    assert!(member(&r, "alice").is_some() && member(&r, "bob").is_none(), "bob removed, alice kept: {r}");
+    let r =
+        be(&s, json!({"op": "groupeditmembers", "token": ADMIN_TOKEN, "gid": 999, "m": "alice", "delete": 1})).await;
+    assert_be_fail(r, "groupeditmembers", "BADGROUP");
+}
+
 both_backends!(
+    adapter_ops_are_one_transaction,
     backend_all_or_nothing,
     api_noop_and_badop,
     api_login,

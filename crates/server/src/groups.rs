@@ -410,24 +410,37 @@ impl Groups {
     /// Creates a group; the creator (if a user) becomes its owner. With
     /// `room`, also creates the publisher pin and the view-only pin.
     pub async fn create(&self, actor: Actor, req: &CreateGroup, mesibo: bool) -> ApiResult<CreatedGroup> {
+        let mut tx = self.db.write.begin().await?;
+        let created = self.create_in(&mut tx, actor, req, mesibo).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// [`Groups::create`] inside the caller's transaction.
+    async fn create_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        actor: Actor,
+        req: &CreateGroup,
+        mesibo: bool,
+    ) -> ApiResult<CreatedGroup> {
         let s = &req.settings;
         validate_settings(s, mesibo)?;
         let name = s.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
         let Some(name) = name else { return Err(ApiError::bad_request("name is required")) };
         let default_flags = if mesibo { 0 } else { group::ALL_SELECTED };
         let now = now_ms();
-        let mut tx = self.db.write.begin().await?;
         let owner = match actor {
             Actor::User(uid) => Some(uid),
             Actor::Admin => None,
         };
         if let Some(uid) = owner {
-            self.lock_users(&mut tx, &[uid]).await?;
+            self.lock_users(tx, &[uid]).await?;
             let owned: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM members m JOIN groups g ON g.gid = m.gid WHERE m.uid = $1 AND g.owner_uid = $1",
             )
             .bind(uid)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             if owned as usize >= self.cfg.max_groups_per_user {
                 return Err(ApiError::new(
@@ -435,7 +448,7 @@ impl Groups {
                     format!("you own {owned} groups, the most allowed; delete one first"),
                 ));
             }
-            self.check_membership_quota(&mut tx, uid, "you are").await?;
+            self.check_membership_quota(tx, uid, "you are").await?;
         }
         let mut gid = None;
         for _ in 0..8 {
@@ -452,7 +465,7 @@ impl Groups {
             .bind(i64::from(s.video_resolution.unwrap_or(resolution::DEFAULT)))
             .bind(i64::from(s.call_duration.unwrap_or(0)))
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
             if inserted.is_some() {
                 gid = inserted;
@@ -463,10 +476,10 @@ impl Groups {
         let conv_id: i64 =
             sqlx::query_scalar("INSERT INTO conversations (gid, last_seq) VALUES ($1, 0) RETURNING conv_id")
                 .bind(gid)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
         if let Some(uid) = owner {
-            Self::upsert_member(&mut tx, gid, conv_id, uid, member::ALL | member::ADMIN, admin::OWNER_ALL, now).await?;
+            Self::upsert_member(tx, gid, conv_id, uid, member::ALL | member::ADMIN, admin::OWNER_ALL, now).await?;
         }
         let mut pins = Vec::new();
         if req.room {
@@ -476,11 +489,10 @@ impl Groups {
                 label: Some("viewer".into()),
                 ..Default::default()
             };
-            pins.push(self.insert_pin(&mut tx, gid, owner, &publisher).await?);
-            pins.push(self.insert_pin(&mut tx, gid, owner, &viewer).await?);
+            pins.push(self.insert_pin(tx, gid, owner, &publisher).await?);
+            pins.push(self.insert_pin(tx, gid, owner, &viewer).await?);
         }
-        let group = Self::load_group(&mut tx, gid, owner).await?;
-        tx.commit().await?;
+        let group = Self::load_group(tx, gid, owner).await?;
         Ok(CreatedGroup { group, pins })
     }
 
@@ -759,9 +771,26 @@ impl Groups {
 
     /// Updates settings (admin right MODIFY).
     pub async fn update(&self, gid: i64, actor: Actor, s: &GroupSettings, mesibo: bool) -> ApiResult<Group> {
-        validate_settings(s, mesibo)?;
         let mut tx = self.db.write.begin().await?;
-        Self::require_right(&mut tx, gid, actor, admin::MODIFY).await?;
+        Self::update_in(&mut tx, gid, actor, s, mesibo).await?;
+        let viewer = if let Actor::User(u) = actor { Some(u) } else { None };
+        let g = Self::load_group(&mut tx, gid, viewer).await?;
+        tx.commit().await?;
+        self.invalidate(gid);
+        self.announce(gid, GroupEvent::Updated, vec![], &[]).await;
+        Ok(g)
+    }
+
+    /// [`Groups::update`] inside the caller's transaction (the caller invalidates and announces).
+    async fn update_in(
+        tx: &mut Transaction<'_, Any>,
+        gid: i64,
+        actor: Actor,
+        s: &GroupSettings,
+        mesibo: bool,
+    ) -> ApiResult<()> {
+        validate_settings(s, mesibo)?;
+        Self::require_right(tx, gid, actor, admin::MODIFY).await?;
         sqlx::query(
             "UPDATE groups SET name = COALESCE($2, name), flags = COALESCE($3, flags), call_flags = COALESCE($4, call_flags), \
              video_resolution = COALESCE($5, video_resolution), call_duration = COALESCE($6, call_duration) WHERE gid = $1",
@@ -772,27 +801,28 @@ impl Groups {
         .bind(s.call_flags.map(i64::from))
         .bind(s.video_resolution.map(i64::from))
         .bind(s.call_duration.map(i64::from))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        let viewer = if let Actor::User(u) = actor { Some(u) } else { None };
-        let g = Self::load_group(&mut tx, gid, viewer).await?;
-        tx.commit().await?;
-        self.invalidate(gid);
-        self.announce(gid, GroupEvent::Updated, vec![], &[]).await;
-        Ok(g)
+        Ok(())
     }
 
     /// Deletes a group with its messages and pins (admin right DELETE_GROUP).
     pub async fn delete(&self, gid: i64, actor: Actor) -> ApiResult<()> {
         let mut tx = self.db.write.begin().await?;
-        Self::require_right(&mut tx, gid, actor, admin::DELETE_GROUP).await?;
-        let former: Vec<i64> =
-            sqlx::query_scalar("SELECT uid FROM members WHERE gid = $1").bind(gid).fetch_all(&mut *tx).await?;
-        sqlx::query("DELETE FROM groups WHERE gid = $1").bind(gid).execute(&mut *tx).await?;
+        let former = Self::delete_in(&mut tx, gid, actor).await?;
         tx.commit().await?;
         self.invalidate(gid);
         self.announce(gid, GroupEvent::Deleted, vec![], &former).await;
         Ok(())
+    }
+
+    /// [`Groups::delete`] inside the caller's transaction: the former members.
+    async fn delete_in(tx: &mut Transaction<'_, Any>, gid: i64, actor: Actor) -> ApiResult<Vec<i64>> {
+        Self::require_right(tx, gid, actor, admin::DELETE_GROUP).await?;
+        let former: Vec<i64> =
+            sqlx::query_scalar("SELECT uid FROM members WHERE gid = $1").bind(gid).fetch_all(&mut **tx).await?;
+        sqlx::query("DELETE FROM groups WHERE gid = $1").bind(gid).execute(&mut **tx).await?;
+        Ok(former)
     }
 
     /// Every member with their flags, in join order (any member may list).
@@ -858,40 +888,57 @@ impl Groups {
         flags: u32,
         admin_flags: u32,
     ) -> ApiResult<()> {
+        let mut tx = self.db.write.begin().await?;
+        self.add_members_in(&mut tx, gid, actor, addresses, flags, admin_flags).await?;
+        tx.commit().await?;
+        self.invalidate(gid);
+        self.announce(gid, GroupEvent::MembersAdded, addresses.to_vec(), &[]).await;
+        Ok(())
+    }
+
+    /// [`Groups::add_members`] inside the caller's transaction (the caller invalidates and announces).
+    async fn add_members_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        gid: i64,
+        actor: Actor,
+        addresses: &[String],
+        flags: u32,
+        admin_flags: u32,
+    ) -> ApiResult<()> {
         validate_member_flags(flags, admin_flags)?;
         if addresses.is_empty() || addresses.len() > self.cfg.max_group_members {
             return Err(ApiError::bad_request("addresses must list 1 to max_group_members addresses"));
         }
-        let mut tx = self.db.write.begin().await?;
-        Self::require_right(&mut tx, gid, actor, admin::ADD_MEMBER).await?;
+        Self::require_right(tx, gid, actor, admin::ADD_MEMBER).await?;
         if flags & member::ADMIN != 0 || admin_flags != 0 {
-            Self::require_right(&mut tx, gid, actor, admin::ADD_ADMIN).await?;
+            Self::require_right(tx, gid, actor, admin::ADD_ADMIN).await?;
             if admin_flags & admin::OWNER != 0 && actor != Actor::Admin {
                 return Err(ApiError::forbidden("only the backend can grant ownership"));
             }
         }
-        let can = Self::grantable_by(&mut tx, gid, actor).await?;
-        self.lock_group(&mut tx, gid).await?;
+        let can = Self::grantable_by(tx, gid, actor).await?;
+        self.lock_group(tx, gid).await?;
         let conv_id: i64 = sqlx::query_scalar("SELECT conv_id FROM conversations WHERE gid = $1")
             .bind(gid)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         let mut targets = Vec::with_capacity(addresses.len());
         for addr in addresses {
             let uid: Option<i64> = sqlx::query_scalar("SELECT uid FROM users WHERE address = $1")
                 .bind(addr)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
             targets.push((addr, uid.ok_or_else(|| ApiError::not_found(format!("no user with address {addr:?}")))?));
         }
         // Users count against their membership quota; the backend may add past it.
         let quota = actor != Actor::Admin;
         if quota {
-            self.lock_users(&mut tx, &targets.iter().map(|t| t.1).collect::<Vec<_>>()).await?;
+            self.lock_users(tx, &targets.iter().map(|t| t.1).collect::<Vec<_>>()).await?;
         }
         let now = now_ms();
         for (addr, uid) in targets {
-            let old = Self::membership(&mut tx, gid, uid).await?;
+            let old = Self::membership(tx, gid, uid).await?;
             if let Some(old) = old {
                 // Re-adding an existing admin changes their rights: that takes the right to remove admins.
                 let changed = old.flags != flags || old.admin_flags != admin_flags;
@@ -899,43 +946,76 @@ impl Groups {
                     return Err(ApiError::forbidden("the owner's rights cannot be changed"));
                 }
                 if changed && old.flags & member::ADMIN != 0 {
-                    Self::require_right(&mut tx, gid, actor, admin::REMOVE_ADMIN).await?;
+                    Self::require_right(tx, gid, actor, admin::REMOVE_ADMIN).await?;
                 }
             } else if quota {
-                self.check_membership_quota(&mut tx, uid, &format!("{addr} is")).await?;
+                self.check_membership_quota(tx, uid, &format!("{addr} is")).await?;
             }
             // Only what the target does not already hold counts as granted.
             check_grant(can, admin_flags & !old.as_ref().map(effective_admin).unwrap_or(0))?;
-            Self::upsert_member(&mut tx, gid, conv_id, uid, flags, admin_flags, now).await?;
+            Self::upsert_member(tx, gid, conv_id, uid, flags, admin_flags, now).await?;
         }
         let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut *tx).await?;
+            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE gid = $1").bind(gid).fetch_one(&mut **tx).await?;
         if count as usize > self.cfg.max_group_members {
             return Err(ApiError::new(
                 ErrorCode::LimitExceeded,
                 format!("a group has at most {} members", self.cfg.max_group_members),
             ));
         }
-        tx.commit().await?;
-        self.invalidate(gid);
-        self.announce(gid, GroupEvent::MembersAdded, addresses.to_vec(), &[]).await;
         Ok(())
     }
 
     /// Removes a member (REMOVE_MEMBER; REMOVE_ADMIN / REMOVE_OWNER for those). Anyone may remove themselves.
     pub async fn remove_member(&self, gid: i64, actor: Actor, address: &str) -> ApiResult<()> {
         let mut tx = self.db.write.begin().await?;
+        let uid = Self::remove_member_in(&mut tx, gid, actor, address).await?;
+        tx.commit().await?;
+        self.invalidate(gid);
+        self.announce(gid, GroupEvent::MembersRemoved, vec![address.to_string()], &[uid]).await;
+        Ok(())
+    }
+
+    /// Removes several members in one transaction (the backend's `editmembers` with `delete`):
+    /// addresses that are not members are skipped; all or nothing otherwise.
+    pub async fn remove_members(&self, gid: i64, actor: Actor, addresses: &[String]) -> ApiResult<()> {
+        if addresses.is_empty() || addresses.len() > self.cfg.max_group_members {
+            return Err(ApiError::bad_request("addresses must list 1 to max_group_members addresses"));
+        }
+        let mut tx = self.db.write.begin().await?;
+        Self::require_right(&mut tx, gid, actor, admin::REMOVE_MEMBER).await?;
+        let (mut removed, mut uids) = (Vec::new(), Vec::new());
+        for a in addresses {
+            match Self::remove_member_in(&mut tx, gid, actor, a).await {
+                Ok(uid) => {
+                    removed.push(a.clone());
+                    uids.push(uid);
+                }
+                Err(e) if e.code == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await?;
+        if !removed.is_empty() {
+            self.invalidate(gid);
+            self.announce(gid, GroupEvent::MembersRemoved, removed, &uids).await;
+        }
+        Ok(())
+    }
+
+    /// [`Groups::remove_member`] inside the caller's transaction: the removed member's uid.
+    async fn remove_member_in(tx: &mut Transaction<'_, Any>, gid: i64, actor: Actor, address: &str) -> ApiResult<i64> {
         let uid: Option<i64> = sqlx::query_scalar("SELECT uid FROM users WHERE address = $1")
             .bind(address)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let target = match uid {
-            Some(uid) => Self::membership(&mut tx, gid, uid).await?.map(|m| (uid, m)),
+            Some(uid) => Self::membership(tx, gid, uid).await?.map(|m| (uid, m)),
             None => None,
         };
         let is_self = matches!((actor, target), (Actor::User(a), Some((t, _))) if a == t);
         if !is_self {
-            Self::require_right(&mut tx, gid, actor, admin::REMOVE_MEMBER).await?;
+            Self::require_right(tx, gid, actor, admin::REMOVE_MEMBER).await?;
         }
         let Some((uid, m)) = target else { return Err(ApiError::not_found("not a member of this group")) };
         if is_self && m.admin_flags & admin::OWNER != 0 {
@@ -943,23 +1023,20 @@ impl Groups {
         }
         if !is_self {
             if m.admin_flags & admin::OWNER != 0 {
-                Self::require_right(&mut tx, gid, actor, admin::REMOVE_OWNER).await?;
+                Self::require_right(tx, gid, actor, admin::REMOVE_OWNER).await?;
             } else if m.flags & member::ADMIN != 0 {
-                Self::require_right(&mut tx, gid, actor, admin::REMOVE_ADMIN).await?;
+                Self::require_right(tx, gid, actor, admin::REMOVE_ADMIN).await?;
             }
         }
-        sqlx::query("DELETE FROM members WHERE gid = $1 AND uid = $2").bind(gid).bind(uid).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM members WHERE gid = $1 AND uid = $2").bind(gid).bind(uid).execute(&mut **tx).await?;
         sqlx::query(
             "DELETE FROM conv_members WHERE uid = $2 AND conv_id = (SELECT conv_id FROM conversations WHERE gid = $1)",
         )
         .bind(gid)
         .bind(uid)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        self.invalidate(gid);
-        self.announce(gid, GroupEvent::MembersRemoved, vec![address.to_string()], &[uid]).await;
-        Ok(())
+        Ok(uid)
     }
 
     /// Creates a pin (ADD_PIN; ADD_ADMIN if it grants admin rights, and only admin rights the
@@ -1196,10 +1273,109 @@ pub struct RoomInfo {
 }
 
 impl Groups {
-    /// Sets the app-defined room type (Mesibo `type`).
-    pub async fn set_kind(&self, gid: i64, kind: i64) -> ApiResult<()> {
-        sqlx::query("UPDATE groups SET kind = $1 WHERE gid = $2").bind(kind).bind(gid).execute(&self.db.write).await?;
+    /// Mesibo `setgroup`, one transaction: without `gid`, creates a room (a group with its
+    /// publisher and view-only pins) of type `kind` (default 0) owned by `uid`; with `gid`,
+    /// changes what `settings` and `kind` name in a room `uid` owns (anyone else: not found).
+    pub async fn set_room(
+        &self,
+        uid: i64,
+        gid: Option<i64>,
+        settings: &GroupSettings,
+        kind: Option<i64>,
+    ) -> ApiResult<(Group, RoomInfo)> {
+        let actor = Actor::User(uid);
+        let mut tx = self.db.write.begin().await?;
+        let (gid, pins) = match gid {
+            Some(gid) => {
+                let owner: Option<Option<i64>> = sqlx::query_scalar("SELECT owner_uid FROM groups WHERE gid = $1")
+                    .bind(gid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if owner != Some(Some(uid)) {
+                    return Err(ApiError::not_found("no such room of yours"));
+                }
+                Self::update_in(&mut tx, gid, actor, settings, true).await?;
+                (gid, None)
+            }
+            None => {
+                let req = CreateGroup { settings: settings.clone(), room: true };
+                let created = self.create_in(&mut tx, actor, &req, true).await?;
+                (created.group.gid, Some(created.pins))
+            }
+        };
+        if let Some(kind) = kind.or(pins.as_ref().map(|_| 0)) {
+            sqlx::query("UPDATE groups SET kind = $1 WHERE gid = $2").bind(kind).bind(gid).execute(&mut *tx).await?;
+        }
+        let group = Self::load_group(&mut tx, gid, Some(uid)).await?;
+        tx.commit().await?;
+        if pins.is_none() {
+            self.invalidate(gid);
+            self.announce(gid, GroupEvent::Updated, vec![], &[]).await;
+        }
+        let info = match pins {
+            // A new room's pins are the two just made (publisher, then viewer).
+            Some(mut pins) if pins.len() == 2 => {
+                let viewer = pins.pop().map(|p| p.pin);
+                let publisher = pins.pop().map(|p| p.pin);
+                RoomInfo { kind: kind.unwrap_or(0), owner: Some(uid), pin: publisher, spin: viewer }
+            }
+            _ => self.room_info(gid).await?.ok_or_else(|| ApiError::not_found("no such group"))?,
+        };
+        Ok((group, info))
+    }
+
+    /// Mesibo `delgroup`: deletes a room `uid` owns (anyone else: not found), one transaction.
+    pub async fn delete_room(&self, gid: i64, uid: i64) -> ApiResult<()> {
+        let mut tx = self.db.write.begin().await?;
+        let owner: Option<Option<i64>> = sqlx::query_scalar("SELECT owner_uid FROM groups WHERE gid = $1")
+            .bind(gid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if owner != Some(Some(uid)) {
+            return Err(ApiError::not_found("no such room of yours"));
+        }
+        let former = Self::delete_in(&mut tx, gid, Actor::User(uid)).await?;
+        tx.commit().await?;
+        self.invalidate(gid);
+        self.announce(gid, GroupEvent::Deleted, vec![], &former).await;
         Ok(())
+    }
+
+    /// The backend's `groupadd` (without `gid`) and `groupset` (with it), one transaction:
+    /// creates or updates the group, then adds `members` with `flags` / `admin_flags`
+    /// (all or nothing). The group's gid.
+    pub async fn backend_set_group(
+        &self,
+        gid: Option<i64>,
+        settings: &GroupSettings,
+        members: &[String],
+        flags: u32,
+        admin_flags: u32,
+    ) -> ApiResult<i64> {
+        let mut tx = self.db.write.begin().await?;
+        let updated = gid.is_some();
+        let gid = match gid {
+            Some(gid) => {
+                Self::update_in(&mut tx, gid, Actor::Admin, settings, true).await?;
+                gid
+            }
+            None => {
+                let req = CreateGroup { settings: settings.clone(), room: false };
+                self.create_in(&mut tx, Actor::Admin, &req, true).await?.group.gid
+            }
+        };
+        if !members.is_empty() {
+            self.add_members_in(&mut tx, gid, Actor::Admin, members, flags, admin_flags).await?;
+        }
+        tx.commit().await?;
+        self.invalidate(gid);
+        if updated {
+            self.announce(gid, GroupEvent::Updated, vec![], &[]).await;
+        }
+        if !members.is_empty() {
+            self.announce(gid, GroupEvent::MembersAdded, members.to_vec(), &[]).await;
+        }
+        Ok(gid)
     }
 
     /// Owner, type and the room's publisher / view-only pins.

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::any;
 use axum::{Json, Router};
 use chorus_proto::flags::{call, group, member, resolution};
-use chorus_proto::rest::{CreateGroup, GroupSettings};
+use chorus_proto::rest::GroupSettings;
 use chorus_proto::ws::SessionUser;
 use chorus_proto::ErrorCode;
 use serde_json::{json, Map, Value};
@@ -244,49 +244,21 @@ async fn api_setgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<V
     // An update changes only what it names; a create defaults the rest.
     let settings = GroupSettings { name: name.clone(), video_resolution: res, ..Default::default() };
     let gid = gid.unwrap_or(0);
-    if gid > 0 {
-        // Update: owner only (Mesibo's demo had this check inverted).
-        match st.groups.room_info(gid).await {
-            Ok(Some(info)) if info.owner == Some(uid) => {}
-            Ok(_) => return api_fail("setgroup", "BADGROUP"),
-            Err(_) => return api_fail("setgroup", "FAIL"),
-        }
-        let g = match st.groups.update(gid, Actor::User(uid), &settings, true).await {
-            Ok(g) => g,
-            Err(e) => return api_fail("setgroup", api_code(&e, "BADGROUP")),
-        };
-        if let Some(kind) = kind {
-            if st.groups.set_kind(gid, kind).await.is_err() {
-                return api_fail("setgroup", "FAIL");
-            }
-        }
-        let Ok(Some(info)) = st.groups.room_info(gid).await else { return api_fail("setgroup", "FAIL") };
-        return api_reply(
-            "setgroup",
-            json!({"gid": g.gid, "name": g.name, "type": info.kind, "resolution": g.video_resolution,
-                   "publish": i32::from(g.allows(group::Action::Publish)), "pin": info.pin, "spin": info.spin}),
-        );
-    }
-    if name.is_none() {
+    let created = gid <= 0;
+    if created && name.is_none() {
         return api_fail("setgroup", "MISSINGPARA");
     }
-    let req = CreateGroup { settings: GroupSettings { call_flags: Some(call::DEFAULT), ..settings }, room: true };
-    let created = match st.groups.create(Actor::User(uid), &req, true).await {
-        Ok(c) => c,
+    // A new room gets Mesibo's default call flags; an update keeps what it has.
+    let settings = if created { GroupSettings { call_flags: Some(call::DEFAULT), ..settings } } else { settings };
+    let (g, info) = match st.groups.set_room(uid, (!created).then_some(gid), &settings, kind).await {
+        Ok(r) => r,
         Err(e) => return api_fail("setgroup", api_code(&e, "BADGROUP")),
     };
-    let gid = created.group.gid;
-    let (kind, res) = (kind.unwrap_or(0), res.unwrap_or(0));
-    if st.groups.set_kind(gid, kind).await.is_err() {
-        return api_fail("setgroup", "FAIL");
-    }
+    let res = if created { res.unwrap_or(0) } else { g.video_resolution };
     api_reply(
         "setgroup",
-        json!({
-            "gid": gid, "name": created.group.name, "type": kind, "resolution": res,
-            "publish": i32::from(created.group.allows(group::Action::Publish)),
-            "pin": created.pins[0].pin, "spin": created.pins[1].pin,
-        }),
+        json!({"gid": g.gid, "name": g.name, "type": info.kind, "resolution": res,
+               "publish": i32::from(g.allows(group::Action::Publish)), "pin": info.pin, "spin": info.spin}),
     )
 }
 
@@ -320,12 +292,7 @@ async fn api_joingroup(st: &AppState, uid: i64, ip: std::net::IpAddr, p: &Map<St
 
 async fn api_delgroup(st: &AppState, uid: i64, p: &Map<String, Value>) -> Json<Value> {
     let Some(gid) = n(p, "gid").ok().flatten().filter(|g| *g > 0) else { return api_fail("delgroup", "MISSINGPARA") };
-    match st.groups.room_info(gid).await {
-        Ok(Some(i)) if i.owner == Some(uid) => {}
-        Ok(_) => return api_fail("delgroup", "BADGROUP"),
-        Err(_) => return api_fail("delgroup", "FAIL"),
-    }
-    match st.groups.delete(gid, Actor::User(uid)).await {
+    match st.groups.delete_room(gid, uid).await {
         Ok(()) => api_reply("delgroup", json!({"gid": gid})),
         Err(e) => api_fail("delgroup", api_code(&e, "BADGROUP")),
     }
@@ -617,33 +584,16 @@ async fn be_groupset(st: &AppState, op: &str, p: &Map<String, Value>) -> BeResul
         if settings.name.is_none() {
             return Err("MISSINGPARA");
         }
-        let created = st
-            .groups
-            .create(Actor::Admin, &CreateGroup { settings, room: false }, true)
-            .await
-            .map_err(|e| be_code(&e))?;
-        created.group.gid
+        None
     } else {
-        let gid = be_gid(p)?;
-        st.groups.update(gid, Actor::Admin, &settings, true).await.map_err(|e| {
-            if e.code == ErrorCode::NotFound {
-                "BADGROUP"
-            } else {
-                be_code(&e)
-            }
-        })?;
-        gid
+        Some(be_gid(p)?)
     };
-    if !members.is_empty() {
-        let (flags, admin) = member_flags;
-        st.groups.add_members(gid, Actor::Admin, &members, flags, admin).await.map_err(|e| {
-            if e.code == ErrorCode::NotFound {
-                "BADUSER"
-            } else {
-                be_code(&e)
-            }
-        })?;
-    }
+    let (flags, admin) = member_flags;
+    let gid = st.groups.backend_set_group(gid, &settings, &members, flags, admin).await.map_err(|e| match e.code {
+        ErrorCode::NotFound if e.message.contains("address") => "BADUSER",
+        ErrorCode::NotFound => "BADGROUP",
+        _ => be_code(&e),
+    })?;
     Ok(json!({"group": {"gid": gid}}))
 }
 
@@ -681,18 +631,12 @@ async fn be_editmembers(st: &AppState, p: &Map<String, Value>) -> BeResult {
         (Ok(a), Ok(b)) => a.or(b).unwrap_or(0) != 0,
     };
     if delete {
-        for a in &addresses {
-            match st.groups.remove_member(gid, Actor::Admin, a).await {
-                Ok(()) => {}
-                Err(e) if e.code == ErrorCode::NotFound => {
-                    if st.groups.room_info(gid).await.ok().flatten().is_none() {
-                        return Err("BADGROUP");
-                    }
-                }
-                Err(e) => return Err(be_code(&e)),
-            }
-        }
-        return Ok(json!({}));
+        // Addresses that are not members are skipped, as Mesibo does.
+        return match st.groups.remove_members(gid, Actor::Admin, &addresses).await {
+            Ok(()) => Ok(json!({})),
+            Err(e) if e.code == ErrorCode::NotFound => Err("BADGROUP"),
+            Err(e) => Err(be_code(&e)),
+        };
     }
     let has_perms = |o: &Map<String, Value>| {
         ["cs", "cr", "canpub", "cansub", "canlist", "admin"].iter().any(|k| o.contains_key(*k))
