@@ -9,7 +9,8 @@
 //! (the `ts` feature adds ts-rs, for generating TypeScript only). The server,
 //! the Rust client and the TypeScript SDK all speak exactly these types: the
 //! SDK's frame types are generated from them (`sdk/src/proto/frames.ts`, see
-//! `tests/ts_bindings.rs`). A change here is a protocol change: it
+//! `tests/ts_bindings.rs`), and the examples of docs/protocol.md are parsed as
+//! them (`tests/protocol_examples.rs`). A change here is a protocol change: it
 //! is reflected in docs/protocol.md and the regenerated SDK types in the same
 //! commit.
 #![deny(missing_docs)]
