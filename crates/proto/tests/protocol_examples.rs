@@ -23,7 +23,11 @@
 //!
 //! A wrong example (an unknown or misspelled field, a wrong type, a missing required field, a
 //! field the server would not send) fails this test with its line number.
+//!
+//! And every client frame, server frame and call event has at least one example, so a new frame
+//! type is documented with one.
 
+use chorus_proto::call::CallEvent;
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use serde_json::Value;
 
@@ -151,6 +155,48 @@ fn every_frame_example_in_the_protocol_doc_round_trips() {
     assert!(clients >= 15 && servers >= 30, "found only {clients} client and {servers} server frame examples");
     let errors: Vec<String> = examples.iter().filter_map(|e| check(e).err()).collect();
     assert!(errors.is_empty(), "docs/protocol.md has wrong frame examples:\n{}", errors.join("\n"));
+}
+
+/// The wire names of an enum's variants, from serde itself: the error for an unknown tag lists
+/// them (`unknown variant …, expected one of \`a\`, \`b\`…`), so the list cannot go stale.
+fn variants<T: serde::de::DeserializeOwned + std::fmt::Debug>(tag: &str) -> Vec<String> {
+    let probe = serde_json::json!({ tag: "\u{1}" });
+    let err = serde_json::from_value::<T>(probe).unwrap_err().to_string();
+    let (_, expected) = err.split_once("expected").unwrap_or_else(|| panic!("unexpected serde error: {err}"));
+    let names: Vec<String> = expected.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    assert!(names.len() > 1, "no variants in serde's error: {err}");
+    names
+}
+
+#[test]
+fn the_protocol_doc_has_an_example_of_every_frame_and_call_event() {
+    let examples = examples(include_str!("../../../docs/protocol.md")).unwrap();
+    let values: Vec<(Direction, Value)> =
+        examples.iter().filter_map(|e| Some((e.direction, serde_json::from_str(&e.json).ok()?))).collect();
+    let has = |direction: Direction, key: &str, name: &str| {
+        values.iter().any(|(d, v)| *d == direction && v.get(key).and_then(Value::as_str) == Some(name))
+    };
+    let mut missing = Vec::new();
+    for name in variants::<ClientFrame>("type") {
+        if !has(Direction::Client, "type", &name) {
+            missing.push(format!("client frame {name}"));
+        }
+    }
+    for name in variants::<ServerFrame>("type") {
+        if !has(Direction::Server, "type", &name) {
+            missing.push(format!("server frame {name}"));
+        }
+    }
+    for name in variants::<CallEvent>("event") {
+        if !values.iter().any(|(d, v)| {
+            *d == Direction::Server
+                && v.get("type").and_then(Value::as_str) == Some("call_event")
+                && v.get("event").and_then(Value::as_str) == Some(name.as_str())
+        }) {
+            missing.push(format!("call event {name}"));
+        }
+    }
+    assert!(missing.is_empty(), "docs/protocol.md has no example of: {}", missing.join(", "));
 }
 
 #[test]
