@@ -10,13 +10,7 @@
  *
  * @module protocol
  */
-import type {
-  CallEvent,
-  ClientFrame,
-  ErrorCode,
-  Message,
-  ServerFrame,
-} from './proto/frames.js';
+import type { CallEvent, ClientFrame, ErrorCode, ServerFrame } from './proto/frames.js';
 
 export type {
   AdminAction,
@@ -151,7 +145,7 @@ export type RequestFrame = Exclude<ClientFrame, HelloFrame | AckFrame | TypingFr
 export type WelcomeFrame = Server<'welcome'>;
 export type SyncedFrame = Server<'synced'>;
 export type SentFrame = Server<'sent'>;
-export type MessageFrame = { type: 'message' } & Message;
+export type MessageFrame = Server<'message'>;
 export type ReceiptFrame = Server<'receipt'>;
 export type PresenceFrame = Server<'presence'>;
 export type GroupFrame = Server<'group'>;
