@@ -43,12 +43,15 @@ const tsc = join(root, 'node_modules/typescript/bin/tsc');
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json'), '--emitDeclarationOnly', '--outDir', tmp], {
   stdio: 'inherit',
 });
-const order = ['protocol', 'errors', 'emitter', 'rest', 'call', 'client', 'cache'];
+// proto/frames is generated from crates/proto; protocol re-exports it.
+const order = ['proto/frames', 'protocol', 'errors', 'emitter', 'rest', 'call', 'client', 'cache'];
 let out = `${banner}\n`;
 for (const m of order) {
   let text = readFileSync(join(tmp, `${m}.d.ts`), 'utf8');
   // Drop `import ... from './x.js';` (possibly multi-line) — every such name is declared in this file.
   text = text.replace(/^import\s[\s\S]*?from\s+['"]\.\/[^'"]+['"];\s*$/gm, '');
+  // Drop `export type { ... } from './x.js';`: the names are declared in this file already.
+  text = text.replace(/^export (?:type )?\{[^}]*\}\s+from\s+['"]\.\/[^'"]+['"];\s*$/gm, '');
   text = text.replace(/^export \{\};\s*$/gm, '');
   text = text.replace(/import\(["']\.\/[^"']+["']\)\./g, '');
   out += `\n// ---- ${m}\n${text.trim()}\n`;

@@ -127,8 +127,11 @@ interface Pending {
   sendId?: string;
 }
 
+/** A `send` frame as `send()` builds it: a field it has no value for is left out, never null. */
+type OutboxFrame = { [K in keyof SendFrame]: Exclude<SendFrame[K], null> };
+
 interface OutboxEntry {
-  frame: SendFrame;
+  frame: OutboxFrame;
   resolve: (f: SentFrame) => void;
   reject: (e: ChorusError) => void;
   /** The connection (serial) it was last transmitted on. */
@@ -580,7 +583,7 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
    */
   send(msg: OutgoingMessage): Promise<SentFrame> {
     const id = msg.id ?? newMessageId();
-    const frame: SendFrame = { type: 'send', id };
+    const frame: OutboxFrame = { type: 'send', id };
     if (msg.peer !== undefined) frame.peer = msg.peer;
     if (msg.gid !== undefined) frame.gid = msg.gid;
     if (msg.text !== undefined) frame.text = msg.text;

@@ -1,15 +1,41 @@
 /**
  * Chorus WebSocket protocol types: JSON text frames tagged by `type`.
  *
- * These mirror `crates/proto/src/ws.rs`, `crates/proto/src/call.rs` and
- * `crates/proto/src/error.rs` field for field; docs/protocol.md is the
- * reference. Optional fields the server omits when absent are `?:`; fields the
- * server always sends are required. Client frames must contain only the listed
- * fields (the server rejects unknown fields), and `hello`, `ack` and `typing`
- * have no `rid`.
+ * The frame types are generated from `crates/proto` (`src/proto/frames.ts`, by
+ * `cargo test -p chorus-proto --features ts --test ts_bindings`; never edit it by hand) and
+ * re-exported here under the SDK's names; docs/protocol.md is the reference. Optional fields the
+ * server omits when absent are `?:`; fields the server always sends are required. Client frames
+ * must contain only the listed fields (the server rejects unknown fields), and `hello`, `ack` and
+ * `typing` have no `rid`.
  *
  * @module protocol
  */
+import type { CallEvent, ClientFrame, ErrorCode, ServerFrame } from './proto/frames.js';
+
+export type {
+  AdminAction,
+  BoardAction,
+  CallEvent,
+  CallLeaveReason,
+  CallMute,
+  CallParticipant,
+  CallPermissions,
+  CallSettings,
+  CallStream,
+  CallTrack,
+  ClientFrame,
+  Cursor,
+  ErrorCode,
+  FileRef,
+  GroupEvent,
+  IceServer,
+  MediaKind,
+  Message,
+  PublishRequest,
+  ServerFrame,
+  SessionUser,
+  StreamEndReason,
+} from './proto/frames.js';
 
 // ---------------------------------------------------------------- errors
 
@@ -29,10 +55,11 @@ export const ERROR_CODES = [
   'limit_exceeded',
   'method_not_allowed',
   'internal',
-] as const;
+] as const satisfies readonly ErrorCode[];
 
-/** A stable, documented server error code. */
-export type ErrorCode = (typeof ERROR_CODES)[number];
+// The list names every generated code: a code added in Rust fails the type check until it is here.
+const everyCodeListed: Exclude<ErrorCode, (typeof ERROR_CODES)[number]> extends never ? true : false = true;
+void everyCodeListed;
 
 /** Whether `s` is one of the server's error codes. */
 export function isErrorCode(s: unknown): s is ErrorCode {
@@ -80,430 +107,58 @@ export const CloseCode = {
 
 // ---------------------------------------------------------------- shared shapes
 
-/** A position in the user's message stream, to resume from after a reconnect. */
-export interface Cursor {
-  /** Store epoch from `welcome`. */
-  epoch: string;
-  /** Last processed stream position. */
-  pos: number;
-}
-
-/** A file attached to a message (uploaded out of band). */
-export interface FileRef {
-  url: string;
-  name?: string;
-  mime?: string;
-  size?: number;
-  /** Mesibo file type (image 1, video 2, audio 3, other 10). */
-  filetype?: number;
-}
-
-/** The user a session belongs to. */
-export interface SessionUser {
-  uid: number;
-  address: string;
-  name: string;
-}
-
-/** A stored message as delivered (also the shape of REST history entries). */
-export interface Message {
-  mid: number;
-  id: string;
-  from: string;
-  /** Recipient address (1:1 messages only). */
-  peer?: string;
-  /** Group id (group messages only). */
-  gid?: number;
-  seq: number;
-  pos: number;
-  ts: number;
-  mtype: number;
-  text?: string;
-  data?: unknown;
-  file?: FileRef;
-  edited: boolean;
-  deleted: boolean;
-}
-
-/** What changed in a group. */
-export type GroupEvent = 'members_added' | 'members_removed' | 'updated' | 'deleted';
-
 /** A conversation: exactly one of `peer` (1:1) or `gid` (group). */
 export type Conversation = { peer: string; gid?: undefined } | { gid: number; peer?: undefined };
-
-// ---------------------------------------------------------------- call shapes
-
-/** What a participant may do in the call. */
-export interface CallPermissions {
-  publish: boolean;
-  subscribe: boolean;
-  list: boolean;
-  call_control: boolean;
-  hangup: boolean;
-}
-
-/** The call settings of the group, as enforced by the server. */
-export interface CallSettings {
-  audio: boolean;
-  video: boolean;
-  screen: boolean;
-  simulcast: boolean;
-  /** Tallest video forwarded, px (`null`: no cap). */
-  max_height: number | null;
-  /** Seconds one participant may stay (`null`: no limit). */
-  max_duration_secs: number | null;
-  max_streams: number;
-}
-
-/** Which media of a stream are muted. */
-export interface CallMute {
-  audio: boolean;
-  video: boolean;
-}
-
-/** A published stream. */
-export interface CallStream {
-  /** `0` the camera, `1..` screens and more. */
-  sid: number;
-  audio: boolean;
-  video: boolean;
-  screen: boolean;
-  /** Simulcast layers of the video, as granted. */
-  layers: number;
-  /** Height of the tallest layer as granted. */
-  height: number | null;
-  /** What its owner muted. */
-  muted: CallMute;
-}
-
-/** One participant as the roster shows it. */
-export interface CallParticipant {
-  address: string;
-  name: string;
-  permissions: CallPermissions;
-  /** Media an admin muted on all their streams. */
-  admin_muted: CallMute;
-  talking: boolean;
-  streams: CallStream[];
-}
-
-/** Audio or video. */
-export type MediaKind = 'audio' | 'video';
-
-/** One media line of the subscribe connection. */
-export interface CallTrack {
-  mid: string;
-  publisher: string;
-  sid: number;
-  kind: MediaKind;
-  /** The codec the line carries, by its SDP name (`opus`, `VP8`, `VP9`, `H264`, `AV1`): the one the publisher sends. */
-  codec: string;
-}
-
-/** An admin action (`call_admin`). */
-export type AdminAction = 'mute' | 'unmute' | 'mute_all' | 'unmute_all' | 'hangup' | 'remove';
-
-/** Why a participant left. */
-export type CallLeaveReason = 'left' | 'lost' | 'removed' | 'duration' | 'replaced' | 'not_member' | 'slow';
-
-/** Why a stream ended. */
-export type StreamEndReason = 'unpublished' | 'hung_up' | 'owner_left' | 'permission_revoked';
-
-/** Something that happened in the call, tagged by `event`. */
-export type CallEvent =
-  | { event: 'joined'; participant: CallParticipant }
-  | { event: 'updated'; address: string; permissions: CallPermissions; admin_muted: CallMute }
-  | { event: 'left'; address: string; reason: CallLeaveReason; by?: string }
-  | { event: 'published'; address: string; stream: CallStream }
-  | { event: 'muted'; address: string; sid: number; muted: CallMute }
-  | { event: 'unpublished'; address: string; sid: number; reason: StreamEndReason }
-  | { event: 'talking'; address: string; talking: boolean }
-  | { event: 'speakers'; order: string[] }
-  | { event: 'subscriber'; address: string; sid: number; joined: boolean }
-  | { event: 'layers'; sid: number; active: boolean[] }
-  | { event: 'layer'; address: string; sid: number; layer: number | null };
 
 /** The name of a call event. */
 export type CallEventName = CallEvent['event'];
 
-// ---------------------------------------------------------------- client frames
+// ---------------------------------------------------------------- frames by name
 
-export interface HelloFrame {
-  type: 'hello';
-  resume?: Cursor | null;
-}
-export interface SendFrame {
-  type: 'send';
-  rid?: string;
-  /** Client message id, 1–64 bytes; retries reuse it. */
-  id: string;
-  peer?: string;
-  gid?: number;
-  text?: string;
-  data?: unknown;
-  file?: FileRef;
-  mtype?: number;
-}
-export interface EditFrame {
-  type: 'edit';
-  rid?: string;
-  mid: number;
-  text?: string;
-  data?: unknown;
-}
-export interface DeleteFrame {
-  type: 'delete';
-  rid?: string;
-  mid: number;
-}
-export interface AckFrame {
-  type: 'ack';
-  pos: number;
-}
-export interface ReadFrame {
-  type: 'read';
-  rid?: string;
-  peer?: string;
-  gid?: number;
-  seq: number;
-}
-export interface TypingFrame {
-  type: 'typing';
-  peer?: string;
-  gid?: number;
-  on: boolean;
-}
-export interface PingFrame {
-  type: 'ping';
-  rid?: string;
-}
-export interface CallJoinFrame {
-  type: 'call_join';
-  rid?: string;
-  gid: number;
-}
+/** The client frame of type `T`. */
+type Client<T extends ClientFrame['type']> = Extract<ClientFrame, { type: T }>;
+/** The server frame of type `T`. */
+type Server<T extends ServerFrame['type']> = Extract<ServerFrame, { type: T }>;
+
+export type HelloFrame = Client<'hello'>;
+export type SendFrame = Client<'send'>;
+export type EditFrame = Client<'edit'>;
+export type DeleteFrame = Client<'delete'>;
+export type AckFrame = Client<'ack'>;
+export type ReadFrame = Client<'read'>;
+export type TypingFrame = Client<'typing'>;
+export type PingFrame = Client<'ping'>;
+export type CallJoinFrame = Client<'call_join'>;
 /** `call_publish` (the body is `PublishRequest` in crates/proto/src/call.rs). */
-export interface CallPublishFrame {
-  type: 'call_publish';
-  rid?: string;
-  sid: number;
-  audio?: boolean;
-  video?: boolean;
-  screen?: boolean;
-  /** Simulcast RIDs, lowest resolution first; empty for one layer. */
-  rids?: string[];
-  height?: number | null;
-  muted?: CallMute;
-  audio_mid?: string | null;
-  video_mid?: string | null;
-  sdp: string;
-}
-export interface CallUnpublishFrame {
-  type: 'call_unpublish';
-  rid?: string;
-  sid: number;
-  sdp?: string | null;
-}
-export interface CallSubscribeFrame {
-  type: 'call_subscribe';
-  rid?: string;
-  address: string;
-  sid: number;
-  audio?: boolean;
-  video?: boolean;
-  height?: number | null;
-}
-export interface CallUnsubscribeFrame {
-  type: 'call_unsubscribe';
-  rid?: string;
-  address: string;
-  sid: number;
-}
-export interface CallAnswerFrame {
-  type: 'call_answer';
-  rid?: string;
-  sdp: string;
-}
-export interface CallMuteFrame {
-  type: 'call_mute';
-  rid?: string;
-  sid: number;
-  audio?: boolean | null;
-  video?: boolean | null;
-}
-export interface CallAdminFrame {
-  type: 'call_admin';
-  rid?: string;
-  action: AdminAction;
-  address?: string | null;
-  sid?: number | null;
-  audio?: boolean;
-  video?: boolean;
-}
-export interface CallLeaveFrame {
-  type: 'call_leave';
-  rid?: string;
-}
-
-/** Every frame a client sends. */
-export type ClientFrame =
-  | HelloFrame
-  | SendFrame
-  | EditFrame
-  | DeleteFrame
-  | AckFrame
-  | ReadFrame
-  | TypingFrame
-  | PingFrame
-  | CallJoinFrame
-  | CallPublishFrame
-  | CallUnpublishFrame
-  | CallSubscribeFrame
-  | CallUnsubscribeFrame
-  | CallAnswerFrame
-  | CallMuteFrame
-  | CallAdminFrame
-  | CallLeaveFrame;
+export type CallPublishFrame = Client<'call_publish'>;
+export type CallUnpublishFrame = Client<'call_unpublish'>;
+export type CallSubscribeFrame = Client<'call_subscribe'>;
+export type CallUnsubscribeFrame = Client<'call_unsubscribe'>;
+export type CallAnswerFrame = Client<'call_answer'>;
+export type CallMuteFrame = Client<'call_mute'>;
+export type CallAdminFrame = Client<'call_admin'>;
+export type CallLeaveFrame = Client<'call_leave'>;
 
 /** Client frames that carry a `rid` and get an answer. */
 export type RequestFrame = Exclude<ClientFrame, HelloFrame | AckFrame | TypingFrame>;
 
-// ---------------------------------------------------------------- server frames
-
-export interface WelcomeFrame {
-  type: 'welcome';
-  session: string;
-  user: SessionUser;
-  epoch: string;
-  resumed: boolean;
-  /** `epoch_mismatch`, `cursor_ahead` or `gap_too_large` when a cursor was not honoured. */
-  reason?: string;
-}
-export interface SyncedFrame {
-  type: 'synced';
-  pos: number;
-  count: number;
-  complete: boolean;
-}
-export interface SentFrame {
-  type: 'sent';
-  rid?: string;
-  id: string;
-  mid: number;
-  seq: number;
-  pos: number;
-  ts: number;
-  status: number;
-  duplicate: boolean;
-}
-export type MessageFrame = { type: 'message' } & Message;
-export interface ReceiptFrame {
-  type: 'receipt';
-  peer?: string;
-  gid?: number;
-  by: string;
-  /** 2 delivered, 3 read. */
-  status: number;
-  seq: number;
-}
-export interface PresenceFrame {
-  type: 'presence';
-  from: string;
-  peer?: string;
-  gid?: number;
-  /** 1 online, 2 offline, 3 typing, 4 typing cleared. */
-  presence: number;
-}
-export interface GroupFrame {
-  type: 'group';
-  gid: number;
-  event: GroupEvent;
-  /** Omitted when empty. */
-  members?: string[];
-}
+export type WelcomeFrame = Server<'welcome'>;
+export type SyncedFrame = Server<'synced'>;
+export type SentFrame = Server<'sent'>;
+export type MessageFrame = Server<'message'>;
+export type ReceiptFrame = Server<'receipt'>;
+export type PresenceFrame = Server<'presence'>;
+export type GroupFrame = Server<'group'>;
 /** A group's whiteboard changed (docs/protocol.md, `board`). */
-export interface BoardFrame {
-  type: 'board';
-  gid: number;
-  /** The board's version after this change. */
-  version: number;
-  /** Who changed it (address). */
-  from: string;
-  /** `append`: `objs` were added to the board of `version - 1`; `set`: `objs` is the whole board. */
-  action: 'append' | 'set';
-  objs: Record<string, unknown>[];
-}
-export interface OkFrame {
-  type: 'ok';
-  rid?: string;
-}
-export interface PongFrame {
-  type: 'pong';
-  rid?: string;
-}
-export interface CallJoinedFrame {
-  type: 'call_joined';
-  rid?: string;
-  gid: number;
-  address: string;
-  permissions: CallPermissions;
-  settings: CallSettings;
-  participants: CallParticipant[];
-  /** TURN servers with credentials for you; absent when the server runs no relay. */
-  ice_servers?: IceServer[];
-}
-/** A TURN server of `call_joined` (an RTCPeerConnection `iceServers` entry). */
-export interface IceServer {
-  urls: string[];
-  username: string;
-  credential: string;
-}
-export interface CallPublishedFrame {
-  type: 'call_published';
-  rid?: string;
-  stream: CallStream;
-  sdp: string;
-}
-export interface CallSdpFrame {
-  type: 'call_sdp';
-  rid?: string;
-  sdp?: string;
-}
-export interface CallOfferFrame {
-  type: 'call_offer';
-  sdp: string;
-  tracks: CallTrack[];
-}
-export type CallEventFrame = { type: 'call_event'; gid: number } & CallEvent;
-export interface ErrorFrame {
-  type: 'error';
-  rid?: string;
-  /** For a failed `send`: the client id. */
-  id?: string;
-  code: ErrorCode;
-  message: string;
-  /** For a failed `send`: the Mesibo message status (≥ 0x80). */
-  status?: number;
-}
-
-/** Every frame the server sends. */
-export type ServerFrame =
-  | WelcomeFrame
-  | SyncedFrame
-  | SentFrame
-  | MessageFrame
-  | ReceiptFrame
-  | PresenceFrame
-  | GroupFrame
-  | BoardFrame
-  | OkFrame
-  | PongFrame
-  | CallJoinedFrame
-  | CallPublishedFrame
-  | CallSdpFrame
-  | CallOfferFrame
-  | CallEventFrame
-  | ErrorFrame;
+export type BoardFrame = Server<'board'>;
+export type OkFrame = Server<'ok'>;
+export type PongFrame = Server<'pong'>;
+export type CallJoinedFrame = Server<'call_joined'>;
+export type CallPublishedFrame = Server<'call_published'>;
+export type CallSdpFrame = Server<'call_sdp'>;
+export type CallOfferFrame = Server<'call_offer'>;
+export type CallEventFrame = Server<'call_event'>;
+export type ErrorFrame = Server<'error'>;
 
 /** The answer type of each request frame (errors arrive as `ErrorFrame`). */
 export interface ResponseMap {

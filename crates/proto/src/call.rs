@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a participant may do in the call, resolved from the group's policy and the member's flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallPermissions {
     /// May publish streams.
     pub publish: bool,
@@ -34,6 +35,7 @@ pub struct CallPermissions {
 
 /// The call settings of the group, as enforced by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallSettings {
     /// Audio may be published.
     pub audio: bool,
@@ -53,6 +55,7 @@ pub struct CallSettings {
 
 /// Which media of a stream are muted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallMute {
     /// Audio muted.
     pub audio: bool,
@@ -62,6 +65,7 @@ pub struct CallMute {
 
 /// A published stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallStream {
     /// The stream's id within its participant: `0` the camera, `1..` screens and more.
     pub sid: u32,
@@ -81,6 +85,7 @@ pub struct CallStream {
 
 /// One participant as the roster shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallParticipant {
     /// Public address.
     pub address: String,
@@ -99,6 +104,9 @@ pub struct CallParticipant {
 /// What a client asks to publish (`call_publish`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// The server takes an absent field and `null` alike for every Option here.
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 pub struct PublishRequest {
     /// Request id, echoed.
     #[serde(default)]
@@ -107,22 +115,27 @@ pub struct PublishRequest {
     pub sid: u32,
     /// The stream has audio.
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
     pub audio: bool,
     /// The stream has video.
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
     pub video: bool,
     /// The video is a shared screen.
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
     pub screen: bool,
     /// Simulcast RIDs of the video, lowest resolution first (e.g. `["q","h","f"]`); empty for a
     /// single layer.
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
     pub rids: Vec<String>,
     /// Height of the tallest layer in pixels.
     #[serde(default)]
     pub height: Option<u32>,
     /// Media that start muted.
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
     pub muted: CallMute,
     /// The media line (mid) of the publish offer that carries the audio.
     #[serde(default)]
@@ -136,6 +149,7 @@ pub struct PublishRequest {
 
 /// One media line of the subscribe connection (`call_offer`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallTrack {
     /// The media line's mid.
     pub mid: String,
@@ -154,6 +168,7 @@ pub struct CallTrack {
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum MediaKind {
     /// Audio.
     Audio,
@@ -164,6 +179,7 @@ pub enum MediaKind {
 /// An admin action (`call_admin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum AdminAction {
     /// Mute (`audio`/`video` say which) the target on all its streams. Needs call control.
     Mute,
@@ -182,6 +198,7 @@ pub enum AdminAction {
 /// Why a participant left (Mesibo's hangup reasons where they exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallLeaveReason {
     /// They left.
     Left,
@@ -203,6 +220,7 @@ pub enum CallLeaveReason {
 /// Why a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum StreamEndReason {
     /// Its owner stopped it.
     Unpublished,
@@ -217,6 +235,7 @@ pub enum StreamEndReason {
 /// Something that happened in the call (`call_event`), tagged by `"event"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallEvent {
     /// Someone joined (sent to those with the list permission).
     Joined {
@@ -241,6 +260,7 @@ pub enum CallEvent {
         reason: CallLeaveReason,
         /// The admin who removed them, if one did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
         by: Option<String>,
     },
     /// Someone published a stream: subscribe to it to receive it.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// A stable, documented error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ErrorCode {
     /// The request is malformed: bad JSON, a missing or invalid field.
     BadRequest,

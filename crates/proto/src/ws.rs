@@ -25,6 +25,7 @@ use crate::error::ErrorCode;
 /// `epoch` names the store that issued it; a cursor from another store (or a
 /// reset one) cannot be resumed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Cursor {
     /// Store epoch from `welcome`.
     pub epoch: String,
@@ -35,6 +36,9 @@ pub struct Cursor {
 /// A file attached to a message. Files are uploaded out of band; the message
 /// carries the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// Every Option here is left out when None: `name?: string` in TypeScript.
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct FileRef {
     /// Where to download the file.
     pub url: String,
@@ -55,6 +59,9 @@ pub struct FileRef {
 /// Frames a client sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// The server takes an absent field and `null` alike for every Option here.
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 pub enum ClientFrame {
     /// First frame of a connection.
     Hello {
@@ -82,6 +89,7 @@ pub enum ClientFrame {
         text: Option<String>,
         /// Structured JSON data.
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(type = "unknown", optional))]
         data: Option<Value>,
         /// A file reference.
         #[serde(default)]
@@ -102,6 +110,7 @@ pub enum ClientFrame {
         text: Option<String>,
         /// New data.
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(type = "unknown", optional))]
         data: Option<Value>,
     },
     /// Delete one of your own messages (leaves a tombstone).
@@ -182,9 +191,11 @@ pub enum ClientFrame {
         sid: u32,
         /// Receive its audio.
         #[serde(default = "yes")]
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         audio: bool,
         /// Receive its video.
         #[serde(default = "yes")]
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         video: bool,
         /// The height at which the video is shown, in pixels, for layer choice (`null`: as large
         /// as available). Send again to change it.
@@ -238,9 +249,11 @@ pub enum ClientFrame {
         sid: Option<u32>,
         /// Mute or unmute audio (`mute`, `unmute`, `mute_all`, `unmute_all`).
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         audio: bool,
         /// Mute or unmute video.
         #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         video: bool,
     },
     /// Leave the call.
@@ -324,6 +337,7 @@ impl ClientFrame {
 
 /// The user a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SessionUser {
     /// Numeric user id.
     pub uid: i64,
@@ -335,6 +349,9 @@ pub struct SessionUser {
 
 /// A stored message as delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// Every Option here is left out when None.
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct Message {
     /// Server message id.
     pub mid: i64,
@@ -362,6 +379,7 @@ pub struct Message {
     pub text: Option<String>,
     /// JSON data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub data: Option<Value>,
     /// File reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,6 +395,7 @@ pub struct Message {
 /// What changed in a group (see [`ServerFrame::Group`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum GroupEvent {
     /// Members joined, were added, or had their permissions changed.
     MembersAdded,
@@ -391,6 +410,7 @@ pub enum GroupEvent {
 /// How a [`ServerFrame::Board`] changes the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum BoardAction {
     /// `objs` were added at the end of the board (the board of `version - 1` plus these).
     Append,
@@ -401,6 +421,9 @@ pub enum BoardAction {
 /// Frames the server sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// Every Option here is left out when None.
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 pub enum ServerFrame {
     /// Answer to `hello`.
     Welcome {
@@ -489,6 +512,8 @@ pub enum ServerFrame {
         event: GroupEvent,
         /// For member events: the members concerned (addresses).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        // `optional_fields` above makes only Options optional; this one is left out when empty.
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         members: Vec<String>,
     },
     /// A group's whiteboard changed. Sent to every member's sessions, the writer's included.
@@ -504,6 +529,7 @@ pub enum ServerFrame {
         /// `append`: `objs` were added; `set`: `objs` is the whole board.
         action: BoardAction,
         /// The objects added, or the whole board.
+        #[cfg_attr(feature = "ts", ts(type = "Array<Record<string, unknown>>"))]
         objs: Vec<Value>,
     },
     /// Success for requests without a richer answer (edit, delete, read).
@@ -536,6 +562,8 @@ pub enum ServerFrame {
         /// TURN servers with fresh credentials for you (RTCPeerConnection `iceServers`); absent
         /// when the server runs no TURN relay.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        // `optional_fields` above makes only Options optional; this one is left out when empty.
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         ice_servers: Vec<IceServer>,
     },
     /// Answer to `call_publish`: the stream as granted and the SDP answer.
@@ -647,6 +675,7 @@ mod tests {
 /// One entry of RTCPeerConnection `iceServers`: a TURN server and credentials (TURN REST API:
 /// `username` is `<expiry unix seconds>:<uid>`, `credential` base64 HMAC-SHA1 of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct IceServer {
     /// `turn:host:port?transport=udp`.
     pub urls: Vec<String>,

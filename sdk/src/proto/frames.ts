@@ -1,0 +1,1041 @@
+// Generated from crates/proto by `cargo test -p chorus-proto --features ts --test ts_bindings`
+// (ts-rs). Do not edit: change the Rust types and run that command. scripts/test fails when this
+// file differs from what the command writes.
+
+/**
+ * An admin action (`call_admin`).
+ */
+export type AdminAction = "mute" | "unmute" | "mute_all" | "unmute_all" | "hangup" | "remove";
+
+/**
+ * How a [`ServerFrame::Board`] changes the board.
+ */
+export type BoardAction = "append" | "set";
+
+/**
+ * Something that happened in the call (`call_event`), tagged by `"event"`.
+ */
+export type CallEvent = { "event": "joined",
+/**
+ * Who.
+ */
+participant: CallParticipant, } | { "event": "updated",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * What they may do now.
+ */
+permissions: CallPermissions,
+/**
+ * What an admin muted.
+ */
+admin_muted: CallMute, } | { "event": "left",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * Why.
+ */
+reason: CallLeaveReason,
+/**
+ * The admin who removed them, if one did.
+ */
+by?: string, } | { "event": "published",
+/**
+ * Whose.
+ */
+address: string,
+/**
+ * The stream.
+ */
+stream: CallStream, } | { "event": "muted",
+/**
+ * Whose.
+ */
+address: string,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * The owner's mute state now.
+ */
+muted: CallMute, } | { "event": "unpublished",
+/**
+ * Whose.
+ */
+address: string,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * Why.
+ */
+reason: StreamEndReason, } | { "event": "talking",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * Talking now.
+ */
+talking: boolean, } | { "event": "speakers",
+/**
+ * Addresses.
+ */
+order: Array<string>, } | { "event": "subscriber",
+/**
+ * Who receives.
+ */
+address: string,
+/**
+ * Which of your streams.
+ */
+sid: number,
+/**
+ * Started (`true`) or stopped.
+ */
+joined: boolean, } | { "event": "layers",
+/**
+ * Which of your streams.
+ */
+sid: number,
+/**
+ * One flag per layer.
+ */
+active: Array<boolean>, } | { "event": "layer",
+/**
+ * Whose stream.
+ */
+address: string,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * Layer index, `0` the lowest.
+ */
+layer: number | null, };
+
+/**
+ * Why a participant left (Mesibo's hangup reasons where they exist).
+ */
+export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow";
+
+/**
+ * Which media of a stream are muted.
+ */
+export type CallMute = {
+/**
+ * Audio muted.
+ */
+audio: boolean,
+/**
+ * Video muted.
+ */
+video: boolean, };
+
+/**
+ * One participant as the roster shows it.
+ */
+export type CallParticipant = {
+/**
+ * Public address.
+ */
+address: string,
+/**
+ * Display name.
+ */
+name: string,
+/**
+ * What they may do.
+ */
+permissions: CallPermissions,
+/**
+ * Media an admin muted on all their streams.
+ */
+admin_muted: CallMute,
+/**
+ * Talking now.
+ */
+talking: boolean,
+/**
+ * Their streams.
+ */
+streams: Array<CallStream>, };
+
+/**
+ * What a participant may do in the call, resolved from the group's policy and the member's flags.
+ */
+export type CallPermissions = {
+/**
+ * May publish streams.
+ */
+publish: boolean,
+/**
+ * May receive streams.
+ */
+subscribe: boolean,
+/**
+ * May see the roster.
+ */
+list: boolean,
+/**
+ * May mute others and everyone (admin with call control).
+ */
+call_control: boolean,
+/**
+ * May hang up others' streams and remove them from the call (admin with hang-up).
+ */
+hangup: boolean, };
+
+/**
+ * The call settings of the group, as enforced by the server.
+ */
+export type CallSettings = {
+/**
+ * Audio may be published.
+ */
+audio: boolean,
+/**
+ * Video may be published.
+ */
+video: boolean,
+/**
+ * Screens may be shared.
+ */
+screen: boolean,
+/**
+ * Video may be sent as simulcast layers.
+ */
+simulcast: boolean,
+/**
+ * Tallest video forwarded, in pixels (`null`: no cap).
+ */
+max_height: number | null,
+/**
+ * Seconds one participant may stay in the call (`null`: no limit).
+ */
+max_duration_secs: number | null,
+/**
+ * Streams one participant may publish at once.
+ */
+max_streams: number, };
+
+/**
+ * A published stream.
+ */
+export type CallStream = {
+/**
+ * The stream's id within its participant: `0` the camera, `1..` screens and more.
+ */
+sid: number,
+/**
+ * Carries audio.
+ */
+audio: boolean,
+/**
+ * Carries video.
+ */
+video: boolean,
+/**
+ * The video is a shared screen.
+ */
+screen: boolean,
+/**
+ * Simulcast layers of the video, as granted.
+ */
+layers: number,
+/**
+ * Height of the tallest layer as granted (clamped to the room's cap).
+ */
+height: number | null,
+/**
+ * What its owner muted.
+ */
+muted: CallMute, };
+
+/**
+ * One media line of the subscribe connection (`call_offer`).
+ */
+export type CallTrack = {
+/**
+ * The media line's mid.
+ */
+mid: string,
+/**
+ * Whose stream.
+ */
+publisher: string,
+/**
+ * Which of their streams.
+ */
+sid: number,
+/**
+ * `audio` or `video`.
+ */
+kind: MediaKind,
+/**
+ * The codec the line carries, its SDP name: `opus`, `VP8`, `VP9`, `H264` or `AV1` (the
+ * one the publisher sends; the line's SDP lists no other).
+ */
+codec: string, };
+
+/**
+ * Frames a client sends.
+ */
+export type ClientFrame = { "type": "hello",
+/**
+ * Resume after this position; absent for a fresh start (the server
+ * then sends what this user has not had delivered yet).
+ */
+resume?: Cursor | null, } | { "type": "send",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Client-chosen message id (1–64 chars): a retry with the same id is
+ * answered with the first `sent` and never stored or delivered twice.
+ */
+id: string,
+/**
+ * Recipient address for a 1:1 message.
+ */
+peer?: string | null,
+/**
+ * Group id for a group message.
+ */
+gid?: number | null,
+/**
+ * Text.
+ */
+text?: string | null,
+/**
+ * Structured JSON data.
+ */
+data?: unknown,
+/**
+ * A file reference.
+ */
+file?: FileRef | null,
+/**
+ * App-defined message type (Mesibo `type`).
+ */
+mtype?: number | null, } | { "type": "edit",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Server message id.
+ */
+mid: number,
+/**
+ * New text.
+ */
+text?: string | null,
+/**
+ * New data.
+ */
+data?: unknown, } | { "type": "delete",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Server message id.
+ */
+mid: number, } | { "type": "ack",
+/**
+ * Highest processed position.
+ */
+pos: number, } | { "type": "read",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * 1:1 conversation partner.
+ */
+peer?: string | null,
+/**
+ * Group id.
+ */
+gid?: number | null,
+/**
+ * Read up to and including this sequence number.
+ */
+seq: number, } | { "type": "typing",
+/**
+ * 1:1 conversation partner.
+ */
+peer?: string | null,
+/**
+ * Group id.
+ */
+gid?: number | null,
+/**
+ * Typing or not.
+ */
+on: boolean, } | { "type": "ping",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null, } | { "type": "call_join",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The group.
+ */
+gid: number, } | { "type": "call_publish" } & PublishRequest | { "type": "call_unpublish",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * A renegotiation offer of the publish connection.
+ */
+sdp?: string | null, } | { "type": "call_subscribe",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Whose stream.
+ */
+address: string,
+/**
+ * Which of their streams.
+ */
+sid: number,
+/**
+ * Receive its audio.
+ */
+audio?: boolean,
+/**
+ * Receive its video.
+ */
+video?: boolean,
+/**
+ * The height at which the video is shown, in pixels, for layer choice (`null`: as large
+ * as available). Send again to change it.
+ */
+height?: number | null, } | { "type": "call_unsubscribe",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Whose stream.
+ */
+address: string,
+/**
+ * Which of their streams.
+ */
+sid: number, } | { "type": "call_answer",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * SDP answer of the subscribe connection.
+ */
+sdp: string, } | { "type": "call_mute",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * New audio mute state, if changing.
+ */
+audio?: boolean | null,
+/**
+ * New video mute state, if changing.
+ */
+video?: boolean | null, } | { "type": "call_admin",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * What to do.
+ */
+action: AdminAction,
+/**
+ * The participant acted on (not for `mute_all` / `unmute_all`).
+ */
+address?: string | null,
+/**
+ * The stream to hang up (`hangup` only).
+ */
+sid?: number | null,
+/**
+ * Mute or unmute audio (`mute`, `unmute`, `mute_all`, `unmute_all`).
+ */
+audio?: boolean,
+/**
+ * Mute or unmute video.
+ */
+video?: boolean, } | { "type": "call_leave",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null, };
+
+/**
+ * A position in the user's message stream, to resume from after a reconnect.
+ *
+ * `pos` is the highest `pos` of any `message` frame the client has processed.
+ * `epoch` names the store that issued it; a cursor from another store (or a
+ * reset one) cannot be resumed.
+ */
+export type Cursor = {
+/**
+ * Store epoch from `welcome`.
+ */
+epoch: string,
+/**
+ * Last processed stream position.
+ */
+pos: number, };
+
+/**
+ * A stable, documented error code.
+ */
+export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "rate_limited" | "code_invalid" | "code_expired" | "code_locked" | "pin_invalid" | "limit_exceeded" | "method_not_allowed" | "internal";
+
+/**
+ * A file attached to a message. Files are uploaded out of band; the message
+ * carries the reference.
+ */
+export type FileRef = {
+/**
+ * Where to download the file.
+ */
+url: string,
+/**
+ * File name shown to the user.
+ */
+name?: string,
+/**
+ * MIME type.
+ */
+mime?: string,
+/**
+ * Size in bytes.
+ */
+size?: number,
+/**
+ * Mesibo file type (image 1, video 2, audio 3, other 10).
+ */
+filetype?: number, };
+
+/**
+ * What changed in a group (see [`ServerFrame::Group`]).
+ */
+export type GroupEvent = "members_added" | "members_removed" | "updated" | "deleted";
+
+/**
+ * One entry of RTCPeerConnection `iceServers`: a TURN server and credentials (TURN REST API:
+ * `username` is `<expiry unix seconds>:<uid>`, `credential` base64 HMAC-SHA1 of it).
+ */
+export type IceServer = {
+/**
+ * `turn:host:port?transport=udp`.
+ */
+urls: Array<string>,
+/**
+ * Time-limited user name.
+ */
+username: string,
+/**
+ * Password for `username`.
+ */
+credential: string, };
+
+/**
+ * Audio or video.
+ */
+export type MediaKind = "audio" | "video";
+
+/**
+ * A stored message as delivered.
+ */
+export type Message = {
+/**
+ * Server message id.
+ */
+mid: number,
+/**
+ * Client-chosen id the sender used.
+ */
+id: string,
+/**
+ * Sender address.
+ */
+from: string,
+/**
+ * Recipient address (1:1 messages only).
+ */
+peer?: string,
+/**
+ * Group id (group messages only).
+ */
+gid?: number,
+/**
+ * Sequence in its conversation (1, 2, 3…): orders messages and addresses receipts.
+ */
+seq: number,
+/**
+ * Position in the stream: increases with every new message or change; resume from it.
+ */
+pos: number,
+/**
+ * Server time of sending, milliseconds since the Unix epoch.
+ */
+ts: number,
+/**
+ * App-defined type.
+ */
+mtype: number,
+/**
+ * Text.
+ */
+text?: string,
+/**
+ * JSON data.
+ */
+data?: unknown,
+/**
+ * File reference.
+ */
+file?: FileRef,
+/**
+ * The sender edited it.
+ */
+edited: boolean,
+/**
+ * The sender deleted it (content is gone).
+ */
+deleted: boolean, };
+
+/**
+ * What a client asks to publish (`call_publish`).
+ */
+export type PublishRequest = {
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The stream's id: `0` the camera, `1..` screens and more (at most 63).
+ */
+sid: number,
+/**
+ * The stream has audio.
+ */
+audio?: boolean,
+/**
+ * The stream has video.
+ */
+video?: boolean,
+/**
+ * The video is a shared screen.
+ */
+screen?: boolean,
+/**
+ * Simulcast RIDs of the video, lowest resolution first (e.g. `["q","h","f"]`); empty for a
+ * single layer.
+ */
+rids?: Array<string>,
+/**
+ * Height of the tallest layer in pixels.
+ */
+height?: number | null,
+/**
+ * Media that start muted.
+ */
+muted?: CallMute,
+/**
+ * The media line (mid) of the publish offer that carries the audio.
+ */
+audio_mid?: string | null,
+/**
+ * The media line (mid) of the publish offer that carries the video.
+ */
+video_mid?: string | null,
+/**
+ * The publish connection's SDP offer, including this stream's media lines.
+ */
+sdp: string, };
+
+/**
+ * Frames the server sends.
+ */
+export type ServerFrame = { "type": "welcome",
+/**
+ * This connection's session id.
+ */
+session: string,
+/**
+ * Who you are.
+ */
+user: SessionUser,
+/**
+ * The store epoch to put in resume cursors.
+ */
+epoch: string,
+/**
+ * True when a resume cursor was given and will be honoured: every
+ * message after it follows, then `synced`.
+ */
+resumed: boolean,
+/**
+ * Why a given cursor cannot be resumed (`epoch_mismatch`,
+ * `cursor_ahead`, `gap_too_large`). The client must reload history
+ * over REST; live delivery continues from `synced.pos`.
+ */
+reason?: string, } | { "type": "synced",
+/**
+ * Highest stream position sent so far (use as the cursor if no message arrived).
+ */
+pos: number,
+/**
+ * Number of backlog messages sent.
+ */
+count: number,
+/**
+ * False when more undelivered messages exist than one sync sends;
+ * page the rest with REST history.
+ */
+complete: boolean, } | { "type": "sent",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * Your client id.
+ */
+id: string,
+/**
+ * Server message id.
+ */
+mid: number,
+/**
+ * Conversation sequence.
+ */
+seq: number,
+/**
+ * Stream position.
+ */
+pos: number,
+/**
+ * Server time, ms.
+ */
+ts: number,
+/**
+ * Always 1 (sent).
+ */
+status: number,
+/**
+ * True when this answers a retry of an already stored message.
+ */
+duplicate: boolean, } | { "type": "message" } & Message | { "type": "receipt",
+/**
+ * 1:1 conversation partner (from the receiver's point of view).
+ */
+peer?: string,
+/**
+ * Group id.
+ */
+gid?: number,
+/**
+ * Who received or read.
+ */
+by: string,
+/**
+ * 2 delivered, 3 read.
+ */
+status: number,
+/**
+ * Up to and including this sequence.
+ */
+seq: number, } | { "type": "presence",
+/**
+ * Whose presence.
+ */
+from: string,
+/**
+ * For typing in a 1:1 conversation: the conversation partner (you).
+ */
+peer?: string,
+/**
+ * For typing in a group: the group.
+ */
+gid?: number,
+/**
+ * Presence value.
+ */
+presence: number, } | { "type": "group",
+/**
+ * The group.
+ */
+gid: number,
+/**
+ * What happened.
+ */
+event: GroupEvent,
+/**
+ * For member events: the members concerned (addresses).
+ */
+members?: Array<string>, } | { "type": "board",
+/**
+ * The group.
+ */
+gid: number,
+/**
+ * The board's version after this change (1 for the first write, then +1 per change).
+ */
+version: number,
+/**
+ * Who changed it (address).
+ */
+from: string,
+/**
+ * `append`: `objs` were added; `set`: `objs` is the whole board.
+ */
+action: BoardAction,
+/**
+ * The objects added, or the whole board.
+ */
+objs: Array<Record<string, unknown>>, } | { "type": "ok",
+/**
+ * Echoed request id.
+ */
+rid?: string, } | { "type": "pong",
+/**
+ * Echoed request id.
+ */
+rid?: string, } | { "type": "call_joined",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * The group.
+ */
+gid: number,
+/**
+ * Your address in the call.
+ */
+address: string,
+/**
+ * What you may do.
+ */
+permissions: CallPermissions,
+/**
+ * The call's settings.
+ */
+settings: CallSettings,
+/**
+ * Who is in the call, you included (only yourself without the list permission).
+ */
+participants: Array<CallParticipant>,
+/**
+ * TURN servers with fresh credentials for you (RTCPeerConnection `iceServers`); absent
+ * when the server runs no TURN relay.
+ */
+ice_servers?: Array<IceServer>, } | { "type": "call_published",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * The stream as granted (height clamped to the room's cap, layers to what is allowed).
+ */
+stream: CallStream,
+/**
+ * SDP answer of the publish connection.
+ */
+sdp: string, } | { "type": "call_sdp",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * SDP answer of the publish connection.
+ */
+sdp?: string, } | { "type": "call_offer",
+/**
+ * SDP offer.
+ */
+sdp: string,
+/**
+ * What each media line carries. Lines not listed are unused.
+ */
+tracks: Array<CallTrack>, } | { "type": "call_event",
+/**
+ * The group.
+ */
+gid: number, } & ({ "event": "joined",
+/**
+ * Who.
+ */
+participant: CallParticipant, } | { "event": "updated",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * What they may do now.
+ */
+permissions: CallPermissions,
+/**
+ * What an admin muted.
+ */
+admin_muted: CallMute, } | { "event": "left",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * Why.
+ */
+reason: CallLeaveReason,
+/**
+ * The admin who removed them, if one did.
+ */
+by?: string, } | { "event": "published",
+/**
+ * Whose.
+ */
+address: string,
+/**
+ * The stream.
+ */
+stream: CallStream, } | { "event": "muted",
+/**
+ * Whose.
+ */
+address: string,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * The owner's mute state now.
+ */
+muted: CallMute, } | { "event": "unpublished",
+/**
+ * Whose.
+ */
+address: string,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * Why.
+ */
+reason: StreamEndReason, } | { "event": "talking",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * Talking now.
+ */
+talking: boolean, } | { "event": "speakers",
+/**
+ * Addresses.
+ */
+order: Array<string>, } | { "event": "subscriber",
+/**
+ * Who receives.
+ */
+address: string,
+/**
+ * Which of your streams.
+ */
+sid: number,
+/**
+ * Started (`true`) or stopped.
+ */
+joined: boolean, } | { "event": "layers",
+/**
+ * Which of your streams.
+ */
+sid: number,
+/**
+ * One flag per layer.
+ */
+active: Array<boolean>, } | { "event": "layer",
+/**
+ * Whose stream.
+ */
+address: string,
+/**
+ * Which stream.
+ */
+sid: number,
+/**
+ * Layer index, `0` the lowest.
+ */
+layer: number | null, }) | { "type": "error",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * For a failed `send`: the client id.
+ */
+id?: string,
+/**
+ * Error code.
+ */
+code: ErrorCode,
+/**
+ * Plain-words explanation.
+ */
+message: string,
+/**
+ * For a failed `send`: the Mesibo message status (≥ 0x80).
+ */
+status?: number, };
+
+/**
+ * The user a session belongs to.
+ */
+export type SessionUser = {
+/**
+ * Numeric user id.
+ */
+uid: number,
+/**
+ * Public address (never the email).
+ */
+address: string,
+/**
+ * Display name.
+ */
+name: string, };
+
+/**
+ * Why a stream ended.
+ */
+export type StreamEndReason = "unpublished" | "hung_up" | "owner_left" | "permission_revoked";
