@@ -1,22 +1,1162 @@
 /*! Chorus SDK 0.1.0 — generated from sdk/src by `npm run build`; do not edit. */
 
+// ---- proto/frames
+/**
+ * An admin action (`call_admin`).
+ */
+export type AdminAction = "mute" | "unmute" | "mute_all" | "unmute_all" | "hangup" | "remove";
+/**
+ * How a [`ServerFrame::Board`] changes the board.
+ */
+export type BoardAction = "append" | "set";
+/**
+ * Something that happened in the call (`call_event`), tagged by `"event"`.
+ */
+export type CallEvent = {
+    "event": "joined";
+    /**
+     * Who.
+     */
+    participant: CallParticipant;
+} | {
+    "event": "updated";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * What they may do now.
+     */
+    permissions: CallPermissions;
+    /**
+     * What an admin muted.
+     */
+    admin_muted: CallMute;
+} | {
+    "event": "left";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * Why.
+     */
+    reason: CallLeaveReason;
+    /**
+     * The admin who removed them, if one did.
+     */
+    by?: string;
+} | {
+    "event": "published";
+    /**
+     * Whose.
+     */
+    address: string;
+    /**
+     * The stream.
+     */
+    stream: CallStream;
+} | {
+    "event": "muted";
+    /**
+     * Whose.
+     */
+    address: string;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * The owner's mute state now.
+     */
+    muted: CallMute;
+} | {
+    "event": "unpublished";
+    /**
+     * Whose.
+     */
+    address: string;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * Why.
+     */
+    reason: StreamEndReason;
+} | {
+    "event": "talking";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * Talking now.
+     */
+    talking: boolean;
+} | {
+    "event": "speakers";
+    /**
+     * Addresses.
+     */
+    order: Array<string>;
+} | {
+    "event": "subscriber";
+    /**
+     * Who receives.
+     */
+    address: string;
+    /**
+     * Which of your streams.
+     */
+    sid: number;
+    /**
+     * Started (`true`) or stopped.
+     */
+    joined: boolean;
+} | {
+    "event": "layers";
+    /**
+     * Which of your streams.
+     */
+    sid: number;
+    /**
+     * One flag per layer.
+     */
+    active: Array<boolean>;
+} | {
+    "event": "layer";
+    /**
+     * Whose stream.
+     */
+    address: string;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * Layer index, `0` the lowest.
+     */
+    layer: number | null;
+};
+/**
+ * Why a participant left (Mesibo's hangup reasons where they exist).
+ */
+export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow";
+/**
+ * Which media of a stream are muted.
+ */
+export type CallMute = {
+    /**
+     * Audio muted.
+     */
+    audio: boolean;
+    /**
+     * Video muted.
+     */
+    video: boolean;
+};
+/**
+ * One participant as the roster shows it.
+ */
+export type CallParticipant = {
+    /**
+     * Public address.
+     */
+    address: string;
+    /**
+     * Display name.
+     */
+    name: string;
+    /**
+     * What they may do.
+     */
+    permissions: CallPermissions;
+    /**
+     * Media an admin muted on all their streams.
+     */
+    admin_muted: CallMute;
+    /**
+     * Talking now.
+     */
+    talking: boolean;
+    /**
+     * Their streams.
+     */
+    streams: Array<CallStream>;
+};
+/**
+ * What a participant may do in the call, resolved from the group's policy and the member's flags.
+ */
+export type CallPermissions = {
+    /**
+     * May publish streams.
+     */
+    publish: boolean;
+    /**
+     * May receive streams.
+     */
+    subscribe: boolean;
+    /**
+     * May see the roster.
+     */
+    list: boolean;
+    /**
+     * May mute others and everyone (admin with call control).
+     */
+    call_control: boolean;
+    /**
+     * May hang up others' streams and remove them from the call (admin with hang-up).
+     */
+    hangup: boolean;
+};
+/**
+ * The call settings of the group, as enforced by the server.
+ */
+export type CallSettings = {
+    /**
+     * Audio may be published.
+     */
+    audio: boolean;
+    /**
+     * Video may be published.
+     */
+    video: boolean;
+    /**
+     * Screens may be shared.
+     */
+    screen: boolean;
+    /**
+     * Video may be sent as simulcast layers.
+     */
+    simulcast: boolean;
+    /**
+     * Tallest video forwarded, in pixels (`null`: no cap).
+     */
+    max_height: number | null;
+    /**
+     * Seconds one participant may stay in the call (`null`: no limit).
+     */
+    max_duration_secs: number | null;
+    /**
+     * Streams one participant may publish at once.
+     */
+    max_streams: number;
+};
+/**
+ * A published stream.
+ */
+export type CallStream = {
+    /**
+     * The stream's id within its participant: `0` the camera, `1..` screens and more.
+     */
+    sid: number;
+    /**
+     * Carries audio.
+     */
+    audio: boolean;
+    /**
+     * Carries video.
+     */
+    video: boolean;
+    /**
+     * The video is a shared screen.
+     */
+    screen: boolean;
+    /**
+     * Simulcast layers of the video, as granted.
+     */
+    layers: number;
+    /**
+     * Height of the tallest layer as granted (clamped to the room's cap).
+     */
+    height: number | null;
+    /**
+     * What its owner muted.
+     */
+    muted: CallMute;
+};
+/**
+ * One media line of the subscribe connection (`call_offer`).
+ */
+export type CallTrack = {
+    /**
+     * The media line's mid.
+     */
+    mid: string;
+    /**
+     * Whose stream.
+     */
+    publisher: string;
+    /**
+     * Which of their streams.
+     */
+    sid: number;
+    /**
+     * `audio` or `video`.
+     */
+    kind: MediaKind;
+    /**
+     * The codec the line carries, its SDP name: `opus`, `VP8`, `VP9`, `H264` or `AV1` (the
+     * one the publisher sends; the line's SDP lists no other).
+     */
+    codec: string;
+};
+/**
+ * Frames a client sends.
+ */
+export type ClientFrame = {
+    "type": "hello";
+    /**
+     * Resume after this position; absent for a fresh start (the server
+     * then sends what this user has not had delivered yet).
+     */
+    resume?: Cursor | null;
+} | {
+    "type": "send";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Client-chosen message id (1–64 chars): a retry with the same id is
+     * answered with the first `sent` and never stored or delivered twice.
+     */
+    id: string;
+    /**
+     * Recipient address for a 1:1 message.
+     */
+    peer?: string | null;
+    /**
+     * Group id for a group message.
+     */
+    gid?: number | null;
+    /**
+     * Text.
+     */
+    text?: string | null;
+    /**
+     * Structured JSON data.
+     */
+    data?: unknown;
+    /**
+     * A file reference.
+     */
+    file?: FileRef | null;
+    /**
+     * App-defined message type (Mesibo `type`).
+     */
+    mtype?: number | null;
+} | {
+    "type": "edit";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Server message id.
+     */
+    mid: number;
+    /**
+     * New text.
+     */
+    text?: string | null;
+    /**
+     * New data.
+     */
+    data?: unknown;
+} | {
+    "type": "delete";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Server message id.
+     */
+    mid: number;
+} | {
+    "type": "ack";
+    /**
+     * Highest processed position.
+     */
+    pos: number;
+} | {
+    "type": "read";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * 1:1 conversation partner.
+     */
+    peer?: string | null;
+    /**
+     * Group id.
+     */
+    gid?: number | null;
+    /**
+     * Read up to and including this sequence number.
+     */
+    seq: number;
+} | {
+    "type": "typing";
+    /**
+     * 1:1 conversation partner.
+     */
+    peer?: string | null;
+    /**
+     * Group id.
+     */
+    gid?: number | null;
+    /**
+     * Typing or not.
+     */
+    on: boolean;
+} | {
+    "type": "ping";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+} | {
+    "type": "call_join";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The group.
+     */
+    gid: number;
+} | {
+    "type": "call_publish";
+} & PublishRequest | {
+    "type": "call_unpublish";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * A renegotiation offer of the publish connection.
+     */
+    sdp?: string | null;
+} | {
+    "type": "call_subscribe";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Whose stream.
+     */
+    address: string;
+    /**
+     * Which of their streams.
+     */
+    sid: number;
+    /**
+     * Receive its audio.
+     */
+    audio?: boolean;
+    /**
+     * Receive its video.
+     */
+    video?: boolean;
+    /**
+     * The height at which the video is shown, in pixels, for layer choice (`null`: as large
+     * as available). Send again to change it.
+     */
+    height?: number | null;
+} | {
+    "type": "call_unsubscribe";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Whose stream.
+     */
+    address: string;
+    /**
+     * Which of their streams.
+     */
+    sid: number;
+} | {
+    "type": "call_answer";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * SDP answer of the subscribe connection.
+     */
+    sdp: string;
+} | {
+    "type": "call_mute";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * New audio mute state, if changing.
+     */
+    audio?: boolean | null;
+    /**
+     * New video mute state, if changing.
+     */
+    video?: boolean | null;
+} | {
+    "type": "call_admin";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * What to do.
+     */
+    action: AdminAction;
+    /**
+     * The participant acted on (not for `mute_all` / `unmute_all`).
+     */
+    address?: string | null;
+    /**
+     * The stream to hang up (`hangup` only).
+     */
+    sid?: number | null;
+    /**
+     * Mute or unmute audio (`mute`, `unmute`, `mute_all`, `unmute_all`).
+     */
+    audio?: boolean;
+    /**
+     * Mute or unmute video.
+     */
+    video?: boolean;
+} | {
+    "type": "call_leave";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+};
+/**
+ * A position in the user's message stream, to resume from after a reconnect.
+ *
+ * `pos` is the highest `pos` of any `message` frame the client has processed.
+ * `epoch` names the store that issued it; a cursor from another store (or a
+ * reset one) cannot be resumed.
+ */
+export type Cursor = {
+    /**
+     * Store epoch from `welcome`.
+     */
+    epoch: string;
+    /**
+     * Last processed stream position.
+     */
+    pos: number;
+};
+/**
+ * A stable, documented error code.
+ */
+export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "rate_limited" | "code_invalid" | "code_expired" | "code_locked" | "pin_invalid" | "limit_exceeded" | "method_not_allowed" | "internal";
+/**
+ * A file attached to a message. Files are uploaded out of band; the message
+ * carries the reference.
+ */
+export type FileRef = {
+    /**
+     * Where to download the file.
+     */
+    url: string;
+    /**
+     * File name shown to the user.
+     */
+    name?: string;
+    /**
+     * MIME type.
+     */
+    mime?: string;
+    /**
+     * Size in bytes.
+     */
+    size?: number;
+    /**
+     * Mesibo file type (image 1, video 2, audio 3, other 10).
+     */
+    filetype?: number;
+};
+/**
+ * What changed in a group (see [`ServerFrame::Group`]).
+ */
+export type GroupEvent = "members_added" | "members_removed" | "updated" | "deleted";
+/**
+ * One entry of RTCPeerConnection `iceServers`: a TURN server and credentials (TURN REST API:
+ * `username` is `<expiry unix seconds>:<uid>`, `credential` base64 HMAC-SHA1 of it).
+ */
+export type IceServer = {
+    /**
+     * `turn:host:port?transport=udp`.
+     */
+    urls: Array<string>;
+    /**
+     * Time-limited user name.
+     */
+    username: string;
+    /**
+     * Password for `username`.
+     */
+    credential: string;
+};
+/**
+ * Audio or video.
+ */
+export type MediaKind = "audio" | "video";
+/**
+ * A stored message as delivered.
+ */
+export type Message = {
+    /**
+     * Server message id.
+     */
+    mid: number;
+    /**
+     * Client-chosen id the sender used.
+     */
+    id: string;
+    /**
+     * Sender address.
+     */
+    from: string;
+    /**
+     * Recipient address (1:1 messages only).
+     */
+    peer?: string;
+    /**
+     * Group id (group messages only).
+     */
+    gid?: number;
+    /**
+     * Sequence in its conversation (1, 2, 3…): orders messages and addresses receipts.
+     */
+    seq: number;
+    /**
+     * Position in the stream: increases with every new message or change; resume from it.
+     */
+    pos: number;
+    /**
+     * Server time of sending, milliseconds since the Unix epoch.
+     */
+    ts: number;
+    /**
+     * App-defined type.
+     */
+    mtype: number;
+    /**
+     * Text.
+     */
+    text?: string;
+    /**
+     * JSON data.
+     */
+    data?: unknown;
+    /**
+     * File reference.
+     */
+    file?: FileRef;
+    /**
+     * The sender edited it.
+     */
+    edited: boolean;
+    /**
+     * The sender deleted it (content is gone).
+     */
+    deleted: boolean;
+};
+/**
+ * What a client asks to publish (`call_publish`).
+ */
+export type PublishRequest = {
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The stream's id: `0` the camera, `1..` screens and more (at most 63).
+     */
+    sid: number;
+    /**
+     * The stream has audio.
+     */
+    audio?: boolean;
+    /**
+     * The stream has video.
+     */
+    video?: boolean;
+    /**
+     * The video is a shared screen.
+     */
+    screen?: boolean;
+    /**
+     * Simulcast RIDs of the video, lowest resolution first (e.g. `["q","h","f"]`); empty for a
+     * single layer.
+     */
+    rids?: Array<string>;
+    /**
+     * Height of the tallest layer in pixels.
+     */
+    height?: number | null;
+    /**
+     * Media that start muted.
+     */
+    muted?: CallMute;
+    /**
+     * The media line (mid) of the publish offer that carries the audio.
+     */
+    audio_mid?: string | null;
+    /**
+     * The media line (mid) of the publish offer that carries the video.
+     */
+    video_mid?: string | null;
+    /**
+     * The publish connection's SDP offer, including this stream's media lines.
+     */
+    sdp: string;
+};
+/**
+ * Frames the server sends.
+ */
+export type ServerFrame = {
+    "type": "welcome";
+    /**
+     * This connection's session id.
+     */
+    session: string;
+    /**
+     * Who you are.
+     */
+    user: SessionUser;
+    /**
+     * The store epoch to put in resume cursors.
+     */
+    epoch: string;
+    /**
+     * True when a resume cursor was given and will be honoured: every
+     * message after it follows, then `synced`.
+     */
+    resumed: boolean;
+    /**
+     * Why a given cursor cannot be resumed (`epoch_mismatch`,
+     * `cursor_ahead`, `gap_too_large`). The client must reload history
+     * over REST; live delivery continues from `synced.pos`.
+     */
+    reason?: string;
+} | {
+    "type": "synced";
+    /**
+     * Highest stream position sent so far (use as the cursor if no message arrived).
+     */
+    pos: number;
+    /**
+     * Number of backlog messages sent.
+     */
+    count: number;
+    /**
+     * False when more undelivered messages exist than one sync sends;
+     * page the rest with REST history.
+     */
+    complete: boolean;
+} | {
+    "type": "sent";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * Your client id.
+     */
+    id: string;
+    /**
+     * Server message id.
+     */
+    mid: number;
+    /**
+     * Conversation sequence.
+     */
+    seq: number;
+    /**
+     * Stream position.
+     */
+    pos: number;
+    /**
+     * Server time, ms.
+     */
+    ts: number;
+    /**
+     * Always 1 (sent).
+     */
+    status: number;
+    /**
+     * True when this answers a retry of an already stored message.
+     */
+    duplicate: boolean;
+} | {
+    "type": "message";
+} & Message | {
+    "type": "receipt";
+    /**
+     * 1:1 conversation partner (from the receiver's point of view).
+     */
+    peer?: string;
+    /**
+     * Group id.
+     */
+    gid?: number;
+    /**
+     * Who received or read.
+     */
+    by: string;
+    /**
+     * 2 delivered, 3 read.
+     */
+    status: number;
+    /**
+     * Up to and including this sequence.
+     */
+    seq: number;
+} | {
+    "type": "presence";
+    /**
+     * Whose presence.
+     */
+    from: string;
+    /**
+     * For typing in a 1:1 conversation: the conversation partner (you).
+     */
+    peer?: string;
+    /**
+     * For typing in a group: the group.
+     */
+    gid?: number;
+    /**
+     * Presence value.
+     */
+    presence: number;
+} | {
+    "type": "group";
+    /**
+     * The group.
+     */
+    gid: number;
+    /**
+     * What happened.
+     */
+    event: GroupEvent;
+    /**
+     * For member events: the members concerned (addresses).
+     */
+    members?: Array<string>;
+} | {
+    "type": "board";
+    /**
+     * The group.
+     */
+    gid: number;
+    /**
+     * The board's version after this change (1 for the first write, then +1 per change).
+     */
+    version: number;
+    /**
+     * Who changed it (address).
+     */
+    from: string;
+    /**
+     * `append`: `objs` were added; `set`: `objs` is the whole board.
+     */
+    action: BoardAction;
+    /**
+     * The objects added, or the whole board.
+     */
+    objs: Array<Record<string, unknown>>;
+} | {
+    "type": "ok";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+} | {
+    "type": "pong";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+} | {
+    "type": "call_joined";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * The group.
+     */
+    gid: number;
+    /**
+     * Your address in the call.
+     */
+    address: string;
+    /**
+     * What you may do.
+     */
+    permissions: CallPermissions;
+    /**
+     * The call's settings.
+     */
+    settings: CallSettings;
+    /**
+     * Who is in the call, you included (only yourself without the list permission).
+     */
+    participants: Array<CallParticipant>;
+    /**
+     * TURN servers with fresh credentials for you (RTCPeerConnection `iceServers`); absent
+     * when the server runs no TURN relay.
+     */
+    ice_servers?: Array<IceServer>;
+} | {
+    "type": "call_published";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * The stream as granted (height clamped to the room's cap, layers to what is allowed).
+     */
+    stream: CallStream;
+    /**
+     * SDP answer of the publish connection.
+     */
+    sdp: string;
+} | {
+    "type": "call_sdp";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * SDP answer of the publish connection.
+     */
+    sdp?: string;
+} | {
+    "type": "call_offer";
+    /**
+     * SDP offer.
+     */
+    sdp: string;
+    /**
+     * What each media line carries. Lines not listed are unused.
+     */
+    tracks: Array<CallTrack>;
+} | {
+    "type": "call_event";
+    /**
+     * The group.
+     */
+    gid: number;
+} & ({
+    "event": "joined";
+    /**
+     * Who.
+     */
+    participant: CallParticipant;
+} | {
+    "event": "updated";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * What they may do now.
+     */
+    permissions: CallPermissions;
+    /**
+     * What an admin muted.
+     */
+    admin_muted: CallMute;
+} | {
+    "event": "left";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * Why.
+     */
+    reason: CallLeaveReason;
+    /**
+     * The admin who removed them, if one did.
+     */
+    by?: string;
+} | {
+    "event": "published";
+    /**
+     * Whose.
+     */
+    address: string;
+    /**
+     * The stream.
+     */
+    stream: CallStream;
+} | {
+    "event": "muted";
+    /**
+     * Whose.
+     */
+    address: string;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * The owner's mute state now.
+     */
+    muted: CallMute;
+} | {
+    "event": "unpublished";
+    /**
+     * Whose.
+     */
+    address: string;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * Why.
+     */
+    reason: StreamEndReason;
+} | {
+    "event": "talking";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * Talking now.
+     */
+    talking: boolean;
+} | {
+    "event": "speakers";
+    /**
+     * Addresses.
+     */
+    order: Array<string>;
+} | {
+    "event": "subscriber";
+    /**
+     * Who receives.
+     */
+    address: string;
+    /**
+     * Which of your streams.
+     */
+    sid: number;
+    /**
+     * Started (`true`) or stopped.
+     */
+    joined: boolean;
+} | {
+    "event": "layers";
+    /**
+     * Which of your streams.
+     */
+    sid: number;
+    /**
+     * One flag per layer.
+     */
+    active: Array<boolean>;
+} | {
+    "event": "layer";
+    /**
+     * Whose stream.
+     */
+    address: string;
+    /**
+     * Which stream.
+     */
+    sid: number;
+    /**
+     * Layer index, `0` the lowest.
+     */
+    layer: number | null;
+}) | {
+    "type": "error";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * For a failed `send`: the client id.
+     */
+    id?: string;
+    /**
+     * Error code.
+     */
+    code: ErrorCode;
+    /**
+     * Plain-words explanation.
+     */
+    message: string;
+    /**
+     * For a failed `send`: the Mesibo message status (≥ 0x80).
+     */
+    status?: number;
+};
+/**
+ * The user a session belongs to.
+ */
+export type SessionUser = {
+    /**
+     * Numeric user id.
+     */
+    uid: number;
+    /**
+     * Public address (never the email).
+     */
+    address: string;
+    /**
+     * Display name.
+     */
+    name: string;
+};
+/**
+ * Why a stream ended.
+ */
+export type StreamEndReason = "unpublished" | "hung_up" | "owner_left" | "permission_revoked";
+
 // ---- protocol
 /**
  * Chorus WebSocket protocol types: JSON text frames tagged by `type`.
  *
- * These mirror `crates/proto/src/ws.rs`, `crates/proto/src/call.rs` and
- * `crates/proto/src/error.rs` field for field; docs/protocol.md is the
- * reference. Optional fields the server omits when absent are `?:`; fields the
- * server always sends are required. Client frames must contain only the listed
- * fields (the server rejects unknown fields), and `hello`, `ack` and `typing`
- * have no `rid`.
+ * The frame types are generated from `crates/proto` (`src/proto/frames.ts`, by
+ * `cargo test -p chorus-proto --features ts --test ts_bindings`; never edit it by hand) and
+ * re-exported here under the SDK's names; docs/protocol.md is the reference. Optional fields the
+ * server omits when absent are `?:`; fields the server always sends are required. Client frames
+ * must contain only the listed fields (the server rejects unknown fields), and `hello`, `ack` and
+ * `typing` have no `rid`.
  *
  * @module protocol
  */
+
+
 /** Every error code REST and the WebSocket answer with (crates/proto/src/error.rs). */
 export declare const ERROR_CODES: readonly ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "rate_limited", "code_invalid", "code_expired", "code_locked", "pin_invalid", "limit_exceeded", "method_not_allowed", "internal"];
-/** A stable, documented server error code. */
-export type ErrorCode = (typeof ERROR_CODES)[number];
 /** Whether `s` is one of the server's error codes. */
 export declare function isErrorCode(s: unknown): s is ErrorCode;
 /** The JSON body of every REST error. */
@@ -55,49 +1195,6 @@ export declare const CloseCode: {
     /** Frame too large or broken WebSocket data. */
     readonly BAD_FRAME: 1009;
 };
-/** A position in the user's message stream, to resume from after a reconnect. */
-export interface Cursor {
-    /** Store epoch from `welcome`. */
-    epoch: string;
-    /** Last processed stream position. */
-    pos: number;
-}
-/** A file attached to a message (uploaded out of band). */
-export interface FileRef {
-    url: string;
-    name?: string;
-    mime?: string;
-    size?: number;
-    /** Mesibo file type (image 1, video 2, audio 3, other 10). */
-    filetype?: number;
-}
-/** The user a session belongs to. */
-export interface SessionUser {
-    uid: number;
-    address: string;
-    name: string;
-}
-/** A stored message as delivered (also the shape of REST history entries). */
-export interface Message {
-    mid: number;
-    id: string;
-    from: string;
-    /** Recipient address (1:1 messages only). */
-    peer?: string;
-    /** Group id (group messages only). */
-    gid?: number;
-    seq: number;
-    pos: number;
-    ts: number;
-    mtype: number;
-    text?: string;
-    data?: unknown;
-    file?: FileRef;
-    edited: boolean;
-    deleted: boolean;
-}
-/** What changed in a group. */
-export type GroupEvent = 'members_added' | 'members_removed' | 'updated' | 'deleted';
 /** A conversation: exactly one of `peer` (1:1) or `gid` (group). */
 export type Conversation = {
     peer: string;
@@ -106,366 +1203,53 @@ export type Conversation = {
     gid: number;
     peer?: undefined;
 };
-/** What a participant may do in the call. */
-export interface CallPermissions {
-    publish: boolean;
-    subscribe: boolean;
-    list: boolean;
-    call_control: boolean;
-    hangup: boolean;
-}
-/** The call settings of the group, as enforced by the server. */
-export interface CallSettings {
-    audio: boolean;
-    video: boolean;
-    screen: boolean;
-    simulcast: boolean;
-    /** Tallest video forwarded, px (`null`: no cap). */
-    max_height: number | null;
-    /** Seconds one participant may stay (`null`: no limit). */
-    max_duration_secs: number | null;
-    max_streams: number;
-}
-/** Which media of a stream are muted. */
-export interface CallMute {
-    audio: boolean;
-    video: boolean;
-}
-/** A published stream. */
-export interface CallStream {
-    /** `0` the camera, `1..` screens and more. */
-    sid: number;
-    audio: boolean;
-    video: boolean;
-    screen: boolean;
-    /** Simulcast layers of the video, as granted. */
-    layers: number;
-    /** Height of the tallest layer as granted. */
-    height: number | null;
-    /** What its owner muted. */
-    muted: CallMute;
-}
-/** One participant as the roster shows it. */
-export interface CallParticipant {
-    address: string;
-    name: string;
-    permissions: CallPermissions;
-    /** Media an admin muted on all their streams. */
-    admin_muted: CallMute;
-    talking: boolean;
-    streams: CallStream[];
-}
-/** Audio or video. */
-export type MediaKind = 'audio' | 'video';
-/** One media line of the subscribe connection. */
-export interface CallTrack {
-    mid: string;
-    publisher: string;
-    sid: number;
-    kind: MediaKind;
-    /** The codec the line carries, by its SDP name (`opus`, `VP8`, `VP9`, `H264`, `AV1`): the one the publisher sends. */
-    codec: string;
-}
-/** An admin action (`call_admin`). */
-export type AdminAction = 'mute' | 'unmute' | 'mute_all' | 'unmute_all' | 'hangup' | 'remove';
-/** Why a participant left. */
-export type CallLeaveReason = 'left' | 'lost' | 'removed' | 'duration' | 'replaced' | 'not_member' | 'slow';
-/** Why a stream ended. */
-export type StreamEndReason = 'unpublished' | 'hung_up' | 'owner_left' | 'permission_revoked';
-/** Something that happened in the call, tagged by `event`. */
-export type CallEvent = {
-    event: 'joined';
-    participant: CallParticipant;
-} | {
-    event: 'updated';
-    address: string;
-    permissions: CallPermissions;
-    admin_muted: CallMute;
-} | {
-    event: 'left';
-    address: string;
-    reason: CallLeaveReason;
-    by?: string;
-} | {
-    event: 'published';
-    address: string;
-    stream: CallStream;
-} | {
-    event: 'muted';
-    address: string;
-    sid: number;
-    muted: CallMute;
-} | {
-    event: 'unpublished';
-    address: string;
-    sid: number;
-    reason: StreamEndReason;
-} | {
-    event: 'talking';
-    address: string;
-    talking: boolean;
-} | {
-    event: 'speakers';
-    order: string[];
-} | {
-    event: 'subscriber';
-    address: string;
-    sid: number;
-    joined: boolean;
-} | {
-    event: 'layers';
-    sid: number;
-    active: boolean[];
-} | {
-    event: 'layer';
-    address: string;
-    sid: number;
-    layer: number | null;
-};
 /** The name of a call event. */
 export type CallEventName = CallEvent['event'];
-export interface HelloFrame {
-    type: 'hello';
-    resume?: Cursor | null;
-}
-export interface SendFrame {
-    type: 'send';
-    rid?: string;
-    /** Client message id, 1–64 bytes; retries reuse it. */
-    id: string;
-    peer?: string;
-    gid?: number;
-    text?: string;
-    data?: unknown;
-    file?: FileRef;
-    mtype?: number;
-}
-export interface EditFrame {
-    type: 'edit';
-    rid?: string;
-    mid: number;
-    text?: string;
-    data?: unknown;
-}
-export interface DeleteFrame {
-    type: 'delete';
-    rid?: string;
-    mid: number;
-}
-export interface AckFrame {
-    type: 'ack';
-    pos: number;
-}
-export interface ReadFrame {
-    type: 'read';
-    rid?: string;
-    peer?: string;
-    gid?: number;
-    seq: number;
-}
-export interface TypingFrame {
-    type: 'typing';
-    peer?: string;
-    gid?: number;
-    on: boolean;
-}
-export interface PingFrame {
-    type: 'ping';
-    rid?: string;
-}
-export interface CallJoinFrame {
-    type: 'call_join';
-    rid?: string;
-    gid: number;
-}
+/** The client frame of type `T`. */
+type Client<T extends ClientFrame['type']> = Extract<ClientFrame, {
+    type: T;
+}>;
+/** The server frame of type `T`. */
+type Server<T extends ServerFrame['type']> = Extract<ServerFrame, {
+    type: T;
+}>;
+export type HelloFrame = Client<'hello'>;
+export type SendFrame = Client<'send'>;
+export type EditFrame = Client<'edit'>;
+export type DeleteFrame = Client<'delete'>;
+export type AckFrame = Client<'ack'>;
+export type ReadFrame = Client<'read'>;
+export type TypingFrame = Client<'typing'>;
+export type PingFrame = Client<'ping'>;
+export type CallJoinFrame = Client<'call_join'>;
 /** `call_publish` (the body is `PublishRequest` in crates/proto/src/call.rs). */
-export interface CallPublishFrame {
-    type: 'call_publish';
-    rid?: string;
-    sid: number;
-    audio?: boolean;
-    video?: boolean;
-    screen?: boolean;
-    /** Simulcast RIDs, lowest resolution first; empty for one layer. */
-    rids?: string[];
-    height?: number | null;
-    muted?: CallMute;
-    audio_mid?: string | null;
-    video_mid?: string | null;
-    sdp: string;
-}
-export interface CallUnpublishFrame {
-    type: 'call_unpublish';
-    rid?: string;
-    sid: number;
-    sdp?: string | null;
-}
-export interface CallSubscribeFrame {
-    type: 'call_subscribe';
-    rid?: string;
-    address: string;
-    sid: number;
-    audio?: boolean;
-    video?: boolean;
-    height?: number | null;
-}
-export interface CallUnsubscribeFrame {
-    type: 'call_unsubscribe';
-    rid?: string;
-    address: string;
-    sid: number;
-}
-export interface CallAnswerFrame {
-    type: 'call_answer';
-    rid?: string;
-    sdp: string;
-}
-export interface CallMuteFrame {
-    type: 'call_mute';
-    rid?: string;
-    sid: number;
-    audio?: boolean | null;
-    video?: boolean | null;
-}
-export interface CallAdminFrame {
-    type: 'call_admin';
-    rid?: string;
-    action: AdminAction;
-    address?: string | null;
-    sid?: number | null;
-    audio?: boolean;
-    video?: boolean;
-}
-export interface CallLeaveFrame {
-    type: 'call_leave';
-    rid?: string;
-}
-/** Every frame a client sends. */
-export type ClientFrame = HelloFrame | SendFrame | EditFrame | DeleteFrame | AckFrame | ReadFrame | TypingFrame | PingFrame | CallJoinFrame | CallPublishFrame | CallUnpublishFrame | CallSubscribeFrame | CallUnsubscribeFrame | CallAnswerFrame | CallMuteFrame | CallAdminFrame | CallLeaveFrame;
+export type CallPublishFrame = Client<'call_publish'>;
+export type CallUnpublishFrame = Client<'call_unpublish'>;
+export type CallSubscribeFrame = Client<'call_subscribe'>;
+export type CallUnsubscribeFrame = Client<'call_unsubscribe'>;
+export type CallAnswerFrame = Client<'call_answer'>;
+export type CallMuteFrame = Client<'call_mute'>;
+export type CallAdminFrame = Client<'call_admin'>;
+export type CallLeaveFrame = Client<'call_leave'>;
 /** Client frames that carry a `rid` and get an answer. */
 export type RequestFrame = Exclude<ClientFrame, HelloFrame | AckFrame | TypingFrame>;
-export interface WelcomeFrame {
-    type: 'welcome';
-    session: string;
-    user: SessionUser;
-    epoch: string;
-    resumed: boolean;
-    /** `epoch_mismatch`, `cursor_ahead` or `gap_too_large` when a cursor was not honoured. */
-    reason?: string;
-}
-export interface SyncedFrame {
-    type: 'synced';
-    pos: number;
-    count: number;
-    complete: boolean;
-}
-export interface SentFrame {
-    type: 'sent';
-    rid?: string;
-    id: string;
-    mid: number;
-    seq: number;
-    pos: number;
-    ts: number;
-    status: number;
-    duplicate: boolean;
-}
-export type MessageFrame = {
-    type: 'message';
-} & Message;
-export interface ReceiptFrame {
-    type: 'receipt';
-    peer?: string;
-    gid?: number;
-    by: string;
-    /** 2 delivered, 3 read. */
-    status: number;
-    seq: number;
-}
-export interface PresenceFrame {
-    type: 'presence';
-    from: string;
-    peer?: string;
-    gid?: number;
-    /** 1 online, 2 offline, 3 typing, 4 typing cleared. */
-    presence: number;
-}
-export interface GroupFrame {
-    type: 'group';
-    gid: number;
-    event: GroupEvent;
-    /** Omitted when empty. */
-    members?: string[];
-}
+export type WelcomeFrame = Server<'welcome'>;
+export type SyncedFrame = Server<'synced'>;
+export type SentFrame = Server<'sent'>;
+export type MessageFrame = Server<'message'>;
+export type ReceiptFrame = Server<'receipt'>;
+export type PresenceFrame = Server<'presence'>;
+export type GroupFrame = Server<'group'>;
 /** A group's whiteboard changed (docs/protocol.md, `board`). */
-export interface BoardFrame {
-    type: 'board';
-    gid: number;
-    /** The board's version after this change. */
-    version: number;
-    /** Who changed it (address). */
-    from: string;
-    /** `append`: `objs` were added to the board of `version - 1`; `set`: `objs` is the whole board. */
-    action: 'append' | 'set';
-    objs: Record<string, unknown>[];
-}
-export interface OkFrame {
-    type: 'ok';
-    rid?: string;
-}
-export interface PongFrame {
-    type: 'pong';
-    rid?: string;
-}
-export interface CallJoinedFrame {
-    type: 'call_joined';
-    rid?: string;
-    gid: number;
-    address: string;
-    permissions: CallPermissions;
-    settings: CallSettings;
-    participants: CallParticipant[];
-    /** TURN servers with credentials for you; absent when the server runs no relay. */
-    ice_servers?: IceServer[];
-}
-/** A TURN server of `call_joined` (an RTCPeerConnection `iceServers` entry). */
-export interface IceServer {
-    urls: string[];
-    username: string;
-    credential: string;
-}
-export interface CallPublishedFrame {
-    type: 'call_published';
-    rid?: string;
-    stream: CallStream;
-    sdp: string;
-}
-export interface CallSdpFrame {
-    type: 'call_sdp';
-    rid?: string;
-    sdp?: string;
-}
-export interface CallOfferFrame {
-    type: 'call_offer';
-    sdp: string;
-    tracks: CallTrack[];
-}
-export type CallEventFrame = {
-    type: 'call_event';
-    gid: number;
-} & CallEvent;
-export interface ErrorFrame {
-    type: 'error';
-    rid?: string;
-    /** For a failed `send`: the client id. */
-    id?: string;
-    code: ErrorCode;
-    message: string;
-    /** For a failed `send`: the Mesibo message status (≥ 0x80). */
-    status?: number;
-}
-/** Every frame the server sends. */
-export type ServerFrame = WelcomeFrame | SyncedFrame | SentFrame | MessageFrame | ReceiptFrame | PresenceFrame | GroupFrame | BoardFrame | OkFrame | PongFrame | CallJoinedFrame | CallPublishedFrame | CallSdpFrame | CallOfferFrame | CallEventFrame | ErrorFrame;
+export type BoardFrame = Server<'board'>;
+export type OkFrame = Server<'ok'>;
+export type PongFrame = Server<'pong'>;
+export type CallJoinedFrame = Server<'call_joined'>;
+export type CallPublishedFrame = Server<'call_published'>;
+export type CallSdpFrame = Server<'call_sdp'>;
+export type CallOfferFrame = Server<'call_offer'>;
+export type CallEventFrame = Server<'call_event'>;
+export type ErrorFrame = Server<'error'>;
 /** The answer type of each request frame (errors arrive as `ErrorFrame`). */
 export interface ResponseMap {
     send: SentFrame;
