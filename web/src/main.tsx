@@ -8,6 +8,7 @@ import { Login } from './Login.tsx';
 import { Rooms } from './Rooms.tsx';
 import { PreJoin, type JoinChoice } from './PreJoin.tsx';
 import { CallView } from './Call.tsx';
+import { AdminPage } from './Admin.tsx';
 import './styles.css';
 
 const TOKEN_KEY = 'chorus.token';
@@ -168,4 +169,6 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById('app') as HTMLElement);
+// `/?admin` is the operator's page (admin token, no user login).
+const admin = new URLSearchParams(location.search).has('admin');
+render(admin ? <AdminPage /> : <App />, document.getElementById('app') as HTMLElement);

@@ -1,4 +1,7 @@
-//! The `chorus` binary: `chorus serve` runs the whole server.
+//! The `chorus` binary: `chorus serve` runs the whole server; `chorus admin …` reads a running
+//! server's admin view (nodes, calls, users, groups, webhook deliveries) from a shell.
+
+mod admin;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the server (HTTP, WebSocket, store).
     Serve(ServeArgs),
+    /// Show what a running server is doing (its `/admin` API, with the admin token).
+    Admin(admin::AdminArgs),
 }
 
 /// Flags override the config file and `CHORUS_*` variables.
@@ -64,6 +69,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let cfg = chorus_server::config::Config::load(args.config.as_deref(), &args)?;
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(chorus_server::serve(cfg))
+        }
+        Command::Admin(args) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(admin::run(args))
         }
     }
 }

@@ -240,6 +240,7 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 /// Runs the server until ctrl-c / SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    http::admin::mark_started();
     let listen = cfg.listen;
     let limits = http::server::Limits {
         max_connections: cfg.max_connections,

@@ -34,7 +34,7 @@ pub(crate) use sdp::{narrow_codecs, simulcast_send_rids};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,21 @@ pub(crate) struct RoomShared {
     pub wake: Notify,
     /// The group's members now, by address, with their call permissions (the latest wins).
     pub refresh: Mutex<Option<HashMap<String, Permissions>>>,
+    /// Sessions holding a [`CallSession`] of this room (for the admin view).
+    pub sessions: AtomicUsize,
+    /// When the room task started, ms since the epoch (for the admin view).
+    pub started_ms: AtomicI64,
+}
+
+/// A call in progress, as the admin view shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveCall {
+    /// The group whose call it is.
+    pub gid: i64,
+    /// Sessions in the call now.
+    pub participants: usize,
+    /// When the call started, ms since the epoch.
+    pub started_at: i64,
 }
 
 /// A session's place in a call. Its `rx` carries the frames the room sends this session;
@@ -99,6 +114,7 @@ pub struct CallSession {
 
 impl Drop for CallSession {
     fn drop(&mut self) {
+        let _ = self.room.shared.sessions.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         // A closed receiver is the room's sign that this participant is gone; the wake-up is a
         // stored permit, so it is not lost however busy the room is.
         self.rx.close();
@@ -302,6 +318,7 @@ impl Calls {
                     if let (ServerFrame::CallJoined { ice_servers, .. }, Some(t)) = (&mut frame, self.turn.get()) {
                         ice_servers.push(t.ice.ice_server(user.uid));
                     }
+                    handle.shared.sessions.fetch_add(1, Ordering::Relaxed);
                     let s = CallSession { gid, uid: user.uid, session, room: handle, rx: out_rx };
                     return Ok((s, frame));
                 }
@@ -310,6 +327,23 @@ impl Calls {
             }
         }
         Err(ApiError::new(ErrorCode::Internal, "the call could not be started; try again"))
+    }
+
+    /// The calls in progress (rooms with at least one session in them), by gid.
+    pub fn live(&self) -> Vec<LiveCall> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        let mut live: Vec<LiveCall> = rooms
+            .iter()
+            .filter(|(_, h)| !h.cmd.is_closed())
+            .map(|(gid, h)| LiveCall {
+                gid: *gid,
+                participants: h.shared.sessions.load(Ordering::Relaxed),
+                started_at: h.shared.started_ms.load(Ordering::Relaxed),
+            })
+            .filter(|c| c.participants > 0)
+            .collect();
+        live.sort_by_key(|c| c.gid);
+        live
     }
 
     fn room_for(self: &Arc<Self>, gid: i64, settings: RoomSettings) -> RoomHandle {
@@ -322,6 +356,7 @@ impl Calls {
         let id = self.next_room.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(ROOM_COMMANDS);
         let shared = Arc::new(RoomShared::default());
+        shared.started_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
         let handle = RoomHandle { id, cmd: tx, shared: shared.clone() };
         rooms.insert(gid, handle.clone());
         let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), self.hooks.clone(), rx, shared);
@@ -376,6 +411,7 @@ mod tests {
     async fn a_full_room_queue_refuses_requests_but_not_leaving() {
         let (cmd, mut cmd_rx) = mpsc::channel(1);
         let shared = Arc::new(RoomShared::default());
+        shared.started_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
         let (out, rx) = mpsc::channel(16);
         let room = RoomHandle { id: 1, cmd, shared: shared.clone() };
         let s = CallSession { gid: 1, uid: 2, session: 3, room, rx };

@@ -1,36 +1,161 @@
-//! `GET /admin/webhooks`: webhook deliveries for the operator (admin token, as `/metrics`):
-//! the newest first, each with its status (`pending`, `delivered`, `failed`), attempts and last
-//! error. Query: `status` (one of those three; all when absent) and `limit` (1–1000, default 100).
+//! The operator's view (admin token as `Authorization: Bearer`, as `/metrics`), read by the
+//! web app's admin page and by `chorus admin …`:
+//!
+//! - `GET /admin/nodes` — the Chorus processes serving this store (one until clustering exists):
+//!   version, start time, store kind, sessions, calls and call participants now;
+//! - `GET /admin/calls` — the calls in progress: group, participants, start time;
+//! - `GET /admin/users?after=&limit=` and `GET /admin/groups?after=&limit=` — pages in id order
+//!   (`limit` 1–1000, default 100; `next` is the `after` of the next page, absent on the last);
+//! - `GET /admin/webhooks?status=&limit=` — webhook deliveries, the newest first, each with its
+//!   status (`pending`, `delivered`, `failed`), attempts and last error (`limit` 1–1000, default 100).
 
-use axum::extract::State;
-use axum::http::HeaderMap;
+use std::sync::OnceLock;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::routing::get;
 use axum::Router;
-use serde::Deserialize;
+use chorus_proto::rest::Group;
+use serde::{Deserialize, Serialize};
 
 use super::metrics::is_admin;
 use super::{AppJson, AppQuery, AppState};
+use crate::call::LiveCall;
 use crate::error::{ApiError, ApiResult};
 use crate::webhooks::Delivery;
 
 /// The admin routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/webhooks", get(webhooks))
+    Router::new()
+        .route("/admin/nodes", get(nodes))
+        .route("/admin/calls", get(calls))
+        .route("/admin/users", get(users))
+        .route("/admin/groups", get(groups))
+        .route("/admin/webhooks", get(webhooks))
+}
+
+static STARTED_MS: OnceLock<i64> = OnceLock::new();
+
+/// Notes the process's start time for `/admin/nodes` (called once as the server starts).
+pub fn mark_started() {
+    STARTED_MS.get_or_init(crate::clock::now_ms);
+}
+
+/// A request that carries the admin token; anything else is answered `401 unauthorized`.
+struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        if is_admin(st, &parts.headers) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+/// One Chorus process.
+#[derive(Serialize)]
+struct Node {
+    /// The host's name.
+    node: String,
+    version: &'static str,
+    /// Start time, ms since the epoch.
+    started_at: i64,
+    /// `sqlite` or `postgresql`.
+    store: &'static str,
+    sessions: i64,
+    calls: usize,
+    participants: usize,
+}
+
+async fn nodes(_: Admin, State(st): State<AppState>) -> AppJson<Vec<Node>> {
+    let live = st.calls.live();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let store = match st.cfg.database.as_deref() {
+        Some(url) if url.starts_with("postgres") => "postgresql",
+        _ => "sqlite",
+    };
+    AppJson(vec![Node {
+        node: Some(host.trim()).filter(|h| !h.is_empty()).unwrap_or("chorus").to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: STARTED_MS.get().copied().unwrap_or_default(),
+        store,
+        sessions: crate::metrics::metrics().sessions.get(),
+        calls: live.len(),
+        participants: live.iter().map(|c| c.participants).sum(),
+    }])
+}
+
+async fn calls(_: Admin, State(st): State<AppState>) -> AppJson<Vec<LiveCall>> {
+    AppJson(st.calls.live())
 }
 
 #[derive(Deserialize)]
 struct Page {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// A user as the operator sees them (with their address, never their email).
+#[derive(Serialize)]
+struct User {
+    uid: i64,
+    address: String,
+    name: String,
+    active: bool,
+    created_at: i64,
+}
+
+#[derive(Serialize)]
+struct Users {
+    users: Vec<User>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<i64>,
+}
+
+async fn users(_: Admin, State(st): State<AppState>, AppQuery(page): AppQuery<Page>) -> ApiResult<AppJson<Users>> {
+    let (list, next) = st.accounts.admin_list(page.after.unwrap_or(0), page.limit.unwrap_or(100), None).await?;
+    let users = list
+        .into_iter()
+        .map(|u| User { uid: u.uid, address: u.address, name: u.name, active: u.active, created_at: u.created_at })
+        .collect();
+    Ok(AppJson(Users { users, next }))
+}
+
+/// A group with its member count.
+#[derive(Serialize)]
+struct AdminGroup {
+    #[serde(flatten)]
+    group: Group,
+    members: i64,
+}
+
+#[derive(Serialize)]
+struct Groups {
+    groups: Vec<AdminGroup>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<i64>,
+}
+
+async fn groups(_: Admin, State(st): State<AppState>, AppQuery(page): AppQuery<Page>) -> ApiResult<AppJson<Groups>> {
+    let (list, next) = st.groups.admin_list(page.after.unwrap_or(0), page.limit.unwrap_or(100), None).await?;
+    let groups = list.into_iter().map(|(group, members)| AdminGroup { group, members }).collect();
+    Ok(AppJson(Groups { groups, next }))
+}
+
+#[derive(Deserialize)]
+struct DeliveryPage {
     status: Option<String>,
     limit: Option<i64>,
 }
 
 async fn webhooks(
+    _: Admin,
     State(st): State<AppState>,
-    headers: HeaderMap,
-    AppQuery(page): AppQuery<Page>,
+    AppQuery(page): AppQuery<DeliveryPage>,
 ) -> ApiResult<AppJson<Vec<Delivery>>> {
-    if !is_admin(&st, &headers) {
-        return Err(ApiError::unauthorized());
-    }
     Ok(AppJson(st.webhooks.deliveries(page.status.as_deref(), page.limit.unwrap_or(100)).await?))
 }
