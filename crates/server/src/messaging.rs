@@ -39,7 +39,7 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::accounts::Accounts;
-use crate::bus::{FanOut, MsgMeta, Outbound};
+use crate::bus::{outbound, FanOut, MsgMeta, Outbound};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::Db;
@@ -306,12 +306,6 @@ pub(crate) fn check_client_id(client_id: &str) -> ApiResult<()> {
         return Err(ApiError::bad_request("id must be 1 to 64 printable characters"));
     }
     Ok(())
-}
-
-/// Serialises a frame once for fan-out.
-pub fn outbound(frame: &ServerFrame, msg: Option<MsgMeta>, origin: u64) -> Arc<Outbound> {
-    let json = serde_json::to_string(frame).expect("server frames always serialise");
-    Arc::new(Outbound { json: json.into(), msg, origin, close: None })
 }
 
 /// One page of a session's sync backlog.

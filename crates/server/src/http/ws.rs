@@ -32,7 +32,9 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 
 use super::AppState;
-use crate::bus::{session_queue, token_fingerprint, MsgMeta, Outbound, SessionRx, TooManySessions};
+use crate::bus::{
+    frame_text, outbound, session_queue, token_fingerprint, MsgMeta, Outbound, SessionRx, TooManySessions,
+};
 use crate::error::ApiError;
 use crate::messaging::{BacklogPage, Content, SyncEnd, Target};
 
@@ -95,7 +97,7 @@ pub(super) async fn upgrade(
 }
 
 fn text(frame: &ServerFrame) -> WsMessage {
-    WsMessage::Text(serde_json::to_string(frame).expect("server frames serialise").into())
+    WsMessage::Text(frame_text(frame))
 }
 
 fn error_frame(rid: Option<String>, id: Option<String>, e: &ApiError) -> ServerFrame {
@@ -394,9 +396,9 @@ impl Session {
                 if meta.sender != self.user.uid {
                     self.remember(meta);
                 }
-                let json = serde_json::to_string(&ServerFrame::Message(m)).expect("server frames serialise");
+                let json = frame_text(&ServerFrame::Message(m));
                 bytes += json.len();
-                out.feed(WsMessage::Text(json.into())).await?;
+                out.feed(WsMessage::Text(json)).await?;
                 count += 1;
             }
             out.flush().await?;
@@ -527,7 +529,8 @@ impl Session {
             }
             taken += o.json.len();
             if self.wanted(&o) {
-                out.feed(WsMessage::Text(Utf8Bytes::from(&*o.json))).await?;
+                // A clone of the shared buffer: every recipient writes the same bytes.
+                out.feed(WsMessage::Text(o.json.clone())).await?;
             }
             if let Some(code) = o.close {
                 out.close(code, "session ended").await;
@@ -751,7 +754,7 @@ impl Session {
                 }
                 let value = if on { presence::TYPING } else { presence::TYPING_CLEARED };
                 let frame = ServerFrame::Presence { from: self.user.address.clone(), peer, gid, presence: value };
-                m.bus().deliver(&mut uids.into_iter(), crate::messaging::outbound(&frame, None, self.id));
+                m.bus().deliver(&mut uids.into_iter(), outbound(&frame, None, self.id));
                 None
             }
             Err(e) => Some(error_frame(None, None, &e)),
