@@ -318,21 +318,6 @@ impl ClientFrame {
         }
         self
     }
-
-    /// Whether this is a call frame other than `call_join` (one the session's call answers).
-    pub fn is_call_request(&self) -> bool {
-        matches!(
-            self,
-            ClientFrame::CallPublish(_)
-                | ClientFrame::CallUnpublish { .. }
-                | ClientFrame::CallSubscribe { .. }
-                | ClientFrame::CallUnsubscribe { .. }
-                | ClientFrame::CallAnswer { .. }
-                | ClientFrame::CallMute { .. }
-                | ClientFrame::CallAdmin { .. }
-                | ClientFrame::CallLeave { .. }
-        )
-    }
 }
 
 /// The user a session belongs to.
@@ -657,12 +642,10 @@ mod tests {
     fn request_ids_are_read_and_set_on_every_frame_that_has_one() {
         let f = ClientFrame::CallLeave { rid: None }.with_rid(Some("9".into()));
         assert_eq!(f.rid(), Some("9"));
-        assert!(f.is_call_request());
         let p: ClientFrame = serde_json::from_str(r#"{"type":"call_publish","sid":1,"sdp":""}"#).unwrap();
         assert_eq!(p.with_rid(Some("x".into())).rid(), Some("x"));
         let ack = ClientFrame::Ack { pos: 1 }.with_rid(Some("1".into()));
         assert_eq!(ack.rid(), None, "ack has no request id");
-        assert!(!ClientFrame::CallJoin { rid: None, gid: 1 }.is_call_request(), "join is answered by the session");
     }
 
     #[test]

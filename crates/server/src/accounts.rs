@@ -14,7 +14,7 @@ use chorus_proto::ErrorCode;
 use sqlx::Row;
 
 use crate::auth_token::{ct_eq, hash, random_digits, random_hex, random_token};
-use crate::bus::{token_fingerprint, FanOut, Outbound};
+use crate::bus::{closing, token_fingerprint, FanOut};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::Db;
@@ -511,9 +511,7 @@ impl Accounts {
             message: format!("session ended: {why}"),
             status: None,
         };
-        let json = serde_json::to_string(&frame).expect("frames serialise");
-        let out = Arc::new(Outbound { json: json.into(), msg: None, origin: 0, close: Some(CLOSE_UNAUTHORIZED) });
-        self.bus.disconnect(uid, token, out);
+        self.bus.disconnect(uid, token, closing(&frame, CLOSE_UNAUTHORIZED));
     }
 
     /// Renames a user.

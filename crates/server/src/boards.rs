@@ -14,13 +14,12 @@ use chorus_proto::ErrorCode;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::bus::FanOut;
+use crate::bus::{outbound, FanOut};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::{Backend, Db};
 use crate::error::{ApiError, ApiResult};
 use crate::groups::{GroupPolicy, Groups};
-use crate::messaging::outbound;
 
 /// A change to a board.
 #[derive(Debug, Clone)]

@@ -6,14 +6,19 @@
 //! the same trait: `deliver` publishes, and each node's local registry pushes
 //! to its own sessions.
 //!
-//! Frames are serialised once, before fan-out, and shared as `Arc<Outbound>`:
-//! delivering to a thousand sessions costs a thousand pointer copies and queue
-//! pushes, not a thousand serialisations.
+//! Frames are serialised once, before fan-out, by [`outbound`] (the one place that
+//! turns a [`ServerFrame`] into what a session writes), and shared as `Arc<Outbound>`.
+//! The text is a reference-counted buffer ([`Utf8Bytes`], the WebSocket text payload
+//! itself), so every session writes the same bytes: delivering to a thousand sessions
+//! costs a thousand pointer copies and queue pushes, not a thousand serialisations or
+//! buffer copies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::Utf8Bytes;
+use chorus_proto::ws::ServerFrame;
 use tokio::sync::mpsc;
 
 /// Identifies a stored message a frame carries (for resume de-duplication and delivery acks).
@@ -32,14 +37,31 @@ pub struct MsgMeta {
 /// A serialised server frame on its way to sessions.
 #[derive(Debug)]
 pub struct Outbound {
-    /// The JSON text frame.
-    pub json: Arc<str>,
+    /// The JSON text frame, shared: a session writes a clone of it (no copy of the bytes).
+    pub json: Utf8Bytes,
     /// Set for `message` frames.
     pub msg: Option<MsgMeta>,
     /// Session that caused it (it already got a direct answer), 0 for none.
     pub origin: u64,
     /// Close the session with this WebSocket close code after sending the frame.
     pub close: Option<u16>,
+}
+
+/// The JSON text of a server frame, as a session writes it.
+pub fn frame_text(frame: &ServerFrame) -> Utf8Bytes {
+    serde_json::to_string(frame).expect("server frames always serialise").into()
+}
+
+/// Serialises a frame once for fan-out. `msg` is set for `message` frames; `origin` is the
+/// session that caused it (0 for none).
+pub fn outbound(frame: &ServerFrame, msg: Option<MsgMeta>, origin: u64) -> Arc<Outbound> {
+    Arc::new(Outbound { json: frame_text(frame), msg, origin, close: None })
+}
+
+/// The last frame of a session ended on purpose ([`FanOut::disconnect`]): the session writes
+/// it, then closes with `code`.
+pub fn closing(frame: &ServerFrame, code: u16) -> Arc<Outbound> {
+    Arc::new(Outbound { json: frame_text(frame), msg: None, origin: 0, close: Some(code) })
 }
 
 /// Why a session could not be registered.

@@ -33,13 +33,12 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::auth_token::random_digits;
-use crate::bus::FanOut;
+use crate::bus::{outbound, FanOut};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::{Backend, Db};
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::{ip_key, WindowLimiter};
-use crate::messaging::outbound;
 use crate::pin_key::{KeySource, PinKey};
 use chorus_proto::ws::{GroupEvent, ServerFrame};
 

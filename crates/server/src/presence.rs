@@ -12,7 +12,8 @@ use std::time::Duration;
 use chorus_proto::flags::presence;
 use chorus_proto::ws::{ServerFrame, SessionUser};
 
-use crate::messaging::{outbound, Messaging};
+use crate::bus::outbound;
+use crate::messaging::Messaging;
 
 /// Presence announcer.
 pub struct Presence {

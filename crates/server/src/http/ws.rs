@@ -32,7 +32,9 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 
 use super::AppState;
-use crate::bus::{session_queue, token_fingerprint, MsgMeta, Outbound, SessionRx, TooManySessions};
+use crate::bus::{
+    frame_text, outbound, session_queue, token_fingerprint, MsgMeta, Outbound, SessionRx, TooManySessions,
+};
 use crate::error::ApiError;
 use crate::messaging::{BacklogPage, Content, SyncEnd, Target};
 
@@ -95,7 +97,7 @@ pub(super) async fn upgrade(
 }
 
 fn text(frame: &ServerFrame) -> WsMessage {
-    WsMessage::Text(serde_json::to_string(frame).expect("server frames serialise").into())
+    WsMessage::Text(frame_text(frame))
 }
 
 fn error_frame(rid: Option<String>, id: Option<String>, e: &ApiError) -> ServerFrame {
@@ -394,9 +396,9 @@ impl Session {
                 if meta.sender != self.user.uid {
                     self.remember(meta);
                 }
-                let json = serde_json::to_string(&ServerFrame::Message(m)).expect("server frames serialise");
+                let json = frame_text(&ServerFrame::Message(m));
                 bytes += json.len();
-                out.feed(WsMessage::Text(json.into())).await?;
+                out.feed(WsMessage::Text(json)).await?;
                 count += 1;
             }
             out.flush().await?;
@@ -527,7 +529,8 @@ impl Session {
             }
             taken += o.json.len();
             if self.wanted(&o) {
-                out.feed(WsMessage::Text(Utf8Bytes::from(&*o.json))).await?;
+                // A clone of the shared buffer: every recipient writes the same bytes.
+                out.feed(WsMessage::Text(o.json.clone())).await?;
             }
             if let Some(code) = o.close {
                 out.close(code, "session ended").await;
@@ -555,40 +558,60 @@ impl Session {
         true
     }
 
-    /// Answers one client frame. Returns the reply to send, if any.
-    /// Parses one client frame and answers it: sends are queued and answered
-    /// when they commit, everything else is answered before returning.
+    /// Parses one client frame and answers it. Returns the reply to send, if any: sends are
+    /// queued and answered when they commit, call requests when the room answers, everything
+    /// else is answered before returning. One exhaustive match: a frame added to the protocol
+    /// does not compile until it is routed here, so client input can never reach a panic.
     async fn dispatch(&mut self, out: &mut Writer, raw: &str) -> Option<Reply> {
         let frame: ClientFrame = match serde_json::from_str(raw) {
             Ok(f) => f,
             Err(e) => return Some(now(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}"))))),
         };
         match frame {
+            ClientFrame::Hello { .. } => {
+                Some(now(error_frame(None, None, &ApiError::bad_request("hello was already received"))))
+            }
+            ClientFrame::Ping { rid } => Some(now(ServerFrame::Pong { rid })),
             ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => {
                 Some(self.start_send(rid, id, Target::from_parts(peer, gid), Content { text, data, file }, mtype).await)
             }
-            ClientFrame::CallJoin { rid, gid } => {
-                // One call per session. Joining another call leaves the current one (`left`, as
-                // a `call_leave` would). Joining the same call again replaces the session's place:
-                // the old place is kept until the room has the new join, so the room sees the
-                // same user joining again (`replaced` for the others), not a session that vanished.
-                let old = self.call.take();
-                if let Some(old) = old.as_ref().filter(|c| c.gid != gid) {
-                    drop(old.request(ClientFrame::CallLeave { rid: None }));
-                }
-                let joined = self.s.calls.join(&self.user, self.id, gid, rid.clone()).await;
-                drop(old);
-                match joined {
-                    Ok((call, joined)) => {
-                        self.call = Some(call);
-                        Some(now(joined))
-                    }
-                    Err(e) => Some(now(error_frame(rid, None, &e))),
-                }
+            ClientFrame::Edit { rid, mid, text, data } => {
+                Some(now(self.change(rid, mid, Some(Content { text, data, file: None })).await))
             }
+            ClientFrame::Delete { rid, mid } => Some(now(self.change(rid, mid, None).await)),
+            ClientFrame::Ack { pos } => self.ack(pos).await.map(now),
+            ClientFrame::Read { rid, peer, gid, seq } => Some(now(self.read(rid, peer, gid, seq).await)),
+            ClientFrame::Typing { peer, gid, on } => self.typing(peer, gid, on).await.map(now),
+            ClientFrame::CallJoin { rid, gid } => Some(self.call_join(rid, gid).await),
             ClientFrame::CallLeave { rid } => Some(self.call_leave(out, rid).await),
-            call if call.is_call_request() => Some(self.call_request(call)),
-            other => self.handle(other).await.map(now),
+            // The other call frames are answered by the session's room.
+            call @ (ClientFrame::CallPublish(_)
+            | ClientFrame::CallUnpublish { .. }
+            | ClientFrame::CallSubscribe { .. }
+            | ClientFrame::CallUnsubscribe { .. }
+            | ClientFrame::CallAnswer { .. }
+            | ClientFrame::CallMute { .. }
+            | ClientFrame::CallAdmin { .. }) => Some(self.call_request(call)),
+        }
+    }
+
+    /// Joins a call. One call per session. Joining another call leaves the current one
+    /// (`left`, as a `call_leave` would). Joining the same call again replaces the session's
+    /// place: the old place is kept until the room has the new join, so the room sees the same
+    /// user joining again (`replaced` for the others), not a session that vanished.
+    async fn call_join(&mut self, rid: Option<String>, gid: i64) -> Reply {
+        let old = self.call.take();
+        if let Some(old) = old.as_ref().filter(|c| c.gid != gid) {
+            drop(old.request(ClientFrame::CallLeave { rid: None }));
+        }
+        let joined = self.s.calls.join(&self.user, self.id, gid, rid.clone()).await;
+        drop(old);
+        match joined {
+            Ok((call, joined)) => {
+                self.call = Some(call);
+                now(joined)
+            }
+            Err(e) => now(error_frame(rid, None, &e)),
         }
     }
 
@@ -664,93 +687,77 @@ impl Session {
         })
     }
 
-    /// Answers one client frame other than `send`. Returns the reply to send, if any.
-    async fn handle(&mut self, frame: ClientFrame) -> Option<ServerFrame> {
+    /// Edits (`Some`) or deletes (`None`) one of the user's messages.
+    async fn change(&self, rid: Option<String>, mid: i64, content: Option<Content>) -> ServerFrame {
+        ok_or_error(rid, self.s.messaging.change(&self.user, mid, content, self.id).await)
+    }
+
+    /// Advances the delivery watermarks of the messages acknowledged up to `pos`.
+    async fn ack(&mut self, pos: i64) -> Option<ServerFrame> {
         let m = &self.s.messaging;
-        match frame {
-            ClientFrame::Hello { .. } => {
-                Some(error_frame(None, None, &ApiError::bad_request("hello was already received")))
+        let mut highest: HashMap<i64, i64> = HashMap::new();
+        while self.unacked.front().is_some_and(|f| f.pos <= pos) {
+            let f = self.unacked.pop_front().expect("front checked");
+            let e = highest.entry(f.conv_id).or_insert(f.seq);
+            *e = (*e).max(f.seq);
+        }
+        // A queue that was long once does not keep its memory.
+        if self.unacked.capacity() > 256 && self.unacked.len() < self.unacked.capacity() / 4 {
+            self.unacked.shrink_to(self.unacked.len() * 2);
+        }
+        for (conv, seq) in highest {
+            if let Err(e) = m.watermark(&self.user, conv, seq, false).await {
+                return Some(error_frame(None, None, &e));
             }
-            ClientFrame::Ping { rid } => Some(ServerFrame::Pong { rid }),
-            ClientFrame::Send { .. } => unreachable!("sends are dispatched to start_send"),
-            ClientFrame::CallJoin { .. }
-            | ClientFrame::CallPublish(_)
-            | ClientFrame::CallUnpublish { .. }
-            | ClientFrame::CallSubscribe { .. }
-            | ClientFrame::CallUnsubscribe { .. }
-            | ClientFrame::CallAnswer { .. }
-            | ClientFrame::CallMute { .. }
-            | ClientFrame::CallAdmin { .. }
-            | ClientFrame::CallLeave { .. } => unreachable!("call frames are dispatched to the call"),
-            ClientFrame::Edit { rid, mid, text, data } => {
-                let r = m.change(&self.user, mid, Some(Content { text, data, file: None }), self.id).await;
-                Some(ok_or_error(rid, r))
-            }
-            ClientFrame::Delete { rid, mid } => {
-                let r = m.change(&self.user, mid, None, self.id).await;
-                Some(ok_or_error(rid, r))
-            }
-            ClientFrame::Ack { pos } => {
-                let mut highest: HashMap<i64, i64> = HashMap::new();
-                while self.unacked.front().is_some_and(|f| f.pos <= pos) {
-                    let f = self.unacked.pop_front().expect("front checked");
-                    let e = highest.entry(f.conv_id).or_insert(f.seq);
-                    *e = (*e).max(f.seq);
-                }
-                // A queue that was long once does not keep its memory.
-                if self.unacked.capacity() > 256 && self.unacked.len() < self.unacked.capacity() / 4 {
-                    self.unacked.shrink_to(self.unacked.len() * 2);
-                }
-                for (conv, seq) in highest {
-                    if let Err(e) = m.watermark(&self.user, conv, seq, false).await {
-                        return Some(error_frame(None, None, &e));
+        }
+        None
+    }
+
+    /// Marks a conversation read up to `seq`.
+    async fn read(&self, rid: Option<String>, peer: Option<String>, gid: Option<i64>, seq: i64) -> ServerFrame {
+        let m = &self.s.messaging;
+        let res = async {
+            let t = Target::from_parts(peer, gid)?;
+            let conv = m
+                .conversation(&self.user, &t)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no messages in this conversation"))?;
+            m.watermark(&self.user, conv, seq, true).await
+        }
+        .await;
+        ok_or_error(rid, res)
+    }
+
+    /// Forwards typing on or off to the conversation (throttled).
+    async fn typing(&mut self, peer: Option<String>, gid: Option<i64>, on: bool) -> Option<ServerFrame> {
+        let m = &self.s.messaging;
+        let t = match Target::from_parts(peer, gid) {
+            Ok(t) => t,
+            Err(e) => return Some(error_frame(None, None, &e)),
+        };
+        let now = Instant::now();
+        if on && self.typing_sent.get(&t).is_some_and(|at| now.duration_since(*at) < TYPING_THROTTLE) {
+            return None;
+        }
+        if !on && !self.typing_sent.contains_key(&t) {
+            return None; // never announced typing here
+        }
+        match m.typing_audience(&self.user, &t).await {
+            Ok((uids, peer, gid)) => {
+                if on {
+                    if self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
+                        self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_THROTTLE);
                     }
+                    self.typing_sent.insert(t, now);
+                } else {
+                    self.typing_sent.remove(&t);
                 }
+                let value = if on { presence::TYPING } else { presence::TYPING_CLEARED };
+                let frame = ServerFrame::Presence { from: self.user.address.clone(), peer, gid, presence: value };
+                m.bus().deliver(&mut uids.into_iter(), outbound(&frame, None, self.id));
                 None
             }
-            ClientFrame::Read { rid, peer, gid, seq } => {
-                let res = async {
-                    let t = Target::from_parts(peer, gid)?;
-                    let conv = m
-                        .conversation(&self.user, &t)
-                        .await?
-                        .ok_or_else(|| ApiError::not_found("no messages in this conversation"))?;
-                    m.watermark(&self.user, conv, seq, true).await
-                }
-                .await;
-                Some(ok_or_error(rid, res))
-            }
-            ClientFrame::Typing { peer, gid, on } => {
-                let t = match Target::from_parts(peer, gid) {
-                    Ok(t) => t,
-                    Err(e) => return Some(error_frame(None, None, &e)),
-                };
-                let now = Instant::now();
-                if on && self.typing_sent.get(&t).is_some_and(|at| now.duration_since(*at) < TYPING_THROTTLE) {
-                    return None;
-                }
-                if !on && !self.typing_sent.contains_key(&t) {
-                    return None; // never announced typing here
-                }
-                match m.typing_audience(&self.user, &t).await {
-                    Ok((uids, peer, gid)) => {
-                        if on {
-                            if self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
-                                self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_THROTTLE);
-                            }
-                            self.typing_sent.insert(t, now);
-                        } else {
-                            self.typing_sent.remove(&t);
-                        }
-                        let value = if on { presence::TYPING } else { presence::TYPING_CLEARED };
-                        let frame =
-                            ServerFrame::Presence { from: self.user.address.clone(), peer, gid, presence: value };
-                        m.bus().deliver(&mut uids.into_iter(), crate::messaging::outbound(&frame, None, self.id));
-                        None
-                    }
-                    Err(e) => Some(error_frame(None, None, &e)),
-                }
-            }
+            Err(e) => Some(error_frame(None, None, &e)),
         }
     }
 }
