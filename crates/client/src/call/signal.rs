@@ -844,3 +844,6 @@ struct Published {
     video_mid: Option<Mid>,
     stream: CallStream,
 }
+
+#[cfg(test)]
+mod tests;
