@@ -354,8 +354,14 @@ impl Driver {
             Cmd::SubscribeAll(on) => return self.signalling(signal::Input::SubscribeAll(on)).await,
             // Media: the driver's own business, nothing once the call has ended.
             Cmd::Speaking(_) | Cmd::Downlink(_) | Cmd::Freeze if self.ended => return,
-            Cmd::Speaking(on) => return self.speaking = on,
-            Cmd::Downlink(kbps) => return self.shaper.set_kbps(Instant::now(), kbps),
+            Cmd::Speaking(on) => {
+                self.speaking = on;
+                return;
+            }
+            Cmd::Downlink(kbps) => {
+                self.shaper.set_kbps(Instant::now(), kbps);
+                return;
+            }
             Cmd::Freeze => {
                 self.frozen = true;
                 self.pub_connected = false;
