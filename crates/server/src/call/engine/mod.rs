@@ -158,6 +158,10 @@ pub(crate) enum Input<'a> {
     Slow(SinkId),
     /// Time passed: serve due timers and drain what the inputs since the last one touched.
     Timeout,
+    /// Tests: the downlink estimate of `uid`'s subscribe leg is `bps` (until str0m's next one),
+    /// so a test can drive layer selection without shaping a simulated link.
+    #[cfg(test)]
+    Estimate { uid: i64, bps: u64 },
 }
 
 /// What the engine wants done.
@@ -288,6 +292,12 @@ impl Engine {
             Input::Timeout => {
                 self.timeouts(now);
                 self.flush(now);
+            }
+            #[cfg(test)]
+            Input::Estimate { uid, bps } => {
+                if let Some(p) = self.peers.get_mut(&uid) {
+                    p.bwe_bps = bps;
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use chorus_proto::ErrorCode;
 use chorus_sfu::{Permissions, RoomSettings};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::Receive;
 use str0m::{Candidate, Event, Rtc};
 
@@ -30,6 +30,27 @@ struct ClientLeg {
     connected: bool,
     /// The microphone's media line (publish legs).
     mid: Option<Mid>,
+    /// The camera's media line and its simulcast layers, lowest first (publish legs).
+    video: Option<(Mid, Vec<Rid>)>,
+    /// Layers to send a keyframe on next (all at first, then those asked for).
+    need_key: Vec<Rid>,
+    /// Keyframe requests received, by layer.
+    keyframe_requests: Vec<Option<Rid>>,
+    last_video: Option<Instant>,
+}
+
+impl ClientLeg {
+    fn new(rtc: Rtc, mid: Option<Mid>) -> ClientLeg {
+        ClientLeg {
+            rtc,
+            connected: false,
+            mid,
+            video: None,
+            need_key: Vec::new(),
+            keyframe_requests: Vec::new(),
+            last_video: None,
+        }
+    }
 }
 
 struct Client {
@@ -74,6 +95,8 @@ struct Sim {
     registered: Vec<PeerKey>,
     unregistered: Vec<PeerKey>,
     next: u64,
+    /// An estimate to impose on a subscriber before each timeout input (see `Input::Estimate`).
+    estimate: Option<(i64, u64)>,
 }
 
 fn settings() -> RoomSettings {
@@ -115,6 +138,7 @@ impl Sim {
             registered: Vec::new(),
             unregistered: Vec::new(),
             next: 0,
+            estimate: None,
         }
     }
 
@@ -224,6 +248,10 @@ impl Sim {
                         str0m::Output::Transmit(t) => sent.push((PeerKey { uid: c.uid, leg: which }, t)),
                         str0m::Output::Event(Event::Connected) => leg.connected = true,
                         str0m::Output::Event(Event::MediaData(d)) => *c.media.entry(d.mid).or_default() += 1,
+                        str0m::Output::Event(Event::KeyframeRequest(r)) => {
+                            leg.keyframe_requests.push(r.rid);
+                            leg.need_key.extend(r.rid);
+                        }
                         str0m::Output::Event(_) => {}
                     }
                 }
@@ -233,6 +261,9 @@ impl Sim {
             let d =
                 Datagram { peer, proto: t.proto, source: t.source, destination: t.destination, contents: &t.contents };
             self.engine.handle_input(now, Input::Datagram(d));
+        }
+        if let Some((uid, bps)) = self.estimate {
+            self.engine.handle_input(now, Input::Estimate { uid, bps });
         }
         self.engine.handle_input(now, Input::Timeout);
         next = next.min(self.drain());
@@ -251,6 +282,7 @@ impl Sim {
         while !done(self) {
             assert!(self.now < until, "not done within {limit:?}");
             self.send_audio();
+            self.send_video();
             self.step();
         }
     }
@@ -270,6 +302,85 @@ impl Sim {
                     w.write(pt, now, MediaTime::new(ticks, str0m::media::Frequency::FORTY_EIGHT_KHZ), vec![1u8; 80]);
             }
         }
+    }
+
+    /// Every connected camera sends a frame on each layer every 33 ms: a keyframe where one is
+    /// needed, and `size(layer)` bytes of VP8 (whose first payload byte says key or delta).
+    fn send_video(&mut self) {
+        let (now, elapsed) = (self.now, self.now - self.start);
+        let ticks = elapsed.as_micros() as u64 * 90 / 1000;
+        for c in &mut self.clients {
+            let Some(leg) = c.publish.as_mut().filter(|l| l.connected) else { continue };
+            let Some((mid, rids)) = leg.video.clone() else { continue };
+            if leg.last_video.is_some_and(|t| now - t < Duration::from_millis(33)) {
+                continue;
+            }
+            leg.last_video = Some(now);
+            let Some(pt) = leg.rtc.codec_config().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt()) else {
+                continue;
+            };
+            for (i, rid) in rids.iter().enumerate() {
+                let key = leg.need_key.contains(rid);
+                leg.need_key.retain(|r| r != rid);
+                let mut frame = vec![0u8; 150 << (2 * i)];
+                frame[0] = if key { 0x10 } else { 0x11 };
+                if let Some(w) = leg.rtc.writer(mid) {
+                    let time = MediaTime::new(ticks, str0m::media::Frequency::NINETY_KHZ);
+                    w.rid(*rid).write(pt, now, time, frame).expect("a video frame written");
+                }
+            }
+        }
+    }
+
+    /// Client `uid` publishes a 720p camera in three simulcast layers as stream `sid`.
+    fn publish_video(&mut self, uid: i64, sid: u32) -> ServerFrame {
+        let addr: SocketAddr = format!("10.0.1.{uid}:1000").parse().unwrap();
+        let mut rtc = self.new_rtc(addr);
+        let rids: Vec<Rid> = ["q", "h", "f"].into_iter().map(Rid::from).collect();
+        let simulcast =
+            Simulcast { send: ["q", "h", "f"].into_iter().map(SimulcastLayer::new).collect(), recv: vec![] };
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(simulcast));
+        let (offer, pending) = api.apply().expect("an offer");
+        let req = PublishRequest {
+            rid: Some("pub".into()),
+            sid,
+            audio: false,
+            video: true,
+            screen: false,
+            rids: vec!["q".into(), "h".into(), "f".into()],
+            height: Some(720),
+            muted: Default::default(),
+            audio_mid: None,
+            video_mid: Some(mid.to_string()),
+            sdp: offer.to_sdp_string(),
+        };
+        let reply = self.request(uid, ClientFrame::CallPublish(req));
+        if let ServerFrame::CallPublished { sdp, .. } = &reply {
+            let answer = SdpAnswer::from_sdp_string(sdp).expect("an SDP answer");
+            rtc.sdp_api().accept_answer(pending, answer).expect("the answer fits");
+            let mut leg = ClientLeg::new(rtc, None);
+            leg.need_key = rids.clone();
+            leg.video = Some((mid, rids));
+            self.client(uid).publish = Some(leg);
+        }
+        reply
+    }
+
+    /// The layers client `uid` was told it receives, in order.
+    fn layers_told(&self, uid: i64) -> Vec<Option<u8>> {
+        let c = self.clients.iter().find(|c| c.uid == uid).expect("a client");
+        c.events()
+            .filter_map(|e| match e {
+                CallEvent::Layer { layer, .. } => Some(*layer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn keyframe_requests(&self, uid: i64) -> Vec<Option<Rid>> {
+        let c = self.clients.iter().find(|c| c.uid == uid).expect("a client");
+        c.publish.as_ref().map(|l| l.keyframe_requests.clone()).unwrap_or_default()
     }
 
     fn new_rtc(&self, addr: SocketAddr) -> Rtc {
@@ -302,7 +413,7 @@ impl Sim {
         if let ServerFrame::CallPublished { sdp, .. } = &reply {
             let answer = SdpAnswer::from_sdp_string(sdp).expect("an SDP answer");
             rtc.sdp_api().accept_answer(pending, answer).expect("the answer fits");
-            self.client(uid).publish = Some(ClientLeg { rtc, connected: false, mid: Some(mid) });
+            self.client(uid).publish = Some(ClientLeg::new(rtc, Some(mid)));
         }
         reply
     }
@@ -333,7 +444,7 @@ impl Sim {
                 if self.clients[i].subscribe.is_none() {
                     let addr: SocketAddr = format!("10.0.2.{uid}:2000").parse().unwrap();
                     let rtc = self.new_rtc(addr);
-                    self.clients[i].subscribe = Some(ClientLeg { rtc, connected: false, mid: None });
+                    self.clients[i].subscribe = Some(ClientLeg::new(rtc, None));
                 }
                 let leg = self.clients[i].subscribe.as_mut().expect("made above");
                 let offer = SdpOffer::from_sdp_string(sdp).expect("an SDP offer");
@@ -447,4 +558,37 @@ fn a_seed_gives_the_same_credentials() {
     };
     assert_eq!(ufrags(7), ufrags(7));
     assert_ne!(ufrags(7), ufrags(8));
+}
+
+/// A subscriber's estimate falls: its video steps down to the lowest layer at once, with a
+/// keyframe asked of that layer; it rises again: after the hold, back up to the top layer, with a
+/// keyframe asked of that one.
+#[test]
+fn the_layer_follows_the_estimate_with_a_keyframe_on_each_switch() {
+    let mut sim = Sim::new(5);
+    sim.join(1, Permissions::MEMBER);
+    sim.join(2, Permissions::MEMBER);
+    let published = sim.publish_video(1, 0);
+    assert!(matches!(published, ServerFrame::CallPublished { .. }), "{published:?}");
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    sim.estimate = Some((2, 5_000_000));
+    sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
+    sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= 20);
+
+    let asked = sim.keyframe_requests(1).len();
+    sim.estimate = Some((2, 150_000));
+    sim.run_until(Duration::from_secs(3), |s| s.layers_told(2).last() == Some(&Some(0)));
+    let q = Some(Rid::from("q"));
+    assert!(sim.keyframe_requests(1)[asked..].contains(&q), "a keyframe of the lowest layer was asked for");
+    let before = sim.media(2).iter().sum::<usize>();
+    sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= before + 20);
+
+    let asked = sim.keyframe_requests(1).len();
+    let down_at = sim.now;
+    sim.estimate = Some((2, 5_000_000));
+    sim.run_until(Duration::from_secs(6), |s| s.layers_told(2).last() == Some(&Some(2)));
+    assert!(sim.now - down_at >= Duration::from_secs(2), "stepping up waits for the hold");
+    let f = Some(Rid::from("f"));
+    assert!(sim.keyframe_requests(1)[asked..].contains(&f), "a keyframe of the top layer was asked for");
+    assert_eq!(sim.layers_told(2).iter().filter(|l| **l == Some(0)).count(), 1, "down once, no flapping");
 }
