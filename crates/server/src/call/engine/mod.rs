@@ -353,6 +353,28 @@ impl Engine {
         }
     }
 
+    /// Panics unless the invariants of the module doc hold (tests call it after every input).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        for p in self.peers.values() {
+            for (leg, which) in [(&p.publish, Leg::Publish), (&p.subscribe, Leg::Subscribe)] {
+                if leg.as_ref().is_some_and(|l| l.dirty) {
+                    let key = PeerKey { uid: p.uid, leg: which };
+                    assert!(self.dirty.contains(&key), "{key:?} is marked dirty but not listed");
+                }
+            }
+            for t in &p.tracks {
+                let stream = chorus_sfu::StreamId { publisher: p.uid, sid: t.sid };
+                let mut held: Vec<i64> =
+                    self.room.subscribers(stream).filter(|(_, s)| s.wants(t.kind)).map(|(who, _)| who).collect();
+                let mut forwarded: Vec<i64> = t.subscribers.iter().map(|f| f.subscriber).collect();
+                held.sort();
+                forwarded.sort();
+                assert_eq!(held, forwarded, "forwarders of {stream:?} {:?} are the room's subscriptions", t.kind);
+            }
+        }
+    }
+
     fn webhook(&mut self, event: &'static str, body: serde_json::Value) {
         self.out.push_back(Output::Webhook { event, body });
     }

@@ -225,7 +225,10 @@ impl Sim {
                 Output::Register { peer, .. } => self.registered.push(peer),
                 Output::Unregister { peer, .. } => self.unregistered.push(peer),
                 Output::Webhook { .. } => {}
-                Output::Timeout(t) => return t,
+                Output::Timeout(t) => {
+                    self.engine.check_invariants();
+                    return t;
+                }
             }
         }
     }
