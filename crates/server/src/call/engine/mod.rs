@@ -19,8 +19,8 @@
 //! touched, so a caller gives it once after each batch of inputs (with the current time), not
 //! after each datagram.
 //!
-//! The files are cut by concern: [`signal`] (join, requests, publish, unpublish, answer,
-//! negotiate), [`media`] (datagrams, drain, flush, forward, keyframes, layer selection, leg
+//! The files are cut by concern: [`signal`] (join and removal, requests, publish, unpublish,
+//! answer, negotiate), [`media`] (datagrams, drain, flush, forward, keyframes, layer selection, leg
 //! timeouts, liveness), [`wire`] (room events into frames, errors into wire codes), [`state`] (what
 //! the engine holds per participant, leg and track). The task that drives it is
 //! [`super::task`].

@@ -193,6 +193,29 @@ impl Engine {
         })
     }
 
+    /// Takes participant `uid` out: its legs are forgotten, its session released.
+    pub(super) fn remove_peer(&mut self, uid: i64, reason: CallLeaveReason) {
+        let Some(p) = self.peers.remove(&uid) else { return };
+        let reason = serde_json::to_value(reason).unwrap_or_default();
+        let body = serde_json::json!({ "gid": self.cfg.gid, "uid": uid, "reason": reason });
+        self.webhook("participant.left", body);
+        self.by_address.remove(&p.address);
+        self.talk.remove(uid);
+        for (leg, which) in [(p.publish, Leg::Publish), (p.subscribe, Leg::Subscribe)] {
+            if let Some(leg) = leg {
+                self.out.push_back(Output::Unregister { ufrag: leg.ufrag, peer: PeerKey { uid, leg: which } });
+            }
+        }
+        self.dirty.retain(|k| k.uid != uid);
+        self.out.push_back(Output::Release(p.sink));
+        // Its subscriptions were removed by the room before it left; drop any forwarder left.
+        for other in self.peers.values_mut() {
+            for t in &mut other.tracks {
+                t.subscribers.retain(|f| f.subscriber != uid);
+            }
+        }
+    }
+
     fn uid_of(&self, address: &str) -> Result<i64, ApiError> {
         self.by_address.get(address).copied().ok_or_else(|| ApiError::not_found("no such participant in the call"))
     }
