@@ -286,31 +286,29 @@ impl Engine {
             let Some(sub) = self.peers.get_mut(&f.subscriber) else { continue };
             let Some(leg) = sub.subscribe.as_mut() else { continue };
             let Some(mid) = f.mid else { continue };
-            if !leg.connected || leg.rtc.direct_api().stream_tx_by_mid(mid, None).is_none() {
+            if !leg.connected {
                 continue;
             }
+            // The subscriber's payload type, looked up before the stream is borrowed (once per
+            // publisher payload type; remembered when a packet goes out).
+            let cached = f.pts.iter().find(|(p, _)| *p == pt).map(|&(_, o)| o);
+            let out_pt = cached.or_else(|| {
+                leg.rtc
+                    .codec_config()
+                    .find(|p| sfu_codec(p.spec().codec) == codec && codec != Codec::Other)
+                    .map(|p| *p.pt())
+            });
+            let mut api = leg.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else { continue };
             let decision = f.fwd.on_packet(now, &info);
             if let Some(l) = f.fwd.poll_keyframe_request(now) {
                 keyframe_for[l.index()] = true;
             }
             let Decision::Forward { seq, ts, .. } = decision else { continue };
-            let out_pt = match f.pts.iter().find(|(p, _)| *p == pt) {
-                Some(&(_, o)) => o,
-                None => {
-                    let Some(o) = leg
-                        .rtc
-                        .codec_config()
-                        .find(|p| sfu_codec(p.spec().codec) == codec && codec != Codec::Other)
-                        .map(|p| *p.pt())
-                    else {
-                        continue;
-                    };
-                    f.pts.push((pt, o));
-                    o
-                }
-            };
-            let mut api = leg.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else { continue };
+            let Some(out_pt) = out_pt else { continue };
+            if cached.is_none() {
+                f.pts.push((pt, out_pt));
+            }
             let ext_vals = ExtensionValues {
                 audio_level: pkt.header.ext_vals.audio_level,
                 voice_activity: pkt.header.ext_vals.voice_activity,
