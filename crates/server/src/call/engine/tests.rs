@@ -59,6 +59,8 @@ struct Client {
     publish: Option<ClientLeg>,
     subscribe: Option<ClientLeg>,
     frames: Vec<ServerFrame>,
+    /// Frames written into the slot a session's queue keeps for its `left`.
+    last_slot: Vec<ServerFrame>,
     /// Offers answered so far (an index into the `CallOffer`s among `frames`).
     offers_answered: usize,
     /// Media frames received, per subscribe-leg media line.
@@ -159,6 +161,7 @@ impl Sim {
             publish: None,
             subscribe: None,
             frames: Vec::new(),
+            last_slot: Vec::new(),
             offers_answered: 0,
             media: HashMap::new(),
             released: false,
@@ -196,11 +199,15 @@ impl Sim {
                 Output::Reply { token, frame } => {
                     self.replies.insert(token, frame);
                 }
-                Output::Frame { to, json, .. } => {
+                Output::Frame { to, json, last_slot } => {
                     let frame: ServerFrame = serde_json::from_str(&json).expect("a server frame");
                     if let Some(c) = self.clients.iter_mut().find(|c| c.sink == to) {
                         assert!(!c.released, "a frame after the session was released");
-                        c.frames.push(frame);
+                        if last_slot {
+                            c.last_slot.push(frame);
+                        } else {
+                            c.frames.push(frame);
+                        }
                     }
                 }
                 Output::Release(sink) => {
@@ -594,4 +601,38 @@ fn the_layer_follows_the_estimate_with_a_keyframe_on_each_switch() {
     let f = Some(Rid::from("f"));
     assert!(sim.keyframe_requests(1)[asked..].contains(&f), "a keyframe of the top layer was asked for");
     assert_eq!(sim.layers_told(2).iter().filter(|l| **l == Some(0)).count(), 1, "down once, no flapping");
+}
+
+/// A session whose queue is full leaves as `slow`, told so in the slot its queue kept; one whose
+/// queue closed leaves as `lost`. Both are released, and the others hear why.
+#[test]
+fn a_slow_session_and_a_gone_one_are_taken_out() {
+    let mut sim = Sim::new(6);
+    for uid in 1..=3 {
+        sim.join(uid, Permissions::MEMBER);
+    }
+    let (slow, gone) = (sim.client(2).sink, sim.client(3).sink);
+    sim.engine.handle_input(sim.now, Input::Slow(slow));
+    sim.drain();
+    sim.engine.handle_input(sim.now, Input::Gone(vec![gone]));
+    sim.engine.handle_input(sim.now, Input::Timeout);
+    sim.drain();
+    let left = |c: &Client, uid: i64| {
+        c.events().find_map(|e| match e {
+            CallEvent::Left { address: a, reason, .. } if *a == address(uid) => Some(*reason),
+            _ => None,
+        })
+    };
+    assert_eq!(left(sim.client(1), 2), Some(CallLeaveReason::Slow));
+    assert_eq!(left(sim.client(1), 3), Some(CallLeaveReason::Lost));
+    let told = &sim.client(2).last_slot;
+    assert!(
+        matches!(
+            told.as_slice(),
+            [ServerFrame::CallEvent { event: CallEvent::Left { reason: CallLeaveReason::Slow, .. }, .. }]
+        ),
+        "the slow one hears it in its last slot: {told:?}"
+    );
+    assert!(sim.client(2).released && sim.client(3).released && !sim.client(1).released);
+    assert_eq!(sim.engine.peers.len(), 1);
 }
