@@ -106,10 +106,19 @@ impl RoomTask {
             connect_timeout: Duration::from_secs(cfg.rtc_connect_timeout_secs),
             seed: rand::random(),
         };
+        let mut engine = Engine::new(now, engine_cfg);
+        // The first wake-up is the engine's first tick, not now: a room that woke before its
+        // first join arrived would find itself empty and end.
+        let wake = loop {
+            // A new engine has nothing else to output.
+            if let Output::Timeout(t) = engine.poll_output() {
+                break t;
+            }
+        };
         RoomTask {
             gid,
             id,
-            engine: Engine::new(now, engine_cfg),
+            engine,
             net,
             hooks,
             cmd_rx,
@@ -123,7 +132,7 @@ impl RoomTask {
             replies: HashMap::new(),
             tcp: HashMap::new(),
             slow: Vec::new(),
-            wake: now,
+            wake,
             started_ms: None,
         }
     }
