@@ -15,8 +15,9 @@ pub enum Decision {
     Forward {
         /// SSRC for the outgoing header.
         ssrc: u32,
-        /// Sequence number for the outgoing header.
-        seq: u16,
+        /// Sequence number for the outgoing header, extended to 64 bits (see
+        /// [`Rewritten::seq`](crate::rewrite::Rewritten::seq)): what str0m's `SeqNo` takes.
+        seq: u64,
         /// RTP timestamp for the outgoing header.
         ts: u32,
     },
@@ -329,7 +330,8 @@ mod tests {
         assert!(out[mid_at..].iter().all(|&(l, _, _)| l == L::MID));
         for pair in out.windows(2) {
             let ((_, seq_a, ts_a), (_, seq_b, ts_b)) = (pair[0], pair[1]);
-            assert_eq!(seq_b, seq_a.wrapping_add(1));
+            // Extended: the publisher's numbers start at 65 000 and wrap; ours count on.
+            assert_eq!(seq_b, seq_a + 1);
             let step = ts_b.wrapping_sub(ts_a);
             assert!(step == 0 || step == 3000, "timestamp step {step}");
         }
@@ -344,7 +346,7 @@ mod tests {
             let mut rng = Rng::new(seed);
             let mut publisher = Publisher::new(10 + rng.below(50));
             let mut forwarder = Forwarder::video(OUT);
-            let mut last: Option<(u16, u32)> = None;
+            let mut last: Option<(u64, u32)> = None;
             let mut last_layer = None;
             let mut forwarded = 0;
             for _ in 0..3000 {
@@ -376,7 +378,7 @@ mod tests {
                         last_layer = Some(pkt.layer);
                     }
                     if let Some((last_seq, last_ts)) = last {
-                        assert_eq!(seq, last_seq.wrapping_add(1), "seed {seed}: sequence gap");
+                        assert_eq!(seq, last_seq + 1, "seed {seed}: sequence gap");
                         assert!((ts.wrapping_sub(last_ts) as i32) >= 0, "seed {seed}: timestamp went backwards");
                     }
                     last = Some((seq, ts));

@@ -18,7 +18,10 @@
 //!    [`Decision::Drop`] with a reason. Nothing is allocated per packet.
 //! 3. **Layer choice.** When the subscriber's bandwidth estimate, its preferred video size or the
 //!    publisher's active layers change, it asks a [`select::LayerSelector`] for the target layer
-//!    and passes it to [`Forwarder::set_target`]. The forwarder switches at the next keyframe of
+//!    and passes it to [`Forwarder::set_target`]; [`select::allocate`] first splits each
+//!    subscriber's estimate over the tracks it receives, [`select::available_bps`] decides what a
+//!    track keeps when short, and [`Meter`] measures each layer's bitrate
+//!    ([`select::layer_infos`]). The forwarder switches at the next keyframe of
 //!    that layer ([`switch`]) and rewrites numbers so the subscriber sees one continuous stream
 //!    ([`rewrite`]).
 //! 4. **Keyframe requests.** It drains [`Forwarder::poll_keyframe_request`] and sends a PLI to the
@@ -65,6 +68,7 @@
 
 pub mod codec;
 pub mod forwarder;
+pub mod meter;
 pub mod packet;
 pub mod rewrite;
 pub mod room;
@@ -74,6 +78,7 @@ pub mod talk;
 
 pub use codec::{is_keyframe_start, Codec};
 pub use forwarder::{Decision, DropReason, Forwarder, ForwarderConfig};
+pub use meter::{nominal_bps, Meter};
 pub use packet::{Layer, PacketInfo, TrackKind};
 pub use room::{
     LeaveReason, Mute, ParticipantView, Permissions, Publish, Room, RoomError, RoomEvent, RoomEventKind, RoomSettings,

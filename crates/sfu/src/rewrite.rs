@@ -33,8 +33,10 @@ const EXTENDED_ORIGIN: u64 = 1 << 32;
 pub struct Rewritten {
     /// The subscriber-facing SSRC of this track.
     pub ssrc: u32,
-    /// The subscriber-facing sequence number.
-    pub seq: u16,
+    /// The subscriber-facing sequence number, extended to 64 bits: the first packet keeps the
+    /// publisher's number and the count goes on past 65 535 (the header takes its low 16 bits;
+    /// SRTP takes the rollover count from the rest).
+    pub seq: u64,
     /// The subscriber-facing RTP timestamp.
     pub timestamp: u32,
 }
@@ -129,7 +131,7 @@ impl Rewriter {
                 let seq = ext.wrapping_add(source.late_shift(ext));
                 let timestamp = pkt.timestamp.wrapping_add(source.ts_shift);
                 self.note_late(seq, timestamp);
-                Ok(Rewritten { ssrc: self.out_ssrc, seq: seq as u16, timestamp })
+                Ok(Rewritten { ssrc: self.out_ssrc, seq: seq - EXTENDED_ORIGIN, timestamp })
             }
             Place::Refused(RewriteError::TooOld) if source.take_resync(pkt.seq) => Ok(self.start(now, pkt)),
             Place::Refused(error) => Err(error),
@@ -178,7 +180,7 @@ impl Rewriter {
             at = at.max(last.at);
         }
         self.last_out = Some(LastOut { seq, timestamp, at });
-        Rewritten { ssrc: self.out_ssrc, seq: seq as u16, timestamp }
+        Rewritten { ssrc: self.out_ssrc, seq: seq - EXTENDED_ORIGIN, timestamp }
     }
 
     /// A late packet lands after the newest in-order one when the packets between were skipped
@@ -354,7 +356,7 @@ mod tests {
         PacketInfo { ssrc, seq, timestamp, marker: false, payload_len: 1000, keyframe: false, layer: Layer::LOW }
     }
 
-    fn out(seq: u16, timestamp: u32) -> Rewritten {
+    fn out(seq: u64, timestamp: u32) -> Rewritten {
         Rewritten { ssrc: OUT, seq, timestamp }
     }
 
@@ -461,7 +463,7 @@ mod tests {
     fn packets_beyond_the_reorder_window_are_refused() {
         run(&[
             Start(1, 1000, 0, out(1000, 0)),
-            Forward(1, 1001 + REORDER_WINDOW as u16, 0, Ok(out(1001 + REORDER_WINDOW as u16, 0))),
+            Forward(1, 1001 + REORDER_WINDOW as u16, 0, Ok(out(1001 + REORDER_WINDOW, 0))),
             Forward(1, 1001, 0, Err(RewriteError::TooOld)),
             Forward(1, 1002, 0, Ok(out(1002, 0))),
         ]);
@@ -473,11 +475,12 @@ mod tests {
             Start(1, 65534, u32::MAX - 1000, out(65534, u32::MAX - 1000)),
             Forward(1, 65535, u32::MAX, Ok(out(65535, u32::MAX))),
             Skip(1, 0, Ok(())),
-            Forward(1, 1, 1999, Ok(out(0, 1999))),
+            // The output number counts on past 65 535 (its low 16 bits wrap to 0).
+            Forward(1, 1, 1999, Ok(out(65_536, 1999))),
             // Late across the wrap.
             Skip(1, 3, Ok(())),
-            Forward(1, 4, 1999, Ok(out(2, 1999))),
-            Forward(1, 2, 1999, Ok(out(1, 1999))),
+            Forward(1, 4, 1999, Ok(out(65_538, 1999))),
+            Forward(1, 2, 1999, Ok(out(65_537, 1999))),
         ]);
     }
 
@@ -549,7 +552,7 @@ mod tests {
                         skipped_in_order.push(offset);
                     }
                 } else if let Ok(r) = rewriter.forward(at(next as u64), &p) {
-                    let out = last_out + i64::from(r.seq.wrapping_sub(last_out as u16) as i16);
+                    let out = last_out + i64::from((r.seq as u16).wrapping_sub(last_out as u16) as i16);
                     last_out = last_out.max(out);
                     forwarded.push((offset, out));
                 }

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::meter::{nominal_bps, Meter};
 use crate::Layer;
 
 /// One layer the publisher offers, as the server currently measures it.
@@ -118,6 +119,60 @@ impl Default for LayerSelector {
     fn default() -> Self {
         Self::new(SelectorConfig::default())
     }
+}
+
+/// What a subscriber's audio takes off the top of its estimate before video is shared out.
+pub const AUDIO_BPS: u64 = 50_000;
+
+/// The layers a track of `layers` simulcast layers (the top one `top_height` pixels tall, each
+/// below half the one above) offers at `now`, lowest first, with their measured bitrates (the
+/// nominal one of a layer not being sent), and how many there are.
+pub fn layer_infos(
+    now: Instant,
+    layers: u8,
+    top_height: u32,
+    meters: &[Meter; Layer::COUNT],
+) -> ([LayerInfo; Layer::COUNT], usize) {
+    let mut infos = [LayerInfo { layer: Layer::LOW, height: 0, bitrate_bps: 0, active: false }; Layer::COUNT];
+    let n = usize::from(layers.max(1)).min(Layer::COUNT);
+    for (i, info) in infos.iter_mut().enumerate().take(n) {
+        let height = top_height >> (n - 1 - i);
+        let m = &meters[i];
+        let bitrate = if m.sending(now) && m.bps() > 0 { m.bps() } else { nominal_bps(height) };
+        *info =
+            LayerInfo { layer: Layer::new(i as u8).expect("below COUNT"), height, bitrate_bps: bitrate, active: true };
+    }
+    (infos, n)
+}
+
+/// The bandwidth a track's selector is given out of its `budget` (from [`allocate`]).
+///
+/// A frozen picture is worse than a congested one: the lowest layer stays while the budget covers
+/// half of it (GCC's estimate dips well below the link on every probe and loss burst), a quarter
+/// when there is no cheaper layer to fall back to; below that, video pauses.
+pub fn available_bps(budget: u64, layers: &[LayerInfo]) -> u64 {
+    let Some(lowest) = layers.first().map(|l| l.bitrate_bps) else { return budget };
+    let keep = if layers.len() == 1 { lowest / 4 } else { lowest / 2 };
+    if budget >= keep {
+        budget.max(lowest)
+    } else {
+        budget
+    }
+}
+
+/// What a subscriber would take of a track at best (the probe target of its estimate): the
+/// highest bitrate among the layers it would show and the room allows.
+pub fn best_bps(layers: &[LayerInfo], wanted_height: Option<u32>, room_max_height: Option<u32>) -> u64 {
+    let Some(lowest) = layers.first() else { return 0 };
+    layers
+        .iter()
+        .filter(|l| {
+            wanted_height.is_none_or(|h| l.height <= h.max(lowest.height))
+                && room_max_height.is_none_or(|m| l.height <= m)
+        })
+        .map(|l| l.bitrate_bps)
+        .max()
+        .unwrap_or(0)
 }
 
 /// One video track a subscriber receives, as [`allocate`] sees it.
@@ -268,6 +323,59 @@ mod tests {
     }
 
     use super::*;
+
+    fn infos(rates: &[(u32, u64)]) -> Vec<LayerInfo> {
+        rates
+            .iter()
+            .enumerate()
+            .map(|(i, &(height, bitrate_bps))| LayerInfo {
+                layer: Layer::new(i as u8).unwrap(),
+                height,
+                bitrate_bps,
+                active: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layer_infos_halve_heights_and_fall_back_to_nominal_rates() {
+        let mut meters = [Meter::default(); Layer::COUNT];
+        let t0 = crate::test_util::at(0);
+        for i in 0..=50u64 {
+            meters[1].add(crate::test_util::at(i * 10), 1000);
+        }
+        let now = crate::test_util::at(500);
+        let (l, n) = layer_infos(now, 3, 720, &meters);
+        assert_eq!(n, 3);
+        assert_eq!([l[0].height, l[1].height, l[2].height], [180, 360, 720]);
+        assert_eq!(l[0].bitrate_bps, nominal_bps(180), "not sending: nominal");
+        assert_eq!(l[1].bitrate_bps, 800_000, "measured");
+        assert_eq!(l[2].bitrate_bps, nominal_bps(720));
+        let (l, n) = layer_infos(t0, 0, 480, &meters);
+        assert_eq!((n, l[0].height, l[0].layer), (1, 480, Layer::LOW), "a single layer counts as one");
+    }
+
+    #[test]
+    fn a_short_budget_keeps_the_lowest_layer_down_to_half_or_a_quarter() {
+        let simulcast = infos(&[(180, 200_000), (360, 500_000)]);
+        assert_eq!(available_bps(100_000, &simulcast), 200_000, "half of the lowest: kept at its rate");
+        assert_eq!(available_bps(99_999, &simulcast), 99_999, "below half: pauses");
+        assert_eq!(available_bps(600_000, &simulcast), 600_000);
+        let single = infos(&[(720, 1_000_000)]);
+        assert_eq!(available_bps(250_000, &single), 1_000_000, "no cheaper layer: a quarter keeps it");
+        assert_eq!(available_bps(249_999, &single), 249_999);
+        assert_eq!(available_bps(7, &[]), 7);
+    }
+
+    #[test]
+    fn best_is_the_top_layer_the_subscriber_would_show() {
+        let layers = infos(&[(180, 150_000), (360, 500_000), (720, 1_500_000)]);
+        assert_eq!(best_bps(&layers, None, None), 1_500_000);
+        assert_eq!(best_bps(&layers, Some(400), None), 500_000);
+        assert_eq!(best_bps(&layers, Some(100), None), 150_000, "never below the lowest layer");
+        assert_eq!(best_bps(&layers, None, Some(360)), 500_000, "the room's cap");
+        assert_eq!(best_bps(&[], None, None), 0);
+    }
     use crate::test_util::at;
     use Layer as L;
 

@@ -132,7 +132,8 @@ fn faults_case(origins: [(u16, u32); 3], plan: &[Segment], faults: Vec<(u8, u8)>
             match result {
                 Ok(out) => {
                     prop_assert!(!duplicate, "a duplicate is never forwarded");
-                    let v = unwrap.next(out.seq);
+                    let v = unwrap.next(out.seq as u16);
+                    prop_assert_eq!(v, out.seq as i64, "the extended number is the 16-bit one unwrapped");
                     prop_assert!(used.insert(v), "output number {} used twice", v);
                     mapped.push((pkt.seq, v));
                 }
@@ -160,7 +161,7 @@ proptest! {
     #[test]
     fn in_order_output_has_no_gaps_and_time_moves_forward(origins in origins(), plan in segments()) {
         let mut rw = Rewriter::new(7, 90_000);
-        let mut last: Option<(u16, u32)> = None;
+        let mut last: Option<(u64, u32)> = None;
         for (s, seg) in packets(origins, &plan).into_iter().enumerate() {
             let mut first_in: Option<u32> = None;
             let mut first_out = 0u32;

@@ -1,9 +1,11 @@
 //! Group calls: signaling on the session's WebSocket, media through the SFU.
 //!
-//! A call is the call of one group. Its state lives in one **room task** ([`room`]), which owns
-//! the sans-IO [`chorus_sfu::Room`] (who is in, what they may do, what they publish and receive),
-//! every participant's two str0m peer connections, and the forwarders between them. Sessions talk
-//! to it through a command channel; the media sockets ([`net`]) hand it its datagrams in batches.
+//! A call is the call of one group. Its state lives in one sans-IO **engine** ([`engine`]), which
+//! owns the sans-IO [`chorus_sfu::Room`] (who is in, what they may do, what they publish and
+//! receive), every participant's two str0m peer connections, and the forwarders between them. A
+//! **room task** ([`task`]) drives it: sessions talk to the task through a command channel, the
+//! media sockets ([`net`]) hand it its datagrams in batches, and it carries out what the engine
+//! outputs.
 //! Rooms are independent tasks on the runtime's worker threads, so one busy call does not stall
 //! another and calls spread over the cores.
 //!
@@ -21,14 +23,15 @@
 //! participant whose receiver is closed; a group change leaves the latest member list in a slot
 //! and wakes the room the same way.
 
+mod engine;
 mod net;
-mod room;
 mod sdp;
+mod task;
 
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) use net::stun_local_ufrag;
+pub(crate) use engine::{check_publish, leg_config, remote_sdp};
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) use room::{check_publish, leg_config, remote_sdp};
+pub(crate) use net::stun_local_ufrag;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use sdp::{narrow_codecs, simulcast_send_rids};
 
@@ -51,7 +54,7 @@ use crate::error::ApiError;
 use crate::groups::{Actor, Groups};
 
 pub(crate) use net::MediaNet;
-use room::{Command, RoomTask};
+use task::{Command, RoomTask};
 
 /// The group-calls service.
 pub struct Calls {

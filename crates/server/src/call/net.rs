@@ -46,21 +46,7 @@ pub(crate) const TCP_PER_LEG: usize = 4;
 /// Largest first frame of an ICE-TCP connection (a STUN binding request is a few hundred bytes).
 const TCP_FIRST_FRAME: usize = 1500;
 
-/// Which of a participant's two peer connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Leg {
-    /// What the participant sends (it offers).
-    Publish,
-    /// What the participant receives (the server offers).
-    Subscribe,
-}
-
-/// One peer connection: the participant's user id and which leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct PeerKey {
-    pub uid: i64,
-    pub leg: Leg,
-}
+pub(crate) use super::engine::PeerKey;
 
 /// A received datagram on its way to a room.
 pub(crate) struct Datagram {
@@ -600,6 +586,7 @@ async fn tcp_writer(mut wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Recei
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::engine::Leg;
 
     fn binding_request(username: &str) -> Vec<u8> {
         let mut attrs = Vec::new();

@@ -1,0 +1,538 @@
+//! Media: datagrams into the legs, draining the legs, forwarding RTP between them, keyframe
+//! requests, layer selection, leg timeouts and liveness.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chorus_proto::call::CallEvent;
+use chorus_sfu::codec::{self, Codec};
+use chorus_sfu::select::{self, Demand, LayerSelector, TrackRate};
+use chorus_sfu::{Decision, Forwarder, Layer, LeaveReason, PacketInfo, StreamId, Subscription, TrackKind};
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::media::{KeyframeRequestKind, Mid};
+use str0m::net::Receive;
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
+
+use super::state::{Fwd, SpareLine, SsrcRoute};
+use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
+
+/// Rounds of due timeouts one flush serves before it sends (see `Engine::flush`).
+const IMMEDIATE_ROUNDS: u32 = 4;
+
+/// One video track a subscriber receives, in the order its budget is shared out.
+struct Wanted {
+    publisher: i64,
+    /// Index in the publisher's `tracks`.
+    track: usize,
+    screen: bool,
+    rate: TrackRate,
+}
+
+/// One subscriber's forwarder of one track: the key of its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FwdKey {
+    subscriber: i64,
+    publisher: i64,
+    track: usize,
+}
+
+fn sfu_codec(c: str0m::format::Codec) -> Codec {
+    use str0m::format::Codec as C;
+    match c {
+        C::Opus => Codec::Opus,
+        C::Vp8 => Codec::Vp8,
+        C::Vp9 => Codec::Vp9,
+        C::H264 => Codec::H264,
+        C::Av1 => Codec::Av1,
+        _ => Codec::Other,
+    }
+}
+
+impl Engine {
+    /// Hands one received datagram to its leg and drains the leg at once: in RTP mode str0m
+    /// holds one received packet until the next poll.
+    pub(super) fn datagram(&mut self, now: Instant, d: Datagram<'_>) {
+        let Some(peer) = self.peers.get_mut(&d.peer.uid) else { return };
+        let Some(leg) = peer.leg(d.peer.leg) else { return };
+        let Ok(contents) = d.contents.try_into() else { return };
+        leg.last_rx = now;
+        let input =
+            RtcInput::Receive(now, Receive { proto: d.proto, source: d.source, destination: d.destination, contents });
+        if let Err(e) = leg.rtc.handle_input(input) {
+            tracing::debug!(uid = d.peer.uid, error = %e, "peer input");
+        }
+        self.drain(now, d.peer);
+    }
+
+    pub(super) fn timeouts(&mut self, now: Instant) {
+        self.leg_timeouts(now);
+        self.room.handle_timeout(now);
+        self.talk.handle_timeout(now);
+        self.talk_events();
+        if now.saturating_duration_since(self.last_tick) >= TICK {
+            self.last_tick = now;
+            self.liveness(now);
+            self.select_layers(now, None);
+        }
+        self.room_events(now);
+    }
+
+    /// Hands `now` to every peer connection whose timeout is due and marks it for draining.
+    /// Returns whether any was due.
+    fn leg_timeouts(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        for p in self.peers.values_mut() {
+            for (leg, which) in [(&mut p.publish, Leg::Publish), (&mut p.subscribe, Leg::Subscribe)] {
+                let Some(leg) = leg else { continue };
+                if leg.next_timeout <= now {
+                    any = true;
+                    let _ = leg.rtc.handle_input(RtcInput::Timeout(now));
+                    mark_dirty(&mut self.dirty, leg, PeerKey { uid: p.uid, leg: which });
+                }
+            }
+        }
+        any
+    }
+
+    /// Removes participants whose peer connections went silent or never connected.
+    fn liveness(&mut self, now: Instant) {
+        let silent = self.cfg.peer_timeout;
+        let connect = self.cfg.connect_timeout;
+        let lost: Vec<i64> = self
+            .peers
+            .values()
+            .filter(|p| {
+                [&p.publish, &p.subscribe].into_iter().flatten().any(|l| {
+                    if l.connected {
+                        now.saturating_duration_since(l.last_rx) > silent
+                    } else {
+                        now.saturating_duration_since(l.created) > connect
+                    }
+                })
+            })
+            .map(|p| p.uid)
+            .collect();
+        for uid in lost {
+            tracing::debug!(gid = self.cfg.gid, uid, "peer timed out");
+            let _ = self.room.leave(uid, LeaveReason::Lost);
+        }
+    }
+
+    fn talk_events(&mut self) {
+        let mut changed = false;
+        while let Some(ev) = self.talk.poll_event() {
+            let _ = self.room.set_talking(ev.who, ev.talking);
+            changed = true;
+        }
+        if changed {
+            let order = self.talk.active_speakers();
+            if order != self.speakers {
+                self.speakers = order;
+                let addresses =
+                    self.speakers.iter().filter_map(|u| self.peers.get(u).map(|p| p.address.clone())).collect();
+                let listers: Vec<i64> =
+                    self.peers.keys().copied().filter(|u| self.room.permissions(*u).is_some_and(|p| p.list)).collect();
+                self.send(&listers, &CallEvent::Speakers { order: addresses });
+            }
+        }
+    }
+
+    /// Drains every leg touched since the last flush, until no more work appears.
+    pub(super) fn flush(&mut self, now: Instant) {
+        // Writing forwarded packets makes str0m ask for a timeout at `now` before it releases
+        // them (its pacer): serve those here, up to a few rounds, so they leave in this flush's
+        // batch instead of costing another trip through the scheduler and another send.
+        let mut rounds = 0;
+        loop {
+            if self.dirty.is_empty() && self.work.is_empty() && self.rtp.is_empty() {
+                rounds += 1;
+                if rounds > IMMEDIATE_ROUNDS || !self.leg_timeouts(now) {
+                    break;
+                }
+            }
+            while let Some(key) = self.dirty.pop() {
+                self.drain(now, key);
+            }
+            let mut rtp = std::mem::replace(&mut self.rtp, std::mem::take(&mut self.rtp_spare));
+            for (uid, pkt) in rtp.drain(..) {
+                self.forward(uid, pkt);
+            }
+            self.rtp_spare = rtp;
+            let work = std::mem::take(&mut self.work);
+            for w in work {
+                match w {
+                    Work::Keyframe(uid, mid) => self.subscriber_keyframe(now, uid, mid),
+                    Work::Lost(uid) => {
+                        let _ = self.room.leave(uid, LeaveReason::Lost);
+                    }
+                }
+            }
+        }
+        self.room_events(now);
+        let (packets, bytes) = std::mem::take(&mut self.forwarded);
+        if packets > 0 {
+            let m = crate::metrics::metrics();
+            m.forwarded_packets.inc_by(packets);
+            m.forwarded_bytes.inc_by(bytes);
+        }
+    }
+
+    fn drain(&mut self, now: Instant, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key.uid) else { return };
+        let mut estimate = None;
+        let Some(leg) = peer.leg(key.leg) else { return };
+        leg.dirty = false;
+        loop {
+            match leg.rtc.poll_output() {
+                Ok(RtcOutput::Timeout(t)) => {
+                    leg.next_timeout = t.max(now);
+                    break;
+                }
+                Ok(RtcOutput::Transmit(t)) => self.out.push_back(Output::Transmit { peer: key, transmit: t }),
+                Ok(RtcOutput::Event(e)) => match e {
+                    Event::Connected => leg.connected = true,
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        tracing::debug!(uid = key.uid, leg = ?key.leg, "ICE disconnected");
+                    }
+                    Event::RtpPacket(pkt) => self.rtp.push((key.uid, pkt)),
+                    Event::KeyframeRequest(r) => self.work.push(Work::Keyframe(key.uid, r.mid)),
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => estimate = Some(e.as_u64()),
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::debug!(uid = key.uid, error = %e, "peer connection failed");
+                    self.work.push(Work::Lost(key.uid));
+                    break;
+                }
+            }
+        }
+        if !leg.rtc.is_alive() {
+            tracing::debug!(uid = key.uid, leg = ?key.leg, "peer connection closed");
+            self.work.push(Work::Lost(key.uid));
+        }
+        if let Some(bps) = estimate {
+            peer.bwe_bps = bps;
+        }
+    }
+
+    /// Forwards one RTP packet from `uid`'s publish leg to the subscribers of its track.
+    fn forward(&mut self, uid: i64, pkt: RtpPacket) {
+        let now = pkt.timestamp;
+        let ssrc = *pkt.header.ssrc;
+        let Some(peer) = self.peers.get_mut(&uid) else { return };
+        let SsrcRoute { track: ti, layer } = match peer.ssrcs.get(&ssrc) {
+            Some(&v) => v,
+            None => {
+                let Some(leg) = peer.publish.as_mut() else { return };
+                let mut api = leg.rtc.direct_api();
+                let Some(rx) = api.stream_rx(&pkt.header.ssrc) else { return };
+                let (mid, rid) = (rx.mid(), rx.rid());
+                let Some(ti) = peer.tracks.iter().position(|t| t.mid == mid) else { return };
+                let t = &peer.tracks[ti];
+                let index = match rid {
+                    Some(rid) => match t.rids.iter().position(|r| *r == rid) {
+                        Some(i) => i,
+                        None => return, // a layer nobody announced
+                    },
+                    None => 0,
+                };
+                let Some(layer) = Layer::new(index as u8) else { return };
+                let route = SsrcRoute { track: ti, layer };
+                peer.ssrcs.insert(ssrc, route);
+                route
+            }
+        };
+        let pt = *pkt.header.payload_type;
+        let codec = match peer.tracks[ti].codecs.iter().find(|(p, _)| *p == pt) {
+            Some(&(_, c)) => c,
+            None => {
+                let Some(leg) = peer.publish.as_ref() else { return };
+                let c = leg
+                    .rtc
+                    .codec_config()
+                    .find(|p| *p.pt() == pt)
+                    .map(|p| sfu_codec(p.spec().codec))
+                    .unwrap_or(Codec::Other);
+                peer.tracks[ti].codecs.push((pt, c));
+                c
+            }
+        };
+        let track = &mut peer.tracks[ti];
+        let (sid, kind) = (track.sid, track.kind);
+        let info = PacketInfo {
+            ssrc,
+            seq: pkt.header.sequence_number,
+            timestamp: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            payload_len: pkt.payload.len(),
+            keyframe: kind == TrackKind::Video && codec::is_keyframe_start(codec, &pkt.payload),
+            layer,
+        };
+        track.meters[layer.index()].add(now, pkt.payload.len());
+        if kind == TrackKind::Audio {
+            if let Some(level) = pkt.header.ext_vals.audio_level {
+                self.talk.on_level(now, uid, level.unsigned_abs().min(127));
+            }
+        }
+        let mut subs = std::mem::take(&mut self.peers.get_mut(&uid).expect("present").tracks[ti].subscribers);
+        let mut keyframe_for = [false; Layer::COUNT];
+        for f in subs.iter_mut() {
+            if !self.room.forward_allowed(uid, sid, f.subscriber, kind) {
+                continue;
+            }
+            // Forwarding starts only once the subscriber can receive: its first packet must be
+            // the keyframe the forwarder waits for, not one lost before DTLS was up.
+            let Some(sub) = self.peers.get_mut(&f.subscriber) else { continue };
+            let Some(leg) = sub.subscribe.as_mut() else { continue };
+            let Some(mid) = f.mid else { continue };
+            if !leg.connected {
+                continue;
+            }
+            // The subscriber's payload type, looked up before the stream is borrowed (once per
+            // publisher payload type; remembered when a packet goes out).
+            let cached = f.pts.iter().find(|(p, _)| *p == pt).map(|&(_, o)| o);
+            let out_pt = cached.or_else(|| {
+                leg.rtc
+                    .codec_config()
+                    .find(|p| sfu_codec(p.spec().codec) == codec && codec != Codec::Other)
+                    .map(|p| *p.pt())
+            });
+            let mut api = leg.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else { continue };
+            let decision = f.fwd.on_packet(now, &info);
+            if let Some(l) = f.fwd.poll_keyframe_request(now) {
+                keyframe_for[l.index()] = true;
+            }
+            let Decision::Forward { seq, ts, .. } = decision else { continue };
+            let Some(out_pt) = out_pt else { continue };
+            if cached.is_none() {
+                f.pts.push((pt, out_pt));
+            }
+            let ext_vals = ExtensionValues {
+                audio_level: pkt.header.ext_vals.audio_level,
+                voice_activity: pkt.header.ext_vals.voice_activity,
+                video_orientation: pkt.header.ext_vals.video_orientation,
+                ..Default::default()
+            };
+            tx.write_rtp(
+                RtpWrite::new(out_pt.into(), SeqNo::from(seq), ts, now, pkt.payload.clone())
+                    .marker(pkt.header.marker)
+                    .ext_vals(ext_vals)
+                    .nackable(kind == TrackKind::Video),
+            );
+            if kind == TrackKind::Video {
+                leg.video_sent.add(now, pkt.payload.len());
+            }
+            self.forwarded.0 += 1;
+            self.forwarded.1 += pkt.payload.len() as u64;
+            mark_dirty(&mut self.dirty, leg, PeerKey { uid: f.subscriber, leg: Leg::Subscribe });
+        }
+        let peer = self.peers.get_mut(&uid).expect("present");
+        peer.tracks[ti].subscribers = subs;
+        for (i, wanted) in keyframe_for.iter().enumerate() {
+            if *wanted {
+                self.request_keyframe(now, uid, ti, Layer::new(i as u8).expect("index below COUNT"));
+            }
+        }
+    }
+
+    /// Asks the publisher for a keyframe on one layer, within the track's throttle.
+    fn request_keyframe(&mut self, now: Instant, uid: i64, ti: usize, layer: Layer) {
+        let Some(peer) = self.peers.get_mut(&uid) else { return };
+        let Some(t) = peer.tracks.get_mut(ti) else { return };
+        if !t.throttle.allow(now, layer) {
+            return;
+        }
+        let (mid, rid) = (t.mid, t.rids.get(layer.index()).copied());
+        let Some(leg) = peer.publish.as_mut() else { return };
+        let mut api = leg.rtc.direct_api();
+        if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            crate::metrics::metrics().keyframe_requests.inc();
+            mark_dirty(&mut self.dirty, leg, PeerKey { uid, leg: Leg::Publish });
+        }
+    }
+
+    /// A subscriber's decoder wants a keyframe: ask the publisher for one on the forwarded layer.
+    fn subscriber_keyframe(&mut self, now: Instant, uid: i64, mid: Mid) {
+        let found = self.peers.values().find_map(|p| {
+            p.tracks.iter().enumerate().find_map(|(ti, t)| {
+                t.subscribers
+                    .iter()
+                    .find(|f| f.subscriber == uid && f.mid == Some(mid))
+                    .map(|f| (p.uid, ti, f.fwd.current_layer().or(f.fwd.target_layer()).unwrap_or(Layer::LOW)))
+            })
+        });
+        if let Some((publisher, ti, layer)) = found {
+            self.request_keyframe(now, publisher, ti, layer);
+        }
+    }
+
+    /// Creates or updates the forwarders of a subscription. Returns whether media lines were
+    /// added (so the subscribe leg must be offered anew).
+    pub(super) fn subscribe_media(
+        &mut self,
+        now: Instant,
+        subscriber: i64,
+        stream: StreamId<i64>,
+        sub: Subscription,
+    ) -> bool {
+        let mut added = false;
+        let mut removed = Vec::new();
+        let Some(p) = self.peers.get_mut(&stream.publisher) else { return false };
+        for t in p.tracks.iter_mut().filter(|t| t.sid == stream.sid) {
+            let wanted = sub.wants(t.kind);
+            let existing = t.subscribers.iter().position(|f| f.subscriber == subscriber);
+            match (existing, wanted) {
+                (Some(i), true) => t.subscribers[i].wanted_height = sub.wanted_height,
+                (Some(i), false) => removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind, t.codec)),
+                (None, true) => {
+                    let ssrc = rand::Rng::gen(&mut self.rng);
+                    let fwd = match t.kind {
+                        TrackKind::Audio => Forwarder::audio(ssrc),
+                        TrackKind::Video => Forwarder::video(ssrc),
+                    };
+                    t.subscribers.push(Fwd {
+                        subscriber,
+                        mid: None,
+                        fwd,
+                        selector: LayerSelector::default(),
+                        wanted_height: sub.wanted_height,
+                        pts: Vec::new(),
+                        told_layer: None,
+                    });
+                    added = true;
+                }
+                (None, false) => {}
+            }
+        }
+        if let Some(s) = self.peers.get_mut(&subscriber) {
+            if !removed.is_empty() {
+                added = true;
+            }
+            s.to_stop.extend(removed);
+        }
+        self.select_layers(now, Some(subscriber));
+        added
+    }
+
+    pub(super) fn unsubscribe_media(&mut self, subscriber: i64, stream: StreamId<i64>) {
+        let mut removed = Vec::new();
+        if let Some(p) = self.peers.get_mut(&stream.publisher) {
+            for t in p.tracks.iter_mut().filter(|t| t.sid == stream.sid) {
+                if let Some(i) = t.subscribers.iter().position(|f| f.subscriber == subscriber) {
+                    removed.extend(SpareLine::of(t.subscribers.remove(i), t.kind, t.codec));
+                }
+            }
+        }
+        if let Some(s) = self.peers.get_mut(&subscriber) {
+            s.to_stop.extend(removed);
+        }
+    }
+
+    /// Chooses every video forwarder's layer (of one subscriber, or all), tells subscribers which
+    /// layer they get and publishers which layers anyone watches.
+    pub(super) fn select_layers(&mut self, now: Instant, only: Option<i64>) {
+        let max_height = self.room.settings().max_height;
+        // Each subscriber's video budget, per track: screens first, then cameras in the order
+        // published (see `select::allocate`). Audio comes off the top.
+        let mut wanted: HashMap<i64, Vec<Wanted>> = HashMap::new();
+        for p in self.peers.values() {
+            for (ti, t) in p.tracks.iter().enumerate().filter(|(_, t)| t.kind == TrackKind::Video) {
+                let (infos, n) = t.layer_infos(now);
+                for f in &t.subscribers {
+                    let current = f.fwd.current_layer().filter(|l| l.index() < n);
+                    let rate = TrackRate {
+                        lowest_bps: infos[0].bitrate_bps,
+                        current_bps: current.map_or(0, |l| infos[l.index()].bitrate_bps),
+                    };
+                    wanted.entry(f.subscriber).or_default().push(Wanted {
+                        publisher: p.uid,
+                        track: ti,
+                        screen: t.screen,
+                        rate,
+                    });
+                }
+            }
+        }
+        let mut budgets: HashMap<FwdKey, u64> = HashMap::new();
+        for (subscriber, mut tracks) in wanted {
+            tracks.sort_by_key(|w| (!w.screen, w.publisher, w.track));
+            let total = self.peers.get(&subscriber).map_or(0, |p| p.bwe_bps).saturating_sub(select::AUDIO_BPS);
+            let sent = self
+                .peers
+                .get(&subscriber)
+                .and_then(|p| p.subscribe.as_ref())
+                .map_or(0, |l| l.video_sent.sending_bps(now));
+            let rates: Vec<TrackRate> = tracks.iter().map(|w| w.rate).collect();
+            for (w, budget) in tracks.into_iter().zip(select::allocate(total, sent, &rates)) {
+                budgets.insert(FwdKey { subscriber, publisher: w.publisher, track: w.track }, budget);
+            }
+        }
+        let mut tell_layer: Vec<(i64, CallEvent)> = Vec::new();
+        let mut tell_active: Vec<(i64, CallEvent)> = Vec::new();
+        let mut desired: HashMap<i64, u64> = HashMap::new();
+        for p in self.peers.values_mut() {
+            let publisher = p.uid;
+            for (ti, t) in p.tracks.iter_mut().enumerate().filter(|(_, t)| t.kind == TrackKind::Video) {
+                let (infos, n) = t.layer_infos(now);
+                let layers = &infos[..n];
+                let mut active = vec![false; n];
+                for f in t.subscribers.iter_mut() {
+                    if only.is_none_or(|o| o == f.subscriber) {
+                        let key = FwdKey { subscriber: f.subscriber, publisher, track: ti };
+                        let budget = budgets.get(&key).copied().unwrap_or(0);
+                        let available_bps = select::available_bps(budget, layers);
+                        let demand =
+                            Demand { wanted_height: f.wanted_height, room_max_height: max_height, available_bps };
+                        let target = f.selector.select(now, layers, demand);
+                        if f.fwd.target_layer() != target {
+                            if f.fwd.target_layer().is_some() || f.fwd.current_layer().is_some() {
+                                crate::metrics::metrics().layer_switches.inc();
+                            }
+                            f.fwd.set_target(target);
+                        }
+                    }
+                    let target = f.fwd.target_layer();
+                    let current = f.fwd.current_layer();
+                    for l in [target, current].into_iter().flatten() {
+                        if l.index() < n {
+                            active[l.index()] = true;
+                        }
+                    }
+                    let best = select::best_bps(layers, f.wanted_height, max_height);
+                    *desired.entry(f.subscriber).or_default() += best + select::AUDIO_BPS;
+                    let shown = current.or(target);
+                    if f.told_layer != Some(shown) && current.is_some() {
+                        f.told_layer = Some(shown);
+                        let ev = CallEvent::Layer {
+                            address: p.address.clone(),
+                            sid: t.sid,
+                            layer: shown.map(|l| l.index() as u8),
+                        };
+                        tell_layer.push((f.subscriber, ev));
+                    }
+                }
+                // With any subscriber the lowest layer keeps flowing, even if every subscriber is
+                // paused for bandwidth: its measured rate is what tells when it fits again (a
+                // paused layer only has a nominal rate), and resuming needs no round trip.
+                if !t.subscribers.is_empty() {
+                    active[0] = true;
+                }
+                if t.told_active != active {
+                    t.told_active = active.clone();
+                    tell_active.push((p.uid, CallEvent::Layers { sid: t.sid, active }));
+                }
+            }
+        }
+        for (uid, bps) in desired {
+            if let Some(leg) = self.peers.get_mut(&uid).and_then(|p| p.subscribe.as_mut()) {
+                leg.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(bps));
+            }
+        }
+        for (uid, ev) in tell_layer.into_iter().chain(tell_active) {
+            self.send(&[uid], &ev);
+        }
+    }
+}

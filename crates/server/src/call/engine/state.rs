@@ -1,0 +1,137 @@
+//! What the engine holds per participant, peer connection, published track and forwarded copy.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chorus_sfu::codec::Codec;
+use chorus_sfu::select::{LayerInfo, LayerSelector};
+use chorus_sfu::switch::KeyframeThrottle;
+use chorus_sfu::Meter;
+use chorus_sfu::{Forwarder, Layer, TrackKind};
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Mid, Rid};
+use str0m::Rtc;
+
+use super::{Leg, SinkId};
+
+/// One str0m peer connection of a participant.
+pub(super) struct PeerLeg {
+    pub rtc: Rtc,
+    pub ufrag: String,
+    pub created: Instant,
+    pub next_timeout: Instant,
+    pub last_rx: Instant,
+    pub connected: bool,
+    /// Queued to be drained after the current batch (then its key is in `Engine::dirty`).
+    pub dirty: bool,
+    /// Video payload forwarded on this leg (subscribe legs): the traffic its bandwidth estimate
+    /// follows, against which a low estimate is judged (see `select::allocate`).
+    pub video_sent: Meter,
+}
+
+/// Where the packets of one received SSRC go: a track of the publisher, one of its layers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SsrcRoute {
+    /// Index in `Peer::tracks`.
+    pub track: usize,
+    pub layer: Layer,
+}
+
+/// A track a participant publishes (the audio or the video of one stream).
+pub(super) struct PubTrack {
+    pub sid: u32,
+    pub kind: TrackKind,
+    /// A shared screen: served first when a subscriber's bandwidth is short.
+    pub screen: bool,
+    pub mid: Mid,
+    /// Simulcast RIDs, lowest first; empty for a single layer.
+    pub rids: Vec<Rid>,
+    /// Layers granted by the room.
+    pub layers: u8,
+    /// Height of the top layer.
+    pub height: Option<u32>,
+    /// The one codec the publisher sends (its `a=rtpmap` name; see `sdp::narrow_codecs`).
+    pub codec: &'static str,
+    pub meters: [Meter; Layer::COUNT],
+    pub throttle: KeyframeThrottle,
+    /// Payload type → codec, learned as packets arrive.
+    pub codecs: Vec<(u8, Codec)>,
+    pub subscribers: Vec<Fwd>,
+    /// Layers anyone receives, as last told to the publisher.
+    pub told_active: Vec<bool>,
+}
+
+impl PubTrack {
+    /// The layers this track offers now, lowest first, with their measured bitrates (a nominal
+    /// one for a layer not being sent), and how many there are.
+    pub fn layer_infos(&self, now: Instant) -> ([LayerInfo; Layer::COUNT], usize) {
+        chorus_sfu::select::layer_infos(now, self.layers, self.height.unwrap_or(720), &self.meters)
+    }
+}
+
+/// One subscriber's copy of a published track.
+pub(super) struct Fwd {
+    pub subscriber: i64,
+    /// The subscribe leg's media line carrying it, once offered.
+    pub mid: Option<Mid>,
+    pub fwd: Forwarder,
+    pub selector: LayerSelector,
+    pub wanted_height: Option<u32>,
+    /// Publisher payload type → subscriber payload type.
+    pub pts: Vec<(u8, u8)>,
+    /// Layer last reported to the subscriber.
+    pub told_layer: Option<Option<Layer>>,
+}
+
+pub(super) struct Peer {
+    pub uid: i64,
+    pub address: String,
+    pub name: String,
+    pub session: u64,
+    /// The session's frame queue.
+    pub sink: SinkId,
+    /// Fell behind on its queue: leaves the call with reason `slow`, nothing more is queued.
+    pub slow: bool,
+    pub publish: Option<PeerLeg>,
+    pub subscribe: Option<PeerLeg>,
+    pub tracks: Vec<PubTrack>,
+    pub ssrcs: HashMap<u32, SsrcRoute>,
+    /// The subscribe leg's offer awaiting an answer.
+    pub pending: Option<SdpPendingOffer>,
+    /// Subscriptions changed while an offer was out: offer again after the answer.
+    pub renegotiate: bool,
+    /// Media lines of the subscribe leg to make inactive at the next offer.
+    pub to_stop: Vec<SpareLine>,
+    /// Inactive media lines of the subscribe leg, oldest first, for reuse (`SPARE_LINES`).
+    pub spare: Vec<SpareLine>,
+    /// Counted in `chorus_call_participants` while in the room.
+    pub _live: crate::metrics::Live,
+    /// Downlink estimate of the subscribe leg.
+    pub bwe_bps: u64,
+}
+
+impl Peer {
+    pub fn leg(&mut self, leg: Leg) -> Option<&mut PeerLeg> {
+        match leg {
+            Leg::Publish => self.publish.as_mut(),
+            Leg::Subscribe => self.subscribe.as_mut(),
+        }
+    }
+}
+
+/// A subscribe-leg media line no longer carrying anything, with the forwarder that last wrote to
+/// it: a track put on the line later continues its sequence numbers and timestamps, so the
+/// subscriber sees one RTP stream on the line's SSRC.
+pub(super) struct SpareLine {
+    pub mid: Mid,
+    pub kind: TrackKind,
+    /// The codec the line was negotiated for: only a track of that codec may take it again.
+    pub codec: &'static str,
+    pub fwd: Forwarder,
+}
+
+impl SpareLine {
+    pub fn of(f: Fwd, kind: TrackKind, codec: &'static str) -> Option<SpareLine> {
+        Some(SpareLine { mid: f.mid?, kind, codec, fwd: f.fwd })
+    }
+}

@@ -1,0 +1,638 @@
+//! The engine in simulated time: str0m clients and the engine in one test, every datagram passed
+//! by hand, time advanced by hand. No socket, no sleep, no task: the same seed gives the same run.
+//!
+//! [`Sim`] plays the room task and the network: it routes the engine's [`Output::Transmit`]s to
+//! the clients' peer connections and theirs back as [`Input::Datagram`]s, answers the subscribe
+//! offers the engine sends, and keeps each session's frames. [`Sim::step`] moves time to the next
+//! thing anyone waits for (at most 10 ms on), the `progress` pattern of str0m's own tests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chorus_proto::call::{CallEvent, CallLeaveReason, PublishRequest};
+use chorus_proto::ws::{ClientFrame, ServerFrame};
+use chorus_proto::ErrorCode;
+use chorus_sfu::{Permissions, RoomSettings};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::net::Receive;
+use str0m::{Candidate, Event, Rtc};
+
+use super::{Datagram, Engine, EngineConfig, Input, Leg, Output, PeerKey, SinkId, Token};
+
+const SERVER: &str = "10.0.0.1:5000";
+
+/// One peer connection of a client.
+struct ClientLeg {
+    rtc: Rtc,
+    connected: bool,
+    /// The microphone's media line (publish legs).
+    mid: Option<Mid>,
+    /// The camera's media line and its simulcast layers, lowest first (publish legs).
+    video: Option<(Mid, Vec<Rid>)>,
+    /// Layers to send a keyframe on next (all at first, then those asked for).
+    need_key: Vec<Rid>,
+    /// Keyframe requests received, by layer.
+    keyframe_requests: Vec<Option<Rid>>,
+    last_video: Option<Instant>,
+}
+
+impl ClientLeg {
+    fn new(rtc: Rtc, mid: Option<Mid>) -> ClientLeg {
+        ClientLeg {
+            rtc,
+            connected: false,
+            mid,
+            video: None,
+            need_key: Vec::new(),
+            keyframe_requests: Vec::new(),
+            last_video: None,
+        }
+    }
+}
+
+struct Client {
+    uid: i64,
+    sink: SinkId,
+    publish: Option<ClientLeg>,
+    subscribe: Option<ClientLeg>,
+    frames: Vec<ServerFrame>,
+    /// Frames written into the slot a session's queue keeps for its `left`.
+    last_slot: Vec<ServerFrame>,
+    /// Offers answered so far (an index into the `CallOffer`s among `frames`).
+    offers_answered: usize,
+    /// Media frames received, per subscribe-leg media line.
+    media: HashMap<Mid, usize>,
+    released: bool,
+}
+
+impl Client {
+    fn events(&self) -> impl Iterator<Item = &CallEvent> {
+        self.frames.iter().filter_map(|f| match f {
+            ServerFrame::CallEvent { event, .. } => Some(event),
+            _ => None,
+        })
+    }
+
+    fn offers(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .filter_map(|f| match f {
+                ServerFrame::CallOffer { sdp, .. } => Some(sdp.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct Sim {
+    start: Instant,
+    now: Instant,
+    engine: Engine,
+    clients: Vec<Client>,
+    joined: HashMap<Token, ServerFrame>,
+    replies: HashMap<Token, ServerFrame>,
+    registered: Vec<PeerKey>,
+    unregistered: Vec<PeerKey>,
+    next: u64,
+    /// An estimate to impose on a subscriber before each timeout input (see `Input::Estimate`).
+    estimate: Option<(i64, u64)>,
+}
+
+fn settings() -> RoomSettings {
+    RoomSettings {
+        audio: true,
+        video: true,
+        screen: true,
+        simulcast: true,
+        max_height: Some(720),
+        max_duration: None,
+        max_streams: 4,
+    }
+}
+
+fn address(uid: i64) -> String {
+    format!("user{uid}")
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let now = Instant::now();
+        let cfg = EngineConfig {
+            gid: 1,
+            settings: settings(),
+            udp: SERVER.parse().unwrap(),
+            tcp: None,
+            initial_bitrate_kbps: 1000,
+            peer_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            seed,
+        };
+        Sim {
+            start: now,
+            now,
+            engine: Engine::new(now, cfg),
+            clients: Vec::new(),
+            joined: HashMap::new(),
+            replies: HashMap::new(),
+            registered: Vec::new(),
+            unregistered: Vec::new(),
+            next: 0,
+            estimate: None,
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    fn client(&mut self, uid: i64) -> &mut Client {
+        self.clients.iter_mut().find(|c| c.uid == uid).expect("a client")
+    }
+
+    fn join(&mut self, uid: i64, permissions: Permissions) -> ServerFrame {
+        let (token, sink) = (Token(self.token()), SinkId(self.token()));
+        self.clients.push(Client {
+            uid,
+            sink,
+            publish: None,
+            subscribe: None,
+            frames: Vec::new(),
+            last_slot: Vec::new(),
+            offers_answered: 0,
+            media: HashMap::new(),
+            released: false,
+        });
+        let join = super::Join {
+            token,
+            uid,
+            address: address(uid),
+            name: format!("User {uid}"),
+            session: uid as u64,
+            permissions,
+            sink,
+            previous_gone: false,
+            rid: None,
+        };
+        self.engine.handle_input(self.now, Input::Join(join));
+        self.drain();
+        self.joined.remove(&token).expect("join answered")
+    }
+
+    fn request(&mut self, uid: i64, frame: ClientFrame) -> ServerFrame {
+        let token = Token(self.token());
+        self.engine.handle_input(self.now, Input::Request { token, uid, session: uid as u64, frame });
+        self.drain();
+        self.replies.remove(&token).expect("request answered")
+    }
+
+    /// Carries out the engine's outputs; returns when it wants its next timeout.
+    fn drain(&mut self) -> Instant {
+        loop {
+            match self.engine.poll_output() {
+                Output::Joined { token, result } => {
+                    self.joined.insert(token, result.unwrap_or_else(|e| super::wire::error_frame(None, &e)));
+                }
+                Output::Reply { token, frame } => {
+                    self.replies.insert(token, frame);
+                }
+                Output::Frame { to, json, last_slot } => {
+                    let frame: ServerFrame = serde_json::from_str(&json).expect("a server frame");
+                    if let Some(c) = self.clients.iter_mut().find(|c| c.sink == to) {
+                        assert!(!c.released, "a frame after the session was released");
+                        if last_slot {
+                            c.last_slot.push(frame);
+                        } else {
+                            c.frames.push(frame);
+                        }
+                    }
+                }
+                Output::Release(sink) => {
+                    self.clients.iter_mut().find(|c| c.sink == sink).expect("a known sink").released = true;
+                }
+                Output::Transmit { peer, transmit } => {
+                    let now = self.now;
+                    let Some(c) = self.clients.iter_mut().find(|c| c.uid == peer.uid) else { continue };
+                    let leg = match peer.leg {
+                        Leg::Publish => c.publish.as_mut(),
+                        Leg::Subscribe => c.subscribe.as_mut(),
+                    };
+                    let Some(leg) = leg else { continue };
+                    let receive = Receive {
+                        proto: transmit.proto,
+                        source: transmit.source,
+                        destination: transmit.destination,
+                        contents: (&transmit.contents[..]).try_into().expect("a datagram str0m reads"),
+                    };
+                    leg.rtc.handle_input(str0m::Input::Receive(now, receive)).expect("client input");
+                }
+                Output::Register { peer, .. } => self.registered.push(peer),
+                Output::Unregister { peer, .. } => self.unregistered.push(peer),
+                Output::Webhook { .. } => {}
+                Output::Timeout(t) => {
+                    self.engine.check_invariants();
+                    return t;
+                }
+            }
+        }
+    }
+
+    /// One round: the clients' outputs to the engine, the engine's timeout, the clients' answers
+    /// to new offers; then time moves on to the next deadline (1 to 10 ms).
+    fn step(&mut self) {
+        let now = self.now;
+        let mut next = now + Duration::from_millis(10);
+        let mut sent = Vec::new();
+        for c in &mut self.clients {
+            for (which, leg) in [(Leg::Publish, c.publish.as_mut()), (Leg::Subscribe, c.subscribe.as_mut())] {
+                let Some(leg) = leg else { continue };
+                loop {
+                    match leg.rtc.poll_output().expect("client output") {
+                        str0m::Output::Timeout(t) => {
+                            next = next.min(t);
+                            break;
+                        }
+                        str0m::Output::Transmit(t) => sent.push((PeerKey { uid: c.uid, leg: which }, t)),
+                        str0m::Output::Event(Event::Connected) => leg.connected = true,
+                        str0m::Output::Event(Event::MediaData(d)) => *c.media.entry(d.mid).or_default() += 1,
+                        str0m::Output::Event(Event::KeyframeRequest(r)) => {
+                            leg.keyframe_requests.push(r.rid);
+                            leg.need_key.extend(r.rid);
+                        }
+                        str0m::Output::Event(_) => {}
+                    }
+                }
+            }
+        }
+        for (peer, t) in sent {
+            let d =
+                Datagram { peer, proto: t.proto, source: t.source, destination: t.destination, contents: &t.contents };
+            self.engine.handle_input(now, Input::Datagram(d));
+        }
+        if let Some((uid, bps)) = self.estimate {
+            self.engine.handle_input(now, Input::Estimate { uid, bps });
+        }
+        self.engine.handle_input(now, Input::Timeout);
+        next = next.min(self.drain());
+        self.answer_offers();
+        self.now = next.max(now + Duration::from_millis(1));
+        for c in &mut self.clients {
+            for leg in [c.publish.as_mut(), c.subscribe.as_mut()].into_iter().flatten() {
+                leg.rtc.handle_input(str0m::Input::Timeout(self.now)).expect("client timeout");
+            }
+        }
+    }
+
+    /// Steps until `done` holds; panics after `limit` of simulated time.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) {
+        let until = self.now + limit;
+        while !done(self) {
+            assert!(self.now < until, "not done within {limit:?}");
+            self.send_audio();
+            self.send_video();
+            self.step();
+        }
+    }
+
+    /// Every connected publisher sends a 20 ms Opus frame when one is due (roughly).
+    fn send_audio(&mut self) {
+        let (now, elapsed) = (self.now, self.now - self.start);
+        let ticks = elapsed.as_micros() as u64 * 48 / 1000;
+        for c in &mut self.clients {
+            let Some(leg) = c.publish.as_mut().filter(|l| l.connected) else { continue };
+            let Some(mid) = leg.mid else { continue };
+            let Some(pt) = leg.rtc.codec_config().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt()) else {
+                continue;
+            };
+            if let Some(w) = leg.rtc.writer(mid) {
+                let _ =
+                    w.write(pt, now, MediaTime::new(ticks, str0m::media::Frequency::FORTY_EIGHT_KHZ), vec![1u8; 80]);
+            }
+        }
+    }
+
+    /// Every connected camera sends a frame on each layer every 33 ms: a keyframe where one is
+    /// needed, and `size(layer)` bytes of VP8 (whose first payload byte says key or delta).
+    fn send_video(&mut self) {
+        let (now, elapsed) = (self.now, self.now - self.start);
+        let ticks = elapsed.as_micros() as u64 * 90 / 1000;
+        for c in &mut self.clients {
+            let Some(leg) = c.publish.as_mut().filter(|l| l.connected) else { continue };
+            let Some((mid, rids)) = leg.video.clone() else { continue };
+            if leg.last_video.is_some_and(|t| now - t < Duration::from_millis(33)) {
+                continue;
+            }
+            leg.last_video = Some(now);
+            let Some(pt) = leg.rtc.codec_config().find(|p| p.spec().codec == Codec::Vp8).map(|p| p.pt()) else {
+                continue;
+            };
+            for (i, rid) in rids.iter().enumerate() {
+                let key = leg.need_key.contains(rid);
+                leg.need_key.retain(|r| r != rid);
+                let mut frame = vec![0u8; 150 << (2 * i)];
+                frame[0] = if key { 0x10 } else { 0x11 };
+                if let Some(w) = leg.rtc.writer(mid) {
+                    let time = MediaTime::new(ticks, str0m::media::Frequency::NINETY_KHZ);
+                    w.rid(*rid).write(pt, now, time, frame).expect("a video frame written");
+                }
+            }
+        }
+    }
+
+    /// Client `uid` publishes a 720p camera in three simulcast layers as stream `sid`.
+    fn publish_video(&mut self, uid: i64, sid: u32) -> ServerFrame {
+        let addr: SocketAddr = format!("10.0.1.{uid}:1000").parse().unwrap();
+        let mut rtc = self.new_rtc(addr);
+        let rids: Vec<Rid> = ["q", "h", "f"].into_iter().map(Rid::from).collect();
+        let simulcast =
+            Simulcast { send: ["q", "h", "f"].into_iter().map(SimulcastLayer::new).collect(), recv: vec![] };
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(simulcast));
+        let (offer, pending) = api.apply().expect("an offer");
+        let req = PublishRequest {
+            rid: Some("pub".into()),
+            sid,
+            audio: false,
+            video: true,
+            screen: false,
+            rids: vec!["q".into(), "h".into(), "f".into()],
+            height: Some(720),
+            muted: Default::default(),
+            audio_mid: None,
+            video_mid: Some(mid.to_string()),
+            sdp: offer.to_sdp_string(),
+        };
+        let reply = self.request(uid, ClientFrame::CallPublish(req));
+        if let ServerFrame::CallPublished { sdp, .. } = &reply {
+            let answer = SdpAnswer::from_sdp_string(sdp).expect("an SDP answer");
+            rtc.sdp_api().accept_answer(pending, answer).expect("the answer fits");
+            let mut leg = ClientLeg::new(rtc, None);
+            leg.need_key = rids.clone();
+            leg.video = Some((mid, rids));
+            self.client(uid).publish = Some(leg);
+        }
+        reply
+    }
+
+    /// The layers client `uid` was told it receives, in order.
+    fn layers_told(&self, uid: i64) -> Vec<Option<u8>> {
+        let c = self.clients.iter().find(|c| c.uid == uid).expect("a client");
+        c.events()
+            .filter_map(|e| match e {
+                CallEvent::Layer { layer, .. } => Some(*layer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn keyframe_requests(&self, uid: i64) -> Vec<Option<Rid>> {
+        let c = self.clients.iter().find(|c| c.uid == uid).expect("a client");
+        c.publish.as_ref().map(|l| l.keyframe_requests.clone()).unwrap_or_default()
+    }
+
+    fn new_rtc(&self, addr: SocketAddr) -> Rtc {
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
+        rtc
+    }
+
+    /// Client `uid` publishes its microphone as stream `sid`; returns the engine's answer.
+    fn publish_audio(&mut self, uid: i64, sid: u32) -> ServerFrame {
+        let addr: SocketAddr = format!("10.0.1.{uid}:1000").parse().unwrap();
+        let mut rtc = self.new_rtc(addr);
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending): (SdpOffer, SdpPendingOffer) = api.apply().expect("an offer");
+        let req = PublishRequest {
+            rid: Some("pub".into()),
+            sid,
+            audio: true,
+            video: false,
+            screen: false,
+            rids: vec![],
+            height: None,
+            muted: Default::default(),
+            audio_mid: Some(mid.to_string()),
+            video_mid: None,
+            sdp: offer.to_sdp_string(),
+        };
+        let reply = self.request(uid, ClientFrame::CallPublish(req));
+        if let ServerFrame::CallPublished { sdp, .. } = &reply {
+            let answer = SdpAnswer::from_sdp_string(sdp).expect("an SDP answer");
+            rtc.sdp_api().accept_answer(pending, answer).expect("the answer fits");
+            self.client(uid).publish = Some(ClientLeg::new(rtc, Some(mid)));
+        }
+        reply
+    }
+
+    fn subscribe(&mut self, uid: i64, publisher: i64, sid: u32) -> ServerFrame {
+        let frame = ClientFrame::CallSubscribe {
+            rid: Some("sub".into()),
+            address: address(publisher),
+            sid,
+            audio: true,
+            video: true,
+            height: None,
+        };
+        self.request(uid, frame)
+    }
+
+    /// Each client answers the subscribe offers it has not answered yet.
+    fn answer_offers(&mut self) {
+        for i in 0..self.clients.len() {
+            if self.clients[i].released {
+                continue; // out of the call: whatever was offered before is moot
+            }
+            let offers = self.clients[i].offers();
+            while self.clients[i].offers_answered < offers.len() {
+                let sdp = &offers[self.clients[i].offers_answered];
+                self.clients[i].offers_answered += 1;
+                let uid = self.clients[i].uid;
+                if self.clients[i].subscribe.is_none() {
+                    let addr: SocketAddr = format!("10.0.2.{uid}:2000").parse().unwrap();
+                    let rtc = self.new_rtc(addr);
+                    self.clients[i].subscribe = Some(ClientLeg::new(rtc, None));
+                }
+                let leg = self.clients[i].subscribe.as_mut().expect("made above");
+                let offer = SdpOffer::from_sdp_string(sdp).expect("an SDP offer");
+                let answer = leg.rtc.sdp_api().accept_offer(offer).expect("the offer is accepted");
+                let reply =
+                    self.request(uid, ClientFrame::CallAnswer { rid: Some("ans".into()), sdp: answer.to_sdp_string() });
+                assert!(matches!(reply, ServerFrame::Ok { .. }), "answer refused: {reply:?}");
+            }
+        }
+    }
+
+    /// Media frames client `uid` received on its subscribe leg, per media line.
+    fn media(&self, uid: i64) -> Vec<usize> {
+        let c = self.clients.iter().find(|c| c.uid == uid).expect("a client");
+        let mut counts: Vec<usize> = c.media.values().copied().collect();
+        counts.sort();
+        counts
+    }
+
+    /// How many forwarders the engine holds for subscriber `uid`, over every track.
+    fn forwarders_of(&self, uid: i64) -> usize {
+        self.engine
+            .peers
+            .values()
+            .flat_map(|p| &p.tracks)
+            .flat_map(|t| &t.subscribers)
+            .filter(|f| f.subscriber == uid)
+            .count()
+    }
+}
+
+/// Users 1 (publisher) and 2 (subscriber) in a call, 2 receiving 1's microphone.
+fn call_with_media(seed: u64) -> Sim {
+    let mut sim = Sim::new(seed);
+    assert!(matches!(sim.join(1, Permissions::MEMBER), ServerFrame::CallJoined { .. }));
+    assert!(matches!(sim.join(2, Permissions::MEMBER), ServerFrame::CallJoined { .. }));
+    let published = sim.publish_audio(1, 0);
+    assert!(matches!(published, ServerFrame::CallPublished { .. }), "{published:?}");
+    assert!(sim.client(2).events().any(|e| matches!(e, CallEvent::Published { .. })), "2 hears of the stream");
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    assert_eq!(sim.forwarders_of(2), 1, "a forwarder with the subscription");
+    sim.run_until(Duration::from_secs(5), |s| s.media(2).iter().sum::<usize>() >= 10);
+    sim
+}
+
+#[test]
+fn join_publish_subscribe_then_media_flows() {
+    let mut sim = call_with_media(1);
+    assert_eq!(sim.client(2).offers().len(), 1, "one subscribe offer");
+    assert_eq!(sim.media(2).len(), 1, "on one media line");
+    assert!(sim.clients.iter().all(|c| c.publish.as_ref().is_none_or(|l| l.connected)));
+    assert!(sim.registered.contains(&PeerKey { uid: 1, leg: Leg::Publish }));
+    assert!(sim.registered.contains(&PeerKey { uid: 2, leg: Leg::Subscribe }));
+}
+
+#[test]
+fn a_second_publisher_renegotiates_the_subscriber() {
+    let mut sim = call_with_media(2);
+    assert!(matches!(sim.join(3, Permissions::MEMBER), ServerFrame::CallJoined { .. }));
+    assert!(matches!(sim.publish_audio(3, 0), ServerFrame::CallPublished { .. }));
+    assert!(matches!(sim.subscribe(2, 3, 0), ServerFrame::Ok { .. }));
+    assert_eq!(sim.client(2).offers().len(), 2, "the subscribe leg is offered anew");
+    assert_eq!(sim.forwarders_of(2), 2);
+    sim.run_until(Duration::from_secs(5), |s| {
+        let m = s.media(2);
+        m.len() == 2 && m.iter().all(|n| *n >= 10)
+    });
+}
+
+#[test]
+fn a_view_only_member_may_not_publish() {
+    let mut sim = Sim::new(3);
+    assert!(matches!(sim.join(1, Permissions::VIEW_ONLY), ServerFrame::CallJoined { .. }));
+    match sim.publish_audio(1, 0) {
+        ServerFrame::Error { code, rid, .. } => assert_eq!((code, rid.as_deref()), (ErrorCode::Forbidden, Some("pub"))),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+    assert!(sim.client(1).publish.is_none());
+    assert!(sim.engine.peers[&1].tracks.is_empty(), "nothing published");
+}
+
+#[test]
+fn leaving_cleans_up() {
+    let mut sim = call_with_media(4);
+    let reply = sim.request(2, ClientFrame::CallLeave { rid: Some("bye".into()) });
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    assert!(sim.client(2).released, "the leaver's session is let go");
+    assert!(sim.unregistered.contains(&PeerKey { uid: 2, leg: Leg::Subscribe }), "its leg is forgotten");
+    assert_eq!(sim.forwarders_of(2), 0, "no forwarder outlives the subscription");
+    let left = sim
+        .client(1)
+        .events()
+        .any(|e| matches!(e, CallEvent::Left { address: a, reason: CallLeaveReason::Left, .. } if *a == address(2)));
+    assert!(left, "the publisher hears it");
+    // Whatever the leaver's client still sends goes nowhere.
+    sim.step();
+    assert!(matches!(sim.request(1, ClientFrame::CallLeave { rid: None }), ServerFrame::Ok { .. }));
+    assert!(sim.engine.is_empty());
+    assert!(sim.unregistered.contains(&PeerKey { uid: 1, leg: Leg::Publish }));
+    assert!(sim.engine.dirty.is_empty());
+}
+
+/// The same seed gives the same run: the engine takes its randomness from its config.
+#[test]
+fn a_seed_gives_the_same_credentials() {
+    let ufrags = |seed| {
+        let mut sim = Sim::new(seed);
+        sim.join(1, Permissions::MEMBER);
+        sim.publish_audio(1, 0);
+        sim.engine.peers[&1].publish.as_ref().map(|l| l.ufrag.clone())
+    };
+    assert_eq!(ufrags(7), ufrags(7));
+    assert_ne!(ufrags(7), ufrags(8));
+}
+
+/// A subscriber's estimate falls: its video steps down to the lowest layer at once, with a
+/// keyframe asked of that layer; it rises again: after the hold, back up to the top layer, with a
+/// keyframe asked of that one.
+#[test]
+fn the_layer_follows_the_estimate_with_a_keyframe_on_each_switch() {
+    let mut sim = Sim::new(5);
+    sim.join(1, Permissions::MEMBER);
+    sim.join(2, Permissions::MEMBER);
+    let published = sim.publish_video(1, 0);
+    assert!(matches!(published, ServerFrame::CallPublished { .. }), "{published:?}");
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    sim.estimate = Some((2, 5_000_000));
+    sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
+    sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= 20);
+
+    let asked = sim.keyframe_requests(1).len();
+    sim.estimate = Some((2, 150_000));
+    sim.run_until(Duration::from_secs(3), |s| s.layers_told(2).last() == Some(&Some(0)));
+    let q = Some(Rid::from("q"));
+    assert!(sim.keyframe_requests(1)[asked..].contains(&q), "a keyframe of the lowest layer was asked for");
+    let before = sim.media(2).iter().sum::<usize>();
+    sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= before + 20);
+
+    let asked = sim.keyframe_requests(1).len();
+    let down_at = sim.now;
+    sim.estimate = Some((2, 5_000_000));
+    sim.run_until(Duration::from_secs(6), |s| s.layers_told(2).last() == Some(&Some(2)));
+    assert!(sim.now - down_at >= Duration::from_secs(2), "stepping up waits for the hold");
+    let f = Some(Rid::from("f"));
+    assert!(sim.keyframe_requests(1)[asked..].contains(&f), "a keyframe of the top layer was asked for");
+    assert_eq!(sim.layers_told(2).iter().filter(|l| **l == Some(0)).count(), 1, "down once, no flapping");
+}
+
+/// A session whose queue is full leaves as `slow`, told so in the slot its queue kept; one whose
+/// queue closed leaves as `lost`. Both are released, and the others hear why.
+#[test]
+fn a_slow_session_and_a_gone_one_are_taken_out() {
+    let mut sim = Sim::new(6);
+    for uid in 1..=3 {
+        sim.join(uid, Permissions::MEMBER);
+    }
+    let (slow, gone) = (sim.client(2).sink, sim.client(3).sink);
+    sim.engine.handle_input(sim.now, Input::Slow(slow));
+    sim.drain();
+    sim.engine.handle_input(sim.now, Input::Gone(vec![gone]));
+    sim.engine.handle_input(sim.now, Input::Timeout);
+    sim.drain();
+    let left = |c: &Client, uid: i64| {
+        c.events().find_map(|e| match e {
+            CallEvent::Left { address: a, reason, .. } if *a == address(uid) => Some(*reason),
+            _ => None,
+        })
+    };
+    assert_eq!(left(sim.client(1), 2), Some(CallLeaveReason::Slow));
+    assert_eq!(left(sim.client(1), 3), Some(CallLeaveReason::Lost));
+    let told = &sim.client(2).last_slot;
+    assert!(
+        matches!(
+            told.as_slice(),
+            [ServerFrame::CallEvent { event: CallEvent::Left { reason: CallLeaveReason::Slow, .. }, .. }]
+        ),
+        "the slow one hears it in its last slot: {told:?}"
+    );
+    assert!(sim.client(2).released && sim.client(3).released && !sim.client(1).released);
+    assert_eq!(sim.engine.peers.len(), 1);
+}

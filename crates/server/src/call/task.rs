@@ -1,0 +1,328 @@
+//! The room task: drives one call's [`Engine`] with the commands of sessions, the datagrams of
+//! the media sockets and the clock, and carries out what the engine outputs.
+//!
+//! Everything with a side effect lives here and nowhere in the engine: the `select!` loop, the
+//! clock (`Instant::now()` and the wall clock of the webhooks), the channels (the command queue,
+//! the sessions' frame queues, the one-shot replies, the ICE-TCP writers) and the sockets
+//! ([`MediaNet`], [`SendBatch`]). Replies leave the engine keyed by a [`Token`] the task maps back
+//! to the request's one-shot sender; frames leave keyed by a [`SinkId`] the task maps to the
+//! session's queue.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chorus_proto::ws::{ClientFrame, ServerFrame};
+use chorus_sfu::{Permissions, RoomSettings};
+use str0m::net::Protocol;
+use tokio::sync::{mpsc, oneshot};
+
+use super::engine::{self, Engine, EngineConfig, Input, Output, PeerKey, SinkId, Token};
+use super::net::{Datagram, MediaNet, Route, SendBatch, ROOM_QUEUE};
+use super::RoomShared;
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// What sessions ask of the room.
+pub(crate) enum Command {
+    Join {
+        uid: i64,
+        address: String,
+        name: String,
+        session: u64,
+        permissions: Permissions,
+        out: mpsc::Sender<Arc<str>>,
+        rid: Option<String>,
+        reply: oneshot::Sender<Result<ServerFrame, ApiError>>,
+    },
+    Request {
+        uid: i64,
+        session: u64,
+        frame: ClientFrame,
+        reply: oneshot::Sender<ServerFrame>,
+    },
+}
+
+/// An ICE-TCP connection of a leg: its remote address and where to write to it.
+type TcpConn = (SocketAddr, mpsc::Sender<Vec<u8>>);
+
+/// A session's frame queue.
+struct Sink {
+    uid: i64,
+    tx: mpsc::Sender<Arc<str>>,
+    /// Fell behind: nothing more is queued but the `left` in its last slot.
+    slow: bool,
+}
+
+pub(crate) struct RoomTask {
+    gid: i64,
+    id: u64,
+    engine: Engine,
+    net: Arc<MediaNet>,
+    hooks: Arc<crate::webhooks::Webhooks>,
+    cmd_rx: mpsc::Receiver<Command>,
+    shared: Arc<RoomShared>,
+    pkt_tx: mpsc::Sender<Vec<Datagram>>,
+    pkt_rx: mpsc::Receiver<Vec<Datagram>>,
+    /// UDP datagrams gathered while draining, sent together (GSO) after each timeout input.
+    out: SendBatch,
+    sinks: HashMap<SinkId, Sink>,
+    next_id: u64,
+    /// Joins waiting for their answer, with the sink they brought.
+    joins: HashMap<Token, (oneshot::Sender<Result<ServerFrame, ApiError>>, SinkId)>,
+    replies: HashMap<Token, oneshot::Sender<ServerFrame>>,
+    /// ICE-TCP connections of each leg, by remote address.
+    tcp: HashMap<PeerKey, Vec<TcpConn>>,
+    /// Sessions found full while draining, to tell the engine.
+    slow: Vec<SinkId>,
+    /// When the engine wants its next timeout input.
+    wake: Instant,
+    /// When the first participant joined (`room.started`), ms since the epoch.
+    started_ms: Option<i64>,
+}
+
+impl RoomTask {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gid: i64,
+        id: u64,
+        settings: RoomSettings,
+        net: Arc<MediaNet>,
+        cfg: Arc<Config>,
+        hooks: Arc<crate::webhooks::Webhooks>,
+        cmd_rx: mpsc::Receiver<Command>,
+        shared: Arc<RoomShared>,
+    ) -> Self {
+        let (pkt_tx, pkt_rx) = mpsc::channel(ROOM_QUEUE);
+        let now = Instant::now();
+        let engine_cfg = EngineConfig {
+            gid,
+            settings,
+            udp: net.udp_advertised,
+            tcp: net.tcp_advertised,
+            initial_bitrate_kbps: cfg.rtc_initial_bitrate_kbps,
+            peer_timeout: Duration::from_secs(cfg.rtc_peer_timeout_secs),
+            connect_timeout: Duration::from_secs(cfg.rtc_connect_timeout_secs),
+            seed: rand::random(),
+        };
+        let mut engine = Engine::new(now, engine_cfg);
+        // The first wake-up is the engine's first tick, not now: a room that woke before its
+        // first join arrived would find itself empty and end.
+        let wake = loop {
+            // A new engine has nothing else to output.
+            if let Output::Timeout(t) = engine.poll_output() {
+                break t;
+            }
+        };
+        RoomTask {
+            gid,
+            id,
+            engine,
+            net,
+            hooks,
+            cmd_rx,
+            shared,
+            pkt_tx,
+            pkt_rx,
+            out: SendBatch::default(),
+            sinks: HashMap::new(),
+            next_id: 1,
+            joins: HashMap::new(),
+            replies: HashMap::new(),
+            tcp: HashMap::new(),
+            slow: Vec::new(),
+            wake,
+            started_ms: None,
+        }
+    }
+
+    /// Runs until the last participant is gone and no command waits.
+    pub async fn run(mut self) {
+        let shared = self.shared.clone();
+        loop {
+            tokio::select! {
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                _ = shared.wake.notified() => {
+                    self.sweep_gone();
+                    let members = shared.refresh.lock().expect("refresh lock").take();
+                    if let Some(members) = members {
+                        self.input(Instant::now(), Input::Members(members));
+                    }
+                }
+                Some(batch) = self.pkt_rx.recv() => {
+                    self.datagrams(batch);
+                    // Take whatever else is queued before draining outputs once.
+                    while let Ok(more) = self.pkt_rx.try_recv() {
+                        self.datagrams(more);
+                    }
+                    self.outputs(Instant::now());
+                }
+                _ = tokio::time::sleep_until(self.wake.into()) => {}
+            }
+            self.input(Instant::now(), Input::Timeout);
+            if !self.out.is_empty() {
+                self.net.send_batch(&mut self.out);
+            }
+            if self.engine.is_empty() && self.cmd_rx.is_empty() {
+                break;
+            }
+        }
+        tracing::debug!(gid = self.gid, room = self.id, "call ended");
+        if let Some(started) = self.started_ms {
+            let duration_ms = crate::clock::now_ms() - started;
+            self.hooks.emit("room.finished", serde_json::json!({ "gid": self.gid, "duration_ms": duration_ms }));
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Join { uid, address, name, session, permissions, out, rid, reply } => {
+                let previous_gone = self.sinks.values().any(|s| s.uid == uid && s.tx.is_closed());
+                let (token, sink) = (Token(self.token()), SinkId(self.token()));
+                self.sinks.insert(sink, Sink { uid, tx: out, slow: false });
+                self.joins.insert(token, (reply, sink));
+                let join = engine::Join { token, uid, address, name, session, permissions, sink, previous_gone, rid };
+                self.input(now, Input::Join(join));
+            }
+            Command::Request { uid, session, frame, reply } => {
+                let token = Token(self.token());
+                self.replies.insert(token, reply);
+                self.input(now, Input::Request { token, uid, session, frame });
+            }
+        }
+    }
+
+    /// Takes out every participant whose session dropped its `CallSession` (its receiver is
+    /// closed): the WebSocket closed, or the session left or joined another call.
+    fn sweep_gone(&mut self) {
+        if !self.sinks.values().any(|s| s.tx.is_closed()) {
+            return;
+        }
+        // A session queues its last requests (a `call_leave`) before it closes its receiver, so
+        // they are in the queue now: answer them first, or they would find it gone.
+        for _ in 0..self.cmd_rx.len() {
+            match self.cmd_rx.try_recv() {
+                Ok(cmd) => self.command(cmd),
+                Err(_) => break,
+            }
+        }
+        let gone: Vec<SinkId> = self.sinks.iter().filter(|(_, s)| s.tx.is_closed()).map(|(id, _)| *id).collect();
+        self.input(Instant::now(), Input::Gone(gone));
+    }
+
+    fn datagrams(&mut self, batch: Vec<Datagram>) {
+        for d in batch {
+            if let Some(tcp) = d.tcp {
+                if self.engine.has_leg(d.peer) {
+                    let conns = self.tcp.entry(d.peer).or_default();
+                    if !conns.iter().any(|(a, _)| *a == d.source) {
+                        // Connections that closed since go (`net` keeps a few per leg).
+                        conns.retain(|(_, tx)| !tx.is_closed());
+                        conns.push((d.source, tcp));
+                    }
+                }
+            }
+            let input = Input::Datagram(engine::Datagram {
+                peer: d.peer,
+                proto: d.proto,
+                source: d.source,
+                destination: d.destination,
+                contents: &d.data,
+            });
+            self.engine.handle_input(d.at, input);
+        }
+    }
+
+    /// Gives the engine one input and carries out what it outputs.
+    fn input(&mut self, now: Instant, input: Input<'_>) {
+        self.engine.handle_input(now, input);
+        self.outputs(now);
+    }
+
+    /// Carries out the engine's outputs until it waits for time; sessions found full are handed
+    /// back as [`Input::Slow`] (which outputs more).
+    fn outputs(&mut self, now: Instant) {
+        loop {
+            match self.engine.poll_output() {
+                Output::Joined { token, result } => {
+                    if let Some((reply, sink)) = self.joins.remove(&token) {
+                        if result.is_err() {
+                            self.sinks.remove(&sink);
+                        }
+                        let _ = reply.send(result);
+                    }
+                }
+                Output::Reply { token, frame } => {
+                    if let Some(reply) = self.replies.remove(&token) {
+                        let _ = reply.send(frame);
+                    }
+                }
+                Output::Frame { to, json, last_slot } => self.deliver(to, json, last_slot),
+                Output::Release(sink) => {
+                    self.sinks.remove(&sink);
+                }
+                Output::Transmit { peer, transmit } => match transmit.proto {
+                    Protocol::Udp => self.out.push(transmit.destination, &transmit.contents, self.net.max_segments()),
+                    _ => {
+                        let conns = self.tcp.get(&peer).into_iter().flatten();
+                        if let Some((_, tx)) = conns.into_iter().find(|(a, _)| *a == transmit.destination) {
+                            let _ = tx.try_send(transmit.contents.to_vec());
+                        }
+                    }
+                },
+                Output::Register { ufrag, peer } => {
+                    self.net.register(ufrag, Route { room: self.id, to: self.pkt_tx.clone(), peer });
+                }
+                Output::Unregister { ufrag, peer } => {
+                    self.net.unregister(&ufrag);
+                    self.tcp.remove(&peer);
+                }
+                Output::Webhook { event, body } => {
+                    if event == "room.started" {
+                        self.started_ms = Some(crate::clock::now_ms());
+                    }
+                    self.hooks.emit(event, body);
+                }
+                Output::Timeout(t) => {
+                    self.wake = t;
+                    match self.slow.pop() {
+                        Some(sink) => self.engine.handle_input(now, Input::Slow(sink)),
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a frame for a session. A session whose queue is full (it stopped reading) is marked
+    /// slow and handed to the engine to be taken out of the call; the queue's last slot is kept
+    /// for the `left` that tells it so.
+    fn deliver(&mut self, to: SinkId, json: Arc<str>, last_slot: bool) {
+        let Some(s) = self.sinks.get_mut(&to) else { return };
+        if last_slot {
+            let _ = s.tx.try_send(json);
+            return;
+        }
+        if s.slow {
+            return;
+        }
+        if s.tx.capacity() > 1 && s.tx.try_send(json).is_ok() {
+            return;
+        }
+        if s.tx.is_closed() {
+            return; // the session is gone; the room's sweep removes it
+        }
+        s.slow = true;
+        self.slow.push(to);
+    }
+}
