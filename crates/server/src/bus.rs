@@ -21,6 +21,10 @@ use axum::extract::ws::Utf8Bytes;
 use chorus_proto::ws::ServerFrame;
 use tokio::sync::mpsc;
 
+/// A serialised server frame as sessions write it: reference-counted UTF-8 bytes, so every
+/// recipient of one frame writes the same buffer.
+pub type FrameText = Utf8Bytes;
+
 /// Identifies a stored message a frame carries (for resume de-duplication and delivery acks).
 #[derive(Debug, Clone, Copy)]
 pub struct MsgMeta {
@@ -48,7 +52,7 @@ pub struct Outbound {
 }
 
 /// The JSON text of a server frame, as a session writes it.
-pub fn frame_text(frame: &ServerFrame) -> Utf8Bytes {
+pub fn frame_text(frame: &ServerFrame) -> FrameText {
     serde_json::to_string(frame).expect("server frames always serialise").into()
 }
 

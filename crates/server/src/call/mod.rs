@@ -112,7 +112,7 @@ pub struct CallSession {
     session: u64,
     room: RoomHandle,
     /// Frames for the session, serialised once by the room.
-    pub rx: mpsc::Receiver<Arc<str>>,
+    pub rx: mpsc::Receiver<crate::bus::FrameText>,
 }
 
 impl Drop for CallSession {

@@ -18,6 +18,8 @@ use chorus_sfu::{Permissions, RoomSettings};
 use str0m::net::Protocol;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bus::FrameText;
+
 use super::engine::{self, Engine, EngineConfig, Input, Output, PeerKey, SinkId, Token};
 use super::net::{Datagram, MediaNet, Route, SendBatch, ROOM_QUEUE};
 use super::RoomShared;
@@ -32,7 +34,7 @@ pub(crate) enum Command {
         name: String,
         session: u64,
         permissions: Permissions,
-        out: mpsc::Sender<Arc<str>>,
+        out: mpsc::Sender<FrameText>,
         rid: Option<String>,
         reply: oneshot::Sender<Result<ServerFrame, ApiError>>,
     },
@@ -50,7 +52,7 @@ type TcpConn = (SocketAddr, mpsc::Sender<Vec<u8>>);
 /// A session's frame queue.
 struct Sink {
     uid: i64,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<FrameText>,
     /// Fell behind: nothing more is queued but the `left` in its last slot.
     slow: bool,
 }
@@ -307,7 +309,7 @@ impl RoomTask {
     /// Queues a frame for a session. A session whose queue is full (it stopped reading) is marked
     /// slow and handed to the engine to be taken out of the call; the queue's last slot is kept
     /// for the `left` that tells it so.
-    fn deliver(&mut self, to: SinkId, json: Arc<str>, last_slot: bool) {
+    fn deliver(&mut self, to: SinkId, json: FrameText, last_slot: bool) {
         let Some(s) = self.sinks.get_mut(&to) else { return };
         if last_slot {
             let _ = s.tx.try_send(json);

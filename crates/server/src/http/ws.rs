@@ -141,7 +141,7 @@ struct Session {
 }
 
 /// The next frame the session's call sends; pending while it is in no call.
-async fn next_call_frame(call: &mut Option<crate::call::CallSession>) -> Option<Arc<str>> {
+async fn next_call_frame(call: &mut Option<crate::call::CallSession>) -> Option<Utf8Bytes> {
     match call {
         Some(c) => c.rx.recv().await,
         None => std::future::pending().await,
@@ -495,7 +495,7 @@ impl Session {
                 }
                 frame = next_call_frame(&mut self.call) => match frame {
                     Some(json) => {
-                        if out.send(WsMessage::Text(Utf8Bytes::from(&*json))).await.is_err() {
+                        if out.send(WsMessage::Text(json)).await.is_err() {
                             return;
                         }
                     }
@@ -631,7 +631,7 @@ impl Session {
         // The room let go of the session's queue when it took it out: it ends at once.
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
         while let Ok(Some(json)) = tokio::time::timeout_at(until, call.rx.recv()).await {
-            if out.feed(WsMessage::Text(Utf8Bytes::from(&*json))).await.is_err() {
+            if out.feed(WsMessage::Text(json)).await.is_err() {
                 break;
             }
         }

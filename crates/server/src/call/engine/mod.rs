@@ -65,6 +65,7 @@ use rand::SeedableRng;
 use str0m::net::{Protocol, Transmit};
 use str0m::rtp::RtpPacket;
 
+use crate::bus::FrameText;
 use crate::error::ApiError;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use signal::{check_publish, leg_config, remote_sdp};
@@ -174,7 +175,7 @@ pub(crate) enum Output {
     /// A serialised frame for a session. `last_slot`: the `left` of a session that fell behind,
     /// written into the slot its queue keeps for it; other frames leave that slot free, and a
     /// session whose queue has no other room is [`Input::Slow`].
-    Frame { to: SinkId, json: std::sync::Arc<str>, last_slot: bool },
+    Frame { to: SinkId, json: FrameText, last_slot: bool },
     /// The engine is done with this session: its queue ends after what was written.
     Release(SinkId),
     /// A datagram to send from leg `peer`.

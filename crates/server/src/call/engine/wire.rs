@@ -1,7 +1,6 @@
 //! Wire conversion: the room's events into the frames sessions receive, and the room's errors
 //! into wire error codes.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use chorus_proto::call::{
@@ -13,6 +12,7 @@ use chorus_sfu::{LeaveReason, Mute, RoomError, RoomEvent, RoomEventKind, StreamI
 
 use super::state::Peer;
 use super::{Engine, Output};
+use crate::bus::FrameText;
 use crate::error::ApiError;
 
 pub(super) fn room_error(e: RoomError) -> ApiError {
@@ -63,16 +63,17 @@ pub(super) fn wire_kind(k: TrackKind) -> WireKind {
     }
 }
 
-pub(super) fn frame_json(frame: &ServerFrame) -> Arc<str> {
-    serde_json::to_string(frame).expect("frames serialise").into()
+/// A frame as the text every recipient writes (shared bytes: see [`crate::bus::frame_text`]).
+pub(super) fn frame_json(frame: &ServerFrame) -> FrameText {
+    crate::bus::frame_text(frame)
 }
 
-fn event_json(gid: i64, event: &CallEvent) -> Arc<str> {
+fn event_json(gid: i64, event: &CallEvent) -> FrameText {
     frame_json(&ServerFrame::CallEvent { gid, event: event.clone() })
 }
 
 /// Queues a frame for `p`'s session, unless it fell behind (see [`super::Input::Slow`]).
-pub(super) fn deliver(p: &Peer, json: &Arc<str>, out: &mut std::collections::VecDeque<Output>) {
+pub(super) fn deliver(p: &Peer, json: &FrameText, out: &mut std::collections::VecDeque<Output>) {
     if !p.slow {
         out.push_back(Output::Frame { to: p.sink, json: json.clone(), last_slot: false });
     }
