@@ -345,8 +345,7 @@ impl Config {
             anyhow::bail!("turn_credential_ttl_secs must be between 60 and 604800");
         }
         for o in &self.cors_origins {
-            crate::http::cors::check_origin_setting(o, self.cors_origins.len())
-                .map_err(|e| anyhow::anyhow!("cors_origins: {e}"))?;
+            check_origin_setting(o, self.cors_origins.len()).map_err(|e| anyhow::anyhow!("cors_origins: {e}"))?;
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key go together: set both for HTTPS, or neither");
@@ -358,7 +357,7 @@ impl Config {
             }
         }
         if let Some(secret) = &self.webhook_secret {
-            crate::webhooks::secret_key(secret)?;
+            webhook_secret_key(secret)?;
         }
         if self.webhook_retry_max_secs == 0 {
             anyhow::bail!("webhook_retry_max_secs must be positive");
@@ -389,4 +388,79 @@ fn origin_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect())
+}
+
+/// Checks one `cors_origins` entry: `*` (alone), or `http(s)://host[:port]` exactly as a
+/// browser sends it in `Origin` (no path, no trailing slash, no default port).
+pub fn check_origin_setting(o: &str, entries: usize) -> Result<(), String> {
+    if o == "*" {
+        return if entries == 1 { Ok(()) } else { Err("\"*\" allows every origin and must be the only entry".into()) };
+    }
+    let bad = |why: &str| Err(format!("{o:?} is not an origin ({why}); write it as https://host or https://host:port"));
+    let (scheme, rest) = match o.split_once("://") {
+        Some((s, r)) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => (s, r),
+        _ => return bad("it must start with http:// or https://"),
+    };
+    if rest.is_empty() {
+        return bad("no host");
+    }
+    if rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
+        return bad("no path, query, user or trailing slash");
+    }
+    // Host, then an optional port (IPv6 literals are bracketed).
+    let (host, port) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    if host.is_empty() {
+        return bad("no host");
+    }
+    if let Some(port) = port {
+        let Ok(n) = port.parse::<u16>() else { return bad("the port is not a number") };
+        let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+        if n == default {
+            return bad("browsers leave the default port out of Origin; leave it out here too");
+        }
+    }
+    Ok(())
+}
+
+/// The HMAC key of a `whsec_<base64>` secret.
+pub fn webhook_secret_key(secret: &str) -> anyhow::Result<Vec<u8>> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| anyhow::anyhow!("webhook_secret must be whsec_ followed by base64"))?;
+    if key.len() < 24 {
+        anyhow::bail!("webhook_secret must hold at least 24 bytes of key");
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_settings() {
+        for ok in ["https://app.example.com", "http://127.0.0.1:5173", "https://[::1]:8443", "http://localhost"] {
+            assert_eq!(check_origin_setting(ok, 2), Ok(()), "{ok}");
+        }
+        assert_eq!(check_origin_setting("*", 1), Ok(()));
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://app.example.com:443",
+            "http://app.example.com:80",
+            "https://app.example.com:x",
+            "ftp://app.example.com",
+            "https://",
+            "https://user@app.example.com",
+        ] {
+            assert!(check_origin_setting(bad, 2).is_err(), "{bad}");
+        }
+    }
 }

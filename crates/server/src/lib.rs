@@ -70,12 +70,12 @@ pub fn webhook_key(cfg: &Config) -> anyhow::Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     if let Some(s) = cfg.webhook_secret.as_deref().filter(|s| !s.is_empty()) {
-        return webhooks::secret_key(s).map(Some);
+        return config::webhook_secret_key(s).map(Some);
     }
     let path = cfg.data.join("webhook-secret");
     if let Ok(s) = std::fs::read_to_string(&path) {
         private_file(&path);
-        return webhooks::secret_key(s.trim()).map(Some);
+        return config::webhook_secret_key(s.trim()).map(Some);
     }
     use base64::Engine;
     let key: [u8; 32] = rand::random();

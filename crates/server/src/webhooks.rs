@@ -82,18 +82,6 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
-/// The HMAC key of a `whsec_<base64>` secret.
-pub fn secret_key(secret: &str) -> anyhow::Result<Vec<u8>> {
-    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| anyhow::anyhow!("webhook_secret must be whsec_ followed by base64"))?;
-    if key.len() < 24 {
-        anyhow::bail!("webhook_secret must hold at least 24 bytes of key");
-    }
-    Ok(key)
-}
-
 /// The `webhook-signature` value for one message.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
@@ -359,7 +347,7 @@ mod tests {
     #[test]
     fn signs_as_the_standard_webhooks_example() {
         // The example of the Standard Webhooks specification (and its reference libraries).
-        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let key = crate::config::webhook_secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = r#"{"test": 2432232314}"#;
         assert_eq!(
             sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
