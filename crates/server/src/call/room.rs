@@ -275,7 +275,7 @@ fn deliver(p: &mut Peer, json: &Arc<str>, slow: &mut Vec<i64>) {
 }
 
 fn event_json(gid: i64, event: &CallEvent) -> Arc<str> {
-    let frame = ServerFrame::CallEvent { gid, event: event.clone() };
+    let frame = ServerFrame::CallEvent { gid: chorus_proto::GroupId(gid), event: event.clone() };
     serde_json::to_string(&frame).expect("frames serialise").into()
 }
 
@@ -694,7 +694,7 @@ impl RoomTask {
         );
         Ok(ServerFrame::CallJoined {
             rid,
-            gid: self.gid,
+            gid: chorus_proto::GroupId(self.gid),
             address,
             permissions: super::wire_permissions(permissions),
             settings: super::wire_settings(self.room.settings()),
