@@ -32,6 +32,7 @@ use anyhow::Context;
 use chorus_client::call::{Call, CallOptions, Kind, PublishOptions};
 use chorus_client::{Connection, Http};
 use chorus_proto::ws::{ClientFrame, Message, ServerFrame};
+use chorus_proto::{GroupId, Pos};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -1035,7 +1036,7 @@ async fn mailbox(
                         rid: Some(r.clone()),
                         id: out.id.clone(),
                         peer: out.peer,
-                        gid: out.gid,
+                        gid: out.gid.map(GroupId),
                         text: Some(format!("soak {} from {me}", out.id)),
                         data: None,
                         file: None,
@@ -1096,8 +1097,8 @@ async fn mailbox(
                 },
                 _ = tick.tick() => {
                     let pos = conn.cursor().pos;
-                    if pos > acked && conn.ack().await.is_ok() {
-                        acked = pos;
+                    if pos > Pos(acked) && conn.ack().await.is_ok() {
+                        acked = pos.get();
                     }
                     let overdue: Vec<String> = pending
                         .iter()

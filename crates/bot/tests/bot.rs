@@ -126,7 +126,7 @@ async fn room(s: &Server) -> Room {
     let (sess, owner) = s.login("owner@example.org").await;
     let created: CreatedGroup = owner.post("/v1/groups", &json!({"name": "Call", "room": true})).await.unwrap();
     Room {
-        gid: created.group.gid,
+        gid: created.group.gid.get(),
         owner,
         owner_token: sess.token,
         owner_address: sess.user.address,

@@ -6,6 +6,7 @@
 
 mod common;
 
+use chorus_proto::GroupId;
 use std::time::{Duration, Instant};
 
 use chorus_client::call::stats::{CallStats, Kind, TrackKey};
@@ -404,15 +405,21 @@ async fn bad_signaling_gets_errors_and_hurts_no_one(b: Backend) {
     // Not in a call yet.
     assert_eq!(expect_error(&mut c, publish("v=0", vec![])).await.0, ErrorCode::NotFound);
     // No such group; a group one is not a member of.
-    assert_eq!(expect_error(&mut c, ClientFrame::CallJoin { rid: None, gid: 999_999 }).await.0, ErrorCode::NotFound);
+    assert_eq!(
+        expect_error(&mut c, ClientFrame::CallJoin { rid: None, gid: GroupId(999_999) }).await.0,
+        ErrorCode::NotFound
+    );
     let mut x = raw(&hx).await;
-    assert_eq!(expect_error(&mut x, ClientFrame::CallJoin { rid: None, gid: r.gid }).await.0, ErrorCode::NotFound);
+    assert_eq!(
+        expect_error(&mut x, ClientFrame::CallJoin { rid: None, gid: GroupId(r.gid) }).await.0,
+        ErrorCode::NotFound
+    );
     // Unknown fields and garbage are bad requests, answered on the same connection.
     c.send_raw(r#"{"type":"call_join","gid":1000,"extra":1}"#).await.unwrap();
     let f = c.expect(EVENT, |f| matches!(f, ServerFrame::Error { .. })).await.unwrap();
     assert!(matches!(f, ServerFrame::Error { code: ErrorCode::BadRequest, .. }), "{f:?}");
 
-    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     let (code, msg) = expect_error(&mut c, publish("this is not SDP", vec![])).await;
     assert_eq!(code, ErrorCode::BadRequest, "{msg}");
@@ -676,7 +683,7 @@ async fn leaving_tells_the_leaver_too(b: Backend) {
     let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
     let mut a = join(&r.owner, r.gid, auto()).await;
     let mut c = raw(&hb).await;
-    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     c.send(&ClientFrame::CallLeave { rid: Some("bye".into()) }).await.unwrap();
     let mut seen = Vec::new();
@@ -705,7 +712,7 @@ async fn leaving_tells_the_leaver_too(b: Backend) {
         expect_error(&mut c, ClientFrame::CallMute { rid: None, sid: 0, audio: Some(true), video: None }).await;
     assert_eq!(code, ErrorCode::NotFound);
     // And it may join again.
-    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
 }
 
@@ -718,7 +725,7 @@ async fn joining_again_from_the_same_session_is_a_clean_replace(b: Backend) {
     let mut a = join(&r.owner, r.gid, auto()).await;
     let mut c = raw(&hb).await;
     for _ in 0..2 {
-        let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+        let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
         assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     }
     let b2 = bob.clone();
@@ -751,7 +758,7 @@ async fn rids_are_checked_against_the_offer(b: Backend) {
     let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
     let a = join(&r.owner, r.gid, auto()).await;
     let mut c = raw(&hb).await;
-    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     let (code, msg) = expect_error(&mut c, plain_publish(&["q", "h", "f"])).await;
     assert_eq!(code, ErrorCode::BadRequest, "{msg}");
@@ -772,7 +779,7 @@ async fn subscribe_offer_lists_only_the_publishers_codec(b: Backend) {
     let r = room(&s).await;
     let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
     let mut p = raw(&hb).await;
-    let joined = p.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = p.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     let answer = match p.request(|rid| plain_publish(&[]).with_rid(rid)).await.unwrap() {
         ServerFrame::CallPublished { sdp, .. } => sdp,
@@ -783,7 +790,7 @@ async fn subscribe_offer_lists_only_the_publishers_codec(b: Backend) {
     assert_eq!(m_line_pts(&answer, "audio"), vec!["111"], "{answer}");
 
     let mut o = raw(&r.owner).await;
-    let joined = o.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = o.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     let ok = o
         .request(|rid| ClientFrame::CallSubscribe {

@@ -38,6 +38,7 @@
 
 mod common;
 
+use chorus_proto::{GroupId, MessageId, Seq};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ fn send_frame(id: &str, to: To, reader: &str, gid: i64) -> ClientFrame {
         rid: None,
         id: id.into(),
         peer: (to == To::Reader).then(|| reader.to_string()),
-        gid: (to == To::Group).then_some(gid),
+        gid: (to == To::Group).then_some(GroupId(gid)),
         text: Some(text_of(id)),
         data: None,
         file: None,
@@ -135,7 +136,7 @@ async fn send_until_killed(
         match tokio::time::timeout(Duration::from_secs(30), conn.recv()).await {
             Ok(Ok(ServerFrame::Sent { id, mid, seq, duplicate, .. })) => {
                 assert!(!duplicate, "a new id {id} was answered as a duplicate");
-                assert!(out.acked.insert(id.clone(), (mid, seq)).is_none(), "two answers for {id}");
+                assert!(out.acked.insert(id.clone(), (mid.get(), seq.get())).is_none(), "two answers for {id}");
                 waiting -= 1;
             }
             Ok(Ok(ServerFrame::Error { id, code, message, .. })) => {
@@ -164,7 +165,7 @@ async fn resend(
     out: &Outbox,
     reader: &str,
     gid: i64,
-) -> (HashMap<String, (i64, i64, bool)>, Cursor) {
+) -> (HashMap<String, (MessageId, Seq, bool)>, Cursor) {
     let mut conn = connect_resuming(&http, Some(cursor)).await;
     let pending: Vec<&(String, To)> = out.items.iter().filter(|(id, _)| !out.acked.contains_key(id)).collect();
     let mut answers = HashMap::new();
@@ -204,13 +205,13 @@ fn compare(got: &[Message], want: &Expected, answered: &HashMap<String, (i64, i6
         };
         let target_ok = match to {
             To::Reader => m.gid.is_none(),
-            To::Group => m.gid == Some(gid),
+            To::Group => m.gid == Some(GroupId(gid)),
         };
         if m.from != *from || !target_ok || m.text.as_deref() != Some(text.as_str()) {
             problems.push(format!("{} stored differently from what was sent: {m:?}", m.id));
         }
         if let Some(&(mid, seq)) = answered.get(&m.id) {
-            if (m.mid, m.seq) != (mid, seq) {
+            if (m.mid, m.seq) != (MessageId(mid), Seq(seq)) {
                 problems
                     .push(format!("{} answered as mid {mid} seq {seq}, stored as mid {} seq {}", m.id, m.mid, m.seq));
             }
@@ -295,7 +296,8 @@ async fn acked_messages_survive_kill_9(b: Backend) {
         let mut tasks = Vec::new();
         for k in 0..senders {
             let conn = connect_resuming(&http(&s, &tokens[k]), cursors[k].clone()).await;
-            let task = send_until_killed(conn, format!("t{trial}-s{k}"), reader.user.address.clone(), gid, go.clone());
+            let task =
+                send_until_killed(conn, format!("t{trial}-s{k}"), reader.user.address.clone(), gid.get(), go.clone());
             tasks.push(tokio::spawn(task));
         }
         let kill_after = Duration::from_millis(window * 3 / 10 + rng.next() % (window - window * 3 / 10 + 1));
@@ -333,20 +335,20 @@ async fn acked_messages_survive_kill_9(b: Backend) {
             answered.extend(out.acked.iter().map(|(id, v)| (id.clone(), *v)));
             let cursor = cursors[k].take().expect("a cursor from the trial");
             let (h, out, to) = (http(&s, &tokens[k]), out.clone(), reader.user.address.clone());
-            resends.push(tokio::spawn(async move { resend(h, cursor, &out, &to, gid).await }));
+            resends.push(tokio::spawn(async move { resend(h, cursor, &out, &to, gid.get()).await }));
         }
         for (k, r) in resends.into_iter().enumerate() {
             let (again, cursor) = r.await.expect("resend task");
             cursors[k] = Some(cursor);
             for (id, (mid, seq, duplicate)) in again {
                 stored_unacked += usize::from(duplicate);
-                answered.insert(id, (mid, seq));
+                answered.insert(id, (mid.get(), seq.get()));
             }
         }
 
         // The reader sees this trial's messages: each once, as answered, nothing else.
         let (got, after) = read_from(&http(&s, &reader_token), cursor.clone()).await;
-        let problems = compare(&got, &want, &answered, gid);
+        let problems = compare(&got, &want, &answered, gid.get());
         if !problems.is_empty() {
             fail(seed, &format!("{b:?} trial {trial}, killed {killed_at:?} into sending"), &problems);
         }
@@ -376,7 +378,7 @@ async fn acked_messages_survive_kill_9(b: Backend) {
             let page: HistoryPage = reader_http.get(&page_path).await.expect("history page");
             conv.splice(0..0, page.messages);
             match page.before {
-                Some(seq) => before = Some(seq),
+                Some(seq) => before = Some(seq.get()),
                 None => break,
             }
         }
@@ -385,11 +387,11 @@ async fn acked_messages_survive_kill_9(b: Backend) {
         got.extend(conv);
     }
     let reading = reading.elapsed();
-    let problems = compare(&got, &everything, &all_answers, gid);
+    let problems = compare(&got, &everything, &all_answers, gid.get());
     if !problems.is_empty() {
         fail(seed, &format!("{b:?} after {trials} kills, the whole history"), &problems);
     }
-    let mut positions: Vec<i64> = got.iter().map(|m| m.pos).collect();
+    let mut positions: Vec<i64> = got.iter().map(|m| m.pos.get()).collect();
     positions.sort_unstable();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "no pos is handed out twice");
 

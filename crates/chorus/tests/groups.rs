@@ -4,6 +4,7 @@ mod common;
 
 use chorus_proto::flags::{admin, member};
 use chorus_proto::rest::{CreatedGroup, Group, Member, Pin};
+use chorus_proto::GroupId;
 use common::{Backend, Server};
 use serde_json::json;
 
@@ -15,7 +16,7 @@ async fn room_with_two_pins_and_their_rights(b: Backend) {
     let room: CreatedGroup =
         ho.post("/v1/groups", &json!({"name": "Standup", "room": true, "video_resolution": 3})).await.unwrap();
     let gid = room.group.gid;
-    assert!(gid >= 1000);
+    assert!(gid >= GroupId(1000));
     assert_eq!(room.group.owner, owner.user.address);
     assert_eq!(room.group.video_resolution, 3);
     let own = room.group.membership.unwrap();

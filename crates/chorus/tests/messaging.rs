@@ -3,6 +3,7 @@
 
 mod common;
 
+use chorus_proto::{GroupId, MessageId, Pos, Seq};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ async fn room(owner: &Http, others: &[&Http]) -> (i64, CreatedGroup) {
     for h in others {
         h.post::<Group>(&format!("/v1/groups/{}/join", g.group.gid), &json!({"pin": g.pins[0].pin})).await.unwrap();
     }
-    (g.group.gid, g)
+    (g.group.gid.get(), g)
 }
 
 async fn send_and_receive_permissions(b: Backend) {
@@ -267,7 +268,7 @@ async fn resume_after_disconnect_gets_every_message_once(b: Backend) {
     let ids: Vec<String> = got.iter().map(|m| m.id.clone()).collect();
     let want: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
     assert_eq!(ids, want);
-    let seqs: Vec<i64> = got.iter().map(|m| m.seq).collect();
+    let seqs: Vec<i64> = got.iter().map(|m| m.seq.get()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "contiguous seq");
     assert!(got.windows(2).all(|w| w[1].pos > w[0].pos), "increasing pos");
 }
@@ -287,9 +288,9 @@ async fn resume_that_cannot_be_served_says_so(b: Backend) {
     let (_, h) = Connection::connect(&hb, Some(cursor)).await.unwrap();
     assert!(!h.resumed);
     assert_eq!(h.reason.as_deref(), Some("gap_too_large"));
-    let (_, h) = Connection::connect(&hb, Some(Cursor { epoch: "other".into(), pos: 1 })).await.unwrap();
+    let (_, h) = Connection::connect(&hb, Some(Cursor { epoch: "other".into(), pos: Pos(1) })).await.unwrap();
     assert_eq!((h.resumed, h.reason.as_deref()), (false, Some("epoch_mismatch")));
-    let (_, h) = Connection::connect(&hb, Some(Cursor { epoch, pos: 1_000_000 })).await.unwrap();
+    let (_, h) = Connection::connect(&hb, Some(Cursor { epoch, pos: Pos(1_000_000) })).await.unwrap();
     assert_eq!((h.resumed, h.reason.as_deref()), (false, Some("cursor_ahead")));
     // Without resume, the undelivered backlog is capped at sync_limit and says it is incomplete.
     assert_eq!(h.backlog.len(), 5);
@@ -404,7 +405,7 @@ async fn edit_and_delete_own_messages(b: Backend) {
     assert!(matches!(err, ServerFrame::Error { code, .. } if code.as_str() == "forbidden"), "{err:?}");
     let err = cb.request(|rid| ClientFrame::Delete { rid, mid }).await.unwrap();
     assert!(matches!(err, ServerFrame::Error { code, .. } if code.as_str() == "forbidden"), "{err:?}");
-    let err = cb.request(|rid| ClientFrame::Delete { rid, mid: 987_654 }).await.unwrap();
+    let err = cb.request(|rid| ClientFrame::Delete { rid, mid: MessageId(987_654) }).await.unwrap();
     assert!(matches!(err, ServerFrame::Error { code, .. } if code.as_str() == "not_found"), "{err:?}");
     ca.request(|rid| ClientFrame::Delete { rid, mid }).await.unwrap();
     let ServerFrame::Message(d) = cb.expect(WAIT, is_msg).await.unwrap() else { unreachable!() };
@@ -435,7 +436,7 @@ async fn bad_frames_get_error_frames(b: Backend) {
             rid,
             id: "x".into(),
             peer: Some(bb.user.address.clone()),
-            gid: Some(1000),
+            gid: Some(GroupId(1000)),
             text: Some("x".into()),
             data: None,
             file: None,
@@ -587,11 +588,11 @@ async fn group_policy_modes(b: Backend) {
     for mode in [0, group::SEND_BY_SELECTED, group::SEND_BY_ANYONE] {
         ho.patch::<Group>(&format!("/v1/groups/{gid}"), &json!({"flags": mode})).await.unwrap();
         n += 1;
-        let r = cm.send_text(None, Some(gid), &format!("m{n}"), "no flags").await.unwrap();
+        let r = cm.send_text(None, Some(gid.get()), &format!("m{n}"), "no flags").await.unwrap();
         assert!(!sent(&r), "a member without SEND sent under {mode:#x}: {r:?}");
-        let r = cw.send_text(None, Some(gid), &format!("w{n}"), "send flag").await.unwrap();
+        let r = cw.send_text(None, Some(gid.get()), &format!("w{n}"), "send flag").await.unwrap();
         assert!(sent(&r), "a member with SEND could not send under {mode:#x}: {r:?}");
-        let r = cx.send_text(None, Some(gid), &format!("x{n}"), "outsider").await.unwrap();
+        let r = cx.send_text(None, Some(gid.get()), &format!("x{n}"), "outsider").await.unwrap();
         assert_eq!(sent(&r), mode == group::SEND_BY_ANYONE, "a non-member under {mode:#x}: {r:?}");
     }
     let h: HistoryPage = ho.get(&format!("/v1/groups/{gid}/messages")).await.unwrap();
@@ -614,7 +615,7 @@ async fn conversation_list(b: Backend) {
     assert_eq!(list.len(), 2);
     assert_eq!(
         (list[0].gid, list[0].name.as_str(), list[0].unread),
-        (Some(gid), "Room", 0),
+        (Some(GroupId(gid)), "Room", 0),
         "own message is not unread"
     );
     assert_eq!(
@@ -622,9 +623,11 @@ async fn conversation_list(b: Backend) {
         (Some(a.user.address.as_str()), "Ann", 2)
     );
     assert_eq!(list[1].last.as_ref().and_then(|m| m.text.as_deref()), Some("two"));
-    cb.request(|rid| ClientFrame::Read { rid, peer: Some(a.user.address.clone()), gid: None, seq: 2 }).await.unwrap();
+    cb.request(|rid| ClientFrame::Read { rid, peer: Some(a.user.address.clone()), gid: None, seq: Seq(2) })
+        .await
+        .unwrap();
     let list: Vec<ConversationSummary> = hb.get("/v1/conversations").await.unwrap();
-    assert_eq!((list[1].unread, list[1].read_seq), (0, 2));
+    assert_eq!((list[1].unread, list[1].read_seq), (0, Seq(2)));
     let list: Vec<ConversationSummary> = ha.get("/v1/conversations").await.unwrap();
     assert_eq!(list.iter().map(|c| c.unread).collect::<Vec<_>>(), vec![1, 0]);
     assert_eq!(list[1].name, "Bob");
@@ -657,7 +660,7 @@ async fn pipelined_sends_keep_their_order(b: Backend) {
     while answers.len() < N + 1 {
         match ca.next(WAIT).await.unwrap() {
             ServerFrame::Sent { rid, seq, .. } => answers.push((rid.unwrap(), seq)),
-            ServerFrame::Pong { rid } => answers.push((rid.unwrap(), -1)),
+            ServerFrame::Pong { rid } => answers.push((rid.unwrap(), Seq(-1))),
             _ => {}
         }
     }

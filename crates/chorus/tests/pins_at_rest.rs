@@ -119,30 +119,30 @@ async fn pins_are_stored_hashed_and_sealed(b: Backend) {
     let mut expected = vec![room.pins[0].clone(), room.pins[1].clone(), guest.clone()];
     assert_eq!(listed, expected);
     let rooms = api(&s, json!({"op": "rooms", "token": owner.token})).await;
-    assert_eq!(rooms["rooms"][0]["gid"], gid, "{rooms}");
+    assert_eq!(rooms["rooms"][0]["gid"], gid.get(), "{rooms}");
     assert_eq!((rooms["rooms"][0]["pin"].as_str(), rooms["rooms"][0]["spin"].as_str()), (Some(&*ppin), Some(&*vpin)));
 
     // Joining works as before; a wrong pin is refused with `pin_invalid`.
-    assert_eq!(join(&hp, gid, &ppin).await.unwrap().membership.unwrap().flags, member::ALL);
-    assert_eq!(join(&hr, gid, &wrong_pin(&all)).await.unwrap_err(), (403, Some("pin_invalid")));
+    assert_eq!(join(&hp, gid.get(), &ppin).await.unwrap().membership.unwrap().flags, member::ALL);
+    assert_eq!(join(&hr, gid.get(), &wrong_pin(&all)).await.unwrap_err(), (403, Some("pin_invalid")));
     // Mesibo's `/api joingroup` with the viewer pin.
     let (qs, _) = s.login("q2@example.org", "Q2").await;
     let j = api(&s, json!({"op": "joingroup", "token": qs.token, "gid": gid, "pin": vpin})).await;
     assert_eq!((j["result"].as_str(), j["publish"].as_i64()), (Some("OK"), Some(0)), "{j}");
     // A one-use pin is counted: the second join is refused.
-    assert_eq!(join(&hq, gid, &gpin).await.unwrap().membership.unwrap().flags, member::SEND | member::RECV);
-    assert_eq!(join(&hr, gid, &gpin).await.unwrap_err(), (403, Some("pin_invalid")));
+    assert_eq!(join(&hq, gid.get(), &gpin).await.unwrap().membership.unwrap().flags, member::SEND | member::RECV);
+    assert_eq!(join(&hr, gid.get(), &gpin).await.unwrap_err(), (403, Some("pin_invalid")));
     expected[2].uses_left = Some(0);
     let listed: Vec<Pin> = ho.get(&format!("/v1/groups/{gid}/pins")).await.unwrap();
     assert_eq!(listed, expected);
 
     // A pin opens only its own group.
     let other: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Other", "room": true})).await.unwrap();
-    assert_eq!(join(&hr, other.group.gid, &ppin).await.unwrap_err(), (403, Some("pin_invalid")));
+    assert_eq!(join(&hr, other.group.gid.get(), &ppin).await.unwrap_err(), (403, Some("pin_invalid")));
 
     // Revoking by the pin works; the pin then fails; a second revoke finds nothing.
     ho.delete(&format!("/v1/groups/{gid}/pins/{vpin}")).await.unwrap();
-    assert_eq!(join(&hr, gid, &vpin).await.unwrap_err(), (403, Some("pin_invalid")));
+    assert_eq!(join(&hr, gid.get(), &vpin).await.unwrap_err(), (403, Some("pin_invalid")));
     assert_eq!(ho.delete(&format!("/v1/groups/{gid}/pins/{vpin}")).await.unwrap_err().code(), Some("not_found"));
     let listed: Vec<Pin> = ho.get(&format!("/v1/groups/{gid}/pins")).await.unwrap();
     assert_eq!(listed, vec![expected[0].clone(), expected[2].clone()]);
@@ -279,7 +279,7 @@ async fn admins_edit_pins_within_their_rights(b: Backend) {
     add(adm.user.address.clone(), admin::ADD_PIN | admin::ADD_ADMIN | admin::MODIFY).await;
     add(pinner.user.address.clone(), admin::ADD_PIN).await;
     let vpin = room.pins[1].pin.clone();
-    join(&hm, gid, &vpin).await.unwrap();
+    join(&hm, gid.get(), &vpin).await.unwrap();
     let ppin = room.pins[0].pin.clone();
     let url = format!("/v1/groups/{gid}/pins/{ppin}");
     let list = || async { ho.get::<Vec<Pin>>(&format!("/v1/groups/{gid}/pins")).await.unwrap() };
@@ -297,7 +297,7 @@ async fn admins_edit_pins_within_their_rights(b: Backend) {
     assert_eq!(edited.uses_left, Some(2));
     let expires = edited.expires_at.expect("an expiry");
     assert_eq!(listed(ppin.clone()).await, edited);
-    assert_eq!(join(&hj, gid, &ppin).await.unwrap().membership.unwrap().flags, member::SEND | member::RECV);
+    assert_eq!(join(&hj, gid.get(), &ppin).await.unwrap().membership.unwrap().flags, member::SEND | member::RECV);
     assert_eq!(listed(ppin.clone()).await.uses_left, Some(1));
     // `null` removes the limits; what is not named is kept.
     let edited: Pin = ho.patch(&url, &json!({"uses": null, "expires_in": null})).await.unwrap();

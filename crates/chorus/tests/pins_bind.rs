@@ -107,14 +107,14 @@ async fn make_room(s: &Server, path: Path, tag: &str) -> Room {
             let c: CreatedGroup =
                 owner.post("/v1/groups", &json!({"name": format!("Room {tag}"), "room": true})).await.unwrap();
             assert_eq!((c.pins[0].flags, c.pins[1].flags), (PUBLISHER, VIEWER));
-            (c.group.gid, c.pins[0].pin.clone(), c.pins[1].pin.clone(), group::ALL_SELECTED)
+            (c.group.gid.get(), c.pins[0].pin.clone(), c.pins[1].pin.clone(), group::ALL_SELECTED)
         }
         Path::V1Plain => {
             let c: CreatedGroup = owner.post("/v1/groups", &json!({"name": format!("Plain {tag}")})).await.unwrap();
             assert!(c.pins.is_empty());
-            let p = add_pin(&owner, c.group.gid, PUBLISHER, None).await;
-            let v = add_pin(&owner, c.group.gid, VIEWER, None).await;
-            (c.group.gid, p, v, group::ALL_SELECTED)
+            let p = add_pin(&owner, c.group.gid.get(), PUBLISHER, None).await;
+            let v = add_pin(&owner, c.group.gid.get(), VIEWER, None).await;
+            (c.group.gid.get(), p, v, group::ALL_SELECTED)
         }
         Path::MesiboJs => {
             // MESIBO_CALLFLAG_SCREEN|TALKING|VALID|AUDIO|VIDEO, as the conferencing app creates rooms.
@@ -122,9 +122,9 @@ async fn make_room(s: &Server, path: Path, tag: &str) -> Room {
                 .post("/v1/groups", &json!({"name": format!("Mesibo {tag}"), "flags": 0, "call_flags": 0x8107}))
                 .await
                 .unwrap();
-            let p = add_pin(&owner, c.group.gid, PUBLISHER, None).await;
-            let v = add_pin(&owner, c.group.gid, VIEWER, None).await;
-            (c.group.gid, p, v, 0)
+            let p = add_pin(&owner, c.group.gid.get(), PUBLISHER, None).await;
+            let v = add_pin(&owner, c.group.gid.get(), VIEWER, None).await;
+            (c.group.gid.get(), p, v, 0)
         }
     };
     let g: Group = owner.get(&format!("/v1/groups/{gid}")).await.unwrap();

@@ -11,6 +11,7 @@
 
 mod common;
 
+use chorus_proto::{GroupId, Seq};
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -332,7 +333,9 @@ async fn edits_deletes_and_reads_count_against_the_send_rate(b: Backend) {
     let mut rids = Vec::new();
     for _ in 0..30 {
         let rid = cb.rid();
-        cb.send(&ClientFrame::Read { rid: Some(rid.clone()), peer: None, gid: Some(gid), seq: 1 }).await.unwrap();
+        cb.send(&ClientFrame::Read { rid: Some(rid.clone()), peer: None, gid: Some(GroupId(gid)), seq: Seq(1) })
+            .await
+            .unwrap();
         rids.push(rid);
     }
     let mut read_ok = 0;

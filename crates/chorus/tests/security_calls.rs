@@ -11,6 +11,7 @@
 
 mod common;
 
+use chorus_proto::GroupId;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -119,7 +120,7 @@ async fn a_participant_that_stops_reading_is_dropped_and_memory_stays_flat(b: Ba
 
     // The owner watches the call and reads everything.
     let (mut owner, _) = Connection::connect(&r.owner, None).await.expect("ws");
-    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     let owner_address = joined_address(&joined);
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let bob2 = bob.clone();
@@ -148,12 +149,12 @@ async fn a_participant_that_stops_reading_is_dropped_and_memory_stays_flat(b: Ba
 
     // Bob joins, then stops reading.
     let mut bob_ws = sluggish(&s, &hb).await;
-    send(&mut bob_ws, &ClientFrame::CallJoin { rid: Some("b1".into()), gid: r.gid }).await;
+    send(&mut bob_ws, &ClientFrame::CallJoin { rid: Some("b1".into()), gid: GroupId(r.gid) }).await;
     read_until(&mut bob_ws, |f| matches!(f, ServerFrame::CallJoined { .. })).await;
 
     // Mallory publishes a microphone (the connection never comes up; signaling is enough).
     let (mut mallory, _) = Connection::connect(&hm, None).await.expect("ws");
-    let joined = mallory.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = mallory.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     let published = mallory.request(audio_publish).await.unwrap();
     assert!(matches!(published, ServerFrame::CallPublished { .. }), "{published:?}");
@@ -205,7 +206,7 @@ async fn a_participant_that_stops_reading_is_dropped_and_memory_stays_flat(b: Ba
     })
     .await;
     eprintln!("Bob read {read} frames before his own `left`");
-    send(&mut bob_ws, &ClientFrame::CallJoin { rid: Some("b2".into()), gid: r.gid }).await;
+    send(&mut bob_ws, &ClientFrame::CallJoin { rid: Some("b2".into()), gid: GroupId(r.gid) }).await;
     let (again, _) = read_until(&mut bob_ws, |f| {
         matches!(f, ServerFrame::CallJoined { rid: Some(r), .. } | ServerFrame::Error { rid: Some(r), .. } if r == "b2")
     })
@@ -367,7 +368,7 @@ async fn ice_tcp_connections_are_capped_and_closed(b: Backend) {
 
     // The owner publishes (a raw offer): the server's answer names its publish leg's ICE ufrag.
     let (mut c, _) = Connection::connect(&r.owner, None).await.expect("ws");
-    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     let published = c.request(audio_publish).await.unwrap();
     let ServerFrame::CallPublished { sdp, .. } = published else { panic!("publish refused: {published:?}") };
@@ -415,10 +416,10 @@ async fn an_offer_that_panics_the_webrtc_library_is_refused_and_the_call_goes_on
     let r = room(&s).await;
     let (hb, _) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
     let (mut bob, _) = Connection::connect(&hb, None).await.expect("ws");
-    let joined = bob.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = bob.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     joined_address(&joined);
     let (mut owner, _) = Connection::connect(&r.owner, None).await.expect("ws");
-    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     let owner_address = joined_address(&joined);
 
     let sdp = include_str!("../../../fuzz/seeds/sdp/pt-two-codecs-in-bundle.sdp").to_string();
@@ -454,7 +455,7 @@ async fn an_offer_that_panics_the_webrtc_library_is_refused_and_the_call_goes_on
         }
     }
     // The owner joins again and publishes a good offer; Bob is told.
-    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = owner.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     assert_eq!(joined_address(&joined), owner_address);
     let published = owner.request(audio_publish).await.unwrap();
     assert!(matches!(published, ServerFrame::CallPublished { .. }), "{published:?}");

@@ -112,16 +112,16 @@ async fn no_one_grants_an_admin_right_they_do_not_hold(b: Backend) {
                 let ctx = format!("{path:?}: {who} grants {name}");
                 match path {
                     GrantPath::MemberAdd => {
-                        if stored(&ho, gid, &ta).await.is_some() {
+                        if stored(&ho, gid.get(), &ta).await.is_some() {
                             ho.delete(&format!("/v1/groups/{gid}/members/{ta}")).await.unwrap();
                         }
                     }
-                    GrantPath::MemberEdit => grant(&ho, gid, &ta, member::ALL, 0).await.unwrap(),
+                    GrantPath::MemberEdit => grant(&ho, gid.get(), &ta, member::ALL, 0).await.unwrap(),
                     GrantPath::PinCreate => {}
                 }
                 let actor = match rights {
                     Some(r) => {
-                        grant(&ho, gid, &xa, member::ALL | member::ADMIN, r).await.unwrap();
+                        grant(&ho, gid.get(), &xa, member::ALL | member::ADMIN, r).await.unwrap();
                         &hx
                     }
                     None => &ho,
@@ -129,8 +129,8 @@ async fn no_one_grants_an_admin_right_they_do_not_hold(b: Backend) {
                 let flags = member::ALL | member::ADMIN;
                 let (result, granted) = match path {
                     GrantPath::MemberAdd | GrantPath::MemberEdit => {
-                        let r = grant(actor, gid, &ta, flags, f).await;
-                        let m = stored(&ho, gid, &ta).await;
+                        let r = grant(actor, gid.get(), &ta, flags, f).await;
+                        let m = stored(&ho, gid.get(), &ta).await;
                         (r, m.is_some_and(|m| m.flags & member::ADMIN != 0 && m.admin_flags & f != 0))
                     }
                     GrantPath::PinCreate => {
@@ -166,12 +166,12 @@ async fn the_reported_escalation_chain_fails(b: Backend) {
     let (wa, hw) = user(&s, "w").await;
     let room: CreatedGroup = ho.post("/v1/groups", &json!({"name": "R", "room": true})).await.unwrap();
     let gid = room.group.gid;
-    grant(&ho, gid, &xa, member::ALL | member::ADMIN, admin::ADD_MEMBER | admin::ADD_ADMIN).await.unwrap();
-    grant(&ho, gid, &ya, member::ALL | member::ADMIN, admin::ADD_PIN | admin::ADD_ADMIN).await.unwrap();
+    grant(&ho, gid.get(), &xa, member::ALL | member::ADMIN, admin::ADD_MEMBER | admin::ADD_ADMIN).await.unwrap();
+    grant(&ho, gid.get(), &ya, member::ALL | member::ADMIN, admin::ADD_PIN | admin::ADD_ADMIN).await.unwrap();
 
     // Step 1 of the chain, directly: every admin right but ownership.
-    assert_forbidden(grant(&hx, gid, &za, member::ALL | member::ADMIN, admin::ALL).await, "x grants ALL");
-    assert!(stored(&ho, gid, &za).await.is_none(), "z was not added");
+    assert_forbidden(grant(&hx, gid.get(), &za, member::ALL | member::ADMIN, admin::ALL).await, "x grants ALL");
+    assert!(stored(&ho, gid.get(), &za).await.is_none(), "z was not added");
     // Through a pin.
     let r = hy
         .post::<Pin>(
@@ -185,15 +185,15 @@ async fn the_reported_escalation_chain_fails(b: Backend) {
     assert!(hz.delete(&format!("/v1/groups/{gid}")).await.is_err());
 
     // What x may do: pass on exactly its own rights. Still no way to the owner or the group.
-    grant(&hx, gid, &za, member::ALL | member::ADMIN, admin::ADD_MEMBER | admin::ADD_ADMIN).await.unwrap();
+    grant(&hx, gid.get(), &za, member::ALL | member::ADMIN, admin::ADD_MEMBER | admin::ADD_ADMIN).await.unwrap();
     assert_forbidden(hz.delete(&format!("/v1/groups/{gid}/members/{oa}")).await, "z removes the owner");
     assert_forbidden(hz.delete(&format!("/v1/groups/{gid}")).await, "z deletes the group");
     assert_forbidden(
-        grant(&hz, gid, &wa, member::ALL | member::ADMIN, admin::ALL).await,
+        grant(&hz, gid.get(), &wa, member::ALL | member::ADMIN, admin::ALL).await,
         "z passes on more than it got",
     );
     // Nor can z raise itself.
-    assert_forbidden(grant(&hz, gid, &za, member::ALL | member::ADMIN, admin::ALL).await, "z raises itself");
+    assert_forbidden(grant(&hz, gid.get(), &za, member::ALL | member::ADMIN, admin::ALL).await, "z raises itself");
     // y's pin with y's own rights works, and gives no more.
     let pin: Pin = hy
         .post(
@@ -235,20 +235,20 @@ async fn pins_grant_no_more_than_their_creator_still_may(b: Backend) {
     let pins_path = format!("/v1/groups/{gid}/pins");
     let base = admin::ADD_PIN | admin::ADD_ADMIN;
     for (f, name) in ADMIN_FLAGS.iter().copied().filter(|(f, _)| f & admin::OWNER_LEVEL == 0) {
-        grant(&ho, gid, &xa, member::ALL | member::ADMIN, base | f).await.unwrap();
+        grant(&ho, gid.get(), &xa, member::ALL | member::ADMIN, base | f).await.unwrap();
         let pin: Pin =
             hx.post(&pins_path, &json!({"flags": member::ALL | member::ADMIN, "admin_flags": f})).await.unwrap();
         let (a1, h1) = user(&s, &format!("early-{name}")).await;
-        let r = api_join(&s, h1.token().unwrap(), gid, &pin.pin).await;
+        let r = api_join(&s, h1.token().unwrap(), gid.get(), &pin.pin).await;
         assert_eq!(r["result"], json!("OK"), "{name}: {r}");
-        let m = stored(&ho, gid, &a1).await.expect("joined");
+        let m = stored(&ho, gid.get(), &a1).await.expect("joined");
         assert_ne!(m.admin_flags & f, 0, "{name}: granted while x holds it");
 
-        grant(&ho, gid, &xa, member::ALL | member::ADMIN, base & !f).await.unwrap();
+        grant(&ho, gid.get(), &xa, member::ALL | member::ADMIN, base & !f).await.unwrap();
         let (a2, h2) = user(&s, &format!("late-{name}")).await;
-        let r = api_join(&s, h2.token().unwrap(), gid, &pin.pin).await;
+        let r = api_join(&s, h2.token().unwrap(), gid.get(), &pin.pin).await;
         assert_eq!(r["result"], json!("OK"), "{name}: {r}");
-        let m = stored(&ho, gid, &a2).await.expect("joined");
+        let m = stored(&ho, gid.get(), &a2).await.expect("joined");
         assert_eq!(m.admin_flags & f, 0, "{name}: x no longer holds it, so the pin no longer grants it");
         assert_eq!(m.flags & member::ALL, member::ALL, "{name}: member rights still granted");
         if f == admin::ADD_ADMIN {
@@ -261,19 +261,19 @@ async fn pins_grant_no_more_than_their_creator_still_may(b: Backend) {
         let pin: Pin =
             ho.post(&pins_path, &json!({"flags": member::ALL | member::ADMIN, "admin_flags": f})).await.unwrap();
         let (a, h) = user(&s, &format!("owner-pin-{name}")).await;
-        assert_eq!(api_join(&s, h.token().unwrap(), gid, &pin.pin).await["result"], json!("OK"));
-        assert_ne!(stored(&ho, gid, &a).await.unwrap().admin_flags & f, 0, "{name}");
+        assert_eq!(api_join(&s, h.token().unwrap(), gid.get(), &pin.pin).await["result"], json!("OK"));
+        assert_ne!(stored(&ho, gid.get(), &a).await.unwrap().admin_flags & f, 0, "{name}");
     }
     // A pin whose creator left the group grants no admin rights.
-    grant(&ho, gid, &xa, member::ALL | member::ADMIN, base | admin::MODIFY).await.unwrap();
+    grant(&ho, gid.get(), &xa, member::ALL | member::ADMIN, base | admin::MODIFY).await.unwrap();
     let pin: Pin = hx
         .post(&pins_path, &json!({"flags": member::ALL | member::ADMIN, "admin_flags": admin::MODIFY}))
         .await
         .unwrap();
     ho.delete(&format!("/v1/groups/{gid}/members/{xa}")).await.unwrap();
     let (a, h) = user(&s, "after-x-left").await;
-    assert_eq!(api_join(&s, h.token().unwrap(), gid, &pin.pin).await["result"], json!("OK"));
-    let m = stored(&ho, gid, &a).await.unwrap();
+    assert_eq!(api_join(&s, h.token().unwrap(), gid.get(), &pin.pin).await["result"], json!("OK"));
+    let m = stored(&ho, gid.get(), &a).await.unwrap();
     assert_eq!((m.flags & member::ADMIN, m.admin_flags), (0, 0));
 }
 
@@ -331,7 +331,7 @@ async fn a_burst_of_wrong_pins_passes_only_the_limit(b: Backend) {
     for _ in 0..15 {
         hx.post::<Group>(&path, &json!({"pin": room.pins[0].pin})).await.unwrap();
     }
-    let (invalid, limited) = wrong_burst(&hx, gid, 200).await;
+    let (invalid, limited) = wrong_burst(&hx, gid.get(), 200).await;
     assert_eq!((invalid, limited), (10, 190), "pin_failures_per_user is 10");
     let e = hx.post::<Group>(&path, &json!({"pin": room.pins[0].pin})).await.unwrap_err();
     assert_eq!((e.status, e.code()), (429, Some("rate_limited")));
@@ -348,7 +348,7 @@ async fn wrong_pins_are_capped_per_group(b: Backend) {
     for i in 0..4 {
         attackers.push(user(&s, &format!("a{i}")).await.1);
     }
-    let bursts = attackers.iter().map(|h| wrong_burst(h, room.group.gid, 10));
+    let bursts = attackers.iter().map(|h| wrong_burst(h, room.group.gid.get(), 10));
     let results = futures_util::future::join_all(bursts).await;
     let invalid: usize = results.iter().map(|r| r.0).sum();
     let limited: usize = results.iter().map(|r| r.1).sum();
@@ -456,16 +456,16 @@ async fn groups_per_user_are_capped(b: Backend) {
         hu.post::<Group>(&format!("/v1/groups/{}/join", g.group.gid), &json!({"pin": g.pins[0].pin})).await.unwrap();
     }
     for g in &theirs[2..4] {
-        grant(&hv, g.group.gid, &ua, member::ALL, 0).await.unwrap();
+        grant(&hv, g.group.gid.get(), &ua, member::ALL, 0).await.unwrap();
     }
     let e = hu
         .post::<Group>(&format!("/v1/groups/{}/join", theirs[4].group.gid), &json!({"pin": theirs[4].pins[0].pin}))
         .await
         .unwrap_err();
     assert_eq!((e.status, e.code()), (422, Some("limit_exceeded")));
-    let e = grant(&hv, theirs[4].group.gid, &ua, member::ALL, 0).await.unwrap_err();
+    let e = grant(&hv, (theirs[4].group.gid).get(), &ua, member::ALL, 0).await.unwrap_err();
     assert_eq!((e.status, e.code()), (422, Some("limit_exceeded")));
-    assert!(stored(&hv, theirs[4].group.gid, &ua).await.is_none(), "nothing half-added");
+    assert!(stored(&hv, (theirs[4].group.gid).get(), &ua).await.is_none(), "nothing half-added");
     let e = hu.post::<CreatedGroup>("/v1/groups", &json!({"name": "one more"})).await.unwrap_err();
     assert_eq!(e.code(), Some("limit_exceeded"), "creating counts as a membership too");
     // The backend may add past it.
@@ -473,7 +473,7 @@ async fn groups_per_user_are_capped(b: Backend) {
         .backend(json!({"op": "groupeditmembers", "token": ADMIN_TOKEN, "group": {"gid": theirs[4].group.gid}, "members": {"m": [ua]}}))
         .await;
     assert_eq!(r["result"], json!(true), "{r}");
-    assert!(stored(&hv, theirs[4].group.gid, &ua).await.is_some());
+    assert!(stored(&hv, (theirs[4].group.gid).get(), &ua).await.is_some());
 }
 
 /// `GET /v1/groups` answers in pages with a `Link: <…>; rel="next"` header; following the

@@ -7,6 +7,7 @@
 
 mod common;
 
+use chorus_proto::GroupId;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -95,7 +96,7 @@ async fn turn_relays_to_the_media_address_only() {
     let s = Server::start_with(Backend::Sqlite, &[("CHORUS_TURN_UDP_PORT", "0"), ("CHORUS_TURN_SECRET", SECRET)]).await;
     let r = room(&s).await;
     let (mut ws, _) = Connection::connect(&r.owner, None).await.expect("ws");
-    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     let ServerFrame::CallJoined { ice_servers, .. } = joined else { panic!("{joined:?}") };
     assert_eq!(ice_servers.len(), 1, "{ice_servers:?}");
     let ice = &ice_servers[0];
@@ -163,7 +164,7 @@ async fn no_turn_by_default() {
     let s = Server::start(Backend::Sqlite).await;
     let r = room(&s).await;
     let (mut ws, _) = Connection::connect(&r.owner, None).await.expect("ws");
-    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     let ServerFrame::CallJoined { ice_servers, .. } = joined else { panic!("{joined:?}") };
     assert!(ice_servers.is_empty());
     assert!(!s.data.path().join("turn-secret").exists());
@@ -186,7 +187,7 @@ async fn generated_secret_and_bad_settings() {
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let r = room(&s).await;
     let (mut ws, _) = Connection::connect(&r.owner, None).await.expect("ws");
-    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: r.gid }).await.unwrap();
+    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
     let ServerFrame::CallJoined { ice_servers, .. } = joined else { panic!("{joined:?}") };
     assert_eq!(ice_servers[0].credential, rest_password(secret.trim(), &ice_servers[0].username));
     let (c, _) = client(turn_addr(&ice_servers[0]), &ice_servers[0].username, &ice_servers[0].credential).await;

@@ -22,7 +22,7 @@ use serde_json::Value;
 /// The `mid` of a `sent` answer.
 fn mid(answer: ServerFrame) -> i64 {
     match answer {
-        ServerFrame::Sent { mid, .. } => mid,
+        ServerFrame::Sent { mid, .. } => mid.get(),
         other => panic!("not sent: {other:?}"),
     }
 }

@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context};
 use chorus_proto::rest::{CodeRequest, LoginSession, VerifyRequest};
 use chorus_proto::ws::{ClientFrame, Cursor, Message, ServerFrame, SessionUser};
 use chorus_proto::ErrorBody;
+use chorus_proto::{GroupId, Pos};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -187,14 +188,18 @@ impl Connection {
         let token = http.token().context("connect needs a token")?;
         let url = format!("{}/v1/ws?token={}", http.base().replacen("http", "ws", 1), token);
         let (ws, _) = tokio_tungstenite::connect_async(url).await.context("websocket connect")?;
-        let mut c =
-            Connection { ws, buffered: VecDeque::new(), cursor: Cursor { epoch: String::new(), pos: 0 }, next_rid: 0 };
+        let mut c = Connection {
+            ws,
+            buffered: VecDeque::new(),
+            cursor: Cursor { epoch: String::new(), pos: Pos(0) },
+            next_rid: 0,
+        };
         c.send(&ClientFrame::Hello { resume: resume.clone() }).await?;
         let (user, epoch, resumed, reason) = match c.read(Duration::from_secs(10)).await? {
             ServerFrame::Welcome { user, epoch, resumed, reason, .. } => (user, epoch, resumed, reason),
             other => bail!("expected welcome, got {other:?}"),
         };
-        c.cursor = Cursor { epoch: epoch.clone(), pos: resume.filter(|_| resumed).map(|r| r.pos).unwrap_or(0) };
+        c.cursor = Cursor { epoch: epoch.clone(), pos: resume.filter(|_| resumed).map(|r| r.pos).unwrap_or(Pos(0)) };
         let mut backlog = Vec::new();
         let complete = loop {
             match c.read(Duration::from_secs(10)).await? {
@@ -317,7 +322,7 @@ impl Connection {
             rid: Some(rid.clone()),
             id: id.into(),
             peer: peer.map(str::to_string),
-            gid,
+            gid: gid.map(GroupId),
             text: Some(text.into()),
             data: None,
             file: None,

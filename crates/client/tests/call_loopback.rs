@@ -3,6 +3,7 @@
 //! works (simulcast rids, Opus with audio level, trailers) and that media the "server" sends
 //! on the subscribe connection is mapped to its publisher and counted.
 
+use chorus_proto::{Pos, UserId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ async fn fake_server(listener: TcpListener, seen: tokio::sync::mpsc::UnboundedSe
     };
     let (mut publ, mut subs) = (mk(), mk());
     let send = |f: &ServerFrame| Message::Text(serde_json::to_string(f).unwrap().into());
-    let user = SessionUser { uid: 1, address: "me".into(), name: "Me".into() };
+    let user = SessionUser { uid: UserId(1), address: "me".into(), name: "Me".into() };
     let mut counts: Seen = BTreeMap::new();
     let mut sub_pending: Option<SdpPendingOffer> = None;
     let mut sub_mids: Option<(Mid, Mid)> = None;
@@ -92,7 +93,7 @@ async fn fake_server(listener: TcpListener, seen: tokio::sync::mpsc::UnboundedSe
                 match f {
                     ClientFrame::Hello { .. } => {
                         ws.send(send(&ServerFrame::Welcome { session: "s".into(), user: user.clone(), epoch: "e".into(), resumed: false, reason: None })).await.unwrap();
-                        ws.send(send(&ServerFrame::Synced { pos: 0, count: 0, complete: true })).await.unwrap();
+                        ws.send(send(&ServerFrame::Synced { pos: Pos(0), count: 0, complete: true })).await.unwrap();
                     }
                     ClientFrame::CallJoin { rid, gid } => {
                         let permissions = CallPermissions { publish: true, subscribe: true, list: true, ..Default::default() };

@@ -18,7 +18,9 @@
 pub mod call;
 pub mod error;
 pub mod flags;
+pub mod ids;
 pub mod rest;
 pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode};
+pub use ids::{ConvId, GroupId, MessageId, Pos, Seq, UserId};

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{GroupId, Seq};
 use crate::ws::{Message, SessionUser};
 
 /// `POST /v1/auth/code`: send a one-time login code.
@@ -97,7 +98,7 @@ pub struct CreateGroup {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     /// Group id (≥ 1000).
-    pub gid: i64,
+    pub gid: GroupId,
     /// Name.
     pub name: String,
     /// Policy bits.
@@ -195,7 +196,7 @@ pub struct Pin {
     /// The numeric code (8+ digits).
     pub pin: String,
     /// Group it joins.
-    pub gid: i64,
+    pub gid: GroupId,
     /// Member flags a joiner gets.
     pub flags: u32,
     /// Admin flags a joiner gets.
@@ -265,7 +266,7 @@ where
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Board {
     /// The group.
-    pub gid: i64,
+    pub gid: GroupId,
     /// 0 for a board never written, then +1 per change.
     pub version: i64,
     /// The board's objects (JSON objects), oldest first.
@@ -324,7 +325,7 @@ pub struct HistoryPage {
     pub messages: Vec<Message>,
     /// Pass as `before` to get the previous page; absent at the start.
     #[serde(default)]
-    pub before: Option<i64>,
+    pub before: Option<Seq>,
 }
 
 /// One conversation in the caller's list (`GET /v1/conversations`).
@@ -335,13 +336,13 @@ pub struct ConversationSummary {
     pub peer: Option<String>,
     /// The group (group conversations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gid: Option<i64>,
+    pub gid: Option<GroupId>,
     /// Display name of the peer or the group.
     pub name: String,
     /// Highest message sequence in the conversation.
-    pub last_seq: i64,
+    pub last_seq: Seq,
     /// The caller has read up to this sequence.
-    pub read_seq: i64,
+    pub read_seq: Seq,
     /// Messages from others after `read_seq`.
     pub unread: i64,
     /// The newest message, if any.
@@ -355,9 +356,9 @@ pub struct MemberReceipt {
     /// Member address.
     pub address: String,
     /// Delivered up to this `seq`.
-    pub delivered: i64,
+    pub delivered: Seq,
     /// Read up to this `seq`.
-    pub read: i64,
+    pub read: Seq,
 }
 
 /// `GET …/receipts`.

@@ -18,6 +18,7 @@ use crate::call::{
     AdminAction, CallEvent, CallParticipant, CallPermissions, CallSettings, CallStream, CallTrack, PublishRequest,
 };
 use crate::error::ErrorCode;
+use crate::ids::{GroupId, MessageId, Pos, Seq, UserId};
 
 /// A position in the user's message stream, to resume from after a reconnect.
 ///
@@ -30,7 +31,7 @@ pub struct Cursor {
     /// Store epoch from `welcome`.
     pub epoch: String,
     /// Last processed stream position.
-    pub pos: i64,
+    pub pos: Pos,
 }
 
 /// A file attached to a message. Files are uploaded out of band; the message
@@ -83,7 +84,7 @@ pub enum ClientFrame {
         peer: Option<String>,
         /// Group id for a group message.
         #[serde(default)]
-        gid: Option<i64>,
+        gid: Option<GroupId>,
         /// Text.
         #[serde(default)]
         text: Option<String>,
@@ -104,7 +105,7 @@ pub enum ClientFrame {
         #[serde(default)]
         rid: Option<String>,
         /// Server message id.
-        mid: i64,
+        mid: MessageId,
         /// New text.
         #[serde(default)]
         text: Option<String>,
@@ -119,12 +120,12 @@ pub enum ClientFrame {
         #[serde(default)]
         rid: Option<String>,
         /// Server message id.
-        mid: i64,
+        mid: MessageId,
     },
     /// The client has processed every `message` up to `pos`: marks them delivered.
     Ack {
         /// Highest processed position.
-        pos: i64,
+        pos: Pos,
     },
     /// The user has read a conversation up to `seq`.
     Read {
@@ -136,9 +137,9 @@ pub enum ClientFrame {
         peer: Option<String>,
         /// Group id.
         #[serde(default)]
-        gid: Option<i64>,
+        gid: Option<GroupId>,
         /// Read up to and including this sequence number.
-        seq: i64,
+        seq: Seq,
     },
     /// Typing started (`on: true`) or stopped in a conversation.
     Typing {
@@ -147,7 +148,7 @@ pub enum ClientFrame {
         peer: Option<String>,
         /// Group id.
         #[serde(default)]
-        gid: Option<i64>,
+        gid: Option<GroupId>,
         /// Typing or not.
         on: bool,
     },
@@ -164,7 +165,7 @@ pub enum ClientFrame {
         #[serde(default)]
         rid: Option<String>,
         /// The group.
-        gid: i64,
+        gid: GroupId,
     },
     /// Publish a stream, with the publish connection's offer (answered with `call_published`).
     CallPublish(PublishRequest),
@@ -325,7 +326,7 @@ impl ClientFrame {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SessionUser {
     /// Numeric user id.
-    pub uid: i64,
+    pub uid: UserId,
     /// Public address (never the email).
     pub address: String,
     /// Display name.
@@ -339,7 +340,7 @@ pub struct SessionUser {
 #[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct Message {
     /// Server message id.
-    pub mid: i64,
+    pub mid: MessageId,
     /// Client-chosen id the sender used.
     pub id: String,
     /// Sender address.
@@ -349,11 +350,11 @@ pub struct Message {
     pub peer: Option<String>,
     /// Group id (group messages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gid: Option<i64>,
+    pub gid: Option<GroupId>,
     /// Sequence in its conversation (1, 2, 3…): orders messages and addresses receipts.
-    pub seq: i64,
+    pub seq: Seq,
     /// Position in the stream: increases with every new message or change; resume from it.
-    pub pos: i64,
+    pub pos: Pos,
     /// Server time of sending, milliseconds since the Unix epoch.
     pub ts: i64,
     /// App-defined type.
@@ -430,7 +431,7 @@ pub enum ServerFrame {
     /// The backlog has been sent; live frames follow.
     Synced {
         /// Highest stream position sent so far (use as the cursor if no message arrived).
-        pos: i64,
+        pos: Pos,
         /// Number of backlog messages sent.
         count: u64,
         /// False when more undelivered messages exist than one sync sends;
@@ -445,11 +446,11 @@ pub enum ServerFrame {
         /// Your client id.
         id: String,
         /// Server message id.
-        mid: i64,
+        mid: MessageId,
         /// Conversation sequence.
-        seq: i64,
+        seq: Seq,
         /// Stream position.
-        pos: i64,
+        pos: Pos,
         /// Server time, ms.
         ts: i64,
         /// Always 1 (sent).
@@ -467,13 +468,13 @@ pub enum ServerFrame {
         peer: Option<String>,
         /// Group id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        gid: Option<i64>,
+        gid: Option<GroupId>,
         /// Who received or read.
         by: String,
         /// 2 delivered, 3 read.
         status: u8,
         /// Up to and including this sequence.
-        seq: i64,
+        seq: Seq,
     },
     /// Presence: online (1), offline (2), typing (3), typing cleared (4).
     Presence {
@@ -484,7 +485,7 @@ pub enum ServerFrame {
         peer: Option<String>,
         /// For typing in a group: the group.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        gid: Option<i64>,
+        gid: Option<GroupId>,
         /// Presence value.
         presence: u8,
     },
@@ -492,7 +493,7 @@ pub enum ServerFrame {
     /// `GET /v1/groups/{gid}` and `…/members`).
     Group {
         /// The group.
-        gid: i64,
+        gid: GroupId,
         /// What happened.
         event: GroupEvent,
         /// For member events: the members concerned (addresses).
@@ -506,7 +507,7 @@ pub enum ServerFrame {
     /// `GET /v1/groups/{gid}/board` after a reconnect or a missed `version`).
     Board {
         /// The group.
-        gid: i64,
+        gid: GroupId,
         /// The board's version after this change (1 for the first write, then +1 per change).
         version: i64,
         /// Who changed it (address).
@@ -535,7 +536,7 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rid: Option<String>,
         /// The group.
-        gid: i64,
+        gid: GroupId,
         /// Your address in the call.
         address: String,
         /// What you may do.
@@ -580,7 +581,7 @@ pub enum ServerFrame {
     /// Something happened in the call.
     CallEvent {
         /// The group.
-        gid: i64,
+        gid: GroupId,
         /// What.
         #[serde(flatten)]
         event: CallEvent,
@@ -610,7 +611,7 @@ mod tests {
     #[test]
     fn client_frames_parse() {
         let f: ClientFrame = serde_json::from_str(r#"{"type":"send","id":"a1","gid":1000,"text":"hi"}"#).unwrap();
-        assert!(matches!(f, ClientFrame::Send { gid: Some(1000), .. }));
+        assert!(matches!(f, ClientFrame::Send { gid: Some(GroupId(1000)), .. }));
         let bad = serde_json::from_str::<ClientFrame>(r#"{"type":"send","gid":1000}"#);
         assert!(bad.is_err(), "id is required");
         let unknown = serde_json::from_str::<ClientFrame>(r#"{"type":"ping","x":1}"#);
@@ -630,8 +631,10 @@ mod tests {
         assert!(unknown.is_err(), "unknown fields are rejected in call frames too");
         let sub: ClientFrame = serde_json::from_str(r#"{"type":"call_subscribe","address":"a","sid":0}"#).unwrap();
         assert!(matches!(sub, ClientFrame::CallSubscribe { audio: true, video: true, height: None, .. }));
-        let ev =
-            ServerFrame::CallEvent { gid: 1000, event: CallEvent::Talking { address: "u1".into(), talking: true } };
+        let ev = ServerFrame::CallEvent {
+            gid: GroupId(1000),
+            event: CallEvent::Talking { address: "u1".into(), talking: true },
+        };
         let json = serde_json::to_string(&ev).unwrap();
         assert_eq!(json, r#"{"type":"call_event","gid":1000,"event":"talking","address":"u1","talking":true}"#);
         let back: ServerFrame = serde_json::from_str(&json).unwrap();
@@ -644,7 +647,7 @@ mod tests {
         assert_eq!(f.rid(), Some("9"));
         let p: ClientFrame = serde_json::from_str(r#"{"type":"call_publish","sid":1,"sdp":""}"#).unwrap();
         assert_eq!(p.with_rid(Some("x".into())).rid(), Some("x"));
-        let ack = ClientFrame::Ack { pos: 1 }.with_rid(Some("1".into()));
+        let ack = ClientFrame::Ack { pos: Pos(1) }.with_rid(Some("1".into()));
         assert_eq!(ack.rid(), None, "ack has no request id");
     }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chorus_proto::rest::LoginSession;
 use chorus_proto::ws::SessionUser;
 use chorus_proto::ErrorCode;
+use chorus_proto::UserId;
 use sqlx::Row;
 
 use crate::auth_token::{ct_eq, hash, random_digits, random_hex, random_token};
@@ -232,7 +233,7 @@ impl AddressCache {
 }
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<SessionUser, sqlx::Error> {
-    Ok(SessionUser { uid: row.try_get("uid")?, address: row.try_get("address")?, name: row.try_get("name")? })
+    Ok(SessionUser { uid: UserId(row.try_get("uid")?), address: row.try_get("address")?, name: row.try_get("name")? })
 }
 
 impl Accounts {
@@ -444,7 +445,7 @@ impl Accounts {
                 if let Some(n) = name {
                     sqlx::query("UPDATE users SET name = $1 WHERE uid = $2")
                         .bind(n)
-                        .bind(u.uid)
+                        .bind(u.uid.get())
                         .execute(&mut *tx)
                         .await?;
                     u.name = n.to_string();
@@ -463,10 +464,10 @@ impl Accounts {
                 .bind(now_ms())
                 .fetch_one(&mut *tx)
                 .await?;
-                SessionUser { uid, address, name }
+                SessionUser { uid: UserId(uid), address, name }
             }
         };
-        let (token, expires_at) = issue_token(&mut tx, user.uid, appid, self.cfg.token_ttl_secs).await?;
+        let (token, expires_at) = issue_token(&mut tx, user.uid.get(), appid, self.cfg.token_ttl_secs).await?;
         tx.commit().await?;
         Ok(Checked::Session(LoginSession { token, expires_at, user }))
     }
@@ -575,7 +576,7 @@ impl Accounts {
                 sqlx::query("UPDATE users SET name = $1, active = COALESCE($2, active) WHERE uid = $3")
                     .bind(&u.name)
                     .bind(active.map(i64::from))
-                    .bind(u.uid)
+                    .bind(u.uid.get())
                     .execute(&mut *tx)
                     .await?;
                 u
@@ -593,17 +594,17 @@ impl Accounts {
                 .bind(now_ms())
                 .fetch_one(&mut *tx)
                 .await?;
-                SessionUser { uid, address: address.to_string(), name }
+                SessionUser { uid: UserId(uid), address: address.to_string(), name }
             }
         };
         let token = match token {
-            Some((appid, ttl)) => Some(issue_token(&mut tx, user.uid, appid, ttl).await?.0),
+            Some((appid, ttl)) => Some(issue_token(&mut tx, user.uid.get(), appid, ttl).await?.0),
             None => None,
         };
         tx.commit().await?;
         self.addresses.forget();
         if active == Some(false) {
-            self.end_sessions(user.uid, None, "the account was deactivated");
+            self.end_sessions(user.uid.get(), None, "the account was deactivated");
         }
         Ok((user, token))
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chorus_proto::rest::Board;
 use chorus_proto::ws::{BoardAction, ServerFrame, SessionUser};
 use chorus_proto::ErrorCode;
+use chorus_proto::GroupId;
 use serde_json::Value;
 use sqlx::Row;
 
@@ -90,12 +91,20 @@ impl Boards {
         .fetch_optional(&self.db.read)
         .await?;
         let Some(row) = row else {
-            return Ok(Board { gid, version: 0, objs: vec![], count: 0, bytes: 2, updated_by: None, updated_at: 0 });
+            return Ok(Board {
+                gid: GroupId(gid),
+                version: 0,
+                objs: vec![],
+                count: 0,
+                bytes: 2,
+                updated_by: None,
+                updated_at: 0,
+            });
         };
         let text: String = row.try_get("objs")?;
         let objs: Vec<Value> = serde_json::from_str(&text).map_err(ApiError::internal)?;
         Ok(Board {
-            gid,
+            gid: GroupId(gid),
             version: row.try_get("version")?,
             count: objs.len(),
             bytes: text.len(),
@@ -110,8 +119,8 @@ impl Boards {
     /// (`bad_request`), a board that would be larger than `max_board_bytes` (`too_large`), a
     /// stale `version` (`conflict`). Returns the board as stored.
     pub async fn change(&self, gid: i64, user: &SessionUser, change: BoardChange) -> ApiResult<Board> {
-        let policy = self.member_policy(gid, user.uid).await?;
-        if !policy.can_send(user.uid) {
+        let policy = self.member_policy(gid, user.uid.get()).await?;
+        if !policy.can_send(user.uid.get()) {
             return Err(ApiError::forbidden("only members who may send to the group may change its board"));
         }
         match &change {
@@ -150,7 +159,7 @@ impl Boards {
                 (BoardAction::Set, vec![])
             }
             BoardChange::ClearMine => {
-                board.retain(|o| !owned_by(o, user.uid));
+                board.retain(|o| !owned_by(o, user.uid.get()));
                 (BoardAction::Set, vec![])
             }
             BoardChange::ClearAll => {
@@ -174,17 +183,17 @@ impl Boards {
         sqlx::query("UPDATE boards SET objs = $1, version = $2, updated_by = $3, updated_at = $4 WHERE gid = $5")
             .bind(&new_text)
             .bind(version)
-            .bind(user.uid)
+            .bind(user.uid.get())
             .bind(now)
             .bind(gid)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         let objs = if action == BoardAction::Append { sent } else { board.clone() };
-        let frame = ServerFrame::Board { gid, version, from: user.address.clone(), action, objs };
+        let frame = ServerFrame::Board { gid: GroupId(gid), version, from: user.address.clone(), action, objs };
         self.bus.deliver(&mut policy.members.keys().copied(), outbound(&frame, None, 0));
         Ok(Board {
-            gid,
+            gid: GroupId(gid),
             version,
             count: board.len(),
             bytes: new_text.len(),

@@ -10,6 +10,7 @@
 //! extractor, then the checks the service runs before it stores anything. Compiled for tests
 //! and with the `fuzzing` feature only.
 
+use chorus_proto::GroupId;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -58,13 +59,13 @@ fn ws_frame(data: &[u8]) {
     let _ = frame.rid();
     let checked = match frame {
         ClientFrame::Send { id, peer, gid, text, data, file, .. } => check_client_id(&id)
-            .and_then(|()| Target::from_parts(peer, gid))
+            .and_then(|()| Target::from_parts(peer, gid.map(GroupId::get)))
             .and_then(|_| encode_content(&Content { text, data, file }, 64 * 1024).map(drop)),
         ClientFrame::Edit { text, data, .. } => {
             encode_content(&Content { text, data, file: None }, 64 * 1024).map(drop)
         }
         ClientFrame::Read { peer, gid, .. } | ClientFrame::Typing { peer, gid, .. } => {
-            Target::from_parts(peer, gid).map(drop)
+            Target::from_parts(peer, gid.map(GroupId::get)).map(drop)
         }
         ClientFrame::CallPublish(req) => check_publish(&req).map(drop),
         _ => Ok(()),

@@ -29,6 +29,7 @@ use chorus_proto::rest::{
     CreateGroup, CreatePin, CreatedGroup, EditPin, Group, GroupSettings, Member, Membership, PageQuery, Pin,
 };
 use chorus_proto::ErrorCode;
+use chorus_proto::GroupId;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -112,7 +113,7 @@ const GROUP_COLS: &str = "g.gid, g.name, g.flags, g.call_flags, g.video_resoluti
 
 fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group, sqlx::Error> {
     Ok(Group {
-        gid: row.try_get("gid")?,
+        gid: GroupId(row.try_get("gid")?),
         name: row.try_get("name")?,
         flags: row.try_get::<i64, _>("flags")? as u32,
         call_flags: row.try_get::<i64, _>("call_flags")? as u32,
@@ -141,7 +142,7 @@ fn pin_from_row(key: &PinKey, row: &AnyRow) -> ApiResult<Pin> {
     let sealed: String = row.try_get("pin_enc")?;
     Ok(Pin {
         pin: open_pin(key, gid, &sealed)?,
-        gid,
+        gid: GroupId(gid),
         flags: row.try_get::<i64, _>("flags")? as u32,
         admin_flags: row.try_get::<i64, _>("admin_flags")? as u32,
         label: row.try_get("label")?,
@@ -286,7 +287,7 @@ impl Groups {
             Ok(None) => {}
             Err(e) => tracing::warn!(gid, error = %e.message, "group event not sent"),
         }
-        let frame = ServerFrame::Group { gid, event, members };
+        let frame = ServerFrame::Group { gid: GroupId(gid), event, members };
         self.bus.deliver(&mut uids.into_iter(), outbound(&frame, None, 0));
         let _ = self.changes.send(gid);
     }
@@ -578,7 +579,15 @@ impl Groups {
             .execute(&mut **tx)
             .await?;
             if r.rows_affected() == 1 {
-                return Ok(Pin { pin, gid, flags: req.flags, admin_flags, label, expires_at, uses_left: req.uses });
+                return Ok(Pin {
+                    pin,
+                    gid: GroupId(gid),
+                    flags: req.flags,
+                    admin_flags,
+                    label,
+                    expires_at,
+                    uses_left: req.uses,
+                });
             }
         }
         Err(ApiError::internal("could not allocate a pin"))
@@ -765,7 +774,7 @@ impl Groups {
         } else {
             None
         };
-        Ok((groups, next))
+        Ok((groups, next.map(GroupId::get)))
     }
 
     /// Updates settings (admin right MODIFY).
@@ -1116,7 +1125,7 @@ impl Groups {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Pin { pin: old.pin, gid, flags, admin_flags, label, expires_at, uses_left })
+        Ok(Pin { pin: old.pin, gid: GroupId(gid), flags, admin_flags, label, expires_at, uses_left })
     }
 
     /// Lists pins (LIST_PIN).
@@ -1299,7 +1308,7 @@ impl Groups {
             None => {
                 let req = CreateGroup { settings: settings.clone(), room: true };
                 let created = self.create_in(&mut tx, actor, &req, true).await?;
-                (created.group.gid, Some(created.pins))
+                (created.group.gid.get(), Some(created.pins))
             }
         };
         if let Some(kind) = kind.or(pins.as_ref().map(|_| 0)) {
@@ -1360,7 +1369,7 @@ impl Groups {
             }
             None => {
                 let req = CreateGroup { settings: settings.clone(), room: false };
-                self.create_in(&mut tx, Actor::Admin, &req, true).await?.group.gid
+                self.create_in(&mut tx, Actor::Admin, &req, true).await?.group.gid.get()
             }
         };
         if !members.is_empty() {

@@ -39,7 +39,7 @@ impl Presence {
     pub async fn came_online(&self, user: &SessionUser) {
         let fresh = {
             let mut map = self.announced.lock().expect("presence lock poisoned");
-            let generation = map.entry(user.uid).or_insert(0);
+            let generation = map.entry(user.uid.get()).or_insert(0);
             *generation += 1;
             *generation == 1
         };
@@ -52,17 +52,17 @@ impl Presence {
     /// unless a session came back.
     pub fn went_away(self: &Arc<Self>, user: SessionUser) {
         let this = self.clone();
-        let generation = self.announced.lock().expect("presence lock poisoned").get(&user.uid).copied();
+        let generation = self.announced.lock().expect("presence lock poisoned").get(&user.uid.get()).copied();
         tokio::spawn(async move {
             tokio::time::sleep(this.grace).await;
-            if this.messaging.bus().online(user.uid) {
+            if this.messaging.bus().online(user.uid.get()) {
                 return;
             }
             let gone = {
                 let mut map = this.announced.lock().expect("presence lock poisoned");
                 // Only if no session came (and went) since this timer started.
-                let current = map.get(&user.uid).copied();
-                current.is_some() && current == generation && map.remove(&user.uid).is_some()
+                let current = map.get(&user.uid.get()).copied();
+                current.is_some() && current == generation && map.remove(&user.uid.get()).is_some()
             };
             if gone {
                 this.broadcast(&user, presence::OFFLINE).await;
@@ -71,7 +71,7 @@ impl Presence {
     }
 
     async fn broadcast(&self, user: &SessionUser, value: u8) {
-        match self.messaging.contacts(user.uid).await {
+        match self.messaging.contacts(user.uid.get()).await {
             Ok(contacts) => {
                 let frame =
                     ServerFrame::Presence { from: user.address.clone(), peer: None, gid: None, presence: value };

@@ -310,7 +310,7 @@ peer?: string | null,
 /**
  * Group id for a group message.
  */
-gid?: number | null,
+gid?: GroupId | null,
 /**
  * Text.
  */
@@ -334,7 +334,7 @@ rid?: string | null,
 /**
  * Server message id.
  */
-mid: number,
+mid: MessageId,
 /**
  * New text.
  */
@@ -350,11 +350,11 @@ rid?: string | null,
 /**
  * Server message id.
  */
-mid: number, } | { "type": "ack",
+mid: MessageId, } | { "type": "ack",
 /**
  * Highest processed position.
  */
-pos: number, } | { "type": "read",
+pos: Pos, } | { "type": "read",
 /**
  * Request id, echoed.
  */
@@ -366,11 +366,11 @@ peer?: string | null,
 /**
  * Group id.
  */
-gid?: number | null,
+gid?: GroupId | null,
 /**
  * Read up to and including this sequence number.
  */
-seq: number, } | { "type": "typing",
+seq: Seq, } | { "type": "typing",
 /**
  * 1:1 conversation partner.
  */
@@ -378,7 +378,7 @@ peer?: string | null,
 /**
  * Group id.
  */
-gid?: number | null,
+gid?: GroupId | null,
 /**
  * Typing or not.
  */
@@ -394,7 +394,7 @@ rid?: string | null,
 /**
  * The group.
  */
-gid: number, } | { "type": "call_publish" } & PublishRequest | { "type": "call_unpublish",
+gid: GroupId, } | { "type": "call_publish" } & PublishRequest | { "type": "call_unpublish",
 /**
  * Request id, echoed.
  */
@@ -512,7 +512,7 @@ epoch: string,
 /**
  * Last processed stream position.
  */
-pos: number, };
+pos: Pos, };
 
 /**
  * A stable, documented error code.
@@ -551,6 +551,11 @@ filetype?: number, };
 export type GroupEvent = "members_added" | "members_removed" | "updated" | "deleted";
 
 /**
+ * A group's id (`gid`, ≥ 1000).
+ */
+export type GroupId = number;
+
+/**
  * One entry of RTCPeerConnection `iceServers`: a TURN server and credentials (TURN REST API:
  * `username` is `<expiry unix seconds>:<uid>`, `credential` base64 HMAC-SHA1 of it).
  */
@@ -580,7 +585,7 @@ export type Message = {
 /**
  * Server message id.
  */
-mid: number,
+mid: MessageId,
 /**
  * Client-chosen id the sender used.
  */
@@ -596,15 +601,15 @@ peer?: string,
 /**
  * Group id (group messages only).
  */
-gid?: number,
+gid?: GroupId,
 /**
  * Sequence in its conversation (1, 2, 3…): orders messages and addresses receipts.
  */
-seq: number,
+seq: Seq,
 /**
  * Position in the stream: increases with every new message or change; resume from it.
  */
-pos: number,
+pos: Pos,
 /**
  * Server time of sending, milliseconds since the Unix epoch.
  */
@@ -633,6 +638,16 @@ edited: boolean,
  * The sender deleted it (content is gone).
  */
 deleted: boolean, };
+
+/**
+ * A stored message's server id (`mid`).
+ */
+export type MessageId = number;
+
+/**
+ * A position in a user's message stream (`pos`): resume from it.
+ */
+export type Pos = number;
 
 /**
  * What a client asks to publish (`call_publish`).
@@ -685,6 +700,11 @@ video_mid?: string | null,
 sdp: string, };
 
 /**
+ * A message's sequence number in its conversation (`seq`: 1, 2, 3…).
+ */
+export type Seq = number;
+
+/**
  * Frames the server sends.
  */
 export type ServerFrame = { "type": "welcome",
@@ -714,7 +734,7 @@ reason?: string, } | { "type": "synced",
 /**
  * Highest stream position sent so far (use as the cursor if no message arrived).
  */
-pos: number,
+pos: Pos,
 /**
  * Number of backlog messages sent.
  */
@@ -735,15 +755,15 @@ id: string,
 /**
  * Server message id.
  */
-mid: number,
+mid: MessageId,
 /**
  * Conversation sequence.
  */
-seq: number,
+seq: Seq,
 /**
  * Stream position.
  */
-pos: number,
+pos: Pos,
 /**
  * Server time, ms.
  */
@@ -763,7 +783,7 @@ peer?: string,
 /**
  * Group id.
  */
-gid?: number,
+gid?: GroupId,
 /**
  * Who received or read.
  */
@@ -775,7 +795,7 @@ status: number,
 /**
  * Up to and including this sequence.
  */
-seq: number, } | { "type": "presence",
+seq: Seq, } | { "type": "presence",
 /**
  * Whose presence.
  */
@@ -787,7 +807,7 @@ peer?: string,
 /**
  * For typing in a group: the group.
  */
-gid?: number,
+gid?: GroupId,
 /**
  * Presence value.
  */
@@ -795,7 +815,7 @@ presence: number, } | { "type": "group",
 /**
  * The group.
  */
-gid: number,
+gid: GroupId,
 /**
  * What happened.
  */
@@ -807,7 +827,7 @@ members?: Array<string>, } | { "type": "board",
 /**
  * The group.
  */
-gid: number,
+gid: GroupId,
 /**
  * The board's version after this change (1 for the first write, then +1 per change).
  */
@@ -839,7 +859,7 @@ rid?: string,
 /**
  * The group.
  */
-gid: number,
+gid: GroupId,
 /**
  * Your address in the call.
  */
@@ -892,7 +912,7 @@ tracks: Array<CallTrack>, } | { "type": "call_event",
 /**
  * The group.
  */
-gid: number, } & ({ "event": "joined",
+gid: GroupId, } & ({ "event": "joined",
 /**
  * Who.
  */
@@ -1025,7 +1045,7 @@ export type SessionUser = {
 /**
  * Numeric user id.
  */
-uid: number,
+uid: UserId,
 /**
  * Public address (never the email).
  */
@@ -1039,3 +1059,8 @@ name: string, };
  * Why a stream ended.
  */
 export type StreamEndReason = "unpublished" | "hung_up" | "owner_left" | "permission_revoked";
+
+/**
+ * A user's numeric id (`uid`).
+ */
+export type UserId = number;

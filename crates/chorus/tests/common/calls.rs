@@ -29,7 +29,7 @@ pub async fn room(s: &Server) -> Room {
     let (sess, owner) = s.login("owner@example.org", "Owner").await;
     let created: CreatedGroup = owner.post("/v1/groups", &json!({"name": "Call", "room": true})).await.unwrap();
     Room {
-        gid: created.group.gid,
+        gid: created.group.gid.get(),
         owner,
         owner_address: sess.user.address,
         publisher_pin: created.pins[0].pin.clone(),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use chorus_proto::call::{AdminAction, CallEvent, CallParticipant, CallPermissions, CallStream};
 use chorus_proto::ws::{ClientFrame, ServerFrame};
+use chorus_proto::GroupId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -38,7 +39,7 @@ impl Call {
     pub async fn join(mut conn: Connection, gid: i64, options: CallOptions) -> Result<Call, CallError> {
         install_crypto();
         let rid = conn.rid();
-        conn.send(&ClientFrame::CallJoin { rid: Some(rid.clone()), gid }).await?;
+        conn.send(&ClientFrame::CallJoin { rid: Some(rid.clone()), gid: GroupId(gid) }).await?;
         let frame = conn
             .expect(options.reply_timeout, |f| match f {
                 ServerFrame::CallJoined { rid: r, .. } | ServerFrame::Error { rid: r, .. } => {
@@ -49,7 +50,7 @@ impl Call {
             .await?;
         let joined = match frame {
             ServerFrame::CallJoined { gid, address, permissions, settings, participants, .. } => {
-                Joined { gid, address, permissions, settings, participants }
+                Joined { gid: gid.get(), address, permissions, settings, participants }
             }
             ServerFrame::Error { code, message, .. } => return Err(refused(code, message)),
             other => return Err(anyhow!("unexpected answer to call_join: {other:?}").into()),

@@ -287,7 +287,7 @@ impl Calls {
         gid: i64,
         rid: Option<String>,
     ) -> Result<(CallSession, ServerFrame), ApiError> {
-        let g = self.groups.get(gid, Actor::User(user.uid)).await?;
+        let g = self.groups.get(gid, Actor::User(user.uid.get())).await?;
         let m = g.membership.ok_or_else(|| ApiError::not_found("no such group"))?;
         let perms = permissions(g.flags, m.flags, m.admin_flags);
         let settings = settings(&g);
@@ -297,7 +297,7 @@ impl Calls {
             let (out_tx, out_rx) = mpsc::channel(self.cfg.call_event_queue);
             let (reply_tx, reply_rx) = oneshot::channel();
             let cmd = Command::Join {
-                uid: user.uid,
+                uid: user.uid.get(),
                 address: user.address.clone(),
                 name: user.name.clone(),
                 session,
@@ -319,10 +319,10 @@ impl Calls {
             match reply_rx.await {
                 Ok(Ok(mut frame)) => {
                     if let (ServerFrame::CallJoined { ice_servers, .. }, Some(t)) = (&mut frame, self.turn.get()) {
-                        ice_servers.push(t.ice.ice_server(user.uid));
+                        ice_servers.push(t.ice.ice_server(user.uid.get()));
                     }
                     handle.shared.sessions.fetch_add(1, Ordering::Relaxed);
-                    let s = CallSession { gid, uid: user.uid, session, room: handle, rx: out_rx };
+                    let s = CallSession { gid, uid: user.uid.get(), session, room: handle, rx: out_rx };
                     return Ok((s, frame));
                 }
                 Ok(Err(e)) => return Err(e),

@@ -178,12 +178,12 @@ async fn api(
             };
             let Some(user) = user else { return api_fail(&op, "AUTHFAIL") };
             match op.as_str() {
-                "setgroup" => api_setgroup(&st, user.uid, &p).await,
-                "joingroup" => api_joingroup(&st, user.uid, ip, &p).await,
-                "delgroup" => api_delgroup(&st, user.uid, &p).await,
+                "setgroup" => api_setgroup(&st, user.uid.get(), &p).await,
+                "joingroup" => api_joingroup(&st, user.uid.get(), ip, &p).await,
+                "delgroup" => api_delgroup(&st, user.uid.get(), &p).await,
                 "setboard" => api_setboard(&st, &user, &p).await,
                 "getboard" => api_getboard(&st, &user, &p).await,
-                _ => api_rooms(&st, user.uid).await,
+                _ => api_rooms(&st, user.uid.get()).await,
             }
         }
         _ => api_fail(&op, "BADOP"),
@@ -369,7 +369,7 @@ async fn api_setboard(st: &AppState, user: &SessionUser, p: &Map<String, Value>)
 
 async fn api_getboard(st: &AppState, user: &SessionUser, p: &Map<String, Value>) -> Json<Value> {
     let Ok(Some(gid)) = n(p, "gid") else { return api_fail("getboard", "MISSINGPARA") };
-    match st.boards.get(gid, user.uid).await {
+    match st.boards.get(gid, user.uid.get()).await {
         Ok(b) => api_reply("getboard", json!({"gid": gid, "version": b.version, "count": b.count, "objs": b.objs})),
         Err(e) => api_fail("getboard", board_code(&e)),
     }

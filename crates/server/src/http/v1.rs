@@ -90,7 +90,7 @@ struct WsTicket {
 /// `POST /v1/ws/ticket`: a single-use, short-lived ticket for `GET /v1/ws?ticket=…`, so the
 /// access token need not be in the WebSocket's URL.
 async fn ws_ticket(State(s): State<AppState>, AuthUser(u, token): AuthUser) -> ApiResult<AppJson<WsTicket>> {
-    let ticket = s.tickets.issue(u.uid, &token, std::time::Instant::now())?;
+    let ticket = s.tickets.issue(u.uid.get(), &token, std::time::Instant::now())?;
     Ok(AppJson(WsTicket { ticket, expires_in: super::ticket::TICKET_TTL.as_secs() }))
 }
 
@@ -105,7 +105,7 @@ async fn update_me(
     AuthUser(mut u, _): AuthUser,
     AppJson(req): AppJson<UpdateMe>,
 ) -> ApiResult<AppJson<SessionUser>> {
-    u.name = s.accounts.rename(u.uid, &req.name).await?;
+    u.name = s.accounts.rename(u.uid.get(), &req.name).await?;
     Ok(AppJson(u))
 }
 
@@ -180,7 +180,7 @@ async fn my_groups(
     AuthUser(u, _): AuthUser,
     AppQuery(q): AppQuery<PageQuery>,
 ) -> ApiResult<Response> {
-    let (groups, next) = s.groups.list_mine(u.uid, &q).await?;
+    let (groups, next) = s.groups.list_mine(u.uid.get(), &q).await?;
     paged(groups, next, "/v1/groups", &q)
 }
 
@@ -190,7 +190,7 @@ async fn create_group(
     AuthUser(u, _): AuthUser,
     AppJson(req): AppJson<CreateGroup>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, AppJson(s.groups.create(Actor::User(u.uid), &req, false).await?)))
+    Ok((StatusCode::CREATED, AppJson(s.groups.create(Actor::User(u.uid.get()), &req, false).await?)))
 }
 
 /// `GET /v1/groups/{gid}`
@@ -199,7 +199,7 @@ async fn get_group(
     AuthUser(u, _): AuthUser,
     AppPath(gid): AppPath<i64>,
 ) -> ApiResult<AppJson<Group>> {
-    Ok(AppJson(s.groups.get(gid, Actor::User(u.uid)).await?))
+    Ok(AppJson(s.groups.get(gid, Actor::User(u.uid.get())).await?))
 }
 
 /// `PATCH /v1/groups/{gid}`
@@ -209,7 +209,7 @@ async fn update_group(
     AppPath(gid): AppPath<i64>,
     AppJson(req): AppJson<GroupSettings>,
 ) -> ApiResult<AppJson<Group>> {
-    Ok(AppJson(s.groups.update(gid, Actor::User(u.uid), &req, false).await?))
+    Ok(AppJson(s.groups.update(gid, Actor::User(u.uid.get()), &req, false).await?))
 }
 
 /// `DELETE /v1/groups/{gid}`
@@ -218,7 +218,7 @@ async fn delete_group(
     AuthUser(u, _): AuthUser,
     AppPath(gid): AppPath<i64>,
 ) -> ApiResult<StatusCode> {
-    s.groups.delete(gid, Actor::User(u.uid)).await?;
+    s.groups.delete(gid, Actor::User(u.uid.get())).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -229,7 +229,7 @@ async fn list_members(
     AppPath(gid): AppPath<i64>,
     AppQuery(q): AppQuery<PageQuery>,
 ) -> ApiResult<Response> {
-    let (members, next) = s.groups.members_page(gid, Actor::User(u.uid), Some(&q)).await?;
+    let (members, next) = s.groups.members_page(gid, Actor::User(u.uid.get()), Some(&q)).await?;
     paged(members, next, &format!("/v1/groups/{gid}/members"), &q)
 }
 
@@ -241,7 +241,7 @@ async fn add_members(
     AppJson(req): AppJson<AddMembers>,
 ) -> ApiResult<StatusCode> {
     let flags = req.flags.unwrap_or(member::ALL);
-    s.groups.add_members(gid, Actor::User(u.uid), &req.addresses, flags, req.admin_flags.unwrap_or(0)).await?;
+    s.groups.add_members(gid, Actor::User(u.uid.get()), &req.addresses, flags, req.admin_flags.unwrap_or(0)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -251,7 +251,7 @@ async fn remove_member(
     AuthUser(u, _): AuthUser,
     AppPath((gid, address)): AppPath<(i64, String)>,
 ) -> ApiResult<StatusCode> {
-    s.groups.remove_member(gid, Actor::User(u.uid), &address).await?;
+    s.groups.remove_member(gid, Actor::User(u.uid.get()), &address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -261,7 +261,7 @@ async fn list_pins(
     AuthUser(u, _): AuthUser,
     AppPath(gid): AppPath<i64>,
 ) -> ApiResult<AppJson<Vec<Pin>>> {
-    Ok(AppJson(s.groups.list_pins(gid, Actor::User(u.uid)).await?))
+    Ok(AppJson(s.groups.list_pins(gid, Actor::User(u.uid.get())).await?))
 }
 
 /// `GET /v1/groups/{gid}/board`: the group's whiteboard (members).
@@ -270,7 +270,7 @@ async fn get_board(
     AuthUser(u, _): AuthUser,
     AppPath(gid): AppPath<i64>,
 ) -> ApiResult<AppJson<Board>> {
-    Ok(AppJson(s.boards.get(gid, u.uid).await?))
+    Ok(AppJson(s.boards.get(gid, u.uid.get()).await?))
 }
 
 /// `PUT /v1/groups/{gid}/board`: replaces the whole board (members who may send).
@@ -301,7 +301,7 @@ async fn create_pin(
     AppPath(gid): AppPath<i64>,
     AppJson(req): AppJson<CreatePin>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, AppJson(s.groups.create_pin(gid, Actor::User(u.uid), &req).await?)))
+    Ok((StatusCode::CREATED, AppJson(s.groups.create_pin(gid, Actor::User(u.uid.get()), &req).await?)))
 }
 
 /// `PATCH /v1/groups/{gid}/pins/{pin}`: changes a pin (Mesibo's `editPin`).
@@ -311,7 +311,7 @@ async fn edit_pin(
     AppPath((gid, pin)): AppPath<(i64, String)>,
     AppJson(req): AppJson<EditPin>,
 ) -> ApiResult<AppJson<Pin>> {
-    Ok(AppJson(s.groups.edit_pin(gid, Actor::User(u.uid), &pin, &req).await?))
+    Ok(AppJson(s.groups.edit_pin(gid, Actor::User(u.uid.get()), &pin, &req).await?))
 }
 
 /// `DELETE /v1/groups/{gid}/pins/{pin}`
@@ -320,7 +320,7 @@ async fn revoke_pin(
     AuthUser(u, _): AuthUser,
     AppPath((gid, pin)): AppPath<(i64, String)>,
 ) -> ApiResult<StatusCode> {
-    s.groups.revoke_pin(gid, Actor::User(u.uid), &pin).await?;
+    s.groups.revoke_pin(gid, Actor::User(u.uid.get()), &pin).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -332,7 +332,7 @@ async fn join_group(
     AppPath(gid): AppPath<i64>,
     AppJson(req): AppJson<JoinGroup>,
 ) -> ApiResult<AppJson<Group>> {
-    Ok(AppJson(s.groups.join(gid, u.uid, &req.pin, ip).await?))
+    Ok(AppJson(s.groups.join(gid, u.uid.get(), &req.pin, ip).await?))
 }
 
 /// `POST /v1/groups/{gid}/leave`
@@ -341,7 +341,7 @@ async fn leave_group(
     AuthUser(u, _): AuthUser,
     AppPath(gid): AppPath<i64>,
 ) -> ApiResult<StatusCode> {
-    s.groups.remove_member(gid, Actor::User(u.uid), &u.address).await?;
+    s.groups.remove_member(gid, Actor::User(u.uid.get()), &u.address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

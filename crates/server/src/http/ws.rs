@@ -28,6 +28,7 @@ use axum::response::Response;
 use chorus_proto::flags::{presence, status};
 use chorus_proto::ws::{ClientFrame, Cursor, ServerFrame, SessionUser};
 use chorus_proto::ErrorCode;
+use chorus_proto::{GroupId, MessageId, Pos, Seq};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 
@@ -86,7 +87,7 @@ pub(super) async fn upgrade(
     // Checked again (race-free) when the session registers after `hello`; refusing here
     // spares the upgrade and gives non-browser clients the code in the HTTP answer.
     let most = s.cfg.max_sessions_per_user;
-    if s.messaging.bus().sessions(user.uid) >= most {
+    if s.messaging.bus().sessions(user.uid.get()) >= most {
         return Err(too_many_sessions(most));
     }
     let max = s.cfg.max_frame_bytes;
@@ -256,7 +257,7 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
     let (tx, mut rx) = session_queue(s.cfg.session_queue, s.cfg.session_queue_bytes);
     // 2. attach before reading the backlog, so nothing falls in between.
     let most = s.cfg.max_sessions_per_user;
-    let first = match s.messaging.bus().attach(user.uid, id, token_fingerprint(&token), tx, most) {
+    let first = match s.messaging.bus().attach(user.uid.get(), id, token_fingerprint(&token), tx, most) {
         Ok(first) => first,
         Err(TooManySessions) => {
             if out.frame(&error_frame(None, None, &too_many_sessions(most))).await.is_ok() {
@@ -270,7 +271,7 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
     // The token was checked at the upgrade; a revocation since then could not
     // reach this session before it was attached. Check again now that it is.
     if Box::pin(s.accounts.authenticate(&token)).await.is_err() {
-        s.messaging.bus().detach(user.uid, id);
+        s.messaging.bus().detach(user.uid.get(), id);
         if out.frame(&error_frame(None, None, &ApiError::unauthorized())).await.is_ok() {
             out.close(crate::accounts::CLOSE_UNAUTHORIZED, "session ended").await;
         }
@@ -294,7 +295,7 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
             sess.main_loop(&mut out, &mut stream, &mut rx).await;
         }
     }
-    if s.messaging.bus().detach(user.uid, id) {
+    if s.messaging.bus().detach(user.uid.get(), id) {
         s.presence.went_away(user);
     }
 }
@@ -362,11 +363,11 @@ impl Session {
         let (mut resume_pos, mut reason) = match &resume {
             None => (None, None),
             Some(c) if c.epoch != epoch => (None, Some("epoch_mismatch")),
-            Some(c) if c.pos > head || c.pos < 0 => (None, Some("cursor_ahead")),
+            Some(c) if c.pos > Pos(head) || c.pos < Pos(0) => (None, Some("cursor_ahead")),
             Some(c) => (Some(c.pos), None),
         };
         let mut rows = self.page_rows(self.s.cfg.max_message_bytes);
-        let (mut page, mut end) = match self.first_page(resume_pos, head, rows).await {
+        let (mut page, mut end) = match self.first_page(resume_pos.map(Pos::get), head, rows).await {
             Ok(x) => x,
             Err(e) => return fail(out, &e).await,
         };
@@ -393,7 +394,7 @@ impl Session {
             let (more, last, n) = (page.more, page.last, page.messages.len());
             let mut bytes = 0;
             for (m, meta) in page.messages {
-                if meta.sender != self.user.uid {
+                if meta.sender != self.user.uid.get() {
                     self.remember(meta);
                 }
                 let json = frame_text(&ServerFrame::Message(m));
@@ -421,12 +422,12 @@ impl Session {
             };
         }
         self.synced_to = end.covered_to;
-        out.frame(&ServerFrame::Synced { pos: end.covered_to, count, complete: end.complete }).await
+        out.frame(&ServerFrame::Synced { pos: Pos(end.covered_to), count, complete: end.complete }).await
     }
 
     /// Tells the new session which of its contacts are online.
     async fn online_contacts(&self, out: &mut Writer) -> Result<(), Ended> {
-        let Ok(contacts) = self.s.messaging.contacts(self.user.uid).await else { return Ok(()) };
+        let Ok(contacts) = self.s.messaging.contacts(self.user.uid.get()).await else { return Ok(()) };
         for uid in contacts {
             if self.s.messaging.bus().online(uid) && self.s.presence.is_announced(uid) {
                 if let Ok(Some(addr)) = self.s.messaging_address(uid).await {
@@ -551,7 +552,7 @@ impl Session {
             if meta.pos <= self.synced_to || out.origin == self.id {
                 return false;
             }
-            if meta.sender != self.user.uid {
+            if meta.sender != self.user.uid.get() {
                 self.remember(meta);
             }
         }
@@ -572,17 +573,26 @@ impl Session {
                 Some(now(error_frame(None, None, &ApiError::bad_request("hello was already received"))))
             }
             ClientFrame::Ping { rid } => Some(now(ServerFrame::Pong { rid })),
-            ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => {
-                Some(self.start_send(rid, id, Target::from_parts(peer, gid), Content { text, data, file }, mtype).await)
-            }
+            ClientFrame::Send { rid, id, peer, gid, text, data, file, mtype } => Some(
+                self.start_send(
+                    rid,
+                    id,
+                    Target::from_parts(peer, gid.map(GroupId::get)),
+                    Content { text, data, file },
+                    mtype,
+                )
+                .await,
+            ),
             ClientFrame::Edit { rid, mid, text, data } => {
-                Some(now(self.change(rid, mid, Some(Content { text, data, file: None })).await))
+                Some(now(self.change(rid, mid.get(), Some(Content { text, data, file: None })).await))
             }
-            ClientFrame::Delete { rid, mid } => Some(now(self.change(rid, mid, None).await)),
-            ClientFrame::Ack { pos } => self.ack(pos).await.map(now),
-            ClientFrame::Read { rid, peer, gid, seq } => Some(now(self.read(rid, peer, gid, seq).await)),
-            ClientFrame::Typing { peer, gid, on } => self.typing(peer, gid, on).await.map(now),
-            ClientFrame::CallJoin { rid, gid } => Some(self.call_join(rid, gid).await),
+            ClientFrame::Delete { rid, mid } => Some(now(self.change(rid, mid.get(), None).await)),
+            ClientFrame::Ack { pos } => self.ack(pos.get()).await.map(now),
+            ClientFrame::Read { rid, peer, gid, seq } => {
+                Some(now(self.read(rid, peer, gid.map(GroupId::get), seq.get()).await))
+            }
+            ClientFrame::Typing { peer, gid, on } => self.typing(peer, gid.map(GroupId::get), on).await.map(now),
+            ClientFrame::CallJoin { rid, gid } => Some(self.call_join(rid, gid.get()).await),
             ClientFrame::CallLeave { rid } => Some(self.call_leave(out, rid).await),
             // The other call frames are answered by the session's room.
             call @ (ClientFrame::CallPublish(_)
@@ -675,9 +685,9 @@ impl Session {
                 Ok(i) => ServerFrame::Sent {
                     rid,
                     id,
-                    mid: i.mid,
-                    seq: i.seq,
-                    pos: i.pos,
+                    mid: MessageId(i.mid),
+                    seq: Seq(i.seq),
+                    pos: Pos(i.pos),
                     ts: i.ts,
                     status: status::SENT,
                     duplicate: i.duplicate,
@@ -753,7 +763,12 @@ impl Session {
                     self.typing_sent.remove(&t);
                 }
                 let value = if on { presence::TYPING } else { presence::TYPING_CLEARED };
-                let frame = ServerFrame::Presence { from: self.user.address.clone(), peer, gid, presence: value };
+                let frame = ServerFrame::Presence {
+                    from: self.user.address.clone(),
+                    peer,
+                    gid: gid.map(GroupId),
+                    presence: value,
+                };
                 m.bus().deliver(&mut uids.into_iter(), outbound(&frame, None, self.id));
                 None
             }

@@ -7,6 +7,7 @@
 
 use chorus_proto::rest::{ConversationSummary, HistoryPage, MemberReceipt, Receipts};
 use chorus_proto::ws::{Message, SessionUser};
+use chorus_proto::{GroupId, Pos, Seq};
 use sqlx::Row;
 
 use super::rows::{message_from_row, MSG_COLS};
@@ -74,17 +75,17 @@ impl Messaging {
                 let peer = self.accounts.by_address(addr).await?.ok_or_else(|| ApiError::not_found("no such user"))?;
                 let (lo, hi) = (user.uid.min(peer.uid), user.uid.max(peer.uid));
                 Ok(sqlx::query_scalar("SELECT conv_id FROM conversations WHERE user_lo = $1 AND user_hi = $2")
-                    .bind(lo)
-                    .bind(hi)
+                    .bind(lo.get())
+                    .bind(hi.get())
                     .fetch_optional(&self.db.read)
                     .await?)
             }
             Target::Group(gid) => {
                 let policy = self.groups.policy(*gid).await?.ok_or_else(|| ApiError::not_found("no such group"))?;
-                if !policy.members.contains_key(&user.uid) {
+                if !policy.members.contains_key(&user.uid.get()) {
                     return Err(ApiError::not_found("no such group"));
                 }
-                if !policy.can_receive(user.uid) {
+                if !policy.can_receive(user.uid.get()) {
                     return Err(ApiError::forbidden("you may not receive this group's messages"));
                 }
                 Ok(Some(policy.conv_id))
@@ -115,7 +116,7 @@ impl Messaging {
         let mut messages = rows.iter().map(|r| message_from_row(r).map(|(m, _)| m)).collect::<Result<Vec<_>, _>>()?;
         messages.reverse();
         let before = match messages.first() {
-            Some(m) if m.seq > 1 && messages.len() as i64 == limit => Some(m.seq),
+            Some(m) if m.seq > Seq(1) && messages.len() as i64 == limit => Some(m.seq),
             _ => None,
         };
         Ok(HistoryPage { messages, before })
@@ -138,8 +139,8 @@ impl Messaging {
             .map(|r| {
                 Ok(MemberReceipt {
                     address: r.try_get("address")?,
-                    delivered: r.try_get("delivered_seq")?,
-                    read: r.try_get("read_seq")?,
+                    delivered: Seq(r.try_get("delivered_seq")?),
+                    read: Seq(r.try_get("read_seq")?),
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -158,7 +159,7 @@ impl Messaging {
              LEFT JOIN messages m ON m.conv_id = c.conv_id AND m.seq = c.last_seq \
              WHERE cm.uid = $1"
         ))
-        .bind(user.uid)
+        .bind(user.uid.get())
         .fetch_all(&self.db.read)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -166,7 +167,7 @@ impl Messaging {
             let gid: Option<i64> = r.try_get("gid")?;
             if let Some(g) = gid {
                 match self.groups.policy(g).await? {
-                    Some(p) if p.can_receive(user.uid) => {}
+                    Some(p) if p.can_receive(user.uid.get()) => {}
                     _ => continue,
                 }
             }
@@ -177,15 +178,15 @@ impl Messaging {
             };
             out.push(ConversationSummary {
                 peer: if gid.is_none() { r.try_get("peer_addr_of")? } else { None },
-                gid,
+                gid: gid.map(GroupId),
                 name: r.try_get("conv_name")?,
-                last_seq: r.try_get("last_seq")?,
-                read_seq: r.try_get("read_seq")?,
+                last_seq: Seq(r.try_get("last_seq")?),
+                read_seq: Seq(r.try_get("read_seq")?),
                 unread: r.try_get("unread")?,
                 last,
             });
         }
-        out.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map(|m| m.pos).unwrap_or(0)));
+        out.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map(|m| m.pos).unwrap_or(Pos(0))));
         Ok(out)
     }
 
@@ -201,7 +202,7 @@ impl Messaging {
         // The last row one sync sends, and whether another follows it.
         let rows: Vec<i64> =
             sqlx::query_scalar(&format!("{} LIMIT 2 OFFSET $4", backlog_rows(resume_pos.is_some(), "m.pos")))
-                .bind(user.uid)
+                .bind(user.uid.get())
                 .bind(resume_pos.unwrap_or(-1))
                 .bind(head)
                 .bind(self.cfg.sync_limit as i64 - 1)
@@ -227,7 +228,7 @@ impl Messaging {
         // The page's positions first: finding them reads no message bodies, so the
         // bodies read are only the page's own.
         let found: Vec<i64> = sqlx::query_scalar(&format!("{} LIMIT $4", backlog_rows(resume, "m.pos")))
-            .bind(user.uid)
+            .bind(user.uid.get())
             .bind(after)
             .bind(upto)
             .bind(rows as i64 + 1)
@@ -238,7 +239,7 @@ impl Messaging {
             return Ok(BacklogPage { messages: Vec::new(), last: None, more: false });
         };
         let examined = sqlx::query(&format!("{} LIMIT $4", backlog_rows(resume, MSG_COLS)))
-            .bind(user.uid)
+            .bind(user.uid.get())
             .bind(after)
             .bind(last)
             .bind(rows as i64)
@@ -248,8 +249,8 @@ impl Messaging {
         for r in &examined {
             let (m, meta) = message_from_row(r)?;
             if let Some(gid) = m.gid {
-                match self.groups.policy(gid).await? {
-                    Some(p) if p.can_receive(user.uid) => {}
+                match self.groups.policy(gid.get()).await? {
+                    Some(p) if p.can_receive(user.uid.get()) => {}
                     _ => continue,
                 }
             }

@@ -3,6 +3,7 @@
 //! [queries](super::queries).
 
 use chorus_proto::ws::Message;
+use chorus_proto::{GroupId, MessageId, Pos, Seq};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -18,13 +19,13 @@ pub(super) fn message_from_row(r: &AnyRow) -> Result<(Message, MsgMeta), sqlx::E
     let body: Option<String> = r.try_get("body")?;
     let content: Content = body.and_then(|b| serde_json::from_str(&b).ok()).unwrap_or_default();
     let m = Message {
-        mid: r.try_get("mid")?,
+        mid: MessageId(r.try_get("mid")?),
         id: r.try_get("client_id")?,
         from: r.try_get("sender_addr")?,
         peer: r.try_get("peer_addr")?,
-        gid: r.try_get("gid")?,
-        seq: r.try_get("seq")?,
-        pos: r.try_get("pos")?,
+        gid: r.try_get::<Option<i64>, _>("gid")?.map(GroupId),
+        seq: Seq(r.try_get("seq")?),
+        pos: Pos(r.try_get("pos")?),
         ts: r.try_get("created_at")?,
         mtype: r.try_get::<i64, _>("mtype")? as u32,
         text: content.text,
@@ -33,6 +34,11 @@ pub(super) fn message_from_row(r: &AnyRow) -> Result<(Message, MsgMeta), sqlx::E
         edited: r.try_get::<i64, _>("edited")? != 0,
         deleted: r.try_get::<i64, _>("deleted")? != 0,
     };
-    let meta = MsgMeta { pos: m.pos, conv_id: r.try_get("conv_id")?, seq: m.seq, sender: r.try_get("sender_uid")? };
+    let meta = MsgMeta {
+        pos: m.pos.get(),
+        conv_id: r.try_get("conv_id")?,
+        seq: m.seq.get(),
+        sender: r.try_get("sender_uid")?,
+    };
     Ok((m, meta))
 }

@@ -118,7 +118,7 @@ impl Messaging {
             },
             Target::Group(gid) => {
                 let policy = self.groups.policy(*gid).await?.ok_or_else(|| ApiError::not_found("no such group"))?;
-                if !policy.can_send(from.uid) {
+                if !policy.can_send(from.uid.get()) {
                     return Err(ApiError::forbidden("you may not send messages to this group"));
                 }
                 Ok(Dest::Group(*gid, policy))
@@ -159,14 +159,14 @@ impl Messaging {
         check_client_id(client_id)?;
         let checked = async {
             let body = self.encode(content)?;
-            self.take_send_slot(from.uid)?;
+            self.take_send_slot(from.uid.get())?;
             Ok((body, self.resolve(from, target).await?))
         };
         let (body, dest) = match checked.await {
             Ok(ok) => ok,
             // A retry of a stored message gets the first answer, whatever limits say
             // now. (Retries that pass the checks are recognised by the writer.)
-            Err(e) => match self.stored(from.uid, client_id).await? {
+            Err(e) => match self.stored(from.uid.get(), client_id).await? {
                 Some(info) => return Ok(SendTicket::Done(info)),
                 None => return Err(e),
             },
@@ -201,7 +201,7 @@ impl Messaging {
         if let Some(c) = &content {
             self.encode(c)?;
         }
-        self.take_send_slot(from.uid)?;
+        self.take_send_slot(from.uid.get())?;
         let (reply, rx) = oneshot::channel();
         let op = WriteOp::Change(ChangeOp { from: from.clone(), mid, content, origin, reply });
         self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
@@ -218,7 +218,7 @@ impl Messaging {
     /// others sent (and counting them would starve a busy reader's own sends).
     pub async fn watermark(&self, user: &SessionUser, conv_id: i64, seq: i64, read: bool) -> ApiResult<()> {
         if read {
-            self.take_send_slot(user.uid)?;
+            self.take_send_slot(user.uid.get())?;
         }
         let (tx, rx) = if read {
             let (tx, rx) = oneshot::channel();
@@ -242,12 +242,12 @@ impl Messaging {
         target: &Target,
     ) -> ApiResult<(Vec<i64>, Option<String>, Option<i64>)> {
         match self.resolve(user, target).await? {
-            Dest::Peer(p) => Ok((vec![p.uid], Some(p.address), None)),
+            Dest::Peer(p) => Ok((vec![p.uid.get()], Some(p.address), None)),
             Dest::Group(gid, policy) => {
                 if policy.members.len() > self.cfg.presence_max_group {
                     return Ok((vec![], None, Some(gid)));
                 }
-                Ok((policy.receivers().filter(|u| *u != user.uid).collect(), None, Some(gid)))
+                Ok((policy.receivers().filter(|u| *u != user.uid.get()).collect(), None, Some(gid)))
             }
         }
     }

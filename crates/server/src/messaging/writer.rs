@@ -29,6 +29,7 @@ use std::sync::Arc;
 use chorus_proto::flags::status;
 use chorus_proto::ws::{Message, ServerFrame, SessionUser};
 use chorus_proto::ErrorCode;
+use chorus_proto::{GroupId, MessageId, Pos, Seq};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -165,13 +166,13 @@ fn new_message(op: &SendOp, placed: Placed, info: &SentInfo) -> Fanout {
     let SendOp { from, client_id, mtype, content, origin, .. } = op;
     let content = content.clone();
     let msg = Message {
-        mid: info.mid,
+        mid: MessageId(info.mid),
         id: client_id.clone(),
         from: from.address.clone(),
         peer: placed.peer_addr,
-        gid: placed.gid,
-        seq: info.seq,
-        pos: info.pos,
+        gid: placed.gid.map(GroupId),
+        seq: Seq(info.seq),
+        pos: Pos(info.pos),
         ts: info.ts,
         mtype: *mtype,
         text: content.text,
@@ -180,7 +181,7 @@ fn new_message(op: &SendOp, placed: Placed, info: &SentInfo) -> Fanout {
         edited: false,
         deleted: false,
     };
-    let meta = MsgMeta { pos: info.pos, conv_id: placed.conv_id, seq: info.seq, sender: from.uid };
+    let meta = MsgMeta { pos: info.pos, conv_id: placed.conv_id, seq: info.seq, sender: from.uid.get() };
     let hook = serde_json::json!({
         "mid": msg.mid, "from": msg.from, "gid": msg.gid, "type": msg.mtype, "text": msg.text, "ts": msg.ts,
     });
@@ -423,12 +424,13 @@ impl Writer {
             return Ok(Err(ApiError::not_found("no such message")));
         };
         let (mut msg, mut meta) = message_from_row(&row)?;
-        if meta.sender != from.uid {
+        if meta.sender != from.uid.get() {
             return Ok(Err(ApiError::forbidden("you can only change your own messages")));
         }
         // In a group, only a current member may still change what they said.
         if let Some(gid) = msg.gid {
-            let member = matches!(self.groups.policy(gid).await, Ok(Some(p)) if p.members.contains_key(&from.uid));
+            let member =
+                matches!(self.groups.policy(gid.get()).await, Ok(Some(p)) if p.members.contains_key(&from.uid.get()));
             if !member {
                 return Ok(Err(ApiError::forbidden("you are no longer a member of this group")));
             }
@@ -456,14 +458,14 @@ impl Writer {
         .execute(&mut **tx)
         .await?;
         let c = content.unwrap_or_default();
-        msg.pos = a.pos;
+        msg.pos = Pos(a.pos);
         msg.text = c.text;
         msg.data = c.data;
         msg.file = c.file;
         msg.edited = msg.edited || body.is_some();
         msg.deleted = body.is_none();
         meta.pos = a.pos;
-        let uids = self.conv_receivers(tx, meta.conv_id, msg.gid, from.uid).await?;
+        let uids = self.conv_receivers(tx, meta.conv_id, msg.gid.map(GroupId::get), from.uid.get()).await?;
         a.fanouts.push(Fanout { uids, frame: outbound(&ServerFrame::Message(msg), Some(meta), *origin), hook: None });
         Ok(Ok(()))
     }
@@ -481,7 +483,7 @@ impl Writer {
              JOIN conversations c ON c.conv_id = cm.conv_id WHERE cm.conv_id = $1 AND cm.uid = $2",
         )
         .bind(conv_id)
-        .bind(user.uid)
+        .bind(user.uid.get())
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else { return Ok(Err(ApiError::not_found("not in this conversation"))) };
@@ -500,23 +502,23 @@ impl Writer {
         } else {
             "UPDATE conv_members SET delivered_seq = $1 WHERE conv_id = $2 AND uid = $3"
         };
-        sqlx::query(sql).bind(seq).bind(conv_id).bind(user.uid).execute(&mut **tx).await?;
+        sqlx::query(sql).bind(seq).bind(conv_id).bind(user.uid.get()).execute(&mut **tx).await?;
         let senders: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT sender_uid FROM messages WHERE conv_id = $1 AND seq > $2 AND seq <= $3 AND sender_uid <> $4",
         )
         .bind(conv_id)
         .bind(old)
         .bind(seq)
-        .bind(user.uid)
+        .bind(user.uid.get())
         .fetch_all(&mut **tx)
         .await?;
         if !senders.is_empty() {
             let frame = ServerFrame::Receipt {
                 peer: gid.is_none().then(|| user.address.clone()),
-                gid,
+                gid: gid.map(GroupId),
                 by: user.address.clone(),
                 status: if read { status::READ } else { status::DELIVERED },
-                seq,
+                seq: Seq(seq),
             };
             a.fanouts.push(Fanout { uids: senders, frame: outbound(&frame, None, 0), hook: None });
         }
@@ -534,8 +536,13 @@ impl Writer {
         let SendOp { from, dest, .. } = op;
         Ok(Ok(match dest {
             Dest::Peer(p) => {
-                let conv_id = self.one_to_one(tx, from.uid, p.uid, learned).await?;
-                Placed { conv_id, peer_addr: Some(p.address.clone()), gid: None, uids: vec![from.uid, p.uid] }
+                let conv_id = self.one_to_one(tx, from.uid.get(), p.uid.get(), learned).await?;
+                Placed {
+                    conv_id,
+                    peer_addr: Some(p.address.clone()),
+                    gid: None,
+                    uids: vec![from.uid.get(), p.uid.get()],
+                }
             }
             Dest::Group(gid, queued_policy) => {
                 let policy = match self.groups.policy(*gid).await {
@@ -543,12 +550,12 @@ impl Writer {
                     Ok(None) => return Ok(Err(ApiError::not_found("no such group"))),
                     Err(_) => queued_policy.clone(),
                 };
-                if !policy.can_send(from.uid) {
+                if !policy.can_send(from.uid.get()) {
                     return Ok(Err(ApiError::forbidden("you may not send messages to this group")));
                 }
                 let mut uids: Vec<i64> = policy.receivers().collect();
-                if !policy.can_receive(from.uid) {
-                    uids.push(from.uid);
+                if !policy.can_receive(from.uid.get()) {
+                    uids.push(from.uid.get());
                 }
                 Placed { conv_id: policy.conv_id, peer_addr: None, gid: Some(*gid), uids }
             }
@@ -572,7 +579,7 @@ impl Writer {
         if run.is_empty() {
             return Ok(());
         }
-        let key = |op: &SendOp| (op.from.uid, op.client_id.clone());
+        let key = |op: &SendOp| (op.from.uid.get(), op.client_id.clone());
         // Retries of messages stored by earlier batches.
         let mut known: HashMap<(i64, String), SentInfo> = HashMap::new();
         for chunk in run.chunks(RUN_CHUNK) {
@@ -586,7 +593,7 @@ impl Writer {
             sql.push(')');
             let mut q = sqlx::query(&sql);
             for e in chunk {
-                q = q.bind(e.op.from.uid).bind(e.op.client_id.as_str());
+                q = q.bind(e.op.from.uid.get()).bind(e.op.client_id.as_str());
             }
             for r in q.fetch_all(&mut **tx).await? {
                 let info = SentInfo {
@@ -655,7 +662,7 @@ impl Writer {
                     .bind(p.conv_id)
                     .bind(seq)
                     .bind(pos)
-                    .bind(from.uid)
+                    .bind(from.uid.get())
                     .bind(&from.address)
                     .bind(&p.peer_addr)
                     .bind(p.gid)
@@ -769,6 +776,7 @@ mod tests {
     use std::sync::Arc;
 
     use chorus_proto::ws::SessionUser;
+    use chorus_proto::UserId;
     use tokio::sync::oneshot;
 
     use super::{Dest, SendOp, WriteOp, Writer};
@@ -779,7 +787,7 @@ mod tests {
     use crate::messaging::Content;
 
     fn user(uid: i64) -> SessionUser {
-        SessionUser { uid, address: format!("u{uid}"), name: format!("User {uid}") }
+        SessionUser { uid: UserId(uid), address: format!("u{uid}"), name: format!("User {uid}") }
     }
 
     fn send(from: i64, to: i64, id: &str) -> (WriteOp, oneshot::Receiver<crate::error::ApiResult<super::SentInfo>>) {

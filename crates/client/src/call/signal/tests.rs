@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use chorus_proto::call::{CallLeaveReason, CallMute, CallSettings, MediaKind, StreamEndReason};
+use chorus_proto::GroupId;
 use str0m::media::MediaKind as RtcKind;
 
 use super::*;
@@ -114,7 +115,7 @@ fn frame(sig: &mut Signalling, rtcs: &mut Rtcs, f: ServerFrame) -> Vec<Output> {
 }
 
 fn event(e: CallEvent) -> ServerFrame {
-    ServerFrame::CallEvent { gid: 1000, event: e }
+    ServerFrame::CallEvent { gid: GroupId(1000), event: e }
 }
 
 fn ok(rid: &str) -> ServerFrame {

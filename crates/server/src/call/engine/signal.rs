@@ -184,7 +184,7 @@ impl Engine {
         );
         Ok(ServerFrame::CallJoined {
             rid,
-            gid: self.cfg.gid,
+            gid: chorus_proto::GroupId(self.cfg.gid),
             address,
             permissions: crate::call::wire_permissions(permissions),
             settings: crate::call::wire_settings(self.room.settings()),

@@ -69,7 +69,7 @@ pub(super) fn frame_json(frame: &ServerFrame) -> FrameText {
 }
 
 fn event_json(gid: i64, event: &CallEvent) -> FrameText {
-    frame_json(&ServerFrame::CallEvent { gid, event: event.clone() })
+    frame_json(&ServerFrame::CallEvent { gid: chorus_proto::GroupId(gid), event: event.clone() })
 }
 
 /// Queues a frame for `p`'s session, unless it fell behind (see [`super::Input::Slow`]).
