@@ -330,7 +330,7 @@ export type ClientFrame = {
     /**
      * Group id for a group message.
      */
-    gid?: number | null;
+    gid?: GroupId | null;
     /**
      * Text.
      */
@@ -356,7 +356,7 @@ export type ClientFrame = {
     /**
      * Server message id.
      */
-    mid: number;
+    mid: MessageId;
     /**
      * New text.
      */
@@ -374,13 +374,13 @@ export type ClientFrame = {
     /**
      * Server message id.
      */
-    mid: number;
+    mid: MessageId;
 } | {
     "type": "ack";
     /**
      * Highest processed position.
      */
-    pos: number;
+    pos: Pos;
 } | {
     "type": "read";
     /**
@@ -394,11 +394,11 @@ export type ClientFrame = {
     /**
      * Group id.
      */
-    gid?: number | null;
+    gid?: GroupId | null;
     /**
      * Read up to and including this sequence number.
      */
-    seq: number;
+    seq: Seq;
 } | {
     "type": "typing";
     /**
@@ -408,7 +408,7 @@ export type ClientFrame = {
     /**
      * Group id.
      */
-    gid?: number | null;
+    gid?: GroupId | null;
     /**
      * Typing or not.
      */
@@ -428,7 +428,7 @@ export type ClientFrame = {
     /**
      * The group.
      */
-    gid: number;
+    gid: GroupId;
 } | {
     "type": "call_publish";
 } & PublishRequest | {
@@ -562,7 +562,7 @@ export type Cursor = {
     /**
      * Last processed stream position.
      */
-    pos: number;
+    pos: Pos;
 };
 /**
  * A stable, documented error code.
@@ -599,6 +599,10 @@ export type FileRef = {
  */
 export type GroupEvent = "members_added" | "members_removed" | "updated" | "deleted";
 /**
+ * A group's id (`gid`, ≥ 1000).
+ */
+export type GroupId = number;
+/**
  * One entry of RTCPeerConnection `iceServers`: a TURN server and credentials (TURN REST API:
  * `username` is `<expiry unix seconds>:<uid>`, `credential` base64 HMAC-SHA1 of it).
  */
@@ -627,7 +631,7 @@ export type Message = {
     /**
      * Server message id.
      */
-    mid: number;
+    mid: MessageId;
     /**
      * Client-chosen id the sender used.
      */
@@ -643,15 +647,15 @@ export type Message = {
     /**
      * Group id (group messages only).
      */
-    gid?: number;
+    gid?: GroupId;
     /**
      * Sequence in its conversation (1, 2, 3…): orders messages and addresses receipts.
      */
-    seq: number;
+    seq: Seq;
     /**
      * Position in the stream: increases with every new message or change; resume from it.
      */
-    pos: number;
+    pos: Pos;
     /**
      * Server time of sending, milliseconds since the Unix epoch.
      */
@@ -681,6 +685,14 @@ export type Message = {
      */
     deleted: boolean;
 };
+/**
+ * A stored message's server id (`mid`).
+ */
+export type MessageId = number;
+/**
+ * A position in a user's message stream (`pos`): resume from it.
+ */
+export type Pos = number;
 /**
  * What a client asks to publish (`call_publish`).
  */
@@ -732,6 +744,10 @@ export type PublishRequest = {
     sdp: string;
 };
 /**
+ * A message's sequence number in its conversation (`seq`: 1, 2, 3…).
+ */
+export type Seq = number;
+/**
  * Frames the server sends.
  */
 export type ServerFrame = {
@@ -764,7 +780,7 @@ export type ServerFrame = {
     /**
      * Highest stream position sent so far (use as the cursor if no message arrived).
      */
-    pos: number;
+    pos: Pos;
     /**
      * Number of backlog messages sent.
      */
@@ -787,15 +803,15 @@ export type ServerFrame = {
     /**
      * Server message id.
      */
-    mid: number;
+    mid: MessageId;
     /**
      * Conversation sequence.
      */
-    seq: number;
+    seq: Seq;
     /**
      * Stream position.
      */
-    pos: number;
+    pos: Pos;
     /**
      * Server time, ms.
      */
@@ -819,7 +835,7 @@ export type ServerFrame = {
     /**
      * Group id.
      */
-    gid?: number;
+    gid?: GroupId;
     /**
      * Who received or read.
      */
@@ -831,7 +847,7 @@ export type ServerFrame = {
     /**
      * Up to and including this sequence.
      */
-    seq: number;
+    seq: Seq;
 } | {
     "type": "presence";
     /**
@@ -845,7 +861,7 @@ export type ServerFrame = {
     /**
      * For typing in a group: the group.
      */
-    gid?: number;
+    gid?: GroupId;
     /**
      * Presence value.
      */
@@ -855,7 +871,7 @@ export type ServerFrame = {
     /**
      * The group.
      */
-    gid: number;
+    gid: GroupId;
     /**
      * What happened.
      */
@@ -869,7 +885,7 @@ export type ServerFrame = {
     /**
      * The group.
      */
-    gid: number;
+    gid: GroupId;
     /**
      * The board's version after this change (1 for the first write, then +1 per change).
      */
@@ -907,7 +923,7 @@ export type ServerFrame = {
     /**
      * The group.
      */
-    gid: number;
+    gid: GroupId;
     /**
      * Your address in the call.
      */
@@ -968,7 +984,7 @@ export type ServerFrame = {
     /**
      * The group.
      */
-    gid: number;
+    gid: GroupId;
 } & ({
     "event": "joined";
     /**
@@ -1125,7 +1141,7 @@ export type SessionUser = {
     /**
      * Numeric user id.
      */
-    uid: number;
+    uid: UserId;
     /**
      * Public address (never the email).
      */
@@ -1139,6 +1155,10 @@ export type SessionUser = {
  * Why a stream ended.
  */
 export type StreamEndReason = "unpublished" | "hung_up" | "owner_left" | "permission_revoked";
+/**
+ * A user's numeric id (`uid`).
+ */
+export type UserId = number;
 
 // ---- protocol
 /**
