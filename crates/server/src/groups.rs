@@ -1295,13 +1295,7 @@ impl Groups {
         let mut tx = self.db.write.begin().await?;
         let (gid, pins) = match gid {
             Some(gid) => {
-                let owner: Option<Option<i64>> = sqlx::query_scalar("SELECT owner_uid FROM groups WHERE gid = $1")
-                    .bind(gid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if owner != Some(Some(uid)) {
-                    return Err(ApiError::not_found("no such room of yours"));
-                }
+                Self::require_owner(&mut tx, gid, uid).await?;
                 Self::update_in(&mut tx, gid, actor, settings, true).await?;
                 (gid, None)
             }
@@ -1332,16 +1326,23 @@ impl Groups {
         Ok((group, info))
     }
 
-    /// Mesibo `delgroup`: deletes a room `uid` owns (anyone else: not found), one transaction.
-    pub async fn delete_room(&self, gid: i64, uid: i64) -> ApiResult<()> {
-        let mut tx = self.db.write.begin().await?;
+    /// Checks that `uid` owns `gid`; for anyone else the room does not exist (Mesibo's rooms are
+    /// their owner's to change).
+    async fn require_owner(tx: &mut Transaction<'_, Any>, gid: i64, uid: i64) -> ApiResult<()> {
         let owner: Option<Option<i64>> = sqlx::query_scalar("SELECT owner_uid FROM groups WHERE gid = $1")
             .bind(gid)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         if owner != Some(Some(uid)) {
             return Err(ApiError::not_found("no such room of yours"));
         }
+        Ok(())
+    }
+
+    /// Mesibo `delgroup`: deletes a room `uid` owns (anyone else: not found), one transaction.
+    pub async fn delete_room(&self, gid: i64, uid: i64) -> ApiResult<()> {
+        let mut tx = self.db.write.begin().await?;
+        Self::require_owner(&mut tx, gid, uid).await?;
         let former = Self::delete_in(&mut tx, gid, Actor::User(uid)).await?;
         tx.commit().await?;
         self.invalidate(gid);
