@@ -96,6 +96,19 @@ async fn admin_view(b: Backend) {
     let store = if matches!(b, Backend::Postgres) { "postgresql" } else { "sqlite" };
     assert_eq!(node["store"], json!(store));
 
+    // A client we did not write (curl), as docs/deployment.md describes the API.
+    let out = Command::new("curl")
+        .args(["-sS", "-H", &format!("Authorization: Bearer {ADMIN_TOKEN}"), &format!("{}/admin/calls", s.base)])
+        .output()
+        .expect("curl");
+    let by_curl: Value = serde_json::from_slice(&out.stdout).expect("curl got JSON");
+    assert_eq!(by_curl[0]["gid"], json!(r.gid), "{by_curl}");
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/admin/users", s.base)])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401", "curl without the token");
+
     // The same from a shell.
     let (ok, out, err) = chorus_admin(&s, &["calls", "--token", ADMIN_TOKEN]);
     assert!(ok, "{err}");
