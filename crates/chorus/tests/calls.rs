@@ -188,9 +188,16 @@ async fn subscriber_asking_small_gets_the_low_layer_and_capped_one_steps_down(b:
             );
         }
     }
-    let got = large.stats().received[&key].frames - at_switch;
+    let st = large.stats();
+    let t = &st.received[&key];
+    let got = t.frames - at_switch;
     assert!(got >= 60, "only {got} frames in 3 s after stepping down");
-    assert_eq!(large.stats().received[&key].layer, Some(0));
+    assert_eq!(t.layer, Some(0));
+    // And the picture is live again: no more delay than the link's own queue (300 ms) plus a
+    // margin. A server that queued what the link could not carry (a pacer holding seconds of
+    // the old layer) would deliver these frames seconds late and freeze on its losses.
+    let latency = Duration::from_micros(t.last_latency_us.expect("frames carry send times"));
+    assert!(latency < Duration::from_millis(500), "frames arrive {latency:?} late after stepping down: {t:?}");
 }
 
 async fn talking_events_follow_who_speaks(b: Backend) {

@@ -308,6 +308,11 @@ impl Engine {
             let Some(out_pt) = out_pt else { continue };
             if cached.is_none() {
                 f.pts.push((pt, out_pt));
+                // Forwarded media leaves at once rather than through str0m's pacer: the pacer
+                // holds up to 2 s of what the estimate cannot carry, and a subscriber whose link
+                // shrank would get the old layer seconds late and freeze on its losses. The
+                // layer selection is what fits the stream to the estimate (probes still pace).
+                tx.set_unpaced(true);
             }
             let ext_vals = ExtensionValues {
                 audio_level: pkt.header.ext_vals.audio_level,
