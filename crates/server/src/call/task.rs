@@ -161,7 +161,8 @@ impl RoomTask {
                     while let Ok(more) = self.pkt_rx.try_recv() {
                         self.datagrams(more);
                     }
-                    self.outputs(Instant::now());
+                    // Their outputs wait in the engine: the timeout input below drains the legs
+                    // they touched, and one poll carries out both.
                 }
                 _ = tokio::time::sleep_until(self.wake.into()) => {}
             }
@@ -261,12 +262,12 @@ impl RoomTask {
                         if result.is_err() {
                             self.sinks.remove(&sink);
                         }
-                        let _ = reply.send(result);
+                        let _ = reply.send(result.map(|f| *f));
                     }
                 }
                 Output::Reply { token, frame } => {
                     if let Some(reply) = self.replies.remove(&token) {
-                        let _ = reply.send(frame);
+                        let _ = reply.send(*frame);
                     }
                 }
                 Output::Frame { to, json, last_slot } => self.deliver(to, json, last_slot),

@@ -12,12 +12,13 @@
 //! **The drain contract** (str0m's). Everything the engine learns comes in through
 //! [`Engine::handle_input`] with the time it happened; everything it wants done comes out of
 //! [`Engine::poll_output`] as a value: a reply to a request, a frame for a session, a datagram to
-//! send, a peer connection to route or forget, a webhook. After each input the caller polls until
+//! send, a peer connection to route or forget, a webhook. After an input the caller polls until
 //! it gets [`Output::Timeout`]: the instant at which it must give [`Input::Timeout`] if nothing
-//! else happens first. Received datagrams and commands are handled as they come; the timeout
-//! input is where the engine serves its timers and drains the peer connections the inputs
-//! touched, so a caller gives it once after each batch of inputs (with the current time), not
-//! after each datagram.
+//! else happens first. Inputs may also come back to back (outputs queue until polled): the
+//! timeout input is where the engine serves its timers and drains the peer connections the
+//! inputs touched, so a caller gives a batch of datagrams, then one timeout input (with the
+//! current time), then polls once — not after each datagram. Outputs are small values (the rare
+//! large ones are boxed): a forwarded packet to 24 subscribers is 24 of them.
 //!
 //! The files are cut by concern: [`signal`] (join and removal, requests, publish, unpublish,
 //! answer, negotiate), [`media`] (datagrams, drain, flush, forward, keyframes, layer selection, leg
@@ -169,9 +170,9 @@ pub(crate) enum Input<'a> {
 #[derive(Debug)]
 pub(crate) enum Output {
     /// The answer to [`Input::Join`].
-    Joined { token: Token, result: Result<ServerFrame, ApiError> },
+    Joined { token: Token, result: Result<Box<ServerFrame>, ApiError> },
     /// The answer to [`Input::Request`].
-    Reply { token: Token, frame: ServerFrame },
+    Reply { token: Token, frame: Box<ServerFrame> },
     /// A serialised frame for a session. `last_slot`: the `left` of a session that fell behind,
     /// written into the slot its queue keeps for it; other frames leave that slot free, and a
     /// session whose queue has no other room is [`Input::Slow`].
@@ -261,7 +262,7 @@ impl Engine {
                     self.room_events(now);
                 }
                 let token = j.token;
-                let result = self.join(now, j);
+                let result = self.join(now, j).map(Box::new);
                 self.out.push_back(Output::Joined { token, result });
                 self.room_events(now);
             }
@@ -271,7 +272,7 @@ impl Engine {
                 } else {
                     wire::error_frame(frame.rid().map(str::to_string), &ApiError::not_found("not in this call"))
                 };
-                self.out.push_back(Output::Reply { token, frame });
+                self.out.push_back(Output::Reply { token, frame: Box::new(frame) });
                 self.room_events(now);
             }
             Input::Datagram(d) => self.datagram(now, d),
