@@ -406,8 +406,16 @@ async fn limits(b: Backend) {
     let bad = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"other"));
     assert_eq!(patch(bad).await.unwrap().status().as_u16(), 460);
     assert_eq!(tus.offset(&first).await, 0);
+    assert!(files_under(&media).is_empty(), "a refused checksum left {:?}", files_under(&media));
     assert_eq!(patch(good).await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(tus.offset(&first).await, MIB);
+
+    // An empty file is complete at creation.
+    let empty = tus.create(0, "empty.txt").await;
+    assert_eq!(tus.offset(&empty).await, 0);
+    let r = tus.get(&format!("/v1/files/{empty}/content"), &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.unwrap().is_empty());
 
     // Bad requests.
     let no_token = tus.http.post(format!("{}/v1/uploads", server.base)).header("Tus-Resumable", "1.0.0");

@@ -163,8 +163,9 @@ impl Media {
             mime: None,
             created_at: now,
             updated_at: now,
-            expires_at: Some(now + self.expiry_ms()),
-            completed_at: None,
+            // An empty file is complete as soon as it is announced.
+            expires_at: (size > 0).then(|| now + self.expiry_ms()),
+            completed_at: (size == 0).then_some(now),
         };
         rows::insert(&self.db, &up).await?;
         Ok(up)
@@ -287,9 +288,16 @@ impl Media {
         Ok(f)
     }
 
-    /// A finished upload, whoever asks (for signed URLs, already checked when signed).
+    /// A finished upload, whoever asks (for signed URLs, already checked when signed). Read
+    /// from the read pool: a finished upload never changes, and playback's many range requests
+    /// must not queue behind SQLite's one writer.
     async fn file(&self, id: &str) -> ApiResult<Upload> {
-        match rows::get(&self.db, id).await? {
+        let found = match rows::get_from(&self.db.read, id).await? {
+            Some(f) if f.completed_at.is_some() => Some(f),
+            // Just completed, and not yet in the read pool's snapshot (or truly not a file).
+            _ => rows::get(&self.db, id).await?,
+        };
+        match found {
             Some(up) if up.completed_at.is_some() => Ok(up),
             _ => Err(ApiError::not_found("no such file")),
         }

@@ -79,8 +79,13 @@ pub(super) async fn insert(db: &Db, u: &Upload) -> ApiResult<()> {
 pub(super) async fn get(db: &Db, id: &str) -> ApiResult<Option<Upload>> {
     // The write pool: a read right after an append must see it (SQLite's read pool may lag
     // by a WAL snapshot).
+    get_from(&db.write, id).await
+}
+
+/// One upload from `pool` (the read pool where a slightly old answer does no harm).
+pub(super) async fn get_from(pool: &sqlx::AnyPool, id: &str) -> ApiResult<Option<Upload>> {
     let row =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM uploads WHERE id = $1")).bind(id).fetch_optional(&db.write).await?;
+        sqlx::query(&format!("SELECT {COLUMNS} FROM uploads WHERE id = $1")).bind(id).fetch_optional(pool).await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
