@@ -233,6 +233,14 @@ async fn resume_after_cut(b: Backend) {
         at += n;
     }
     assert_eq!(tus.offset(&id).await, size);
+    // On disk: one file per stored part (the cut one, then one per PATCH of 100 MiB at most),
+    // named by its start offset; no staging file of the cut request is left.
+    let parts = files_under(&server.data.path().join("media/uploads").join(&id));
+    let mut names: Vec<String> = parts.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+    names.sort();
+    assert_eq!(names.len() as u64, 1 + (size - resumed).div_ceil(100 * MIB), "{names:?}");
+    assert_eq!(names[0], format!("{:020}", 0));
+    assert_eq!(names[1], format!("{resumed:020}"));
 
     let meta: serde_json::Value = tus.get(&format!("/v1/files/{id}"), &[]).await.json().await.unwrap();
     assert_eq!(meta["size"], size);
@@ -577,6 +585,16 @@ async fn files(b: Backend) {
     let r = other.http.post(format!("{}/v1/files/{id}/url", server.base)).bearer_auth(&bob.token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(other.head(&id).await.status(), StatusCode::NOT_FOUND);
+    let r = other
+        .http
+        .delete(format!("{}/v1/uploads/{id}", server.base))
+        .bearer_auth(&bob.token)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "another user cannot delete it");
+    assert_eq!(tus.get(&content, &[]).await.status(), StatusCode::OK, "still there");
 
     // A signed URL: no token needed, until it expires; tampering is refused.
     let r = tus.http.post(format!("{}/v1/files/{id}/url", server.base)).bearer_auth(&ann.token).send().await.unwrap();
