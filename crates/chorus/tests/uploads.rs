@@ -487,6 +487,39 @@ async fn expiry(b: Backend) {
     assert_eq!(status, 404);
 }
 
+/// Deleting a user (Mesibo's `/backend` `deluser`) deletes their uploads' rows; the sweep
+/// then deletes their bytes. Another user's file stays.
+async fn deleted_user(b: Backend) {
+    let server = Server::start_with(b, &[("CHORUS_UPLOAD_SWEEP_SECS", "1")]).await;
+    let (ann, _) = server.login("ann@example.com", "Ann").await;
+    let (bob, _) = server.login("bob@example.com", "Bob").await;
+    let data = Data::new(4);
+    let mut kept = None;
+    for (sess, name) in [(&ann, "ann.bin"), (&bob, "bob.bin")] {
+        let tus = Tus::new(&server, &sess.token);
+        let id = tus.create(MIB, name).await;
+        assert_eq!(tus.patch(&id, &data, 0, MIB, None).await.unwrap().0, 204);
+        kept = Some((id, tus));
+    }
+    let (bob_file, bob_tus) = kept.unwrap();
+    let uploads = server.data.path().join("media/uploads");
+    assert_eq!(files_under(&uploads).len(), 2);
+    let r = server
+        .backend(
+            serde_json::json!({"op": "deluser", "token": common::ADMIN_TOKEN, "user": {"address": ann.user.address}}),
+        )
+        .await;
+    assert_eq!(r["result"], true, "{r}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while files_under(&uploads).len() != 1 {
+        assert!(Instant::now() < deadline, "the deleted user's bytes remain: {:?}", files_under(&uploads));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(files_under(&uploads)[0].to_string_lossy().contains(&bob_file));
+    let r = bob_tus.get(&format!("/v1/files/{bob_file}/content"), &[]).await;
+    assert_eq!(r.bytes().await.unwrap().to_vec(), data.bytes(0, MIB), "the other user's file is intact");
+}
+
 // ------------------------------------------------------------------ files
 
 /// Metadata, ranges (206, 416, If-Range, ETag/304), access (401, another user 404), signed
@@ -799,4 +832,4 @@ async fn mesibo_upload(b: Backend) {
     assert_eq!(files_under(&server.data.path().join("media")), stored, "refused uploads left nothing");
 }
 
-both_backends!(resume_after_cut, memory_bounded, limits, expiry, files, tuspy, s3_store, mesibo_upload);
+both_backends!(resume_after_cut, memory_bounded, limits, expiry, deleted_user, files, tuspy, s3_store, mesibo_upload);

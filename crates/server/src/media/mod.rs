@@ -16,7 +16,9 @@
 //! 3. **Complete.** When the stored bytes reach the declared length the row is completed and
 //!    the upload becomes a *file*: `GET /v1/files/{id}` and its `content` (see `serve`).
 //! 4. **Expire.** An unfinished upload untouched for `upload_expiry_secs` is deleted, rows and
-//!    bytes, by the sweep (`sweep`); until then a stale one already answers 404.
+//!    bytes, by the sweep (`sweep`); until then a stale one already answers 404. The same sweep
+//!    deletes bytes whose row is gone (a deleted user's uploads: the database cascades, the
+//!    store is cleaned here).
 //!
 //! # Why parts: exact resume on an immutable store
 //!
@@ -56,7 +58,7 @@
 //! - `form`: Mesibo's `op=upload` (one multipart request, streamed like a tus upload).
 //! - `sign`: the URL key, signing and checking.
 //! - `name`: file name sanitising.
-//! - `sweep`: deletes expired unfinished uploads.
+//! - `sweep`: deletes expired unfinished uploads, and bytes left without a row.
 
 pub mod form;
 mod name;

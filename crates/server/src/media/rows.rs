@@ -200,6 +200,21 @@ pub(super) async fn expired(db: &Db, now: i64, limit: i64) -> ApiResult<Vec<Stri
     rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(Into::into)
 }
 
+/// Which of `ids` have a row (read from the write pool: a row just made must be seen).
+pub(super) async fn existing(db: &Db, ids: &[String]) -> ApiResult<std::collections::HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!("SELECT id FROM uploads WHERE id IN ({})", marks.join(", "));
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(id);
+    }
+    let rows = q.fetch_all(&db.write).await?;
+    rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(Into::into)
+}
+
 /// The address of a user (for a file's `uploader`), if the user still exists.
 pub(super) async fn address(db: &Db, uid: i64) -> ApiResult<Option<String>> {
     Ok(sqlx::query_scalar("SELECT address FROM users WHERE uid = $1").bind(uid).fetch_optional(&db.read).await?)

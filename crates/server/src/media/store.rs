@@ -259,6 +259,17 @@ impl Store {
         }
     }
 
+    /// The ids of every upload that has objects in the store.
+    pub(super) async fn upload_ids(&self) -> anyhow::Result<Vec<String>> {
+        let listed = self.inner.list_with_delimiter(Some(&Path::from("uploads"))).await;
+        let listed = match listed {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e).context("listing uploads"),
+        };
+        Ok(listed.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
+    }
+
     /// Bytes `range` of a file stored as `parts` (`(start, len)` in order), as one stream of
     /// ranged reads of the parts it overlaps, read one after the other.
     pub(super) fn read(

@@ -2,6 +2,12 @@
 //! their expiry, row first and then bytes. An upload a request is writing to is left for the
 //! next round (its lock is held); an append that ends after its row was swept deletes its
 //! own part (see `Media::append`).
+//!
+//! Then it deletes **orphans**: bytes in the store of an upload that has no row. Deleting a
+//! user deletes their rows in the database (a cascade the media service does not see), and a
+//! crash between deleting a row and its bytes leaves the bytes; both are found here. A row is
+//! always made before an upload's first byte is stored, so bytes without a row are never an
+//! upload still on its way.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -27,6 +33,11 @@ pub(super) async fn run(media: Weak<Media>) {
             Ok(n) => tracing::info!(uploads = n, "deleted expired unfinished uploads"),
             Err(e) => tracing::warn!(error = %e, "upload sweep failed; trying again later"),
         }
+        match orphans(&m).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "deleted the bytes of uploads that have no row"),
+            Err(e) => tracing::warn!(error = %e, "orphan sweep failed; trying again later"),
+        }
     }
 }
 
@@ -46,4 +57,22 @@ async fn sweep(m: &Media) -> crate::error::ApiResult<usize> {
             return Ok(deleted);
         }
     }
+}
+
+/// Ids checked against the database per query.
+const ORPHAN_BATCH: usize = 200;
+
+async fn orphans(m: &Media) -> anyhow::Result<usize> {
+    let ids = m.store.upload_ids().await?;
+    let mut deleted = 0;
+    for chunk in ids.chunks(ORPHAN_BATCH) {
+        let known = super::rows::existing(&m.db, chunk).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        for id in chunk.iter().filter(|id| !known.contains(*id)) {
+            let lock = m.locks.get(id);
+            let Ok(_writing) = lock.try_lock_owned() else { continue };
+            m.store.delete_upload(id).await;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
