@@ -30,7 +30,9 @@
 //! wholly there or not there at all. When a connection is cut in the middle of a `PATCH`, the
 //! part is completed with exactly the bytes that arrived and the offset advances by that many:
 //! the client's `HEAD` then reports the true offset and the upload resumes there, with nothing
-//! lost and nothing counted twice. (A part whose `Upload-Checksum` does not match, or that
+//! lost and nothing counted twice. A part is recorded in `upload_parts` (and the offset
+//! advanced) only after it is complete in the store (on local disk, synced), so the offset
+//! never runs ahead of the bytes. (A part whose `Upload-Checksum` does not match, or that
 //! would pass the declared length, is aborted: none of that request is kept.)
 //!
 //! Parts are not joined when the upload completes: that would copy every byte once more. A

@@ -28,6 +28,9 @@ const SNIFF_BYTES: usize = 8192;
 /// The configured object store.
 pub(super) struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// The directory of a local store: a completed part is synced to disk there before its row
+    /// says it is stored (object_store's local store does not sync).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// An expected `Upload-Checksum` of one request body.
@@ -129,6 +132,7 @@ pub(super) fn sniff(head: &[u8]) -> String {
 impl Store {
     /// Local disk under `data/media` (made private), or the S3 bucket of the `s3_*` settings.
     pub(super) fn open(cfg: &Config) -> anyhow::Result<Store> {
+        let mut local_root = None;
         let inner: Arc<dyn ObjectStore> = match cfg.media_store.as_str() {
             "s3" => {
                 // AWS_* variables (and instance credentials) apply; the settings override them.
@@ -153,10 +157,11 @@ impl Store {
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                     .with_context(|| format!("media directory {}", dir.display()))?
                     .with_automatic_cleanup(true);
+                local_root = Some(dir);
                 Arc::new(fs)
             }
         };
-        Ok(Store { inner })
+        Ok(Store { inner, local_root })
     }
 
     /// Streams `body` into a new object at `path`, taking at most `room` bytes. The object is
@@ -237,6 +242,13 @@ impl Store {
             return Ok(Written { len: 0, head, end });
         }
         w.finish().await.context("completing a part")?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            tokio::task::spawn_blocking(move || sync_file_and_dir(&file))
+                .await
+                .context("syncing a part")?
+                .context("syncing a part")?;
+        }
         Ok(Written { len, head, end })
     }
 
@@ -300,6 +312,15 @@ impl Store {
             .map_err(std::io::Error::other)
             .boxed()
     }
+}
+
+/// Flushes a file and its directory entry to disk.
+fn sync_file_and_dir(file: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
