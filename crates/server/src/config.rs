@@ -176,6 +176,38 @@ pub struct Config {
     pub turn_public_ip: Option<IpAddr>,
     /// Lifetime of the TURN credentials handed out in `call_joined`, seconds.
     pub turn_credential_ttl_secs: u64,
+
+    /// Where uploaded files are kept: `local` (files under `data/media`) or `s3` (the bucket of
+    /// the `s3_*` settings).
+    pub media_store: String,
+    /// S3 endpoint URL (e.g. `https://s3.eu-west-1.amazonaws.com` or a MinIO/Garage URL); unset:
+    /// AWS's endpoint of `s3_region`.
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket name (required with `media_store = "s3"`).
+    pub s3_bucket: Option<String>,
+    /// S3 region.
+    pub s3_region: String,
+    /// S3 access key id.
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    pub s3_secret_access_key: Option<String>,
+    /// Allow an `http://` S3 endpoint (tests, a bucket server on the same host).
+    pub s3_allow_http: bool,
+    /// Largest file one upload may hold, bytes.
+    pub max_upload_bytes: u64,
+    /// Bytes one user's uploads (finished and unfinished, by declared size) may hold in all.
+    pub upload_quota_bytes: u64,
+    /// Unfinished uploads one user may have at once.
+    pub max_unfinished_uploads: u64,
+    /// Seconds an unfinished upload is kept after its last stored bytes; then it is deleted.
+    pub upload_expiry_secs: u64,
+    /// Seconds between two sweeps of expired unfinished uploads.
+    pub upload_sweep_secs: u64,
+    /// Seconds an upload request may wait for the next bytes of its body before it is ended
+    /// (what arrived is kept; the client resumes from the offset).
+    pub upload_idle_secs: u64,
+    /// Lifetime of a signed file URL (`POST /v1/files/{id}/url`), seconds.
+    pub file_url_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -250,6 +282,20 @@ impl Default for Config {
             turn_secret: None,
             turn_public_ip: None,
             turn_credential_ttl_secs: 3600,
+            media_store: "local".into(),
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
+            max_upload_bytes: 2 << 30,
+            upload_quota_bytes: 20 << 30,
+            max_unfinished_uploads: 10,
+            upload_expiry_secs: 24 * 3600,
+            upload_sweep_secs: 600,
+            upload_idle_secs: 60,
+            file_url_ttl_secs: 600,
         }
     }
 }
@@ -361,6 +407,18 @@ impl Config {
         }
         if self.webhook_retry_max_secs == 0 {
             anyhow::bail!("webhook_retry_max_secs must be positive");
+        }
+        match self.media_store.as_str() {
+            "local" => {}
+            "s3" if self.s3_bucket.as_deref().is_some_and(|b| !b.is_empty()) => {}
+            "s3" => anyhow::bail!("media_store = \"s3\" needs s3_bucket"),
+            _ => anyhow::bail!("media_store must be local or s3"),
+        }
+        if self.max_upload_bytes == 0 || self.upload_expiry_secs == 0 || self.upload_sweep_secs == 0 {
+            anyhow::bail!("max_upload_bytes, upload_expiry_secs and upload_sweep_secs must be positive");
+        }
+        if self.upload_idle_secs == 0 || !(1..=7 * 86_400).contains(&self.file_url_ttl_secs) {
+            anyhow::bail!("upload_idle_secs must be positive and file_url_ttl_secs between 1 and 604800");
         }
         if self.max_message_bytes > self.max_frame_bytes {
             anyhow::bail!("max_message_bytes must not exceed max_frame_bytes");

@@ -2,7 +2,7 @@
 //!
 //! `serve` wires the pieces together: the store ([`db`]), the services that
 //! own its tables ([`accounts`], [`groups`], [`boards`], [`messaging`], [`presence`]), the
-//! fan-out bus ([`bus`]) and the HTTP edge ([`http`]). See ARCHITECTURE.md
+//! fan-out bus ([`bus`]), uploads and files ([`media`]) and the HTTP edge ([`http`]). See ARCHITECTURE.md
 //! for the map and the invariants each module keeps.
 
 pub mod accounts;
@@ -20,6 +20,7 @@ pub mod groups;
 pub mod http;
 pub mod limiter;
 pub mod mail;
+pub mod media;
 pub mod messaging;
 pub mod metrics;
 pub mod pin_key;
@@ -194,6 +195,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let hooks = webhooks::Webhooks::start(db.clone(), cfg.clone(), webhook_key(&cfg)?);
     let messaging =
         messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus, hooks.clone());
+    let media = media::Media::start(db.clone(), cfg.clone())?;
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
     let calls = call::Calls::start(cfg.clone(), groups.clone(), hooks.clone()).await?;
     let (media_udp, media_tcp) = calls.media_addresses();
@@ -221,6 +223,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         next_session: Arc::new(AtomicU64::new(0)),
         epoch: db.epoch.clone().into(),
         tickets: Default::default(),
+        media,
     };
     Ok(App { router: http::router(state), media_udp, media_tcp, turn_udp })
 }

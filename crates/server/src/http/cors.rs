@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, LINK, ORIGIN};
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chorus_proto::ErrorCode;
@@ -75,6 +75,36 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
     next.run(req).await
 }
 
+/// Request headers of tus uploads and ranged reads (see `media`) a page may send.
+const TUS_REQUEST: [&str; 9] = [
+    "tus-resumable",
+    "upload-length",
+    "upload-offset",
+    "upload-metadata",
+    "upload-checksum",
+    "upload-defer-length",
+    "range",
+    "if-range",
+    "if-none-match",
+];
+
+/// Response headers of tus uploads and ranged reads a page may read.
+const TUS_RESPONSE: [&str; 13] = [
+    "location",
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "tus-checksum-algorithm",
+    "upload-offset",
+    "upload-length",
+    "upload-expires",
+    "upload-metadata",
+    "content-range",
+    "accept-ranges",
+    "etag",
+];
+
 /// The CORS headers for a group of routes accepting `methods`.
 pub fn layer(cfg: &Config, methods: &[Method]) -> CorsLayer {
     let origins = if cfg.cors_origins.iter().any(|o| o == "*") {
@@ -88,8 +118,15 @@ pub fn layer(cfg: &Config, methods: &[Method]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(origins)
         .allow_methods(methods.to_vec())
-        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
-        .expose_headers([LINK])
+        .allow_headers(
+            [AUTHORIZATION, CONTENT_TYPE]
+                .into_iter()
+                .chain(TUS_REQUEST.iter().map(|h| HeaderName::from_static(h)))
+                .collect::<Vec<_>>(),
+        )
+        .expose_headers(
+            [LINK].into_iter().chain(TUS_RESPONSE.iter().map(|h| HeaderName::from_static(h))).collect::<Vec<_>>(),
+        )
         .max_age(PREFLIGHT_MAX_AGE)
 }
 

@@ -1,7 +1,8 @@
 //! Mesibo-compatible adapters, thin layers over the same services.
 //!
 //! - `/api`: the conferencing demo backend (`login`, `logout`, `setgroup`,
-//!   `joingroup`, `delgroup`, `rooms`, `setboard`, `getboard`). Parameters by GET query, POST form or
+//!   `joingroup`, `delgroup`, `rooms`, `setboard`, `getboard`, and `upload`, a multipart
+//!   request handled by `media::form`). Parameters by GET query, POST form or
 //!   POST JSON, but tokens never in the query string (`TOKENINURL`).
 //!   Replies `{op, ts, result: "OK"|"FAIL", error}`.
 //! - `/backend`: the admin backend API (`useradd`, `deluser`, `deltoken`,
@@ -32,7 +33,7 @@ use crate::messaging::{Content, Target};
 
 /// `/api` and `/api.php`: called by browser pages (CORS applies, see [`super::cors`]).
 pub(super) fn api_routes() -> Router<AppState> {
-    Router::new().route("/api", any(api)).route("/api.php", any(api))
+    Router::new().route("/api", any(api_entry)).route("/api.php", any(api_entry))
 }
 
 /// `/backend`: server to server with the admin token; no CORS.
@@ -144,6 +145,21 @@ fn api_code(e: &ApiError, default: &'static str) -> &'static str {
     }
 }
 
+/// `/api`: a multipart body is `op=upload` (streamed by [`crate::media::mesibo_upload`], never
+/// buffered); anything else is read whole (within `max_body_bytes`) and goes to [`api`].
+async fn api_entry(State(st): State<AppState>, ip: ClientIp, req: axum::extract::Request) -> axum::response::Response {
+    use axum::extract::FromRequest;
+    use axum::response::IntoResponse;
+    if crate::media::form::is_multipart(req.headers()) {
+        return crate::media::mesibo_upload(st, req).await.into_response();
+    }
+    let (m, uri, headers) = (req.method().clone(), req.uri().clone(), req.headers().clone());
+    match Bytes::from_request(req, &st).await {
+        Ok(body) => api(State(st), ip, m, uri, headers, body).await.into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
 /// `/api`: the Mesibo conferencing demo backend.
 async fn api(
     State(st): State<AppState>,
@@ -186,6 +202,8 @@ async fn api(
                 _ => api_rooms(&st, user.uid.get()).await,
             }
         }
+        // `upload` comes as a multipart form (see `api_entry`); anything else has no file.
+        "upload" => api_fail(&op, "MISSINGFILE"),
         _ => api_fail(&op, "BADOP"),
     }
 }

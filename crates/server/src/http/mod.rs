@@ -13,6 +13,8 @@
 //! - [`cors`]: use from pages on other origins (`cors_origins`).
 //! - [`metrics`]: `/metrics` for Prometheus (admin token).
 //! - [`admin`]: `/admin/webhooks`, webhook deliveries (admin token).
+//! - Uploads (`/v1/uploads`, tus) and files (`/v1/files`) are [`crate::media`]'s routes,
+//!   merged into the `/v1` group here.
 
 pub mod admin;
 pub mod cors;
@@ -74,6 +76,8 @@ pub struct AppState {
     pub epoch: Arc<str>,
     /// Unused WebSocket tickets.
     pub tickets: Arc<ticket::Tickets>,
+    /// Uploads and files.
+    pub media: Arc<crate::media::Media>,
 }
 
 /// The whole HTTP application.
@@ -83,7 +87,7 @@ pub fn router(state: AppState) -> Router {
     // The 405 answer is set on each group before its layers, so that the layers also wrap it
     // (a preflight is an OPTIONS that would otherwise be a 405 on most routes): the top-level
     // `method_not_allowed_fallback` below only fills routes that have none yet.
-    let mut v1 = v1::routes().method_not_allowed_fallback(method_not_allowed);
+    let mut v1 = v1::routes().merge(crate::media::routes()).method_not_allowed_fallback(method_not_allowed);
     let mut api = mesibo::api_routes();
     let mut sdk = sdk::routes().method_not_allowed_fallback(method_not_allowed);
     let cfg = &state.cfg;
@@ -179,8 +183,18 @@ impl FromRequestParts<AppState> for ClientIp {
 
 /// The bearer token of a request, from `Authorization: Bearer …`.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_header(&parts.headers)
+}
+
+/// The bearer token in `headers`, from `Authorization: Bearer …`.
+pub fn bearer_header(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+}
+
+/// True if a Mesibo `/api` request names a token in its query string (refused: `TOKENINURL`).
+pub fn mesibo_secret_in_query(uri: &axum::http::Uri) -> bool {
+    mesibo::secret_in_query(uri)
 }
 
 /// A request authenticated with a user access token.
