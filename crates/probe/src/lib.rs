@@ -11,7 +11,7 @@
 //!
 //!   | Container | Read | Duration from |
 //!   |---|---|---|
-//!   | MP4 / MOV / M4A | the top-level boxes by seeking past each; `moov` handed to `mp4parse` | the longest track's `mdhd` (`mehd` for fragmented files; none without it) |
+//!   | MP4 / MOV / M4A | the top-level boxes by seeking past each; `moov` handed to `mp4parse` | the longest track's `mdhd`; fragmented files: `mehd`, else the end of the last `moof` |
 //!   | WebM / Matroska | a small EBML walk (`mkv`): header, `Info`, `Tracks`, and a file's last 1 MiB | `Info/Duration`, else the last block's timestamp (MediaRecorder files have no `Duration`) |
 //!   | Ogg (Opus, Vorbis) | the first page (the codec's id header) and the last 128 KiB | the last page's granule position (minus Opus's pre-skip) over the sample rate |
 //!   | MP3 | the ID3v2 tag skipped, the first frame (two consecutive frame headers) | the Xing/Info/VBRI frame count, else the bit rate (CBR); encoder delay and padding included, as ffprobe counts |

@@ -3,6 +3,10 @@
 //! [`MAX_HEADER_READ`] — and parsed by Mozilla's `mp4parse` (Firefox's parser, with fallible
 //! allocation). `mp4parse` reads its input front to back, so it is given `moov` alone rather than
 //! the file: handing it the file would read every byte of `mdat` to skip it.
+//!
+//! A fragmented MP4 (what MSE players, Safari's MediaRecorder and `-movflags frag_keyframe`
+//! write) has empty sample tables in `moov`; its length is `mvex/mehd` when present, else the end
+//! of its last `moof`: that fragment's `tfdt` start time plus its `trun` sample durations.
 
 use std::io::{Cursor, Read, Seek};
 
@@ -10,11 +14,13 @@ use mp4parse::{CodecType, SampleEntry, TrackType};
 
 use crate::{read_at, to_ms, Kind, MediaInfo, ProbeError, MAX_HEADER_READ};
 
-/// Top-level boxes looked at before giving up (a real file has a handful).
-const MAX_BOXES: usize = 1024;
+/// Top-level boxes looked at (a plain file has a handful; a fragmented one two per fragment).
+const MAX_BOXES: usize = 100_000;
+/// A `moof` is a few KB; more than this is not read.
+const MAX_MOOF: u64 = 1 << 20;
 
 pub(crate) fn probe<R: Read + Seek>(reader: &mut R, size: u64, info: &mut MediaInfo) -> Result<(), ProbeError> {
-    let moov = find_moov(reader, size)?;
+    let (moov, last_moof) = find_boxes(reader, size)?;
     let ctx = mp4parse::read_mp4(&mut Cursor::new(moov)).map_err(|_| ProbeError::Malformed("MP4 moov"))?;
 
     let mut duration_ms: Option<u64> = None;
@@ -53,6 +59,12 @@ pub(crate) fn probe<R: Read + Seek>(reader: &mut R, size: u64, info: &mut MediaI
             duration_ms = to_ms(d.0, ts.0);
         }
     }
+    if duration_ms.unwrap_or(0) == 0 {
+        if let Some((offset, len)) = last_moof.filter(|&(_, len)| len <= MAX_MOOF) {
+            let moof = read_at(reader, offset, len as usize)?;
+            duration_ms = moof_end_ms(&moof, &ctx);
+        }
+    }
     info.duration_ms = duration_ms.filter(|&ms| ms > 0);
     if !has_video {
         info.width = None;
@@ -65,11 +77,14 @@ pub(crate) fn probe<R: Read + Seek>(reader: &mut R, size: u64, info: &mut MediaI
     Ok(())
 }
 
-/// Walks the top-level boxes and returns `moov`'s bytes (header included). Every box must end
-/// within the file: one that does not means the upload was cut short.
-fn find_moov<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Vec<u8>, ProbeError> {
+/// Walks the top-level boxes; returns `moov`'s bytes (header included) and where the last `moof`
+/// is (offset, size). Every box must end within the file: one that does not means the upload was
+/// cut short.
+type Boxes = (Vec<u8>, Option<(u64, u64)>);
+fn find_boxes<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Boxes, ProbeError> {
     let mut offset = 0u64;
     let mut moov = None;
+    let mut last_moof = None;
     for _ in 0..MAX_BOXES {
         if offset == size {
             break;
@@ -106,9 +121,106 @@ fn find_moov<R: Read + Seek>(reader: &mut R, size: u64) -> Result<Vec<u8>, Probe
             }
             moov = Some(bytes);
         }
+        if &kind == b"moof" {
+            last_moof = Some((offset, box_size));
+        }
         offset = end;
     }
-    moov.ok_or(ProbeError::Malformed("MP4 without moov"))
+    let moov = moov.ok_or(ProbeError::Malformed("MP4 without moov"))?;
+    Ok((moov, last_moof))
+}
+
+/// The end time of a `moof`'s longest track fragment, in ms: its `tfdt` (decode time of the first
+/// sample) plus the durations of its `trun` samples (each given, or `tfhd`'s default).
+fn moof_end_ms(moof: &[u8], ctx: &mp4parse::MediaContext) -> Option<u64> {
+    let mut end_ms: Option<u64> = None;
+    for (kind, traf) in boxes(moof.get(8..)?) {
+        if kind != *b"traf" {
+            continue;
+        }
+        let (mut track_id, mut default_duration, mut start, mut total) = (None, None, None, 0u64);
+        for (kind, b) in boxes(traf) {
+            // Full boxes: version (1 byte) and flags (3 bytes) first.
+            let flags = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) & 0x00FF_FFFF;
+            let version = b[0];
+            let mut r = Fields { buf: b, pos: 4 };
+            match &kind {
+                b"tfhd" => {
+                    track_id = Some(r.u32()?);
+                    if flags & 0x01 != 0 {
+                        r.skip(8)?; // base data offset
+                    }
+                    if flags & 0x02 != 0 {
+                        r.skip(4)?; // sample description index
+                    }
+                    if flags & 0x08 != 0 {
+                        default_duration = Some(r.u32()?);
+                    }
+                }
+                b"tfdt" => start = Some(if version == 1 { r.u64()? } else { u64::from(r.u32()?) }),
+                b"trun" => {
+                    let count = r.u32()?;
+                    if flags & 0x01 != 0 {
+                        r.skip(4)?; // data offset
+                    }
+                    if flags & 0x04 != 0 {
+                        r.skip(4)?; // first sample flags
+                    }
+                    if flags & 0x100 == 0 {
+                        total = total.saturating_add(u64::from(count) * u64::from(default_duration?));
+                        continue;
+                    }
+                    // Per sample: duration, then size, flags and composition offset if present.
+                    let rest = 4 * [0x200, 0x400, 0x800].iter().filter(|&&f| flags & f != 0).count();
+                    for _ in 0..count {
+                        total = total.saturating_add(u64::from(r.u32()?));
+                        r.skip(rest)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let track = ctx.tracks.iter().find(|t| t.track_id == track_id)?;
+        let timescale = track.timescale.as_ref()?.0;
+        let ms = to_ms(start?.saturating_add(total), timescale)?;
+        end_ms = Some(end_ms.map_or(ms, |e| e.max(ms)));
+    }
+    end_ms
+}
+
+/// The boxes in `buf`, as (type, body); stops at the first that does not fit.
+fn boxes(buf: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        let size = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let kind: [u8; 4] = rest.get(4..8)?.try_into().ok()?;
+        let body = rest.get(8..size.max(8))?;
+        rest = &rest[size.max(8)..];
+        Some((kind, body))
+    })
+}
+
+/// Big-endian fields read in order from a box body.
+struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Fields<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let b = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(b)
+    }
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
 }
 
 fn codec_name(codec: CodecType) -> Option<&'static str> {

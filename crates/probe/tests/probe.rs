@@ -29,6 +29,23 @@ const SPECS: &[(&str, &str, &[&str])] = &[
         "640x360",
         &["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart"],
     ),
+    // Fragmented, as MSE players and Safari's MediaRecorder write: no durations in moov.
+    (
+        "h264-aac-fragmented.mp4",
+        "640x360",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+frag_keyframe+empty_moov",
+        ],
+    ),
     ("opus.ogg", "", &["-c:a", "libopus"]),
     ("vorbis.ogg", "", &["-c:a", "libvorbis"]),
     ("lame.mp3", "", &["-c:a", "libmp3lame", "-b:a", "64k"]),
@@ -172,6 +189,7 @@ fn probes_video() {
         ("live.webm", 320, 240, "vp8", "opus"),
         ("h264-aac.mp4", 640, 360, "h264", "aac"),
         ("h264-aac-faststart.mp4", 640, 360, "h264", "aac"),
+        ("h264-aac-fragmented.mp4", 640, 360, "h264", "aac"),
     ] {
         let info = probe_bytes(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_duration(&info, 3000, name);
