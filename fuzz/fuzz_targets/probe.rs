@@ -7,7 +7,7 @@ use std::io::Cursor;
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = chorus_probe::sniff(data);
     let _ = chorus_probe::probe(&mut Cursor::new(data), data.len() as u64);
-    if imagesize::blob_size(data).is_ok_and(|s| s.width * s.height <= 1 << 20) {
+    if imagesize::blob_size(data).is_ok_and(|s| s.width.saturating_mul(s.height) <= 1 << 20) {
         let _ = chorus_probe::thumbnail(data, 64);
     }
 });
