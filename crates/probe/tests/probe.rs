@@ -59,6 +59,7 @@ const SPECS: &[(&str, &str, &[&str])] = &[
     ("frame.png", "400x300", &["-frames:v", "1"]),
     ("frame.jpg", "400x300", &["-frames:v", "1"]),
     ("frame.webp", "400x300", &["-frames:v", "1", "-c:v", "libwebp"]),
+    ("frame.gif", "400x300", &["-frames:v", "1"]),
 ];
 
 /// Runs ffmpeg once per test binary and returns the files' bytes.
@@ -161,6 +162,7 @@ fn sniffs_types_from_magic_bytes() {
         ("frame.png", "image/png", "png", Kind::Image),
         ("frame.jpg", "image/jpeg", "jpg", Kind::Image),
         ("frame.webp", "image/webp", "webp", Kind::Image),
+        ("frame.gif", "image/gif", "gif", Kind::Image),
     ];
     for (name, mime, ext, kind) in expect {
         let s = sniff(fixture(name)).unwrap_or_else(|| panic!("{name}: not sniffed"));
@@ -239,7 +241,7 @@ fn audio_only_mp4_and_webm_are_audio() {
 
 #[test]
 fn probes_images_and_makes_thumbnails() {
-    for name in ["frame.png", "frame.jpg", "frame.webp"] {
+    for name in ["frame.png", "frame.jpg", "frame.webp", "frame.gif"] {
         let info = probe_bytes(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((info.width, info.height, info.duration_ms), (Some(400), Some(300), None), "{name}");
         let (jpeg, mime) = thumbnail(fixture(name), 320).unwrap();
