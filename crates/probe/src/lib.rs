@@ -32,6 +32,22 @@
 //! with no duration. Images are refused before decoding when larger than [`MAX_PIXELS`] (a
 //! decompression bomb), and the decoder runs under `image`'s allocation limits as well.
 //!
+//! **Use.** The calls are synchronous and make a handful of small reads: run them on a blocking
+//! thread, on the stored file.
+//!
+//! ```no_run
+//! # fn main() -> std::io::Result<()> {
+//! let mut file = std::fs::File::open("upload.bin")?;
+//! let size = file.metadata()?.len();
+//! match chorus_probe::probe(&mut file, size) {
+//!     Ok(info) => println!("{} {:?} ms {:?}x{:?}", info.mime, info.duration_ms, info.width, info.height),
+//!     // Not media, or corrupt, or cut short: a plain file (with `sniff`'s type, if any).
+//!     Err(e) => println!("plain file: {e}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! **Never panics**, on any input: `fuzz/fuzz_targets/probe.rs` runs all three entry points on
 //! arbitrary bytes, and `tests/probe.rs` truncates and corrupts real files made by ffmpeg.
 
