@@ -25,6 +25,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod pin_key;
 pub mod presence;
+pub mod secrets;
 pub mod turn;
 pub mod webhooks;
 
@@ -36,75 +37,35 @@ use std::time::Duration;
 
 use crate::config::Config;
 
-/// Reads the admin token from config, else from `DATA/admin-token`, else generates one and
-/// stores it there (mode 0600). The token itself is never printed or logged: only where it is.
-/// Also makes the data directory private (0700) and an existing `admin-token` file 0600.
+/// The admin token: the `admin_token` setting, else `DATA/admin-token`, else one generated
+/// there (see [`secrets`]). At least 16 characters.
 pub fn admin_token(cfg: &Config) -> anyhow::Result<String> {
-    private_dir(&cfg.data)?;
-    let path = cfg.data.join("admin-token");
-    if path.exists() {
-        private_file(&path);
-    }
-    if let Some(t) = cfg.admin_token.as_deref().filter(|t| !t.is_empty()) {
-        if t.len() < 16 {
-            anyhow::bail!("admin_token must be at least 16 characters");
-        }
-        return Ok(t.to_string());
-    }
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_string();
-        if t.len() >= 16 {
-            return Ok(t);
+    let (token, source) = secrets::load(&cfg.data, cfg.admin_token.as_deref(), "admin-token", "an admin token", || {
+        auth_token::random_token(32)
+    })?;
+    if token.len() < 16 {
+        match source {
+            secrets::Source::Setting => anyhow::bail!("admin_token must be at least 16 characters"),
+            secrets::Source::File(p) => anyhow::bail!("{} must hold at least 16 characters", p.display()),
         }
     }
-    let token = auth_token::random_token(32);
-    write_private(&path, &token)?;
-    println!("Generated an admin token; it is stored in {} (readable by this user only)", path.display());
     Ok(token)
 }
 
 /// The webhook signing key when `webhook_urls` is set: from `webhook_secret`, else from
-/// `DATA/webhook-secret`, else a new `whsec_` secret generated there (0600; its place is printed,
-/// never the secret: receivers need it to check signatures).
+/// `DATA/webhook-secret`, else a new `whsec_` secret generated there (see [`secrets`]; receivers
+/// need it to check signatures).
 pub fn webhook_key(cfg: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     if cfg.webhook_urls.is_empty() {
         return Ok(None);
     }
-    if let Some(s) = cfg.webhook_secret.as_deref().filter(|s| !s.is_empty()) {
-        return config::webhook_secret_key(s).map(Some);
-    }
-    let path = cfg.data.join("webhook-secret");
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        private_file(&path);
-        return config::webhook_secret_key(s.trim()).map(Some);
-    }
-    use base64::Engine;
-    let key: [u8; 32] = rand::random();
-    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key));
-    write_private(&path, &secret)?;
-    println!("Generated a webhook signing secret; it is stored in {} (readable by this user only)", path.display());
-    Ok(Some(key.to_vec()))
-}
-
-/// Writes a file only its owner may read (0600), fixing the mode of an existing one.
-pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    // `mode` applies only when the file is created.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(content.as_bytes())?;
-    Ok(())
+    let (secret, _) =
+        secrets::load(&cfg.data, cfg.webhook_secret.as_deref(), "webhook-secret", "a webhook signing secret", || {
+            use base64::Engine;
+            let key: [u8; 32] = rand::random();
+            format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
+        })?;
+    config::webhook_secret_key(&secret).map(Some)
 }
 
 /// Creates `dir` (and its parents) if missing and makes it private (0700): the data

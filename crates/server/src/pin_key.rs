@@ -14,7 +14,7 @@
 //! started with another key refuses to start instead of failing every join
 //! ([`crate::groups::Groups::prepare_pins`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{aead, hmac};
@@ -130,44 +130,25 @@ impl std::fmt::Display for KeySource {
 /// `DATA/pin-key` (0600). A setting or a file that is not 64 hex digits is an error (a file is
 /// never overwritten). Never printed or logged: only where it is.
 pub fn load(cfg: &Config) -> anyhow::Result<(PinKey, KeySource)> {
-    crate::private_dir(&cfg.data)?;
-    let path = cfg.data.join(KEY_FILE);
-    if path.exists() {
-        crate::private_file(&path);
-    }
-    if let Some(text) = cfg.pin_key.as_deref().filter(|t| !t.trim().is_empty()) {
-        let key = PinKey::from_hex(text).ok_or_else(|| anyhow::anyhow!("pin_key must be 64 hex digits (32 bytes)"))?;
-        return Ok((key, KeySource::Setting));
-    }
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let key = PinKey::from_hex(&text).ok_or_else(|| {
+    let what = "a pin key (back it up: sealed pins open only with it)";
+    let (text, source) = crate::secrets::load(&cfg.data, cfg.pin_key.as_deref(), KEY_FILE, what, || {
+        let mut key = [0u8; 32];
+        SystemRandom::new().fill(&mut key).expect("the system's random source");
+        hex::encode(key)
+    })?;
+    let key = PinKey::from_hex(&text);
+    match source {
+        crate::secrets::Source::Setting => {
+            let key = key.ok_or_else(|| anyhow::anyhow!("pin_key must be 64 hex digits (32 bytes)"))?;
+            Ok((key, KeySource::Setting))
+        }
+        crate::secrets::Source::File(path) => {
+            let key = key.ok_or_else(|| {
                 anyhow::anyhow!("{} must hold 64 hex digits (32 bytes); it is not overwritten", path.display())
             })?;
             Ok((key, KeySource::File(path)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((create(&path)?, KeySource::File(path))),
-        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
     }
-}
-
-/// Writes a new random key to `path` (0600), refusing to replace a file made meanwhile.
-fn create(path: &Path) -> anyhow::Result<PinKey> {
-    use std::io::Write;
-    let mut key = [0u8; 32];
-    SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("the system's random source failed"))?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
-    f.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
-    f.sync_all()?;
-    println!("Generated a pin key; it is stored in {} (readable by this user only; back it up)", path.display());
-    Ok(PinKey::from_bytes(&key))
 }
 
 #[cfg(test)]

@@ -12,20 +12,13 @@ use sha2::Sha256;
 pub(super) struct UrlKey([u8; 32]);
 
 impl UrlKey {
-    /// Reads `data/media-key`, or makes it.
+    /// Reads `data/media-key`, or makes it (see [`crate::secrets`]).
     pub(super) fn load(data: &Path) -> anyhow::Result<UrlKey> {
-        let path = data.join("media-key");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            crate::private_file(&path);
-            let bytes =
-                hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("{} must hold 64 hex digits", path.display()))?;
-            let key: [u8; 32] =
-                bytes.try_into().map_err(|_| anyhow::anyhow!("{} must hold 64 hex digits", path.display()))?;
-            return Ok(UrlKey(key));
-        }
-        crate::private_dir(data)?;
-        let key: [u8; 32] = rand::random();
-        crate::write_private(&path, &hex::encode(key))?;
+        let (text, _) = crate::secrets::load(data, None, "media-key", "a key for signed file URLs", || {
+            hex::encode(rand::random::<[u8; 32]>())
+        })?;
+        let bad = || anyhow::anyhow!("{} must hold 64 hex digits", data.join("media-key").display());
+        let key: [u8; 32] = hex::decode(&text).map_err(|_| bad())?.try_into().map_err(|_| bad())?;
         Ok(UrlKey(key))
     }
 

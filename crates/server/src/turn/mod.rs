@@ -76,22 +76,16 @@ pub fn password(secret: &[u8], username: &str) -> String {
 }
 
 /// The shared secret: `turn_secret`, else `DATA/turn-secret`, else a new one generated there
-/// (0600; its place is printed, never the secret).
+/// (see [`crate::secrets`]). A file must hold at least 16 characters.
 pub fn secret(cfg: &Config) -> anyhow::Result<String> {
-    if let Some(s) = cfg.turn_secret.as_deref().filter(|s| !s.is_empty()) {
-        return Ok(s.to_string());
-    }
-    let path = cfg.data.join("turn-secret");
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        let s = s.trim().to_string();
-        if s.len() >= 16 {
-            crate::private_file(&path);
-            return Ok(s);
+    let (s, source) = crate::secrets::load(&cfg.data, cfg.turn_secret.as_deref(), "turn-secret", "a TURN secret", || {
+        crate::auth_token::random_token(32)
+    })?;
+    if let crate::secrets::Source::File(p) = source {
+        if s.len() < 16 {
+            anyhow::bail!("{} must hold at least 16 characters", p.display());
         }
     }
-    let s = crate::auth_token::random_token(32);
-    crate::write_private(&path, &s)?;
-    println!("Generated a TURN secret; it is stored in {} (readable by this user only)", path.display());
     Ok(s)
 }
 
