@@ -43,7 +43,7 @@ beforeEach(() => {
 
 test('roster is built from call_joined and kept up to date by events', async () => {
   const { c, ws, call } = await joined();
-  assert.equal(c.call, call);
+  assert.equal(c.groupCall, call);
   assert.deepEqual([...call.participants.keys()], ['uA', 'uB']);
   assert.equal(call.permissions.call_control, true);
   assert.equal(call.settings.max_streams, 4);
@@ -99,7 +99,7 @@ test('roster is built from call_joined and kept up to date by events', async () 
   ev({ event: 'left', address: 'uA', reason: 'removed', by: 'uC' });
   assert.deepEqual(left, [{ reason: 'removed', by: 'uC' }]);
   assert.equal(call.active, false);
-  assert.equal(c.call, null);
+  assert.equal(c.groupCall, null);
   c.close();
 });
 
@@ -282,7 +282,7 @@ test('a dropped connection ends the call with reason lost', async () => {
   ws.drop(1006);
   await flush(1);
   assert.deepEqual(left, [{ reason: 'lost' }]);
-  assert.equal(c.call, null);
+  assert.equal(c.groupCall, null);
   c.close();
 });
 

@@ -100,7 +100,7 @@ function App() {
     setScreen({ name: 'rooms' });
     if (expired) setError('Your session has ended — sign in again.');
     if (s) {
-      s.client.call?.leave().catch(() => undefined);
+      s.client.groupCall?.leave().catch(() => undefined);
       s.chat.dispose();
       s.client.close();
       if (!expired) new ChorusAuth(location.origin).logout(s.token).catch(() => undefined);
