@@ -771,7 +771,8 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
         ...options,
       });
       this._call = call;
-      const buffered = this.callBuffer.filter((f) => f.type === 'call_offer' || f.gid === gid);
+      // Frames of the call this session has just left may still arrive: only this call's.
+      const buffered = this.callBuffer.filter((f) => f.gid === gid);
       this.callBuffer = [];
       call._start();
       for (const f of buffered) call._handle(f);

@@ -227,7 +227,7 @@ const REQUIRED: { [K in ServerFrame['type']]: Record<string, FieldKind> } = {
   call_joined: { gid: 'number', address: 'string', permissions: 'object', settings: 'object', participants: 'array' },
   call_published: { stream: 'object', sdp: 'string' },
   call_sdp: {},
-  call_offer: { sdp: 'string', tracks: 'array' },
+  call_offer: { gid: 'number', sdp: 'string', tracks: 'array' },
   call_event: { gid: 'number', event: 'string' },
   call_dialing: { call: 'number', peer: 'string', video: 'boolean' },
   call_incoming: { call: 'number', from: 'string', name: 'string', video: 'boolean' },

@@ -5,7 +5,7 @@ import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChorusClient, ChorusError, type CallStatusFrame, type DirectCall } from '../src/index.ts';
 import { Mesibo, MESIBO_CONSTANTS as C } from '../src/mesibo/index.ts';
-import { FakePeerConnection, FakeTrack, FakeWebSocket, until, type Json } from './fakes.ts';
+import { FakePeerConnection, FakeTrack, FakeWebSocket, flush, until, type Json } from './fakes.ts';
 
 const PERMS = { publish: true, subscribe: true, list: true, call_control: false, hangup: false };
 const SETTINGS = { audio: true, video: true, screen: true, simulcast: true, max_height: 720, max_duration_secs: null, max_streams: 2 };
@@ -182,4 +182,26 @@ test('Mesibo: Mesibo_onCall, answer with getUserMedia tracks published in the ca
     if (nav) Object.defineProperty(globalThis, 'navigator', nav);
     else delete (globalThis as { navigator?: unknown }).navigator;
   }
+});
+
+test('an offer of the call just left, arriving while the 1:1 room is joined, is not applied to it', async () => {
+  const { c, ws } = await connected('uB');
+  const room = c.joinCall(1001);
+  ws.reply('call_join', { ...joinedFrame(0, 'uB'), gid: 1001 });
+  await room;
+  ws.receive({ type: 'call_incoming', call: 7, from: 'uA', name: 'Ann', video: true });
+  const call = c.directCalls[0]!;
+  const answered = call.answer();
+  ws.reply('call_accept', { type: 'ok' });
+  await until(() => ws.ofType('call_join').length === 2);
+  // The old room renegotiates (someone left it) before call_joined of the new one comes back.
+  ws.receive({ type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uA', sid: 0, kind: 'audio', codec: 'opus' }] });
+  ws.reply('call_join', joinedFrame(7, 'uB'));
+  const media = await answered;
+  assert.equal(media.gid, -7);
+  await flush(20);
+  assert.equal(ws.ofType('call_answer').length, 0, 'the stale offer was not answered in the new call');
+  ws.receive({ type: 'call_offer', gid: -7, sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uA', sid: 0, kind: 'audio', codec: 'opus' }] });
+  await until(() => ws.ofType('call_answer').length === 1);
+  c.close();
 });

@@ -619,6 +619,9 @@ pub enum ServerFrame {
     },
     /// A new offer of the subscribe connection: answer with `call_answer`.
     CallOffer {
+        /// The call (group, or a 1:1 call's room) whose subscribe connection this is: an offer of
+        /// a call the session has just left is not for the one it joins.
+        gid: GroupId,
         /// SDP offer.
         sdp: String,
         /// What each media line carries. Lines not listed are unused.

@@ -983,6 +983,11 @@ rid?: string,
  */
 sdp?: string, } | { "type": "call_offer",
 /**
+ * The call (group, or a 1:1 call's room) whose subscribe connection this is: an offer of
+ * a call the session has just left is not for the one it joins.
+ */
+gid: GroupId,
+/**
  * SDP offer.
  */
 sdp: string,

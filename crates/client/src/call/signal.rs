@@ -591,7 +591,7 @@ impl Signalling {
                     None => {}
                 }
             }
-            ServerFrame::CallOffer { sdp, tracks } => self.on_offer(sdp, tracks, &mut rtcs.subscribe),
+            ServerFrame::CallOffer { sdp, tracks, .. } => self.on_offer(sdp, tracks, &mut rtcs.subscribe),
             ServerFrame::CallEvent { event, .. } => self.on_call_event(event),
             ServerFrame::CallStatus(update) => self.notify(CallNotice::Status(update)),
             ServerFrame::Ok { rid } => {
