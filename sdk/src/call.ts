@@ -753,8 +753,8 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   /** @internal Routes `call_offer` and `call_event` frames. */
   _handle(f: CallOfferFrame | CallEventFrame): void {
     if (!this.active) return;
+    if (f.gid !== this.gid) return; // a frame of a call this session has left
     if (f.type === 'call_offer') return this.onOffer(f);
-    if (f.gid !== this.gid) return;
     this.emit('event', f);
     this.onEvent(f);
   }

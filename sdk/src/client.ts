@@ -8,13 +8,16 @@
 import { Emitter } from './emitter.js';
 import { ChorusError } from './errors.js';
 import { GroupCall, type GroupCallOptions } from './call.js';
+import { DirectCall } from './direct.js';
 import { RestClient, normalizeServer, type FetchLike } from './rest.js';
 import {
   CloseCode,
   frameRid,
   parseServerFrame,
   type CallEventFrame,
+  type CallIncomingFrame,
   type CallOfferFrame,
+  type CallStatusFrame,
   type ClientFrame,
   type Conversation,
   type Cursor,
@@ -115,6 +118,10 @@ export interface ChorusClientEvents {
   cursor: Cursor;
   /** An `error` frame that answers no pending request (e.g. a failed `typing`). */
   error: ChorusError;
+  /** A 1:1 call rings on this session: `answer()` or `decline()` it. */
+  'incoming-call': DirectCall;
+  /** A 1:1 call of yours changed (every session of both users gets these). */
+  'call-status': CallStatusFrame;
   /** Every frame received, after parsing (for debugging). */
   frame: ServerFrame;
 }
@@ -193,6 +200,10 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
   private _call: GroupCall | null = null;
   private joining = 0;
   private callBuffer: (CallOfferFrame | CallEventFrame)[] = [];
+  /** 1:1 calls ringing on this session or placed from it. */
+  private readonly direct = new Map<number, DirectCall>();
+  /** `call_status` frames of calls not known yet, by call id (at most 16 calls). */
+  private readonly earlyStatus = new Map<number, CallStatusFrame[]>();
 
   constructor(options: ChorusClientOptions) {
     super();
@@ -224,8 +235,8 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
   get synced(): boolean {
     return this._synced;
   }
-  /** The current group call, if any. */
-  get call(): GroupCall | null {
+  /** The call room this session is in (a group's call, or a 1:1 call's media), if any. */
+  get groupCall(): GroupCall | null {
     return this._call;
   }
   /** Messages waiting for their `sent` answer, by client id. */
@@ -430,6 +441,15 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
       call._end('lost');
     }
     this.callBuffer = [];
+    // The server ends the 1:1 calls this session carried (`lost`), and this session cannot hear
+    // about the others any more: all end here.
+    const me = this._user?.address ?? '';
+    for (const call of this.direct.values()) {
+      const [from, to] = call.incoming ? [call.peer, me] : [me, call.peer];
+      call._update({ type: 'call_status', call: call.id, from, to, video: call.video, status: 'lost', code: 0x62, by: me });
+    }
+    this.direct.clear();
+    this.earlyStatus.clear();
     if (ws && this._state === 'online') this.setState('offline');
   }
 
@@ -489,6 +509,10 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
         if (this._call) this._call._handle(f);
         else if (this.joining > 0) this.callBuffer.push(f);
         return;
+      case 'call_incoming':
+        return this.onIncomingCall(f);
+      case 'call_status':
+        return this.onCallStatus(f);
       case 'error':
         return this.onUnsolicitedError(f);
       default:
@@ -747,7 +771,8 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
         ...options,
       });
       this._call = call;
-      const buffered = this.callBuffer.filter((f) => f.type === 'call_offer' || f.gid === gid);
+      // Frames of the call this session has just left may still arrive: only this call's.
+      const buffered = this.callBuffer.filter((f) => f.gid === gid);
       this.callBuffer = [];
       call._start();
       for (const f of buffered) call._handle(f);
@@ -756,6 +781,54 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
       this.joining--;
       if (this.joining === 0) this.callBuffer = [];
     }
+  }
+
+  /**
+   * Places a 1:1 call to `address` (docs/protocol.md §17). Resolves with the `DirectCall` once
+   * the server placed it; its `status` events follow (`ringing`, then `answered` — join its media
+   * with `call.join()` — or how it ended: `busy`, `declined`, `no_answer`, `offline`, …). Rejects
+   * with `ChorusError` (`not_found`: no such user; `bad_request`: yourself; `conflict`: you are
+   * in a 1:1 call already), its `status` being Mesibo's call status.
+   */
+  async call(address: string, options: { video?: boolean } = {}): Promise<DirectCall> {
+    const video = options.video ?? false;
+    const f = await this.request({ type: 'call_dial', peer: address, video });
+    const call = new DirectCall(this, { id: f.call, peer: f.peer, name: f.peer, video: f.video, incoming: false });
+    this.trackDirect(call);
+    return call;
+  }
+
+  /** The 1:1 calls this session is ringing with or has placed, not yet ended. */
+  get directCalls(): DirectCall[] {
+    return [...this.direct.values()];
+  }
+
+  private trackDirect(call: DirectCall): void {
+    this.direct.set(call.id, call);
+    // Statuses that overtook the call's creation (the answer to call_dial may come after them).
+    const early = this.earlyStatus.get(call.id) ?? [];
+    this.earlyStatus.delete(call.id);
+    for (const f of early) this.applyCallStatus(call, f);
+  }
+
+  private onIncomingCall(f: CallIncomingFrame): void {
+    const call = DirectCall._incoming(this, f);
+    this.trackDirect(call);
+    if (!call.ended) this.emit('incoming-call', call);
+  }
+
+  private onCallStatus(f: CallStatusFrame): void {
+    this.emit('call-status', f);
+    const call = this.direct.get(f.call);
+    if (call) return this.applyCallStatus(call, f);
+    // Kept briefly for a call this session is about to learn of (bounded).
+    if (this.earlyStatus.size >= 16) this.earlyStatus.delete(this.earlyStatus.keys().next().value as number);
+    this.earlyStatus.set(f.call, [...(this.earlyStatus.get(f.call) ?? []), f]);
+  }
+
+  private applyCallStatus(call: DirectCall, f: CallStatusFrame): void {
+    call._update(f);
+    if (call.ended) this.direct.delete(call.id);
   }
 
   /** @internal Called by a GroupCall that ended itself. */

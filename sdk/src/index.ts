@@ -4,6 +4,7 @@
  * - `ChorusAuth`: login by code (REST).
  * - `ChorusClient`: the WebSocket session (messages, receipts, presence, resume) and REST helpers.
  * - `GroupCall`: a group call on the SFU (`client.joinCall(gid)`).
+ * - `DirectCall`: a 1:1 call (`client.call(address)`, the `incoming-call` event).
  *
  * @module chorus
  */
@@ -53,6 +54,9 @@ export type {
   SubscribeOptions,
   TrackEvent,
 } from './call.js';
+
+export { DirectCall, directCallEnded } from './direct.js';
+export type { DirectCallEvents } from './direct.js';
 
 /** The SDK version. */
 export const VERSION = '0.1.0';

@@ -15,6 +15,9 @@ import type { CallEvent, ClientFrame, ErrorCode, ServerFrame } from './proto/fra
 export type {
   AdminAction,
   BoardAction,
+  CallId,
+  DirectCallStatus,
+  DirectCallUpdate,
   CallEvent,
   CallLeaveReason,
   CallMute,
@@ -94,6 +97,21 @@ export const Presence = {
 } as const;
 
 /** WebSocket close codes the server uses (docs/protocol.md §3). */
+/** Mesibo's call status numbers (`MESIBO_CALLSTATUS_*`) that 1:1 calls report (`call_status.code`, `error.status`). */
+export const CallStatusCode = {
+  RINGING: 0x03,
+  ANSWER: 0x05,
+  COMPLETE: 0x40,
+  CANCEL: 0x41,
+  NOANSWER: 0x42,
+  BUSY: 0x43,
+  OFFLINE: 0x45,
+  INVALIDDEST: 0x46,
+  INVALIDSTATE: 0x47,
+  NOTALLOWED: 0x4a,
+  NETWORKERROR: 0x62,
+} as const;
+
 export const CloseCode = {
   /** Outbound queue overflowed: reconnect at once and resume. */
   FELL_BEHIND: 4000,
@@ -138,6 +156,10 @@ export type CallAnswerFrame = Client<'call_answer'>;
 export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
 export type CallLeaveFrame = Client<'call_leave'>;
+export type CallDialFrame = Client<'call_dial'>;
+export type CallAcceptFrame = Client<'call_accept'>;
+export type CallDeclineFrame = Client<'call_decline'>;
+export type CallHangupFrame = Client<'call_hangup'>;
 
 /** Client frames that carry a `rid` and get an answer. */
 export type RequestFrame = Exclude<ClientFrame, HelloFrame | AckFrame | TypingFrame>;
@@ -158,6 +180,9 @@ export type CallPublishedFrame = Server<'call_published'>;
 export type CallSdpFrame = Server<'call_sdp'>;
 export type CallOfferFrame = Server<'call_offer'>;
 export type CallEventFrame = Server<'call_event'>;
+export type CallDialingFrame = Server<'call_dialing'>;
+export type CallIncomingFrame = Server<'call_incoming'>;
+export type CallStatusFrame = Server<'call_status'>;
 export type ErrorFrame = Server<'error'>;
 
 /** The answer type of each request frame (errors arrive as `ErrorFrame`). */
@@ -176,6 +201,10 @@ export interface ResponseMap {
   call_mute: OkFrame;
   call_admin: OkFrame;
   call_leave: OkFrame;
+  call_dial: CallDialingFrame;
+  call_accept: OkFrame;
+  call_decline: OkFrame;
+  call_hangup: OkFrame;
 }
 /** The successful answer to request frame `F`. */
 export type ResponseFor<F extends RequestFrame> = ResponseMap[F['type']];
@@ -198,8 +227,11 @@ const REQUIRED: { [K in ServerFrame['type']]: Record<string, FieldKind> } = {
   call_joined: { gid: 'number', address: 'string', permissions: 'object', settings: 'object', participants: 'array' },
   call_published: { stream: 'object', sdp: 'string' },
   call_sdp: {},
-  call_offer: { sdp: 'string', tracks: 'array' },
+  call_offer: { gid: 'number', sdp: 'string', tracks: 'array' },
   call_event: { gid: 'number', event: 'string' },
+  call_dialing: { call: 'number', peer: 'string', video: 'boolean' },
+  call_incoming: { call: 'number', from: 'string', name: 'string', video: 'boolean' },
+  call_status: { call: 'number', from: 'string', to: 'string', video: 'boolean', status: 'string', code: 'number' },
   error: { code: 'string', message: 'string' },
 };
 

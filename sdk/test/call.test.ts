@@ -43,7 +43,7 @@ beforeEach(() => {
 
 test('roster is built from call_joined and kept up to date by events', async () => {
   const { c, ws, call } = await joined();
-  assert.equal(c.call, call);
+  assert.equal(c.groupCall, call);
   assert.deepEqual([...call.participants.keys()], ['uA', 'uB']);
   assert.equal(call.permissions.call_control, true);
   assert.equal(call.settings.max_streams, 4);
@@ -99,7 +99,7 @@ test('roster is built from call_joined and kept up to date by events', async () 
   ev({ event: 'left', address: 'uA', reason: 'removed', by: 'uC' });
   assert.deepEqual(left, [{ reason: 'removed', by: 'uC' }]);
   assert.equal(call.active, false);
-  assert.equal(c.call, null);
+  assert.equal(c.groupCall, null);
   c.close();
 });
 
@@ -109,7 +109,7 @@ test('the TURN servers of call_joined go into both peer connections, after the a
     { rtcConfig: { iceServers: [{ urls: 'stun:stun.example.org' }], iceTransportPolicy: 'relay' } },
     { joined: { ice_servers: [turn] } },
   );
-  ws.receive({ type: 'call_offer', sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }] });
+  ws.receive({ type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }] });
   await until(() => ws.ofType('call_answer').length === 1);
   const sub = call.peerConnections.subscribe as unknown as FakePeerConnection;
   assert.deepEqual(sub.config, { iceServers: [{ urls: 'stun:stun.example.org' }, turn], iceTransportPolicy: 'relay' });
@@ -117,7 +117,7 @@ test('the TURN servers of call_joined go into both peer connections, after the a
 
 test('without ice_servers the app\'s configuration is passed as it is', async () => {
   const { ws, call } = await joined({ rtcConfig: { bundlePolicy: 'max-bundle' } });
-  ws.receive({ type: 'call_offer', sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }] });
+  ws.receive({ type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:audio', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }] });
   await until(() => ws.ofType('call_answer').length === 1);
   const sub = call.peerConnections.subscribe as unknown as FakePeerConnection;
   assert.deepEqual(sub.config, { bundlePolicy: 'max-bundle' });
@@ -136,7 +136,7 @@ test('call_offer is answered with call_answer, and ontrack maps mids to publishe
   ws.reply('call_subscribe', { type: 'ok' });
 
   ws.receive({
-    type: 'call_offer', sdp: 'v=0 m=0:audio m=1:video',
+    type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:audio m=1:video',
     tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }, { mid: '1', publisher: 'uB', sid: 0, kind: 'video' }],
   });
   await until(() => ws.ofType('call_answer').length === 1);
@@ -156,7 +156,7 @@ test('call_offer is answered with call_answer, and ontrack maps mids to publishe
   assert.equal(ws.lastOf('call_subscribe').address, 'uC');
   ws.reply('call_subscribe', { type: 'ok' });
   ws.receive({
-    type: 'call_offer', sdp: 'v=0 m=0:audio m=1:video m=2:audio',
+    type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:audio m=1:video m=2:audio',
     tracks: [{ mid: '1', publisher: 'uC', sid: 0, kind: 'video' }, { mid: '2', publisher: 'uC', sid: 0, kind: 'audio' }],
   });
   await until(() => ws.ofType('call_answer').length === 2);
@@ -282,7 +282,7 @@ test('a dropped connection ends the call with reason lost', async () => {
   ws.drop(1006);
   await flush(1);
   assert.deepEqual(left, [{ reason: 'lost' }]);
-  assert.equal(c.call, null);
+  assert.equal(c.groupCall, null);
   c.close();
 });
 

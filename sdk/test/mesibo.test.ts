@@ -296,7 +296,7 @@ test('group call: OnPublisher for a remote stream → p.call() subscribes → On
   assert.equal(pl.of('MesiboGroupcall_OnVideo').length, 0, 'no video before its track');
 
   ws.receive({
-    type: 'call_offer', sdp: 'v=0 m=0:audio m=1:video',
+    type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:audio m=1:video',
     tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }, { mid: '1', publisher: 'uB', sid: 0, kind: 'video' }],
   });
   await until(() => pl.of('MesiboGroupcall_OnVideo').length === 1);
@@ -450,7 +450,7 @@ test('gen-1: initGroupCall().setRoom(gid) → Mesibo_onParticipants(all, latest)
   p.call({ audio: true, video: true }, 'video-b', (s) => streams.push(s), (_s, st) => statuses.push(st));
   await until(() => ws.ofType('call_subscribe').length === 1);
   ws.reply('call_subscribe', { type: 'ok' });
-  ws.receive({ type: 'call_offer', sdp: 'v=0 m=0:video', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'video' }] });
+  ws.receive({ type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:video', tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'video' }] });
   await until(() => streams.length === 1);
   assert.deepEqual(statuses, [C.MESIBO_CALLSTATUS_CHANNELUP]);
   ws.receive({ type: 'call_event', gid: 1001, event: 'talking', address: 'uB', talking: true });
@@ -838,7 +838,7 @@ test('gen-1: getLocalParticipant(name, address) and (sid, name, address); call(n
     await until(() => statuses.length === 1);
     assert.deepEqual(statuses, [C.MESIBO_CALLSTATUS_CHANNELUP]);
     ws.receive({
-      type: 'call_offer', sdp: 'v=0 m=0:audio m=1:video',
+      type: 'call_offer', gid: 1001, sdp: 'v=0 m=0:audio m=1:video',
       tracks: [{ mid: '0', publisher: 'uB', sid: 0, kind: 'audio' }, { mid: '1', publisher: 'uB', sid: 0, kind: 'video' }],
     });
     await until(() => streams.length === 1 && p.getVideoView() === el);

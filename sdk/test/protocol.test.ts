@@ -23,7 +23,7 @@ const SERVER_EXAMPLES = [
   '{"type":"error","rid":"7","id":"7f3c1a2e-0003","code":"not_found","message":"no user with address \\"nobody\\"","status":131}',
   '{"type":"call_joined","rid":"1","gid":1001,"address":"uA","permissions":{"publish":true,"subscribe":true,"list":true,"call_control":true,"hangup":true},"settings":{"audio":true,"video":true,"screen":true,"simulcast":true,"max_height":720,"max_duration_secs":null,"max_streams":4},"participants":[{"address":"uA","name":"A","permissions":{"publish":true,"subscribe":true,"list":true,"call_control":true,"hangup":true},"admin_muted":{"audio":false,"video":false},"talking":false,"streams":[]},{"address":"uB","name":"B","permissions":{"publish":true,"subscribe":true,"list":true,"call_control":false,"hangup":false},"admin_muted":{"audio":false,"video":false},"talking":false,"streams":[{"sid":0,"audio":true,"video":true,"screen":false,"layers":3,"height":720,"muted":{"audio":false,"video":false}}]}]}',
   '{"type":"call_published","rid":"2","stream":{"sid":0,"audio":true,"video":true,"screen":false,"layers":3,"height":720,"muted":{"audio":false,"video":false}},"sdp":"v=0"}',
-  '{"type":"call_offer","sdp":"v=0","tracks":[{"mid":"0","publisher":"uB","sid":0,"kind":"audio"},{"mid":"1","publisher":"uB","sid":0,"kind":"video"}]}',
+  '{"type":"call_offer","gid":1001,"sdp":"v=0","tracks":[{"mid":"0","publisher":"uB","sid":0,"kind":"audio"},{"mid":"1","publisher":"uB","sid":0,"kind":"video"}]}',
   '{"type":"call_event","gid":1001,"event":"layer","address":"uB","sid":0,"layer":1}',
   '{"type":"call_event","gid":1000,"event":"talking","address":"u1","talking":true}',
 ];

@@ -295,7 +295,15 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
               </button>
             </div>
             {panel === 'chat' ? (
-              <ChatPanel store={session.chat} conv={conv} setConv={setConv} gid={gid} self={me || session.user.address} nameOf={peerName} />
+              <ChatPanel
+                store={session.chat}
+                conv={conv}
+                setConv={setConv}
+                gid={gid}
+                self={me || session.user.address}
+                nameOf={peerName}
+                onCall={(peer, video) => void session.direct.place(peer, video, peerName(peer))}
+              />
             ) : (
               <div class="people" data-testid="participant-list">
                 {admin && (

@@ -35,6 +35,7 @@ export function ChatPanel({
   gid,
   self,
   nameOf,
+  onCall,
 }: {
   store: ChatStore;
   conv: ConvKey;
@@ -42,6 +43,8 @@ export function ChatPanel({
   gid: number;
   self: string;
   nameOf: (address: string) => string;
+  /** Places a 1:1 call to `peer` (shown in 1:1 chats). It takes this tab out of the room's call. */
+  onCall?: (peer: string, video: boolean) => void;
 }) {
   const [text, setText] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -94,6 +97,17 @@ export function ChatPanel({
           </button>
         ))}
       </div>
+      {conv.startsWith('p:') && onCall && (
+        <div class="chat-call">
+          <span class="muted">1:1 with {nameOf(conv.slice(2))}</span>
+          <button class="small" title="Video call (leaves the room's call)" data-testid="chat-call-video" onClick={() => onCall(conv.slice(2), true)}>
+            <Icon name="cam" size={14} /> Call
+          </button>
+          <button class="small" title="Voice call (leaves the room's call)" data-testid="chat-call-voice" onClick={() => onCall(conv.slice(2), false)}>
+            <Icon name="mic" size={14} />
+          </button>
+        </div>
+      )}
       <div class="messages" ref={list} data-testid="chat-messages">
         {messages.length === 0 && <p class="muted">No messages yet{conv.startsWith('p:') ? ` — only ${nameOf(conv.slice(2))} sees what you write here` : ''}.</p>}
         {messages.map((m) => {

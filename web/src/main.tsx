@@ -9,6 +9,8 @@ import { Rooms } from './Rooms.tsx';
 import { PreJoin, type JoinChoice } from './PreJoin.tsx';
 import { CallView } from './Call.tsx';
 import { AdminPage } from './Admin.tsx';
+import { DirectCalls } from './direct.ts';
+import { DirectCallLayer } from './Direct.tsx';
 import './styles.css';
 
 const TOKEN_KEY = 'chorus.token';
@@ -19,13 +21,16 @@ export interface Session {
   user: SessionUser;
   client: ChorusClient;
   chat: ChatStore;
+  /** 1:1 calls. */
+  direct: DirectCalls;
 }
 
 function openSession(token: string, user: SessionUser): Session {
   const client = new ChorusClient({ server: location.origin, token });
   const chat = new ChatStore(client);
+  const direct = new DirectCalls(client);
   client.connect().catch(() => undefined);
-  return { token, user, client, chat };
+  return { token, user, client, chat, direct };
 }
 
 function savedSession(): Session | null {
@@ -100,8 +105,9 @@ function App() {
     setScreen({ name: 'rooms' });
     if (expired) setError('Your session has ended — sign in again.');
     if (s) {
-      s.client.call?.leave().catch(() => undefined);
+      s.client.groupCall?.leave().catch(() => undefined);
       s.chat.dispose();
+      s.direct.dispose();
       s.client.close();
       if (!expired) new ChorusAuth(location.origin).logout(s.token).catch(() => undefined);
     }
@@ -123,20 +129,24 @@ function App() {
 
   if (screen.name === 'call') {
     return (
-      <CallView
-        session={session}
-        gid={screen.gid}
-        choice={screen.choice}
-        onExit={() => {
-          setUrl(null);
-          setScreen({ name: 'rooms' });
-        }}
-      />
+      <>
+        <DirectCallLayer calls={session.direct} />
+        <CallView
+          session={session}
+          gid={screen.gid}
+          choice={screen.choice}
+          onExit={() => {
+            setUrl(null);
+            setScreen({ name: 'rooms' });
+          }}
+        />
+      </>
     );
   }
 
   return (
     <div class="page">
+      <DirectCallLayer calls={session.direct} />
       <header class="topbar">
         <span class="brand">Chorus</span>
         <span class="grow" />

@@ -812,7 +812,7 @@ async fn subscribe_offer_lists_only_the_publishers_codec(b: Backend) {
         .unwrap();
     assert!(matches!(ok, ServerFrame::Ok { .. }), "{ok:?}");
     let (sdp, tracks) = match o.expect(EVENT, |f| matches!(f, ServerFrame::CallOffer { .. })).await.unwrap() {
-        ServerFrame::CallOffer { sdp, tracks } => (sdp, tracks),
+        ServerFrame::CallOffer { sdp, tracks, .. } => (sdp, tracks),
         _ => unreachable!(),
     };
     let codecs: Vec<(&str, &str)> = tracks.iter().map(|t| (t.mid.as_str(), t.codec.as_str())).collect();

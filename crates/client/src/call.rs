@@ -254,6 +254,8 @@ pub enum CallNotice {
         /// The explanation.
         message: String,
     },
+    /// A 1:1 call changed (`call_status`, see [`crate::direct`]).
+    Status(chorus_proto::direct::DirectCallUpdate),
     /// The call task stopped (left, removed, the WebSocket closed); the text says why.
     Ended(String),
 }

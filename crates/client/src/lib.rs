@@ -6,6 +6,7 @@
 //!   that arrive while you wait for a specific one, so nothing is lost.
 //! - [`call::Call`]: a group-call participant on top of a [`Connection`]
 //!   (WebRTC with str0m, synthetic media, receive statistics).
+//! - [`direct`]: 1:1 calls (dial, answer, decline, hang up; the media through [`call::Call`]).
 //!
 //! Tests, bots and the load generator are built on it; it speaks exactly the
 //! types of `chorus-proto`.
@@ -13,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod call;
+pub mod direct;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -342,6 +344,7 @@ impl Connection {
             | ServerFrame::CallJoined { rid: r, .. }
             | ServerFrame::CallPublished { rid: r, .. }
             | ServerFrame::CallSdp { rid: r, .. }
+            | ServerFrame::CallDialing { rid: r, .. }
             | ServerFrame::Error { rid: r, .. } => r.as_deref() == Some(rid.as_str()),
             _ => false,
         })

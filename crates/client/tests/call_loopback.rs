@@ -110,7 +110,7 @@ async fn fake_server(listener: TcpListener, seen: tokio::sync::mpsc::UnboundedSe
                             CallTrack { mid: a.to_string(), publisher: "alice".into(), sid: 0, kind: MediaKind::Audio, codec: "opus".into() },
                             CallTrack { mid: v.to_string(), publisher: "alice".into(), sid: 0, kind: MediaKind::Video, codec: "VP8".into() },
                         ];
-                        ws.send(send(&ServerFrame::CallOffer { sdp: offer.to_sdp_string(), tracks })).await.unwrap();
+                        ws.send(send(&ServerFrame::CallOffer { gid: chorus_proto::GroupId(1000), sdp: offer.to_sdp_string(), tracks })).await.unwrap();
                     }
                     ClientFrame::CallAnswer { sdp, .. } => {
                         let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();

@@ -78,6 +78,11 @@ id_type!(
     /// A position in a user's message stream (`pos`): resume from it.
     Pos
 );
+id_type!(
+    /// A 1:1 call's id (`call`, ≥ 1). Its media run in the call room `-call` (see
+    /// [`crate::direct`]).
+    CallId
+);
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod call;
+pub mod direct;
 pub mod error;
 pub mod flags;
 pub mod ids;
@@ -23,4 +24,4 @@ pub mod rest;
 pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode};
-pub use ids::{ConvId, GroupId, MessageId, Pos, Seq, UserId};
+pub use ids::{CallId, ConvId, GroupId, MessageId, Pos, Seq, UserId};

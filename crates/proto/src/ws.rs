@@ -17,8 +17,9 @@ use serde_json::Value;
 use crate::call::{
     AdminAction, CallEvent, CallParticipant, CallPermissions, CallSettings, CallStream, CallTrack, PublishRequest,
 };
+use crate::direct::DirectCallUpdate;
 use crate::error::ErrorCode;
-use crate::ids::{GroupId, MessageId, Pos, Seq, UserId};
+use crate::ids::{CallId, GroupId, MessageId, Pos, Seq, UserId};
 
 /// A position in the user's message stream, to resume from after a reconnect.
 ///
@@ -158,7 +159,8 @@ pub enum ClientFrame {
         #[serde(default)]
         rid: Option<String>,
     },
-    /// Join the call of group `gid` (answered with `call_joined`). A session is in one call at a
+    /// Join the call of group `gid` (answered with `call_joined`); a negative `gid` is the media
+    /// room of an answered 1:1 call (`-call`, see [`crate::direct`]). A session is in one call at a
     /// time; joining from a second session replaces the first.
     CallJoin {
         /// Request id, echoed.
@@ -263,6 +265,42 @@ pub enum ClientFrame {
         #[serde(default)]
         rid: Option<String>,
     },
+    /// Place a 1:1 call to `peer` (answered with `call_dialing`; `call_status` frames follow).
+    CallDial {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// The callee's address.
+        peer: String,
+        /// A video call (`false`: voice only).
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
+        video: bool,
+    },
+    /// Answer a ringing 1:1 call from this session (answered with `ok`).
+    CallAccept {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// The call.
+        call: CallId,
+    },
+    /// Decline a ringing 1:1 call (answered with `ok`).
+    CallDecline {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// The call.
+        call: CallId,
+    },
+    /// Hang up a 1:1 call, or cancel it while it rings (answered with `ok`).
+    CallHangup {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// The call.
+        call: CallId,
+    },
 }
 
 fn yes() -> bool {
@@ -284,7 +322,11 @@ impl ClientFrame {
             | ClientFrame::CallAnswer { rid, .. }
             | ClientFrame::CallMute { rid, .. }
             | ClientFrame::CallAdmin { rid, .. }
-            | ClientFrame::CallLeave { rid } => Some(rid),
+            | ClientFrame::CallLeave { rid }
+            | ClientFrame::CallDial { rid, .. }
+            | ClientFrame::CallAccept { rid, .. }
+            | ClientFrame::CallDecline { rid, .. }
+            | ClientFrame::CallHangup { rid, .. } => Some(rid),
             ClientFrame::CallPublish(p) => Some(&mut p.rid),
             ClientFrame::Hello { .. } | ClientFrame::Ack { .. } | ClientFrame::Typing { .. } => None,
         }
@@ -305,7 +347,11 @@ impl ClientFrame {
             | ClientFrame::CallAnswer { rid, .. }
             | ClientFrame::CallMute { rid, .. }
             | ClientFrame::CallAdmin { rid, .. }
-            | ClientFrame::CallLeave { rid } => rid.as_deref(),
+            | ClientFrame::CallLeave { rid }
+            | ClientFrame::CallDial { rid, .. }
+            | ClientFrame::CallAccept { rid, .. }
+            | ClientFrame::CallDecline { rid, .. }
+            | ClientFrame::CallHangup { rid, .. } => rid.as_deref(),
             ClientFrame::CallPublish(p) => p.rid.as_deref(),
             ClientFrame::Hello { .. } | ClientFrame::Ack { .. } | ClientFrame::Typing { .. } => None,
         }
@@ -573,6 +619,9 @@ pub enum ServerFrame {
     },
     /// A new offer of the subscribe connection: answer with `call_answer`.
     CallOffer {
+        /// The call (group, or a 1:1 call's room) whose subscribe connection this is: an offer of
+        /// a call the session has just left is not for the one it joins.
+        gid: GroupId,
         /// SDP offer.
         sdp: String,
         /// What each media line carries. Lines not listed are unused.
@@ -586,6 +635,32 @@ pub enum ServerFrame {
         #[serde(flatten)]
         event: CallEvent,
     },
+    /// Answer to `call_dial`: the 1:1 call is placed; `call_status` frames tell what follows.
+    CallDialing {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// The call.
+        call: CallId,
+        /// The callee's address.
+        peer: String,
+        /// A video call.
+        video: bool,
+    },
+    /// Someone is calling you (sent to every session of the callee): ring, then `call_accept`
+    /// or `call_decline`.
+    CallIncoming {
+        /// The call.
+        call: CallId,
+        /// The caller's address.
+        from: String,
+        /// The caller's display name.
+        name: String,
+        /// A video call (`false`: voice only).
+        video: bool,
+    },
+    /// A 1:1 call changed (sent to every session of both users).
+    CallStatus(DirectCallUpdate),
     /// A request failed; nothing was changed.
     Error {
         /// Echoed request id.
@@ -598,7 +673,8 @@ pub enum ServerFrame {
         code: ErrorCode,
         /// Plain-words explanation.
         message: String,
-        /// For a failed `send`: the Mesibo message status (≥ 0x80).
+        /// For a failed `send`: the Mesibo message status (≥ 0x80); for a refused 1:1 call
+        /// request: the Mesibo call status (`MESIBO_CALLSTATUS_*`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         status: Option<u8>,
     },

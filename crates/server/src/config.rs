@@ -163,6 +163,8 @@ pub struct Config {
     pub rtc_initial_bitrate_kbps: u64,
     /// Call events queued per participant; one that falls this far behind is dropped from the call.
     pub call_event_queue: usize,
+    /// Seconds a 1:1 call rings before it ends unanswered (`no_answer`).
+    pub call_ring_timeout_secs: u64,
     /// Most ICE-TCP connections open at once (all calls together); more are closed at once.
     pub rtc_tcp_max_connections: usize,
 
@@ -277,6 +279,7 @@ impl Default for Config {
             rtc_connect_timeout_secs: 20,
             rtc_initial_bitrate_kbps: 1000,
             call_event_queue: 1024,
+            call_ring_timeout_secs: 45,
             rtc_tcp_max_connections: 1024,
             turn_udp_port: None,
             turn_secret: None,
@@ -368,6 +371,9 @@ impl Config {
         }
         if !(50..=100_000).contains(&self.rtc_initial_bitrate_kbps) {
             anyhow::bail!("rtc_initial_bitrate_kbps must be between 50 and 100000");
+        }
+        if !(1..=3600).contains(&self.call_ring_timeout_secs) {
+            anyhow::bail!("call_ring_timeout_secs must be between 1 and 3600");
         }
         if self.call_event_queue < 16 {
             anyhow::bail!("call_event_queue must be at least 16");

@@ -171,7 +171,9 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     if let Some(t) = turn {
         calls.set_turn(t);
     }
+    let direct = call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone());
     let state = http::AppState {
+        direct,
         cfg,
         accounts,
         groups,

@@ -54,12 +54,12 @@ function streamEndReason(r: StreamEndReason, local: boolean): number {
   return local && r === 'unpublished' ? C.MESIBOCALL_HANGUP_REASON_USER : C.MESIBOCALL_HANGUP_REASON_REMOTE;
 }
 
-function docGet(id: string): HTMLElement | null {
+export function docGet(id: string): HTMLElement | null {
   const d = (globalThis as { document?: Document }).document;
   return d ? d.getElementById(id) : null;
 }
 
-function play(el: HTMLMediaElement): void {
+export function play(el: HTMLMediaElement): void {
   el.autoplay = true;
   if ('playsInline' in el) (el as HTMLVideoElement).playsInline = true;
   const p = typeof el.play === 'function' ? el.play() : undefined;

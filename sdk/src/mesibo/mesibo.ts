@@ -13,6 +13,7 @@ import { C } from './constants.js';
 import { fire } from './dispatch.js';
 import { MesiboGroupCall } from './groupcall.js';
 import { MesiboHttpRequest } from './http.js';
+import { MesiboP2P } from './p2p.js';
 import { MesiboMessage, MesiboReadSession, failureStatus, fromChorus, type MesiboParams } from './messages.js';
 
 /** Chorus extensions: where the server is and (for tests) the transport implementations. */
@@ -447,6 +448,7 @@ let instance: Mesibo | null = null;
 export class Mesibo {
   /** @internal */
   readonly _listeners: unknown[] = [];
+  private readonly p2p = new MesiboP2P(this._listeners);
   /** @internal */
   readonly _sessions = new Set<MesiboReadSession>();
   private readonly options: MesiboOptions;
@@ -581,6 +583,7 @@ export class Mesibo {
     client.on('presence', (p) => this.onPresence(p));
     client.on('group', (g) => this.onGroup(g));
     client.on('error', (e) => this._error('server', e));
+    this.p2p.attach(client);
     client.connect().catch(() => undefined);
     return 0;
   }
@@ -590,6 +593,7 @@ export class Mesibo {
     const c = this.client;
     this.client = null;
     for (const gc of this.calls.values()) gc._stopped();
+    this.p2p.stopped();
     c?.close();
     this.setStatus(C.MESIBO_STATUS_STOPPED);
     return 0;
@@ -736,10 +740,34 @@ export class Mesibo {
     return new MesiboGroupCall(this, null, 0, true);
   }
 
-  /** 1:1 calls are not part of Chorus: `call(address)` reports `Mesibo_onCallStatus(0, MESIBO_CALLSTATUS_NOCALLS)`. */
-  call(_address: string): number {
-    setTimeout(() => fire(this._listeners, 'Mesibo_onCallStatus', 0, C.MESIBO_CALLSTATUS_NOCALLS), 0);
-    return -1;
+  /** 1:1 calls (module `mesibo/p2p`): the media elements of the next video call. */
+  setupVideoCall(localVideoId: string, remoteVideoId: string, enable?: boolean): void {
+    this.p2p.setupVideoCall(localVideoId, remoteVideoId, enable);
+  }
+  /** The audio element of the next voice call. */
+  setupVoiceCall(audioElementId: string): void {
+    this.p2p.setupVoiceCall(audioElementId);
+  }
+  /** Calls `address` → `Mesibo_onCallStatus(callid, status)`. */
+  call(address: string): number {
+    return this.p2p.call(this._client(), address);
+  }
+  /** Answers the ringing call. */
+  answer(video?: boolean): number {
+    return this.p2p.answer(video);
+  }
+  /** Hangs up the call (`callid` 0: the current one). */
+  hangup(callid?: number): number {
+    return this.p2p.hangup(callid);
+  }
+  mute(audio: boolean, video: boolean, enable: boolean): void {
+    this.p2p.mute(audio, video, enable);
+  }
+  toggleAudioMute(): boolean {
+    return this.p2p.toggleAudioMute();
+  }
+  toggleVideoMute(): boolean {
+    return this.p2p.toggleVideoMute();
   }
 
   // ---------------------------------------------------------------- internals

@@ -122,6 +122,12 @@ sid: number,
 layer: number | null, };
 
 /**
+ * A 1:1 call's id (`call`, ≥ 1). Its media run in the call room `-call` (see
+ * [`crate::direct`]).
+ */
+export type CallId = number;
+
+/**
  * Why a participant left (Mesibo's hangup reasons where they exist).
  */
 export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow";
@@ -495,7 +501,43 @@ video?: boolean, } | { "type": "call_leave",
 /**
  * Request id, echoed.
  */
-rid?: string | null, };
+rid?: string | null, } | { "type": "call_dial",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The callee's address.
+ */
+peer: string,
+/**
+ * A video call (`false`: voice only).
+ */
+video?: boolean, } | { "type": "call_accept",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The call.
+ */
+call: CallId, } | { "type": "call_decline",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The call.
+ */
+call: CallId, } | { "type": "call_hangup",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The call.
+ */
+call: CallId, };
 
 /**
  * A position in the user's message stream, to resume from after a reconnect.
@@ -513,6 +555,45 @@ epoch: string,
  * Last processed stream position.
  */
 pos: Pos, };
+
+/**
+ * Where a 1:1 call stands. `ringing` and `answered` keep the call going; every other status
+ * ends it.
+ */
+export type DirectCallStatus = "ringing" | "answered" | "busy" | "offline" | "declined" | "no_answer" | "canceled" | "ended" | "lost";
+
+/**
+ * The body of a `call_status` frame: a 1:1 call changed.
+ */
+export type DirectCallUpdate = {
+/**
+ * The call.
+ */
+call: CallId,
+/**
+ * The caller's address.
+ */
+from: string,
+/**
+ * The callee's address.
+ */
+to: string,
+/**
+ * A video call (`false`: voice only).
+ */
+video: boolean,
+/**
+ * Where the call stands now.
+ */
+status: DirectCallStatus,
+/**
+ * Mesibo's call status number of `status` (`MESIBO_CALLSTATUS_*`).
+ */
+code: number,
+/**
+ * Who hung up (`ended`) or whose session was lost (`lost`).
+ */
+by?: string, };
 
 /**
  * A stable, documented error code.
@@ -902,6 +983,11 @@ rid?: string,
  */
 sdp?: string, } | { "type": "call_offer",
 /**
+ * The call (group, or a 1:1 call's room) whose subscribe connection this is: an offer of
+ * a call the session has just left is not for the one it joins.
+ */
+gid: GroupId,
+/**
  * SDP offer.
  */
 sdp: string,
@@ -1016,7 +1102,39 @@ sid: number,
 /**
  * Layer index, `0` the lowest.
  */
-layer: number | null, }) | { "type": "error",
+layer: number | null, }) | { "type": "call_dialing",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * The call.
+ */
+call: CallId,
+/**
+ * The callee's address.
+ */
+peer: string,
+/**
+ * A video call.
+ */
+video: boolean, } | { "type": "call_incoming",
+/**
+ * The call.
+ */
+call: CallId,
+/**
+ * The caller's address.
+ */
+from: string,
+/**
+ * The caller's display name.
+ */
+name: string,
+/**
+ * A video call (`false`: voice only).
+ */
+video: boolean, } | { "type": "call_status" } & DirectCallUpdate | { "type": "error",
 /**
  * Echoed request id.
  */
@@ -1034,7 +1152,8 @@ code: ErrorCode,
  */
 message: string,
 /**
- * For a failed `send`: the Mesibo message status (≥ 0x80).
+ * For a failed `send`: the Mesibo message status (≥ 0x80); for a refused 1:1 call
+ * request: the Mesibo call status (`MESIBO_CALLSTATUS_*`).
  */
 status?: number, };
 

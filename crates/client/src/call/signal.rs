@@ -591,8 +591,9 @@ impl Signalling {
                     None => {}
                 }
             }
-            ServerFrame::CallOffer { sdp, tracks } => self.on_offer(sdp, tracks, &mut rtcs.subscribe),
+            ServerFrame::CallOffer { sdp, tracks, .. } => self.on_offer(sdp, tracks, &mut rtcs.subscribe),
             ServerFrame::CallEvent { event, .. } => self.on_call_event(event),
+            ServerFrame::CallStatus(update) => self.notify(CallNotice::Status(update)),
             ServerFrame::Ok { rid } => {
                 let rid = rid.unwrap_or_default();
                 if self.leaving.as_ref().is_some_and(|(r, _)| *r == rid) {

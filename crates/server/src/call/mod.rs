@@ -23,6 +23,7 @@
 //! participant whose receiver is closed; a group change leaves the latest member list in a slot
 //! and wakes the room the same way.
 
+pub mod direct;
 mod engine;
 mod net;
 mod sdp;
@@ -290,7 +291,20 @@ impl Calls {
         let g = self.groups.get(gid, Actor::User(user.uid.get())).await?;
         let m = g.membership.ok_or_else(|| ApiError::not_found("no such group"))?;
         let perms = permissions(g.flags, m.flags, m.admin_flags);
-        let settings = settings(&g);
+        self.enter(user, session, gid, perms, settings(&g), rid).await
+    }
+
+    /// Joins `user`'s session `session` to room `gid` (a group's call, or a 1:1 call's room) with
+    /// `perms`, starting the room with `settings` if it is not running.
+    pub(crate) async fn enter(
+        self: &Arc<Self>,
+        user: &SessionUser,
+        session: u64,
+        gid: i64,
+        perms: Permissions,
+        settings: RoomSettings,
+        rid: Option<String>,
+    ) -> Result<(CallSession, ServerFrame), ApiError> {
         // A room task that has just emptied may be on its way out: try again with a new one.
         for _ in 0..3 {
             let handle = self.room_for(gid, settings);
@@ -330,6 +344,16 @@ impl Calls {
             }
         }
         Err(ApiError::new(ErrorCode::Internal, "the call could not be started; try again"))
+    }
+
+    /// Closes room `gid`, if it runs: everyone in it leaves (`left`, reason `not_member`), as
+    /// when a group is deleted. Used when a 1:1 call ends.
+    pub(crate) fn close_room(&self, gid: i64) {
+        let handle = self.rooms.lock().expect("rooms lock").get(&gid).cloned();
+        if let Some(handle) = handle {
+            *handle.shared.refresh.lock().expect("refresh lock") = Some(HashMap::new());
+            handle.shared.wake.notify_one();
+        }
     }
 
     /// The calls in progress (rooms with at least one session in them), by gid.

@@ -66,6 +66,8 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// Group calls.
     pub calls: Arc<crate::call::Calls>,
+    /// 1:1 calls.
+    pub direct: Arc<crate::call::direct::DirectCalls>,
     /// Webhooks (deliveries for the admin view).
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The admin (app) token.

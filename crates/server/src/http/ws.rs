@@ -111,6 +111,18 @@ fn error_frame(rid: Option<String>, id: Option<String>, e: &ApiError) -> ServerF
     ServerFrame::Error { rid, id, code: e.code, message: e.message.clone(), status: st }
 }
 
+/// A refused 1:1 call request: the error, with Mesibo's call status in `status`.
+fn direct_error(rid: Option<String>, r: crate::call::direct::Refused) -> ServerFrame {
+    ServerFrame::Error { rid, id: None, code: r.error.code, message: r.error.message, status: r.status }
+}
+
+fn direct_answer(rid: Option<String>, r: Result<(), crate::call::direct::Refused>) -> ServerFrame {
+    match r {
+        Ok(()) => ServerFrame::Ok { rid },
+        Err(e) => direct_error(rid, e),
+    }
+}
+
 fn ok_or_error(rid: Option<String>, r: Result<(), ApiError>) -> ServerFrame {
     match r {
         Ok(()) => ServerFrame::Ok { rid },
@@ -295,6 +307,8 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
             sess.main_loop(&mut out, &mut stream, &mut rx).await;
         }
     }
+    // The 1:1 call this session placed or answered ends with it.
+    s.direct.session_gone(&user, id);
     if s.messaging.bus().detach(user.uid.get(), id) {
         s.presence.went_away(user);
     }
@@ -602,6 +616,19 @@ impl Session {
             | ClientFrame::CallAnswer { .. }
             | ClientFrame::CallMute { .. }
             | ClientFrame::CallAdmin { .. }) => Some(self.call_request(call)),
+            ClientFrame::CallDial { rid, peer, video } => {
+                let r = self.s.direct.dial(&self.user, self.id, &peer, video, rid.clone()).await;
+                Some(now(r.unwrap_or_else(|e| direct_error(rid, e))))
+            }
+            ClientFrame::CallAccept { rid, call } => {
+                Some(now(direct_answer(rid, self.s.direct.accept(&self.user, self.id, call))))
+            }
+            ClientFrame::CallDecline { rid, call } => {
+                Some(now(direct_answer(rid, self.s.direct.decline(&self.user, call))))
+            }
+            ClientFrame::CallHangup { rid, call } => {
+                Some(now(direct_answer(rid, self.s.direct.hangup(&self.user, call))))
+            }
         }
     }
 
@@ -614,7 +641,12 @@ impl Session {
         if let Some(old) = old.as_ref().filter(|c| c.gid != gid) {
             drop(old.request(ClientFrame::CallLeave { rid: None }));
         }
-        let joined = self.s.calls.join(&self.user, self.id, gid, rid.clone()).await;
+        // A negative gid is the media room of a 1:1 call (docs/protocol.md §17).
+        let joined = if gid < 0 {
+            self.s.direct.join(&self.user, self.id, gid, rid.clone()).await
+        } else {
+            self.s.calls.join(&self.user, self.id, gid, rid.clone()).await
+        };
         drop(old);
         match joined {
             Ok((call, joined)) => {

@@ -108,6 +108,15 @@ impl Messaging {
         &self.groups
     }
 
+    /// The user at `address`, if `from` may send them 1:1 messages (the rule of `send` to a
+    /// `peer`: an active user other than yourself). 1:1 calls use the same rule.
+    pub async fn peer(&self, from: &SessionUser, address: &str) -> ApiResult<SessionUser> {
+        match self.resolve(from, &Target::Peer(address.to_string())).await? {
+            Dest::Peer(u) => Ok(u),
+            Dest::Group(..) => Err(ApiError::bad_request("not a user")),
+        }
+    }
+
     /// Resolves and permission-checks a destination for `from`.
     async fn resolve(&self, from: &SessionUser, target: &Target) -> ApiResult<Dest> {
         match target {

@@ -353,7 +353,7 @@ fn the_servers_offer_is_answered_and_its_tracks_mapped() {
     let outs = frame(
         &mut sig,
         &mut p.rtcs,
-        ServerFrame::CallOffer { sdp: offer.to_sdp_string(), tracks: vec![track.clone()] },
+        ServerFrame::CallOffer { gid: GroupId(1000), sdp: offer.to_sdp_string(), tracks: vec![track.clone()] },
     );
     let [(_, ClientFrame::CallAnswer { sdp, .. })] = frames(&outs)[..] else { panic!("{outs:?}") };
     p.server.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(sdp).unwrap()).unwrap();
@@ -362,7 +362,11 @@ fn the_servers_offer_is_answered_and_its_tracks_mapped() {
     assert_eq!(sig.track(&a), Some(&track));
 
     // An offer the client cannot use is reported, not answered.
-    let outs = frame(&mut sig, &mut p.rtcs, ServerFrame::CallOffer { sdp: "nonsense".into(), tracks: vec![] });
+    let outs = frame(
+        &mut sig,
+        &mut p.rtcs,
+        ServerFrame::CallOffer { gid: GroupId(1000), sdp: "nonsense".into(), tracks: vec![] },
+    );
     assert!(matches!(&outs[..], [Output::Notice(CallNotice::Error { code: ErrorCode::BadRequest, .. })]));
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chorus_proto::call::{AdminAction, CallLeaveReason, CallTrack, PublishRequest};
 use chorus_proto::ws::{ClientFrame, ServerFrame};
-use chorus_proto::ErrorCode;
+use chorus_proto::{ErrorCode, GroupId};
 use chorus_sfu::switch::KeyframeThrottle;
 use chorus_sfu::Meter;
 use chorus_sfu::{Layer, LeaveReason, Mute, Publish, StreamId, StreamKind, Subscription, TrackKind};
@@ -602,7 +602,7 @@ impl Engine {
                     sdp
                 }
             };
-            let json = frame_json(&ServerFrame::CallOffer { sdp, tracks });
+            let json = frame_json(&ServerFrame::CallOffer { gid: GroupId(self.cfg.gid), sdp, tracks });
             deliver(peer, &json, &mut self.out);
         }
     }
