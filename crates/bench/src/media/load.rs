@@ -171,3 +171,84 @@ async fn reader(load: &ReadLoad, seed: u64, open: Instant, close: Instant) -> an
     }
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A one-file HTTP server answering ranges of `data` after `spoil` has had its way with
+    /// (status, Content-Range, body).
+    async fn server(data: Bytes, spoil: fn(&mut String, &mut Vec<u8>)) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let data = data.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut b = [0u8; 1024];
+                            match sock.read(&mut b).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&b[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        buf.drain(..end);
+                        let range = head.split("range: bytes=").nth(1).unwrap().lines().next().unwrap();
+                        let (a, b) = range.trim().split_once('-').unwrap();
+                        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                        let mut status = format!("206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}", data.len());
+                        let mut body = data[a..=b].to_vec();
+                        spoil(&mut status, &mut body);
+                        let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n", body.len());
+                        if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(&body).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/f")
+    }
+
+    fn load(url: String, data: Bytes) -> ReadLoad {
+        ReadLoad {
+            url,
+            data,
+            clients: 2,
+            range: 1000,
+            verify_every: 1,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn right_answers_pass_and_wrong_ones_fail_the_run() {
+        let data = random_bytes(50_000, 7);
+        let good = server(data.clone(), |_, _| {}).await;
+        let t = range_reads(&load(good, data.clone()), Instant::now()).await.unwrap();
+        assert!(t.requests > 0 && t.compared == t.checked && t.bytes == t.requests * 1000, "{t:?}");
+
+        let flipped = server(data.clone(), |_, body| body[500] ^= 1).await;
+        let e = range_reads(&load(flipped, data.clone()), Instant::now()).await.unwrap_err();
+        assert!(e.to_string().contains("wrong bytes"), "{e}");
+
+        let whole = server(data.clone(), |status, _| *status = status.replace("206 Partial Content", "200 OK")).await;
+        let e = range_reads(&load(whole, data.clone()), Instant::now()).await.unwrap_err();
+        assert!(e.to_string().contains("answered 200"), "{e}");
+
+        let shifted = server(data.clone(), |status, _| *status = status.replace("bytes ", "bytes 1")).await;
+        let e = range_reads(&load(shifted, data.clone()), Instant::now()).await.unwrap_err();
+        assert!(e.to_string().contains("Content-Range"), "{e}");
+
+        let short = server(data.clone(), |_, body| body.truncate(999)).await;
+        let e = range_reads(&load(short, data), Instant::now()).await.unwrap_err();
+        assert!(e.to_string().contains("Content-Length"), "{e}");
+    }
+}

@@ -48,14 +48,16 @@ impl Nginx {
                 format!("starting {} (apt-get install nginx, or pass --media-nginx-bin)", bin.display())
             })?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
+        // The master listens before it forks the workers: wait for both, so that [`Nginx::pids`]
+        // names every process that will serve.
+        while TcpStream::connect(addr).is_err() || children(child.id()).len() < workers {
             if let Some(status) = child.try_wait()? {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
                 bail!("nginx exited ({status}): {log}");
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("nginx did not listen on {addr} within 10 s");
+                bail!("nginx did not listen on {addr} with {workers} workers within 10 s");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
