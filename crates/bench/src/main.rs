@@ -4,8 +4,10 @@
 //!   ([`netns`]): the command re-runs itself there as `sfu-inner`.
 //! * `msg`: messaging (idle connections, group fan-out beside Redis pub/sub, durable 1:1
 //!   sends, a reconnect storm) on the host's loopback.
-//! * `all`: both; `smoke`: both at small sizes for CI, failing when a generator or a peer
-//!   stops working.
+//! * `media`: tus uploads and concurrent range reads of one large file, Chorus beside nginx
+//!   on the host's loopback ([`media`]).
+//! * `all`: every one of these; `smoke`: all at small sizes for CI, failing when a generator
+//!   or a peer stops working.
 //! * `soak`: calls and messaging for a long time against one server ([`soak`]), in the
 //!   namespace like `sfu` (re-run there as `soak-inner`); fails when the server's RSS or open
 //!   descriptors grow after the warm-up or a client sees an error.
@@ -13,6 +15,7 @@
 //! Every command prints the tables, and writes `report.json`, `report.md` and SVG plots
 //! into `--out`.
 
+mod media;
 mod msg;
 mod netns;
 mod proc;
@@ -46,18 +49,24 @@ struct Cli {
     command: Cmd,
 }
 
+// `all` holds every scenario's flags; the command is parsed once, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// SFU forwarding: Chorus and Janus on the same load, swept over subscriber counts.
     Sfu(SfuArgs),
     /// Messaging: idle connections, fan-out (beside Redis), durable 1:1 sends, reconnect storm.
     Msg(msg::MsgArgs),
+    /// Media: tus uploads and concurrent range reads of one large file, beside nginx.
+    Media(media::MediaArgs),
     /// Every scenario at its default size (the figures of bench/RESULTS.md).
     All {
         #[command(flatten)]
         sfu: SfuArgs,
         #[command(flatten)]
         msg: msg::MsgArgs,
+        #[command(flatten)]
+        media: media::MediaArgs,
     },
     /// Every scenario at small sizes, for CI: fails when a generator or a peer does not work.
     Smoke,
@@ -222,12 +231,15 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Sfu(args) => report.sections.extend(sfu(&args, &common, &mut failures).await?),
         Cmd::Msg(args) => report.sections.extend(msg::run(&args, &common).await?),
-        Cmd::All { sfu: s, msg: m } => {
+        Cmd::Media(args) => report.sections.extend(media::run(&args, &common).await?),
+        Cmd::All { sfu: s, msg: m, media: md } => {
             report.sections.extend(msg::run(&m, &common).await?);
+            report.sections.extend(media::run(&md, &common).await?);
             report.sections.extend(sfu(&s, &common, &mut failures).await?);
         }
         Cmd::Smoke => {
             report.sections.extend(msg::run(&msg::MsgArgs::smoke(), &common).await?);
+            report.sections.extend(media::run(&media::MediaArgs::smoke(), &common).await?);
             report.sections.extend(sfu(&SfuArgs::smoke(), &common, &mut failures).await?);
         }
         Cmd::SfuInner { .. } | Cmd::SoakInner { .. } | Cmd::Soak(_) => unreachable!("handled above"),
@@ -391,6 +403,10 @@ mod tests {
             "soak --duration forever",
             "soak --publish-layers 4",
             "soak --msg-rate 0",
+            "media --media-clients 0",
+            "media --media-size 0",
+            "media --media-range 0",
+            "media --media-duration soon",
         ] {
             let e = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
             use clap::error::ErrorKind::{InvalidValue, ValueValidation};
@@ -403,6 +419,7 @@ mod tests {
             "smoke",
             "soak",
             "soak --duration 3m",
+            "media --media-size 8388608 --media-clients 4 --media-duration 2s",
         ] {
             parse(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }

@@ -376,7 +376,7 @@ pub fn probe(
     })
 }
 
-fn perf_start(pid: u32, len: Duration) -> Option<(tokio::process::Child, std::path::PathBuf)> {
+pub(crate) fn perf_start(pid: u32, len: Duration) -> Option<(tokio::process::Child, std::path::PathBuf)> {
     let file = std::env::temp_dir().join(format!("chorus-bench-perf-{pid}-{}.data", wire::now_us()));
     let child = tokio::process::Command::new("perf")
         .args(["record", "-q", "-g", "-F", "499", "-p", &pid.to_string(), "-o"])
@@ -391,7 +391,7 @@ fn perf_start(pid: u32, len: Duration) -> Option<(tokio::process::Child, std::pa
     Some((child, file))
 }
 
-async fn perf_finish(mut child: tokio::process::Child, file: &std::path::Path) -> Option<String> {
+pub(crate) async fn perf_finish(mut child: tokio::process::Child, file: &std::path::Path) -> Option<String> {
     let _ = child.wait().await;
     // Where the time goes by thread and binary, then the hottest symbols.
     let by_thread = perf_report(file, &["--sort", "comm,dso"], 6).await;
