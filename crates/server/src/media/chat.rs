@@ -12,12 +12,22 @@ use sqlx::Row;
 impl Media {
     /// Whether `uid` may read file `id` as a member of a conversation it was sent in.
     pub(super) async fn readable_in_chat(&self, uid: i64, id: &str) -> ApiResult<bool> {
+        // The read pool first, then the write pool (a message sent a moment ago), as in `library`.
+        for pool in [&self.db.read, &self.db.write] {
+            if self.readable_in_chat_from(pool, uid, id).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn readable_in_chat_from(&self, pool: &sqlx::AnyPool, uid: i64, id: &str) -> ApiResult<bool> {
         let rows = sqlx::query(
             "SELECT c.gid, c.user_lo, c.user_hi FROM conv_files f JOIN conversations c ON c.conv_id = f.conv_id \
              WHERE f.upload_id = $1",
         )
         .bind(id)
-        .fetch_all(&self.db.write)
+        .fetch_all(pool)
         .await?;
         for r in rows {
             let gid: Option<i64> = r.try_get("gid")?;

@@ -433,14 +433,16 @@ impl Media {
     /// Whether `uid` may read file `id` through a group library (a member who may receive of a
     /// group whose library holds it).
     pub(super) async fn readable_in_library(&self, uid: i64, id: &str) -> ApiResult<bool> {
-        // The write pool: an entry added a moment ago must count (SQLite's read pool may lag).
-        let gids: Vec<i64> = sqlx::query_scalar("SELECT gid FROM group_media WHERE upload_id = $1")
-            .bind(id)
-            .fetch_all(&self.db.write)
-            .await?;
-        for gid in gids {
-            if self.groups.policy(gid).await?.is_some_and(|p| p.can_receive(uid)) {
-                return Ok(true);
+        // The read pool first (playback's many range requests must not queue behind SQLite's
+        // one writer), then the write pool: an entry added a moment ago must count, and the
+        // read pool may lag by a WAL snapshot.
+        for pool in [&self.db.read, &self.db.write] {
+            let gids: Vec<i64> =
+                sqlx::query_scalar("SELECT gid FROM group_media WHERE upload_id = $1").bind(id).fetch_all(pool).await?;
+            for gid in gids {
+                if self.groups.policy(gid).await?.is_some_and(|p| p.can_receive(uid)) {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
