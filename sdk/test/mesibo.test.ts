@@ -882,6 +882,10 @@ test('sendFile: a Blob is uploaded by tus, then sent as a stored file; a URL obj
   assert.deepEqual(byUrl.file, { url: 'https://files.example.org/a.png', name: 'a.png', size: 10, filetype: 1 });
   assert.equal(byUrl.text, 'look');
   assert.equal(rest.calls.filter((c) => c.path === '/v1/uploads').length, 1);
+  // A URL from this server's op=upload is the stored file it names.
+  const id = '5f0c3c9e0a8d4b6e9a1f2c3d4e5f6a7b';
+  mesibo.sendFile({ peer: 'uB' }, 8, { fileurl: `/v1/files/${id}/content`, title: 'x.pdf' });
+  assert.deepEqual(ws.lastOf('send').file, { url: `/v1/files/${id}/content`, name: 'x.pdf', upload: id });
 
   // A received stored file: fileurl is a signed URL on this server; a text message after it
   // is not delivered before it.

@@ -722,6 +722,10 @@ export class Mesibo {
       const url = o['fileurl'];
       if (typeof url !== 'string' || !url) throw new Error('mesibo: sendFile needs a File or Blob, or {fileurl}');
       const ref: FileRef = { url };
+      // A file this user stored here by `op=upload` (its answer is the content URL): sent as a
+      // stored file, so that the conversation's members can read it.
+      const stored = /^(?:[a-z]+:\/\/[^/]+)?\/v1\/files\/([0-9a-f]{32})\/content$/.exec(url);
+      if (stored && (url.startsWith('/') || url.startsWith(`${this.getServer()}/`))) ref.upload = stored[1]!;
       if (m.title) ref.name = m.title;
       if (Number(o['size']) > 0) ref.size = Number(o['size']);
       if (Number(o['filetype']) > 0) ref.filetype = Number(o['filetype']);
