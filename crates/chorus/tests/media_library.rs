@@ -304,6 +304,19 @@ async fn library(b: Backend) {
     assert_eq!(content(&s, st, &mp4_id).await.0, 200);
     let page: Value = hr.get(&format!("/v1/groups/{gid}/media")).await.unwrap();
     assert_eq!(page["media"].as_array().unwrap().len(), 2);
+    // The uploader deleting the upload takes it out of every library.
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/uploads/{webm_id}", s.base))
+        .bearer_auth(st)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let page: Value = hr.get(&format!("/v1/groups/{gid}/media")).await.unwrap();
+    let ids: Vec<&str> = page["media"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [png_id.as_str()]);
+    assert_eq!(content(&s, sr, &webm_id).await.0, 404);
 }
 
 /// The width and height of a baseline or progressive JPEG (its SOF marker).
