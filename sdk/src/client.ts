@@ -25,6 +25,7 @@ import {
   type FileRef,
   type GroupFrame,
   type BoardFrame,
+  type GroupMediaFrame,
   type Message,
   type PresenceFrame,
   type ReceiptFrame,
@@ -114,6 +115,8 @@ export interface ChorusClientEvents {
   group: GroupFrame;
   /** A group's whiteboard changed. */
   board: BoardFrame;
+  /** A group's media library changed (an entry added or deleted). */
+  group_media: GroupMediaFrame;
   /** The resume cursor moved; persist it to resume after a page reload. */
   cursor: Cursor;
   /** An `error` frame that answers no pending request (e.g. a failed `typing`). */
@@ -501,6 +504,8 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
         return this.emit('group', f);
       case 'board':
         return this.emit('board', f);
+      case 'group_media':
+        return this.emit('group_media', f);
       case 'sent':
         // A `sent` whose rid is unknown (e.g. answered after a timeout): settle by id.
         return this.settleSend(f.id, f);

@@ -32,6 +32,8 @@ export type {
   FileRef,
   GroupEvent,
   IceServer,
+  MediaAction,
+  MediaEntry,
   MediaKind,
   Message,
   PublishRequest,
@@ -171,6 +173,8 @@ export type MessageFrame = Server<'message'>;
 export type ReceiptFrame = Server<'receipt'>;
 export type PresenceFrame = Server<'presence'>;
 export type GroupFrame = Server<'group'>;
+/** A group's media library changed (docs/protocol.md, `group_media`). */
+export type GroupMediaFrame = Server<'group_media'>;
 /** A group's whiteboard changed (docs/protocol.md, `board`). */
 export type BoardFrame = Server<'board'>;
 export type OkFrame = Server<'ok'>;
@@ -221,6 +225,7 @@ const REQUIRED: { [K in ServerFrame['type']]: Record<string, FieldKind> } = {
   receipt: { by: 'string', status: 'number', seq: 'number' },
   presence: { from: 'string', presence: 'number' },
   group: { gid: 'number', event: 'string' },
+  group_media: { gid: 'number', action: 'string', id: 'string' },
   board: { gid: 'number', version: 'number', from: 'string', action: 'string', objs: 'array' },
   ok: {},
   pong: {},

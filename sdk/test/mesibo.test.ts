@@ -15,22 +15,24 @@ const participant = (address: string, streams: Json[] = [], perms: Json = PERMS)
 });
 
 interface Rest {
-  calls: { method: string; path: string; body: Json }[];
-  routes: Record<string, (body: Json) => [number, Json]>;
+  calls: { method: string; path: string; body: Json; headers?: Json }[];
+  /** `[status, json, headers?]`; a `null` json is an empty body. */
+  routes: Record<string, (body: Json) => [number, Json] | [number, Json, Record<string, string>]>;
 }
 
 function fakeFetch(rest: Rest) {
   return async (url: string, init?: RequestInit): Promise<Response> => {
     const path = url.replace(/^https?:\/\/[^/]+/, '');
     const method = init?.method ?? 'GET';
-    const body = init?.body ? JSON.parse(String(init.body)) : undefined;
-    rest.calls.push({ method, path, body });
+    // JSON bodies are parsed; others (an upload's Blob) are kept as they are.
+    const body = typeof init?.body === 'string' ? JSON.parse(init.body) : init?.body;
+    rest.calls.push({ method, path, body, headers: init?.headers });
     const h = rest.routes[`${method} ${path}`];
     const tickets = rest.calls.filter((c) => c.path === '/v1/ws/ticket').length;
-    const [status, json] = h
+    const [status, json, headers] = h
       ? h(body)
       : [200, method === 'GET' && path === '/v1/groups' ? [] : path === '/v1/ws/ticket' ? { ticket: `tk-${tickets}`, expires_in: 30 } : {}];
-    return new Response(json === null ? '' : JSON.stringify(json), { status });
+    return new Response(json === null || status === 204 ? null : JSON.stringify(json), { status, headers: headers ?? {} });
   };
 }
 
@@ -847,5 +849,63 @@ test('gen-1: getLocalParticipant(name, address) and (sid, name, address); call(n
   } finally {
     delete (globalThis as Json).document;
   }
+  mesibo.stop();
+});
+
+test('sendFile: a Blob is uploaded by tus, then sent as a stored file; a URL object is sent by URL; a received stored file gets a signed fileurl', async () => {
+  const rest: Rest = {
+    calls: [],
+    routes: {
+      'POST /v1/uploads': () => [201, null, { location: '/v1/uploads/up1', 'upload-offset': '2' }],
+      'PATCH /v1/uploads/up1': () => [204, null, { 'upload-offset': '5' }],
+      'POST /v1/files/f9/url': () => [200, { url: '/v1/files/f9/content?expires=9&sig=ab', expires_ms: 9 }],
+    },
+  };
+  const { mesibo, ws, of } = await started(rest);
+  assert.equal(mesibo.sendFile({ peer: 'uB' }, 5, new Blob(['hello'])), 0);
+  await until(() => ws.ofType('send').length === 1);
+  const post = rest.calls.find((c) => c.path === '/v1/uploads')!;
+  assert.equal(post.headers['Upload-Length'], '5');
+  assert.equal(post.headers['Authorization'], 'Bearer tok-1234567890abcdef');
+  assert.equal(post.headers['Upload-Metadata'], `filename ${btoa('file')}`);
+  // The server took 2 bytes with the creation: the rest is PATCHed from there.
+  const patch = rest.calls.find((c) => c.method === 'PATCH')!;
+  assert.equal(patch.headers['Upload-Offset'], '2');
+  assert.equal(await (patch.body as Blob).text(), 'llo');
+  const sent = ws.lastOf('send');
+  assert.equal(sent.peer, 'uB');
+  assert.deepEqual(sent.file, { url: '', upload: 'up1', name: 'file' });
+
+  // Mesibo's object form: by URL, no upload.
+  mesibo.sendFile({ groupid: 1001 }, 6, { fileurl: 'https://files.example.org/a.png', filetype: 1, size: 10, title: 'a.png', message: 'look' });
+  const byUrl = ws.lastOf('send');
+  assert.deepEqual(byUrl.file, { url: 'https://files.example.org/a.png', name: 'a.png', size: 10, filetype: 1 });
+  assert.equal(byUrl.text, 'look');
+  assert.equal(rest.calls.filter((c) => c.path === '/v1/uploads').length, 1);
+  // A URL from this server's op=upload is the stored file it names.
+  const id = '5f0c3c9e0a8d4b6e9a1f2c3d4e5f6a7b';
+  mesibo.sendFile({ peer: 'uB' }, 8, { fileurl: `/v1/files/${id}/content`, title: 'x.pdf' });
+  assert.deepEqual(ws.lastOf('send').file, { url: `/v1/files/${id}/content`, name: 'x.pdf', upload: id });
+
+  // A received stored file: fileurl is a signed URL on this server; a text message after it
+  // is not delivered before it.
+  const base = { seq: 1, pos: 1, ts: 5, mtype: 0, edited: false, deleted: false, from: 'uB', peer: 'uA' };
+  ws.receive({ type: 'message', ...base, mid: 1, id: 'f', file: { url: '/v1/files/f9/content', upload: 'f9', name: 'clip.webm', size: 7, filetype: 2, mime: 'video/webm' } });
+  ws.receive({ type: 'message', ...base, mid: 2, id: 't', seq: 2, pos: 2, text: 'after' });
+  await until(() => of('Mesibo_onMessage').length === 2);
+  const [f, t] = of('Mesibo_onMessage').map(([m]) => m as Json);
+  assert.equal(f.fileurl, 'http://localhost:8080/v1/files/f9/content?expires=9&sig=ab');
+  assert.equal(f.filetype, 2);
+  assert.equal(f.size, 7);
+  assert.equal(f.title, 'clip.webm');
+  assert.equal(t.message, 'after');
+  assert.equal(await mesibo.getFileUrl(f), 'http://localhost:8080/v1/files/f9/content?expires=9&sig=ab');
+
+  // A refused upload: the message fails.
+  rest.routes['POST /v1/uploads'] = () => [413, { error: { code: 'too_large', message: 'big' } }];
+  mesibo.sendFile({ peer: 'uB' }, 7, new Blob(['x']));
+  await until(() => of('Mesibo_onMessageStatus').some(([m]) => (m as Json).id === 7));
+  const failed = of('Mesibo_onMessageStatus').find(([m]) => (m as Json).id === 7)![0] as Json;
+  assert.equal(failed.status, C.MESIBO_MSGSTATUS_FAIL);
   mesibo.stop();
 });

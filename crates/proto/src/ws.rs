@@ -42,8 +42,18 @@ pub struct Cursor {
 // Every Option here is left out when None: `name?: string` in TypeScript.
 #[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct FileRef {
-    /// Where to download the file.
+    /// Where to download the file. For a stored file (`upload`) the server sets it to
+    /// `/v1/files/{upload}/content` (a client may leave it out).
+    #[serde(default)]
     pub url: String,
+    /// A finished upload of the sender's (`/v1/uploads`) this message carries: the server
+    /// checks it and fills `name`, `mime` and `size` from it; the conversation's members may
+    /// then read the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
+    /// Path of a thumbnail, if the sender's app has one (shown as is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
     /// File name shown to the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -56,6 +66,61 @@ pub struct FileRef {
     /// Mesibo file type (image 1, video 2, audio 3, other 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filetype: Option<u32>,
+}
+
+/// A file in a group's media library (`GET /v1/groups/{gid}/media`, and the `group_media`
+/// frame). Metadata comes from the container (chorus-probe); a file it cannot read (not media,
+/// corrupt, cut short) has no duration, dimensions or codecs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// Every Option here is left out when None.
+#[cfg_attr(feature = "ts", ts(optional_fields))]
+pub struct MediaEntry {
+    /// The file's id (also its id under `/v1/files/{id}`).
+    pub id: String,
+    /// The group.
+    pub gid: GroupId,
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// MIME type, from the bytes (an MP4 or WebM without video is `audio/…`).
+    #[serde(rename = "type")]
+    pub mime: String,
+    /// Duration in ms (audio and video).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Width in pixels (video and images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Height in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Video codec, ffmpeg's short name (`h264`, `vp8`, `vp9`, `av1`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<String>,
+    /// Audio codec (`aac`, `opus`, `vorbis`, `mp3`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_codec: Option<String>,
+    /// Path of a JPEG thumbnail (images), fetched with the Bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
+    /// Who uploaded and added it (address); `None` once the account is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploader: Option<String>,
+    /// When it was added to the library, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// What a [`ServerFrame::GroupMedia`] says happened to a library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum MediaAction {
+    /// `entry` was added.
+    Added,
+    /// The entry `id` was deleted.
+    Deleted,
 }
 
 /// Frames a client sends.
@@ -94,8 +159,9 @@ pub enum ClientFrame {
         #[cfg_attr(feature = "ts", ts(type = "unknown", optional))]
         data: Option<Value>,
         /// A file reference.
+        // Boxed: it is large, and most frames carry none.
         #[serde(default)]
-        file: Option<FileRef>,
+        file: Option<Box<FileRef>>,
         /// App-defined message type (Mesibo `type`).
         #[serde(default)]
         mtype: Option<u32>,
@@ -547,6 +613,19 @@ pub enum ServerFrame {
         // `optional_fields` above makes only Options optional; this one is left out when empty.
         #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         members: Vec<String>,
+    },
+    /// A group's media library changed. Sent to the sessions of every member who may receive.
+    /// Live only: after a reconnect, list the library again (`GET /v1/groups/{gid}/media`).
+    GroupMedia {
+        /// The group.
+        gid: GroupId,
+        /// `added` or `deleted`.
+        action: MediaAction,
+        /// The file's id.
+        id: String,
+        /// The new entry (`added` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entry: Option<MediaEntry>,
     },
     /// A group's whiteboard changed. Sent to every member's sessions, the writer's included.
     /// Live only: not stored, not part of the resume backlog (fetch the board with

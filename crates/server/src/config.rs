@@ -199,6 +199,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Bytes one user's uploads (finished and unfinished, by declared size) may hold in all.
     pub upload_quota_bytes: u64,
+    /// Bytes of files one group's media library may hold in all.
+    pub group_media_quota_bytes: u64,
     /// Unfinished uploads one user may have at once.
     pub max_unfinished_uploads: u64,
     /// Seconds an unfinished upload is kept after its last stored bytes; then it is deleted.
@@ -294,6 +296,7 @@ impl Default for Config {
             s3_allow_http: false,
             max_upload_bytes: 2 << 30,
             upload_quota_bytes: 20 << 30,
+            group_media_quota_bytes: 10 << 30,
             max_unfinished_uploads: 10,
             upload_expiry_secs: 24 * 3600,
             upload_sweep_secs: 600,

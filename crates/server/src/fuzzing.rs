@@ -60,7 +60,7 @@ fn ws_frame(data: &[u8]) {
     let checked = match frame {
         ClientFrame::Send { id, peer, gid, text, data, file, .. } => check_client_id(&id)
             .and_then(|()| Target::from_parts(peer, gid.map(GroupId::get)))
-            .and_then(|_| encode_content(&Content { text, data, file }, 64 * 1024).map(drop)),
+            .and_then(|_| encode_content(&Content { text, data, file: file.map(|f| *f) }, 64 * 1024).map(drop)),
         ClientFrame::Edit { text, data, .. } => {
             encode_content(&Content { text, data, file: None }, 64 * 1024).map(drop)
         }

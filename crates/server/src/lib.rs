@@ -154,9 +154,16 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     groups.prepare_pins(&pin_key_source).await?;
     let boards = Arc::new(boards::Boards::new(db.clone(), cfg.clone(), groups.clone(), bus.clone()));
     let hooks = webhooks::Webhooks::start(db.clone(), cfg.clone(), webhook_key(&cfg)?);
-    let messaging =
-        messaging::Messaging::start(db.clone(), cfg.clone(), groups.clone(), accounts.clone(), bus, hooks.clone());
-    let media = media::Media::start(db.clone(), cfg.clone())?;
+    let media = media::Media::start(db.clone(), cfg.clone(), groups.clone(), bus.clone())?;
+    let messaging = messaging::Messaging::start(
+        db.clone(),
+        cfg.clone(),
+        groups.clone(),
+        accounts.clone(),
+        bus,
+        hooks.clone(),
+        media.clone(),
+    );
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
     let calls = call::Calls::start(cfg.clone(), groups.clone(), hooks.clone()).await?;
     let (media_udp, media_tcp) = calls.media_addresses();

@@ -8,9 +8,10 @@
 import { ChorusClient, type ChorusClientOptions, type ConnectionEvent, type WebSocketFactory } from '../client.js';
 import { ChorusError } from '../errors.js';
 import type { EditPinOptions, FetchLike, Group, Member, Pin } from '../rest.js';
-import { CloseCode, type Conversation, type GroupFrame, type Message, type PresenceFrame, type ReceiptFrame } from '../protocol.js';
+import { CloseCode, type Conversation, type FileRef, type GroupFrame, type Message, type PresenceFrame, type ReceiptFrame } from '../protocol.js';
 import { C } from './constants.js';
 import { fire } from './dispatch.js';
+import { signedUrl, uploadBlob } from './files.js';
 import { MesiboGroupCall } from './groupcall.js';
 import { MesiboHttpRequest } from './http.js';
 import { MesiboP2P } from './p2p.js';
@@ -457,6 +458,8 @@ export class Mesibo {
   private token = '';
   private dbName: string | null = null;
   private client: ChorusClient | null = null;
+  /** Live messages waiting for an earlier file message's signed URL (see `onMessage`). */
+  private inbox: Promise<void> | null = null;
   private readonly profiles = new Map<string, MesiboProfile>();
   private readonly groups = new Map<number, MesiboProfile>();
   private readonly memberOf = new Set<number>();
@@ -697,6 +700,71 @@ export class Mesibo {
    * `Mesibo_onMessageStatus(m)` (SENT, DELIVERED, READ or a failure ≥ 0x80).
    */
   sendMessage(params: MesiboParams, id?: number | string, data?: unknown): number {
+    const m = this.legacyMessage(params, id);
+    if (typeof data === 'string') m.message = data;
+    else if (data instanceof Uint8Array || data instanceof ArrayBuffer) m.message = new TextDecoder().decode(data);
+    else if (data !== undefined && data !== null) m.data = data;
+    else if (params.message !== undefined) m.message = params.message;
+    return m.send();
+  }
+
+  /**
+   * Mesibo's legacy file send: `sendFile(params, id, file)`, `params` as `sendMessage`'s. `file`
+   * is a `File` or `Blob`: uploaded to this server first (tus 1.0, `POST /v1/uploads` with the
+   * bytes, up to the server's `max_upload_bytes`), then sent as a stored file that only the
+   * conversation's members can read. Or Mesibo's `{filetype, fileurl, size, title, message}`: a
+   * file already on some HTTP server, sent by URL. Returns 0; the outcome comes as
+   * `Mesibo_onMessageStatus(m)` (a refused upload: `MESIBO_MSGSTATUS_FAIL`).
+   */
+  sendFile(params: MesiboParams, id: number | string | undefined, file: unknown): number {
+    const m = this.legacyMessage(params, id);
+    const blob = typeof Blob !== 'undefined' && file instanceof Blob ? file : null;
+    const o = (file && typeof file === 'object' && !blob ? file : {}) as Record<string, unknown>;
+    if (typeof o['message'] === 'string') m.message = o['message'];
+    if (typeof o['title'] === 'string') m.title = o['title'];
+    if (!blob) {
+      const url = o['fileurl'];
+      if (typeof url !== 'string' || !url) throw new Error('mesibo: sendFile needs a File or Blob, or {fileurl}');
+      const ref: FileRef = { url };
+      // A file this user stored here by `op=upload` (its answer is the content URL): sent as a
+      // stored file, so that the conversation's members can read it.
+      const stored = /^(?:[a-z]+:\/\/[^/]+)?\/v1\/files\/([0-9a-f]{32})\/content$/.exec(url);
+      if (stored && (url.startsWith('/') || url.startsWith(`${this.getServer()}/`))) ref.upload = stored[1]!;
+      if (m.title) ref.name = m.title;
+      if (Number(o['size']) > 0) ref.size = Number(o['size']);
+      if (Number(o['filetype']) > 0) ref.filetype = Number(o['filetype']);
+      m.file = ref;
+      return m.send();
+    }
+    const name = (blob as { name?: string }).name || m.title || 'file';
+    void (async () => {
+      try {
+        const c = await this._client();
+        const upload = await uploadBlob(this.options.fetch ?? fetch.bind(globalThis), c.server, c.rest.token, blob, name);
+        m.file = { url: '', upload, name };
+        m.send();
+      } catch (e) {
+        console.warn('mesibo: sendFile: the upload failed:', e);
+        m.status = C.MESIBO_MSGSTATUS_FAIL;
+        fire(this._listeners, 'Mesibo_onMessageStatus', m);
+      }
+    })();
+    return 0;
+  }
+
+  /**
+   * A signed URL of a file message's file (`m.fileurl` already is one on live messages): works
+   * without a token until it expires (the server's `file_url_ttl_secs`). A URL not on this
+   * server comes back as it is.
+   */
+  async getFileUrl(m: MesiboMessage): Promise<string> {
+    const id = m.file?.upload;
+    if (!id) return m.fileurl;
+    return signedUrl(await this._client(), id);
+  }
+
+  /** A new legacy-style message to `params.peer` or `params.groupid`. */
+  private legacyMessage(params: MesiboParams, id?: number | string): MesiboMessage {
     const m = new MesiboMessage(this);
     m.id = id ?? params.id ?? this.random();
     if (params.groupid && params.groupid > 0) {
@@ -709,11 +777,7 @@ export class Mesibo {
     if (params.flag !== undefined) m.flag = params.flag;
     if (params.type !== undefined) m.type = params.type;
     if (params.expiry !== undefined) m.expiry = params.expiry;
-    if (typeof data === 'string') m.message = data;
-    else if (data instanceof Uint8Array || data instanceof ArrayBuffer) m.message = new TextDecoder().decode(data);
-    else if (data !== undefined && data !== null) m.data = data;
-    else if (params.message !== undefined) m.message = params.message;
-    return m.send();
+    return m;
   }
 
   /**
@@ -931,10 +995,36 @@ export class Mesibo {
     this.recent = [p, ...this.recent.filter((x) => x !== p)];
   }
 
+  /**
+   * Live messages in order: one carrying a stored file waits for its signed URL (`m.fileurl`),
+   * and the messages after it wait for it.
+   */
   private onMessage(f: Message): void {
+    if (!this.inbox && !f.file?.upload) return this.deliver(f, null);
+    const upload = f.file?.upload;
+    const next = (this.inbox ?? Promise.resolve()).then(async () => {
+      let url: string | null = null;
+      if (upload) {
+        const c = this.client;
+        try {
+          if (c) url = await signedUrl(c, upload);
+        } catch (e) {
+          console.warn('mesibo: no signed URL for a file message:', e);
+        }
+      }
+      this.deliver(f, url);
+    });
+    this.inbox = next;
+    void next.finally(() => {
+      if (this.inbox === next) this.inbox = null;
+    });
+  }
+
+  private deliver(f: Message, signedUrl: string | null): void {
     const self = this.getAddress();
     if (f.from === self && this.outgoing.has(f.id) && !f.edited && !f.deleted) return; // our own send, echoed
     const m = fromChorus(this, f, C.MESIBO_ORIGIN_REALTIME, self);
+    if (signedUrl) m.fileurl = signedUrl;
     if (f.edited || f.deleted) {
       for (const s of this._sessions) s._update(m);
       fire(this._listeners, 'Mesibo_onMessageUpdate', m);

@@ -57,8 +57,17 @@ export class MesiboMessage {
   message = '';
   title = '';
   data: unknown = undefined;
-  /** A file reference (by URL: Chorus does not upload files). */
+  /** The file reference on the wire (`file.upload` for a file stored on this server). */
   file: FileRef | undefined = undefined;
+  /** Mesibo's file fields (file messages): type (image 1, video 2, audio 3, other 10), URL, size. */
+  filetype = 0;
+  /**
+   * Where to fetch the file. For a file stored on this server, a signed URL (no token needed, for
+   * `<a href>`/`<img src>`) on live messages; on messages read from history, its content path
+   * (needs the token: ask `Mesibo.getFileUrl(m)` for a signed one).
+   */
+  fileurl = '';
+  size = 0;
   type = 0;
   /** Kept on the object, not sent: the Chorus protocol has no expiry (messages are stored until deleted). */
   expiry = 0;
@@ -260,6 +269,16 @@ export function fromChorus(mesibo: Mesibo, m: Message, origin: number, self: str
   mm.message = m.text ?? '';
   mm.data = m.data;
   mm.file = m.file;
+  if (m.file) {
+    mm.filetype = m.file.filetype ?? 0;
+    mm.size = m.file.size ?? 0;
+    const base = mesibo.getServer();
+    try {
+      mm.fileurl = base ? new URL(m.file.url, `${base}/`).toString() : m.file.url;
+    } catch {
+      mm.fileurl = m.file.url;
+    }
+  }
   if (m.file?.name) mm.title = m.file.name;
   mm.type = m.mtype;
   mm.ts = m.ts;

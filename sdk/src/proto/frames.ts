@@ -606,9 +606,20 @@ export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_foun
  */
 export type FileRef = {
 /**
- * Where to download the file.
+ * Where to download the file. For a stored file (`upload`) the server sets it to
+ * `/v1/files/{upload}/content` (a client may leave it out).
  */
 url: string,
+/**
+ * A finished upload of the sender's (`/v1/uploads`) this message carries: the server
+ * checks it and fills `name`, `mime` and `size` from it; the conversation's members may
+ * then read the file.
+ */
+upload?: string,
+/**
+ * Path of a thumbnail, if the sender's app has one (shown as is).
+ */
+thumbnail?: string,
 /**
  * File name shown to the user.
  */
@@ -653,6 +664,70 @@ username: string,
  * Password for `username`.
  */
 credential: string, };
+
+/**
+ * What a [`ServerFrame::GroupMedia`] says happened to a library.
+ */
+export type MediaAction = "added" | "deleted";
+
+/**
+ * A file in a group's media library (`GET /v1/groups/{gid}/media`, and the `group_media`
+ * frame). Metadata comes from the container (chorus-probe); a file it cannot read (not media,
+ * corrupt, cut short) has no duration, dimensions or codecs.
+ */
+export type MediaEntry = {
+/**
+ * The file's id (also its id under `/v1/files/{id}`).
+ */
+id: string,
+/**
+ * The group.
+ */
+gid: GroupId,
+/**
+ * File name.
+ */
+name: string,
+/**
+ * Size in bytes.
+ */
+size: number,
+/**
+ * MIME type, from the bytes (an MP4 or WebM without video is `audio/…`).
+ */
+type: string,
+/**
+ * Duration in ms (audio and video).
+ */
+duration_ms?: number,
+/**
+ * Width in pixels (video and images).
+ */
+width?: number,
+/**
+ * Height in pixels.
+ */
+height?: number,
+/**
+ * Video codec, ffmpeg's short name (`h264`, `vp8`, `vp9`, `av1`, …).
+ */
+video_codec?: string,
+/**
+ * Audio codec (`aac`, `opus`, `vorbis`, `mp3`, …).
+ */
+audio_codec?: string,
+/**
+ * Path of a JPEG thumbnail (images), fetched with the Bearer token.
+ */
+thumbnail?: string,
+/**
+ * Who uploaded and added it (address); `None` once the account is deleted.
+ */
+uploader?: string,
+/**
+ * When it was added to the library, ms since the Unix epoch.
+ */
+created_ms: number, };
 
 /**
  * Audio or video.
@@ -904,7 +979,23 @@ event: GroupEvent,
 /**
  * For member events: the members concerned (addresses).
  */
-members?: Array<string>, } | { "type": "board",
+members?: Array<string>, } | { "type": "group_media",
+/**
+ * The group.
+ */
+gid: GroupId,
+/**
+ * `added` or `deleted`.
+ */
+action: MediaAction,
+/**
+ * The file's id.
+ */
+id: string,
+/**
+ * The new entry (`added` only).
+ */
+entry?: MediaEntry, } | { "type": "board",
 /**
  * The group.
  */

@@ -762,6 +762,8 @@ async fn be_message(st: &AppState, p: &Map<String, Value>) -> BeResult {
     let text = s(m, "message").or_else(|| s(m, "msg"));
     let file = s(m, "url").map(|url| chorus_proto::ws::FileRef {
         url,
+        upload: None,
+        thumbnail: None,
         name: s(m, "title"),
         mime: None,
         size: None,

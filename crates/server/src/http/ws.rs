@@ -592,7 +592,7 @@ impl Session {
                     rid,
                     id,
                     Target::from_parts(peer, gid.map(GroupId::get)),
-                    Content { text, data, file },
+                    Content { text, data, file: file.map(|f| *f) },
                     mtype,
                 )
                 .await,

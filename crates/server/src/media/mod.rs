@@ -45,8 +45,10 @@
 //!
 //! # Who may read
 //!
-//! [`Media::may_read`] is the one check: for now, the uploader. Everyone else gets 404, the
-//! same answer as for an id that does not exist, so a file's existence does not leak. A
+//! [`Media::may_read`] is the one check: the uploader; the members who may receive of a group
+//! whose media library holds the file (`library`); the members of a conversation the file was
+//! sent in (`chat`). Everyone else gets 404, the same answer as for an id that does not exist,
+//! so a file's existence does not leak. A
 //! `<video src>` cannot send a header, so a reader may ask for a **signed URL** (`sign`): the
 //! content path with an expiry and an HMAC-SHA256 over the id and the expiry, under a key kept
 //! in `DATA/media-key`; it works without a token until it expires.
@@ -61,8 +63,12 @@
 //! - `sign`: the URL key, signing and checking.
 //! - `name`: file name sanitising.
 //! - `sweep`: deletes expired unfinished uploads, and bytes left without a row.
+//! - `library`: group media libraries (`/v1/groups/{gid}/media`), probed metadata, thumbnails.
+//! - `chat`: files sent in messages, readable by the conversation's members.
 
+mod chat;
 pub mod form;
+mod library;
 mod name;
 mod rows;
 mod serve;
@@ -94,7 +100,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The routes of uploads and files (all under `/v1`).
 pub fn routes() -> Router<AppState> {
-    tus::routes().merge(serve::routes())
+    tus::routes().merge(serve::routes()).merge(library::routes())
 }
 
 /// The media service: uploads, their bytes and reading them back.
@@ -105,6 +111,12 @@ pub struct Media {
     key: sign::UrlKey,
     locks: Locks,
     creating: tokio::sync::Mutex<()>,
+    /// Group policies: who may read a file in a library or a group conversation.
+    groups: Arc<crate::groups::Groups>,
+    /// Live `group_media` frames.
+    bus: Arc<dyn crate::bus::FanOut>,
+    /// Library adds run one at a time (the group quota).
+    library: tokio::sync::Mutex<()>,
 }
 
 /// Why an append stored nothing (besides the errors every request may get).
@@ -124,11 +136,25 @@ impl From<ApiError> for AppendError {
 
 impl Media {
     /// Opens the store and the URL key and starts the sweep of expired uploads.
-    pub fn start(db: Db, cfg: Arc<Config>) -> anyhow::Result<Arc<Media>> {
+    pub fn start(
+        db: Db,
+        cfg: Arc<Config>,
+        groups: Arc<crate::groups::Groups>,
+        bus: Arc<dyn crate::bus::FanOut>,
+    ) -> anyhow::Result<Arc<Media>> {
         let store = store::Store::open(&cfg)?;
         let key = sign::UrlKey::load(&cfg.data)?;
-        let media =
-            Arc::new(Media { db, cfg, store, key, locks: Locks::default(), creating: tokio::sync::Mutex::new(()) });
+        let media = Arc::new(Media {
+            db,
+            cfg,
+            store,
+            key,
+            locks: Locks::default(),
+            creating: tokio::sync::Mutex::new(()),
+            groups,
+            bus,
+            library: tokio::sync::Mutex::new(()),
+        });
         tokio::spawn(sweep::run(Arc::downgrade(&media)));
         Ok(media)
     }
@@ -307,10 +333,13 @@ impl Media {
         }
     }
 
-    /// Whether `uid` may read `file`. The one place this is decided: today the uploader only;
-    /// the group library and chat attachments will add their members here.
+    /// Whether `uid` may read `file`. The one place this is decided: the uploader; members who
+    /// may receive of a group whose library holds it (`library`); the members of a conversation
+    /// it was sent in (`chat`: both people of a 1:1, members who may receive of a group).
     pub async fn may_read(&self, uid: i64, file: &Upload) -> ApiResult<bool> {
-        Ok(file.uid == uid)
+        Ok(file.uid == uid
+            || self.readable_in_library(uid, &file.id).await?
+            || self.readable_in_chat(uid, &file.id).await?)
     }
 }
 

@@ -282,6 +282,21 @@ impl Store {
         Ok(listed.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
     }
 
+    /// Writes a small object whole (a thumbnail).
+    pub(super) async fn put_small(&self, path: &Path, bytes: Bytes) -> anyhow::Result<()> {
+        self.inner.put(path, bytes.into()).await.with_context(|| format!("writing {path}"))?;
+        Ok(())
+    }
+
+    /// Reads a small object whole (a thumbnail); `None` if there is none.
+    pub(super) async fn get_small(&self, path: &Path) -> anyhow::Result<Option<Bytes>> {
+        match self.inner.get(path).await {
+            Ok(g) => Ok(Some(g.bytes().await.with_context(|| format!("reading {path}"))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {path}")),
+        }
+    }
+
     /// Bytes `range` of a file stored as `parts` (`(start, len)` in order), as one stream of
     /// ranged reads of the parts it overlaps, read one after the other.
     pub(super) fn read(
@@ -290,28 +305,55 @@ impl Store {
         parts: &[(u64, u64)],
         range: Range<u64>,
     ) -> BoxStream<'static, std::io::Result<Bytes>> {
-        let pieces: Vec<(Path, Range<u64>)> = parts
-            .iter()
-            .filter(|(start, len)| *start < range.end && start + len > range.start)
-            .map(|&(start, len)| {
-                let from = range.start.max(start) - start;
-                let to = range.end.min(start + len) - start;
-                (part_path(id, start), from..to)
-            })
-            .collect();
-        let store = self.inner.clone();
-        futures_util::stream::iter(pieces)
-            .then(move |(path, r)| {
-                let store = store.clone();
-                async move {
-                    let opts = GetOptions { range: Some(GetRange::Bounded(r)), ..Default::default() };
-                    store.get_opts(&path, opts).await.map(|g| g.into_stream())
-                }
-            })
-            .try_flatten()
-            .map_err(std::io::Error::other)
-            .boxed()
+        read_parts(self.inner.clone(), id, parts, range)
     }
+
+    /// A reader of one file, owning what it needs (for a blocking thread).
+    pub(super) fn reader(&self, id: &str, parts: Vec<(u64, u64)>) -> Reader {
+        Reader { inner: self.inner.clone(), id: id.to_string(), parts }
+    }
+}
+
+/// One stored file's parts, read by range ([`Store::reader`]).
+pub(super) struct Reader {
+    inner: Arc<dyn ObjectStore>,
+    id: String,
+    parts: Vec<(u64, u64)>,
+}
+
+impl Reader {
+    /// Bytes `range` of the file, as [`Store::read`].
+    pub(super) fn read(&self, range: Range<u64>) -> BoxStream<'static, std::io::Result<Bytes>> {
+        read_parts(self.inner.clone(), &self.id, &self.parts, range)
+    }
+}
+
+fn read_parts(
+    store: Arc<dyn ObjectStore>,
+    id: &str,
+    parts: &[(u64, u64)],
+    range: Range<u64>,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    let pieces: Vec<(Path, Range<u64>)> = parts
+        .iter()
+        .filter(|(start, len)| *start < range.end && start + len > range.start)
+        .map(|&(start, len)| {
+            let from = range.start.max(start) - start;
+            let to = range.end.min(start + len) - start;
+            (part_path(id, start), from..to)
+        })
+        .collect();
+    futures_util::stream::iter(pieces)
+        .then(move |(path, r)| {
+            let store = store.clone();
+            async move {
+                let opts = GetOptions { range: Some(GetRange::Bounded(r)), ..Default::default() };
+                store.get_opts(&path, opts).await.map(|g| g.into_stream())
+            }
+        })
+        .try_flatten()
+        .map_err(std::io::Error::other)
+        .boxed()
 }
 
 /// Flushes a file and its directory entry to disk.

@@ -33,6 +33,8 @@ pub struct Messaging {
     bus: Arc<dyn FanOut>,
     writer: mpsc::Sender<WriteOp>,
     send_rate: DefaultKeyedRateLimiter<i64>,
+    /// Files in messages: the sender's finished uploads.
+    media: Arc<crate::media::Media>,
 }
 
 /// A message body as stored: one of text, data or file, at most `max_bytes` of JSON.
@@ -72,6 +74,7 @@ impl Messaging {
         accounts: Arc<Accounts>,
         bus: Arc<dyn FanOut>,
         hooks: Arc<crate::webhooks::Webhooks>,
+        media: Arc<crate::media::Media>,
     ) -> Arc<Self> {
         let quota = Quota::per_second(NonZeroU32::new(cfg.sends_per_second).expect("validated positive"))
             .allow_burst(NonZeroU32::new(cfg.send_burst.max(1)).expect("max(1) is positive"));
@@ -83,6 +86,7 @@ impl Messaging {
             bus: bus.clone(),
             writer: writer::start(db, groups, bus, hooks),
             send_rate: RateLimiter::keyed(quota),
+            media,
         });
         // Forget the send-rate state of users who stopped sending.
         let weak = Arc::downgrade(&svc);
@@ -166,7 +170,16 @@ impl Messaging {
         origin: u64,
     ) -> ApiResult<SendTicket> {
         check_client_id(client_id)?;
+        let attached = self.attach(from.uid.get(), content).await;
+        let content = match &attached {
+            Ok(Some(c)) => c,
+            Ok(None) => content,
+            Err(_) => content,
+        };
         let checked = async {
+            if let Err(e) = &attached {
+                return Err(e.clone());
+            }
             let body = self.encode(content)?;
             self.take_send_slot(from.uid.get())?;
             Ok((body, self.resolve(from, target).await?))
@@ -193,6 +206,32 @@ impl Messaging {
         });
         self.writer.send(op).await.map_err(|_| ApiError::internal("message writer stopped"))?;
         Ok(SendTicket::Queued(rx))
+    }
+
+    /// A message carrying a stored file (`file.upload`): the upload must be the sender's and
+    /// finished; the reference is filled from it (`url`, `name`, `size`, `mime`, `filetype`),
+    /// whatever the client said. `None` when there is no stored file.
+    async fn attach(&self, uid: i64, content: &Content) -> ApiResult<Option<Content>> {
+        let Some(id) = content.file.as_ref().and_then(|f| f.upload.as_deref()) else { return Ok(None) };
+        let up = self.media.finished_upload(uid, id).await.map_err(|e| match e.code {
+            ErrorCode::NotFound => ApiError::bad_request(format!("file.upload {id:?} is not an upload of yours")),
+            _ => e,
+        })?;
+        let mut c = content.clone();
+        if let Some(f) = c.file.as_mut() {
+            let mime = up.mime.clone().unwrap_or_else(|| "application/octet-stream".into());
+            f.filetype = Some(match mime.split('/').next() {
+                Some("image") => 1,
+                Some("video") => 2,
+                Some("audio") => 3,
+                _ => 10,
+            });
+            f.url = format!("/v1/files/{}/content", up.id);
+            f.name = Some(up.name);
+            f.size = Some(up.size);
+            f.mime = Some(mime);
+        }
+        Ok(Some(c))
     }
 
     /// Counts one fan-out-causing request of `uid` against the send rate (`sends_per_second`,

@@ -534,7 +534,7 @@ impl Writer {
         learned: &mut Vec<((i64, i64), i64)>,
     ) -> Result<ApiResult<Placed>, sqlx::Error> {
         let SendOp { from, dest, .. } = op;
-        Ok(Ok(match dest {
+        let placed = match dest {
             Dest::Peer(p) => {
                 let conv_id = self.one_to_one(tx, from.uid.get(), p.uid.get(), learned).await?;
                 Placed {
@@ -559,7 +559,17 @@ impl Writer {
                 }
                 Placed { conv_id: policy.conv_id, peer_addr: None, gid: Some(*gid), uids }
             }
-        }))
+        };
+        // A stored file sent here becomes readable by the conversation's members
+        // (`Media::may_read`); checked as the sender's finished upload before it was queued.
+        if let Some(upload) = op.content.file.as_ref().and_then(|f| f.upload.as_deref()) {
+            sqlx::query("INSERT INTO conv_files (upload_id, conv_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(upload)
+                .bind(placed.conv_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(Ok(placed))
     }
 
     /// Stores a run of placed sends with a few
