@@ -40,9 +40,10 @@ use crate::config::Config;
 /// The admin token: the `admin_token` setting, else `DATA/admin-token`, else one generated
 /// there (see [`secrets`]). At least 16 characters.
 pub fn admin_token(cfg: &Config) -> anyhow::Result<String> {
-    let (token, source) = secrets::load(&cfg.data, cfg.admin_token.as_deref(), "admin-token", "an admin token", || {
-        auth_token::random_token(32)
-    })?;
+    let (token, source) =
+        secrets::load(&cfg.data, cfg.admin_token.as_deref(), "admin-token", "an admin token", || {
+            auth_token::random_token(32)
+        })?;
     if token.len() < 16 {
         match source {
             secrets::Source::Setting => anyhow::bail!("admin_token must be at least 16 characters"),

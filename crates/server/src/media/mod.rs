@@ -37,7 +37,9 @@
 //!
 //! Parts are not joined when the upload completes: that would copy every byte once more. A
 //! read (`serve`) maps the requested range onto the parts it overlaps and streams ranged reads
-//! of each in turn, so a file in 60 parts plays exactly like a file in one.
+//! of each in turn, so a file in 60 parts plays exactly like a file in one. On local disk the
+//! ranges are read straight from the part files with `pread`, 256 KiB per trip to the blocking
+//! pool (object_store's local reads take 8 KiB per trip, which cost 4x in throughput).
 //!
 //! One request at a time writes to an upload (a lock per upload, `Locks`): a client that
 //! retries while its old connection is still being wound up waits for it (a few seconds at

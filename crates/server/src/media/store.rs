@@ -22,6 +22,11 @@ use crate::config::Config;
 pub(super) const CHUNK: usize = 5 * 1024 * 1024;
 const IN_FLIGHT: usize = 2;
 
+/// Bytes a read from the local disk takes per trip to the blocking pool. object_store's local
+/// store reads 8 KiB per trip, which made a 1 MiB range 128 thread hand-offs and range reads
+/// 0.22x nginx's throughput (bench/RESULTS.md, "Media").
+const LOCAL_READ: u64 = 256 * 1024;
+
 /// Bytes of the start of a file kept to sniff its type.
 const SNIFF_BYTES: usize = 8192;
 
@@ -305,18 +310,19 @@ impl Store {
         parts: &[(u64, u64)],
         range: Range<u64>,
     ) -> BoxStream<'static, std::io::Result<Bytes>> {
-        read_parts(self.inner.clone(), id, parts, range)
+        read_parts(self.inner.clone(), self.local_root.clone(), id, parts, range)
     }
 
     /// A reader of one file, owning what it needs (for a blocking thread).
     pub(super) fn reader(&self, id: &str, parts: Vec<(u64, u64)>) -> Reader {
-        Reader { inner: self.inner.clone(), id: id.to_string(), parts }
+        Reader { inner: self.inner.clone(), local_root: self.local_root.clone(), id: id.to_string(), parts }
     }
 }
 
 /// One stored file's parts, read by range ([`Store::reader`]).
 pub(super) struct Reader {
     inner: Arc<dyn ObjectStore>,
+    local_root: Option<std::path::PathBuf>,
     id: String,
     parts: Vec<(u64, u64)>,
 }
@@ -324,12 +330,15 @@ pub(super) struct Reader {
 impl Reader {
     /// Bytes `range` of the file, as [`Store::read`].
     pub(super) fn read(&self, range: Range<u64>) -> BoxStream<'static, std::io::Result<Bytes>> {
-        read_parts(self.inner.clone(), &self.id, &self.parts, range)
+        read_parts(self.inner.clone(), self.local_root.clone(), &self.id, &self.parts, range)
     }
 }
 
+/// Bytes `range` of the file `id` stored as `parts`: from a local store straight from its files
+/// ([`local_range`]), from S3 as ranged GETs, one part after the other.
 fn read_parts(
     store: Arc<dyn ObjectStore>,
+    local_root: Option<std::path::PathBuf>,
     id: &str,
     parts: &[(u64, u64)],
     range: Range<u64>,
@@ -343,6 +352,12 @@ fn read_parts(
             (part_path(id, start), from..to)
         })
         .collect();
+    if let Some(root) = local_root {
+        return futures_util::stream::iter(pieces)
+            .map(move |(path, r)| Ok::<_, std::io::Error>(local_range(root.join(path.as_ref()), r)))
+            .try_flatten()
+            .boxed();
+    }
     futures_util::stream::iter(pieces)
         .then(move |(path, r)| {
             let store = store.clone();
@@ -354,6 +369,30 @@ fn read_parts(
         .try_flatten()
         .map_err(std::io::Error::other)
         .boxed()
+}
+
+/// Bytes `range` of a local file, read [`LOCAL_READ`] at a time with `pread` on the blocking
+/// pool: one trip per chunk, straight into the buffer that is sent.
+fn local_range(file: std::path::PathBuf, range: Range<u64>) -> impl Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::try_unfold((None, file, range), |(open, file, range)| async move {
+        if range.is_empty() {
+            return Ok(None);
+        }
+        let (f, chunk, file) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            use std::os::unix::fs::FileExt;
+            let f = match open {
+                Some(f) => f,
+                None => std::fs::File::open(&file)?,
+            };
+            let mut chunk = vec![0; (range.end - range.start).min(LOCAL_READ) as usize];
+            f.read_exact_at(&mut chunk, range.start)?;
+            Ok((f, chunk, file))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let rest = range.start + chunk.len() as u64..range.end;
+        Ok(Some((Bytes::from(chunk), (Some(f), file, rest))))
+    })
 }
 
 /// Flushes a file and its directory entry to disk.

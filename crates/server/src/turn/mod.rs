@@ -78,9 +78,10 @@ pub fn password(secret: &[u8], username: &str) -> String {
 /// The shared secret: `turn_secret`, else `DATA/turn-secret`, else a new one generated there
 /// (see [`crate::secrets`]). A file must hold at least 16 characters.
 pub fn secret(cfg: &Config) -> anyhow::Result<String> {
-    let (s, source) = crate::secrets::load(&cfg.data, cfg.turn_secret.as_deref(), "turn-secret", "a TURN secret", || {
-        crate::auth_token::random_token(32)
-    })?;
+    let (s, source) =
+        crate::secrets::load(&cfg.data, cfg.turn_secret.as_deref(), "turn-secret", "a TURN secret", || {
+            crate::auth_token::random_token(32)
+        })?;
     if let crate::secrets::Source::File(p) = source {
         if s.len() < 16 {
             anyhow::bail!("{} must hold at least 16 characters", p.display());

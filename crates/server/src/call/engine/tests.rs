@@ -194,7 +194,8 @@ impl Sim {
         loop {
             match self.engine.poll_output() {
                 Output::Joined { token, result } => {
-                    self.joined.insert(token, result.map(|f| *f).unwrap_or_else(|e| super::wire::error_frame(None, &e)));
+                    self.joined
+                        .insert(token, result.map(|f| *f).unwrap_or_else(|e| super::wire::error_frame(None, &e)));
                 }
                 Output::Reply { token, frame } => {
                     self.replies.insert(token, *frame);
