@@ -140,6 +140,11 @@ export type CallEvent = {
     layer: number | null;
 };
 /**
+ * A 1:1 call's id (`call`, ≥ 1). Its media run in the call room `-call` (see
+ * [`crate::direct`]).
+ */
+export type CallId = number;
+/**
  * Why a participant left (Mesibo's hangup reasons where they exist).
  */
 export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow";
@@ -546,6 +551,50 @@ export type ClientFrame = {
      * Request id, echoed.
      */
     rid?: string | null;
+} | {
+    "type": "call_dial";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The callee's address.
+     */
+    peer: string;
+    /**
+     * A video call (`false`: voice only).
+     */
+    video?: boolean;
+} | {
+    "type": "call_accept";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The call.
+     */
+    call: CallId;
+} | {
+    "type": "call_decline";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The call.
+     */
+    call: CallId;
+} | {
+    "type": "call_hangup";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The call.
+     */
+    call: CallId;
 };
 /**
  * A position in the user's message stream, to resume from after a reconnect.
@@ -565,6 +614,44 @@ export type Cursor = {
     pos: Pos;
 };
 /**
+ * Where a 1:1 call stands. `ringing` and `answered` keep the call going; every other status
+ * ends it.
+ */
+export type DirectCallStatus = "ringing" | "answered" | "busy" | "offline" | "declined" | "no_answer" | "canceled" | "ended" | "lost";
+/**
+ * The body of a `call_status` frame: a 1:1 call changed.
+ */
+export type DirectCallUpdate = {
+    /**
+     * The call.
+     */
+    call: CallId;
+    /**
+     * The caller's address.
+     */
+    from: string;
+    /**
+     * The callee's address.
+     */
+    to: string;
+    /**
+     * A video call (`false`: voice only).
+     */
+    video: boolean;
+    /**
+     * Where the call stands now.
+     */
+    status: DirectCallStatus;
+    /**
+     * Mesibo's call status number of `status` (`MESIBO_CALLSTATUS_*`).
+     */
+    code: number;
+    /**
+     * Who hung up (`ended`) or whose session was lost (`lost`).
+     */
+    by?: string;
+};
+/**
  * A stable, documented error code.
  */
 export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "rate_limited" | "code_invalid" | "code_expired" | "code_locked" | "pin_invalid" | "limit_exceeded" | "method_not_allowed" | "internal";
@@ -574,9 +661,20 @@ export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_foun
  */
 export type FileRef = {
     /**
-     * Where to download the file.
+     * Where to download the file. For a stored file (`upload`) the server sets it to
+     * `/v1/files/{upload}/content` (a client may leave it out).
      */
     url: string;
+    /**
+     * A finished upload of the sender's (`/v1/uploads`) this message carries: the server
+     * checks it and fills `name`, `mime` and `size` from it; the conversation's members may
+     * then read the file.
+     */
+    upload?: string;
+    /**
+     * Path of a thumbnail, if the sender's app has one (shown as is).
+     */
+    thumbnail?: string;
     /**
      * File name shown to the user.
      */
@@ -619,6 +717,69 @@ export type IceServer = {
      * Password for `username`.
      */
     credential: string;
+};
+/**
+ * What a [`ServerFrame::GroupMedia`] says happened to a library.
+ */
+export type MediaAction = "added" | "deleted";
+/**
+ * A file in a group's media library (`GET /v1/groups/{gid}/media`, and the `group_media`
+ * frame). Metadata comes from the container (chorus-probe); a file it cannot read (not media,
+ * corrupt, cut short) has no duration, dimensions or codecs.
+ */
+export type MediaEntry = {
+    /**
+     * The file's id (also its id under `/v1/files/{id}`).
+     */
+    id: string;
+    /**
+     * The group.
+     */
+    gid: GroupId;
+    /**
+     * File name.
+     */
+    name: string;
+    /**
+     * Size in bytes.
+     */
+    size: number;
+    /**
+     * MIME type, from the bytes (an MP4 or WebM without video is `audio/…`).
+     */
+    type: string;
+    /**
+     * Duration in ms (audio and video).
+     */
+    duration_ms?: number;
+    /**
+     * Width in pixels (video and images).
+     */
+    width?: number;
+    /**
+     * Height in pixels.
+     */
+    height?: number;
+    /**
+     * Video codec, ffmpeg's short name (`h264`, `vp8`, `vp9`, `av1`, …).
+     */
+    video_codec?: string;
+    /**
+     * Audio codec (`aac`, `opus`, `vorbis`, `mp3`, …).
+     */
+    audio_codec?: string;
+    /**
+     * Path of a JPEG thumbnail (images), fetched with the Bearer token.
+     */
+    thumbnail?: string;
+    /**
+     * Who uploaded and added it (address); `None` once the account is deleted.
+     */
+    uploader?: string;
+    /**
+     * When it was added to the library, ms since the Unix epoch.
+     */
+    created_ms: number;
 };
 /**
  * Audio or video.
@@ -881,6 +1042,24 @@ export type ServerFrame = {
      */
     members?: Array<string>;
 } | {
+    "type": "group_media";
+    /**
+     * The group.
+     */
+    gid: GroupId;
+    /**
+     * `added` or `deleted`.
+     */
+    action: MediaAction;
+    /**
+     * The file's id.
+     */
+    id: string;
+    /**
+     * The new entry (`added` only).
+     */
+    entry?: MediaEntry;
+} | {
     "type": "board";
     /**
      * The group.
@@ -971,6 +1150,11 @@ export type ServerFrame = {
     sdp?: string;
 } | {
     "type": "call_offer";
+    /**
+     * The call (group, or a 1:1 call's room) whose subscribe connection this is: an offer of
+     * a call the session has just left is not for the one it joins.
+     */
+    gid: GroupId;
     /**
      * SDP offer.
      */
@@ -1112,6 +1296,44 @@ export type ServerFrame = {
      */
     layer: number | null;
 }) | {
+    "type": "call_dialing";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * The call.
+     */
+    call: CallId;
+    /**
+     * The callee's address.
+     */
+    peer: string;
+    /**
+     * A video call.
+     */
+    video: boolean;
+} | {
+    "type": "call_incoming";
+    /**
+     * The call.
+     */
+    call: CallId;
+    /**
+     * The caller's address.
+     */
+    from: string;
+    /**
+     * The caller's display name.
+     */
+    name: string;
+    /**
+     * A video call (`false`: voice only).
+     */
+    video: boolean;
+} | {
+    "type": "call_status";
+} & DirectCallUpdate | {
     "type": "error";
     /**
      * Echoed request id.
@@ -1130,7 +1352,8 @@ export type ServerFrame = {
      */
     message: string;
     /**
-     * For a failed `send`: the Mesibo message status (≥ 0x80).
+     * For a failed `send`: the Mesibo message status (≥ 0x80); for a refused 1:1 call
+     * request: the Mesibo call status (`MESIBO_CALLSTATUS_*`).
      */
     status?: number;
 };
@@ -1205,6 +1428,20 @@ export declare const Presence: {
     readonly TYPING_CLEARED: 4;
 };
 /** WebSocket close codes the server uses (docs/protocol.md §3). */
+/** Mesibo's call status numbers (`MESIBO_CALLSTATUS_*`) that 1:1 calls report (`call_status.code`, `error.status`). */
+export declare const CallStatusCode: {
+    readonly RINGING: 3;
+    readonly ANSWER: 5;
+    readonly COMPLETE: 64;
+    readonly CANCEL: 65;
+    readonly NOANSWER: 66;
+    readonly BUSY: 67;
+    readonly OFFLINE: 69;
+    readonly INVALIDDEST: 70;
+    readonly INVALIDSTATE: 71;
+    readonly NOTALLOWED: 74;
+    readonly NETWORKERROR: 98;
+};
 export declare const CloseCode: {
     /** Outbound queue overflowed: reconnect at once and resume. */
     readonly FELL_BEHIND: 4000;
@@ -1251,6 +1488,10 @@ export type CallAnswerFrame = Client<'call_answer'>;
 export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
 export type CallLeaveFrame = Client<'call_leave'>;
+export type CallDialFrame = Client<'call_dial'>;
+export type CallAcceptFrame = Client<'call_accept'>;
+export type CallDeclineFrame = Client<'call_decline'>;
+export type CallHangupFrame = Client<'call_hangup'>;
 /** Client frames that carry a `rid` and get an answer. */
 export type RequestFrame = Exclude<ClientFrame, HelloFrame | AckFrame | TypingFrame>;
 export type WelcomeFrame = Server<'welcome'>;
@@ -1260,6 +1501,8 @@ export type MessageFrame = Server<'message'>;
 export type ReceiptFrame = Server<'receipt'>;
 export type PresenceFrame = Server<'presence'>;
 export type GroupFrame = Server<'group'>;
+/** A group's media library changed (docs/protocol.md, `group_media`). */
+export type GroupMediaFrame = Server<'group_media'>;
 /** A group's whiteboard changed (docs/protocol.md, `board`). */
 export type BoardFrame = Server<'board'>;
 export type OkFrame = Server<'ok'>;
@@ -1269,6 +1512,9 @@ export type CallPublishedFrame = Server<'call_published'>;
 export type CallSdpFrame = Server<'call_sdp'>;
 export type CallOfferFrame = Server<'call_offer'>;
 export type CallEventFrame = Server<'call_event'>;
+export type CallDialingFrame = Server<'call_dialing'>;
+export type CallIncomingFrame = Server<'call_incoming'>;
+export type CallStatusFrame = Server<'call_status'>;
 export type ErrorFrame = Server<'error'>;
 /** The answer type of each request frame (errors arrive as `ErrorFrame`). */
 export interface ResponseMap {
@@ -1286,6 +1532,10 @@ export interface ResponseMap {
     call_mute: OkFrame;
     call_admin: OkFrame;
     call_leave: OkFrame;
+    call_dial: CallDialingFrame;
+    call_accept: OkFrame;
+    call_decline: OkFrame;
+    call_hangup: OkFrame;
 }
 /** The successful answer to request frame `F`. */
 export type ResponseFor<F extends RequestFrame> = ResponseMap[F['type']];
@@ -1930,6 +2180,106 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     private removeStream;
 }
 
+// ---- direct
+/**
+ * 1:1 calls (docs/protocol.md §17): ringing on every session of the callee, answer, decline,
+ * hang up; the media of an answered call through the SFU as a two-party `GroupCall`.
+ *
+ * ```ts
+ * // Caller
+ * const call = await client.call('uB', { video: true });
+ * call.on('status', async (s) => {
+ *   if (s.status === 'answered') {
+ *     const media = await call.join();
+ *     await media.publish(0, { audio: mic, video: camera });
+ *   }
+ * });
+ * // Callee
+ * client.on('incoming-call', async (call) => {
+ *   const media = await call.answer(); // or call.decline()
+ *   await media.publish(0, { audio: mic, video: camera });
+ * });
+ * ```
+ *
+ * `call.on('status')` reports every change with Mesibo's call status number in `code`; once
+ * `call.ended` is true the call is over (and its media room closed by the server).
+ *
+ * @module direct
+ */
+
+
+
+
+/** Events of a `DirectCall`. */
+export interface DirectCallEvents {
+    /** The call changed (`ringing`, `answered`, or how it ended). */
+    status: CallStatusFrame;
+    /** The call is over; the frame says how. */
+    ended: CallStatusFrame;
+}
+/** Whether a 1:1 call in `status` is over. */
+export declare function directCallEnded(status: DirectCallStatus): boolean;
+/** A 1:1 call, placed (`client.call`) or ringing (`incoming-call`). */
+export declare class DirectCall extends Emitter<DirectCallEvents> {
+    private readonly client;
+    /** The call id. */
+    readonly id: number;
+    /** The other side's address. */
+    readonly peer: string;
+    /** The caller's display name (incoming calls; the address for placed ones). */
+    readonly name: string;
+    /** A video call. */
+    readonly video: boolean;
+    /** Ringing on this session (`true`) or placed from it. */
+    readonly incoming: boolean;
+    private _status;
+    private _code;
+    private _by;
+    private _media;
+    private _heard;
+    /** @internal */
+    constructor(client: ChorusClient, init: {
+        id: number;
+        peer: string;
+        name: string;
+        video: boolean;
+        incoming: boolean;
+    });
+    /** Where the call stands. */
+    get status(): DirectCallStatus;
+    /** Mesibo's call status number of `status` (`MESIBO_CALLSTATUS_*`). */
+    get code(): number;
+    /** Who hung up (`ended`) or whose session was lost (`lost`). */
+    get by(): string | undefined;
+    /** A `call_status` of this call has arrived (before it, `status` is the assumed `ringing`). */
+    get heard(): boolean;
+    /** The call is over. */
+    get ended(): boolean;
+    /** The call's media room, once joined. */
+    get media(): GroupCall | null;
+    /** The `gid` of the call's media room (`-id`). */
+    get room(): number;
+    /**
+     * Answers a ringing incoming call from this session and joins its media room; the callee's
+     * other sessions stop ringing. Rejects with `ChorusError` (`not_found`, `conflict`).
+     */
+    answer(options?: GroupCallOptions): Promise<GroupCall>;
+    /** Declines a ringing incoming call. */
+    decline(): Promise<void>;
+    /** Hangs up (cancels while ringing, declines an incoming one); the media room closes. */
+    hangup(): Promise<void>;
+    /**
+     * Joins the media room of the answered call (the caller after `answered`; `answer()` does it
+     * for the callee). Publish and subscribe on the returned `GroupCall`; the other side's streams
+     * come as `stream-published` (or pass `autoSubscribe: true`).
+     */
+    join(options?: GroupCallOptions): Promise<GroupCall>;
+    /** @internal Applies a `call_status` frame. */
+    _update(f: CallStatusFrame): void;
+    /** @internal An incoming call from its `call_incoming` frame. */
+    static _incoming(client: ChorusClient, f: CallIncomingFrame): DirectCall;
+}
+
 // ---- client
 /**
  * `ChorusClient`: one WebSocket session with a Chorus server (messaging,
@@ -1938,6 +2288,7 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
  *
  * @module client
  */
+
 
 
 
@@ -2022,10 +2373,16 @@ export interface ChorusClientEvents {
     group: GroupFrame;
     /** A group's whiteboard changed. */
     board: BoardFrame;
+    /** A group's media library changed (an entry added or deleted). */
+    group_media: GroupMediaFrame;
     /** The resume cursor moved; persist it to resume after a page reload. */
     cursor: Cursor;
     /** An `error` frame that answers no pending request (e.g. a failed `typing`). */
     error: ChorusError;
+    /** A 1:1 call rings on this session: `answer()` or `decline()` it. */
+    'incoming-call': DirectCall;
+    /** A 1:1 call of yours changed (every session of both users gets these). */
+    'call-status': CallStatusFrame;
     /** Every frame received, after parsing (for debugging). */
     frame: ServerFrame;
 }
@@ -2074,6 +2431,10 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
     private _call;
     private joining;
     private callBuffer;
+    /** 1:1 calls ringing on this session or placed from it. */
+    private readonly direct;
+    /** `call_status` frames of calls not known yet, by call id (at most 16 calls). */
+    private readonly earlyStatus;
     constructor(options: ChorusClientOptions);
     /** The connection state. */
     get state(): ConnectionState;
@@ -2085,8 +2446,8 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
     get cursor(): Cursor | null;
     /** True between `synced` and the next disconnect. */
     get synced(): boolean;
-    /** The current group call, if any. */
-    get call(): GroupCall | null;
+    /** The call room this session is in (a group's call, or a 1:1 call's media), if any. */
+    get groupCall(): GroupCall | null;
     /** Messages waiting for their `sent` answer, by client id. */
     get outboxSize(): number;
     /** The access token. Setting it takes effect at the next (re)connect. */
@@ -2170,6 +2531,22 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
      * resolves with the `GroupCall` once the server answered `call_joined`.
      */
     joinCall(gid: number, options?: GroupCallOptions): Promise<GroupCall>;
+    /**
+     * Places a 1:1 call to `address` (docs/protocol.md §17). Resolves with the `DirectCall` once
+     * the server placed it; its `status` events follow (`ringing`, then `answered` — join its media
+     * with `call.join()` — or how it ended: `busy`, `declined`, `no_answer`, `offline`, …). Rejects
+     * with `ChorusError` (`not_found`: no such user; `bad_request`: yourself; `conflict`: you are
+     * in a 1:1 call already), its `status` being Mesibo's call status.
+     */
+    call(address: string, options?: {
+        video?: boolean;
+    }): Promise<DirectCall>;
+    /** The 1:1 calls this session is ringing with or has placed, not yet ended. */
+    get directCalls(): DirectCall[];
+    private trackDirect;
+    private onIncomingCall;
+    private onCallStatus;
+    private applyCallStatus;
     /** @internal Called by a GroupCall that ended itself. */
     _callEnded(call: GroupCall): void;
     /** `GET /v1/me`. */

@@ -36,6 +36,19 @@ var Presence = {
   TYPING: 3,
   TYPING_CLEARED: 4
 };
+var CallStatusCode = {
+  RINGING: 3,
+  ANSWER: 5,
+  COMPLETE: 64,
+  CANCEL: 65,
+  NOANSWER: 66,
+  BUSY: 67,
+  OFFLINE: 69,
+  INVALIDDEST: 70,
+  INVALIDSTATE: 71,
+  NOTALLOWED: 74,
+  NETWORKERROR: 98
+};
 var CloseCode = {
   /** Outbound queue overflowed: reconnect at once and resume. */
   FELL_BEHIND: 4e3,
@@ -54,14 +67,18 @@ var REQUIRED = {
   receipt: { by: "string", status: "number", seq: "number" },
   presence: { from: "string", presence: "number" },
   group: { gid: "number", event: "string" },
+  group_media: { gid: "number", action: "string", id: "string" },
   board: { gid: "number", version: "number", from: "string", action: "string", objs: "array" },
   ok: {},
   pong: {},
   call_joined: { gid: "number", address: "string", permissions: "object", settings: "object", participants: "array" },
   call_published: { stream: "object", sdp: "string" },
   call_sdp: {},
-  call_offer: { sdp: "string", tracks: "array" },
+  call_offer: { gid: "number", sdp: "string", tracks: "array" },
   call_event: { gid: "number", event: "string" },
+  call_dialing: { call: "number", peer: "string", video: "boolean" },
+  call_incoming: { call: "number", from: "string", name: "string", video: "boolean" },
+  call_status: { call: "number", from: "string", to: "string", video: "boolean", status: "string", code: "number" },
   error: { code: "string", message: "string" }
 };
 function isServerFrameType(t) {
@@ -879,8 +896,8 @@ var GroupCall = class extends Emitter {
   /** @internal Routes `call_offer` and `call_event` frames. */
   _handle(f) {
     if (!this.active) return;
-    if (f.type === "call_offer") return this.onOffer(f);
     if (f.gid !== this.gid) return;
+    if (f.type === "call_offer") return this.onOffer(f);
     this.emit("event", f);
     this.onEvent(f);
   }
@@ -1037,6 +1054,98 @@ function errText(e) {
   return e instanceof Error ? e.message : String(e);
 }
 
+// src/direct.ts
+function directCallEnded(status) {
+  return status !== "ringing" && status !== "answered";
+}
+var DirectCall = class _DirectCall extends Emitter {
+  /** @internal */
+  constructor(client, init) {
+    super();
+    this.client = client;
+    this._status = "ringing";
+    this._code = 3;
+    this._media = null;
+    this._heard = false;
+    this.id = init.id;
+    this.peer = init.peer;
+    this.name = init.name;
+    this.video = init.video;
+    this.incoming = init.incoming;
+  }
+  /** Where the call stands. */
+  get status() {
+    return this._status;
+  }
+  /** Mesibo's call status number of `status` (`MESIBO_CALLSTATUS_*`). */
+  get code() {
+    return this._code;
+  }
+  /** Who hung up (`ended`) or whose session was lost (`lost`). */
+  get by() {
+    return this._by;
+  }
+  /** A `call_status` of this call has arrived (before it, `status` is the assumed `ringing`). */
+  get heard() {
+    return this._heard;
+  }
+  /** The call is over. */
+  get ended() {
+    return directCallEnded(this._status);
+  }
+  /** The call's media room, once joined. */
+  get media() {
+    return this._media;
+  }
+  /** The `gid` of the call's media room (`-id`). */
+  get room() {
+    return -this.id;
+  }
+  /**
+   * Answers a ringing incoming call from this session and joins its media room; the callee's
+   * other sessions stop ringing. Rejects with `ChorusError` (`not_found`, `conflict`).
+   */
+  async answer(options = {}) {
+    if (!this.incoming) throw new ChorusError("bad_request", "only the callee answers");
+    await this.client.request({ type: "call_accept", call: this.id });
+    return this.join(options);
+  }
+  /** Declines a ringing incoming call. */
+  async decline() {
+    await this.client.request({ type: "call_decline", call: this.id });
+  }
+  /** Hangs up (cancels while ringing, declines an incoming one); the media room closes. */
+  async hangup() {
+    if (this.ended) return;
+    await this.client.request({ type: "call_hangup", call: this.id });
+  }
+  /**
+   * Joins the media room of the answered call (the caller after `answered`; `answer()` does it
+   * for the callee). Publish and subscribe on the returned `GroupCall`; the other side's streams
+   * come as `stream-published` (or pass `autoSubscribe: true`).
+   */
+  async join(options = {}) {
+    if (this._media?.active) return this._media;
+    const media = await this.client.joinCall(this.room, options);
+    this._media = media;
+    return media;
+  }
+  /** @internal Applies a `call_status` frame. */
+  _update(f) {
+    if (this.ended) return;
+    this._heard = true;
+    this._status = f.status;
+    this._code = f.code;
+    this._by = f.by;
+    this.emit("status", f);
+    if (this.ended) this.emit("ended", f);
+  }
+  /** @internal An incoming call from its `call_incoming` frame. */
+  static _incoming(client, f) {
+    return new _DirectCall(client, { id: f.call, peer: f.from, name: f.name, video: f.video, incoming: true });
+  }
+};
+
 // src/client.ts
 var OPEN = 1;
 function newMessageId() {
@@ -1066,6 +1175,10 @@ var ChorusClient = class extends Emitter {
     this._call = null;
     this.joining = 0;
     this.callBuffer = [];
+    /** 1:1 calls ringing on this session or placed from it. */
+    this.direct = /* @__PURE__ */ new Map();
+    /** `call_status` frames of calls not known yet, by call id (at most 16 calls). */
+    this.earlyStatus = /* @__PURE__ */ new Map();
     this.options = options;
     this.server = normalizeServer(options.server);
     this.rest = new RestClient(this.server, options.token, { fetch: options.fetch });
@@ -1092,8 +1205,8 @@ var ChorusClient = class extends Emitter {
   get synced() {
     return this._synced;
   }
-  /** The current group call, if any. */
-  get call() {
+  /** The call room this session is in (a group's call, or a 1:1 call's media), if any. */
+  get groupCall() {
     return this._call;
   }
   /** Messages waiting for their `sent` answer, by client id. */
@@ -1282,6 +1395,13 @@ var ChorusClient = class extends Emitter {
       call._end("lost");
     }
     this.callBuffer = [];
+    const me = this._user?.address ?? "";
+    for (const call of this.direct.values()) {
+      const [from, to] = call.incoming ? [call.peer, me] : [me, call.peer];
+      call._update({ type: "call_status", call: call.id, from, to, video: call.video, status: "lost", code: 98, by: me });
+    }
+    this.direct.clear();
+    this.earlyStatus.clear();
     if (ws && this._state === "online") this.setState("offline");
   }
   rejectConnectWaiters(err) {
@@ -1329,6 +1449,8 @@ var ChorusClient = class extends Emitter {
         return this.emit("group", f);
       case "board":
         return this.emit("board", f);
+      case "group_media":
+        return this.emit("group_media", f);
       case "sent":
         return this.settleSend(f.id, f);
       case "call_offer":
@@ -1336,6 +1458,10 @@ var ChorusClient = class extends Emitter {
         if (this._call) this._call._handle(f);
         else if (this.joining > 0) this.callBuffer.push(f);
         return;
+      case "call_incoming":
+        return this.onIncomingCall(f);
+      case "call_status":
+        return this.onCallStatus(f);
       case "error":
         return this.onUnsolicitedError(f);
       default:
@@ -1566,7 +1692,7 @@ var ChorusClient = class extends Emitter {
         ...options
       });
       this._call = call;
-      const buffered = this.callBuffer.filter((f) => f.type === "call_offer" || f.gid === gid);
+      const buffered = this.callBuffer.filter((f) => f.gid === gid);
       this.callBuffer = [];
       call._start();
       for (const f of buffered) call._handle(f);
@@ -1575,6 +1701,46 @@ var ChorusClient = class extends Emitter {
       this.joining--;
       if (this.joining === 0) this.callBuffer = [];
     }
+  }
+  /**
+   * Places a 1:1 call to `address` (docs/protocol.md §17). Resolves with the `DirectCall` once
+   * the server placed it; its `status` events follow (`ringing`, then `answered` — join its media
+   * with `call.join()` — or how it ended: `busy`, `declined`, `no_answer`, `offline`, …). Rejects
+   * with `ChorusError` (`not_found`: no such user; `bad_request`: yourself; `conflict`: you are
+   * in a 1:1 call already), its `status` being Mesibo's call status.
+   */
+  async call(address, options = {}) {
+    const video = options.video ?? false;
+    const f = await this.request({ type: "call_dial", peer: address, video });
+    const call = new DirectCall(this, { id: f.call, peer: f.peer, name: f.peer, video: f.video, incoming: false });
+    this.trackDirect(call);
+    return call;
+  }
+  /** The 1:1 calls this session is ringing with or has placed, not yet ended. */
+  get directCalls() {
+    return [...this.direct.values()];
+  }
+  trackDirect(call) {
+    this.direct.set(call.id, call);
+    const early = this.earlyStatus.get(call.id) ?? [];
+    this.earlyStatus.delete(call.id);
+    for (const f of early) this.applyCallStatus(call, f);
+  }
+  onIncomingCall(f) {
+    const call = DirectCall._incoming(this, f);
+    this.trackDirect(call);
+    if (!call.ended) this.emit("incoming-call", call);
+  }
+  onCallStatus(f) {
+    this.emit("call-status", f);
+    const call = this.direct.get(f.call);
+    if (call) return this.applyCallStatus(call, f);
+    if (this.earlyStatus.size >= 16) this.earlyStatus.delete(this.earlyStatus.keys().next().value);
+    this.earlyStatus.set(f.call, [...this.earlyStatus.get(f.call) ?? [], f]);
+  }
+  applyCallStatus(call, f) {
+    call._update(f);
+    if (call.ended) this.direct.delete(call.id);
   }
   /** @internal Called by a GroupCall that ended itself. */
   _callEnded(call) {
@@ -1729,10 +1895,12 @@ var MessageCache = class _MessageCache {
 // src/index.ts
 var VERSION = "0.1.0";
 export {
+  CallStatusCode,
   ChorusAuth,
   ChorusClient,
   ChorusError,
   CloseCode,
+  DirectCall,
   ERROR_CODES,
   Emitter,
   GroupCall,
@@ -1744,6 +1912,7 @@ export {
   RestClient,
   SIMULCAST_ENCODINGS,
   VERSION,
+  directCallEnded,
   frameRid,
   isErrorCode,
   isServerFrameType,

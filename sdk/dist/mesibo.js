@@ -831,8 +831,8 @@
     /** @internal Routes `call_offer` and `call_event` frames. */
     _handle(f) {
       if (!this.active) return;
-      if (f.type === "call_offer") return this.onOffer(f);
       if (f.gid !== this.gid) return;
+      if (f.type === "call_offer") return this.onOffer(f);
       this.emit("event", f);
       this.onEvent(f);
     }
@@ -989,6 +989,98 @@
     return e instanceof Error ? e.message : String(e);
   }
 
+  // src/direct.ts
+  function directCallEnded(status) {
+    return status !== "ringing" && status !== "answered";
+  }
+  var DirectCall = class _DirectCall extends Emitter {
+    /** @internal */
+    constructor(client, init) {
+      super();
+      this.client = client;
+      this._status = "ringing";
+      this._code = 3;
+      this._media = null;
+      this._heard = false;
+      this.id = init.id;
+      this.peer = init.peer;
+      this.name = init.name;
+      this.video = init.video;
+      this.incoming = init.incoming;
+    }
+    /** Where the call stands. */
+    get status() {
+      return this._status;
+    }
+    /** Mesibo's call status number of `status` (`MESIBO_CALLSTATUS_*`). */
+    get code() {
+      return this._code;
+    }
+    /** Who hung up (`ended`) or whose session was lost (`lost`). */
+    get by() {
+      return this._by;
+    }
+    /** A `call_status` of this call has arrived (before it, `status` is the assumed `ringing`). */
+    get heard() {
+      return this._heard;
+    }
+    /** The call is over. */
+    get ended() {
+      return directCallEnded(this._status);
+    }
+    /** The call's media room, once joined. */
+    get media() {
+      return this._media;
+    }
+    /** The `gid` of the call's media room (`-id`). */
+    get room() {
+      return -this.id;
+    }
+    /**
+     * Answers a ringing incoming call from this session and joins its media room; the callee's
+     * other sessions stop ringing. Rejects with `ChorusError` (`not_found`, `conflict`).
+     */
+    async answer(options = {}) {
+      if (!this.incoming) throw new ChorusError("bad_request", "only the callee answers");
+      await this.client.request({ type: "call_accept", call: this.id });
+      return this.join(options);
+    }
+    /** Declines a ringing incoming call. */
+    async decline() {
+      await this.client.request({ type: "call_decline", call: this.id });
+    }
+    /** Hangs up (cancels while ringing, declines an incoming one); the media room closes. */
+    async hangup() {
+      if (this.ended) return;
+      await this.client.request({ type: "call_hangup", call: this.id });
+    }
+    /**
+     * Joins the media room of the answered call (the caller after `answered`; `answer()` does it
+     * for the callee). Publish and subscribe on the returned `GroupCall`; the other side's streams
+     * come as `stream-published` (or pass `autoSubscribe: true`).
+     */
+    async join(options = {}) {
+      if (this._media?.active) return this._media;
+      const media = await this.client.joinCall(this.room, options);
+      this._media = media;
+      return media;
+    }
+    /** @internal Applies a `call_status` frame. */
+    _update(f) {
+      if (this.ended) return;
+      this._heard = true;
+      this._status = f.status;
+      this._code = f.code;
+      this._by = f.by;
+      this.emit("status", f);
+      if (this.ended) this.emit("ended", f);
+    }
+    /** @internal An incoming call from its `call_incoming` frame. */
+    static _incoming(client, f) {
+      return new _DirectCall(client, { id: f.call, peer: f.from, name: f.name, video: f.video, incoming: true });
+    }
+  };
+
   // src/protocol.ts
   var ERROR_CODES = [
     "bad_request",
@@ -1027,14 +1119,18 @@
     receipt: { by: "string", status: "number", seq: "number" },
     presence: { from: "string", presence: "number" },
     group: { gid: "number", event: "string" },
+    group_media: { gid: "number", action: "string", id: "string" },
     board: { gid: "number", version: "number", from: "string", action: "string", objs: "array" },
     ok: {},
     pong: {},
     call_joined: { gid: "number", address: "string", permissions: "object", settings: "object", participants: "array" },
     call_published: { stream: "object", sdp: "string" },
     call_sdp: {},
-    call_offer: { sdp: "string", tracks: "array" },
+    call_offer: { gid: "number", sdp: "string", tracks: "array" },
     call_event: { gid: "number", event: "string" },
+    call_dialing: { call: "number", peer: "string", video: "boolean" },
+    call_incoming: { call: "number", from: "string", name: "string", video: "boolean" },
+    call_status: { call: "number", from: "string", to: "string", video: "boolean", status: "string", code: "number" },
     error: { code: "string", message: "string" }
   };
   function isServerFrameType(t) {
@@ -1280,6 +1376,10 @@
       this._call = null;
       this.joining = 0;
       this.callBuffer = [];
+      /** 1:1 calls ringing on this session or placed from it. */
+      this.direct = /* @__PURE__ */ new Map();
+      /** `call_status` frames of calls not known yet, by call id (at most 16 calls). */
+      this.earlyStatus = /* @__PURE__ */ new Map();
       this.options = options;
       this.server = normalizeServer(options.server);
       this.rest = new RestClient(this.server, options.token, { fetch: options.fetch });
@@ -1306,8 +1406,8 @@
     get synced() {
       return this._synced;
     }
-    /** The current group call, if any. */
-    get call() {
+    /** The call room this session is in (a group's call, or a 1:1 call's media), if any. */
+    get groupCall() {
       return this._call;
     }
     /** Messages waiting for their `sent` answer, by client id. */
@@ -1496,6 +1596,13 @@
         call._end("lost");
       }
       this.callBuffer = [];
+      const me = this._user?.address ?? "";
+      for (const call of this.direct.values()) {
+        const [from, to] = call.incoming ? [call.peer, me] : [me, call.peer];
+        call._update({ type: "call_status", call: call.id, from, to, video: call.video, status: "lost", code: 98, by: me });
+      }
+      this.direct.clear();
+      this.earlyStatus.clear();
       if (ws && this._state === "online") this.setState("offline");
     }
     rejectConnectWaiters(err) {
@@ -1543,6 +1650,8 @@
           return this.emit("group", f);
         case "board":
           return this.emit("board", f);
+        case "group_media":
+          return this.emit("group_media", f);
         case "sent":
           return this.settleSend(f.id, f);
         case "call_offer":
@@ -1550,6 +1659,10 @@
           if (this._call) this._call._handle(f);
           else if (this.joining > 0) this.callBuffer.push(f);
           return;
+        case "call_incoming":
+          return this.onIncomingCall(f);
+        case "call_status":
+          return this.onCallStatus(f);
         case "error":
           return this.onUnsolicitedError(f);
         default:
@@ -1780,7 +1893,7 @@
           ...options
         });
         this._call = call;
-        const buffered = this.callBuffer.filter((f) => f.type === "call_offer" || f.gid === gid);
+        const buffered = this.callBuffer.filter((f) => f.gid === gid);
         this.callBuffer = [];
         call._start();
         for (const f of buffered) call._handle(f);
@@ -1789,6 +1902,46 @@
         this.joining--;
         if (this.joining === 0) this.callBuffer = [];
       }
+    }
+    /**
+     * Places a 1:1 call to `address` (docs/protocol.md §17). Resolves with the `DirectCall` once
+     * the server placed it; its `status` events follow (`ringing`, then `answered` — join its media
+     * with `call.join()` — or how it ended: `busy`, `declined`, `no_answer`, `offline`, …). Rejects
+     * with `ChorusError` (`not_found`: no such user; `bad_request`: yourself; `conflict`: you are
+     * in a 1:1 call already), its `status` being Mesibo's call status.
+     */
+    async call(address, options = {}) {
+      const video = options.video ?? false;
+      const f = await this.request({ type: "call_dial", peer: address, video });
+      const call = new DirectCall(this, { id: f.call, peer: f.peer, name: f.peer, video: f.video, incoming: false });
+      this.trackDirect(call);
+      return call;
+    }
+    /** The 1:1 calls this session is ringing with or has placed, not yet ended. */
+    get directCalls() {
+      return [...this.direct.values()];
+    }
+    trackDirect(call) {
+      this.direct.set(call.id, call);
+      const early = this.earlyStatus.get(call.id) ?? [];
+      this.earlyStatus.delete(call.id);
+      for (const f of early) this.applyCallStatus(call, f);
+    }
+    onIncomingCall(f) {
+      const call = DirectCall._incoming(this, f);
+      this.trackDirect(call);
+      if (!call.ended) this.emit("incoming-call", call);
+    }
+    onCallStatus(f) {
+      this.emit("call-status", f);
+      const call = this.direct.get(f.call);
+      if (call) return this.applyCallStatus(call, f);
+      if (this.earlyStatus.size >= 16) this.earlyStatus.delete(this.earlyStatus.keys().next().value);
+      this.earlyStatus.set(f.call, [...this.earlyStatus.get(f.call) ?? [], f]);
+    }
+    applyCallStatus(call, f) {
+      call._update(f);
+      if (call.ended) this.direct.delete(call.id);
     }
     /** @internal Called by a GroupCall that ended itself. */
     _callEnded(call) {
@@ -1872,6 +2025,33 @@
       }
     }
     return n;
+  }
+
+  // src/mesibo/files.ts
+  async function uploadBlob(f, server, token, blob, name) {
+    const head = { Authorization: `Bearer ${token}`, "Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream" };
+    let bin = "";
+    for (const b of new TextEncoder().encode(name)) bin += String.fromCharCode(b);
+    let res = await f(`${server}/v1/uploads`, {
+      method: "POST",
+      headers: { ...head, "Upload-Length": String(blob.size), "Upload-Metadata": `filename ${btoa(bin)}` },
+      body: blob
+    });
+    if (res.status !== 201) throw new Error(`upload refused: HTTP ${res.status} ${await res.text()}`);
+    const id = (res.headers.get("location") ?? "").split("/").pop() ?? "";
+    if (!id) throw new Error("upload: no Location in the answer");
+    let offset = Number(res.headers.get("upload-offset") ?? "0");
+    while (offset < blob.size) {
+      res = await f(`${server}/v1/uploads/${id}`, { method: "PATCH", headers: { ...head, "Upload-Offset": String(offset) }, body: blob.slice(offset) });
+      const next = Number(res.headers.get("upload-offset") ?? "NaN");
+      if (res.status !== 204 || !(next > offset)) throw new Error(`upload failed at byte ${offset}: HTTP ${res.status}`);
+      offset = next;
+    }
+    return id;
+  }
+  async function signedUrl(c, id) {
+    const signed = await c.rest.request("POST", `/v1/files/${encodeURIComponent(id)}/url`);
+    return new URL(signed.url, `${c.server}/`).toString();
   }
 
   // src/mesibo/groupcall.ts
@@ -2754,6 +2934,169 @@
     }
   };
 
+  // src/mesibo/p2p.ts
+  var MesiboP2P = class {
+    constructor(listeners) {
+      this.listeners = listeners;
+      this.setup = { video: true, local: null, remote: null };
+      this.current = null;
+      this.local = null;
+      this.media = null;
+      this.muted = { audio: false, video: false };
+      this.connected = false;
+    }
+    /** Starts listening for calls ringing on `client`'s session. */
+    attach(client) {
+      client.on("incoming-call", (call) => {
+        if (this.current && !this.current.ended) return;
+        this.track(call);
+        fire(this.listeners, "Mesibo_onCall", call.id, call.peer, call.video);
+      });
+    }
+    /** The next call is a video call shown in these elements (ids); `enable` false: voice only. */
+    setupVideoCall(localVideoId, remoteVideoId, enable = true) {
+      this.setup = { video: enable !== false, local: localVideoId ?? null, remote: remoteVideoId ?? null };
+    }
+    /** The next call is a voice call played in this `<audio>` element. */
+    setupVoiceCall(audioElementId) {
+      this.setup = { video: false, local: null, remote: audioElementId ?? null };
+    }
+    /** Calls `address`. Returns 0; what follows comes as `Mesibo_onCallStatus`. */
+    call(client, address) {
+      if (this.current && !this.current.ended) {
+        setTimeout(() => this.status(0, C.MESIBO_CALLSTATUS_INVALIDSTATE), 0);
+        return -1;
+      }
+      void client.then((c) => c.call(String(address ?? ""), { video: this.setup.video })).then((call) => {
+        this.track(call);
+        if (call.heard) this.status(call.id, call.code);
+      }).catch((e) => {
+        const status = e instanceof ChorusError && e.status !== void 0 ? e.status : C.MESIBO_CALLSTATUS_ERROR;
+        this.status(0, status);
+      });
+      return 0;
+    }
+    /** Answers the ringing call (`video` false: answer a video call with audio only). */
+    answer(video = true) {
+      const call = this.current;
+      if (!call || !call.incoming || call.status !== "ringing") return -1;
+      const wantVideo = call.video && video !== false && this.setup.video;
+      call.answer({ autoSubscribe: true }).then(
+        (media) => this.startMedia(call, media, wantVideo),
+        () => this.status(call.id, C.MESIBO_CALLSTATUS_INVALIDSTATE)
+      );
+      return 0;
+    }
+    /** Hangs up (or cancels, or declines) the call; `callid` 0: the current one. */
+    hangup(callid = 0) {
+      const call = this.current;
+      if (!call || callid && Number(callid) !== call.id) return -1;
+      void call.hangup().catch(() => void 0);
+      this.stopMedia();
+      return 0;
+    }
+    /** Mutes (`enable` true) or unmutes your audio and/or video. */
+    mute(audio, video, enable) {
+      if (audio) this.muted.audio = !!enable;
+      if (video) this.muted.video = !!enable;
+      this.applyMute();
+    }
+    toggleAudioMute() {
+      this.muted.audio = !this.muted.audio;
+      this.applyMute();
+      return this.muted.audio;
+    }
+    toggleVideoMute() {
+      this.muted.video = !this.muted.video;
+      this.applyMute();
+      return this.muted.video;
+    }
+    /** The client stopped: the call is gone with the session. */
+    stopped() {
+      this.stopMedia();
+      this.current = null;
+    }
+    // ---------------------------------------------------------------- internals
+    status(callid, status) {
+      fire(this.listeners, "Mesibo_onCallStatus", callid, status);
+    }
+    track(call) {
+      this.current = call;
+      this.connected = false;
+      const joinAsCaller = () => call.join({ autoSubscribe: true }).then(
+        (media) => this.startMedia(call, media, call.video && this.setup.video),
+        () => this.status(call.id, C.MESIBO_CALLSTATUS_ERROR)
+      );
+      call.on("status", (s) => {
+        this.status(call.id, s.code);
+        if (s.status === "answered" && !call.incoming) void joinAsCaller();
+      });
+      if (call.status === "answered" && !call.incoming) void joinAsCaller();
+      call.on("ended", () => {
+        if (this.current === call) {
+          this.stopMedia();
+          this.current = null;
+        }
+      });
+    }
+    async startMedia(call, media, video) {
+      this.media = media;
+      media.on("track", (ev) => {
+        const el = docGet(this.setup.remote ?? "");
+        if (el && (ev.kind === "video" || !video)) {
+          ev.stream.attach(el);
+          play(el);
+        }
+        if (!this.connected) {
+          this.connected = true;
+          this.status(call.id, C.MESIBO_CALLSTATUS_CHANNELUP);
+        }
+      });
+      try {
+        const md = globalThis.navigator?.mediaDevices;
+        if (!md) throw new ChorusError("webrtc", "navigator.mediaDevices is not available");
+        const local = await md.getUserMedia({ audio: true, video });
+        if (call.ended) {
+          local.getTracks().forEach((t) => t.stop());
+          return;
+        }
+        this.local = local;
+        this.applyMute();
+        const lv = this.setup.local ? docGet(this.setup.local) : null;
+        if (lv && video) {
+          lv.muted = true;
+          lv.srcObject = local;
+          play(lv);
+        }
+        const opts = { simulcast: false };
+        const at = local.getAudioTracks()[0];
+        const vt = local.getVideoTracks()[0];
+        if (at) opts.audio = at;
+        if (vt) opts.video = vt;
+        await media.publish(0, opts);
+      } catch (e) {
+        fire(this.listeners, "Mesibo_onError", e);
+        this.status(call.id, C.MESIBO_CALLSTATUS_HWERROR);
+      }
+    }
+    applyMute() {
+      for (const t of this.local?.getAudioTracks() ?? []) t.enabled = !this.muted.audio;
+      for (const t of this.local?.getVideoTracks() ?? []) t.enabled = !this.muted.video;
+      const media = this.media;
+      if (media?.active) void media.mute(0, { ...this.muted }).catch(() => void 0);
+    }
+    stopMedia() {
+      this.local?.getTracks().forEach((t) => t.stop());
+      this.local = null;
+      if (this.media?.active) void this.media.leave();
+      this.media = null;
+      for (const id of [this.setup.local, this.setup.remote]) {
+        const el = id ? docGet(id) : null;
+        if (el) el.srcObject = null;
+      }
+    }
+  };
+
   // src/mesibo/messages.ts
   function failureStatus(e) {
     if (e instanceof ChorusError) {
@@ -2788,8 +3131,17 @@
       this.message = "";
       this.title = "";
       this.data = void 0;
-      /** A file reference (by URL: Chorus does not upload files). */
+      /** The file reference on the wire (`file.upload` for a file stored on this server). */
       this.file = void 0;
+      /** Mesibo's file fields (file messages): type (image 1, video 2, audio 3, other 10), URL, size. */
+      this.filetype = 0;
+      /**
+       * Where to fetch the file. For a file stored on this server, a signed URL (no token needed, for
+       * `<a href>`/`<img src>`) on live messages; on messages read from history, its content path
+       * (needs the token: ask `Mesibo.getFileUrl(m)` for a signed one).
+       */
+      this.fileurl = "";
+      this.size = 0;
       this.type = 0;
       /** Kept on the object, not sent: the Chorus protocol has no expiry (messages are stored until deleted). */
       this.expiry = 0;
@@ -2980,6 +3332,16 @@
     mm.message = m.text ?? "";
     mm.data = m.data;
     mm.file = m.file;
+    if (m.file) {
+      mm.filetype = m.file.filetype ?? 0;
+      mm.size = m.file.size ?? 0;
+      const base = mesibo.getServer();
+      try {
+        mm.fileurl = base ? new URL(m.file.url, `${base}/`).toString() : m.file.url;
+      } catch {
+        mm.fileurl = m.file.url;
+      }
+    }
     if (m.file?.name) mm.title = m.file.name;
     mm.type = m.mtype;
     mm.ts = m.ts;
@@ -3485,12 +3847,15 @@
     constructor(options = {}) {
       /** @internal */
       this._listeners = [];
+      this.p2p = new MesiboP2P(this._listeners);
       /** @internal */
       this._sessions = /* @__PURE__ */ new Set();
       this.appName = "";
       this.token = "";
       this.dbName = null;
       this.client = null;
+      /** Live messages waiting for an earlier file message's signed URL (see `onMessage`). */
+      this.inbox = null;
       this.profiles = /* @__PURE__ */ new Map();
       this.groups = /* @__PURE__ */ new Map();
       this.memberOf = /* @__PURE__ */ new Set();
@@ -3609,6 +3974,7 @@
       client.on("presence", (p) => this.onPresence(p));
       client.on("group", (g2) => this.onGroup(g2));
       client.on("error", (e) => this._error("server", e));
+      this.p2p.attach(client);
       client.connect().catch(() => void 0);
       return 0;
     }
@@ -3617,6 +3983,7 @@
       const c = this.client;
       this.client = null;
       for (const gc of this.calls.values()) gc._stopped();
+      this.p2p.stopped();
       c?.close();
       this.setStatus(C.MESIBO_STATUS_STOPPED);
       return 0;
@@ -3713,6 +4080,66 @@
      * `Mesibo_onMessageStatus(m)` (SENT, DELIVERED, READ or a failure ≥ 0x80).
      */
     sendMessage(params, id, data) {
+      const m = this.legacyMessage(params, id);
+      if (typeof data === "string") m.message = data;
+      else if (data instanceof Uint8Array || data instanceof ArrayBuffer) m.message = new TextDecoder().decode(data);
+      else if (data !== void 0 && data !== null) m.data = data;
+      else if (params.message !== void 0) m.message = params.message;
+      return m.send();
+    }
+    /**
+     * Mesibo's legacy file send: `sendFile(params, id, file)`, `params` as `sendMessage`'s. `file`
+     * is a `File` or `Blob`: uploaded to this server first (tus 1.0, `POST /v1/uploads` with the
+     * bytes, up to the server's `max_upload_bytes`), then sent as a stored file that only the
+     * conversation's members can read. Or Mesibo's `{filetype, fileurl, size, title, message}`: a
+     * file already on some HTTP server, sent by URL. Returns 0; the outcome comes as
+     * `Mesibo_onMessageStatus(m)` (a refused upload: `MESIBO_MSGSTATUS_FAIL`).
+     */
+    sendFile(params, id, file) {
+      const m = this.legacyMessage(params, id);
+      const blob = typeof Blob !== "undefined" && file instanceof Blob ? file : null;
+      const o = file && typeof file === "object" && !blob ? file : {};
+      if (typeof o["message"] === "string") m.message = o["message"];
+      if (typeof o["title"] === "string") m.title = o["title"];
+      if (!blob) {
+        const url = o["fileurl"];
+        if (typeof url !== "string" || !url) throw new Error("mesibo: sendFile needs a File or Blob, or {fileurl}");
+        const ref = { url };
+        const stored = /^(?:[a-z]+:\/\/[^/]+)?\/v1\/files\/([0-9a-f]{32})\/content$/.exec(url);
+        if (stored && (url.startsWith("/") || url.startsWith(`${this.getServer()}/`))) ref.upload = stored[1];
+        if (m.title) ref.name = m.title;
+        if (Number(o["size"]) > 0) ref.size = Number(o["size"]);
+        if (Number(o["filetype"]) > 0) ref.filetype = Number(o["filetype"]);
+        m.file = ref;
+        return m.send();
+      }
+      const name = blob.name || m.title || "file";
+      void (async () => {
+        try {
+          const c = await this._client();
+          const upload = await uploadBlob(this.options.fetch ?? fetch.bind(globalThis), c.server, c.rest.token, blob, name);
+          m.file = { url: "", upload, name };
+          m.send();
+        } catch (e) {
+          console.warn("mesibo: sendFile: the upload failed:", e);
+          m.status = C.MESIBO_MSGSTATUS_FAIL;
+          fire(this._listeners, "Mesibo_onMessageStatus", m);
+        }
+      })();
+      return 0;
+    }
+    /**
+     * A signed URL of a file message's file (`m.fileurl` already is one on live messages): works
+     * without a token until it expires (the server's `file_url_ttl_secs`). A URL not on this
+     * server comes back as it is.
+     */
+    async getFileUrl(m) {
+      const id = m.file?.upload;
+      if (!id) return m.fileurl;
+      return signedUrl(await this._client(), id);
+    }
+    /** A new legacy-style message to `params.peer` or `params.groupid`. */
+    legacyMessage(params, id) {
       const m = new MesiboMessage(this);
       m.id = id ?? params.id ?? this.random();
       if (params.groupid && params.groupid > 0) {
@@ -3725,11 +4152,7 @@
       if (params.flag !== void 0) m.flag = params.flag;
       if (params.type !== void 0) m.type = params.type;
       if (params.expiry !== void 0) m.expiry = params.expiry;
-      if (typeof data === "string") m.message = data;
-      else if (data instanceof Uint8Array || data instanceof ArrayBuffer) m.message = new TextDecoder().decode(data);
-      else if (data !== void 0 && data !== null) m.data = data;
-      else if (params.message !== void 0) m.message = params.message;
-      return m.send();
+      return m;
     }
     /**
      * A read session (legacy): `readDbSession(peer, groupid, query, on_read)`; then `read(n)`, and
@@ -3752,10 +4175,34 @@
     initGroupCall() {
       return new MesiboGroupCall(this, null, 0, true);
     }
-    /** 1:1 calls are not part of Chorus: `call(address)` reports `Mesibo_onCallStatus(0, MESIBO_CALLSTATUS_NOCALLS)`. */
-    call(_address) {
-      setTimeout(() => fire(this._listeners, "Mesibo_onCallStatus", 0, C.MESIBO_CALLSTATUS_NOCALLS), 0);
-      return -1;
+    /** 1:1 calls (module `mesibo/p2p`): the media elements of the next video call. */
+    setupVideoCall(localVideoId, remoteVideoId, enable) {
+      this.p2p.setupVideoCall(localVideoId, remoteVideoId, enable);
+    }
+    /** The audio element of the next voice call. */
+    setupVoiceCall(audioElementId) {
+      this.p2p.setupVoiceCall(audioElementId);
+    }
+    /** Calls `address` → `Mesibo_onCallStatus(callid, status)`. */
+    call(address) {
+      return this.p2p.call(this._client(), address);
+    }
+    /** Answers the ringing call. */
+    answer(video) {
+      return this.p2p.answer(video);
+    }
+    /** Hangs up the call (`callid` 0: the current one). */
+    hangup(callid) {
+      return this.p2p.hangup(callid);
+    }
+    mute(audio, video, enable) {
+      this.p2p.mute(audio, video, enable);
+    }
+    toggleAudioMute() {
+      return this.p2p.toggleAudioMute();
+    }
+    toggleVideoMute() {
+      return this.p2p.toggleVideoMute();
     }
     // ---------------------------------------------------------------- internals
     /** @internal The connected client (waits for the connection). */
@@ -3897,10 +4344,35 @@
       if (this.recent[0] === p) return;
       this.recent = [p, ...this.recent.filter((x) => x !== p)];
     }
+    /**
+     * Live messages in order: one carrying a stored file waits for its signed URL (`m.fileurl`),
+     * and the messages after it wait for it.
+     */
     onMessage(f) {
+      if (!this.inbox && !f.file?.upload) return this.deliver(f, null);
+      const upload = f.file?.upload;
+      const next = (this.inbox ?? Promise.resolve()).then(async () => {
+        let url = null;
+        if (upload) {
+          const c = this.client;
+          try {
+            if (c) url = await signedUrl(c, upload);
+          } catch (e) {
+            console.warn("mesibo: no signed URL for a file message:", e);
+          }
+        }
+        this.deliver(f, url);
+      });
+      this.inbox = next;
+      void next.finally(() => {
+        if (this.inbox === next) this.inbox = null;
+      });
+    }
+    deliver(f, signedUrl2) {
       const self = this.getAddress();
       if (f.from === self && this.outgoing.has(f.id) && !f.edited && !f.deleted) return;
       const m = fromChorus(this, f, C.MESIBO_ORIGIN_REALTIME, self);
+      if (signedUrl2) m.fileurl = signedUrl2;
       if (f.edited || f.deleted) {
         for (const s of this._sessions) s._update(m);
         fire(this._listeners, "Mesibo_onMessageUpdate", m);
