@@ -96,8 +96,11 @@ export class DirectCalls {
   async hangup(): Promise<void> {
     const call = this.active;
     if (!call) return;
+    const ringing = call.status === 'ringing';
     await call.hangup().catch(() => undefined);
-    this.stop(call);
+    // The server's `ok` may come before the call's `ended` status (then `stop` below is the
+    // only one that runs for this call): say how it ended here.
+    this.stop(call, ringing ? 'Call canceled' : 'Call ended');
   }
 
   private track(call: DirectCall): void {
@@ -135,9 +138,11 @@ export class DirectCalls {
     }
   }
 
-  private stop(call: DirectCall): void {
+  /** Ends this tab's part in `call`; `ours`: what to say when we ended it ourselves. */
+  private stop(call: DirectCall, ours?: string): void {
     if (this.active !== call) return;
     if (call.ended) this.notice = statusText(call, this.peerName);
+    else if (ours) this.notice = ours;
     this.active = null;
     this.remote = null;
     this.local?.getTracks().forEach((t) => t.stop());
