@@ -108,6 +108,16 @@ impl Tus {
             .expect("HEAD")
     }
 
+    async fn delete(&self, id: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}/v1/uploads/{id}", self.base))
+            .bearer_auth(&self.token)
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
     async fn offset(&self, id: &str) -> u64 {
         let r = self.head(id).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -309,14 +319,7 @@ async fn memory_bounded(b: Backend) {
     eprintln!("server RSS {} MiB before, {} MiB at most during the 1 GiB upload", before / 1024, max / 1024);
     assert!(grew_mib < 64, "the server's RSS grew by {grew_mib} MiB during a 1 GiB upload");
     // Termination deletes the bytes.
-    let r = tus
-        .http
-        .delete(format!("{}/v1/uploads/{id}", server.base))
-        .bearer_auth(&sess.token)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
+    let r = tus.delete(&id).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(tus.head(&id).await.status(), StatusCode::NOT_FOUND);
     let left = files_under(&server.data.path().join("media/uploads"));
@@ -365,14 +368,7 @@ async fn limits(b: Backend) {
     let r = tus.post(MIB, "d").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "a third unfinished upload");
     assert!(files_under(&media).is_empty(), "refused uploads left files: {:?}", files_under(&media));
-    let r = tus
-        .http
-        .delete(format!("{}/v1/uploads/{second}", server.base))
-        .bearer_auth(&sess.token)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
+    let r = tus.delete(&second).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // A body longer than the upload: 413 before a byte is stored.
@@ -618,14 +614,7 @@ async fn files(b: Backend) {
     let r = other.http.post(format!("{}/v1/files/{id}/url", server.base)).bearer_auth(&bob.token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(other.head(&id).await.status(), StatusCode::NOT_FOUND);
-    let r = other
-        .http
-        .delete(format!("{}/v1/uploads/{id}", server.base))
-        .bearer_auth(&bob.token)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
+    let r = other.delete(&id).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "another user cannot delete it");
     assert_eq!(tus.get(&content, &[]).await.status(), StatusCode::OK, "still there");
 
