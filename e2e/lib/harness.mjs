@@ -91,9 +91,9 @@ export class Server {
   }
 }
 
-/** Debian's Chromium with a fake camera and microphone. Not `--headless` in the args: playwright's
- * own headless switch is used. */
-export async function launchBrowser() {
+/** Debian's Chromium with a fake camera and microphone; `args` are added. Not `--headless` in the
+ * args: playwright's own headless switch is used. */
+export async function launchBrowser({ args = [] } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -108,6 +108,7 @@ export async function launchBrowser() {
       '--disable-sync',
       '--no-first-run',
       '--auto-select-desktop-capture-source=Entire screen',
+      ...args,
     ],
   });
 }

@@ -1,24 +1,32 @@
-// The embedded TURN relay in real Chromium: a server with `turn_udp_port` hands TURN credentials
-// out in `call_joined`, the SDK gives them to its peer connections, and two users with
-// `iceTransportPolicy: "relay"` (no direct path allowed) still see each other's camera — through
-// the relay, as the selected candidate pairs show.
+// The embedded TURN relay in real Chromium: a server with `turn_udp_port` (or `turn_tls_port`)
+// hands TURN credentials out in `call_joined`, the SDK gives them to its peer connections, and two
+// users with `iceTransportPolicy: "relay"` (no direct path allowed) still see each other's camera —
+// through the relay, over UDP and over TLS, as the selected candidate pairs show.
 
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Server, launchBrowser, sdkPage } from '../lib/harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await Server.start({ CHORUS_TURN_UDP_PORT: '0' });
-  browser = await launchBrowser();
-});
-
+const cleanup = [];
 after(async () => {
-  await browser?.close();
-  await server?.stop();
+  for (const f of cleanup.reverse()) await f();
 });
+
+/** A self-signed certificate for 127.0.0.1 made by Debian's openssl: [cert, key] paths. */
+function certificate() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chorus-turn-tls-'));
+  cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert,
+  ], { stdio: 'ignore' });
+  return [cert, key];
+}
 
 /** Runs `fn` (async, in the page) every 250 ms until it returns a truthy value; returns it. */
 async function poll(page, fn, arg, what, timeout = 30_000) {
@@ -31,7 +39,7 @@ async function poll(page, fn, arg, what, timeout = 30_000) {
   }
 }
 
-async function joinRelayed(page, { token, gid }) {
+async function joinRelayed(page, server, { token, gid }) {
   return page.evaluate(
     async ({ server, token, gid }) => {
       const client = new Chorus.ChorusClient({ server, token });
@@ -46,7 +54,7 @@ async function joinRelayed(page, { token, gid }) {
         });
         return n;
       };
-      // Candidate types of the selected pair of a connection: [local, remote].
+      // The selected pair of a connection: [local type, remote type, local relay protocol].
       t.selected = async (which) => {
         const pc = call.peerConnections[which];
         const stats = await pc.getStats();
@@ -55,7 +63,8 @@ async function joinRelayed(page, { token, gid }) {
           if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
         });
         if (!pair) return false;
-        return [stats.get(pair.localCandidateId)?.candidateType, stats.get(pair.remoteCandidateId)?.candidateType];
+        const local = stats.get(pair.localCandidateId);
+        return [local?.candidateType, stats.get(pair.remoteCandidateId)?.candidateType, local?.relayProtocol];
       };
       return { address: client.address };
     },
@@ -63,7 +72,9 @@ async function joinRelayed(page, { token, gid }) {
   );
 }
 
-test('relay-only peers see each other through the embedded TURN relay', async () => {
+/** Two relay-only users in a call on `server`; returns when both decode each other's camera
+ * through relay candidates of `protocol` (udp or tls). */
+async function relayedCall(server, browser, protocol) {
   const owner = await server.login('owner@example.org', 'Owner');
   const bob = await server.login('bob@example.org', 'Bob');
   const room = await server.api('POST', '/v1/groups', { name: 'Relay', room: true }, owner.token);
@@ -72,8 +83,8 @@ test('relay-only peers see each other through the embedded TURN relay', async ()
 
   const po = await sdkPage(browser, server, 'Owner');
   const pb = await sdkPage(browser, server, 'Bob');
-  await joinRelayed(po, { token: owner.token, gid });
-  await joinRelayed(pb, { token: bob.token, gid });
+  await joinRelayed(po, server, { token: owner.token, gid });
+  await joinRelayed(pb, server, { token: bob.token, gid });
   for (const page of [po, pb]) {
     await page.evaluate(async () => {
       const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
@@ -87,8 +98,28 @@ test('relay-only peers see each other through the embedded TURN relay', async ()
     }, undefined, '10 decoded frames');
     await poll(page, async (first) => (await window.t.decoded()) >= first + 20, first, '20 more decoded frames');
     for (const which of ['publish', 'subscribe']) {
-      const types = await poll(page, (w) => window.t.selected(w), which, `a selected ${which} pair`);
-      assert.equal(types[0], 'relay', `${which}: the local side of the selected pair is a relay candidate (${types})`);
+      const pair = await poll(page, (w) => window.t.selected(w), which, `a selected ${which} pair`);
+      assert.equal(pair[0], 'relay', `${which}: the local side of the selected pair is a relay candidate (${pair})`);
+      assert.equal(pair[2], protocol, `${which}: the relay is reached over ${protocol} (${pair})`);
     }
   }
+}
+
+test('relay-only peers see each other through the embedded TURN relay over UDP', async () => {
+  const server = await Server.start({ CHORUS_TURN_UDP_PORT: '0' });
+  cleanup.push(() => server.stop());
+  const browser = await launchBrowser();
+  cleanup.push(() => browser.close());
+  await relayedCall(server, browser, 'udp');
+});
+
+test('relay-only peers see each other through TURN over TLS, the only transport offered', async () => {
+  const [cert, key] = certificate();
+  const server = await Server.start({ CHORUS_TURN_TLS_PORT: '0', CHORUS_TURN_TLS_CERT: cert, CHORUS_TURN_TLS_KEY: key });
+  cleanup.push(() => server.stop());
+  // The test certificate is self-signed: Chromium is told not to check it (a real deployment
+  // uses a certificate for `turn_host`).
+  const browser = await launchBrowser({ args: ['--ignore-certificate-errors'] });
+  cleanup.push(() => browser.close());
+  await relayedCall(server, browser, 'tls');
 });

@@ -170,6 +170,20 @@ pub struct Config {
 
     /// UDP port of the embedded TURN relay (`0`: any free port). Unset: no TURN server.
     pub turn_udp_port: Option<u16>,
+    /// TCP port of the embedded TURN relay (TURN over TCP; `0`: any free port). Unset: none.
+    pub turn_tcp_port: Option<u16>,
+    /// TCP port of TURN over TLS (`turns:`), e.g. 443 (`0`: any free port). Unset: none.
+    /// Needs a certificate: `turn_tls_cert`/`turn_tls_key`, else `tls_cert`/`tls_key`.
+    pub turn_tls_port: Option<u16>,
+    /// PEM certificate chain for TURN over TLS; default `tls_cert`.
+    pub turn_tls_cert: Option<PathBuf>,
+    /// PEM private key for TURN over TLS; default `tls_key`.
+    pub turn_tls_key: Option<PathBuf>,
+    /// Host in the relay's `turn:`/`turns:` URLs, e.g. the name on the TLS certificate.
+    /// Default: the relay's address (`turn_public_ip`).
+    pub turn_host: Option<String>,
+    /// Most TURN TCP and TLS connections open at once (each listener); more are closed at once.
+    pub turn_max_connections: usize,
     /// Shared secret of the TURN REST API credentials (coturn's `static-auth-secret`); at least
     /// 16 characters. Unset: read from or generated into `data/turn-secret` (0600).
     pub turn_secret: Option<String>,
@@ -284,6 +298,12 @@ impl Default for Config {
             call_ring_timeout_secs: 45,
             rtc_tcp_max_connections: 1024,
             turn_udp_port: None,
+            turn_tcp_port: None,
+            turn_tls_port: None,
+            turn_tls_cert: None,
+            turn_tls_key: None,
+            turn_host: None,
+            turn_max_connections: 1024,
             turn_secret: None,
             turn_public_ip: None,
             turn_credential_ttl_secs: 3600,
@@ -404,6 +424,25 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key go together: set both for HTTPS, or neither");
+        }
+        if self.turn_tls_cert.is_some() != self.turn_tls_key.is_some() {
+            anyhow::bail!("turn_tls_cert and turn_tls_key go together: set both, or neither");
+        }
+        if self.turn_tls_port.is_some() && self.turn_tls_cert.is_none() && self.tls_cert.is_none() {
+            anyhow::bail!(
+                "turn_tls_port needs a certificate: set turn_tls_cert and turn_tls_key (or tls_cert and tls_key)"
+            );
+        }
+        if let Some(h) = &self.turn_host {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if !ok {
+                anyhow::bail!("turn_host must be a host name or an IP address, not {h:?}");
+            }
+        }
+        if self.turn_max_connections == 0 {
+            anyhow::bail!("turn_max_connections must be positive");
         }
         for u in &self.webhook_urls {
             let ok = (u.starts_with("http://") || u.starts_with("https://")) && reqwest::Url::parse(u).is_ok();

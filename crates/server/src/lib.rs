@@ -134,8 +134,8 @@ pub struct App {
     pub media_udp: SocketAddr,
     /// The ICE-TCP address advertised to clients, if ICE-TCP is on.
     pub media_tcp: Option<SocketAddr>,
-    /// The embedded TURN relay's UDP address, if `turn_udp_port` is set.
-    pub turn_udp: Option<SocketAddr>,
+    /// Where the embedded TURN relay listens, if it runs.
+    pub turn: Option<turn::Listening>,
 }
 
 /// Builds every service, the HTTP application and the media sockets for `cfg`.
@@ -175,7 +175,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         relay_peers.push(udp_local);
     }
     let turn = crate::turn::start(&cfg, relay_peers).await?;
-    let turn_udp = turn.as_ref().map(|t| t.local);
+    let turn_listening = turn.as_ref().map(|t| t.listening);
     if let Some(t) = turn {
         calls.set_turn(t);
     }
@@ -196,7 +196,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         tickets: Default::default(),
         media,
     };
-    Ok(App { router: http::router(state), media_udp, media_tcp, turn_udp })
+    Ok(App { router: http::router(state), media_udp, media_tcp, turn: turn_listening })
 }
 
 /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The default
@@ -205,7 +205,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
 /// storm saw it with 500 clients).
 const LISTEN_BACKLOG: u32 = 4096;
 
-fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+pub(crate) fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
@@ -221,10 +221,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         idle: Duration::from_secs(cfg.http_idle_timeout_secs),
     };
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => Some(http::server::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(http::server::tls_acceptor(cert, key, &[b"http/1.1"])?),
         _ => None,
     };
-    let App { router: app, media_udp, media_tcp, turn_udp } = build_app(cfg).await?;
+    let App { router: app, media_udp, media_tcp, turn } = build_app(cfg).await?;
     let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
     tracing::info!(%local, "chorus listening");
@@ -232,8 +232,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Some(tcp) => println!("Chorus media on udp {media_udp} and tcp {tcp}"),
         None => println!("Chorus media on udp {media_udp}"),
     }
-    if let Some(t) = turn_udp {
-        println!("Chorus TURN on udp {t}");
+    if let Some(t) = turn {
+        let on = [("udp", t.udp), ("tcp", t.tcp), ("tls", t.tls)];
+        let on: Vec<String> = on.iter().filter_map(|(p, a)| a.map(|a| format!("{p} {a}"))).collect();
+        println!("Chorus TURN on {}", on.join(", "));
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Chorus listening on {scheme}://{local}");

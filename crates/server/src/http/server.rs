@@ -38,9 +38,9 @@ pub struct Limits {
     pub idle: Duration,
 }
 
-/// The TLS side of the listener, from PEM files: the certificate chain (leaf first) and its
-/// private key.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+/// The TLS side of a listener, from PEM files: the certificate chain (leaf first) and its
+/// private key; `alpn` the application protocols offered (none: whatever the client asks).
+pub fn tls_acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use anyhow::Context as _;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -59,7 +59,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::Tls
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("tls_cert and tls_key do not make a usable certificate (does the key match?)")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

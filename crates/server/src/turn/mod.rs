@@ -1,5 +1,5 @@
-//! Embedded TURN relay (RFC 5766, UDP) for clients whose networks block UDP to the media port
-//! but let TURN through. The protocol is the `turn` crate's (webrtc-rs); this module adds what a
+//! Embedded TURN relay (RFC 8656) for clients whose networks block UDP to the media port but
+//! let TURN through: over UDP, TCP, and TLS (e.g. on 443, [`stream`]). The protocol is the `turn` crate's (webrtc-rs); this module adds what a
 //! Chorus deployment needs around it:
 //!
 //! - **Credentials** in the TURN REST API scheme (coturn's `use-auth-secret`): username
@@ -33,6 +33,8 @@ use tokio::net::UdpSocket;
 use webrtc_util::vnet::net::Net;
 use webrtc_util::Conn;
 
+pub mod stream;
+
 use crate::config::Config;
 
 /// The realm the embedded server announces.
@@ -59,9 +61,17 @@ impl TurnIce {
 /// The running relay (kept by [`crate::call::Calls`] for the life of the process).
 pub struct Turn {
     pub ice: TurnIce,
-    /// The UDP address the TURN server listens on.
-    pub local: SocketAddr,
+    /// Where the TURN server listens.
+    pub listening: Listening,
     _server: Server,
+}
+
+/// The addresses the relay listens on, per transport.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Listening {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
 }
 
 fn now_secs() -> u64 {
@@ -109,10 +119,12 @@ impl AuthHandler for RestAuth {
     }
 }
 
-/// Starts the TURN server when `turn_udp_port` is set. `media` are the addresses the relay may
-/// reach (Chorus's own media sockets); nothing else.
+/// Starts the TURN server when any of `turn_udp_port`, `turn_tcp_port`, `turn_tls_port` is set.
+/// `media` are the addresses the relay may reach (Chorus's own media sockets); nothing else.
 pub async fn start(cfg: &Config, media: Vec<SocketAddr>) -> anyhow::Result<Option<Turn>> {
-    let Some(port) = cfg.turn_udp_port else { return Ok(None) };
+    if cfg.turn_udp_port.is_none() && cfg.turn_tcp_port.is_none() && cfg.turn_tls_port.is_none() {
+        return Ok(None);
+    }
     let secret = secret(cfg)?.into_bytes();
     let bind_ip = cfg.rtc_bind_ip.unwrap_or(cfg.listen.ip());
     let public = match cfg.turn_public_ip.or(cfg.public_ip) {
@@ -120,22 +132,61 @@ pub async fn start(cfg: &Config, media: Vec<SocketAddr>) -> anyhow::Result<Optio
         None if bind_ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         None => bind_ip,
     };
-    let sock = UdpSocket::bind(SocketAddr::new(bind_ip, port))
-        .await
-        .map_err(|e| anyhow::anyhow!("binding UDP {bind_ip}:{port} for TURN: {e}"))?;
-    let local = sock.local_addr()?;
-    let allowed: Arc<[SocketAddr]> = media.into();
-    let listener = GuardedListener { inner: Arc::new(sock), allowed: allowed.clone(), secret: secret.clone() };
-    let relay = GuardedRelays {
-        inner: RelayAddressGeneratorStatic {
-            relay_address: public,
-            address: bind_ip.to_string(),
-            net: Arc::new(Net::new(None)),
-        },
-        allowed,
+    let host = match (&cfg.turn_host, public) {
+        (Some(h), _) => h.clone(),
+        (None, IpAddr::V6(ip)) => format!("[{ip}]"),
+        (None, IpAddr::V4(ip)) => ip.to_string(),
     };
+    let allowed: Arc<[SocketAddr]> = media.into();
+    let guarded = |inner: Arc<dyn Conn + Send + Sync>| ConnConfig {
+        conn: Arc::new(GuardedListener { inner, allowed: allowed.clone(), secret: secret.clone() }),
+        relay_addr_generator: Box::new(GuardedRelays {
+            inner: RelayAddressGeneratorStatic {
+                relay_address: public,
+                address: bind_ip.to_string(),
+                net: Arc::new(Net::new(None)),
+            },
+            allowed: allowed.clone(),
+        }),
+    };
+    let mut conn_configs = Vec::new();
+    let mut urls = Vec::new();
+    let mut listening = Listening::default();
+    if let Some(port) = cfg.turn_udp_port {
+        let sock = UdpSocket::bind(SocketAddr::new(bind_ip, port))
+            .await
+            .map_err(|e| anyhow::anyhow!("binding UDP {bind_ip}:{port} for TURN: {e}"))?;
+        let local = sock.local_addr()?;
+        urls.push(format!("turn:{host}:{}?transport=udp", local.port()));
+        listening.udp = Some(local);
+        conn_configs.push(guarded(Arc::new(sock)));
+    }
+    if let Some(port) = cfg.turn_tcp_port {
+        let listener = crate::listen_on(SocketAddr::new(bind_ip, port))
+            .map_err(|e| anyhow::anyhow!("binding TCP {bind_ip}:{port} for TURN: {e}"))?;
+        let conn = stream::listen(listener, None, cfg.turn_max_connections)?;
+        let local = conn.local_addr()?;
+        urls.push(format!("turn:{host}:{}?transport=tcp", local.port()));
+        listening.tcp = Some(local);
+        conn_configs.push(guarded(conn));
+    }
+    if let Some(port) = cfg.turn_tls_port {
+        let (cert, key) = match (&cfg.turn_tls_cert, &cfg.turn_tls_key, &cfg.tls_cert, &cfg.tls_key) {
+            (Some(c), Some(k), _, _) | (None, None, Some(c), Some(k)) => (c, k),
+            _ => anyhow::bail!("turn_tls_port needs turn_tls_cert and turn_tls_key (or tls_cert and tls_key)"),
+        };
+        // No ALPN of our own: a TURN client may offer "stun.turn" or nothing.
+        let tls = crate::http::server::tls_acceptor(cert, key, &[])?;
+        let listener = crate::listen_on(SocketAddr::new(bind_ip, port))
+            .map_err(|e| anyhow::anyhow!("binding TCP {bind_ip}:{port} for TURN over TLS: {e}"))?;
+        let conn = stream::listen(listener, Some(tls), cfg.turn_max_connections)?;
+        let local = conn.local_addr()?;
+        urls.push(format!("turns:{host}:{}?transport=tcp", local.port()));
+        listening.tls = Some(local);
+        conn_configs.push(guarded(conn));
+    }
     let server = Server::new(ServerConfig {
-        conn_configs: vec![ConnConfig { conn: Arc::new(listener), relay_addr_generator: Box::new(relay) }],
+        conn_configs,
         realm: REALM.into(),
         auth_handler: Arc::new(RestAuth { secret: secret.clone() }),
         channel_bind_timeout: std::time::Duration::from_secs(0),
@@ -143,13 +194,8 @@ pub async fn start(cfg: &Config, media: Vec<SocketAddr>) -> anyhow::Result<Optio
     })
     .await
     .map_err(|e| anyhow::anyhow!("starting the TURN server: {e}"))?;
-    let host = match public {
-        IpAddr::V6(ip) => format!("[{ip}]"),
-        IpAddr::V4(ip) => ip.to_string(),
-    };
-    let urls = vec![format!("turn:{host}:{}?transport=udp", local.port())];
-    tracing::info!(%local, relay_ip = %public, "TURN relay listening");
-    Ok(Some(Turn { ice: TurnIce { secret, ttl_secs: cfg.turn_credential_ttl_secs, urls }, local, _server: server }))
+    tracing::info!(?listening, relay_ip = %public, "TURN relay listening");
+    Ok(Some(Turn { ice: TurnIce { secret, ttl_secs: cfg.turn_credential_ttl_secs, urls }, listening, _server: server }))
 }
 
 /// Decodes every XOR-PEER-ADDRESS of `m` (RFC 5766 §14.3); `None` if one is malformed.
@@ -234,9 +280,10 @@ fn error_response(m: &Message, code: ErrorCode, reason: &str) -> Option<Vec<u8>>
     Some(r.raw)
 }
 
-/// The TURN listening socket, with the open-relay and credential checks in front of the crate.
+/// A TURN listening socket (UDP, or the TCP/TLS [`stream::StreamConn`]), with the open-relay
+/// and credential checks in front of the crate.
 struct GuardedListener {
-    inner: Arc<UdpSocket>,
+    inner: Arc<dyn Conn + Send + Sync>,
     allowed: Arc<[SocketAddr]>,
     secret: Vec<u8>,
 }
@@ -244,7 +291,7 @@ struct GuardedListener {
 #[async_trait]
 impl Conn for GuardedListener {
     async fn connect(&self, addr: SocketAddr) -> webrtc_util::Result<()> {
-        Ok(self.inner.connect(addr).await?)
+        self.inner.connect(addr).await
     }
     async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
         Ok(self.recv_from(buf).await?.0)
@@ -268,13 +315,13 @@ impl Conn for GuardedListener {
         }
     }
     async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
-        Ok(self.inner.send(buf).await?)
+        self.inner.send(buf).await
     }
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
-        Ok(self.inner.send_to(buf, target).await?)
+        self.inner.send_to(buf, target).await
     }
     fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
-        Ok(self.inner.local_addr()?)
+        self.inner.local_addr()
     }
     fn remote_addr(&self) -> Option<SocketAddr> {
         None
