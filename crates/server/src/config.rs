@@ -91,6 +91,17 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// HTTPS: a PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
+    /// HTTPS with automatic certificates: the names to order one for over ACME (instead of
+    /// `tls_cert`/`tls_key`). In a file a list; in the environment a comma-separated string.
+    #[serde(deserialize_with = "origin_list")]
+    pub acme_domains: Vec<String>,
+    /// Contact e-mail address given to the ACME CA (expiry notices).
+    pub acme_contact: Option<String>,
+    /// The ACME CA's directory URL; default Let's Encrypt's production directory.
+    pub acme_directory: String,
+    /// PEM file of CA certificates to trust for the ACME directory's HTTPS besides the public
+    /// roots (a private ACME CA, e.g. step-ca or a test Pebble).
+    pub acme_ca: Option<PathBuf>,
     /// URLs that receive webhooks (signed POSTs, see [`crate::webhooks`]). Empty: none are sent.
     /// In a file a list; in the environment a comma-separated string.
     #[serde(deserialize_with = "origin_list")]
@@ -263,6 +274,10 @@ impl Default for Config {
             cors_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            acme_domains: Vec::new(),
+            acme_contact: None,
+            acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_ca: None,
             webhook_urls: Vec::new(),
             webhook_secret: None,
             webhook_retry_max_secs: 300,
@@ -424,6 +439,25 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key go together: set both for HTTPS, or neither");
+        }
+        if !self.acme_domains.is_empty() && self.tls_cert.is_some() {
+            anyhow::bail!("acme_domains and tls_cert exclude each other: certificates come from ACME or from files");
+        }
+        for d in &self.acme_domains {
+            let ok = d.len() <= 253
+                && d.contains('.')
+                && d.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !ok {
+                anyhow::bail!("acme_domains: {d:?} is not a DNS name (like chorus.example.com)");
+            }
+        }
+        if !(self.acme_directory.starts_with("https://") && reqwest::Url::parse(&self.acme_directory).is_ok()) {
+            anyhow::bail!("acme_directory must be an https:// URL");
+        }
+        if self.acme_contact.as_deref().is_some_and(|c| !c.contains('@') || c.contains(char::is_whitespace)) {
+            anyhow::bail!("acme_contact must be an e-mail address");
         }
         if self.turn_tls_cert.is_some() != self.turn_tls_key.is_some() {
             anyhow::bail!("turn_tls_cert and turn_tls_key go together: set both, or neither");

@@ -222,6 +222,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => Some(http::server::tls_acceptor(cert, key, &[b"http/1.1"])?),
+        _ if !cfg.acme_domains.is_empty() => Some(http::acme::acceptor(&cfg)?),
         _ => None,
     };
     let App { router: app, media_udp, media_tcp, turn } = build_app(cfg).await?;

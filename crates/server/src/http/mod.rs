@@ -16,6 +16,7 @@
 //! - Uploads (`/v1/uploads`, tus) and files (`/v1/files`) are [`crate::media`]'s routes,
 //!   merged into the `/v1` group here.
 
+pub mod acme;
 pub mod admin;
 pub mod cors;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -10,7 +10,9 @@
 //! With `tls_cert` and `tls_key` set it speaks HTTPS only ([`tls_acceptor`]: rustls, TLS 1.2
 //! and 1.3, ALPN `http/1.1`): the handshake runs in the connection's task, within the same
 //! `http_idle_timeout_secs`, after the connection took its place under the cap, so slow or
-//! broken handshakes cost one place each for a bounded time and never hold up `accept`.
+//! broken handshakes cost one place each for a bounded time and never hold up `accept`. With
+//! `acme_domains` instead, the certificate comes from an ACME CA ([`super::acme`]), and a
+//! handshake that negotiates `acme-tls/1` (the CA's challenge) ends the connection.
 
 use std::future::Future;
 use std::path::Path;
@@ -188,6 +190,10 @@ pub async fn run(
             match tls {
                 None => serve(TokioIo::new(counted), service, limits, &mut stop).await,
                 Some(acceptor) => match tokio::time::timeout(limits.idle, acceptor.accept(counted)).await {
+                    // An ACME CA checking its TLS-ALPN-01 challenge: the handshake was all it wanted.
+                    Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(super::acme::ACME_TLS_ALPN) => {
+                        tracing::info!(%peer, "ACME challenge answered");
+                    }
                     Ok(Ok(stream)) => serve(TokioIo::new(stream), service, limits, &mut stop).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
