@@ -63,8 +63,10 @@ window.initMesibo = () => {
 const streamId = (p) => p.getId() + '-' + p.getType();
 const key = (p) => p.getAddress() + ':' + p.getType();
 scope.Mesibo_OnConnectionStatus = (s) => app.status.push(s);
-scope.Mesibo_OnMessage = (m) => app.onMessage.push({ text: m.message, groupid: m.groupid, peer: m.peer });
-scope.Mesibo_OnMessageStatus = () => {};
+scope.Mesibo_OnMessage = (m) =>
+  app.onMessage.push({ text: m.message, groupid: m.groupid, peer: m.peer, fileurl: m.fileurl, filetype: m.filetype, size: m.size, title: m.title });
+app.statuses = [];
+scope.Mesibo_OnMessageStatus = (m) => app.statuses.push({ id: m.id, status: m.status });
 window.createRoom = (name, quality) => {
   app.mode = 2;
   const settings = { name, flags: 0 };
@@ -396,6 +398,76 @@ test("Mesibo's conferencing app on its own origin: phone login by createhttpRequ
   assert.deepEqual(outside, []);
   assert.ok(requested.some((u) => u.startsWith(appBase)) && requested.some((u) => u.startsWith(server.base)));
   for (const p of [po, pm]) await p.evaluate(() => window.app.mesibo.stop());
+});
+
+/** In the page: SHA-256 (hex) of what `url` serves, with the HTTP status and length. */
+async function fetchDigest(p, url) {
+  return p.evaluate(async (url) => {
+    const r = await fetch(url);
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const sha = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    return { status: r.status, length: bytes.length, sha };
+  }, url);
+}
+
+test("Mesibo's file messages on its own origin: sendFile of a 5 MB File arrives at the other user with the same bytes; op=upload by createhttpRequest, then sendFile by its URL", async () => {
+  const pa = await userContext('Alice', []);
+  const pb = await userContext('Bob', []);
+  const alice = await loginByPhone(pa, 'Alice', '+15550100021');
+  const bob = await loginByPhone(pb, 'Bob', '+15550100022');
+
+  // sendFile(params, id, File): 5 MB of random bytes in a 1:1 chat.
+  const FIVE_MB = 5 * 1024 * 1024;
+  const sent = await pa.evaluate(
+    async ({ peer, size }) => {
+      const bytes = new Uint8Array(size);
+      for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+      const sha = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+      const id = window.app.mesibo.random();
+      window.app.mesibo.sendFile({ peer, flag: MESIBO_FLAG_DEFAULT }, id, new File([bytes], 'five-mb.bin', { type: 'application/octet-stream' }));
+      return { sha, id };
+    },
+    { peer: bob.address, size: FIVE_MB },
+  );
+  const got = await until(pb, () => window.app.onMessage.find((m) => m.title === 'five-mb.bin') || false, undefined, 60_000);
+  assert.equal(got.peer, alice.address);
+  assert.equal(got.size, FIVE_MB);
+  assert.equal(got.filetype, 10 /* MESIBO_FILETYPE_OTHER */);
+  assert.ok(got.fileurl.startsWith(server.base), got.fileurl);
+  assert.deepEqual(await fetchDigest(pb, got.fileurl), { status: 200, length: FIVE_MB, sha: sent.sha });
+  // The sender is told it was sent, and never of a failure.
+  await until(pa, (id) => window.app.statuses.some((s) => s.id === id && s.status === MESIBO_MSGSTATUS_SENT), sent.id);
+  assert.deepEqual(await pa.evaluate((id) => window.app.statuses.filter((s) => s.id === id && s.status >= 0x80), sent.id), []);
+
+  // Mesibo's demo stores a file with op=upload (multipart `file`, the token a form field) and
+  // then sends its URL; here through the bundle's createhttpRequest with a FormData.
+  const text = 'a note stored by op=upload\n'.repeat(100);
+  const up = await pa.evaluate(
+    (text) =>
+      new Promise((resolve) => {
+        const fd = new FormData();
+        fd.append('op', 'upload');
+        fd.append('token', localStorage.getItem(TOKEN_KEY));
+        fd.append('file', new File([text], 'note.txt', { type: 'text/plain' }));
+        const req = Mesibo.getInstance().createhttpRequest();
+        req.setUrl(MESIBO_API_URL);
+        req.setPostData(fd);
+        req.send(null, (cbdata, response) => resolve(response && JSON.parse(response)));
+      }),
+    text,
+  );
+  assert.equal(up?.result, 'OK', JSON.stringify(up));
+  assert.match(up.file, /\/v1\/files\/[0-9a-f]{32}\/content$/);
+  await pa.evaluate(
+    ({ peer, url, size }) =>
+      window.app.mesibo.sendFile({ peer }, window.app.mesibo.random(), { filetype: 10, fileurl: url, size, title: 'note.txt', message: 'see the note' }),
+    { peer: bob.address, url: up.file, size: text.length },
+  );
+  const note = await until(pb, () => window.app.onMessage.find((m) => m.title === 'note.txt') || false);
+  assert.equal(note.text, 'see the note');
+  const want = await pa.evaluate(async (text) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)))].map((b) => b.toString(16).padStart(2, '0')).join(''), text);
+  assert.deepEqual(await fetchDigest(pb, note.fileurl), { status: 200, length: text.length, sha: want });
+  for (const p of [pa, pb]) await p.evaluate(() => window.app.mesibo.stop());
 });
 
 test('a page on an origin not in cors_origins is refused: no login answer, nothing sent, no WebSocket', async () => {

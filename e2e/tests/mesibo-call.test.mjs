@@ -67,7 +67,7 @@ async function startApp(page, token) {
   await page.evaluate((token) => {
     const app = (window.app = {
       status: [], messages: [], msgStatus: [], pubs: {}, publisherEvents: [], videos: {}, mutes: [], hangups: [],
-      connected: [], groupErrors: [], joined: [], settings: null, created: null, errors: [],
+      connected: [], groupErrors: [], joined: [], settings: null, created: null, errors: [], subscribers: [],
     });
     const key = (p) => `${p.getAddress()}:${p.getSid()}`;
     const tileId = (p) => `video-${p.getId()}-${p.getSid()}`;
@@ -110,6 +110,7 @@ async function startApp(page, token) {
         }
       },
       MesiboGroupcall_OnConnected: (p, c) => app.connected.push({ key: key(p), c }),
+      MesiboGroupcall_OnSubscriber: (s, joined) => app.subscribers.push({ address: s.address, name: s.name, joined }),
       MesiboGroupcall_OnVideo: (p) => {
         const id = p.isLocal() ? 'video-local' : tileId(p);
         p.setVideoView(id, (ok) => (app.videos[key(p)] = ok), 100, 50);
@@ -243,6 +244,23 @@ test('Mesibo API: room by pins, video both ways, view-only watches and is refuse
       await framesAtLeast(page, key, first + 20);
     }
   }
+  // Each publisher hears of its viewers by MesiboGroupcall_OnSubscriber(s, true) with their
+  // address and name; getVideoView() is the element a remote stream plays in; only the owner
+  // (group admin) has admin permissions in the call.
+  const subs = await until(po, ({ b, v }) => {
+    const on = window.app.subscribers.filter((s) => s.joined);
+    return on.some((s) => s.address === b) && on.some((s) => s.address === v) ? on : false;
+  }, { b: b.address, v: v.address });
+  assert.equal(subs.find((s) => s.address === v.address).name, 'Viewer');
+  const view = await pv.evaluate((k) => {
+    const el = window.app.pubs[k].getVideoView();
+    return { same: el === document.querySelector(`video[data-key="${k}"]`), width: el?.videoWidth };
+  }, bk);
+  assert.ok(view.same && view.width > 0, JSON.stringify(view));
+  const admin = async (page) => page.evaluate(() => [window.live.hasAdminPermissions(true), window.live.hasAdminPermissions(false)]);
+  assert.deepEqual(await admin(po), [true, true]);
+  assert.deepEqual(await admin(pb), [false, false]);
+  assert.deepEqual(await admin(pv), [false, false]);
   for (const page of [po, pb]) {
     assert.deepEqual(await page.evaluate(() => window.app.connected.filter((c) => c.key.endsWith(':0') && c.c).length >= 2), true);
     // The local preview shows the camera too.

@@ -2054,6 +2054,748 @@
     return new URL(signed.url, `${c.server}/`).toString();
   }
 
+  // src/mesibo/messages.ts
+  function failureStatus(e) {
+    if (e instanceof ChorusError) {
+      if (e.status !== void 0 && e.status >= 128) return e.status;
+      switch (e.code) {
+        case "not_found":
+          return C.MESIBO_MSGSTATUS_INVALIDDEST;
+        case "forbidden":
+          return C.MESIBO_MSGSTATUS_NOTMEMBER;
+        case "rate_limited":
+        case "too_large":
+          return C.MESIBO_RESULT_RETRYLATER;
+        default:
+          return C.MESIBO_MSGSTATUS_FAIL;
+      }
+    }
+    return C.MESIBO_MSGSTATUS_FAIL;
+  }
+  var MesiboMessage = class {
+    /** @internal */
+    constructor(mesibo) {
+      this.mesibo = mesibo;
+      /** The client message id (a number when it is numeric, as Mesibo's ids are). */
+      this.id = 0;
+      /** Chorus server message id. */
+      this.mid = 0;
+      /** 1:1: the other user; group: the sender (as in Mesibo). */
+      this.peer = "";
+      this.groupid = 0;
+      /** The sender's address. */
+      this.sender = "";
+      this.message = "";
+      this.title = "";
+      this.data = void 0;
+      /** The file reference on the wire (`file.upload` for a file stored on this server). */
+      this.file = void 0;
+      /** Mesibo's file fields (file messages): type (image 1, video 2, audio 3, other 10), URL, size. */
+      this.filetype = 0;
+      /**
+       * Where to fetch the file. For a file stored on this server, a signed URL (no token needed, for
+       * `<a href>`/`<img src>`) on live messages; on messages read from history, its content path
+       * (needs the token: ask `Mesibo.getFileUrl(m)` for a signed one).
+       */
+      this.fileurl = "";
+      this.size = 0;
+      this.type = 0;
+      /** Kept on the object, not sent: the Chorus protocol has no expiry (messages are stored until deleted). */
+      this.expiry = 0;
+      this.flag = C.MESIBO_FLAG_DEFAULT;
+      this.status = C.MESIBO_MSGSTATUS_OUTBOX;
+      /** Send time, ms. */
+      this.ts = 0;
+      this.origin = C.MESIBO_ORIGIN_REALTIME;
+      /** Sequence in its conversation (Chorus). */
+      this.seq = 0;
+      /** Group messages: how many members have read it (from read receipts). */
+      this.rcount = 0;
+      this.edited = false;
+      this.deleted = false;
+      /** Made by `forward()` (known to this page only: the protocol does not carry it). */
+      this.forwarded = false;
+      this.profile = null;
+      this.groupProfile = null;
+      /** @internal */
+      this._incoming = false;
+      /** @internal */
+      this._readBy = null;
+      /** @internal The client id on the wire. */
+      this._key = "";
+      this.sending = false;
+    }
+    isIncoming() {
+      return this._incoming;
+    }
+    isOutgoing() {
+      return !this._incoming;
+    }
+    isGroupMessage() {
+      return this.groupid > 0;
+    }
+    isRealtimeMessage() {
+      return this.origin === C.MESIBO_ORIGIN_REALTIME;
+    }
+    isDbMessage() {
+      return this.origin === C.MESIBO_ORIGIN_DBMESSAGE;
+    }
+    isInOutbox() {
+      return !this._incoming && this.status === C.MESIBO_MSGSTATUS_OUTBOX;
+    }
+    isSent() {
+      return !this._incoming && this.status >= 1 && this.status < 16;
+    }
+    isDelivered() {
+      return !this._incoming && (this.status === C.MESIBO_MSGSTATUS_DELIVERED || this.status === C.MESIBO_MSGSTATUS_READ);
+    }
+    isReadByPeer() {
+      return !this._incoming && this.status === C.MESIBO_MSGSTATUS_READ;
+    }
+    isReadByUs() {
+      return this._incoming && this.status === C.MESIBO_MSGSTATUS_RECEIVEDREAD;
+    }
+    isUnread() {
+      return this._incoming && this.status === C.MESIBO_MSGSTATUS_RECEIVEDNEW;
+    }
+    isFailed() {
+      return this.status >= 128;
+    }
+    isModified() {
+      return this.edited;
+    }
+    isDeleted() {
+      return this.deleted;
+    }
+    isForwarded() {
+      return this.forwarded;
+    }
+    getSenderProfile() {
+      return this.mesibo ? this.mesibo.getProfile(this.sender) : null;
+    }
+    getProfile() {
+      return this.profile;
+    }
+    getGroupProfile() {
+      return this.groupProfile;
+    }
+    /** App-defined type: sent (`mtype`) and seen by the receivers as `m.type`. */
+    setType(t) {
+      this.type = Number(t) || 0;
+    }
+    /** Kept, not sent (see `expiry`). */
+    setExpiry(e) {
+      this.expiry = Number(e) || 0;
+    }
+    enableReadReceipt(on) {
+      this.flag = on ? this.flag | C.MESIBO_FLAG_READRECEIPT : this.flag & ~C.MESIBO_FLAG_READRECEIPT;
+    }
+    enableDeliveryReceipt(on) {
+      this.flag = on ? this.flag | C.MESIBO_FLAG_DELIVERYRECEIPT : this.flag & ~C.MESIBO_FLAG_DELIVERYRECEIPT;
+    }
+    /**
+     * Chorus carries files by reference: pass a URL (or `{ url, name?, mime?, size?, filetype? }`)
+     * of a file you uploaded. A `File`, or an input element id, throws: there is no upload.
+     */
+    setContent(content) {
+      if (typeof content === "string" && /^https?:\/\//i.test(content)) this.file = { url: content };
+      else if (content && typeof content === "object" && typeof content.url === "string") this.file = { ...content };
+      else throw new Error("mesibo (Chorus): setContent takes the URL of an uploaded file; Chorus does not upload files");
+    }
+    /** Sends it; the outcome comes as `Mesibo_onMessageStatus(m)`. Returns 0. */
+    send() {
+      if (!this.mesibo) throw new Error("mesibo: message has no Mesibo instance");
+      if (this.sending) return 0;
+      this.sending = true;
+      this.mesibo._send(this);
+      return 0;
+    }
+    /**
+     * Edits one of your sent messages: change `message` (and/or `data`), then `sendUpdate()`.
+     * Everyone in the conversation (you too) gets `Mesibo_onMessageUpdate(m)`. Returns false if
+     * the message is not yours or not sent yet.
+     */
+    sendUpdate() {
+      if (!this.mesibo || this._incoming || !this.mid) return false;
+      const content = {};
+      if (this.message || this.data === void 0) content.text = this.message;
+      if (this.data !== void 0) content.data = this.data;
+      this.mesibo._retract("sendUpdate", (c) => c.edit(this.mid, content));
+      return true;
+    }
+    /**
+     * Deletes one of your sent messages for everyone (a tombstone stays: `isDeleted()`); everyone
+     * gets `Mesibo_onMessageUpdate(m)`. Returns false if the message is not yours or not sent yet.
+     */
+    recall() {
+      if (!this.mesibo || this._incoming || !this.mid) return false;
+      this.mesibo._retract("recall", (c) => c.delete(this.mid));
+      return true;
+    }
+    /** Same as `recall()`: Chorus keeps no local copy to wipe. */
+    wipeAndRecall() {
+      return this.recall();
+    }
+    /**
+     * Deletes the message here only: it leaves the read sessions' lists of this page. Chorus keeps
+     * no local copy, so history read again still has it; `recall()` deletes it for everyone.
+     */
+    delete() {
+      if (!this.mesibo) return false;
+      this.mesibo._dropLocal(this);
+      return true;
+    }
+    /** Same as `delete()`. */
+    wipe() {
+      return this.delete();
+    }
+    /** A new outgoing message to `to` (a profile) with this message's content; call `send()` on it. */
+    forward(to) {
+      if (!to || typeof to.newMessage !== "function") throw new Error("mesibo: forward(profile) needs a profile");
+      const m = to.newMessage();
+      m.message = this.message;
+      m.title = this.title;
+      m.data = this.data;
+      m.file = this.file ? { ...this.file } : void 0;
+      m.type = this.type;
+      m.forwarded = true;
+      return m;
+    }
+    /** @internal The conversation of this message. */
+    _conv() {
+      return this.groupid > 0 ? { gid: this.groupid } : { peer: this.peer };
+    }
+  };
+  function receivedStatus(read) {
+    return read ? C.MESIBO_MSGSTATUS_RECEIVEDREAD : C.MESIBO_MSGSTATUS_RECEIVEDNEW;
+  }
+  function fromChorus(mesibo, m, origin, self, readSeq = -1) {
+    const mm = new MesiboMessage(mesibo);
+    const prefixed = /^mz[0-9a-f]{8}-(.+)$/.exec(m.id);
+    const id = prefixed ? prefixed[1] : m.id;
+    mm.id = /^\d{1,15}$/.test(id) ? Number(id) : id;
+    mm.mid = m.mid;
+    mm.sender = m.from;
+    mm._incoming = m.from !== self;
+    if (m.gid !== void 0) {
+      mm.groupid = m.gid;
+      mm.peer = m.from;
+      mm.groupProfile = mesibo.getGroupProfile(m.gid);
+      mm.profile = mesibo.getProfile(m.from);
+    } else {
+      mm.peer = mm._incoming ? m.from : m.peer ?? "";
+      mm.profile = mesibo.getProfile(mm.peer);
+    }
+    mm.message = m.text ?? "";
+    mm.data = m.data;
+    mm.file = m.file;
+    if (m.file) {
+      mm.filetype = m.file.filetype ?? 0;
+      mm.size = m.file.size ?? 0;
+      const base = mesibo.getServer();
+      try {
+        mm.fileurl = base ? new URL(m.file.url, `${base}/`).toString() : m.file.url;
+      } catch {
+        mm.fileurl = m.file.url;
+      }
+    }
+    if (m.file?.name) mm.title = m.file.name;
+    mm.type = m.mtype;
+    mm.ts = m.ts;
+    mm.seq = m.seq;
+    mm.origin = origin;
+    mm.edited = m.edited;
+    mm.deleted = m.deleted;
+    mm.expiry = 0;
+    mm.status = mm._incoming ? receivedStatus(m.seq <= readSeq) : C.MESIBO_MSGSTATUS_SENT;
+    return mm;
+  }
+  var MesiboReadSession = class {
+    /** @internal */
+    constructor(mesibo, conv, listener, onRead = null) {
+      this.mesibo = mesibo;
+      this.conv = conv;
+      this.listener = listener;
+      this.onRead = onRead;
+      /** Oldest first; sends not yet answered by the server at the end. */
+      this.list = [];
+      this.before = void 0;
+      this.done = false;
+      this.readReceipt = false;
+      this.fifo = false;
+      this.stopped = false;
+      this.highestIncoming = 0;
+      mesibo._sessions.add(this);
+    }
+    /** Sends read receipts for what it reads, and for live messages of the conversation while open. */
+    enableReadReceipt(on) {
+      this.readReceipt = !!on;
+    }
+    /** Oldest first within each page (default: newest first, as Mesibo). */
+    enableFifo(on) {
+      this.fifo = !!on;
+    }
+    /** No-op: summary sessions (one entry per conversation) are not supported; use `Mesibo.getSortedProfiles()`. */
+    enableSummary(_on) {
+      console.warn("mesibo (Chorus): enableSummary is not supported (no-op)");
+    }
+    /** No-op: read sessions always read from the server; there is no local database to sync. Calls `cb(0)`. */
+    sync(_count, cb) {
+      if (typeof cb === "function") setTimeout(() => cb(0), 0);
+    }
+    /**
+     * The conversation as this session knows it, oldest first: what `read()` read, live messages
+     * while open, and this page's sends (with their status updated in place). The session's own
+     * array: read it, don't change it.
+     */
+    getMessages() {
+      return this.list;
+    }
+    /** Reads up to `count` older messages; resolves (and calls `cb`/`on_read`) with the number delivered. */
+    async read(count, cb) {
+      let n = 0;
+      try {
+        if (!this.done && !this.stopped) {
+          const client = await this.mesibo._client();
+          const opts = { limit: Math.max(1, Math.min(count || 50, 200)) };
+          if (this.before !== void 0) opts.before = this.before;
+          const page = await client.history(this.conv, opts);
+          if (page.before === null || page.messages.length === 0) this.done = true;
+          else this.before = page.before;
+          const self = this.mesibo.getAddress();
+          const msgs = page.messages.map((m) => fromChorus(this.mesibo, m, C.MESIBO_ORIGIN_DBMESSAGE, self));
+          if (!this.fifo) msgs.reverse();
+          const target = this.listener ? [this.listener] : this.onRead ? [] : this.mesibo._listeners;
+          for (const m of msgs) {
+            if (m.isIncoming()) this.highestIncoming = Math.max(this.highestIncoming, m.seq);
+            this.add(m);
+          }
+          for (const m of msgs) fire(target, "Mesibo_onMessage", m, m.message);
+          n = msgs.length;
+          if (this.readReceipt && this.highestIncoming > 0) await this.markRead(this.highestIncoming);
+        }
+      } catch (e) {
+        this.mesibo._error("read", e);
+      }
+      if (typeof cb === "function") cb(n);
+      if (this.onRead) this.onRead(n);
+      return n;
+    }
+    /** Unread count of the conversation (REST `GET /v1/conversations`). */
+    async getUnreadCount(cb) {
+      let n = 0;
+      try {
+        const client = await this.mesibo._client();
+        const list = await client.rest.conversations();
+        const c = list.find((x) => this.conv.gid !== void 0 ? x.gid === this.conv.gid : x.peer === this.conv.peer);
+        n = c?.unread ?? 0;
+      } catch (e) {
+        this.mesibo._error("getUnreadCount", e);
+      }
+      if (typeof cb === "function") cb(n);
+      return n;
+    }
+    /** Closes the session (no more read receipts). */
+    stop() {
+      this.stopped = true;
+      this.mesibo._sessions.delete(this);
+    }
+    /** @internal A live message arrived in some conversation. */
+    _live(m) {
+      if (this.stopped || !this.mine(m)) return;
+      this.add(m);
+      if (!this.readReceipt || !m.isIncoming() || m.seq <= this.highestIncoming) return;
+      this.highestIncoming = m.seq;
+      void this.markRead(m.seq);
+    }
+    /** @internal This page sends `m`. */
+    _own(m) {
+      if (!this.stopped && this.mine(m)) this.add(m);
+    }
+    /** @internal The server stored `m` (it has its `seq` now): move it to its place. */
+    _sent(m) {
+      const i = this.list.indexOf(m);
+      if (i < 0) return;
+      this.list.splice(i, 1);
+      for (let j = this.list.length - 1; j >= 0; j--) if (this.list[j]?.mid === m.mid) this.list.splice(j, 1);
+      this.add(m);
+    }
+    /** @internal An edit or deletion of a message (`m` carries the new content). */
+    _update(m) {
+      const old = this.list.find((x) => x.mid === m.mid && x.mid !== 0);
+      if (!old) return;
+      old.message = m.message;
+      old.data = m.data;
+      old.file = m.file;
+      old.edited = m.edited;
+      old.deleted = m.deleted;
+    }
+    /** @internal `m` was deleted locally (`m.delete()`). */
+    _drop(m) {
+      const i = this.list.findIndex((x) => x === m || m.mid !== 0 && x.mid === m.mid);
+      if (i >= 0) this.list.splice(i, 1);
+    }
+    mine(m) {
+      return this.conv.gid !== void 0 ? m.groupid === this.conv.gid : m.groupid === 0 && m.peer === this.conv.peer;
+    }
+    /** Inserts by `seq` (unsent messages, seq 0, stay last); a message already listed (same mid) is not added again. */
+    add(m) {
+      if (this.list.includes(m) || m.mid !== 0 && this.list.some((x) => x.mid === m.mid)) return;
+      if (m.seq === 0) {
+        this.list.push(m);
+        return;
+      }
+      let i = this.list.length;
+      while (i > 0) {
+        const prev = this.list[i - 1];
+        if (prev.seq !== 0 && prev.seq < m.seq) break;
+        i--;
+      }
+      this.list.splice(i, 0, m);
+    }
+    async markRead(seq) {
+      try {
+        const client = await this.mesibo._client();
+        await client.read(this.conv.gid !== void 0 ? { gid: this.conv.gid, seq } : { peer: this.conv.peer, seq });
+      } catch (e) {
+        this.mesibo._error("read receipt", e);
+      }
+    }
+  };
+
+  // src/mesibo/profile.ts
+  var MesiboMember = class {
+    constructor(mesibo, address, name, flags, adminFlags) {
+      this.mesibo = mesibo;
+      this.address = address;
+      this.name = name;
+      this.flags = flags;
+      this.adminFlags = adminFlags;
+    }
+    getAddress() {
+      return this.address;
+    }
+    getProfile() {
+      return this.mesibo.getProfile(this.address);
+    }
+    getName() {
+      return this.name;
+    }
+    getFlags() {
+      return this.flags;
+    }
+    getAdminFlags() {
+      return this.adminFlags;
+    }
+    isAdmin() {
+      return (this.adminFlags & ~C.MESIBO_ADMINFLAG_OWNER) !== 0 || (this.flags & C.MESIBO_MEMBERFLAG_ADMIN) !== 0;
+    }
+    isOwner() {
+      return (this.adminFlags & C.MESIBO_ADMINFLAG_OWNER) !== 0;
+    }
+  };
+  function groupError(e, pinOp = false) {
+    const code = e instanceof ChorusError ? e.code : "internal";
+    switch (code) {
+      case "pin_invalid":
+        return C.MESIBO_GROUPERR_BADPIN;
+      case "forbidden":
+        return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_PERMISSION;
+      case "not_found":
+        return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_NOTMEMBER;
+      case "bad_request":
+      case "rate_limited":
+        return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_GENERAL;
+      case "unauthorized":
+        return C.MESIBO_GROUPERR_ACCESSDENIED;
+      default:
+        return C.MESIBO_GROUPERR_GENERAL;
+    }
+  }
+  function settingsOf(g2) {
+    return {
+      name: g2.name,
+      flags: g2.flags,
+      callFlags: g2.call_flags,
+      callDuration: g2.call_duration,
+      videoResolution: g2.video_resolution,
+      expiry: 0
+    };
+  }
+  function permissionsOf(g2, flags, adminFlags) {
+    return {
+      flags,
+      adminFlags,
+      callFlags: g2?.call_flags ?? 0,
+      callDuration: g2?.call_duration ?? 0,
+      videoResolution: g2?.video_resolution ?? 0,
+      expiry: 0
+    };
+  }
+  var MesiboProfile = class {
+    /** @internal */
+    constructor(mesibo, address, groupid, name = "") {
+      this.mesibo = mesibo;
+      /** Group: the last settings fetched. */
+      this.settings = null;
+      /** Group: your permissions, as last fetched. */
+      this.permissions = null;
+      /** Presence as last seen on this connection. */
+      this.online = false;
+      this.typing = false;
+      /** `getMembers` paging: the list read at the last restart, and how much of it was given. */
+      this.memberList = null;
+      this.memberCursor = 0;
+      this.address = address;
+      this.groupid = groupid;
+      this.name = name;
+    }
+    getAddress() {
+      return this.address;
+    }
+    getGroupId() {
+      return this.groupid;
+    }
+    /** The display name, when known (from the session, group listings, call rosters); else the address or `Group <gid>`. */
+    getName() {
+      return this.name || (this.groupid ? `Group ${this.groupid}` : this.address);
+    }
+    setName(name) {
+      this.name = name;
+    }
+    isGroup() {
+      return this.groupid > 0;
+    }
+    isSelfProfile() {
+      return !this.groupid && this.address === this.mesibo.getAddress();
+    }
+    /** The group profile (this object for a group), else null. */
+    getGroupProfile() {
+      return this.groupid > 0 ? this : null;
+    }
+    isOnline() {
+      return this.online;
+    }
+    isTyping() {
+      return this.typing;
+    }
+    /** A new outgoing message to this user or group; set `message` (and more), then `send()`. */
+    newMessage(id) {
+      const m = new MesiboMessage(this.mesibo);
+      m.id = id ?? this.mesibo.random();
+      if (this.groupid) m.groupid = this.groupid;
+      else m.peer = this.address;
+      m.profile = this.groupid ? null : this;
+      m.groupProfile = this.groupid ? this : null;
+      return m;
+    }
+    /**
+     * A read session over this conversation (see `MesiboReadSession`): `listener` an object (its
+     * `Mesibo_onMessage` gets what `read()` reads) or a function `on_read(count)` (what is read goes
+     * only to the session's list, `getMessages()`).
+     */
+    createReadSession(listener) {
+      if (typeof listener === "function") return new MesiboReadSession(this.mesibo, this.conv(), null, listener);
+      return new MesiboReadSession(this.mesibo, this.conv(), listener ?? null);
+    }
+    /** Typing started (`presence 3` for the peer or the group's members). */
+    sendTyping() {
+      this.mesibo._typing(this.conv(), true);
+    }
+    /** Typing stopped. */
+    sendTypingCleared() {
+      this.mesibo._typing(this.conv(), false);
+    }
+    // ---------------------------------------------------------------- groups
+    /**
+     * Adds a pin carrying `permissions` (`{flags, adminFlags}`); then `Mesibo_onGroupSettings`
+     * with all pins. `expiry` (seconds) and `count` (uses) map to the pin's expiry and use limit.
+     */
+    addPin(permissions, listener, expiry, count) {
+      const p = typeof permissions === "number" ? { flags: permissions } : permissions ?? {};
+      void this.groupOp("addPin", listener, true, async (client) => {
+        const opts = {
+          flags: p.flags ?? C.MESIBO_MEMBERFLAG_ALL
+        };
+        if (p.adminFlags) opts.admin_flags = p.adminFlags;
+        const exp = expiry ?? (p.expiry || void 0);
+        if (exp) opts.expires_in = exp;
+        if (count) opts.uses = count;
+        await client.rest.createPin(this.groupid, opts);
+        await this.reportSettings(listener);
+      });
+    }
+    /** Revokes a pin; then `Mesibo_onGroupSettings`. */
+    removePin(pin, listener) {
+      void this.groupOp("removePin", listener, false, async (client) => {
+        await client.rest.revokePin(this.groupid, String(pin));
+        await this.reportSettings(listener);
+      });
+    }
+    /**
+     * Changes a pin: `permissions` (`{flags, adminFlags}`, or the flags as a number) as for
+     * `addPin`, `expiry` (seconds from now) and `count` (uses from now); what is not given (or 0)
+     * is kept. Then `Mesibo_onGroupSettings` with all pins; a refusal (e.g. admin rights the caller
+     * may not grant) is `Mesibo_onGroupError`.
+     */
+    editPin(pin, permissions, expiry, count, listener) {
+      const p = typeof permissions === "number" ? { flags: permissions } : permissions ?? {};
+      void this.groupOp("editPin", listener, false, async (client) => {
+        const opts = {};
+        if (p.flags !== void 0) opts.flags = p.flags;
+        if (p.adminFlags !== void 0) opts.admin_flags = p.adminFlags;
+        const exp = expiry || p.expiry || void 0;
+        if (exp) opts.expires_in = exp;
+        if (count) opts.uses = count;
+        await client.rest.editPin(this.groupid, String(pin), opts);
+        await this.reportSettings(listener);
+      });
+    }
+    /** Joins the group with a pin → `Mesibo_onGroupJoined(profile)`; a bad pin → `Mesibo_onGroupError(profile, MESIBO_GROUPERR_BADPIN)`. */
+    join(pin, listener) {
+      void this.groupOp("join", listener, true, async (client) => {
+        const g2 = await client.joinGroup(this.groupid, String(pin));
+        this.applyGroup(g2);
+        this.mesibo._rememberGroup(this);
+        fire(this.mesibo._targets(listener), "Mesibo_onGroupJoined", this);
+      });
+    }
+    /** Leaves the group → `Mesibo_onGroupLeft(profile)`. */
+    leave(listener) {
+      void this.groupOp("leave", listener, false, async (client) => {
+        await client.rest.leaveGroup(this.groupid);
+        this.mesibo._forgetGroup(this.groupid);
+        fire(this.mesibo._targets(listener), "Mesibo_onGroupLeft", this);
+      });
+    }
+    /** Deletes the group (owner) → `Mesibo_onGroupLeft(profile)`. */
+    deleteGroup(listener) {
+      void this.groupOp("deleteGroup", listener, false, async (client) => {
+        await client.rest.deleteGroup(this.groupid);
+        this.mesibo._forgetGroup(this.groupid);
+        fire(this.mesibo._targets(listener), "Mesibo_onGroupLeft", this);
+      });
+    }
+    /** `Mesibo_onGroupSettings(profile, settings, permissions, pins)`. Pins are listed only to members who may list them. */
+    getSettings(listener) {
+      void this.groupOp("getSettings", listener, false, () => this.reportSettings(listener));
+    }
+    /** Changes name, flags, callFlags, videoResolution, callDuration; then `Mesibo_onGroupSettings`. */
+    setProperties(settings, listener) {
+      void this.groupOp("setProperties", listener, false, async (client) => {
+        const s = {};
+        if (settings.name !== void 0) s.name = settings.name;
+        if (settings.flags !== void 0) s.flags = settings.flags;
+        if (settings.callFlags !== void 0) s.call_flags = settings.callFlags;
+        if (settings.videoResolution !== void 0) s.video_resolution = settings.videoResolution;
+        if (settings.callDuration !== void 0) s.call_duration = settings.callDuration;
+        await client.rest.updateGroup(this.groupid, s);
+        await this.reportSettings(listener);
+      });
+    }
+    /**
+     * `Mesibo_onGroupMembers(profile, members[])`, Mesibo's paging: up to `count` members per call
+     * (`count` ≤ 0: all), the next ones on the next call, from the first again with `restart`; past
+     * the end an empty list. The list is read from the server (all its pages) on the first call
+     * and on each `restart`, so a page shows the members as they were then.
+     */
+    getMembers(count, restart, listener) {
+      void this.groupOp("getMembers", listener, false, async (client) => {
+        if (restart || !this.memberList) {
+          const list = await client.members(this.groupid);
+          this.memberList = list.map((m) => {
+            this.mesibo._learnName(m.address, m.name);
+            return new MesiboMember(this.mesibo, m.address, m.name, m.flags, m.admin_flags);
+          });
+          this.memberCursor = 0;
+        }
+        const n = Number(count) > 0 ? Number(count) : this.memberList.length;
+        const members = this.memberList.slice(this.memberCursor, this.memberCursor + n);
+        this.memberCursor += members.length;
+        fire(this.mesibo._targets(listener), "Mesibo_onGroupMembers", this, members);
+      });
+    }
+    /**
+     * Adds (or updates) members: `addMembers(addresses, memberFlags, adminFlags)` or
+     * `addMembers(addresses, {flags, adminFlags})`. A pin as the third argument is not supported
+     * (Mesibo's shared-pin form): it gives `Mesibo_onGroupError(profile, MESIBO_GROUPERR_NOTSHAREDPIN)`.
+     * Success → `Mesibo_onGroupMembersJoined(profile, addresses)` from the server's group event.
+     */
+    addMembers(addresses, flags, adminFlags, listener) {
+      const list = Array.isArray(addresses) ? addresses : String(addresses).split(",").map((s) => s.trim()).filter(Boolean);
+      let f;
+      let a;
+      if (typeof flags === "object" && flags) {
+        f = flags.flags;
+        a = flags.adminFlags;
+        if (adminFlags !== void 0) {
+          fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, C.MESIBO_GROUPERR_NOTSHAREDPIN);
+          return;
+        }
+      } else {
+        f = flags;
+        a = typeof adminFlags === "number" ? adminFlags : void 0;
+      }
+      void this.groupOp("addMembers", listener, false, async (client) => {
+        const perms = {};
+        if (f !== void 0) perms.flags = f;
+        if (a !== void 0) perms.admin_flags = a;
+        await client.rest.addMembers(this.groupid, list, perms);
+      });
+    }
+    /** Removes members (one REST call each). */
+    removeMembers(addresses, listener) {
+      const list = Array.isArray(addresses) ? addresses : String(addresses).split(",").map((s) => s.trim()).filter(Boolean);
+      void this.groupOp("removeMembers", listener, false, async (client) => {
+        for (const a of list) await client.rest.removeMember(this.groupid, a);
+      });
+    }
+    /** @internal */
+    applyGroup(g2) {
+      this.name = g2.name;
+      this.settings = settingsOf(g2);
+      if (g2.membership) this.permissions = permissionsOf(g2, g2.membership.flags, g2.membership.admin_flags);
+    }
+    conv() {
+      return this.groupid ? { gid: this.groupid } : { peer: this.address };
+    }
+    async reportSettings(listener) {
+      const client = await this.mesibo._client();
+      const g2 = await client.group(this.groupid);
+      this.applyGroup(g2);
+      let pins = [];
+      try {
+        pins = await client.pins(this.groupid);
+      } catch (e) {
+        if (!(e instanceof ChorusError && (e.code === "forbidden" || e.code === "not_found"))) throw e;
+      }
+      const list = pins.map((p) => ({ pin: p.pin, label: p.label, permissions: permissionsOf(g2, p.flags, p.admin_flags) }));
+      fire(this.mesibo._targets(listener), "Mesibo_onGroupSettings", this, this.settings, this.permissions, list);
+    }
+    async groupOp(op, listener, pinOp, fn) {
+      if (!this.groupid) {
+        fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, C.MESIBO_GROUPERR_GENERAL);
+        return;
+      }
+      try {
+        await fn(await this.mesibo._client());
+      } catch (e) {
+        console.warn(`mesibo: ${op} failed:`, e);
+        fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, groupError(e, pinOp && op === "join"));
+      }
+    }
+    /** @internal */
+    _presence(f) {
+      if (f.presence === 1) this.online = true;
+      if (f.presence === 2) this.online = false;
+      if (f.presence === 3 || f.presence === 4 || f.presence === 2) {
+        this.typing = f.presence === 3;
+        clearTimeout(this.typingTimer);
+        if (this.typing) this.typingTimer = setTimeout(() => this.typing = false, 5e3);
+      }
+    }
+  };
+
   // src/mesibo/groupcall.ts
   function leaveReason(r) {
     switch (r) {
@@ -2879,10 +3621,15 @@
     setUrl(url) {
       this.url = String(url ?? "");
     }
-    /** `obj`: an object (encoded as form fields, or as JSON when `json` is true) or an already encoded string. */
+    /**
+     * `obj`: an object (encoded as form fields, or as JSON when `json` is true), an already encoded
+     * string, or a `FormData` / `Blob` sent as it is (a `FormData` with a `file` field is how a page
+     * stores a file with `op=upload`; the browser sets the multipart boundary).
+     */
     setPostData(obj, json) {
       this.json = !!json;
       if (typeof obj === "string") this.body = obj;
+      else if (typeof FormData !== "undefined" && obj instanceof FormData || typeof Blob !== "undefined" && obj instanceof Blob) this.body = obj;
       else if (obj && typeof obj === "object") this.body = this.json ? JSON.stringify(obj) : formEncode(obj);
       else this.body = null;
     }
@@ -2918,7 +3665,7 @@
       const headers = { ...this.headers };
       const init = { method: this.body === null ? "GET" : "POST", headers };
       if (this.body !== null) {
-        if (!Object.keys(headers).some((k) => k.toLowerCase() === "content-type")) {
+        if (typeof this.body === "string" && !Object.keys(headers).some((k) => k.toLowerCase() === "content-type")) {
           headers["content-type"] = this.json ? "application/json" : "application/x-www-form-urlencoded";
         }
         init.body = this.body;
@@ -3097,484 +3844,7 @@
     }
   };
 
-  // src/mesibo/messages.ts
-  function failureStatus(e) {
-    if (e instanceof ChorusError) {
-      if (e.status !== void 0 && e.status >= 128) return e.status;
-      switch (e.code) {
-        case "not_found":
-          return C.MESIBO_MSGSTATUS_INVALIDDEST;
-        case "forbidden":
-          return C.MESIBO_MSGSTATUS_NOTMEMBER;
-        case "rate_limited":
-        case "too_large":
-          return C.MESIBO_RESULT_RETRYLATER;
-        default:
-          return C.MESIBO_MSGSTATUS_FAIL;
-      }
-    }
-    return C.MESIBO_MSGSTATUS_FAIL;
-  }
-  var MesiboMessage = class {
-    /** @internal */
-    constructor(mesibo) {
-      this.mesibo = mesibo;
-      /** The client message id (a number when it is numeric, as Mesibo's ids are). */
-      this.id = 0;
-      /** Chorus server message id. */
-      this.mid = 0;
-      /** 1:1: the other user; group: the sender (as in Mesibo). */
-      this.peer = "";
-      this.groupid = 0;
-      /** The sender's address. */
-      this.sender = "";
-      this.message = "";
-      this.title = "";
-      this.data = void 0;
-      /** The file reference on the wire (`file.upload` for a file stored on this server). */
-      this.file = void 0;
-      /** Mesibo's file fields (file messages): type (image 1, video 2, audio 3, other 10), URL, size. */
-      this.filetype = 0;
-      /**
-       * Where to fetch the file. For a file stored on this server, a signed URL (no token needed, for
-       * `<a href>`/`<img src>`) on live messages; on messages read from history, its content path
-       * (needs the token: ask `Mesibo.getFileUrl(m)` for a signed one).
-       */
-      this.fileurl = "";
-      this.size = 0;
-      this.type = 0;
-      /** Kept on the object, not sent: the Chorus protocol has no expiry (messages are stored until deleted). */
-      this.expiry = 0;
-      this.flag = C.MESIBO_FLAG_DEFAULT;
-      this.status = C.MESIBO_MSGSTATUS_OUTBOX;
-      /** Send time, ms. */
-      this.ts = 0;
-      this.origin = C.MESIBO_ORIGIN_REALTIME;
-      /** Sequence in its conversation (Chorus). */
-      this.seq = 0;
-      /** Group messages: how many members have read it (from read receipts). */
-      this.rcount = 0;
-      this.edited = false;
-      this.deleted = false;
-      /** Made by `forward()` (known to this page only: the protocol does not carry it). */
-      this.forwarded = false;
-      this.profile = null;
-      this.groupProfile = null;
-      /** @internal */
-      this._incoming = false;
-      /** @internal */
-      this._readBy = null;
-      /** @internal The client id on the wire. */
-      this._key = "";
-      this.sending = false;
-    }
-    isIncoming() {
-      return this._incoming;
-    }
-    isOutgoing() {
-      return !this._incoming;
-    }
-    isGroupMessage() {
-      return this.groupid > 0;
-    }
-    isRealtimeMessage() {
-      return this.origin === C.MESIBO_ORIGIN_REALTIME;
-    }
-    isDbMessage() {
-      return this.origin === C.MESIBO_ORIGIN_DBMESSAGE;
-    }
-    isInOutbox() {
-      return !this._incoming && this.status === C.MESIBO_MSGSTATUS_OUTBOX;
-    }
-    isSent() {
-      return !this._incoming && this.status >= 1 && this.status < 16;
-    }
-    isDelivered() {
-      return !this._incoming && (this.status === C.MESIBO_MSGSTATUS_DELIVERED || this.status === C.MESIBO_MSGSTATUS_READ);
-    }
-    isReadByPeer() {
-      return !this._incoming && this.status === C.MESIBO_MSGSTATUS_READ;
-    }
-    isReadByUs() {
-      return this._incoming && this.status === C.MESIBO_MSGSTATUS_RECEIVEDREAD;
-    }
-    isUnread() {
-      return this._incoming && this.status === C.MESIBO_MSGSTATUS_RECEIVEDNEW;
-    }
-    isFailed() {
-      return this.status >= 128;
-    }
-    isModified() {
-      return this.edited;
-    }
-    isDeleted() {
-      return this.deleted;
-    }
-    isForwarded() {
-      return this.forwarded;
-    }
-    getSenderProfile() {
-      return this.mesibo ? this.mesibo.getProfile(this.sender) : null;
-    }
-    getProfile() {
-      return this.profile;
-    }
-    getGroupProfile() {
-      return this.groupProfile;
-    }
-    /** App-defined type: sent (`mtype`) and seen by the receivers as `m.type`. */
-    setType(t) {
-      this.type = Number(t) || 0;
-    }
-    /** Kept, not sent (see `expiry`). */
-    setExpiry(e) {
-      this.expiry = Number(e) || 0;
-    }
-    enableReadReceipt(on) {
-      this.flag = on ? this.flag | C.MESIBO_FLAG_READRECEIPT : this.flag & ~C.MESIBO_FLAG_READRECEIPT;
-    }
-    enableDeliveryReceipt(on) {
-      this.flag = on ? this.flag | C.MESIBO_FLAG_DELIVERYRECEIPT : this.flag & ~C.MESIBO_FLAG_DELIVERYRECEIPT;
-    }
-    /**
-     * Chorus carries files by reference: pass a URL (or `{ url, name?, mime?, size?, filetype? }`)
-     * of a file you uploaded. A `File`, or an input element id, throws: there is no upload.
-     */
-    setContent(content) {
-      if (typeof content === "string" && /^https?:\/\//i.test(content)) this.file = { url: content };
-      else if (content && typeof content === "object" && typeof content.url === "string") this.file = { ...content };
-      else throw new Error("mesibo (Chorus): setContent takes the URL of an uploaded file; Chorus does not upload files");
-    }
-    /** Sends it; the outcome comes as `Mesibo_onMessageStatus(m)`. Returns 0. */
-    send() {
-      if (!this.mesibo) throw new Error("mesibo: message has no Mesibo instance");
-      if (this.sending) return 0;
-      this.sending = true;
-      this.mesibo._send(this);
-      return 0;
-    }
-    /**
-     * Edits one of your sent messages: change `message` (and/or `data`), then `sendUpdate()`.
-     * Everyone in the conversation (you too) gets `Mesibo_onMessageUpdate(m)`. Returns false if
-     * the message is not yours or not sent yet.
-     */
-    sendUpdate() {
-      if (!this.mesibo || this._incoming || !this.mid) return false;
-      const content = {};
-      if (this.message || this.data === void 0) content.text = this.message;
-      if (this.data !== void 0) content.data = this.data;
-      this.mesibo._retract("sendUpdate", (c) => c.edit(this.mid, content));
-      return true;
-    }
-    /**
-     * Deletes one of your sent messages for everyone (a tombstone stays: `isDeleted()`); everyone
-     * gets `Mesibo_onMessageUpdate(m)`. Returns false if the message is not yours or not sent yet.
-     */
-    recall() {
-      if (!this.mesibo || this._incoming || !this.mid) return false;
-      this.mesibo._retract("recall", (c) => c.delete(this.mid));
-      return true;
-    }
-    /** Same as `recall()`: Chorus keeps no local copy to wipe. */
-    wipeAndRecall() {
-      return this.recall();
-    }
-    /**
-     * Deletes the message here only: it leaves the read sessions' lists of this page. Chorus keeps
-     * no local copy, so history read again still has it; `recall()` deletes it for everyone.
-     */
-    delete() {
-      if (!this.mesibo) return false;
-      this.mesibo._dropLocal(this);
-      return true;
-    }
-    /** Same as `delete()`. */
-    wipe() {
-      return this.delete();
-    }
-    /** A new outgoing message to `to` (a profile) with this message's content; call `send()` on it. */
-    forward(to) {
-      if (!to || typeof to.newMessage !== "function") throw new Error("mesibo: forward(profile) needs a profile");
-      const m = to.newMessage();
-      m.message = this.message;
-      m.title = this.title;
-      m.data = this.data;
-      m.file = this.file ? { ...this.file } : void 0;
-      m.type = this.type;
-      m.forwarded = true;
-      return m;
-    }
-    /** @internal The conversation of this message. */
-    _conv() {
-      return this.groupid > 0 ? { gid: this.groupid } : { peer: this.peer };
-    }
-  };
-  function receivedStatus(read) {
-    return read ? C.MESIBO_MSGSTATUS_RECEIVEDREAD : C.MESIBO_MSGSTATUS_RECEIVEDNEW;
-  }
-  function fromChorus(mesibo, m, origin, self, readSeq = -1) {
-    const mm = new MesiboMessage(mesibo);
-    const prefixed = /^mz[0-9a-f]{8}-(.+)$/.exec(m.id);
-    const id = prefixed ? prefixed[1] : m.id;
-    mm.id = /^\d{1,15}$/.test(id) ? Number(id) : id;
-    mm.mid = m.mid;
-    mm.sender = m.from;
-    mm._incoming = m.from !== self;
-    if (m.gid !== void 0) {
-      mm.groupid = m.gid;
-      mm.peer = m.from;
-      mm.groupProfile = mesibo.getGroupProfile(m.gid);
-      mm.profile = mesibo.getProfile(m.from);
-    } else {
-      mm.peer = mm._incoming ? m.from : m.peer ?? "";
-      mm.profile = mesibo.getProfile(mm.peer);
-    }
-    mm.message = m.text ?? "";
-    mm.data = m.data;
-    mm.file = m.file;
-    if (m.file) {
-      mm.filetype = m.file.filetype ?? 0;
-      mm.size = m.file.size ?? 0;
-      const base = mesibo.getServer();
-      try {
-        mm.fileurl = base ? new URL(m.file.url, `${base}/`).toString() : m.file.url;
-      } catch {
-        mm.fileurl = m.file.url;
-      }
-    }
-    if (m.file?.name) mm.title = m.file.name;
-    mm.type = m.mtype;
-    mm.ts = m.ts;
-    mm.seq = m.seq;
-    mm.origin = origin;
-    mm.edited = m.edited;
-    mm.deleted = m.deleted;
-    mm.expiry = 0;
-    mm.status = mm._incoming ? receivedStatus(m.seq <= readSeq) : C.MESIBO_MSGSTATUS_SENT;
-    return mm;
-  }
-  var MesiboReadSession = class {
-    /** @internal */
-    constructor(mesibo, conv, listener, onRead = null) {
-      this.mesibo = mesibo;
-      this.conv = conv;
-      this.listener = listener;
-      this.onRead = onRead;
-      /** Oldest first; sends not yet answered by the server at the end. */
-      this.list = [];
-      this.before = void 0;
-      this.done = false;
-      this.readReceipt = false;
-      this.fifo = false;
-      this.stopped = false;
-      this.highestIncoming = 0;
-      mesibo._sessions.add(this);
-    }
-    /** Sends read receipts for what it reads, and for live messages of the conversation while open. */
-    enableReadReceipt(on) {
-      this.readReceipt = !!on;
-    }
-    /** Oldest first within each page (default: newest first, as Mesibo). */
-    enableFifo(on) {
-      this.fifo = !!on;
-    }
-    /** No-op: summary sessions (one entry per conversation) are not supported; use `Mesibo.getSortedProfiles()`. */
-    enableSummary(_on) {
-      console.warn("mesibo (Chorus): enableSummary is not supported (no-op)");
-    }
-    /** No-op: read sessions always read from the server; there is no local database to sync. Calls `cb(0)`. */
-    sync(_count, cb) {
-      if (typeof cb === "function") setTimeout(() => cb(0), 0);
-    }
-    /**
-     * The conversation as this session knows it, oldest first: what `read()` read, live messages
-     * while open, and this page's sends (with their status updated in place). The session's own
-     * array: read it, don't change it.
-     */
-    getMessages() {
-      return this.list;
-    }
-    /** Reads up to `count` older messages; resolves (and calls `cb`/`on_read`) with the number delivered. */
-    async read(count, cb) {
-      let n = 0;
-      try {
-        if (!this.done && !this.stopped) {
-          const client = await this.mesibo._client();
-          const opts = { limit: Math.max(1, Math.min(count || 50, 200)) };
-          if (this.before !== void 0) opts.before = this.before;
-          const page = await client.history(this.conv, opts);
-          if (page.before === null || page.messages.length === 0) this.done = true;
-          else this.before = page.before;
-          const self = this.mesibo.getAddress();
-          const msgs = page.messages.map((m) => fromChorus(this.mesibo, m, C.MESIBO_ORIGIN_DBMESSAGE, self));
-          if (!this.fifo) msgs.reverse();
-          const target = this.listener ? [this.listener] : this.onRead ? [] : this.mesibo._listeners;
-          for (const m of msgs) {
-            if (m.isIncoming()) this.highestIncoming = Math.max(this.highestIncoming, m.seq);
-            this.add(m);
-          }
-          for (const m of msgs) fire(target, "Mesibo_onMessage", m, m.message);
-          n = msgs.length;
-          if (this.readReceipt && this.highestIncoming > 0) await this.markRead(this.highestIncoming);
-        }
-      } catch (e) {
-        this.mesibo._error("read", e);
-      }
-      if (typeof cb === "function") cb(n);
-      if (this.onRead) this.onRead(n);
-      return n;
-    }
-    /** Unread count of the conversation (REST `GET /v1/conversations`). */
-    async getUnreadCount(cb) {
-      let n = 0;
-      try {
-        const client = await this.mesibo._client();
-        const list = await client.rest.conversations();
-        const c = list.find((x) => this.conv.gid !== void 0 ? x.gid === this.conv.gid : x.peer === this.conv.peer);
-        n = c?.unread ?? 0;
-      } catch (e) {
-        this.mesibo._error("getUnreadCount", e);
-      }
-      if (typeof cb === "function") cb(n);
-      return n;
-    }
-    /** Closes the session (no more read receipts). */
-    stop() {
-      this.stopped = true;
-      this.mesibo._sessions.delete(this);
-    }
-    /** @internal A live message arrived in some conversation. */
-    _live(m) {
-      if (this.stopped || !this.mine(m)) return;
-      this.add(m);
-      if (!this.readReceipt || !m.isIncoming() || m.seq <= this.highestIncoming) return;
-      this.highestIncoming = m.seq;
-      void this.markRead(m.seq);
-    }
-    /** @internal This page sends `m`. */
-    _own(m) {
-      if (!this.stopped && this.mine(m)) this.add(m);
-    }
-    /** @internal The server stored `m` (it has its `seq` now): move it to its place. */
-    _sent(m) {
-      const i = this.list.indexOf(m);
-      if (i < 0) return;
-      this.list.splice(i, 1);
-      for (let j = this.list.length - 1; j >= 0; j--) if (this.list[j]?.mid === m.mid) this.list.splice(j, 1);
-      this.add(m);
-    }
-    /** @internal An edit or deletion of a message (`m` carries the new content). */
-    _update(m) {
-      const old = this.list.find((x) => x.mid === m.mid && x.mid !== 0);
-      if (!old) return;
-      old.message = m.message;
-      old.data = m.data;
-      old.file = m.file;
-      old.edited = m.edited;
-      old.deleted = m.deleted;
-    }
-    /** @internal `m` was deleted locally (`m.delete()`). */
-    _drop(m) {
-      const i = this.list.findIndex((x) => x === m || m.mid !== 0 && x.mid === m.mid);
-      if (i >= 0) this.list.splice(i, 1);
-    }
-    mine(m) {
-      return this.conv.gid !== void 0 ? m.groupid === this.conv.gid : m.groupid === 0 && m.peer === this.conv.peer;
-    }
-    /** Inserts by `seq` (unsent messages, seq 0, stay last); a message already listed (same mid) is not added again. */
-    add(m) {
-      if (this.list.includes(m) || m.mid !== 0 && this.list.some((x) => x.mid === m.mid)) return;
-      if (m.seq === 0) {
-        this.list.push(m);
-        return;
-      }
-      let i = this.list.length;
-      while (i > 0) {
-        const prev = this.list[i - 1];
-        if (prev.seq !== 0 && prev.seq < m.seq) break;
-        i--;
-      }
-      this.list.splice(i, 0, m);
-    }
-    async markRead(seq) {
-      try {
-        const client = await this.mesibo._client();
-        await client.read(this.conv.gid !== void 0 ? { gid: this.conv.gid, seq } : { peer: this.conv.peer, seq });
-      } catch (e) {
-        this.mesibo._error("read receipt", e);
-      }
-    }
-  };
-
   // src/mesibo/mesibo.ts
-  var MesiboMember = class {
-    constructor(mesibo, address, name, flags, adminFlags) {
-      this.mesibo = mesibo;
-      this.address = address;
-      this.name = name;
-      this.flags = flags;
-      this.adminFlags = adminFlags;
-    }
-    getAddress() {
-      return this.address;
-    }
-    getProfile() {
-      return this.mesibo.getProfile(this.address);
-    }
-    getName() {
-      return this.name;
-    }
-    getFlags() {
-      return this.flags;
-    }
-    getAdminFlags() {
-      return this.adminFlags;
-    }
-    isAdmin() {
-      return (this.adminFlags & ~C.MESIBO_ADMINFLAG_OWNER) !== 0 || (this.flags & C.MESIBO_MEMBERFLAG_ADMIN) !== 0;
-    }
-    isOwner() {
-      return (this.adminFlags & C.MESIBO_ADMINFLAG_OWNER) !== 0;
-    }
-  };
-  function groupError(e, pinOp = false) {
-    const code = e instanceof ChorusError ? e.code : "internal";
-    switch (code) {
-      case "pin_invalid":
-        return C.MESIBO_GROUPERR_BADPIN;
-      case "forbidden":
-        return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_PERMISSION;
-      case "not_found":
-        return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_NOTMEMBER;
-      case "bad_request":
-      case "rate_limited":
-        return pinOp ? C.MESIBO_GROUPERR_BADPIN : C.MESIBO_GROUPERR_GENERAL;
-      case "unauthorized":
-        return C.MESIBO_GROUPERR_ACCESSDENIED;
-      default:
-        return C.MESIBO_GROUPERR_GENERAL;
-    }
-  }
-  function settingsOf(g2) {
-    return {
-      name: g2.name,
-      flags: g2.flags,
-      callFlags: g2.call_flags,
-      callDuration: g2.call_duration,
-      videoResolution: g2.video_resolution,
-      expiry: 0
-    };
-  }
-  function permissionsOf(g2, flags, adminFlags) {
-    return {
-      flags,
-      adminFlags,
-      callFlags: g2?.call_flags ?? 0,
-      callDuration: g2?.call_duration ?? 0,
-      videoResolution: g2?.video_resolution ?? 0,
-      expiry: 0
-    };
-  }
   var bundleServer;
   function _setBundleServer(scriptSrc) {
     bundleServer = void 0;
@@ -3585,255 +3855,6 @@
     } catch {
     }
   }
-  var MesiboProfile = class {
-    /** @internal */
-    constructor(mesibo, address, groupid, name = "") {
-      this.mesibo = mesibo;
-      /** Group: the last settings fetched. */
-      this.settings = null;
-      /** Group: your permissions, as last fetched. */
-      this.permissions = null;
-      /** Presence as last seen on this connection. */
-      this.online = false;
-      this.typing = false;
-      this.address = address;
-      this.groupid = groupid;
-      this.name = name;
-    }
-    getAddress() {
-      return this.address;
-    }
-    getGroupId() {
-      return this.groupid;
-    }
-    /** The display name, when known (from the session, group listings, call rosters); else the address or `Group <gid>`. */
-    getName() {
-      return this.name || (this.groupid ? `Group ${this.groupid}` : this.address);
-    }
-    setName(name) {
-      this.name = name;
-    }
-    isGroup() {
-      return this.groupid > 0;
-    }
-    isSelfProfile() {
-      return !this.groupid && this.address === this.mesibo.getAddress();
-    }
-    /** The group profile (this object for a group), else null. */
-    getGroupProfile() {
-      return this.groupid > 0 ? this : null;
-    }
-    isOnline() {
-      return this.online;
-    }
-    isTyping() {
-      return this.typing;
-    }
-    /** A new outgoing message to this user or group; set `message` (and more), then `send()`. */
-    newMessage(id) {
-      const m = new MesiboMessage(this.mesibo);
-      m.id = id ?? this.mesibo.random();
-      if (this.groupid) m.groupid = this.groupid;
-      else m.peer = this.address;
-      m.profile = this.groupid ? null : this;
-      m.groupProfile = this.groupid ? this : null;
-      return m;
-    }
-    /**
-     * A read session over this conversation (see `MesiboReadSession`): `listener` an object (its
-     * `Mesibo_onMessage` gets what `read()` reads) or a function `on_read(count)` (what is read goes
-     * only to the session's list, `getMessages()`).
-     */
-    createReadSession(listener) {
-      if (typeof listener === "function") return new MesiboReadSession(this.mesibo, this.conv(), null, listener);
-      return new MesiboReadSession(this.mesibo, this.conv(), listener ?? null);
-    }
-    /** Typing started (`presence 3` for the peer or the group's members). */
-    sendTyping() {
-      this.mesibo._typing(this.conv(), true);
-    }
-    /** Typing stopped. */
-    sendTypingCleared() {
-      this.mesibo._typing(this.conv(), false);
-    }
-    // ---------------------------------------------------------------- groups
-    /**
-     * Adds a pin carrying `permissions` (`{flags, adminFlags}`); then `Mesibo_onGroupSettings`
-     * with all pins. `expiry` (seconds) and `count` (uses) map to the pin's expiry and use limit.
-     */
-    addPin(permissions, listener, expiry, count) {
-      const p = typeof permissions === "number" ? { flags: permissions } : permissions ?? {};
-      void this.groupOp("addPin", listener, true, async (client) => {
-        const opts = {
-          flags: p.flags ?? C.MESIBO_MEMBERFLAG_ALL
-        };
-        if (p.adminFlags) opts.admin_flags = p.adminFlags;
-        const exp = expiry ?? (p.expiry || void 0);
-        if (exp) opts.expires_in = exp;
-        if (count) opts.uses = count;
-        await client.rest.createPin(this.groupid, opts);
-        await this.reportSettings(listener);
-      });
-    }
-    /** Revokes a pin; then `Mesibo_onGroupSettings`. */
-    removePin(pin, listener) {
-      void this.groupOp("removePin", listener, false, async (client) => {
-        await client.rest.revokePin(this.groupid, String(pin));
-        await this.reportSettings(listener);
-      });
-    }
-    /**
-     * Changes a pin: `permissions` (`{flags, adminFlags}`, or the flags as a number) as for
-     * `addPin`, `expiry` (seconds from now) and `count` (uses from now); what is not given (or 0)
-     * is kept. Then `Mesibo_onGroupSettings` with all pins; a refusal (e.g. admin rights the caller
-     * may not grant) is `Mesibo_onGroupError`.
-     */
-    editPin(pin, permissions, expiry, count, listener) {
-      const p = typeof permissions === "number" ? { flags: permissions } : permissions ?? {};
-      void this.groupOp("editPin", listener, false, async (client) => {
-        const opts = {};
-        if (p.flags !== void 0) opts.flags = p.flags;
-        if (p.adminFlags !== void 0) opts.admin_flags = p.adminFlags;
-        const exp = expiry || p.expiry || void 0;
-        if (exp) opts.expires_in = exp;
-        if (count) opts.uses = count;
-        await client.rest.editPin(this.groupid, String(pin), opts);
-        await this.reportSettings(listener);
-      });
-    }
-    /** Joins the group with a pin → `Mesibo_onGroupJoined(profile)`; a bad pin → `Mesibo_onGroupError(profile, MESIBO_GROUPERR_BADPIN)`. */
-    join(pin, listener) {
-      void this.groupOp("join", listener, true, async (client) => {
-        const g2 = await client.joinGroup(this.groupid, String(pin));
-        this.applyGroup(g2);
-        this.mesibo._rememberGroup(this);
-        fire(this.mesibo._targets(listener), "Mesibo_onGroupJoined", this);
-      });
-    }
-    /** Leaves the group → `Mesibo_onGroupLeft(profile)`. */
-    leave(listener) {
-      void this.groupOp("leave", listener, false, async (client) => {
-        await client.rest.leaveGroup(this.groupid);
-        this.mesibo._forgetGroup(this.groupid);
-        fire(this.mesibo._targets(listener), "Mesibo_onGroupLeft", this);
-      });
-    }
-    /** Deletes the group (owner) → `Mesibo_onGroupLeft(profile)`. */
-    deleteGroup(listener) {
-      void this.groupOp("deleteGroup", listener, false, async (client) => {
-        await client.rest.deleteGroup(this.groupid);
-        this.mesibo._forgetGroup(this.groupid);
-        fire(this.mesibo._targets(listener), "Mesibo_onGroupLeft", this);
-      });
-    }
-    /** `Mesibo_onGroupSettings(profile, settings, permissions, pins)`. Pins are listed only to members who may list them. */
-    getSettings(listener) {
-      void this.groupOp("getSettings", listener, false, () => this.reportSettings(listener));
-    }
-    /** Changes name, flags, callFlags, videoResolution, callDuration; then `Mesibo_onGroupSettings`. */
-    setProperties(settings, listener) {
-      void this.groupOp("setProperties", listener, false, async (client) => {
-        const s = {};
-        if (settings.name !== void 0) s.name = settings.name;
-        if (settings.flags !== void 0) s.flags = settings.flags;
-        if (settings.callFlags !== void 0) s.call_flags = settings.callFlags;
-        if (settings.videoResolution !== void 0) s.video_resolution = settings.videoResolution;
-        if (settings.callDuration !== void 0) s.call_duration = settings.callDuration;
-        await client.rest.updateGroup(this.groupid, s);
-        await this.reportSettings(listener);
-      });
-    }
-    /** `Mesibo_onGroupMembers(profile, members[])`. Chorus lists all members at once: `count`/`restart` are accepted and ignored. */
-    getMembers(_count, _restart, listener) {
-      void this.groupOp("getMembers", listener, false, async (client) => {
-        const list = await client.members(this.groupid);
-        const members = list.map((m) => {
-          this.mesibo._learnName(m.address, m.name);
-          return new MesiboMember(this.mesibo, m.address, m.name, m.flags, m.admin_flags);
-        });
-        fire(this.mesibo._targets(listener), "Mesibo_onGroupMembers", this, members);
-      });
-    }
-    /**
-     * Adds (or updates) members: `addMembers(addresses, memberFlags, adminFlags)` or
-     * `addMembers(addresses, {flags, adminFlags})`. A pin as the third argument is not supported
-     * (Mesibo's shared-pin form): it gives `Mesibo_onGroupError(profile, MESIBO_GROUPERR_NOTSHAREDPIN)`.
-     * Success → `Mesibo_onGroupMembersJoined(profile, addresses)` from the server's group event.
-     */
-    addMembers(addresses, flags, adminFlags, listener) {
-      const list = Array.isArray(addresses) ? addresses : String(addresses).split(",").map((s) => s.trim()).filter(Boolean);
-      let f;
-      let a;
-      if (typeof flags === "object" && flags) {
-        f = flags.flags;
-        a = flags.adminFlags;
-        if (adminFlags !== void 0) {
-          fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, C.MESIBO_GROUPERR_NOTSHAREDPIN);
-          return;
-        }
-      } else {
-        f = flags;
-        a = typeof adminFlags === "number" ? adminFlags : void 0;
-      }
-      void this.groupOp("addMembers", listener, false, async (client) => {
-        const perms = {};
-        if (f !== void 0) perms.flags = f;
-        if (a !== void 0) perms.admin_flags = a;
-        await client.rest.addMembers(this.groupid, list, perms);
-      });
-    }
-    /** Removes members (one REST call each). */
-    removeMembers(addresses, listener) {
-      const list = Array.isArray(addresses) ? addresses : String(addresses).split(",").map((s) => s.trim()).filter(Boolean);
-      void this.groupOp("removeMembers", listener, false, async (client) => {
-        for (const a of list) await client.rest.removeMember(this.groupid, a);
-      });
-    }
-    /** @internal */
-    applyGroup(g2) {
-      this.name = g2.name;
-      this.settings = settingsOf(g2);
-      if (g2.membership) this.permissions = permissionsOf(g2, g2.membership.flags, g2.membership.admin_flags);
-    }
-    conv() {
-      return this.groupid ? { gid: this.groupid } : { peer: this.address };
-    }
-    async reportSettings(listener) {
-      const client = await this.mesibo._client();
-      const g2 = await client.group(this.groupid);
-      this.applyGroup(g2);
-      let pins = [];
-      try {
-        pins = await client.pins(this.groupid);
-      } catch (e) {
-        if (!(e instanceof ChorusError && (e.code === "forbidden" || e.code === "not_found"))) throw e;
-      }
-      const list = pins.map((p) => ({ pin: p.pin, label: p.label, permissions: permissionsOf(g2, p.flags, p.admin_flags) }));
-      fire(this.mesibo._targets(listener), "Mesibo_onGroupSettings", this, this.settings, this.permissions, list);
-    }
-    async groupOp(op, listener, pinOp, fn) {
-      if (!this.groupid) {
-        fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, C.MESIBO_GROUPERR_GENERAL);
-        return;
-      }
-      try {
-        await fn(await this.mesibo._client());
-      } catch (e) {
-        console.warn(`mesibo: ${op} failed:`, e);
-        fire(this.mesibo._targets(listener), "Mesibo_onGroupError", this, groupError(e, pinOp && op === "join"));
-      }
-    }
-    /** @internal */
-    _presence(f) {
-      if (f.presence === 1) this.online = true;
-      if (f.presence === 2) this.online = false;
-      if (f.presence === 3 || f.presence === 4 || f.presence === 2) {
-        this.typing = f.presence === 3;
-        clearTimeout(this.typingTimer);
-        if (this.typing) this.typingTimer = setTimeout(() => this.typing = false, 5e3);
-      }
-    }
-  };
   var CONNECTION_STATUS = {
     idle: C.MESIBO_STATUS_UNKNOWN,
     connecting: C.MESIBO_STATUS_CONNECTING,
@@ -4390,8 +4411,11 @@
       for (const m of this.outgoing.values()) {
         if (m.seq === 0 || m.seq > r.seq || m.status >= 128) continue;
         if (r.gid !== void 0 ? m.groupid !== r.gid : m.groupid !== 0 || m.peer !== r.peer) continue;
+        let status = r.status;
+        if (status === C.MESIBO_MSGSTATUS_READ && !(m.flag & C.MESIBO_FLAG_READRECEIPT)) status = C.MESIBO_MSGSTATUS_DELIVERED;
+        if (status === C.MESIBO_MSGSTATUS_DELIVERED && !(m.flag & C.MESIBO_FLAG_DELIVERYRECEIPT)) continue;
         let changed = false;
-        if (r.status === C.MESIBO_MSGSTATUS_READ && m.groupid) {
+        if (status === C.MESIBO_MSGSTATUS_READ && m.groupid) {
           m._readBy ?? (m._readBy = /* @__PURE__ */ new Set());
           if (!m._readBy.has(r.by)) {
             m._readBy.add(r.by);
@@ -4399,8 +4423,8 @@
             changed = true;
           }
         }
-        if (r.status > m.status) {
-          m.status = r.status;
+        if (status > m.status) {
+          m.status = status;
           changed = true;
         }
         if (changed) fire(this._listeners, "Mesibo_onMessageStatus", m);

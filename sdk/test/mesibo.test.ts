@@ -134,6 +134,24 @@ test('sendMessage: params {peer|groupid, type}, SENT then DELIVERED/READ from re
   assert.equal(st[0].mid, 9);
   assert.equal(st[0].isReadByPeer(), true);
 
+  // Receipts a message did not ask for are not reported (Mesibo's flags): without READRECEIPT a
+  // read shows as delivered, without DELIVERYRECEIPT either stays unreported.
+  const seen: [unknown, number][] = [];
+  mesibo.addListener({ Mesibo_onMessageStatus: (m: Json) => seen.push([m.id, m.status]) });
+  const only = (flag: number, id: number) => {
+    mesibo.sendMessage({ peer: 'uC', flag }, id, 'x');
+    const w = ws.lastOf('send');
+    ws.reply('send', { type: 'sent', id: w.id, mid: id, seq: id, pos: id, ts: 1000, status: 1, duplicate: false });
+  };
+  only(C.MESIBO_FLAG_DELIVERYRECEIPT, 20);
+  only(0, 21);
+  await flush();
+  ws.receive({ type: 'receipt', peer: 'uC', by: 'uC', status: 3, seq: 21 });
+  const of20 = seen.filter(([id]) => id === 20).map(([, s]) => s);
+  const of21 = seen.filter(([id]) => id === 21).map(([, s]) => s);
+  assert.deepEqual(of20, [C.MESIBO_MSGSTATUS_SENT, C.MESIBO_MSGSTATUS_DELIVERED]);
+  assert.deepEqual(of21, [C.MESIBO_MSGSTATUS_SENT]);
+
   // A group message through the object API; the server refuses it (not a member).
   const m = mesibo.getGroupProfile(1001).newMessage(77);
   m.message = 'to the group';
@@ -220,6 +238,7 @@ test('read session: read(n) delivers history newest first as DB messages, then s
 test('groups: createGroup → onGroupCreated; addPin → onGroupSettings(profile, settings, permissions, pins); join → onGroupJoined; bad pin → onGroupError(BADPIN)', async () => {
   const group = { gid: 4321, name: 'Room', flags: 0, call_flags: 0x8107, video_resolution: 3, call_duration: 0, owner: 'uA', created_at: 1, membership: { flags: 0x1f, admin_flags: 0xffff } };
   const pins: Json[] = [];
+  const members: Json[] = [{ address: 'uA', name: 'Ann', flags: 0x1f, admin_flags: 0xffff }];
   const rest: Rest = {
     calls: [],
     routes: {
@@ -232,7 +251,7 @@ test('groups: createGroup → onGroupCreated; addPin → onGroupSettings(profile
       'GET /v1/groups/4321': () => [200, group],
       'GET /v1/groups/4321/pins': () => [200, pins],
       'POST /v1/groups/4321/join': (b) => (b.pin === '12345670' ? [200, group] : [403, { error: { code: 'pin_invalid', message: 'bad pin' } }]),
-      'GET /v1/groups/4321/members': () => [200, [{ address: 'uA', name: 'Ann', flags: 0x1f, admin_flags: 0xffff }]],
+      'GET /v1/groups/4321/members': () => [200, members],
     },
   };
   const { mesibo, of, rest: r } = await started(rest);
@@ -262,8 +281,19 @@ test('groups: createGroup → onGroupCreated; addPin → onGroupSettings(profile
 
   other.getMembers(10, true);
   await until(() => of('Mesibo_onGroupMembers').length === 1);
-  const [, members] = of('Mesibo_onGroupMembers')[0]! as Json[];
-  assert.deepEqual(members.map((m: Json) => [m.getAddress(), m.getName(), m.isOwner()]), [['uA', 'Ann', true]]);
+  const [, firstPage] = of('Mesibo_onGroupMembers')[0]! as Json[];
+  assert.deepEqual(firstPage.map((m: Json) => [m.getAddress(), m.getName(), m.isOwner()]), [['uA', 'Ann', true]]);
+
+  // Mesibo's paging: `count` per call, the next ones on the next call, `restart` from the top
+  // (read again from the server), an empty page past the end.
+  members.push(...['uB', 'uC', 'uD'].map((a) => ({ address: a, name: a, flags: 0x1f, admin_flags: 0 })));
+  const pages: string[][] = [];
+  const l = { Mesibo_onGroupMembers: (_p: unknown, ms: Json[]) => pages.push(ms.map((m: Json) => m.getAddress())) };
+  for (const [i, restart] of [true, false, false, true].entries()) {
+    other.getMembers(3, restart, l);
+    await until(() => pages.length === i + 1);
+  }
+  assert.deepEqual(pages, [['uA', 'uB', 'uC'], ['uD'], [], ['uA', 'uB', 'uC']]);
   mesibo.stop();
 });
 
@@ -518,6 +548,25 @@ test('createhttpRequest: form fields by default, JSON when asked, GET without da
     console.warn = warn;
   }
   assert.deepEqual(got[3], ['x', null]);
+
+  // A FormData (op=upload with a file) goes as it is, with no content-type of ours: the runtime
+  // sets the multipart boundary.
+  fail = false;
+  const fd = new FormData();
+  fd.append('op', 'upload');
+  fd.append('file', new Blob(['abc']), 'a.txt');
+  let sentBody: unknown;
+  const rawFetch = async (url: string, init?: RequestInit): Promise<Response> => {
+    sentBody = init?.body;
+    return fetch(url, init);
+  };
+  const m2 = new Mesibo({ server: 'https://chorus.example.org/', fetch: rawFetch });
+  const up2 = m2.createhttpRequest();
+  up2.setPostData(fd);
+  up2.send(null, cb);
+  await until(() => got.length === 5);
+  assert.equal(sentBody, fd);
+  assert.deepEqual([seen[3]!.url, seen[3]!.method, seen[3]!.type], ['https://chorus.example.org/api', 'POST', undefined]);
 });
 
 test('MESIBO_GROUPCALLFLAG_* are the MESIBO_CALLFLAG_* values under Mesibo\'s other name', () => {

@@ -1,6 +1,7 @@
 //! `chorus-bot`: a scriptable call participant.
 //!
-//! Joins a group's call, optionally publishes a synthetic camera and microphone, subscribes to
+//! Joins a group's call, optionally publishes a camera (real VP8 a browser shows, or synthetic
+//! frames with `--video synthetic`) and a synthetic microphone, subscribes to
 //! every stream it may, runs for a while and reports what it received per publisher. It exits
 //! non-zero if its publish was refused or fewer than `--expect-publishers` publishers delivered
 //! both audio and video.
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chorus_client::call::media::VideoKind;
 use chorus_client::call::{Call, CallOptions, CallStats, Kind, PublishOptions, TrackStats, Transport};
 use chorus_client::{Connection, Http};
 use clap::Parser;
@@ -33,6 +35,11 @@ struct Args {
     /// Publish camera (VP8 simulcast) and microphone (Opus).
     #[arg(long)]
     publish: bool,
+    /// The camera's frames: `clip`, a real VP8 test pattern browsers decode (180, 360 and 720
+    /// lines; other heights use the nearest), or `synthetic`, undecodable frames of exactly the
+    /// layer's target bitrate (what `chorus-bench` sends).
+    #[arg(long, value_enum, default_value_t = VideoArg::Clip)]
+    video: VideoArg,
     /// Fail unless audio and video arrived from at least this many publishers.
     #[arg(long, default_value_t = 0)]
     expect_publishers: usize,
@@ -57,6 +64,12 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum VideoArg {
+    Clip,
+    Synthetic,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -193,7 +206,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let call = Call::join(conn, args.group, options).await.context("joining the call")?;
     let started = Instant::now();
     if args.publish {
-        let opts = PublishOptions { layers: args.layers, height: args.height, ..Default::default() };
+        let video_kind = match args.video {
+            VideoArg::Clip => VideoKind::Clip,
+            VideoArg::Synthetic => VideoKind::Synthetic,
+        };
+        let opts = PublishOptions { layers: args.layers, height: args.height, video_kind, ..Default::default() };
         match call.publish_camera(0, opts).await {
             Ok(s) => tracing::info!("publishing: {} layers, height {:?}", s.layers, s.height),
             Err(e) => {

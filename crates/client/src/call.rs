@@ -174,11 +174,21 @@ pub struct PublishOptions {
     pub height: u32,
     /// Media that start muted.
     pub muted: CallMute,
+    /// Synthetic frames (exact bitrates, not decodable) or real VP8 a browser shows.
+    pub video_kind: media::VideoKind,
 }
 
 impl Default for PublishOptions {
     fn default() -> Self {
-        PublishOptions { audio: true, video: true, screen: false, layers: 3, height: 720, muted: CallMute::default() }
+        PublishOptions {
+            audio: true,
+            video: true,
+            screen: false,
+            layers: 3,
+            height: 720,
+            muted: CallMute::default(),
+            video_kind: media::VideoKind::Synthetic,
+        }
     }
 }
 

@@ -9,7 +9,8 @@ import { ChorusError } from '../errors.js';
 import type { CallLeaveReason, CallMute, StreamEndReason } from '../protocol.js';
 import { C, RESOLUTION_HEIGHT, SOURCE_HEIGHT } from './constants.js';
 import { fire } from './dispatch.js';
-import { groupError, type Mesibo } from './mesibo.js';
+import type { Mesibo } from './mesibo.js';
+import { groupError } from './profile.js';
 
 type Cb = ((ok: boolean) => void) | undefined;
 

@@ -28,7 +28,7 @@ export function formEncode(obj: Record<string, unknown>): string {
  */
 export class MesiboHttpRequest {
   private url = '';
-  private body: string | null = null;
+  private body: string | FormData | Blob | null = null;
   private json = false;
   private headers: Record<string, string> = {};
 
@@ -41,10 +41,15 @@ export class MesiboHttpRequest {
   setUrl(url: string): void {
     this.url = String(url ?? '');
   }
-  /** `obj`: an object (encoded as form fields, or as JSON when `json` is true) or an already encoded string. */
+  /**
+   * `obj`: an object (encoded as form fields, or as JSON when `json` is true), an already encoded
+   * string, or a `FormData` / `Blob` sent as it is (a `FormData` with a `file` field is how a page
+   * stores a file with `op=upload`; the browser sets the multipart boundary).
+   */
   setPostData(obj: unknown, json?: boolean): void {
     this.json = !!json;
     if (typeof obj === 'string') this.body = obj;
+    else if ((typeof FormData !== 'undefined' && obj instanceof FormData) || (typeof Blob !== 'undefined' && obj instanceof Blob)) this.body = obj;
     else if (obj && typeof obj === 'object') this.body = this.json ? JSON.stringify(obj) : formEncode(obj as Record<string, unknown>);
     else this.body = null;
   }
@@ -81,7 +86,7 @@ export class MesiboHttpRequest {
     const headers: Record<string, string> = { ...this.headers };
     const init: RequestInit = { method: this.body === null ? 'GET' : 'POST', headers };
     if (this.body !== null) {
-      if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type')) {
+      if (typeof this.body === 'string' && !Object.keys(headers).some((k) => k.toLowerCase() === 'content-type')) {
         headers['content-type'] = this.json ? 'application/json' : 'application/x-www-form-urlencoded';
       }
       init.body = this.body;

@@ -7,8 +7,10 @@
 export { MESIBO_CONSTANTS } from './constants.js';
 export { fire, callbackOf } from './dispatch.js';
 export type { MesiboListener } from './dispatch.js';
-export { Mesibo, MesiboProfile, MesiboMember, groupError } from './mesibo.js';
-export type { MesiboOptions, MesiboGroupSettings, MesiboMemberPermissions } from './mesibo.js';
+export { Mesibo } from './mesibo.js';
+export type { MesiboOptions } from './mesibo.js';
+export { MesiboProfile, MesiboMember, groupError } from './profile.js';
+export type { MesiboGroupSettings, MesiboMemberPermissions } from './profile.js';
 export { MesiboMessage, MesiboReadSession, failureStatus } from './messages.js';
 export { MesiboHttpRequest, formEncode } from './http.js';
 export type { MesiboHttpCallback } from './http.js';

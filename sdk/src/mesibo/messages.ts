@@ -8,7 +8,8 @@ import { ChorusError } from '../errors.js';
 import type { Conversation, FileRef, Message } from '../protocol.js';
 import { C } from './constants.js';
 import { fire } from './dispatch.js';
-import type { Mesibo, MesiboProfile } from './mesibo.js';
+import type { Mesibo } from './mesibo.js';
+import type { MesiboProfile } from './profile.js';
 
 /** `sendMessage` parameters (Mesibo's legacy param object). */
 export interface MesiboParams {

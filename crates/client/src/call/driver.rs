@@ -300,8 +300,8 @@ impl Driver {
                     self.open_link(leg, &sdp);
                     self.poll(leg);
                 }
-                signal::Output::StartSending { sid, layers } => {
-                    let mut video = VideoSource::new(&layers);
+                signal::Output::StartSending { sid, layers, kind } => {
+                    let mut video = VideoSource::with_kind(&layers, kind);
                     video.set_active(&vec![true; layers.len()]);
                     self.sources.insert(sid, Sources { audio: AudioSource::default(), video });
                 }

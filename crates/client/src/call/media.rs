@@ -1,9 +1,13 @@
-//! Synthetic media: VP8 simulcast and Opus frames that are sized and paced like the real thing
+//! Generated media: VP8 simulcast and Opus frames that are sized and paced like the real thing
 //! and carry a [`Trailer`] the receiver parses (layer, frame number, send time).
 //!
-//! Nothing here is decodable video or audio. The bitstream starts are valid enough for an SFU
-//! (VP8 key/inter frame tags, the keyframe start code and dimensions; an Opus TOC byte), the
-//! rest is filler.
+//! Video comes in two kinds ([`VideoKind`]). *Synthetic* frames (the load generator's and the
+//! tests') are not decodable: the bitstream starts are valid enough for an SFU (VP8 key/inter
+//! frame tags, the keyframe start code and dimensions), the rest is filler, and each layer hits
+//! its target bitrate exactly. *Clip* frames are real VP8 — a 3 s test-pattern loop per layer
+//! (`assets/vp8`, made by its `make.sh` with ffmpeg/libvpx and committed) — so a browser shows
+//! a picture; the trailer then follows the last partition, where a VP8 decoder never reads.
+//! Audio is synthetic in both (an Opus TOC byte, then filler).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -60,11 +64,21 @@ impl Trailer {
         out.extend_from_slice(&self.sent_us.to_le_bytes());
     }
 
-    /// Finds and decodes the trailer in a frame. Only the first 64 bytes are searched: the
-    /// trailer sits right after the codec header, and filler could contain the magic by chance.
+    /// Finds and decodes the trailer in a frame: right after the codec header (synthetic
+    /// frames; only the first 64 bytes are searched, filler could contain the magic by chance)
+    /// or at the very end (clip frames).
     pub fn find(data: &[u8]) -> Option<Trailer> {
         let head = &data[..data.len().min(64)];
-        let at = head.windows(MAGIC.len()).position(|w| w == MAGIC)?;
+        let at = match head.windows(MAGIC.len()).position(|w| w == MAGIC) {
+            Some(at) => at,
+            None => {
+                let at = data.len().checked_sub(TRAILER_LEN)?;
+                if data[at..at + MAGIC.len()] != MAGIC {
+                    return None;
+                }
+                at
+            }
+        };
         let t = data.get(at + MAGIC.len()..at + TRAILER_LEN)?;
         Some(Trailer {
             layer: t[0],
@@ -192,6 +206,66 @@ pub fn opus_frame(trailer: Trailer) -> Vec<u8> {
     out
 }
 
+/// Which frames a [`VideoSource`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoKind {
+    /// Undecodable frames of exactly the target size per layer (load generation, tests).
+    #[default]
+    Synthetic,
+    /// Real VP8 from the committed test-pattern clips: browsers decode and show it.
+    Clip,
+}
+
+/// A looping decodable VP8 clip: its frames (the first the only keyframe) and their size.
+#[derive(Debug)]
+pub struct Clip {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// The VP8 frames in order; frame 0 is a keyframe.
+    pub frames: Vec<&'static [u8]>,
+}
+
+/// The clips, lowest first: 320x180, 640x360, 1280x720.
+static CLIP_FILES: [&[u8]; 3] = [
+    include_bytes!("../../assets/vp8/q.ivf"),
+    include_bytes!("../../assets/vp8/h.ivf"),
+    include_bytes!("../../assets/vp8/f.ivf"),
+];
+
+static CLIPS: std::sync::OnceLock<Vec<Clip>> = std::sync::OnceLock::new();
+
+/// Splits an IVF file (32-byte header; per frame a 12-byte header with the size) into frames.
+/// `None` if it is not a VP8 IVF or is truncated.
+pub fn parse_ivf(data: &'static [u8]) -> Option<Clip> {
+    if data.get(..4)? != b"DKIF" || data.get(8..12)? != b"VP80" {
+        return None;
+    }
+    let header = usize::from(u16::from_le_bytes([data[6], data[7]]));
+    let width = u16::from_le_bytes([*data.get(12)?, *data.get(13)?]);
+    let height = u16::from_le_bytes([*data.get(14)?, *data.get(15)?]);
+    let mut frames = Vec::new();
+    let mut at = header;
+    while at < data.len() {
+        let size = u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
+        frames.push(data.get(at + 12..at + 12 + size)?);
+        at += 12 + size;
+    }
+    Some(Clip { width, height, frames })
+}
+
+/// The decodable clips, lowest first.
+pub fn clips() -> &'static [Clip] {
+    CLIPS.get_or_init(|| CLIP_FILES.iter().map(|f| parse_ivf(f).expect("a committed VP8 IVF clip")).collect())
+}
+
+/// The clip for a layer of this height: the one closest in height.
+fn clip_for(height: u16) -> usize {
+    let clips = clips();
+    (0..clips.len()).min_by_key(|&i| clips[i].height.abs_diff(height)).unwrap_or(0)
+}
+
 /// One generated video frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoFrame {
@@ -210,6 +284,8 @@ struct LayerState {
     since_key: u32,
     want_key: bool,
     active: bool,
+    /// With [`VideoKind::Clip`]: which clip, and the next frame of it.
+    clip: Option<(usize, usize)>,
 }
 
 /// The frames of a simulcast camera, one call of [`VideoSource::tick`] per 1/30 s.
@@ -221,11 +297,24 @@ pub struct VideoSource {
 }
 
 impl VideoSource {
-    /// A source sending `specs`, all active; each starts with a keyframe.
+    /// A source sending synthetic frames for `specs`, all active; each starts with a keyframe.
     pub fn new(specs: &[LayerSpec]) -> VideoSource {
+        VideoSource::with_kind(specs, VideoKind::Synthetic)
+    }
+
+    /// A source of `kind` for `specs`. Clip layers use the clip closest to their height (the
+    /// clips come in 180, 360 and 720 lines) and its bitrate, not the spec's.
+    pub fn with_kind(specs: &[LayerSpec], kind: VideoKind) -> VideoSource {
         let layers = specs
             .iter()
-            .map(|&spec| LayerState { spec, frame: 0, since_key: 0, want_key: true, active: true })
+            .map(|&spec| LayerState {
+                spec,
+                frame: 0,
+                since_key: 0,
+                want_key: true,
+                active: true,
+                clip: (kind == VideoKind::Clip).then(|| (clip_for(spec.height), 0)),
+            })
             .collect();
         VideoSource { layers, ticks: 0 }
     }
@@ -269,15 +358,28 @@ impl VideoSource {
             if !l.active {
                 continue;
             }
-            let key = l.want_key || l.since_key >= KEYFRAME_INTERVAL;
-            let inter = inter_frame_bytes(l.spec.kbps);
-            let size = if key { inter * KEYFRAME_FACTOR } else { inter };
             let trailer = Trailer { layer: i as u8, frame: l.frame, sent_us };
-            out.push(VideoFrame {
-                layer: i as u8,
-                key,
-                data: vp8_frame(key, l.spec.width, l.spec.height, trailer, size),
-            });
+            let (key, data) = match &mut l.clip {
+                Some((clip, next)) => {
+                    // A keyframe request restarts the loop: frame 0 is its only keyframe.
+                    let frames = &clips()[*clip].frames;
+                    if l.want_key || *next >= frames.len() {
+                        *next = 0;
+                    }
+                    let mut data = Vec::with_capacity(frames[*next].len() + TRAILER_LEN);
+                    data.extend_from_slice(frames[*next]);
+                    trailer.encode(&mut data);
+                    *next += 1;
+                    (*next == 1, data)
+                }
+                None => {
+                    let key = l.want_key || l.since_key >= KEYFRAME_INTERVAL;
+                    let inter = inter_frame_bytes(l.spec.kbps);
+                    let size = if key { inter * KEYFRAME_FACTOR } else { inter };
+                    (key, vp8_frame(key, l.spec.width, l.spec.height, trailer, size))
+                }
+            };
+            out.push(VideoFrame { layer: i as u8, key, data });
             l.frame = l.frame.wrapping_add(1);
             l.since_key = if key { 1 } else { l.since_key + 1 };
             l.want_key = false;
@@ -336,6 +438,39 @@ mod tests {
         assert_eq!(h.size, None);
         assert_eq!(&f[3..7], b"CHRS", "trailer right after the 3-byte tag");
         assert_eq!(Trailer::find(&f), Some(t));
+    }
+
+    /// The committed clips are real VP8 at their sizes: one keyframe, then 89 shown inter
+    /// frames; a clip source loops them, restarts on a keyframe request and tags each frame.
+    #[test]
+    fn clips_are_vp8_loops() {
+        let sizes: Vec<_> = clips().iter().map(|c| (c.width, c.height, c.frames.len())).collect();
+        assert_eq!(sizes, vec![(320, 180, 90), (640, 360, 90), (1280, 720, 90)]);
+        for c in clips() {
+            for (i, f) in c.frames.iter().enumerate() {
+                let h = parse_vp8(f).expect("a VP8 frame");
+                assert_eq!(h.key, i == 0, "only frame 0 is a keyframe");
+                assert!(h.show, "no hidden frames");
+                if h.key {
+                    assert_eq!(h.size, Some((c.width, c.height)));
+                }
+            }
+        }
+        let mut src = VideoSource::with_kind(&layer_specs(3, 720), VideoKind::Clip);
+        let first = src.tick(5);
+        assert!(first.iter().all(|f| f.key));
+        for (i, f) in first.iter().enumerate() {
+            let clip = &clips()[i];
+            assert_eq!(&f.data[..clip.frames[0].len()], clip.frames[0], "the clip's bytes, then the trailer");
+            assert_eq!(Trailer::find(&f.data), Some(Trailer { layer: i as u8, frame: 0, sent_us: 5 }));
+        }
+        for _ in 1..90 {
+            assert!(src.tick(0).iter().all(|f| !f.key));
+        }
+        assert!(src.tick(0).iter().all(|f| f.key), "the loop starts again on its keyframe");
+        assert!(src.tick(0).iter().all(|f| !f.key));
+        src.request_keyframe(Some(2));
+        assert_eq!(src.tick(0).iter().map(|f| f.key).collect::<Vec<_>>(), vec![false, false, true]);
     }
 
     #[test]

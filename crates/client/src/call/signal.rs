@@ -143,7 +143,7 @@ pub(crate) enum Output {
     /// transport, and drive the leg (ICE starts).
     Negotiated { leg: Leg, sdp: String },
     /// Start the media sources of own stream `sid` with these layers (all active).
-    StartSending { sid: u32, layers: Vec<LayerSpec> },
+    StartSending { sid: u32, layers: Vec<LayerSpec>, kind: media::VideoKind },
     /// Drop the media sources of own stream `sid`.
     StopSending(u32),
     /// The server wants these simulcast layers of own stream `sid` (`layers` event).
@@ -674,7 +674,7 @@ impl Signalling {
         // them exist in the SDP but stay silent.
         let layers = media::layer_specs(layers, height);
         self.streams.insert(sid, OwnStream { stream, audio, video, simulcast: offered > 1 });
-        self.out.push_back(Output::StartSending { sid, layers });
+        self.out.push_back(Output::StartSending { sid, layers, kind: opts.video_kind });
         if let Some(me) = self.roster.get_mut(&self.me) {
             me.streams.retain(|x| x.sid != sid);
             me.streams.push(stream);

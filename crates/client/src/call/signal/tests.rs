@@ -272,7 +272,7 @@ fn publish_negotiates_with_the_server_and_starts_the_granted_layers() {
     let outs =
         frame(&mut sig, &mut p.rtcs, ServerFrame::CallPublished { rid: Some(rid), stream: granted, sdp: answer });
     assert!(matches!(&outs[0], Output::Negotiated { leg: Leg::Publish, .. }), "{outs:?}");
-    let Output::StartSending { sid: 0, layers } = &outs[1] else { panic!("{outs:?}") };
+    let Output::StartSending { sid: 0, layers, .. } = &outs[1] else { panic!("{outs:?}") };
     assert_eq!(layers.iter().map(|l| l.height).collect::<Vec<_>>(), vec![180, 360]);
     assert!(matches!(&outs[2], Output::View(ViewChange::Participant(me)) if me.streams == vec![granted]));
     assert!(matches!(&outs[3], Output::Published(Ticket(1), Ok(s)) if *s == granted));
