@@ -113,6 +113,10 @@ pub struct Config {
     pub max_group_members: usize,
     /// Most pins in one group.
     pub max_group_pins: usize,
+    /// Most WHIP stream keys in one group.
+    pub max_stream_keys: usize,
+    /// WHIP/WHEP `POST`, `PATCH` and `DELETE` requests one client IP may make per minute.
+    pub live_requests_per_minute: u32,
     /// Largest group whiteboard (the compact JSON text of its objects), bytes.
     pub max_board_bytes: usize,
     /// Most groups one user may own (create).
@@ -258,6 +262,8 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             max_group_members: 10_000,
             max_group_pins: 50,
+            max_stream_keys: 10,
+            live_requests_per_minute: 60,
             max_board_bytes: 256 * 1024,
             max_groups_per_user: 250,
             max_memberships_per_user: 1000,
