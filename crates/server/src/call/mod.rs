@@ -303,11 +303,7 @@ impl Calls {
 
     /// Adds the HTTP participants of `gid` to its `members`, each with its own rights bounded
     /// by its backing member's (one whose member is gone is left out, so it leaves).
-    fn with_http_legs(
-        &self,
-        gid: i64,
-        mut members: HashMap<String, Permissions>,
-    ) -> HashMap<String, Permissions> {
+    fn with_http_legs(&self, gid: i64, mut members: HashMap<String, Permissions>) -> HashMap<String, Permissions> {
         let legs = self.http_legs.lock().expect("http legs lock");
         let Some(legs) = legs.get(&gid) else { return members };
         let mut extra = Vec::new();

@@ -18,9 +18,9 @@
 
 pub mod admin;
 pub mod cors;
-pub mod live;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
+pub mod live;
 pub mod mesibo;
 pub mod metrics;
 pub mod sdk;
@@ -92,7 +92,10 @@ pub fn router(state: AppState) -> Router {
     // The 405 answer is set on each group before its layers, so that the layers also wrap it
     // (a preflight is an OPTIONS that would otherwise be a 405 on most routes): the top-level
     // `method_not_allowed_fallback` below only fills routes that have none yet.
-    let mut v1 = v1::routes().merge(crate::media::routes()).merge(live::key_routes()).method_not_allowed_fallback(method_not_allowed);
+    let mut v1 = v1::routes()
+        .merge(crate::media::routes())
+        .merge(live::key_routes())
+        .method_not_allowed_fallback(method_not_allowed);
     let mut api = mesibo::api_routes();
     let mut sdk = sdk::routes().method_not_allowed_fallback(method_not_allowed);
     let cfg = &state.cfg;

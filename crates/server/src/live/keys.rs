@@ -83,7 +83,13 @@ impl StreamKeys {
             .await?;
         rows.iter()
             .map(|r| {
-                Ok(StreamKey { id: r.try_get("id")?, gid, label: r.try_get("label")?, created_at: r.try_get("created_at")?, key: None })
+                Ok(StreamKey {
+                    id: r.try_get("id")?,
+                    gid,
+                    label: r.try_get("label")?,
+                    created_at: r.try_get("created_at")?,
+                    key: None,
+                })
             })
             .collect()
     }

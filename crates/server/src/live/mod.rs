@@ -150,7 +150,13 @@ fn frame_error(f: ServerFrame) -> LiveError {
 }
 
 impl Live {
-    pub fn new(cfg: &Config, db: crate::db::Db, calls: Arc<Calls>, groups: Arc<Groups>, accounts: Arc<Accounts>) -> Self {
+    pub fn new(
+        cfg: &Config,
+        db: crate::db::Db,
+        calls: Arc<Calls>,
+        groups: Arc<Groups>,
+        accounts: Arc<Accounts>,
+    ) -> Self {
         Live {
             calls,
             groups,
@@ -168,7 +174,11 @@ impl Live {
             return Ok(());
         }
         crate::metrics::metrics().rate_limited.inc();
-        Err(LiveError { status: 429, detail: "too many WHIP/WHEP requests; try again later".into(), retry_after: Some(60) })
+        Err(LiveError {
+            status: 429,
+            detail: "too many WHIP/WHEP requests; try again later".into(),
+            retry_after: Some(60),
+        })
     }
 
     /// Resolves a POST's bearer token for group `gid`: a user token, else a stream key of
@@ -219,13 +229,20 @@ impl Live {
             }
             Credential::Key { id, label } => (format!("key{id}~{suffix}{n}"), label.clone(), None),
         };
-        let (call, joined) = self.calls.enter_http(gid, address.clone(), name, HttpLeg { backing, permissions }).await?;
+        let (call, joined) =
+            self.calls.enter_http(gid, address.clone(), name, HttpLeg { backing, permissions }).await?;
         Ok(Entered { id: crate::auth_token::random_token(18), address, call, joined })
     }
 
     /// WHIP `POST`: publishes `offer` (checked with [`sdp::whip_offer`]) as stream 0 of a new
     /// participant of `gid`'s call.
-    pub async fn whip(self: &Arc<Self>, gid: i64, token: &str, cred: Credential, offer: String) -> Result<Created, LiveError> {
+    pub async fn whip(
+        self: &Arc<Self>,
+        gid: i64,
+        token: &str,
+        cred: Credential,
+        offer: String,
+    ) -> Result<Created, LiveError> {
         let key_id = match &cred {
             Credential::User { uid, .. } => {
                 self.check_right(gid, *uid, Kind::Whip).await?;
@@ -392,7 +409,7 @@ impl Live {
                             let r = call.reoffer(sdp);
                             tokio::spawn(async move {
                                 let r = match r.await {
-                                    Ok(ServerFrame::CallSdp { sdp, .. }) => Ok(sdp),
+                                    Ok(ServerFrame::CallSdp { sdp: Some(sdp), .. }) => Ok(sdp),
                                     Ok(other) => Err(frame_error(other)),
                                     Err(_) => Err(LiveError::new(404, "the session ended")),
                                 };
@@ -520,7 +537,8 @@ impl Live {
     /// Ends the WHIP session carried by stream key `key_id`, if any (revoked or replaced).
     pub fn end_key(&self, key_id: i64) {
         let mut sessions = self.sessions.lock().expect("sessions lock");
-        let ids: Vec<String> = sessions.iter().filter(|(_, s)| s.key_id == Some(key_id)).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> =
+            sessions.iter().filter(|(_, s)| s.key_id == Some(key_id)).map(|(id, _)| id.clone()).collect();
         for id in ids {
             if let Some(s) = sessions.remove(&id) {
                 let _ = s.ops.try_send(Op::End);

@@ -35,7 +35,12 @@ fn sections(sdp: &str) -> Vec<Section<'_>> {
     let mut out: Vec<Section> = Vec::new();
     for l in lines(sdp) {
         if let Some(m) = l.strip_prefix("m=") {
-            out.push(Section { kind: m.split(' ').next().unwrap_or(""), mid: None, direction: "sendrecv", codecs: vec![] });
+            out.push(Section {
+                kind: m.split(' ').next().unwrap_or(""),
+                mid: None,
+                direction: "sendrecv",
+                codecs: vec![],
+            });
         } else if let Some(s) = out.last_mut() {
             if let Some(mid) = l.strip_prefix("a=mid:") {
                 s.mid = Some(mid.trim());
@@ -66,7 +71,9 @@ pub fn whip_offer(sdp: &str) -> Result<Offer, Refusal> {
         let slot = match s.kind {
             "audio" => &mut offer.audio_mid,
             "video" => &mut offer.video_mid,
-            other => return Err(Refusal::Unsupported(format!("a WHIP session carries audio and video only, not {other}"))),
+            other => {
+                return Err(Refusal::Unsupported(format!("a WHIP session carries audio and video only, not {other}")))
+            }
         };
         if slot.is_some() {
             return Err(Refusal::Unsupported(format!("a WHIP session carries at most one {} track", s.kind)));
@@ -161,7 +168,8 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        let two_video = format!("{OBS}m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=mid:2\r\na=sendonly\r\na=rtpmap:97 VP8/90000\r\n");
+        let two_video =
+            format!("{OBS}m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=mid:2\r\na=sendonly\r\na=rtpmap:97 VP8/90000\r\n");
         assert!(matches!(whip_offer(&two_video), Err(Refusal::Unsupported(m)) if m.contains("one video")));
         let h265 = OBS.replace("H264/90000", "H265/90000");
         assert!(matches!(whip_offer(&h265), Err(Refusal::Unsupported(m)) if m.contains("no common codec")));

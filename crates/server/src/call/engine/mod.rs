@@ -285,7 +285,7 @@ impl Engine {
                     Err(ApiError::not_found("not in this call"))
                 };
                 let frame = match r {
-                    Ok(sdp) => ServerFrame::CallSdp { rid: None, sdp },
+                    Ok(sdp) => ServerFrame::CallSdp { rid: None, sdp: Some(sdp) },
                     Err(e) => wire::error_frame(None, &e),
                 };
                 self.out.push_back(Output::Reply { token, frame: Box::new(frame) });
