@@ -335,7 +335,7 @@ impl Live {
                     Some((a, sid)) => *a == p.address && *sid == s.sid,
                     None => s.audio || s.video,
                 })
-                .map(|s| (p.address.clone(), s.clone()))
+                .map(|s| (p.address.clone(), *s))
         });
         let Some((address, stream)) = stream else {
             return Err(LiveError {
