@@ -375,6 +375,9 @@ impl Config {
                 "code_failures_per_identity, code_failures_per_identity_ip, code_failure_window_secs and purge_interval_secs must be positive"
             );
         }
+        if self.live_requests_per_minute == 0 {
+            anyhow::bail!("live_requests_per_minute must be positive");
+        }
         if self.rtc_peer_timeout_secs == 0 || self.rtc_connect_timeout_secs == 0 {
             anyhow::bail!("rtc_peer_timeout_secs and rtc_connect_timeout_secs must be positive");
         }
