@@ -26,11 +26,13 @@ window.gathered = (pc) => new Promise((r) => {
   if (pc.iceGatheringState === 'complete') return r();
   pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r());
 });
-window.whipPublish = async (url, key, codec) => {
+window.whipPublish = async (url, key, codec, simulcast) => {
   const pc = new RTCPeerConnection();
-  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+  const size = simulcast ? { width: 1280, height: 720 } : { width: 640, height: 360 };
+  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: size });
   pc.addTransceiver(media.getAudioTracks()[0], { direction: 'sendonly' });
-  const video = pc.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly' });
+  const sendEncodings = simulcast ? [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f' }] : undefined;
+  const video = pc.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly', sendEncodings });
   const codecs = RTCRtpSender.getCapabilities('video').codecs;
   video.setCodecPreferences([...codecs.filter((c) => c.mimeType === 'video/' + codec), ...codecs.filter((c) => c.mimeType !== 'video/' + codec)]);
   await pc.setLocalDescription(await pc.createOffer());
@@ -227,6 +229,29 @@ test('a publisher that vanishes ends its WHIP stream for viewers within the peer
   const gone = Date.now();
   await until(pv, (who) => ![...window.t.call.participants.keys()].some((a) => a.startsWith(who)), `${owner.user.address}~whip`, 40_000);
   console.log(`vanished WHIP publisher left the call after ${Date.now() - gone} ms`);
+});
+
+test('a simulcast WHIP publish (VP8, three layers) is forwarded to an SDK viewer', async () => {
+  const owner = await server.login('owner4@example.org', 'Owner');
+  const viewer = await server.login('viewer4@example.org', 'Viewer');
+  const room = await server.api('POST', '/v1/groups', { name: 'Live 4', room: true }, owner.token);
+  const gid = room.group.gid;
+  await server.api('POST', `/v1/groups/${gid}/join`, { pin: room.pins[1].pin }, viewer.token);
+  const pv = await sdkViewer('Viewer', viewer.token, gid);
+  const pub = await plainPage('WHIP simulcast');
+  await pub.evaluate(({ url, token }) => window.whipPublish(url, token, 'VP8', true).then(() => true), {
+    url: `${server.base}/v1/groups/${gid}/whip`,
+    token: owner.token,
+  });
+  assert.match(await pub.evaluate(() => window.whip.pc.localDescription.sdp), /a=simulcast:send q;h;f/);
+  const who = `${owner.user.address}~whip`;
+  const layers = await until(pv, (who) => {
+    const p = [...window.t.call.participants.values()].find((p) => p.address.startsWith(who));
+    return p?.streams[0]?.layers;
+  }, who);
+  assert.equal(layers, 3);
+  const first = await framesFrom(pv, who, 30);
+  await framesFrom(pv, who, first + 30);
 });
 
 test('a WHEP player (plain fetch(), 406 counter-offer) decodes a camera published by the SDK', async () => {
