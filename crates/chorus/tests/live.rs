@@ -270,6 +270,20 @@ async fn bad_input_codes(backend: Backend) {
     let idle = req(&s, Method::POST, &whep, Some(&viewer_token), Some(sdp), None, "x").await;
     problem(&idle, 409, "nothing is live");
     assert!(header(&idle, "retry-after").parse::<u64>().unwrap() > 0);
+    // A member who may chat but not subscribe is refused; a stranger finds no group.
+    let (chat_only, chat_address) = {
+        let (sess, h) = s.login("chat@example.org", "Chat").await;
+        (h, sess.user.address)
+    };
+    let _: serde_json::Value = r
+        .owner
+        .post(&format!("/v1/groups/{}/members", r.gid), &json!({"addresses": [chat_address], "flags": 0x3}))
+        .await
+        .unwrap();
+    problem(&req(&s, Method::POST, &whep, chat_only.token(), Some(sdp), None, "x").await, 403, "watch");
+    problem(&req(&s, Method::POST, &whip, chat_only.token(), Some(sdp), None, &offer).await, 403, "publish");
+    let (_, stranger) = s.login("stranger@example.org", "Stranger").await;
+    problem(&req(&s, Method::POST, &whep, stranger.token(), Some(sdp), None, "x").await, 404, "no such group");
     // A stream key publishes; it does not watch.
     let (_, key) = stream_key(&r, "cam").await;
     problem(&req(&s, Method::POST, &whep, Some(&key), Some(sdp), None, "x").await, 401, "");
