@@ -124,6 +124,10 @@ pub struct Config {
     pub max_group_members: usize,
     /// Most pins in one group.
     pub max_group_pins: usize,
+    /// Most WHIP stream keys in one group.
+    pub max_stream_keys: usize,
+    /// WHIP/WHEP `POST`, `PATCH` and `DELETE` requests one client IP may make per minute.
+    pub live_requests_per_minute: u32,
     /// Largest group whiteboard (the compact JSON text of its objects), bytes.
     pub max_board_bytes: usize,
     /// Most groups one user may own (create).
@@ -287,6 +291,8 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             max_group_members: 10_000,
             max_group_pins: 50,
+            max_stream_keys: 10,
+            live_requests_per_minute: 60,
             max_board_bytes: 256 * 1024,
             max_groups_per_user: 250,
             max_memberships_per_user: 1000,
@@ -403,6 +409,9 @@ impl Config {
             anyhow::bail!(
                 "code_failures_per_identity, code_failures_per_identity_ip, code_failure_window_secs and purge_interval_secs must be positive"
             );
+        }
+        if self.live_requests_per_minute == 0 {
+            anyhow::bail!("live_requests_per_minute must be positive");
         }
         if self.rtc_peer_timeout_secs == 0 || self.rtc_connect_timeout_secs == 0 {
             anyhow::bail!("rtc_peer_timeout_secs and rtc_connect_timeout_secs must be positive");

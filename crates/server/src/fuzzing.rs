@@ -129,11 +129,18 @@ fn with_leg(
 /// Call signalling's SDP: an offer as `call_publish` reads it (its simulcast RIDs, then narrowed
 /// to one codec per line; the raw offer when narrowing refuses it, since str0m is fuzzed too)
 /// and accepts it on a publish leg (a renegotiation when the leg has seen offers before), and an
-/// answer as `call_answer` applies it to a subscribe leg's pending offer.
+/// answer as `call_answer` applies it to a subscribe leg's pending offer; and the same text as a
+/// WHIP offer (`live::sdp::whip_offer`) and a trickle-ICE fragment (`PATCH`).
 fn sdp(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let now = Instant::now();
     let _ = simulcast_send_rids(text, "1");
+    // WHIP/WHEP: the offer check, and the trickle-ICE fragment reading and writing.
+    let _ = crate::live::sdp::whip_offer(text);
+    if let Some((u, p)) = crate::live::sdp::ice_creds(text) {
+        let _ = crate::live::sdp::with_ice_creds(text, &u, &p);
+    }
+    let _ = crate::live::sdp::answer_fragment(text);
     let lines = [("0".to_string(), None), ("1".to_string(), None)];
     let narrowed = narrow_codecs(text, &lines).map(|(sdp, _)| sdp);
     if let Ok(offer) = SdpOffer::from_sdp_string(narrowed.as_deref().unwrap_or(text)) {

@@ -394,7 +394,12 @@ impl Groups {
     }
 
     /// Checks that the group exists and `actor` holds admin right `right`.
-    async fn require_right(tx: &mut Transaction<'_, Any>, gid: i64, actor: Actor, right: u32) -> ApiResult<()> {
+    pub(crate) async fn require_right(
+        tx: &mut Transaction<'_, Any>,
+        gid: i64,
+        actor: Actor,
+        right: u32,
+    ) -> ApiResult<()> {
         let exists = sqlx::query("SELECT 1 FROM groups WHERE gid = $1").bind(gid).fetch_optional(&mut **tx).await?;
         if exists.is_none() {
             return Err(ApiError::not_found("no such group"));

@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod groups;
 pub mod http;
 pub mod limiter;
+pub mod live;
 pub mod mail;
 pub mod media;
 pub mod messaging;
@@ -180,8 +181,10 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         calls.set_turn(t);
     }
     let direct = call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone());
+    let live = Arc::new(live::Live::new(&cfg, db.clone(), calls.clone(), groups.clone(), accounts.clone()));
     let state = http::AppState {
         direct,
+        live,
         cfg,
         accounts,
         groups,

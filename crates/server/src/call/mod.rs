@@ -26,7 +26,7 @@
 pub mod direct;
 mod engine;
 mod net;
-mod sdp;
+pub(crate) mod sdp;
 mod task;
 
 #[cfg(any(test, feature = "fuzzing"))]
@@ -67,6 +67,21 @@ pub struct Calls {
     next_room: AtomicU64,
     /// The embedded TURN relay's credentials maker, once it runs.
     turn: std::sync::OnceLock<crate::turn::Turn>,
+    /// Participants whose signaling comes over HTTP (WHIP, WHEP), by gid and address: they are
+    /// no group members, so a refresh keeps them by these entries (see [`HttpLeg`]).
+    http_legs: Mutex<HashMap<i64, HashMap<String, HttpLeg>>>,
+    /// The next user id of an HTTP participant: negative, so never a user's.
+    next_http_uid: AtomicI64,
+}
+
+/// A participant whose signaling comes over HTTP (a WHIP publisher, a WHEP viewer).
+#[derive(Debug, Clone)]
+pub(crate) struct HttpLeg {
+    /// The member it acts for (a user token's owner): its rights bound the leg's, and it leaves
+    /// when that member does. `None` for a stream key (revoking the key ends the leg).
+    pub backing: Option<String>,
+    /// What the leg does: publish (WHIP) or subscribe (WHEP).
+    pub permissions: Permissions,
 }
 
 /// Commands queued to one room before requests are refused (`rate_limited`).
@@ -137,6 +152,24 @@ impl CallSession {
             crate::metrics::metrics().rate_limited.inc();
             let _ = reply.send(ServerFrame::Error {
                 rid: frame.rid().map(str::to_string),
+                id: None,
+                code: ErrorCode::RateLimited,
+                message: "the call is busy; try again".into(),
+                status: None,
+            });
+        }
+        rx
+    }
+
+    /// Offers the publish connection anew with `sdp` (the same media lines; new ICE credentials
+    /// restart ICE); answered by `call_sdp` with the answer, or an error frame.
+    pub(crate) fn reoffer(&self, sdp: String) -> oneshot::Receiver<ServerFrame> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Reoffer { uid: self.uid, session: self.session, sdp, reply: tx };
+        if let Err(mpsc::error::TrySendError::Full(Command::Reoffer { reply, .. })) = self.room.cmd.try_send(cmd) {
+            crate::metrics::metrics().rate_limited.inc();
+            let _ = reply.send(ServerFrame::Error {
+                rid: None,
                 id: None,
                 code: ErrorCode::RateLimited,
                 message: "the call is busy; try again".into(),
@@ -217,6 +250,8 @@ impl Calls {
             rooms: Mutex::new(HashMap::new()),
             next_room: AtomicU64::new(1),
             turn: Default::default(),
+            http_legs: Mutex::new(HashMap::new()),
+            next_http_uid: AtomicI64::new(-1),
         });
         // Membership and flag changes reach live calls: a member removed from the group leaves its
         // call, one who lost publish stops publishing, at once.
@@ -246,7 +281,10 @@ impl Calls {
         let Some(handle) = handle else { return };
         let members = match self.groups.get(gid, Actor::Admin).await {
             Ok(g) => match self.groups.members(gid, Actor::Admin).await {
-                Ok(ms) => ms.into_iter().map(|m| (m.address, permissions(g.flags, m.flags, m.admin_flags))).collect(),
+                Ok(ms) => {
+                    let members = ms.into_iter().map(|m| (m.address, permissions(g.flags, m.flags, m.admin_flags)));
+                    self.with_http_legs(gid, members.collect())
+                }
                 Err(e) => {
                     tracing::warn!(gid, error = %e.message, "call permissions not refreshed");
                     return;
@@ -261,6 +299,64 @@ impl Calls {
         };
         *handle.shared.refresh.lock().expect("refresh lock") = Some(members);
         handle.shared.wake.notify_one();
+    }
+
+    /// Adds the HTTP participants of `gid` to its `members`, each with its own rights bounded
+    /// by its backing member's (one whose member is gone is left out, so it leaves).
+    fn with_http_legs(&self, gid: i64, mut members: HashMap<String, Permissions>) -> HashMap<String, Permissions> {
+        let legs = self.http_legs.lock().expect("http legs lock");
+        let Some(legs) = legs.get(&gid) else { return members };
+        let mut extra = Vec::new();
+        for (address, leg) in legs {
+            let p = match &leg.backing {
+                None => leg.permissions,
+                Some(b) => match members.get(b) {
+                    Some(m) => Permissions {
+                        publish: leg.permissions.publish && m.publish,
+                        subscribe: leg.permissions.subscribe && m.subscribe,
+                        list: leg.permissions.list && m.list,
+                        ..Permissions::NONE
+                    },
+                    None => continue,
+                },
+            };
+            extra.push((address.clone(), p));
+        }
+        members.extend(extra);
+        members
+    }
+
+    /// Joins a participant whose signaling comes over HTTP (WHIP, WHEP) to the call of `gid`,
+    /// under a new negative user id and `address`. `leave_http` forgets it once its
+    /// [`CallSession`] is dropped.
+    pub(crate) async fn enter_http(
+        self: &Arc<Self>,
+        gid: i64,
+        address: String,
+        name: String,
+        leg: HttpLeg,
+    ) -> Result<(CallSession, ServerFrame), ApiError> {
+        let g = self.groups.get(gid, Actor::Admin).await?;
+        let uid = self.next_http_uid.fetch_sub(1, Ordering::Relaxed);
+        let perms = leg.permissions;
+        self.http_legs.lock().expect("http legs lock").entry(gid).or_default().insert(address.clone(), leg);
+        let user = SessionUser { uid: chorus_proto::UserId(uid), address: address.clone(), name };
+        let r = self.enter(&user, uid.unsigned_abs(), gid, perms, settings(&g), None).await;
+        if r.is_err() {
+            self.leave_http(gid, &address);
+        }
+        r
+    }
+
+    /// Forgets the HTTP participant `address` of `gid` (its session is gone).
+    pub(crate) fn leave_http(&self, gid: i64, address: &str) {
+        let mut legs = self.http_legs.lock().expect("http legs lock");
+        if let Some(g) = legs.get_mut(&gid) {
+            g.remove(address);
+            if g.is_empty() {
+                legs.remove(&gid);
+            }
+        }
     }
 
     /// The UDP and TCP media addresses clients are told.

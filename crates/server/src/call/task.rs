@@ -44,6 +44,13 @@ pub(crate) enum Command {
         frame: ClientFrame,
         reply: oneshot::Sender<ServerFrame>,
     },
+    /// An HTTP participant (WHIP) offers its publish connection anew (ICE restart).
+    Reoffer {
+        uid: i64,
+        session: u64,
+        sdp: String,
+        reply: oneshot::Sender<ServerFrame>,
+    },
 }
 
 /// An ICE-TCP connection of a leg: its remote address and where to write to it.
@@ -201,6 +208,11 @@ impl RoomTask {
                 let token = Token(self.token());
                 self.replies.insert(token, reply);
                 self.input(now, Input::Request { token, uid, session, frame });
+            }
+            Command::Reoffer { uid, session, sdp, reply } => {
+                let token = Token(self.token());
+                self.replies.insert(token, reply);
+                self.input(now, Input::Reoffer { token, uid, session, sdp });
             }
         }
     }

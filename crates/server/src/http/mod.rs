@@ -21,6 +21,7 @@ pub mod admin;
 pub mod cors;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
+pub mod live;
 pub mod mesibo;
 pub mod metrics;
 pub mod sdk;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub tickets: Arc<ticket::Tickets>,
     /// Uploads and files.
     pub media: Arc<crate::media::Media>,
+    /// WHIP ingest and WHEP playback.
+    pub live: Arc<crate::live::Live>,
 }
 
 /// The whole HTTP application.
@@ -90,7 +93,10 @@ pub fn router(state: AppState) -> Router {
     // The 405 answer is set on each group before its layers, so that the layers also wrap it
     // (a preflight is an OPTIONS that would otherwise be a 405 on most routes): the top-level
     // `method_not_allowed_fallback` below only fills routes that have none yet.
-    let mut v1 = v1::routes().merge(crate::media::routes()).method_not_allowed_fallback(method_not_allowed);
+    let mut v1 = v1::routes()
+        .merge(crate::media::routes())
+        .merge(live::key_routes())
+        .method_not_allowed_fallback(method_not_allowed);
     let mut api = mesibo::api_routes();
     let mut sdk = sdk::routes().method_not_allowed_fallback(method_not_allowed);
     let cfg = &state.cfg;
@@ -106,6 +112,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
         .merge(v1)
+        .merge(live::routes())
         .merge(api)
         .merge(mesibo::backend_routes())
         .merge(metrics::routes())

@@ -150,6 +150,9 @@ pub(crate) enum Input<'a> {
     Join(Join),
     /// A call request (other than `call_join`) of session `session`; answered by [`Output::Reply`].
     Request { token: Token, uid: i64, session: u64, frame: ClientFrame },
+    /// Participant `uid` offers its publish leg anew with the same media lines (a WHIP ICE
+    /// restart); answered by [`Output::Reply`] with `call_sdp`.
+    Reoffer { token: Token, uid: i64, session: u64, sdp: String },
     /// A datagram for a leg (its `now` is when it was received).
     Datagram(Datagram<'a>),
     /// These sessions are gone (their queues closed): their participants leave as `lost`.
@@ -271,6 +274,19 @@ impl Engine {
                     self.request(now, uid, frame)
                 } else {
                     wire::error_frame(frame.rid().map(str::to_string), &ApiError::not_found("not in this call"))
+                };
+                self.out.push_back(Output::Reply { token, frame: Box::new(frame) });
+                self.room_events(now);
+            }
+            Input::Reoffer { token, uid, session, sdp } => {
+                let r = if self.peers.get(&uid).is_some_and(|p| p.session == session) {
+                    self.reoffer(uid, &sdp)
+                } else {
+                    Err(ApiError::not_found("not in this call"))
+                };
+                let frame = match r {
+                    Ok(sdp) => ServerFrame::CallSdp { rid: None, sdp: Some(sdp) },
+                    Err(e) => wire::error_frame(None, &e),
                 };
                 self.out.push_back(Output::Reply { token, frame: Box::new(frame) });
                 self.room_events(now);

@@ -457,6 +457,37 @@ impl Engine {
         Ok(Some(answer.to_sdp_string()))
     }
 
+    /// Accepts a new offer for `uid`'s publish leg carrying the media lines it has (each keeps
+    /// its codec). New ICE credentials in it restart ICE: str0m answers with new local ones,
+    /// which are routed here instead of the old.
+    pub(super) fn reoffer(&mut self, uid: i64, sdp: &str) -> Result<String, ApiError> {
+        if sdp.len() > MAX_SDP {
+            return Err(ApiError::new(ErrorCode::TooLarge, "sdp is larger than 64 KiB"));
+        }
+        let peer = self.peers.get(&uid).ok_or_else(|| ApiError::not_found("not in this call"))?;
+        let (narrowed, _) = narrow(sdp, &kept_codecs(peer, None))?;
+        let offer =
+            SdpOffer::from_sdp_string(&narrowed).map_err(|e| ApiError::bad_request(format!("bad SDP offer: {e}")))?;
+        let leg = self
+            .peers
+            .get_mut(&uid)
+            .and_then(|p| p.publish.as_mut())
+            .ok_or_else(|| ApiError::bad_request("no publish connection to offer anew"))?;
+        mark_dirty(&mut self.dirty, leg, PeerKey { uid, leg: Leg::Publish });
+        let Some(answer) = remote_sdp(|| leg.rtc.sdp_api().accept_offer(offer)) else {
+            return Err(self.sdp_panicked(uid));
+        };
+        let answer = answer.map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))?;
+        let ufrag = leg.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != leg.ufrag {
+            let key = PeerKey { uid, leg: Leg::Publish };
+            let old = std::mem::replace(&mut leg.ufrag, ufrag.clone());
+            self.out.push_back(Output::Unregister { ufrag: old, peer: key });
+            self.out.push_back(Output::Register { ufrag, peer: key });
+        }
+        Ok(answer.to_sdp_string())
+    }
+
     fn answer(&mut self, now: Instant, uid: i64, sdp: &str) -> Result<(), ApiError> {
         if sdp.len() > MAX_SDP {
             return Err(ApiError::new(ErrorCode::TooLarge, "sdp is larger than 64 KiB"));
