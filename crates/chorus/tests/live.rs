@@ -362,3 +362,50 @@ async fn whip_follows_its_user(backend: Backend) {
 }
 
 both_backends!(whip_with_a_stream_key, bad_input_codes, requests_are_rate_limited, whip_follows_its_user);
+
+/// With the TURN relay on, a WHIP answer names it in `Link` headers (RFC 9725 §4.6), one per
+/// URL, with the same REST API credentials `call_joined` carries, so OBS can use the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_answers_carry_the_turn_servers() {
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[
+            ("CHORUS_TURN_UDP_PORT", "0"),
+            ("CHORUS_TURN_TCP_PORT", "0"),
+            ("CHORUS_TURN_SECRET", "live-test-turn-secret-0123"),
+        ],
+    )
+    .await;
+    let r = room(&s).await;
+    let (_, key) = stream_key(&r, "OBS").await;
+    let whip = format!("/v1/groups/{}/whip", r.gid);
+    let p = req(&s, Method::POST, &whip, Some(&key), Some("application/sdp"), None, &obs_offer("Obs1")).await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+    let links: Vec<&str> = p.headers.get_all("link").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    for (l, transport) in links.iter().zip(["udp", "tcp"]) {
+        assert!(l.starts_with("<turn:127.0.0.1:") && l.contains(&format!("?transport={transport}>")), "{l}");
+        assert!(l.contains("rel=\"ice-server\"") && l.contains("credential-type=\"password\""), "{l}");
+        let username = l.split("username=\"").nth(1).and_then(|r| r.split('"').next()).expect("a username");
+        let expiry: u64 = username.split(':').next().unwrap().parse().expect("<expiry>:<id>");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(expiry > now + 3500, "{l}");
+        assert!(l.contains("credential=\"") && !l.contains("credential=\"\""), "{l}");
+    }
+    // Without TURN, no Link header.
+    let plain = Server::start(Backend::Sqlite).await;
+    let r = room(&plain).await;
+    let (_, key) = stream_key(&r, "OBS").await;
+    let p = req(
+        &plain,
+        Method::POST,
+        &format!("/v1/groups/{}/whip", r.gid),
+        Some(&key),
+        Some("application/sdp"),
+        None,
+        &obs_offer("Obs2"),
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+    assert!(p.headers.get("link").is_none());
+}
