@@ -23,6 +23,7 @@ pub(crate) mod fuzz;
 pub mod mesibo;
 pub mod metrics;
 pub mod sdk;
+pub mod sendfile;
 pub mod server;
 pub mod ticket;
 pub mod v1;

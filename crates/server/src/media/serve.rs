@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{name, rows, Upload};
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
+use crate::http::sendfile::FileRanges;
 use crate::http::{AppJson, AppPath, AppQuery, AppState, AuthUser};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -211,8 +212,15 @@ async fn respond(s: &AppState, h: &HeaderMap, f: Upload) -> ApiResult<Response> 
     out.insert(header::CONTENT_DISPOSITION, hv(&name::disposition(kind, &f.name)));
     out.insert(header::X_CONTENT_TYPE_OPTIONS, hv("nosniff"));
     out.insert(header::CONTENT_SECURITY_POLICY, hv("sandbox; default-src 'none'; media-src 'self'; img-src 'self'"));
+    // On a local store, also which files hold the bytes: on a plain-HTTP connection the
+    // listener sends those with `sendfile` instead of this stream (crate::http::sendfile).
+    let files = s.media.store.local_pieces(&f.id, &parts, range.clone());
     let body = Body::from_stream(s.media.store.read(&f.id, &parts, range));
-    Ok((status, out, body).into_response())
+    let mut r = (status, out, body).into_response();
+    if let Some(files) = files {
+        r.extensions_mut().insert(FileRanges(files));
+    }
+    Ok(r)
 }
 
 #[cfg(test)]
