@@ -10,6 +10,10 @@
 //! `If-Range` (a mismatch: the whole file). The type is the sniffed one, with `nosniff`
 //! and a `sandbox` CSP so that an uploaded page can never run as this origin; only media,
 //! images, PDF and plain text are `inline`, anything else is an `attachment`.
+//!
+//! The bytes: a stream of ranged reads of the file's parts ([`super::store`]); on a local store
+//! the answer also names the part files ([`FileRanges`]), which a plain-HTTP connection sends
+//! with `sendfile` instead (crate::http::sendfile; bench/RESULTS.md, "Media").
 
 use std::time::{Duration, UNIX_EPOCH};
 
