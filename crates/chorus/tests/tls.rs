@@ -118,6 +118,59 @@ fn the_app_the_api_and_websockets_are_served_over_tls() {
     assert!(head.starts_with("HTTP/1.1 101"), "WebSocket upgrade over TLS: {head:.300}");
     assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
 
+    // A file over TLS (which never uses the plain-HTTP sendfile path): uploaded with tus, then
+    // read whole and in a range, byte for byte.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let auth = format!("Authorization: Bearer {token}");
+    let tus = ["-H", "Tus-Resumable: 1.0.0", "-H", &auth];
+    let len = format!("Upload-Length: {}", data.len());
+    let (code, head) = curl(
+        &cert,
+        &[&tus[..], &["-D", "-", "-o", "/dev/null", "-X", "POST", "-H", &len, &format!("{base}/v1/uploads")]].concat(),
+    );
+    assert_eq!(code, 0);
+    let location = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("location: ").map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("a Location: {head}"));
+    let id = location.rsplit('/').next().unwrap().to_string();
+    let body = format!("@{}", src.display());
+    let patch = [
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/offset+octet-stream",
+        "-H",
+        "Upload-Offset: 0",
+        "--data-binary",
+        &body,
+    ];
+    let (code, status) = curl(&cert, &[&tus[..], &patch[..], &[&format!("{base}/v1/uploads/{id}")]].concat());
+    assert_eq!((code, status.as_str()), (0, "204"));
+    let out = dir.path().join("out.bin");
+    let content = format!("{base}/v1/files/{id}/content");
+    let (code, _) = curl(&cert, &["-H", &auth, "-o", out.to_str().unwrap(), &content]);
+    assert_eq!(code, 0);
+    assert!(std::fs::read(&out).unwrap() == data, "the whole file over TLS");
+    let (code, status) =
+        curl(&cert, &["-H", &auth, "-r", "1000-2099999", "-w", "%{http_code}", "-o", out.to_str().unwrap(), &content]);
+    assert_eq!((code, status.as_str()), (0, "206"));
+    assert!(std::fs::read(&out).unwrap() == data[1000..2_100_000], "a range over TLS");
+
     // Plain HTTP on the TLS port: no answer. An untrusted certificate: curl refuses.
     let plain = base.replacen("https://", "http://", 1);
     let (code, body) = curl(&cert, &[&format!("{plain}/healthz")]);

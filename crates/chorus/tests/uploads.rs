@@ -646,6 +646,156 @@ async fn files(b: Backend) {
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "expired");
 }
 
+// ------------------------------------------------------------------ sendfile
+
+/// A `GET` over a raw socket with a small receive buffer (so the server cannot send far ahead
+/// of what is read): returns the socket, the answer's head and the body bytes read with it.
+async fn raw_get(server: &Server, path: &str, headers: &str) -> (tokio::net::TcpStream, String, Vec<u8>) {
+    let addr: std::net::SocketAddr = server.base.strip_prefix("http://").unwrap().parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut s = sock.connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection closed before the answer's head");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+            return (s, head, got[end + 4..].to_vec());
+        }
+    }
+}
+
+/// Reads `n` more body bytes (or up to the end) into `body`.
+async fn read_more(s: &mut tokio::net::TcpStream, body: &mut Vec<u8>, n: usize) {
+    let want = body.len() + n;
+    let mut buf = vec![0; 64 * 1024];
+    while body.len() < want {
+        let k = s.read(&mut buf).await.unwrap_or(0);
+        if k == 0 {
+            return;
+        }
+        body.extend_from_slice(&buf[..k]);
+    }
+}
+
+/// How many of the server's open file descriptors are files of upload `id`.
+fn open_parts(pid: u32, id: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains(id)))
+        .count()
+}
+
+/// Waits (up to a minute) until the server holds no file of `id` open.
+async fn parts_closed(pid: u32, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open_parts(pid, id) > 0 {
+        assert!(Instant::now() < deadline, "the server still holds {} file(s) of {id} open", open_parts(pid, id));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// File contents on plain HTTP go out with `sendfile` (http/sendfile.rs): a three-part file
+/// read whole, in ranges across parts and with `HEAD` is the original byte for byte, the same
+/// as with `media_sendfile = false`; a client that goes away mid-file leaves no file open; a
+/// file deleted while it is read is still sent whole (with sendfile; without, it may be cut,
+/// never wrong); a part cut short under a reader ends the
+/// connection before `Content-Length`, never padded, and the bytes sent are the file's.
+async fn zero_copy(b: Backend) {
+    for sendfile in ["true", "false"] {
+        let server = Server::start_with(b, &[("CHORUS_MEDIA_SENDFILE", sendfile)]).await;
+        let (sess, _) = server.login("ann@example.com", "Ann").await;
+        let tus = Tus::new(&server, &sess.token);
+        let data = Data::new(77);
+        let part = 16 * MIB;
+        let size = 3 * part;
+        let upload = |name: &'static str| {
+            let tus = &tus;
+            let data = &data;
+            async move {
+                let id = tus.create(size, name).await;
+                for k in 0..3 {
+                    let (status, answer) = tus.patch(&id, data, k * part, part, None).await.unwrap();
+                    assert_eq!(status, 204, "{answer}");
+                }
+                id
+            }
+        };
+        let id = upload("a.bin").await;
+        let content = format!("/v1/files/{id}/content");
+
+        let r = tus.get(&content, &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-length"], size.to_string().as_str());
+        let (sum, n) = sha256_of(r).await;
+        assert_eq!((n, hex::encode(sum)), (size, hex::encode(data.sha256(size))), "sendfile {sendfile}");
+        for (a, z) in [(part - 5, 2 * part + 4), (0, 0), (size - 1, size - 1), (123_456, 123_456 + 3 * MIB)] {
+            let r = tus.get(&content, &[("range", &format!("bytes={a}-{z}"))]).await;
+            assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+            assert_eq!(r.headers()["content-range"], format!("bytes {a}-{z}/{size}").as_str());
+            assert!(
+                r.bytes().await.unwrap().to_vec() == data.bytes(a, z - a + 1),
+                "bytes {a}-{z}, sendfile {sendfile}"
+            );
+        }
+        let r = tus.http.head(format!("{}{content}", server.base)).bearer_auth(&sess.token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-length"], size.to_string().as_str());
+        assert!(r.bytes().await.unwrap().is_empty());
+        // Keep-alive: several answers on one connection (reqwest's pool) in a row stay whole.
+        for k in 0..4u64 {
+            let a = k * 7 * MIB + 11;
+            let r = tus.get(&content, &[("range", &format!("bytes={a}-{}", a + MIB - 1))]).await;
+            assert!(r.bytes().await.unwrap().to_vec() == data.bytes(a, MIB));
+        }
+
+        // A client that goes away mid-file: the server closes the file.
+        let pid = server.pid();
+        let auth = format!("Authorization: Bearer {}\r\n", sess.token);
+        let (mut s, head, mut body) = raw_get(&server, &content, &auth).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        read_more(&mut s, &mut body, MIB as usize).await;
+        assert!(open_parts(pid, &id) > 0, "the answer holds its file open while it is read");
+        drop(s);
+        parts_closed(pid, &id).await;
+
+        // Deleted while it is read: still sent whole, from the open files.
+        let (mut s, head, mut body) = raw_get(&server, &content, &auth).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        read_more(&mut s, &mut body, MIB as usize).await;
+        assert_eq!(tus.delete(&id).await.status(), StatusCode::NO_CONTENT);
+        assert!(files_under(&server.data.path().join("media/uploads").join(&id)).is_empty());
+        read_more(&mut s, &mut body, usize::MAX / 2).await;
+        if sendfile == "true" {
+            assert_eq!(body.len() as u64, size);
+        } else {
+            // The read-and-write path opens each part when it gets to it: the answer may end early.
+            assert!(body.len() as u64 >= MIB && body.len() as u64 <= size, "{} bytes", body.len());
+        }
+        assert!(body == data.bytes(0, body.len() as u64), "sendfile {sendfile}");
+        parts_closed(pid, &id).await;
+
+        // A part cut short under a reader: the connection ends early, the bytes are the file's.
+        let id = upload("b.bin").await;
+        let content = format!("/v1/files/{id}/content");
+        let (mut s, head, mut body) = raw_get(&server, &content, &auth).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        read_more(&mut s, &mut body, MIB as usize).await;
+        let last = server.data.path().join("media/uploads").join(&id).join(format!("{:020}", 2 * part));
+        std::fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(MIB).unwrap();
+        read_more(&mut s, &mut body, usize::MAX / 2).await;
+        assert_eq!(body.len() as u64, 2 * part + MIB, "sendfile {sendfile}: the parts, then what is left of the last");
+        assert!(body == data.bytes(0, body.len() as u64), "sendfile {sendfile}");
+        parts_closed(pid, &id).await;
+    }
+}
+
 // ------------------------------------------------------------------ tuspy
 
 /// tuspy (PyPI), a tus client we did not write, uploads a file in 1 MiB chunks.
@@ -821,4 +971,15 @@ async fn mesibo_upload(b: Backend) {
     assert_eq!(files_under(&server.data.path().join("media")), stored, "refused uploads left nothing");
 }
 
-both_backends!(resume_after_cut, memory_bounded, limits, expiry, deleted_user, files, tuspy, s3_store, mesibo_upload);
+both_backends!(
+    resume_after_cut,
+    memory_bounded,
+    limits,
+    expiry,
+    deleted_user,
+    files,
+    zero_copy,
+    tuspy,
+    s3_store,
+    mesibo_upload
+);

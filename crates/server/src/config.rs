@@ -211,6 +211,9 @@ pub struct Config {
     /// Where uploaded files are kept: `local` (files under `data/media`) or `s3` (the bucket of
     /// the `s3_*` settings).
     pub media_store: String,
+    /// Send files of the local store with `sendfile(2)` on plain-HTTP connections (zero copy);
+    /// `false`: read and write them like TLS connections do.
+    pub media_sendfile: bool,
     /// S3 endpoint URL (e.g. `https://s3.eu-west-1.amazonaws.com` or a MinIO/Garage URL); unset:
     /// AWS's endpoint of `s3_region`.
     pub s3_endpoint: Option<String>,
@@ -329,6 +332,7 @@ impl Default for Config {
             turn_public_ip: None,
             turn_credential_ttl_secs: 3600,
             media_store: "local".into(),
+            media_sendfile: true,
             s3_endpoint: None,
             s3_bucket: None,
             s3_region: "us-east-1".into(),

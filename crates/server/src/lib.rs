@@ -222,6 +222,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let limits = http::server::Limits {
         max_connections: cfg.max_connections,
         idle: Duration::from_secs(cfg.http_idle_timeout_secs),
+        sendfile: cfg.media_sendfile,
     };
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => Some(http::server::tls_acceptor(cert, key, &[b"http/1.1"])?),

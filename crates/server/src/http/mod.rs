@@ -25,6 +25,7 @@ pub mod live;
 pub mod mesibo;
 pub mod metrics;
 pub mod sdk;
+pub mod sendfile;
 pub mod server;
 pub mod ticket;
 pub mod v1;

@@ -23,12 +23,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use futures_util::TryFutureExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
+
+use super::sendfile;
 
 /// Limits of the HTTP listener.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +41,8 @@ pub struct Limits {
     /// Longest wait for a request's headers (from the connection's start or the end of the
     /// previous answer).
     pub idle: Duration,
+    /// Whether plain-HTTP connections send file bodies with `sendfile` ([`sendfile`]).
+    pub sendfile: bool,
 }
 
 /// The TLS side of a listener, from PEM files: the certificate chain (leaf first) and its
@@ -101,6 +106,12 @@ impl AsyncWrite for Counted {
 
     fn is_write_vectored(&self) -> bool {
         self.tcp.is_write_vectored()
+    }
+}
+
+impl super::sendfile::Socket for Counted {
+    fn tcp(&self) -> &TcpStream {
+        &self.tcp
     }
 }
 
@@ -179,22 +190,38 @@ pub async fn run(
         let counted = Counted { tcp, _place: place };
         let tls = tls.clone();
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let to_router = move |req: hyper::Request<Incoming>| {
             let mut req = req.map(axum::body::Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(req)
-        });
+        };
         let mut stop = stop_rx.clone();
         let running = running_tx.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve(TokioIo::new(counted), service, limits, &mut stop).await,
+                None if !limits.sendfile => {
+                    serve(TokioIo::new(counted), hyper::service::service_fn(to_router), limits, &mut stop).await
+                }
+                None => {
+                    // Plain HTTP: local files go out with `sendfile` (see [`sendfile`]).
+                    let pending = Arc::new(sendfile::Pending::default());
+                    let io = TokioIo::new(sendfile::SendfileIo::new(counted, pending.clone()));
+                    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                        let get = req.method() == hyper::Method::GET;
+                        let pending = pending.clone();
+                        to_router(req).map_ok(move |res| sendfile::Served::new(get, &pending, res))
+                    });
+                    serve(io, service, limits, &mut stop).await
+                }
                 Some(acceptor) => match tokio::time::timeout(limits.idle, acceptor.accept(counted)).await {
                     // An ACME CA checking its TLS-ALPN-01 challenge: the handshake was all it wanted.
                     Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(super::acme::ACME_TLS_ALPN) => {
                         tracing::info!(%peer, "ACME challenge answered");
                     }
-                    Ok(Ok(stream)) => serve(TokioIo::new(stream), service, limits, &mut stop).await,
+                    Ok(Ok(stream)) => {
+                        let service = hyper::service::service_fn(to_router);
+                        serve(TokioIo::new(stream), service, limits, &mut stop).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },

@@ -10,6 +10,10 @@
 //! `If-Range` (a mismatch: the whole file). The type is the sniffed one, with `nosniff`
 //! and a `sandbox` CSP so that an uploaded page can never run as this origin; only media,
 //! images, PDF and plain text are `inline`, anything else is an `attachment`.
+//!
+//! The bytes: a stream of ranged reads of the file's parts ([`super::store`]); on a local store
+//! the answer also names the part files ([`FileRanges`]), which a plain-HTTP connection sends
+//! with `sendfile` instead (crate::http::sendfile; bench/RESULTS.md, "Media").
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -24,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::{name, rows, Upload};
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
+use crate::http::sendfile::FileRanges;
 use crate::http::{AppJson, AppPath, AppQuery, AppState, AuthUser};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -211,8 +216,15 @@ async fn respond(s: &AppState, h: &HeaderMap, f: Upload) -> ApiResult<Response> 
     out.insert(header::CONTENT_DISPOSITION, hv(&name::disposition(kind, &f.name)));
     out.insert(header::X_CONTENT_TYPE_OPTIONS, hv("nosniff"));
     out.insert(header::CONTENT_SECURITY_POLICY, hv("sandbox; default-src 'none'; media-src 'self'; img-src 'self'"));
+    // On a local store, also which files hold the bytes: on a plain-HTTP connection the
+    // listener sends those with `sendfile` instead of this stream (crate::http::sendfile).
+    let files = s.media.store.local_pieces(&f.id, &parts, range.clone());
     let body = Body::from_stream(s.media.store.read(&f.id, &parts, range));
-    Ok((status, out, body).into_response())
+    let mut r = (status, out, body).into_response();
+    if let Some(files) = files {
+        r.extensions_mut().insert(FileRanges(files));
+    }
+    Ok(r)
 }
 
 #[cfg(test)]

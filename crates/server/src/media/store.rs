@@ -313,6 +313,19 @@ impl Store {
         read_parts(self.inner.clone(), self.local_root.clone(), id, parts, range)
     }
 
+    /// On a local store, the files and byte ranges of bytes `range` of a file stored as
+    /// `parts`, in order (what [`Store::read`] reads), for a zero-copy answer
+    /// ([`crate::http::sendfile`]); `None` on S3.
+    pub(super) fn local_pieces(
+        &self,
+        id: &str,
+        parts: &[(u64, u64)],
+        range: Range<u64>,
+    ) -> Option<Vec<(std::path::PathBuf, Range<u64>)>> {
+        let root = self.local_root.as_ref()?;
+        Some(pieces(id, parts, range).into_iter().map(|(path, r)| (root.join(path.as_ref()), r)).collect())
+    }
+
     /// A reader of one file, owning what it needs (for a blocking thread).
     pub(super) fn reader(&self, id: &str, parts: Vec<(u64, u64)>) -> Reader {
         Reader { inner: self.inner.clone(), local_root: self.local_root.clone(), id: id.to_string(), parts }
@@ -343,15 +356,7 @@ fn read_parts(
     parts: &[(u64, u64)],
     range: Range<u64>,
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
-    let pieces: Vec<(Path, Range<u64>)> = parts
-        .iter()
-        .filter(|(start, len)| *start < range.end && start + len > range.start)
-        .map(|&(start, len)| {
-            let from = range.start.max(start) - start;
-            let to = range.end.min(start + len) - start;
-            (part_path(id, start), from..to)
-        })
-        .collect();
+    let pieces = pieces(id, parts, range);
     if let Some(root) = local_root {
         return futures_util::stream::iter(pieces)
             .map(move |(path, r)| Ok::<_, std::io::Error>(local_range(root.join(path.as_ref()), r)))
@@ -369,6 +374,20 @@ fn read_parts(
         .try_flatten()
         .map_err(std::io::Error::other)
         .boxed()
+}
+
+/// The parts of file `id` (stored as `parts`) that bytes `range` overlap, each with the range
+/// of its own bytes.
+fn pieces(id: &str, parts: &[(u64, u64)], range: Range<u64>) -> Vec<(Path, Range<u64>)> {
+    parts
+        .iter()
+        .filter(|(start, len)| *start < range.end && start + len > range.start)
+        .map(|&(start, len)| {
+            let from = range.start.max(start) - start;
+            let to = range.end.min(start + len) - start;
+            (part_path(id, start), from..to)
+        })
+        .collect()
 }
 
 /// Bytes `range` of a local file, read [`LOCAL_READ`] at a time with `pread` on the blocking
