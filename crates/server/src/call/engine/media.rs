@@ -2,7 +2,7 @@
 //! requests, layer selection, leg timeouts and liveness.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chorus_proto::call::CallEvent;
 use chorus_sfu::codec::{self, Codec};
@@ -17,8 +17,13 @@ use str0m::{Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 use super::state::{Fwd, SpareLine, SsrcRoute};
 use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
 
-/// Rounds of due timeouts one flush serves before it sends (see `Engine::flush`).
-const IMMEDIATE_ROUNDS: u32 = 4;
+/// Rounds of due timeouts one flush serves before it sends (see `Engine::flush`): enough for a
+/// 720p keyframe to one subscriber (str0m releases one packet per round).
+const IMMEDIATE_ROUNDS: u32 = 64;
+/// str0m's pacer (on with bandwidth estimation) lets one packet out per timeout and then asks for
+/// the next timeout 1 µs after the last one it was given. A flush serves those at once (with the
+/// same `now`) instead of leaving the rest of a frame for later wake-ups of the room task.
+const PACER_STEP: Duration = Duration::from_micros(1);
 
 /// One video track a subscriber receives, in the order its budget is shared out.
 struct Wanted {
@@ -66,7 +71,7 @@ impl Engine {
     }
 
     pub(super) fn timeouts(&mut self, now: Instant) {
-        self.leg_timeouts(now);
+        self.leg_timeouts(now, Duration::ZERO);
         self.room.handle_timeout(now);
         self.talk.handle_timeout(now);
         self.talk_events();
@@ -78,14 +83,14 @@ impl Engine {
         self.room_events(now);
     }
 
-    /// Hands `now` to every peer connection whose timeout is due and marks it for draining.
-    /// Returns whether any was due.
-    fn leg_timeouts(&mut self, now: Instant) -> bool {
+    /// Hands `now` to every peer connection whose timeout is due by `now + slack` and marks it
+    /// for draining. Returns whether any was due.
+    fn leg_timeouts(&mut self, now: Instant, slack: Duration) -> bool {
         let mut any = false;
         for p in self.peers.values_mut() {
             for (leg, which) in [(&mut p.publish, Leg::Publish), (&mut p.subscribe, Leg::Subscribe)] {
                 let Some(leg) = leg else { continue };
-                if leg.next_timeout <= now {
+                if leg.next_timeout <= now + slack {
                     any = true;
                     let _ = leg.rtc.handle_input(RtcInput::Timeout(now));
                     mark_dirty(&mut self.dirty, leg, PeerKey { uid: p.uid, leg: which });
@@ -140,14 +145,14 @@ impl Engine {
 
     /// Drains every leg touched since the last flush, until no more work appears.
     pub(super) fn flush(&mut self, now: Instant) {
-        // Writing forwarded packets makes str0m ask for a timeout at `now` before it releases
-        // them (its pacer): serve those here, up to a few rounds, so they leave in this flush's
-        // batch instead of costing another trip through the scheduler and another send.
+        // Writing forwarded packets makes str0m ask for a timeout before it releases each of them
+        // (its pacer, see PACER_STEP): serve those here, so a frame's packets leave in this
+        // flush's batch instead of one per wake-up of the room task (each a timer tick later).
         let mut rounds = 0;
         loop {
             if self.dirty.is_empty() && self.work.is_empty() && self.rtp.is_empty() {
                 rounds += 1;
-                if rounds > IMMEDIATE_ROUNDS || !self.leg_timeouts(now) {
+                if rounds > IMMEDIATE_ROUNDS || !self.leg_timeouts(now, PACER_STEP) {
                     break;
                 }
             }

@@ -99,6 +99,10 @@ struct Sim {
     next: u64,
     /// An estimate to impose on a subscriber before each timeout input (see `Input::Estimate`).
     estimate: Option<(i64, u64)>,
+    /// Datagrams the engine sent to each leg.
+    transmits: HashMap<PeerKey, usize>,
+    /// Bytes of a video frame on each simulcast layer.
+    video_bytes: [usize; 3],
 }
 
 fn settings() -> RoomSettings {
@@ -141,6 +145,8 @@ impl Sim {
             unregistered: Vec::new(),
             next: 0,
             estimate: None,
+            transmits: HashMap::new(),
+            video_bytes: [150, 600, 2400],
         }
     }
 
@@ -215,6 +221,7 @@ impl Sim {
                     self.clients.iter_mut().find(|c| c.sink == sink).expect("a known sink").released = true;
                 }
                 Output::Transmit { peer, transmit } => {
+                    *self.transmits.entry(peer).or_default() += 1;
                     let now = self.now;
                     let Some(c) = self.clients.iter_mut().find(|c| c.uid == peer.uid) else { continue };
                     let leg = match peer.leg {
@@ -316,9 +323,10 @@ impl Sim {
     }
 
     /// Every connected camera sends a frame on each layer every 33 ms: a keyframe where one is
-    /// needed, and `size(layer)` bytes of VP8 (whose first payload byte says key or delta).
+    /// needed, and `video_bytes[layer]` bytes of VP8 (whose first payload byte says key or delta).
     fn send_video(&mut self) {
         let (now, elapsed) = (self.now, self.now - self.start);
+        let sizes = self.video_bytes;
         let ticks = elapsed.as_micros() as u64 * 90 / 1000;
         for c in &mut self.clients {
             let Some(leg) = c.publish.as_mut().filter(|l| l.connected) else { continue };
@@ -333,7 +341,7 @@ impl Sim {
             for (i, rid) in rids.iter().enumerate() {
                 let key = leg.need_key.contains(rid);
                 leg.need_key.retain(|r| r != rid);
-                let mut frame = vec![0u8; 150 << (2 * i)];
+                let mut frame = vec![0u8; sizes[i]];
                 frame[0] = if key { 0x10 } else { 0x11 };
                 if let Some(w) = leg.rtc.writer(mid) {
                     let time = MediaTime::new(ticks, str0m::media::Frequency::NINETY_KHZ);
@@ -636,4 +644,29 @@ fn a_slow_session_and_a_gone_one_are_taken_out() {
     );
     assert!(sim.client(2).released && sim.client(3).released && !sim.client(1).released);
     assert_eq!(sim.engine.peers.len(), 1);
+}
+
+/// A frame's packets to a subscriber leave in the flush that forwarded them: str0m's pacer lets
+/// one packet out per timeout, and the flush serves those timeouts at once instead of leaving
+/// the rest of the frame to later wake-ups (one timer tick each).
+#[test]
+fn a_frames_packets_leave_in_one_flush() {
+    let mut sim = Sim::new(7);
+    sim.join(1, Permissions::MEMBER);
+    sim.join(2, Permissions::MEMBER);
+    sim.video_bytes = [150, 600, 14_000]; // the top layer's frames: a dozen packets
+    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    sim.estimate = Some((2, 20_000_000));
+    sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
+    let sub = PeerKey { uid: 2, leg: Leg::Subscribe };
+    let mut most = 0;
+    let until = sim.now + Duration::from_secs(1);
+    while sim.now < until {
+        let before = sim.transmits.get(&sub).copied().unwrap_or(0);
+        sim.send_video();
+        sim.step();
+        most = most.max(sim.transmits.get(&sub).copied().unwrap_or(0) - before);
+    }
+    assert!(most >= 12, "at most {most} datagrams to the subscriber in one flush");
 }
