@@ -275,6 +275,9 @@ impl Engine {
             layer,
         };
         track.meters[layer.index()].add(now, pkt.payload.len());
+        if info.keyframe {
+            track.throttle.on_keyframe(layer);
+        }
         if kind == TrackKind::Audio {
             if let Some(level) = pkt.header.ext_vals.audio_level {
                 self.talk.on_level(now, uid, level.unsigned_abs().min(127));
