@@ -78,6 +78,7 @@ impl Engine {
         if now.saturating_duration_since(self.last_tick) >= TICK {
             self.last_tick = now;
             self.liveness(now);
+            self.update_estimates(now);
             self.select_layers(now, None);
         }
         self.room_events(now);
@@ -185,8 +186,12 @@ impl Engine {
 
     fn drain(&mut self, now: Instant, key: PeerKey) {
         let Some(peer) = self.peers.get_mut(&key.uid) else { return };
-        let mut estimate = None;
-        let Some(leg) = peer.leg(key.leg) else { return };
+        let downlink = &mut peer.downlink;
+        let leg = match key.leg {
+            Leg::Publish => peer.publish.as_mut(),
+            Leg::Subscribe => peer.subscribe.as_mut(),
+        };
+        let Some(leg) = leg else { return };
         leg.dirty = false;
         loop {
             match leg.rtc.poll_output() {
@@ -202,7 +207,18 @@ impl Engine {
                     }
                     Event::RtpPacket(pkt) => self.rtp.push((key.uid, pkt)),
                     Event::KeyframeRequest(r) => self.work.push(Work::Keyframe(key.uid, r.mid)),
-                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => estimate = Some(e.as_u64()),
+                    // The send-side estimate counts while TWCC feedback is seen arriving (the
+                    // stats below): without feedback it repeats the start rate forever.
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => downlink.on_twcc(e.as_u64()),
+                    Event::EgressBitrateEstimate(BweKind::Remb { estimate: e, .. }) => {
+                        downlink.on_remb(now, e.as_u64());
+                    }
+                    Event::PeerStats(s) if s.egress_loss_fraction.is_some() => downlink.on_twcc_feedback(now),
+                    Event::MediaEgressStats(s) => {
+                        if let Some(loss) = s.loss {
+                            downlink.on_loss(loss);
+                        }
+                    }
                     _ => {}
                 },
                 Err(e) => {
@@ -216,8 +232,12 @@ impl Engine {
             tracing::debug!(uid = key.uid, leg = ?key.leg, "peer connection closed");
             self.work.push(Work::Lost(key.uid));
         }
-        if let Some(bps) = estimate {
-            peer.bwe_bps = bps;
+    }
+
+    /// Moves every subscriber's downlink estimate on (see `chorus_sfu::downlink`).
+    fn update_estimates(&mut self, now: Instant) {
+        for p in self.peers.values_mut().filter(|p| p.subscribe.is_some()) {
+            p.bwe_bps = p.downlink.update(now);
         }
     }
 
@@ -540,7 +560,11 @@ impl Engine {
             }
         }
         for (uid, bps) in desired {
-            if let Some(leg) = self.peers.get_mut(&uid).and_then(|p| p.subscribe.as_mut()) {
+            let Some(p) = self.peers.get_mut(&uid) else { continue };
+            // Room above what the best layers need, so the climb without feedback clears the
+            // selector's margin for the top layer.
+            p.downlink.set_ceiling(bps + bps / 4);
+            if let Some(leg) = p.subscribe.as_mut() {
                 leg.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(bps));
             }
         }

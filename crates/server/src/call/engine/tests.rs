@@ -103,6 +103,17 @@ struct Sim {
     transmits: HashMap<PeerKey, usize>,
     /// Bytes of a video frame on each simulcast layer.
     video_bytes: [usize; 3],
+    /// What each client's subscribe leg sends back about its downlink (TWCC when not listed).
+    feedback: HashMap<i64, Feedback>,
+}
+
+/// What a client's subscribe leg tells the server about its downlink.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Feedback {
+    /// No TWCC (the extension is not negotiated) and no REMB: only receiver reports.
+    None,
+    /// No TWCC; a REMB of this many bit/s every 500 ms.
+    Remb(u64),
 }
 
 fn settings() -> RoomSettings {
@@ -147,6 +158,7 @@ impl Sim {
             estimate: None,
             transmits: HashMap::new(),
             video_bytes: [150, 600, 2400],
+            feedback: HashMap::new(),
         }
     }
 
@@ -254,6 +266,7 @@ impl Sim {
         let now = self.now;
         let mut next = now + Duration::from_millis(10);
         let mut sent = Vec::new();
+        self.send_remb();
         for c in &mut self.clients {
             for (which, leg) in [(Leg::Publish, c.publish.as_mut()), (Leg::Subscribe, c.subscribe.as_mut())] {
                 let Some(leg) = leg else { continue };
@@ -290,6 +303,24 @@ impl Sim {
         for c in &mut self.clients {
             for leg in [c.publish.as_mut(), c.subscribe.as_mut()].into_iter().flatten() {
                 leg.rtc.handle_input(str0m::Input::Timeout(self.now)).expect("client timeout");
+            }
+        }
+    }
+
+    /// Clients that send REMB report their downlink every 500 ms, on a media line they receive.
+    fn send_remb(&mut self) {
+        let now = self.now;
+        for c in &mut self.clients {
+            let Some(Feedback::Remb(bps)) = self.feedback.get(&c.uid).copied() else { continue };
+            let Some(leg) = c.subscribe.as_mut() else { continue };
+            if leg.last_video.is_some_and(|t| now - t < Duration::from_millis(500)) {
+                continue;
+            }
+            let Some(mid) = c.media.keys().next().copied() else { continue };
+            let mut api = leg.rtc.direct_api();
+            if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+                rx.request_remb(str0m::bwe::Bitrate::bps(bps));
+                leg.last_video = Some(now); // a subscribe leg sends no video: its REMB clock
             }
         }
     }
@@ -462,7 +493,23 @@ impl Sim {
                 let uid = self.clients[i].uid;
                 if self.clients[i].subscribe.is_none() {
                     let addr: SocketAddr = format!("10.0.2.{uid}:2000").parse().unwrap();
-                    let rtc = self.new_rtc(addr);
+                    let rtc = match self.feedback.get(&uid) {
+                        None => self.new_rtc(addr),
+                        Some(_) => {
+                            // The standard extensions but transport-wide sequence numbers: the
+                            // answer leaves TWCC out, so the server gets no TWCC feedback.
+                            let mut exts = str0m::rtp::ExtensionMap::empty();
+                            let standard = str0m::rtp::ExtensionMap::standard();
+                            for (id, e) in standard.iter() {
+                                if *e != str0m::rtp::Extension::TransportSequenceNumber {
+                                    exts.set(id, e.clone());
+                                }
+                            }
+                            let mut rtc = Rtc::builder().set_extension_map(exts).build(self.now);
+                            rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
+                            rtc
+                        }
+                    };
                     self.clients[i].subscribe = Some(ClientLeg::new(rtc, None));
                 }
                 let leg = self.clients[i].subscribe.as_mut().expect("made above");
@@ -669,4 +716,37 @@ fn a_frames_packets_leave_in_one_flush() {
         most = most.max(sim.transmits.get(&sub).copied().unwrap_or(0) - before);
     }
     assert!(most >= 12, "at most {most} datagrams to the subscriber in one flush");
+}
+
+/// A subscriber whose client sends no TWCC feedback still gets an estimate that leaves the start
+/// rate: from its REMB reports when it sends them, else by climbing while its receiver reports
+/// show no loss. Either way its video steps up from the lowest layer the start rate allowed.
+#[test]
+fn remb_only_and_no_feedback_subscribers_step_up_a_layer() {
+    for (seed, feedback) in [(8, Feedback::Remb(5_000_000)), (9, Feedback::None)] {
+        let mut sim = Sim::new(seed);
+        sim.engine.cfg.initial_bitrate_kbps = 100; // fits the lowest layer only
+        sim.feedback.insert(2, feedback);
+        sim.join(1, Permissions::MEMBER);
+        sim.join(2, Permissions::MEMBER);
+        assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+        assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+        sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).first().is_some());
+        assert_eq!(sim.layers_told(2)[0], Some(0), "{feedback:?}: the start rate fits the lowest layer");
+        let started = sim.now;
+        sim.run_until(Duration::from_secs(40), |s| s.layers_told(2).last().is_some_and(|l| *l > Some(0)));
+        let source = sim.engine.peers[&2].downlink.source(sim.now);
+        match feedback {
+            Feedback::Remb(_) => {
+                assert_eq!(source, chorus_sfu::downlink::Source::Remb);
+                assert_eq!(sim.layers_told(2).last(), Some(&Some(2)), "REMB says 5 Mbit/s: the top layer");
+            }
+            Feedback::None => {
+                assert_eq!(source, chorus_sfu::downlink::Source::LossBased);
+                assert!(sim.now - started >= Duration::from_secs(3), "the climb takes its time");
+            }
+        }
+        let before = sim.media(2).iter().sum::<usize>();
+        sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= before + 20);
+    }
 }
