@@ -94,12 +94,6 @@ impl SendBatch {
         self.runs.is_empty()
     }
 
-    /// Messages gathered (runs and single datagrams).
-    #[cfg(test)]
-    pub fn messages(&self) -> usize {
-        self.runs.len()
-    }
-
     /// Sends everything gathered and empties the batch. `sendmmsg` is the system call (given the
     /// headers of up to [`MAX_MSGS`] messages, it returns how many the kernel took, or the error
     /// of the first); `v6` says the socket is IPv6, so IPv4 destinations are written v4-mapped.
@@ -404,7 +398,11 @@ mod tests {
             let mut first = true;
             let sent = batch.send(false, |hdrs| {
                 assert_eq!(hdrs.len(), 1);
-                std::mem::take(&mut first).then(|| Err(io::Error::from_raw_os_error(libc::EIO))).unwrap_or(Ok(1))
+                if std::mem::take(&mut first) {
+                    Err(io::Error::from_raw_os_error(libc::EIO))
+                } else {
+                    Ok(1)
+                }
             });
             assert_eq!(sent, Sent { calls: 1, datagrams: 0, dropped: 2, gso_failed: true });
         }

@@ -731,7 +731,7 @@ fn remb_only_and_no_feedback_subscribers_step_up_a_layer() {
         sim.join(2, Permissions::MEMBER);
         assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
         assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
-        sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).first().is_some());
+        sim.run_until(Duration::from_secs(10), |s| !s.layers_told(2).is_empty());
         assert_eq!(sim.layers_told(2)[0], Some(0), "{feedback:?}: the start rate fits the lowest layer");
         let started = sim.now;
         sim.run_until(Duration::from_secs(40), |s| s.layers_told(2).last().is_some_and(|l| *l > Some(0)));
