@@ -165,10 +165,10 @@ test('web app: login, create a room, join by link, video grid, view-only, chat r
   await po.waitForSelector(`${tid('chat-message')}[data-from="${o}"] ${tid('receipt')}[data-status="read"]`);
   assert.equal((await po.textContent(`${tid('chat-message')}[data-from="${o}"] ${tid('receipt')}`)).trim(), '✓✓');
 
-  // A small file goes inside the message (data: URL) and opens on the other side.
+  // A file goes up (tus), the message carries it, and it opens on the other side by a signed URL.
   await po.setInputFiles(tid('chat-file-input'), { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('agenda: ship it') });
-  const href = await (await pb.waitForSelector(`${tid('chat-message')}[data-from="${o}"] ${tid('chat-file')} a`)).getAttribute('href');
-  assert.equal(Buffer.from(href.split(',')[1], 'base64').toString(), 'agenda: ship it');
+  const href = await (await pb.waitForSelector(`${tid('chat-message')}[data-from="${o}"] ${tid('chat-file')} ${tid('chat-file-download')}[href^="http"]`)).getAttribute('href');
+  assert.equal(await (await fetch(href)).text(), 'agenda: ship it');
 
   // 1:1: the viewer writes to the owner from the participant list; it is read, and ✓✓ returns.
   await pv.click(tid('tab-people'));

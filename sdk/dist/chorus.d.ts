@@ -1723,6 +1723,29 @@ export interface MemberReceipt {
     delivered: number;
     read: number;
 }
+/** A stored file (`GET /v1/files/{id}`). */
+export interface FileInfo {
+    id: string;
+    /** The sanitised file name. */
+    name: string;
+    size: number;
+    /** The type sniffed from the bytes. */
+    type: string;
+    created_ms: number;
+    /** The uploader's address (`null` if the account is gone). */
+    uploader: string | null;
+}
+/** A signed URL of a file's content (`POST /v1/files/{id}/url`): works without a token until `expires_ms`. */
+export interface SignedUrl {
+    /** Absolute URL (the server's answer resolved against the server). */
+    url: string;
+    expires_ms: number;
+}
+/** One page of a media library, newest first; pass `before` for the next (older) page. */
+export interface MediaPage {
+    media: MediaEntry[];
+    before?: string;
+}
 /** A `fetch` implementation (the global one by default). */
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 /** `https://host` without a trailing slash. */
@@ -1846,6 +1869,28 @@ export declare class RestClient {
     setBoard(gid: number, objs: Record<string, unknown>[], version?: number): Promise<Board>;
     /** `POST /v1/groups/{gid}/board`: add objects at the end of the board. */
     appendBoard(gid: number, objs: Record<string, unknown>[]): Promise<Board>;
+    /** `GET /v1/groups/{gid}/media`: one page of the group's media library, newest first. */
+    media(gid: number, options?: {
+        before?: string;
+        limit?: number;
+    }): Promise<MediaPage>;
+    /** `GET /v1/groups/{gid}/media/{id}`. */
+    mediaEntry(gid: number, id: string): Promise<MediaEntry>;
+    /** `POST /v1/groups/{gid}/media`: adds a finished upload of yours to the library. */
+    addMedia(gid: number, upload: string): Promise<MediaEntry>;
+    /** `DELETE /v1/groups/{gid}/media/{id}` (the member who added it, or an admin): the file stays your upload. */
+    deleteMedia(gid: number, id: string): Promise<void>;
+    /** `GET /v1/files/{id}`. */
+    fileInfo(id: string): Promise<FileInfo>;
+    /** `POST /v1/files/{id}/url`: a signed URL for `<video src>`, `<img src>` or a download link. */
+    fileUrl(id: string): Promise<SignedUrl>;
+    /** `DELETE /v1/uploads/{id}`: deletes your upload and its bytes (and the file from every library). */
+    deleteUpload(id: string): Promise<void>;
+    /**
+     * The bytes of a server path read with the token (a file's `/v1/files/{id}/content`, a
+     * library thumbnail, a chat file's `url`), as a `Blob`.
+     */
+    blob(path: string): Promise<Blob>;
     /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
     history(conv: Conversation, options?: {
         before?: number;
@@ -1855,6 +1900,134 @@ export declare class RestClient {
     receipts(conv: Conversation): Promise<MemberReceipt[]>;
     /** `GET /v1/conversations`, most recently active first. */
     conversations(): Promise<ConversationSummary[]>;
+}
+/**
+ * The stored file's id a message's file reference names (`upload`, or a `url` of
+ * `/v1/files/{id}/content` on this server), or null for a link elsewhere or inline bytes.
+ */
+export declare function fileIdOf(ref: {
+    url?: string;
+    upload?: string;
+} | undefined | null): string | null;
+
+// ---- upload
+/**
+ * Resumable uploads over tus 1.0 (docs/protocol.md section 16.1): progress, pause, resume,
+ * cancel, and resume after a broken connection from the offset the server reports.
+ *
+ * A small tus client of our own rather than tus-js-client: the server speaks a fixed subset
+ * (core, creation, termination), and this is ~250 lines with no dependencies in a bundle that
+ * the Mesibo layer shares, where tus-js-client would bring its own base64, URL and throttle
+ * packages. Any tus client works against the server all the same.
+ *
+ * ```ts
+ * const up = client.upload(file);               // starts at once
+ * up.on('progress', (p) => bar.value = p.sent / p.total);
+ * pauseButton.onclick = () => up.pause();       // later: up.resume()
+ * const id = await up.done;                     // the file's id (/v1/files/{id})
+ * ```
+ *
+ * @module upload
+ */
+
+
+/** One HTTP request of the upload. `onProgress` gets the body bytes sent so far. */
+export interface UploadRequest {
+    method: 'POST' | 'HEAD' | 'PATCH' | 'DELETE';
+    url: string;
+    headers: Record<string, string>;
+    body?: Blob;
+    onProgress?: (sent: number) => void;
+    signal: AbortSignal;
+}
+/** Its answer: the status, a header reader and the body text. */
+export interface UploadResponse {
+    status: number;
+    header(name: string): string | null;
+    text: string;
+}
+/**
+ * Sends one request. Rejects when the request did not complete (network error, abort).
+ * The browser default is XMLHttpRequest (it reports upload progress; fetch cannot), else fetch.
+ */
+export type UploadTransport = (req: UploadRequest) => Promise<UploadResponse>;
+/** Options of an upload. */
+export interface UploadOptions {
+    /** File name sent as tus `filename` metadata (default: the `File`'s name, else `file`). */
+    name?: string;
+    /** Bytes per PATCH (default 16 MiB). Progress is reported within a PATCH too where the transport can. */
+    chunkSize?: number;
+    /** Waits (ms) before each retry after a broken request; when they run out the upload fails. Default `[0, 1000, 3000, 5000, 10000]`. */
+    retryDelays?: number[];
+    /** Continue an earlier upload of the same bytes (its id), e.g. after a page reload: asks the server for its offset first. */
+    id?: string;
+    /** Request implementation (default: XMLHttpRequest in browsers, else `fetch`). */
+    transport?: UploadTransport;
+}
+/** Where an upload is. */
+export type UploadState = 'uploading' | 'paused' | 'done' | 'failed' | 'cancelled';
+/** Payload of the `progress` event. */
+export interface UploadProgress {
+    /** Bytes sent (the server's offset plus what is on the way). */
+    sent: number;
+    /** The file's size. */
+    total: number;
+}
+/** Events of `Upload`. */
+export interface UploadEvents {
+    progress: UploadProgress;
+    state: UploadState;
+}
+/** Base64 of a string's UTF-8 bytes (tus `Upload-Metadata` values). */
+export declare function metadataValue(s: string): string;
+/** A transport over `fetch` (no progress within a request). */
+export declare function fetchTransport(f: FetchLike): UploadTransport;
+/** A transport over XMLHttpRequest: reports upload progress as bytes leave. */
+export declare function xhrTransport(): UploadTransport;
+/**
+ * One file going up by tus. It starts when created (`ChorusClient.upload`); `done` resolves with
+ * the upload id — the file's id once finished — or rejects with `ChorusError` (a refusal such as
+ * `too_large` or `forbidden` for a quota, `network` when retries ran out, `state` when cancelled).
+ */
+export declare class Upload extends Emitter<UploadEvents> {
+    private readonly server;
+    private readonly token;
+    readonly file: Blob;
+    readonly name: string;
+    /** The upload's id, once the server created it. */
+    id: string | null;
+    /** Bytes the server has confirmed. */
+    offset: number;
+    /** Resolves with the id when every byte is stored. */
+    readonly done: Promise<string>;
+    private _state;
+    private readonly chunkSize;
+    private readonly retryDelays;
+    private readonly transport;
+    private abort;
+    private settle;
+    private running;
+    constructor(server: string, token: () => string, file: Blob, options?: UploadOptions & {
+        fetch?: FetchLike;
+    });
+    get state(): UploadState;
+    /** Stops sending; the server keeps what arrived. `resume()` continues from there. */
+    pause(): void;
+    /** Continues a paused upload from the server's offset. */
+    resume(): void;
+    /** Stops and deletes the upload and its bytes on the server (tus termination). */
+    cancel(): Promise<void>;
+    private setState;
+    private url;
+    private send;
+    private progress;
+    /** Creates the upload if needed, then PATCHes chunks; after a broken request asks HEAD and goes on. */
+    private run;
+    private create;
+    private head;
+    private patch;
+    private finish;
+    private fail;
 }
 
 // ---- call
@@ -2294,6 +2467,7 @@ export declare class DirectCall extends Emitter<DirectCallEvents> {
 
 
 
+
 /** The minimal WebSocket surface the client uses (the browser's `WebSocket` fits). */
 export interface WebSocketLike {
     readonly readyState: number;
@@ -2574,6 +2748,37 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
         before?: number;
         limit?: number;
     }): Promise<HistoryPage>;
+    /**
+     * Uploads `file` by tus (docs/protocol.md 16.1), starting at once: listen to `progress`,
+     * `pause()`/`resume()`/`cancel()` it, await `done` for the file's id. A broken connection
+     * resumes from the server's offset by itself.
+     */
+    upload(file: Blob, options?: UploadOptions): Upload;
+    /**
+     * Sends `file` as a chat message to `to` (`{ peer }` or `{ gid }`): uploads it (`onUpload`
+     * gets the `Upload` for progress, pause and cancel), then sends a message carrying the stored
+     * file, which only the conversation's members can read. Resolves with the upload id and the
+     * server's `sent`.
+     */
+    sendFile(to: Conversation, file: Blob, options?: UploadOptions & {
+        text?: string;
+        onUpload?: (u: Upload) => void;
+        messageId?: string;
+    }): Promise<{
+        upload: string;
+        sent: SentFrame;
+    }>;
+    /** `GET /v1/groups/{gid}/media`: one page of a group's media library, newest first. */
+    media(gid: number, options?: {
+        before?: string;
+        limit?: number;
+    }): Promise<MediaPage>;
+    /** `POST /v1/groups/{gid}/media`: adds a finished upload to the library (members get `group_media`). */
+    addMedia(gid: number, upload: string): Promise<MediaEntry>;
+    /** `DELETE /v1/groups/{gid}/media/{id}`. */
+    deleteMedia(gid: number, id: string): Promise<void>;
+    /** A signed URL of a stored file to play or show (`<video src>`, `<img src>`): `POST /v1/files/{id}/url`. */
+    playUrl(id: string): Promise<SignedUrl>;
 }
 
 // ---- cache

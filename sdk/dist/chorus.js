@@ -38,16 +38,21 @@ var Chorus = (() => {
     RemoteStream: () => RemoteStream,
     RestClient: () => RestClient,
     SIMULCAST_ENCODINGS: () => SIMULCAST_ENCODINGS,
+    Upload: () => Upload,
     VERSION: () => VERSION,
     directCallEnded: () => directCallEnded,
+    fetchTransport: () => fetchTransport,
+    fileIdOf: () => fileIdOf,
     frameRid: () => frameRid,
     isErrorCode: () => isErrorCode,
     isServerFrameType: () => isServerFrameType,
+    metadataValue: () => metadataValue,
     newMessageId: () => newMessageId,
     nextLink: () => nextLink,
     parseServerFrame: () => parseServerFrame,
     restPage: () => restPage,
-    restRequest: () => restRequest
+    restRequest: () => restRequest,
+    xhrTransport: () => xhrTransport
   });
 
   // src/protocol.ts
@@ -413,6 +418,63 @@ var Chorus = (() => {
     appendBoard(gid, objs) {
       return this.request("POST", `/v1/groups/${gid}/board`, { objs });
     }
+    /** `GET /v1/groups/{gid}/media`: one page of the group's media library, newest first. */
+    media(gid, options = {}) {
+      const q = [];
+      if (options.before !== void 0) q.push(`before=${encodeURIComponent(options.before)}`);
+      if (options.limit !== void 0) q.push(`limit=${options.limit}`);
+      return this.request("GET", `/v1/groups/${gid}/media${q.length ? "?" + q.join("&") : ""}`);
+    }
+    /** `GET /v1/groups/{gid}/media/{id}`. */
+    mediaEntry(gid, id) {
+      return this.request("GET", `/v1/groups/${gid}/media/${encodeURIComponent(id)}`);
+    }
+    /** `POST /v1/groups/{gid}/media`: adds a finished upload of yours to the library. */
+    addMedia(gid, upload) {
+      return this.request("POST", `/v1/groups/${gid}/media`, { upload });
+    }
+    /** `DELETE /v1/groups/{gid}/media/{id}` (the member who added it, or an admin): the file stays your upload. */
+    async deleteMedia(gid, id) {
+      await this.request("DELETE", `/v1/groups/${gid}/media/${encodeURIComponent(id)}`);
+    }
+    /** `GET /v1/files/{id}`. */
+    fileInfo(id) {
+      return this.request("GET", `/v1/files/${encodeURIComponent(id)}`);
+    }
+    /** `POST /v1/files/{id}/url`: a signed URL for `<video src>`, `<img src>` or a download link. */
+    async fileUrl(id) {
+      const r = await this.request("POST", `/v1/files/${encodeURIComponent(id)}/url`);
+      return { url: new URL(r.url, `${this.server}/`).toString(), expires_ms: r.expires_ms };
+    }
+    /** `DELETE /v1/uploads/{id}`: deletes your upload and its bytes (and the file from every library). */
+    async deleteUpload(id) {
+      const f = this.fetchImpl ?? (typeof fetch === "function" ? fetch.bind(globalThis) : void 0);
+      if (!f) throw new ChorusError("network", "no fetch implementation available");
+      const res = await f(`${this.server}/v1/uploads/${encodeURIComponent(id)}`, {
+        method: "DELETE",
+        headers: { Authorization: `Bearer ${this.token}`, "Tus-Resumable": "1.0.0" }
+      });
+      if (res.status !== 204) throw new ChorusError(res.status === 404 ? "not_found" : res.status === 401 ? "unauthorized" : "internal", `HTTP ${res.status} deleting upload`, { httpStatus: res.status });
+    }
+    /**
+     * The bytes of a server path read with the token (a file's `/v1/files/{id}/content`, a
+     * library thumbnail, a chat file's `url`), as a `Blob`.
+     */
+    async blob(path) {
+      const f = this.fetchImpl ?? (typeof fetch === "function" ? fetch.bind(globalThis) : void 0);
+      if (!f) throw new ChorusError("network", "no fetch implementation available");
+      let res;
+      try {
+        res = await f(path.startsWith("/") ? this.server + path : path, { headers: { Authorization: `Bearer ${this.token}` } });
+      } catch (e) {
+        throw new ChorusError("network", `request to ${path} failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (!res.ok) {
+        const code = res.status === 404 ? "not_found" : res.status === 403 ? "forbidden" : res.status === 401 ? "unauthorized" : "internal";
+        throw new ChorusError(code, `HTTP ${res.status} from ${path}`, { httpStatus: res.status });
+      }
+      return res.blob();
+    }
     /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
     history(conv, options = {}) {
       const q = [];
@@ -430,9 +492,204 @@ var Chorus = (() => {
       return this.request("GET", "/v1/conversations");
     }
   };
+  function fileIdOf(ref) {
+    if (!ref) return null;
+    if (ref.upload && /^[0-9a-f]{32}$/.test(ref.upload)) return ref.upload;
+    const m = /(?:^|\/\/[^/]+)\/v1\/files\/([0-9a-f]{32})\/content(?:[?#]|$)/.exec(ref.url ?? "");
+    return m ? m[1] : null;
+  }
   function convPath(conv) {
     return conv.gid !== void 0 ? `/v1/groups/${conv.gid}` : `/v1/users/${encodeURIComponent(conv.peer)}`;
   }
+
+  // src/upload.ts
+  var DEFAULT_CHUNK = 16 * 1024 * 1024;
+  var DEFAULT_RETRIES = [0, 1e3, 3e3, 5e3, 1e4];
+  function metadataValue(s) {
+    let bin = "";
+    for (const b of new TextEncoder().encode(s)) bin += String.fromCharCode(b);
+    return btoa(bin);
+  }
+  function fetchTransport(f) {
+    return async (req) => {
+      const res = await f(req.url, { method: req.method, headers: req.headers, body: req.body ?? null, signal: req.signal });
+      const text = await res.text();
+      if (req.body) req.onProgress?.(req.body.size);
+      return { status: res.status, header: (n) => res.headers.get(n), text };
+    };
+  }
+  function xhrTransport() {
+    return (req) => new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(req.method, req.url);
+      for (const [k, v] of Object.entries(req.headers)) xhr.setRequestHeader(k, v);
+      if (req.onProgress) xhr.upload.onprogress = (e) => req.onProgress?.(e.loaded);
+      const abort = () => xhr.abort();
+      req.signal.addEventListener("abort", abort);
+      const fail = (why) => () => {
+        req.signal.removeEventListener("abort", abort);
+        reject(new ChorusError("network", why));
+      };
+      xhr.onerror = fail("the connection failed");
+      xhr.onabort = fail("aborted");
+      xhr.ontimeout = fail("timed out");
+      xhr.onload = () => {
+        req.signal.removeEventListener("abort", abort);
+        resolve({ status: xhr.status, header: (n) => xhr.getResponseHeader(n), text: xhr.responseText });
+      };
+      xhr.send(req.body ?? null);
+    });
+  }
+  function errorOf(res, what) {
+    let code;
+    let message = `${what}: HTTP ${res.status}`;
+    try {
+      const e = JSON.parse(res.text).error;
+      code = e?.code;
+      if (typeof e?.message === "string") message = e.message;
+    } catch {
+    }
+    const c = isErrorCode(code) ? code : res.status === 401 ? "unauthorized" : res.status === 404 ? "not_found" : res.status === 413 ? "too_large" : "internal";
+    return new ChorusError(c, message, { httpStatus: res.status });
+  }
+  var Upload = class extends Emitter {
+    constructor(server, token, file, options = {}) {
+      super();
+      this.server = server;
+      this.token = token;
+      /** Bytes the server has confirmed. */
+      this.offset = 0;
+      this._state = "uploading";
+      this.abort = null;
+      this.running = false;
+      this.file = file;
+      this.name = options.name ?? file.name ?? "file";
+      this.id = options.id ?? null;
+      this.chunkSize = Math.max(1, options.chunkSize ?? DEFAULT_CHUNK);
+      this.retryDelays = options.retryDelays ?? DEFAULT_RETRIES;
+      const f = options.fetch ?? (typeof fetch === "function" ? fetch.bind(globalThis) : void 0);
+      this.transport = options.transport ?? (typeof XMLHttpRequest !== "undefined" ? xhrTransport() : f ? fetchTransport(f) : () => Promise.reject(new ChorusError("network", "no fetch")));
+      this.done = new Promise((resolve, reject) => this.settle = { resolve, reject });
+      this.done.catch(() => void 0);
+      void this.run();
+    }
+    get state() {
+      return this._state;
+    }
+    /** Stops sending; the server keeps what arrived. `resume()` continues from there. */
+    pause() {
+      if (this._state !== "uploading") return;
+      this.setState("paused");
+      this.abort?.abort();
+    }
+    /** Continues a paused upload from the server's offset. */
+    resume() {
+      if (this._state !== "paused") return;
+      this.setState("uploading");
+      void this.run();
+    }
+    /** Stops and deletes the upload and its bytes on the server (tus termination). */
+    async cancel() {
+      if (this._state === "done" || this._state === "cancelled" || this._state === "failed") return;
+      this.setState("cancelled");
+      this.abort?.abort();
+      this.settle.reject(new ChorusError("state", "upload cancelled"));
+      if (this.id) {
+        await this.send({ method: "DELETE", url: this.url() }).catch(() => void 0);
+      }
+    }
+    setState(s) {
+      this._state = s;
+      this.emit("state", s);
+    }
+    url() {
+      return `${this.server}/v1/uploads/${encodeURIComponent(this.id ?? "")}`;
+    }
+    send(req) {
+      this.abort = new AbortController();
+      return this.transport({
+        ...req,
+        headers: { Authorization: `Bearer ${this.token()}`, "Tus-Resumable": "1.0.0", ...req.headers },
+        signal: this.abort.signal
+      });
+    }
+    progress(sent) {
+      this.emit("progress", { sent: Math.min(sent, this.file.size), total: this.file.size });
+    }
+    /** Creates the upload if needed, then PATCHes chunks; after a broken request asks HEAD and goes on. */
+    async run() {
+      if (this.running) return;
+      this.running = true;
+      let retries = 0;
+      let known = this.id === null;
+      try {
+        while (this._state === "uploading") {
+          try {
+            if (this.id === null) await this.create();
+            else if (!known) await this.head();
+            known = true;
+            if (this.offset >= this.file.size) return this.finish();
+            await this.patch();
+            retries = 0;
+          } catch (e) {
+            if (this._state !== "uploading") return;
+            const err = e instanceof ChorusError ? e : new ChorusError("network", String(e));
+            const final = err.httpStatus !== void 0 && err.httpStatus !== 409 && err.httpStatus < 500;
+            if (final || retries >= this.retryDelays.length) return this.fail(err);
+            await new Promise((r) => setTimeout(r, this.retryDelays[retries++]));
+            known = false;
+          }
+        }
+      } finally {
+        this.running = false;
+      }
+    }
+    async create() {
+      const res = await this.send({
+        method: "POST",
+        url: `${this.server}/v1/uploads`,
+        headers: { "Upload-Length": String(this.file.size), "Upload-Metadata": `filename ${metadataValue(this.name)}` }
+      });
+      if (res.status !== 201) throw errorOf(res, "upload refused");
+      const id = (res.header("location") ?? "").split("/").pop() ?? "";
+      if (!id) throw new ChorusError("internal", "upload: no Location in the answer");
+      this.id = id;
+      this.offset = 0;
+      this.progress(0);
+    }
+    async head() {
+      const res = await this.send({ method: "HEAD", url: this.url() });
+      if (res.status !== 200) throw errorOf(res, "upload gone");
+      const off = Number(res.header("upload-offset"));
+      if (!Number.isSafeInteger(off) || off < 0 || off > this.file.size) throw new ChorusError("internal", "upload: bad Upload-Offset");
+      this.offset = off;
+      this.progress(off);
+    }
+    async patch() {
+      const start = this.offset;
+      const body = this.file.slice(start, Math.min(this.file.size, start + this.chunkSize));
+      const res = await this.send({
+        method: "PATCH",
+        url: this.url(),
+        headers: { "Content-Type": "application/offset+octet-stream", "Upload-Offset": String(start) },
+        body,
+        onProgress: (n) => this.progress(start + n)
+      });
+      if (res.status !== 204) throw errorOf(res, `upload failed at byte ${start}`);
+      const next = Number(res.header("upload-offset"));
+      if (!Number.isSafeInteger(next) || next <= start || next > this.file.size) throw new ChorusError("internal", "upload: bad Upload-Offset");
+      this.offset = next;
+      this.progress(next);
+    }
+    finish() {
+      this.setState("done");
+      this.settle.resolve(this.id);
+    }
+    fail(e) {
+      this.setState("failed");
+      this.settle.reject(e);
+    }
+  };
 
   // src/call.ts
   var SIMULCAST_ENCODINGS = [
@@ -1840,6 +2097,47 @@ var Chorus = (() => {
     /** History of a conversation (REST). */
     history(conv, options) {
       return this.rest.history(conv, options);
+    }
+    // ------------------------------------------------------------ files and media
+    /**
+     * Uploads `file` by tus (docs/protocol.md 16.1), starting at once: listen to `progress`,
+     * `pause()`/`resume()`/`cancel()` it, await `done` for the file's id. A broken connection
+     * resumes from the server's offset by itself.
+     */
+    upload(file, options = {}) {
+      return new Upload(this.server, () => this.rest.token, file, { fetch: this.options.fetch, ...options });
+    }
+    /**
+     * Sends `file` as a chat message to `to` (`{ peer }` or `{ gid }`): uploads it (`onUpload`
+     * gets the `Upload` for progress, pause and cancel), then sends a message carrying the stored
+     * file, which only the conversation's members can read. Resolves with the upload id and the
+     * server's `sent`.
+     */
+    async sendFile(to, file, options = {}) {
+      const { text, onUpload, messageId, ...uploadOptions } = options;
+      const up = this.upload(file, uploadOptions);
+      onUpload?.(up);
+      const upload = await up.done;
+      const msg = { ...to, file: { url: "", upload, name: up.name } };
+      if (text !== void 0) msg.text = text;
+      if (messageId !== void 0) msg.id = messageId;
+      return { upload, sent: await this.send(msg) };
+    }
+    /** `GET /v1/groups/{gid}/media`: one page of a group's media library, newest first. */
+    media(gid, options) {
+      return this.rest.media(gid, options);
+    }
+    /** `POST /v1/groups/{gid}/media`: adds a finished upload to the library (members get `group_media`). */
+    addMedia(gid, upload) {
+      return this.rest.addMedia(gid, upload);
+    }
+    /** `DELETE /v1/groups/{gid}/media/{id}`. */
+    deleteMedia(gid, id) {
+      return this.rest.deleteMedia(gid, id);
+    }
+    /** A signed URL of a stored file to play or show (`<video src>`, `<img src>`): `POST /v1/files/{id}/url`. */
+    playUrl(id) {
+      return this.rest.fileUrl(id);
     }
   };
 

@@ -44,7 +44,7 @@ execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json'), '--emitD
   stdio: 'inherit',
 });
 // proto/frames is generated from crates/proto; protocol re-exports it.
-const order = ['proto/frames', 'protocol', 'errors', 'emitter', 'rest', 'call', 'direct', 'client', 'cache'];
+const order = ['proto/frames', 'protocol', 'errors', 'emitter', 'rest', 'upload', 'call', 'direct', 'client', 'cache'];
 let out = `${banner}\n`;
 for (const m of order) {
   let text = readFileSync(join(tmp, `${m}.d.ts`), 'utf8');

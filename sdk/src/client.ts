@@ -10,6 +10,7 @@ import { ChorusError } from './errors.js';
 import { GroupCall, type GroupCallOptions } from './call.js';
 import { DirectCall } from './direct.js';
 import { RestClient, normalizeServer, type FetchLike } from './rest.js';
+import { Upload, type UploadOptions } from './upload.js';
 import {
   CloseCode,
   frameRid,
@@ -886,5 +887,54 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
   /** History of a conversation (REST). */
   history(conv: Conversation, options?: { before?: number; limit?: number }) {
     return this.rest.history(conv, options);
+  }
+
+  // ------------------------------------------------------------ files and media
+
+  /**
+   * Uploads `file` by tus (docs/protocol.md 16.1), starting at once: listen to `progress`,
+   * `pause()`/`resume()`/`cancel()` it, await `done` for the file's id. A broken connection
+   * resumes from the server's offset by itself.
+   */
+  upload(file: Blob, options: UploadOptions = {}): Upload {
+    return new Upload(this.server, () => this.rest.token, file, { fetch: this.options.fetch, ...options });
+  }
+
+  /**
+   * Sends `file` as a chat message to `to` (`{ peer }` or `{ gid }`): uploads it (`onUpload`
+   * gets the `Upload` for progress, pause and cancel), then sends a message carrying the stored
+   * file, which only the conversation's members can read. Resolves with the upload id and the
+   * server's `sent`.
+   */
+  async sendFile(
+    to: Conversation,
+    file: Blob,
+    options: UploadOptions & { text?: string; onUpload?: (u: Upload) => void; messageId?: string } = {},
+  ): Promise<{ upload: string; sent: SentFrame }> {
+    const { text, onUpload, messageId, ...uploadOptions } = options;
+    const up = this.upload(file, uploadOptions);
+    onUpload?.(up);
+    const upload = await up.done;
+    const msg: OutgoingMessage = { ...to, file: { url: '', upload, name: up.name } };
+    if (text !== undefined) msg.text = text;
+    if (messageId !== undefined) msg.id = messageId;
+    return { upload, sent: await this.send(msg) };
+  }
+
+  /** `GET /v1/groups/{gid}/media`: one page of a group's media library, newest first. */
+  media(gid: number, options?: { before?: string; limit?: number }) {
+    return this.rest.media(gid, options);
+  }
+  /** `POST /v1/groups/{gid}/media`: adds a finished upload to the library (members get `group_media`). */
+  addMedia(gid: number, upload: string) {
+    return this.rest.addMedia(gid, upload);
+  }
+  /** `DELETE /v1/groups/{gid}/media/{id}`. */
+  deleteMedia(gid: number, id: string) {
+    return this.rest.deleteMedia(gid, id);
+  }
+  /** A signed URL of a stored file to play or show (`<video src>`, `<img src>`): `POST /v1/files/{id}/url`. */
+  playUrl(id: string) {
+    return this.rest.fileUrl(id);
   }
 }

@@ -5,6 +5,7 @@
  * - `ChorusClient`: the WebSocket session (messages, receipts, presence, resume) and REST helpers.
  * - `GroupCall`: a group call on the SFU (`client.joinCall(gid)`).
  * - `DirectCall`: a 1:1 call (`client.call(address)`, the `incoming-call` event).
+ * - `Upload`: a resumable tus upload (`client.upload(file)`); media libraries and files in chat.
  *
  * @module chorus
  */
@@ -13,7 +14,7 @@ export { ChorusError } from './errors.js';
 export type { ChorusErrorCode, LocalErrorCode } from './errors.js';
 export { Emitter } from './emitter.js';
 export type { Listener } from './emitter.js';
-export { ChorusAuth, RestClient, restRequest, restPage, nextLink } from './rest.js';
+export { ChorusAuth, RestClient, restRequest, restPage, nextLink, fileIdOf } from './rest.js';
 export type {
   CodeSent,
   LoginSession,
@@ -32,7 +33,12 @@ export type {
   MemberReceipt,
   FetchLike,
   RestPage,
+  FileInfo,
+  SignedUrl,
+  MediaPage,
 } from './rest.js';
+export { Upload, fetchTransport, xhrTransport, metadataValue } from './upload.js';
+export type { UploadOptions, UploadState, UploadProgress, UploadEvents, UploadRequest, UploadResponse, UploadTransport } from './upload.js';
 export { ChorusClient, newMessageId } from './client.js';
 export { MessageCache } from './cache.js';
 export type { CacheConversation } from './cache.js';

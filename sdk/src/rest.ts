@@ -6,7 +6,7 @@
  */
 import { ChorusError } from './errors.js';
 import { isErrorCode } from './protocol.js';
-import type { Conversation, Message, SessionUser } from './protocol.js';
+import type { Conversation, MediaEntry, Message, SessionUser } from './protocol.js';
 
 /** Answer to `POST /v1/auth/code`. */
 export interface CodeSent {
@@ -138,6 +138,32 @@ export interface MemberReceipt {
   address: string;
   delivered: number;
   read: number;
+}
+
+/** A stored file (`GET /v1/files/{id}`). */
+export interface FileInfo {
+  id: string;
+  /** The sanitised file name. */
+  name: string;
+  size: number;
+  /** The type sniffed from the bytes. */
+  type: string;
+  created_ms: number;
+  /** The uploader's address (`null` if the account is gone). */
+  uploader: string | null;
+}
+
+/** A signed URL of a file's content (`POST /v1/files/{id}/url`): works without a token until `expires_ms`. */
+export interface SignedUrl {
+  /** Absolute URL (the server's answer resolved against the server). */
+  url: string;
+  expires_ms: number;
+}
+
+/** One page of a media library, newest first; pass `before` for the next (older) page. */
+export interface MediaPage {
+  media: MediaEntry[];
+  before?: string;
 }
 
 /** A `fetch` implementation (the global one by default). */
@@ -402,6 +428,63 @@ export class RestClient {
   appendBoard(gid: number, objs: Record<string, unknown>[]): Promise<Board> {
     return this.request('POST', `/v1/groups/${gid}/board`, { objs });
   }
+  /** `GET /v1/groups/{gid}/media`: one page of the group's media library, newest first. */
+  media(gid: number, options: { before?: string; limit?: number } = {}): Promise<MediaPage> {
+    const q: string[] = [];
+    if (options.before !== undefined) q.push(`before=${encodeURIComponent(options.before)}`);
+    if (options.limit !== undefined) q.push(`limit=${options.limit}`);
+    return this.request('GET', `/v1/groups/${gid}/media${q.length ? '?' + q.join('&') : ''}`);
+  }
+  /** `GET /v1/groups/{gid}/media/{id}`. */
+  mediaEntry(gid: number, id: string): Promise<MediaEntry> {
+    return this.request('GET', `/v1/groups/${gid}/media/${encodeURIComponent(id)}`);
+  }
+  /** `POST /v1/groups/{gid}/media`: adds a finished upload of yours to the library. */
+  addMedia(gid: number, upload: string): Promise<MediaEntry> {
+    return this.request('POST', `/v1/groups/${gid}/media`, { upload });
+  }
+  /** `DELETE /v1/groups/{gid}/media/{id}` (the member who added it, or an admin): the file stays your upload. */
+  async deleteMedia(gid: number, id: string): Promise<void> {
+    await this.request('DELETE', `/v1/groups/${gid}/media/${encodeURIComponent(id)}`);
+  }
+  /** `GET /v1/files/{id}`. */
+  fileInfo(id: string): Promise<FileInfo> {
+    return this.request('GET', `/v1/files/${encodeURIComponent(id)}`);
+  }
+  /** `POST /v1/files/{id}/url`: a signed URL for `<video src>`, `<img src>` or a download link. */
+  async fileUrl(id: string): Promise<SignedUrl> {
+    const r = await this.request<SignedUrl>('POST', `/v1/files/${encodeURIComponent(id)}/url`);
+    return { url: new URL(r.url, `${this.server}/`).toString(), expires_ms: r.expires_ms };
+  }
+  /** `DELETE /v1/uploads/{id}`: deletes your upload and its bytes (and the file from every library). */
+  async deleteUpload(id: string): Promise<void> {
+    const f: FetchLike | undefined = this.fetchImpl ?? (typeof fetch === 'function' ? fetch.bind(globalThis) : undefined);
+    if (!f) throw new ChorusError('network', 'no fetch implementation available');
+    const res = await f(`${this.server}/v1/uploads/${encodeURIComponent(id)}`, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${this.token}`, 'Tus-Resumable': '1.0.0' },
+    });
+    if (res.status !== 204) throw new ChorusError(res.status === 404 ? 'not_found' : res.status === 401 ? 'unauthorized' : 'internal', `HTTP ${res.status} deleting upload`, { httpStatus: res.status });
+  }
+  /**
+   * The bytes of a server path read with the token (a file's `/v1/files/{id}/content`, a
+   * library thumbnail, a chat file's `url`), as a `Blob`.
+   */
+  async blob(path: string): Promise<Blob> {
+    const f: FetchLike | undefined = this.fetchImpl ?? (typeof fetch === 'function' ? fetch.bind(globalThis) : undefined);
+    if (!f) throw new ChorusError('network', 'no fetch implementation available');
+    let res: Response;
+    try {
+      res = await f(path.startsWith('/') ? this.server + path : path, { headers: { Authorization: `Bearer ${this.token}` } });
+    } catch (e) {
+      throw new ChorusError('network', `request to ${path} failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (!res.ok) {
+      const code = res.status === 404 ? 'not_found' : res.status === 403 ? 'forbidden' : res.status === 401 ? 'unauthorized' : 'internal';
+      throw new ChorusError(code, `HTTP ${res.status} from ${path}`, { httpStatus: res.status });
+    }
+    return res.blob();
+  }
   /** History of a conversation, newest last (`before`: a `seq` to page backwards). */
   history(conv: Conversation, options: { before?: number; limit?: number } = {}): Promise<HistoryPage> {
     const q: string[] = [];
@@ -418,6 +501,17 @@ export class RestClient {
   conversations(): Promise<ConversationSummary[]> {
     return this.request('GET', '/v1/conversations');
   }
+}
+
+/**
+ * The stored file's id a message's file reference names (`upload`, or a `url` of
+ * `/v1/files/{id}/content` on this server), or null for a link elsewhere or inline bytes.
+ */
+export function fileIdOf(ref: { url?: string; upload?: string } | undefined | null): string | null {
+  if (!ref) return null;
+  if (ref.upload && /^[0-9a-f]{32}$/.test(ref.upload)) return ref.upload;
+  const m = /(?:^|\/\/[^/]+)\/v1\/files\/([0-9a-f]{32})\/content(?:[?#]|$)/.exec(ref.url ?? '');
+  return m ? m[1]! : null;
 }
 
 function convPath(conv: Conversation): string {

@@ -3,6 +3,7 @@ import type { ConnectionEvent } from 'chorus-sdk';
 import { CallController, type Tile } from './controller.ts';
 import { gridShape, initials, paginate, type ConvKey } from './lib.ts';
 import { ChatPanel } from './Chat.tsx';
+import { MediaPanel } from './Media.tsx';
 import { Icon } from './icons.tsx';
 import type { JoinChoice } from './PreJoin.tsx';
 import type { Session } from './main.tsx';
@@ -167,7 +168,7 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
   const [joinError, setJoinError] = useState<string | null>(null);
   const [view, setView] = useState<'grid' | 'speaker'>('grid');
   const [pinned, setPinned] = useState<string | null>(null);
-  const [panel, setPanel] = useState<'chat' | 'people' | null>(() => (window.innerWidth >= 900 ? 'chat' : null));
+  const [panel, setPanel] = useState<'chat' | 'people' | 'media' | null>(() => (window.innerWidth >= 900 ? 'chat' : null));
   const [conv, setConv] = useState<ConvKey>(`g:${gid}`);
   const [lastSpeaker, setLastSpeaker] = useState<string | null>(null);
 
@@ -289,12 +290,17 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
               <button class={panel === 'people' ? 'on' : ''} data-testid="tab-people" onClick={() => setPanel('people')}>
                 People ({participants.length})
               </button>
+              <button class={panel === 'media' ? 'on' : ''} data-testid="tab-media" onClick={() => setPanel('media')}>
+                Media
+              </button>
               <span class="grow" />
               <button class="ghost small" onClick={() => setPanel(null)} aria-label="Close panel">
                 <Icon name="close" size={14} />
               </button>
             </div>
-            {panel === 'chat' ? (
+            {panel === 'media' ? (
+              <MediaPanel client={session.client} gid={gid} self={session.user.address} memberFlags={choice.group?.membership?.flags ?? 0} />
+            ) : panel === 'chat' ? (
               <ChatPanel
                 store={session.chat}
                 conv={conv}

@@ -1,27 +1,33 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { ChatStore, ChatMessage } from './chat.ts';
 import { Icon } from './icons.tsx';
-import { MAX_ATTACHMENT_BYTES, attachmentMessage, attachmentUrl, formatBytes, ticks, type ConvKey } from './lib.ts';
+import { fileIdOf, type ChorusClient } from 'chorus-sdk';
+import { StoredFile, UploadBar } from './Files.tsx';
+import { attachmentUrl, formatBytes, ticks, type ConvKey } from './lib.ts';
 
-function readAsDataUrl(f: File): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const r = new FileReader();
-    r.onload = () => resolve(String(r.result));
-    r.onerror = () => reject(r.error);
-    r.readAsDataURL(f);
-  });
-}
-
-function Attachment({ m }: { m: ChatMessage }) {
-  const url = attachmentUrl(m);
+function Attachment({ m, client }: { m: ChatMessage; client: ChorusClient }) {
   const f = m.file;
   if (!f) return null;
-  const label = `${f.name ?? 'file'}${f.size ? ` (${formatBytes(f.size)})` : ''}`;
+  const name = f.name ?? 'file';
+  const mime = f.mime ?? 'application/octet-stream';
+  if (m.upload) {
+    return (
+      <span class="file">
+        {m.preview && <img src={m.preview} alt={name} />}
+        <UploadBar upload={m.upload} label={name} />
+      </span>
+    );
+  }
+  const id = fileIdOf(f);
+  if (id) return <StoredFile client={client} id={id} name={name} mime={mime} size={f.size} preview={m.preview} />;
+  // Inline bytes (data: URLs, as Mesibo apps may send) or a link elsewhere.
+  const url = attachmentUrl(m);
+  const label = `${name}${f.size ? ` (${formatBytes(f.size)})` : ''}`;
   if (!url) return <span class="file">{label}</span>;
   return (
     <span class="file" data-testid="chat-file">
-      {f.mime?.startsWith('image/') && <img src={url} alt={f.name ?? ''} />}
-      <a href={url} download={f.name ?? 'file'}>
+      {mime.startsWith('image/') && <img src={url} alt={name} />}
+      <a href={url} download={name}>
         <Icon name="clip" size={14} /> {label}
       </a>
     </span>
@@ -76,19 +82,22 @@ export function ChatPanel({
     await store.send(conv, { text: t });
   }
 
-  async function attach(e: Event) {
-    const input = e.currentTarget as HTMLInputElement;
-    const f = input.files?.[0];
-    input.value = '';
-    if (!f) return;
+  function attach(files: FileList | null | undefined) {
     setError(null);
-    const r = attachmentMessage(f, f.size > MAX_ATTACHMENT_BYTES ? '' : await readAsDataUrl(f));
-    if ('error' in r) return setError(r.error);
-    await store.send(conv, r);
+    for (const f of files ?? []) void store.sendFile(conv, f);
   }
 
   return (
-    <div class="chat" data-testid="chat" data-conv={conv}>
+    <div
+      class="chat"
+      data-testid="chat"
+      data-conv={conv}
+      onDragOver={(e) => e.preventDefault()}
+      onDrop={(e) => {
+        e.preventDefault();
+        attach(e.dataTransfer?.files);
+      }}
+    >
       <div class="convs">
         {convs.map((k) => (
           <button key={k} class={`small${k === conv ? ' on' : ''}`} data-testid="chat-conv" data-conv={k} onClick={() => setConv(k)}>
@@ -117,7 +126,7 @@ export function ChatPanel({
             <div key={m.id || m.mid} class={`msg${mine ? ' mine' : ''}`} data-testid="chat-message" data-from={m.from} data-seq={m.seq}>
               {!mine && <div class="from">{nameOf(m.from)}</div>}
               {m.text && <div class="text">{m.deleted ? <i>deleted</i> : m.text}</div>}
-              <Attachment m={m} />
+              <Attachment m={m} client={store.client} />
               <div class="meta">
                 {new Date(m.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
                 {d && (
@@ -140,10 +149,21 @@ export function ChatPanel({
         </div>
       )}
       <form class="composer" onSubmit={send}>
-        <button type="button" class="small" title={`Attach a file (up to ${formatBytes(MAX_ATTACHMENT_BYTES)} for now)`} data-testid="chat-attach" onClick={() => fileInput.current?.click()}>
+        <button type="button" class="small" title="Attach files (or drop them here)" data-testid="chat-attach" onClick={() => fileInput.current?.click()}>
           <Icon name="clip" size={16} />
         </button>
-        <input ref={fileInput} type="file" hidden data-testid="chat-file-input" onChange={attach} />
+        <input
+          ref={fileInput}
+          type="file"
+          multiple
+          hidden
+          data-testid="chat-file-input"
+          onChange={(e) => {
+            const input = e.currentTarget;
+            attach(input.files);
+            input.value = '';
+          }}
+        />
         <input
           data-testid="chat-input"
           value={text}
@@ -157,7 +177,6 @@ export function ChatPanel({
           Send
         </button>
       </form>
-      <p class="hint muted">Files are sent inside the message for now: up to {formatBytes(MAX_ATTACHMENT_BYTES)}.</p>
     </div>
   );
 }

@@ -1,13 +1,17 @@
 // Chat state for one client: conversations (the room's group chat and 1:1 chats), my messages'
 // delivery state from receipts, typing indicators. UI components subscribe to `change`.
 import { ChorusClient, ChorusError, Emitter, newMessageId } from 'chorus-sdk';
-import type { Message, OutgoingMessage } from 'chorus-sdk';
-import { convOf, deliveryOf, type ConvKey, type Delivery } from './lib.ts';
+import type { Message, OutgoingMessage, Upload } from 'chorus-sdk';
+import { convOf, deliveryOf, fileType, type ConvKey, type Delivery } from './lib.ts';
 
 export interface ChatMessage extends Message {
   /** My message, not yet acknowledged (or failed). */
   local?: 'pending' | 'failed';
   error?: string;
+  /** My file still going up (progress, pause, cancel). */
+  upload?: Upload;
+  /** A local object URL of my image, shown until the stored file is readable. */
+  preview?: string;
 }
 
 interface Marks {
@@ -159,10 +163,48 @@ export class ChatStore extends Emitter<{ change: void }> {
     this.emit('change', undefined);
   }
 
-  /** Sends text and/or a file; shows it at once as pending. */
+  /** Sends text and/or a file reference; shows it at once as pending. */
   async send(key: ConvKey, content: Pick<OutgoingMessage, 'text' | 'file' | 'data'>): Promise<void> {
     this.stopTyping();
     const id = newMessageId();
+    this.draft(key, id, content);
+    await this.deliver(key, id, content);
+  }
+
+  /**
+   * Sends a file of any size: it goes up by tus first (the message shows its progress and can be
+   * paused or cancelled), then a message carries the stored file, readable by the conversation only.
+   */
+  async sendFile(key: ConvKey, file: File): Promise<void> {
+    this.stopTyping();
+    const id = newMessageId();
+    const mime = file.type || 'application/octet-stream';
+    const upload = this.client.upload(file);
+    const preview = mime.startsWith('image/') ? URL.createObjectURL(file) : undefined;
+    this.draft(key, id, { file: { url: '', name: file.name, size: file.size, mime, filetype: fileType(mime) } }, { upload, preview });
+    const offs = [upload.on('progress', () => this.emit('change', undefined)), upload.on('state', () => this.emit('change', undefined))];
+    let uid: string;
+    try {
+      uid = await upload.done;
+    } catch (e) {
+      const cur = this.conversations.get(key) ?? [];
+      const j = cur.findIndex((x) => x.id === id);
+      if (j >= 0 && upload.state === 'cancelled') cur.splice(j, 1);
+      else if (j >= 0) cur[j] = { ...(cur[j] as ChatMessage), upload: undefined, local: 'failed', error: e instanceof ChorusError ? e.code : String(e) };
+      this.emit('change', undefined);
+      return;
+    } finally {
+      for (const off of offs) off();
+    }
+    const ref = { url: '', upload: uid, name: file.name, size: file.size, mime, filetype: fileType(mime) };
+    const cur = this.conversations.get(key) ?? [];
+    const j = cur.findIndex((x) => x.id === id);
+    if (j >= 0) cur[j] = { ...(cur[j] as ChatMessage), upload: undefined, file: ref };
+    await this.deliver(key, id, { file: { url: '', upload: uid, name: file.name } });
+  }
+
+  /** Shows my message at once as pending. */
+  private draft(key: ConvKey, id: string, content: Pick<OutgoingMessage, 'text' | 'file' | 'data'>, extra: Partial<ChatMessage> = {}): void {
     const self = this.client.address ?? '';
     const target = convTarget(key);
     const draft: ChatMessage = {
@@ -178,11 +220,17 @@ export class ChatStore extends Emitter<{ change: void }> {
       edited: false,
       deleted: false,
       local: 'pending',
+      ...extra,
     } as ChatMessage;
     const list = this.conversations.get(key) ?? [];
     list.push(draft);
     this.conversations.set(key, list);
     this.emit('change', undefined);
+  }
+
+  /** Sends the pending message `id` and records the server's answer. */
+  private async deliver(key: ConvKey, id: string, content: Pick<OutgoingMessage, 'text' | 'file' | 'data'>): Promise<void> {
+    const target = convTarget(key);
     try {
       const sent = await this.client.send({ ...target, ...content, id });
       const cur = this.conversations.get(key) ?? [];

@@ -121,12 +121,6 @@ export function convOf(m: { gid?: number; peer?: string; from: string }, self: s
   return null;
 }
 
-/** Inline attachments ride in the message itself until the server gets an upload endpoint. The server
- * caps a message at 16 KB (`max_message_bytes`) and `file.url` at 2048 characters, so small files go in
- * `file.url` as a data: URL, larger ones (base64, up to the limit) in `data.inline`. */
-export const MAX_ATTACHMENT_BYTES = 11 * 1024;
-export const MAX_FILE_URL = 2048;
-
 /** Mesibo file type of a MIME type (image 1, video 2, audio 3, other 10). */
 export function fileType(mime: string): number {
   if (mime.startsWith('image/')) return 1;
@@ -142,23 +136,30 @@ export function formatBytes(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
-/** The message fields for an attachment, or an error in plain words. */
-export function attachmentMessage(
-  file: { name: string; type: string; size: number },
-  dataUrl: string,
-): { file: { url: string; name: string; mime: string; size: number; filetype: number }; data?: { inline: string } } | { error: string } {
-  if (file.size > MAX_ATTACHMENT_BYTES) {
-    return {
-      error: `“${file.name}” is ${formatBytes(file.size)}; files are sent inside the message for now, so the limit is ${formatBytes(MAX_ATTACHMENT_BYTES)}.`,
-    };
-  }
-  const mime = file.type || 'application/octet-stream';
-  const meta = { name: file.name, mime, size: file.size, filetype: fileType(mime) };
-  if (dataUrl.length <= MAX_FILE_URL) return { file: { url: dataUrl, ...meta } };
-  return { file: { url: 'data:,inline', ...meta }, data: { inline: dataUrl } };
+/** `1:05`, `1:02:03`: a duration in ms as a player shows it. */
+export function formatDuration(ms: number): string {
+  const t = Math.round(ms / 1000);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const s = String(t % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
 }
 
-/** The URL to open an attachment from (a data: URL in `file.url` or `data.inline`), or null if unsafe. */
+/** How a library entry or chat file is shown: a <video>, <audio>, <img>, or a download link. */
+export function mediaKind(type: string | undefined): 'video' | 'audio' | 'image' | 'file' {
+  if (!type) return 'file';
+  if (type.startsWith('video/')) return 'video';
+  if (type.startsWith('audio/')) return 'audio';
+  if (type.startsWith('image/')) return 'image';
+  return 'file';
+}
+
+/** An upload's progress in whole percent (0 for an empty total). */
+export function percent(sent: number, total: number): number {
+  return total > 0 ? Math.min(100, Math.floor((sent / total) * 100)) : 100;
+}
+
+/** The URL to open an inline attachment from (a data: URL in `file.url` or `data.inline`, as Mesibo apps may send), or null if unsafe. */
 export function attachmentUrl(m: { file?: { url: string }; data?: unknown }): string | null {
   const inline = (m.data as { inline?: unknown } | undefined)?.inline;
   const url = typeof inline === 'string' ? inline : m.file?.url;

@@ -2,9 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   CALL,
-  MAX_ATTACHMENT_BYTES,
-  attachmentMessage,
   attachmentUrl,
+  formatDuration,
+  mediaKind,
+  percent,
   callFlags,
   convOf,
   deliveryOf,
@@ -78,21 +79,26 @@ test('conversation of a message', () => {
   assert.equal(convOf({ peer: 'me', from: 'bob' }, 'me'), 'p:bob');
 });
 
-test('attachments: small in file.url, larger in data.inline, too large refused', () => {
-  const small = attachmentMessage({ name: 'a.txt', type: 'text/plain', size: 5 }, 'data:text/plain;base64,aGVsbG8=');
-  assert.ok('file' in small);
-  assert.equal(small.file.url, 'data:text/plain;base64,aGVsbG8=');
-  assert.equal(small.file.filetype, 10);
-  assert.equal(attachmentUrl(small), 'data:text/plain;base64,aGVsbG8=');
-  const big = 'data:image/png;base64,' + 'A'.repeat(5000);
-  const mid = attachmentMessage({ name: 'p.png', type: 'image/png', size: 3800 }, big);
-  assert.ok('file' in mid && mid.data);
-  assert.ok(mid.file.url.length < 2048);
-  assert.equal(mid.file.filetype, 1);
-  assert.equal(attachmentUrl(mid), big);
-  const tooBig = attachmentMessage({ name: 'x.bin', type: '', size: MAX_ATTACHMENT_BYTES + 1 }, '');
-  assert.ok('error' in tooBig && /limit/.test(tooBig.error));
+test('inline attachments open only from data: or http(s) URLs', () => {
+  assert.equal(attachmentUrl({ file: { url: 'data:text/plain;base64,aGVsbG8=' } }), 'data:text/plain;base64,aGVsbG8=');
+  assert.equal(attachmentUrl({ file: { url: 'data:,inline' }, data: { inline: 'data:image/png;base64,AAAA' } }), 'data:image/png;base64,AAAA');
+  assert.equal(attachmentUrl({ file: { url: 'data:,inline' } }), null);
   assert.equal(attachmentUrl({ file: { url: 'javascript:alert(1)' } }), null);
+});
+
+test('durations, media kinds and percentages', () => {
+  assert.equal(formatDuration(0), '0:00');
+  assert.equal(formatDuration(65_400), '1:05');
+  assert.equal(formatDuration(3_723_000), '1:02:03');
+  assert.equal(mediaKind('video/webm'), 'video');
+  assert.equal(mediaKind('audio/ogg'), 'audio');
+  assert.equal(mediaKind('image/png'), 'image');
+  assert.equal(mediaKind('application/pdf'), 'file');
+  assert.equal(mediaKind(undefined), 'file');
+  assert.equal(percent(0, 10), 0);
+  assert.equal(percent(5, 10), 50);
+  assert.equal(percent(11, 10), 100);
+  assert.equal(percent(0, 0), 100);
 });
 
 test('connection quality and plain-words errors', () => {
