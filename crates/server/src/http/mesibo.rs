@@ -513,7 +513,11 @@ async fn be_deluser(st: &AppState, p: &Map<String, Value>) -> BeResult {
     let u = obj(p, "user");
     let address = s(u, "address").or_else(|| s(p, "addr")).ok_or("MISSINGPARA")?;
     match st.accounts.admin_delete(&address).await {
-        Ok(true) => Ok(json!({})),
+        Ok(true) => {
+            // Their uploads went with the account: no kept copy may still serve them.
+            st.media.forget_files();
+            Ok(json!({}))
+        }
         Ok(false) => Err("BADUSER"),
         Err(e) => Err(be_code(&e)),
     }

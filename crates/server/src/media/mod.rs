@@ -119,7 +119,26 @@ pub struct Media {
     bus: Arc<dyn crate::bus::FanOut>,
     /// Library adds run one at a time (the group quota).
     library: tokio::sync::Mutex<()>,
+    /// Finished files' rows and parts (see [`Media::file`]).
+    files: std::sync::Mutex<hashlink::LruCache<String, Arc<File>>>,
 }
+
+/// A finished upload with where its bytes are: what serving it needs.
+#[derive(Debug)]
+pub struct File {
+    pub upload: Upload,
+    /// `(start, len)` of each stored part, in order; they cover the whole file.
+    pub parts: Vec<(u64, u64)>,
+    /// When it was read from the database.
+    read_at: std::time::Instant,
+}
+
+/// How many finished files [`Media::file`] keeps in memory.
+const FILE_CACHE: usize = 4096;
+/// How long a kept file is trusted before it is read again. Deletions through this server take
+/// it out at once; this bounds how long one made elsewhere (another node on the same database,
+/// an account removed with its uploads) can go unnoticed.
+const FILE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why an append stored nothing (besides the errors every request may get).
 #[derive(Debug)]
@@ -156,6 +175,7 @@ impl Media {
             groups,
             bus,
             library: tokio::sync::Mutex::new(()),
+            files: std::sync::Mutex::new(hashlink::LruCache::new(FILE_CACHE)),
         });
         tokio::spawn(sweep::run(Arc::downgrade(&media)));
         Ok(media)
@@ -307,32 +327,58 @@ impl Media {
     /// points at, never a row without its bytes).
     async fn remove(&self, id: &str) -> ApiResult<()> {
         rows::delete(&self.db, id).await?;
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         self.store.delete_upload(id).await;
         Ok(())
     }
 
     /// A finished upload `uid` may read; 404 otherwise (existence does not leak).
-    pub async fn file_for(&self, uid: i64, id: &str) -> ApiResult<Upload> {
+    pub async fn file_for(&self, uid: i64, id: &str) -> ApiResult<Arc<File>> {
         let f = self.file(id).await?;
-        if !self.may_read(uid, &f).await? {
+        if !self.may_read(uid, &f.upload).await? {
             return Err(ApiError::not_found("no such file"));
         }
         Ok(f)
     }
 
-    /// A finished upload, whoever asks (for signed URLs, already checked when signed). Read
-    /// from the read pool: a finished upload never changes, and playback's many range requests
-    /// must not queue behind SQLite's one writer.
-    async fn file(&self, id: &str) -> ApiResult<Upload> {
+    /// A finished upload and its parts, whoever asks (for signed URLs, already checked when
+    /// signed). A finished upload never changes, so it is kept in memory (up to [`FILE_CACHE`]
+    /// files, each for [`FILE_CACHE_TTL`]): playback's many range requests read no database.
+    /// Read from the read pool, so they never queue behind SQLite's one writer.
+    pub async fn file(&self, id: &str) -> ApiResult<Arc<File>> {
+        let cached = self.files.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        if let Some(f) = cached.filter(|f| f.read_at.elapsed() < FILE_CACHE_TTL) {
+            return Ok(f);
+        }
         let found = match rows::get_from(&self.db.read, id).await? {
             Some(f) if f.completed_at.is_some() => Some(f),
             // Just completed, and not yet in the read pool's snapshot (or truly not a file).
             _ => rows::get(&self.db, id).await?,
         };
-        match found {
-            Some(up) if up.completed_at.is_some() => Ok(up),
-            _ => Err(ApiError::not_found("no such file")),
+        let Some(upload) = found.filter(|up| up.completed_at.is_some()) else {
+            return Err(ApiError::not_found("no such file"));
+        };
+        let covers = |parts: &[(u64, u64)]| parts.iter().map(|(_, len)| len).sum::<u64>() == upload.size;
+        let mut parts = rows::parts_from(&self.db.read, &upload.id).await?;
+        if !covers(&parts) {
+            // The read pool is behind the writer that finished the upload.
+            parts = rows::parts_from(&self.db.write, &upload.id).await?;
+            if !covers(&parts) {
+                return Err(ApiError::internal(format_args!(
+                    "upload {id}: its parts do not cover its {} bytes",
+                    upload.size
+                )));
+            }
         }
+        let f = Arc::new(File { upload, parts, read_at: std::time::Instant::now() });
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Drops every kept file (see [`Media::file`]): after a deletion that bypassed
+    /// [`Media::delete`], such as an account's uploads removed with the account.
+    pub fn forget_files(&self) {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Whether `uid` may read `file`. The one place this is decided: the uploader; members who

@@ -170,9 +170,14 @@ pub(super) async fn finish_at(db: &Db, id: &str, received: u64, now: i64) -> Api
 
 /// The parts of an upload, `(start, len)` in order.
 pub(super) async fn parts(db: &Db, id: &str) -> ApiResult<Vec<(u64, u64)>> {
+    parts_from(&db.read, id).await
+}
+
+/// An upload's parts from `pool` (see [`parts`]).
+pub(super) async fn parts_from(pool: &sqlx::AnyPool, id: &str) -> ApiResult<Vec<(u64, u64)>> {
     let rows = sqlx::query("SELECT start, len FROM upload_parts WHERE upload_id = $1 ORDER BY start")
         .bind(id)
-        .fetch_all(&db.read)
+        .fetch_all(pool)
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {

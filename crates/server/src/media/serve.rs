@@ -15,6 +15,7 @@
 //! the answer also names the part files ([`FileRanges`]), which a plain-HTTP connection sends
 //! with `sendfile` instead (crate::http::sendfile; bench/RESULTS.md, "Media").
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -25,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::{name, rows, Upload};
+use super::{name, rows, File, Upload};
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::http::sendfile::FileRanges;
@@ -68,14 +69,15 @@ async fn info(
     AuthUser(u, _): AuthUser,
     AppPath(id): AppPath<String>,
 ) -> ApiResult<AppJson<FileInfo>> {
-    let f = s.media.file_for(u.uid.get(), &id).await?;
+    let file = s.media.file_for(u.uid.get(), &id).await?;
+    let f = &file.upload;
     let uploader = rows::address(&s.media.db, f.uid).await?;
     Ok(AppJson(FileInfo {
-        mime: mime(&f).to_string(),
+        mime: mime(f).to_string(),
         created_ms: f.created_at,
         size: f.size,
-        name: f.name,
-        id: f.id,
+        name: f.name.clone(),
+        id: f.id.clone(),
         uploader,
     }))
 }
@@ -87,7 +89,7 @@ async fn signed_url(
     AuthUser(u, _): AuthUser,
     AppPath(id): AppPath<String>,
 ) -> ApiResult<AppJson<SignedUrl>> {
-    let f = s.media.file_for(u.uid.get(), &id).await?;
+    let f = &s.media.file_for(u.uid.get(), &id).await?.upload;
     let ttl = i64::try_from(s.cfg.file_url_ttl_secs).unwrap_or(600) * 1000;
     let expires_ms = now_ms() + ttl;
     let sig = s.media.key.sign(&f.id, expires_ms);
@@ -184,7 +186,8 @@ fn decide(h: &HeaderMap, etag: &str, modified_secs: u64, size: u64) -> Answer {
     }
 }
 
-async fn respond(s: &AppState, h: &HeaderMap, f: Upload) -> ApiResult<Response> {
+async fn respond(s: &AppState, h: &HeaderMap, file: Arc<File>) -> ApiResult<Response> {
+    let (f, parts) = (&file.upload, &file.parts);
     let etag = format!("\"{}\"", f.id);
     let modified_secs = u64::try_from(f.completed_at.unwrap_or(f.created_at)).unwrap_or(0) / 1000;
     let mut out = HeaderMap::new();
@@ -208,8 +211,7 @@ async fn respond(s: &AppState, h: &HeaderMap, f: Upload) -> ApiResult<Response> 
             (StatusCode::PARTIAL_CONTENT, first..last + 1)
         }
     };
-    let parts = rows::parts(&s.media.db, &f.id).await?;
-    let mime = mime(&f);
+    let mime = mime(f);
     out.insert(header::CONTENT_TYPE, hv(mime));
     out.insert(header::CONTENT_LENGTH, hv(&(range.end - range.start).to_string()));
     let kind = if inline(mime) { "inline" } else { "attachment" };
@@ -218,8 +220,8 @@ async fn respond(s: &AppState, h: &HeaderMap, f: Upload) -> ApiResult<Response> 
     out.insert(header::CONTENT_SECURITY_POLICY, hv("sandbox; default-src 'none'; media-src 'self'; img-src 'self'"));
     // On a local store, also which files hold the bytes: on a plain-HTTP connection the
     // listener sends those with `sendfile` instead of this stream (crate::http::sendfile).
-    let files = s.media.store.local_pieces(&f.id, &parts, range.clone());
-    let body = Body::from_stream(s.media.store.read(&f.id, &parts, range));
+    let files = s.media.store.local_pieces(&f.id, parts, range.clone());
+    let body = Body::from_stream(s.media.store.read(&f.id, parts, range));
     let mut r = (status, out, body).into_response();
     if let Some(files) = files {
         r.extensions_mut().insert(FileRanges(files));
