@@ -59,14 +59,16 @@
 //!
 //! # Out of scope
 //!
-//! Parsing and writing RTP/RTCP, SRTP, ICE, DTLS, SDP, bandwidth estimation (the estimate comes
-//! from str0m's TWCC/GCC), NACK/RTX caches, pacing, and sockets all belong to the server's media
+//! Parsing and writing RTP/RTCP, SRTP, ICE, DTLS, SDP, delay-based bandwidth estimation (str0m's
+//! TWCC/GCC; [`downlink`] only chooses between it, a client's REMB and a loss-based climb for
+//! clients that send neither), NACK/RTX caches, pacing, and sockets all belong to the server's media
 //! loop around this crate. SVC (VP9/AV1 spatial layers in one stream) and temporal layers are not
 //! handled yet; such streams forward as a single layer.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod downlink;
 pub mod forwarder;
 pub mod meter;
 pub mod packet;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chorus_sfu::codec::Codec;
+use chorus_sfu::downlink::DownlinkEstimate;
 use chorus_sfu::select::{LayerInfo, LayerSelector};
 use chorus_sfu::switch::KeyframeThrottle;
 use chorus_sfu::Meter;
@@ -106,8 +107,10 @@ pub(super) struct Peer {
     pub spare: Vec<SpareLine>,
     /// Counted in `chorus_call_participants` while in the room.
     pub _live: crate::metrics::Live,
-    /// Downlink estimate of the subscribe leg.
+    /// Downlink estimate of the subscribe leg, as layer selection uses it (from `downlink`).
     pub bwe_bps: u64,
+    /// Where the subscribe leg's estimate comes from: TWCC, REMB or a loss-based climb.
+    pub downlink: DownlinkEstimate,
 }
 
 impl Peer {
