@@ -20,8 +20,9 @@
 //!    publisher's active layers change, it asks a [`select::LayerSelector`] for the target layer
 //!    and passes it to [`Forwarder::set_target`]; [`select::allocate`] first splits each
 //!    subscriber's estimate over the tracks it receives, [`select::available_bps`] decides what a
-//!    track keeps when short, and [`Meter`] measures each layer's bitrate
-//!    ([`select::layer_infos`]). The forwarder switches at the next keyframe of
+//!    track keeps when short, [`Meter`] measures each layer's bitrate
+//!    ([`select::layer_infos`]) and [`select::LayerPresence`] leaves out layers the publisher
+//!    does not send. The forwarder switches at the next keyframe of
 //!    that layer ([`switch`]) and rewrites numbers so the subscriber sees one continuous stream
 //!    ([`rewrite`]).
 //! 4. **Keyframe requests.** It drains [`Forwarder::poll_keyframe_request`] and sends a PLI to the

@@ -554,6 +554,7 @@ impl Engine {
                     active[0] = true;
                 }
                 if t.told_active != active {
+                    t.presence.on_told(now, &active, &t.meters);
                     t.told_active = active.clone();
                     tell_active.push((p.uid, CallEvent::Layers { sid: t.sid, active }));
                 }

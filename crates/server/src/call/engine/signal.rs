@@ -8,6 +8,7 @@ use chorus_proto::call::{AdminAction, CallLeaveReason, CallTrack, PublishRequest
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use chorus_proto::{ErrorCode, GroupId};
 use chorus_sfu::downlink::DownlinkEstimate;
+use chorus_sfu::select::LayerPresence;
 use chorus_sfu::switch::KeyframeThrottle;
 use chorus_sfu::Meter;
 use chorus_sfu::{Layer, LeaveReason, Mute, Publish, StreamId, StreamKind, Subscription, TrackKind};
@@ -416,6 +417,7 @@ impl Engine {
                 codecs: Vec::new(),
                 subscribers: Vec::new(),
                 told_active: Vec::new(),
+                presence: LayerPresence::new(now),
             });
         }
         Ok(ServerFrame::CallPublished {

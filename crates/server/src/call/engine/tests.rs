@@ -103,6 +103,8 @@ struct Sim {
     transmits: HashMap<PeerKey, usize>,
     /// Bytes of a video frame on each simulcast layer.
     video_bytes: [usize; 3],
+    /// Height of the top layer of the cameras `publish_video` publishes.
+    camera_height: u32,
     /// What each client's subscribe leg sends back about its downlink (TWCC when not listed).
     feedback: HashMap<i64, Feedback>,
 }
@@ -158,6 +160,7 @@ impl Sim {
             estimate: None,
             transmits: HashMap::new(),
             video_bytes: [150, 600, 2400],
+            camera_height: 720,
             feedback: HashMap::new(),
         }
     }
@@ -354,7 +357,8 @@ impl Sim {
     }
 
     /// Every connected camera sends a frame on each layer every 33 ms: a keyframe where one is
-    /// needed, and `video_bytes[layer]` bytes of VP8 (whose first payload byte says key or delta).
+    /// needed, and `video_bytes[layer]` bytes of VP8 (whose first payload byte says key or delta);
+    /// a layer of 0 bytes is not sent at all.
     fn send_video(&mut self) {
         let (now, elapsed) = (self.now, self.now - self.start);
         let sizes = self.video_bytes;
@@ -370,6 +374,9 @@ impl Sim {
                 continue;
             };
             for (i, rid) in rids.iter().enumerate() {
+                if sizes[i] == 0 {
+                    continue; // a layer this camera leaves out
+                }
                 let key = leg.need_key.contains(rid);
                 leg.need_key.retain(|r| r != rid);
                 let mut frame = vec![0u8; sizes[i]];
@@ -382,7 +389,8 @@ impl Sim {
         }
     }
 
-    /// Client `uid` publishes a 720p camera in three simulcast layers as stream `sid`.
+    /// Client `uid` publishes a camera (`camera_height`, 720p unless a test changes it) in three
+    /// simulcast layers as stream `sid`.
     fn publish_video(&mut self, uid: i64, sid: u32) -> ServerFrame {
         let addr: SocketAddr = format!("10.0.1.{uid}:1000").parse().unwrap();
         let mut rtc = self.new_rtc(addr);
@@ -399,7 +407,7 @@ impl Sim {
             video: true,
             screen: false,
             rids: vec!["q".into(), "h".into(), "f".into()],
-            height: Some(720),
+            height: Some(self.camera_height),
             muted: Default::default(),
             audio_mid: None,
             video_mid: Some(mid.to_string()),
@@ -749,4 +757,29 @@ fn remb_only_and_no_feedback_subscribers_step_up_a_layer() {
         let before = sim.media(2).iter().sum::<usize>();
         sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= before + 20);
     }
+}
+
+/// A camera that leaves out its top layer (as Chromium does with three layers of a 640x360
+/// capture): a subscriber with bandwidth for everything is not left waiting for that layer's
+/// keyframe, it receives the best layer that arrives, and the top one is asked for again later.
+#[test]
+fn a_layer_the_publisher_never_sends_is_not_chosen() {
+    let mut sim = Sim::new(11);
+    sim.video_bytes = [150, 600, 0];
+    sim.camera_height = 360;
+    sim.join(1, Permissions::MEMBER);
+    sim.join(2, Permissions::MEMBER);
+    sim.estimate = Some((2, 5_000_000));
+    let start = sim.now;
+    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    sim.run_until(Duration::from_secs(5), |s| s.layers_told(2).last() == Some(&Some(1)));
+    sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= 20);
+    assert!(sim.now - start < Duration::from_secs(4), "video within the grace and a keyframe: {:?}", sim.now - start);
+    assert!(!sim.layers_told(2).contains(&Some(2)), "never told of a layer that does not arrive");
+    // It stays on the layer that arrives (the top one is retried now and then, never switched to).
+    let before = sim.media(2).iter().sum::<usize>();
+    sim.run_until(Duration::from_secs(30), |s| s.now - start >= Duration::from_secs(30));
+    assert!(sim.media(2).iter().sum::<usize>() >= before + 500, "video kept flowing");
+    assert_eq!(sim.layers_told(2).last(), Some(&Some(1)));
 }
