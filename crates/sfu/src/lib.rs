@@ -20,8 +20,9 @@
 //!    publisher's active layers change, it asks a [`select::LayerSelector`] for the target layer
 //!    and passes it to [`Forwarder::set_target`]; [`select::allocate`] first splits each
 //!    subscriber's estimate over the tracks it receives, [`select::available_bps`] decides what a
-//!    track keeps when short, and [`Meter`] measures each layer's bitrate
-//!    ([`select::layer_infos`]). The forwarder switches at the next keyframe of
+//!    track keeps when short, [`Meter`] measures each layer's bitrate
+//!    ([`select::layer_infos`]) and [`select::LayerPresence`] leaves out layers the publisher
+//!    does not send. The forwarder switches at the next keyframe of
 //!    that layer ([`switch`]) and rewrites numbers so the subscriber sees one continuous stream
 //!    ([`rewrite`]).
 //! 4. **Keyframe requests.** It drains [`Forwarder::poll_keyframe_request`] and sends a PLI to the
@@ -59,14 +60,16 @@
 //!
 //! # Out of scope
 //!
-//! Parsing and writing RTP/RTCP, SRTP, ICE, DTLS, SDP, bandwidth estimation (the estimate comes
-//! from str0m's TWCC/GCC), NACK/RTX caches, pacing, and sockets all belong to the server's media
+//! Parsing and writing RTP/RTCP, SRTP, ICE, DTLS, SDP, delay-based bandwidth estimation (str0m's
+//! TWCC/GCC; [`downlink`] only chooses between it, a client's REMB and a loss-based climb for
+//! clients that send neither), NACK/RTX caches, pacing, and sockets all belong to the server's media
 //! loop around this crate. SVC (VP9/AV1 spatial layers in one stream) and temporal layers are not
 //! handled yet; such streams forward as a single layer.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod downlink;
 pub mod forwarder;
 pub mod meter;
 pub mod packet;

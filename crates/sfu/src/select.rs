@@ -124,14 +124,76 @@ impl Default for LayerSelector {
 /// What a subscriber's audio takes off the top of its estimate before video is shared out.
 pub const AUDIO_BPS: u64 = 50_000;
 
+/// How long a publisher has to start sending a layer it was asked for before the layer counts as
+/// missing: an encoder starts a resumed layer with a keyframe within a few hundred ms.
+pub const LAYER_START_GRACE: Duration = Duration::from_millis(1500);
+/// How long a missing layer is left out before it is offered to selection (and so asked for)
+/// again: the publisher may send it once its CPU or uplink recovers.
+pub const LAYER_RETRY: Duration = Duration::from_secs(10);
+
+/// Which layers a publisher can be expected to send, beyond what the meters see arriving.
+///
+/// A publisher does not always send every layer it declared: browsers leave out the top layers
+/// when the captured picture is too small for them (Chromium sends two of three layers of a
+/// 640×360 camera) and drop layers under CPU or bandwidth pressure. Choosing such a layer would
+/// leave a subscriber waiting forever for its keyframe. A layer counts as available while it is
+/// sending, while it is paused by us (asking resumes it), and for [`LAYER_START_GRACE`] after it
+/// was asked for; a layer asked for longer than that and not arriving is *missing*, and stays
+/// out of selection for [`LAYER_RETRY`] after nobody asks for it any more. Time is an argument.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerPresence {
+    /// Since when each layer has been asked for (`None`: paused by us).
+    asked_since: [Option<Instant>; Layer::COUNT],
+    /// When each layer was last given up as missing.
+    missing_at: [Option<Instant>; Layer::COUNT],
+}
+
+impl LayerPresence {
+    /// A track published at `now`: a publisher starts sending every layer.
+    pub fn new(now: Instant) -> Self {
+        LayerPresence { asked_since: [Some(now); Layer::COUNT], missing_at: [None; Layer::COUNT] }
+    }
+
+    /// The publisher was told to send the layers marked in `active` (lowest first; layers past its
+    /// end are not asked for). A layer no longer asked for that was missing is remembered so.
+    pub fn on_told(&mut self, now: Instant, active: &[bool], meters: &[Meter; Layer::COUNT]) {
+        for (i, asked) in self.asked_since.iter_mut().enumerate() {
+            let on = active.get(i).copied().unwrap_or(false);
+            match (*asked, on) {
+                (None, true) => *asked = Some(now),
+                (Some(since), false) => {
+                    if !meters[i].sending(now) && now.saturating_duration_since(since) >= LAYER_START_GRACE {
+                        self.missing_at[i] = Some(now);
+                    }
+                    *asked = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether layer `index` can be chosen at `now` (see the type's docs).
+    pub fn available(&self, now: Instant, index: usize, meter: &Meter) -> bool {
+        if meter.sending(now) {
+            return true;
+        }
+        match self.asked_since[index] {
+            Some(since) => now.saturating_duration_since(since) < LAYER_START_GRACE,
+            None => self.missing_at[index].is_none_or(|at| now.saturating_duration_since(at) >= LAYER_RETRY),
+        }
+    }
+}
+
 /// The layers a track of `layers` simulcast layers (the top one `top_height` pixels tall, each
 /// below half the one above) offers at `now`, lowest first, with their measured bitrates (the
-/// nominal one of a layer not being sent), and how many there are.
+/// nominal one of a layer not being sent), whether each can be chosen ([`LayerPresence`]), and
+/// how many there are.
 pub fn layer_infos(
     now: Instant,
     layers: u8,
     top_height: u32,
     meters: &[Meter; Layer::COUNT],
+    presence: &LayerPresence,
 ) -> ([LayerInfo; Layer::COUNT], usize) {
     let mut infos = [LayerInfo { layer: Layer::LOW, height: 0, bitrate_bps: 0, active: false }; Layer::COUNT];
     let n = usize::from(layers.max(1)).min(Layer::COUNT);
@@ -139,8 +201,12 @@ pub fn layer_infos(
         let height = top_height >> (n - 1 - i);
         let m = &meters[i];
         let bitrate = if m.sending(now) && m.bps() > 0 { m.bps() } else { nominal_bps(height) };
-        *info =
-            LayerInfo { layer: Layer::new(i as u8).expect("below COUNT"), height, bitrate_bps: bitrate, active: true };
+        *info = LayerInfo {
+            layer: Layer::new(i as u8).expect("below COUNT"),
+            height,
+            bitrate_bps: bitrate,
+            active: presence.available(now, i, m),
+        };
     }
     (infos, n)
 }
@@ -161,13 +227,14 @@ pub fn available_bps(budget: u64, layers: &[LayerInfo]) -> u64 {
 }
 
 /// What a subscriber would take of a track at best (the probe target of its estimate): the
-/// highest bitrate among the layers it would show and the room allows.
+/// highest bitrate among the available layers it would show and the room allows.
 pub fn best_bps(layers: &[LayerInfo], wanted_height: Option<u32>, room_max_height: Option<u32>) -> u64 {
     let Some(lowest) = layers.first() else { return 0 };
     layers
         .iter()
         .filter(|l| {
-            wanted_height.is_none_or(|h| l.height <= h.max(lowest.height))
+            l.active
+                && wanted_height.is_none_or(|h| l.height <= h.max(lowest.height))
                 && room_max_height.is_none_or(|m| l.height <= m)
         })
         .map(|l| l.bitrate_bps)
@@ -345,14 +412,62 @@ mod tests {
             meters[1].add(crate::test_util::at(i * 10), 1000);
         }
         let now = crate::test_util::at(500);
-        let (l, n) = layer_infos(now, 3, 720, &meters);
+        let presence = LayerPresence::new(t0);
+        let (l, n) = layer_infos(now, 3, 720, &meters, &presence);
         assert_eq!(n, 3);
         assert_eq!([l[0].height, l[1].height, l[2].height], [180, 360, 720]);
         assert_eq!(l[0].bitrate_bps, nominal_bps(180), "not sending: nominal");
         assert_eq!(l[1].bitrate_bps, 800_000, "measured");
         assert_eq!(l[2].bitrate_bps, nominal_bps(720));
-        let (l, n) = layer_infos(t0, 0, 480, &meters);
+        let (l, n) = layer_infos(t0, 0, 480, &meters, &presence);
         assert_eq!((n, l[0].height, l[0].layer), (1, 480, Layer::LOW), "a single layer counts as one");
+    }
+
+    #[test]
+    fn a_layer_the_publisher_never_sends_drops_out_of_selection_and_is_retried_later() {
+        use crate::test_util::at;
+        // Chromium with a 640x360 camera and three layers asked: it sends the lower two only.
+        let mut presence = LayerPresence::new(at(0));
+        let mut meters = [Meter::default(); Layer::COUNT];
+        let mut selector = LayerSelector::default();
+        let demand = Demand { wanted_height: None, room_max_height: None, available_bps: 5_000_000 };
+        let mut pick = |presence: &LayerPresence, meters: &[Meter; Layer::COUNT], ms| {
+            let (l, n) = layer_infos(at(ms), 3, 360, meters, presence);
+            selector.select(at(ms), &l[..n], demand)
+        };
+        for ms in (0..=1400).step_by(20) {
+            meters[0].add(at(ms), 300);
+            meters[1].add(at(ms), 600);
+        }
+        assert_eq!(pick(&presence, &meters, 1400), Some(Layer::new(2).unwrap()), "still within the grace");
+        for ms in (1420..=1600).step_by(20) {
+            meters[0].add(at(ms), 300);
+            meters[1].add(at(ms), 600);
+        }
+        assert_eq!(
+            pick(&presence, &meters, 1600),
+            Some(Layer::new(1).unwrap()),
+            "missing: the best layer that arrives"
+        );
+        // Nobody asks for it any more: it stays out while it is missing, then is offered again.
+        presence.on_told(at(1600), &[true, true, false], &meters);
+        let (l, _) = layer_infos(at(5000), 3, 360, &meters, &presence);
+        assert!(!l[2].active, "left out for LAYER_RETRY");
+        let (l, _) = layer_infos(at(11_600), 3, 360, &meters, &presence);
+        assert!(l[2].active, "offered again after LAYER_RETRY");
+        presence.on_told(at(11_600), &[true, true, true], &meters);
+        let (l, _) = layer_infos(at(12_000), 3, 360, &meters, &presence);
+        assert!(l[2].active, "asked again: a new grace");
+        // A layer we paused ourselves is always available: asking resumes it.
+        let mut paused = LayerPresence::new(at(0));
+        paused.on_told(at(100), &[true, false, false], &meters);
+        let (l, _) = layer_infos(at(60_000), 3, 360, &[Meter::default(); Layer::COUNT], &paused);
+        assert!(l[1].active && l[2].active, "paused by us, not missing");
+        // A layer that arrives is available however long ago it was asked for.
+        let mut m = [Meter::default(); Layer::COUNT];
+        m[2].add(at(60_000), 1000);
+        let (l, _) = layer_infos(at(60_000), 3, 360, &m, &LayerPresence::new(at(0)));
+        assert!(l[2].active);
     }
 
     #[test]

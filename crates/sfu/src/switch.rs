@@ -120,6 +120,12 @@ impl LayerSwitcher {
 
 /// Limits keyframe requests (PLI) sent to one publisher track, per layer: each layer is its own
 /// RTP stream with its own encoder, so a keyframe on one does not help another.
+///
+/// It coalesces, it does not delay: while a request is outstanding (no keyframe of the layer
+/// arrived since), further requests are left out — the keyframe on its way serves them all — for
+/// up to `min_interval` (then the request counts as lost and goes again). Once the keyframe has
+/// arrived ([`KeyframeThrottle::on_keyframe`]), the next request goes at once: a newcomer asking
+/// just after a keyframe does not wait out the window.
 #[derive(Debug)]
 pub struct KeyframeThrottle {
     min_interval: Duration,
@@ -134,6 +140,11 @@ impl KeyframeThrottle {
     /// A throttle that lets through at most one request per layer every `min_interval`.
     pub fn new(min_interval: Duration) -> Self {
         Self { min_interval, last_sent: [None; Layer::COUNT] }
+    }
+
+    /// A keyframe of `layer` arrived: the outstanding request (if any) is served.
+    pub fn on_keyframe(&mut self, layer: Layer) {
+        self.last_sent[layer.index()] = None;
     }
 
     /// Whether a keyframe request for `layer` should be sent now. A `true` counts as sent.
@@ -290,5 +301,17 @@ mod tests {
             }
         }
         assert_eq!(sent, 4, "one PLI per 500 ms for 2 s, however many subscribers wait");
+    }
+
+    #[test]
+    fn the_throttle_coalesces_while_a_keyframe_is_on_its_way_and_not_after() {
+        let mut t = KeyframeThrottle::default();
+        assert!(t.allow(at(0), L::LOW));
+        assert!(!t.allow(at(100), L::LOW), "outstanding: the coming keyframe serves this one");
+        assert!(t.allow(at(100), L::MID), "another layer is another encoder");
+        t.on_keyframe(L::LOW);
+        assert!(t.allow(at(150), L::LOW), "after the keyframe a new request goes at once");
+        assert!(!t.allow(at(200), L::LOW));
+        assert!(t.allow(at(650), L::LOW), "an unanswered request is repeated after the window");
     }
 }

@@ -23,6 +23,7 @@
 //! participant whose receiver is closed; a group change leaves the latest member list in a slot
 //! and wakes the room the same way.
 
+mod batch;
 pub mod direct;
 mod engine;
 mod net;

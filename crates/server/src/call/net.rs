@@ -8,7 +8,8 @@
 //! receive batch is handed to each room as one message, and a room that falls behind loses
 //! packets instead of stalling the socket for everyone else.
 //!
-//! UDP uses `quinn-udp`: `recvmmsg` batches and GRO on receive.
+//! UDP uses `quinn-udp` to receive (`recvmmsg` batches and GRO); a room sends each flush's datagrams
+//! in one `sendmmsg`, with GSO for runs to one destination ([`SendBatch`]).
 //!
 //! **ICE-TCP limits.** A TCP connection must send, within [`TCP_HANDSHAKE`], a STUN binding
 //! request naming a live peer connection; until then it is *pending*, and one client IP may have
@@ -29,12 +30,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
+#[cfg(not(target_os = "linux"))]
+use quinn_udp::Transmit;
+use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
 use str0m::net::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use super::batch::SendBatch;
 use crate::config::Config;
 
 /// A new ICE-TCP connection has this long to send its first STUN binding request.
@@ -90,6 +94,10 @@ pub(crate) struct MediaNet {
     next_tcp: AtomicU64,
     /// Times a media loop panicked and was started again.
     pub restarts: AtomicU64,
+    /// `sendmmsg` calls made (each carries a room flush's datagrams).
+    pub send_calls: AtomicU64,
+    /// Datagrams one GSO message may carry (1: none); drops to 1 if a GSO send fails.
+    gso_segments: AtomicUsize,
 }
 
 /// A registered peer connection: where its datagrams go, and its ICE-TCP connections.
@@ -138,7 +146,6 @@ impl MediaNet {
         };
         let net = Arc::new(MediaNet {
             udp,
-            udp_state,
             udp_advertised: SocketAddr::new(advertise_ip, udp_local.port()),
             udp_local,
             tcp_advertised,
@@ -150,6 +157,9 @@ impl MediaNet {
             tcp_pending: Mutex::new(HashMap::new()),
             next_tcp: AtomicU64::new(1),
             restarts: AtomicU64::new(0),
+            send_calls: AtomicU64::new(0),
+            gso_segments: AtomicUsize::new(udp_state.max_gso_segments()),
+            udp_state,
         });
         let n = net.clone();
         supervise("media UDP receive loop", net.clone(), move || udp_loop(n.clone()));
@@ -199,84 +209,41 @@ impl MediaNet {
         }
     }
 
-    /// Sends what `batch` gathered and empties it: each run of same-size datagrams to one
-    /// destination goes out as one UDP GSO send (one syscall for a frame's packets to one
-    /// subscriber). A full socket buffer drops the datagrams (media is loss-tolerant and a room
-    /// task must never wait on the socket).
+    /// Sends what `batch` gathered and empties it, in one `sendmmsg` (see [`SendBatch`]). A full
+    /// socket buffer drops the datagrams (media is loss-tolerant and a room task must never wait
+    /// on the socket).
     pub fn send_batch(&self, batch: &mut SendBatch) {
-        for run in batch.runs.drain(..) {
-            let contents = &batch.buf[run.start..run.end];
-            let segments = (run.end - run.start).div_ceil(run.segment);
-            let t = Transmit {
-                destination: run.destination,
-                ecn: None,
-                contents,
-                segment_size: (segments > 1).then_some(run.segment),
-                src_ip: None,
-            };
-            let r = self.udp.try_io(Interest::WRITABLE, || self.udp_state.send((&*self.udp).into(), &t));
-            if r.is_err() {
-                self.dropped_out.fetch_add(segments as u64, Ordering::Relaxed);
-            }
+        #[cfg(target_os = "linux")]
+        let sent = {
+            use std::os::fd::AsRawFd;
+            let fd = self.udp.as_raw_fd();
+            batch.send(self.udp_local.is_ipv6(), |hdrs| {
+                self.udp.try_io(Interest::WRITABLE, || super::batch::sendmmsg(fd, hdrs))
+            })
+        };
+        #[cfg(not(target_os = "linux"))]
+        let sent = batch.send_each(|destination, contents, segment_size| {
+            let t = Transmit { destination, ecn: None, contents, segment_size, src_ip: None };
+            self.udp.try_io(Interest::WRITABLE, || self.udp_state.send((&*self.udp).into(), &t))
+        });
+        if sent.gso_failed && self.gso_segments.swap(1, Ordering::Relaxed) > 1 {
+            tracing::info!("UDP GSO send failed: sending without segmentation offload from now on");
         }
-        batch.buf.clear();
+        self.send_calls.fetch_add(sent.calls, Ordering::Relaxed);
+        self.dropped_out.fetch_add(sent.dropped, Ordering::Relaxed);
+        let m = crate::metrics::metrics();
+        m.media_send_calls.inc_by(sent.calls);
+        m.media_datagrams_sent.inc_by(sent.datagrams);
     }
 
     /// How many datagrams one GSO send may carry here (1 without GSO).
     pub fn max_segments(&self) -> usize {
-        self.udp_state.max_gso_segments()
+        self.gso_segments.load(Ordering::Relaxed)
     }
 
     /// The UDP socket's local address.
     pub fn udp_local(&self) -> SocketAddr {
         self.udp_local
-    }
-}
-
-/// Outgoing UDP datagrams gathered while a room drains its peer connections, grouped into runs
-/// that can go out as one GSO send: same destination, same size (the last may be shorter).
-#[derive(Default)]
-pub(crate) struct SendBatch {
-    buf: Vec<u8>,
-    runs: Vec<Run>,
-}
-
-struct Run {
-    destination: SocketAddr,
-    segment: usize,
-    start: usize,
-    end: usize,
-    /// The last datagram was shorter than `segment`: the run is closed.
-    closed: bool,
-}
-
-impl SendBatch {
-    /// GSO sends are limited to 64 KiB.
-    const MAX_RUN_BYTES: usize = 65_000;
-
-    /// Adds one datagram; `max_segments` is the socket's GSO limit.
-    pub fn push(&mut self, destination: SocketAddr, data: &[u8], max_segments: usize) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(data);
-        let end = self.buf.len();
-        if let Some(run) = self.runs.last_mut() {
-            let fits = !run.closed
-                && run.destination == destination
-                && data.len() <= run.segment
-                && (run.end - run.start) / run.segment < max_segments
-                && end - run.start <= Self::MAX_RUN_BYTES;
-            if fits {
-                run.end = end;
-                run.closed = data.len() < run.segment;
-                return;
-            }
-        }
-        self.runs.push(Run { destination, segment: data.len().max(1), start, end, closed: false });
-    }
-
-    /// Nothing gathered.
-    pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
     }
 }
 
@@ -604,28 +571,6 @@ mod tests {
         p
     }
 
-    #[test]
-    fn send_batch_groups_same_size_runs_per_destination() {
-        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2000".parse().unwrap();
-        let mut batch = SendBatch::default();
-        for _ in 0..3 {
-            batch.push(a, &[1; 1200], 64);
-        }
-        batch.push(a, &[2; 700], 64); // a shorter last segment closes the run
-        batch.push(a, &[3; 1200], 64);
-        batch.push(b, &[4; 1200], 64);
-        batch.push(b, &[5; 1300], 64); // longer than the run's segment: a new run
-        let runs: Vec<(SocketAddr, usize, usize)> =
-            batch.runs.iter().map(|r| (r.destination, r.segment, r.end - r.start)).collect();
-        assert_eq!(runs, vec![(a, 1200, 4300), (a, 1200, 1200), (b, 1200, 1200), (b, 1300, 1300)]);
-        let mut limited = SendBatch::default();
-        for _ in 0..5 {
-            limited.push(a, &[0; 100], 2);
-        }
-        assert_eq!(limited.runs.len(), 3, "at most max_segments datagrams per run");
-    }
-
     /// A panic inside the UDP receive loop's body (here: on a test-only datagram) restarts the
     /// loop: datagrams are routed again afterwards.
     #[tokio::test]
@@ -660,6 +605,49 @@ mod tests {
         let batch = tokio::time::timeout(Duration::from_secs(5), routed).await.expect("the loop runs again");
         assert_eq!(batch[0].source, client.local_addr().unwrap());
         assert_eq!(net.restarts.load(Ordering::Relaxed), 1);
+    }
+
+    /// A flush's datagrams to several subscribers leave in one system call, each arriving whole
+    /// and in order; a GSO run arrives as its separate datagrams.
+    #[tokio::test]
+    async fn one_send_call_reaches_every_destination() {
+        let cfg =
+            Config { listen: "127.0.0.1:0".parse().unwrap(), rtc_udp_port: 0, rtc_tcp: false, ..Config::default() };
+        let net = MediaNet::start(&cfg).await.unwrap();
+        let mut subs = Vec::new();
+        for _ in 0..3 {
+            subs.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        }
+        let mut batch = SendBatch::default();
+        let mut expected: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
+        for round in 0..3u8 {
+            for (i, s) in subs.iter().enumerate() {
+                // Three same-size packets to the first (one GSO run), one each to the others.
+                let n = if i == 0 { 3 } else { 1 };
+                for k in 0..n {
+                    let d = vec![round * 10 + k; 1000 + i];
+                    batch.push(s.local_addr().unwrap(), &d, net.max_segments());
+                    expected[i].push(d);
+                }
+            }
+        }
+        // A new socket is writable once the runtime has seen it so (the room tasks' sends come
+        // long after that).
+        net.udp.writable().await.unwrap();
+        let calls = net.send_calls.load(Ordering::Relaxed);
+        net.send_batch(&mut batch);
+        assert_eq!(net.send_calls.load(Ordering::Relaxed) - calls, 1, "one sendmmsg for the flush");
+        assert!(batch.is_empty());
+        for (s, want) in subs.iter().zip(expected) {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            while got.len() < want.len() {
+                let n = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf)).await.unwrap().unwrap();
+                got.push(buf[..n].to_vec());
+            }
+            assert_eq!(got, want);
+        }
+        assert_eq!(net.dropped_out.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub(crate) struct RoomTask {
     shared: Arc<RoomShared>,
     pkt_tx: mpsc::Sender<Vec<Datagram>>,
     pkt_rx: mpsc::Receiver<Vec<Datagram>>,
-    /// UDP datagrams gathered while draining, sent together (GSO) after each timeout input.
+    /// UDP datagrams gathered while draining, sent in one `sendmmsg` after each timeout input.
     out: SendBatch,
     sinks: HashMap<SinkId, Sink>,
     next_id: u64,

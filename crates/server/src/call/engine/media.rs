@@ -2,7 +2,7 @@
 //! requests, layer selection, leg timeouts and liveness.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chorus_proto::call::CallEvent;
 use chorus_sfu::codec::{self, Codec};
@@ -17,8 +17,13 @@ use str0m::{Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 use super::state::{Fwd, SpareLine, SsrcRoute};
 use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
 
-/// Rounds of due timeouts one flush serves before it sends (see `Engine::flush`).
-const IMMEDIATE_ROUNDS: u32 = 4;
+/// Rounds of due timeouts one flush serves before it sends (see `Engine::flush`): enough for a
+/// 720p keyframe to one subscriber (str0m releases one packet per round).
+const IMMEDIATE_ROUNDS: u32 = 64;
+/// str0m's pacer (on with bandwidth estimation) lets one packet out per timeout and then asks for
+/// the next timeout 1 µs after the last one it was given. A flush serves those at once (with the
+/// same `now`) instead of leaving the rest of a frame for later wake-ups of the room task.
+const PACER_STEP: Duration = Duration::from_micros(1);
 
 /// One video track a subscriber receives, in the order its budget is shared out.
 struct Wanted {
@@ -66,26 +71,27 @@ impl Engine {
     }
 
     pub(super) fn timeouts(&mut self, now: Instant) {
-        self.leg_timeouts(now);
+        self.leg_timeouts(now, Duration::ZERO);
         self.room.handle_timeout(now);
         self.talk.handle_timeout(now);
         self.talk_events();
         if now.saturating_duration_since(self.last_tick) >= TICK {
             self.last_tick = now;
             self.liveness(now);
+            self.update_estimates(now);
             self.select_layers(now, None);
         }
         self.room_events(now);
     }
 
-    /// Hands `now` to every peer connection whose timeout is due and marks it for draining.
-    /// Returns whether any was due.
-    fn leg_timeouts(&mut self, now: Instant) -> bool {
+    /// Hands `now` to every peer connection whose timeout is due by `now + slack` and marks it
+    /// for draining. Returns whether any was due.
+    fn leg_timeouts(&mut self, now: Instant, slack: Duration) -> bool {
         let mut any = false;
         for p in self.peers.values_mut() {
             for (leg, which) in [(&mut p.publish, Leg::Publish), (&mut p.subscribe, Leg::Subscribe)] {
                 let Some(leg) = leg else { continue };
-                if leg.next_timeout <= now {
+                if leg.next_timeout <= now + slack {
                     any = true;
                     let _ = leg.rtc.handle_input(RtcInput::Timeout(now));
                     mark_dirty(&mut self.dirty, leg, PeerKey { uid: p.uid, leg: which });
@@ -140,14 +146,14 @@ impl Engine {
 
     /// Drains every leg touched since the last flush, until no more work appears.
     pub(super) fn flush(&mut self, now: Instant) {
-        // Writing forwarded packets makes str0m ask for a timeout at `now` before it releases
-        // them (its pacer): serve those here, up to a few rounds, so they leave in this flush's
-        // batch instead of costing another trip through the scheduler and another send.
+        // Writing forwarded packets makes str0m ask for a timeout before it releases each of them
+        // (its pacer, see PACER_STEP): serve those here, so a frame's packets leave in this
+        // flush's batch instead of one per wake-up of the room task (each a timer tick later).
         let mut rounds = 0;
         loop {
             if self.dirty.is_empty() && self.work.is_empty() && self.rtp.is_empty() {
                 rounds += 1;
-                if rounds > IMMEDIATE_ROUNDS || !self.leg_timeouts(now) {
+                if rounds > IMMEDIATE_ROUNDS || !self.leg_timeouts(now, PACER_STEP) {
                     break;
                 }
             }
@@ -180,8 +186,12 @@ impl Engine {
 
     fn drain(&mut self, now: Instant, key: PeerKey) {
         let Some(peer) = self.peers.get_mut(&key.uid) else { return };
-        let mut estimate = None;
-        let Some(leg) = peer.leg(key.leg) else { return };
+        let downlink = &mut peer.downlink;
+        let leg = match key.leg {
+            Leg::Publish => peer.publish.as_mut(),
+            Leg::Subscribe => peer.subscribe.as_mut(),
+        };
+        let Some(leg) = leg else { return };
         leg.dirty = false;
         loop {
             match leg.rtc.poll_output() {
@@ -197,7 +207,18 @@ impl Engine {
                     }
                     Event::RtpPacket(pkt) => self.rtp.push((key.uid, pkt)),
                     Event::KeyframeRequest(r) => self.work.push(Work::Keyframe(key.uid, r.mid)),
-                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => estimate = Some(e.as_u64()),
+                    // The send-side estimate counts while TWCC feedback is seen arriving (the
+                    // stats below): without feedback it repeats the start rate forever.
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => downlink.on_twcc(e.as_u64()),
+                    Event::EgressBitrateEstimate(BweKind::Remb { estimate: e, .. }) => {
+                        downlink.on_remb(now, e.as_u64());
+                    }
+                    Event::PeerStats(s) if s.egress_loss_fraction.is_some() => downlink.on_twcc_feedback(now),
+                    Event::MediaEgressStats(s) => {
+                        if let Some(loss) = s.loss {
+                            downlink.on_loss(loss);
+                        }
+                    }
                     _ => {}
                 },
                 Err(e) => {
@@ -211,8 +232,12 @@ impl Engine {
             tracing::debug!(uid = key.uid, leg = ?key.leg, "peer connection closed");
             self.work.push(Work::Lost(key.uid));
         }
-        if let Some(bps) = estimate {
-            peer.bwe_bps = bps;
+    }
+
+    /// Moves every subscriber's downlink estimate on (see `chorus_sfu::downlink`).
+    fn update_estimates(&mut self, now: Instant) {
+        for p in self.peers.values_mut().filter(|p| p.subscribe.is_some()) {
+            p.bwe_bps = p.downlink.update(now);
         }
     }
 
@@ -270,6 +295,9 @@ impl Engine {
             layer,
         };
         track.meters[layer.index()].add(now, pkt.payload.len());
+        if info.keyframe {
+            track.throttle.on_keyframe(layer);
+        }
         if kind == TrackKind::Audio {
             if let Some(level) = pkt.header.ext_vals.audio_level {
                 self.talk.on_level(now, uid, level.unsigned_abs().min(127));
@@ -526,13 +554,18 @@ impl Engine {
                     active[0] = true;
                 }
                 if t.told_active != active {
+                    t.presence.on_told(now, &active, &t.meters);
                     t.told_active = active.clone();
                     tell_active.push((p.uid, CallEvent::Layers { sid: t.sid, active }));
                 }
             }
         }
         for (uid, bps) in desired {
-            if let Some(leg) = self.peers.get_mut(&uid).and_then(|p| p.subscribe.as_mut()) {
+            let Some(p) = self.peers.get_mut(&uid) else { continue };
+            // Room above what the best layers need, so the climb without feedback clears the
+            // selector's margin for the top layer.
+            p.downlink.set_ceiling(bps + bps / 4);
+            if let Some(leg) = p.subscribe.as_mut() {
                 leg.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(bps));
             }
         }

@@ -163,8 +163,8 @@ pub(crate) enum Input<'a> {
     Slow(SinkId),
     /// Time passed: serve due timers and drain what the inputs since the last one touched.
     Timeout,
-    /// Tests: the downlink estimate of `uid`'s subscribe leg is `bps` (until str0m's next one),
-    /// so a test can drive layer selection without shaping a simulated link.
+    /// Tests: the downlink estimate of `uid`'s subscribe leg is `bps`, as if TWCC had measured it
+    /// (until str0m's next one), so a test can drive layer selection without shaping a link.
     #[cfg(test)]
     Estimate { uid: i64, bps: u64 },
 }
@@ -315,6 +315,8 @@ impl Engine {
             Input::Estimate { uid, bps } => {
                 if let Some(p) = self.peers.get_mut(&uid) {
                     p.bwe_bps = bps;
+                    p.downlink.on_twcc(bps);
+                    p.downlink.on_twcc_feedback(now);
                 }
             }
         }

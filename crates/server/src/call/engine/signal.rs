@@ -7,6 +7,8 @@ use std::time::Instant;
 use chorus_proto::call::{AdminAction, CallLeaveReason, CallTrack, PublishRequest};
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use chorus_proto::{ErrorCode, GroupId};
+use chorus_sfu::downlink::DownlinkEstimate;
+use chorus_sfu::select::LayerPresence;
 use chorus_sfu::switch::KeyframeThrottle;
 use chorus_sfu::Meter;
 use chorus_sfu::{Layer, LeaveReason, Mute, Publish, StreamId, StreamKind, Subscription, TrackKind};
@@ -52,14 +54,19 @@ struct NewLine {
 }
 
 /// The str0m configuration of a peer connection leg: ICE lite with our credentials, RTP mode
-/// (we forward packets, not frames); `bwe_start` turns on bandwidth estimation (subscribe legs).
+/// (we forward packets, not frames); `bwe_start` turns on bandwidth estimation (subscribe legs),
+/// with statistics each second: whether TWCC feedback arrives, and the receiver reports' loss
+/// (see `chorus_sfu::downlink`).
 pub(crate) fn leg_config(creds: IceCreds, bwe_start: Option<Bitrate>) -> RtcConfig {
     let config = Rtc::builder().set_ice_lite(true).set_rtp_mode(true).set_local_ice_credentials(creds);
     match bwe_start {
-        Some(b) => config.enable_bwe(Some(b)),
+        Some(b) => config.enable_bwe(Some(b)).set_stats_interval(Some(STATS_INTERVAL)),
         None => config,
     }
 }
+
+/// How often a subscribe leg reports statistics.
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs str0m's handling of a remote description, catching a panic. str0m 0.25 asserts some SDP
 /// invariants instead of returning an error: fuzz/sdp found an offer that binds one payload type
@@ -179,6 +186,7 @@ impl Engine {
                 to_stop: Vec::new(),
                 spare: Vec::new(),
                 bwe_bps: self.cfg.initial_bitrate_kbps * 1000,
+                downlink: DownlinkEstimate::new(self.cfg.initial_bitrate_kbps * 1000),
                 _live: crate::metrics::Live::new(&crate::metrics::metrics().call_participants),
             },
         );
@@ -409,6 +417,7 @@ impl Engine {
                 codecs: Vec::new(),
                 subscribers: Vec::new(),
                 told_active: Vec::new(),
+                presence: LayerPresence::new(now),
             });
         }
         Ok(ServerFrame::CallPublished {

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chorus_sfu::codec::Codec;
-use chorus_sfu::select::{LayerInfo, LayerSelector};
+use chorus_sfu::downlink::DownlinkEstimate;
+use chorus_sfu::select::{LayerInfo, LayerPresence, LayerSelector};
 use chorus_sfu::switch::KeyframeThrottle;
 use chorus_sfu::Meter;
 use chorus_sfu::{Forwarder, Layer, TrackKind};
@@ -59,13 +60,15 @@ pub(super) struct PubTrack {
     pub subscribers: Vec<Fwd>,
     /// Layers anyone receives, as last told to the publisher.
     pub told_active: Vec<bool>,
+    /// Which layers the publisher can be expected to send (it may leave some out).
+    pub presence: LayerPresence,
 }
 
 impl PubTrack {
     /// The layers this track offers now, lowest first, with their measured bitrates (a nominal
     /// one for a layer not being sent), and how many there are.
     pub fn layer_infos(&self, now: Instant) -> ([LayerInfo; Layer::COUNT], usize) {
-        chorus_sfu::select::layer_infos(now, self.layers, self.height.unwrap_or(720), &self.meters)
+        chorus_sfu::select::layer_infos(now, self.layers, self.height.unwrap_or(720), &self.meters, &self.presence)
     }
 }
 
@@ -106,8 +109,10 @@ pub(super) struct Peer {
     pub spare: Vec<SpareLine>,
     /// Counted in `chorus_call_participants` while in the room.
     pub _live: crate::metrics::Live,
-    /// Downlink estimate of the subscribe leg.
+    /// Downlink estimate of the subscribe leg, as layer selection uses it (from `downlink`).
     pub bwe_bps: u64,
+    /// Where the subscribe leg's estimate comes from: TWCC, REMB or a loss-based climb.
+    pub downlink: DownlinkEstimate,
 }
 
 impl Peer {

@@ -99,6 +99,23 @@ struct Sim {
     next: u64,
     /// An estimate to impose on a subscriber before each timeout input (see `Input::Estimate`).
     estimate: Option<(i64, u64)>,
+    /// Datagrams the engine sent to each leg.
+    transmits: HashMap<PeerKey, usize>,
+    /// Bytes of a video frame on each simulcast layer.
+    video_bytes: [usize; 3],
+    /// Height of the top layer of the cameras `publish_video` publishes.
+    camera_height: u32,
+    /// What each client's subscribe leg sends back about its downlink (TWCC when not listed).
+    feedback: HashMap<i64, Feedback>,
+}
+
+/// What a client's subscribe leg tells the server about its downlink.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Feedback {
+    /// No TWCC (the extension is not negotiated) and no REMB: only receiver reports.
+    None,
+    /// No TWCC; a REMB of this many bit/s every 500 ms.
+    Remb(u64),
 }
 
 fn settings() -> RoomSettings {
@@ -141,6 +158,10 @@ impl Sim {
             unregistered: Vec::new(),
             next: 0,
             estimate: None,
+            transmits: HashMap::new(),
+            video_bytes: [150, 600, 2400],
+            camera_height: 720,
+            feedback: HashMap::new(),
         }
     }
 
@@ -215,6 +236,7 @@ impl Sim {
                     self.clients.iter_mut().find(|c| c.sink == sink).expect("a known sink").released = true;
                 }
                 Output::Transmit { peer, transmit } => {
+                    *self.transmits.entry(peer).or_default() += 1;
                     let now = self.now;
                     let Some(c) = self.clients.iter_mut().find(|c| c.uid == peer.uid) else { continue };
                     let leg = match peer.leg {
@@ -247,6 +269,7 @@ impl Sim {
         let now = self.now;
         let mut next = now + Duration::from_millis(10);
         let mut sent = Vec::new();
+        self.send_remb();
         for c in &mut self.clients {
             for (which, leg) in [(Leg::Publish, c.publish.as_mut()), (Leg::Subscribe, c.subscribe.as_mut())] {
                 let Some(leg) = leg else { continue };
@@ -287,6 +310,24 @@ impl Sim {
         }
     }
 
+    /// Clients that send REMB report their downlink every 500 ms, on a media line they receive.
+    fn send_remb(&mut self) {
+        let now = self.now;
+        for c in &mut self.clients {
+            let Some(Feedback::Remb(bps)) = self.feedback.get(&c.uid).copied() else { continue };
+            let Some(leg) = c.subscribe.as_mut() else { continue };
+            if leg.last_video.is_some_and(|t| now - t < Duration::from_millis(500)) {
+                continue;
+            }
+            let Some(mid) = c.media.keys().next().copied() else { continue };
+            let mut api = leg.rtc.direct_api();
+            if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+                rx.request_remb(str0m::bwe::Bitrate::bps(bps));
+                leg.last_video = Some(now); // a subscribe leg sends no video: its REMB clock
+            }
+        }
+    }
+
     /// Steps until `done` holds; panics after `limit` of simulated time.
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) {
         let until = self.now + limit;
@@ -316,9 +357,11 @@ impl Sim {
     }
 
     /// Every connected camera sends a frame on each layer every 33 ms: a keyframe where one is
-    /// needed, and `size(layer)` bytes of VP8 (whose first payload byte says key or delta).
+    /// needed, and `video_bytes[layer]` bytes of VP8 (whose first payload byte says key or delta);
+    /// a layer of 0 bytes is not sent at all.
     fn send_video(&mut self) {
         let (now, elapsed) = (self.now, self.now - self.start);
+        let sizes = self.video_bytes;
         let ticks = elapsed.as_micros() as u64 * 90 / 1000;
         for c in &mut self.clients {
             let Some(leg) = c.publish.as_mut().filter(|l| l.connected) else { continue };
@@ -331,9 +374,12 @@ impl Sim {
                 continue;
             };
             for (i, rid) in rids.iter().enumerate() {
+                if sizes[i] == 0 {
+                    continue; // a layer this camera leaves out
+                }
                 let key = leg.need_key.contains(rid);
                 leg.need_key.retain(|r| r != rid);
-                let mut frame = vec![0u8; 150 << (2 * i)];
+                let mut frame = vec![0u8; sizes[i]];
                 frame[0] = if key { 0x10 } else { 0x11 };
                 if let Some(w) = leg.rtc.writer(mid) {
                     let time = MediaTime::new(ticks, str0m::media::Frequency::NINETY_KHZ);
@@ -343,7 +389,8 @@ impl Sim {
         }
     }
 
-    /// Client `uid` publishes a 720p camera in three simulcast layers as stream `sid`.
+    /// Client `uid` publishes a camera (`camera_height`, 720p unless a test changes it) in three
+    /// simulcast layers as stream `sid`.
     fn publish_video(&mut self, uid: i64, sid: u32) -> ServerFrame {
         let addr: SocketAddr = format!("10.0.1.{uid}:1000").parse().unwrap();
         let mut rtc = self.new_rtc(addr);
@@ -360,7 +407,7 @@ impl Sim {
             video: true,
             screen: false,
             rids: vec!["q".into(), "h".into(), "f".into()],
-            height: Some(720),
+            height: Some(self.camera_height),
             muted: Default::default(),
             audio_mid: None,
             video_mid: Some(mid.to_string()),
@@ -454,7 +501,23 @@ impl Sim {
                 let uid = self.clients[i].uid;
                 if self.clients[i].subscribe.is_none() {
                     let addr: SocketAddr = format!("10.0.2.{uid}:2000").parse().unwrap();
-                    let rtc = self.new_rtc(addr);
+                    let rtc = match self.feedback.get(&uid) {
+                        None => self.new_rtc(addr),
+                        Some(_) => {
+                            // The standard extensions but transport-wide sequence numbers: the
+                            // answer leaves TWCC out, so the server gets no TWCC feedback.
+                            let mut exts = str0m::rtp::ExtensionMap::empty();
+                            let standard = str0m::rtp::ExtensionMap::standard();
+                            for (id, e) in standard.iter() {
+                                if *e != str0m::rtp::Extension::TransportSequenceNumber {
+                                    exts.set(id, e.clone());
+                                }
+                            }
+                            let mut rtc = Rtc::builder().set_extension_map(exts).build(self.now);
+                            rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
+                            rtc
+                        }
+                    };
                     self.clients[i].subscribe = Some(ClientLeg::new(rtc, None));
                 }
                 let leg = self.clients[i].subscribe.as_mut().expect("made above");
@@ -636,4 +699,87 @@ fn a_slow_session_and_a_gone_one_are_taken_out() {
     );
     assert!(sim.client(2).released && sim.client(3).released && !sim.client(1).released);
     assert_eq!(sim.engine.peers.len(), 1);
+}
+
+/// A frame's packets to a subscriber leave in the flush that forwarded them: str0m's pacer lets
+/// one packet out per timeout, and the flush serves those timeouts at once instead of leaving
+/// the rest of the frame to later wake-ups (one timer tick each).
+#[test]
+fn a_frames_packets_leave_in_one_flush() {
+    let mut sim = Sim::new(7);
+    sim.join(1, Permissions::MEMBER);
+    sim.join(2, Permissions::MEMBER);
+    sim.video_bytes = [150, 600, 14_000]; // the top layer's frames: a dozen packets
+    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    sim.estimate = Some((2, 20_000_000));
+    sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
+    let sub = PeerKey { uid: 2, leg: Leg::Subscribe };
+    let mut most = 0;
+    let until = sim.now + Duration::from_secs(1);
+    while sim.now < until {
+        let before = sim.transmits.get(&sub).copied().unwrap_or(0);
+        sim.send_video();
+        sim.step();
+        most = most.max(sim.transmits.get(&sub).copied().unwrap_or(0) - before);
+    }
+    assert!(most >= 12, "at most {most} datagrams to the subscriber in one flush");
+}
+
+/// A subscriber whose client sends no TWCC feedback still gets an estimate that leaves the start
+/// rate: from its REMB reports when it sends them, else by climbing while its receiver reports
+/// show no loss. Either way its video steps up from the lowest layer the start rate allowed.
+#[test]
+fn remb_only_and_no_feedback_subscribers_step_up_a_layer() {
+    for (seed, feedback) in [(8, Feedback::Remb(5_000_000)), (9, Feedback::None)] {
+        let mut sim = Sim::new(seed);
+        sim.engine.cfg.initial_bitrate_kbps = 100; // fits the lowest layer only
+        sim.feedback.insert(2, feedback);
+        sim.join(1, Permissions::MEMBER);
+        sim.join(2, Permissions::MEMBER);
+        assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+        assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+        sim.run_until(Duration::from_secs(10), |s| !s.layers_told(2).is_empty());
+        assert_eq!(sim.layers_told(2)[0], Some(0), "{feedback:?}: the start rate fits the lowest layer");
+        let started = sim.now;
+        sim.run_until(Duration::from_secs(40), |s| s.layers_told(2).last().is_some_and(|l| *l > Some(0)));
+        let source = sim.engine.peers[&2].downlink.source(sim.now);
+        match feedback {
+            Feedback::Remb(_) => {
+                assert_eq!(source, chorus_sfu::downlink::Source::Remb);
+                assert_eq!(sim.layers_told(2).last(), Some(&Some(2)), "REMB says 5 Mbit/s: the top layer");
+            }
+            Feedback::None => {
+                assert_eq!(source, chorus_sfu::downlink::Source::LossBased);
+                assert!(sim.now - started >= Duration::from_secs(3), "the climb takes its time");
+            }
+        }
+        let before = sim.media(2).iter().sum::<usize>();
+        sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= before + 20);
+    }
+}
+
+/// A camera that leaves out its top layer (as Chromium does with three layers of a 640x360
+/// capture): a subscriber with bandwidth for everything is not left waiting for that layer's
+/// keyframe, it receives the best layer that arrives, and the top one is asked for again later.
+#[test]
+fn a_layer_the_publisher_never_sends_is_not_chosen() {
+    let mut sim = Sim::new(11);
+    sim.video_bytes = [150, 600, 0];
+    sim.camera_height = 360;
+    sim.join(1, Permissions::MEMBER);
+    sim.join(2, Permissions::MEMBER);
+    sim.estimate = Some((2, 5_000_000));
+    let start = sim.now;
+    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    sim.run_until(Duration::from_secs(5), |s| s.layers_told(2).last() == Some(&Some(1)));
+    sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= 20);
+    assert!(sim.now - start < Duration::from_secs(4), "video within the grace and a keyframe: {:?}", sim.now - start);
+    assert!(!sim.layers_told(2).contains(&Some(2)), "never told of a layer that does not arrive");
+    // It stays on the layer that arrives (the top one is retried now and then, never switched to).
+    let before = sim.media(2).iter().sum::<usize>();
+    sim.run_until(Duration::from_secs(30), |s| s.now - start >= Duration::from_secs(30));
+    assert!(sim.media(2).iter().sum::<usize>() >= before + 500, "video kept flowing");
+    assert_eq!(sim.layers_told(2).last(), Some(&Some(1)));
 }
