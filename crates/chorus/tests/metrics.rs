@@ -107,10 +107,29 @@ async fn counters_move_with_messages_and_calls() {
     assert!(get(&m, "chorus_store_batch_size_sum") >= 10.0);
     assert!(get(&m, "chorus_login_codes_sent_total") >= 2.0);
 
+    // An upload (tus creation with the whole body in one request) becomes a file.
+    let r2 = reqwest::Client::new()
+        .post(format!("{}/v1/uploads", s.base))
+        .bearer_auth(r.owner.token().expect("a token"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "5000")
+        .header("content-type", "application/offset+octet-stream")
+        .body(vec![7u8; 5000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r2.status(), 201);
+    let m2 = scrape(&s).await;
+    assert_eq!(get(&m2, "chorus_uploads_completed_total") - get(&m, "chorus_uploads_completed_total"), 1.0);
+    assert_eq!(get(&m2, "chorus_upload_bytes_total") - get(&m, "chorus_upload_bytes_total"), 5000.0);
+
     // A call: the owner publishes, Bob watches.
     let publisher = join(&r.owner, r.gid, CallOptions::default()).await;
     publisher.publish_camera(0, PublishOptions::default()).await.expect("publish");
-    let viewer = join(&bob, r.gid, CallOptions { subscribe_all: true, ..Default::default() }).await;
+    // Bob's downlink is narrower than the camera's top layer, so some packets are lost before the
+    // estimate settles: NACKs and receiver-report loss to count.
+    let viewer =
+        join(&bob, r.gid, CallOptions { subscribe_all: true, downlink_kbps: Some(300), ..Default::default() }).await;
     wait_frames(&viewer, publisher.address(), Kind::Video, 30).await;
     let during = scrape(&s).await;
     assert_eq!(get(&during, "chorus_calls"), 1.0);
@@ -123,6 +142,16 @@ async fn counters_move_with_messages_and_calls() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = scrape(&s).await;
     assert!(get(&later, "chorus_forwarded_packets_total") > packets + 30.0, "media keeps being counted");
+    assert!(get(&later, "chorus_subscriber_loss_ratio_count") >= 1.0, "receiver reports observed: {later:?}");
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = scrape(&s).await;
+        if get(&m, "chorus_nacks_received_total") >= 1.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "no NACK counted from the lossy viewer: {m:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     documents_name_only_real_metrics(&later);
 
     publisher.abort();

@@ -189,6 +189,29 @@ async fn room_participant_and_offline_message_events_arrive_signed_and_in_order(
     }
     assert_eq!(got[4].1["data"]["reason"], "left");
     assert!(got.last().unwrap().1["data"]["duration_ms"].as_i64().is_some());
+
+    // An upload (tus, the whole body with the creation request) becomes a file: `upload.ready`.
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/uploads", s.base))
+        .bearer_auth(bob.token().expect("a token"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "12")
+        .header("upload-metadata", "filename bm90ZXMudHh0") // notes.txt
+        .header("content-type", "application/offset+octet-stream")
+        .body("hello, world")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let got = wait_accepted(&out, "upload.ready", |g| g.iter().any(|(_, e)| e["type"] == "upload.ready")).await;
+    let ready = &got.last().unwrap().1;
+    assert_eq!(ready["type"], "upload.ready");
+    assert_eq!(ready["data"]["id"], id.as_str());
+    assert_eq!(ready["data"]["address"], bob_address.as_str(), "the uploader by address, never an email");
+    assert_eq!((ready["data"]["name"].as_str(), ready["data"]["size"].as_i64()), (Some("notes.txt"), Some(12)));
+    assert!(ready["data"]["type"].as_str().unwrap().starts_with("text/plain"), "{ready}");
+
     // Every event once, ids in the order of the events.
     let ids: Vec<i64> = got.iter().map(|(id, _)| id.strip_prefix("msg_").unwrap().parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");

@@ -156,7 +156,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     groups.prepare_pins(&pin_key_source).await?;
     let boards = Arc::new(boards::Boards::new(db.clone(), cfg.clone(), groups.clone(), bus.clone()));
     let hooks = webhooks::Webhooks::start(db.clone(), cfg.clone(), webhook_key(&cfg)?);
-    let media = media::Media::start(db.clone(), cfg.clone(), groups.clone(), bus.clone())?;
+    let media = media::Media::start(db.clone(), cfg.clone(), groups.clone(), bus.clone(), hooks.clone())?;
     let messaging = messaging::Messaging::start(
         db.clone(),
         cfg.clone(),

@@ -35,6 +35,11 @@ pub struct Metrics {
     pub layer_switches: Counter,
     /// Keyframe requests (PLI) sent to publishers.
     pub keyframe_requests: Counter,
+    /// NACKs (retransmission requests) received from subscribers.
+    pub nacks_received: Counter,
+    /// Loss fraction in subscribers' receiver reports, one observation per stream and report
+    /// interval.
+    pub subscriber_loss: Histogram,
     /// System calls that sent media datagrams (one `sendmmsg` per room flush).
     pub media_send_calls: Counter,
     /// Media datagrams handed to the kernel over UDP.
@@ -57,6 +62,10 @@ pub struct Metrics {
     pub webhooks_failed_attempts: Counter,
     /// Webhook events dropped because the store queue was full.
     pub webhooks_dropped: Counter,
+    /// Uploads that became files (tus and Mesibo's `op=upload`).
+    pub uploads_completed: Counter,
+    /// Bytes stored by uploads.
+    pub upload_bytes: Counter,
 }
 
 impl Metrics {
@@ -70,6 +79,9 @@ impl Metrics {
             forwarded_bytes: Counter::default(),
             layer_switches: Counter::default(),
             keyframe_requests: Counter::default(),
+            nacks_received: Counter::default(),
+            // 0.1 % … 51.2 % (and above).
+            subscriber_loss: Histogram::new(exponential_buckets(0.001, 2.0, 10)),
             media_send_calls: Counter::default(),
             media_datagrams_sent: Counter::default(),
             messages_stored: Counter::default(),
@@ -83,6 +95,8 @@ impl Metrics {
             webhooks_delivered: Counter::default(),
             webhooks_failed_attempts: Counter::default(),
             webhooks_dropped: Counter::default(),
+            uploads_completed: Counter::default(),
+            upload_bytes: Counter::default(),
         }
     }
 
@@ -96,6 +110,12 @@ impl Metrics {
         r.register("forwarded_bytes", "RTP payload bytes forwarded to subscribers", self.forwarded_bytes.clone());
         r.register("layer_switches", "Simulcast layer changes decided for subscribers", self.layer_switches.clone());
         r.register("keyframe_requests", "Keyframe requests (PLI) sent to publishers", self.keyframe_requests.clone());
+        r.register("nacks_received", "NACKs received from subscribers", self.nacks_received.clone());
+        r.register(
+            "subscriber_loss_ratio",
+            "Loss fraction in subscribers' receiver reports, per stream and report",
+            self.subscriber_loss.clone(),
+        );
         r.register("media_send_calls", "System calls that sent media datagrams", self.media_send_calls.clone());
         r.register("media_datagrams_sent", "Media datagrams sent over UDP", self.media_datagrams_sent.clone());
         r.register("messages_stored", "Messages committed to the store", self.messages_stored.clone());
@@ -115,6 +135,8 @@ impl Metrics {
             self.webhooks_failed_attempts.clone(),
         );
         r.register("webhooks_dropped", "Webhook events dropped (store queue full)", self.webhooks_dropped.clone());
+        r.register("uploads_completed", "Uploads that became files", self.uploads_completed.clone());
+        r.register("upload_bytes", "Bytes stored by uploads", self.upload_bytes.clone());
         r
     }
 }

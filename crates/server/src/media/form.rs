@@ -131,6 +131,10 @@ async fn store_file(st: &AppState, uid: i64, name: &str, bound: u64, field: mult
             _ => "FAIL",
         });
     }
+    if let Ok(s) = &appended {
+        let up = super::Upload { size: s.received, completed_at: Some(now_ms()), ..s.clone() };
+        media.completed(&up).await;
+    }
     let path = format!("/v1/files/{}/content", up.id);
     let file = match st.cfg.public_url.as_deref() {
         Some(base) => format!("{}{path}", base.trim_end_matches('/')),

@@ -119,6 +119,8 @@ pub struct Media {
     bus: Arc<dyn crate::bus::FanOut>,
     /// Library adds run one at a time (the group quota).
     library: tokio::sync::Mutex<()>,
+    /// `upload.ready` events.
+    hooks: Arc<crate::webhooks::Webhooks>,
     /// Finished files' rows and parts (see [`Media::file`]).
     files: std::sync::Mutex<hashlink::LruCache<String, Arc<File>>>,
 }
@@ -162,6 +164,7 @@ impl Media {
         cfg: Arc<Config>,
         groups: Arc<crate::groups::Groups>,
         bus: Arc<dyn crate::bus::FanOut>,
+        hooks: Arc<crate::webhooks::Webhooks>,
     ) -> anyhow::Result<Arc<Media>> {
         let store = store::Store::open(&cfg)?;
         let key = sign::UrlKey::load(&cfg.data)?;
@@ -175,6 +178,7 @@ impl Media {
             groups,
             bus,
             library: tokio::sync::Mutex::new(()),
+            hooks,
             files: std::sync::Mutex::new(hashlink::LruCache::new(FILE_CACHE)),
         });
         tokio::spawn(sweep::run(Arc::downgrade(&media)));
@@ -220,7 +224,33 @@ impl Media {
             completed_at: (size == 0).then_some(now),
         };
         rows::insert(&self.db, &up).await?;
+        if up.completed_at.is_some() {
+            self.completed(&up).await;
+        }
         Ok(up)
+    }
+
+    /// An upload just became a file: counted, and announced to webhooks (`upload.ready`).
+    pub(super) async fn completed(&self, up: &Upload) {
+        crate::metrics::metrics().uploads_completed.inc();
+        if !self.hooks.enabled() {
+            return;
+        }
+        let address = match rows::address(&self.db, up.uid).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(id = %up.id, "upload.ready not sent: {e}");
+                return;
+            }
+        };
+        let data = serde_json::json!({
+            "id": up.id,
+            "address": address,
+            "name": up.name,
+            "size": up.size,
+            "type": up.mime.as_deref().unwrap_or("application/octet-stream"),
+        });
+        self.hooks.emit("upload.ready", data);
     }
 
     fn expiry_ms(&self) -> i64 {
@@ -281,6 +311,7 @@ impl Media {
             .await
             .map_err(|e| ApiError::internal(format_args!("storing upload {}: {e:#}", up.id)))?;
         let mut up = up;
+        crate::metrics::metrics().upload_bytes.inc_by(written.len);
         if written.len > 0 {
             let mime = (offset == 0).then(|| store::sniff(&written.head));
             let now = now_ms();
@@ -298,7 +329,12 @@ impl Media {
             }
         }
         match written.end {
-            store::End::Done => Ok(up),
+            store::End::Done => {
+                if up.completed_at.is_some() {
+                    self.completed(&up).await;
+                }
+                Ok(up)
+            }
             store::End::Interrupted => Err(ApiError::bad_request(format!(
                 "the request body ended early; the upload holds {} bytes: resume from there",
                 up.received

@@ -215,9 +215,21 @@ impl Engine {
                     }
                     Event::PeerStats(s) if s.egress_loss_fraction.is_some() => downlink.on_twcc_feedback(now),
                     Event::MediaEgressStats(s) => {
+                        let m = crate::metrics::metrics();
                         if let Some(loss) = s.loss {
                             downlink.on_loss(loss);
+                            m.subscriber_loss.observe(f64::from(loss));
                         }
+                        let seen = match leg.nacks_seen.iter_mut().find(|(mid, rid, _)| *mid == s.mid && *rid == s.rid)
+                        {
+                            Some((_, _, n)) => n,
+                            None => {
+                                leg.nacks_seen.push((s.mid, s.rid, 0));
+                                &mut leg.nacks_seen.last_mut().expect("just pushed").2
+                            }
+                        };
+                        m.nacks_received.inc_by(s.nacks.saturating_sub(*seen));
+                        *seen = s.nacks.max(*seen);
                     }
                     _ => {}
                 },

@@ -344,6 +344,7 @@ impl Engine {
             connected: false,
             dirty: false,
             video_sent: Meter::default(),
+            nacks_seen: Vec::new(),
         }
     }
 

@@ -28,6 +28,9 @@ pub(super) struct PeerLeg {
     /// Video payload forwarded on this leg (subscribe legs): the traffic its bandwidth estimate
     /// follows, against which a low estimate is judged (see `select::allocate`).
     pub video_sent: Meter,
+    /// NACKs received so far per stream sent (str0m counts them per stream; the metric takes
+    /// the differences).
+    pub nacks_seen: Vec<(Mid, Option<Rid>, u64)>,
 }
 
 /// Where the packets of one received SSRC go: a track of the publisher, one of its layers.
