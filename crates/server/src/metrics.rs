@@ -35,6 +35,10 @@ pub struct Metrics {
     pub layer_switches: Counter,
     /// Keyframe requests (PLI) sent to publishers.
     pub keyframe_requests: Counter,
+    /// Recorded RTP packets dropped because the recording writer fell behind.
+    pub recording_dropped_packets: Counter,
+    /// Recordings stopped by a failed write (disk full, storage gone).
+    pub recording_failures: Counter,
     /// Messages committed to the store (sends, not edits or deletes).
     pub messages_stored: Counter,
     /// Message frames handed to live sessions (one per recipient session).
@@ -66,6 +70,8 @@ impl Metrics {
             forwarded_bytes: Counter::default(),
             layer_switches: Counter::default(),
             keyframe_requests: Counter::default(),
+            recording_dropped_packets: Counter::default(),
+            recording_failures: Counter::default(),
             messages_stored: Counter::default(),
             messages_delivered: Counter::default(),
             // 1, 2, 4 … 512 requests (the writer takes at most 512 at once).
@@ -90,6 +96,12 @@ impl Metrics {
         r.register("forwarded_bytes", "RTP payload bytes forwarded to subscribers", self.forwarded_bytes.clone());
         r.register("layer_switches", "Simulcast layer changes decided for subscribers", self.layer_switches.clone());
         r.register("keyframe_requests", "Keyframe requests (PLI) sent to publishers", self.keyframe_requests.clone());
+        r.register(
+            "recording_dropped_packets",
+            "Recorded RTP packets dropped because the recording writer fell behind",
+            self.recording_dropped_packets.clone(),
+        );
+        r.register("recording_failures", "Recordings stopped by a failed write", self.recording_failures.clone());
         r.register("messages_stored", "Messages committed to the store", self.messages_stored.clone());
         r.register("messages_delivered", "Message frames handed to live sessions", self.messages_delivered.clone());
         r.register("store_batch_size", "Requests per message writer batch", self.store_batch_size.clone());

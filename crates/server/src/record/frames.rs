@@ -2,6 +2,7 @@
 //! depacketizing (str0m's depacketizers). Sans-IO: time is passed in.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_sfu::codec::{self, Codec};
@@ -27,7 +28,8 @@ pub struct RecPacket {
     /// RTP timestamp of the recorded stream, continuous across layer switches.
     pub ts: u32,
     pub marker: bool,
-    pub payload: Vec<u8>,
+    /// Shared with the forwarded copies (str0m's received payload).
+    pub payload: Arc<[u8]>,
     /// When it was received.
     pub at: Instant,
 }
@@ -132,7 +134,7 @@ impl Assembler {
                 ssrc: pkt.ssrc,
                 at: pkt.at,
                 keyframe: true,
-                data: pkt.payload,
+                data: pkt.payload.to_vec(),
             });
         }
         if self.cur.as_ref().is_some_and(|f| f.ts != pkt.ts) {

@@ -7,15 +7,24 @@
 //! * [`stream`] — one stream's file: A/V timing from RTP timestamps and sender reports, start on
 //!   a keyframe, cross-track order, size limit (sans-IO).
 //! * [`webm`] — the file itself through libwebm, writes handed out as bytes at offsets (sans-IO).
+//! * [`writer`] — the I/O: a thread per recorded call owning the recorders and their files.
+//! * [`publish`] — a finished file into the group's media library.
 //!
 //! The call engine hands the packets of recorded streams (after a forwarder of its own picked
 //! the best layer and made the stream continuous) to the writer thread over a bounded channel
-//! (`writer`), which owns the recorders and the files; a full channel drops and counts, never
+//! ([`writer`]), which owns the recorders and the files; a full channel drops and counts, never
 //! blocks the call.
+//!
+//! **Crash safety.** Files are written as frames come (libwebm's clusters, the segment's size
+//! left "unknown" until the end, its duration brought up to date every second), so a server
+//! killed mid-recording leaves files that play up to about the moment of the kill. They stay in
+//! `DATA/recordings/` (not published: the process that would have published them is gone).
 
 pub mod frames;
+pub(crate) mod publish;
 pub mod stream;
 pub mod webm;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;

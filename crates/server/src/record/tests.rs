@@ -86,7 +86,7 @@ fn feed(t0: Instant, secs: u32, video_from: Duration, dir: &Path) -> Feed {
                 seq,
                 ts,
                 marker: k + 1 == n,
-                payload: p,
+                payload: p.into(),
                 at: at + Duration::from_micros(k as u64 * 200),
             };
             seq += 1;
@@ -98,7 +98,7 @@ fn feed(t0: Instant, secs: u32, video_from: Duration, dir: &Path) -> Feed {
         let at = t0 + Duration::from_millis(j as u64 * 20);
         let ts = 123_456u32.wrapping_add(j as u32 * 960);
         let p = op.packetize(1200, frame).unwrap().remove(0);
-        let pkt = RecPacket { ssrc: 2222, orig_ts: ts, seq: 10 + j as u64, ts, marker: false, payload: p, at };
+        let pkt = RecPacket { ssrc: 2222, orig_ts: ts, seq: 10 + j as u64, ts, marker: false, payload: p.into(), at };
         packets.push((at, Kind::Audio, pkt));
     }
     packets.sort_by_key(|(at, _, _)| *at);

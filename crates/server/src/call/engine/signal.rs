@@ -190,6 +190,7 @@ impl Engine {
             settings: crate::call::wire_settings(self.room.settings()),
             participants: self.roster(uid),
             ice_servers: Vec::new(),
+            recording: self.recording.is_some().then(|| self.recording_state()),
         })
     }
 
@@ -409,6 +410,7 @@ impl Engine {
                 codecs: Vec::new(),
                 subscribers: Vec::new(),
                 told_active: Vec::new(),
+                rec: None,
             });
         }
         Ok(ServerFrame::CallPublished {

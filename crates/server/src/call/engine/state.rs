@@ -59,6 +59,8 @@ pub(super) struct PubTrack {
     pub subscribers: Vec<Fwd>,
     /// Layers anyone receives, as last told to the publisher.
     pub told_active: Vec<bool>,
+    /// The recording's forwarder, while the call is recorded (see `record`).
+    pub rec: Option<Forwarder>,
 }
 
 impl PubTrack {
