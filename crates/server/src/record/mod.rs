@@ -16,7 +16,7 @@
 //! blocks the call.
 //!
 //! **Crash safety.** Files are written as frames come (libwebm's clusters, the segment's size
-//! left "unknown" until the end, its duration brought up to date every second), so a server
+//! left "unknown" until the end, its duration brought up to date every 250 ms), so a server
 //! killed mid-recording leaves files that play up to about the moment of the kill. They stay in
 //! `DATA/recordings/` (not published: the process that would have published them is gone).
 

@@ -30,8 +30,8 @@ use super::webm::{MuxError, VideoParams, WebmFile, WriteOp};
 pub const MAX_HOLD: Duration = Duration::from_millis(300);
 /// Keyframe requests while video waits for one, at most this often.
 const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
-/// The crash-time Duration is brought up to date this often (in media time).
-const DURATION_EVERY_NS: i64 = 1_000_000_000;
+/// The crash-time Duration is brought up to date this often (in media time): a 4-byte write.
+const DURATION_EVERY_NS: i64 = 250_000_000;
 
 /// What a recorder wants done.
 #[derive(Debug, PartialEq, Eq)]
