@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chorus_client::call::media::VideoKind;
-use chorus_client::call::{Call, CallNotice, PublishOptions};
+use chorus_client::call::stats::Kind;
+use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
 use chorus_client::Http;
 use chorus_proto::call::{CallEvent, CallRecording, RecordAction, RecordingStopReason};
 use chorus_proto::ws::ClientFrame;
@@ -22,6 +23,11 @@ const EVENT: Duration = Duration::from_secs(10);
 
 fn clip() -> PublishOptions {
     PublishOptions { video_kind: VideoKind::Clip, ..Default::default() }
+}
+
+/// Subscribes to every stream others publish.
+fn auto() -> CallOptions {
+    CallOptions { subscribe_all: true, ..Default::default() }
 }
 
 fn recording_path(gid: i64) -> String {
@@ -104,12 +110,13 @@ async fn download(s: &Server, h: &Http, id: &str, dir: &Path) -> PathBuf {
 async fn two_publishers(s: &Server) -> (Room, Http, Call, Call) {
     let r = room(s).await;
     let (bob, _) = member_with_pin(s, &r, "bob@example.org", &r.publisher_pin).await;
-    let a = join(&r.owner, r.gid, Default::default()).await;
+    let a = join(&r.owner, r.gid, auto()).await;
     a.publish_camera(0, clip()).await.expect("owner publishes");
-    let b = join(&bob, r.gid, Default::default()).await;
+    let b = join(&bob, r.gid, auto()).await;
     b.publish_camera(0, clip()).await.expect("bob publishes");
-    // Media flowing before the recording starts (the server receives both).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Media flowing before the recording starts.
+    common::calls::wait_frames(&a, b.address(), Kind::Video, 10).await;
+    common::calls::wait_frames(&b, a.address(), Kind::Video, 10).await;
     (r, bob, a, b)
 }
 
@@ -209,4 +216,57 @@ async fn a_killed_server_leaves_playable_recordings() {
         assert!((p.duration - recorded).abs() < 1.0, "{}: {} s, killed after {recorded:.1} s", f.display(), p.duration);
         assert!((p.video.1 - recorded).abs() < 1.0, "{}: media up to {} s", f.display(), p.video.1);
     }
+}
+
+/// The duration limit stops a recording by itself: everyone is told why, the files (as long as
+/// the limit) reach the library, the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duration_limit_stops_a_recording() {
+    let _slot = common::call_slot();
+    let s = Server::start_with(Backend::Sqlite, &[("CHORUS_RECORDING_MAX_SECS", "3")]).await;
+    let (r, _bob, mut a, mut b) = two_publishers(&s).await;
+    let _: CallRecording = r.owner.post(&recording_path(r.gid), &json!({})).await.unwrap();
+    for c in [&mut a, &mut b] {
+        let ev = recording_event(c, |r| !r.active).await;
+        assert_eq!(ev.reason, Some(RecordingStopReason::DurationLimit));
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let e = library(&r.owner, r.gid).await;
+        if e.len() >= 2 {
+            break e;
+        }
+        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for e in &entries {
+        let secs = e["duration_ms"].as_f64().unwrap() / 1000.0;
+        assert!((secs - 3.0).abs() < 0.6, "{secs} s of a 3 s limit: {e}");
+    }
+    // The call goes on: media still flows between the two.
+    let before = common::calls::frames(&a.stats(), b.address(), Kind::Video);
+    common::calls::wait_frames(&a, b.address(), Kind::Video, before + 30).await;
+}
+
+/// Storage that fails (here the recordings directory cannot be made) stops the recording with
+/// `storage_failed`; the call is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_stops_the_recording_not_the_call() {
+    let _slot = common::call_slot();
+    let s = Server::start(Backend::Sqlite).await;
+    std::fs::write(s.data.path().join("recordings"), b"not a directory").unwrap();
+    let r = room(&s).await;
+    let (bob, _) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    a.publish_camera(0, clip()).await.expect("owner publishes");
+    let b = join(&bob, r.gid, auto()).await;
+    b.publish_camera(0, clip()).await.expect("bob publishes");
+    common::calls::wait_frames(&a, b.address(), Kind::Video, 10).await;
+    let _: CallRecording = r.owner.post(&recording_path(r.gid), &json!({})).await.unwrap();
+    let ev = recording_event(&mut a, |r| !r.active).await;
+    assert_eq!(ev.reason, Some(RecordingStopReason::StorageFailed));
+    let state: CallRecording = r.owner.get(&recording_path(r.gid)).await.unwrap();
+    assert!(!state.active);
+    let before = common::calls::frames(&a.stats(), b.address(), Kind::Video);
+    common::calls::wait_frames(&a, b.address(), Kind::Video, before + 30).await;
 }

@@ -411,6 +411,7 @@ impl Engine {
                 subscribers: Vec::new(),
                 told_active: Vec::new(),
                 rec: None,
+                rec_since: None,
             });
         }
         Ok(ServerFrame::CallPublished {
