@@ -27,7 +27,7 @@ use super::RoomShared;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::record::stream::StreamConfig;
-use crate::record::writer::{Writer, WriterEvent};
+use crate::record::writer::{Writer, WriterAsk, WriterEvent};
 
 /// What sessions ask of the room.
 pub(crate) enum Command {
@@ -105,6 +105,10 @@ pub(crate) struct RoomTask {
     media: Option<Arc<crate::media::Media>>,
     /// The writer of the recording in progress.
     rec: Option<Writer>,
+    /// Recordings started in this call (the current one's number).
+    rec_gen: u64,
+    /// The writer of the recording just started could not be made.
+    failed_start: bool,
     /// What recording writers ask of the call.
     rec_tx: mpsc::UnboundedSender<WriterEvent>,
     rec_rx: mpsc::UnboundedReceiver<WriterEvent>,
@@ -168,6 +172,8 @@ impl RoomTask {
             cfg,
             media,
             rec: None,
+            rec_gen: 0,
+            failed_start: false,
             rec_tx,
             rec_rx,
         }
@@ -199,11 +205,15 @@ impl RoomTask {
                     // they touched, and one poll carries out both.
                 }
                 Some(ev) = self.rec_rx.recv() => {
-                    let input = match ev {
-                        WriterEvent::Keyframe { uid, sid } => Input::RecordKeyframe { uid, sid },
-                        WriterEvent::Stop(reason) => Input::RecordFailed(reason),
-                    };
-                    self.input(Instant::now(), input);
+                    // Only the recording in progress may ask (an old writer still closing its
+                    // files must not stop a new recording).
+                    if ev.gen == self.rec_gen && self.rec.is_some() {
+                        let input = match ev.ask {
+                            WriterAsk::Keyframe { uid, sid } => Input::RecordKeyframe { uid, sid },
+                            WriterAsk::Stop(reason) => Input::RecordFailed(reason),
+                        };
+                        self.input(Instant::now(), input);
+                    }
                 }
                 _ = tokio::time::sleep_until(self.wake.into()) => {}
             }
@@ -357,6 +367,10 @@ impl RoomTask {
                 Output::Record(out) => self.record(out),
                 Output::Timeout(t) => {
                     self.wake = t;
+                    if std::mem::take(&mut self.failed_start) {
+                        self.engine.handle_input(now, Input::RecordFailed(RecordingStopReason::StorageFailed));
+                        continue;
+                    }
                     match self.slow.pop() {
                         Some(sink) => self.engine.handle_input(now, Input::Slow(sink)),
                         None => break,
@@ -389,12 +403,15 @@ impl RoomTask {
                         }
                     });
                 };
-                match Writer::start(dir, cfg, self.cfg.recording_queue, self.rec_tx.clone(), done) {
+                self.rec_gen += 1;
+                let gen = self.rec_gen;
+                match Writer::start(gen, dir, cfg, self.cfg.recording_queue, self.rec_tx.clone(), done) {
                     Ok(w) => self.rec = Some(w),
                     Err(e) => {
                         tracing::warn!(gid = self.gid, error = %e, "recording storage failed: the recording stops");
                         crate::metrics::metrics().recording_failures.inc();
-                        let _ = self.rec_tx.send(WriterEvent::Stop(RecordingStopReason::StorageFailed));
+                        // Handed to the engine at once (it made no writer to ask).
+                        self.failed_start = true;
                     }
                 }
             }

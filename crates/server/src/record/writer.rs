@@ -26,9 +26,16 @@ use crate::call::RecordOut;
 /// Longest sleep of the writer with nothing to do.
 const IDLE: Duration = Duration::from_millis(100);
 
-/// What the writer asks of the call.
+/// What the writer of recording `gen` (the room task's count of recordings) asks of the call.
 #[derive(Debug)]
-pub enum WriterEvent {
+pub struct WriterEvent {
+    pub gen: u64,
+    pub ask: WriterAsk,
+}
+
+/// See [`WriterEvent`].
+#[derive(Debug)]
+pub enum WriterAsk {
     /// A keyframe of `uid`'s stream `sid` (the recording lost a video frame).
     Keyframe { uid: i64, sid: u32 },
     /// The recording must stop (a size limit, a failed write).
@@ -54,6 +61,7 @@ impl Writer {
     /// Starts the writer thread of a recording into `dir`. `done` gets the finished files when
     /// the recording stops (or the room task drops the writer: the call ended).
     pub fn start(
+        gen: u64,
         dir: PathBuf,
         cfg: StreamConfig,
         queue: usize,
@@ -64,7 +72,7 @@ impl Writer {
         let (packets, prx) = mpsc::sync_channel(queue);
         let (control, crx) = mpsc::channel();
         std::thread::Builder::new().name("chorus-recorder".into()).spawn(move || {
-            let mut w = Thread { dir, cfg, events, streams: HashMap::new(), done: Vec::new(), failed: false };
+            let mut w = Thread { gen, dir, cfg, events, streams: HashMap::new(), done: Vec::new(), failed: false };
             w.run(&prx, &crx);
             done(w.done);
         })?;
@@ -95,6 +103,7 @@ struct Open {
 }
 
 struct Thread {
+    gen: u64,
     dir: PathBuf,
     cfg: StreamConfig,
     events: UnboundedSender<WriterEvent>,
@@ -223,7 +232,8 @@ impl Thread {
                     }
                 }
                 RecOutput::Keyframe => {
-                    let _ = self.events.send(WriterEvent::Keyframe { uid: key.0, sid: key.1 });
+                    let ask = WriterAsk::Keyframe { uid: key.0, sid: key.1 };
+                    let _ = self.events.send(WriterEvent { gen: self.gen, ask });
                 }
             }
         }
@@ -232,8 +242,12 @@ impl Thread {
             self.failed = false; // let `fail` report it once
             self.fail(e);
         } else if limit {
-            let _ = self.events.send(WriterEvent::Stop(RecordingStopReason::SizeLimit));
+            self.ask(WriterAsk::Stop(RecordingStopReason::SizeLimit));
         }
+    }
+
+    fn ask(&self, ask: WriterAsk) {
+        let _ = self.events.send(WriterEvent { gen: self.gen, ask });
     }
 
     fn fail(&mut self, e: impl std::fmt::Display) {
@@ -241,7 +255,7 @@ impl Thread {
             self.failed = true;
             tracing::warn!(error = %e, "recording storage failed: the recording stops");
             crate::metrics::metrics().recording_failures.inc();
-            let _ = self.events.send(WriterEvent::Stop(RecordingStopReason::StorageFailed));
+            self.ask(WriterAsk::Stop(RecordingStopReason::StorageFailed));
         }
     }
 
