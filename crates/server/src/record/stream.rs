@@ -150,8 +150,10 @@ pub struct StreamRecorder {
 }
 
 impl StreamRecorder {
-    /// A recorder for a stream with these tracks (audio: Opus; video: VP8).
+    /// A recorder for a stream with these tracks (audio: Opus; video: VP8, the one video codec
+    /// WebM and this muxer take; other video is left out).
     pub fn new(now: Instant, cfg: StreamConfig, audio: bool, video: Option<Codec>) -> StreamRecorder {
+        let video = video.filter(|c| *c == Codec::Vp8);
         StreamRecorder {
             cfg,
             epoch: now,

@@ -321,3 +321,58 @@ fn sender_reports_place_audio_and_video_on_the_senders_clock() {
     let audio_packets = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!(audio_packets >= 145, "{audio_packets} audio packets of 150");
 }
+
+#[test]
+fn a_silence_leaves_a_gap_without_shifting_the_timeline() {
+    // The microphone sends nothing from 1.5 s to 3.5 s (DTX, a mute): the audio after it is
+    // placed by its RTP timestamp, at 3.5 s, in step with the video.
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let mut feed = feed(t0, 5, Duration::ZERO, dir.path());
+    let (from, to) = (t0 + Duration::from_millis(1500), t0 + Duration::from_millis(3500));
+    feed.packets.retain(|(at, k, _)| *k == Kind::Video || *at < from || *at >= to);
+    let (file, _, summary) = run(t0, feed, &[], None);
+    assert!(summary.is_some());
+    let path = dir.path().join("gap.webm");
+    std::fs::write(&path, &file).unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a", "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let gap = times.windows(2).map(|w| (w[0], w[1])).max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0))).unwrap();
+    assert!((gap.0 - 1.48).abs() < 0.05 && (gap.1 - 3.5).abs() < 0.05, "the silence is {gap:?}");
+    let last = *times.last().unwrap();
+    assert!((last - 4.98).abs() < 0.05, "audio ends at {last}");
+}
+
+#[test]
+fn reorder_releases_in_order_and_gives_up_on_a_missing_packet() {
+    use super::frames::Reorder;
+    let t0 = Instant::now();
+    let pkt = |seq: u64, at: Instant| RecPacket {
+        ssrc: 1,
+        orig_ts: 0,
+        seq,
+        ts: 0,
+        marker: false,
+        payload: vec![1u8].into(),
+        at,
+    };
+    let mut r = Reorder::default();
+    r.push(pkt(10, t0));
+    r.push(pkt(12, t0));
+    r.push(pkt(11, t0));
+    let got: Vec<(u64, bool)> = std::iter::from_fn(|| r.pop(t0)).map(|x| (x.pkt.seq, x.gap)).collect();
+    assert_eq!(got, [(10, false), (11, false), (12, false)]);
+    // 13 is missing: 14 waits for it, then goes with a gap.
+    r.push(pkt(14, t0));
+    assert!(r.pop(t0 + Duration::from_millis(100)).is_none());
+    let x = r.pop(t0 + super::frames::REORDER_WAIT).expect("given up waiting");
+    assert_eq!((x.pkt.seq, x.gap, r.lost), (14, true, 1));
+    // 13 arriving now is too late.
+    r.push(pkt(13, t0));
+    assert!(r.pop(t0 + Duration::from_secs(1)).is_none());
+    assert_eq!(r.lost, 2);
+}
