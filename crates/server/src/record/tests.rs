@@ -376,3 +376,27 @@ fn reorder_releases_in_order_and_gives_up_on_a_missing_packet() {
     assert!(r.pop(t0 + Duration::from_secs(1)).is_none());
     assert_eq!(r.lost, 2);
 }
+
+#[test]
+fn the_size_limit_stops_the_file_and_leaves_it_playable() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let feed = feed(t0, 4, Duration::ZERO, dir.path());
+    let cfg = StreamConfig { wait: Duration::from_secs(3), max_bytes: 150_000 };
+    let mut rec = StreamRecorder::new(t0, cfg, true, Some(Codec::Vp8));
+    let (mut file, mut kf) = (Vec::new(), 0);
+    let end = feed.packets.last().unwrap().0;
+    for (at, kind, pkt) in feed.packets {
+        rec.on_packet(at, kind, pkt);
+        drain(&mut rec, &mut file, &mut kf);
+    }
+    assert_eq!(rec.stopped(), Some(&super::stream::Stopped::SizeLimit));
+    let summary = rec.finish(end).unwrap();
+    drain(&mut rec, &mut file, &mut kf);
+    assert!(file.len() < 150_000 + 100_000, "{} bytes", file.len());
+    assert!(summary.duration_ms > 500 && summary.duration_ms < 3900, "{summary:?}");
+    let path = dir.path().join("limit.webm");
+    std::fs::write(&path, &file).unwrap();
+    let duration = num(&ffprobe(&path)["format"]["duration"]);
+    assert!((duration - summary.duration_ms as f64 / 1000.0).abs() < 0.1, "{duration} vs {summary:?}");
+}
