@@ -178,6 +178,8 @@ async fn a_call_is_recorded_into_the_media_library(backend: Backend) {
         let ms = e["duration_ms"].as_f64().expect("a duration in the library") / 1000.0;
         assert!((ms - recorded).abs() < 1.0, "library duration {ms} s of a {recorded:.1} s recording: {e}");
         assert_eq!((e["width"].as_i64(), e["height"].as_i64()), (Some(1280), Some(720)), "{e}");
+        let name = e["name"].as_str().unwrap();
+        assert!(name.starts_with("recording-") && name.ends_with("-0.webm"), "{name}");
         let file = download(&s, &bob, e["id"].as_str().unwrap(), dir.path()).await;
         let p = probe(&file);
         assert!(p.codecs.contains(&"vp8".to_string()) && p.codecs.contains(&"opus".to_string()), "{:?}", p.codecs);

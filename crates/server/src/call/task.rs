@@ -405,7 +405,10 @@ impl RoomTask {
                 };
                 self.rec_gen += 1;
                 let gen = self.rec_gen;
-                match Writer::start(gen, dir, cfg, self.cfg.recording_queue, self.rec_tx.clone(), done) {
+                // `recording-2026-12-06T08-30-00Z`: what the files are called in the library.
+                let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(*since_ms).unwrap_or(0));
+                let prefix = format!("recording-{}", humantime::format_rfc3339_seconds(at)).replace(':', "-");
+                match Writer::start(gen, prefix, dir, cfg, self.cfg.recording_queue, self.rec_tx.clone(), done) {
                     Ok(w) => self.rec = Some(w),
                     Err(e) => {
                         tracing::warn!(gid = self.gid, error = %e, "recording storage failed: the recording stops");

@@ -60,8 +60,10 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread of a recording into `dir`. `done` gets the finished files when
     /// the recording stops (or the room task drops the writer: the call ended).
+    /// Files are named `{prefix}-{address}-{sid}.webm`.
     pub fn start(
         gen: u64,
+        prefix: String,
         dir: PathBuf,
         cfg: StreamConfig,
         queue: usize,
@@ -72,7 +74,8 @@ impl Writer {
         let (packets, prx) = mpsc::sync_channel(queue);
         let (control, crx) = mpsc::channel();
         std::thread::Builder::new().name("chorus-recorder".into()).spawn(move || {
-            let mut w = Thread { gen, dir, cfg, events, streams: HashMap::new(), done: Vec::new(), failed: false };
+            let mut w =
+                Thread { gen, prefix, dir, cfg, events, streams: HashMap::new(), done: Vec::new(), failed: false };
             w.run(&prx, &crx);
             done(w.done);
         })?;
@@ -104,6 +107,7 @@ struct Open {
 
 struct Thread {
     gen: u64,
+    prefix: String,
     dir: PathBuf,
     cfg: StreamConfig,
     events: UnboundedSender<WriterEvent>,
@@ -180,7 +184,7 @@ impl Thread {
                 if let Some(old) = self.streams.remove(&(uid, sid)) {
                     self.finish(old, now);
                 }
-                let name = file_name(&address, sid);
+                let name = file_name(&self.prefix, &address, sid);
                 let path = unique(&self.dir, &name);
                 let file = match File::options().write(true).create_new(true).open(&path) {
                     Ok(f) => Some(f),
@@ -292,11 +296,12 @@ impl Thread {
     }
 }
 
-/// `address-sid.webm`, with anything but letters, digits, `-` and `_` made `_`.
-fn file_name(address: &str, sid: u32) -> String {
-    let clean: String =
-        address.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    format!("{clean}-{sid}.webm")
+/// `prefix-address-sid.webm`, with anything but letters, digits and `-` made `_`.
+fn file_name(prefix: &str, address: &str, sid: u32) -> String {
+    let clean = |s: &str| -> String {
+        s.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+    };
+    format!("{}-{}-{sid}.webm", clean(prefix), clean(address))
 }
 
 /// `name` in `dir`, or `name` with `-2`, `-3`… before the extension if taken (a publisher that
