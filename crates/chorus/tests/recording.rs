@@ -208,7 +208,9 @@ async fn a_killed_server_leaves_playable_recordings() {
     let mut files = Vec::new();
     for d in std::fs::read_dir(store.data.path().join("recordings")).expect("recordings dir").flatten() {
         for f in std::fs::read_dir(d.path()).unwrap().flatten() {
-            files.push(f.path());
+            if f.path().extension().is_some_and(|e| e == "webm") {
+                files.push(f.path());
+            }
         }
     }
     assert_eq!(files.len(), 2, "{files:?}");
@@ -218,6 +220,24 @@ async fn a_killed_server_leaves_playable_recordings() {
         assert!((p.duration - recorded).abs() < 1.0, "{}: {} s, killed after {recorded:.1} s", f.display(), p.duration);
         assert!((p.video.1 - recorded).abs() < 1.0, "{}: media up to {} s", f.display(), p.video.1);
     }
+    // Started again, the server publishes what the killed one left.
+    let s = Server::start_on(store, &[]).await;
+    let (_, owner) = s.login("owner@example.org", "Owner").await;
+    let until = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let e = library(&owner, r.gid).await;
+        if e.len() >= 2 {
+            break e;
+        }
+        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for e in &entries {
+        let secs = e["duration_ms"].as_f64().expect("a duration") / 1000.0;
+        assert!((secs - recorded).abs() < 1.0, "{secs} s in the library, killed after {recorded:.1} s: {e}");
+    }
+    let left: Vec<_> = std::fs::read_dir(s.data.path().join("recordings")).unwrap().flatten().collect();
+    assert!(left.is_empty(), "published recordings leave nothing behind: {left:?}");
 }
 
 /// The duration limit stops a recording by itself: everyone is told why, the files (as long as

@@ -395,12 +395,12 @@ impl RoomTask {
                 let cfg = StreamConfig { wait: Duration::from_secs(3), max_bytes: self.cfg.recording_max_bytes };
                 let (media, gid, uid) = (self.media.clone(), self.gid, *by_uid);
                 let rt = tokio::runtime::Handle::current();
+                let manifest = crate::record::publish::Manifest { gid, uid };
+                let at_dir = dir.clone();
                 let done = move |files: Vec<crate::record::writer::FileDone>| {
                     let Some(media) = media else { return };
                     rt.spawn(async move {
-                        for f in &files {
-                            let _ = crate::record::publish::publish(&media, uid, gid, f).await;
-                        }
+                        crate::record::publish::publish_dir(&media, manifest, &at_dir, &files).await;
                     });
                 };
                 self.rec_gen += 1;
@@ -408,7 +408,10 @@ impl RoomTask {
                 // `recording-2026-12-06T08-30-00Z`: what the files are called in the library.
                 let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(*since_ms).unwrap_or(0));
                 let prefix = format!("recording-{}", humantime::format_rfc3339_seconds(at)).replace(':', "-");
-                match Writer::start(gen, prefix, dir, cfg, self.cfg.recording_queue, self.rec_tx.clone(), done) {
+                let started = manifest.write(&dir).and_then(|()| {
+                    Writer::start(gen, prefix, dir, cfg, self.cfg.recording_queue, self.rec_tx.clone(), done)
+                });
+                match started {
                     Ok(w) => self.rec = Some(w),
                     Err(e) => {
                         tracing::warn!(gid = self.gid, error = %e, "recording storage failed: the recording stops");

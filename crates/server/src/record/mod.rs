@@ -17,8 +17,9 @@
 //!
 //! **Crash safety.** Files are written as frames come (libwebm's clusters, the segment's size
 //! left "unknown" until the end, its duration brought up to date every 250 ms), so a server
-//! killed mid-recording leaves files that play up to about the moment of the kill. They stay in
-//! `DATA/recordings/` (not published: the process that would have published them is gone).
+//! killed mid-recording leaves files that play up to about the moment of the kill. Each
+//! recording's directory keeps a manifest until its files are published, so the server started
+//! again publishes them (`publish::recover`).
 
 pub mod frames;
 pub(crate) mod publish;
