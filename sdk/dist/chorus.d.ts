@@ -138,6 +138,12 @@ export type CallEvent = {
      * Layer index, `0` the lowest.
      */
     layer: number | null;
+} | {
+    "event": "recording";
+    /**
+     * The recording state now.
+     */
+    recording: CallRecording;
 };
 /**
  * A 1:1 call's id (`call`, ≥ 1). Its media run in the call room `-call` (see
@@ -214,6 +220,28 @@ export type CallPermissions = {
      * May hang up others' streams and remove them from the call (admin with hang-up).
      */
     hangup: boolean;
+};
+/**
+ * Whether a call is being recorded, by whom and since when (`call_recording`, the
+ * `recording` call event, `call_joined`, and `/v1/groups/{gid}/call/recording`).
+ */
+export type CallRecording = {
+    /**
+     * The call is being recorded.
+     */
+    active: boolean;
+    /**
+     * Who started the recording (their address), while active.
+     */
+    by?: string;
+    /**
+     * When the recording started, ms since the epoch, while active.
+     */
+    since?: number;
+    /**
+     * Why it stopped (in the event that says it stopped).
+     */
+    reason?: RecordingStopReason;
 };
 /**
  * The call settings of the group, as enforced by the server.
@@ -545,6 +573,16 @@ export type ClientFrame = {
      * Mute or unmute video.
      */
     video?: boolean;
+} | {
+    "type": "call_record";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Start or stop.
+     */
+    action: RecordAction;
 } | {
     "type": "call_leave";
     /**
@@ -905,6 +943,14 @@ export type PublishRequest = {
     sdp: string;
 };
 /**
+ * Start or stop the call's recording (`call_record`).
+ */
+export type RecordAction = "start" | "stop";
+/**
+ * Why a recording stopped.
+ */
+export type RecordingStopReason = "stopped" | "duration_limit" | "size_limit" | "storage_failed";
+/**
  * A message's sequence number in its conversation (`seq`: 1, 2, 3…).
  */
 export type Seq = number;
@@ -1124,6 +1170,25 @@ export type ServerFrame = {
      * when the server runs no TURN relay.
      */
     ice_servers?: Array<IceServer>;
+    /**
+     * The call is being recorded: by whom and since when (absent when it is not), told
+     * before any media flows.
+     */
+    recording?: CallRecording;
+} | {
+    "type": "call_recording";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * The group.
+     */
+    gid: GroupId;
+    /**
+     * The recording state.
+     */
+    recording: CallRecording;
 } | {
     "type": "call_published";
     /**
@@ -1295,6 +1360,12 @@ export type ServerFrame = {
      * Layer index, `0` the lowest.
      */
     layer: number | null;
+} | {
+    "event": "recording";
+    /**
+     * The recording state now.
+     */
+    recording: CallRecording;
 }) | {
     "type": "call_dialing";
     /**
@@ -1487,6 +1558,8 @@ export type CallUnsubscribeFrame = Client<'call_unsubscribe'>;
 export type CallAnswerFrame = Client<'call_answer'>;
 export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
+/** Start or stop recording the call (docs/protocol.md §15.8). */
+export type CallRecordFrame = Client<'call_record'>;
 export type CallLeaveFrame = Client<'call_leave'>;
 export type CallDialFrame = Client<'call_dial'>;
 export type CallAcceptFrame = Client<'call_accept'>;
@@ -1512,6 +1585,8 @@ export type CallPublishedFrame = Server<'call_published'>;
 export type CallSdpFrame = Server<'call_sdp'>;
 export type CallOfferFrame = Server<'call_offer'>;
 export type CallEventFrame = Server<'call_event'>;
+/** Answer to `call_record`: the recording state. */
+export type CallRecordingFrame = Server<'call_recording'>;
 export type CallDialingFrame = Server<'call_dialing'>;
 export type CallIncomingFrame = Server<'call_incoming'>;
 export type CallStatusFrame = Server<'call_status'>;
@@ -1531,6 +1606,7 @@ export interface ResponseMap {
     call_answer: OkFrame;
     call_mute: OkFrame;
     call_admin: OkFrame;
+    call_record: CallRecordingFrame;
     call_leave: OkFrame;
     call_dial: CallDialingFrame;
     call_accept: OkFrame;

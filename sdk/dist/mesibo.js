@@ -1128,6 +1128,7 @@
     call_sdp: {},
     call_offer: { gid: "number", sdp: "string", tracks: "array" },
     call_event: { gid: "number", event: "string" },
+    call_recording: { gid: "number", recording: "object" },
     call_dialing: { call: "number", peer: "string", video: "boolean" },
     call_incoming: { call: "number", from: "string", name: "string", video: "boolean" },
     call_status: { call: "number", from: "string", to: "string", video: "boolean", status: "string", code: "number" },

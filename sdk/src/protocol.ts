@@ -157,6 +157,8 @@ export type CallUnsubscribeFrame = Client<'call_unsubscribe'>;
 export type CallAnswerFrame = Client<'call_answer'>;
 export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
+/** Start or stop recording the call (docs/protocol.md §15.8). */
+export type CallRecordFrame = Client<'call_record'>;
 export type CallLeaveFrame = Client<'call_leave'>;
 export type CallDialFrame = Client<'call_dial'>;
 export type CallAcceptFrame = Client<'call_accept'>;
@@ -184,6 +186,8 @@ export type CallPublishedFrame = Server<'call_published'>;
 export type CallSdpFrame = Server<'call_sdp'>;
 export type CallOfferFrame = Server<'call_offer'>;
 export type CallEventFrame = Server<'call_event'>;
+/** Answer to `call_record`: the recording state. */
+export type CallRecordingFrame = Server<'call_recording'>;
 export type CallDialingFrame = Server<'call_dialing'>;
 export type CallIncomingFrame = Server<'call_incoming'>;
 export type CallStatusFrame = Server<'call_status'>;
@@ -204,6 +208,7 @@ export interface ResponseMap {
   call_answer: OkFrame;
   call_mute: OkFrame;
   call_admin: OkFrame;
+  call_record: CallRecordingFrame;
   call_leave: OkFrame;
   call_dial: CallDialingFrame;
   call_accept: OkFrame;
@@ -234,6 +239,7 @@ const REQUIRED: { [K in ServerFrame['type']]: Record<string, FieldKind> } = {
   call_sdp: {},
   call_offer: { gid: 'number', sdp: 'string', tracks: 'array' },
   call_event: { gid: 'number', event: 'string' },
+  call_recording: { gid: 'number', recording: 'object' },
   call_dialing: { call: 'number', peer: 'string', video: 'boolean' },
   call_incoming: { call: 'number', from: 'string', name: 'string', video: 'boolean' },
   call_status: { call: 'number', from: 'string', to: 'string', video: 'boolean', status: 'string', code: 'number' },

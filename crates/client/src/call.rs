@@ -283,6 +283,8 @@ pub struct Joined {
     pub settings: CallSettings,
     /// The roster at join.
     pub participants: Vec<CallParticipant>,
+    /// The call is being recorded (by whom, since when); `None` when it is not.
+    pub recording: Option<chorus_proto::call::CallRecording>,
 }
 
 fn install_crypto() {

@@ -327,4 +327,54 @@ pub enum CallEvent {
         /// Layer index, `0` the lowest.
         layer: Option<u8>,
     },
+    /// The call's recording started or stopped (sent to everyone in the call).
+    Recording {
+        /// The recording state now.
+        recording: CallRecording,
+    },
+}
+
+/// Whether a call is being recorded, by whom and since when (`call_recording`, the
+/// `recording` call event, `call_joined`, and `/v1/groups/{gid}/call/recording`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields))]
+pub struct CallRecording {
+    /// The call is being recorded.
+    pub active: bool,
+    /// Who started the recording (their address), while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// When the recording started, ms since the epoch, while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// Why it stopped (in the event that says it stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RecordingStopReason>,
+}
+
+/// Start or stop the call's recording (`call_record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum RecordAction {
+    /// Start recording (nothing changes if it already records).
+    Start,
+    /// Stop recording (`conflict` when it does not record).
+    Stop,
+}
+
+/// Why a recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum RecordingStopReason {
+    /// An admin stopped it.
+    Stopped,
+    /// It reached `recording_max_secs`.
+    DurationLimit,
+    /// A file reached `recording_max_bytes`.
+    SizeLimit,
+    /// Writing a file failed (disk full, storage gone): the files stop where they were.
+    StorageFailed,
 }

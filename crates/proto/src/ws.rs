@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::call::{
-    AdminAction, CallEvent, CallParticipant, CallPermissions, CallSettings, CallStream, CallTrack, PublishRequest,
+    AdminAction, CallEvent, CallParticipant, CallPermissions, CallRecording, CallSettings, CallStream, CallTrack,
+    PublishRequest, RecordAction,
 };
 use crate::direct::DirectCallUpdate;
 use crate::error::ErrorCode;
@@ -325,6 +326,14 @@ pub enum ClientFrame {
         #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         video: bool,
     },
+    /// Start or stop recording the call (needs call control); answered with `call_recording`.
+    CallRecord {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Start or stop.
+        action: RecordAction,
+    },
     /// Leave the call.
     CallLeave {
         /// Request id, echoed.
@@ -388,6 +397,7 @@ impl ClientFrame {
             | ClientFrame::CallAnswer { rid, .. }
             | ClientFrame::CallMute { rid, .. }
             | ClientFrame::CallAdmin { rid, .. }
+            | ClientFrame::CallRecord { rid, .. }
             | ClientFrame::CallLeave { rid }
             | ClientFrame::CallDial { rid, .. }
             | ClientFrame::CallAccept { rid, .. }
@@ -413,6 +423,7 @@ impl ClientFrame {
             | ClientFrame::CallAnswer { rid, .. }
             | ClientFrame::CallMute { rid, .. }
             | ClientFrame::CallAdmin { rid, .. }
+            | ClientFrame::CallRecord { rid, .. }
             | ClientFrame::CallLeave { rid }
             | ClientFrame::CallDial { rid, .. }
             | ClientFrame::CallAccept { rid, .. }
@@ -676,6 +687,20 @@ pub enum ServerFrame {
         // `optional_fields` above makes only Options optional; this one is left out when empty.
         #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
         ice_servers: Vec<IceServer>,
+        /// The call is being recorded: by whom and since when (absent when it is not), told
+        /// before any media flows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording: Option<CallRecording>,
+    },
+    /// Answer to `call_record`: the call's recording state now.
+    CallRecording {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// The group.
+        gid: GroupId,
+        /// The recording state.
+        recording: CallRecording,
     },
     /// Answer to `call_publish`: the stream as granted and the SDP answer.
     CallPublished {

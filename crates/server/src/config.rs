@@ -178,6 +178,14 @@ pub struct Config {
     pub rtc_initial_bitrate_kbps: u64,
     /// Call events queued per participant; one that falls this far behind is dropped from the call.
     pub call_event_queue: usize,
+    /// A call recording stops after this many seconds.
+    pub recording_max_secs: u64,
+    /// A recording's file (one per recorded stream) stops growing at this many bytes, and the
+    /// recording stops. Published files count toward the upload limits of the admin who started it.
+    pub recording_max_bytes: u64,
+    /// Packets queued from a recorded call to its writer; past this, packets are dropped (and
+    /// counted in `chorus_recording_dropped_packets_total`), never the call slowed.
+    pub recording_queue: usize,
     /// Seconds a 1:1 call rings before it ends unanswered (`no_answer`).
     pub call_ring_timeout_secs: u64,
     /// Most ICE-TCP connections open at once (all calls together); more are closed at once.
@@ -319,6 +327,9 @@ impl Default for Config {
             rtc_connect_timeout_secs: 20,
             rtc_initial_bitrate_kbps: 1000,
             call_event_queue: 1024,
+            recording_max_secs: 4 * 3600,
+            recording_max_bytes: 2 << 30,
+            recording_queue: 8192,
             call_ring_timeout_secs: 45,
             rtc_tcp_max_connections: 1024,
             turn_udp_port: None,
@@ -428,6 +439,11 @@ impl Config {
         }
         if self.call_event_queue < 16 {
             anyhow::bail!("call_event_queue must be at least 16");
+        }
+        if self.recording_max_secs == 0 || self.recording_max_bytes < (1 << 20) || self.recording_queue < 64 {
+            anyhow::bail!(
+                "recording_max_secs must be positive, recording_max_bytes at least 1 MiB, recording_queue at least 64"
+            );
         }
         if self.rtc_tcp_max_connections == 0 {
             anyhow::bail!("rtc_tcp_max_connections must be positive (set rtc_tcp = false to turn ICE-TCP off)");

@@ -26,6 +26,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod pin_key;
 pub mod presence;
+pub mod record;
 pub mod secrets;
 pub mod turn;
 pub mod webhooks;
@@ -167,7 +168,9 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         media.clone(),
     );
     let presence = presence::Presence::new(messaging.clone(), Duration::from_secs(cfg.presence_grace_secs));
-    let calls = call::Calls::start(cfg.clone(), groups.clone(), hooks.clone()).await?;
+    let calls = call::Calls::start(cfg.clone(), groups.clone(), hooks.clone(), Some(media.clone())).await?;
+    // Recordings a killed server left behind go to their groups' libraries now.
+    tokio::spawn(record::publish::recover(media.clone(), cfg.data.join("recordings")));
     let (media_udp, media_tcp) = calls.media_addresses();
     // The relay reaches Chorus's media socket and nothing else (ARCHITECTURE.md: never an open relay).
     let mut relay_peers = vec![media_udp];

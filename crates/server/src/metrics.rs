@@ -44,6 +44,10 @@ pub struct Metrics {
     pub media_send_calls: Counter,
     /// Media datagrams handed to the kernel over UDP.
     pub media_datagrams_sent: Counter,
+    /// Recorded RTP packets dropped because the recording writer fell behind.
+    pub recording_dropped_packets: Counter,
+    /// Recordings stopped by a failed write (disk full, storage gone).
+    pub recording_failures: Counter,
     /// Messages committed to the store (sends, not edits or deletes).
     pub messages_stored: Counter,
     /// Message frames handed to live sessions (one per recipient session).
@@ -84,6 +88,8 @@ impl Metrics {
             subscriber_loss: Histogram::new(exponential_buckets(0.001, 2.0, 10)),
             media_send_calls: Counter::default(),
             media_datagrams_sent: Counter::default(),
+            recording_dropped_packets: Counter::default(),
+            recording_failures: Counter::default(),
             messages_stored: Counter::default(),
             messages_delivered: Counter::default(),
             // 1, 2, 4 … 512 requests (the writer takes at most 512 at once).
@@ -118,6 +124,12 @@ impl Metrics {
         );
         r.register("media_send_calls", "System calls that sent media datagrams", self.media_send_calls.clone());
         r.register("media_datagrams_sent", "Media datagrams sent over UDP", self.media_datagrams_sent.clone());
+        r.register(
+            "recording_dropped_packets",
+            "Recorded RTP packets dropped because the recording writer fell behind",
+            self.recording_dropped_packets.clone(),
+        );
+        r.register("recording_failures", "Recordings stopped by a failed write", self.recording_failures.clone());
         r.register("messages_stored", "Messages committed to the store", self.messages_stored.clone());
         r.register("messages_delivered", "Message frames handed to live sessions", self.messages_delivered.clone());
         r.register("store_batch_size", "Requests per message writer batch", self.store_batch_size.clone());

@@ -448,6 +448,17 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
         })
     }
 
+    /// Whether `kind` media of `publisher`'s stream `sid` may leave the publisher at all (to a
+    /// subscriber or a recording): it may publish, the stream carries `kind`, and neither it nor
+    /// an admin muted it.
+    pub fn record_allowed(&self, publisher: K, sid: Sid, kind: TrackKind) -> bool {
+        let Some(sender) = self.participants.get(&publisher) else { return false };
+        if !sender.permissions.publish || sender.admin_muted.get(kind) {
+            return false;
+        }
+        sender.stream(sid).is_some_and(|stream| stream.kind.carries(kind) && !stream.muted.get(kind))
+    }
+
     /// Whether media of `kind` from `publisher`'s stream `sid` may be forwarded to `subscriber`.
     ///
     /// False unless the publisher is in the call with the publish permission and publishes that
@@ -458,12 +469,7 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
     /// Called per packet route: two hash lookups and a scan of the publisher's few streams; never
     /// allocates.
     pub fn forward_allowed(&self, publisher: K, sid: Sid, subscriber: K, kind: TrackKind) -> bool {
-        let Some(sender) = self.participants.get(&publisher) else { return false };
-        if !sender.permissions.publish || sender.admin_muted.get(kind) {
-            return false;
-        }
-        let Some(stream) = sender.stream(sid) else { return false };
-        if !stream.kind.carries(kind) || stream.muted.get(kind) {
+        if !self.record_allowed(publisher, sid, kind) {
             return false;
         }
         let Some(receiver) = self.participants.get(&subscriber) else { return false };

@@ -119,7 +119,11 @@ sid: number,
 /**
  * Layer index, `0` the lowest.
  */
-layer: number | null, };
+layer: number | null, } | { "event": "recording",
+/**
+ * The recording state now.
+ */
+recording: CallRecording, };
 
 /**
  * A 1:1 call's id (`call`, ≥ 1). Its media run in the call room `-call` (see
@@ -198,6 +202,28 @@ call_control: boolean,
  * May hang up others' streams and remove them from the call (admin with hang-up).
  */
 hangup: boolean, };
+
+/**
+ * Whether a call is being recorded, by whom and since when (`call_recording`, the
+ * `recording` call event, `call_joined`, and `/v1/groups/{gid}/call/recording`).
+ */
+export type CallRecording = {
+/**
+ * The call is being recorded.
+ */
+active: boolean,
+/**
+ * Who started the recording (their address), while active.
+ */
+by?: string,
+/**
+ * When the recording started, ms since the epoch, while active.
+ */
+since?: number,
+/**
+ * Why it stopped (in the event that says it stopped).
+ */
+reason?: RecordingStopReason, };
 
 /**
  * The call settings of the group, as enforced by the server.
@@ -497,7 +523,15 @@ audio?: boolean,
 /**
  * Mute or unmute video.
  */
-video?: boolean, } | { "type": "call_leave",
+video?: boolean, } | { "type": "call_record",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Start or stop.
+ */
+action: RecordAction, } | { "type": "call_leave",
 /**
  * Request id, echoed.
  */
@@ -856,6 +890,16 @@ video_mid?: string | null,
 sdp: string, };
 
 /**
+ * Start or stop the call's recording (`call_record`).
+ */
+export type RecordAction = "start" | "stop";
+
+/**
+ * Why a recording stopped.
+ */
+export type RecordingStopReason = "stopped" | "duration_limit" | "size_limit" | "storage_failed";
+
+/**
  * A message's sequence number in its conversation (`seq`: 1, 2, 3…).
  */
 export type Seq = number;
@@ -1052,7 +1096,24 @@ participants: Array<CallParticipant>,
  * TURN servers with fresh credentials for you (RTCPeerConnection `iceServers`); absent
  * when the server runs no TURN relay.
  */
-ice_servers?: Array<IceServer>, } | { "type": "call_published",
+ice_servers?: Array<IceServer>,
+/**
+ * The call is being recorded: by whom and since when (absent when it is not), told
+ * before any media flows.
+ */
+recording?: CallRecording, } | { "type": "call_recording",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * The group.
+ */
+gid: GroupId,
+/**
+ * The recording state.
+ */
+recording: CallRecording, } | { "type": "call_published",
 /**
  * Echoed request id.
  */
@@ -1193,7 +1254,11 @@ sid: number,
 /**
  * Layer index, `0` the lowest.
  */
-layer: number | null, }) | { "type": "call_dialing",
+layer: number | null, } | { "event": "recording",
+/**
+ * The recording state now.
+ */
+recording: CallRecording, }) | { "type": "call_dialing",
 /**
  * Echoed request id.
  */

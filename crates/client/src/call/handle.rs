@@ -49,8 +49,8 @@ impl Call {
             })
             .await?;
         let joined = match frame {
-            ServerFrame::CallJoined { gid, address, permissions, settings, participants, .. } => {
-                Joined { gid: gid.get(), address, permissions, settings, participants }
+            ServerFrame::CallJoined { gid, address, permissions, settings, participants, recording, .. } => {
+                Joined { gid: gid.get(), address, permissions, settings, participants, recording }
             }
             ServerFrame::Error { code, message, .. } => return Err(refused(code, message)),
             other => return Err(anyhow!("unexpected answer to call_join: {other:?}").into()),

@@ -777,7 +777,8 @@ impl Signalling {
                 let key = TrackKey { publisher: address.clone(), sid: *sid, kind: Kind::Video };
                 self.out.push_back(Output::RestartRun(key));
             }
-            CallEvent::Subscriber { .. } => {}
+            // Handed on as a notice (below), like every event.
+            CallEvent::Subscriber { .. } | CallEvent::Recording { .. } => {}
         }
         // Own streams ended by the server (hang-up, permission revoked): stop sending them.
         if let CallEvent::Unpublished { address, sid, .. } = &event {

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chorus_proto::call::{CallPermissions, CallSettings};
+use chorus_proto::call::{CallPermissions, CallRecording, CallSettings, RecordAction};
 use chorus_proto::flags::{admin, call, group, member, resolution};
 use chorus_proto::rest::Group;
 use chorus_proto::ws::{ClientFrame, ServerFrame, SessionUser};
@@ -55,6 +55,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::groups::{Actor, Groups};
 
+pub(crate) use engine::RecordOut;
 pub(crate) use net::MediaNet;
 use task::{Command, RoomTask};
 
@@ -73,6 +74,8 @@ pub struct Calls {
     http_legs: Mutex<HashMap<i64, HashMap<String, HttpLeg>>>,
     /// The next user id of an HTTP participant: negative, so never a user's.
     next_http_uid: AtomicI64,
+    /// Where finished recordings are published.
+    media: Option<Arc<crate::media::Media>>,
 }
 
 /// A participant whose signaling comes over HTTP (a WHIP publisher, a WHEP viewer).
@@ -106,6 +109,8 @@ pub(crate) struct RoomShared {
     pub sessions: AtomicUsize,
     /// When the room task started, ms since the epoch (for the admin view).
     pub started_ms: AtomicI64,
+    /// The call's recording state (for `GET /v1/groups/{gid}/call/recording`).
+    pub recording: Mutex<CallRecording>,
 }
 
 /// A call in progress, as the admin view shows it.
@@ -239,6 +244,7 @@ impl Calls {
         cfg: Arc<Config>,
         groups: Arc<Groups>,
         hooks: Arc<crate::webhooks::Webhooks>,
+        media: Option<Arc<crate::media::Media>>,
     ) -> anyhow::Result<Arc<Calls>> {
         let net = MediaNet::start(&cfg).await?;
         tracing::info!(udp = %net.udp_local(), advertised = %net.udp_advertised, tcp = ?net.tcp_advertised, "media sockets ready");
@@ -253,6 +259,7 @@ impl Calls {
             turn: Default::default(),
             http_legs: Mutex::new(HashMap::new()),
             next_http_uid: AtomicI64::new(-1),
+            media,
         });
         // Membership and flag changes reach live calls: a member removed from the group leaves its
         // call, one who lost publish stops publishing, at once.
@@ -443,6 +450,43 @@ impl Calls {
         Err(ApiError::new(ErrorCode::Internal, "the call could not be started; try again"))
     }
 
+    /// Starts or stops the recording of group `gid`'s call for member `uid` (needs call control
+    /// in the group: 403 `forbidden`); 404 when no call is in progress. Answers the recording
+    /// state now (starting twice changes nothing; stopping when not recording is 409 `conflict`).
+    pub async fn record(
+        &self,
+        uid: i64,
+        address: String,
+        gid: i64,
+        action: RecordAction,
+    ) -> Result<CallRecording, ApiError> {
+        let g = self.groups.get(gid, Actor::User(uid)).await?;
+        let m = g.membership.ok_or_else(|| ApiError::not_found("no such group"))?;
+        if !permissions(g.flags, m.flags, m.admin_flags).call_control {
+            return Err(ApiError::forbidden("recording the call needs call control in the group"));
+        }
+        let handle = self.rooms.lock().expect("rooms lock").get(&gid).cloned();
+        let handle = handle
+            .filter(|h| !h.cmd.is_closed() && h.shared.sessions.load(Ordering::Relaxed) > 0)
+            .ok_or_else(|| ApiError::not_found("no call in progress in this group"))?;
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Record { uid, address, action, reply: tx };
+        handle.cmd.try_send(cmd).map_err(|_| ApiError::rate_limited("the call is busy; try again"))?;
+        match rx.await {
+            Ok(ServerFrame::CallRecording { recording, .. }) => Ok(recording),
+            Ok(ServerFrame::Error { code, message, .. }) => Err(ApiError::new(code, message)),
+            _ => Err(ApiError::not_found("the call has ended")),
+        }
+    }
+
+    /// The recording state of group `gid`'s call, for a member who may read the group.
+    pub async fn recording(&self, uid: i64, gid: i64) -> Result<CallRecording, ApiError> {
+        let g = self.groups.get(gid, Actor::User(uid)).await?;
+        g.membership.ok_or_else(|| ApiError::not_found("no such group"))?;
+        let handle = self.rooms.lock().expect("rooms lock").get(&gid).cloned();
+        Ok(handle.map(|h| h.shared.recording.lock().expect("recording lock").clone()).unwrap_or_default())
+    }
+
     /// Closes room `gid`, if it runs: everyone in it leaves (`left`, reason `not_member`), as
     /// when a group is deleted. Used when a 1:1 call ends.
     pub(crate) fn close_room(&self, gid: i64) {
@@ -483,7 +527,17 @@ impl Calls {
         shared.started_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
         let handle = RoomHandle { id, cmd: tx, shared: shared.clone() };
         rooms.insert(gid, handle.clone());
-        let task = RoomTask::new(gid, id, settings, self.net.clone(), self.cfg.clone(), self.hooks.clone(), rx, shared);
+        let task = RoomTask::new(
+            gid,
+            id,
+            settings,
+            self.net.clone(),
+            self.cfg.clone(),
+            self.hooks.clone(),
+            rx,
+            shared,
+            self.media.clone(),
+        );
         let calls = self.clone();
         tokio::spawn(async move {
             let live = crate::metrics::Live::new(&crate::metrics::metrics().calls);

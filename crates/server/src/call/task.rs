@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chorus_proto::call::{RecordAction, RecordingStopReason};
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use chorus_sfu::{Permissions, RoomSettings};
 use str0m::net::Protocol;
@@ -20,11 +21,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::FrameText;
 
-use super::engine::{self, Engine, EngineConfig, Input, Output, PeerKey, SinkId, Token};
+use super::engine::{self, Engine, EngineConfig, Input, Output, PeerKey, RecordBy, RecordOut, SinkId, Token};
 use super::net::{Datagram, MediaNet, Route, SendBatch, ROOM_QUEUE};
 use super::RoomShared;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::record::stream::StreamConfig;
+use crate::record::writer::{Writer, WriterAsk, WriterEvent};
 
 /// What sessions ask of the room.
 pub(crate) enum Command {
@@ -42,6 +45,14 @@ pub(crate) enum Command {
         uid: i64,
         session: u64,
         frame: ClientFrame,
+        reply: oneshot::Sender<ServerFrame>,
+    },
+    /// A member (over REST, its right checked) starts or stops the recording; answered with
+    /// `call_recording` or an error frame.
+    Record {
+        uid: i64,
+        address: String,
+        action: RecordAction,
         reply: oneshot::Sender<ServerFrame>,
     },
     /// An HTTP participant (WHIP) offers its publish connection anew (ICE restart).
@@ -89,6 +100,18 @@ pub(crate) struct RoomTask {
     wake: Instant,
     /// When the first participant joined (`room.started`), ms since the epoch.
     started_ms: Option<i64>,
+    cfg: Arc<Config>,
+    /// Where finished recordings are published.
+    media: Option<Arc<crate::media::Media>>,
+    /// The writer of the recording in progress.
+    rec: Option<Writer>,
+    /// Recordings started in this call (the current one's number).
+    rec_gen: u64,
+    /// The writer of the recording just started could not be made.
+    failed_start: bool,
+    /// What recording writers ask of the call.
+    rec_tx: mpsc::UnboundedSender<WriterEvent>,
+    rec_rx: mpsc::UnboundedReceiver<WriterEvent>,
 }
 
 impl RoomTask {
@@ -102,8 +125,10 @@ impl RoomTask {
         hooks: Arc<crate::webhooks::Webhooks>,
         cmd_rx: mpsc::Receiver<Command>,
         shared: Arc<RoomShared>,
+        media: Option<Arc<crate::media::Media>>,
     ) -> Self {
         let (pkt_tx, pkt_rx) = mpsc::channel(ROOM_QUEUE);
+        let (rec_tx, rec_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         let engine_cfg = EngineConfig {
             gid,
@@ -114,6 +139,7 @@ impl RoomTask {
             peer_timeout: Duration::from_secs(cfg.rtc_peer_timeout_secs),
             connect_timeout: Duration::from_secs(cfg.rtc_connect_timeout_secs),
             seed: rand::random(),
+            record_max: Duration::from_secs(cfg.recording_max_secs),
         };
         let mut engine = Engine::new(now, engine_cfg);
         // The first wake-up is the engine's first tick, not now: a room that woke before its
@@ -143,6 +169,13 @@ impl RoomTask {
             slow: Vec::new(),
             wake,
             started_ms: None,
+            cfg,
+            media,
+            rec: None,
+            rec_gen: 0,
+            failed_start: false,
+            rec_tx,
+            rec_rx,
         }
     }
 
@@ -170,6 +203,17 @@ impl RoomTask {
                     }
                     // Their outputs wait in the engine: the timeout input below drains the legs
                     // they touched, and one poll carries out both.
+                }
+                Some(ev) = self.rec_rx.recv() => {
+                    // Only the recording in progress may ask (an old writer still closing its
+                    // files must not stop a new recording).
+                    if ev.gen == self.rec_gen && self.rec.is_some() {
+                        let input = match ev.ask {
+                            WriterAsk::Keyframe { uid, sid } => Input::RecordKeyframe { uid, sid },
+                            WriterAsk::Stop(reason) => Input::RecordFailed(reason),
+                        };
+                        self.input(Instant::now(), input);
+                    }
                 }
                 _ = tokio::time::sleep_until(self.wake.into()) => {}
             }
@@ -204,10 +248,22 @@ impl RoomTask {
                 let join = engine::Join { token, uid, address, name, session, permissions, sink, previous_gone, rid };
                 self.input(now, Input::Join(join));
             }
+            Command::Request { uid, session, frame: ClientFrame::CallRecord { rid, action }, reply } => {
+                let token = Token(self.token());
+                self.replies.insert(token, reply);
+                let by = RecordBy::Participant { uid, session };
+                self.input(now, Input::Record { token, rid, by, action, now_ms: crate::clock::now_ms() });
+            }
             Command::Request { uid, session, frame, reply } => {
                 let token = Token(self.token());
                 self.replies.insert(token, reply);
                 self.input(now, Input::Request { token, uid, session, frame });
+            }
+            Command::Record { uid, address, action, reply } => {
+                let token = Token(self.token());
+                self.replies.insert(token, reply);
+                let by = RecordBy::Member { uid, address };
+                self.input(now, Input::Record { token, rid: None, by, action, now_ms: crate::clock::now_ms() });
             }
             Command::Reoffer { uid, session, sdp, reply } => {
                 let token = Token(self.token());
@@ -308,12 +364,73 @@ impl RoomTask {
                     }
                     self.hooks.emit(event, body);
                 }
+                Output::Record(out) => self.record(out),
                 Output::Timeout(t) => {
                     self.wake = t;
+                    if std::mem::take(&mut self.failed_start) {
+                        self.engine.handle_input(now, Input::RecordFailed(RecordingStopReason::StorageFailed));
+                        continue;
+                    }
                     match self.slow.pop() {
                         Some(sink) => self.engine.handle_input(now, Input::Slow(sink)),
                         None => break,
                     }
+                }
+            }
+        }
+    }
+
+    /// Carries out a recording output: a start makes the writer thread, a stop lets it finish
+    /// (it publishes the files), the rest goes to it.
+    fn record(&mut self, out: Box<RecordOut>) {
+        match &*out {
+            RecordOut::Start { by_uid, by, since_ms } => {
+                *self.shared.recording.lock().expect("recording lock") = chorus_proto::call::CallRecording {
+                    active: true,
+                    by: Some(by.clone()),
+                    since: Some(*since_ms),
+                    reason: None,
+                };
+                let dir = self.cfg.data.join("recordings").join(format!("{}-{since_ms}", self.gid));
+                let cfg = StreamConfig { wait: Duration::from_secs(3), max_bytes: self.cfg.recording_max_bytes };
+                let (media, gid, uid) = (self.media.clone(), self.gid, *by_uid);
+                let rt = tokio::runtime::Handle::current();
+                let manifest = crate::record::publish::Manifest { gid, uid };
+                let at_dir = dir.clone();
+                let done = move |files: Vec<crate::record::writer::FileDone>| {
+                    let Some(media) = media else { return };
+                    rt.spawn(async move {
+                        crate::record::publish::publish_dir(&media, manifest, &at_dir, &files).await;
+                    });
+                };
+                self.rec_gen += 1;
+                let gen = self.rec_gen;
+                // `recording-2026-12-06T08-30-00Z`: what the files are called in the library.
+                let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(*since_ms).unwrap_or(0));
+                let prefix = format!("recording-{}", humantime::format_rfc3339_seconds(at)).replace(':', "-");
+                let started = manifest.write(&dir).and_then(|()| {
+                    Writer::start(gen, prefix, dir, cfg, self.cfg.recording_queue, self.rec_tx.clone(), done)
+                });
+                match started {
+                    Ok(w) => self.rec = Some(w),
+                    Err(e) => {
+                        tracing::warn!(gid = self.gid, error = %e, "recording storage failed: the recording stops");
+                        crate::metrics::metrics().recording_failures.inc();
+                        // Handed to the engine at once (it made no writer to ask).
+                        self.failed_start = true;
+                    }
+                }
+            }
+            RecordOut::Stop { reason } => {
+                *self.shared.recording.lock().expect("recording lock") =
+                    chorus_proto::call::CallRecording { reason: Some(*reason), ..Default::default() };
+                if let Some(w) = self.rec.take() {
+                    w.send(out);
+                }
+            }
+            _ => {
+                if let Some(w) = &self.rec {
+                    w.send(out);
                 }
             }
         }

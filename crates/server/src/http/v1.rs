@@ -17,6 +17,7 @@ use crate::boards::BoardChange;
 use crate::error::{ApiError, ApiResult};
 use crate::groups::Actor;
 use crate::messaging::Target;
+use chorus_proto::call::{CallRecording, RecordAction};
 
 /// The OpenAPI document, kept in docs/ and served as is.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -43,8 +44,36 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/groups/{gid}/leave", post(leave_group))
         .route("/v1/groups/{gid}/messages", get(group_history))
         .route("/v1/groups/{gid}/receipts", get(group_receipts))
+        .route("/v1/groups/{gid}/call/recording", get(recording).post(start_recording).delete(stop_recording))
         .route("/v1/ws", get(super::ws::upgrade))
         .route("/v1/ws/ticket", post(ws_ticket))
+}
+
+/// `GET /v1/groups/{gid}/call/recording`: whether the group's call is being recorded.
+async fn recording(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<CallRecording>> {
+    Ok(AppJson(s.calls.recording(u.uid.get(), gid).await?))
+}
+
+/// `POST /v1/groups/{gid}/call/recording`: starts recording the call (call control needed).
+async fn start_recording(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<CallRecording>> {
+    Ok(AppJson(s.calls.record(u.uid.get(), u.address.clone(), gid, RecordAction::Start).await?))
+}
+
+/// `DELETE /v1/groups/{gid}/call/recording`: stops it; the files go to the media library.
+async fn stop_recording(
+    State(s): State<AppState>,
+    AuthUser(u, _): AuthUser,
+    AppPath(gid): AppPath<i64>,
+) -> ApiResult<AppJson<CallRecording>> {
+    Ok(AppJson(s.calls.record(u.uid.get(), u.address.clone(), gid, RecordAction::Stop).await?))
 }
 
 /// `GET /v1/openapi.json`

@@ -615,7 +615,8 @@ impl Session {
             | ClientFrame::CallUnsubscribe { .. }
             | ClientFrame::CallAnswer { .. }
             | ClientFrame::CallMute { .. }
-            | ClientFrame::CallAdmin { .. }) => Some(self.call_request(call)),
+            | ClientFrame::CallAdmin { .. }
+            | ClientFrame::CallRecord { .. }) => Some(self.call_request(call)),
             ClientFrame::CallDial { rid, peer, video } => {
                 let r = self.s.direct.dial(&self.user, self.id, &peer, video, rid.clone()).await;
                 Some(now(r.unwrap_or_else(|e| direct_error(rid, e))))

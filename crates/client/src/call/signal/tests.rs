@@ -57,6 +57,7 @@ fn joined(others: Vec<CallParticipant>) -> Joined {
             max_streams: 4,
         },
         participants,
+        recording: None,
     }
 }
 

@@ -14,8 +14,10 @@ use str0m::net::Receive;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 
+use super::record::{kind_of, RecordOut, TOP_LAYER_WAIT};
 use super::state::{Fwd, SpareLine, SsrcRoute};
 use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
+use crate::record::frames::RecPacket;
 
 /// Rounds of due timeouts one flush serves before it sends (see `Engine::flush`): enough for a
 /// 720p keyframe to one subscriber (str0m releases one packet per round).
@@ -172,8 +174,12 @@ impl Engine {
                     Work::Lost(uid) => {
                         let _ = self.room.leave(uid, LeaveReason::Lost);
                     }
+                    Work::SenderReport(uid, fb) => self.record_sender_report(uid, fb),
                 }
             }
+        }
+        if self.recording.is_some() {
+            self.record_sync(now);
         }
         self.room_events(now);
         let (packets, bytes) = std::mem::take(&mut self.forwarded);
@@ -207,6 +213,10 @@ impl Engine {
                     }
                     Event::RtpPacket(pkt) => self.rtp.push((key.uid, pkt)),
                     Event::KeyframeRequest(r) => self.work.push(Work::Keyframe(key.uid, r.mid)),
+                    // Sender reports place a recorded track's media on the publisher's clock.
+                    Event::SenderFeedback(fb) if self.recording.is_some() && key.leg == Leg::Publish => {
+                        self.work.push(Work::SenderReport(key.uid, fb));
+                    }
                     // The send-side estimate counts while TWCC feedback is seen arriving (the
                     // stats below): without feedback it repeats the start rate forever.
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => downlink.on_twcc(e.as_u64()),
@@ -375,6 +385,30 @@ impl Engine {
         }
         let peer = self.peers.get_mut(&uid).expect("present");
         peer.tracks[ti].subscribers = subs;
+        // The recording's copy (only while recording): the payload moves, nothing is copied.
+        if let Some(rec) = peer.tracks[ti].rec.as_mut() {
+            let decision = if self.room.record_allowed(uid, sid, kind) {
+                rec.on_packet(now, &info)
+            } else {
+                Decision::Drop(chorus_sfu::DropReason::Paused)
+            };
+            if let Some(l) = rec.poll_keyframe_request(now) {
+                keyframe_for[l.index()] = true;
+            }
+            if let Decision::Forward { seq, ts, .. } = decision {
+                let pkt = RecPacket {
+                    ssrc,
+                    orig_ts: pkt.header.timestamp,
+                    seq,
+                    ts,
+                    marker: pkt.header.marker,
+                    payload: pkt.payload,
+                    at: now,
+                };
+                let out = RecordOut::Packet { uid, sid, kind: kind_of(kind), pkt };
+                self.out.push_back(Output::Record(Box::new(out)));
+            }
+        }
         for (i, wanted) in keyframe_for.iter().enumerate() {
             if *wanted {
                 self.request_keyframe(now, uid, ti, Layer::new(i as u8).expect("index below COUNT"));
@@ -383,7 +417,7 @@ impl Engine {
     }
 
     /// Asks the publisher for a keyframe on one layer, within the track's throttle.
-    fn request_keyframe(&mut self, now: Instant, uid: i64, ti: usize, layer: Layer) {
+    pub(super) fn request_keyframe(&mut self, now: Instant, uid: i64, ti: usize, layer: Layer) {
         let Some(peer) = self.peers.get_mut(&uid) else { return };
         let Some(t) = peer.tracks.get_mut(ti) else { return };
         if !t.throttle.allow(now, layer) {
@@ -557,6 +591,30 @@ impl Engine {
                             layer: shown.map(|l| l.index() as u8),
                         };
                         tell_layer.push((f.subscriber, ev));
+                    }
+                }
+                // The recording asks for the top layer (resumed for it if nobody watched it), and
+                // takes the best one sent when the top has not come within `TOP_LAYER_WAIT` (a
+                // publisher whose uplink cannot carry it).
+                if let Some(f) = t.rec.as_mut() {
+                    let top = n.saturating_sub(1);
+                    let waited = t.rec_since.is_some_and(|s| now.saturating_duration_since(s) >= TOP_LAYER_WAIT);
+                    let want = if !waited || t.meters[top].sending(now) {
+                        top
+                    } else {
+                        (0..n).rev().find(|&l| t.meters[l].sending(now)).unwrap_or(top)
+                    };
+                    let want = Layer::new(want as u8);
+                    if want.is_some() && f.target_layer() != want {
+                        f.set_target(want);
+                    }
+                    if n > 0 {
+                        active[top] = true;
+                    }
+                    for l in [f.target_layer(), f.current_layer()].into_iter().flatten() {
+                        if l.index() < n {
+                            active[l.index()] = true;
+                        }
                     }
                 }
                 // With any subscriber the lowest layer keeps flowing, even if every subscriber is

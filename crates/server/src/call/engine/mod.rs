@@ -46,6 +46,7 @@
 //!   `StreamUnpublished`, and with its subscriber when that one leaves.
 
 mod media;
+mod record;
 mod signal;
 mod state;
 mod wire;
@@ -68,6 +69,7 @@ use str0m::rtp::RtpPacket;
 
 use crate::bus::FrameText;
 use crate::error::ApiError;
+pub(crate) use record::{RecordBy, RecordOut};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use signal::{check_publish, leg_config, remote_sdp};
 use state::Peer;
@@ -117,6 +119,8 @@ pub(crate) struct EngineConfig {
     pub connect_timeout: Duration,
     /// Seeds the generator of ICE credentials and SSRCs.
     pub seed: u64,
+    /// A recording stops after this long (`recording_max_secs`).
+    pub record_max: Duration,
 }
 
 /// A session joining the call.
@@ -161,6 +165,13 @@ pub(crate) enum Input<'a> {
     Members(HashMap<String, Permissions>),
     /// This session's queue is full: it fell behind and leaves the call (reason `slow`).
     Slow(SinkId),
+    /// Start or stop recording the call; answered by [`Output::Reply`] (`call_recording`).
+    /// `now_ms` is the wall clock, for the recording's `since`.
+    Record { token: Token, rid: Option<String>, by: RecordBy, action: chorus_proto::call::RecordAction, now_ms: i64 },
+    /// The recording writer stopped (a size limit, a storage failure): the recording ends.
+    RecordFailed(chorus_proto::call::RecordingStopReason),
+    /// The recording writer needs a keyframe of `uid`'s stream `sid`.
+    RecordKeyframe { uid: i64, sid: u32 },
     /// Time passed: serve due timers and drain what the inputs since the last one touched.
     Timeout,
     /// Tests: the downlink estimate of `uid`'s subscribe leg is `bps`, as if TWCC had measured it
@@ -190,6 +201,8 @@ pub(crate) enum Output {
     Unregister { ufrag: String, peer: PeerKey },
     /// An event for the operator's webhooks.
     Webhook { event: &'static str, body: serde_json::Value },
+    /// Something for the recording writer (only while the call is recorded).
+    Record(Box<RecordOut>),
     /// Nothing more now: give [`Input::Timeout`] at this instant at the latest.
     Timeout(Instant),
 }
@@ -200,6 +213,8 @@ enum Work {
     /// A subscriber asked for a keyframe on its media line.
     Keyframe(i64, str0m::media::Mid),
     Lost(i64),
+    /// A sender report of a publish leg, while recording.
+    SenderReport(i64, str0m::media::SenderFeedback),
 }
 
 /// One group's call (see the module doc).
@@ -227,6 +242,8 @@ pub(crate) struct Engine {
     forwarded: (u64, u64),
     /// Whether `room.started` was emitted.
     started: bool,
+    /// The recording in progress.
+    recording: Option<record::Recording>,
     out: VecDeque<Output>,
 }
 
@@ -249,6 +266,7 @@ impl Engine {
             last_tick: now,
             forwarded: (0, 0),
             started: false,
+            recording: None,
             out: VecDeque::new(),
         }
     }
@@ -307,6 +325,12 @@ impl Engine {
                 }
                 self.room_events(now);
             }
+            Input::Record { token, rid, by, action, now_ms } => {
+                self.record(now, token, rid, by, action, now_ms);
+                self.room_events(now);
+            }
+            Input::RecordFailed(reason) => self.stop_recording(reason),
+            Input::RecordKeyframe { uid, sid } => self.record_keyframe(now, uid, sid),
             Input::Timeout => {
                 self.timeouts(now);
                 self.flush(now);

@@ -198,6 +198,7 @@ impl Engine {
             settings: crate::call::wire_settings(self.room.settings()),
             participants: self.roster(uid),
             ice_servers: Vec::new(),
+            recording: self.recording.is_some().then(|| self.recording_state()),
         })
     }
 
@@ -419,6 +420,8 @@ impl Engine {
                 subscribers: Vec::new(),
                 told_active: Vec::new(),
                 presence: LayerPresence::new(now),
+                rec: None,
+                rec_since: None,
             });
         }
         Ok(ServerFrame::CallPublished {

@@ -94,6 +94,8 @@ struct Sim {
     clients: Vec<Client>,
     joined: HashMap<Token, ServerFrame>,
     replies: HashMap<Token, ServerFrame>,
+    /// What the engine gave the recording writer.
+    recorded: Vec<super::RecordOut>,
     registered: Vec<PeerKey>,
     unregistered: Vec<PeerKey>,
     next: u64,
@@ -146,6 +148,7 @@ impl Sim {
             peer_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             seed,
+            record_max: Duration::from_secs(3600),
         };
         Sim {
             start: now,
@@ -154,6 +157,7 @@ impl Sim {
             clients: Vec::new(),
             joined: HashMap::new(),
             replies: HashMap::new(),
+            recorded: Vec::new(),
             registered: Vec::new(),
             unregistered: Vec::new(),
             next: 0,
@@ -235,6 +239,7 @@ impl Sim {
                 Output::Release(sink) => {
                     self.clients.iter_mut().find(|c| c.sink == sink).expect("a known sink").released = true;
                 }
+                Output::Record(out) => self.recorded.push(*out),
                 Output::Transmit { peer, transmit } => {
                     *self.transmits.entry(peer).or_default() += 1;
                     let now = self.now;
@@ -782,4 +787,75 @@ fn a_layer_the_publisher_never_sends_is_not_chosen() {
     sim.run_until(Duration::from_secs(30), |s| s.now - start >= Duration::from_secs(30));
     assert!(sim.media(2).iter().sum::<usize>() >= before + 500, "video kept flowing");
     assert_eq!(sim.layers_told(2).last(), Some(&Some(1)));
+}
+
+impl Sim {
+    fn record(&mut self, uid: i64, action: chorus_proto::call::RecordAction) -> ServerFrame {
+        let token = Token(self.token());
+        let by = super::RecordBy::Participant { uid, session: uid as u64 };
+        self.engine.handle_input(self.now, Input::Record { token, rid: None, by, action, now_ms: 1_000 });
+        self.drain();
+        self.replies.remove(&token).expect("record answered")
+    }
+}
+
+/// Recording: only call control starts it; a start is idempotent; a stop when not recording is
+/// a conflict; everyone hears of it (a later joiner in `call_joined`); the recorded stream's
+/// packets go to the writer, from a keyframe, and stop with the recording.
+#[test]
+fn an_admin_records_the_call_and_everyone_is_told() {
+    use super::RecordOut;
+    use chorus_proto::call::{RecordAction, RecordingStopReason};
+    let mut sim = Sim::new(7);
+    sim.join(1, Permissions::ADMIN);
+    sim.join(2, Permissions::MEMBER);
+    sim.publish_video(2, 0);
+    sim.run_until(Duration::from_secs(5), |s| s.clients.iter().all(|c| c.publish.as_ref().is_none_or(|l| l.connected)));
+
+    match sim.record(2, RecordAction::Start) {
+        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::Forbidden),
+        other => panic!("a member without call control may not record: {other:?}"),
+    }
+    match sim.record(1, RecordAction::Stop) {
+        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::Conflict),
+        other => panic!("stop when not recording: {other:?}"),
+    }
+    let started = sim.record(1, RecordAction::Start);
+    let ServerFrame::CallRecording { recording, .. } = started else { panic!("{started:?}") };
+    assert!(recording.active);
+    assert_eq!((recording.by.as_deref(), recording.since), (Some(address(1).as_str()), Some(1_000)));
+    assert!(matches!(sim.record(1, RecordAction::Start), ServerFrame::CallRecording { .. }), "twice: the same");
+    let starts = sim.recorded.iter().filter(|o| matches!(o, RecordOut::Start { .. })).count();
+    assert_eq!(starts, 1, "started once");
+    for uid in [1, 2] {
+        let told =
+            sim.client(uid).events().any(|e| matches!(e, CallEvent::Recording { recording } if recording.active));
+        assert!(told, "{uid} is told");
+    }
+    assert!(sim.recorded.iter().any(|o| matches!(o, RecordOut::Stream { uid: 2, sid: 0, video: Some(_), .. })));
+    let joined = sim.join(3, Permissions::MEMBER);
+    let ServerFrame::CallJoined { recording, .. } = joined else { panic!("{joined:?}") };
+    assert!(recording.is_some_and(|r| r.active), "a joiner is told in call_joined");
+
+    sim.run_until(Duration::from_secs(5), |s| {
+        s.recorded.iter().filter(|o| matches!(o, RecordOut::Packet { .. })).count() >= 30
+    });
+    let first = sim.recorded.iter().find_map(|o| match o {
+        RecordOut::Packet { pkt, .. } => Some(pkt.payload[0]),
+        _ => None,
+    });
+    assert_eq!(first, Some(0x10), "the recording starts on a keyframe");
+
+    assert!(matches!(sim.record(1, RecordAction::Stop), ServerFrame::CallRecording { .. }));
+    assert!(sim.recorded.iter().any(|o| matches!(o, RecordOut::Stop { reason: RecordingStopReason::Stopped })));
+    let told = sim.client(3).events().any(|e| {
+        matches!(e, CallEvent::Recording { recording } if !recording.active && recording.reason == Some(RecordingStopReason::Stopped))
+    });
+    assert!(told, "the stop is told");
+    let n = sim.recorded.len();
+    for _ in 0..20 {
+        sim.send_video();
+        sim.step();
+    }
+    assert!(!sim.recorded[n..].iter().any(|o| matches!(o, RecordOut::Packet { .. })), "nothing after the stop");
 }

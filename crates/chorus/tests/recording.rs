@@ -1,0 +1,294 @@
+//! Call recording against the real `chorus serve`: two publishers (the Rust client: real VP8
+//! from libvpx clips in three simulcast layers, Opus-framed audio) are recorded; each file is
+//! read by ffprobe (Debian's ffmpeg), as a user checking the recording would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chorus_client::call::media::VideoKind;
+use chorus_client::call::stats::Kind;
+use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
+use chorus_client::Http;
+use chorus_proto::call::{CallEvent, CallRecording, RecordAction, RecordingStopReason};
+use chorus_proto::ws::ClientFrame;
+use chorus_proto::ErrorCode;
+use common::calls::{join, member_with_pin, room, Room};
+use common::{Backend, Server};
+use serde_json::{json, Value};
+
+const EVENT: Duration = Duration::from_secs(10);
+
+fn clip() -> PublishOptions {
+    PublishOptions { video_kind: VideoKind::Clip, ..Default::default() }
+}
+
+/// Subscribes to every stream others publish.
+fn auto() -> CallOptions {
+    CallOptions { subscribe_all: true, ..Default::default() }
+}
+
+fn recording_path(gid: i64) -> String {
+    format!("/v1/groups/{gid}/call/recording")
+}
+
+/// Waits for a `recording` event whose state passes `pred`.
+async fn recording_event(c: &mut Call, pred: impl Fn(&CallRecording) -> bool) -> CallRecording {
+    let n = c
+        .wait_for(EVENT, |n| matches!(n, CallNotice::Event(CallEvent::Recording { recording }) if pred(recording)))
+        .await
+        .unwrap_or_else(|e| panic!("{} got no recording event: {e}", c.address()));
+    match n {
+        CallNotice::Event(CallEvent::Recording { recording }) => recording,
+        _ => unreachable!(),
+    }
+}
+
+fn ffprobe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-show_format", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64()).unwrap_or(f64::NAN)
+}
+
+/// What ffprobe says of one recording: codecs, duration, and each stream's first and last
+/// packet time.
+struct Probed {
+    codecs: Vec<String>,
+    width: Option<i64>,
+    duration: f64,
+    video: (f64, f64),
+    audio: (f64, f64),
+}
+
+fn probe(path: &Path) -> Probed {
+    let p = ffprobe(path);
+    let streams = p["streams"].as_array().unwrap();
+    let codecs: Vec<String> = streams.iter().map(|s| s["codec_name"].as_str().unwrap_or("").to_string()).collect();
+    let width = streams.iter().find(|s| s["codec_name"] == "vp8").and_then(|s| s["width"].as_i64());
+    let span = |sel: &str| {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", sel, "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+            .collect();
+        assert!(!times.is_empty(), "{sel} packets in {}", path.display());
+        (times[0], *times.last().unwrap())
+    };
+    Probed { codecs, width, duration: num(&p["format"]["duration"]), video: span("v"), audio: span("a") }
+}
+
+/// The group's media library entries.
+async fn library(h: &Http, gid: i64) -> Vec<Value> {
+    let page: Value = h.get(&format!("/v1/groups/{gid}/media")).await.unwrap();
+    page["media"].as_array().cloned().unwrap_or_default()
+}
+
+async fn download(s: &Server, h: &Http, id: &str, dir: &Path) -> PathBuf {
+    let url: Value = h.post(&format!("/v1/files/{id}/url"), &json!({})).await.unwrap();
+    let bytes =
+        reqwest::get(format!("{}{}", s.base, url["url"].as_str().unwrap())).await.unwrap().bytes().await.unwrap();
+    let path = dir.join(format!("{id}.webm"));
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
+/// Two publishers in a call; `bob` is a member without admin rights.
+async fn two_publishers(s: &Server) -> (Room, Http, Call, Call) {
+    let r = room(s).await;
+    let (bob, _) = member_with_pin(s, &r, "bob@example.org", &r.publisher_pin).await;
+    let a = join(&r.owner, r.gid, auto()).await;
+    a.publish_camera(0, clip()).await.expect("owner publishes");
+    let b = join(&bob, r.gid, auto()).await;
+    b.publish_camera(0, clip()).await.expect("bob publishes");
+    // Media flowing before the recording starts.
+    common::calls::wait_frames(&a, b.address(), Kind::Video, 10).await;
+    common::calls::wait_frames(&b, a.address(), Kind::Video, 10).await;
+    (r, bob, a, b)
+}
+
+async fn a_call_is_recorded_into_the_media_library(backend: Backend) {
+    let _slot = common::call_slot();
+    let s = Server::start(backend).await;
+    let (r, bob, mut a, mut b) = two_publishers(&s).await;
+    let path = recording_path(r.gid);
+
+    // Bad input first: a member without call control, and a stop with nothing recording.
+    let refused = bob.post::<Value>(&path, &json!({})).await.unwrap_err();
+    assert_eq!((refused.status, refused.code()), (403, Some("forbidden")));
+    let err = b.request(ClientFrame::CallRecord { rid: None, action: RecordAction::Start }).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    let conflict = r.owner.delete(&path).await.unwrap_err();
+    assert_eq!((conflict.status, conflict.code()), (409, Some("conflict")));
+    let state: CallRecording = r.owner.get(&path).await.unwrap();
+    assert!(!state.active);
+
+    let started_at = Instant::now();
+    let started: CallRecording = r.owner.post(&path, &json!({})).await.unwrap();
+    assert!(started.active && started.by.as_deref() == Some(r.owner_address.as_str()), "{started:?}");
+    let again: CallRecording = r.owner.post(&path, &json!({})).await.unwrap();
+    assert_eq!(again, started, "starting twice changes nothing");
+    for c in [&mut a, &mut b] {
+        let ev = recording_event(c, |r| r.active).await;
+        assert_eq!((ev.by.as_deref(), ev.since), (started.by.as_deref(), started.since));
+    }
+    // A participant joining a recorded call is told in call_joined.
+    let (cat, _) = member_with_pin(&s, &r, "cat@example.org", &r.viewer_pin).await;
+    let c = join(&cat, r.gid, Default::default()).await;
+    assert_eq!(c.joined().recording.as_ref(), Some(&started));
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let stopped: CallRecording = {
+        r.owner.delete(&path).await.expect("stop");
+        r.owner.get(&path).await.unwrap()
+    };
+    let recorded = started_at.elapsed().as_secs_f64();
+    assert!(!stopped.active);
+    for c in [&mut a, &mut b] {
+        let ev = recording_event(c, |r| !r.active).await;
+        assert_eq!(ev.reason, Some(RecordingStopReason::Stopped));
+    }
+
+    // Both files reach the library, probed: duration and size.
+    let until = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let e = library(&r.owner, r.gid).await;
+        if e.len() >= 2 {
+            break e;
+        }
+        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for e in &entries {
+        let ms = e["duration_ms"].as_f64().expect("a duration in the library") / 1000.0;
+        assert!((ms - recorded).abs() < 1.0, "library duration {ms} s of a {recorded:.1} s recording: {e}");
+        assert_eq!((e["width"].as_i64(), e["height"].as_i64()), (Some(1280), Some(720)), "{e}");
+        let name = e["name"].as_str().unwrap();
+        assert!(name.starts_with("recording-") && name.ends_with("-0.webm"), "{name}");
+        let file = download(&s, &bob, e["id"].as_str().unwrap(), dir.path()).await;
+        let p = probe(&file);
+        assert!(p.codecs.contains(&"vp8".to_string()) && p.codecs.contains(&"opus".to_string()), "{:?}", p.codecs);
+        assert_eq!(p.width, Some(1280), "the best layer is recorded");
+        assert!((p.duration - recorded).abs() < 0.5, "{} s in the file, {recorded:.2} s recorded", p.duration);
+        assert!((p.video.0 - p.audio.0).abs() < 0.1, "video starts at {}, audio at {}", p.video.0, p.audio.0);
+        assert!((p.video.1 - p.audio.1).abs() < 0.2, "video ends at {}, audio at {}", p.video.1, p.audio.1);
+    }
+    drop(c);
+}
+
+both_backends!(a_call_is_recorded_into_the_media_library);
+
+/// A server killed mid-recording leaves files that play up to the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_leaves_playable_recordings() {
+    let _slot = common::call_slot();
+    let s = Server::start(Backend::Sqlite).await;
+    let (r, _bob, _a, _b) = two_publishers(&s).await;
+    let started: CallRecording = r.owner.post(&recording_path(r.gid), &json!({})).await.unwrap();
+    assert!(started.active);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let store = s.stop(); // SIGKILL
+    let recorded = t0.elapsed().as_secs_f64();
+    let mut files = Vec::new();
+    for d in std::fs::read_dir(store.data.path().join("recordings")).expect("recordings dir").flatten() {
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            if f.path().extension().is_some_and(|e| e == "webm") {
+                files.push(f.path());
+            }
+        }
+    }
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in &files {
+        let p = probe(f);
+        assert!(p.codecs.contains(&"vp8".to_string()) && p.codecs.contains(&"opus".to_string()), "{:?}", p.codecs);
+        assert!((p.duration - recorded).abs() < 1.0, "{}: {} s, killed after {recorded:.1} s", f.display(), p.duration);
+        assert!((p.video.1 - recorded).abs() < 1.0, "{}: media up to {} s", f.display(), p.video.1);
+    }
+    // Started again, the server publishes what the killed one left.
+    let s = Server::start_on(store, &[]).await;
+    let (_, owner) = s.login("owner@example.org", "Owner").await;
+    let until = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let e = library(&owner, r.gid).await;
+        if e.len() >= 2 {
+            break e;
+        }
+        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for e in &entries {
+        let secs = e["duration_ms"].as_f64().expect("a duration") / 1000.0;
+        assert!((secs - recorded).abs() < 1.0, "{secs} s in the library, killed after {recorded:.1} s: {e}");
+    }
+    let left: Vec<_> = std::fs::read_dir(s.data.path().join("recordings")).unwrap().flatten().collect();
+    assert!(left.is_empty(), "published recordings leave nothing behind: {left:?}");
+}
+
+/// The duration limit stops a recording by itself: everyone is told why, the files (as long as
+/// the limit) reach the library, the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duration_limit_stops_a_recording() {
+    let _slot = common::call_slot();
+    let s = Server::start_with(Backend::Sqlite, &[("CHORUS_RECORDING_MAX_SECS", "3")]).await;
+    let (r, _bob, mut a, mut b) = two_publishers(&s).await;
+    let _: CallRecording = r.owner.post(&recording_path(r.gid), &json!({})).await.unwrap();
+    for c in [&mut a, &mut b] {
+        let ev = recording_event(c, |r| !r.active).await;
+        assert_eq!(ev.reason, Some(RecordingStopReason::DurationLimit));
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let e = library(&r.owner, r.gid).await;
+        if e.len() >= 2 {
+            break e;
+        }
+        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for e in &entries {
+        let secs = e["duration_ms"].as_f64().unwrap() / 1000.0;
+        assert!((secs - 3.0).abs() < 0.6, "{secs} s of a 3 s limit: {e}");
+    }
+    // The call goes on: media still flows between the two.
+    let before = common::calls::frames(&a.stats(), b.address(), Kind::Video);
+    common::calls::wait_frames(&a, b.address(), Kind::Video, before + 30).await;
+}
+
+/// Storage that fails (here the recordings directory cannot be made) stops the recording with
+/// `storage_failed`; the call is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_stops_the_recording_not_the_call() {
+    let _slot = common::call_slot();
+    let s = Server::start(Backend::Sqlite).await;
+    std::fs::write(s.data.path().join("recordings"), b"not a directory").unwrap();
+    let r = room(&s).await;
+    let (bob, _) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let mut a = join(&r.owner, r.gid, auto()).await;
+    a.publish_camera(0, clip()).await.expect("owner publishes");
+    let b = join(&bob, r.gid, auto()).await;
+    b.publish_camera(0, clip()).await.expect("bob publishes");
+    common::calls::wait_frames(&a, b.address(), Kind::Video, 10).await;
+    let _: CallRecording = r.owner.post(&recording_path(r.gid), &json!({})).await.unwrap();
+    let ev = recording_event(&mut a, |r| !r.active).await;
+    assert_eq!(ev.reason, Some(RecordingStopReason::StorageFailed));
+    let state: CallRecording = r.owner.get(&recording_path(r.gid)).await.unwrap();
+    assert!(!state.active);
+    let before = common::calls::frames(&a.stats(), b.address(), Kind::Video);
+    common::calls::wait_frames(&a, b.address(), Kind::Video, before + 30).await;
+}
