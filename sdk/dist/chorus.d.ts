@@ -2222,6 +2222,8 @@ export interface GroupCallEvents {
         sid: number;
         joined: boolean;
     };
+    /** The call's recording started or stopped (`reason` says why it stopped). */
+    recording: CallRecording;
     /** You are out of the call. */
     left: {
         reason: CallLeaveReason;
@@ -2355,6 +2357,8 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     speakers: string[];
     /** Set once you are out of the call. */
     leftReason: CallLeaveReason | null;
+    /** Whether the call is being recorded, by whom and since when (known before any media flows). */
+    recording: CallRecording;
     private readonly client;
     private readonly options;
     private pubPc;
@@ -2401,6 +2405,13 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
         audio?: boolean;
         video?: boolean;
     }): Promise<void>;
+    /**
+     * Starts or stops recording the call (needs call control, as an admin). Starting a call that
+     * records already changes nothing; stopping one that does not fails with `conflict`. Resolves
+     * with the recording state; everyone in the call also gets a `recording` event. When it stops,
+     * each participant's file enters the group's media library.
+     */
+    record(action: RecordAction): Promise<CallRecording>;
     private applyLayers;
     /** Receives `address`'s stream `sid` (send again, or `setHeight`, to change it). */
     subscribe(address: string, sid: number, options?: SubscribeOptions): Promise<void>;

@@ -894,6 +894,7 @@ var Chorus = (() => {
       this.address = joined.address;
       this.permissions = { ...joined.permissions };
       this.settings = { ...joined.settings };
+      this.recording = joined.recording ? { ...joined.recording } : { active: false };
       this.iceServers = (joined.ice_servers ?? []).map((s) => ({
         urls: [...s.urls],
         username: s.username,
@@ -1069,6 +1070,18 @@ var Chorus = (() => {
       if (target.audio) frame.audio = true;
       if (target.video) frame.video = true;
       await this.client.request(frame);
+    }
+    /**
+     * Starts or stops recording the call (needs call control, as an admin). Starting a call that
+     * records already changes nothing; stopping one that does not fails with `conflict`. Resolves
+     * with the recording state; everyone in the call also gets a `recording` event. When it stops,
+     * each participant's file enters the group's media library.
+     */
+    async record(action) {
+      this.ensureActive();
+      const answer = await this.client.request({ type: "call_record", action });
+      this.recording = { ...answer.recording };
+      return this.recording;
     }
     applyLayers(sid, active) {
       const ls = this.published.get(sid);
@@ -1304,6 +1317,10 @@ var Chorus = (() => {
         case "layer":
           this.stream(e.address, e.sid)?._layer(e.layer);
           this.emit("layer", { address: e.address, sid: e.sid, layer: e.layer });
+          return;
+        case "recording":
+          this.recording = { ...e.recording };
+          this.emit("recording", { ...e.recording });
           return;
         default:
           return;

@@ -23,11 +23,13 @@ import type {
   CallParticipant,
   CallPermissions,
   CallPublishFrame,
+  CallRecording,
   CallSettings,
   CallStream,
   CallSubscribeFrame,
   CallTrack,
   MediaKind,
+  RecordAction,
   StreamEndReason,
 } from './protocol.js';
 
@@ -112,6 +114,8 @@ export interface GroupCallEvents {
   layers: { sid: number; active: boolean[] };
   /** Someone started or stopped receiving one of your streams. */
   subscriber: { address: string; sid: number; joined: boolean };
+  /** The call's recording started or stopped (`reason` says why it stopped). */
+  recording: CallRecording;
   /** You are out of the call. */
   left: { reason: CallLeaveReason; by?: string };
   error: ChorusError;
@@ -371,6 +375,8 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   speakers: string[] = [];
   /** Set once you are out of the call. */
   leftReason: CallLeaveReason | null = null;
+  /** Whether the call is being recorded, by whom and since when (known before any media flows). */
+  recording: CallRecording;
 
   private readonly client: ChorusClient;
   private readonly options: GroupCallOptions;
@@ -392,6 +398,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     this.address = joined.address;
     this.permissions = { ...joined.permissions };
     this.settings = { ...joined.settings };
+    this.recording = joined.recording ? { ...joined.recording } : { active: false };
     this.iceServers = (joined.ice_servers ?? []).map((s) => ({
       urls: [...s.urls],
       username: s.username,
@@ -598,6 +605,19 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     if (target.audio) frame.audio = true;
     if (target.video) frame.video = true;
     await this.client.request(frame);
+  }
+
+  /**
+   * Starts or stops recording the call (needs call control, as an admin). Starting a call that
+   * records already changes nothing; stopping one that does not fails with `conflict`. Resolves
+   * with the recording state; everyone in the call also gets a `recording` event. When it stops,
+   * each participant's file enters the group's media library.
+   */
+  async record(action: RecordAction): Promise<CallRecording> {
+    this.ensureActive();
+    const answer = await this.client.request({ type: 'call_record', action });
+    this.recording = { ...answer.recording };
+    return this.recording;
   }
 
   private applyLayers(sid: number, active: boolean[]): Promise<void> {
@@ -856,6 +876,10 @@ export class GroupCall extends Emitter<GroupCallEvents> {
       case 'layer':
         this.stream(e.address, e.sid)?._layer(e.layer);
         this.emit('layer', { address: e.address, sid: e.sid, layer: e.layer });
+        return;
+      case 'recording':
+        this.recording = { ...e.recording };
+        this.emit('recording', { ...e.recording });
         return;
       default:
         return;

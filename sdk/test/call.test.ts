@@ -337,3 +337,26 @@ test('attach() observes the element size and sends the height once subscribed (d
     delete g.ResizeObserver;
   }
 });
+
+test('recording: the state of call_joined, record() start/stop, recording events, a refused stop', async () => {
+  const since = 1_765_000_000_000;
+  const { c, ws, call } = await joined({}, { joined: { recording: { active: true, by: 'uB', since } } });
+  assert.deepEqual(call.recording, { active: true, by: 'uB', since }, 'told at join, before any media');
+  const seen: Json[] = [];
+  call.on('recording', (r) => seen.push(r));
+  ws.receive({ type: 'call_event', gid: 1001, event: 'recording', recording: { active: false, reason: 'stopped' } });
+  assert.deepEqual(call.recording, { active: false, reason: 'stopped' });
+
+  const started = call.record('start');
+  assert.equal(ws.lastOf('call_record').action, 'start');
+  ws.reply('call_record', { type: 'call_recording', gid: 1001, recording: { active: true, by: 'uA', since: since + 5 } });
+  assert.deepEqual(await started, { active: true, by: 'uA', since: since + 5 });
+  assert.equal(call.recording.by, 'uA');
+  ws.receive({ type: 'call_event', gid: 1001, event: 'recording', recording: { active: true, by: 'uA', since: since + 5 } });
+  assert.deepEqual(seen, [{ active: false, reason: 'stopped' }, { active: true, by: 'uA', since: since + 5 }]);
+
+  const stopped = call.record('stop');
+  ws.reply('call_record', { type: 'error', code: 'conflict', message: 'the call is not being recorded' });
+  await assert.rejects(stopped, (e: unknown) => e instanceof ChorusError && e.code === 'conflict');
+  c.close();
+});

@@ -171,6 +171,7 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
   const [panel, setPanel] = useState<'chat' | 'people' | 'media' | null>(() => (window.innerWidth >= 900 ? 'chat' : null));
   const [conv, setConv] = useState<ConvKey>(`g:${gid}`);
   const [lastSpeaker, setLastSpeaker] = useState<string | null>(null);
+  const [recordError, setRecordError] = useState<string | null>(null);
 
   const start = () =>
     ctl.start().catch((e) => setJoinError(`Could not join the call: ${e instanceof Error ? e.message : String(e)}. Check your connection and try again.`));
@@ -221,6 +222,17 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
 
   const participants = call ? [...call.participants.values()] : [];
   const peerName = (a: string) => call?.participants.get(a)?.name || a;
+  const rec = call?.recording;
+
+  async function toggleRecord() {
+    if (!call) return;
+    setRecordError(null);
+    try {
+      await call.record(call.recording.active ? 'stop' : 'start');
+    } catch (e) {
+      setRecordError(`Recording: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
 
   return (
     <div class={`call${panel ? ' with-panel' : ''}`} data-testid="call" data-gid={gid}>
@@ -228,6 +240,16 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
         <span class="brand">Chorus</span>
         <span class="room-name">{choice.group?.name ?? `Room #${gid}`}</span>
         <span class="grow" />
+        {rec?.active && (
+          <span
+            class="rec"
+            data-testid="recording"
+            data-by={rec.by ?? ''}
+            title={`Recorded by ${rec.by ? peerName(rec.by) : 'an admin'} since ${rec.since ? new Date(rec.since).toLocaleTimeString() : 'now'}`}
+          >
+            <Icon name="record" size={14} /> REC
+          </span>
+        )}
         <span class={`quality q-${ctl.quality}`} data-testid="quality" data-quality={ctl.quality} title={`Connection: ${ctl.quality}`}>
           <i />
           <i />
@@ -237,6 +259,18 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
           <Icon name="people" size={16} /> {participants.length}
         </span>
       </header>
+      {rec && !rec.active && rec.reason && rec.reason !== 'stopped' && (
+        <div class="banner" role="status" data-testid="recording-stopped" data-reason={rec.reason}>
+          The recording stopped:{' '}
+          {rec.reason === 'duration_limit' ? 'it reached the longest recording allowed' : rec.reason === 'size_limit' ? 'a file reached the largest allowed size' : 'the server could not write it'}
+          . What was recorded is in the room's media.
+        </div>
+      )}
+      {recordError && (
+        <div class="error" role="alert" data-testid="record-error">
+          {recordError}
+        </div>
+      )}
       {banner && (
         <div class="banner" role="status" data-testid="connection-banner" data-state={conn?.state}>
           {banner}
@@ -453,6 +487,12 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
           <Icon name="people" />
           <span>People</span>
         </button>
+        {call && admin && !ended && (
+          <button class={`ctl${rec?.active ? ' off' : ''}`} data-testid="toggle-record" aria-pressed={!!rec?.active} onClick={() => void toggleRecord()}>
+            <Icon name="record" />
+            <span>{rec?.active ? 'Stop recording' : 'Record'}</span>
+          </button>
+        )}
         <button class="ctl leave" data-testid="leave" onClick={() => void leave()}>
           <Icon name="leave" />
           <span>Leave</span>

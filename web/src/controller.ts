@@ -109,6 +109,7 @@ export class CallController extends Emitter<{ change: void }> {
         'speakers',
         'muted',
         'layer',
+        'recording',
       ] as const;
       for (const n of names) this.offs.push(call.on(n, this.changed));
       this.offs.push(

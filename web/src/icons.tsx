@@ -14,6 +14,7 @@ const PATHS: Record<string, string> = {
   pin: 'M9 3h6l-1 6 4 4H6l4-4zM12 13v8',
   clip: 'M21 11l-9 9a5 5 0 0 1-7-7l9-9a3.5 3.5 0 0 1 5 5l-9 9a2 2 0 0 1-3-3l8-8',
   close: 'M5 5l14 14M19 5L5 19',
+  record: 'M12 5a7 7 0 1 0 0 14 7 7 0 0 0 0-14zM12 9a3 3 0 1 0 0 6 3 3 0 0 0 0-6z',
 };
 
 export type IconName = keyof typeof PATHS;
