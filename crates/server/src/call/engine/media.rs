@@ -14,7 +14,7 @@ use str0m::net::Receive;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 
-use super::record::{kind_of, RecordOut, TOP_LAYER_WAIT};
+use super::record::{kind_of, RecordOut};
 use super::state::{Fwd, SpareLine, SsrcRoute};
 use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
 use crate::record::frames::RecPacket;
@@ -593,23 +593,14 @@ impl Engine {
                         tell_layer.push((f.subscriber, ev));
                     }
                 }
-                // The recording asks for the top layer (resumed for it if nobody watched it), and
-                // takes the best one sent when the top has not come within `TOP_LAYER_WAIT` (a
-                // publisher whose uplink cannot carry it).
+                // The recording takes the best layer the publisher can send: the top one (resumed
+                // for it if nobody watched it) unless the publisher leaves it out (`presence`:
+                // a small camera, a short uplink), then the best that arrives.
                 if let Some(f) = t.rec.as_mut() {
-                    let top = n.saturating_sub(1);
-                    let waited = t.rec_since.is_some_and(|s| now.saturating_duration_since(s) >= TOP_LAYER_WAIT);
-                    let want = if !waited || t.meters[top].sending(now) {
-                        top
-                    } else {
-                        (0..n).rev().find(|&l| t.meters[l].sending(now)).unwrap_or(top)
-                    };
+                    let want = (0..n).rev().find(|&l| layers[l].active).unwrap_or(n.saturating_sub(1));
                     let want = Layer::new(want as u8);
                     if want.is_some() && f.target_layer() != want {
                         f.set_target(want);
-                    }
-                    if n > 0 {
-                        active[top] = true;
                     }
                     for l in [f.target_layer(), f.current_layer()].into_iter().flatten() {
                         if l.index() < n {

@@ -9,7 +9,7 @@
 //! a track's `rec` is `None` and the forwarding path only tests it.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use chorus_proto::call::{CallEvent, CallRecording, RecordAction, RecordingStopReason};
 use chorus_proto::ws::ServerFrame;
@@ -21,10 +21,6 @@ use super::{Engine, Output, Token};
 use crate::error::ApiError;
 use crate::record::frames::RecPacket;
 use crate::record::stream::Kind;
-
-/// How long a recorded video track waits for its top layer (resumed for the recording if nobody
-/// watched it) before the recording takes the best layer being sent.
-pub(super) const TOP_LAYER_WAIT: Duration = Duration::from_secs(2);
 
 /// What the engine gives the recording writer.
 #[derive(Debug)]
@@ -146,7 +142,6 @@ impl Engine {
         for p in self.peers.values_mut() {
             for t in &mut p.tracks {
                 t.rec = None;
-                t.rec_since = None;
             }
         }
         self.out.push_back(Output::Record(Box::new(RecordOut::Stop { reason })));
@@ -189,7 +184,6 @@ impl Engine {
                             let mut f = Forwarder::video(0);
                             f.set_target(Layer::new(t.layers.saturating_sub(1)));
                             t.rec = Some(f);
-                            t.rec_since = Some(now);
                         }
                         _ => {}
                     }

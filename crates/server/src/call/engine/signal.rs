@@ -421,7 +421,6 @@ impl Engine {
                 told_active: Vec::new(),
                 presence: LayerPresence::new(now),
                 rec: None,
-                rec_since: None,
             });
         }
         Ok(ServerFrame::CallPublished {

@@ -67,8 +67,6 @@ pub(super) struct PubTrack {
     pub presence: LayerPresence,
     /// The recording's forwarder, while the call is recorded (see `record`).
     pub rec: Option<Forwarder>,
-    /// When `rec` was made: it waits a moment for the top layer before taking a lower one.
-    pub rec_since: Option<Instant>,
 }
 
 impl PubTrack {
