@@ -200,6 +200,14 @@ test('web app: login, create a room, join by link, video grid, view-only, chat r
   assert.ok(await pb.isDisabled(tid('toggle-mic')), 'Bob cannot unmute himself');
   await screenshot(pb, 'web-bob-muted');
 
+  // The owner records the call: every tab shows REC with who started it; the viewer has no button.
+  assert.equal(await pv.locator(tid('toggle-record')).count(), 0, 'the viewer cannot record');
+  await po.click(tid('toggle-record'));
+  for (const page of [po, pb, pv]) await page.waitForSelector(`${tid('recording')}[data-by="${o}"]`);
+  await screenshot(pv, 'web-viewer-recording');
+  await po.click(tid('toggle-record'));
+  for (const page of [po, pb, pv]) await until(page, () => !document.querySelector('[data-testid="recording"]'));
+
   // Bob leaves: his tiles go away everywhere.
   await pb.click(tid('leave'));
   await pb.waitForSelector(tid('room-list'));
