@@ -183,9 +183,10 @@ impl Engine {
                             audio = true;
                             t.rec = Some(Forwarder::audio(0));
                         }
-                        // WebM carries VP8; other codecs are not recorded (yet).
-                        TrackKind::Video if t.codec.eq_ignore_ascii_case("vp8") => {
-                            video = Some(Codec::Vp8);
+                        // VP8 goes into WebM, H.264 (WHIP publishers) into MP4; other codecs are
+                        // not recorded (yet).
+                        TrackKind::Video if ["vp8", "h264"].iter().any(|c| t.codec.eq_ignore_ascii_case(c)) => {
+                            video = Some(if t.codec.eq_ignore_ascii_case("h264") { Codec::H264 } else { Codec::Vp8 });
                             let mut f = Forwarder::video(0);
                             f.set_target(Layer::new(t.layers.saturating_sub(1)));
                             t.rec = Some(f);
