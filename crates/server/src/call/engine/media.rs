@@ -14,7 +14,7 @@ use str0m::net::Receive;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 
-use super::record::{kind_of, RecordOut, TOP_LAYER_WAIT};
+use super::record::{kind_of, RecordOut};
 use super::state::{Fwd, SpareLine, SsrcRoute};
 use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
 use crate::record::frames::RecPacket;
@@ -352,8 +352,17 @@ impl Engine {
             } else {
                 Decision::Drop(chorus_sfu::DropReason::Paused)
             };
-            if let Some(l) = rec.poll_keyframe_request(now) {
+            let _ = rec.poll_keyframe_request(now);
+            // While it waits for its layer's keyframe, the recording asks on every packet (each
+            // request still passes the track's throttle) and its first request passes even that:
+            // the file starts at that keyframe, so its wait is the recording's lost start.
+            let waiting = rec.target_layer().filter(|t| rec.current_layer() != Some(*t));
+            let first = waiting.is_some() && !std::mem::replace(&mut peer.tracks[ti].rec_asked, true);
+            if let Some(l) = waiting {
                 keyframe_for[l.index()] = true;
+                if first {
+                    peer.tracks[ti].throttle = chorus_sfu::switch::KeyframeThrottle::default();
+                }
             }
             if let Decision::Forward { seq, ts, .. } = decision {
                 let pkt = RecPacket {
@@ -553,19 +562,15 @@ impl Engine {
                         tell_layer.push((f.subscriber, ev));
                     }
                 }
-                // The recording asks for the top layer (resumed for it if nobody watched it), and
-                // takes the best one sent when the top has not come within `TOP_LAYER_WAIT` (a
-                // publisher whose uplink cannot carry it).
+                // The recording takes the best layer being sent, at once (its file starts on that
+                // layer's next keyframe), and asks for the top one (resumed for it if nobody
+                // watched it), to which it switches when it comes.
                 if let Some(f) = t.rec.as_mut() {
                     let top = n.saturating_sub(1);
-                    let waited = t.rec_since.is_some_and(|s| now.saturating_duration_since(s) >= TOP_LAYER_WAIT);
-                    let want = if !waited || t.meters[top].sending(now) {
-                        top
-                    } else {
-                        (0..n).rev().find(|&l| t.meters[l].sending(now)).unwrap_or(top)
-                    };
+                    let want = (0..n).rev().find(|&l| t.meters[l].sending(now)).unwrap_or(top);
                     let want = Layer::new(want as u8);
-                    if want.is_some() && f.target_layer() != want {
+                    // Not before the first layer started: that would put off the file's start.
+                    if want.is_some() && f.target_layer() != want && f.current_layer().is_some() {
                         f.set_target(want);
                     }
                     if n > 0 {

@@ -2,14 +2,14 @@
 //! handed out for the writer (see [`crate::record`]).
 //!
 //! Each recorded track gets a forwarder of its own (`PubTrack::rec`), like a subscriber that
-//! always wants the top layer: it starts on a keyframe (asking the publisher for one), switches
+//! wants the best layer being sent (and asks for the top one): it starts on a keyframe (asking the publisher for one), switches
 //! layers only at keyframes and keeps one continuous numbering, so the writer sees one stream per
 //! track. Its packets leave as [`Output::Record`]; the task hands them to the writer thread and
 //! drops them (counted) if it falls behind. Nothing of this runs while the call is not recorded:
 //! a track's `rec` is `None` and the forwarding path only tests it.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use chorus_proto::call::{CallEvent, CallRecording, RecordAction, RecordingStopReason};
 use chorus_proto::ws::ServerFrame;
@@ -21,10 +21,6 @@ use super::{Engine, Output, Token};
 use crate::error::ApiError;
 use crate::record::frames::RecPacket;
 use crate::record::stream::Kind;
-
-/// How long a recorded video track waits for its top layer (resumed for the recording if nobody
-/// watched it) before the recording takes the best layer being sent.
-pub(super) const TOP_LAYER_WAIT: Duration = Duration::from_secs(2);
 
 /// What the engine gives the recording writer.
 #[derive(Debug)]
@@ -146,7 +142,6 @@ impl Engine {
         for p in self.peers.values_mut() {
             for t in &mut p.tracks {
                 t.rec = None;
-                t.rec_since = None;
             }
         }
         self.out.push_back(Output::Record(Box::new(RecordOut::Stop { reason })));
@@ -187,10 +182,14 @@ impl Engine {
                         // not recorded (yet).
                         TrackKind::Video if ["vp8", "h264"].iter().any(|c| t.codec.eq_ignore_ascii_case(c)) => {
                             video = Some(if t.codec.eq_ignore_ascii_case("h264") { Codec::H264 } else { Codec::Vp8 });
+                            // The best layer being sent now (see `select_layers`): the file
+                            // starts on its next keyframe, asked for at once.
+                            let (_, n) = t.layer_infos(now);
+                            let best = (0..n).rev().find(|&l| t.meters[l].sending(now)).unwrap_or(n.saturating_sub(1));
                             let mut f = Forwarder::video(0);
-                            f.set_target(Layer::new(t.layers.saturating_sub(1)));
+                            f.set_target(Layer::new(best as u8));
                             t.rec = Some(f);
-                            t.rec_since = Some(now);
+                            t.rec_asked = false;
                         }
                         _ => {}
                     }

@@ -411,7 +411,7 @@ impl Engine {
                 subscribers: Vec::new(),
                 told_active: Vec::new(),
                 rec: None,
-                rec_since: None,
+                rec_asked: false,
             });
         }
         Ok(ServerFrame::CallPublished {

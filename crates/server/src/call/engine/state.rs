@@ -61,8 +61,8 @@ pub(super) struct PubTrack {
     pub told_active: Vec<bool>,
     /// The recording's forwarder, while the call is recorded (see `record`).
     pub rec: Option<Forwarder>,
-    /// When `rec` was made: it waits a moment for the top layer before taking a lower one.
-    pub rec_since: Option<Instant>,
+    /// The recording's first keyframe request was made (it skips the throttle; see `forward`).
+    pub rec_asked: bool,
 }
 
 impl PubTrack {
