@@ -1,12 +1,13 @@
 //! Call recording: each published stream of a recorded call (a camera with its microphone, or a
-//! screen) into one WebM file (VP8 + Opus) written as the media arrives, published to the
-//! group's media library when the recording stops.
+//! screen) into one file written as the media arrives — WebM for VP8 + Opus, fragmented MP4 for
+//! H.264 + Opus — published to the group's media library when the recording stops.
 //!
 //! * [`frames`] — RTP of one track into frames: a reorder buffer, str0m's depacketizers, drop a
 //!   frame that lost a packet and wait for the next keyframe (sans-IO).
 //! * [`stream`] — one stream's file: A/V timing from RTP timestamps and sender reports, start on
 //!   a keyframe, cross-track order, size limit (sans-IO).
-//! * [`webm`] — the file itself through libwebm, writes handed out as bytes at offsets (sans-IO).
+//! * [`webm`] — a WebM file through libwebm, writes handed out as bytes at offsets (sans-IO).
+//! * [`mp4`] — a fragmented MP4 file (H.264) through `shiguredo_mp4`, the same way (sans-IO).
 //! * [`writer`] — the I/O: a thread per recorded call owning the recorders and their files.
 //! * [`publish`] — a finished file into the group's media library.
 //!
@@ -22,6 +23,7 @@
 //! again publishes them (`publish::recover`).
 
 pub mod frames;
+pub mod mp4;
 pub(crate) mod publish;
 pub mod stream;
 pub mod webm;

@@ -63,7 +63,7 @@ pub async fn recover(media: Arc<Media>, root: PathBuf) {
         if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
             while let Ok(Some(e)) = entries.next_entry().await {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".webm") {
+                if name.ends_with(".webm") || name.ends_with(".mp4") {
                     files.push(FileDone { path: e.path(), name, summary: Default::default() });
                 }
             }

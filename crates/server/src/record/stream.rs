@@ -24,7 +24,69 @@ use std::time::{Duration, Instant, SystemTime};
 use chorus_sfu::codec::Codec;
 
 use super::frames::{vp8_size, Assembler, Frame, RecPacket, Reorder};
+use super::mp4::{AvcParams, Mp4File};
 use super::webm::{MuxError, VideoParams, WebmFile, WriteOp};
+
+/// The file: WebM for VP8 (and audio only), fragmented MP4 for H.264.
+enum File {
+    Webm(WebmFile),
+    Mp4(Box<Mp4File>),
+}
+
+impl File {
+    fn add(&mut self, video: bool, data: &[u8], ts_ns: u64, key: bool) -> Result<(), MuxError> {
+        match self {
+            File::Webm(f) => f.add(video, data, ts_ns, key),
+            File::Mp4(f) => f.add(video, data, ts_ns, key),
+        }
+    }
+    fn finish(&mut self) -> Result<(), MuxError> {
+        match self {
+            File::Webm(f) => f.finish(),
+            File::Mp4(f) => f.finish(),
+        }
+    }
+    fn take_ops(&mut self) -> Vec<WriteOp> {
+        match self {
+            File::Webm(f) => f.take_ops(),
+            File::Mp4(f) => f.take_ops(),
+        }
+    }
+    fn len(&self) -> u64 {
+        match self {
+            File::Webm(f) => f.len,
+            File::Mp4(f) => f.len,
+        }
+    }
+    fn has_video(&self) -> bool {
+        match self {
+            File::Webm(f) => f.has_video(),
+            File::Mp4(f) => f.has_video(),
+        }
+    }
+    fn has_audio(&self) -> bool {
+        match self {
+            File::Webm(f) => f.has_audio(),
+            File::Mp4(f) => f.has_audio(),
+        }
+    }
+    /// WebM only: a fragmented MP4 says its length by its last fragment.
+    fn patch_duration(&self, ms: f32) -> Option<WriteOp> {
+        match self {
+            File::Webm(f) => f.patch_duration(ms),
+            File::Mp4(_) => None,
+        }
+    }
+}
+
+/// The file extension for a stream whose video is `video`.
+pub fn extension(video: Option<Codec>) -> &'static str {
+    if video == Some(Codec::H264) {
+        "mp4"
+    } else {
+        "webm"
+    }
+}
 
 /// How long a frame waits for the other track's frames before it is written anyway.
 pub const MAX_HOLD: Duration = Duration::from_millis(300);
@@ -99,6 +161,9 @@ struct Track {
     newest: Option<i64>,
     in_file: bool,
     size: Option<(u32, u32)>,
+    /// H.264: the parameter sets of the first keyframe.
+    avc: Option<AvcParams>,
+    codec: Codec,
 }
 
 impl Track {
@@ -115,6 +180,8 @@ impl Track {
             newest: None,
             in_file: false,
             size: None,
+            avc: None,
+            codec,
         }
     }
 }
@@ -136,7 +203,7 @@ pub struct StreamRecorder {
     video: Option<Track>,
     /// Local time minus the sender's NTP time, from its first sender report.
     ntp_offset: Option<i64>,
-    file: Option<WebmFile>,
+    file: Option<File>,
     /// Local time of the file's zero.
     origin: i64,
     /// Last frame time written (file time, ns), and the last one the duration was patched at.
@@ -150,10 +217,10 @@ pub struct StreamRecorder {
 }
 
 impl StreamRecorder {
-    /// A recorder for a stream with these tracks (audio: Opus; video: VP8, the one video codec
-    /// WebM and this muxer take; other video is left out).
+    /// A recorder for a stream with these tracks (audio: Opus; video: VP8 into WebM, H.264
+    /// into fragmented MP4; other video is left out).
     pub fn new(now: Instant, cfg: StreamConfig, audio: bool, video: Option<Codec>) -> StreamRecorder {
-        let video = video.filter(|c| *c == Codec::Vp8);
+        let video = video.filter(|c| matches!(c, Codec::Vp8 | Codec::H264));
         StreamRecorder {
             cfg,
             epoch: now,
@@ -292,7 +359,12 @@ impl StreamRecorder {
             },
             (None, None) => return false,
         };
-        let file = match WebmFile::new(video.map(|(_, p)| p), self.audio.is_some()) {
+        let audio = self.audio.is_some();
+        let made = match self.video.as_ref().filter(|v| v.codec == Codec::H264) {
+            Some(v) => Mp4File::new(video.and(v.avc.as_ref()), audio).map(|f| File::Mp4(Box::new(f))),
+            None => WebmFile::new(video.map(|(_, p)| p), audio).map(File::Webm),
+        };
+        let file = match made {
             Ok(f) => f,
             Err(e) => {
                 self.stop(Stopped::Mux(e.0));
@@ -374,7 +446,7 @@ impl StreamRecorder {
                 self.out.push_back(RecOutput::Write(op));
             }
         }
-        if file.len >= self.cfg.max_bytes {
+        if file.len() >= self.cfg.max_bytes {
             self.stop(Stopped::SizeLimit);
         }
     }
@@ -425,7 +497,7 @@ impl StreamRecorder {
             duration_ms: (self.written / 1_000_000) as u64 + 20,
             width: size.map(|s| s.0),
             height: size.map(|s| s.1),
-            bytes: file.len,
+            bytes: file.len(),
             has_video: file.has_video(),
             has_audio: file.has_audio(),
             dropped_frames: dropped,
@@ -458,7 +530,12 @@ fn place(t: &mut Track, ntp_offset: Option<i64>, epoch: Instant, f: Frame) {
     });
     let time = base_local + (ext - base_ext) * 1_000_000_000 / clock;
     if t.kind == Kind::Video && f.keyframe {
-        if let Some(size) = vp8_size(&f.data) {
+        if t.codec == Codec::H264 {
+            if t.avc.is_none() {
+                t.avc = AvcParams::from_annexb(&f.data);
+                t.size = t.avc.as_ref().map(|p| (p.width, p.height));
+            }
+        } else if let Some(size) = vp8_size(&f.data) {
             t.size.get_or_insert(size);
         }
     }

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use chorus_sfu::codec::Codec;
-use str0m::unversioned::{OpusPacketizer, Packetizer, Vp8Packetizer};
+use str0m::unversioned::{H264Packetizer, OpusPacketizer, Packetizer, Vp8Packetizer};
 
 use super::frames::RecPacket;
 use super::stream::{Kind, RecOutput, StreamConfig, StreamRecorder};
@@ -399,4 +399,107 @@ fn the_size_limit_stops_the_file_and_leaves_it_playable() {
     std::fs::write(&path, &file).unwrap();
     let duration = num(&ffprobe(&path)["format"]["duration"]);
     assert!((duration - summary.duration_ms as f64 / 1000.0).abs() < 0.1, "{duration} vs {summary:?}");
+}
+
+/// Access units of a `secs`-long 640x360 H.264 stream (libx264, baseline, a keyframe every 2 s,
+/// an access unit delimiter before each one), as Annex B.
+fn h264_access_units(dir: &Path, secs: u32) -> Vec<Vec<u8>> {
+    let out = dir.join("clip.h264");
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=640x360:rate=30:duration={secs}"))
+        .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", "60", "-bf", "0"])
+        .args(["-x264-params", "aud=1:repeat-headers=1", "-f", "h264"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(st.success());
+    let data = std::fs::read(&out).unwrap();
+    // Split before each AUD (00 00 00 01 09).
+    let mut starts: Vec<usize> =
+        data.windows(5).enumerate().filter(|(_, w)| *w == [0, 0, 0, 1, 9]).map(|(i, _)| i).collect();
+    starts.push(data.len());
+    starts.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect()
+}
+
+#[test]
+fn records_real_h264_and_opus_into_an_mp4_ffprobe_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let aus = h264_access_units(dir.path(), 5);
+    let opus = opus_packets(dir.path(), 5);
+    let mut packets = Vec::new();
+    let mut h264 = H264Packetizer::default();
+    let mut seq = 65_000u64;
+    for (i, au) in aus.iter().enumerate() {
+        let at = t0 + Duration::from_micros(i as u64 * 33_333);
+        let ts = 7_000u32.wrapping_add(i as u32 * 3000);
+        let parts = h264.packetize(1100, au).unwrap();
+        let n = parts.len();
+        for (k, p) in parts.into_iter().enumerate() {
+            let pkt = RecPacket { ssrc: 1, orig_ts: ts, seq, ts, marker: k + 1 == n, payload: p.into(), at };
+            seq += 1;
+            packets.push((at, Kind::Video, pkt));
+        }
+    }
+    let mut op = OpusPacketizer;
+    for (j, frame) in opus.iter().enumerate() {
+        let at = t0 + Duration::from_millis(j as u64 * 20);
+        let ts = 99u32.wrapping_add(j as u32 * 960);
+        let p = op.packetize(1200, frame).unwrap().remove(0);
+        packets.push((
+            at,
+            Kind::Audio,
+            RecPacket { ssrc: 2, orig_ts: ts, seq: j as u64, ts, marker: false, payload: p.into(), at },
+        ));
+    }
+    packets.sort_by_key(|(at, _, _)| *at);
+    let mut rec = StreamRecorder::new(t0, cfg(), true, Some(Codec::H264));
+    let (mut file, mut kf) = (Vec::new(), 0);
+    let end = packets.last().unwrap().0;
+    let mut cut = None;
+    for (at, kind, pkt) in packets {
+        if cut.is_none() && at >= t0 + Duration::from_millis(3500) {
+            cut = Some(file.clone()); // what a kill here would leave
+        }
+        rec.on_packet(at, kind, pkt);
+        drain(&mut rec, &mut file, &mut kf);
+    }
+    let summary = rec.finish(end + Duration::from_millis(50)).unwrap();
+    drain(&mut rec, &mut file, &mut kf);
+    assert_eq!((summary.width, summary.height), (Some(640), Some(360)));
+    let cut_path = dir.path().join("cut.mp4");
+    std::fs::write(&cut_path, cut.unwrap()).unwrap();
+    let cut_probe = ffprobe(&cut_path);
+    assert_eq!(cut_probe["streams"].as_array().unwrap().len(), 2);
+    let cut_duration = num(&cut_probe["format"]["duration"]);
+    assert!((2.0..=3.6).contains(&cut_duration), "a file cut at 3.5 s lasts {cut_duration} s");
+    let path = dir.path().join("rec.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let probe = ffprobe(&path);
+    let codecs: Vec<&str> =
+        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
+    assert!(codecs.contains(&"h264") && codecs.contains(&"opus"), "{codecs:?}");
+    let duration = num(&probe["format"]["duration"]);
+    assert!((duration - 5.0).abs() < 0.5, "duration {duration}");
+    let span = |sel: &str| {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", sel, "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+            .next()
+            .unwrap()
+    };
+    let (vs, a_s) = (span("v"), span("a"));
+    assert!((vs - a_s).abs() < 0.1, "video starts at {vs}, audio at {a_s}");
+    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&path).args(["-f", "null", "-"]).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    // What the media library reads of it.
+    let info = chorus_probe::probe(&mut std::io::Cursor::new(&file), file.len() as u64).expect("probed");
+    assert!(info.duration_ms.is_some_and(|ms| (ms as f64 / 1000.0 - duration).abs() < 0.1), "{info:?}");
+    assert_eq!((info.width, info.height), (Some(640), Some(360)));
 }

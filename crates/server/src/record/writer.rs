@@ -184,7 +184,7 @@ impl Thread {
                 if let Some(old) = self.streams.remove(&(uid, sid)) {
                     self.finish(old, now);
                 }
-                let name = file_name(&self.prefix, &address, sid);
+                let name = file_name(&self.prefix, &address, sid, super::stream::extension(video));
                 let path = unique(&self.dir, &name);
                 let file = match File::options().write(true).create_new(true).open(&path) {
                     Ok(f) => Some(f),
@@ -296,12 +296,12 @@ impl Thread {
     }
 }
 
-/// `prefix-address-sid.webm`, with anything but letters, digits and `-` made `_`.
-fn file_name(prefix: &str, address: &str, sid: u32) -> String {
+/// `prefix-address-sid.ext`, with anything but letters, digits and `-` made `_`.
+fn file_name(prefix: &str, address: &str, sid: u32, ext: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
     };
-    format!("{}-{}-{sid}.webm", clean(prefix), clean(address))
+    format!("{}-{}-{sid}.{ext}", clean(prefix), clean(address))
 }
 
 /// `name` in `dir`, or `name` with `-2`, `-3`… before the extension if taken (a publisher that
@@ -311,6 +311,6 @@ fn unique(dir: &Path, name: &str) -> PathBuf {
     if !p.exists() {
         return p;
     }
-    let stem = name.trim_end_matches(".webm");
-    (2..).map(|n| dir.join(format!("{stem}-{n}.webm"))).find(|p| !p.exists()).expect("a free name")
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "webm"));
+    (2..).map(|n| dir.join(format!("{stem}-{n}.{ext}"))).find(|p| !p.exists()).expect("a free name")
 }

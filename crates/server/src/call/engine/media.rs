@@ -392,8 +392,17 @@ impl Engine {
             } else {
                 Decision::Drop(chorus_sfu::DropReason::Paused)
             };
-            if let Some(l) = rec.poll_keyframe_request(now) {
+            let _ = rec.poll_keyframe_request(now);
+            // While it waits for its layer's keyframe, the recording asks on every packet (each
+            // request still passes the track's throttle) and its first request passes even that:
+            // the file starts at that keyframe, so its wait is the recording's lost start.
+            let waiting = rec.target_layer().filter(|t| rec.current_layer() != Some(*t));
+            let first = waiting.is_some() && !std::mem::replace(&mut peer.tracks[ti].rec_asked, true);
+            if let Some(l) = waiting {
                 keyframe_for[l.index()] = true;
+                if first {
+                    peer.tracks[ti].throttle = chorus_sfu::switch::KeyframeThrottle::default();
+                }
             }
             if let Decision::Forward { seq, ts, .. } = decision {
                 let pkt = RecPacket {
@@ -593,13 +602,19 @@ impl Engine {
                         tell_layer.push((f.subscriber, ev));
                     }
                 }
-                // The recording takes the best layer the publisher can send: the top one (resumed
-                // for it if nobody watched it) unless the publisher leaves it out (`presence`:
-                // a small camera, a short uplink), then the best that arrives.
+                // The recording takes the best layer being sent, at once (its file starts on that
+                // layer's next keyframe), and asks for the best one the publisher can send (the
+                // top one, resumed for it if nobody watched it, unless `presence` says the
+                // publisher leaves it out), to which it switches when it comes.
                 if let Some(f) = t.rec.as_mut() {
-                    let want = (0..n).rev().find(|&l| layers[l].active).unwrap_or(n.saturating_sub(1));
+                    let best = (0..n).rev().find(|&l| layers[l].active).unwrap_or(n.saturating_sub(1));
+                    let want = (0..n).rev().find(|&l| layers[l].active && t.meters[l].sending(now)).unwrap_or(best);
+                    if best < n {
+                        active[best] = true;
+                    }
                     let want = Layer::new(want as u8);
-                    if want.is_some() && f.target_layer() != want {
+                    // Not before the first layer started: that would put off the file's start.
+                    if want.is_some() && f.target_layer() != want && f.current_layer().is_some() {
                         f.set_target(want);
                     }
                     for l in [f.target_layer(), f.current_layer()].into_iter().flatten() {

@@ -2,7 +2,7 @@
 //! handed out for the writer (see [`crate::record`]).
 //!
 //! Each recorded track gets a forwarder of its own (`PubTrack::rec`), like a subscriber that
-//! always wants the top layer: it starts on a keyframe (asking the publisher for one), switches
+//! wants the best layer being sent (and asks for the top one): it starts on a keyframe (asking the publisher for one), switches
 //! layers only at keyframes and keeps one continuous numbering, so the writer sees one stream per
 //! track. Its packets leave as [`Output::Record`]; the task hands them to the writer thread and
 //! drops them (counted) if it falls behind. Nothing of this runs while the call is not recorded:
@@ -178,12 +178,18 @@ impl Engine {
                             audio = true;
                             t.rec = Some(Forwarder::audio(0));
                         }
-                        // WebM carries VP8; other codecs are not recorded (yet).
-                        TrackKind::Video if t.codec.eq_ignore_ascii_case("vp8") => {
-                            video = Some(Codec::Vp8);
+                        // VP8 goes into WebM, H.264 (WHIP publishers) into MP4; other codecs are
+                        // not recorded (yet).
+                        TrackKind::Video if ["vp8", "h264"].iter().any(|c| t.codec.eq_ignore_ascii_case(c)) => {
+                            video = Some(if t.codec.eq_ignore_ascii_case("h264") { Codec::H264 } else { Codec::Vp8 });
+                            // The best layer being sent now (see `select_layers`): the file
+                            // starts on its next keyframe, asked for at once.
+                            let (_, n) = t.layer_infos(now);
+                            let best = (0..n).rev().find(|&l| t.meters[l].sending(now)).unwrap_or(n.saturating_sub(1));
                             let mut f = Forwarder::video(0);
-                            f.set_target(Layer::new(t.layers.saturating_sub(1)));
+                            f.set_target(Layer::new(best as u8));
                             t.rec = Some(f);
+                            t.rec_asked = false;
                         }
                         _ => {}
                     }

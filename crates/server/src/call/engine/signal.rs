@@ -421,6 +421,7 @@ impl Engine {
                 told_active: Vec::new(),
                 presence: LayerPresence::new(now),
                 rec: None,
+                rec_asked: false,
             });
         }
         Ok(ServerFrame::CallPublished {

@@ -67,6 +67,8 @@ pub(super) struct PubTrack {
     pub presence: LayerPresence,
     /// The recording's forwarder, while the call is recorded (see `record`).
     pub rec: Option<Forwarder>,
+    /// The recording's first keyframe request was made (it skips the throttle; see `forward`).
+    pub rec_asked: bool,
 }
 
 impl PubTrack {
