@@ -134,6 +134,15 @@ pub struct Config {
     pub max_groups_per_user: usize,
     /// Most groups one user may be a member of (the backend may add past it).
     pub max_memberships_per_user: usize,
+    /// Groups (and Mesibo rooms) one user may create per hour (0: no limit).
+    pub groups_created_per_hour: u32,
+    /// Pins one user may create per hour with `POST /v1/groups/{gid}/pins` or `addPin` (0: no limit).
+    pub pins_created_per_hour: u32,
+    /// Members one user may newly add to groups per hour, all groups together (0: no limit).
+    pub members_added_per_hour: u32,
+    /// Calls one user may start per hour: group calls they are the first to join, and 1:1
+    /// calls they dial (0: no limit).
+    pub calls_started_per_hour: u32,
     /// Messages one user may send per second (sustained).
     pub sends_per_second: u32,
     /// Burst allowance above `sends_per_second`.
@@ -299,6 +308,10 @@ impl Default for Config {
             max_board_bytes: 256 * 1024,
             max_groups_per_user: 250,
             max_memberships_per_user: 1000,
+            groups_created_per_hour: 100,
+            pins_created_per_hour: 500,
+            members_added_per_hour: 5000,
+            calls_started_per_hour: 600,
             sends_per_second: 50,
             send_burst: 200,
             sync_limit: 5_000,

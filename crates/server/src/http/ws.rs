@@ -13,7 +13,7 @@
 //! `session_queue_bytes` and drops the session past it (close 4000); the backlog is read and
 //! written a page at a time; and a user has at most `max_sessions_per_user` sessions.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -37,7 +37,9 @@ use crate::bus::{
     frame_text, outbound, session_queue, token_fingerprint, MsgMeta, Outbound, SessionRx, TooManySessions,
 };
 use crate::error::ApiError;
+use crate::messaging::unacked::Unacked;
 use crate::messaging::{BacklogPage, Content, SyncEnd, Target};
+use crate::quota::Quota;
 
 /// How long a client has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,8 +148,8 @@ struct Session {
     id: u64,
     /// Live message frames with `pos` at or below this were in the backlog.
     synced_to: i64,
-    /// Messages written to the client, waiting for its `ack` (at most [`Session::max_unacked`]).
-    unacked: VecDeque<MsgMeta>,
+    /// Messages written to the client, waiting for its `ack` (bounded: see [`Unacked`]).
+    unacked: Unacked,
     typing_sent: HashMap<Target, Instant>,
     /// The call this session is in, if any.
     call: Option<crate::call::CallSession>,
@@ -294,7 +296,7 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
         user: user.clone(),
         id,
         synced_to: 0,
-        unacked: VecDeque::new(),
+        unacked: Unacked::default(),
         typing_sent: HashMap::new(),
         call: None,
     };
@@ -327,19 +329,9 @@ async fn close_with(out: &mut Writer, e: ApiError) {
 }
 
 impl Session {
-    /// Most messages remembered as written and not yet acknowledged: one sync's worth, so an
-    /// `ack` after `synced` covers the whole backlog (within 1,024 to 10,000).
-    fn max_unacked(&self) -> usize {
-        self.s.cfg.sync_limit.clamp(1024, 10_000)
-    }
-
-    /// Remembers a message written to the client until its `ack`; the oldest is forgotten
-    /// beyond [`Session::max_unacked`].
+    /// Remembers a message written to the client until its `ack`.
     fn remember(&mut self, meta: MsgMeta) {
-        if self.unacked.len() >= self.max_unacked() {
-            self.unacked.pop_front();
-        }
-        self.unacked.push_back(meta);
+        self.unacked.remember(meta);
     }
 
     /// Backlog messages per page: about `session_queue_bytes` of messages `size` bytes long
@@ -617,7 +609,15 @@ impl Session {
             | ClientFrame::CallMute { .. }
             | ClientFrame::CallAdmin { .. }) => Some(self.call_request(call)),
             ClientFrame::CallDial { rid, peer, video } => {
+                let uid = self.user.uid.get();
+                let share = match self.s.groups.quotas().take(Quota::CallsStarted, uid, 1) {
+                    Ok(share) => share,
+                    Err(e) => return Some(now(error_frame(rid, None, &e))),
+                };
                 let r = self.s.direct.dial(&self.user, self.id, &peer, video, rid.clone()).await;
+                if r.is_ok() {
+                    share.keep();
+                }
                 Some(now(r.unwrap_or_else(|e| direct_error(rid, e))))
             }
             ClientFrame::CallAccept { rid, call } => {
@@ -637,6 +637,12 @@ impl Session {
     /// place: the old place is kept until the room has the new join, so the room sees the same
     /// user joining again (`replaced` for the others), not a session that vanished.
     async fn call_join(&mut self, rid: Option<String>, gid: i64) -> Reply {
+        // The first to join a group's call starts it (a 1:1 call's room is started by its dial).
+        let starts = gid > 0 && !self.s.calls.live().iter().any(|c| c.gid == gid);
+        let share = match self.s.groups.quotas().take(Quota::CallsStarted, self.user.uid.get(), u32::from(starts)) {
+            Ok(share) => share,
+            Err(e) => return now(error_frame(rid, None, &e)),
+        };
         let old = self.call.take();
         if let Some(old) = old.as_ref().filter(|c| c.gid != gid) {
             drop(old.request(ClientFrame::CallLeave { rid: None }));
@@ -647,6 +653,9 @@ impl Session {
         } else {
             self.s.calls.join(&self.user, self.id, gid, rid.clone()).await
         };
+        if joined.is_ok() {
+            share.keep();
+        }
         drop(old);
         match joined {
             Ok((call, joined)) => {
@@ -737,17 +746,7 @@ impl Session {
     /// Advances the delivery watermarks of the messages acknowledged up to `pos`.
     async fn ack(&mut self, pos: i64) -> Option<ServerFrame> {
         let m = &self.s.messaging;
-        let mut highest: HashMap<i64, i64> = HashMap::new();
-        while self.unacked.front().is_some_and(|f| f.pos <= pos) {
-            let f = self.unacked.pop_front().expect("front checked");
-            let e = highest.entry(f.conv_id).or_insert(f.seq);
-            *e = (*e).max(f.seq);
-        }
-        // A queue that was long once does not keep its memory.
-        if self.unacked.capacity() > 256 && self.unacked.len() < self.unacked.capacity() / 4 {
-            self.unacked.shrink_to(self.unacked.len() * 2);
-        }
-        for (conv, seq) in highest {
+        for (conv, seq) in self.unacked.ack(pos) {
             if let Err(e) = m.watermark(&self.user, conv, seq, false).await {
                 return Some(error_frame(None, None, &e));
             }
