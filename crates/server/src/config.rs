@@ -162,6 +162,17 @@ pub struct Config {
     pub session_write_timeout_secs: u64,
     /// Most WebSocket sessions one user may have open at once.
     pub max_sessions_per_user: usize,
+    /// Frames the server reads from one WebSocket session per second, sustained (at least
+    /// `sends_per_second` + 50); a faster client is read more slowly (nothing is refused).
+    pub session_frames_per_second: u32,
+    /// Burst allowance above `session_frames_per_second` (at least `send_burst` + 200).
+    pub session_frame_burst: u32,
+    /// Call frames (`call_*`) the server reads from one session per second, sustained; each
+    /// costs its room's task some work. A faster client is read more slowly.
+    pub session_call_frames_per_second: u32,
+    /// Burst allowance above `session_call_frames_per_second` (joining a large call subscribes
+    /// to many streams at once).
+    pub session_call_frame_burst: u32,
     /// Most open TCP connections on the HTTP port (HTTP and WebSocket together).
     pub max_connections: usize,
     /// Seconds an HTTP connection may sit idle between requests (or take to send a request's
@@ -321,6 +332,10 @@ impl Default for Config {
             session_queue_bytes: 1024 * 1024,
             session_write_timeout_secs: 10,
             max_sessions_per_user: 16,
+            session_frames_per_second: 100,
+            session_frame_burst: 400,
+            session_call_frames_per_second: 10,
+            session_call_frame_burst: 200,
             max_connections: 10_000,
             http_idle_timeout_secs: 30,
             rtc_udp_port: 7882,

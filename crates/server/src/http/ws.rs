@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,7 +50,8 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const TYPING_THROTTLE: Duration = Duration::from_secs(2);
 /// WebSocket read and write buffer size; frames larger than this still work.
 const SOCKET_BUFFER: usize = 1024;
-/// Conversations whose typing state one session tracks before old entries are pruned.
+/// Conversations one session may announce typing in per [`TYPING_THROTTLE`]; more are
+/// refused (`rate_limited`), so the typing state stays bounded.
 const MAX_TYPING_CONVERSATIONS: usize = 256;
 /// Close code telling the client to reconnect and resume (it fell behind).
 const CLOSE_RESYNC: u16 = 4000;
@@ -153,6 +155,54 @@ struct Session {
     typing_sent: HashMap<Target, Instant>,
     /// The call this session is in, if any.
     call: Option<crate::call::CallSession>,
+    /// The budget of call frames (`session_call_frames_per_second`), made at the first one.
+    call_budget: Option<Box<Budget>>,
+    /// How long to wait before reading the next frame: the call budget ran out.
+    call_wait: Option<Duration>,
+}
+
+type Budget = governor::DefaultDirectRateLimiter;
+
+/// Whether a frame is handled by a call's room (or starts, rings or ends a call).
+fn is_call(f: &ClientFrame) -> bool {
+    use ClientFrame as F;
+    match f {
+        F::CallJoin { .. }
+        | F::CallLeave { .. }
+        | F::CallPublish(_)
+        | F::CallUnpublish { .. }
+        | F::CallSubscribe { .. }
+        | F::CallUnsubscribe { .. }
+        | F::CallAnswer { .. }
+        | F::CallMute { .. }
+        | F::CallAdmin { .. }
+        | F::CallDial { .. }
+        | F::CallAccept { .. }
+        | F::CallDecline { .. }
+        | F::CallHangup { .. } => true,
+        F::Hello { .. }
+        | F::Ping { .. }
+        | F::Send { .. }
+        | F::Edit { .. }
+        | F::Delete { .. }
+        | F::Ack { .. }
+        | F::Read { .. }
+        | F::Typing { .. } => false,
+    }
+}
+
+/// A budget of `per_second` events, `burst` at once.
+fn budget(per_second: u32, burst: u32) -> Budget {
+    let n = |v: u32| NonZeroU32::new(v.max(1)).expect("at least 1");
+    governor::RateLimiter::direct(governor::Quota::per_second(n(per_second)).allow_burst(n(burst)))
+}
+
+/// Takes one event from `b`; how long until the next one is allowed if it ran out (zero if not).
+fn over_budget(b: &Budget) -> Duration {
+    match b.check() {
+        Ok(()) => Duration::ZERO,
+        Err(later) => later.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())),
+    }
 }
 
 /// The next frame the session's call sends; pending while it is in no call.
@@ -299,6 +349,8 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
         unacked: Unacked::default(),
         typing_sent: HashMap::new(),
         call: None,
+        call_budget: None,
+        call_wait: None,
     };
     let result = Box::pin(sess.start(&mut out, &rx, resume)).await;
     if result.is_ok() {
@@ -454,14 +506,28 @@ impl Session {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut last_heard = Instant::now();
+        // Every frame costs the server some work, an unparsable one too, and a call frame its
+        // room's: past either budget a session is not read (its client is slowed down by TCP,
+        // nothing is refused) until the budget allows the next frame, while what is queued for
+        // it still goes out.
+        let cfg = &self.s.cfg;
+        // Never below what the send limit lets a session send (plus acks and reads).
+        let frames = budget(
+            cfg.session_frames_per_second.max(cfg.sends_per_second.saturating_add(50)),
+            cfg.session_frame_burst.max(cfg.send_burst.saturating_add(200)),
+        );
+        let mut paused = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        let mut is_paused = false;
         // Answers in the order the frames came, each written once it is ready.
         let mut answers: FuturesOrdered<Reply> = FuturesOrdered::new();
         // Every arm's writes are bounded by the write timeout, so the loop comes back here
         // (to read, and to the silence check) however the client behaves.
         loop {
             tokio::select! {
-                incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT => {
+                () = &mut paused, if is_paused => is_paused = false,
+                incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT && !is_paused => {
                     last_heard = Instant::now();
+                    let frame_wait = over_budget(&frames);
                     let reply = match incoming {
                         Some(Ok(WsMessage::Text(t))) => Box::pin(self.dispatch(out, &t)).await,
                         Some(Ok(WsMessage::Binary(_))) => Some(now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
@@ -483,6 +549,11 @@ impl Session {
                     };
                     if let Some(answer) = reply {
                         answers.push_back(answer);
+                    }
+                    let wait = frame_wait.max(self.call_wait.take().unwrap_or_default());
+                    if !wait.is_zero() {
+                        paused.as_mut().reset(tokio::time::Instant::now() + wait);
+                        is_paused = true;
                     }
                 }
                 Some(answer) = answers.next(), if !answers.is_empty() => {
@@ -574,6 +645,16 @@ impl Session {
             Ok(f) => f,
             Err(e) => return Some(now(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}"))))),
         };
+        if is_call(&frame) {
+            let cfg = &self.s.cfg;
+            let b = self.call_budget.get_or_insert_with(|| {
+                Box::new(budget(cfg.session_call_frames_per_second, cfg.session_call_frame_burst))
+            });
+            let wait = over_budget(b);
+            if !wait.is_zero() {
+                self.call_wait = Some(wait);
+            }
+        }
         match frame {
             ClientFrame::Hello { .. } => {
                 Some(now(error_frame(None, None, &ApiError::bad_request("hello was already received"))))
@@ -783,12 +864,18 @@ impl Session {
         if !on && !self.typing_sent.contains_key(&t) {
             return None; // never announced typing here
         }
+        if on && self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
+            self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_THROTTLE);
+            if self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
+                // Refused before the audience lookup: a flood over many conversations costs
+                // neither a query nor a fan-out each.
+                let e = ApiError::rate_limited("typing in too many conversations at once");
+                return Some(error_frame(None, None, &e));
+            }
+        }
         match m.typing_audience(&self.user, &t).await {
             Ok((uids, peer, gid)) => {
                 if on {
-                    if self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
-                        self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_THROTTLE);
-                    }
                     self.typing_sent.insert(t, now);
                 } else {
                     self.typing_sent.remove(&t);
