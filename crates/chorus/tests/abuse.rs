@@ -281,3 +281,40 @@ async fn misbehaving_connections_leave_the_server_bounded_and_others_served() {
         assert!(!ends.contains_key("NoHello: still open"), "the hello timeout closes them: {ends:?}");
     }
 }
+
+/// A session announces typing in at most 256 conversations per 2 s: one more is refused with
+/// `rate_limited` (before any lookup), and once the 2 s have passed typing goes through again.
+#[tokio::test]
+async fn typing_is_bounded_per_session() {
+    let s = Server::start(Backend::Sqlite).await;
+    let r = s
+        .backend(json!({"op": "useradd", "token": ADMIN_TOKEN,
+                        "user": {"address": "typist", "name": "T", "token": {"appid": "t"}}}))
+        .await;
+    let h = Http::new(s.base.clone()).with_token(r["user"]["token"].as_str().expect("token").to_string());
+    let mut gids = Vec::new();
+    for i in 0..258 {
+        let r = s
+            .backend(json!({"op": "groupadd", "token": ADMIN_TOKEN, "group": {"name": format!("g{i}"), "m": "typist"}}))
+            .await;
+        gids.push(r["group"]["gid"].as_i64().unwrap_or_else(|| panic!("{r}")));
+    }
+    let (mut c, _) = Connection::connect(&h, None).await.unwrap();
+    let typing = |gid: i64| ClientFrame::Typing { peer: None, gid: Some(GroupId(gid)), on: true };
+    for gid in &gids[..256] {
+        c.send(&typing(*gid)).await.unwrap();
+    }
+    assert!(matches!(c.request(|rid| ClientFrame::Ping { rid }).await.unwrap(), ServerFrame::Pong { .. }));
+    let refused =
+        |frames: Vec<ServerFrame>| frames.into_iter().filter(|f| matches!(f, ServerFrame::Error { .. })).count();
+    assert_eq!(refused(c.drain(Duration::from_millis(200)).await), 0, "256 conversations are allowed");
+    c.send(&typing(gids[256])).await.unwrap();
+    match c.next(Duration::from_secs(10)).await.unwrap() {
+        ServerFrame::Error { code, rid: None, .. } => assert_eq!(code, chorus_proto::ErrorCode::RateLimited),
+        other => panic!("the 257th conversation was not refused: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    c.send(&typing(gids[257])).await.unwrap();
+    assert!(matches!(c.request(|rid| ClientFrame::Ping { rid }).await.unwrap(), ServerFrame::Pong { .. }));
+    assert_eq!(refused(c.drain(Duration::from_millis(200)).await), 0, "typing goes through again after 2 s");
+}
