@@ -219,6 +219,9 @@ pub struct Config {
     pub turn_host: Option<String>,
     /// Most TURN TCP and TLS connections open at once (each listener); more are closed at once.
     pub turn_max_connections: usize,
+    /// Most TURN allocations (relay sockets) open at once, all transports together; more are
+    /// refused (508 Insufficient Capacity).
+    pub turn_max_allocations: usize,
     /// Shared secret of the TURN REST API credentials (coturn's `static-auth-secret`); at least
     /// 16 characters. Unset: read from or generated into `data/turn-secret` (0600).
     pub turn_secret: Option<String>,
@@ -356,6 +359,7 @@ impl Default for Config {
             turn_tls_key: None,
             turn_host: None,
             turn_max_connections: 1024,
+            turn_max_allocations: 1000,
             turn_secret: None,
             turn_public_ip: None,
             turn_credential_ttl_secs: 3600,
@@ -516,8 +520,8 @@ impl Config {
                 anyhow::bail!("turn_host must be a host name or an IP address, not {h:?}");
             }
         }
-        if self.turn_max_connections == 0 {
-            anyhow::bail!("turn_max_connections must be positive");
+        if self.turn_max_connections == 0 || self.turn_max_allocations == 0 {
+            anyhow::bail!("turn_max_connections and turn_max_allocations must be positive");
         }
         for u in &self.webhook_urls {
             let ok = (u.starts_with("http://") || u.starts_with("https://")) && reqwest::Url::parse(u).is_ok();
