@@ -9,7 +9,9 @@
 //!
 //! `CHORUS_ABUSE_CONNECTIONS` (default 240) sets how many misbehave, spread over the kinds;
 //! the long form is 1000 (`CHORUS_ABUSE_CONNECTIONS=1000 cargo test -p chorus --test
-//! abuse -- --nocapture`).
+//! abuse -- --nocapture`); `CHORUS_ABUSE_KINDS` (e.g. `CallFlood,Garbage`) runs only some kinds.
+//! Two more tests check the typing bound and that the read budgets pace a fast client without
+//! refusing anything.
 
 mod common;
 
@@ -317,4 +319,54 @@ async fn typing_is_bounded_per_session() {
     c.send(&typing(gids[257])).await.unwrap();
     assert!(matches!(c.request(|rid| ClientFrame::Ping { rid }).await.unwrap(), ServerFrame::Pong { .. }));
     assert_eq!(refused(c.drain(Duration::from_millis(200)).await), 0, "typing goes through again after 2 s");
+}
+
+/// Reads until `n` requests were answered (pongs, or the `not_found` of a call frame outside a call).
+async fn answered(c: &mut Connection, n: usize) {
+    let mut got = 0;
+    while got < n {
+        match c.next(Duration::from_secs(30)).await.expect("answers keep coming") {
+            ServerFrame::Pong { .. } => got += 1,
+            ServerFrame::Error { rid: Some(_), code, .. } => {
+                assert_eq!(code, chorus_proto::ErrorCode::NotFound, "not in a call; never rate_limited");
+                got += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The read budgets slow a fast client down and refuse nothing: 600 pipelined pings (budget
+/// 100 a second after a burst of 400) are all answered, the last about 2 s after the first;
+/// 250 call frames (10 a second after 200) all answered, the last about 5 s later.
+#[tokio::test]
+async fn fast_clients_are_read_more_slowly_never_refused() {
+    let s = Server::start(Backend::Sqlite).await;
+    let r = s
+        .backend(json!({"op": "useradd", "token": ADMIN_TOKEN,
+                        "user": {"address": "fast", "name": "F", "token": {"appid": "t"}}}))
+        .await;
+    let h = Http::new(s.base.clone()).with_token(r["user"]["token"].as_str().expect("token").to_string());
+    let (mut c, _) = Connection::connect(&h, None).await.unwrap();
+    let t0 = Instant::now();
+    for i in 0..600 {
+        c.send(&ClientFrame::Ping { rid: Some(format!("p{i}")) }).await.unwrap();
+    }
+    answered(&mut c, 600).await;
+    let pings = t0.elapsed();
+    assert!(pings >= Duration::from_millis(1500), "600 frames read in {pings:?}: no budget");
+    assert!(pings < Duration::from_secs(10), "{pings:?}");
+
+    tokio::time::sleep(Duration::from_secs(4)).await; // the frame budget fills again
+    let t0 = Instant::now();
+    for i in 0..250 {
+        c.send(&ClientFrame::CallMute { rid: Some(format!("m{i}")), sid: 0, audio: Some(true), video: None })
+            .await
+            .unwrap();
+    }
+    answered(&mut c, 250).await;
+    let mutes = t0.elapsed();
+    assert!(mutes >= Duration::from_secs(4), "250 call frames read in {mutes:?}: no call budget");
+    assert!(mutes < Duration::from_secs(15), "{mutes:?}");
+    println!("600 pings answered in {pings:?}, 250 call frames in {mutes:?}");
 }

@@ -157,8 +157,8 @@ struct Session {
     call: Option<crate::call::CallSession>,
     /// The budget of call frames (`session_call_frames_per_second`), made at the first one.
     call_budget: Option<Box<Budget>>,
-    /// How long to wait before reading the next frame: the call budget ran out.
-    call_wait: Option<Duration>,
+    /// A call frame was read past the call budget: its cell is taken before the next read.
+    call_owed: bool,
 }
 
 type Budget = governor::DefaultDirectRateLimiter;
@@ -197,10 +197,16 @@ fn budget(per_second: u32, burst: u32) -> Budget {
     governor::RateLimiter::direct(governor::Quota::per_second(n(per_second)).allow_burst(n(burst)))
 }
 
-/// Takes one event from `b`; how long until the next one is allowed if it ran out (zero if not).
-fn over_budget(b: &Budget) -> Duration {
+/// Takes one event from `b` if `owed`, clearing it; else how long until `b` allows one.
+fn pay(b: &Budget, owed: &mut bool) -> Duration {
+    if !*owed {
+        return Duration::ZERO;
+    }
     match b.check() {
-        Ok(()) => Duration::ZERO,
+        Ok(()) => {
+            *owed = false;
+            Duration::ZERO
+        }
         Err(later) => later.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())),
     }
 }
@@ -350,7 +356,7 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
         typing_sent: HashMap::new(),
         call: None,
         call_budget: None,
-        call_wait: None,
+        call_owed: false,
     };
     let result = Box::pin(sess.start(&mut out, &rx, resume)).await;
     if result.is_ok() {
@@ -381,6 +387,19 @@ async fn close_with(out: &mut Writer, e: ApiError) {
 }
 
 impl Session {
+    /// Pays what the frames read past their budgets owe; how long to wait before reading on
+    /// (zero: read on).
+    fn settle(&mut self, frames: &Budget, frame_owed: &mut bool) -> Duration {
+        let wait = pay(frames, frame_owed);
+        if !wait.is_zero() {
+            return wait;
+        }
+        match &self.call_budget {
+            Some(b) => pay(b, &mut self.call_owed),
+            None => Duration::ZERO,
+        }
+    }
+
     /// Remembers a message written to the client until its `ack`.
     fn remember(&mut self, meta: MsgMeta) {
         self.unacked.remember(meta);
@@ -518,16 +537,25 @@ impl Session {
         );
         let mut paused = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         let mut is_paused = false;
+        // A frame read past the budget is owed: paid (its cell taken) before the next read.
+        let mut frame_owed = false;
         // Answers in the order the frames came, each written once it is ready.
         let mut answers: FuturesOrdered<Reply> = FuturesOrdered::new();
         // Every arm's writes are bounded by the write timeout, so the loop comes back here
         // (to read, and to the silence check) however the client behaves.
         loop {
             tokio::select! {
-                () = &mut paused, if is_paused => is_paused = false,
+                () = &mut paused, if is_paused => {
+                    let wait = self.settle(&frames, &mut frame_owed);
+                    if wait.is_zero() {
+                        is_paused = false;
+                    } else {
+                        paused.as_mut().reset(tokio::time::Instant::now() + wait);
+                    }
+                }
                 incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT && !is_paused => {
                     last_heard = Instant::now();
-                    let frame_wait = over_budget(&frames);
+                    frame_owed = frames.check().is_err();
                     let reply = match incoming {
                         Some(Ok(WsMessage::Text(t))) => Box::pin(self.dispatch(out, &t)).await,
                         Some(Ok(WsMessage::Binary(_))) => Some(now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
@@ -550,7 +578,7 @@ impl Session {
                     if let Some(answer) = reply {
                         answers.push_back(answer);
                     }
-                    let wait = frame_wait.max(self.call_wait.take().unwrap_or_default());
+                    let wait = self.settle(&frames, &mut frame_owed);
                     if !wait.is_zero() {
                         paused.as_mut().reset(tokio::time::Instant::now() + wait);
                         is_paused = true;
@@ -650,10 +678,7 @@ impl Session {
             let b = self.call_budget.get_or_insert_with(|| {
                 Box::new(budget(cfg.session_call_frames_per_second, cfg.session_call_frame_burst))
             });
-            let wait = over_budget(b);
-            if !wait.is_zero() {
-                self.call_wait = Some(wait);
-            }
+            self.call_owed = b.check().is_err();
         }
         match frame {
             ClientFrame::Hello { .. } => {
