@@ -16,6 +16,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_client::{Connection, Http};
@@ -79,8 +81,16 @@ fn text(f: &ClientFrame) -> Message {
 }
 
 /// Runs one misbehaving connection until `stop`; returns how it ended (for the summary).
-async fn misbehave(kind: Kind, addr: SocketAddr, token: String, gid: i64, stop: Instant) -> &'static str {
+async fn misbehave(
+    kind: Kind,
+    addr: SocketAddr,
+    token: String,
+    gid: i64,
+    stop: Instant,
+    connected: Arc<AtomicUsize>,
+) -> &'static str {
     let mut ws = raw_ws(addr, &token, kind == Kind::NeverReads).await;
+    connected.fetch_add(1, Ordering::Relaxed);
     if kind == Kind::NoHello {
         // The server closes it after 10 s (1008); read until then.
         return match tokio::time::timeout_at(stop.into(), ws.next()).await {
@@ -245,6 +255,7 @@ async fn misbehaving_connections_leave_the_server_bounded_and_others_served() {
     // behind a thousand busy tasks of the test itself: what is measured is the server.
     let abusers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut tasks = Vec::new();
+    let connected = Arc::new(AtomicUsize::new(0));
     let kinds: Vec<Kind> = match std::env::var("CHORUS_ABUSE_KINDS") {
         Ok(names) => KINDS.iter().copied().filter(|k| names.split(',').any(|n| n == format!("{k:?}"))).collect(),
         Err(_) => KINDS.to_vec(),
@@ -252,9 +263,14 @@ async fn misbehaving_connections_leave_the_server_bounded_and_others_served() {
     for i in 0..total {
         let kind = kinds[i % kinds.len()];
         let token = tokens[2 + i / 16].clone();
-        tasks.push((kind, abusers.spawn(misbehave(kind, addr, token, gid, stop))));
+        tasks.push((kind, abusers.spawn(misbehave(kind, addr, token, gid, stop, connected.clone()))));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Measured once every connection is open (or after 8 s), then 1 s into the abuse.
+    let open_by = Instant::now() + Duration::from_secs(8);
+    while connected.load(Ordering::Relaxed) < total && Instant::now() < open_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let during = well_behaved(&mut alice, &mut bob, gid, every, 200).await;
     let mut rss_peak = rss_kib(&s);
     while Instant::now() < stop {
