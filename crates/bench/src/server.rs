@@ -80,6 +80,13 @@ impl ChorusServer {
             // The idle scenario opens 50,000 connections, 50 per user.
             .env("CHORUS_MAX_SESSIONS_PER_USER", "1000000")
             .env("CHORUS_MAX_CONNECTIONS", "1000000")
+            // The soak's participants start calls again and again for an hour.
+            .env("CHORUS_CALLS_STARTED_PER_HOUR", "0")
+            // Load, not abuse: the read budgets would pace the generators.
+            .env("CHORUS_SESSION_FRAMES_PER_SECOND", "1000000")
+            .env("CHORUS_SESSION_FRAME_BURST", "1000000")
+            .env("CHORUS_SESSION_CALL_FRAMES_PER_SECOND", "1000000")
+            .env("CHORUS_SESSION_CALL_FRAME_BURST", "1000000")
             .env("CHORUS_RTC_UDP_PORT", "0")
             .env("CHORUS_RTC_TCP_PORT", "0");
         for (k, v) in &options.env {

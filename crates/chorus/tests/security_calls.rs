@@ -112,8 +112,20 @@ struct Watched {
 /// server's memory stays flat from then on, and Bob can join again once he reads.
 async fn a_participant_that_stops_reading_is_dropped_and_memory_stays_flat(b: Backend) {
     let _slot = common::call_slot();
-    // Mallory's publish connection never connects: give it all the time the test takes.
-    let s = Server::start_with(b, &[("CHORUS_RTC_CONNECT_TIMEOUT_SECS", "600")]).await;
+    // Mallory's publish connection never connects: give it all the time the test takes. Her
+    // frames are not slowed down by the read budgets: the queue bound is what is tested here
+    // (tests/abuse.rs covers the budgets).
+    let s = Server::start_with(
+        b,
+        &[
+            ("CHORUS_RTC_CONNECT_TIMEOUT_SECS", "600"),
+            ("CHORUS_SESSION_FRAMES_PER_SECOND", "1000000"),
+            ("CHORUS_SESSION_FRAME_BURST", "1000000"),
+            ("CHORUS_SESSION_CALL_FRAMES_PER_SECOND", "1000000"),
+            ("CHORUS_SESSION_CALL_FRAME_BURST", "1000000"),
+        ],
+    )
+    .await;
     let r = room(&s).await;
     let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
     let (hm, _) = member_with_pin(&s, &r, "mallory@example.org", &r.publisher_pin).await;

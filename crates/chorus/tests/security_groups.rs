@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use chorus_client::{ApiFailure, Http};
 use chorus_proto::flags::{admin, member};
 use chorus_proto::rest::{CreatedGroup, Group, Member, Pin};
+use chorus_proto::ws::{ClientFrame, ServerFrame};
+use chorus_proto::GroupId;
 use common::{Backend, Server, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
@@ -479,7 +481,8 @@ async fn groups_per_user_are_capped(b: Backend) {
 /// `GET /v1/groups` answers in pages with a `Link: <…>; rel="next"` header; following the
 /// links yields every group exactly once, newest first. `/api op=rooms` lists them all.
 async fn group_lists_are_paged(b: Backend) {
-    let s = Server::start(b).await;
+    // More groups than one user may create in an hour by default.
+    let s = Server::start_with(b, &[("CHORUS_GROUPS_CREATED_PER_HOUR", "0")]).await;
     let (ua, hu) = user(&s, "u").await;
     let n = 130;
     for i in 0..n {
@@ -569,4 +572,114 @@ async fn group_lists_are_paged(b: Backend) {
     assert_eq!(listed, addresses, "join order, then address");
 }
 
-both_backends!(groups_per_user_are_capped, group_lists_are_paged);
+/// What one account may create per hour is bounded (issue 17, item 3): groups (also as Mesibo
+/// rooms), pins, members added and calls started past their hourly quota are refused with
+/// `rate_limited` (429; `/api`: `RATELIMIT`) and change nothing; refused requests do not use up
+/// the quota, other users keep theirs, and the backend is not counted.
+async fn hourly_quotas_bound_what_a_user_creates(b: Backend) {
+    let s = Server::start_with(
+        b,
+        &[
+            ("CHORUS_GROUPS_CREATED_PER_HOUR", "3"),
+            ("CHORUS_PINS_CREATED_PER_HOUR", "2"),
+            ("CHORUS_MEMBERS_ADDED_PER_HOUR", "3"),
+            ("CHORUS_CALLS_STARTED_PER_HOUR", "2"),
+        ],
+    )
+    .await;
+    let (ua, hu) = user(&s, "u").await;
+    let (va, hv) = user(&s, "v").await;
+    let quota_refused = |e: ApiFailure, setting: &str| {
+        assert_eq!((e.status, e.code()), (429, Some("rate_limited")), "{}", e.body);
+        assert!(e.body.contains(setting), "the message names the setting: {}", e.body);
+    };
+
+    // Groups: a refused create (no name) does not count; the fourth in the hour is refused,
+    // through /v1 and through /api setgroup, and nothing is created.
+    let e = hu.post::<CreatedGroup>("/v1/groups", &json!({"room": true})).await.unwrap_err();
+    assert_eq!(e.code(), Some("bad_request"));
+    let mut mine = Vec::new();
+    for i in 0..2 {
+        mine.push(hu.post::<CreatedGroup>("/v1/groups", &json!({"name": format!("g{i}")})).await.unwrap());
+    }
+    let api = |body: Value| {
+        let base = s.base.clone();
+        async move {
+            reqwest::Client::new().post(format!("{base}/api")).json(&body).send().await.unwrap().json::<Value>().await
+        }
+    };
+    let r = api(json!({"op": "setgroup", "token": hu.token().unwrap(), "name": "room"})).await.unwrap();
+    let room = r["gid"].as_i64().unwrap_or_else(|| panic!("a room: {r}"));
+    let r = api(json!({"op": "setgroup", "token": hu.token().unwrap(), "name": "one more"})).await.unwrap();
+    assert_eq!((&r["result"], &r["error"]), (&json!("FAIL"), &json!("RATELIMIT")), "{r}");
+    quota_refused(
+        hu.post::<CreatedGroup>("/v1/groups", &json!({"name": "one more"})).await.unwrap_err(),
+        "groups_created_per_hour",
+    );
+    assert_eq!(hu.get::<Vec<Group>>("/v1/groups").await.unwrap().len(), 3, "nothing made past the quota");
+    // Another user has their own quota; the backend is not counted.
+    hv.post::<CreatedGroup>("/v1/groups", &json!({"name": "v's"})).await.unwrap();
+    for i in 0..5 {
+        let r = s.backend(json!({"op": "groupadd", "token": ADMIN_TOKEN, "group": {"name": format!("b{i}")}})).await;
+        assert_eq!(r["result"], json!(true), "{r}");
+    }
+
+    // Pins: two per hour, whichever group; a refused pin (bad flags) does not count.
+    let gid = mine[0].group.gid.get();
+    let pins = format!("/v1/groups/{gid}/pins");
+    let e = hu.post::<Pin>(&pins, &json!({"flags": 0x4000_0000u32})).await.unwrap_err();
+    assert_eq!(e.code(), Some("bad_request"), "{}", e.body);
+    hu.post::<Pin>(&pins, &json!({"flags": member::ALL})).await.unwrap();
+    hu.post::<Pin>(&format!("/v1/groups/{}/pins", mine[1].group.gid), &json!({"flags": member::ALL})).await.unwrap();
+    quota_refused(hu.post::<Pin>(&pins, &json!({"flags": member::ALL})).await.unwrap_err(), "pins_created_per_hour");
+    assert_eq!(hu.get::<Vec<Pin>>(&pins).await.unwrap().len(), 1);
+
+    // Members: three new members per hour. Re-adding a member (a flags edit) is not an addition;
+    // a request that would pass the quota adds none of its addresses.
+    let mut others = Vec::new();
+    for i in 0..4 {
+        others.push(user(&s, &format!("m{i}")).await.0);
+    }
+    hu.post::<Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": others[..2]})).await.unwrap();
+    grant(&hu, gid, &others[0], member::SEND, 0).await.unwrap();
+    let e =
+        hu.post::<Value>(&format!("/v1/groups/{gid}/members"), &json!({"addresses": others[2..]})).await.unwrap_err();
+    quota_refused(e, "members_added_per_hour");
+    assert!(stored(&hu, gid, &others[2]).await.is_none() && stored(&hu, gid, &others[3]).await.is_none());
+    grant(&hu, gid, &others[2], member::ALL, 0).await.unwrap();
+    quota_refused(grant(&hu, gid, &others[3], member::ALL, 0).await.unwrap_err(), "members_added_per_hour");
+    assert!(stored(&hu, gid, &others[3]).await.is_none());
+    grant(&hu, gid, &va, member::ALL, 0).await.unwrap_err(); // still over
+    let r = s
+        .backend(json!({"op": "groupeditmembers", "token": ADMIN_TOKEN, "gid": gid, "delete": 0,
+                        "m": others[3], "cs": 1, "cr": 1}))
+        .await;
+    assert_eq!(r["result"], json!(true), "the backend adds past a user's quota: {r}");
+
+    // Calls: two started per hour. Joining a call in progress starts nothing.
+    let conn = || async { chorus_client::Connection::connect(&hu, None).await.expect("session").0 };
+    let (mut c1, mut c2, mut c3) = (conn().await, conn().await, conn().await);
+    assert!(matches!(join(&mut c1, mine[0].group.gid.get()).await, ServerFrame::CallJoined { .. }));
+    assert!(matches!(join(&mut c2, mine[1].group.gid.get()).await, ServerFrame::CallJoined { .. }));
+    match join(&mut c3, room).await {
+        ServerFrame::Error { code, message, .. } => {
+            assert_eq!(code, chorus_proto::ErrorCode::RateLimited);
+            assert!(message.contains("calls_started_per_hour"), "{message}");
+        }
+        other => panic!("a third call started: {other:?}"),
+    }
+    assert!(matches!(join(&mut c3, mine[0].group.gid.get()).await, ServerFrame::CallJoined { .. }));
+    let dial = c3.request(|rid| ClientFrame::CallDial { rid, peer: va.clone(), video: false }).await.unwrap();
+    assert!(matches!(dial, ServerFrame::Error { code: chorus_proto::ErrorCode::RateLimited, .. }), "{dial:?}");
+    // v's quota is v's own.
+    let (mut cv, _) = chorus_client::Connection::connect(&hv, None).await.unwrap();
+    let dial = cv.request(|rid| ClientFrame::CallDial { rid, peer: ua.clone(), video: false }).await.unwrap();
+    assert!(matches!(dial, ServerFrame::CallDialing { .. }), "{dial:?}");
+}
+
+/// Sends `call_join` for `gid` and returns the answer.
+async fn join(c: &mut chorus_client::Connection, gid: i64) -> ServerFrame {
+    c.request(move |rid| ClientFrame::CallJoin { rid, gid: GroupId(gid) }).await.expect("an answer")
+}
+
+both_backends!(groups_per_user_are_capped, group_lists_are_paged, hourly_quotas_bound_what_a_user_creates);

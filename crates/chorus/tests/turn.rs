@@ -201,6 +201,50 @@ async fn turn_relays_to_the_media_address_only() {
     relays_to_the_media_address_only(&s, Transport::Udp, None, 1).await;
 }
 
+/// Relays are bounded (issue 17, item 3): with `turn_max_allocations` = 2, a third Allocate is
+/// refused with 508 (Insufficient Capacity) and works once one of the two relays is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_allocations_are_capped() {
+    let s = Server::start_with(
+        Backend::Sqlite,
+        &[("CHORUS_TURN_UDP_PORT", "0"), ("CHORUS_TURN_SECRET", SECRET), ("CHORUS_TURN_MAX_ALLOCATIONS", "2")],
+    )
+    .await;
+    let r = room(&s).await;
+    let (mut ws, _) = Connection::connect(&r.owner, None).await.expect("ws");
+    let joined = ws.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(r.gid) }).await.unwrap();
+    let ServerFrame::CallJoined { ice_servers, .. } = joined else { panic!("{joined:?}") };
+    let ice = &ice_servers[0];
+    let server = turn_addr(ice, Transport::Udp);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (c, _) = client(Transport::Udp, server, &ice.username, &ice.credential, None).await;
+        let relay = c.allocate().await.expect("allocate within the cap");
+        held.push((c, relay));
+    }
+    let (third, _) = client(Transport::Udp, server, &ice.username, &ice.credential, None).await;
+    let e = third.allocate().await.err().expect("a third relay is refused").to_string();
+    assert!(e.contains("508"), "{e}");
+    let (c, relay) = held.pop().unwrap();
+    relay.close().await.unwrap(); // a Refresh with lifetime 0: the allocation ends
+    c.close().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (again, _) = client(Transport::Udp, server, &ice.username, &ice.credential, None).await;
+        match again.allocate().await {
+            Ok(relay) => {
+                relay.close().await.unwrap();
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("508"), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the released place was not given back: {e}"),
+        }
+    }
+}
+
 /// TURN over TCP and over TLS (what networks that allow only TCP 443 leave): the same checks,
 /// with the relay listening on all three transports at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

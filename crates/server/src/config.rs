@@ -134,6 +134,15 @@ pub struct Config {
     pub max_groups_per_user: usize,
     /// Most groups one user may be a member of (the backend may add past it).
     pub max_memberships_per_user: usize,
+    /// Groups (and Mesibo rooms) one user may create per hour (0: no limit).
+    pub groups_created_per_hour: u32,
+    /// Pins one user may create per hour with `POST /v1/groups/{gid}/pins` or `addPin` (0: no limit).
+    pub pins_created_per_hour: u32,
+    /// Members one user may newly add to groups per hour, all groups together (0: no limit).
+    pub members_added_per_hour: u32,
+    /// Calls one user may start per hour: group calls they are the first to join, and 1:1
+    /// calls they dial (0: no limit).
+    pub calls_started_per_hour: u32,
     /// Messages one user may send per second (sustained).
     pub sends_per_second: u32,
     /// Burst allowance above `sends_per_second`.
@@ -153,6 +162,17 @@ pub struct Config {
     pub session_write_timeout_secs: u64,
     /// Most WebSocket sessions one user may have open at once.
     pub max_sessions_per_user: usize,
+    /// Frames the server reads from one WebSocket session per second, sustained (at least
+    /// `sends_per_second` + 50); a faster client is read more slowly (nothing is refused).
+    pub session_frames_per_second: u32,
+    /// Burst allowance above `session_frames_per_second` (at least `send_burst` + 200).
+    pub session_frame_burst: u32,
+    /// Call frames (`call_*`) the server reads from one session per second, sustained; each
+    /// costs its room's task some work. A faster client is read more slowly.
+    pub session_call_frames_per_second: u32,
+    /// Burst allowance above `session_call_frames_per_second` (joining a large call subscribes
+    /// to many streams at once).
+    pub session_call_frame_burst: u32,
     /// Most open TCP connections on the HTTP port (HTTP and WebSocket together).
     pub max_connections: usize,
     /// Seconds an HTTP connection may sit idle between requests (or take to send a request's
@@ -207,6 +227,9 @@ pub struct Config {
     pub turn_host: Option<String>,
     /// Most TURN TCP and TLS connections open at once (each listener); more are closed at once.
     pub turn_max_connections: usize,
+    /// Most TURN allocations (relay sockets) open at once, all transports together; more are
+    /// refused (508 Insufficient Capacity).
+    pub turn_max_allocations: usize,
     /// Shared secret of the TURN REST API credentials (coturn's `static-auth-secret`); at least
     /// 16 characters. Unset: read from or generated into `data/turn-secret` (0600).
     pub turn_secret: Option<String>,
@@ -307,6 +330,10 @@ impl Default for Config {
             max_board_bytes: 256 * 1024,
             max_groups_per_user: 250,
             max_memberships_per_user: 1000,
+            groups_created_per_hour: 100,
+            pins_created_per_hour: 500,
+            members_added_per_hour: 5000,
+            calls_started_per_hour: 600,
             sends_per_second: 50,
             send_burst: 200,
             sync_limit: 5_000,
@@ -316,6 +343,10 @@ impl Default for Config {
             session_queue_bytes: 1024 * 1024,
             session_write_timeout_secs: 10,
             max_sessions_per_user: 16,
+            session_frames_per_second: 100,
+            session_frame_burst: 400,
+            session_call_frames_per_second: 10,
+            session_call_frame_burst: 200,
             max_connections: 10_000,
             http_idle_timeout_secs: 30,
             rtc_udp_port: 7882,
@@ -339,6 +370,7 @@ impl Default for Config {
             turn_tls_key: None,
             turn_host: None,
             turn_max_connections: 1024,
+            turn_max_allocations: 1000,
             turn_secret: None,
             turn_public_ip: None,
             turn_credential_ttl_secs: 3600,
@@ -504,8 +536,8 @@ impl Config {
                 anyhow::bail!("turn_host must be a host name or an IP address, not {h:?}");
             }
         }
-        if self.turn_max_connections == 0 {
-            anyhow::bail!("turn_max_connections must be positive");
+        if self.turn_max_connections == 0 || self.turn_max_allocations == 0 {
+            anyhow::bail!("turn_max_connections and turn_max_allocations must be positive");
         }
         for u in &self.webhook_urls {
             let ok = (u.starts_with("http://") || u.starts_with("https://")) && reqwest::Url::parse(u).is_ok();

@@ -41,6 +41,7 @@ use crate::db::{Backend, Db};
 use crate::error::{ApiError, ApiResult};
 use crate::limiter::{ip_key, WindowLimiter};
 use crate::pin_key::{KeySource, PinKey};
+use crate::quota::{Quota, Quotas, Taken};
 use chorus_proto::ws::{GroupEvent, ServerFrame};
 
 /// Who is asking: a user, or the app backend with the admin token.
@@ -106,6 +107,8 @@ pub struct Groups {
     pin_key: Arc<PinKey>,
     /// The gid of every committed change, for services that keep state per group (calls).
     changes: tokio::sync::broadcast::Sender<i64>,
+    /// What each user may create per hour.
+    quotas: Quotas,
 }
 
 const GROUP_COLS: &str = "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.created_at, \
@@ -260,6 +263,7 @@ impl Groups {
     pub fn new(db: Db, cfg: Arc<Config>, bus: Arc<dyn FanOut>, pin_key: Arc<PinKey>) -> Self {
         let window = Duration::from_secs(cfg.rate_window_secs);
         Groups {
+            quotas: Quotas::new(&cfg),
             pin_fail_user: WindowLimiter::new(cfg.pin_failures_per_user, window),
             pin_fail_ip: WindowLimiter::new(cfg.pin_failures_per_ip, window),
             pin_fail_group: WindowLimiter::new(cfg.pin_failures_per_group, window),
@@ -270,6 +274,11 @@ impl Groups {
             bus,
             changes: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// The per-user hourly quotas (also those of calls, checked where calls start).
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     /// The gids of groups as they change (members, flags, settings, deletion), after each
@@ -415,10 +424,21 @@ impl Groups {
     /// Creates a group; the creator (if a user) becomes its owner. With
     /// `room`, also creates the publisher pin and the view-only pin.
     pub async fn create(&self, actor: Actor, req: &CreateGroup, mesibo: bool) -> ApiResult<CreatedGroup> {
+        let share = self.take_quota(Quota::GroupsCreated, actor, 1)?;
         let mut tx = self.db.write.begin().await?;
         let created = self.create_in(&mut tx, actor, req, mesibo).await?;
         tx.commit().await?;
+        share.keep();
         Ok(created)
+    }
+
+    /// Takes `n` of a user's hourly quota `q` (nothing for the backend).
+    fn take_quota(&self, q: Quota, actor: Actor, n: u32) -> ApiResult<Taken<'_>> {
+        let uid = match actor {
+            Actor::User(uid) => uid,
+            Actor::Admin => return self.quotas.take(q, 0, 0),
+        };
+        self.quotas.take(q, uid, n)
     }
 
     /// [`Groups::create`] inside the caller's transaction.
@@ -902,14 +922,18 @@ impl Groups {
         admin_flags: u32,
     ) -> ApiResult<()> {
         let mut tx = self.db.write.begin().await?;
-        self.add_members_in(&mut tx, gid, actor, addresses, flags, admin_flags).await?;
+        let added = self.add_members_in(&mut tx, gid, actor, addresses, flags, admin_flags).await?;
+        // Counted once the request is known to be valid, before it commits.
+        let share = self.take_quota(Quota::MembersAdded, actor, added)?;
         tx.commit().await?;
+        share.keep();
         self.invalidate(gid);
         self.announce(gid, GroupEvent::MembersAdded, addresses.to_vec(), &[]).await;
         Ok(())
     }
 
-    /// [`Groups::add_members`] inside the caller's transaction (the caller invalidates and announces).
+    /// [`Groups::add_members`] inside the caller's transaction (the caller invalidates and
+    /// announces). How many of `addresses` were not members before.
     async fn add_members_in(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -918,7 +942,7 @@ impl Groups {
         addresses: &[String],
         flags: u32,
         admin_flags: u32,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<u32> {
         validate_member_flags(flags, admin_flags)?;
         if addresses.is_empty() || addresses.len() > self.cfg.max_group_members {
             return Err(ApiError::bad_request("addresses must list 1 to max_group_members addresses"));
@@ -950,8 +974,10 @@ impl Groups {
             self.lock_users(tx, &targets.iter().map(|t| t.1).collect::<Vec<_>>()).await?;
         }
         let now = now_ms();
+        let mut added = 0u32;
         for (addr, uid) in targets {
             let old = Self::membership(tx, gid, uid).await?;
+            added += u32::from(old.is_none());
             if let Some(old) = old {
                 // Re-adding an existing admin changes their rights: that takes the right to remove admins.
                 let changed = old.flags != flags || old.admin_flags != admin_flags;
@@ -976,7 +1002,7 @@ impl Groups {
                 format!("a group has at most {} members", self.cfg.max_group_members),
             ));
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Removes a member (REMOVE_MEMBER; REMOVE_ADMIN / REMOVE_OWNER for those). Anyone may remove themselves.
@@ -1055,6 +1081,7 @@ impl Groups {
     /// Creates a pin (ADD_PIN; ADD_ADMIN if it grants admin rights, and only admin rights the
     /// actor may grant: see the module doc).
     pub async fn create_pin(&self, gid: i64, actor: Actor, req: &CreatePin) -> ApiResult<Pin> {
+        let share = self.take_quota(Quota::PinsCreated, actor, 1)?;
         let mut tx = self.db.write.begin().await?;
         Self::require_right(&mut tx, gid, actor, admin::ADD_PIN).await?;
         let admin_flags = req.admin_flags.unwrap_or(0);
@@ -1077,6 +1104,7 @@ impl Groups {
         let by = if let Actor::User(u) = actor { Some(u) } else { None };
         let pin = self.insert_pin(&mut tx, gid, by, req).await?;
         tx.commit().await?;
+        share.keep();
         Ok(pin)
     }
 
@@ -1297,6 +1325,7 @@ impl Groups {
         kind: Option<i64>,
     ) -> ApiResult<(Group, RoomInfo)> {
         let actor = Actor::User(uid);
+        let share = self.take_quota(Quota::GroupsCreated, actor, u32::from(gid.is_none()))?;
         let mut tx = self.db.write.begin().await?;
         let (gid, pins) = match gid {
             Some(gid) => {
@@ -1315,6 +1344,7 @@ impl Groups {
         }
         let group = Self::load_group(&mut tx, gid, Some(uid)).await?;
         tx.commit().await?;
+        share.keep();
         if pins.is_none() {
             self.invalidate(gid);
             self.announce(gid, GroupEvent::Updated, vec![], &[]).await;

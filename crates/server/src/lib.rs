@@ -26,6 +26,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod pin_key;
 pub mod presence;
+pub mod quota;
 pub mod record;
 pub mod secrets;
 pub mod turn;

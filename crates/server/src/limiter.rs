@@ -99,26 +99,37 @@ impl WindowLimiter {
     /// Counts one event; returns false (and does not count) if over the limit. Check and count
     /// are one step, so concurrent callers can never pass more than `limit` events.
     pub fn hit(&self, key: &str, now: Instant) -> bool {
+        self.hit_n(key, 1, now)
+    }
+
+    /// Counts `n` events at once, all or none: false (and nothing counted) if they would pass
+    /// the limit.
+    pub fn hit_n(&self, key: &str, n: u32, now: Instant) -> bool {
         let mut g = self.state.lock().expect("limiter lock poisoned");
         g.rotate(now, self.window);
         if g.entry(key, now, self.window).is_none() {
             g.current.insert(key.to_string(), Entry { start: now, count: 0 });
         }
         let e = g.current.get_mut(key).expect("entry just made live");
-        if e.count >= self.limit {
+        if e.count.saturating_add(n) > self.limit {
             return false;
         }
-        e.count += 1;
+        e.count += n;
         true
     }
 
     /// Gives back one event that `hit` counted at `at` (the attempt turned out not to be one
     /// that should count). Nothing happens if the key's window began after `at`.
     pub fn undo(&self, key: &str, at: Instant) {
+        self.undo_n(key, 1, at)
+    }
+
+    /// Gives back `n` events that `hit_n` counted at `at` (see [`WindowLimiter::undo`]).
+    pub fn undo_n(&self, key: &str, n: u32, at: Instant) {
         let mut g = self.state.lock().expect("limiter lock poisoned");
         if let Some(e) = g.entry(key, at, self.window) {
-            if e.start <= at && e.count > 0 {
-                e.count -= 1;
+            if e.start <= at {
+                e.count = e.count.saturating_sub(n);
             }
         }
     }
@@ -197,6 +208,19 @@ mod tests {
         assert!(l.hit("a", t1));
         l.undo("a", t0);
         assert!(!l.hit("a", t1));
+    }
+
+    #[test]
+    fn hit_n_counts_all_or_none() {
+        let l = WindowLimiter::new(5, Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert!(l.hit_n("a", 3, t0));
+        assert!(!l.hit_n("a", 3, t0), "3 more would pass 5");
+        assert!(l.hit_n("a", 2, t0), "the refused 3 were not counted");
+        assert!(!l.hit("a", t0));
+        l.undo_n("a", 2, t0);
+        assert!(l.hit_n("a", 2, t0));
+        assert!(!l.hit_n("b", 6, t0), "more than the limit at once");
     }
 
     #[test]

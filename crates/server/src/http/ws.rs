@@ -13,8 +13,9 @@
 //! `session_queue_bytes` and drops the session past it (close 4000); the backlog is read and
 //! written a page at a time; and a user has at most `max_sessions_per_user` sessions.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,7 +38,9 @@ use crate::bus::{
     frame_text, outbound, session_queue, token_fingerprint, MsgMeta, Outbound, SessionRx, TooManySessions,
 };
 use crate::error::ApiError;
+use crate::messaging::unacked::Unacked;
 use crate::messaging::{BacklogPage, Content, SyncEnd, Target};
+use crate::quota::Quota;
 
 /// How long a client has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,7 +50,8 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const TYPING_THROTTLE: Duration = Duration::from_secs(2);
 /// WebSocket read and write buffer size; frames larger than this still work.
 const SOCKET_BUFFER: usize = 1024;
-/// Conversations whose typing state one session tracks before old entries are pruned.
+/// Conversations one session may announce typing in per [`TYPING_THROTTLE`]; more are
+/// refused (`rate_limited`), so the typing state stays bounded.
 const MAX_TYPING_CONVERSATIONS: usize = 256;
 /// Close code telling the client to reconnect and resume (it fell behind).
 const CLOSE_RESYNC: u16 = 4000;
@@ -146,11 +150,66 @@ struct Session {
     id: u64,
     /// Live message frames with `pos` at or below this were in the backlog.
     synced_to: i64,
-    /// Messages written to the client, waiting for its `ack` (at most [`Session::max_unacked`]).
-    unacked: VecDeque<MsgMeta>,
+    /// Messages written to the client, waiting for its `ack` (bounded: see [`Unacked`]).
+    unacked: Unacked,
     typing_sent: HashMap<Target, Instant>,
     /// The call this session is in, if any.
     call: Option<crate::call::CallSession>,
+    /// The budget of call frames (`session_call_frames_per_second`), made at the first one.
+    call_budget: Option<Box<Budget>>,
+    /// A call frame was read past the call budget: its cell is taken before the next read.
+    call_owed: bool,
+}
+
+type Budget = governor::DefaultDirectRateLimiter;
+
+/// Whether a frame is handled by a call's room (or starts, rings or ends a call).
+fn is_call(f: &ClientFrame) -> bool {
+    use ClientFrame as F;
+    match f {
+        F::CallJoin { .. }
+        | F::CallLeave { .. }
+        | F::CallPublish(_)
+        | F::CallUnpublish { .. }
+        | F::CallSubscribe { .. }
+        | F::CallUnsubscribe { .. }
+        | F::CallAnswer { .. }
+        | F::CallMute { .. }
+        | F::CallAdmin { .. }
+        | F::CallRecord { .. }
+        | F::CallDial { .. }
+        | F::CallAccept { .. }
+        | F::CallDecline { .. }
+        | F::CallHangup { .. } => true,
+        F::Hello { .. }
+        | F::Ping { .. }
+        | F::Send { .. }
+        | F::Edit { .. }
+        | F::Delete { .. }
+        | F::Ack { .. }
+        | F::Read { .. }
+        | F::Typing { .. } => false,
+    }
+}
+
+/// A budget of `per_second` events, `burst` at once.
+fn budget(per_second: u32, burst: u32) -> Budget {
+    let n = |v: u32| NonZeroU32::new(v.max(1)).expect("at least 1");
+    governor::RateLimiter::direct(governor::Quota::per_second(n(per_second)).allow_burst(n(burst)))
+}
+
+/// Takes one event from `b` if `owed`, clearing it; else how long until `b` allows one.
+fn pay(b: &Budget, owed: &mut bool) -> Duration {
+    if !*owed {
+        return Duration::ZERO;
+    }
+    match b.check() {
+        Ok(()) => {
+            *owed = false;
+            Duration::ZERO
+        }
+        Err(later) => later.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())),
+    }
 }
 
 /// The next frame the session's call sends; pending while it is in no call.
@@ -294,9 +353,11 @@ async fn run(socket: WebSocket, s: AppState, user: SessionUser, token: String) {
         user: user.clone(),
         id,
         synced_to: 0,
-        unacked: VecDeque::new(),
+        unacked: Unacked::default(),
         typing_sent: HashMap::new(),
         call: None,
+        call_budget: None,
+        call_owed: false,
     };
     let result = Box::pin(sess.start(&mut out, &rx, resume)).await;
     if result.is_ok() {
@@ -327,19 +388,22 @@ async fn close_with(out: &mut Writer, e: ApiError) {
 }
 
 impl Session {
-    /// Most messages remembered as written and not yet acknowledged: one sync's worth, so an
-    /// `ack` after `synced` covers the whole backlog (within 1,024 to 10,000).
-    fn max_unacked(&self) -> usize {
-        self.s.cfg.sync_limit.clamp(1024, 10_000)
+    /// Pays what the frames read past their budgets owe; how long to wait before reading on
+    /// (zero: read on).
+    fn settle(&mut self, frames: &Budget, frame_owed: &mut bool) -> Duration {
+        let wait = pay(frames, frame_owed);
+        if !wait.is_zero() {
+            return wait;
+        }
+        match &self.call_budget {
+            Some(b) => pay(b, &mut self.call_owed),
+            None => Duration::ZERO,
+        }
     }
 
-    /// Remembers a message written to the client until its `ack`; the oldest is forgotten
-    /// beyond [`Session::max_unacked`].
+    /// Remembers a message written to the client until its `ack`.
     fn remember(&mut self, meta: MsgMeta) {
-        if self.unacked.len() >= self.max_unacked() {
-            self.unacked.pop_front();
-        }
-        self.unacked.push_back(meta);
+        self.unacked.remember(meta);
     }
 
     /// Backlog messages per page: about `session_queue_bytes` of messages `size` bytes long
@@ -462,14 +526,37 @@ impl Session {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut last_heard = Instant::now();
+        // Every frame costs the server some work, an unparsable one too, and a call frame its
+        // room's: past either budget a session is not read (its client is slowed down by TCP,
+        // nothing is refused) until the budget allows the next frame, while what is queued for
+        // it still goes out.
+        let cfg = &self.s.cfg;
+        // Never below what the send limit lets a session send (plus acks and reads).
+        let frames = budget(
+            cfg.session_frames_per_second.max(cfg.sends_per_second.saturating_add(50)),
+            cfg.session_frame_burst.max(cfg.send_burst.saturating_add(200)),
+        );
+        let mut paused = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        let mut is_paused = false;
+        // A frame read past the budget is owed: paid (its cell taken) before the next read.
+        let mut frame_owed = false;
         // Answers in the order the frames came, each written once it is ready.
         let mut answers: FuturesOrdered<Reply> = FuturesOrdered::new();
         // Every arm's writes are bounded by the write timeout, so the loop comes back here
         // (to read, and to the silence check) however the client behaves.
         loop {
             tokio::select! {
-                incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT => {
+                () = &mut paused, if is_paused => {
+                    let wait = self.settle(&frames, &mut frame_owed);
+                    if wait.is_zero() {
+                        is_paused = false;
+                    } else {
+                        paused.as_mut().reset(tokio::time::Instant::now() + wait);
+                    }
+                }
+                incoming = stream.next(), if answers.len() < MAX_IN_FLIGHT && !is_paused => {
                     last_heard = Instant::now();
+                    frame_owed = frames.check().is_err();
                     let reply = match incoming {
                         Some(Ok(WsMessage::Text(t))) => Box::pin(self.dispatch(out, &t)).await,
                         Some(Ok(WsMessage::Binary(_))) => Some(now(error_frame(None, None, &ApiError::bad_request("binary frames are not supported; send JSON text")))),
@@ -491,6 +578,11 @@ impl Session {
                     };
                     if let Some(answer) = reply {
                         answers.push_back(answer);
+                    }
+                    let wait = self.settle(&frames, &mut frame_owed);
+                    if !wait.is_zero() {
+                        paused.as_mut().reset(tokio::time::Instant::now() + wait);
+                        is_paused = true;
                     }
                 }
                 Some(answer) = answers.next(), if !answers.is_empty() => {
@@ -582,6 +674,13 @@ impl Session {
             Ok(f) => f,
             Err(e) => return Some(now(error_frame(None, None, &ApiError::bad_request(format!("bad frame: {e}"))))),
         };
+        if is_call(&frame) {
+            let cfg = &self.s.cfg;
+            let b = self.call_budget.get_or_insert_with(|| {
+                Box::new(budget(cfg.session_call_frames_per_second, cfg.session_call_frame_burst))
+            });
+            self.call_owed = b.check().is_err();
+        }
         match frame {
             ClientFrame::Hello { .. } => {
                 Some(now(error_frame(None, None, &ApiError::bad_request("hello was already received"))))
@@ -618,7 +717,15 @@ impl Session {
             | ClientFrame::CallAdmin { .. }
             | ClientFrame::CallRecord { .. }) => Some(self.call_request(call)),
             ClientFrame::CallDial { rid, peer, video } => {
+                let uid = self.user.uid.get();
+                let share = match self.s.groups.quotas().take(Quota::CallsStarted, uid, 1) {
+                    Ok(share) => share,
+                    Err(e) => return Some(now(error_frame(rid, None, &e))),
+                };
                 let r = self.s.direct.dial(&self.user, self.id, &peer, video, rid.clone()).await;
+                if r.is_ok() {
+                    share.keep();
+                }
                 Some(now(r.unwrap_or_else(|e| direct_error(rid, e))))
             }
             ClientFrame::CallAccept { rid, call } => {
@@ -638,6 +745,12 @@ impl Session {
     /// place: the old place is kept until the room has the new join, so the room sees the same
     /// user joining again (`replaced` for the others), not a session that vanished.
     async fn call_join(&mut self, rid: Option<String>, gid: i64) -> Reply {
+        // The first to join a group's call starts it (a 1:1 call's room is started by its dial).
+        let starts = gid > 0 && !self.s.calls.live().iter().any(|c| c.gid == gid);
+        let share = match self.s.groups.quotas().take(Quota::CallsStarted, self.user.uid.get(), u32::from(starts)) {
+            Ok(share) => share,
+            Err(e) => return now(error_frame(rid, None, &e)),
+        };
         let old = self.call.take();
         if let Some(old) = old.as_ref().filter(|c| c.gid != gid) {
             drop(old.request(ClientFrame::CallLeave { rid: None }));
@@ -648,6 +761,9 @@ impl Session {
         } else {
             self.s.calls.join(&self.user, self.id, gid, rid.clone()).await
         };
+        if joined.is_ok() {
+            share.keep();
+        }
         drop(old);
         match joined {
             Ok((call, joined)) => {
@@ -738,17 +854,7 @@ impl Session {
     /// Advances the delivery watermarks of the messages acknowledged up to `pos`.
     async fn ack(&mut self, pos: i64) -> Option<ServerFrame> {
         let m = &self.s.messaging;
-        let mut highest: HashMap<i64, i64> = HashMap::new();
-        while self.unacked.front().is_some_and(|f| f.pos <= pos) {
-            let f = self.unacked.pop_front().expect("front checked");
-            let e = highest.entry(f.conv_id).or_insert(f.seq);
-            *e = (*e).max(f.seq);
-        }
-        // A queue that was long once does not keep its memory.
-        if self.unacked.capacity() > 256 && self.unacked.len() < self.unacked.capacity() / 4 {
-            self.unacked.shrink_to(self.unacked.len() * 2);
-        }
-        for (conv, seq) in highest {
+        for (conv, seq) in self.unacked.ack(pos) {
             if let Err(e) = m.watermark(&self.user, conv, seq, false).await {
                 return Some(error_frame(None, None, &e));
             }
@@ -785,12 +891,18 @@ impl Session {
         if !on && !self.typing_sent.contains_key(&t) {
             return None; // never announced typing here
         }
+        if on && self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
+            self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_THROTTLE);
+            if self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
+                // Refused before the audience lookup: a flood over many conversations costs
+                // neither a query nor a fan-out each.
+                let e = ApiError::rate_limited("typing in too many conversations at once");
+                return Some(error_frame(None, None, &e));
+            }
+        }
         match m.typing_audience(&self.user, &t).await {
             Ok((uids, peer, gid)) => {
                 if on {
-                    if self.typing_sent.len() >= MAX_TYPING_CONVERSATIONS {
-                        self.typing_sent.retain(|_, at| now.duration_since(*at) < TYPING_THROTTLE);
-                    }
                     self.typing_sent.insert(t, now);
                 } else {
                     self.typing_sent.remove(&t);

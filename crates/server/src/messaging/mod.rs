@@ -47,6 +47,7 @@ use crate::error::{ApiError, ApiResult};
 pub mod queries;
 pub mod rows;
 pub mod service;
+pub mod unacked;
 pub mod writer;
 
 pub use queries::{BacklogPage, SyncEnd};

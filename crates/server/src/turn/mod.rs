@@ -30,6 +30,7 @@ use stun::integrity::MessageIntegrity;
 use stun::message::{Message, MessageType, Setter, CLASS_ERROR_RESPONSE, CLASS_REQUEST};
 use stun::textattrs::TextAttribute;
 use tokio::net::UdpSocket;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use webrtc_util::vnet::net::Net;
 use webrtc_util::Conn;
 
@@ -138,6 +139,8 @@ pub async fn start(cfg: &Config, media: Vec<SocketAddr>) -> anyhow::Result<Optio
         (None, IpAddr::V4(ip)) => ip.to_string(),
     };
     let allowed: Arc<[SocketAddr]> = media.into();
+    // One budget of relays for every transport: each is a UDP socket (a descriptor).
+    let places = Arc::new(Semaphore::new(cfg.turn_max_allocations));
     let guarded = |inner: Arc<dyn Conn + Send + Sync>| ConnConfig {
         conn: Arc::new(GuardedListener { inner, allowed: allowed.clone(), secret: secret.clone() }),
         relay_addr_generator: Box::new(GuardedRelays {
@@ -147,6 +150,7 @@ pub async fn start(cfg: &Config, media: Vec<SocketAddr>) -> anyhow::Result<Optio
                 net: Arc::new(Net::new(None)),
             },
             allowed: allowed.clone(),
+            places: places.clone(),
         }),
     };
     let mut conn_configs = Vec::new();
@@ -334,10 +338,13 @@ impl Conn for GuardedListener {
     }
 }
 
-/// Relay sockets that reach only the allowed peers (a second line behind [`GuardedListener`]).
+/// Relay sockets that reach only the allowed peers (a second line behind [`GuardedListener`]),
+/// at most `turn_max_allocations` at once (past it the crate answers the Allocate 508,
+/// Insufficient Capacity).
 struct GuardedRelays {
     inner: RelayAddressGeneratorStatic,
     allowed: Arc<[SocketAddr]>,
+    places: Arc<Semaphore>,
 }
 
 #[async_trait]
@@ -350,14 +357,20 @@ impl RelayAddressGenerator for GuardedRelays {
         use_ipv4: bool,
         requested_port: u16,
     ) -> Result<(Arc<dyn Conn + Send + Sync>, SocketAddr), ::turn::Error> {
+        let place = self.places.clone().try_acquire_owned().map_err(|_| {
+            tracing::debug!("TURN: turn_max_allocations relays are open; an Allocate was refused");
+            ::turn::Error::Other("too many relays".into())
+        })?;
         let (conn, addr) = self.inner.allocate_conn(use_ipv4, requested_port).await?;
-        Ok((Arc::new(GuardedRelay { inner: conn, allowed: self.allowed.clone() }), addr))
+        Ok((Arc::new(GuardedRelay { inner: conn, allowed: self.allowed.clone(), _place: place }), addr))
     }
 }
 
 struct GuardedRelay {
     inner: Arc<dyn Conn + Send + Sync>,
     allowed: Arc<[SocketAddr]>,
+    /// Given back when the allocation lets go of its relay.
+    _place: OwnedSemaphorePermit,
 }
 
 #[async_trait]
