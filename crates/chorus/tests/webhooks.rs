@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chorus_client::call::CallOptions;
+use chorus_client::call::media::VideoKind;
+use chorus_client::call::{CallOptions, PublishOptions};
 use chorus_proto::ws::ServerFrame;
 use common::calls::{join, member_with_pin, room};
 use common::{Backend, Server, ADMIN_TOKEN};
@@ -284,3 +285,35 @@ async fn events_survive_a_receiver_outage_and_a_server_crash() {
 }
 
 both_backends!(room_participant_and_offline_message_events_arrive_signed_and_in_order);
+
+/// A recorded call: when the recording stops, `recording.ready` for each file in the library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_ready_arrives_for_each_file() {
+    let _slot = common::call_slot();
+    let dir = tempfile::tempdir().unwrap();
+    let out = out_file(&dir);
+    let receiver = Receiver::start(0, &out);
+    let s = start_with(Backend::Sqlite, &hook_env(&receiver.url())).await;
+    let r = room(&s).await;
+    let call = join(&r.owner, r.gid, CallOptions::default()).await;
+    let clip = PublishOptions { video_kind: VideoKind::Clip, ..Default::default() };
+    call.publish_camera(0, clip).await.expect("publish");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let path = format!("/v1/groups/{}/call/recording", r.gid);
+    let _: Value = r.owner.post(&path, &serde_json::json!({})).await.expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    r.owner.delete(&path).await.expect("stop");
+    let got = wait_accepted(&out, "recording.ready", |g| g.iter().any(|(_, e)| e["type"] == "recording.ready")).await;
+    let ready: Vec<&Value> = got.iter().map(|(_, e)| e).filter(|e| e["type"] == "recording.ready").collect();
+    assert_eq!(ready.len(), 1, "one stream, one file: {ready:#?}");
+    let d = &ready[0]["data"];
+    assert_eq!(d["gid"].as_i64(), Some(r.gid));
+    assert!(d["name"].as_str().unwrap().ends_with(".webm"), "{d}");
+    assert_eq!(d["type"], "video/webm");
+    assert!((2_000..6_000).contains(&d["duration_ms"].as_i64().unwrap()), "{d}");
+    assert_eq!(d["width"].as_i64(), Some(1280), "{d}");
+    // The file is the library's: the same id is there.
+    let lib: Value = r.owner.get(&format!("/v1/groups/{}/media", r.gid)).await.unwrap();
+    assert!(lib["media"].as_array().unwrap().iter().any(|m| m["id"] == d["id"]), "{lib}");
+    call.leave().await.expect("leave");
+}

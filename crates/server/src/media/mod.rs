@@ -230,6 +230,13 @@ impl Media {
         Ok(up)
     }
 
+    /// Sends a webhook event (see `crate::webhooks`); nothing when none is configured.
+    pub fn emit_hook(&self, kind: &'static str, data: serde_json::Value) {
+        if self.hooks.enabled() {
+            self.hooks.emit(kind, data);
+        }
+    }
+
     /// An upload just became a file: counted, and announced to webhooks (`upload.ready`).
     pub(super) async fn completed(&self, up: &Upload) {
         crate::metrics::metrics().uploads_completed.inc();

@@ -82,6 +82,13 @@ pub async fn publish(media: &Media, uid: i64, gid: i64, f: &FileDone) -> ApiResu
         Ok(e) => {
             tracing::info!(gid, file = %f.name, id = %e.id, duration_ms = f.summary.duration_ms, "recording published");
             let _ = tokio::fs::remove_file(&f.path).await;
+            media.emit_hook(
+                "recording.ready",
+                serde_json::json!({
+                    "gid": gid, "id": e.id, "name": e.name, "size": e.size, "type": e.mime,
+                    "duration_ms": e.duration_ms, "width": e.width, "height": e.height,
+                }),
+            );
         }
         Err(e) => {
             tracing::warn!(gid, path = %f.path.display(), error = %e.message, "recording not published; the file is kept");
