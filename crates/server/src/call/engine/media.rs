@@ -238,8 +238,9 @@ impl Engine {
                                 &mut leg.nacks_seen.last_mut().expect("just pushed").2
                             }
                         };
-                        m.nacks_received.inc_by(s.nacks.saturating_sub(*seen));
-                        *seen = s.nacks.max(*seen);
+                        // A count below the last one is a new stream on the line, counting from 0.
+                        m.nacks_received.inc_by(if s.nacks >= *seen { s.nacks - *seen } else { s.nacks });
+                        *seen = s.nacks;
                     }
                     _ => {}
                 },
