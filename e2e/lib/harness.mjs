@@ -2,7 +2,7 @@
 // with the codes it writes to its outbox, and Debian's Chromium driven by playwright-core with a
 // fake camera and microphone.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -170,4 +170,26 @@ export async function screenshot(page, name) {
   await page.bringToFront();
   await page.waitForTimeout(500);
   await page.screenshot({ path: path.join(artifacts, `${name}.png`) });
+}
+
+/** What ffprobe (Debian's ffmpeg) reads of a media file: its JSON (format and streams) and the
+ * first and last packet time of its video and its audio. */
+export function ffprobe(file) {
+  const info = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_format', '-show_streams', '-of', 'json', file]));
+  const span = (sel) => {
+    const out = execFileSync('ffprobe', ['-v', 'error', '-select_streams', sel, '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file]);
+    const times = String(out).split('\n').map((l) => parseFloat(l)).filter((n) => Number.isFinite(n));
+    if (times.length === 0) throw new Error(`no ${sel} packets in ${file}`);
+    return [times[0], times[times.length - 1]];
+  };
+  return { info, video: span('v'), audio: span('a') };
+}
+
+/** Downloads a stored file through a signed URL into `dir`; returns its path. */
+export async function downloadFile(server, token, id, dir, ext) {
+  const { url } = await server.api('POST', `/v1/files/${id}/url`, {}, token);
+  const bytes = Buffer.from(await (await fetch(server.base + url)).arrayBuffer());
+  const file = path.join(dir, `${id}.${ext}`);
+  fs.writeFileSync(file, bytes);
+  return { file, url };
 }

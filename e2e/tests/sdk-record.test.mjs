@@ -6,11 +6,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Server, launchBrowser, sdkPage, until } from '../lib/harness.mjs';
+import { Server, downloadFile, ffprobe, launchBrowser, sdkPage, until } from '../lib/harness.mjs';
 
 let server;
 let browser;
@@ -42,18 +41,6 @@ async function publisher(page, token, gid) {
     },
     { server: server.base, token, gid },
   );
-}
-
-/** ffprobe's JSON of a file, and the first and last packet time of its video and audio. */
-function probe(file) {
-  const info = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_format', '-show_streams', '-of', 'json', file]));
-  const span = (sel) => {
-    const out = execFileSync('ffprobe', ['-v', 'error', '-select_streams', sel, '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file]);
-    const times = String(out).split('\n').map((l) => parseFloat(l)).filter((n) => Number.isFinite(n));
-    assert.ok(times.length > 0, `${sel} packets in ${file}`);
-    return [times[0], times[times.length - 1]];
-  };
-  return { info, video: span('v'), audio: span('a') };
 }
 
 test('a call of two SDK publishers is recorded into the library, readable by ffprobe and playable with seeking', async () => {
@@ -112,11 +99,8 @@ test('a call of two SDK publishers is recorded into the library, readable by ffp
   }
   assert.equal(entries.length, 2, JSON.stringify(entries));
   for (const e of entries) {
-    const { url } = await server.api('POST', `/v1/files/${e.id}/url`, {}, bob.token);
-    const bytes = Buffer.from(await (await fetch(server.base + url)).arrayBuffer());
-    const file = path.join(tmp, `${e.id}.webm`);
-    fs.writeFileSync(file, bytes);
-    const p = probe(file);
+    const { file, url } = await downloadFile(server, bob.token, e.id, tmp, 'webm');
+    const p = ffprobe(file);
     const codecs = p.info.streams.map((s) => s.codec_name).sort();
     assert.deepEqual(codecs, ['opus', 'vp8'], `${e.name}: ${codecs}`);
     const duration = Number(p.info.format.duration);

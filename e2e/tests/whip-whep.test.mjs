@@ -5,7 +5,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, launchBrowser, sdkPage, until } from '../lib/harness.mjs';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Server, downloadFile, ffprobe, launchBrowser, sdkPage, until } from '../lib/harness.mjs';
 
 let server;
 let browser;
@@ -201,6 +204,35 @@ test('WHIP from a plain fetch() client (H.264 + Opus, stream key) reaches SDK vi
   );
   const after = await framesFrom(pv, who, first + 30);
   await framesFrom(pv, who, after + 60);
+
+  // The owner records the live stream for 8 s: H.264 cannot go into WebM, so the library gets a
+  // fragmented MP4 that ffprobe reads as H.264 + Opus, as long as the recording, A/V together.
+  const recording = `/v1/groups/${gid}/call/recording`;
+  await server.api('POST', recording, {}, owner.token);
+  const startedAt = Date.now();
+  await new Promise((r) => setTimeout(r, 8_000));
+  await server.api('DELETE', recording, undefined, owner.token);
+  const recorded = (Date.now() - startedAt) / 1000;
+  let entries = [];
+  const deadline = Date.now() + 30_000;
+  while (entries.length < 1) {
+    assert.ok(Date.now() < deadline, 'the recording never reached the library');
+    await new Promise((r) => setTimeout(r, 300));
+    entries = (await server.api('GET', `/v1/groups/${gid}/media`, undefined, owner.token)).media ?? [];
+  }
+  assert.equal(entries.length, 1, JSON.stringify(entries));
+  assert.ok(entries[0].name.endsWith('.mp4'), entries[0].name);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chorus-whip-record-'));
+  try {
+    const { file } = await downloadFile(server, owner.token, entries[0].id, tmp, 'mp4');
+    const p = ffprobe(file);
+    assert.deepEqual(p.info.streams.map((s) => s.codec_name).sort(), ['h264', 'opus']);
+    const duration = Number(p.info.format.duration);
+    assert.ok(Math.abs(duration - recorded) < 0.5, `${duration} s in the file, ${recorded} s recorded`);
+    assert.ok(Math.abs(p.video[0] - p.audio[0]) < 0.1, `video starts at ${p.video[0]} s, audio at ${p.audio[0]} s`);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 
   // DELETE ends it: the viewer's call loses the participant.
   await pub.evaluate(async () => {
