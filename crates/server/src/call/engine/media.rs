@@ -606,13 +606,13 @@ impl Engine {
                 // The recording takes the best layer being sent, at once (its file starts on that
                 // layer's next keyframe), and asks for the best one the publisher can send (the
                 // top one, resumed for it if nobody watched it, unless `presence` says the
-                // publisher leaves it out), to which it switches when it comes.
+                // publisher leaves it out), to which it switches when it comes. (A layer that
+                // arrives is always available: the best arriving is never above `best`.)
+                let sending = t.best_sending(now, n);
                 if let Some(f) = t.rec.as_mut() {
-                    let best = (0..n).rev().find(|&l| layers[l].active).unwrap_or(n.saturating_sub(1));
-                    let want = (0..n).rev().find(|&l| layers[l].active && t.meters[l].sending(now)).unwrap_or(best);
-                    if best < n {
-                        active[best] = true;
-                    }
+                    let best = (0..n).rev().find(|&l| layers[l].active).unwrap_or(n - 1);
+                    let want = sending.unwrap_or(best);
+                    active[best] = true;
                     let want = Layer::new(want as u8);
                     // Not before the first layer started: that would put off the file's start.
                     if want.is_some() && f.target_layer() != want && f.current_layer().is_some() {

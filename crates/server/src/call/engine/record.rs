@@ -185,7 +185,7 @@ impl Engine {
                             // The best layer being sent now (see `select_layers`): the file
                             // starts on its next keyframe, asked for at once.
                             let (_, n) = t.layer_infos(now);
-                            let best = (0..n).rev().find(|&l| t.meters[l].sending(now)).unwrap_or(n.saturating_sub(1));
+                            let best = t.best_sending(now, n).unwrap_or(n.saturating_sub(1));
                             let mut f = Forwarder::video(0);
                             f.set_target(Layer::new(best as u8));
                             t.rec = Some(f);

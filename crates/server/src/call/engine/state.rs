@@ -77,6 +77,11 @@ impl PubTrack {
     pub fn layer_infos(&self, now: Instant) -> ([LayerInfo; Layer::COUNT], usize) {
         chorus_sfu::select::layer_infos(now, self.layers, self.height.unwrap_or(720), &self.meters, &self.presence)
     }
+
+    /// The highest of the first `n` layers arriving now (what a recording starts on).
+    pub fn best_sending(&self, now: Instant, n: usize) -> Option<usize> {
+        (0..n).rev().find(|&l| self.meters[l].sending(now))
+    }
 }
 
 /// One subscriber's copy of a published track.
