@@ -4,11 +4,28 @@
 /**
  * An admin action (`call_admin`).
  */
-export type AdminAction = "mute" | "unmute" | "mute_all" | "unmute_all" | "hangup" | "remove";
+export type AdminAction = "mute" | "unmute" | "mute_all" | "unmute_all" | "hangup" | "remove" | "stage" | "unstage";
 /**
  * How a [`ServerFrame::Board`] changes the board.
  */
 export type BoardAction = "append" | "set";
+/**
+ * One audience member in a `call_audience` page.
+ */
+export type CallAudienceMember = {
+    /**
+     * Public address.
+     */
+    address: string;
+    /**
+     * Display name.
+     */
+    name: string;
+    /**
+     * Has a hand raised.
+     */
+    hand: boolean;
+};
 /**
  * Something that happened in the call (`call_event`), tagged by `"event"`.
  */
@@ -144,6 +161,26 @@ export type CallEvent = {
      * The recording state now.
      */
     recording: CallRecording;
+} | {
+    "event": "audience";
+    /**
+     * Audience members in the call.
+     */
+    count: number;
+} | {
+    "event": "hand";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * Their display name (the audience is not in the roster).
+     */
+    name: string;
+    /**
+     * Raised (`true`) or lowered.
+     */
+    raised: boolean;
 };
 /**
  * A 1:1 call's id (`call`, ≥ 1). Its media run in the call room `-call` (see
@@ -153,7 +190,7 @@ export type CallId = number;
 /**
  * Why a participant left (Mesibo's hangup reasons where they exist).
  */
-export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow";
+export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow" | "off_stage";
 /**
  * Which media of a stream are muted.
  */
@@ -275,6 +312,11 @@ export type CallSettings = {
      * Streams one participant may publish at once.
      */
     max_streams: number;
+    /**
+     * Live mode: members who may publish are on stage, the others are the audience, which is
+     * not announced one by one (docs/protocol.md, "Live mode").
+     */
+    live: boolean;
 };
 /**
  * A published stream.
@@ -583,6 +625,34 @@ export type ClientFrame = {
      * Start or stop.
      */
     action: RecordAction;
+} | {
+    "type": "call_hand";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * Raise (`true`) or lower.
+     */
+    raised: boolean;
+} | {
+    "type": "call_audience";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The `next` cursor of the previous page (`null` or absent: the first page).
+     */
+    after?: number | null;
+    /**
+     * At most this many (1–100; absent: 100).
+     */
+    limit?: number | null;
+    /**
+     * Only those with a hand raised.
+     */
+    hands?: boolean;
 } | {
     "type": "call_leave";
     /**
@@ -1175,6 +1245,32 @@ export type ServerFrame = {
      * before any media flows.
      */
     recording?: CallRecording;
+    /**
+     * Live mode: how many are in the audience (absent when the call is not live).
+     */
+    audience?: number;
+} | {
+    "type": "call_audience";
+    /**
+     * Echoed request id.
+     */
+    rid?: string;
+    /**
+     * The group.
+     */
+    gid: GroupId;
+    /**
+     * Audience members in the call now.
+     */
+    count: number;
+    /**
+     * This page, in the order they joined.
+     */
+    members: Array<CallAudienceMember>;
+    /**
+     * The cursor of the next page (`after`), absent on the last.
+     */
+    next?: number;
 } | {
     "type": "call_recording";
     /**
@@ -1366,6 +1462,26 @@ export type ServerFrame = {
      * The recording state now.
      */
     recording: CallRecording;
+} | {
+    "event": "audience";
+    /**
+     * Audience members in the call.
+     */
+    count: number;
+} | {
+    "event": "hand";
+    /**
+     * Who.
+     */
+    address: string;
+    /**
+     * Their display name (the audience is not in the roster).
+     */
+    name: string;
+    /**
+     * Raised (`true`) or lowered.
+     */
+    raised: boolean;
 }) | {
     "type": "call_dialing";
     /**
@@ -1560,6 +1676,10 @@ export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
 /** Start or stop recording the call (docs/protocol.md §15.8). */
 export type CallRecordFrame = Client<'call_record'>;
+/** Live mode: raise or lower a hand (docs/protocol.md, live mode). */
+export type CallHandFrame = Client<'call_hand'>;
+/** Live mode: a page of the audience. */
+export type CallAudienceRequestFrame = Client<'call_audience'>;
 export type CallLeaveFrame = Client<'call_leave'>;
 export type CallDialFrame = Client<'call_dial'>;
 export type CallAcceptFrame = Client<'call_accept'>;
@@ -1587,6 +1707,8 @@ export type CallOfferFrame = Server<'call_offer'>;
 export type CallEventFrame = Server<'call_event'>;
 /** Answer to `call_record`: the recording state. */
 export type CallRecordingFrame = Server<'call_recording'>;
+/** Answer to `call_audience`: a page of a live call's audience. */
+export type CallAudienceFrame = Server<'call_audience'>;
 export type CallDialingFrame = Server<'call_dialing'>;
 export type CallIncomingFrame = Server<'call_incoming'>;
 export type CallStatusFrame = Server<'call_status'>;
@@ -1607,6 +1729,8 @@ export interface ResponseMap {
     call_mute: OkFrame;
     call_admin: OkFrame;
     call_record: CallRecordingFrame;
+    call_hand: OkFrame;
+    call_audience: CallAudienceFrame;
     call_leave: OkFrame;
     call_dial: CallDialingFrame;
     call_accept: OkFrame;

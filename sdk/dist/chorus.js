@@ -127,6 +127,7 @@ var Chorus = (() => {
     ok: {},
     pong: {},
     call_joined: { gid: "number", address: "string", permissions: "object", settings: "object", participants: "array" },
+    call_audience: { gid: "number", count: "number", members: "array" },
     call_published: { stream: "object", sdp: "string" },
     call_sdp: {},
     call_offer: { gid: "number", sdp: "string", tracks: "array" },

@@ -162,6 +162,10 @@ export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
 /** Start or stop recording the call (docs/protocol.md §15.8). */
 export type CallRecordFrame = Client<'call_record'>;
+/** Live mode: raise or lower a hand (docs/protocol.md, live mode). */
+export type CallHandFrame = Client<'call_hand'>;
+/** Live mode: a page of the audience. */
+export type CallAudienceRequestFrame = Client<'call_audience'>;
 export type CallLeaveFrame = Client<'call_leave'>;
 export type CallDialFrame = Client<'call_dial'>;
 export type CallAcceptFrame = Client<'call_accept'>;
@@ -191,6 +195,8 @@ export type CallOfferFrame = Server<'call_offer'>;
 export type CallEventFrame = Server<'call_event'>;
 /** Answer to `call_record`: the recording state. */
 export type CallRecordingFrame = Server<'call_recording'>;
+/** Answer to `call_audience`: a page of a live call's audience. */
+export type CallAudienceFrame = Server<'call_audience'>;
 export type CallDialingFrame = Server<'call_dialing'>;
 export type CallIncomingFrame = Server<'call_incoming'>;
 export type CallStatusFrame = Server<'call_status'>;
@@ -212,6 +218,8 @@ export interface ResponseMap {
   call_mute: OkFrame;
   call_admin: OkFrame;
   call_record: CallRecordingFrame;
+  call_hand: OkFrame;
+  call_audience: CallAudienceFrame;
   call_leave: OkFrame;
   call_dial: CallDialingFrame;
   call_accept: OkFrame;
@@ -238,6 +246,7 @@ const REQUIRED: { [K in ServerFrame['type']]: Record<string, FieldKind> } = {
   ok: {},
   pong: {},
   call_joined: { gid: 'number', address: 'string', permissions: 'object', settings: 'object', participants: 'array' },
+  call_audience: { gid: 'number', count: 'number', members: 'array' },
   call_published: { stream: 'object', sdp: 'string' },
   call_sdp: {},
   call_offer: { gid: 'number', sdp: 'string', tracks: 'array' },

@@ -266,6 +266,16 @@ pub enum CallNotice {
     },
     /// A 1:1 call changed (`call_status`, see [`crate::direct`]).
     Status(chorus_proto::direct::DirectCallUpdate),
+    /// A page of the audience of a live call, asked for with a `call_audience` request
+    /// ([`Call::request`]).
+    Audience {
+        /// Audience members in the call.
+        count: u32,
+        /// This page.
+        members: Vec<chorus_proto::call::CallAudienceMember>,
+        /// The cursor of the next page.
+        next: Option<u64>,
+    },
     /// The call task stopped (left, removed, the WebSocket closed); the text says why.
     Ended(String),
 }
@@ -285,6 +295,8 @@ pub struct Joined {
     pub participants: Vec<CallParticipant>,
     /// The call is being recorded (by whom, since when); `None` when it is not.
     pub recording: Option<chorus_proto::call::CallRecording>,
+    /// Live mode: how many were in the audience at join (`None` when the call is not live).
+    pub audience: Option<u32>,
 }
 
 fn install_crypto() {

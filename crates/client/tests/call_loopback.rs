@@ -97,8 +97,8 @@ async fn fake_server(listener: TcpListener, seen: tokio::sync::mpsc::UnboundedSe
                     }
                     ClientFrame::CallJoin { rid, gid } => {
                         let permissions = CallPermissions { publish: true, subscribe: true, list: true, ..Default::default() };
-                        let settings = CallSettings { audio: true, video: true, screen: true, simulcast: true, max_height: None, max_duration_secs: None, max_streams: 4 };
-                        ws.send(send(&ServerFrame::CallJoined { rid, gid, address: "me".into(), permissions, settings, participants: vec![], ice_servers: vec![], recording: None })).await.unwrap();
+                        let settings = CallSettings { audio: true, video: true, screen: true, simulcast: true, max_height: None, max_duration_secs: None, max_streams: 4, live: false };
+                        ws.send(send(&ServerFrame::CallJoined { rid, gid, address: "me".into(), permissions, settings, participants: vec![], ice_servers: vec![], recording: None, audience: None })).await.unwrap();
                         // Offer the subscribe connection with one publisher's audio and video.
                         let mut api = subs.sdp_api();
                         let a = api.add_media(str0m::media::MediaKind::Audio, Direction::SendOnly, None, None, None);

@@ -51,6 +51,10 @@ pub struct CallSettings {
     pub max_duration_secs: Option<u64>,
     /// Streams one participant may publish at once.
     pub max_streams: u32,
+    /// Live mode: members who may publish are on stage, the others are the audience, which is
+    /// not announced one by one (docs/protocol.md, "Live mode").
+    #[serde(default)]
+    pub live: bool,
 }
 
 /// Which media of a stream are muted.
@@ -193,6 +197,12 @@ pub enum AdminAction {
     Hangup,
     /// Remove the target from the call. Needs hang-up.
     Remove,
+    /// Live mode: bring the target, an audience member, on stage (it may publish for this
+    /// call). Needs call control.
+    Stage,
+    /// Live mode: send the target, brought on stage, back to the audience (its streams end).
+    /// Needs call control.
+    Unstage,
 }
 
 /// Why a participant left (Mesibo's hangup reasons where they exist).
@@ -215,6 +225,9 @@ pub enum CallLeaveReason {
     /// Their session fell too far behind on call events (it stopped reading its WebSocket) and
     /// was taken out of the call; it may join again.
     Slow,
+    /// Live mode: they went back to the audience (sent to the others only; they are still in
+    /// the call and hear `updated`). Remove them from the roster as if they had left.
+    OffStage,
 }
 
 /// Why a stream ended.
@@ -332,6 +345,34 @@ pub enum CallEvent {
         /// The recording state now.
         recording: CallRecording,
     },
+    /// Live mode: how many are in the audience (sent to everyone when it changed, at most once a
+    /// second).
+    Audience {
+        /// Audience members in the call.
+        count: u32,
+    },
+    /// Live mode: an audience member raised or lowered a hand (sent to the admins with call
+    /// control, and to the member).
+    Hand {
+        /// Who.
+        address: String,
+        /// Their display name (the audience is not in the roster).
+        name: String,
+        /// Raised (`true`) or lowered.
+        raised: bool,
+    },
+}
+
+/// One audience member in a `call_audience` page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CallAudienceMember {
+    /// Public address.
+    pub address: String,
+    /// Display name.
+    pub name: String,
+    /// Has a hand raised.
+    pub hand: bool,
 }
 
 /// Whether a call is being recorded, by whom and since when (`call_recording`, the

@@ -80,6 +80,10 @@ pub struct GroupSettings {
     /// Max call duration in seconds (0 = unlimited).
     #[serde(default)]
     pub call_duration: Option<u32>,
+    /// Calls are live streams: members who may publish are on stage, the others watch as an
+    /// audience (a call in progress keeps its mode until it ends).
+    #[serde(default)]
+    pub live: Option<bool>,
 }
 
 /// `POST /v1/groups`.
@@ -109,6 +113,9 @@ pub struct Group {
     pub video_resolution: u32,
     /// Max call duration, seconds (0 = unlimited).
     pub call_duration: u32,
+    /// Calls are live streams.
+    #[serde(default)]
+    pub live: bool,
     /// Owner's address.
     pub owner: String,
     /// Creation time, ms.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::call::{
-    AdminAction, CallEvent, CallParticipant, CallPermissions, CallRecording, CallSettings, CallStream, CallTrack,
-    PublishRequest, RecordAction,
+    AdminAction, CallAudienceMember, CallEvent, CallParticipant, CallPermissions, CallRecording, CallSettings,
+    CallStream, CallTrack, PublishRequest, RecordAction,
 };
 use crate::direct::DirectCallUpdate;
 use crate::error::ErrorCode;
@@ -334,6 +334,31 @@ pub enum ClientFrame {
         /// Start or stop.
         action: RecordAction,
     },
+    /// Live mode: raise or lower your hand (audience members only); answered with `ok`.
+    CallHand {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// Raise (`true`) or lower.
+        raised: bool,
+    },
+    /// Live mode: a page of the audience, in the order they joined (needs the list permission);
+    /// answered with `call_audience`.
+    CallAudience {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// The `next` cursor of the previous page (`null` or absent: the first page).
+        #[serde(default)]
+        after: Option<u64>,
+        /// At most this many (1–100; absent: 100).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// Only those with a hand raised.
+        #[serde(default)]
+        #[cfg_attr(feature = "ts", ts(as = "Option<_>", optional))]
+        hands: bool,
+    },
     /// Leave the call.
     CallLeave {
         /// Request id, echoed.
@@ -398,6 +423,8 @@ impl ClientFrame {
             | ClientFrame::CallMute { rid, .. }
             | ClientFrame::CallAdmin { rid, .. }
             | ClientFrame::CallRecord { rid, .. }
+            | ClientFrame::CallHand { rid, .. }
+            | ClientFrame::CallAudience { rid, .. }
             | ClientFrame::CallLeave { rid }
             | ClientFrame::CallDial { rid, .. }
             | ClientFrame::CallAccept { rid, .. }
@@ -424,6 +451,8 @@ impl ClientFrame {
             | ClientFrame::CallMute { rid, .. }
             | ClientFrame::CallAdmin { rid, .. }
             | ClientFrame::CallRecord { rid, .. }
+            | ClientFrame::CallHand { rid, .. }
+            | ClientFrame::CallAudience { rid, .. }
             | ClientFrame::CallLeave { rid }
             | ClientFrame::CallDial { rid, .. }
             | ClientFrame::CallAccept { rid, .. }
@@ -691,6 +720,24 @@ pub enum ServerFrame {
         /// before any media flows.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recording: Option<CallRecording>,
+        /// Live mode: how many are in the audience (absent when the call is not live).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<u32>,
+    },
+    /// Answer to `call_audience`: a page of the audience.
+    CallAudience {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// The group.
+        gid: GroupId,
+        /// Audience members in the call now.
+        count: u32,
+        /// This page, in the order they joined.
+        members: Vec<CallAudienceMember>,
+        /// The cursor of the next page (`after`), absent on the last.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<u64>,
     },
     /// Answer to `call_record`: the call's recording state now.
     CallRecording {

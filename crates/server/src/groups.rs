@@ -111,7 +111,8 @@ pub struct Groups {
     quotas: Quotas,
 }
 
-const GROUP_COLS: &str = "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.created_at, \
+const GROUP_COLS: &str =
+    "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.live, g.created_at, \
                           COALESCE(o.address, '') AS owner";
 
 fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group, sqlx::Error> {
@@ -122,6 +123,7 @@ fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group,
         call_flags: row.try_get::<i64, _>("call_flags")? as u32,
         video_resolution: row.try_get::<i64, _>("video_resolution")? as u32,
         call_duration: row.try_get::<i64, _>("call_duration")? as u32,
+        live: row.try_get::<i64, _>("live")? != 0,
         created_at: row.try_get("created_at")?,
         owner: row.try_get("owner")?,
         membership,
@@ -479,8 +481,8 @@ impl Groups {
         for _ in 0..8 {
             let candidate: i64 = random_digits(7).parse().expect("7 digits parse");
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO groups (gid, name, owner_uid, flags, call_flags, video_resolution, call_duration, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (gid) DO NOTHING RETURNING gid",
+                "INSERT INTO groups (gid, name, owner_uid, flags, call_flags, video_resolution, call_duration, live, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (gid) DO NOTHING RETURNING gid",
             )
             .bind(candidate)
             .bind(name)
@@ -489,6 +491,7 @@ impl Groups {
             .bind(i64::from(s.call_flags.unwrap_or(call::DEFAULT | call::SIMULCAST)))
             .bind(i64::from(s.video_resolution.unwrap_or(resolution::DEFAULT)))
             .bind(i64::from(s.call_duration.unwrap_or(0)))
+            .bind(i64::from(s.live.unwrap_or(false)))
             .bind(now)
             .fetch_optional(&mut **tx)
             .await?;
@@ -826,7 +829,8 @@ impl Groups {
         Self::require_right(tx, gid, actor, admin::MODIFY).await?;
         sqlx::query(
             "UPDATE groups SET name = COALESCE($2, name), flags = COALESCE($3, flags), call_flags = COALESCE($4, call_flags), \
-             video_resolution = COALESCE($5, video_resolution), call_duration = COALESCE($6, call_duration) WHERE gid = $1",
+             video_resolution = COALESCE($5, video_resolution), call_duration = COALESCE($6, call_duration), \
+             live = COALESCE($7, live) WHERE gid = $1",
         )
         .bind(gid)
         .bind(s.name.as_deref().map(str::trim))
@@ -834,6 +838,7 @@ impl Groups {
         .bind(s.call_flags.map(i64::from))
         .bind(s.video_resolution.map(i64::from))
         .bind(s.call_duration.map(i64::from))
+        .bind(s.live.map(i64::from))
         .execute(&mut **tx)
         .await?;
         Ok(())

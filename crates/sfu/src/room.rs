@@ -37,6 +37,21 @@
 //! When a participant leaves, its subscriptions and streams are removed first, each with its own
 //! event addressed to the others, then [`RoomEventKind::ParticipantLeft`] goes to the listers and
 //! to the participant itself (which is how a removed or timed-out participant learns why).
+//!
+//! # Live mode
+//!
+//! With [`RoomSettings::live`] the room is a live stream: a participant with the publish right is
+//! on **stage**, everyone else is **audience**. The stage is announced as above; the audience is
+//! not: an audience member's joins, updates and leaves go to itself alone, its subscriptions are
+//! not told to the publisher, and rosters leave it out, so a crowd of viewers costs the stage
+//! nothing per viewer. Instead everyone hears [`RoomEventKind::AudienceCount`] when the count
+//! changed, at most once per [`COUNT_INTERVAL`] (driven by [`Room::handle_timeout`]), and a
+//! participant with the list permission pages through the audience ([`Room::audience_page`]).
+//! An audience member raises a hand ([`Room::raise_hand`], told to the admins with call
+//! control); such an admin brings an audience member on stage and sends it back
+//! ([`Room::set_stage`]): the publish right is lent for this call, so the member is announced
+//! like a stage member joining (then [`RoomEventKind::StageEntered`]) and, sent back, its streams
+//! end at once and the others see it leave the stage ([`RoomEventKind::StageLeft`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -46,8 +61,10 @@ use std::time::{Duration, Instant};
 use crate::{Layer, TrackKind};
 
 mod event;
+mod live;
 
 pub use event::{LeaveReason, RoomEvent, RoomEventKind, UnpublishReason, UnsubscribeReason};
+pub use live::{AudienceEntry, AudiencePage, COUNT_INTERVAL};
 
 /// A stream's id within its participant, as in Mesibo: `0` is the camera, `1..` extra streams
 /// (screens, more cameras).
@@ -108,6 +125,9 @@ pub struct RoomSettings {
     pub max_duration: Option<Duration>,
     /// How many streams one participant may publish at once.
     pub max_streams: usize,
+    /// Live mode: members who may publish are on **stage**, the others are **audience**, who
+    /// are not announced one by one (see [the module docs](self#live-mode)).
+    pub live: bool,
 }
 
 impl Default for RoomSettings {
@@ -122,6 +142,7 @@ impl Default for RoomSettings {
             max_height: Some(720),
             max_duration: None,
             max_streams: 4,
+            live: false,
         }
     }
 }
@@ -314,6 +335,14 @@ pub enum RoomError {
     NotSubscribed,
     /// An admin muted this media; only an admin can unmute it.
     MutedByAdmin,
+    /// The request is for live mode and the room is not live.
+    NotLive,
+    /// Only audience members raise hands, and only they are brought on stage.
+    NotAudience,
+    /// Only a participant brought on stage is sent back (one who publishes by right stays).
+    NotOnStageAsGuest,
+    /// The participant lacks the list permission.
+    ListNotPermitted,
 }
 
 impl fmt::Display for RoomError {
@@ -340,6 +369,10 @@ impl fmt::Display for RoomError {
             RoomError::NothingToReceive => "the stream has none of the media asked for",
             RoomError::NotSubscribed => "not subscribed to this stream",
             RoomError::MutedByAdmin => "muted by an admin",
+            RoomError::NotLive => "the call is not in live mode",
+            RoomError::NotAudience => "only an audience member can do or be that",
+            RoomError::NotOnStageAsGuest => "only a participant brought on stage can be sent back",
+            RoomError::ListNotPermitted => "not permitted to list the participants",
         })
     }
 }
@@ -358,10 +391,20 @@ pub struct Room<K> {
     /// Participant ids in the order they joined: the order of rosters and of every event's `to`.
     order: Vec<K>,
     events: VecDeque<RoomEvent<K>>,
+    /// Joins so far: each participant's [`Participant::seq`], the audience's page cursor.
+    joins: u64,
+    /// The audience count as last told, and when (live mode).
+    count: live::CountClock,
 }
 
 #[derive(Debug)]
 struct Participant<K> {
+    /// The how-manieth join this was (1-based, never reused).
+    seq: u64,
+    /// An audience member has a hand raised (live mode).
+    hand: bool,
+    /// Brought on stage by a host: the publish right is lent for this call (live mode).
+    guest: bool,
     permissions: Permissions,
     admin_muted: Mute,
     talking: bool,
@@ -385,7 +428,14 @@ impl<K> Participant<K> {
 impl<K: Copy + Eq + Hash + Ord> Room<K> {
     /// An empty room with these call settings.
     pub fn new(settings: RoomSettings) -> Self {
-        Self { settings, participants: HashMap::new(), order: Vec::new(), events: VecDeque::new() }
+        Self {
+            settings,
+            participants: HashMap::new(),
+            order: Vec::new(),
+            events: VecDeque::new(),
+            joins: 0,
+            count: live::CountClock::default(),
+        }
     }
 
     /// The room's call settings.
@@ -434,7 +484,12 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
         let Some(lists) = self.participants.get(&viewer).map(|participant| participant.permissions.list) else {
             return Vec::new();
         };
-        self.order.iter().copied().filter(|&who| lists || who == viewer).filter_map(|who| self.view(who)).collect()
+        self.order
+            .iter()
+            .copied()
+            .filter(|&who| who == viewer || (lists && !self.is_audience(who)))
+            .filter_map(|who| self.view(who))
+            .collect()
     }
 
     fn view(&self, who: K) -> Option<ParticipantView<K>> {
@@ -483,7 +538,12 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
             return Err(RoomError::AlreadyJoined);
         }
         let deadline = self.settings.max_duration.and_then(|limit| now.checked_add(limit));
+        self.joins += 1;
+        self.count.started(now);
         let participant = Participant {
+            seq: self.joins,
+            hand: false,
+            guest: false,
             permissions,
             admin_muted: Mute::NONE,
             talking: false,
@@ -493,6 +553,7 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
         };
         self.participants.insert(who, participant);
         self.order.push(who);
+        self.count_audience(who, true);
         self.emit(self.roster_audience(who, None), RoomEventKind::ParticipantJoined { who, permissions });
         Ok(())
     }
@@ -509,23 +570,18 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
     }
 
     /// Changes what `who` may do (the group's policy or the member's flags changed). Losing
-    /// publish ends its streams; losing subscribe ends its subscriptions.
-    pub fn set_permissions(&mut self, who: K, permissions: Permissions) -> Result<(), RoomError> {
+    /// publish ends its streams; losing subscribe ends its subscriptions. In a live room a
+    /// change of the publish right moves `who` between stage and audience; a publish right lent
+    /// by [`Room::set_stage`] stays until it is sent back or the group grants it.
+    pub fn set_permissions(&mut self, who: K, mut permissions: Permissions) -> Result<(), RoomError> {
         let participant = self.participants.get_mut(&who).ok_or(RoomError::NotInRoom)?;
-        let old = participant.permissions;
-        if old == permissions {
-            return Ok(());
+        if permissions.publish {
+            // The group grants it now: nothing is lent any more.
+            participant.guest = false;
         }
-        participant.permissions = permissions;
-        if old.publish && !permissions.publish {
-            for sid in self.sids(who) {
-                self.remove_stream(StreamId { publisher: who, sid }, UnpublishReason::PermissionRevoked, None);
-            }
-        }
-        if old.subscribe && !permissions.subscribe {
-            self.remove_subscriptions_of(who, UnsubscribeReason::PermissionRevoked, None);
-        }
-        self.emit_updated(who);
+        // A participant brought on stage keeps the publish right lent to it for this call.
+        permissions.publish |= participant.guest;
+        self.apply_permissions(who, permissions);
         Ok(())
     }
 
@@ -722,11 +778,16 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
         for who in expired {
             self.remove_participant(who, LeaveReason::DurationExceeded);
         }
+        self.tell_count(now);
     }
 
     /// When [`Room::handle_timeout`] next has something to do, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.participants.values().filter_map(|participant| participant.deadline).min()
+        let deadlines = self.participants.values().filter_map(|participant| participant.deadline).min();
+        match (deadlines, self.count_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event, oldest first.
@@ -763,13 +824,21 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
     }
 
     /// Who hears about `subject` and its streams: the listers and `subject`, except `exclude`.
+    /// In live mode an audience member is heard of by itself alone.
     fn roster_audience(&self, subject: K, exclude: Option<K>) -> Vec<K> {
+        if self.is_audience(subject) {
+            return if exclude == Some(subject) { Vec::new() } else { vec![subject] };
+        }
         self.audience(exclude, |who, permissions| who == subject || permissions.list)
     }
 
     /// Who hears about a subscription: the subscriber, and the publisher if it lists.
+    /// In live mode the stage is not told of each audience member watching it.
     fn subscription_audience(&self, subscriber: K, publisher: K, exclude: Option<K>) -> Vec<K> {
-        self.audience(exclude, |who, permissions| who == subscriber || (who == publisher && permissions.list))
+        let tell_publisher = !self.is_audience(subscriber);
+        self.audience(exclude, |who, permissions| {
+            who == subscriber || (tell_publisher && who == publisher && permissions.list)
+        })
     }
 
     fn audience(&self, exclude: Option<K>, hears: impl Fn(K, &Permissions) -> bool) -> Vec<K> {
@@ -829,7 +898,11 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
         for sid in self.sids(who) {
             self.remove_stream(StreamId { publisher: who, sid }, UnpublishReason::OwnerLeft, Some(who));
         }
+        if self.participants.get(&who).is_some_and(|p| p.hand) {
+            self.raise_hand(who, false).ok();
+        }
         let to = self.roster_audience(who, None);
+        self.count_audience(who, false);
         self.participants.remove(&who);
         self.order.retain(|&other| other != who);
         self.emit(to, RoomEventKind::ParticipantLeft { who, reason });
@@ -838,3 +911,6 @@ impl<K: Copy + Eq + Hash + Ord> Room<K> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod live_tests;

@@ -5,12 +5,29 @@
 /**
  * An admin action (`call_admin`).
  */
-export type AdminAction = "mute" | "unmute" | "mute_all" | "unmute_all" | "hangup" | "remove";
+export type AdminAction = "mute" | "unmute" | "mute_all" | "unmute_all" | "hangup" | "remove" | "stage" | "unstage";
 
 /**
  * How a [`ServerFrame::Board`] changes the board.
  */
 export type BoardAction = "append" | "set";
+
+/**
+ * One audience member in a `call_audience` page.
+ */
+export type CallAudienceMember = {
+/**
+ * Public address.
+ */
+address: string,
+/**
+ * Display name.
+ */
+name: string,
+/**
+ * Has a hand raised.
+ */
+hand: boolean, };
 
 /**
  * Something that happened in the call (`call_event`), tagged by `"event"`.
@@ -123,7 +140,23 @@ layer: number | null, } | { "event": "recording",
 /**
  * The recording state now.
  */
-recording: CallRecording, };
+recording: CallRecording, } | { "event": "audience",
+/**
+ * Audience members in the call.
+ */
+count: number, } | { "event": "hand",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * Their display name (the audience is not in the roster).
+ */
+name: string,
+/**
+ * Raised (`true`) or lowered.
+ */
+raised: boolean, };
 
 /**
  * A 1:1 call's id (`call`, ≥ 1). Its media run in the call room `-call` (see
@@ -134,7 +167,7 @@ export type CallId = number;
 /**
  * Why a participant left (Mesibo's hangup reasons where they exist).
  */
-export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow";
+export type CallLeaveReason = "left" | "lost" | "removed" | "duration" | "replaced" | "not_member" | "slow" | "off_stage";
 
 /**
  * Which media of a stream are muted.
@@ -256,7 +289,12 @@ max_duration_secs: number | null,
 /**
  * Streams one participant may publish at once.
  */
-max_streams: number, };
+max_streams: number,
+/**
+ * Live mode: members who may publish are on stage, the others are the audience, which is
+ * not announced one by one (docs/protocol.md, "Live mode").
+ */
+live: boolean, };
 
 /**
  * A published stream.
@@ -531,7 +569,31 @@ rid?: string | null,
 /**
  * Start or stop.
  */
-action: RecordAction, } | { "type": "call_leave",
+action: RecordAction, } | { "type": "call_hand",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * Raise (`true`) or lower.
+ */
+raised: boolean, } | { "type": "call_audience",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The `next` cursor of the previous page (`null` or absent: the first page).
+ */
+after?: number | null,
+/**
+ * At most this many (1–100; absent: 100).
+ */
+limit?: number | null,
+/**
+ * Only those with a hand raised.
+ */
+hands?: boolean, } | { "type": "call_leave",
 /**
  * Request id, echoed.
  */
@@ -1101,7 +1163,31 @@ ice_servers?: Array<IceServer>,
  * The call is being recorded: by whom and since when (absent when it is not), told
  * before any media flows.
  */
-recording?: CallRecording, } | { "type": "call_recording",
+recording?: CallRecording,
+/**
+ * Live mode: how many are in the audience (absent when the call is not live).
+ */
+audience?: number, } | { "type": "call_audience",
+/**
+ * Echoed request id.
+ */
+rid?: string,
+/**
+ * The group.
+ */
+gid: GroupId,
+/**
+ * Audience members in the call now.
+ */
+count: number,
+/**
+ * This page, in the order they joined.
+ */
+members: Array<CallAudienceMember>,
+/**
+ * The cursor of the next page (`after`), absent on the last.
+ */
+next?: number, } | { "type": "call_recording",
 /**
  * Echoed request id.
  */
@@ -1258,7 +1344,23 @@ layer: number | null, } | { "event": "recording",
 /**
  * The recording state now.
  */
-recording: CallRecording, }) | { "type": "call_dialing",
+recording: CallRecording, } | { "event": "audience",
+/**
+ * Audience members in the call.
+ */
+count: number, } | { "event": "hand",
+/**
+ * Who.
+ */
+address: string,
+/**
+ * Their display name (the audience is not in the roster).
+ */
+name: string,
+/**
+ * Raised (`true`) or lowered.
+ */
+raised: boolean, }) | { "type": "call_dialing",
 /**
  * Echoed request id.
  */

@@ -49,9 +49,9 @@ impl Call {
             })
             .await?;
         let joined = match frame {
-            ServerFrame::CallJoined { gid, address, permissions, settings, participants, recording, .. } => {
-                Joined { gid: gid.get(), address, permissions, settings, participants, recording }
-            }
+            ServerFrame::CallJoined {
+                gid, address, permissions, settings, participants, recording, audience, ..
+            } => Joined { gid: gid.get(), address, permissions, settings, participants, recording, audience },
             ServerFrame::Error { code, message, .. } => return Err(refused(code, message)),
             other => return Err(anyhow!("unexpected answer to call_join: {other:?}").into()),
         };

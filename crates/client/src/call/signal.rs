@@ -594,6 +594,13 @@ impl Signalling {
             ServerFrame::CallOffer { sdp, tracks, .. } => self.on_offer(sdp, tracks, &mut rtcs.subscribe),
             ServerFrame::CallEvent { event, .. } => self.on_call_event(event),
             ServerFrame::CallStatus(update) => self.notify(CallNotice::Status(update)),
+            ServerFrame::CallAudience { rid, count, members, next, .. } => {
+                // The page is the reply: the request is done, the page a notice.
+                if let Some(Pending::Request { ticket, .. }) = self.pending.remove(&rid.unwrap_or_default()) {
+                    self.out.push_back(Output::Replied(ticket, Ok(())));
+                }
+                self.notify(CallNotice::Audience { count, members, next });
+            }
             ServerFrame::Ok { rid } => {
                 let rid = rid.unwrap_or_default();
                 if self.leaving.as_ref().is_some_and(|(r, _)| *r == rid) {
@@ -778,7 +785,10 @@ impl Signalling {
                 self.out.push_back(Output::RestartRun(key));
             }
             // Handed on as a notice (below), like every event.
-            CallEvent::Subscriber { .. } | CallEvent::Recording { .. } => {}
+            CallEvent::Subscriber { .. }
+            | CallEvent::Recording { .. }
+            | CallEvent::Audience { .. }
+            | CallEvent::Hand { .. } => {}
         }
         // Own streams ended by the server (hang-up, permission revoked): stop sending them.
         if let CallEvent::Unpublished { address, sid, .. } = &event {

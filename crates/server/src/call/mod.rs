@@ -213,6 +213,7 @@ pub fn settings(g: &Group) -> RoomSettings {
         max_height: resolution::height(g.video_resolution).or(Some(720)),
         max_duration: (g.call_duration > 0).then(|| Duration::from_secs(u64::from(g.call_duration))),
         max_streams: 4,
+        live: g.live,
     }
 }
 
@@ -235,6 +236,7 @@ pub(crate) fn wire_settings(s: &RoomSettings) -> CallSettings {
         max_height: s.max_height,
         max_duration_secs: s.max_duration.map(|d| d.as_secs()),
         max_streams: s.max_streams as u32,
+        live: s.live,
     }
 }
 

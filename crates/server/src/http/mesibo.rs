@@ -558,6 +558,7 @@ fn be_settings(g: &Map<String, Value>) -> Result<GroupSettings, &'static str> {
         call_flags: u32_of(call_flags)?,
         video_resolution: res,
         call_duration: u32_of(dur)?,
+        live: None,
     })
 }
 

@@ -177,6 +177,8 @@ fn is_call(f: &ClientFrame) -> bool {
         | F::CallMute { .. }
         | F::CallAdmin { .. }
         | F::CallRecord { .. }
+        | F::CallHand { .. }
+        | F::CallAudience { .. }
         | F::CallDial { .. }
         | F::CallAccept { .. }
         | F::CallDecline { .. }
@@ -715,7 +717,9 @@ impl Session {
             | ClientFrame::CallAnswer { .. }
             | ClientFrame::CallMute { .. }
             | ClientFrame::CallAdmin { .. }
-            | ClientFrame::CallRecord { .. }) => Some(self.call_request(call)),
+            | ClientFrame::CallRecord { .. }
+            | ClientFrame::CallHand { .. }
+            | ClientFrame::CallAudience { .. }) => Some(self.call_request(call)),
             ClientFrame::CallDial { rid, peer, video } => {
                 let uid = self.user.uid.get();
                 let share = match self.s.groups.quotas().take(Quota::CallsStarted, uid, 1) {

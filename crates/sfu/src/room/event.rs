@@ -89,6 +89,36 @@ pub enum RoomEventKind<K> {
         /// What it receives now.
         subscription: Subscription,
     },
+    /// Live mode: an audience member came on stage (its permissions now include publish). Sent
+    /// to those who now see it as if it had joined; the member itself hears
+    /// [`RoomEventKind::ParticipantUpdated`].
+    StageEntered {
+        /// Who.
+        who: K,
+        /// What they may do now.
+        permissions: Permissions,
+    },
+    /// Live mode: a stage member went back to the audience (its streams ended before, each with
+    /// its own event). Sent to those who no longer see it, as if it had left; the member itself
+    /// hears [`RoomEventKind::ParticipantUpdated`].
+    StageLeft {
+        /// Who.
+        who: K,
+    },
+    /// Live mode: an audience member raised or lowered a hand (sent to the admins with call
+    /// control, and to the member).
+    HandRaised {
+        /// Who.
+        who: K,
+        /// Raised (`true`) or lowered.
+        raised: bool,
+    },
+    /// Live mode: how many are in the audience now (sent to everyone, at most once per
+    /// [`COUNT_INTERVAL`](super::COUNT_INTERVAL)).
+    AudienceCount {
+        /// Audience members in the call.
+        count: usize,
+    },
     /// A subscription ended.
     SubscriptionRemoved {
         /// Who received the stream.

@@ -55,9 +55,11 @@ fn joined(others: Vec<CallParticipant>) -> Joined {
             max_height: None,
             max_duration_secs: None,
             max_streams: 4,
+            live: false,
         },
         participants,
         recording: None,
+        audience: None,
     }
 }
 

@@ -178,6 +178,7 @@ impl DirectCalls {
             max_height: Some(720),
             max_duration: None,
             max_streams: 2,
+            live: false,
         };
         let joined = self.calls.enter(user, session, gid, Permissions::MEMBER, settings, rid).await?;
         // The call may have ended while the join was on its way: close what was opened for it.

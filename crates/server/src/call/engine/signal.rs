@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use chorus_proto::call::{AdminAction, CallLeaveReason, CallTrack, PublishRequest};
+use chorus_proto::call::{AdminAction, CallAudienceMember, CallLeaveReason, CallTrack, PublishRequest};
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use chorus_proto::{ErrorCode, GroupId};
 use chorus_sfu::downlink::DownlinkEstimate;
@@ -25,6 +25,8 @@ use super::{mark_dirty, Engine, Join, Leg, Output, PeerKey};
 use crate::call::sdp;
 use crate::error::ApiError;
 
+/// Most audience members in one `call_audience` page.
+const AUDIENCE_PAGE: u32 = 100;
 /// Largest SDP accepted from a client.
 const MAX_SDP: usize = 64 * 1024;
 /// Unused media lines a subscribe leg keeps before new subscriptions reuse them: without a bound,
@@ -199,6 +201,7 @@ impl Engine {
             participants: self.roster(uid),
             ice_servers: Vec::new(),
             recording: self.recording.is_some().then(|| self.recording_state()),
+            audience: self.room.settings().live.then(|| self.room.audience_count() as u32),
         })
     }
 
@@ -268,6 +271,10 @@ impl Engine {
             ClientFrame::CallLeave { rid } => {
                 self.room.leave(uid, LeaveReason::Left).map_err(room_error).map(|_| ServerFrame::Ok { rid })
             }
+            ClientFrame::CallHand { rid, raised } => {
+                self.room.raise_hand(uid, raised).map_err(room_error).map(|_| ServerFrame::Ok { rid })
+            }
+            ClientFrame::CallAudience { rid, after, limit, hands } => self.audience_page(uid, rid, after, limit, hands),
             _ => Err(ApiError::bad_request("not a call request")),
         };
         r.unwrap_or_else(|e| super::wire::error_frame(rid, &e))
@@ -314,8 +321,43 @@ impl Engine {
                 let t = target()?;
                 self.room.admin_remove(uid, t).map_err(room_error)?;
             }
+            AdminAction::Stage | AdminAction::Unstage => {
+                let t = target()?;
+                self.room.set_stage(uid, t, action == AdminAction::Stage).map_err(room_error)?;
+            }
         }
         Ok(())
+    }
+
+    /// A page of the audience (`call_audience`), with each member's address and name.
+    fn audience_page(
+        &self,
+        uid: i64,
+        rid: Option<String>,
+        after: Option<u64>,
+        limit: Option<u32>,
+        hands: bool,
+    ) -> Result<ServerFrame, ApiError> {
+        let limit = limit.unwrap_or(AUDIENCE_PAGE);
+        if !(1..=AUDIENCE_PAGE).contains(&limit) {
+            return Err(ApiError::bad_request(format!("limit must be between 1 and {AUDIENCE_PAGE}")));
+        }
+        let page = self.room.audience_page(uid, after.unwrap_or(0), limit as usize, hands).map_err(room_error)?;
+        let members = page
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let p = self.peers.get(&e.who)?;
+                Some(CallAudienceMember { address: p.address.clone(), name: p.name.clone(), hand: e.hand })
+            })
+            .collect();
+        Ok(ServerFrame::CallAudience {
+            rid,
+            gid: chorus_proto::GroupId(self.cfg.gid),
+            count: page.count as u32,
+            members,
+            next: page.next,
+        })
     }
 
     /// A new peer connection for `uid`'s `leg`, with fresh ICE credentials, routed to the engine.

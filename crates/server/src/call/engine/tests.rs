@@ -129,6 +129,7 @@ fn settings() -> RoomSettings {
         max_height: Some(720),
         max_duration: None,
         max_streams: 4,
+        live: false,
     }
 }
 

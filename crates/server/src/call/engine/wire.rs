@@ -25,13 +25,15 @@ pub(super) fn room_error(e: RoomError) -> ApiError {
         | AudioNotAllowed
         | VideoNotAllowed
         | ScreenNotAllowed
-        | MutedByAdmin => ErrorCode::Forbidden,
+        | MutedByAdmin
+        | ListNotPermitted => ErrorCode::Forbidden,
         NoSuchParticipant | NoSuchStream | NotSubscribed | NotInRoom => ErrorCode::NotFound,
         StreamExists | AlreadyJoined => ErrorCode::Conflict,
         TooManyStreams => ErrorCode::LimitExceeded,
         EmptyStream | ScreenWithoutVideo | InvalidLayers | NoSuchMedia | OwnStream | NothingToReceive => {
             ErrorCode::BadRequest
         }
+        NotLive | NotAudience | NotOnStageAsGuest => ErrorCode::Conflict,
     };
     ApiError::new(code, e.to_string())
 }
@@ -203,6 +205,22 @@ impl Engine {
                         joined: true,
                     })
                 }
+                RoomEventKind::StageEntered { who, .. } => self
+                    .roster(who)
+                    .into_iter()
+                    .find(|p| self.by_address.get(&p.address) == Some(&who))
+                    .map(|participant| CallEvent::Joined { participant }),
+                RoomEventKind::StageLeft { who } => self.peers.get(&who).map(|p| CallEvent::Left {
+                    address: p.address.clone(),
+                    reason: CallLeaveReason::OffStage,
+                    by: None,
+                }),
+                RoomEventKind::HandRaised { who, raised } => self.peers.get(&who).map(|p| CallEvent::Hand {
+                    address: p.address.clone(),
+                    name: p.name.clone(),
+                    raised,
+                }),
+                RoomEventKind::AudienceCount { count } => Some(CallEvent::Audience { count: count as u32 }),
                 RoomEventKind::SubscriptionRemoved { subscriber, stream, .. } => {
                     self.unsubscribe_media(subscriber, stream);
                     self.negotiate(now, subscriber);
