@@ -195,6 +195,7 @@ async fn settings_are_validated(b: Backend) {
         json!({"name": "ok", "call_duration": 999999999}),
         json!({"name": "ok", "bogus": 1}),
         json!({"name": 5}),
+        json!({"name": "ok", "live": "yes"}),
     ];
     for body in bad {
         let e = ho.post::<CreatedGroup>("/v1/groups", &body).await.unwrap_err();
@@ -208,6 +209,15 @@ async fn settings_are_validated(b: Backend) {
         .await
         .unwrap();
     assert_eq!((up.name.as_str(), up.call_flags, up.call_duration), ("Renamed", 0x7, 3600));
+    // Live mode is a setting like the others: off by default, stored, and left alone by changes
+    // that do not name it.
+    assert!(!g.group.live && !up.live);
+    let up: Group = ho.patch(&format!("/v1/groups/{gid}"), &json!({"live": true})).await.unwrap();
+    assert!(up.live);
+    let up: Group = ho.patch(&format!("/v1/groups/{gid}"), &json!({"name": "Stage"})).await.unwrap();
+    assert!(up.live && ho.get::<Group>(&format!("/v1/groups/{gid}")).await.unwrap().live);
+    let live: CreatedGroup = ho.post("/v1/groups", &json!({"name": "Show", "live": true})).await.unwrap();
+    assert!(live.group.live);
     let e = ho.get::<Group>("/v1/groups/notanumber").await.unwrap_err();
     assert_eq!((e.status, e.code()), (400, Some("bad_request")));
     let e = ho.post::<Pin>(&format!("/v1/groups/{gid}/pins"), &json!({"flags": 0x40000})).await.unwrap_err();
