@@ -203,6 +203,41 @@ async fn a_call_is_recorded_into_the_media_library(backend: Backend) {
 
 both_backends!(a_call_is_recorded_into_the_media_library);
 
+/// A group set to record its calls (`auto_record`): the call is recorded from its first join, for
+/// the owner, who need not be in it; the joiner is told in `call_joined`; when the call ends the
+/// file is the owner's, in the library.
+async fn a_group_records_its_calls_by_itself(backend: Backend) {
+    let _slot = common::call_slot();
+    let s = Server::start(backend).await;
+    let r = room(&s).await;
+    let g: chorus_proto::rest::Group =
+        r.owner.patch(&format!("/v1/groups/{}", r.gid), &json!({"auto_record": true})).await.unwrap();
+    assert!(g.auto_record);
+    let (bob, _) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let b = join(&bob, r.gid, auto()).await;
+    let rec = b.joined().recording.clone().expect("told in call_joined");
+    assert!(rec.active && rec.by.as_deref() == Some(r.owner_address.as_str()), "{rec:?}");
+    b.publish_camera(0, clip()).await.expect("bob publishes");
+    let state: CallRecording = r.owner.get(&recording_path(r.gid)).await.unwrap();
+    assert!(state.active);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    b.leave().await.expect("leave: the call ends, and its recording");
+
+    let until = Instant::now() + Duration::from_secs(30);
+    let entry = loop {
+        if let Some(e) = library(&r.owner, r.gid).await.into_iter().next() {
+            break e;
+        }
+        assert!(Instant::now() < until, "the recording never reached the library");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(entry["uploader"].as_str(), Some(r.owner_address.as_str()), "{entry}");
+    let secs = entry["duration_ms"].as_f64().expect("a duration") / 1000.0;
+    assert!(secs > 2.0 && secs < 6.0, "{secs} s recorded of a call of about 4 s: {entry}");
+}
+
+both_backends!(a_group_records_its_calls_by_itself);
+
 /// A server killed mid-recording leaves files that play up to the kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_leaves_playable_recordings() {

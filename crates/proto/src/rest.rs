@@ -84,6 +84,10 @@ pub struct GroupSettings {
     /// audience (a call in progress keeps its mode until it ends).
     #[serde(default)]
     pub live: Option<bool>,
+    /// Every call is recorded from its start, by and for the group's owner (an admin may stop a
+    /// recording; it is not restarted for the rest of that call).
+    #[serde(default)]
+    pub auto_record: Option<bool>,
 }
 
 /// `POST /v1/groups`.
@@ -116,6 +120,9 @@ pub struct Group {
     /// Calls are live streams.
     #[serde(default)]
     pub live: bool,
+    /// Calls are recorded from their start.
+    #[serde(default)]
+    pub auto_record: bool,
     /// Owner's address.
     pub owner: String,
     /// Creation time, ms.

@@ -112,7 +112,7 @@ pub struct Groups {
 }
 
 const GROUP_COLS: &str =
-    "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.live, g.created_at, \
+    "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.live, g.auto_record, g.created_at, \
                           COALESCE(o.address, '') AS owner";
 
 fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group, sqlx::Error> {
@@ -124,6 +124,7 @@ fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group,
         video_resolution: row.try_get::<i64, _>("video_resolution")? as u32,
         call_duration: row.try_get::<i64, _>("call_duration")? as u32,
         live: row.try_get::<i64, _>("live")? != 0,
+        auto_record: row.try_get::<i64, _>("auto_record")? != 0,
         created_at: row.try_get("created_at")?,
         owner: row.try_get("owner")?,
         membership,
@@ -481,8 +482,8 @@ impl Groups {
         for _ in 0..8 {
             let candidate: i64 = random_digits(7).parse().expect("7 digits parse");
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO groups (gid, name, owner_uid, flags, call_flags, video_resolution, call_duration, live, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (gid) DO NOTHING RETURNING gid",
+                "INSERT INTO groups (gid, name, owner_uid, flags, call_flags, video_resolution, call_duration, live, auto_record, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (gid) DO NOTHING RETURNING gid",
             )
             .bind(candidate)
             .bind(name)
@@ -492,6 +493,7 @@ impl Groups {
             .bind(i64::from(s.video_resolution.unwrap_or(resolution::DEFAULT)))
             .bind(i64::from(s.call_duration.unwrap_or(0)))
             .bind(i64::from(s.live.unwrap_or(false)))
+            .bind(i64::from(s.auto_record.unwrap_or(false)))
             .bind(now)
             .fetch_optional(&mut **tx)
             .await?;
@@ -713,6 +715,19 @@ impl Groups {
         Ok(())
     }
 
+    /// The owner of group `gid` (user id and address), if it has one.
+    pub async fn owner(&self, gid: i64) -> ApiResult<Option<(i64, String)>> {
+        let row =
+            sqlx::query("SELECT u.uid, u.address FROM groups g JOIN users u ON u.uid = g.owner_uid WHERE g.gid = $1")
+                .bind(gid)
+                .fetch_optional(&self.db.read)
+                .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get("uid")?, r.try_get("address")?)),
+            None => None,
+        })
+    }
+
     /// A group as `viewer` sees it (members only).
     pub async fn get(&self, gid: i64, actor: Actor) -> ApiResult<Group> {
         let mut tx = self.db.read.begin().await?;
@@ -830,7 +845,7 @@ impl Groups {
         sqlx::query(
             "UPDATE groups SET name = COALESCE($2, name), flags = COALESCE($3, flags), call_flags = COALESCE($4, call_flags), \
              video_resolution = COALESCE($5, video_resolution), call_duration = COALESCE($6, call_duration), \
-             live = COALESCE($7, live) WHERE gid = $1",
+             live = COALESCE($7, live), auto_record = COALESCE($8, auto_record) WHERE gid = $1",
         )
         .bind(gid)
         .bind(s.name.as_deref().map(str::trim))
@@ -839,6 +854,7 @@ impl Groups {
         .bind(s.video_resolution.map(i64::from))
         .bind(s.call_duration.map(i64::from))
         .bind(s.live.map(i64::from))
+        .bind(s.auto_record.map(i64::from))
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -201,6 +201,14 @@ pub fn permissions(group_flags: u32, member_flags: u32, admin_flags: u32) -> Per
     }
 }
 
+/// The member a group's calls are recorded for when it records them from their start
+/// (`auto_record`): its owner.
+#[derive(Debug, Clone)]
+pub(crate) struct AutoRecord {
+    pub uid: i64,
+    pub address: String,
+}
+
 /// The room settings of a group's call flags, resolution and duration.
 pub fn settings(g: &Group) -> RoomSettings {
     // Call flags without VALID mean "not configured": everything the default allows.
@@ -351,7 +359,8 @@ impl Calls {
         let perms = leg.permissions;
         self.http_legs.lock().expect("http legs lock").entry(gid).or_default().insert(address.clone(), leg);
         let user = SessionUser { uid: chorus_proto::UserId(uid), address: address.clone(), name };
-        let r = self.enter(&user, uid.unsigned_abs(), gid, perms, settings(&g), None).await;
+        let auto = self.auto_record(&g).await?;
+        let r = self.enter(&user, uid.unsigned_abs(), gid, perms, settings(&g), auto, None).await;
         if r.is_err() {
             self.leave_http(gid, &address);
         }
@@ -397,11 +406,26 @@ impl Calls {
         let g = self.groups.get(gid, Actor::User(user.uid.get())).await?;
         let m = g.membership.ok_or_else(|| ApiError::not_found("no such group"))?;
         let perms = permissions(g.flags, m.flags, m.admin_flags);
-        self.enter(user, session, gid, perms, settings(&g), rid).await
+        let auto = self.auto_record(&g).await?;
+        self.enter(user, session, gid, perms, settings(&g), auto, rid).await
+    }
+
+    /// Who records the calls of `g` from their start (its owner), if it records them.
+    async fn auto_record(&self, g: &Group) -> Result<Option<AutoRecord>, ApiError> {
+        if !g.auto_record {
+            return Ok(None);
+        }
+        let owner = self.groups.owner(g.gid.get()).await?;
+        if owner.is_none() {
+            tracing::warn!(gid = g.gid.get(), "auto_record is set but the group has no owner to record for");
+        }
+        Ok(owner.map(|(uid, address)| AutoRecord { uid, address }))
     }
 
     /// Joins `user`'s session `session` to room `gid` (a group's call, or a 1:1 call's room) with
-    /// `perms`, starting the room with `settings` if it is not running.
+    /// `perms`, starting the room with `settings` if it is not running; with `auto_record`, the
+    /// call's first join starts its recording.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn enter(
         self: &Arc<Self>,
         user: &SessionUser,
@@ -409,6 +433,7 @@ impl Calls {
         gid: i64,
         perms: Permissions,
         settings: RoomSettings,
+        auto_record: Option<AutoRecord>,
         rid: Option<String>,
     ) -> Result<(CallSession, ServerFrame), ApiError> {
         // A room task that has just emptied may be on its way out: try again with a new one.
@@ -422,6 +447,7 @@ impl Calls {
                 name: user.name.clone(),
                 session,
                 permissions: perms,
+                auto_record: auto_record.clone(),
                 out: out_tx,
                 rid: rid.clone(),
                 reply: reply_tx,

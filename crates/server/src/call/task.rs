@@ -37,6 +37,7 @@ pub(crate) enum Command {
         name: String,
         session: u64,
         permissions: Permissions,
+        auto_record: Option<super::AutoRecord>,
         out: mpsc::Sender<FrameText>,
         rid: Option<String>,
         reply: oneshot::Sender<Result<ServerFrame, ApiError>>,
@@ -240,12 +241,24 @@ impl RoomTask {
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Join { uid, address, name, session, permissions, out, rid, reply } => {
+            Command::Join { uid, address, name, session, permissions, auto_record, out, rid, reply } => {
                 let previous_gone = self.sinks.values().any(|s| s.uid == uid && s.tx.is_closed());
                 let (token, sink) = (Token(self.token()), SinkId(self.token()));
                 self.sinks.insert(sink, Sink { uid, tx: out, slow: false });
                 self.joins.insert(token, (reply, sink));
-                let join = engine::Join { token, uid, address, name, session, permissions, sink, previous_gone, rid };
+                let auto_record = auto_record.map(|a| (a, crate::clock::now_ms()));
+                let join = engine::Join {
+                    token,
+                    uid,
+                    address,
+                    name,
+                    session,
+                    permissions,
+                    sink,
+                    previous_gone,
+                    auto_record,
+                    rid,
+                };
                 self.input(now, Input::Join(join));
             }
             Command::Request { uid, session, frame: ClientFrame::CallRecord { rid, action }, reply } => {

@@ -559,6 +559,7 @@ fn be_settings(g: &Map<String, Value>) -> Result<GroupSettings, &'static str> {
         video_resolution: res,
         call_duration: u32_of(dur)?,
         live: None,
+        auto_record: None,
     })
 }
 

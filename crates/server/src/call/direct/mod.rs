@@ -180,7 +180,7 @@ impl DirectCalls {
             max_streams: 2,
             live: false,
         };
-        let joined = self.calls.enter(user, session, gid, Permissions::MEMBER, settings, rid).await?;
+        let joined = self.calls.enter(user, session, gid, Permissions::MEMBER, settings, None, rid).await?;
         // The call may have ended while the join was on its way: close what was opened for it.
         if !self.ring().may_join(user.uid.get(), session, id) {
             self.calls.close_room(gid);

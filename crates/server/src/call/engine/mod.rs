@@ -136,6 +136,9 @@ pub(crate) struct Join {
     /// The user's previous session in the call is already gone (its queue closed): it leaves as
     /// `lost`, not `replaced`.
     pub previous_gone: bool,
+    /// The group records its calls from their start, for this owner; with the wall clock now
+    /// (ms), for the recording's `since`.
+    pub auto_record: Option<(crate::call::AutoRecord, i64)>,
     pub rid: Option<String>,
 }
 
@@ -244,6 +247,8 @@ pub(crate) struct Engine {
     started: bool,
     /// The recording in progress.
     recording: Option<record::Recording>,
+    /// The group's automatic recording was started (it starts once per call).
+    auto_recorded: bool,
     out: VecDeque<Output>,
 }
 
@@ -267,6 +272,7 @@ impl Engine {
             forwarded: (0, 0),
             started: false,
             recording: None,
+            auto_recorded: false,
             out: VecDeque::new(),
         }
     }
@@ -274,13 +280,22 @@ impl Engine {
     /// Handles one input at `now`; then poll [`Engine::poll_output`] until [`Output::Timeout`].
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         match input {
-            Input::Join(j) => {
+            Input::Join(mut j) => {
                 tracing::debug!(gid = self.cfg.gid, uid = j.uid, session = j.session, "participant joins");
                 // A session that left just before joining again leaves as `lost`, not `replaced`
                 // (whatever it sent before leaving was queued before this join).
                 if j.previous_gone && self.peers.contains_key(&j.uid) {
                     let _ = self.room.leave(j.uid, LeaveReason::Lost);
                     self.room_events(now);
+                }
+                // The call's first join starts the group's automatic recording, before the
+                // joiner's `call_joined` (which then says so). Once only: an admin may stop it.
+                if let (Some((owner, now_ms)), false) = (j.auto_record.take(), self.auto_recorded) {
+                    self.auto_recorded = true;
+                    let by = RecordBy::Member { uid: owner.uid, address: owner.address };
+                    if let Err(e) = self.try_record(now, by, chorus_proto::call::RecordAction::Start, now_ms) {
+                        tracing::warn!(gid = self.cfg.gid, "automatic recording did not start: {}", e.message);
+                    }
                 }
                 let token = j.token;
                 let result = self.join(now, j).map(Box::new);

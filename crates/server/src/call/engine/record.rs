@@ -94,7 +94,13 @@ impl Engine {
         self.out.push_back(Output::Reply { token, frame: Box::new(frame) });
     }
 
-    fn try_record(&mut self, now: Instant, by: RecordBy, action: RecordAction, now_ms: i64) -> Result<(), ApiError> {
+    pub(super) fn try_record(
+        &mut self,
+        now: Instant,
+        by: RecordBy,
+        action: RecordAction,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
         let (by_uid, address) = match by {
             RecordBy::Participant { uid, session } => {
                 let p = self.peers.get(&uid).filter(|p| p.session == session);

@@ -180,6 +180,16 @@ impl Sim {
     }
 
     fn join(&mut self, uid: i64, permissions: Permissions) -> ServerFrame {
+        self.join_auto(uid, permissions, None)
+    }
+
+    /// Joins a group that records its calls from their start for `auto_record`.
+    fn join_auto(
+        &mut self,
+        uid: i64,
+        permissions: Permissions,
+        auto_record: Option<crate::call::AutoRecord>,
+    ) -> ServerFrame {
         let (token, sink) = (Token(self.token()), SinkId(self.token()));
         self.clients.push(Client {
             uid,
@@ -201,6 +211,7 @@ impl Sim {
             permissions,
             sink,
             previous_gone: false,
+            auto_record: auto_record.map(|a| (a, 2_000)),
             rid: None,
         };
         self.engine.handle_input(self.now, Input::Join(join));
@@ -859,4 +870,31 @@ fn an_admin_records_the_call_and_everyone_is_told() {
         sim.step();
     }
     assert!(!sim.recorded[n..].iter().any(|o| matches!(o, RecordOut::Packet { .. })), "nothing after the stop");
+}
+
+/// A group that records its calls from their start: the first join starts the recording for
+/// the owner (even when the owner is not in the call), the joiner is told in `call_joined`, and a
+/// recording an admin stopped is not started again by later joins.
+#[test]
+fn a_group_that_records_its_calls_starts_at_the_first_join() {
+    use super::RecordOut;
+    use chorus_proto::call::RecordAction;
+    let owner = crate::call::AutoRecord { uid: 42, address: "owner".into() };
+    let mut sim = Sim::new(9);
+    let joined = sim.join_auto(2, Permissions::MEMBER, Some(owner.clone()));
+    let ServerFrame::CallJoined { recording, .. } = joined else { panic!("{joined:?}") };
+    let recording = recording.expect("told in call_joined");
+    assert_eq!((recording.active, recording.by.as_deref(), recording.since), (true, Some("owner"), Some(2_000)));
+    assert!(sim.recorded.iter().any(|o| matches!(o, RecordOut::Start { by_uid: 42, .. })), "the files are the owner's");
+    sim.publish_video(2, 0);
+    sim.run_until(Duration::from_secs(5), |s| {
+        s.recorded.iter().any(|o| matches!(o, RecordOut::Stream { uid: 2, sid: 0, video: Some(_), .. }))
+    });
+
+    sim.join_auto(1, Permissions::ADMIN, Some(owner.clone()));
+    assert!(matches!(sim.record(1, RecordAction::Stop), ServerFrame::CallRecording { .. }));
+    let joined = sim.join_auto(3, Permissions::MEMBER, Some(owner));
+    let ServerFrame::CallJoined { recording, .. } = joined else { panic!("{joined:?}") };
+    assert!(recording.is_none(), "stopped by an admin, not restarted: {recording:?}");
+    assert_eq!(sim.recorded.iter().filter(|o| matches!(o, RecordOut::Start { .. })).count(), 1);
 }
