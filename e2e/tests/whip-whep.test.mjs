@@ -77,11 +77,13 @@ window.whipRestart = async () => {
  * offer, PATCH the answer. */
 const WHEP_CLIENT = `
 window.whepPlay = async (url, token) => {
+  // No token: a group with public viewing on (its session's URL is then its only key).
+  const auth = token ? { authorization: 'Bearer ' + token } : {};
   const probe = new RTCPeerConnection();
   probe.addTransceiver('audio', { direction: 'recvonly' });
   probe.addTransceiver('video', { direction: 'recvonly' });
   await probe.setLocalDescription(await probe.createOffer());
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: 'Bearer ' + token }, body: probe.localDescription.sdp });
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', ...auth }, body: probe.localDescription.sdp });
   probe.close();
   if (r.status !== 406) throw new Error('WHEP POST: ' + r.status + ' ' + (await r.text()));
   const session = new URL(r.headers.get('location'), url).href;
@@ -93,7 +95,7 @@ window.whepPlay = async (url, token) => {
   await pc.setRemoteDescription({ type: 'offer', sdp: await r.text() });
   await pc.setLocalDescription(await pc.createAnswer());
   await new Promise((res) => (pc.iceGatheringState === 'complete' ? res() : pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && res())));
-  const p = await fetch(session, { method: 'PATCH', headers: { 'content-type': 'application/sdp', 'if-match': r.headers.get('etag'), authorization: 'Bearer ' + token }, body: pc.localDescription.sdp });
+  const p = await fetch(session, { method: 'PATCH', headers: { 'content-type': 'application/sdp', 'if-match': r.headers.get('etag'), ...auth }, body: pc.localDescription.sdp });
   if (p.status !== 204) throw new Error('WHEP PATCH: ' + p.status + ' ' + (await p.text()));
   return (window.whep = { pc, session, token });
 };
@@ -325,4 +327,46 @@ test('a WHEP player (plain fetch(), 406 counter-offer) decodes a camera publishe
     return (await fetch(w.session, { method: 'DELETE', headers: { authorization: 'Bearer ' + w.token } })).status;
   });
   assert.equal(stopped, 200);
+});
+
+test('public viewing: a WHEP player without an account decodes a live room host; it is refused once the owner turns public viewing off', async () => {
+  const owner = await server.login('owner4@example.org', 'Owner');
+  const room = await server.api('POST', '/v1/groups', { name: 'Live 4', room: true, live: true, public_viewing: true }, owner.token);
+  const gid = room.group.gid;
+  assert.equal(room.group.public_viewing, true);
+  const url = `${server.base}/v1/groups/${gid}/whep`;
+  const po = await sdkPage(browser, server, 'Owner');
+  await po.evaluate(
+    async ({ server, token, gid }) => {
+      const client = new Chorus.ChorusClient({ server, token });
+      await client.connect();
+      const call = await client.joinCall(gid);
+      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+      await call.publish(0, { audio: media.getAudioTracks()[0], video: media.getVideoTracks()[0] });
+      window.call = call;
+    },
+    { server: server.base, token: owner.token, gid },
+  );
+  const player = await plainPage('Public WHEP');
+  await player.evaluate((url) => window.whepPlay(url, null).then(() => true), url);
+  const first = await until(player, async () => {
+    const n = await window.decodedIn(window.whep.pc);
+    return n >= 30 ? n : false;
+  });
+  await until(player, async (first) => {
+    const n = await window.decodedIn(window.whep.pc);
+    return n >= first + 30 ? n : false;
+  }, first);
+  // In a live room the public viewer is audience: not in the host's roster.
+  assert.equal(await po.evaluate(() => [...window.call.participants.keys()].some((a) => a.startsWith('public~'))), false);
+
+  await server.api('PATCH', `/v1/groups/${gid}`, { public_viewing: false }, owner.token);
+  const refused = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: 'v=0\r\n' });
+  assert.equal(refused.status, 401);
+  // The viewer already watching is let go: its peer connection stops receiving.
+  await until(player, async () => {
+    const a = await window.decodedIn(window.whep.pc);
+    await new Promise((r) => setTimeout(r, 1500));
+    return (await window.decodedIn(window.whep.pc)) === a;
+  });
 });

@@ -361,7 +361,79 @@ async fn whip_follows_its_user(backend: Backend) {
     next_event(&mut watcher, |e| matches!(e, CallEvent::Left { address, .. } if *address == addr)).await;
 }
 
-both_backends!(whip_with_a_stream_key, bad_input_codes, requests_are_rate_limited, whip_follows_its_user);
+/// Public viewing: with the group's `public_viewing` on, a WHEP player needs no token (its
+/// session's URL is its key); off, a POST without a token is 401 again and the public viewers
+/// already watching leave the call.
+async fn public_viewing_needs_no_account(backend: Backend) {
+    let s = Server::start(backend).await;
+    let r = room(&s).await;
+    let (viewer, _) = member_with_pin(&s, &r, "viewer@example.org", &r.viewer_pin).await;
+    let (mut watcher, _) = watch(&viewer, r.gid).await;
+    let owner = r.owner.token().unwrap().to_string();
+    let sdp = "application/sdp";
+    let p =
+        req(&s, Method::POST, &format!("/v1/groups/{}/whip", r.gid), Some(&owner), Some(sdp), None, &obs_offer("Pub1"))
+            .await;
+    assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
+    let whep = format!("/v1/groups/{}/whep", r.gid);
+    problem(&req(&s, Method::POST, &whep, None, Some(sdp), None, "v=0\r\n").await, 401, "Bearer");
+
+    let g: chorus_proto::rest::Group =
+        r.owner.patch(&format!("/v1/groups/{}", r.gid), &json!({"public_viewing": true})).await.unwrap();
+    assert!(g.public_viewing);
+    let w = req(&s, Method::POST, &whep, None, Some(sdp), None, "v=0\r\n").await;
+    assert_eq!(w.status, StatusCode::NOT_ACCEPTABLE, "{}", w.body);
+    assert!(w.body.contains("m=video") && w.body.contains("a=sendonly"), "{}", w.body);
+    let location = header(&w, "location").to_string();
+    let public = match next_event(
+        &mut watcher,
+        |e| matches!(e, CallEvent::Joined { participant } if participant.address.starts_with("public~whep")),
+    )
+    .await
+    {
+        CallEvent::Joined { participant } => participant,
+        _ => unreachable!(),
+    };
+    assert_eq!(public.name, "Viewer");
+    assert!(!public.permissions.publish && public.permissions.subscribe, "{public:?}");
+    // Its session answers to its URL alone; a bad answer is refused as for anyone.
+    problem(&req(&s, Method::PATCH, &location, None, Some(sdp), None, "nonsense").await, 400, "");
+    // WHIP still needs a token.
+    problem(
+        &req(&s, Method::POST, &format!("/v1/groups/{}/whip", r.gid), None, Some(sdp), None, &obs_offer("Pub2")).await,
+        401,
+        "",
+    );
+
+    // A second public viewer, then public viewing goes off: both leave, and no one new gets in.
+    let w2 = req(&s, Method::POST, &whep, None, Some(sdp), None, "v=0\r\n").await;
+    assert_eq!(w2.status, StatusCode::NOT_ACCEPTABLE, "{}", w2.body);
+    let _: chorus_proto::rest::Group =
+        r.owner.patch(&format!("/v1/groups/{}", r.gid), &json!({"public_viewing": false})).await.unwrap();
+    let mut gone = std::collections::BTreeSet::new();
+    while gone.len() < 2 {
+        if let CallEvent::Left { address, .. } = next_event(
+            &mut watcher,
+            |e| matches!(e, CallEvent::Left { address, reason: CallLeaveReason::NotMember, .. } if address.starts_with("public~whep")),
+        )
+        .await
+        {
+            gone.insert(address);
+        }
+    }
+    problem(&req(&s, Method::POST, &whep, None, Some(sdp), None, "v=0\r\n").await, 401, "");
+    // The member's own session is untouched.
+    let mine = req(&s, Method::POST, &whep, viewer.token(), Some(sdp), None, "v=0\r\n").await;
+    assert_eq!(mine.status, StatusCode::NOT_ACCEPTABLE, "{}", mine.body);
+}
+
+both_backends!(
+    whip_with_a_stream_key,
+    bad_input_codes,
+    requests_are_rate_limited,
+    whip_follows_its_user,
+    public_viewing_needs_no_account
+);
 
 /// With the TURN relay on, a WHIP answer names it in `Link` headers (RFC 9725 §4.6), one per
 /// URL, with the same REST API credentials `call_joined` carries, so OBS can use the relay.

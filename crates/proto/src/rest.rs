@@ -88,6 +88,10 @@ pub struct GroupSettings {
     /// recording; it is not restarted for the rest of that call).
     #[serde(default)]
     pub auto_record: Option<bool>,
+    /// Anyone with the group's WHEP URL may watch its call without an account (docs/streaming.md,
+    /// public viewing); turning it off ends those viewers' sessions.
+    #[serde(default)]
+    pub public_viewing: Option<bool>,
 }
 
 /// `POST /v1/groups`.
@@ -123,6 +127,9 @@ pub struct Group {
     /// Calls are recorded from their start.
     #[serde(default)]
     pub auto_record: bool,
+    /// Anyone may watch the call over WHEP without an account.
+    #[serde(default)]
+    pub public_viewing: bool,
     /// Owner's address.
     pub owner: String,
     /// Creation time, ms.

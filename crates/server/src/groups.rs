@@ -112,7 +112,8 @@ pub struct Groups {
 }
 
 const GROUP_COLS: &str =
-    "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.live, g.auto_record, g.created_at, \
+    "g.gid, g.name, g.flags, g.call_flags, g.video_resolution, g.call_duration, g.live, g.auto_record, g.public_viewing, \
+                          g.created_at, \
                           COALESCE(o.address, '') AS owner";
 
 fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group, sqlx::Error> {
@@ -125,6 +126,7 @@ fn group_from_row(row: &AnyRow, membership: Option<Membership>) -> Result<Group,
         call_duration: row.try_get::<i64, _>("call_duration")? as u32,
         live: row.try_get::<i64, _>("live")? != 0,
         auto_record: row.try_get::<i64, _>("auto_record")? != 0,
+        public_viewing: row.try_get::<i64, _>("public_viewing")? != 0,
         created_at: row.try_get("created_at")?,
         owner: row.try_get("owner")?,
         membership,
@@ -483,7 +485,7 @@ impl Groups {
             let candidate: i64 = random_digits(7).parse().expect("7 digits parse");
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO groups (gid, name, owner_uid, flags, call_flags, video_resolution, call_duration, live, auto_record, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (gid) DO NOTHING RETURNING gid",
+                 public_viewing, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (gid) DO NOTHING RETURNING gid",
             )
             .bind(candidate)
             .bind(name)
@@ -494,6 +496,7 @@ impl Groups {
             .bind(i64::from(s.call_duration.unwrap_or(0)))
             .bind(i64::from(s.live.unwrap_or(false)))
             .bind(i64::from(s.auto_record.unwrap_or(false)))
+            .bind(i64::from(s.public_viewing.unwrap_or(false)))
             .bind(now)
             .fetch_optional(&mut **tx)
             .await?;
@@ -845,7 +848,8 @@ impl Groups {
         sqlx::query(
             "UPDATE groups SET name = COALESCE($2, name), flags = COALESCE($3, flags), call_flags = COALESCE($4, call_flags), \
              video_resolution = COALESCE($5, video_resolution), call_duration = COALESCE($6, call_duration), \
-             live = COALESCE($7, live), auto_record = COALESCE($8, auto_record) WHERE gid = $1",
+             live = COALESCE($7, live), auto_record = COALESCE($8, auto_record), \
+             public_viewing = COALESCE($9, public_viewing) WHERE gid = $1",
         )
         .bind(gid)
         .bind(s.name.as_deref().map(str::trim))
@@ -855,6 +859,7 @@ impl Groups {
         .bind(s.call_duration.map(i64::from))
         .bind(s.live.map(i64::from))
         .bind(s.auto_record.map(i64::from))
+        .bind(s.public_viewing.map(i64::from))
         .execute(&mut **tx)
         .await?;
         Ok(())

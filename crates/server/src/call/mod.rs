@@ -84,6 +84,9 @@ pub(crate) struct HttpLeg {
     /// The member it acts for (a user token's owner): its rights bound the leg's, and it leaves
     /// when that member does. `None` for a stream key (revoking the key ends the leg).
     pub backing: Option<String>,
+    /// A viewer without an account (the group's public viewing): it leaves when the group turns
+    /// public viewing off.
+    pub public: bool,
     /// What the leg does: publish (WHIP) or subscribe (WHEP).
     pub permissions: Permissions,
 }
@@ -301,7 +304,7 @@ impl Calls {
             Ok(g) => match self.groups.members(gid, Actor::Admin).await {
                 Ok(ms) => {
                     let members = ms.into_iter().map(|m| (m.address, permissions(g.flags, m.flags, m.admin_flags)));
-                    self.with_http_legs(gid, members.collect())
+                    self.with_http_legs(gid, members.collect(), g.public_viewing)
                 }
                 Err(e) => {
                     tracing::warn!(gid, error = %e.message, "call permissions not refreshed");
@@ -320,12 +323,21 @@ impl Calls {
     }
 
     /// Adds the HTTP participants of `gid` to its `members`, each with its own rights bounded
-    /// by its backing member's (one whose member is gone is left out, so it leaves).
-    fn with_http_legs(&self, gid: i64, mut members: HashMap<String, Permissions>) -> HashMap<String, Permissions> {
+    /// by its backing member's (one whose member is gone is left out, so it leaves; so is a public
+    /// viewer once `public_viewing` is off).
+    fn with_http_legs(
+        &self,
+        gid: i64,
+        mut members: HashMap<String, Permissions>,
+        public_viewing: bool,
+    ) -> HashMap<String, Permissions> {
         let legs = self.http_legs.lock().expect("http legs lock");
         let Some(legs) = legs.get(&gid) else { return members };
         let mut extra = Vec::new();
         for (address, leg) in legs {
+            if leg.public && !public_viewing {
+                continue;
+            }
             let p = match &leg.backing {
                 None => leg.permissions,
                 Some(b) => match members.get(b) {

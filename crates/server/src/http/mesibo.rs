@@ -560,6 +560,7 @@ fn be_settings(g: &Map<String, Value>) -> Result<GroupSettings, &'static str> {
         call_duration: u32_of(dur)?,
         live: None,
         auto_record: None,
+        public_viewing: None,
     })
 }
 

@@ -12,6 +12,9 @@
 //! * WHIP publishes stream 0 (a camera) with the offer's audio and video; the publisher may
 //!   publish and nothing else. A user token needs *publish* in the group; a stream key
 //!   ([`keys`]) publishes as the key's label.
+//! * Public viewing: a group with `public_viewing` on lets a WHEP player in without a token
+//!   ([`Credential::Public`], `public~whep<n>`); its session URL is then its only key, and it
+//!   leaves when public viewing is turned off.
 //! * WHEP uses the counter-offer form of the draft: the room offers (it always does on the
 //!   subscribe connection), so a POST is answered `406` with the server's offer and the player
 //!   PATCHes its answer. The viewer receives one published stream (the first in the roster, or
@@ -74,6 +77,8 @@ pub enum Credential {
     User { uid: i64, address: String, name: String },
     /// A stream key of the group: its id and label.
     Key { id: i64, label: String },
+    /// No token, for a WHEP viewer of a group with public viewing on.
+    Public,
 }
 
 /// What a created session answers.
@@ -107,8 +112,9 @@ enum Op {
 struct Session {
     kind: Kind,
     gid: i64,
-    /// Hash of the bearer token that created it: PATCH and DELETE must present the same.
-    bearer: String,
+    /// Hash of the bearer token that created it: PATCH and DELETE must present the same. `None`
+    /// for a public viewer's session: its unguessable URL is its only key.
+    bearer: Option<String>,
     key_id: Option<i64>,
     /// The current ICE session's ETag (the server's ICE ufrag, quoted).
     etag: String,
@@ -184,7 +190,12 @@ impl Live {
     /// Resolves a POST's bearer token for group `gid`: a user token, else a stream key of
     /// `gid` (WHIP only). A wrong or revoked one is 401.
     pub async fn credential(&self, gid: i64, token: Option<&str>, kind: Kind) -> Result<Credential, LiveError> {
-        let token = token.ok_or_else(|| LiveError::new(401, "an Authorization: Bearer token is required"))?;
+        let Some(token) = token else {
+            if kind == Kind::Whep && self.groups.get(gid, Actor::Admin).await.is_ok_and(|g| g.public_viewing) {
+                return Ok(Credential::Public);
+            }
+            return Err(LiveError::new(401, "an Authorization: Bearer token is required"));
+        };
         if let Ok(u) = self.accounts.authenticate(token).await {
             return Ok(Credential::User { uid: u.uid.get(), address: u.address, name: u.name });
         }
@@ -228,9 +239,11 @@ impl Live {
                 (format!("{address}~{suffix}{n}"), name.clone(), Some(address.clone()))
             }
             Credential::Key { id, label } => (format!("key{id}~{suffix}{n}"), label.clone(), None),
+            Credential::Public => (format!("public~{suffix}{n}"), "Viewer".to_string(), None),
         };
-        let (call, joined) =
-            self.calls.enter_http(gid, address.clone(), name, HttpLeg { backing, permissions }).await?;
+        let public = matches!(cred, Credential::Public);
+        let leg = HttpLeg { backing, public, permissions };
+        let (call, joined) = self.calls.enter_http(gid, address.clone(), name, leg).await?;
         Ok(Entered { id: crate::auth_token::random_token(18), address, call, joined })
     }
 
@@ -249,6 +262,8 @@ impl Live {
                 None
             }
             Credential::Key { id, .. } => Some(*id),
+            // `credential` gives it to WHEP players only.
+            Credential::Public => return Err(LiveError::new(401, "an Authorization: Bearer token is required")),
         };
         let mids = sdp::whip_offer(&offer).map_err(|r| match r {
             sdp::Refusal::Unparsable(m) => LiveError::new(400, m),
@@ -294,7 +309,7 @@ impl Live {
             Session {
                 kind: Kind::Whip,
                 gid,
-                bearer: bearer_hash(token),
+                bearer: Some(bearer_hash(token)),
                 key_id,
                 etag: etag.clone(),
                 offer,
@@ -369,7 +384,7 @@ impl Live {
             Session {
                 kind: Kind::Whep,
                 gid,
-                bearer: bearer_hash(token),
+                bearer: (!matches!(cred, Credential::Public)).then(|| bearer_hash(token)),
                 key_id: None,
                 etag: etag.clone(),
                 offer: String::new(),
@@ -453,9 +468,11 @@ impl Live {
     fn session_ops(&self, id: &str, kind: Kind, token: Option<&str>) -> Result<mpsc::Sender<Op>, LiveError> {
         let sessions = self.sessions.lock().expect("sessions lock");
         let s = sessions.get(id).filter(|s| s.kind == kind).ok_or_else(|| LiveError::new(404, "no such session"))?;
-        let token = token.ok_or_else(|| LiveError::new(401, "an Authorization: Bearer token is required"))?;
-        if !crate::auth_token::ct_eq(&bearer_hash(token), &s.bearer) {
-            return Err(LiveError::new(401, "not the token that created this session"));
+        if let Some(bearer) = &s.bearer {
+            let token = token.ok_or_else(|| LiveError::new(401, "an Authorization: Bearer token is required"))?;
+            if !crate::auth_token::ct_eq(&bearer_hash(token), bearer) {
+                return Err(LiveError::new(401, "not the token that created this session"));
+            }
         }
         Ok(s.ops.clone())
     }

@@ -1,0 +1,4 @@
+-- Public viewing (issue 12, item 4), owned by `groups`. Keep in step with ../postgres/1204_public_viewing.sql.
+--
+-- Anyone with the group's WHEP URL may watch its call without an account (0 or 1).
+ALTER TABLE groups ADD COLUMN public_viewing INTEGER NOT NULL DEFAULT 0;
