@@ -2531,8 +2531,8 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     handRaised: boolean;
     /**
      * Live mode, for hosts (call control): the audience members with a hand raised, address →
-     * name, oldest first (from `hand` events since you joined; `audience({ hands: true })` lists
-     * hands raised before).
+     * name, oldest first (from `hand` events, and the raised hands of `audience()` pages: ask for
+     * `audience({ hands: true })` after joining to learn of hands raised before).
      */
     readonly hands: Map<string, string>;
     private readonly client;
@@ -2600,6 +2600,7 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     /**
      * Live mode: a page of the audience, in the order they joined (needs the list permission;
      * `conflict` when the call is not live). Pass the page's `next` as `after` for the next one.
+     * Raised hands it lists join `hands` (how a host who joins late learns of them).
      */
     audience(options?: AudienceOptions): Promise<AudiencePage>;
     /**

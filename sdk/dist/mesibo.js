@@ -517,8 +517,8 @@
       this.handRaised = false;
       /**
        * Live mode, for hosts (call control): the audience members with a hand raised, address →
-       * name, oldest first (from `hand` events since you joined; `audience({ hands: true })` lists
-       * hands raised before).
+       * name, oldest first (from `hand` events, and the raised hands of `audience()` pages: ask for
+       * `audience({ hands: true })` after joining to learn of hands raised before).
        */
       this.hands = /* @__PURE__ */ new Map();
       this.pubPc = null;
@@ -745,6 +745,7 @@
     /**
      * Live mode: a page of the audience, in the order they joined (needs the list permission;
      * `conflict` when the call is not live). Pass the page's `next` as `after` for the next one.
+     * Raised hands it lists join `hands` (how a host who joins late learns of them).
      */
     async audience(options = {}) {
       this.ensureActive();
@@ -754,6 +755,7 @@
       if (options.hands) frame.hands = true;
       const res = await this.client.request(frame);
       this.setAudienceCount(res.count);
+      for (const m of res.members) if (m.hand && m.address !== this.address) this.setHand(m.address, m.name, true);
       const page = { count: res.count, members: res.members.map((m) => ({ ...m })) };
       if (res.next !== void 0 && res.next !== null) page.next = res.next;
       return page;

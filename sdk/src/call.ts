@@ -423,8 +423,8 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   handRaised = false;
   /**
    * Live mode, for hosts (call control): the audience members with a hand raised, address →
-   * name, oldest first (from `hand` events since you joined; `audience({ hands: true })` lists
-   * hands raised before).
+   * name, oldest first (from `hand` events, and the raised hands of `audience()` pages: ask for
+   * `audience({ hands: true })` after joining to learn of hands raised before).
    */
   readonly hands = new Map<string, string>();
 
@@ -696,6 +696,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   /**
    * Live mode: a page of the audience, in the order they joined (needs the list permission;
    * `conflict` when the call is not live). Pass the page's `next` as `after` for the next one.
+   * Raised hands it lists join `hands` (how a host who joins late learns of them).
    */
   async audience(options: AudienceOptions = {}): Promise<AudiencePage> {
     this.ensureActive();
@@ -705,6 +706,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     if (options.hands) frame.hands = true;
     const res = await this.client.request(frame);
     this.setAudienceCount(res.count);
+    for (const m of res.members) if (m.hand && m.address !== this.address) this.setHand(m.address, m.name, true);
     const page: AudiencePage = { count: res.count, members: res.members.map((m) => ({ ...m })) };
     if (res.next !== undefined && res.next !== null) page.next = res.next;
     return page;

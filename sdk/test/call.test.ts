@@ -540,11 +540,12 @@ test('live, host side: raised hands, bring on stage, the guest\'s stream, send b
   ws.reply('call_audience', { type: 'call_audience', gid: 1001, count: 3, members: [{ address: 'uX', name: 'X', hand: true }, { address: 'uY', name: 'Y', hand: true }], next: 9 });
   assert.deepEqual(await page, { count: 3, members: [{ address: 'uX', name: 'X', hand: true }, { address: 'uY', name: 'Y', hand: true }], next: 9 });
   assert.equal(call.audienceCount, 3);
+  assert.deepEqual([...call.hands], [['uX', 'X'], ['uY', 'Y']], 'raised hands of a page join the hands list');
   const last = call.audience();
   assert.deepEqual({ ...ws.lastOf('call_audience'), rid: undefined }, { type: 'call_audience', rid: undefined });
   ws.reply('call_audience', { type: 'call_audience', gid: 1001, count: 3, members: [] });
   assert.deepEqual(await last, { count: 3, members: [] });
 
-  assert.deepEqual(hands, ['uV:Vera:true', 'uW:Walt:true', 'uW:Walt:false', 'uV:Vera:false']);
+  assert.deepEqual(hands, ['uV:Vera:true', 'uW:Walt:true', 'uW:Walt:false', 'uV:Vera:false', 'uX:X:true', 'uY:Y:true']);
   c.close();
 });
