@@ -167,7 +167,9 @@ function RaisedHands({ hands, onStage }: { hands: Map<string, string>; onStage: 
       <ul>
         {[...hands].map(([address, name]) => (
           <li key={address} data-testid="raised-hand" data-address={address}>
-            <span class="grow">✋ {name || address}</span>
+            <span class="grow">
+              <Icon name="hand" size={14} /> {name || address}
+            </span>
             <button class="small primary" data-testid="bring-on-stage" data-address={address} onClick={() => onStage(address)}>
               Bring on stage
             </button>
@@ -295,7 +297,7 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
         )}
         {live && (
           <span class="muted count" data-testid="viewer-count" data-count={call?.audienceCount ?? 0} title="Viewers in the audience">
-            👁 {call?.audienceCount ?? 0} watching
+            <Icon name="eye" size={16} /> {call?.audienceCount ?? 0} watching
           </span>
         )}
         {rec?.active && (
@@ -549,7 +551,7 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
             title={call.handRaised ? 'Lower your hand' : 'Ask the hosts to bring you on stage'}
             onClick={() => void ctl.toggleHand()}
           >
-            <span class="hand-icon">✋</span>
+            <Icon name="hand" />
             <span>{call.handRaised ? 'Lower hand' : 'Raise hand'}</span>
           </button>
         )}
