@@ -1830,6 +1830,8 @@ export interface Group {
     call_flags: number;
     video_resolution: number;
     call_duration: number;
+    /** Calls are live streams: members who may publish are on stage, the others watch as an audience. */
+    live?: boolean;
     owner: string;
     created_at: number;
     membership?: Membership;
@@ -1876,6 +1878,8 @@ export interface GroupSettings {
     call_flags?: number;
     video_resolution?: number;
     call_duration?: number;
+    /** Live stream mode (a call in progress keeps its mode until it ends). */
+    live?: boolean;
 }
 /** `POST /v1/groups`. */
 export interface CreateGroupOptions extends GroupSettings {
@@ -2285,6 +2289,30 @@ export interface GroupCallOptions {
     /** RTCPeerConnection implementation (default: the global one). */
     RTCPeerConnection?: typeof RTCPeerConnection;
 }
+/** Options of `GroupCall.audience`: which page of a live call's audience. */
+export interface AudienceOptions {
+    /** The `next` cursor of the previous page (absent: the first page). */
+    after?: number;
+    /** At most this many (1–100; absent: 100). */
+    limit?: number;
+    /** Only those with a hand raised. */
+    hands?: boolean;
+}
+/** A page of a live call's audience (`GroupCall.audience`). */
+export interface AudiencePage {
+    /** Audience members in the call now. */
+    count: number;
+    /** This page, in the order they joined. */
+    members: CallAudienceMember[];
+    /** The cursor of the next page (`after`), absent on the last. */
+    next?: number;
+}
+/** Payload of the `hand` event: an audience member raised or lowered a hand (you, or someone a host sees). */
+export interface HandEvent {
+    address: string;
+    name: string;
+    raised: boolean;
+}
 /** Payload of the `track` event. */
 export interface TrackEvent {
     track: MediaStreamTrack;
@@ -2348,6 +2376,17 @@ export interface GroupCallEvents {
     };
     /** The call's recording started or stopped (`reason` says why it stopped). */
     recording: CallRecording;
+    /** Live mode: the audience count changed (see `audienceCount`). */
+    audience: number;
+    /** Live mode: a hand went up or down: yours (`handRaised`), or, for hosts, an audience member's (`hands`). */
+    hand: HandEvent;
+    /**
+     * Live mode: you went on stage (a host brought you: you may publish now) or back to the
+     * audience (your streams have ended). See `onStage`.
+     */
+    stage: {
+        onStage: boolean;
+    };
     /** You are out of the call. */
     left: {
         reason: CallLeaveReason;
@@ -2483,6 +2522,19 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     leftReason: CallLeaveReason | null;
     /** Whether the call is being recorded, by whom and since when (known before any media flows). */
     recording: CallRecording;
+    /**
+     * Live mode: how many are in the audience (from `call_joined`, then `audience` events, at most
+     * one a second; 0 when the call is not live). The audience is not in `participants`.
+     */
+    audienceCount: number;
+    /** Live mode: your hand is raised (audience only; see `raiseHand`). */
+    handRaised: boolean;
+    /**
+     * Live mode, for hosts (call control): the audience members with a hand raised, address →
+     * name, oldest first (from `hand` events, and the raised hands of `audience()` pages: ask for
+     * `audience({ hands: true })` after joining to learn of hands raised before).
+     */
+    readonly hands: Map<string, string>;
     private readonly client;
     private readonly options;
     private pubPc;
@@ -2497,6 +2549,10 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     constructor(client: ChorusClient, joined: CallJoinedFrame, options?: GroupCallOptions);
     /** True until you left (or were removed, or the connection dropped). */
     get active(): boolean;
+    /** The call is a live stream: those who may publish are on stage, the others are the audience. */
+    get live(): boolean;
+    /** Live mode: you are on stage (you may publish); false in the audience and in calls that are not live. */
+    get onStage(): boolean;
     /** Others' stream `(address, sid)`, if known. */
     stream(address: string, sid: number): RemoteStream | undefined;
     /** The publish and subscribe peer connections (null until used). */
@@ -2536,6 +2592,31 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
      * each participant's file enters the group's media library.
      */
     record(action: RecordAction): Promise<CallRecording>;
+    /**
+     * Live mode: raises (or lowers) your hand; the hosts with call control see it. Only the
+     * audience raises hands (on stage: `conflict`). Being brought on stage lowers it.
+     */
+    raiseHand(raised?: boolean): Promise<void>;
+    /**
+     * Live mode: a page of the audience, in the order they joined (needs the list permission;
+     * `conflict` when the call is not live). Pass the page's `next` as `after` for the next one.
+     * Raised hands it lists join `hands` (how a host who joins late learns of them).
+     */
+    audience(options?: AudienceOptions): Promise<AudiencePage>;
+    /**
+     * Live mode, for hosts (call control): brings an audience member on stage: it may publish for
+     * this call, and everyone sees it join (`participant-joined`).
+     */
+    bringOnStage(address: string): Promise<void>;
+    /**
+     * Live mode, for hosts: sends a member brought on stage back to the audience: its streams end
+     * and it leaves the roster (`participant-left` with reason `off_stage`).
+     */
+    sendBackstage(address: string): Promise<void>;
+    private setAudienceCount;
+    private setHand;
+    /** Your publish right changed in a live call: on stage, or back in the audience. */
+    private stageChanged;
     private applyLayers;
     /** Receives `address`'s stream `sid` (send again, or `setHeight`, to change it). */
     subscribe(address: string, sid: number, options?: SubscribeOptions): Promise<void>;

@@ -508,6 +508,19 @@
       this.speakers = [];
       /** Set once you are out of the call. */
       this.leftReason = null;
+      /**
+       * Live mode: how many are in the audience (from `call_joined`, then `audience` events, at most
+       * one a second; 0 when the call is not live). The audience is not in `participants`.
+       */
+      this.audienceCount = 0;
+      /** Live mode: your hand is raised (audience only; see `raiseHand`). */
+      this.handRaised = false;
+      /**
+       * Live mode, for hosts (call control): the audience members with a hand raised, address →
+       * name, oldest first (from `hand` events, and the raised hands of `audience()` pages: ask for
+       * `audience({ hands: true })` after joining to learn of hands raised before).
+       */
+      this.hands = /* @__PURE__ */ new Map();
       this.pubPc = null;
       this.subPc = null;
       this.pubChain = Promise.resolve();
@@ -522,6 +535,7 @@
       this.permissions = { ...joined.permissions };
       this.settings = { ...joined.settings };
       this.recording = joined.recording ? { ...joined.recording } : { active: false };
+      this.audienceCount = joined.audience ?? 0;
       this.iceServers = (joined.ice_servers ?? []).map((s) => ({
         urls: [...s.urls],
         username: s.username,
@@ -537,6 +551,14 @@
     /** True until you left (or were removed, or the connection dropped). */
     get active() {
       return this.leftReason === null;
+    }
+    /** The call is a live stream: those who may publish are on stage, the others are the audience. */
+    get live() {
+      return !!this.settings.live;
+    }
+    /** Live mode: you are on stage (you may publish); false in the audience and in calls that are not live. */
+    get onStage() {
+      return this.live && this.permissions.publish;
     }
     /** Others' stream `(address, sid)`, if known. */
     stream(address, sid) {
@@ -710,6 +732,80 @@
       this.recording = { ...answer.recording };
       return this.recording;
     }
+    // ------------------------------------------------------------ live mode
+    /**
+     * Live mode: raises (or lowers) your hand; the hosts with call control see it. Only the
+     * audience raises hands (on stage: `conflict`). Being brought on stage lowers it.
+     */
+    async raiseHand(raised = true) {
+      this.ensureActive();
+      await this.client.request({ type: "call_hand", raised });
+      this.setHand(this.address, this.participants.get(this.address)?.name ?? this.address, raised);
+    }
+    /**
+     * Live mode: a page of the audience, in the order they joined (needs the list permission;
+     * `conflict` when the call is not live). Pass the page's `next` as `after` for the next one.
+     * Raised hands it lists join `hands` (how a host who joins late learns of them).
+     */
+    async audience(options = {}) {
+      this.ensureActive();
+      const frame = { type: "call_audience" };
+      if (options.after !== void 0) frame.after = options.after;
+      if (options.limit !== void 0) frame.limit = options.limit;
+      if (options.hands) frame.hands = true;
+      const res = await this.client.request(frame);
+      this.setAudienceCount(res.count);
+      for (const m of res.members) if (m.hand && m.address !== this.address) this.setHand(m.address, m.name, true);
+      const page = { count: res.count, members: res.members.map((m) => ({ ...m })) };
+      if (res.next !== void 0 && res.next !== null) page.next = res.next;
+      return page;
+    }
+    /**
+     * Live mode, for hosts (call control): brings an audience member on stage: it may publish for
+     * this call, and everyone sees it join (`participant-joined`).
+     */
+    bringOnStage(address) {
+      return this.admin("stage", { address });
+    }
+    /**
+     * Live mode, for hosts: sends a member brought on stage back to the audience: its streams end
+     * and it leaves the roster (`participant-left` with reason `off_stage`).
+     */
+    sendBackstage(address) {
+      return this.admin("unstage", { address });
+    }
+    setAudienceCount(count) {
+      if (count === this.audienceCount) return;
+      this.audienceCount = count;
+      this.emit("audience", count);
+    }
+    setHand(address, name, raised) {
+      if (address === this.address) {
+        if (this.handRaised === raised) return;
+        this.handRaised = raised;
+      } else if (raised) {
+        if (this.hands.get(address) === name) return;
+        this.hands.set(address, name);
+      } else if (!this.hands.delete(address)) {
+        return;
+      }
+      this.emit("hand", { address, name, raised });
+    }
+    /** Your publish right changed in a live call: on stage, or back in the audience. */
+    stageChanged(onStage) {
+      if (onStage) {
+        if (this.handRaised) this.setHand(this.address, this.participants.get(this.address)?.name ?? this.address, false);
+      } else {
+        for (const [sid, ls] of [...this.published]) {
+          this.published.delete(sid);
+          this.dropOwnStream(sid);
+          deactivateTransceiver(ls.audioTransceiver);
+          deactivateTransceiver(ls.videoTransceiver);
+          this.emit("stream-unpublished", { address: this.address, sid, reason: "permission_revoked", local: true, stream: ls });
+        }
+      }
+      this.emit("stage", { onStage });
+    }
     applyLayers(sid, active) {
       const ls = this.published.get(sid);
       if (ls) ls.activeLayers = [...active];
@@ -858,6 +954,7 @@
         case "joined": {
           const p = cloneParticipant(e.participant);
           this.participants.set(p.address, p);
+          if (this.hands.has(p.address)) this.setHand(p.address, this.hands.get(p.address) ?? p.name, false);
           this.emit("participant-joined", p);
           if (p.address !== this.address) for (const s of p.streams) this.addStream(p.address, s);
           return;
@@ -868,16 +965,20 @@
             p.permissions = { ...e.permissions };
             p.admin_muted = { ...e.admin_muted };
           }
+          let stage = null;
           if (e.address === this.address) {
+            const could = this.permissions.publish;
             this.permissions = { ...e.permissions };
             this.adminMuted = { ...e.admin_muted };
+            if (this.live && could !== e.permissions.publish) stage = e.permissions.publish;
           }
           if (p) this.emit("participant-updated", p);
+          if (stage !== null) this.stageChanged(stage);
           return;
         }
         case "left": {
           if (e.address === this.address) {
-            this._end(e.reason, e.by);
+            if (e.reason !== "off_stage") this._end(e.reason, e.by);
             return;
           }
           const p = this.participants.get(e.address);
@@ -948,6 +1049,12 @@
         case "recording":
           this.recording = { ...e.recording };
           this.emit("recording", { ...e.recording });
+          return;
+        case "audience":
+          this.setAudienceCount(e.count);
+          return;
+        case "hand":
+          this.setHand(e.address, e.name, e.raised);
           return;
         default:
           return;

@@ -14,6 +14,7 @@ import { ChorusError } from './errors.js';
 import type { ChorusClient } from './client.js';
 import type {
   AdminAction,
+  CallAudienceMember,
   CallEvent,
   CallEventFrame,
   CallJoinedFrame,
@@ -80,6 +81,33 @@ export interface GroupCallOptions {
   RTCPeerConnection?: typeof RTCPeerConnection;
 }
 
+/** Options of `GroupCall.audience`: which page of a live call's audience. */
+export interface AudienceOptions {
+  /** The `next` cursor of the previous page (absent: the first page). */
+  after?: number;
+  /** At most this many (1–100; absent: 100). */
+  limit?: number;
+  /** Only those with a hand raised. */
+  hands?: boolean;
+}
+
+/** A page of a live call's audience (`GroupCall.audience`). */
+export interface AudiencePage {
+  /** Audience members in the call now. */
+  count: number;
+  /** This page, in the order they joined. */
+  members: CallAudienceMember[];
+  /** The cursor of the next page (`after`), absent on the last. */
+  next?: number;
+}
+
+/** Payload of the `hand` event: an audience member raised or lowered a hand (you, or someone a host sees). */
+export interface HandEvent {
+  address: string;
+  name: string;
+  raised: boolean;
+}
+
 /** Payload of the `track` event. */
 export interface TrackEvent {
   track: MediaStreamTrack;
@@ -116,6 +144,15 @@ export interface GroupCallEvents {
   subscriber: { address: string; sid: number; joined: boolean };
   /** The call's recording started or stopped (`reason` says why it stopped). */
   recording: CallRecording;
+  /** Live mode: the audience count changed (see `audienceCount`). */
+  audience: number;
+  /** Live mode: a hand went up or down: yours (`handRaised`), or, for hosts, an audience member's (`hands`). */
+  hand: HandEvent;
+  /**
+   * Live mode: you went on stage (a host brought you: you may publish now) or back to the
+   * audience (your streams have ended). See `onStage`.
+   */
+  stage: { onStage: boolean };
   /** You are out of the call. */
   left: { reason: CallLeaveReason; by?: string };
   error: ChorusError;
@@ -377,6 +414,19 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   leftReason: CallLeaveReason | null = null;
   /** Whether the call is being recorded, by whom and since when (known before any media flows). */
   recording: CallRecording;
+  /**
+   * Live mode: how many are in the audience (from `call_joined`, then `audience` events, at most
+   * one a second; 0 when the call is not live). The audience is not in `participants`.
+   */
+  audienceCount = 0;
+  /** Live mode: your hand is raised (audience only; see `raiseHand`). */
+  handRaised = false;
+  /**
+   * Live mode, for hosts (call control): the audience members with a hand raised, address →
+   * name, oldest first (from `hand` events, and the raised hands of `audience()` pages: ask for
+   * `audience({ hands: true })` after joining to learn of hands raised before).
+   */
+  readonly hands = new Map<string, string>();
 
   private readonly client: ChorusClient;
   private readonly options: GroupCallOptions;
@@ -399,6 +449,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     this.permissions = { ...joined.permissions };
     this.settings = { ...joined.settings };
     this.recording = joined.recording ? { ...joined.recording } : { active: false };
+    this.audienceCount = joined.audience ?? 0;
     this.iceServers = (joined.ice_servers ?? []).map((s) => ({
       urls: [...s.urls],
       username: s.username,
@@ -415,6 +466,16 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   /** True until you left (or were removed, or the connection dropped). */
   get active(): boolean {
     return this.leftReason === null;
+  }
+
+  /** The call is a live stream: those who may publish are on stage, the others are the audience. */
+  get live(): boolean {
+    return !!this.settings.live;
+  }
+
+  /** Live mode: you are on stage (you may publish); false in the audience and in calls that are not live. */
+  get onStage(): boolean {
+    return this.live && this.permissions.publish;
   }
 
   /** Others' stream `(address, sid)`, if known. */
@@ -620,6 +681,89 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     return this.recording;
   }
 
+  // ------------------------------------------------------------ live mode
+
+  /**
+   * Live mode: raises (or lowers) your hand; the hosts with call control see it. Only the
+   * audience raises hands (on stage: `conflict`). Being brought on stage lowers it.
+   */
+  async raiseHand(raised = true): Promise<void> {
+    this.ensureActive();
+    await this.client.request({ type: 'call_hand', raised });
+    this.setHand(this.address, this.participants.get(this.address)?.name ?? this.address, raised);
+  }
+
+  /**
+   * Live mode: a page of the audience, in the order they joined (needs the list permission;
+   * `conflict` when the call is not live). Pass the page's `next` as `after` for the next one.
+   * Raised hands it lists join `hands` (how a host who joins late learns of them).
+   */
+  async audience(options: AudienceOptions = {}): Promise<AudiencePage> {
+    this.ensureActive();
+    const frame: { type: 'call_audience'; after?: number; limit?: number; hands?: boolean } = { type: 'call_audience' };
+    if (options.after !== undefined) frame.after = options.after;
+    if (options.limit !== undefined) frame.limit = options.limit;
+    if (options.hands) frame.hands = true;
+    const res = await this.client.request(frame);
+    this.setAudienceCount(res.count);
+    for (const m of res.members) if (m.hand && m.address !== this.address) this.setHand(m.address, m.name, true);
+    const page: AudiencePage = { count: res.count, members: res.members.map((m) => ({ ...m })) };
+    if (res.next !== undefined && res.next !== null) page.next = res.next;
+    return page;
+  }
+
+  /**
+   * Live mode, for hosts (call control): brings an audience member on stage: it may publish for
+   * this call, and everyone sees it join (`participant-joined`).
+   */
+  bringOnStage(address: string): Promise<void> {
+    return this.admin('stage', { address });
+  }
+
+  /**
+   * Live mode, for hosts: sends a member brought on stage back to the audience: its streams end
+   * and it leaves the roster (`participant-left` with reason `off_stage`).
+   */
+  sendBackstage(address: string): Promise<void> {
+    return this.admin('unstage', { address });
+  }
+
+  private setAudienceCount(count: number): void {
+    if (count === this.audienceCount) return;
+    this.audienceCount = count;
+    this.emit('audience', count);
+  }
+
+  private setHand(address: string, name: string, raised: boolean): void {
+    if (address === this.address) {
+      if (this.handRaised === raised) return;
+      this.handRaised = raised;
+    } else if (raised) {
+      if (this.hands.get(address) === name) return;
+      this.hands.set(address, name);
+    } else if (!this.hands.delete(address)) {
+      return;
+    }
+    this.emit('hand', { address, name, raised });
+  }
+
+  /** Your publish right changed in a live call: on stage, or back in the audience. */
+  private stageChanged(onStage: boolean): void {
+    if (onStage) {
+      if (this.handRaised) this.setHand(this.address, this.participants.get(this.address)?.name ?? this.address, false);
+    } else {
+      // The server ends the streams first (`unpublished`); whatever is left stops sending here.
+      for (const [sid, ls] of [...this.published]) {
+        this.published.delete(sid);
+        this.dropOwnStream(sid);
+        deactivateTransceiver(ls.audioTransceiver);
+        deactivateTransceiver(ls.videoTransceiver);
+        this.emit('stream-unpublished', { address: this.address, sid, reason: 'permission_revoked', local: true, stream: ls });
+      }
+    }
+    this.emit('stage', { onStage });
+  }
+
   private applyLayers(sid: number, active: boolean[]): Promise<void> {
     const ls = this.published.get(sid);
     if (ls) ls.activeLayers = [...active];
@@ -789,6 +933,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
       case 'joined': {
         const p = cloneParticipant(e.participant);
         this.participants.set(p.address, p);
+        if (this.hands.has(p.address)) this.setHand(p.address, this.hands.get(p.address) ?? p.name, false); // on stage now
         this.emit('participant-joined', p);
         if (p.address !== this.address) for (const s of p.streams) this.addStream(p.address, s);
         return;
@@ -799,16 +944,21 @@ export class GroupCall extends Emitter<GroupCallEvents> {
           p.permissions = { ...e.permissions };
           p.admin_muted = { ...e.admin_muted };
         }
+        let stage: boolean | null = null;
         if (e.address === this.address) {
+          const could = this.permissions.publish;
           this.permissions = { ...e.permissions };
           this.adminMuted = { ...e.admin_muted };
+          if (this.live && could !== e.permissions.publish) stage = e.permissions.publish;
         }
         if (p) this.emit('participant-updated', p);
+        if (stage !== null) this.stageChanged(stage);
         return;
       }
       case 'left': {
+        // `off_stage`: sent back to the audience; it leaves the roster (never about you: you hear `updated`).
         if (e.address === this.address) {
-          this._end(e.reason, e.by);
+          if (e.reason !== 'off_stage') this._end(e.reason, e.by);
           return;
         }
         const p = this.participants.get(e.address);
@@ -880,6 +1030,12 @@ export class GroupCall extends Emitter<GroupCallEvents> {
       case 'recording':
         this.recording = { ...e.recording };
         this.emit('recording', { ...e.recording });
+        return;
+      case 'audience':
+        this.setAudienceCount(e.count);
+        return;
+      case 'hand':
+        this.setHand(e.address, e.name, e.raised);
         return;
       default:
         return;

@@ -53,6 +53,9 @@ export type {
 } from './client.js';
 export { GroupCall, RemoteStream, LocalStream, SIMULCAST_ENCODINGS } from './call.js';
 export type {
+  AudienceOptions,
+  AudiencePage,
+  HandEvent,
   GroupCallOptions,
   GroupCallEvents,
   RemoteStreamEvents,

@@ -15,6 +15,7 @@ import type { CallEvent, ClientFrame, ErrorCode, ServerFrame } from './proto/fra
 export type {
   AdminAction,
   BoardAction,
+  CallAudienceMember,
   CallId,
   DirectCallStatus,
   DirectCallUpdate,

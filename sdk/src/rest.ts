@@ -36,6 +36,8 @@ export interface Group {
   call_flags: number;
   video_resolution: number;
   call_duration: number;
+  /** Calls are live streams: members who may publish are on stage, the others watch as an audience. */
+  live?: boolean;
   owner: string;
   created_at: number;
   membership?: Membership;
@@ -86,6 +88,8 @@ export interface GroupSettings {
   call_flags?: number;
   video_resolution?: number;
   call_duration?: number;
+  /** Live stream mode (a call in progress keeps its mode until it ends). */
+  live?: boolean;
 }
 
 /** `POST /v1/groups`. */

@@ -360,3 +360,192 @@ test('recording: the state of call_joined, record() start/stop, recording events
   await assert.rejects(stopped, (e: unknown) => e instanceof ChorusError && e.code === 'conflict');
   c.close();
 });
+
+// ------------------------------------------------------------ live mode
+
+const VIEWER = { publish: false, subscribe: true, list: true, call_control: false, hangup: false };
+
+/** Joins a live call as uV, an audience member (the roster: the host uH with a camera, and uV). */
+async function joinedLive(opts: { host?: boolean } = {}): Promise<{ c: ChorusClient; ws: FakeWebSocket; call: GroupCall }> {
+  const c = new ChorusClient({
+    server: 'http://localhost:8080',
+    token: 'tok-1234567890abcdef',
+    WebSocket: FakeWebSocket,
+    RTCPeerConnection: FakePeerConnection as unknown as typeof RTCPeerConnection,
+    pingInterval: 0,
+    reconnect: false,
+    fetch: async () => new Response('{"ticket":"tk-1","expires_in":30}', { status: 200 }),
+  });
+  const p = c.connect();
+  const ws = await FakeWebSocket.nth(1);
+  const me = opts.host ? 'uH' : 'uV';
+  ws.handshake({ address: me });
+  await p;
+  const j = c.joinCall(1001, { autoSubscribe: true });
+  ws.reply('call_join', {
+    type: 'call_joined', gid: 1001, address: me, permissions: opts.host ? { ...PERMS } : { ...VIEWER },
+    settings: { ...SETTINGS, live: true },
+    participants: opts.host ? [participant('uH', [cam(0)])] : [participant('uH', [cam(0)]), { ...participant('uV'), permissions: { ...VIEWER } }],
+    audience: opts.host ? 2 : 1,
+  });
+  return { c, ws, call: await j };
+}
+
+test('a call that is not live: live false, no audience', async () => {
+  const { c, call } = await joined();
+  assert.equal(call.live, false);
+  assert.equal(call.onStage, false);
+  assert.equal(call.audienceCount, 0);
+  c.close();
+});
+
+test('live, audience side: the count, a raised hand, brought on stage to publish, sent back and the publish stops', async () => {
+  const { c, ws, call } = await joinedLive();
+  assert.equal(call.live, true);
+  assert.equal(call.onStage, false);
+  assert.equal(call.audienceCount, 1, 'the count of call_joined');
+  const seen: string[] = [];
+  call.on('audience', (n) => seen.push(`audience:${n}`));
+  call.on('hand', (h) => seen.push(`hand:${h.address}:${h.raised}`));
+  call.on('stage', (s) => seen.push(`stage:${s.onStage}`));
+  call.on('participant-left', (l) => seen.push(`left:${l.participant.address}:${l.reason}`));
+  call.on('stream-unpublished', (u) => seen.push(`unpublished:${u.address}/${u.sid}:${u.reason}:${u.local}`));
+  const ev = (e: Json) => ws.receive({ type: 'call_event', gid: 1001, ...e });
+
+  ev({ event: 'audience', count: 2 });
+  ev({ event: 'audience', count: 2 }); // unchanged: no event
+  assert.equal(call.audienceCount, 2);
+
+  // Raising a hand: call_hand, then handRaised; the server's own echo changes nothing more.
+  const r = call.raiseHand();
+  assert.deepEqual({ ...ws.lastOf('call_hand'), rid: undefined }, { type: 'call_hand', raised: true, rid: undefined });
+  assert.equal(call.handRaised, false, 'not before the server accepted it');
+  ws.reply('call_hand', { type: 'ok' });
+  await r;
+  assert.equal(call.handRaised, true);
+  ev({ event: 'hand', address: 'uV', name: 'UV', raised: true });
+
+  // A refused hand (e.g. already on stage) rejects and changes nothing.
+  const refused = call.raiseHand(false);
+  ws.reply('call_hand', { type: 'error', code: 'conflict', message: 'only an audience member can do or be that' });
+  await assert.rejects(refused, (e: unknown) => e instanceof ChorusError && e.code === 'conflict');
+  assert.equal(call.handRaised, true);
+
+  // A host brings uV on stage: the hand goes down, publish is granted, and publishing works.
+  ev({ event: 'hand', address: 'uV', name: 'UV', raised: false });
+  ev({ event: 'updated', address: 'uV', permissions: { ...VIEWER, publish: true }, admin_muted: { ...MUTE0 } });
+  assert.equal(call.handRaised, false);
+  assert.equal(call.onStage, true);
+  assert.equal(call.participants.get('uV')!.permissions.publish, true);
+  const audio = new FakeTrack('audio');
+  const video = new FakeTrack('video', 360);
+  const p = call.publish(0, { audio: audio as unknown as MediaStreamTrack, video: video as unknown as MediaStreamTrack });
+  await until(() => ws.ofType('call_publish').length === 1);
+  ws.reply('call_publish', { type: 'call_published', stream: cam(0), sdp: 'v=0 answer' });
+  await p;
+  assert.ok(call.published.has(0));
+  const [at, vt] = (call.peerConnections.publish as unknown as FakePeerConnection).transceivers;
+
+  // Sent back: the server ends the stream, then takes publish back. The lines stop sending.
+  ev({ event: 'unpublished', address: 'uV', sid: 0, reason: 'permission_revoked' });
+  ev({ event: 'updated', address: 'uV', permissions: { ...VIEWER }, admin_muted: { ...MUTE0 } });
+  assert.equal(call.onStage, false);
+  assert.equal(call.published.size, 0);
+  assert.equal(call.participants.get('uV')!.streams.length, 0);
+  for (const t of [at!, vt!]) {
+    assert.equal(t.direction, 'inactive');
+    assert.equal(t.sender.track, null);
+  }
+  assert.equal(call.active, true, 'still watching');
+  assert.ok(call.stream('uH', 0), 'the host stream is still there');
+
+  assert.deepEqual(seen, [
+    'audience:2',
+    'hand:uV:true',
+    'hand:uV:false',
+    'stage:true',
+    'unpublished:uV/0:permission_revoked:true',
+    'stage:false',
+  ]);
+  c.close();
+});
+
+test('live: losing the stage stops a stream the server has not ended yet', async () => {
+  const { c, ws, call } = await joinedLive();
+  const ev = (e: Json) => ws.receive({ type: 'call_event', gid: 1001, ...e });
+  ev({ event: 'updated', address: 'uV', permissions: { ...VIEWER, publish: true }, admin_muted: { ...MUTE0 } });
+  const p = call.publish(0, { audio: new FakeTrack('audio') as unknown as MediaStreamTrack });
+  await until(() => ws.ofType('call_publish').length === 1);
+  ws.reply('call_publish', { type: 'call_published', stream: { ...cam(0), video: false, layers: 1 }, sdp: 'v=0 answer' });
+  await p;
+  const ended: Json[] = [];
+  call.on('stream-unpublished', (u) => ended.push({ sid: u.sid, reason: u.reason, local: u.local }));
+  ev({ event: 'updated', address: 'uV', permissions: { ...VIEWER }, admin_muted: { ...MUTE0 } });
+  assert.deepEqual(ended, [{ sid: 0, reason: 'permission_revoked', local: true }]);
+  assert.equal(call.published.size, 0);
+  const [at] = (call.peerConnections.publish as unknown as FakePeerConnection).transceivers;
+  assert.equal(at!.direction, 'inactive');
+  // A stray off_stage about yourself does not end the call or drop you from the roster.
+  ev({ event: 'left', address: 'uV', reason: 'off_stage' });
+  assert.equal(call.active, true);
+  assert.ok(call.participants.has('uV'));
+  c.close();
+});
+
+test('live, host side: raised hands, bring on stage, the guest\'s stream, send back (off_stage), audience pages', async () => {
+  const { c, ws, call } = await joinedLive({ host: true });
+  assert.equal(call.onStage, true);
+  assert.equal(call.audienceCount, 2);
+  const hands: string[] = [];
+  call.on('hand', (h) => hands.push(`${h.address}:${h.name}:${h.raised}`));
+  const ev = (e: Json) => ws.receive({ type: 'call_event', gid: 1001, ...e });
+
+  ev({ event: 'hand', address: 'uV', name: 'Vera', raised: true });
+  ev({ event: 'hand', address: 'uW', name: 'Walt', raised: true });
+  ev({ event: 'hand', address: 'uW', name: 'Walt', raised: false });
+  assert.deepEqual([...call.hands], [['uV', 'Vera']]);
+  assert.equal(call.handRaised, false, 'others\' hands are not yours');
+
+  // Bring on stage: call_admin stage; the server lowers the hand and announces the guest.
+  const staged = call.bringOnStage('uV');
+  assert.deepEqual({ ...ws.lastOf('call_admin'), rid: undefined }, { type: 'call_admin', action: 'stage', address: 'uV', rid: undefined });
+  ws.reply('call_admin', { type: 'ok' });
+  await staged;
+  ev({ event: 'hand', address: 'uV', name: 'Vera', raised: false });
+  ev({ event: 'joined', participant: { ...participant('uV'), name: 'Vera', permissions: { ...VIEWER, publish: true } } });
+  ev({ event: 'audience', count: 1 });
+  assert.equal(call.hands.size, 0);
+  assert.equal(call.audienceCount, 1);
+  ev({ event: 'published', address: 'uV', stream: cam(0) });
+  assert.ok(call.stream('uV', 0));
+  await until(() => ws.ofType('call_subscribe').some((f) => f.address === 'uV')); // auto-subscribed to the guest
+
+  // Send back: call_admin unstage; the stream ends and the guest leaves the roster (not a real leave).
+  const left: Json[] = [];
+  call.on('participant-left', (l) => left.push({ address: l.participant.address, reason: l.reason }));
+  const back = call.sendBackstage('uV');
+  assert.deepEqual({ ...ws.lastOf('call_admin'), rid: undefined }, { type: 'call_admin', action: 'unstage', address: 'uV', rid: undefined });
+  ws.reply('call_admin', { type: 'ok' });
+  await back;
+  ev({ event: 'unpublished', address: 'uV', sid: 0, reason: 'permission_revoked' });
+  ev({ event: 'left', address: 'uV', reason: 'off_stage' });
+  assert.deepEqual(left, [{ address: 'uV', reason: 'off_stage' }]);
+  assert.equal(call.participants.has('uV'), false);
+  assert.equal(call.stream('uV', 0), undefined);
+  assert.equal(call.active, true);
+
+  // Pages of the audience: the request as asked, the page as answered, the count kept.
+  const page = call.audience({ after: 7, limit: 2, hands: true });
+  assert.deepEqual({ ...ws.lastOf('call_audience'), rid: undefined }, { type: 'call_audience', after: 7, limit: 2, hands: true, rid: undefined });
+  ws.reply('call_audience', { type: 'call_audience', gid: 1001, count: 3, members: [{ address: 'uX', name: 'X', hand: true }, { address: 'uY', name: 'Y', hand: true }], next: 9 });
+  assert.deepEqual(await page, { count: 3, members: [{ address: 'uX', name: 'X', hand: true }, { address: 'uY', name: 'Y', hand: true }], next: 9 });
+  assert.equal(call.audienceCount, 3);
+  assert.deepEqual([...call.hands], [['uX', 'X'], ['uY', 'Y']], 'raised hands of a page join the hands list');
+  const last = call.audience();
+  assert.deepEqual({ ...ws.lastOf('call_audience'), rid: undefined }, { type: 'call_audience', rid: undefined });
+  ws.reply('call_audience', { type: 'call_audience', gid: 1001, count: 3, members: [] });
+  assert.deepEqual(await last, { count: 3, members: [] });
+
+  assert.deepEqual(hands, ['uV:Vera:true', 'uW:Walt:true', 'uW:Walt:false', 'uV:Vera:false', 'uX:X:true', 'uY:Y:true']);
+  c.close();
+});

@@ -143,6 +143,43 @@ function SpeakerView({ tiles, main, pinned, setPinned }: { tiles: Tile[]; main: 
   );
 }
 
+/** Live mode, for the audience: the stage in one large player (the speaker or a shared screen), the rest in a strip. */
+function LivePlayer({ tiles, main, pinned, setPinned }: { tiles: Tile[]; main: Tile | undefined; pinned: string | null; setPinned: (k: string | null) => void }) {
+  return (
+    <div class="live-player" data-testid="live-player">
+      {main ? (
+        <SpeakerView tiles={tiles} main={main} pinned={pinned} setPinned={setPinned} />
+      ) : (
+        <div class="center muted" data-testid="live-waiting">
+          The stream has not started yet.
+        </div>
+      )}
+    </div>
+  );
+}
+
+/** Live mode, for hosts: the audience members with a hand raised, each with "Bring on stage". */
+function RaisedHands({ hands, onStage }: { hands: Map<string, string>; onStage: (address: string) => void }) {
+  if (hands.size === 0) return null;
+  return (
+    <div class="hands" data-testid="raised-hands">
+      <b>Raised hands</b>
+      <ul>
+        {[...hands].map(([address, name]) => (
+          <li key={address} data-testid="raised-hand" data-address={address}>
+            <span class="grow">
+              <Icon name="hand" size={14} /> {name || address}
+            </span>
+            <button class="small primary" data-testid="bring-on-stage" data-address={address} onClick={() => onStage(address)}>
+              Bring on stage
+            </button>
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
 function connectionText(e: ConnectionEvent | null): string | null {
   if (!e || e.state === 'online' || e.state === 'idle') return null;
   if (e.state === 'connecting') return 'Reconnecting…';
@@ -221,6 +258,19 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
   }
 
   const participants = call ? [...call.participants.values()] : [];
+  const live = !!call?.live;
+  const audience = ctl.audience;
+  const hostOfLive = live && admin;
+
+  async function stageAction(address: string, on: boolean) {
+    if (!call) return;
+    setRecordError(null);
+    try {
+      await (on ? call.bringOnStage(address) : call.sendBackstage(address));
+    } catch (e) {
+      setRecordError(`${on ? 'Bring on stage' : 'Send back'}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
   const peerName = (a: string) => call?.participants.get(a)?.name || a;
   const rec = call?.recording;
 
@@ -240,6 +290,16 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
         <span class="brand">Chorus</span>
         <span class="room-name">{choice.group?.name ?? `Room #${gid}`}</span>
         <span class="grow" />
+        {live && (
+          <span class="live-badge" data-testid="live-badge">
+            LIVE
+          </span>
+        )}
+        {live && (
+          <span class="muted count" data-testid="viewer-count" data-count={call?.audienceCount ?? 0} title="Viewers in the audience">
+            <Icon name="eye" size={16} /> {call?.audienceCount ?? 0} watching
+          </span>
+        )}
         {rec?.active && (
           <span
             class="rec"
@@ -307,8 +367,11 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
       )}
       <div class="call-body">
         <div class="stage-area">
+          {hostOfLive && call && !ended && <RaisedHands hands={call.hands} onStage={(a) => void stageAction(a, true)} />}
           {!call && !joinError ? (
             <div class="center muted">Joining…</div>
+          ) : audience ? (
+            <LivePlayer tiles={tiles} main={mainTile} pinned={pinned} setPinned={setPinned} />
           ) : view === 'speaker' && mainTile ? (
             <SpeakerView tiles={tiles} main={mainTile} pinned={pinned} setPinned={setPinned} />
           ) : (
@@ -410,6 +473,11 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
                                 {p.admin_muted.video ? 'Allow camera' : 'Stop camera'}
                               </button>
                             )}
+                            {hostOfLive && p.permissions.publish && (
+                              <button class="small" data-testid="send-back" data-address={p.address} onClick={() => void stageAction(p.address, false)}>
+                                Send back
+                              </button>
+                            )}
                             {canHangup && (
                               <button
                                 class="small danger"
@@ -439,7 +507,7 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
               class={`ctl${ctl.micOn ? '' : ' off'}`}
               data-testid="toggle-mic"
               aria-pressed={!ctl.micOn}
-              disabled={!choice.audio || !!call.adminMuted.audio}
+              disabled={!ctl.media.audio || !!call.adminMuted.audio}
               title={call.adminMuted.audio ? 'An admin muted you' : ctl.micOn ? 'Mute' : 'Unmute'}
               onClick={() => void ctl.toggleMic()}
             >
@@ -450,11 +518,11 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
               class={`ctl${ctl.camOn ? '' : ' off'}`}
               data-testid="toggle-cam"
               aria-pressed={!ctl.camOn}
-              disabled={!choice.video || !!call.adminMuted.video}
+              disabled={!ctl.media.video || !!call.adminMuted.video}
               onClick={() => void ctl.toggleCam()}
             >
               <Icon name={ctl.camOn ? 'cam' : 'camOff'} />
-              <span>{!choice.video ? 'No camera' : ctl.camOn ? 'Stop video' : 'Start video'}</span>
+              <span>{!ctl.media.video ? 'No camera' : ctl.camOn ? 'Stop video' : 'Start video'}</span>
             </button>
             {call.settings.screen && (
               <button class="ctl" data-testid="share-screen" onClick={() => void ctl.shareScreen()}>
@@ -475,10 +543,24 @@ export function CallView({ session, gid, choice, onExit }: { session: Session; g
             Watching
           </span>
         )}
-        <button class="ctl" data-testid="toggle-view" onClick={() => setView(view === 'grid' ? 'speaker' : 'grid')}>
-          <Icon name={view === 'grid' ? 'speaker' : 'grid'} />
-          <span>{view === 'grid' ? 'Speaker view' : 'Grid view'}</span>
-        </button>
+        {call && audience && !ended && (
+          <button
+            class={`ctl${call.handRaised ? ' on' : ''}`}
+            data-testid="raise-hand"
+            aria-pressed={call.handRaised}
+            title={call.handRaised ? 'Lower your hand' : 'Ask the hosts to bring you on stage'}
+            onClick={() => void ctl.toggleHand()}
+          >
+            <Icon name="hand" />
+            <span>{call.handRaised ? 'Lower hand' : 'Raise hand'}</span>
+          </button>
+        )}
+        {!audience && (
+          <button class="ctl" data-testid="toggle-view" onClick={() => setView(view === 'grid' ? 'speaker' : 'grid')}>
+            <Icon name={view === 'grid' ? 'speaker' : 'grid'} />
+            <span>{view === 'grid' ? 'Speaker view' : 'Grid view'}</span>
+          </button>
+        )}
         <button class="ctl" data-testid="toggle-chat" onClick={() => setPanel(panel === 'chat' ? null : 'chat')}>
           <Icon name="chat" />
           <span>Chat{[...session.chat.unread.values()].reduce((a, b) => a + b, 0) ? ` (${[...session.chat.unread.values()].reduce((a, b) => a + b, 0)})` : ''}</span>

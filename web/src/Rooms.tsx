@@ -34,6 +34,7 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
   const [audio, setAudio] = useState(true);
   const [video, setVideo] = useState(true);
   const [simulcast, setSimulcast] = useState(true);
+  const [live, setLive] = useState(false);
   const [created, setCreated] = useState<CreatedGroup | null>(null);
   const [joinId, setJoinId] = useState('');
   const [joinPin, setJoinPin] = useState('');
@@ -54,6 +55,7 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
         room: true,
         video_resolution: quality,
         call_flags: callFlags({ audio, video, screen: true, simulcast, talkDetection: true }),
+        ...(live ? { live: true } : {}),
       });
       setCreated(g);
       setName('');
@@ -98,7 +100,7 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
           {view && (
             <div class="pinrow">
               <div>
-                <b>View-only</b> (watch and chat) — pin <code data-testid="pin-viewer">{view.pin}</code>
+                <b>{created.group.live ? 'Viewers' : 'View-only'}</b> (watch and chat{created.group.live ? ', raise a hand' : ''}) — pin <code data-testid="pin-viewer">{view.pin}</code>
               </div>
               <div class="linkrow">
                 <input readOnly data-testid="invite-viewer" value={inviteLink(location.origin, created.group.gid, view.pin)} onFocus={(e) => e.currentTarget.select()} />
@@ -132,6 +134,7 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
                     {' '}
                     #{g.gid} · {qualityLabel(g.video_resolution)}
                     {!(g.call_flags & CALL.VIDEO) ? ' · audio only' : ''}
+                    {g.live ? ' · live stream' : ''}
                   </span>
                 </span>
                 <button class="small" data-testid={`open-room-${g.gid}`} disabled={busy} onClick={() => onOpen(g.gid, null)}>
@@ -168,6 +171,9 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
             </label>
             <label class="check" title="Each camera is sent in three sizes, so everyone gets what their screen and connection can take">
               <input type="checkbox" data-testid="room-simulcast" checked={simulcast} onChange={(e) => setSimulcast(e.currentTarget.checked)} /> Adaptive quality
+            </label>
+            <label class="check" title="A webinar: the hosts (publisher link) are on stage; viewers (view-only link) watch and chat, unseen, and may raise a hand to be brought on stage">
+              <input type="checkbox" data-testid="room-live" checked={live} onChange={(e) => setLive(e.currentTarget.checked)} /> Live stream
             </label>
           </div>
           <button class="primary" data-testid="room-create">

@@ -110,6 +110,8 @@ export class CallController extends Emitter<{ change: void }> {
         'muted',
         'layer',
         'recording',
+        'audience',
+        'hand',
       ] as const;
       for (const n of names) this.offs.push(call.on(n, this.changed));
       this.offs.push(
@@ -122,9 +124,14 @@ export class CallController extends Emitter<{ change: void }> {
           if (!e.local) return;
           if (e.sid > 0) this.stopScreenTrack(e.sid);
           if (e.reason === 'hung_up') this.notice = 'An admin stopped one of your streams.';
-          if (e.reason === 'permission_revoked') this.notice = 'You may no longer publish in this room.';
+          if (e.reason === 'permission_revoked' && !call.live) this.notice = 'You may no longer publish in this room.';
         }),
+        call.on('stage', ({ onStage }) => void this.stageChanged(onStage)),
       );
+      // A host who joins late learns of the hands raised before.
+      if (call.live && call.permissions.call_control && call.permissions.list) {
+        void call.audience({ hands: true }).catch(() => undefined);
+      }
       await this.publishCamera();
       this.startStats();
     } finally {
@@ -141,7 +148,9 @@ export class CallController extends Emitter<{ change: void }> {
     const video = s.video ? this.media.video : null;
     if (!audio && !video) return;
     if (!call.permissions.publish) {
-      this.notice = "You're watching: this link lets you see and hear the room, not be seen or heard.";
+      this.notice = call.live
+        ? "You're watching the live stream. Raise your hand to ask to join the stage."
+        : "You're watching: this link lets you see and hear the room, not be seen or heard.";
       return;
     }
     try {
@@ -157,6 +166,58 @@ export class CallController extends Emitter<{ change: void }> {
           ? "You're watching: this room doesn't let you publish."
           : `Your camera and microphone could not be sent (${e instanceof Error ? e.message : String(e)}). Try leaving and joining again.`;
     }
+  }
+
+  /** Live mode: in the audience (not on stage). */
+  get audience(): boolean {
+    return !!this.call?.live && !this.call.permissions.publish;
+  }
+
+  /** Live mode: raises or lowers my hand. */
+  async toggleHand(): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    await call.raiseHand(!call.handRaised).catch(this.report);
+    this.changed();
+  }
+
+  /**
+   * Live mode: a host brought me on stage (camera and microphone, asked for now if the pre-join
+   * screen had none, go out as my camera stream), or sent me back (my streams have ended; the
+   * devices are released).
+   */
+  private async stageChanged(onStage: boolean): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    if (onStage) {
+      this.notice = 'A host brought you on stage: your camera and microphone are on.';
+      this.changed();
+      const s = call.settings;
+      const h = Math.min(s.max_height ?? 720, 1080);
+      const want = async (c: MediaStreamConstraints) => (await navigator.mediaDevices.getUserMedia(c).catch(() => null)) ?? null;
+      if (s.video && !this.media.video) {
+        const ms = await want({ video: { height: { ideal: h }, width: { ideal: Math.round((h * 16) / 9) } } });
+        this.media.video = ms?.getVideoTracks()[0] ?? null;
+        this.camOn = !!this.media.video;
+      }
+      if (s.audio && !this.media.audio) {
+        const ms = await want({ audio: true });
+        this.media.audio = ms?.getAudioTracks()[0] ?? null;
+        this.micOn = !!this.media.audio;
+      }
+      if (!call.active || !call.permissions.publish || call.published.has(0)) return;
+      if (!this.media.audio && !this.media.video) this.notice = "You're on stage, but your camera and microphone could not be started.";
+      else await this.publishCamera();
+    } else {
+      for (const sid of [...this.screens.keys()]) this.stopScreenTrack(sid);
+      this.media.audio?.stop();
+      this.media.video?.stop();
+      this.media = { audio: null, video: null };
+      this.micOn = false;
+      this.camOn = false;
+      this.notice = 'You are back in the audience.';
+    }
+    this.changed();
   }
 
   private get cam(): LocalStream | undefined {
@@ -266,7 +327,8 @@ export class CallController extends Emitter<{ change: void }> {
     if (!call) return [];
     const out: Tile[] = [];
     const me = call.address;
-    const ordered = [...call.participants.values()].sort((a, b) => (a.address === me ? -1 : b.address === me ? 1 : 0));
+    // A live audience watches the stage: it has no tile of its own.
+    const ordered = [...call.participants.values()].filter((p) => !(call.live && !p.permissions.publish)).sort((a, b) => (a.address === me ? -1 : b.address === me ? 1 : 0));
     for (const p of ordered) {
       const self = p.address === me;
       const cam = self ? undefined : call.stream(p.address, 0);
