@@ -5,12 +5,14 @@
 //! reach outside it, and nothing outside can reach in.
 //!
 //! The SFU scenarios run in a child process started inside the namespace
-//! (`ip netns exec`), servers and load generator alike.
+//! (`ip netns exec`), servers and load generator alike. Making and deleting the namespace is
+//! `chorus-netns`'s, shared with the bad-network tests.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use chorus_netns::Namespace;
 
 /// The environment variable that tells a child it runs inside the namespace, holding the
 /// address of [`IFACE`].
@@ -21,18 +23,10 @@ pub const IFACE: &str = "bench0";
 
 /// A namespace that exists until dropped.
 pub struct NetNs {
-    /// Its name (`chorus-bench-<pid>`).
-    pub name: String,
+    /// The namespace (`chorus-bench-<pid>`), deleted when dropped.
+    pub ns: Namespace,
     /// The address of [`IFACE`].
     pub addr: Ipv4Addr,
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip").args(args).output().context("running `ip` (iproute2)")?;
-    if !out.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
 }
 
 impl NetNs {
@@ -42,34 +36,25 @@ impl NetNs {
     /// host.
     /// Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
     pub fn create() -> anyhow::Result<NetNs> {
-        let name = format!("chorus-bench-{}", std::process::id());
         let addr = Ipv4Addr::new(198, 18, 0, 1);
-        ip(&["netns", "add", &name]).context("creating a network namespace (run as root)")?;
-        let ns = NetNs { name, addr };
-        let n = ns.name.as_str();
-        ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["-n", n, "link", "add", IFACE, "type", "veth", "peer", "name", "bench1"])?;
-        ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", IFACE])?;
-        ip(&["-n", n, "link", "set", IFACE, "up"])?;
-        ip(&["-n", n, "link", "set", "bench1", "up"])?;
-        Ok(ns)
+        let ns = Namespace::create(&format!("chorus-bench-{}", std::process::id()))
+            .context("creating a network namespace (run as root)")?;
+        ns.ip(&["link", "add", IFACE, "type", "veth", "peer", "name", "bench1"])?;
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", IFACE])?;
+        ns.ip(&["link", "set", IFACE, "up"])?;
+        ns.ip(&["link", "set", "bench1", "up"])?;
+        Ok(NetNs { ns, addr })
     }
 
     /// `program` to be run inside the namespace, told so by [`INSIDE_ENV`].
     pub fn command(&self, program: &std::path::Path) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program).env(INSIDE_ENV, self.addr.to_string());
+        c.args(["netns", "exec", &self.ns.name]).arg(program).env(INSIDE_ENV, self.addr.to_string());
         c
     }
 
     /// The address of [`IFACE`], if this process runs inside a benchmark namespace.
     pub fn inside() -> Option<Ipv4Addr> {
         std::env::var(INSIDE_ENV).ok()?.parse().ok()
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.name]);
     }
 }

@@ -33,6 +33,11 @@
 //! layer changes, or the server announces a layer change or pause (`layer` event), counting
 //! restarts, so frames the server chose not to forward are not counted as lost.
 //!
+//! [`Call::rebind_udp`] moves both UDP sockets to new ports under a running call, as a NAT
+//! rebinding does, to test that the server follows a peer whose address changes. The client
+//! itself does no ICE restart and never rejoins on its own: a connection that stays dead past
+//! the server's peer timeout ends the call.
+//!
 //! Own mutes ([`Call::mute`]) stop sending the muted media, as a browser would; an admin mute
 //! does not: the server must enforce it.
 //!

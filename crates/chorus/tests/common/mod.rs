@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod calls;
+pub mod link;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub struct Store {
     pub backend: Backend,
     pub data: tempfile::TempDir,
     pg_db: Option<String>,
+    /// The IP a server on this store listens on (HTTP and media, port 0): loopback unless a
+    /// test needs it reachable from a network namespace of its own.
+    pub listen: std::net::IpAddr,
 }
 
 impl Store {
@@ -62,7 +66,7 @@ impl Store {
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
             pg_db = Some(name);
         }
-        Store { backend, data, pg_db }
+        Store { backend, data, pg_db, listen: std::net::Ipv4Addr::LOCALHOST.into() }
     }
 
     /// The SQLite database file (SQLite stores only).
@@ -81,7 +85,11 @@ impl Store {
     /// The `chorus serve` command on this store with the test settings and `env`.
     fn command(&self, env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(self.data.path());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(std::net::SocketAddr::new(self.listen, 0).to_string())
+            .arg("--data")
+            .arg(self.data.path());
         if self.pg_db.is_some() {
             cmd.arg("--database").arg(self.url());
         }

@@ -68,6 +68,7 @@ pub(super) enum Cmd {
     Speaking(bool),
     Downlink(Option<u32>),
     Freeze,
+    Rebind(Reply<[SocketAddr; 2]>),
     Leave(Reply<()>),
 }
 
@@ -367,11 +368,48 @@ impl Driver {
                 self.pub_connected = false;
                 return;
             }
+            Cmd::Rebind(reply) => {
+                let _ = reply.send(self.rebind().await);
+                return;
+            }
         };
         let (command, reply) = command;
         let ticket = self.ticket();
         self.replies.insert(ticket, reply);
         self.signalling(signal::Input::Command(ticket, command)).await;
+    }
+
+    /// Emulates a NAT rebinding (see [`Call::rebind_udp`](super::Call::rebind_udp)): each leg's
+    /// UDP socket is replaced by a new one on the same IP and a new port, and the old one is
+    /// closed. The Rtcs are not told: behind a NAT a client does not see its mapped address
+    /// change, so they keep their host candidate (`local`, what received datagrams are addressed
+    /// to) and only the server sees the peer come from somewhere else.
+    async fn rebind(&mut self) -> Result<[SocketAddr; 2], CallError> {
+        if self.transport != Transport::Udp || self.ended {
+            return Err(anyhow!("only a running UDP call can change its address").into());
+        }
+        let mut now = [self.local[0]; 2];
+        for leg in [Leg::Publish, Leg::Subscribe] {
+            let at = SocketAddr::new(self.local[leg as usize].ip(), 0);
+            let socket = UdpSocket::bind(at).await.context("binding a UDP socket")?;
+            let addr = socket.local_addr().context("local address")?;
+            let slot = match leg {
+                Leg::Publish => &mut self.pub_socket,
+                Leg::Subscribe => &mut self.sub_socket,
+            };
+            *slot = Some(socket);
+            now[leg as usize] = addr;
+            let mut s = self.shared();
+            s.local[leg as usize] = Some(addr);
+            let path = match leg {
+                Leg::Publish => &mut s.stats.publish_path,
+                Leg::Subscribe => &mut s.stats.subscribe_path,
+            };
+            if let Some(p) = path {
+                p.local = addr;
+            }
+        }
+        Ok(now)
     }
 
     /// Something happened on a leg's TCP connection.

@@ -193,6 +193,17 @@ impl Call {
         self.tell(Cmd::Freeze);
     }
 
+    /// Moves both peer connections to new UDP ports, as a NAT that rebinds (a home router's
+    /// mapping expired, a phone changed network behind carrier NAT) does: each leg's socket is
+    /// replaced by a new one on the same IP and a new port and the old one is closed, while the
+    /// peer connections carry on unaware (they keep their host candidate). From then on the
+    /// server sees this client's media and ICE checks come from new addresses, and must follow
+    /// them to keep the call. Returns the new local addresses by [`Leg`](super::Leg). Only with
+    /// [`Transport::Udp`](super::Transport::Udp).
+    pub async fn rebind_udp(&self) -> Result<[SocketAddr; 2], CallError> {
+        self.ask(Cmd::Rebind).await
+    }
+
     /// Drops everything at once, the WebSocket included, without leaving (a crashed client).
     pub fn abort(self) {
         self.task.abort();

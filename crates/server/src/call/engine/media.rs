@@ -2,6 +2,7 @@
 //! requests, layer selection, leg timeouts and liveness.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chorus_proto::call::CallEvent;
@@ -10,9 +11,9 @@ use chorus_sfu::select::{self, Demand, LayerSelector, TrackRate};
 use chorus_sfu::{Decision, Forwarder, Layer, LeaveReason, PacketInfo, StreamId, Subscription, TrackKind};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{KeyframeRequestKind, Mid};
-use str0m::net::Receive;
+use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
-use str0m::{Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
+use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 
 use super::record::{kind_of, RecordOut};
 use super::state::{Fwd, SpareLine, SsrcRoute};
@@ -26,6 +27,16 @@ const IMMEDIATE_ROUNDS: u32 = 64;
 /// the next timeout 1 µs after the last one it was given. A flush serves those at once (with the
 /// same `now`) instead of leaving the rest of a frame for later wake-ups of the room task.
 const PACER_STEP: Duration = Duration::from_micros(1);
+/// How long the address a leg sends to must have been silent before the peer's traffic from
+/// another address moves the leg there (`Engine::follow_moved_peer`). A live peer sends RTCP at
+/// least every few seconds and consent checks (RFC 7675) every ~5 s; with media flowing, far
+/// more often.
+pub(super) const PATH_STALE: Duration = Duration::from_secs(2);
+
+/// A STUN binding success response (message type 0x0101).
+fn is_binding_success(d: &[u8]) -> bool {
+    d.len() >= 20 && d[0..2] == [0x01, 0x01] && d[4..8] == [0x21, 0x12, 0xa4, 0x42]
+}
 
 /// One video track a subscriber receives, in the order its budget is shared out.
 struct Wanted {
@@ -64,12 +75,72 @@ impl Engine {
         let Some(leg) = peer.leg(d.peer.leg) else { return };
         let Ok(contents) = d.contents.try_into() else { return };
         leg.last_rx = now;
+        // A datagram from elsewhere than the address this leg sends to, which has been silent
+        // for PATH_STALE: the peer may have moved (see `follow_moved_peer`).
+        let moved_from = match leg.path {
+            Some((to, _)) if to == d.source => {
+                leg.path = Some((to, now));
+                None
+            }
+            Some((to, heard)) if d.proto == Protocol::Udp && now.saturating_duration_since(heard) >= PATH_STALE => {
+                Some(to)
+            }
+            _ => None,
+        };
         let input =
             RtcInput::Receive(now, Receive { proto: d.proto, source: d.source, destination: d.destination, contents });
         if let Err(e) = leg.rtc.handle_input(input) {
             tracing::debug!(uid = d.peer.uid, error = %e, "peer input");
         }
         self.drain(now, d.peer);
+        if let Some(old) = moved_from {
+            self.follow_moved_peer(now, d.peer, old, d.source);
+        }
+    }
+
+    /// A peer whose address changed under a live connection (a NAT rebinding, a phone moving
+    /// between networks behind the same NAT) keeps sending ICE checks, now from a new address,
+    /// and str0m (ice-lite) answers them there; but it keeps sending to the old address as long
+    /// as that pair lives (15 s without a check), because the old pair — a host or server
+    /// reflexive candidate of the peer's SDP — has a higher priority than the peer-reflexive one
+    /// the new address makes. Media to the peer would stop for those 15 s.
+    ///
+    /// So when a datagram comes from `new`, the last binding request str0m answered came from
+    /// `new` too (it carried the leg's credentials, so `new` is the peer's own), and nothing at
+    /// all came from the address the leg sends to (`old`) for [`PATH_STALE`], the peer's
+    /// candidates at `old` are invalidated:
+    /// str0m drops their pairs and sends to the best live one, `new`'s, from its next timeout
+    /// (given at once here). A peer still at `old` sends something (media, RTCP or consent
+    /// checks) well within PATH_STALE and keeps its path.
+    fn follow_moved_peer(&mut self, now: Instant, key: PeerKey, old: SocketAddr, new: SocketAddr) {
+        let Some(leg) = self.peers.get_mut(&key.uid).and_then(|p| p.leg(key.leg)) else { return };
+        if leg.answered != Some(new) {
+            return;
+        }
+        let mut gone: Vec<Candidate> = leg.remote_candidates.iter().filter(|c| c.addr() == old).cloned().collect();
+        if let Ok(c) = Candidate::host(old, "udp") {
+            gone.push(c);
+        }
+        // The form str0m gives a peer-reflexive candidate it learnt from a binding request.
+        gone.push(Candidate::from_parts(
+            String::new(),
+            1,
+            Protocol::Udp,
+            0,
+            old,
+            CandidateKind::PeerReflexive,
+            None,
+            None,
+            None,
+        ));
+        let mut any = false;
+        for c in &gone {
+            any |= leg.rtc.direct_api().invalidate_candidate(c);
+        }
+        tracing::debug!(uid = key.uid, leg = ?key.leg, %old, %new, invalidated = any, "peer moved");
+        leg.path = Some((new, now));
+        let _ = leg.rtc.handle_input(RtcInput::Timeout(now));
+        self.drain(now, key);
     }
 
     pub(super) fn timeouts(&mut self, now: Instant) {
@@ -205,7 +276,20 @@ impl Engine {
                     leg.next_timeout = t.max(now);
                     break;
                 }
-                Ok(RtcOutput::Transmit(t)) => self.out.push_back(Output::Transmit { peer: key, transmit: t }),
+                Ok(RtcOutput::Transmit(t)) => {
+                    if t.proto == Protocol::Udp {
+                        // The path is where media, RTCP and DTLS go (str0m's selected pair);
+                        // STUN answers go wherever the checks came from.
+                        let stun = t.contents.first().is_some_and(|b| *b < 4);
+                        if !stun && leg.path.is_none_or(|(to, _)| to != t.destination) {
+                            leg.path = Some((t.destination, now));
+                        }
+                        if is_binding_success(&t.contents) {
+                            leg.answered = Some(t.destination);
+                        }
+                    }
+                    self.out.push_back(Output::Transmit { peer: key, transmit: t })
+                }
                 Ok(RtcOutput::Event(e)) => match e {
                     Event::Connected => leg.connected = true,
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

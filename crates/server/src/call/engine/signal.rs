@@ -388,6 +388,9 @@ impl Engine {
             dirty: false,
             video_sent: Meter::default(),
             nacks_seen: Vec::new(),
+            path: None,
+            answered: None,
+            remote_candidates: Vec::new(),
         }
     }
 
@@ -421,6 +424,7 @@ impl Engine {
             Some(l) => l,
             None => self.new_leg(now, uid, Leg::Publish),
         };
+        leg.note_remote_sdp(&req.sdp);
         let Some(answer) = remote_sdp(|| leg.rtc.sdp_api().accept_offer(offer)) else {
             self.out.push_back(Output::Unregister { ufrag: leg.ufrag, peer: PeerKey { uid, leg: Leg::Publish } });
             return Err(self.sdp_panicked(uid));
@@ -505,6 +509,9 @@ impl Engine {
             .and_then(|p| p.publish.as_mut())
             .ok_or_else(|| ApiError::bad_request("no publish connection to renegotiate"))?;
         mark_dirty(&mut self.dirty, leg, PeerKey { uid, leg: Leg::Publish });
+        if let Some(sdp) = &sdp {
+            leg.note_remote_sdp(sdp);
+        }
         let Some(answer) = remote_sdp(|| leg.rtc.sdp_api().accept_offer(offer)) else {
             return Err(self.sdp_panicked(uid));
         };
@@ -529,6 +536,7 @@ impl Engine {
             .and_then(|p| p.publish.as_mut())
             .ok_or_else(|| ApiError::bad_request("no publish connection to offer anew"))?;
         mark_dirty(&mut self.dirty, leg, PeerKey { uid, leg: Leg::Publish });
+        leg.note_remote_sdp(sdp);
         let Some(answer) = remote_sdp(|| leg.rtc.sdp_api().accept_offer(offer)) else {
             return Err(self.sdp_panicked(uid));
         };
@@ -560,6 +568,7 @@ impl Engine {
         };
         let leg = peer.subscribe.as_mut().expect("an offer implies a subscribe leg");
         mark_dirty(&mut self.dirty, leg, PeerKey { uid, leg: Leg::Subscribe });
+        leg.note_remote_sdp(sdp);
         let Some(accepted) = remote_sdp(|| leg.rtc.sdp_api().accept_answer(pending, answer)) else {
             return Err(self.sdp_panicked(uid));
         };

@@ -1,6 +1,7 @@
 //! What the engine holds per participant, peer connection, published track and forwarded copy.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use chorus_sfu::codec::Codec;
@@ -11,7 +12,7 @@ use chorus_sfu::Meter;
 use chorus_sfu::{Forwarder, Layer, TrackKind};
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Mid, Rid};
-use str0m::Rtc;
+use str0m::{Candidate, Rtc};
 
 use super::{Leg, SinkId};
 
@@ -31,6 +32,36 @@ pub(super) struct PeerLeg {
     /// NACKs received so far per stream sent (str0m counts them per stream; the metric takes
     /// the differences).
     pub nacks_seen: Vec<(Mid, Option<Rid>, u64)>,
+    /// The peer's address this leg sends to (str0m's selected pair) and when a datagram last
+    /// came from it: see `Engine::follow_moved_peer`.
+    pub path: Option<(SocketAddr, Instant)>,
+    /// The last STUN binding success response this leg sent went to this address (str0m answers
+    /// only binding requests that carry the leg's credentials).
+    pub answered: Option<SocketAddr>,
+    /// ICE candidates of the peer's SDPs (offers and answers), to invalidate the one at an
+    /// address the peer left. At most [`MAX_REMOTE_CANDIDATES`], the newest kept.
+    pub remote_candidates: Vec<Candidate>,
+}
+
+/// Most ICE candidates kept per leg from the peer's SDPs.
+pub(super) const MAX_REMOTE_CANDIDATES: usize = 32;
+
+impl PeerLeg {
+    /// Remembers the ICE candidates of an SDP the peer sent (`a=candidate:` lines).
+    pub fn note_remote_sdp(&mut self, sdp: &str) {
+        for line in sdp.lines() {
+            let Some(attr) = line.trim().strip_prefix("a=") else { continue };
+            if !attr.starts_with("candidate:") {
+                continue;
+            }
+            let Ok(c) = Candidate::from_sdp_string(attr) else { continue };
+            if !self.remote_candidates.contains(&c) {
+                self.remote_candidates.push(c);
+            }
+        }
+        let extra = self.remote_candidates.len().saturating_sub(MAX_REMOTE_CANDIDATES);
+        self.remote_candidates.drain(..extra);
+    }
 }
 
 /// Where the packets of one received SSRC go: a track of the publisher, one of its layers.
