@@ -288,6 +288,23 @@ test('a simulcast WHIP publish (VP8, three layers) is forwarded to an SDK viewer
   await framesFrom(pv, who, first + 30);
 });
 
+/** A page whose SDK joins `gid`'s call with `token` and publishes a 360p camera (`window.call`). */
+async function cameraPublisher(token, gid) {
+  const page = await sdkPage(browser, server, 'Owner');
+  await page.evaluate(
+    async ({ server, token, gid }) => {
+      const client = new Chorus.ChorusClient({ server, token });
+      await client.connect();
+      const call = await client.joinCall(gid);
+      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+      await call.publish(0, { audio: media.getAudioTracks()[0], video: media.getVideoTracks()[0] });
+      window.call = call;
+    },
+    { server: server.base, token, gid },
+  );
+  return page;
+}
+
 test('a WHEP player (plain fetch(), 406 counter-offer) decodes a camera published by the SDK', async () => {
   const owner = await server.login('owner3@example.org', 'Owner');
   const viewer = await server.login('viewer3@example.org', 'Viewer');
@@ -301,17 +318,7 @@ test('a WHEP player (plain fetch(), 406 counter-offer) decodes a camera publishe
   assert.equal(idle.status, 409);
   assert.ok(Number(idle.headers.get('retry-after')) > 0);
 
-  const po = await sdkPage(browser, server, 'Owner');
-  await po.evaluate(
-    async ({ server, token, gid }) => {
-      const client = new Chorus.ChorusClient({ server, token });
-      await client.connect();
-      const call = await client.joinCall(gid);
-      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
-      await call.publish(0, { audio: media.getAudioTracks()[0], video: media.getVideoTracks()[0] });
-    },
-    { server: server.base, token: owner.token, gid },
-  );
+  await cameraPublisher(owner.token, gid);
   const player = await plainPage('WHEP');
   await player.evaluate(({ url, token }) => window.whepPlay(url, token).then(() => true), { url, token: viewer.token });
   const first = await until(player, async () => {
@@ -335,18 +342,7 @@ test('public viewing: a WHEP player without an account decodes a live room host;
   const gid = room.group.gid;
   assert.equal(room.group.public_viewing, true);
   const url = `${server.base}/v1/groups/${gid}/whep`;
-  const po = await sdkPage(browser, server, 'Owner');
-  await po.evaluate(
-    async ({ server, token, gid }) => {
-      const client = new Chorus.ChorusClient({ server, token });
-      await client.connect();
-      const call = await client.joinCall(gid);
-      const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
-      await call.publish(0, { audio: media.getAudioTracks()[0], video: media.getVideoTracks()[0] });
-      window.call = call;
-    },
-    { server: server.base, token: owner.token, gid },
-  );
+  const po = await cameraPublisher(owner.token, gid);
   const player = await plainPage('Public WHEP');
   await player.evaluate((url) => window.whepPlay(url, null).then(() => true), url);
   const first = await until(player, async () => {

@@ -97,6 +97,19 @@ async fn library(h: &Http, gid: i64) -> Vec<Value> {
     page["media"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits (30 s at most) until the group's library holds at least `n` entries; returns them.
+async fn library_with(h: &Http, gid: i64, n: usize) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = library(h, gid).await;
+        if e.len() >= n {
+            return e;
+        }
+        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn download(s: &Server, h: &Http, id: &str, dir: &Path) -> PathBuf {
     let url: Value = h.post(&format!("/v1/files/{id}/url"), &json!({})).await.unwrap();
     let bytes =
@@ -166,15 +179,7 @@ async fn a_call_is_recorded_into_the_media_library(backend: Backend) {
     }
 
     // Both files reach the library, probed: duration and size.
-    let until = Instant::now() + Duration::from_secs(30);
-    let entries = loop {
-        let e = library(&r.owner, r.gid).await;
-        if e.len() >= 2 {
-            break e;
-        }
-        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let entries = library_with(&r.owner, r.gid, 2).await;
     assert_eq!(entries.len(), 2, "{entries:?}");
     let dir = tempfile::tempdir().unwrap();
     for e in &entries {
@@ -223,14 +228,7 @@ async fn a_group_records_its_calls_by_itself(backend: Backend) {
     tokio::time::sleep(Duration::from_secs(4)).await;
     b.leave().await.expect("leave: the call ends, and its recording");
 
-    let until = Instant::now() + Duration::from_secs(30);
-    let entry = loop {
-        if let Some(e) = library(&r.owner, r.gid).await.into_iter().next() {
-            break e;
-        }
-        assert!(Instant::now() < until, "the recording never reached the library");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let entry = library_with(&r.owner, r.gid, 1).await.remove(0);
     assert_eq!(entry["uploader"].as_str(), Some(r.owner_address.as_str()), "{entry}");
     let secs = entry["duration_ms"].as_f64().expect("a duration") / 1000.0;
     assert!(secs > 2.0 && secs < 6.0, "{secs} s recorded of a call of about 4 s: {entry}");
@@ -268,15 +266,7 @@ async fn a_killed_server_leaves_playable_recordings() {
     // Started again, the server publishes what the killed one left.
     let s = Server::start_on(store, &[]).await;
     let (_, owner) = s.login("owner@example.org", "Owner").await;
-    let until = Instant::now() + Duration::from_secs(30);
-    let entries = loop {
-        let e = library(&owner, r.gid).await;
-        if e.len() >= 2 {
-            break e;
-        }
-        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let entries = library_with(&owner, r.gid, 2).await;
     for e in &entries {
         let secs = e["duration_ms"].as_f64().expect("a duration") / 1000.0;
         assert!((secs - recorded).abs() < 1.0, "{secs} s in the library, killed after {recorded:.1} s: {e}");
@@ -297,15 +287,7 @@ async fn the_duration_limit_stops_a_recording() {
         let ev = recording_event(c, |r| !r.active).await;
         assert_eq!(ev.reason, Some(RecordingStopReason::DurationLimit));
     }
-    let until = Instant::now() + Duration::from_secs(30);
-    let entries = loop {
-        let e = library(&r.owner, r.gid).await;
-        if e.len() >= 2 {
-            break e;
-        }
-        assert!(Instant::now() < until, "the recordings never reached the library: {e:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let entries = library_with(&r.owner, r.gid, 2).await;
     for e in &entries {
         let secs = e["duration_ms"].as_f64().unwrap() / 1000.0;
         assert!((secs - 3.0).abs() < 0.6, "{secs} s of a 3 s limit: {e}");
