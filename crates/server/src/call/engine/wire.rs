@@ -130,7 +130,8 @@ impl Engine {
             let Some(RoomEvent { to, kind }) = self.room.poll_event() else { break };
             let mut only_publisher = None;
             let event = match kind {
-                RoomEventKind::ParticipantJoined { who, .. } => self
+                // Coming on stage is joining, for those who did not see the audience member.
+                RoomEventKind::ParticipantJoined { who, .. } | RoomEventKind::StageEntered { who, .. } => self
                     .roster(who)
                     .into_iter()
                     .find(|p| self.by_address.get(&p.address) == Some(&who))
@@ -205,11 +206,6 @@ impl Engine {
                         joined: true,
                     })
                 }
-                RoomEventKind::StageEntered { who, .. } => self
-                    .roster(who)
-                    .into_iter()
-                    .find(|p| self.by_address.get(&p.address) == Some(&who))
-                    .map(|participant| CallEvent::Joined { participant }),
                 RoomEventKind::StageLeft { who } => self.peers.get(&who).map(|p| CallEvent::Left {
                     address: p.address.clone(),
                     reason: CallLeaveReason::OffStage,
