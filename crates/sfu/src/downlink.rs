@@ -13,6 +13,17 @@
 //!   subscriber could use ([`DownlinkEstimate::set_ceiling`]), so it never claims far more than
 //!   has been tried.
 //!
+//! **Restarting a stuck estimator.** A delay-based estimator grows only to about 1.5 times what
+//! the link carries. When a subscriber's video pauses for a reason of its own (the publisher's
+//! layers stopped arriving, its CPU starved), the link carries audio alone, the TWCC estimate
+//! sinks to ~100 kbit/s, and then nothing raises it again: too small to resume the video, so the
+//! link keeps carrying audio alone (seen for 30 s and more in `tests/bad_networks.rs`). While a
+//! paused track waits for bandwidth the estimate does not grant,
+//! [`DownlinkEstimate::poll_restart`] says when to restart the estimator from its current value:
+//! a fresh one probes at once (padding bursts at several times the estimate), which measures the
+//! link without risking the media on it. If the link really is small the probes say so and the
+//! video stays paused; the restarts then back off from [`RESTART_FIRST`] to [`RESTART_MAX`].
+//!
 //! The source is chosen by what is *arriving*: TWCC while it measured within [`FRESH`], else
 //! REMB while one arrived within [`FRESH`], else the loss-based climb (which starts from the last
 //! estimate, so a client that stops sending feedback keeps what was learnt).
@@ -28,6 +39,11 @@ const LOSS_LOW: f32 = 0.02;
 const LOSS_HIGH: f32 = 0.10;
 /// The estimate never falls below this (bit/s): the lowest layer and audio must stay possible.
 pub const FLOOR_BPS: u64 = 100_000;
+
+/// How long a paused track waits for the estimate before the estimator is first restarted.
+pub const RESTART_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between restarts, on a link that really is too small.
+pub const RESTART_MAX: Duration = Duration::from_secs(60);
 
 /// Where the estimate comes from now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +69,10 @@ pub struct DownlinkEstimate {
     last_update: Option<Instant>,
     /// Loss reported since the last update (the worst stream's fraction).
     loss: Option<f32>,
+    /// Since when a paused track has waited for bandwidth (see [`DownlinkEstimate::poll_restart`]).
+    starved_since: Option<Instant>,
+    /// How long to wait before the next restart.
+    restart_wait: Duration,
 }
 
 impl DownlinkEstimate {
@@ -66,6 +86,8 @@ impl DownlinkEstimate {
             ceiling: start_bps.max(FLOOR_BPS),
             last_update: None,
             loss: None,
+            starved_since: None,
+            restart_wait: RESTART_FIRST,
         }
     }
 
@@ -109,6 +131,28 @@ impl DownlinkEstimate {
         } else {
             Source::LossBased
         }
+    }
+
+    /// Whether to restart the send-side estimator now (see the module docs). `starved` says
+    /// whether a paused video track waits for more bandwidth than the estimate grants. Only a
+    /// TWCC estimate is restarted: REMB is the client's own, and the loss-based climb needs none.
+    /// Each restart doubles the wait before the next, up to [`RESTART_MAX`]; a starvation that
+    /// ends (the track resumed, or nothing waits any more) starts again from [`RESTART_FIRST`].
+    pub fn poll_restart(&mut self, now: Instant, starved: bool) -> bool {
+        if !starved || self.source(now) != Source::Twcc {
+            if !starved {
+                self.starved_since = None;
+                self.restart_wait = RESTART_FIRST;
+            }
+            return false;
+        }
+        let since = *self.starved_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < self.restart_wait {
+            return false;
+        }
+        self.starved_since = Some(now);
+        self.restart_wait = (self.restart_wait * 2).min(RESTART_MAX);
+        true
     }
 
     /// Moves the loss-based estimate on to `now` and returns the estimate (bit/s). Call it
@@ -169,6 +213,56 @@ mod tests {
         let bps = e.update(t0 + secs(10.0));
         assert!((2_100_000..2_200_000).contains(&bps), "{bps}");
         assert_eq!(e.source(t0 + secs(10.0)), Source::LossBased);
+    }
+
+    #[test]
+    fn a_starved_twcc_estimator_is_restarted_with_backoff() {
+        let t0 = Instant::now();
+        let mut e = DownlinkEstimate::new(1_000_000);
+        // No TWCC yet: nothing to restart.
+        assert!(!e.poll_restart(t0, true));
+        e.on_twcc(98_000);
+        e.on_twcc_feedback(t0);
+        let at = |s: f64| t0 + secs(s);
+        let feedback = |e: &mut DownlinkEstimate, s: f64| e.on_twcc_feedback(at(s));
+        // Starved from 0 s: the first restart after RESTART_FIRST, then 2 s, 4 s, 8 s later.
+        let mut restarts = Vec::new();
+        for tenth in 0..=160 {
+            let s = f64::from(tenth) / 10.0;
+            feedback(&mut e, s);
+            if e.poll_restart(at(s), true) {
+                restarts.push(s);
+            }
+        }
+        assert_eq!(restarts, vec![1.0, 3.0, 7.0, 15.0]);
+        // The track resumed: the next starvation waits RESTART_FIRST again.
+        assert!(!e.poll_restart(at(16.1), false));
+        feedback(&mut e, 18.1);
+        assert!(!e.poll_restart(at(16.2), true));
+        assert!(!e.poll_restart(at(17.1), true));
+        assert!(e.poll_restart(at(17.2), true));
+        // The waits stop growing at RESTART_MAX.
+        let mut t = 17.2;
+        for _ in 0..10 {
+            t += 100.0;
+            feedback(&mut e, t);
+            assert!(e.poll_restart(at(t), true));
+        }
+        feedback(&mut e, t + 59.0);
+        assert!(!e.poll_restart(at(t + 59.0), true));
+        feedback(&mut e, t + 60.0);
+        assert!(e.poll_restart(at(t + 60.0), true));
+    }
+
+    #[test]
+    fn only_a_twcc_estimate_is_restarted() {
+        let t0 = Instant::now();
+        let mut e = DownlinkEstimate::new(300_000);
+        e.on_remb(t0, 98_000);
+        assert!(!e.poll_restart(t0, true));
+        assert!(!e.poll_restart(t0 + secs(2.5), true), "REMB is the client's");
+        // Feedback stopped: the loss-based climb moves on by itself.
+        assert!(!e.poll_restart(t0 + secs(30.0), true));
     }
 
     #[test]

@@ -107,6 +107,22 @@ impl LayerSelector {
         self.current
     }
 
+    /// What this subscriber's link must carry for this track to resume, when it is paused while
+    /// the publisher sends a layer it could show: the lowest such layer with the headroom
+    /// [`LayerSelector::select`] wants before stepping up. `None` when not paused, or paused
+    /// because nothing is being sent.
+    ///
+    /// A delay-based estimate (GCC) grows only to about 1.5 times what the link carries, so on a
+    /// link left with audio alone it settles near 100 kbit/s and would never fund the video
+    /// again: the caller restarts the estimator when it stays below this ([`needed_bps`]).
+    pub fn resume_bps(&self, layers: &[LayerInfo]) -> Option<u64> {
+        if !self.decided || self.current.is_some() {
+            return None;
+        }
+        let lowest = layers.iter().find(|l| l.active)?;
+        Some(lowest.bitrate_bps * (100 + self.config.up_headroom_percent) / 100)
+    }
+
     fn settle(&mut self, target: Option<Layer>) -> Option<Layer> {
         self.current = target;
         self.decided = true;
@@ -292,6 +308,14 @@ pub fn allocate(total_bps: u64, sent_bps: u64, tracks: &[TrackRate]) -> Vec<u64>
     out
 }
 
+/// What a subscriber's estimate must reach for its paused tracks to resume, given the rates of
+/// the video layers it is being sent and what the paused ones need
+/// ([`LayerSelector::resume_bps`]); `None` when nothing waits for bandwidth. Below it the
+/// subscriber is *starved* (see `downlink::DownlinkEstimate::poll_restart`).
+pub fn needed_bps(sending_bps: u64, resume_bps: u64) -> Option<u64> {
+    (resume_bps > 0).then_some(AUDIO_BPS + sending_bps + resume_bps)
+}
+
 /// Below this share (in percent) of the video a subscriber's link carried lately, its estimate
 /// means congestion (see [`allocate`]): GCC answers overuse with 85 % of the rate acknowledged.
 pub const CONGESTED_PERCENT: u64 = 90;
@@ -370,6 +394,30 @@ mod tests {
         for (ms, &budget) in [0u64, 500].iter().zip(&[1_000_000, budgets[1]]) {
             assert_eq!(selector.select(at(*ms), &[layer], demand(Some(180), None, budget)), Some(L::LOW));
         }
+    }
+
+    /// The bad-network test's outage, as the server saw it: the publisher's layers stopped, the
+    /// subscriber's estimate sank to 98 kbit/s on audio alone; the low layer arrives again
+    /// (measured at 260 kbit/s with its first keyframes) and does not fit. The track is starved
+    /// until the estimate reaches audio + the low layer with the headroom to resume.
+    #[test]
+    fn a_paused_track_says_what_it_needs_to_resume() {
+        let mut selector = LayerSelector::default();
+        let low = LayerInfo { bitrate_bps: 260_000, ..LOW };
+        assert_eq!(selector.resume_bps(&[low]), None, "nothing decided yet");
+        assert_eq!(selector.select(at(0), &[low], demand(None, None, 1_000_000)), Some(L::LOW));
+        assert_eq!(selector.resume_bps(&[low]), None, "flowing");
+        // Paused for bandwidth while the layer is sent: it needs 125 % of it.
+        assert_eq!(selector.select(at(500), &[low], demand(None, None, 48_000)), None);
+        assert_eq!(selector.resume_bps(&[low]), Some(325_000));
+        assert_eq!(needed_bps(0, 325_000), Some(AUDIO_BPS + 325_000));
+        // Paused because nothing is sent: no bandwidth would help.
+        assert_eq!(selector.resume_bps(&[LayerInfo { active: false, ..low }]), None);
+        assert_eq!(needed_bps(400_000, 0), None);
+        // With that much it resumes (after the hold).
+        let enough = available_bps(325_000, &[low]);
+        assert_eq!(selector.select(at(1000), &[low], demand(None, None, enough)), None);
+        assert_eq!(selector.select(at(3000), &[low], demand(None, None, enough)), Some(L::LOW));
     }
 
     #[test]

@@ -646,6 +646,8 @@ impl Engine {
         let mut tell_layer: Vec<(i64, CallEvent)> = Vec::new();
         let mut tell_active: Vec<(i64, CallEvent)> = Vec::new();
         let mut desired: HashMap<i64, u64> = HashMap::new();
+        // Per subscriber: the video it is being sent, and what its paused tracks need to resume.
+        let mut needs: HashMap<i64, (u64, u64)> = HashMap::new();
         for p in self.peers.values_mut() {
             let publisher = p.uid;
             for (ti, t) in p.tracks.iter_mut().enumerate().filter(|(_, t)| t.kind == TrackKind::Video) {
@@ -676,6 +678,11 @@ impl Engine {
                     }
                     let best = select::best_bps(layers, f.wanted_height, max_height);
                     *desired.entry(f.subscriber).or_default() += best + select::AUDIO_BPS;
+                    let sending =
+                        current.or(target).filter(|l| l.index() < n).map_or(0, |l| layers[l.index()].bitrate_bps);
+                    let need = needs.entry(f.subscriber).or_default();
+                    need.0 += sending;
+                    need.1 += f.selector.resume_bps(layers).unwrap_or(0);
                     let shown = current.or(target);
                     if f.told_layer != Some(shown) && current.is_some() {
                         f.told_layer = Some(shown);
@@ -726,8 +733,23 @@ impl Engine {
             // Room above what the best layers need, so the climb without feedback clears the
             // selector's margin for the top layer.
             p.downlink.set_ceiling(bps + bps / 4);
+            let (sending, resume) = needs.get(&uid).copied().unwrap_or_default();
+            let needed = select::needed_bps(sending, resume);
+            let starved = needed.is_some_and(|n| p.bwe_bps < n);
+            let restart = p.downlink.poll_restart(now, starved);
             if let Some(leg) = p.subscribe.as_mut() {
-                leg.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(bps));
+                let desired = bps.max(needed.unwrap_or(0));
+                leg.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+                if restart {
+                    // A fresh estimator probes at once (see `chorus_sfu::downlink`).
+                    tracing::debug!(
+                        uid,
+                        bwe = p.bwe_bps,
+                        ?needed,
+                        "estimator restarted: paused video waits for bandwidth"
+                    );
+                    leg.rtc.bwe().reset(Bitrate::bps(p.bwe_bps));
+                }
             }
         }
         for (uid, ev) in tell_layer.into_iter().chain(tell_active) {
