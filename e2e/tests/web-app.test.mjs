@@ -234,6 +234,7 @@ test('web app: login, create a room, join by link, video grid, view-only, chat r
     await page.click(tid('leave'));
     await page.waitForSelector(tid('room-list'));
   }
+  await pv.waitForSelector(tid(`open-room-${gid}`));
   assert.equal(await pv.locator(tid(`auto-record-${gid}`)).count(), 0, 'the viewer cannot change the room');
   const autoRecord = tid(`auto-record-${gid}`);
   assert.equal(await po.isChecked(autoRecord), false);
