@@ -2,7 +2,8 @@
 // through its UI only: three users log in with codes read from the outbox, the owner creates a
 // room, the others join by its invite links, and everyone sees and decodes what they should
 // (cameras, a screen share), chat with a read receipt and typing indicator, an admin mute that
-// every tab shows, a view-only member who cannot publish, and a leave that removes the tiles.
+// every tab shows, a view-only member who cannot publish, a leave that removes the tiles, and the
+// room's "Record calls automatically" switch, which gets the next call recorded from its start.
 //
 // The page talks to the API on its own origin. Until the chorus binary serves web/dist at `/`,
 // the test serves it through a tiny proxy (web/dist files; /v1, /sdk and WebSocket upgrades
@@ -89,7 +90,7 @@ async function framesRising(page, address, sid) {
   }
 }
 
-test('web app: login, create a room, join by link, video grid, view-only, chat receipts, screen share, admin mute, leave', async () => {
+test('web app: login, create a room, join by link, video grid, view-only, chat receipts, screen share, admin mute, leave, auto-record switch', async () => {
   const po = await newPage('Owner');
   const pb = await newPage('Bob', { fakeScreen: true });
   const pv = await newPage('Viewer');
@@ -224,5 +225,33 @@ test('web app: login, create a room, join by link, video grid, view-only, chat r
   assert.equal(await pv.locator(tid('panel')).count(), 0, 'chat closed');
   await pv.click(tid('toggle-chat'));
   await screenshot(pv, 'web-viewer-phone-chat');
+  await pv.setViewportSize({ width: 1280, height: 800 });
 
+  // The call ends. The owner turns on "Record calls automatically" for the room (the viewer,
+  // not an admin, has no such switch); the next call is recorded from its first join, for the
+  // owner, with nobody pressing Record, and everyone in it sees REC.
+  for (const page of [po, pv]) {
+    await page.click(tid('leave'));
+    await page.waitForSelector(tid('room-list'));
+  }
+  await pv.waitForSelector(tid(`open-room-${gid}`));
+  assert.equal(await pv.locator(tid(`auto-record-${gid}`)).count(), 0, 'the viewer cannot change the room');
+  const autoRecord = tid(`auto-record-${gid}`);
+  assert.equal(await po.isChecked(autoRecord), false);
+  await po.check(autoRecord);
+  await until(po, (sel) => document.querySelector(sel)?.checked === true, autoRecord);
+  await po.reload();
+  await po.waitForSelector(autoRecord);
+  assert.equal(await po.isChecked(autoRecord), true, 'the setting is kept by the server');
+  for (const page of [po, pv]) {
+    await page.click(tid(`open-room-${gid}`));
+    await page.click(tid('join-call'));
+    await page.waitForSelector(tid('call'));
+    await page.waitForSelector(`${tid('recording')}[data-by="${o}"]`);
+  }
+  await screenshot(pv, 'web-viewer-auto-recorded');
+  for (const page of [po, pv]) {
+    await page.click(tid('leave'));
+    await page.waitForSelector(tid('room-list'));
+  }
 });

@@ -38,6 +38,8 @@ export interface Group {
   call_duration: number;
   /** Calls are live streams: members who may publish are on stage, the others watch as an audience. */
   live?: boolean;
+  /** Calls are recorded from their first join, for the owner (`auto_record`). */
+  auto_record?: boolean;
   owner: string;
   created_at: number;
   membership?: Membership;
@@ -90,6 +92,11 @@ export interface GroupSettings {
   call_duration?: number;
   /** Live stream mode (a call in progress keeps its mode until it ends). */
   live?: boolean;
+  /**
+   * Record every call of the group from its first join, for the owner (a call in progress is
+   * not affected; an admin may still stop its recording).
+   */
+  auto_record?: boolean;
 }
 
 /** `POST /v1/groups`. */

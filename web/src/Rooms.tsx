@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ChorusError } from 'chorus-sdk';
 import type { CreatedGroup, Group } from 'chorus-sdk';
-import { CALL, QUALITIES, callFlags, explain, inviteLink, parseInvite, qualityLabel } from './lib.ts';
+import { ADMIN, CALL, QUALITIES, callFlags, explain, inviteLink, parseInvite, qualityLabel } from './lib.ts';
 import type { Session } from './main.tsx';
 
 function Copy({ text, testid }: { text: string; testid: string }) {
@@ -26,6 +26,12 @@ function Copy({ text, testid }: { text: string; testid: string }) {
   );
 }
 
+/** May change the room's settings: the owner, or an admin with the MODIFY right. */
+function canModify(g: Group): boolean {
+  const admin = g.membership?.admin_flags ?? 0;
+  return (admin & (ADMIN.MODIFY | ADMIN.OWNER)) !== 0;
+}
+
 export function Rooms({ session, busy, onOpen }: { session: Session; busy: boolean; onOpen: (gid: number, pin: string | null) => void }) {
   const [groups, setGroups] = useState<Group[] | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -35,6 +41,7 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
   const [video, setVideo] = useState(true);
   const [simulcast, setSimulcast] = useState(true);
   const [live, setLive] = useState(false);
+  const [autoRecord, setAutoRecord] = useState(false);
   const [created, setCreated] = useState<CreatedGroup | null>(null);
   const [joinId, setJoinId] = useState('');
   const [joinPin, setJoinPin] = useState('');
@@ -56,12 +63,25 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
         video_resolution: quality,
         call_flags: callFlags({ audio, video, screen: true, simulcast, talkDetection: true }),
         ...(live ? { live: true } : {}),
+        ...(autoRecord ? { auto_record: true } : {}),
       });
       setCreated(g);
       setName('');
       void load();
     } catch (err) {
       setError(explain(err instanceof ChorusError ? err.code : undefined, `The room could not be created: ${String(err)}`));
+    }
+  }
+
+  /** Turns `auto_record` on or off (admins with the MODIFY right, and the owner). */
+  async function switchAutoRecord(g: Group, on: boolean) {
+    setError(null);
+    try {
+      const updated = await session.client.rest.updateGroup(g.gid, { auto_record: on });
+      setGroups((all) => all?.map((x) => (x.gid === g.gid ? { ...x, ...updated, membership: updated.membership ?? x.membership } : x)) ?? all);
+    } catch (err) {
+      setError(explain(err instanceof ChorusError ? err.code : undefined, `The room setting could not be changed: ${String(err)}`));
+      void load();
     }
   }
 
@@ -137,6 +157,18 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
                     {g.live ? ' · live stream' : ''}
                   </span>
                 </span>
+                {canModify(g) && (
+                  <label class="check" title="Every call in this room is recorded from its start into the room's media, for you; a call in progress keeps its state">
+                    <input
+                      type="checkbox"
+                      role="switch"
+                      data-testid={`auto-record-${g.gid}`}
+                      checked={!!g.auto_record}
+                      onChange={(e) => void switchAutoRecord(g, e.currentTarget.checked)}
+                    />{' '}
+                    Record calls automatically
+                  </label>
+                )}
                 <button class="small" data-testid={`open-room-${g.gid}`} disabled={busy} onClick={() => onOpen(g.gid, null)}>
                   Open
                 </button>
@@ -174,6 +206,9 @@ export function Rooms({ session, busy, onOpen }: { session: Session; busy: boole
             </label>
             <label class="check" title="A webinar: the hosts (publisher link) are on stage; viewers (view-only link) watch and chat, unseen, and may raise a hand to be brought on stage">
               <input type="checkbox" data-testid="room-live" checked={live} onChange={(e) => setLive(e.currentTarget.checked)} /> Live stream
+            </label>
+            <label class="check" title="Every call in this room is recorded from its start into the room's media, for you">
+              <input type="checkbox" role="switch" data-testid="room-auto-record" checked={autoRecord} onChange={(e) => setAutoRecord(e.currentTarget.checked)} /> Record calls automatically
             </label>
           </div>
           <button class="primary" data-testid="room-create">

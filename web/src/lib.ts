@@ -22,7 +22,7 @@ export const CALL = {
 /** Member flags (`member`). */
 export const MEMBER = { SEND: 0x1, RECV: 0x2, PUBLISH: 0x4, SUBSCRIBE: 0x8, LIST: 0x10, ADMIN: 0x1000 } as const;
 /** Admin flags (`admin`). */
-export const ADMIN = { CALL_CONTROL: 0x400, HANGUP: 0x800, OWNER: 0x1000 } as const;
+export const ADMIN = { MODIFY: 0x1, CALL_CONTROL: 0x400, HANGUP: 0x800, OWNER: 0x1000 } as const;
 
 export interface RoomOptions {
   audio: boolean;

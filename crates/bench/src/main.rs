@@ -8,6 +8,9 @@
 //!   on the host's loopback ([`media`]).
 //! * `all`: every one of these; `smoke`: all at small sizes for CI, failing when a generator
 //!   or a peer stops working.
+//! * `record`: recording cost, Chorus beside Janus (VideoRoom `record = true`, then
+//!   `janus-pp-rec` to playable files), in the namespace like `sfu` (re-run there as
+//!   `record-inner`; [`record`]).
 //! * `soak`: calls and messaging for a long time against one server ([`soak`]), in the
 //!   namespace like `sfu` (re-run there as `soak-inner`); fails when the server's RSS or open
 //!   descriptors grow after the warm-up or a client sees an error.
@@ -20,6 +23,7 @@ mod msg;
 mod netns;
 mod proc;
 mod progress;
+mod record;
 mod report;
 mod server;
 mod sfu;
@@ -68,6 +72,9 @@ enum Cmd {
         #[command(flatten)]
         media: media::MediaArgs,
     },
+    /// Recording cost: publishers recorded by Chorus and by Janus (with janus-pp-rec), per
+    /// recorded stream-second.
+    Record(RecordArgs),
     /// Every scenario at small sizes, for CI: fails when a generator or a peer does not work.
     Smoke,
     /// Calls and messaging for a long time (default 1 h; CI: 3 min) against one server: fails
@@ -80,6 +87,14 @@ enum Cmd {
         /// The [`SoakSpec`] as JSON.
         spec: PathBuf,
         /// Where the run goes, as JSON.
+        result: PathBuf,
+    },
+    /// Internal: the record runs inside the network namespace.
+    #[command(hide = true)]
+    RecordInner {
+        /// The [`RecordSpec`] as JSON.
+        spec: PathBuf,
+        /// Where the runs go, as JSON.
         result: PathBuf,
     },
     /// Internal: the SFU runs inside the network namespace.
@@ -144,6 +159,47 @@ impl SfuArgs {
 }
 
 /// What the namespace child gets.
+/// The recording benchmark.
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+struct RecordArgs {
+    /// Which servers to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "chorus,janus", value_parser = ["chorus", "janus"])]
+    targets: Vec<String>,
+    /// Publishers, each recorded (a 3-layer VP8 simulcast camera up to 720p and Opus).
+    #[arg(long, default_value_t = 4, value_parser = positive)]
+    publishers: usize,
+    /// Measured window of each run (recording off, recording on).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    duration: Duration,
+    /// Time after the joins (and the recording's start) before the window.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    warmup: Duration,
+    /// The Janus binary; `janus-pp-rec` is taken from beside it.
+    #[arg(long, default_value = "/usr/bin/janus")]
+    janus_bin: PathBuf,
+}
+
+impl RecordArgs {
+    /// CI: one publisher, a 3-second window.
+    fn smoke() -> RecordArgs {
+        RecordArgs {
+            targets: vec!["chorus".into(), "janus".into()],
+            publishers: 1,
+            duration: Duration::from_secs(3),
+            warmup: Duration::from_secs(2),
+            janus_bin: "/usr/bin/janus".into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordSpec {
+    args: RecordArgs,
+    chorus_bin: PathBuf,
+}
+
 #[derive(Serialize, Deserialize)]
 struct SfuSpec {
     args: SfuArgs,
@@ -213,6 +269,18 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
         std::fs::write(result, serde_json::to_vec(&runs)?)?;
         return Ok(());
     }
+    if let Cmd::RecordInner { spec, result } = &cli.command {
+        let spec: RecordSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
+        let Some(addr) = netns::NetNs::inside() else {
+            bail!("record-inner runs only inside the benchmark's namespace")
+        };
+        let a = &spec.args;
+        let loads = record::loads(a.publishers, a.warmup, a.duration, IpAddr::V4(addr));
+        let janus = sfu::janus::JanusOptions::new(a.janus_bin.clone());
+        let runs = record::inside(&a.targets, &loads, &spec.chorus_bin, &janus, &common.progress).await?;
+        std::fs::write(result, serde_json::to_vec(&runs)?)?;
+        return Ok(());
+    }
     if let Cmd::SoakInner { spec, result } = &cli.command {
         let spec: SoakSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
         let Some(addr) = netns::NetNs::inside() else { bail!("soak-inner runs only inside the benchmark's namespace") };
@@ -232,6 +300,7 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
         Cmd::Sfu(args) => report.sections.extend(sfu(&args, &common, &mut failures).await?),
         Cmd::Msg(args) => report.sections.extend(msg::run(&args, &common).await?),
         Cmd::Media(args) => report.sections.extend(media::run(&args, &common).await?),
+        Cmd::Record(args) => report.sections.push(record(&args, &common, &mut failures).await?),
         Cmd::All { sfu: s, msg: m, media: md } => {
             report.sections.extend(msg::run(&m, &common).await?);
             report.sections.extend(media::run(&md, &common).await?);
@@ -241,8 +310,11 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
             report.sections.extend(msg::run(&msg::MsgArgs::smoke(), &common).await?);
             report.sections.extend(media::run(&media::MediaArgs::smoke(), &common).await?);
             report.sections.extend(sfu(&SfuArgs::smoke(), &common, &mut failures).await?);
+            report.sections.push(record(&RecordArgs::smoke(), &common, &mut failures).await?);
         }
-        Cmd::SfuInner { .. } | Cmd::SoakInner { .. } | Cmd::Soak(_) => unreachable!("handled above"),
+        Cmd::SfuInner { .. } | Cmd::SoakInner { .. } | Cmd::RecordInner { .. } | Cmd::Soak(_) => {
+            unreachable!("handled above")
+        }
     }
     report.print();
     report.write(&cli.out)?;
@@ -284,13 +356,39 @@ async fn sfu(args: &SfuArgs, common: &Common, failures: &mut Vec<String>) -> any
         }
     }
     let janus = args.targets.iter().any(|t| t == "janus").then(|| {
-        sfu::janus::version(&sfu::janus::JanusOptions { bin: args.janus_bin.clone() }).unwrap_or_else(|| "Janus".into())
+        sfu::janus::version(&sfu::janus::JanusOptions::new(args.janus_bin.clone())).unwrap_or_else(|| "Janus".into())
     });
     Ok(sfu::sections(&runs, janus.as_deref()))
 }
 
 /// Runs the soak in a fresh network namespace (a child process of this binary), writes its
 /// report, and fails with the criteria it missed.
+/// The record runs, in the namespace (re-run as `record-inner`); files that do not play or a
+/// recording that wrote nothing are failures (they fail a smoke run).
+async fn record(args: &RecordArgs, common: &Common, failures: &mut Vec<String>) -> anyhow::Result<Section> {
+    let ns = netns::NetNs::create()?;
+    let dir = tempfile::tempdir()?;
+    let (spec_path, result_path) = (dir.path().join("spec.json"), dir.path().join("runs.json"));
+    let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
+    std::fs::write(&spec_path, serde_json::to_vec(&RecordSpec { args: args.clone(), chorus_bin })?)?;
+    let status = ns
+        .command(&std::env::current_exe()?)
+        .arg("record-inner")
+        .arg(&spec_path)
+        .arg(&result_path)
+        .status()
+        .context("running the record scenarios in the namespace")?;
+    if !status.success() {
+        bail!("the record scenarios failed ({status})");
+    }
+    let runs: Vec<SfuRun> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
+    failures.extend(record::failures(&runs));
+    let janus = args.targets.iter().any(|t| t == "janus").then(|| {
+        sfu::janus::version(&sfu::janus::JanusOptions::new(args.janus_bin.clone())).unwrap_or_else(|| "Janus".into())
+    });
+    Ok(record::section(&runs, janus.as_deref()))
+}
+
 async fn soak(args: &soak::SoakArgs, out: &std::path::Path, common: &Common) -> anyhow::Result<()> {
     args.check()?;
     let ns = netns::NetNs::create()?;
@@ -349,6 +447,7 @@ async fn sfu_inside(args: &SfuArgs, common: &Common) -> anyhow::Result<Vec<SfuRu
             warmup: args.warmup,
             duration: args.duration,
             bind: IpAddr::V4(addr),
+            record: false,
         };
         for target in &args.targets {
             common.progress.step(format!("SFU {target}: {} publishers → {subscribers} subscribers", load.publishers));
@@ -358,7 +457,7 @@ async fn sfu_inside(args: &SfuArgs, common: &Common) -> anyhow::Result<Vec<SfuRu
                         .await?
                 }
                 "janus" => {
-                    sfu::janus::run(&load, &sfu::janus::JanusOptions { bin: args.janus_bin.clone() }, &common.progress)
+                    sfu::janus::run(&load, &sfu::janus::JanusOptions::new(args.janus_bin.clone()), &common.progress)
                         .await?
                 }
                 other => bail!("unknown SFU target {other:?} (chorus, janus)"),
@@ -392,6 +491,9 @@ mod tests {
             "sfu --subscribers 4,0",
             "sfu --streams 0",
             "sfu --targets chorus,foo",
+            "record --publishers 0",
+            "record --targets janus,bar",
+            "record --duration soon",
             "msg --msg-scenarios idle,bogus",
             "msg --idle-connections 0",
             "msg --fanout-rate 0",
@@ -417,6 +519,7 @@ mod tests {
             "msg --msg-in-flight 64 --fanout-rate 0.5",
             "all",
             "smoke",
+            "record --publishers 2 --duration 5s",
             "soak",
             "soak --duration 3m",
             "media --media-size 8388608 --media-clients 4 --media-duration 2s",

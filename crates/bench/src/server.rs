@@ -122,6 +122,11 @@ impl ChorusServer {
     }
 
     /// The server's process id (for [`crate::proc`]).
+    /// The server's data directory.
+    pub fn data(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

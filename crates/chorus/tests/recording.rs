@@ -319,3 +319,108 @@ async fn a_storage_failure_stops_the_recording_not_the_call() {
     let before = common::calls::frames(&a.stats(), b.address(), Kind::Video);
     common::calls::wait_frames(&a, b.address(), Kind::Video, before + 30).await;
 }
+
+/// A tmpfs of `bytes` mounted on a directory (the test runs as root), unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, bytes: u64) -> Result<SmallDisk, String> {
+        std::fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700"), "chorus-test-recordings"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("running mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("mount -t tmpfs: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(SmallDisk { path: path.to_path_buf() })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: the server may still hold a file there while it is being killed.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// The disk fills while a call is recorded: the recordings directory is a 3 MiB file system of
+/// its own, which two 720p cameras fill within seconds. The recording stops with
+/// `storage_failed` (everyone in the call is told), the call goes on (both still in it, media
+/// still flowing both ways), and what was written before the disk filled is kept: both partial
+/// files reach the library, and ffprobe reads them.
+///
+/// Needs root to mount the file system: without it the test says so and passes without
+/// running (an unprivileged `cargo test` cannot make a disk fill on purpose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_recording_not_the_call() {
+    const DISK: u64 = 3 << 20;
+    let _slot = common::call_slot();
+    let store = common::Store::new(Backend::Sqlite).await;
+    let disk = match SmallDisk::mount(&store.data.path().join("recordings"), DISK) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED a_full_disk_stops_the_recording_not_the_call: no small file system to fill ({e}); run as root"
+            );
+            return;
+        }
+    };
+    let s = Server::start_on(store, &[]).await;
+    let _disk = disk; // unmounted before the server's data directory goes
+    let (r, _bob, mut a, mut b) = two_publishers(&s).await;
+
+    let started: CallRecording = r.owner.post(&recording_path(r.gid), &json!({})).await.unwrap();
+    assert!(started.active);
+    let t0 = Instant::now();
+    for c in [&mut a, &mut b] {
+        let n = c
+            .wait_for(
+                Duration::from_secs(90),
+                |n| matches!(n, CallNotice::Event(CallEvent::Recording { recording }) if !recording.active),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: the recording did not stop as the disk filled: {e}", c.address()));
+        let CallNotice::Event(CallEvent::Recording { recording }) = n else { unreachable!() };
+        assert_eq!(recording.reason, Some(RecordingStopReason::StorageFailed), "{recording:?}");
+    }
+    let recorded = t0.elapsed().as_secs_f64();
+    let state: CallRecording = r.owner.get(&recording_path(r.gid)).await.unwrap();
+    assert!(!state.active, "{state:?}");
+
+    // The call goes on: media flows both ways, and someone joining now finds both in the call,
+    // not recorded.
+    for (to, from) in [(&a, &b), (&b, &a)] {
+        let before = common::calls::frames(&to.stats(), from.address(), Kind::Video);
+        common::calls::wait_frames(to, from.address(), Kind::Video, before + 30).await;
+    }
+    let (cat, _) = member_with_pin(&s, &r, "cat@example.org", &r.viewer_pin).await;
+    let c = join(&cat, r.gid, Default::default()).await;
+    let mut present: Vec<&str> = c.joined().participants.iter().map(|p| p.address.as_str()).collect();
+    present.sort_unstable();
+    let mut expected = vec![a.address(), b.address(), c.address()];
+    expected.sort_unstable();
+    assert_eq!(present, expected);
+    assert_eq!(c.joined().recording, None);
+
+    // Both partial files are kept and listed; together they are about the whole disk (it did
+    // fill), and each plays: ffprobe reads VP8 and Opus up to about when the disk filled.
+    let entries = library_with(&r.owner, r.gid, 2).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let total: u64 = entries.iter().map(|e| e["size"].as_u64().unwrap()).sum();
+    assert!(total > DISK * 8 / 10 && total <= DISK, "{total} bytes recorded on a {DISK}-byte disk: {entries:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for e in &entries {
+        let secs = e["duration_ms"].as_f64().expect("a duration in the library") / 1000.0;
+        assert!(secs > 0.5 && secs < recorded + 1.0, "{secs} s in the library, stopped after {recorded:.1} s: {e}");
+        let file = download(&s, &r.owner, e["id"].as_str().unwrap(), dir.path()).await;
+        let p = probe(&file);
+        assert!(p.codecs.contains(&"vp8".to_string()) && p.codecs.contains(&"opus".to_string()), "{:?}", p.codecs);
+        assert!(p.video.1 > 0.5 && p.video.1 < recorded + 1.0, "{}: video up to {} s", e["name"], p.video.1);
+        assert!((p.video.0 - p.audio.0).abs() < 0.1, "video starts at {}, audio at {}", p.video.0, p.audio.0);
+    }
+    drop(c);
+}

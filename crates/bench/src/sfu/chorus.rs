@@ -62,11 +62,42 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
             })
             .collect(),
     };
+    // Record runs: the first publisher, made an admin, starts the call's recording.
+    let recordings = srv.data().join("recordings");
+    if load.record {
+        let first = pubs.first().context("a record run needs a publisher")?;
+        srv.backend(
+            serde_json::json!({"op": "groupeditmembers", "group": {"gid": gid, "m": [first.address], "admin": 1}}),
+        )
+        .await?;
+        let state: serde_json::Value = srv
+            .client(&first.token)
+            .post(&format!("/v1/groups/{gid}/call/recording"), &serde_json::json!({}))
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the recording: {e:?}"))?;
+        if state["active"] != true {
+            anyhow::bail!("the recording did not start: {state}");
+        }
+    }
     super::settle(progress, "chorus", load.warmup).await;
+    let written = crate::record::dir_bytes(&recordings);
     let (before, after, cost) =
         super::measure(progress, "chorus", srv.pid(), load.duration, || snapshot(&subscribers)).await?;
+    let written = crate::record::dir_bytes(&recordings).saturating_sub(written);
+    let mut run = SfuRun::from_window("chorus", load, cost, &before, &after, &joined);
+    if load.record {
+        // Read as the server left them, still recording: no post-processing.
+        let files = crate::record::files_with(&recordings, ".webm");
+        let playable_as_written = crate::record::playable_webm(&files);
+        run.recording = Some(crate::record::Recording {
+            window_bytes: written,
+            files: files.len(),
+            playable_as_written,
+            ..Default::default()
+        });
+    }
     for c in subscribers.into_iter().chain(publishers) {
         c.abort();
     }
-    Ok(SfuRun::from_window("chorus", load, cost, &before, &after, &joined))
+    Ok(run)
 }

@@ -41,6 +41,10 @@ pub struct SfuLoad {
     pub duration: Duration,
     /// The local address media use (the namespace's veth end, [`crate::netns::IFACE`]).
     pub bind: IpAddr,
+    /// The server records every publisher ([`crate::record`]): Chorus by its API once all
+    /// publish, Janus by its room's `record = true`.
+    #[serde(default)]
+    pub record: bool,
 }
 
 impl SfuLoad {
@@ -155,6 +159,9 @@ pub struct SfuRun {
     pub live_streams: usize,
     /// One-way latency over every frame of every stream in the window, ms: p50, p99, max.
     pub latency_ms: [Option<f64>; 3],
+    /// What recording did (record runs only).
+    #[serde(default)]
+    pub recording: Option<crate::record::Recording>,
 }
 
 /// Cross-stream totals of an [`SfuRun`].
@@ -231,7 +238,16 @@ impl SfuRun {
         let expected_streams = load.subscribers * load.streams.min(load.publishers) * 2;
         let live_streams = streams.iter().filter(|s| s.packets > 0).count();
         let latency_ms = [ms(all.quantile_us(0.5)), ms(all.quantile_us(0.99)), ms(all.quantile_us(1.0))];
-        SfuRun { target: target.into(), load: load.clone(), cost, streams, expected_streams, live_streams, latency_ms }
+        SfuRun {
+            target: target.into(),
+            load: load.clone(),
+            cost,
+            streams,
+            expected_streams,
+            live_streams,
+            latency_ms,
+            recording: None,
+        }
     }
 
     /// Totals over every stream of the window.

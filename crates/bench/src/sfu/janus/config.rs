@@ -35,6 +35,8 @@ pub struct JanusConfig {
     pub debug_level: u8,
     /// Maximum publishers of the room.
     pub publishers: usize,
+    /// Record every publisher into this folder (`record = true`, `rec_dir`); `None`: no recording.
+    pub record: Option<PathBuf>,
     /// Modules present, per folder (file names), so every one but the one used is disabled.
     pub modules: Modules,
 }
@@ -150,7 +152,8 @@ events: {{
     }
 
     /// `janus.plugin.videoroom.jcfg`: the one room, VP8 + Opus, no bitrate cap, no periodic
-    /// keyframe requests, no recording, no extra notifications.
+    /// keyframe requests, no extra notifications; recording only in the record runs
+    /// (`record = true` with `rec_dir`).
     pub fn videoroom_jcfg(&self) -> String {
         format!(
             r#"general: {{
@@ -163,12 +166,16 @@ room-{ROOM}: {{
 	fir_freq = 0
 	audiocodec = "opus"
 	videocodec = "vp8"
-	record = false
+	{record}
 	notify_joining = false
 	audiolevel_event = false
 }}
 "#,
             publishers = self.publishers.max(1),
+            record = match &self.record {
+                Some(dir) => format!("record = true\n\trec_dir = \"{}\"", dir.display()),
+                None => "record = false".into(),
+            },
         )
     }
 
@@ -222,6 +229,7 @@ mod tests {
             ice_iface: "bench0".into(),
             debug_level: 3,
             publishers: 4,
+            record: None,
             modules: Modules {
                 plugins: names(&["libjanus_audiobridge.so", "libjanus_echotest.so", "libjanus_videoroom.so"]),
                 transports: names(&["libjanus_http.so", "libjanus_websockets.so"]),
@@ -257,6 +265,8 @@ mod tests {
         assert!(v.contains("publishers = 4") && v.contains("bitrate = 0") && v.contains("fir_freq = 0"), "{v}");
         assert!(v.contains(r#"videocodec = "vp8""#) && v.contains(r#"audiocodec = "opus""#), "{v}");
         assert!(v.contains("record = false"), "{v}");
+        let rec = JanusConfig { record: Some("/tmp/rec".into()), ..cfg.clone() }.videoroom_jcfg();
+        assert!(rec.contains("record = true\n\trec_dir = \"/tmp/rec\""), "{rec}");
         let w = cfg.websockets_jcfg();
         assert!(w.contains("ws_port = 8999") && w.contains(r#"ws_ip = "127.0.0.1""#), "{w}");
         assert!(w.contains("admin_ws = false") && w.contains("wss = false"), "{w}");

@@ -19,7 +19,8 @@
 //! * one static room (`room-1234`): VP8 + Opus only, `publishers` = P, `bitrate = 0` (no REMB
 //!   cap: Janus never asks publishers to slow down), `fir_freq = 0` (no periodic keyframe
 //!   requests: the synthetic cameras send a keyframe every 3 s anyway, as for Chorus), no
-//!   recording, no join notifications, no audio-level events.
+//!   recording (but in the record runs, [`crate::record`]: `record = true` and a `rec_dir`),
+//!   no join notifications, no audio-level events.
 //!
 //! Everything else keeps Janus's defaults, which is what a deployment gets: one event-loop
 //! thread per handle, NACK buffer with retransmissions, TWCC feedback, RTCP. Nothing is
@@ -83,6 +84,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct JanusOptions {
     /// The `janus` binary (Debian package `janus`).
     pub bin: PathBuf,
+    /// `janus-pp-rec` (Debian package `janus-tools`), for the record runs' post-processing.
+    pub pp_rec: PathBuf,
+}
+
+impl JanusOptions {
+    /// `bin`, with `janus-pp-rec` beside it.
+    pub fn new(bin: PathBuf) -> JanusOptions {
+        let pp_rec = bin.with_file_name("janus-pp-rec");
+        JanusOptions { bin, pp_rec }
+    }
 }
 
 /// Janus's version (`janus --version`), e.g. "Janus 1.1.2", if it is installed.
@@ -209,7 +220,10 @@ fn snapshot(subs: &[Subscriber]) -> Snapshot {
 pub async fn run(load: &SfuLoad, opts: &JanusOptions, progress: &Progress) -> anyhow::Result<SfuRun> {
     install_crypto();
     progress.status("janus: starting");
-    let (mut srv, api) = JanusServer::start(opts, load.publishers).await?;
+    // Record runs: the room records every publisher into this folder (`record = true`).
+    let rec_dir =
+        if load.record { Some(tempfile::Builder::new().prefix("chorus-bench-janus-rec-").tempdir()?) } else { None };
+    let (mut srv, api) = JanusServer::start(opts, load.publishers, rec_dir.as_ref().map(|d| d.path())).await?;
     let with_log = |e: anyhow::Error, srv: &JanusServer| e.context(format!("Janus log:\n{}", srv.log_tail()));
 
     let mut publishers = Vec::new();
@@ -236,12 +250,31 @@ pub async fn run(load: &SfuLoad, opts: &JanusOptions, progress: &Progress) -> an
     }
     super::settle(progress, "janus", load.warmup).await;
     srv.check_alive()?;
+    let bytes = |d: &Option<tempfile::TempDir>| d.as_ref().map_or(0, |d| crate::record::dir_bytes(d.path()));
+    let written = bytes(&rec_dir);
     let (before, after, cost) =
         super::measure(progress, "janus", srv.pid(), load.duration, || snapshot(&subscribers)).await?;
+    let written = bytes(&rec_dir).saturating_sub(written);
     for t in subscribers.iter().map(|s| &s.task).chain(publishers.iter().map(|p| &p.task)) {
         t.abort();
     }
     drop(api);
     drop(srv);
-    Ok(SfuRun::from_window("janus", load, cost, &before, &after, &joined))
+    let mut run = SfuRun::from_window("janus", load, cost, &before, &after, &joined);
+    if let Some(dir) = &rec_dir {
+        progress.status("janus: post-processing the recordings (janus-pp-rec)");
+        let files = crate::record::files_with(dir.path(), ".mjr");
+        let mut rec = crate::record::Recording {
+            window_bytes: written,
+            files: files.len(),
+            playable_as_written: files
+                .iter()
+                .filter(|f| crate::record::ffprobe(f).is_some_and(|(c, _)| c.iter().any(|c| c == "vp8" || c == "opus")))
+                .count(),
+            ..Default::default()
+        };
+        crate::record::post_process(&opts.pp_rec, dir.path(), &mut rec)?;
+        run.recording = Some(rec);
+    }
+    Ok(run)
 }

@@ -48,7 +48,11 @@ impl JanusServer {
     /// Writes the configuration for a room of `publishers`, starts Janus and waits until its
     /// API answers `info` with the VideoRoom plugin loaded. Returns the server and a connected
     /// API client.
-    pub async fn start(opts: &JanusOptions, publishers: usize) -> anyhow::Result<(JanusServer, Api)> {
+    pub async fn start(
+        opts: &JanusOptions,
+        publishers: usize,
+        record: Option<&std::path::Path>,
+    ) -> anyhow::Result<(JanusServer, Api)> {
         let lib =
             config::find_lib().ok_or_else(|| anyhow!("Janus's plugin folder (libjanus_videoroom.so) not found"))?;
         let dir = tempfile::Builder::new().prefix("chorus-bench-janus-").tempdir()?;
@@ -63,6 +67,7 @@ impl JanusServer {
             ice_iface: crate::netns::IFACE.into(),
             debug_level: level.unwrap_or(3),
             publishers,
+            record: record.map(std::path::Path::to_path_buf),
         };
         let main = cfg.write().context("writing Janus's configuration")?;
         let mut cmd = Command::new(&opts.bin);
