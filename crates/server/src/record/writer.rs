@@ -4,7 +4,8 @@
 //! Packets come over a bounded channel the room task fills with `try_send`: when the writer
 //! falls behind (a slow disk) packets are dropped and counted, and the call never waits for it.
 //! The writer takes them in batches: it sleeps up to 20 ms (less when a recorder's timer is
-//! due), so it wakes tens of times a second, not once per packet.
+//! due), so it wakes tens of times a second, not once per packet. A stream's end is applied after
+//! the packet batch read after it, so the packets sent before the end are still written.
 //! Everything else (streams starting and ending, sender reports, stop) comes over an unbounded
 //! channel, which carries a few messages per stream, and is read before each packet batch so a
 //! stream is known before its packets. File writes are `pwrite`s of what the recorders output;
@@ -137,6 +138,9 @@ impl Thread {
         // `BATCH`), then takes everything queued. Woken per packet (a blocking receive), the
         // thread's wake-ups cost more than the muxing (bench/RESULTS.md, "Recording beside Janus").
         let mut wait = Duration::ZERO;
+        // Streams whose end was read but not applied yet: their last packets (sent before the
+        // end) are still in the packet queue, and are written first.
+        let mut ending: Vec<(i64, u32)> = Vec::new();
         loop {
             if !wait.is_zero() {
                 std::thread::sleep(wait);
@@ -144,8 +148,8 @@ impl Thread {
             // Control first: a stream is announced before its packets are sent.
             loop {
                 match control.try_recv() {
-                    Ok(m) => {
-                        if matches!(*m, RecordOut::Stop { .. }) {
+                    Ok(m) => match *m {
+                        RecordOut::Stop { .. } => {
                             // The packets sent before the stop are still written.
                             while let Ok(p) = packets.try_recv() {
                                 self.message(*p);
@@ -153,8 +157,19 @@ impl Thread {
                             self.finish_all();
                             return;
                         }
-                        self.message(*m);
-                    }
+                        RecordOut::StreamEnd { uid, sid } => ending.push((uid, sid)),
+                        m => {
+                            // The same stream again (left and came back within a batch): the
+                            // old one ends now, before the new one starts.
+                            if let RecordOut::Stream { uid, sid, .. } = m {
+                                if let Some(i) = ending.iter().position(|k| *k == (uid, sid)) {
+                                    ending.swap_remove(i);
+                                    self.message(RecordOut::StreamEnd { uid, sid });
+                                }
+                            }
+                            self.message(m);
+                        }
+                    },
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         while let Ok(p) = packets.try_recv() {
@@ -175,6 +190,9 @@ impl Thread {
                     }
                     Err(_) => break,
                 }
+            }
+            for (uid, sid) in ending.drain(..) {
+                self.message(RecordOut::StreamEnd { uid, sid });
             }
             let now = Instant::now();
             let keys: Vec<(i64, u32)> = self.streams.keys().copied().collect();
