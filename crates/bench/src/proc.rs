@@ -16,12 +16,15 @@ pub struct Sample {
     pub cpu_secs: f64,
     /// Resident set size, KiB.
     pub rss_kib: u64,
+    /// Of it: anonymous memory (heap, stacks), files mapped (the binary, libraries) and shared
+    /// memory (SQLite's WAL index), KiB (`RssAnon`, `RssFile`, `RssShmem`).
+    pub rss_parts_kib: [u64; 3],
     /// When it was read.
     pub at: Instant,
 }
 
 /// Reads `/proc/<pid>/stat` (fields 14 and 15, utime and stime in clock ticks) and
-/// `/proc/<pid>/status` (`VmRSS`).
+/// `/proc/<pid>/status` (`VmRSS` and its parts).
 pub fn sample(pid: u32) -> anyhow::Result<Sample> {
     let at = Instant::now();
     let stat =
@@ -33,13 +36,17 @@ pub fn sample(pid: u32) -> anyhow::Result<Sample> {
     let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
         + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Ok(Sample { cpu_secs: ticks as f64 / clock_ticks(), rss_kib, at })
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let rss_kib = kib("VmRSS:");
+    let rss_parts_kib = [kib("RssAnon:"), kib("RssFile:"), kib("RssShmem:")];
+    Ok(Sample { cpu_secs: ticks as f64 / clock_ticks(), rss_kib, rss_parts_kib, at })
 }
 
 fn clock_ticks() -> f64 {

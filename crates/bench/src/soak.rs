@@ -146,6 +146,14 @@ pub struct SoakSample {
     pub t: f64,
     /// Resident set size, KiB.
     pub rss_kib: u64,
+    /// Of it: anonymous, file-backed and shared memory, KiB (`RssAnon`, `RssFile`,
+    /// `RssShmem`; 0 in readings of older runs).
+    #[serde(default)]
+    pub rss_parts_kib: [u64; 3],
+    /// What the server's C allocator holds, KiB: in use and kept free (its `/metrics`
+    /// `chorus_heap_in_use_bytes` and `chorus_heap_free_bytes`; absent when it does not say).
+    #[serde(default)]
+    pub heap_kib: Option<[u64; 2]>,
     /// Open file descriptors.
     pub fds: usize,
     /// Threads.
@@ -275,6 +283,14 @@ pub struct Criteria {
     pub fds_base: f64,
     /// Median descriptors over the last window.
     pub fds_end: f64,
+    /// The same medians of the server's anonymous RSS (heap, stacks), KiB.
+    pub anon_base_kib: f64,
+    /// At the end.
+    pub anon_end_kib: f64,
+    /// The same medians of the memory its C allocator has in use, KiB (NaN: not reported).
+    pub heap_in_use_base_kib: f64,
+    /// At the end.
+    pub heap_in_use_end_kib: f64,
     /// Length of each window, seconds.
     pub window_secs: f64,
     /// What failed, in words (empty: passed).
@@ -308,6 +324,8 @@ impl SoakRun {
         let rss_end = med(&end, |s| s.rss_kib as f64);
         let fds_base = med(&base, |s| s.fds as f64);
         let fds_end = med(&end, |s| s.fds as f64);
+        let anon = |v: &[&SoakSample]| med(v, |s| s.rss_parts_kib[0] as f64);
+        let heap = |v: &[&SoakSample]| median(v.iter().filter_map(|s| s.heap_kib).map(|h| h[0] as f64).collect());
         let growth = (rss_end - rss_base) * 100.0 / rss_base;
         let after: Vec<(f64, f64)> =
             self.samples.iter().filter(|s| s.t >= warm).map(|s| (s.t / 3600.0, s.rss_kib as f64 / 1024.0)).collect();
@@ -346,6 +364,10 @@ impl SoakRun {
             rss_slope_mib_h: slope,
             fds_base,
             fds_end,
+            anon_base_kib: anon(&base),
+            anon_end_kib: anon(&end),
+            heap_in_use_base_kib: heap(&base),
+            heap_in_use_end_kib: heap(&end),
             window_secs: w,
             failures,
         }
@@ -376,6 +398,15 @@ impl SoakRun {
             Metric::new("server RSS just after the warm-up (median)", "MiB", Better::Lower, c.rss_base_kib / 1024.0),
             Metric::new("server RSS at the end (median)", "MiB", Better::Lower, c.rss_end_kib / 1024.0),
             Metric::new("server RSS trend after the warm-up", "MiB/h", Better::Lower, c.rss_slope_mib_h),
+            Metric::new("of it anonymous, after the warm-up (median)", "MiB", Better::Lower, c.anon_base_kib / 1024.0),
+            Metric::new("of it anonymous, at the end (median)", "MiB", Better::Lower, c.anon_end_kib / 1024.0),
+            Metric::new(
+                "server heap in use after the warm-up (median)",
+                "MiB",
+                Better::Lower,
+                c.heap_in_use_base_kib / 1024.0,
+            ),
+            Metric::new("server heap in use at the end (median)", "MiB", Better::Lower, c.heap_in_use_end_kib / 1024.0),
             Metric::new(
                 "server RSS peak",
                 "MiB",
@@ -454,6 +485,8 @@ impl SoakRun {
             points: vec![(self.warmup_secs / 60.0, 0.0), (self.warmup_secs / 60.0, top)],
         };
         let rss = minutes(|s| s.rss_kib as f64 / 1024.0);
+        let heap: Vec<(f64, f64)> =
+            self.samples.iter().filter_map(|s| Some((s.t / 60.0, s.heap_kib?[0] as f64 / 1024.0))).collect();
         let fds = minutes(|s| s.fds as f64);
         let top = |v: &[(f64, f64)]| v.iter().map(|p| p.1).fold(0.0, f64::max);
         s.plots = vec![
@@ -462,7 +495,11 @@ impl SoakRun {
                 title: "Server RSS during the soak".into(),
                 x_label: "minutes".into(),
                 y_label: "MiB".into(),
-                series: vec![Series { name: "RSS".into(), points: rss.clone() }, warm_line(top(&rss))],
+                series: vec![
+                    Series { name: "RSS".into(), points: rss.clone() },
+                    Series { name: "heap in use (malloc)".into(), points: heap },
+                    warm_line(top(&rss)),
+                ],
             },
             Plot {
                 file: "soak-fds".into(),
@@ -817,7 +854,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The readings.
+    // The readings. `/metrics` on a connection of its own each time, so the server holds no
+    // descriptor for the scraper between readings.
+    let scraper = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(5)).build()?;
     let mut samples = Vec::new();
     let mut prev = cpu0;
     let end = load_start + args.duration;
@@ -840,6 +879,8 @@ pub async fn run(
         let sample = SoakSample {
             t: next.duration_since(load_start).as_secs_f64(),
             rss_kib: s.rss_kib,
+            rss_parts_kib: s.rss_parts_kib,
+            heap_kib: heap_kib(&scraper, &srv.base).await,
             fds,
             threads,
             cores,
@@ -850,10 +891,13 @@ pub async fn run(
             errors,
         };
         let line = format!(
-            "soak: {}/{}, RSS {:.1} MiB, {} fds, {} threads, {:.2} cores, {} in calls, {} joins, {} msgs sent, {} delivered, {} errors",
+            "soak: {}/{}, RSS {:.1} MiB (anon {:.1}, heap in use {:.1}, free {:.1}), {} fds, {} threads, {:.2} cores, {} in calls, {} joins, {} msgs sent, {} delivered, {} errors",
             clock(sample.t),
             clock(args.duration.as_secs_f64()),
             s.rss_kib as f64 / 1024.0,
+            s.rss_parts_kib[0] as f64 / 1024.0,
+            sample.heap_kib.map_or(f64::NAN, |h| h[0] as f64 / 1024.0),
+            sample.heap_kib.map_or(f64::NAN, |h| h[1] as f64 / 1024.0),
             fds,
             threads,
             cores,
@@ -933,6 +977,26 @@ pub async fn run(
         errors,
         latency,
     })
+}
+
+/// The server's C allocator, KiB in use and free, from its `/metrics`; `None` when the scrape
+/// fails or the server does not report them.
+async fn heap_kib(http: &reqwest::Client, base: &str) -> Option<[u64; 2]> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(crate::server::ADMIN_TOKEN)
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |name: &str| -> Option<u64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+    };
+    Some([value("chorus_heap_in_use_bytes")? / 1024, value("chorus_heap_free_bytes")? / 1024])
 }
 
 /// `m:ss`.
@@ -1308,6 +1372,8 @@ mod tests {
                 .map(|(t, rss_kib, fds)| SoakSample {
                     t,
                     rss_kib,
+                    rss_parts_kib: [rss_kib, 0, 0],
+                    heap_kib: None,
                     fds,
                     threads: 4,
                     cores: 0.1,

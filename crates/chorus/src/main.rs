@@ -68,6 +68,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = chorus_server::config::Config::load(args.config.as_deref(), &args)?;
+            // Before the runtime starts its threads, so they share the arenas.
+            chorus_server::alloc::limit_arenas(cfg.malloc_arenas);
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(chorus_server::serve(cfg))
         }
         Command::Admin(args) => {

@@ -25,6 +25,11 @@ pub struct Config {
     /// SQLite `synchronous` level: `full` (a stored message survives power loss)
     /// or `normal` (faster; a power loss can lose the last commits).
     pub sqlite_synchronous: String,
+    /// SQLite page cache of each connection, KiB (1 writer, up to 8 readers).
+    pub sqlite_cache_kib: u32,
+    /// glibc malloc arenas at most (0: glibc's own limit, 8 per core); ignored when
+    /// `MALLOC_ARENA_MAX` is set in the environment.
+    pub malloc_arenas: u32,
     /// Admin (app) token for `/backend`; generated and stored under `data` if unset.
     pub admin_token: Option<String>,
     /// Key of the pins at rest (64 hex digits); read from or generated into `data/pin-key` if unset.
@@ -284,6 +289,8 @@ impl Default for Config {
             data: PathBuf::from("./chorus-data"),
             database: None,
             sqlite_synchronous: "full".into(),
+            sqlite_cache_kib: 2000,
+            malloc_arenas: 2,
             admin_token: None,
             pin_key: None,
             pin_key_reset: false,
@@ -429,6 +436,9 @@ impl Config {
         }
         if !matches!(self.sqlite_synchronous.as_str(), "full" | "normal") {
             anyhow::bail!("sqlite_synchronous must be full or normal");
+        }
+        if self.sqlite_cache_kib == 0 {
+            anyhow::bail!("sqlite_cache_kib must be positive");
         }
         if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
             anyhow::bail!("smtp_security must be starttls, tls or none");

@@ -20,12 +20,17 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use crate::clock::now_ms;
 
 /// Set on every SQLite connection: WAL, foreign keys, waiting (not failing) on
-/// locks, and the `synchronous` level (`FULL`: a commit survives power loss).
-fn sqlite_pragmas(synchronous: &str) -> String {
+/// locks, the `synchronous` level (`FULL`: a commit survives power loss) and the size of the
+/// connection's page cache in KiB (`sqlite_cache_kib`; a negative `cache_size` is KiB).
+fn sqlite_pragmas(synchronous: &str, cache_kib: u32) -> String {
     format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+         PRAGMA cache_size=-{cache_kib};"
     )
 }
+
+/// Most connections the SQLite read pool opens.
+pub const SQLITE_READERS: u32 = 8;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -53,8 +58,14 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the store and runs migrations.
-    pub async fn open(database: Option<&str>, data_dir: &Path, sqlite_synchronous: &str) -> anyhow::Result<Db> {
+    /// Opens (creating if needed) the store and runs migrations. SQLite: `sqlite_cache_kib` is
+    /// each connection's page cache (1 writer and up to [`SQLITE_READERS`] readers).
+    pub async fn open(
+        database: Option<&str>,
+        data_dir: &Path,
+        sqlite_synchronous: &str,
+        sqlite_cache_kib: u32,
+    ) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let (write, read, backend) = match database {
             Some(url) => {
@@ -77,9 +88,13 @@ impl Db {
                 let opts = AnyConnectOptions::from_str(&url)?
                     .log_statements(tracing::log::LevelFilter::Trace)
                     .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-                let pragmas: std::sync::Arc<str> = sqlite_pragmas(sqlite_synchronous).into();
+                let pragmas: std::sync::Arc<str> = sqlite_pragmas(sqlite_synchronous, sqlite_cache_kib).into();
+                // Connections to a local file are never recycled (sqlx's default closes each
+                // after 30 minutes): a replacement starts an empty page cache on a new thread
+                // and fills it again, while the old one's memory stays with the allocator.
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
+                    .max_lifetime(None)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect({
                         let pragmas = pragmas.clone();
@@ -92,7 +107,8 @@ impl Db {
                     .await?;
                 SQLITE_MIGRATIONS.run(&write).await?;
                 let read = AnyPoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(SQLITE_READERS)
+                    .max_lifetime(None)
                     .after_connect({
                         let pragmas = pragmas.clone();
                         move |conn, _| {

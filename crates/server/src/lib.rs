@@ -6,6 +6,7 @@
 //! for the map and the invariants each module keeps.
 
 pub mod accounts;
+pub mod alloc;
 pub mod auth_token;
 pub mod boards;
 pub mod bus;
@@ -148,7 +149,7 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         tracing::warn!("code_requests_per_identity is deprecated and ignored; see code_request_interval_secs");
     }
     let admin = admin_token(&cfg)?;
-    let db = db::Db::open(cfg.database.as_deref(), &cfg.data, &cfg.sqlite_synchronous).await?;
+    let db = db::Db::open(cfg.database.as_deref(), &cfg.data, &cfg.sqlite_synchronous, cfg.sqlite_cache_kib).await?;
     tracing::info!(backend = ?db.backend, epoch = %db.epoch, "store ready");
     let mailer = mail::Mailer::from_config(&cfg)?;
     let bus: Arc<dyn bus::FanOut> = Arc::new(bus::LocalBus::default());

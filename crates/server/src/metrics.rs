@@ -70,6 +70,10 @@ pub struct Metrics {
     pub uploads_completed: Counter,
     /// Bytes stored by uploads.
     pub upload_bytes: Counter,
+    /// Memory allocated through the C allocator and not freed (glibc only; read at each scrape).
+    pub heap_in_use: Gauge,
+    /// Memory the C allocator took from the system and keeps free (glibc only).
+    pub heap_free: Gauge,
 }
 
 impl Metrics {
@@ -103,6 +107,8 @@ impl Metrics {
             webhooks_dropped: Counter::default(),
             uploads_completed: Counter::default(),
             upload_bytes: Counter::default(),
+            heap_in_use: Gauge::default(),
+            heap_free: Gauge::default(),
         }
     }
 
@@ -149,6 +155,12 @@ impl Metrics {
         r.register("webhooks_dropped", "Webhook events dropped (store queue full)", self.webhooks_dropped.clone());
         r.register("uploads_completed", "Uploads that became files", self.uploads_completed.clone());
         r.register("upload_bytes", "Bytes stored by uploads", self.upload_bytes.clone());
+        r.register(
+            "heap_in_use_bytes",
+            "Memory allocated through the C allocator and not freed",
+            self.heap_in_use.clone(),
+        );
+        r.register("heap_free_bytes", "Memory the C allocator keeps free for reuse", self.heap_free.clone());
         r
     }
 }
@@ -192,6 +204,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Every metric in OpenMetrics text format, ending with `# EOF`.
 pub fn render() -> String {
+    if let Some(h) = crate::alloc::heap() {
+        let m = metrics();
+        m.heap_in_use.set(i64::try_from(h.in_use).unwrap_or(i64::MAX));
+        m.heap_free.set(i64::try_from(h.free).unwrap_or(i64::MAX));
+    }
     let mut out = String::with_capacity(4096);
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &both().1);

@@ -315,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn backlog_pages_read_index_ranges() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(None, dir.path(), "normal").await.unwrap();
+        let db = Db::open(None, dir.path(), "normal", 2000).await.unwrap();
         for (resume, want) in [
             (true, "USING INDEX messages_conv_pos (conv_id=? AND pos>? AND pos<?)"),
             (false, "USING INDEX sqlite_autoindex_messages_2 (conv_id=? AND seq>?)"),

@@ -834,7 +834,7 @@ mod tests {
 
     /// A writer on a fresh SQLite store holding users `uids` (address `u<uid>`).
     async fn writer_with_users(dir: &std::path::Path, uids: &[i64]) -> (Db, Writer) {
-        let db = Db::open(None, dir, "normal").await.unwrap();
+        let db = Db::open(None, dir, "normal", 2000).await.unwrap();
         for uid in uids {
             sqlx::query("INSERT INTO users (uid, address, name, created_at) VALUES ($1, $2, $3, 0)")
                 .bind(uid)
