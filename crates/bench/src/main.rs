@@ -330,23 +330,8 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
 /// turns its runs into report sections. Runs where a stream never arrived are listed in
 /// `failures`.
 async fn sfu(args: &SfuArgs, common: &Common, failures: &mut Vec<String>) -> anyhow::Result<Vec<Section>> {
-    let ns = netns::NetNs::create()?;
-    let dir = tempfile::tempdir()?;
-    let (spec_path, result_path) = (dir.path().join("spec.json"), dir.path().join("runs.json"));
     let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
-    let spec = SfuSpec { args: args.clone(), chorus_bin };
-    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
-    let status = ns
-        .command(&std::env::current_exe()?)
-        .arg("sfu-inner")
-        .arg(&spec_path)
-        .arg(&result_path)
-        .status()
-        .context("running the SFU scenarios in the namespace")?;
-    if !status.success() {
-        bail!("the SFU scenarios failed ({status})");
-    }
-    let runs: Vec<SfuRun> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
+    let runs: Vec<SfuRun> = in_namespace("sfu-inner", &SfuSpec { args: args.clone(), chorus_bin }, "SFU")?;
     for r in &runs {
         if r.live_streams < r.expected_streams {
             failures.push(format!(
@@ -355,40 +340,47 @@ async fn sfu(args: &SfuArgs, common: &Common, failures: &mut Vec<String>) -> any
             ));
         }
     }
-    let janus = args.targets.iter().any(|t| t == "janus").then(|| {
-        sfu::janus::version(&sfu::janus::JanusOptions::new(args.janus_bin.clone())).unwrap_or_else(|| "Janus".into())
-    });
-    Ok(sfu::sections(&runs, janus.as_deref()))
+    Ok(sfu::sections(&runs, janus_version(&args.targets, &args.janus_bin).as_deref()))
+}
+
+/// Runs this binary's `inner` subcommand in a fresh network namespace with `spec` (as JSON) and
+/// returns what it wrote; `what` names the scenarios in errors.
+fn in_namespace<R: serde::de::DeserializeOwned>(inner: &str, spec: &impl Serialize, what: &str) -> anyhow::Result<R> {
+    let ns = netns::NetNs::create()?;
+    let dir = tempfile::tempdir()?;
+    let (spec_path, result_path) = (dir.path().join("spec.json"), dir.path().join("runs.json"));
+    std::fs::write(&spec_path, serde_json::to_vec(spec)?)?;
+    let status = ns
+        .command(&std::env::current_exe()?)
+        .arg(inner)
+        .arg(&spec_path)
+        .arg(&result_path)
+        .status()
+        .with_context(|| format!("running the {what} scenarios in the namespace"))?;
+    if !status.success() {
+        bail!("the {what} scenarios failed ({status})");
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&result_path)?)?)
+}
+
+/// Janus's version for the report, when Janus is among `targets`.
+fn janus_version(targets: &[String], janus_bin: &std::path::Path) -> Option<String> {
+    targets.iter().any(|t| t == "janus").then(|| {
+        sfu::janus::version(&sfu::janus::JanusOptions::new(janus_bin.to_path_buf())).unwrap_or_else(|| "Janus".into())
+    })
+}
+
+/// The record runs, in the namespace (re-run as `record-inner`); files that do not play or a
+/// recording that wrote nothing are failures (they fail a smoke run).
+async fn record(args: &RecordArgs, common: &Common, failures: &mut Vec<String>) -> anyhow::Result<Section> {
+    let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
+    let runs: Vec<SfuRun> = in_namespace("record-inner", &RecordSpec { args: args.clone(), chorus_bin }, "record")?;
+    failures.extend(record::failures(&runs));
+    Ok(record::section(&runs, janus_version(&args.targets, &args.janus_bin).as_deref()))
 }
 
 /// Runs the soak in a fresh network namespace (a child process of this binary), writes its
 /// report, and fails with the criteria it missed.
-/// The record runs, in the namespace (re-run as `record-inner`); files that do not play or a
-/// recording that wrote nothing are failures (they fail a smoke run).
-async fn record(args: &RecordArgs, common: &Common, failures: &mut Vec<String>) -> anyhow::Result<Section> {
-    let ns = netns::NetNs::create()?;
-    let dir = tempfile::tempdir()?;
-    let (spec_path, result_path) = (dir.path().join("spec.json"), dir.path().join("runs.json"));
-    let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
-    std::fs::write(&spec_path, serde_json::to_vec(&RecordSpec { args: args.clone(), chorus_bin })?)?;
-    let status = ns
-        .command(&std::env::current_exe()?)
-        .arg("record-inner")
-        .arg(&spec_path)
-        .arg(&result_path)
-        .status()
-        .context("running the record scenarios in the namespace")?;
-    if !status.success() {
-        bail!("the record scenarios failed ({status})");
-    }
-    let runs: Vec<SfuRun> = serde_json::from_slice(&std::fs::read(&result_path)?)?;
-    failures.extend(record::failures(&runs));
-    let janus = args.targets.iter().any(|t| t == "janus").then(|| {
-        sfu::janus::version(&sfu::janus::JanusOptions::new(args.janus_bin.clone())).unwrap_or_else(|| "Janus".into())
-    });
-    Ok(record::section(&runs, janus.as_deref()))
-}
-
 async fn soak(args: &soak::SoakArgs, out: &std::path::Path, common: &Common) -> anyhow::Result<()> {
     args.check()?;
     let ns = netns::NetNs::create()?;
