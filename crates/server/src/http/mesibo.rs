@@ -31,9 +31,13 @@ use crate::error::ApiError;
 use crate::groups::Actor;
 use crate::messaging::{Content, Target};
 
-/// `/api` and `/api.php`: called by browser pages (CORS applies, see [`super::cors`]).
+/// `/api` and `/api.php`: called by browser pages (CORS applies, see [`super::cors`]). A
+/// refused `op=upload` lets the client finish sending before it answers ([`super::drain`]).
 pub(super) fn api_routes() -> Router<AppState> {
-    Router::new().route("/api", any(api_entry)).route("/api.php", any(api_entry))
+    Router::new()
+        .route("/api", any(api_entry))
+        .route("/api.php", any(api_entry))
+        .route_layer(axum::middleware::from_fn(super::drain::read_to_end))
 }
 
 /// `/backend`: server to server with the admin token; no CORS.

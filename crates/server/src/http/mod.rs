@@ -19,6 +19,7 @@
 pub mod acme;
 pub mod admin;
 pub mod cors;
+pub mod drain;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 pub mod live;

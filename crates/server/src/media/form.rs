@@ -3,7 +3,9 @@
 //! as tus: the limits are checked before a byte is stored (against the request's
 //! `Content-Length`, an upper bound of the file's size, which the request must carry), the
 //! file part is streamed into a part of the store (never held in memory), and a request that
-//! fails or breaks off leaves nothing behind.
+//! fails or breaks off leaves nothing behind. A request whose length is over the limit is
+//! refused before its body is read; one refused later has the rest of its body read and
+//! dropped before the answer goes out ([`crate::http::drain`]), so the client gets the answer.
 //!
 //! Fields: `op` (`upload`, or in the query string), `token` (or `Authorization: Bearer`; it
 //! must come **before** the file, so that nothing is stored for an unknown caller; a token in
@@ -67,6 +69,11 @@ async fn upload(st: AppState, req: Request) -> Json<Value> {
     else {
         return fail("BADREQUEST");
     };
+    // Refused before the body is read: a client that waits for `100 Continue` (curl does for
+    // large files) then never sends the file.
+    if bound > st.cfg.max_upload_bytes.saturating_add(FORM_OVERHEAD) {
+        return fail("TOOLARGE");
+    }
     let mut token = crate::http::bearer_header(&parts.headers).map(str::to_string);
     let constraints = multer::Constraints::new().size_limit(
         multer::SizeLimit::new()
@@ -108,11 +115,9 @@ async fn upload(st: AppState, req: Request) -> Json<Value> {
 
 async fn store_file(st: &AppState, uid: i64, name: &str, bound: u64, field: multer::Field<'static>) -> Json<Value> {
     let media = &st.media;
-    // The file is at most the request's length: limits are checked against that, and the row
-    // takes the exact size once the file part ended.
-    if bound > st.cfg.max_upload_bytes.saturating_add(FORM_OVERHEAD) {
-        return fail("TOOLARGE");
-    }
+    // The file is at most the request's length (checked against `max_upload_bytes` in
+    // `upload`): the quotas are checked against that, and the row takes the exact size once
+    // the file part ended.
     let declared = bound.min(st.cfg.max_upload_bytes);
     let up = match media.create(uid, declared, name).await {
         Ok(up) => up,

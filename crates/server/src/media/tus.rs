@@ -30,6 +30,8 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/uploads", post(create).options(options))
         .route("/v1/uploads/{id}", axum::routing::head(head).patch(patch).delete(terminate).options(options))
+        // A refused POST or PATCH still lets the client finish sending before it answers.
+        .route_layer(axum::middleware::from_fn(crate::http::drain::read_to_end))
 }
 
 fn hv(s: &str) -> HeaderValue {
