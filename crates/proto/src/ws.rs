@@ -250,6 +250,18 @@ pub enum ClientFrame {
         #[serde(default)]
         sdp: Option<String>,
     },
+    /// Restart ICE on the session's peer connections, after a network change or a connection
+    /// that went silent: `sdp` is a new offer of the publish connection with new ICE
+    /// credentials (answered in the `call_sdp` reply); the subscribe connection, if there is
+    /// one, is offered anew with new credentials (`call_offer`).
+    CallRestart {
+        /// Request id, echoed.
+        #[serde(default)]
+        rid: Option<String>,
+        /// The publish connection's ICE-restart offer (none when the session publishes nothing).
+        #[serde(default)]
+        sdp: Option<String>,
+    },
     /// Receive a stream (answered with `ok`; a `call_offer` follows).
     CallSubscribe {
         /// Request id, echoed.
@@ -417,6 +429,7 @@ impl ClientFrame {
             | ClientFrame::Ping { rid }
             | ClientFrame::CallJoin { rid, .. }
             | ClientFrame::CallUnpublish { rid, .. }
+            | ClientFrame::CallRestart { rid, .. }
             | ClientFrame::CallSubscribe { rid, .. }
             | ClientFrame::CallUnsubscribe { rid, .. }
             | ClientFrame::CallAnswer { rid, .. }
@@ -445,6 +458,7 @@ impl ClientFrame {
             | ClientFrame::Ping { rid }
             | ClientFrame::CallJoin { rid, .. }
             | ClientFrame::CallUnpublish { rid, .. }
+            | ClientFrame::CallRestart { rid, .. }
             | ClientFrame::CallSubscribe { rid, .. }
             | ClientFrame::CallUnsubscribe { rid, .. }
             | ClientFrame::CallAnswer { rid, .. }

@@ -476,6 +476,14 @@ sid: number,
 /**
  * A renegotiation offer of the publish connection.
  */
+sdp?: string | null, } | { "type": "call_restart",
+/**
+ * Request id, echoed.
+ */
+rid?: string | null,
+/**
+ * The publish connection's ICE-restart offer (none when the session publishes nothing).
+ */
 sdp?: string | null, } | { "type": "call_subscribe",
 /**
  * Request id, echoed.

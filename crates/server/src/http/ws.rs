@@ -171,6 +171,7 @@ fn is_call(f: &ClientFrame) -> bool {
         | F::CallLeave { .. }
         | F::CallPublish(_)
         | F::CallUnpublish { .. }
+        | F::CallRestart { .. }
         | F::CallSubscribe { .. }
         | F::CallUnsubscribe { .. }
         | F::CallAnswer { .. }
@@ -712,6 +713,7 @@ impl Session {
             // The other call frames are answered by the session's room.
             call @ (ClientFrame::CallPublish(_)
             | ClientFrame::CallUnpublish { .. }
+            | ClientFrame::CallRestart { .. }
             | ClientFrame::CallSubscribe { .. }
             | ClientFrame::CallUnsubscribe { .. }
             | ClientFrame::CallAnswer { .. }

@@ -185,6 +185,7 @@ impl Engine {
                 ssrcs: HashMap::new(),
                 pending: None,
                 renegotiate: false,
+                ice_restart: false,
                 to_stop: Vec::new(),
                 spare: Vec::new(),
                 bwe_bps: self.cfg.initial_bitrate_kbps * 1000,
@@ -238,6 +239,9 @@ impl Engine {
             ClientFrame::CallPublish(req) => self.publish(now, uid, req),
             ClientFrame::CallUnpublish { rid, sid, sdp } => {
                 self.unpublish(uid, sid, sdp).map(|sdp| ServerFrame::CallSdp { rid, sdp })
+            }
+            ClientFrame::CallRestart { rid, sdp } => {
+                self.restart(now, uid, sdp).map(|sdp| ServerFrame::CallSdp { rid, sdp })
             }
             ClientFrame::CallSubscribe { rid, address, sid, audio, video, height } => {
                 if height.is_some_and(|h| h == 0 || h > 8192) {
@@ -551,6 +555,34 @@ impl Engine {
         Ok(answer.to_sdp_string())
     }
 
+    /// `call_restart`: restarts ICE on the publish leg with the client's offer (when it gives
+    /// one) and on the subscribe leg with a new offer of ours (when it has one).
+    fn restart(&mut self, now: Instant, uid: i64, sdp: Option<String>) -> Result<Option<String>, ApiError> {
+        let answer = match sdp {
+            Some(sdp) => Some(self.reoffer(uid, &sdp)?),
+            None => None,
+        };
+        let peer = self.peers.get_mut(&uid).ok_or_else(|| ApiError::not_found("not in this call"))?;
+        if peer.subscribe.is_some() {
+            peer.ice_restart = true;
+            self.negotiate(now, uid);
+        }
+        Ok(answer)
+    }
+
+    /// Follows a change of the subscribe leg's local ICE credentials (an ICE restart it
+    /// offered, now answered): STUN for it is routed by the new username.
+    fn follow_ufrag(&mut self, uid: i64) {
+        let Some(leg) = self.peers.get_mut(&uid).and_then(|p| p.subscribe.as_mut()) else { return };
+        let ufrag = leg.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != leg.ufrag {
+            let key = PeerKey { uid, leg: Leg::Subscribe };
+            let old = std::mem::replace(&mut leg.ufrag, ufrag.clone());
+            self.out.push_back(Output::Unregister { ufrag: old, peer: key });
+            self.out.push_back(Output::Register { ufrag, peer: key });
+        }
+    }
+
     fn answer(&mut self, now: Instant, uid: i64, sdp: &str) -> Result<(), ApiError> {
         if sdp.len() > MAX_SDP {
             return Err(ApiError::new(ErrorCode::TooLarge, "sdp is larger than 64 KiB"));
@@ -578,7 +610,9 @@ impl Engine {
             self.negotiate(now, uid);
             return Err(ApiError::bad_request(format!("the SDP answer does not match the offer: {e}")));
         }
-        if std::mem::take(&mut peer.renegotiate) {
+        let again = std::mem::take(&mut peer.renegotiate);
+        self.follow_ufrag(uid);
+        if again {
             self.negotiate(now, uid);
         }
         Ok(())
@@ -636,6 +670,10 @@ impl Engine {
         let to_stop = std::mem::take(&mut peer.to_stop);
         let leg = peer.subscribe.as_mut().expect("created above");
         let mut api = leg.rtc.sdp_api();
+        if std::mem::take(&mut peer.ice_restart) {
+            // New credentials in the offer; the local candidates (our host ones) stay.
+            api.ice_restart(true);
+        }
         let mut new_mids = Vec::new();
         for line in &mut to_add {
             // Past `SPARE_LINES` unused lines, an unused line of the same kind is taken again

@@ -146,6 +146,9 @@ pub(super) struct Peer {
     pub pending: Option<SdpPendingOffer>,
     /// Subscriptions changed while an offer was out: offer again after the answer.
     pub renegotiate: bool,
+    /// The client asked for an ICE restart (`call_restart`): the next subscribe offer has new
+    /// ICE credentials.
+    pub ice_restart: bool,
     /// Media lines of the subscribe leg to make inactive at the next offer.
     pub to_stop: Vec<SpareLine>,
     /// Inactive media lines of the subscribe leg, oldest first, for reuse (`SPARE_LINES`).

@@ -591,6 +591,49 @@ fn join_publish_subscribe_then_media_flows() {
     assert!(sim.registered.contains(&PeerKey { uid: 2, leg: Leg::Subscribe }));
 }
 
+/// The `a=ice-ufrag` of an SDP.
+fn ufrag(sdp: &str) -> String {
+    sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).expect("an ice-ufrag").trim().to_string()
+}
+
+#[test]
+fn call_restart_gives_both_legs_new_ice_credentials_and_media_goes_on() {
+    let mut sim = call_with_media(7);
+    // The publisher restarts ICE on its publish leg: the answer carries new credentials.
+    let old_pub = sim.engine.peers[&1].publish.as_ref().expect("a publish leg").ufrag.clone();
+    let leg = sim.client(1).publish.as_mut().expect("a publish leg");
+    let mut api = leg.rtc.sdp_api();
+    api.ice_restart(true);
+    let (offer, pending) = api.apply().expect("an ICE-restart offer");
+    let reply = sim.request(1, ClientFrame::CallRestart { rid: Some("r".into()), sdp: Some(offer.to_sdp_string()) });
+    let ServerFrame::CallSdp { sdp: Some(answer), .. } = reply else { panic!("no answer: {reply:?}") };
+    assert_ne!(ufrag(&answer), old_pub, "the publish leg's answer has new credentials");
+    let leg = sim.client(1).publish.as_mut().expect("a publish leg");
+    leg.rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).expect("accepted");
+
+    // The subscriber restarts (it publishes nothing): a new subscribe offer with new credentials.
+    let offers = sim.client(2).offers().len();
+    let old_sub = ufrag(&sim.client(2).offers()[offers - 1]);
+    let reply = sim.request(2, ClientFrame::CallRestart { rid: Some("r".into()), sdp: None });
+    assert!(matches!(reply, ServerFrame::CallSdp { sdp: None, .. }), "{reply:?}");
+    assert_eq!(sim.client(2).offers().len(), offers + 1, "the subscribe leg is offered anew");
+    assert_ne!(ufrag(&sim.client(2).offers()[offers]), old_sub, "with new ICE credentials");
+    let unregistered = sim.unregistered.len();
+    let before = sim.media(2).iter().sum::<usize>();
+    sim.run_until(Duration::from_secs(5), |s| s.media(2).iter().sum::<usize>() >= before + 20);
+    assert_eq!(sim.unregistered.len(), unregistered + 1, "the old username is routed no more");
+    assert!(sim.unregistered.contains(&PeerKey { uid: 2, leg: Leg::Subscribe }));
+    assert!(sim.unregistered.contains(&PeerKey { uid: 1, leg: Leg::Publish }));
+
+    // A restart from a session that publishes nothing but sends an offer is refused cleanly.
+    let mut rtc = sim.new_rtc("10.0.3.2:3000".parse().unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, _) = api.apply().expect("an offer");
+    let reply = sim.request(2, ClientFrame::CallRestart { rid: Some("r".into()), sdp: Some(offer.to_sdp_string()) });
+    assert!(matches!(reply, ServerFrame::Error { code: ErrorCode::BadRequest, .. }), "{reply:?}");
+}
+
 #[test]
 fn a_second_publisher_renegotiates_the_subscriber() {
     let mut sim = call_with_media(2);
