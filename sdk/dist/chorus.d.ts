@@ -521,6 +521,16 @@ export type ClientFrame = {
      */
     sdp?: string | null;
 } | {
+    "type": "call_restart";
+    /**
+     * Request id, echoed.
+     */
+    rid?: string | null;
+    /**
+     * The publish connection's ICE-restart offer (none when the session publishes nothing).
+     */
+    sdp?: string | null;
+} | {
     "type": "call_subscribe";
     /**
      * Request id, echoed.
@@ -1671,6 +1681,8 @@ export type CallPublishFrame = Client<'call_publish'>;
 export type CallUnpublishFrame = Client<'call_unpublish'>;
 export type CallSubscribeFrame = Client<'call_subscribe'>;
 export type CallUnsubscribeFrame = Client<'call_unsubscribe'>;
+/** Restart ICE on the call's connections (docs/protocol.md §15.10). */
+export type CallRestartFrame = Client<'call_restart'>;
 export type CallAnswerFrame = Client<'call_answer'>;
 export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
@@ -1723,6 +1735,7 @@ export interface ResponseMap {
     call_join: CallJoinedFrame;
     call_publish: CallPublishedFrame;
     call_unpublish: CallSdpFrame;
+    call_restart: CallSdpFrame;
     call_subscribe: OkFrame;
     call_unsubscribe: OkFrame;
     call_answer: OkFrame;
@@ -2251,6 +2264,11 @@ export declare class Upload extends Emitter<UploadEvents> {
  * offered by the server (`call_offer`, answered with `call_answer`), and each
  * server offer says which media line carries whose stream.
  *
+ * Network trouble (docs/protocol.md §15.10) is handled here: a connection
+ * ICE-disconnected for 2 s is restarted (`call_restart`), and a call lost
+ * with the WebSocket (or `left`, reason `lost`) is joined again by itself
+ * (`reconnecting` / `reconnected` events) unless `recover: false`.
+ *
  * @module call
  */
 
@@ -2295,7 +2313,18 @@ export interface GroupCallOptions {
     rtcConfig?: RTCConfiguration;
     /** RTCPeerConnection implementation (default: the global one). */
     RTCPeerConnection?: typeof RTCPeerConnection;
+    /**
+     * Recover from network trouble by joining again (default true): when the WebSocket drops, or
+     * the server takes you out with reason `lost` (or `slow`), the call emits `reconnecting`, joins
+     * again once it can (after the WebSocket's `synced`), republishes your streams (same sids,
+     * tracks and options) and resubscribes to what you received, then emits `reconnected`.
+     * `false`: the call ends with `left` (reason `lost`) as it did before. ICE restarts happen
+     * either way.
+     */
+    recover?: boolean;
 }
+/** Where a `GroupCall` stands: in the call, joining it again after network trouble, or out. */
+export type GroupCallState = 'joined' | 'reconnecting' | 'left';
 /** Options of `GroupCall.audience`: which page of a live call's audience. */
 export interface AudienceOptions {
     /** The `next` cursor of the previous page (absent: the first page). */
@@ -2399,6 +2428,29 @@ export interface GroupCallEvents {
         reason: CallLeaveReason;
         by?: string;
     };
+    /**
+     * The call was lost (`reason`: `lost` when the WebSocket dropped or the server said `lost`,
+     * `slow` when it fell behind) and is being joined again (`state` is `reconnecting`). Your
+     * streams stopped sending and every received track ended (`track-removed`); the
+     * `RemoteStream`s, `LocalStream`s and subscriptions are kept for the rejoin.
+     */
+    reconnecting: {
+        reason: CallLeaveReason;
+    };
+    /**
+     * Joined again after `reconnecting`: the roster is the server's new one (participants and
+     * streams that went away meanwhile got `participant-left` / `stream-unpublished`, new ones
+     * `participant-joined` / `stream-published`), your streams are published again (`republished`
+     * sids; those refused got a local `stream-unpublished`) and your subscriptions resubscribed
+     * (their new tracks come as `track` events on the same `RemoteStream`s).
+     */
+    reconnected: {
+        republished: number[];
+    };
+    /** An ICE restart (`call_restart`) was answered by the server (automatic, or `restartIce()`). */
+    'ice-restart': {
+        automatic: boolean;
+    };
     error: ChorusError;
     /** Every `call_event` frame, raw. */
     event: CallEventFrame;
@@ -2483,13 +2535,20 @@ export declare class LocalStream {
     info: CallStream;
     readonly audioTrack: MediaStreamTrack | null;
     readonly videoTrack: MediaStreamTrack | null;
-    /** The sendonly transceivers on the publish connection. */
-    readonly audioTransceiver: RTCRtpTransceiver | null;
-    readonly videoTransceiver: RTCRtpTransceiver | null;
     /** The last `layers` state (one flag per simulcast encoding), if any. */
     activeLayers: boolean[] | null;
+    private _audioTransceiver;
+    private _videoTransceiver;
+    /** @internal How it was published (republished the same way after a rejoin). */
+    readonly _options: PublishOptions;
     /** @internal */
-    constructor(call: GroupCall, info: CallStream, audio: RTCRtpTransceiver | null, video: RTCRtpTransceiver | null, audioTrack: MediaStreamTrack | null, videoTrack: MediaStreamTrack | null);
+    constructor(call: GroupCall, info: CallStream, audio: RTCRtpTransceiver | null, video: RTCRtpTransceiver | null, options: PublishOptions);
+    /** The sendonly audio transceiver on the publish connection (a new one after a rejoin). */
+    get audioTransceiver(): RTCRtpTransceiver | null;
+    /** The sendonly video transceiver on the publish connection (a new one after a rejoin). */
+    get videoTransceiver(): RTCRtpTransceiver | null;
+    /** @internal Published again (after a rejoin) on new transceivers. */
+    _rebind(info: CallStream, audio: RTCRtpTransceiver | null, video: RTCRtpTransceiver | null): void;
     /** Mutes or unmutes (absent: unchanged). */
     mute(m: Partial<CallMute>): Promise<void>;
     /** Stops publishing it. */
@@ -2515,8 +2574,8 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     permissions: CallPermissions;
     /** Your admin-mute state. */
     adminMuted: CallMute;
-    /** The call's settings. */
-    readonly settings: CallSettings;
+    /** The call's settings (the server's new ones after a rejoin). */
+    settings: CallSettings;
     /** Everyone in the call (you included), by address. */
     readonly participants: Map<string, CallParticipant>;
     /** Others' streams, by `sid:address` (see `stream()`). */
@@ -2551,11 +2610,29 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     private paramChain;
     private midMap;
     private bindings;
-    private readonly iceServers;
+    private iceServers;
+    private _state;
+    /** Why the call is being joined again (while `reconnecting`). */
+    private lostReason;
+    /** A `call_join` of the rejoin is on its way; call frames wait in `rejoinBuffer`. */
+    private rejoining;
+    private rejoinBuffer;
+    private rejoinRetries;
+    private rejoinTimer;
+    /** ICE trouble: per connection, the 2 s timer since it went disconnected/failed. */
+    private iceTimers;
+    private restarting;
+    private lastRestart;
+    private restartTimer;
     /** @internal Use `ChorusClient.joinCall`. */
     constructor(client: ChorusClient, joined: CallJoinedFrame, options?: GroupCallOptions);
-    /** True until you left (or were removed, or the connection dropped). */
+    /** True until you left (or were removed, or the call was lost and not recovered); also while `reconnecting`. */
     get active(): boolean;
+    /**
+     * `joined`; `reconnecting` between the `reconnecting` and `reconnected` events (requests such
+     * as `publish` fail with `disconnected` meanwhile); `left` once out of the call (`left` event).
+     */
+    get state(): GroupCallState;
     /** The call is a live stream: those who may publish are on stage, the others are the audience. */
     get live(): boolean;
     /** Live mode: you are on stage (you may publish); false in the audience and in calls that are not live. */
@@ -2574,6 +2651,25 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     private getSubPc;
     private serial;
     private ensureActive;
+    private watchIce;
+    private iceChanged;
+    /** A restart because of trouble: one at a time, at most one per 5 s. */
+    private autoRestart;
+    /** Either connection is ICE-disconnected or failed (or, with `checking`, still checking). */
+    private iceTrouble;
+    /**
+     * Restarts ICE on both connections now (docs/protocol.md §15.10): sends `call_restart` with a
+     * publish offer carrying new ICE credentials (none when you publish nothing) and applies the
+     * answer; the subscribe connection's new offer follows as a `call_offer`, answered by itself.
+     * Done by itself when a connection has been ICE-disconnected or failed for 2 s (and again while
+     * one is not connected 5 s after the answer, at most once per 5 s). Joins a restart in
+     * progress; waits for a publish or unpublish negotiation in flight. Resolves once the server
+     * answered (`ice-restart` event).
+     */
+    restartIce(): Promise<void>;
+    private restart;
+    private doRestart;
+    private stopIceWatch;
     /**
      * Publishes stream `sid` (0 the camera, 1.. screens): adds sendonly
      * transceivers, offers, sends `call_publish` with their mids and applies
@@ -2581,6 +2677,8 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
      * room allows it.
      */
     publish(sid: number, options: PublishOptions): Promise<LocalStream>;
+    /** Offers and sends `call_publish` (in the `pub` chain); `again`: the stream republished after a rejoin. */
+    private publishNow;
     /** Stops publishing stream `sid` (renegotiates the publish connection). */
     unpublish(sid: number): Promise<void>;
     /** Mutes or unmutes your stream `sid` (also sets the local tracks' `enabled`). */
@@ -2642,6 +2740,19 @@ export declare class GroupCall extends Emitter<GroupCallEvents> {
     leave(): Promise<void>;
     /** @internal Ends the call locally: closes both connections and emits `left` once. */
     _end(reason: CallLeaveReason, by?: string): void;
+    private closePcs;
+    /**
+     * @internal The WebSocket dropped. Returns true when the call stays (reconnecting, to be joined
+     * again after the next `synced`), false when it ended (`recover: false`).
+     */
+    _connectionLost(): boolean;
+    /** @internal The WebSocket is back (`synced`): join again if the call was lost. */
+    _connectionBack(): void;
+    /** Out of the call for now: media stops, what to restore is kept. */
+    private suspend;
+    private rejoin;
+    /** The roster of a `call_joined` after a rejoin, told as the changes since before. */
+    private applyJoined;
     /** @internal */
     _reportError(e: unknown): void;
     /** @internal Routes `call_offer` and `call_event` frames. */
@@ -2946,7 +3057,9 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
     private onClosed;
     private authFailed;
     private scheduleReconnect;
-    /** Ends the current socket's state: pending requests fail, the call ends. */
+    /** No reconnect will come: a call waiting to rejoin ends (`lost`). */
+    private endCall;
+    /** Ends the current socket's state: pending requests fail, a call waits to rejoin (or ends). */
     private teardown;
     private rejectConnectWaiters;
     private setState;

@@ -472,16 +472,32 @@
   };
   var LocalStream = class {
     /** @internal */
-    constructor(call, info, audio, video, audioTrack, videoTrack) {
+    constructor(call, info, audio, video, options) {
       this.call = call;
       /** The last `layers` state (one flag per simulcast encoding), if any. */
       this.activeLayers = null;
       this.sid = info.sid;
       this.info = info;
-      this.audioTransceiver = audio;
-      this.videoTransceiver = video;
-      this.audioTrack = audioTrack;
-      this.videoTrack = videoTrack;
+      this._audioTransceiver = audio;
+      this._videoTransceiver = video;
+      this.audioTrack = options.audio ?? null;
+      this.videoTrack = options.video ?? null;
+      this._options = options;
+    }
+    /** The sendonly audio transceiver on the publish connection (a new one after a rejoin). */
+    get audioTransceiver() {
+      return this._audioTransceiver;
+    }
+    /** The sendonly video transceiver on the publish connection (a new one after a rejoin). */
+    get videoTransceiver() {
+      return this._videoTransceiver;
+    }
+    /** @internal Published again (after a rejoin) on new transceivers. */
+    _rebind(info, audio, video) {
+      this.info = info;
+      this._audioTransceiver = audio;
+      this._videoTransceiver = video;
+      this.activeLayers = null;
     }
     /** Mutes or unmutes (absent: unchanged). */
     mute(m) {
@@ -528,6 +544,17 @@
       this.paramChain = Promise.resolve();
       this.midMap = /* @__PURE__ */ new Map();
       this.bindings = /* @__PURE__ */ new Map();
+      this._state = "joined";
+      /** Why the call is being joined again (while `reconnecting`). */
+      this.lostReason = "lost";
+      /** A `call_join` of the rejoin is on its way; call frames wait in `rejoinBuffer`. */
+      this.rejoining = false;
+      this.rejoinBuffer = [];
+      this.rejoinRetries = 0;
+      /** ICE trouble: per connection, the 2 s timer since it went disconnected/failed. */
+      this.iceTimers = /* @__PURE__ */ new Map();
+      this.restarting = null;
+      this.lastRestart = -Infinity;
       this.client = client;
       this.options = options;
       this.gid = joined.gid;
@@ -536,11 +563,7 @@
       this.settings = { ...joined.settings };
       this.recording = joined.recording ? { ...joined.recording } : { active: false };
       this.audienceCount = joined.audience ?? 0;
-      this.iceServers = (joined.ice_servers ?? []).map((s) => ({
-        urls: [...s.urls],
-        username: s.username,
-        credential: s.credential
-      }));
+      this.iceServers = iceServersOf(joined);
       for (const p of joined.participants) {
         const copy = cloneParticipant(p);
         this.participants.set(p.address, copy);
@@ -548,9 +571,16 @@
         else for (const s of copy.streams) this.streams.set(streamKey(p.address, s.sid), new RemoteStream(this, p.address, s));
       }
     }
-    /** True until you left (or were removed, or the connection dropped). */
+    /** True until you left (or were removed, or the call was lost and not recovered); also while `reconnecting`. */
     get active() {
       return this.leftReason === null;
+    }
+    /**
+     * `joined`; `reconnecting` between the `reconnecting` and `reconnected` events (requests such
+     * as `publish` fail with `disconnected` meanwhile); `left` once out of the call (`left` event).
+     */
+    get state() {
+      return this.active ? this._state : "left";
     }
     /** The call is a live stream: those who may publish are on stage, the others are the audience. */
     get live() {
@@ -581,12 +611,16 @@
       return new Ctor(config);
     }
     getPubPc() {
-      if (!this.pubPc) this.pubPc = this.newPc();
+      if (!this.pubPc) {
+        this.pubPc = this.newPc();
+        this.watchIce(this.pubPc);
+      }
       return this.pubPc;
     }
     getSubPc() {
       if (!this.subPc) {
         const pc = this.newPc();
+        this.watchIce(pc);
         pc.ontrack = (e) => {
           const mid = e.transceiver?.mid;
           if (mid) this.bind(mid, e.track);
@@ -606,6 +640,112 @@
     }
     ensureActive() {
       if (!this.active) throw new ChorusError("state", "not in the call");
+      if (this._state === "reconnecting") throw new ChorusError("disconnected", "reconnecting to the call");
+    }
+    // ------------------------------------------------------------ ICE restart
+    watchIce(pc) {
+      const on = () => this.iceChanged(pc);
+      if (typeof pc.addEventListener === "function") pc.addEventListener("iceconnectionstatechange", on);
+      else pc.oniceconnectionstatechange = on;
+    }
+    iceChanged(pc) {
+      if (pc !== this.pubPc && pc !== this.subPc) return;
+      if (iceBad(pc)) {
+        if (this.iceTimers.has(pc) || !this.active || this._state !== "joined") return;
+        this.iceTimers.set(
+          pc,
+          setTimeout(() => {
+            this.iceTimers.delete(pc);
+            if ((pc === this.pubPc || pc === this.subPc) && iceBad(pc)) this.autoRestart();
+          }, ICE_TROUBLE_MS)
+        );
+      } else {
+        clearTimeout(this.iceTimers.get(pc));
+        this.iceTimers.delete(pc);
+      }
+    }
+    /** A restart because of trouble: one at a time, at most one per 5 s. */
+    autoRestart() {
+      if (!this.active || this._state !== "joined" || this.restarting || this.restartTimer !== void 0) return;
+      const wait = this.lastRestart + RESTART_EVERY_MS - Date.now();
+      if (wait > 0) {
+        this.restartTimer = setTimeout(() => {
+          this.restartTimer = void 0;
+          if (this.iceTrouble()) this.autoRestart();
+        }, wait);
+        return;
+      }
+      this.restart(true).catch((e) => {
+        if (!(e instanceof ChorusError && (e.code === "disconnected" || e.code === "state"))) this._reportError(e);
+      });
+    }
+    /** Either connection is ICE-disconnected or failed (or, with `checking`, still checking). */
+    iceTrouble(checking = false) {
+      return [this.pubPc, this.subPc].some((pc) => !!pc && (iceBad(pc) || checking && pc.iceConnectionState === "checking"));
+    }
+    /**
+     * Restarts ICE on both connections now (docs/protocol.md §15.10): sends `call_restart` with a
+     * publish offer carrying new ICE credentials (none when you publish nothing) and applies the
+     * answer; the subscribe connection's new offer follows as a `call_offer`, answered by itself.
+     * Done by itself when a connection has been ICE-disconnected or failed for 2 s (and again while
+     * one is not connected 5 s after the answer, at most once per 5 s). Joins a restart in
+     * progress; waits for a publish or unpublish negotiation in flight. Resolves once the server
+     * answered (`ice-restart` event).
+     */
+    restartIce() {
+      try {
+        this.ensureActive();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return this.restart(false);
+    }
+    restart(automatic) {
+      if (this.restarting) return this.restarting;
+      clearTimeout(this.restartTimer);
+      this.restartTimer = void 0;
+      const p = this.serial("pub", () => this.doRestart(automatic)).finally(() => {
+        if (this.restarting === p) this.restarting = null;
+      });
+      this.restarting = p;
+      return p;
+    }
+    async doRestart(automatic) {
+      this.ensureActive();
+      const pc = this.pubPc;
+      let sdp;
+      if (pc && pc.remoteDescription && pc.signalingState === "stable") {
+        const offer = await pc.createOffer({ iceRestart: true });
+        await pc.setLocalDescription(offer);
+        sdp = pc.localDescription?.sdp ?? offer.sdp;
+      }
+      const frame = sdp ? { type: "call_restart", sdp } : { type: "call_restart" };
+      try {
+        const res = await this.client.request(frame);
+        if (res.sdp && pc && pc === this.pubPc && pc.signalingState === "have-local-offer") {
+          await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
+        }
+      } catch (e) {
+        if (pc && pc.signalingState === "have-local-offer") {
+          await pc.setLocalDescription({ type: "rollback" }).catch(() => void 0);
+        }
+        throw e instanceof ChorusError ? e : new ChorusError("webrtc", errText(e));
+      }
+      this.lastRestart = Date.now();
+      this.emit("ice-restart", { automatic });
+      clearTimeout(this.restartTimer);
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = void 0;
+        if (this.iceTrouble(true)) this.autoRestart();
+      }, RESTART_EVERY_MS);
+    }
+    stopIceWatch() {
+      for (const t of this.iceTimers.values()) clearTimeout(t);
+      this.iceTimers.clear();
+      clearTimeout(this.restartTimer);
+      this.restartTimer = void 0;
+      this.restarting = null;
+      this.lastRestart = -Infinity;
     }
     // ------------------------------------------------------------ publishing
     /**
@@ -619,50 +759,61 @@
         this.ensureActive();
         if (!options.audio && !options.video) throw new ChorusError("bad_request", "nothing to publish");
         if (this.published.has(sid)) throw new ChorusError("conflict", `stream ${sid} is already published`);
-        const pc = this.getPubPc();
-        const simulcast = !!options.video && !options.screen && options.simulcast !== false && this.settings.simulcast;
-        const at = options.audio ? pc.addTransceiver(options.audio, { direction: "sendonly" }) : null;
-        const vt = options.video ? pc.addTransceiver(
-          options.video,
-          simulcast ? { direction: "sendonly", sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) } : { direction: "sendonly" }
-        ) : null;
-        const muted = { audio: !!options.muted?.audio, video: !!options.muted?.video };
-        if (options.audio && muted.audio) options.audio.enabled = false;
-        if (options.video && muted.video) options.video.enabled = false;
-        try {
-          const offer = await pc.createOffer();
-          await pc.setLocalDescription(offer);
-          const sdp = pc.localDescription?.sdp ?? offer.sdp ?? "";
-          const frame = {
-            type: "call_publish",
-            sid,
-            audio: !!at,
-            video: !!vt,
-            screen: !!options.screen,
-            sdp
-          };
-          if (simulcast) frame.rids = SIMULCAST_ENCODINGS.map((e) => e.rid);
-          const height = options.height ?? trackHeight(options.video);
-          if (vt && height) frame.height = Math.min(8192, Math.max(1, Math.round(height)));
-          if (muted.audio || muted.video) frame.muted = muted;
-          if (at) frame.audio_mid = at.mid;
-          if (vt) frame.video_mid = vt.mid;
-          const res = await this.client.request(frame);
-          await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
-          const ls = new LocalStream(this, res.stream, at, vt, options.audio ?? null, options.video ?? null);
-          this.published.set(sid, ls);
-          const me = this.participants.get(this.address);
-          if (me) me.streams = [...me.streams.filter((s) => s.sid !== sid), res.stream];
-          return ls;
-        } catch (e) {
-          if (pc.signalingState === "have-local-offer") {
-            await pc.setLocalDescription({ type: "rollback" }).catch(() => void 0);
-          }
-          stopTransceiver(at);
-          stopTransceiver(vt);
-          throw e instanceof ChorusError ? e : new ChorusError("webrtc", errText(e));
-        }
+        return this.publishNow(sid, { ...options }, null);
       });
+    }
+    /** Offers and sends `call_publish` (in the `pub` chain); `again`: the stream republished after a rejoin. */
+    async publishNow(sid, options, again) {
+      const pc = this.getPubPc();
+      const simulcast = !!options.video && !options.screen && options.simulcast !== false && this.settings.simulcast;
+      const at = options.audio ? pc.addTransceiver(options.audio, { direction: "sendonly" }) : null;
+      const vt = options.video ? pc.addTransceiver(
+        options.video,
+        simulcast ? { direction: "sendonly", sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) } : { direction: "sendonly" }
+      ) : null;
+      const muted = { audio: !!options.muted?.audio, video: !!options.muted?.video };
+      if (options.audio && muted.audio) options.audio.enabled = false;
+      if (options.video && muted.video) options.video.enabled = false;
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        const sdp = pc.localDescription?.sdp ?? offer.sdp ?? "";
+        const frame = {
+          type: "call_publish",
+          sid,
+          audio: !!at,
+          video: !!vt,
+          screen: !!options.screen,
+          sdp
+        };
+        if (simulcast) frame.rids = SIMULCAST_ENCODINGS.map((e) => e.rid);
+        const height = options.height ?? trackHeight(options.video);
+        if (vt && height) frame.height = Math.min(8192, Math.max(1, Math.round(height)));
+        if (muted.audio || muted.video) frame.muted = muted;
+        if (at) frame.audio_mid = at.mid;
+        if (vt) frame.video_mid = vt.mid;
+        const res = await this.client.request(frame);
+        if (pc !== this.pubPc) throw new ChorusError("disconnected", "the call was lost");
+        await pc.setRemoteDescription({ type: "answer", sdp: res.sdp });
+        let ls;
+        if (again) {
+          ls = again;
+          ls._rebind(res.stream, at, vt);
+        } else {
+          ls = new LocalStream(this, res.stream, at, vt, options);
+        }
+        this.published.set(sid, ls);
+        const me = this.participants.get(this.address);
+        if (me) me.streams = [...me.streams.filter((s) => s.sid !== sid), res.stream];
+        return ls;
+      } catch (e) {
+        if (pc.signalingState === "have-local-offer") {
+          await pc.setLocalDescription({ type: "rollback" }).catch(() => void 0);
+        }
+        stopTransceiver(at);
+        stopTransceiver(vt);
+        throw e instanceof ChorusError ? e : new ChorusError("webrtc", errText(e));
+      }
     }
     /** Stops publishing stream `sid` (renegotiates the publish connection). */
     unpublish(sid) {
@@ -871,7 +1022,7 @@
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       const sdp = pc.localDescription?.sdp ?? answer.sdp ?? "";
-      if (!this.active) return;
+      if (!this.active || pc !== this.subPc) return;
       await this.client.request({ type: "call_answer", sdp });
     }
     /** Binds every listed media line to its track, unbinds lines no longer listed. */
@@ -920,17 +1071,160 @@
     _end(reason, by) {
       if (!this.active) return;
       this.leftReason = reason;
+      this.stopIceWatch();
+      clearTimeout(this.rejoinTimer);
+      this.rejoinBuffer = [];
       for (const rs of this.streams.values()) rs.detach();
-      try {
-        this.pubPc?.close();
-      } catch {
-      }
-      try {
-        this.subPc?.close();
-      } catch {
-      }
+      this.closePcs();
       this.client._callEnded(this);
       this.emit("left", by !== void 0 ? { reason, by } : { reason });
+    }
+    closePcs() {
+      for (const pc of [this.pubPc, this.subPc]) {
+        try {
+          pc?.close();
+        } catch {
+        }
+      }
+    }
+    // ------------------------------------------------------------ recovering (§15.10)
+    /**
+     * @internal The WebSocket dropped. Returns true when the call stays (reconnecting, to be joined
+     * again after the next `synced`), false when it ended (`recover: false`).
+     */
+    _connectionLost() {
+      if (!this.active) return false;
+      if (this.options.recover === false) {
+        this._end("lost");
+        return false;
+      }
+      this.rejoining = false;
+      this.suspend("lost");
+      return true;
+    }
+    /** @internal The WebSocket is back (`synced`): join again if the call was lost. */
+    _connectionBack() {
+      if (this.active && this._state === "reconnecting" && !this.rejoining) void this.rejoin();
+    }
+    /** Out of the call for now: media stops, what to restore is kept. */
+    suspend(reason) {
+      if (this._state === "reconnecting") return;
+      this._state = "reconnecting";
+      this.lostReason = reason;
+      this.stopIceWatch();
+      for (const mid of [...this.bindings.keys()]) this.unbind(mid);
+      this.midMap = /* @__PURE__ */ new Map();
+      this.closePcs();
+      this.pubPc = null;
+      this.subPc = null;
+      this.emit("reconnecting", { reason });
+    }
+    async rejoin() {
+      clearTimeout(this.rejoinTimer);
+      this.rejoinTimer = void 0;
+      this.rejoining = true;
+      this.rejoinBuffer = [];
+      let joined;
+      try {
+        joined = await this.client.request({ type: "call_join", gid: this.gid });
+      } catch (e) {
+        this.rejoining = false;
+        if (!this.active || this._state !== "reconnecting") return;
+        const code = e instanceof ChorusError ? e.code : "";
+        if (code === "disconnected") return;
+        if ((code === "timeout" || code === "rate_limited") && this.rejoinRetries < REJOIN_RETRIES) {
+          this.rejoinRetries++;
+          this.rejoinTimer = setTimeout(() => this._connectionBack(), REJOIN_RETRY_MS);
+          return;
+        }
+        this._reportError(e);
+        this._end(this.lostReason);
+        return;
+      }
+      this.rejoining = false;
+      if (!this.active || this.client.groupCall !== this) return;
+      this.rejoinRetries = 0;
+      const subs = /* @__PURE__ */ new Map();
+      for (const [key, rs] of this.streams) if (rs.subscription) subs.set(key, { ...rs.subscription });
+      const mine = [...this.published.values()];
+      this._state = "joined";
+      this.applyJoined(joined);
+      const buffered = this.rejoinBuffer.filter((f) => f.gid === this.gid);
+      this.rejoinBuffer = [];
+      for (const f of buffered) this._handle(f);
+      const republished = [];
+      const work = [];
+      for (const ls of mine) {
+        const options = { ...ls._options, muted: { ...ls.info.muted } };
+        work.push(
+          this.serial("pub", () => {
+            this.ensureActive();
+            return this.publishNow(ls.sid, options, ls);
+          }).then(
+            () => republished.push(ls.sid),
+            (e) => {
+              if (!this.active || this._state !== "joined" || this.published.get(ls.sid) !== ls) return;
+              this.published.delete(ls.sid);
+              this.dropOwnStream(ls.sid);
+              this._reportError(e);
+              const reason = e instanceof ChorusError && e.code === "forbidden" ? "permission_revoked" : "unpublished";
+              this.emit("stream-unpublished", { address: this.address, sid: ls.sid, reason, local: true, stream: ls });
+            }
+          )
+        );
+      }
+      for (const [key, opts] of subs) {
+        const rs = this.streams.get(key);
+        if (!rs || rs.ended !== null || !this.permissions.subscribe) continue;
+        work.push(
+          this.subscribe(rs.address, rs.sid, opts).catch((e) => {
+            if (this.active && this._state === "joined") this._reportError(e);
+          })
+        );
+      }
+      await Promise.all(work);
+      if (this.active && this._state === "joined") this.emit("reconnected", { republished: republished.sort((a, b) => a - b) });
+    }
+    /** The roster of a `call_joined` after a rejoin, told as the changes since before. */
+    applyJoined(joined) {
+      this.permissions = { ...joined.permissions };
+      this.settings = { ...joined.settings };
+      this.recording = joined.recording ? { ...joined.recording } : { active: false };
+      this.setAudienceCount(joined.audience ?? 0);
+      this.iceServers = iceServersOf(joined);
+      const before = new Map(this.participants);
+      this.participants.clear();
+      const now = /* @__PURE__ */ new Map();
+      for (const p of joined.participants) now.set(p.address, cloneParticipant(p));
+      for (const rs of [...this.streams.values()]) {
+        const p = now.get(rs.address);
+        if (!p || !p.streams.some((x) => x.sid === rs.sid)) this.removeStream(rs, p ? "unpublished" : "owner_left");
+      }
+      for (const [address, p] of before) {
+        if (address !== this.address && !now.has(address)) this.emit("participant-left", { participant: p, reason: "left" });
+      }
+      for (const [address, p] of now) {
+        this.participants.set(address, p);
+        if (address === this.address) {
+          this.adminMuted = { ...p.admin_muted };
+          p.streams = [];
+          continue;
+        }
+        if (!before.has(address)) this.emit("participant-joined", p);
+        for (const st of p.streams) {
+          const rs = this.stream(address, st.sid);
+          if (!rs) {
+            this.addStream(address, st);
+            continue;
+          }
+          const mutedChanged = rs.info.muted.audio !== st.muted.audio || rs.info.muted.video !== st.muted.video;
+          rs.info = { ...st, muted: { ...st.muted } };
+          if (mutedChanged) {
+            rs._muted({ ...st.muted });
+            this.emit("muted", { address, sid: st.sid, muted: { ...st.muted } });
+          }
+        }
+      }
     }
     /** @internal */
     _reportError(e) {
@@ -941,6 +1235,10 @@
     _handle(f) {
       if (!this.active) return;
       if (f.gid !== this.gid) return;
+      if (this._state === "reconnecting") {
+        if (this.rejoining) this.rejoinBuffer.push(f);
+        return;
+      }
       if (f.type === "call_offer") return this.onOffer(f);
       this.emit("event", f);
       this.onEvent(f);
@@ -978,7 +1276,13 @@
         }
         case "left": {
           if (e.address === this.address) {
-            if (e.reason !== "off_stage") this._end(e.reason, e.by);
+            if (e.reason === "off_stage") return;
+            if ((e.reason === "lost" || e.reason === "slow") && this.options.recover !== false && this.client.synced) {
+              this.suspend(e.reason);
+              this._connectionBack();
+              return;
+            }
+            this._end(e.reason, e.by);
             return;
           }
           const p = this.participants.get(e.address);
@@ -1078,6 +1382,17 @@
       this.emit("stream-unpublished", { address: rs.address, sid: rs.sid, reason, local: false, stream: rs });
     }
   };
+  var ICE_TROUBLE_MS = 2e3;
+  var RESTART_EVERY_MS = 5e3;
+  var REJOIN_RETRY_MS = 2e3;
+  var REJOIN_RETRIES = 5;
+  function iceBad(pc) {
+    const s = pc.iceConnectionState;
+    return s === "disconnected" || s === "failed";
+  }
+  function iceServersOf(joined) {
+    return (joined.ice_servers ?? []).map((s) => ({ urls: [...s.urls], username: s.username, credential: s.credential }));
+  }
   function cloneParticipant(p) {
     return {
       ...p,
@@ -1185,7 +1500,7 @@
      */
     async join(options = {}) {
       if (this._media?.active) return this._media;
-      const media = await this.client.joinCall(this.room, options);
+      const media = await this.client.joinCall(this.room, { recover: false, ...options });
       this._media = media;
       return media;
     }
@@ -1813,6 +2128,7 @@
     close() {
       this.stopped = true;
       clearTimeout(this.reconnectTimer);
+      this.endCall();
       const ws = this.ws;
       this.teardown();
       if (ws) {
@@ -1914,6 +2230,7 @@
     }
     authFailed(code) {
       this.stopped = true;
+      this.endCall();
       const err = new ChorusError("unauthorized", "the access token is no longer valid");
       for (const [, o] of this.outbox) o.reject(err);
       this.outbox.clear();
@@ -1925,6 +2242,7 @@
       const r = this.options.reconnect ?? true;
       if (r === false) {
         this.stopped = true;
+        this.endCall();
         this.rejectConnectWaiters(new ChorusError("disconnected", `connection closed (${code ?? "failed"})`));
         this.setState("closed", { code });
         return;
@@ -1942,7 +2260,13 @@
         if (!this.stopped) this.open();
       }, delay);
     }
-    /** Ends the current socket's state: pending requests fail, the call ends. */
+    /** No reconnect will come: a call waiting to rejoin ends (`lost`). */
+    endCall() {
+      const call = this._call;
+      this._call = null;
+      call?._end("lost");
+    }
+    /** Ends the current socket's state: pending requests fail, a call waits to rejoin (or ends). */
     teardown() {
       this.serial++;
       const ws = this.ws;
@@ -1962,11 +2286,7 @@
         this.pending.delete(rid);
         if (p.sendId === void 0) p.reject(err);
       }
-      if (this._call) {
-        const call = this._call;
-        this._call = null;
-        call._end("lost");
-      }
+      if (this._call && (this.stopped || this.options.reconnect === false || !this._call._connectionLost())) this.endCall();
       this.callBuffer = [];
       const me = this._user?.address ?? "";
       for (const call of this.direct.values()) {
@@ -2059,6 +2379,7 @@
       this.emit("synced", f);
       this.flushAck();
       this.flushOutbox();
+      this._call?._connectionBack();
       const w = this.connectWaiters;
       this.connectWaiters = [];
       if (this.lastWelcome) for (const x of w) x.resolve(this.lastWelcome);

@@ -7,6 +7,11 @@
  * offered by the server (`call_offer`, answered with `call_answer`), and each
  * server offer says which media line carries whose stream.
  *
+ * Network trouble (docs/protocol.md §15.10) is handled here: a connection
+ * ICE-disconnected for 2 s is restarted (`call_restart`), and a call lost
+ * with the WebSocket (or `left`, reason `lost`) is joined again by itself
+ * (`reconnecting` / `reconnected` events) unless `recover: false`.
+ *
  * @module call
  */
 import { Emitter } from './emitter.js';
@@ -22,6 +27,7 @@ import type {
   CallMute,
   CallOfferFrame,
   CallParticipant,
+  CallRestartFrame,
   CallPermissions,
   CallPublishFrame,
   CallRecording,
@@ -79,7 +85,19 @@ export interface GroupCallOptions {
   rtcConfig?: RTCConfiguration;
   /** RTCPeerConnection implementation (default: the global one). */
   RTCPeerConnection?: typeof RTCPeerConnection;
+  /**
+   * Recover from network trouble by joining again (default true): when the WebSocket drops, or
+   * the server takes you out with reason `lost` (or `slow`), the call emits `reconnecting`, joins
+   * again once it can (after the WebSocket's `synced`), republishes your streams (same sids,
+   * tracks and options) and resubscribes to what you received, then emits `reconnected`.
+   * `false`: the call ends with `left` (reason `lost`) as it did before. ICE restarts happen
+   * either way.
+   */
+  recover?: boolean;
 }
+
+/** Where a `GroupCall` stands: in the call, joining it again after network trouble, or out. */
+export type GroupCallState = 'joined' | 'reconnecting' | 'left';
 
 /** Options of `GroupCall.audience`: which page of a live call's audience. */
 export interface AudienceOptions {
@@ -155,6 +173,23 @@ export interface GroupCallEvents {
   stage: { onStage: boolean };
   /** You are out of the call. */
   left: { reason: CallLeaveReason; by?: string };
+  /**
+   * The call was lost (`reason`: `lost` when the WebSocket dropped or the server said `lost`,
+   * `slow` when it fell behind) and is being joined again (`state` is `reconnecting`). Your
+   * streams stopped sending and every received track ended (`track-removed`); the
+   * `RemoteStream`s, `LocalStream`s and subscriptions are kept for the rejoin.
+   */
+  reconnecting: { reason: CallLeaveReason };
+  /**
+   * Joined again after `reconnecting`: the roster is the server's new one (participants and
+   * streams that went away meanwhile got `participant-left` / `stream-unpublished`, new ones
+   * `participant-joined` / `stream-published`), your streams are published again (`republished`
+   * sids; those refused got a local `stream-unpublished`) and your subscriptions resubscribed
+   * (their new tracks come as `track` events on the same `RemoteStream`s).
+   */
+  reconnected: { republished: number[] };
+  /** An ICE restart (`call_restart`) was answered by the server (automatic, or `restartIce()`). */
+  'ice-restart': { automatic: boolean };
   error: ChorusError;
   /** Every `call_event` frame, raw. */
   event: CallEventFrame;
@@ -341,11 +376,12 @@ export class LocalStream {
   info: CallStream;
   readonly audioTrack: MediaStreamTrack | null;
   readonly videoTrack: MediaStreamTrack | null;
-  /** The sendonly transceivers on the publish connection. */
-  readonly audioTransceiver: RTCRtpTransceiver | null;
-  readonly videoTransceiver: RTCRtpTransceiver | null;
   /** The last `layers` state (one flag per simulcast encoding), if any. */
   activeLayers: boolean[] | null = null;
+  private _audioTransceiver: RTCRtpTransceiver | null;
+  private _videoTransceiver: RTCRtpTransceiver | null;
+  /** @internal How it was published (republished the same way after a rejoin). */
+  readonly _options: PublishOptions;
 
   /** @internal */
   constructor(
@@ -353,15 +389,32 @@ export class LocalStream {
     info: CallStream,
     audio: RTCRtpTransceiver | null,
     video: RTCRtpTransceiver | null,
-    audioTrack: MediaStreamTrack | null,
-    videoTrack: MediaStreamTrack | null,
+    options: PublishOptions,
   ) {
     this.sid = info.sid;
     this.info = info;
-    this.audioTransceiver = audio;
-    this.videoTransceiver = video;
-    this.audioTrack = audioTrack;
-    this.videoTrack = videoTrack;
+    this._audioTransceiver = audio;
+    this._videoTransceiver = video;
+    this.audioTrack = options.audio ?? null;
+    this.videoTrack = options.video ?? null;
+    this._options = options;
+  }
+
+  /** The sendonly audio transceiver on the publish connection (a new one after a rejoin). */
+  get audioTransceiver(): RTCRtpTransceiver | null {
+    return this._audioTransceiver;
+  }
+  /** The sendonly video transceiver on the publish connection (a new one after a rejoin). */
+  get videoTransceiver(): RTCRtpTransceiver | null {
+    return this._videoTransceiver;
+  }
+
+  /** @internal Published again (after a rejoin) on new transceivers. */
+  _rebind(info: CallStream, audio: RTCRtpTransceiver | null, video: RTCRtpTransceiver | null): void {
+    this.info = info;
+    this._audioTransceiver = audio;
+    this._videoTransceiver = video;
+    this.activeLayers = null;
   }
 
   /** Mutes or unmutes (absent: unchanged). */
@@ -400,8 +453,8 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   permissions: CallPermissions;
   /** Your admin-mute state. */
   adminMuted: CallMute = { audio: false, video: false };
-  /** The call's settings. */
-  readonly settings: CallSettings;
+  /** The call's settings (the server's new ones after a rejoin). */
+  settings: CallSettings;
   /** Everyone in the call (you included), by address. */
   readonly participants = new Map<string, CallParticipant>();
   /** Others' streams, by `sid:address` (see `stream()`). */
@@ -437,7 +490,20 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   private paramChain: Promise<unknown> = Promise.resolve();
   private midMap = new Map<string, CallTrack>();
   private bindings = new Map<string, Binding>();
-  private readonly iceServers: RTCIceServer[];
+  private iceServers: RTCIceServer[];
+  private _state: GroupCallState = 'joined';
+  /** Why the call is being joined again (while `reconnecting`). */
+  private lostReason: CallLeaveReason = 'lost';
+  /** A `call_join` of the rejoin is on its way; call frames wait in `rejoinBuffer`. */
+  private rejoining = false;
+  private rejoinBuffer: (CallOfferFrame | CallEventFrame)[] = [];
+  private rejoinRetries = 0;
+  private rejoinTimer: ReturnType<typeof setTimeout> | undefined;
+  /** ICE trouble: per connection, the 2 s timer since it went disconnected/failed. */
+  private iceTimers = new Map<RTCPeerConnection, ReturnType<typeof setTimeout>>();
+  private restarting: Promise<void> | null = null;
+  private lastRestart = -Infinity;
+  private restartTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @internal Use `ChorusClient.joinCall`. */
   constructor(client: ChorusClient, joined: CallJoinedFrame, options: GroupCallOptions = {}) {
@@ -450,11 +516,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     this.settings = { ...joined.settings };
     this.recording = joined.recording ? { ...joined.recording } : { active: false };
     this.audienceCount = joined.audience ?? 0;
-    this.iceServers = (joined.ice_servers ?? []).map((s) => ({
-      urls: [...s.urls],
-      username: s.username,
-      credential: s.credential,
-    }));
+    this.iceServers = iceServersOf(joined);
     for (const p of joined.participants) {
       const copy = cloneParticipant(p);
       this.participants.set(p.address, copy);
@@ -463,9 +525,17 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     }
   }
 
-  /** True until you left (or were removed, or the connection dropped). */
+  /** True until you left (or were removed, or the call was lost and not recovered); also while `reconnecting`. */
   get active(): boolean {
     return this.leftReason === null;
+  }
+
+  /**
+   * `joined`; `reconnecting` between the `reconnecting` and `reconnected` events (requests such
+   * as `publish` fail with `disconnected` meanwhile); `left` once out of the call (`left` event).
+   */
+  get state(): GroupCallState {
+    return this.active ? this._state : 'left';
   }
 
   /** The call is a live stream: those who may publish are on stage, the others are the audience. */
@@ -506,13 +576,17 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   }
 
   private getPubPc(): RTCPeerConnection {
-    if (!this.pubPc) this.pubPc = this.newPc();
+    if (!this.pubPc) {
+      this.pubPc = this.newPc();
+      this.watchIce(this.pubPc);
+    }
     return this.pubPc;
   }
 
   private getSubPc(): RTCPeerConnection {
     if (!this.subPc) {
       const pc = this.newPc();
+      this.watchIce(pc);
       pc.ontrack = (e: RTCTrackEvent) => {
         const mid = e.transceiver?.mid;
         if (mid) this.bind(mid, e.track);
@@ -534,6 +608,124 @@ export class GroupCall extends Emitter<GroupCallEvents> {
 
   private ensureActive(): void {
     if (!this.active) throw new ChorusError('state', 'not in the call');
+    if (this._state === 'reconnecting') throw new ChorusError('disconnected', 'reconnecting to the call');
+  }
+
+  // ------------------------------------------------------------ ICE restart
+
+  private watchIce(pc: RTCPeerConnection): void {
+    const on = () => this.iceChanged(pc);
+    if (typeof pc.addEventListener === 'function') pc.addEventListener('iceconnectionstatechange', on);
+    else pc.oniceconnectionstatechange = on;
+  }
+
+  private iceChanged(pc: RTCPeerConnection): void {
+    if (pc !== this.pubPc && pc !== this.subPc) return; // a connection of before a rejoin
+    if (iceBad(pc)) {
+      if (this.iceTimers.has(pc) || !this.active || this._state !== 'joined') return;
+      this.iceTimers.set(
+        pc,
+        setTimeout(() => {
+          this.iceTimers.delete(pc);
+          if ((pc === this.pubPc || pc === this.subPc) && iceBad(pc)) this.autoRestart();
+        }, ICE_TROUBLE_MS),
+      );
+    } else {
+      clearTimeout(this.iceTimers.get(pc));
+      this.iceTimers.delete(pc);
+    }
+  }
+
+  /** A restart because of trouble: one at a time, at most one per 5 s. */
+  private autoRestart(): void {
+    if (!this.active || this._state !== 'joined' || this.restarting || this.restartTimer !== undefined) return;
+    const wait = this.lastRestart + RESTART_EVERY_MS - Date.now();
+    if (wait > 0) {
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
+        if (this.iceTrouble()) this.autoRestart();
+      }, wait);
+      return;
+    }
+    this.restart(true).catch((e: unknown) => {
+      // Lost with the WebSocket (or left): the rejoin takes over.
+      if (!(e instanceof ChorusError && (e.code === 'disconnected' || e.code === 'state'))) this._reportError(e);
+    });
+  }
+
+  /** Either connection is ICE-disconnected or failed (or, with `checking`, still checking). */
+  private iceTrouble(checking = false): boolean {
+    return [this.pubPc, this.subPc].some((pc) => !!pc && (iceBad(pc) || (checking && pc.iceConnectionState === 'checking')));
+  }
+
+  /**
+   * Restarts ICE on both connections now (docs/protocol.md §15.10): sends `call_restart` with a
+   * publish offer carrying new ICE credentials (none when you publish nothing) and applies the
+   * answer; the subscribe connection's new offer follows as a `call_offer`, answered by itself.
+   * Done by itself when a connection has been ICE-disconnected or failed for 2 s (and again while
+   * one is not connected 5 s after the answer, at most once per 5 s). Joins a restart in
+   * progress; waits for a publish or unpublish negotiation in flight. Resolves once the server
+   * answered (`ice-restart` event).
+   */
+  restartIce(): Promise<void> {
+    try {
+      this.ensureActive();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.restart(false);
+  }
+
+  private restart(automatic: boolean): Promise<void> {
+    if (this.restarting) return this.restarting;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    const p: Promise<void> = this.serial('pub', () => this.doRestart(automatic)).finally(() => {
+      if (this.restarting === p) this.restarting = null;
+    });
+    this.restarting = p;
+    return p;
+  }
+
+  private async doRestart(automatic: boolean): Promise<void> {
+    this.ensureActive();
+    const pc = this.pubPc;
+    let sdp: string | undefined;
+    // The server has a publish connection once an offer of it was answered.
+    if (pc && pc.remoteDescription && pc.signalingState === 'stable') {
+      const offer = await pc.createOffer({ iceRestart: true });
+      await pc.setLocalDescription(offer);
+      sdp = pc.localDescription?.sdp ?? offer.sdp;
+    }
+    const frame: CallRestartFrame = sdp ? { type: 'call_restart', sdp } : { type: 'call_restart' };
+    try {
+      const res = await this.client.request(frame);
+      if (res.sdp && pc && pc === this.pubPc && pc.signalingState === 'have-local-offer') {
+        await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
+      }
+    } catch (e) {
+      if (pc && pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => undefined);
+      }
+      throw e instanceof ChorusError ? e : new ChorusError('webrtc', errText(e));
+    }
+    this.lastRestart = Date.now();
+    this.emit('ice-restart', { automatic });
+    // Still not connected 5 s after the answer: restart again.
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.iceTrouble(true)) this.autoRestart();
+    }, RESTART_EVERY_MS);
+  }
+
+  private stopIceWatch(): void {
+    for (const t of this.iceTimers.values()) clearTimeout(t);
+    this.iceTimers.clear();
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    this.restarting = null;
+    this.lastRestart = -Infinity;
   }
 
   // ------------------------------------------------------------ publishing
@@ -549,54 +741,66 @@ export class GroupCall extends Emitter<GroupCallEvents> {
       this.ensureActive();
       if (!options.audio && !options.video) throw new ChorusError('bad_request', 'nothing to publish');
       if (this.published.has(sid)) throw new ChorusError('conflict', `stream ${sid} is already published`);
-      const pc = this.getPubPc();
-      const simulcast = !!options.video && !options.screen && options.simulcast !== false && this.settings.simulcast;
-      const at = options.audio ? pc.addTransceiver(options.audio, { direction: 'sendonly' }) : null;
-      const vt = options.video
-        ? pc.addTransceiver(
-            options.video,
-            simulcast
-              ? { direction: 'sendonly', sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) }
-              : { direction: 'sendonly' },
-          )
-        : null;
-      const muted: CallMute = { audio: !!options.muted?.audio, video: !!options.muted?.video };
-      if (options.audio && muted.audio) options.audio.enabled = false;
-      if (options.video && muted.video) options.video.enabled = false;
-      try {
-        const offer = await pc.createOffer();
-        await pc.setLocalDescription(offer);
-        const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
-        const frame: CallPublishFrame = {
-          type: 'call_publish',
-          sid,
-          audio: !!at,
-          video: !!vt,
-          screen: !!options.screen,
-          sdp,
-        };
-        if (simulcast) frame.rids = SIMULCAST_ENCODINGS.map((e) => e.rid as string);
-        const height = options.height ?? trackHeight(options.video);
-        if (vt && height) frame.height = Math.min(8192, Math.max(1, Math.round(height)));
-        if (muted.audio || muted.video) frame.muted = muted;
-        if (at) frame.audio_mid = at.mid;
-        if (vt) frame.video_mid = vt.mid;
-        const res = await this.client.request(frame);
-        await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
-        const ls = new LocalStream(this, res.stream, at, vt, options.audio ?? null, options.video ?? null);
-        this.published.set(sid, ls);
-        const me = this.participants.get(this.address);
-        if (me) me.streams = [...me.streams.filter((s) => s.sid !== sid), res.stream];
-        return ls;
-      } catch (e) {
-        if (pc.signalingState === 'have-local-offer') {
-          await pc.setLocalDescription({ type: 'rollback' }).catch(() => undefined);
-        }
-        stopTransceiver(at);
-        stopTransceiver(vt);
-        throw e instanceof ChorusError ? e : new ChorusError('webrtc', errText(e));
-      }
+      return this.publishNow(sid, { ...options }, null);
     });
+  }
+
+  /** Offers and sends `call_publish` (in the `pub` chain); `again`: the stream republished after a rejoin. */
+  private async publishNow(sid: number, options: PublishOptions, again: LocalStream | null): Promise<LocalStream> {
+    const pc = this.getPubPc();
+    const simulcast = !!options.video && !options.screen && options.simulcast !== false && this.settings.simulcast;
+    const at = options.audio ? pc.addTransceiver(options.audio, { direction: 'sendonly' }) : null;
+    const vt = options.video
+      ? pc.addTransceiver(
+          options.video,
+          simulcast
+            ? { direction: 'sendonly', sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) }
+            : { direction: 'sendonly' },
+        )
+      : null;
+    const muted: CallMute = { audio: !!options.muted?.audio, video: !!options.muted?.video };
+    if (options.audio && muted.audio) options.audio.enabled = false;
+    if (options.video && muted.video) options.video.enabled = false;
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
+      const frame: CallPublishFrame = {
+        type: 'call_publish',
+        sid,
+        audio: !!at,
+        video: !!vt,
+        screen: !!options.screen,
+        sdp,
+      };
+      if (simulcast) frame.rids = SIMULCAST_ENCODINGS.map((e) => e.rid as string);
+      const height = options.height ?? trackHeight(options.video);
+      if (vt && height) frame.height = Math.min(8192, Math.max(1, Math.round(height)));
+      if (muted.audio || muted.video) frame.muted = muted;
+      if (at) frame.audio_mid = at.mid;
+      if (vt) frame.video_mid = vt.mid;
+      const res = await this.client.request(frame);
+      if (pc !== this.pubPc) throw new ChorusError('disconnected', 'the call was lost');
+      await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
+      let ls: LocalStream;
+      if (again) {
+        ls = again;
+        ls._rebind(res.stream, at, vt);
+      } else {
+        ls = new LocalStream(this, res.stream, at, vt, options);
+      }
+      this.published.set(sid, ls);
+      const me = this.participants.get(this.address);
+      if (me) me.streams = [...me.streams.filter((s) => s.sid !== sid), res.stream];
+      return ls;
+    } catch (e) {
+      if (pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => undefined);
+      }
+      stopTransceiver(at);
+      stopTransceiver(vt);
+      throw e instanceof ChorusError ? e : new ChorusError('webrtc', errText(e));
+    }
   }
 
   /** Stops publishing stream `sid` (renegotiates the publish connection). */
@@ -836,7 +1040,7 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     const sdp = pc.localDescription?.sdp ?? answer.sdp ?? '';
-    if (!this.active) return;
+    if (!this.active || pc !== this.subPc) return;
     await this.client.request({ type: 'call_answer', sdp });
   }
 
@@ -892,19 +1096,173 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   _end(reason: CallLeaveReason, by?: string): void {
     if (!this.active) return;
     this.leftReason = reason;
+    this.stopIceWatch();
+    clearTimeout(this.rejoinTimer);
+    this.rejoinBuffer = [];
     for (const rs of this.streams.values()) rs.detach();
-    try {
-      this.pubPc?.close();
-    } catch {
-      /* ignore */
-    }
-    try {
-      this.subPc?.close();
-    } catch {
-      /* ignore */
-    }
+    this.closePcs();
     this.client._callEnded(this);
     this.emit('left', by !== undefined ? { reason, by } : { reason });
+  }
+
+  private closePcs(): void {
+    for (const pc of [this.pubPc, this.subPc]) {
+      try {
+        pc?.close();
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ recovering (§15.10)
+
+  /**
+   * @internal The WebSocket dropped. Returns true when the call stays (reconnecting, to be joined
+   * again after the next `synced`), false when it ended (`recover: false`).
+   */
+  _connectionLost(): boolean {
+    if (!this.active) return false;
+    if (this.options.recover === false) {
+      this._end('lost');
+      return false;
+    }
+    this.rejoining = false; // its call_join failed with the socket
+    this.suspend('lost');
+    return true;
+  }
+
+  /** @internal The WebSocket is back (`synced`): join again if the call was lost. */
+  _connectionBack(): void {
+    if (this.active && this._state === 'reconnecting' && !this.rejoining) void this.rejoin();
+  }
+
+  /** Out of the call for now: media stops, what to restore is kept. */
+  private suspend(reason: CallLeaveReason): void {
+    if (this._state === 'reconnecting') return;
+    this._state = 'reconnecting';
+    this.lostReason = reason;
+    this.stopIceWatch();
+    for (const mid of [...this.bindings.keys()]) this.unbind(mid);
+    this.midMap = new Map();
+    this.closePcs();
+    this.pubPc = null;
+    this.subPc = null;
+    this.emit('reconnecting', { reason });
+  }
+
+  private async rejoin(): Promise<void> {
+    clearTimeout(this.rejoinTimer);
+    this.rejoinTimer = undefined;
+    this.rejoining = true;
+    this.rejoinBuffer = [];
+    let joined: CallJoinedFrame;
+    try {
+      joined = await this.client.request({ type: 'call_join', gid: this.gid });
+    } catch (e) {
+      this.rejoining = false;
+      if (!this.active || this._state !== 'reconnecting') return;
+      const code = e instanceof ChorusError ? e.code : '';
+      if (code === 'disconnected') return; // the WebSocket dropped again: after the next synced
+      if ((code === 'timeout' || code === 'rate_limited') && this.rejoinRetries < REJOIN_RETRIES) {
+        this.rejoinRetries++;
+        this.rejoinTimer = setTimeout(() => this._connectionBack(), REJOIN_RETRY_MS);
+        return;
+      }
+      // Refused (not_found, forbidden, …): the call is over.
+      this._reportError(e);
+      this._end(this.lostReason);
+      return;
+    }
+    this.rejoining = false;
+    // Left meanwhile (its call_leave, or another call's call_join, follows this call_join on the
+    // WebSocket and undoes it), or another call was joined.
+    if (!this.active || this.client.groupCall !== this) return;
+    this.rejoinRetries = 0;
+    // What to restore, as it was before the call was lost.
+    const subs = new Map<string, SubscribeOptions>();
+    for (const [key, rs] of this.streams) if (rs.subscription) subs.set(key, { ...rs.subscription });
+    const mine = [...this.published.values()];
+    this._state = 'joined';
+    this.applyJoined(joined);
+    const buffered = this.rejoinBuffer.filter((f) => f.gid === this.gid);
+    this.rejoinBuffer = [];
+    for (const f of buffered) this._handle(f);
+    const republished: number[] = [];
+    const work: Promise<unknown>[] = [];
+    for (const ls of mine) {
+      const options: PublishOptions = { ...ls._options, muted: { ...ls.info.muted } };
+      work.push(
+        this.serial('pub', () => {
+          this.ensureActive();
+          return this.publishNow(ls.sid, options, ls);
+        }).then(
+          () => republished.push(ls.sid),
+          (e: unknown) => {
+            if (!this.active || this._state !== 'joined' || this.published.get(ls.sid) !== ls) return;
+            this.published.delete(ls.sid);
+            this.dropOwnStream(ls.sid);
+            this._reportError(e);
+            const reason: StreamEndReason = e instanceof ChorusError && e.code === 'forbidden' ? 'permission_revoked' : 'unpublished';
+            this.emit('stream-unpublished', { address: this.address, sid: ls.sid, reason, local: true, stream: ls });
+          },
+        ),
+      );
+    }
+    for (const [key, opts] of subs) {
+      const rs = this.streams.get(key);
+      if (!rs || rs.ended !== null || !this.permissions.subscribe) continue;
+      work.push(
+        this.subscribe(rs.address, rs.sid, opts).catch((e: unknown) => {
+          if (this.active && this._state === 'joined') this._reportError(e); // else lost again: the next rejoin retries
+        }),
+      );
+    }
+    await Promise.all(work);
+    if (this.active && this._state === 'joined') this.emit('reconnected', { republished: republished.sort((a, b) => a - b) });
+  }
+
+  /** The roster of a `call_joined` after a rejoin, told as the changes since before. */
+  private applyJoined(joined: CallJoinedFrame): void {
+    this.permissions = { ...joined.permissions };
+    this.settings = { ...joined.settings };
+    this.recording = joined.recording ? { ...joined.recording } : { active: false };
+    this.setAudienceCount(joined.audience ?? 0);
+    this.iceServers = iceServersOf(joined);
+    const before = new Map(this.participants);
+    this.participants.clear();
+    const now = new Map<string, CallParticipant>();
+    for (const p of joined.participants) now.set(p.address, cloneParticipant(p));
+    // Streams that ended meanwhile, and their owners if gone.
+    for (const rs of [...this.streams.values()]) {
+      const p = now.get(rs.address);
+      if (!p || !p.streams.some((x) => x.sid === rs.sid)) this.removeStream(rs, p ? 'unpublished' : 'owner_left');
+    }
+    for (const [address, p] of before) {
+      if (address !== this.address && !now.has(address)) this.emit('participant-left', { participant: p, reason: 'left' });
+    }
+    for (const [address, p] of now) {
+      this.participants.set(address, p);
+      if (address === this.address) {
+        this.adminMuted = { ...p.admin_muted };
+        p.streams = []; // republished below
+        continue;
+      }
+      if (!before.has(address)) this.emit('participant-joined', p);
+      for (const st of p.streams) {
+        const rs = this.stream(address, st.sid);
+        if (!rs) {
+          this.addStream(address, st);
+          continue;
+        }
+        const mutedChanged = rs.info.muted.audio !== st.muted.audio || rs.info.muted.video !== st.muted.video;
+        rs.info = { ...st, muted: { ...st.muted } };
+        if (mutedChanged) {
+          rs._muted({ ...st.muted });
+          this.emit('muted', { address, sid: st.sid, muted: { ...st.muted } });
+        }
+      }
+    }
   }
 
   /** @internal */
@@ -918,6 +1276,11 @@ export class GroupCall extends Emitter<GroupCallEvents> {
   _handle(f: CallOfferFrame | CallEventFrame): void {
     if (!this.active) return;
     if (f.gid !== this.gid) return; // a frame of a call this session has left
+    if (this._state === 'reconnecting') {
+      // Frames racing the rejoin's call_joined belong to the new membership; none else come.
+      if (this.rejoining) this.rejoinBuffer.push(f);
+      return;
+    }
     if (f.type === 'call_offer') return this.onOffer(f);
     this.emit('event', f);
     this.onEvent(f);
@@ -958,7 +1321,14 @@ export class GroupCall extends Emitter<GroupCallEvents> {
       case 'left': {
         // `off_stage`: sent back to the audience; it leaves the roster (never about you: you hear `updated`).
         if (e.address === this.address) {
-          if (e.reason !== 'off_stage') this._end(e.reason, e.by);
+          if (e.reason === 'off_stage') return;
+          // Taken out for network trouble (or falling behind): join again, the WebSocket being up.
+          if ((e.reason === 'lost' || e.reason === 'slow') && this.options.recover !== false && this.client.synced) {
+            this.suspend(e.reason);
+            this._connectionBack();
+            return;
+          }
+          this._end(e.reason, e.by);
           return;
         }
         const p = this.participants.get(e.address);
@@ -1060,6 +1430,23 @@ export class GroupCall extends Emitter<GroupCallEvents> {
     rs._end(reason);
     this.emit('stream-unpublished', { address: rs.address, sid: rs.sid, reason, local: false, stream: rs });
   }
+}
+
+/** How long a connection may stay ICE-disconnected (or failed) before an ICE restart. */
+const ICE_TROUBLE_MS = 2000;
+/** At most one automatic ICE restart per this long; the next when still not connected after it. */
+const RESTART_EVERY_MS = 5000;
+/** A rejoin that timed out or was rate limited is tried again after this long, this many times. */
+const REJOIN_RETRY_MS = 2000;
+const REJOIN_RETRIES = 5;
+
+function iceBad(pc: RTCPeerConnection): boolean {
+  const s = pc.iceConnectionState;
+  return s === 'disconnected' || s === 'failed';
+}
+
+function iceServersOf(joined: CallJoinedFrame): RTCIceServer[] {
+  return (joined.ice_servers ?? []).map((s) => ({ urls: [...s.urls], username: s.username, credential: s.credential }));
 }
 
 function cloneParticipant(p: CallParticipant): CallParticipant {

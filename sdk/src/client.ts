@@ -277,6 +277,7 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
   close(): void {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    this.endCall();
     const ws = this.ws;
     this.teardown();
     if (ws) {
@@ -388,6 +389,7 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
 
   private authFailed(code: number | undefined): void {
     this.stopped = true;
+    this.endCall();
     const err = new ChorusError('unauthorized', 'the access token is no longer valid');
     for (const [, o] of this.outbox) o.reject(err);
     this.outbox.clear();
@@ -400,6 +402,7 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     const r = this.options.reconnect ?? true;
     if (r === false) {
       this.stopped = true;
+      this.endCall();
       this.rejectConnectWaiters(new ChorusError('disconnected', `connection closed (${code ?? 'failed'})`));
       this.setState('closed', { code });
       return;
@@ -418,7 +421,14 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     }, delay);
   }
 
-  /** Ends the current socket's state: pending requests fail, the call ends. */
+  /** No reconnect will come: a call waiting to rejoin ends (`lost`). */
+  private endCall(): void {
+    const call = this._call;
+    this._call = null;
+    call?._end('lost');
+  }
+
+  /** Ends the current socket's state: pending requests fail, a call waits to rejoin (or ends). */
   private teardown(): void {
     this.serial++;
     const ws = this.ws;
@@ -439,11 +449,8 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
       // Sends stay in the outbox and are retried after the next `synced`.
       if (p.sendId === undefined) p.reject(err);
     }
-    if (this._call) {
-      const call = this._call;
-      this._call = null;
-      call._end('lost');
-    }
+    // A group call rejoins after the next `synced` (unless `recover: false`: it ends, `lost`).
+    if (this._call && (this.stopped || this.options.reconnect === false || !this._call._connectionLost())) this.endCall();
     this.callBuffer = [];
     // The server ends the 1:1 calls this session carried (`lost`), and this session cannot hear
     // about the others any more: all end here.
@@ -546,6 +553,7 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     this.emit('synced', f);
     this.flushAck();
     this.flushOutbox();
+    this._call?._connectionBack();
     const w = this.connectWaiters;
     this.connectWaiters = [];
     if (this.lastWelcome) for (const x of w) x.resolve(this.lastWelcome);

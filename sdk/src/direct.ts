@@ -130,7 +130,8 @@ export class DirectCall extends Emitter<DirectCallEvents> {
    */
   async join(options: GroupCallOptions = {}): Promise<GroupCall> {
     if (this._media?.active) return this._media;
-    const media = await this.client.joinCall(this.room, options);
+    // A 1:1 call ends with its WebSocket: its media room is not joined again by itself.
+    const media = await this.client.joinCall(this.room, { recover: false, ...options });
     this._media = media;
     return media;
   }

@@ -158,6 +158,8 @@ export type CallPublishFrame = Client<'call_publish'>;
 export type CallUnpublishFrame = Client<'call_unpublish'>;
 export type CallSubscribeFrame = Client<'call_subscribe'>;
 export type CallUnsubscribeFrame = Client<'call_unsubscribe'>;
+/** Restart ICE on the call's connections (docs/protocol.md §15.10). */
+export type CallRestartFrame = Client<'call_restart'>;
 export type CallAnswerFrame = Client<'call_answer'>;
 export type CallMuteFrame = Client<'call_mute'>;
 export type CallAdminFrame = Client<'call_admin'>;
@@ -213,6 +215,7 @@ export interface ResponseMap {
   call_join: CallJoinedFrame;
   call_publish: CallPublishedFrame;
   call_unpublish: CallSdpFrame;
+  call_restart: CallSdpFrame;
   call_subscribe: OkFrame;
   call_unsubscribe: OkFrame;
   call_answer: OkFrame;

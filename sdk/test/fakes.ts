@@ -163,8 +163,12 @@ export class FakePeerConnection {
   remoteDescription: { type: string; sdp: string } | null = null;
   signalingState = 'stable';
   ontrack: ((e: Json) => void) | null = null;
+  iceConnectionState = 'new';
+  oniceconnectionstatechange: (() => void) | null = null;
   closed = false;
   offers = 0;
+  /** The options of each `createOffer`. */
+  readonly offerOptions: Json[] = [];
   readonly log: string[] = [];
   private nextMid = 0;
 
@@ -180,10 +184,17 @@ export class FakePeerConnection {
   getTransceivers(): FakeTransceiver[] {
     return [...this.transceivers];
   }
-  async createOffer(): Promise<{ type: string; sdp: string }> {
+  async createOffer(options?: Json): Promise<{ type: string; sdp: string }> {
     this.offers++;
+    this.offerOptions.push(options ?? {});
     const lines = this.transceivers.map((t, i) => `m=${t.mid ?? 'new' + i}:${t.kind}${t.stopped ? ':stopped' : ''}`);
-    return { type: 'offer', sdp: `v=0 offer#${this.offers} ${lines.join(' ')}` };
+    const restart = options?.iceRestart ? ' ice-restart' : '';
+    return { type: 'offer', sdp: `v=0 offer#${this.offers}${restart} ${lines.join(' ')}` };
+  }
+  /** Test side: the ICE connection state changes. */
+  setIce(state: string): void {
+    this.iceConnectionState = state;
+    this.oniceconnectionstatechange?.();
   }
   async createAnswer(): Promise<{ type: string; sdp: string }> {
     return { type: 'answer', sdp: `v=0 answer to ${this.remoteDescription?.sdp}` };

@@ -112,6 +112,8 @@ export class CallController extends Emitter<{ change: void }> {
         'recording',
         'audience',
         'hand',
+        'reconnecting', // the SDK joins again by itself after network trouble
+        'reconnected',
       ] as const;
       for (const n of names) this.offs.push(call.on(n, this.changed));
       this.offs.push(
