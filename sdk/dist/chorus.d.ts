@@ -3057,6 +3057,11 @@ export declare class ChorusClient extends Emitter<ChorusClientEvents> {
     private onClosed;
     private authFailed;
     private scheduleReconnect;
+    /**
+     * @internal Test hook: drops the WebSocket as a broken network would (closes it and reconnects
+     * with the usual backoff). Browsers' offline emulation leaves open WebSockets alone.
+     */
+    _dropConnection(): void;
     /** No reconnect will come: a call waiting to rejoin ends (`lost`). */
     private endCall;
     /** Ends the current socket's state: pending requests fail, a call waits to rejoin (or ends). */

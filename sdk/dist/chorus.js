@@ -2120,6 +2120,19 @@ var Chorus = (() => {
         if (!this.stopped) this.open();
       }, delay);
     }
+    /**
+     * @internal Test hook: drops the WebSocket as a broken network would (closes it and reconnects
+     * with the usual backoff). Browsers' offline emulation leaves open WebSockets alone.
+     */
+    _dropConnection() {
+      const ws = this.ws;
+      if (!ws || this.stopped) return;
+      try {
+        ws.close();
+      } catch {
+      }
+      this.onClosed(1006, true);
+    }
     /** No reconnect will come: a call waiting to rejoin ends (`lost`). */
     endCall() {
       const call = this._call;

@@ -421,6 +421,21 @@ export class ChorusClient extends Emitter<ChorusClientEvents> {
     }, delay);
   }
 
+  /**
+   * @internal Test hook: drops the WebSocket as a broken network would (closes it and reconnects
+   * with the usual backoff). Browsers' offline emulation leaves open WebSockets alone.
+   */
+  _dropConnection(): void {
+    const ws = this.ws;
+    if (!ws || this.stopped) return;
+    try {
+      ws.close();
+    } catch {
+      /* ignore */
+    }
+    this.onClosed(1006, true);
+  }
+
   /** No reconnect will come: a call waiting to rejoin ends (`lost`). */
   private endCall(): void {
     const call = this._call;

@@ -278,3 +278,16 @@ test('restartIce(): no publish connection → no sdp; one at a time; waits for a
   assert.ok(pub.log.includes('setLocal:rollback'));
   c.close();
 });
+
+test('_dropConnection() (test hook) closes the WebSocket and reconnects; the call rejoins', async () => {
+  const { c, ws, call } = await joined();
+  (c as unknown as { _dropConnection(): void })._dropConnection();
+  assert.equal(ws.closedWith, 1000);
+  assert.equal(c.state, 'offline');
+  assert.equal(call.state, 'reconnecting');
+  const ws2 = await FakeWebSocket.nth(2);
+  ws2.handshake({ address: 'uA' });
+  await until(() => ws2.ofType('call_join').length === 1);
+  c.close();
+  assert.equal(call.state, 'left');
+});
