@@ -1231,6 +1231,8 @@ async fn participant(ctx: Arc<Ctx>, i: usize, mut rng: StdRng) {
             subscribe_all: role.subscribe,
             subscribe_height: Some(a.publish_height),
             bind: ctx.bind,
+            // A call the server loses is an error here, not something to recover from quietly.
+            recover: false,
             ..Default::default()
         };
         let joined_at = Instant::now();

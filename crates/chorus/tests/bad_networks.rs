@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chorus_client::call::stats::{CallStats, Kind, TrackKey};
-use chorus_client::call::{Call, CallOptions, Leg, PublishOptions};
+use chorus_client::call::{Call, CallNotice, CallOptions, Leg, PublishOptions};
 use chorus_client::{Connection, Http};
 use chorus_proto::ws::ServerFrame;
 use common::calls::{frames, member_with_pin, room, Room, MEDIA};
@@ -39,9 +39,10 @@ async fn join_inside(rt: &NsRuntime, link: &Link, h: &Http, gid: i64) -> Call {
 }
 
 /// Joins from the host, bound to the link's host address (the server's own: loopback, unimpaired).
-async fn join_host(link: &Link, h: &Http, gid: i64) -> Call {
+async fn join_host(link: &Link, h: &Http, gid: i64, subscribe_all: bool) -> Call {
     let (conn, _) = Connection::connect(h, None).await.expect("ws");
-    Call::join(conn, gid, CallOptions { bind: link.host_ip(), ..Default::default() }).await.expect("join")
+    let options = CallOptions { bind: link.host_ip(), subscribe_all, ..Default::default() };
+    Call::join(conn, gid, options).await.expect("join")
 }
 
 fn key(publisher: &str, kind: Kind) -> TrackKey {
@@ -119,18 +120,26 @@ struct Scene {
 }
 
 async fn scene(link: Link, publish: bool) -> Scene {
+    scene_with(link, publish, false).await
+}
+
+/// [`scene`], with the owner subscribing by itself to every stream published (as an app does),
+/// so that it receives the client again after the client joined anew.
+async fn scene_with(link: Link, publish: bool, owner_subscribes_all: bool) -> Scene {
     let slot = common::call_slot();
     let rt = link.runtime();
     let s = server(&link).await;
     let r = room(&s).await;
     let (hi, inside_address) = member_with_pin(&s, &r, "inside@example.org", &r.publisher_pin).await;
-    let owner = join_host(&link, &r.owner, r.gid).await;
+    let owner = join_host(&link, &r.owner, r.gid, owner_subscribes_all).await;
     owner.publish_camera(0, PublishOptions::default()).await.unwrap();
     let inside = join_inside(&rt, &link, &hi, r.gid).await;
     inside.subscribe(&r.owner_address, 0, true, true, None).await.unwrap();
     if publish {
         inside.publish_camera(0, PublishOptions::default()).await.unwrap();
-        owner.subscribe(&inside_address, 0, true, true, None).await.unwrap();
+        if !owner_subscribes_all {
+            owner.subscribe(&inside_address, 0, true, true, None).await.unwrap();
+        }
     }
     Scene { _slot: slot, link, rt, s, r, owner, inside, inside_address, inside_http: hi }
 }
@@ -276,11 +285,11 @@ async fn client_changing_address_keeps_its_call() {
     assert!(sc.inside.ended().is_none() && sc.owner.roster().contains_key(&sc.inside_address));
 }
 
-/// Cuts the namespaced client's network for 5 s, both ways, while the owner and the client each
-/// send 5 messages; then brings it back at `T`. Returns when the client's media reached the owner
+/// Cuts the namespaced client's network for `down`, both ways, while the owner and the client
+/// each send 5 messages; then brings it back at `T`. Returns when the client's media reached the owner
 /// (audio) and the owner's reached the client (audio and video) again, with how long after `T`,
 /// and checks that every message arrived, in order.
-async fn outage(sc: &Scene) -> [Duration; 3] {
+async fn outage(sc: &Scene, down: Duration) -> [Duration; 3] {
     let (audio_in, video_in) = (key(&sc.r.owner_address, Kind::Audio), key(&sc.r.owner_address, Kind::Video));
     let audio_out = key(&sc.inside_address, Kind::Audio);
     sc.inside.wait_until(MEDIA, |s| frames(s, &sc.r.owner_address, Kind::Video) >= 30).await.unwrap();
@@ -300,6 +309,8 @@ async fn outage(sc: &Scene) -> [Duration; 3] {
         assert!(matches!(r, ServerFrame::Sent { .. }), "{r:?}");
     }
     let inside_side = sc.rt.spawn(async move {
+        // In the outage's last 4 s: a send waits up to 10 s for its answer.
+        tokio::time::sleep(down.saturating_sub(Duration::from_secs(4))).await;
         for i in 0..5 {
             let r = inside_msg.send_text(None, Some(gid), &format!("i-{i}"), &format!("from inside {i}")).await;
             assert!(matches!(r, Ok(ServerFrame::Sent { .. })), "{r:?}");
@@ -315,7 +326,7 @@ async fn outage(sc: &Scene) -> [Duration; 3] {
         }
         ids
     });
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(cut.elapsed())).await;
+    tokio::time::sleep(down.saturating_sub(cut.elapsed())).await;
     let count = |c: &Call, k: &TrackKey| c.stats().received.get(k).map_or(0, |t| t.frames);
     let (a_in, v_in, a_out) =
         (count(&sc.inside, &audio_in), count(&sc.inside, &video_in), count(&sc.owner, &audio_out));
@@ -350,7 +361,7 @@ async fn five_second_outage_recovers_call_and_messages() {
     let link = Link::new();
     link.set_both(Conditions { delay: Duration::from_millis(10), ..Default::default() });
     let sc = scene(link, true).await;
-    let [audio_down, video_down, audio_up] = outage(&sc).await;
+    let [audio_down, video_down, audio_up] = outage(&sc, Duration::from_secs(5)).await;
     eprintln!(
         "5 s outage: after the network's return, audio to the client in {audio_down:?}, video to it in \
          {video_down:?}, audio from it in {audio_up:?}"
@@ -382,9 +393,50 @@ async fn five_second_outage_the_clients_video_returns_to_others() {
     link.set_both(Conditions { delay: Duration::from_millis(10), ..Default::default() });
     let sc = scene(link, true).await;
     let video_out = key(&sc.inside_address, Kind::Video);
-    let _ = outage(&sc).await;
+    let _ = outage(&sc, Duration::from_secs(5)).await;
     let got = sc.owner.stats().received.get(&video_out).map_or(0, |t| t.frames);
     let took = next_frame(&sc.owner, &video_out, got, Duration::from_secs(30)).await;
     eprintln!("video from the client {took:?} after its audio returned");
     assert!(took < Duration::from_secs(3), "the client's video came back {took:?} after its audio");
+}
+
+/// The network is gone for 12 s, past the server's peer timeout (10 s): the server takes the
+/// client out (`left`, reason `lost`), and once the network is back the client joins again by
+/// itself, publishes its camera again and subscribes again to the owner's: media flows both ways
+/// again, and the messages of the outage arrive. (An ICE restart is tried first, after 2 s of
+/// disconnection; its `call_restart` waits in the WebSocket and is answered `not_found` once the
+/// server has taken the client out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_second_outage_the_client_joins_again_by_itself() {
+    let link = Link::new();
+    link.set_both(Conditions { delay: Duration::from_millis(10), ..Default::default() });
+    let mut sc = scene_with(link, true, true).await;
+    let video_out = key(&sc.inside_address, Kind::Video);
+    let [audio_down, video_down, audio_up] = outage(&sc, Duration::from_secs(12)).await;
+    let got = sc.owner.stats().received.get(&video_out).map_or(0, |t| t.frames);
+    let video_up = next_frame(&sc.owner, &video_out, got, Duration::from_secs(10)).await;
+    eprintln!(
+        "12 s outage: after the network's return, audio to the client in {audio_down:?}, video to it in \
+         {video_down:?}, audio from it in {audio_up:?}, its video {video_up:?} after that"
+    );
+    let notices = sc.inside.drain_notices();
+    assert!(notices.iter().any(|n| matches!(n, CallNotice::Rejoined)), "the client joined again: {notices:?}");
+    // The rejoin starts when `left` reaches the client: the server's TCP retransmission
+    // backoff on the WebSocket delivers it ~3 s after the network's return (measured 3.2 s).
+    let limit = Duration::from_secs(6);
+    assert!(
+        audio_down < limit && video_down < limit && audio_up < limit,
+        "media took {audio_down:?} / {video_down:?} / {audio_up:?} to return"
+    );
+    // Slower than after 5 s (1.6–2.3 s): the owner's downlink estimate sank to ~100 kbit/s in
+    // 12 s of receiving nothing, and the starved-estimator restart (`chorus_sfu::downlink`)
+    // needs ~1 s plus its probe's climb. bench/RESULTS.md, "Bad networks".
+    assert!(video_up < Duration::from_secs(5), "the client's video came back {video_up:?} after its audio");
+    assert!(sc.inside.ended().is_none() && sc.owner.roster().contains_key(&sc.inside_address));
+    let (video_in, audio_out) = (key(&sc.r.owner_address, Kind::Video), key(&sc.inside_address, Kind::Audio));
+    let (i, o) = tokio::join!(
+        watch(&sc.inside, std::slice::from_ref(&video_in), Duration::from_secs(3)),
+        watch(&sc.owner, std::slice::from_ref(&audio_out), Duration::from_secs(3)),
+    );
+    assert!(i[0].longest_gap < Duration::from_secs(1) && o[0].longest_gap < Duration::from_secs(1), "{i:?} {o:?}");
 }

@@ -9,7 +9,7 @@ mod common;
 use chorus_proto::GroupId;
 use std::time::{Duration, Instant};
 
-use chorus_client::call::stats::{CallStats, Kind, TrackKey};
+use chorus_client::call::stats::{CallStats, Kind, LegState, TrackKey};
 use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
 use chorus_client::Http;
 use chorus_proto::call::{AdminAction, CallEvent, CallLeaveReason, StreamEndReason};
@@ -320,7 +320,9 @@ async fn leaving_or_vanishing_updates_everyones_roster(b: Backend) {
     let mut a = join(&r.owner, r.gid, auto()).await;
     let mut others = Vec::new();
     for h in [&hb, &hc, &hd] {
-        let c = join(h, r.gid, auto()).await;
+        // These clients do not recover (protocol.md §15.10): the test watches the server
+        // take them out.
+        let c = join(h, r.gid, CallOptions { recover: false, ..auto() }).await;
         c.publish_camera(0, PublishOptions::default()).await.unwrap();
         others.push(c);
     }
@@ -827,6 +829,50 @@ async fn subscribe_offer_lists_only_the_publishers_codec(b: Backend) {
     assert_eq!(m_line_pts(&sdp, "audio").len(), 1, "{sdp}");
 }
 
+/// Bob restarts ICE mid-call (`call_restart`: a new publish offer, a new subscribe offer, both
+/// with new credentials). DTLS and media go on: for 8 s after it, longer than ICE takes to give
+/// up on checks nobody answers, both keep receiving each other's audio and video without a gap
+/// of a second, and neither connection of Bob's is ever reported disconnected.
+async fn an_ice_restart_mid_call_keeps_media_flowing(b: Backend) {
+    let s = Server::start(b).await;
+    let r = room(&s).await;
+    let (hb, bob) = member_with_pin(&s, &r, "bob@example.org", &r.publisher_pin).await;
+    let a = join(&r.owner, r.gid, auto()).await;
+    let mut bc = join(&hb, r.gid, auto()).await;
+    a.publish_camera(0, PublishOptions::default()).await.unwrap();
+    bc.publish_camera(0, PublishOptions::default()).await.unwrap();
+    wait_frames(&a, &bob, Kind::Video, 30).await;
+    wait_frames(&bc, &r.owner_address, Kind::Video, 30).await;
+    let _ = bc.drain_notices();
+
+    bc.restart_ice().await.expect("the restart is answered");
+    let offered = bc.wait_for(EVENT, |n| matches!(n, CallNotice::Offer(_))).await;
+    assert!(offered.is_ok(), "the subscribe connection is offered anew");
+    let mut gaps = [Duration::ZERO; 4];
+    let keys = [(&a, bob.as_str(), Kind::Video), (&a, bob.as_str(), Kind::Audio)];
+    let back = [(&bc, r.owner_address.as_str(), Kind::Video), (&bc, r.owner_address.as_str(), Kind::Audio)];
+    let mut last: Vec<(Instant, u64)> =
+        keys.iter().chain(back.iter()).map(|(c, p, k)| (Instant::now(), frames(&c.stats(), p, *k))).collect();
+    let begun = Instant::now();
+    while begun.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for (i, (c, p, k)) in keys.iter().chain(back.iter()).enumerate() {
+            let f = frames(&c.stats(), p, *k);
+            if f > last[i].1 {
+                last[i] = (Instant::now(), f);
+            }
+            gaps[i] = gaps[i].max(last[i].0.elapsed());
+        }
+    }
+    eprintln!("longest gaps after the ICE restart (owner gets video, audio; Bob gets video, audio): {gaps:?}");
+    assert!(gaps.iter().all(|g| *g < Duration::from_secs(1)), "{gaps:?}");
+    let notices = bc.drain_notices();
+    let down =
+        notices.iter().find(|n| matches!(n, CallNotice::Leg { state: LegState::Disconnected | LegState::Closed, .. }));
+    assert!(down.is_none(), "{down:?} in {notices:?}");
+    assert!(bc.is_running() && a.roster().contains_key(&bob));
+}
+
 macro_rules! sqlite_only {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -855,4 +901,5 @@ sqlite_only!(
     joining_again_from_the_same_session_is_a_clean_replace,
     rids_are_checked_against_the_offer,
     subscribe_offer_lists_only_the_publishers_codec,
+    an_ice_restart_mid_call_keeps_media_flowing,
 );

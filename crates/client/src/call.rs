@@ -34,9 +34,15 @@
 //! restarts, so frames the server chose not to forward are not counted as lost.
 //!
 //! [`Call::rebind_udp`] moves both UDP sockets to new ports under a running call, as a NAT
-//! rebinding does, to test that the server follows a peer whose address changes. The client
-//! itself does no ICE restart and never rejoins on its own: a connection that stays dead past
-//! the server's peer timeout ends the call.
+//! rebinding does, to test that the server follows a peer whose address changes.
+//!
+//! **Recovery** ([`CallOptions::recover`], on by default; protocol.md §15.10): a leg
+//! ICE-disconnected for 2 s gets an ICE restart (`call_restart`, at most one per 5 s;
+//! [`Call::restart_ice`] forces one), and when the server takes the session out as `lost` (its
+//! connections silent past the peer timeout) the task joins the call again on the same
+//! WebSocket with new peer connections, publishes its streams again (same sids and options) and
+//! subscribes again to what it received ([`CallNotice::Rejoined`]). The WebSocket itself is not
+//! reconnected: if it closes, the call ends.
 //!
 //! Own mutes ([`Call::mute`]) stop sending the muted media, as a browser would; an admin mute
 //! does not: the server must enforce it.
@@ -132,6 +138,10 @@ pub struct CallOptions {
     /// How long to wait for the server's answer to a request (and, with [`Transport::Tcp`],
     /// for a TCP connection to the server to open).
     pub reply_timeout: Duration,
+    /// Recover the call by itself (protocol.md §15.10): an ICE restart when a leg has been
+    /// disconnected for 2 s, and joining again (same streams, same subscriptions) when the
+    /// server takes the session out as `lost`. On by default.
+    pub recover: bool,
 }
 
 /// How both peer connections of a [`Call`] reach the server's media address.
@@ -160,6 +170,7 @@ impl Default for CallOptions {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             transport: Transport::Udp,
             reply_timeout: Duration::from_secs(10),
+            recover: true,
         }
     }
 }
@@ -281,6 +292,9 @@ pub enum CallNotice {
         /// The cursor of the next page.
         next: Option<u64>,
     },
+    /// The server took this session out as `lost` and it joined the call again with new
+    /// peer connections ([`CallOptions::recover`]); its streams are being published again.
+    Rejoined,
     /// The call task stopped (left, removed, the WebSocket closed); the text says why.
     Ended(String),
 }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use chorus_proto::call::{CallParticipant, CallPermissions, CallStream, MediaKind};
 use chorus_proto::error::ErrorCode;
-use chorus_proto::ws::ClientFrame;
+use chorus_proto::ws::{ClientFrame, ServerFrame};
+use chorus_proto::GroupId;
 use str0m::media::{Frequency, MediaTime, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -34,6 +35,11 @@ use super::stats::{self, CallStats, Kind, LegState, MediaPath, TrackKey};
 use super::tcp::{self, Link, LinkEvent};
 use super::{CallError, CallNotice, CallOptions, Joined, Leg, PublishOptions, Transport};
 use crate::Connection;
+
+/// A leg ICE-disconnected this long gets an ICE restart (protocol.md §15.10).
+const RESTART_AFTER: Duration = Duration::from_secs(2);
+/// At most one automatic ICE restart per this long.
+const RESTART_EVERY: Duration = Duration::from_secs(5);
 
 /// RFC 6464 level of audio while speaking, dBov.
 const SPEAKING_DBOV: i8 = -20;
@@ -69,6 +75,7 @@ pub(super) enum Cmd {
     Downlink(Option<u32>),
     Freeze,
     Rebind(Reply<[SocketAddr; 2]>),
+    RestartIce(Reply<()>),
     Leave(Reply<()>),
 }
 
@@ -84,31 +91,9 @@ pub(super) struct Started {
 /// subscriptions and spawns the task, which hands `conn` back when it stops.
 pub(super) async fn start(conn: Connection, joined: &Joined, options: &CallOptions) -> Result<Started, CallError> {
     let now = Instant::now();
-    let mut pub_rtc = Rtc::builder().build(now);
-    let mut sub_rtc = Rtc::builder().set_stats_interval(Some(stats::INGRESS_STATS_INTERVAL)).build(now);
-    let unbound = SocketAddr::new(options.bind, 0);
-    let (pub_socket, sub_socket, local) = match options.transport {
-        Transport::Udp => {
-            // One socket per peer connection: the server tells its peers apart by their
-            // address, and both connections talk to the same server port.
-            let pub_socket = UdpSocket::bind(unbound).await.context("binding a UDP socket")?;
-            let sub_socket = UdpSocket::bind(unbound).await.context("binding a UDP socket")?;
-            let local =
-                [pub_socket.local_addr().context("local address")?, sub_socket.local_addr().context("local address")?];
-            let candidate = |a: SocketAddr| Candidate::host(a, "udp").map_err(|e| anyhow!("host candidate {a}: {e}"));
-            pub_rtc.add_local_candidate(candidate(local[0])?);
-            sub_rtc.add_local_candidate(candidate(local[1])?);
-            (Some(pub_socket), Some(sub_socket), local)
-        }
-        // The TCP candidates are added once each connection is up (see `tcp`).
-        Transport::Tcp => (None, None, [unbound; 2]),
-    };
-
+    let Legs { rtcs, pub_socket, sub_socket, local } = Legs::open(options, now).await?;
     let mut stats = CallStats { transport: options.transport, ..Default::default() };
-    if options.transport == Transport::Udp {
-        stats.publish_path = Some(MediaPath { transport: Transport::Udp, local: local[0], remote: None });
-        stats.subscribe_path = Some(MediaPath { transport: Transport::Udp, local: local[1], remote: None });
-    }
+    set_paths(&mut stats, options.transport, local);
     let shared = Arc::new(Mutex::new(Shared {
         stats,
         local: match options.transport {
@@ -123,9 +108,12 @@ pub(super) async fn start(conn: Connection, joined: &Joined, options: &CallOptio
     let (note_tx, note_rx) = mpsc::unbounded_channel();
     let (link_tx, link_rx) = mpsc::channel(1024);
     // The machine takes the connection's request ids over while the call runs.
-    let signal = Signalling::new(joined, options.subscribe_all, options.subscribe_height, conn.next_rid);
+    let signal =
+        Signalling::new(joined, options.subscribe_all, options.subscribe_height, options.recover, conn.next_rid);
     let mut driver = Driver {
         conn,
+        gid: joined.gid,
+        options: options.clone(),
         transport: options.transport,
         pub_socket,
         sub_socket,
@@ -135,7 +123,7 @@ pub(super) async fn start(conn: Connection, joined: &Joined, options: &CallOptio
         connect_timeout: options.reply_timeout,
         remote: [None, None],
         local,
-        rtcs: Rtcs { publish: pub_rtc, subscribe: sub_rtc },
+        rtcs,
         pub_timeout: now,
         sub_timeout: now,
         shaper: Shaper::new(now, options.downlink_kbps),
@@ -152,6 +140,14 @@ pub(super) async fn start(conn: Connection, joined: &Joined, options: &CallOptio
         done: false,
         ended: false,
         pub_connected: false,
+        dtls_up: [false; 2],
+        ice_down: [None; 2],
+        next_restart: now,
+        restart_due: false,
+        last_frame: now,
+        rejoin_due: false,
+        republish: Vec::new(),
+        republishing: None,
         next_audio: now,
         next_video: now,
     };
@@ -159,6 +155,50 @@ pub(super) async fn start(conn: Connection, joined: &Joined, options: &CallOptio
     driver.drain().await;
     let task = tokio::spawn(driver.run());
     Ok(Started { cmds: cmd_tx, notices: note_rx, shared, task })
+}
+
+/// Both legs' Rtcs with their sockets, new.
+struct Legs {
+    rtcs: Rtcs,
+    pub_socket: Option<UdpSocket>,
+    sub_socket: Option<UdpSocket>,
+    local: [SocketAddr; 2],
+}
+
+impl Legs {
+    async fn open(options: &CallOptions, now: Instant) -> Result<Legs, CallError> {
+        let mut pub_rtc = Rtc::builder().build(now);
+        let mut sub_rtc = Rtc::builder().set_stats_interval(Some(stats::INGRESS_STATS_INTERVAL)).build(now);
+        let unbound = SocketAddr::new(options.bind, 0);
+        let (pub_socket, sub_socket, local) = match options.transport {
+            Transport::Udp => {
+                // One socket per peer connection: the server tells its peers apart by their
+                // address, and both connections talk to the same server port.
+                let pub_socket = UdpSocket::bind(unbound).await.context("binding a UDP socket")?;
+                let sub_socket = UdpSocket::bind(unbound).await.context("binding a UDP socket")?;
+                let local = [
+                    pub_socket.local_addr().context("local address")?,
+                    sub_socket.local_addr().context("local address")?,
+                ];
+                let candidate =
+                    |a: SocketAddr| Candidate::host(a, "udp").map_err(|e| anyhow!("host candidate {a}: {e}"));
+                pub_rtc.add_local_candidate(candidate(local[0])?);
+                sub_rtc.add_local_candidate(candidate(local[1])?);
+                (Some(pub_socket), Some(sub_socket), local)
+            }
+            // The TCP candidates are added once each connection is up (see `tcp`).
+            Transport::Tcp => (None, None, [unbound; 2]),
+        };
+        Ok(Legs { rtcs: Rtcs { publish: pub_rtc, subscribe: sub_rtc }, pub_socket, sub_socket, local })
+    }
+}
+
+/// The media paths of the statistics, for UDP legs on `local` (TCP ones are set when up).
+fn set_paths(stats: &mut CallStats, transport: Transport, local: [SocketAddr; 2]) {
+    if transport == Transport::Udp {
+        stats.publish_path = Some(MediaPath { transport: Transport::Udp, local: local[0], remote: None });
+        stats.subscribe_path = Some(MediaPath { transport: Transport::Udp, local: local[1], remote: None });
+    }
 }
 
 /// The synthetic media sources of one own stream.
@@ -170,6 +210,8 @@ struct Sources {
 /// The call task. See the [module docs](self).
 struct Driver {
     conn: Connection,
+    gid: i64,
+    options: CallOptions,
     transport: Transport,
     /// With [`Transport::Udp`].
     pub_socket: Option<UdpSocket>,
@@ -203,6 +245,21 @@ struct Driver {
     done: bool,
     ended: bool,
     pub_connected: bool,
+    /// DTLS came up on the leg (by [`Leg`]): ICE reconnecting after that is the leg back.
+    dtls_up: [bool; 2],
+    /// Since when each leg has been ICE-disconnected (by [`Leg`]).
+    ice_down: [Option<Instant>; 2],
+    /// No automatic ICE restart before this.
+    next_restart: Instant,
+    /// An automatic ICE restart is to be sent (the timer found a leg down too long).
+    restart_due: bool,
+    /// When the last frame arrived on the WebSocket.
+    last_frame: Instant,
+    /// The machine asked to join again ([`signal::Output::Rejoin`]).
+    rejoin_due: bool,
+    /// Own streams to publish again after a rejoin, in order, and the one in flight.
+    republish: Vec<(u32, PublishOptions)>,
+    republishing: Option<Ticket>,
     next_audio: Instant,
     next_video: Instant,
 }
@@ -233,7 +290,10 @@ impl Driver {
                     None => self.done = true,
                 },
                 frame = self.conn.recv() => match frame {
-                    Ok(frame) => self.signalling(signal::Input::Frame(Box::new(frame))).await,
+                    Ok(frame) => {
+                        self.last_frame = Instant::now();
+                        self.signalling(signal::Input::Frame(Box::new(frame))).await
+                    }
                     Err(e) => self.signalling(signal::Input::Closed(format!("websocket: {e:#}"))).await,
                 },
                 got = recv_udp(self.pub_socket.as_ref(), &mut pub_buf) => {
@@ -252,6 +312,15 @@ impl Driver {
                 },
                 Some(ev) = self.link_rx.recv() => self.on_link(ev),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {},
+            }
+            if std::mem::take(&mut self.restart_due) && !self.ended {
+                // Its answer goes nowhere: the legs' states tell whether it worked.
+                let ticket = self.ticket();
+                tracing::info!("a call connection has been disconnected for {RESTART_AFTER:?}: ICE restart");
+                self.signalling(signal::Input::Command(ticket, Command::RestartIce)).await;
+            }
+            if std::mem::take(&mut self.rejoin_due) {
+                self.rejoin().await;
             }
         }
         // The request ids go back to the messaging connection.
@@ -281,6 +350,13 @@ impl Driver {
                 signal::Output::Published(ticket, r) => {
                     if let Some(reply) = self.publish_replies.remove(&ticket) {
                         let _ = reply.send(r);
+                    } else if self.republishing == Some(ticket) {
+                        self.republishing = None;
+                        if let Err(e) = r {
+                            let message = format!("client: publishing again after the rejoin: {e}");
+                            self.notify(CallNotice::Error { code: ErrorCode::Internal, message });
+                        }
+                        self.republish_next();
                     }
                 }
                 signal::Output::Notice(n) => self.notify(n),
@@ -326,6 +402,7 @@ impl Driver {
                     }
                 }
                 signal::Output::Ended(why) => self.end(why),
+                signal::Output::Rejoin => self.rejoin_due = true,
                 signal::Output::Stop => self.done = true,
             }
         }
@@ -352,6 +429,7 @@ impl Driver {
             Cmd::SetHeight { address, sid, height, reply } => (Command::SetHeight { address, sid, height }, reply),
             Cmd::Mute { sid, audio, video, reply } => (Command::Mute { sid, audio, video }, reply),
             Cmd::Leave(reply) => (Command::Leave, reply),
+            Cmd::RestartIce(reply) => (Command::RestartIce, reply),
             Cmd::SubscribeAll(on) => return self.signalling(signal::Input::SubscribeAll(on)).await,
             // Media: the driver's own business, nothing once the call has ended.
             Cmd::Speaking(_) | Cmd::Downlink(_) | Cmd::Freeze if self.ended => return,
@@ -478,6 +556,103 @@ impl Driver {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The server took this session out of the call as `lost` (its connections were silent
+    /// for the peer timeout): join again on the same WebSocket with new legs, then publish the
+    /// same streams and subscribe to the same ones again (protocol.md §15.10). If the join is
+    /// refused, the call ends.
+    async fn rejoin(&mut self) {
+        let streams: Vec<(u32, PublishOptions)> = self.signal.streams().iter().map(|(sid, s)| (*sid, s.opts)).collect();
+        let subscriptions: Vec<((String, u32), signal::Sub)> =
+            self.signal.subscriptions().iter().map(|(k, v)| (k.clone(), *v)).collect();
+        self.rtcs.publish.disconnect();
+        self.rtcs.subscribe.disconnect();
+        self.sources.clear();
+        self.links = [None, None];
+        self.conn.next_rid = self.signal.next_rid();
+        let joined = match self.join_again().await {
+            Ok(j) => j,
+            Err(e) => {
+                self.end(format!("the call was lost and joining it again failed: {e}"));
+                self.done = true;
+                return;
+            }
+        };
+        let now = Instant::now();
+        let legs = match Legs::open(&self.options, now).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.end(format!("the call was lost and new connections failed: {e}"));
+                self.done = true;
+                return;
+            }
+        };
+        tracing::info!(gid = self.gid, "the call was lost: joined again");
+        self.rtcs = legs.rtcs;
+        (self.pub_socket, self.sub_socket, self.local) = (legs.pub_socket, legs.sub_socket, legs.local);
+        (self.pub_timeout, self.sub_timeout, self.next_restart) = (now, now, now);
+        (self.pub_connected, self.dtls_up, self.ice_down, self.remote) = (false, [false; 2], [None; 2], [None; 2]);
+        {
+            let mut s = self.shared();
+            s.roster = joined.participants.iter().map(|p| (p.address.clone(), p.clone())).collect();
+            s.permissions = joined.permissions;
+            s.local = match self.transport {
+                Transport::Udp => self.local.map(Some),
+                Transport::Tcp => [None; 2],
+            };
+            set_paths(&mut s.stats, self.transport, self.local);
+            s.stats.publish = LegState::New;
+            s.stats.subscribe = LegState::New;
+        }
+        let o = &self.options;
+        self.signal = Signalling::new(&joined, o.subscribe_all, o.subscribe_height, o.recover, self.conn.next_rid);
+        self.notify(CallNotice::Rejoined);
+        if !o.subscribe_all {
+            for ((address, sid), sub) in subscriptions {
+                if !joined.participants.iter().any(|p| p.address == address && p.streams.iter().any(|s| s.sid == sid)) {
+                    continue;
+                }
+                let ticket = self.ticket();
+                let cmd = Command::Subscribe { address, sid, audio: sub.audio, video: sub.video, height: sub.height };
+                self.signal.handle_input(signal::Input::Command(ticket, cmd), &mut self.rtcs);
+            }
+        }
+        self.republish = streams;
+        self.republish.reverse();
+        self.republish_next();
+        self.drain().await;
+    }
+
+    /// `call_join` of the same group again; its `call_joined`.
+    async fn join_again(&mut self) -> Result<Joined, CallError> {
+        let rid = self.conn.rid();
+        self.conn.send(&ClientFrame::CallJoin { rid: Some(rid.clone()), gid: GroupId(self.gid) }).await?;
+        let frame = self
+            .conn
+            .expect(self.options.reply_timeout, |f| match f {
+                ServerFrame::CallJoined { rid: r, .. } | ServerFrame::Error { rid: r, .. } => {
+                    r.as_deref() == Some(rid.as_str())
+                }
+                _ => false,
+            })
+            .await?;
+        match frame {
+            ServerFrame::CallJoined {
+                gid, address, permissions, settings, participants, recording, audience, ..
+            } => Ok(Joined { gid: gid.get(), address, permissions, settings, participants, recording, audience }),
+            ServerFrame::Error { code, message, .. } => Err(super::refused(code, message)),
+            other => Err(anyhow!("unexpected answer to call_join: {other:?}").into()),
+        }
+    }
+
+    /// Publishes the next stream waiting to be published again after a rejoin (one at a time:
+    /// each renegotiates the publish leg).
+    fn republish_next(&mut self) {
+        let Some((sid, opts)) = self.republish.pop() else { return };
+        let ticket = self.ticket();
+        self.republishing = Some(ticket);
+        self.signal.handle_input(signal::Input::Command(ticket, Command::Publish { sid, opts }), &mut self.rtcs);
+    }
+
     /// The call is over for this session (the machine said so): stop media and tell the handle.
     /// The machine then answers what waited and stops the task.
     fn end(&mut self, why: String) {
@@ -510,10 +685,20 @@ impl Driver {
         d
     }
 
-    /// Timers: release shaped packets, write due media, let both Rtcs handle time.
+    /// Timers: release shaped packets, write due media, let both Rtcs handle time, see
+    /// whether a leg has been disconnected long enough for an ICE restart.
     fn on_time(&mut self, now: Instant) {
         if self.frozen || self.ended {
             return;
+        }
+        // Only while the WebSocket shows life (a frame since the leg went down): in a full
+        // outage a `call_restart` would wait in TCP, and the retransmission backoff it starts
+        // would hold back the `call_join` of a rejoin by seconds after the network returns.
+        let down_long =
+            self.ice_down.iter().flatten().any(|t| now.duration_since(*t) >= RESTART_AFTER && self.last_frame > *t);
+        if down_long && self.options.recover && now >= self.next_restart {
+            self.next_restart = now + RESTART_EVERY;
+            self.restart_due = true;
         }
         while let Some((leg, source, data)) = self.shaper.pop(now) {
             self.deliver(now, leg, source, &data);
@@ -644,12 +829,25 @@ impl Driver {
 
     fn on_event(&mut self, leg: Leg, e: Event) {
         match e {
-            Event::Connected => self.set_leg(leg, LegState::Connected),
+            Event::Connected => {
+                self.dtls_up[leg as usize] = true;
+                self.set_leg(leg, LegState::Connected);
+            }
             Event::IceConnectionStateChange(s) => match s {
                 IceConnectionState::Checking => self.set_leg(leg, LegState::Checking),
-                IceConnectionState::Disconnected => self.set_leg(leg, LegState::Disconnected),
-                // `Connected` waits for DTLS (Event::Connected); `New` needs no notice.
-                _ => {}
+                IceConnectionState::Disconnected => {
+                    self.ice_down[leg as usize].get_or_insert_with(Instant::now);
+                    self.set_leg(leg, LegState::Disconnected);
+                }
+                IceConnectionState::Connected | IceConnectionState::Completed => {
+                    self.ice_down[leg as usize] = None;
+                    // The first time, `Connected` waits for DTLS (Event::Connected); after
+                    // that, ICE coming back (or a restart done) is the leg back.
+                    if self.dtls_up[leg as usize] {
+                        self.set_leg(leg, LegState::Connected);
+                    }
+                }
+                IceConnectionState::New => {}
             },
             Event::MediaData(d) if leg == Leg::Subscribe => self.on_media(d),
             Event::MediaIngressStats(i) if leg == Leg::Subscribe => {

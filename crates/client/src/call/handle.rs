@@ -116,6 +116,13 @@ impl Call {
         self.ask(|r| Cmd::Publish(sid, options, r)).await
     }
 
+    /// Restarts ICE on both peer connections now (`call_restart`): new credentials, new
+    /// checks; DTLS and media go on. The task also does this by itself when a connection stays
+    /// disconnected ([`CallOptions::recover`]).
+    pub async fn restart_ice(&self) -> Result<(), CallError> {
+        self.ask(Cmd::RestartIce).await
+    }
+
     /// Stops publishing stream `sid` (renegotiates the publish connection without it).
     pub async fn unpublish(&self, sid: u32) -> Result<(), CallError> {
         self.ask(|r| Cmd::Unpublish(sid, r)).await

@@ -26,7 +26,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use anyhow::{anyhow, Context};
-use chorus_proto::call::{CallEvent, CallParticipant, CallPermissions, CallStream, CallTrack, PublishRequest};
+use chorus_proto::call::{
+    CallEvent, CallLeaveReason, CallParticipant, CallPermissions, CallStream, CallTrack, PublishRequest,
+};
 use chorus_proto::error::ErrorCode;
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -98,6 +100,9 @@ pub(crate) enum Command {
     },
     /// `call_leave`; the call ends when it is answered.
     Leave,
+    /// `call_restart`: ICE restart on both legs (the publish leg with an offer of new
+    /// credentials, when it was ever negotiated).
+    RestartIce,
 }
 
 /// What happens to the machine.
@@ -156,6 +161,10 @@ pub(crate) enum Output {
     RestartRun(TrackKey),
     /// The call is over for this session: close both legs and tell the handle why.
     Ended(String),
+    /// The server took this session out of the call (`left`, reason `lost`) and recovery is
+    /// on: join again with fresh legs, publish [`Signalling::streams`] again and subscribe
+    /// again to [`Signalling::subscriptions`]. Nothing more comes from this machine.
+    Rejoin,
     /// Stop the driver (after [`Output::Ended`], or when a leave could not be sent).
     Stop,
 }
@@ -169,16 +178,18 @@ pub(crate) struct OwnStream {
     pub audio: Option<(Mid, Pt)>,
     /// Media line and payload type of the video, when sent.
     pub video: Option<(Mid, Pt)>,
+    /// As asked (to publish it again after a rejoin).
+    pub opts: PublishOptions,
     /// Simulcast: each layer is written with its rid; single layer: without.
     pub simulcast: bool,
 }
 
 /// What a subscription asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Sub {
-    audio: bool,
-    video: bool,
-    height: Option<u32>,
+pub(crate) struct Sub {
+    pub audio: bool,
+    pub video: bool,
+    pub height: Option<u32>,
 }
 
 /// State to change when a request is answered `ok`.
@@ -206,6 +217,10 @@ enum Pending {
     },
     Unpublish {
         sid: u32,
+        ticket: Ticket,
+    },
+    /// A `call_restart`; its publish offer (if any) is the pending offer.
+    Restart {
         ticket: Ticket,
     },
     /// Sent by the machine itself (automatic subscription, an answer): a refusal becomes a
@@ -242,6 +257,10 @@ pub(crate) struct Signalling {
     subscribe_height: Option<u32>,
     leaving: Option<(String, Ticket)>,
     ended: bool,
+    /// Join again when the server takes this session out as `lost` ([`Output::Rejoin`]).
+    recover: bool,
+    /// The publish leg was negotiated once (the server has it: an ICE restart offers on it).
+    publish_leg: bool,
     out: VecDeque<Output>,
 }
 
@@ -252,7 +271,13 @@ fn ended_error() -> CallError {
 impl Signalling {
     /// A machine for the call `joined` described. `next_rid` is the messaging connection's
     /// request counter. Automatic subscriptions to the roster are queued at once.
-    pub fn new(joined: &Joined, subscribe_all: bool, subscribe_height: Option<u32>, next_rid: u64) -> Signalling {
+    pub fn new(
+        joined: &Joined,
+        subscribe_all: bool,
+        subscribe_height: Option<u32>,
+        recover: bool,
+        next_rid: u64,
+    ) -> Signalling {
         let mut s = Signalling {
             me: joined.address.clone(),
             permissions: joined.permissions,
@@ -268,6 +293,8 @@ impl Signalling {
             subscribe_height,
             leaving: None,
             ended: false,
+            recover,
+            publish_leg: false,
             out: VecDeque::new(),
         };
         s.auto_subscribe();
@@ -282,6 +309,11 @@ impl Signalling {
     /// Own published streams, by sid.
     pub fn streams(&self) -> &BTreeMap<u32, OwnStream> {
         &self.streams
+    }
+
+    /// Own subscriptions to others' streams, by (address, sid).
+    pub fn subscriptions(&self) -> &BTreeMap<(String, u32), Sub> {
+        &self.subscriptions
     }
 
     /// What the server said a media line of the subscribe connection carries.
@@ -359,12 +391,24 @@ impl Signalling {
     /// Answers what waits for `p` with `e`.
     fn fail(&mut self, p: Pending, e: CallError) {
         match p {
-            Pending::Request { ticket, .. } | Pending::Unpublish { ticket, .. } => {
+            Pending::Request { ticket, .. } | Pending::Unpublish { ticket, .. } | Pending::Restart { ticket } => {
                 self.out.push_back(Output::Replied(ticket, Err(e)))
             }
             Pending::Publish { ticket, .. } => self.out.push_back(Output::Published(ticket, Err(e))),
             Pending::Auto { .. } => tracing::debug!("request failed: {e}"),
         }
+    }
+
+    /// Out of the call but to join again: what waits fails (its answer will never come), and
+    /// the driver takes over ([`Output::Rejoin`]).
+    fn rejoin(&mut self) {
+        self.ended = true;
+        let pending: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+        for p in pending {
+            self.fail(p, anyhow!("the call was lost and is being joined again").into());
+        }
+        self.pending_offer = None;
+        self.out.push_back(Output::Rejoin);
     }
 
     /// The call is over for this session: fail whatever waits (no answer will come), stop.
@@ -423,6 +467,28 @@ impl Signalling {
             Command::Leave => {
                 self.send(ClientFrame::CallLeave { rid: None }, OnSent::Leave(ticket));
             }
+            Command::RestartIce => self.restart_ice(ticket, &mut rtcs.publish),
+        }
+    }
+
+    /// `call_restart`: new ICE credentials on the publish leg (offered here) and on the
+    /// subscribe leg (the server offers them).
+    fn restart_ice(&mut self, ticket: Ticket, rtc: &mut Rtc) {
+        if self.pending_offer.is_some() {
+            let e = anyhow!("another publish negotiation is in flight");
+            self.out.push_back(Output::Replied(ticket, Err(e.into())));
+            return;
+        }
+        let offer = self.publish_leg.then(|| {
+            let mut api = rtc.sdp_api();
+            api.ice_restart(true);
+            api.apply()
+        });
+        let offer = offer.flatten();
+        let sdp = offer.as_ref().map(|(o, _)| o.to_sdp_string());
+        let rid = self.send(ClientFrame::CallRestart { rid: None, sdp }, OnSent::Wait(Pending::Restart { ticket }));
+        if let Some((_, pending)) = offer {
+            self.pending_offer = Some((rid, pending));
         }
     }
 
@@ -586,6 +652,16 @@ impl Signalling {
                         self.out.push_back(Output::ForgetSent(sid));
                         self.out.push_back(Output::Replied(ticket, r.map_err(CallError::Other)));
                     }
+                    Some(Pending::Restart { ticket }) => {
+                        let r = match sdp {
+                            Some(sdp) => self.accept_publish_answer(&rid, &sdp, &mut rtcs.publish),
+                            None => {
+                                self.take_offer(&rid);
+                                Ok(())
+                            }
+                        };
+                        self.out.push_back(Output::Replied(ticket, r.map_err(CallError::Other)));
+                    }
                     // Not an answer to an unpublish: what waited for it is abandoned.
                     Some(other) => self.fail(other, ended_error()),
                     None => {}
@@ -614,7 +690,7 @@ impl Signalling {
                         }
                         self.out.push_back(Output::Replied(ticket, Ok(())));
                     }
-                    Some(Pending::Unpublish { ticket, .. }) => {
+                    Some(Pending::Unpublish { ticket, .. } | Pending::Restart { ticket }) => {
                         self.take_offer(&rid);
                         self.out.push_back(Output::Replied(ticket, Ok(())));
                     }
@@ -637,7 +713,12 @@ impl Signalling {
                 }
                 match self.pending.remove(&rid) {
                     // Dropping the pending offer rolls the publish connection back.
-                    Some(p @ (Pending::Publish { .. } | Pending::Unpublish { .. } | Pending::Request { .. })) => {
+                    Some(
+                        p @ (Pending::Publish { .. }
+                        | Pending::Unpublish { .. }
+                        | Pending::Restart { .. }
+                        | Pending::Request { .. }),
+                    ) => {
                         if !matches!(p, Pending::Request { .. }) {
                             self.take_offer(&rid);
                         }
@@ -680,7 +761,8 @@ impl Signalling {
         // The granted layers are the lowest ones: the tallest one is `height`. Rids beyond
         // them exist in the SDP but stay silent.
         let layers = media::layer_specs(layers, height);
-        self.streams.insert(sid, OwnStream { stream, audio, video, simulcast: offered > 1 });
+        self.publish_leg = true;
+        self.streams.insert(sid, OwnStream { stream, audio, video, opts, simulcast: offered > 1 });
         self.out.push_back(Output::StartSending { sid, layers, kind: opts.video_kind });
         if let Some(me) = self.roster.get_mut(&self.me) {
             me.streams.retain(|x| x.sid != sid);
@@ -797,11 +879,16 @@ impl Signalling {
             }
         }
         let left_me = matches!(&event, CallEvent::Left { address, .. } if *address == self.me);
+        let lost = matches!(&event, CallEvent::Left { reason: CallLeaveReason::Lost, .. });
         let why = match &event {
             CallEvent::Left { reason, .. } => format!("left the call: {reason:?}"),
             _ => String::new(),
         };
         self.notify(CallNotice::Event(event));
+        if left_me && lost && self.recover && self.leaving.is_none() {
+            self.rejoin();
+            return;
+        }
         if left_me {
             self.end(why);
             return;

@@ -176,6 +176,16 @@ impl MediaNet {
         self.routes.write().expect("routes lock").insert(ufrag, LegRoute { route, tcp: Vec::new() });
     }
 
+    /// A peer connection restarted ICE: its route and ICE-TCP connections answer to its new
+    /// username fragment. (UDP senders already known keep their route; the receive loop
+    /// follows a known address whose STUN names another fragment.)
+    pub fn rekey(&self, old: &str, new: String) {
+        let mut routes = self.routes.write().expect("routes lock");
+        if let Some(leg) = routes.remove(old) {
+            routes.insert(new, leg);
+        }
+    }
+
     /// Stops routing to a peer connection and closes its ICE-TCP connections.
     pub fn unregister(&self, ufrag: &str) {
         let gone = self.routes.write().expect("routes lock").remove(ufrag);
@@ -376,14 +386,18 @@ async fn udp_loop(net: Arc<MediaNet>) {
                 if seg == TEST_PANIC {
                     panic!("test: panic in the UDP receive loop");
                 }
-                let route = match known.get(&m.addr) {
-                    Some((_, r)) => r.clone(),
-                    None => {
-                        let Some(ufrag) = stun_local_ufrag(seg) else { continue };
+                // A known address keeps its route, unless its STUN names another username
+                // fragment (an ICE restart, or a new peer on a reused address): looked up anew.
+                let stun = stun_local_ufrag(seg);
+                let route = match (known.get(&m.addr), stun) {
+                    (Some((_, r)), None) => r.clone(),
+                    (Some((u, r)), Some(f)) if u == f => r.clone(),
+                    (_, Some(ufrag)) => {
                         let Some(r) = net.lookup(ufrag) else { continue };
                         known.insert(m.addr, (ufrag.to_string(), r.clone()));
                         r
                     }
+                    (None, None) => continue,
                 };
                 let d = Datagram {
                     peer: route.peer,

@@ -371,6 +371,10 @@ impl RoomTask {
                     self.net.unregister(&ufrag);
                     self.tcp.remove(&peer);
                 }
+                Output::Rekey { old, new, peer } => {
+                    tracing::debug!(uid = peer.uid, leg = ?peer.leg, "ICE restart: the route follows the new username");
+                    self.net.rekey(&old, new);
+                }
                 Output::Webhook { event, body } => {
                     if event == "room.started" {
                         self.started_ms = Some(crate::clock::now_ms());

@@ -142,6 +142,17 @@ fn replied(outs: &[Output], ticket: u64) -> Option<&Result<(), CallError>> {
 }
 
 /// Publishes stream `sid` and lets the server stand-in answer; returns the publish's rid.
+fn replied_publish(outs: &[Output], ticket: u64) -> Option<&Result<CallStream, CallError>> {
+    outs.iter().find_map(|o| match o {
+        Output::Published(Ticket(t), r) if *t == ticket => Some(r),
+        _ => None,
+    })
+}
+
+fn subscribe_bob() -> Command {
+    Command::Subscribe { address: "bob".into(), sid: 0, audio: true, video: true, height: None }
+}
+
 fn publish(sig: &mut Signalling, p: &mut Peers, ticket: u64, sid: u32, granted: CallStream) -> Vec<Output> {
     let outs = command(sig, &mut p.rtcs, ticket, Command::Publish { sid, opts: PublishOptions::default() });
     let [(rid, ClientFrame::CallPublish(req))] = frames(&outs)[..] else { panic!("one call_publish: {outs:?}") };
@@ -154,7 +165,7 @@ fn publish(sig: &mut Signalling, p: &mut Peers, ticket: u64, sid: u32, granted: 
 #[test]
 fn request_ids_continue_the_connections_and_auto_subscriptions_start_at_join() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![participant("bob", vec![stream(0)])]), true, Some(360), 41);
+    let mut sig = Signalling::new(&joined(vec![participant("bob", vec![stream(0)])]), true, Some(360), true, 41);
     let outs = run(&mut sig, &mut p.rtcs);
     let sent = frames(&outs);
     assert_eq!(sent.len(), 1, "{outs:?}");
@@ -174,18 +185,18 @@ fn request_ids_continue_the_connections_and_auto_subscriptions_start_at_join() {
 #[test]
 fn without_subscribe_all_or_the_permission_nothing_is_subscribed() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![participant("bob", vec![stream(0)])]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![participant("bob", vec![stream(0)])]), false, None, true, 0);
     assert!(frames(&run(&mut sig, &mut p.rtcs)).is_empty());
     let mut j = joined(vec![participant("bob", vec![stream(0)])]);
     j.permissions.subscribe = false;
-    let mut sig = Signalling::new(&j, true, None, 0);
+    let mut sig = Signalling::new(&j, true, None, true, 0);
     assert!(frames(&run(&mut sig, &mut p.rtcs)).is_empty());
 }
 
 #[test]
 fn new_streams_of_others_are_subscribed_once_and_the_view_follows_first() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), true, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), true, None, true, 0);
     assert!(drain(&mut sig).is_empty());
     let outs = frame(&mut sig, &mut p.rtcs, event(CallEvent::Joined { participant: participant("bob", vec![]) }));
     assert!(matches!(&outs[0], Output::View(ViewChange::Participant(b)) if b.address == "bob"), "{outs:?}");
@@ -209,7 +220,7 @@ fn new_streams_of_others_are_subscribed_once_and_the_view_follows_first() {
 #[test]
 fn a_refused_auto_subscription_is_a_notice_and_is_forgotten() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![participant("bob", vec![stream(0)])]), true, None, 0);
+    let mut sig = Signalling::new(&joined(vec![participant("bob", vec![stream(0)])]), true, None, true, 0);
     let outs = run(&mut sig, &mut p.rtcs);
     let rid = frames(&outs)[0].0.to_string();
     let outs = frame(&mut sig, &mut p.rtcs, error(&rid, ErrorCode::Forbidden));
@@ -222,7 +233,7 @@ fn a_refused_auto_subscription_is_a_notice_and_is_forgotten() {
 #[test]
 fn a_request_that_was_never_sent_waits_for_nothing() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let c = Command::Subscribe { address: "bob".into(), sid: 0, audio: true, video: true, height: None };
     sig.handle_input(Input::Command(Ticket(1), c), &mut p.rtcs);
     let Some(Output::Send { rid, .. }) = sig.poll_output() else { panic!("a send") };
@@ -236,7 +247,7 @@ fn a_request_that_was_never_sent_waits_for_nothing() {
 #[test]
 fn set_height_keeps_the_subscriptions_audio_and_video_choice() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let c = Command::Subscribe { address: "bob".into(), sid: 0, audio: true, video: false, height: None };
     let outs = command(&mut sig, &mut p.rtcs, 1, c);
     let rid = frames(&outs)[0].0.to_string();
@@ -256,7 +267,7 @@ fn set_height_keeps_the_subscriptions_audio_and_video_choice() {
 #[test]
 fn publish_negotiates_with_the_server_and_starts_the_granted_layers() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let outs = command(&mut sig, &mut p.rtcs, 1, Command::Publish { sid: 0, opts: PublishOptions::default() });
     let [(_, ClientFrame::CallPublish(req))] = frames(&outs)[..] else { panic!("{outs:?}") };
     assert_eq!(req.rids, vec!["q", "h", "f"]);
@@ -286,7 +297,7 @@ fn publish_negotiates_with_the_server_and_starts_the_granted_layers() {
 #[test]
 fn a_refused_publish_rolls_back_and_another_may_follow() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let outs = command(&mut sig, &mut p.rtcs, 1, Command::Publish { sid: 0, opts: PublishOptions::default() });
     let rid = frames(&outs)[0].0.to_string();
     let outs = frame(&mut sig, &mut p.rtcs, error(&rid, ErrorCode::Forbidden));
@@ -302,7 +313,7 @@ fn a_refused_publish_rolls_back_and_another_may_follow() {
 #[test]
 fn unpublish_stops_the_stream_only_once_the_request_left() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     publish(&mut sig, &mut p, 1, 0, stream(0));
 
     // Not sent: the stream stays.
@@ -329,7 +340,7 @@ fn unpublish_stops_the_stream_only_once_the_request_left() {
 #[test]
 fn own_mutes_apply_on_ok_and_an_unmuted_video_restarts_with_a_keyframe() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     publish(&mut sig, &mut p, 1, 0, stream(0));
     let outs = command(&mut sig, &mut p.rtcs, 2, Command::Mute { sid: 0, audio: Some(true), video: Some(true) });
     assert_eq!(sig.streams()[&0].stream.muted, CallMute::default(), "not before the server agrees");
@@ -347,7 +358,7 @@ fn own_mutes_apply_on_ok_and_an_unmuted_video_restarts_with_a_keyframe() {
 #[test]
 fn the_servers_offer_is_answered_and_its_tracks_mapped() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let mut api = p.server.sdp_api();
     let a = api.add_media(RtcKind::Audio, Direction::SendOnly, Some("bob-0".into()), None, None);
     let (offer, pending) = api.apply().unwrap();
@@ -376,7 +387,7 @@ fn the_servers_offer_is_answered_and_its_tracks_mapped() {
 #[test]
 fn layer_events_reach_own_sources_and_received_tracks() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     publish(&mut sig, &mut p, 1, 0, stream(0));
     let outs = frame(&mut sig, &mut p.rtcs, event(CallEvent::Layers { sid: 0, active: vec![true, false, false] }));
     assert!(matches!(&outs[0], Output::LayersActive { sid: 0, active } if *active == vec![true, false, false]));
@@ -392,7 +403,7 @@ fn layer_events_reach_own_sources_and_received_tracks() {
 #[test]
 fn leave_ends_the_call_once_answered_and_fails_what_still_waits() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let waiting = Command::Unsubscribe { address: "bob".into(), sid: 0 };
     command(&mut sig, &mut p.rtcs, 1, waiting);
     let outs = command(&mut sig, &mut p.rtcs, 2, Command::Leave);
@@ -411,7 +422,7 @@ fn leave_ends_the_call_once_answered_and_fails_what_still_waits() {
 #[test]
 fn a_leave_that_cannot_be_sent_stops_without_ending() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     sig.handle_input(Input::Command(Ticket(1), Command::Leave), &mut p.rtcs);
     let Some(Output::Send { rid, .. }) = sig.poll_output() else { panic!("a send") };
     sig.handle_input(Input::Sent { rid, result: Err(anyhow!("gone")) }, &mut p.rtcs);
@@ -422,17 +433,73 @@ fn a_leave_that_cannot_be_sent_stops_without_ending() {
 #[test]
 fn being_removed_or_losing_the_websocket_ends_the_call() {
     let mut p = peers();
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let removed = CallEvent::Left { address: ME.into(), reason: CallLeaveReason::Removed, by: Some("admin".into()) };
     let outs = frame(&mut sig, &mut p.rtcs, event(removed));
     assert!(matches!(&outs[0], Output::View(ViewChange::Gone(a)) if a == ME), "{outs:?}");
     assert!(matches!(&outs[1], Output::Notice(CallNotice::Event(_))));
     assert!(matches!(&outs[2], Output::Ended(why) if why == "left the call: Removed"), "{outs:?}");
 
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     sig.handle_input(Input::Closed("websocket: closed".into()), &mut p.rtcs);
     let outs = drain(&mut sig);
     assert!(matches!(&outs[..], [Output::Ended(w), Output::Stop] if w == "websocket: closed"), "{outs:?}");
+}
+
+#[test]
+fn losing_the_call_with_recovery_on_asks_to_join_again_and_keeps_what_to_restore() {
+    let mut p = peers();
+    let mut sig = Signalling::new(&joined(vec![participant("bob", vec![stream(0)])]), false, None, true, 0);
+    run(&mut sig, &mut p.rtcs);
+    let outs = publish(&mut sig, &mut p, 1, 0, stream(0));
+    assert!(matches!(replied_publish(&outs, 1), Some(Ok(_))), "{outs:?}");
+    let outs = command(&mut sig, &mut p.rtcs, 2, subscribe_bob());
+    let [(rid, _)] = frames(&outs)[..] else { panic!("{outs:?}") };
+    frame(&mut sig, &mut p.rtcs, ok(&rid.to_string()));
+    // A request still waiting when the call is lost fails; nothing ends.
+    let outs = command(&mut sig, &mut p.rtcs, 3, Command::Mute { sid: 0, audio: Some(true), video: None });
+    assert_eq!(frames(&outs).len(), 1);
+    let lost = CallEvent::Left { address: ME.into(), reason: CallLeaveReason::Lost, by: None };
+    let outs = frame(&mut sig, &mut p.rtcs, event(lost));
+    assert!(outs.iter().any(|o| matches!(o, Output::Rejoin)), "{outs:?}");
+    assert!(!outs.iter().any(|o| matches!(o, Output::Ended(_) | Output::Stop)), "{outs:?}");
+    assert!(matches!(replied(&outs, 3), Some(Err(_))), "{outs:?}");
+    assert_eq!(sig.streams().keys().copied().collect::<Vec<_>>(), vec![0], "the stream to publish again");
+    assert!(sig.subscriptions().contains_key(&("bob".to_string(), 0)), "the subscription to make again");
+
+    // Without recovery, or removed by an admin, the call ends as before.
+    let mut sig = Signalling::new(&joined(vec![]), false, None, false, 0);
+    let lost = CallEvent::Left { address: ME.into(), reason: CallLeaveReason::Lost, by: None };
+    let outs = frame(&mut sig, &mut p.rtcs, event(lost));
+    assert!(outs.iter().any(|o| matches!(o, Output::Ended(_))), "{outs:?}");
+}
+
+#[test]
+fn an_ice_restart_offers_new_credentials_on_a_negotiated_publish_leg_only() {
+    let mut p = peers();
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
+    // Nothing published: no publish connection to offer on.
+    let outs = command(&mut sig, &mut p.rtcs, 1, Command::RestartIce);
+    let [(rid, ClientFrame::CallRestart { sdp: None, .. })] = frames(&outs)[..] else { panic!("{outs:?}") };
+    let outs = frame(&mut sig, &mut p.rtcs, ServerFrame::CallSdp { rid: Some(rid.to_string()), sdp: None });
+    assert!(matches!(replied(&outs, 1), Some(Ok(()))), "{outs:?}");
+
+    let outs = publish(&mut sig, &mut p, 2, 0, stream(0));
+    assert!(matches!(replied_publish(&outs, 2), Some(Ok(_))), "{outs:?}");
+    let ufrag = |sdp: &str| sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).unwrap().to_string();
+    let before = p.rtcs.publish.direct_api().local_ice_credentials().ufrag;
+    let outs = command(&mut sig, &mut p.rtcs, 3, Command::RestartIce);
+    let [(rid, ClientFrame::CallRestart { sdp: Some(offer), .. })] = frames(&outs)[..] else { panic!("{outs:?}") };
+    assert_ne!(ufrag(offer), before, "new credentials in the offer");
+    // A second one while the first is out is refused, not queued.
+    let outs2 = command(&mut sig, &mut p.rtcs, 4, Command::RestartIce);
+    assert!(matches!(replied(&outs2, 4), Some(Err(_))), "{outs2:?}");
+    let answer = p.server.sdp_api().accept_offer(SdpOffer::from_sdp_string(offer).unwrap()).unwrap();
+    let rid = rid.to_string();
+    let outs = frame(&mut sig, &mut p.rtcs, ServerFrame::CallSdp { rid: Some(rid), sdp: Some(answer.to_sdp_string()) });
+    assert!(matches!(replied(&outs, 3), Some(Ok(()))), "{outs:?}");
+    assert!(outs.iter().any(|o| matches!(o, Output::Negotiated { leg: Leg::Publish, .. })), "{outs:?}");
+    assert_ne!(p.rtcs.publish.direct_api().local_ice_credentials().ufrag, before);
 }
 
 /// Moves what one Rtc transmits into the other; `true` once it reported `Connected`.
@@ -459,7 +526,7 @@ fn pump(from: &mut Rtc, to: &mut Rtc, now: Instant) -> bool {
 fn the_negotiated_publish_connection_comes_up_in_simulated_time() {
     let t0 = Instant::now();
     let mut p = peers_at(t0);
-    let mut sig = Signalling::new(&joined(vec![]), false, None, 0);
+    let mut sig = Signalling::new(&joined(vec![]), false, None, true, 0);
     let outs = publish(&mut sig, &mut p, 1, 0, stream(0));
     assert!(matches!(outs.last(), Some(Output::Published(Ticket(1), Ok(_)))), "{outs:?}");
     let (mut client_up, mut server_up) = (false, false);

@@ -202,6 +202,9 @@ pub(crate) enum Output {
     Register { ufrag: String, peer: PeerKey },
     /// Leg `peer` (credentials `ufrag`) is gone: forget its route and connections.
     Unregister { ufrag: String, peer: PeerKey },
+    /// Leg `peer` restarted ICE: its route (and its ICE-TCP connections) now answer to `new`
+    /// instead of `old`.
+    Rekey { old: String, new: String, peer: PeerKey },
     /// An event for the operator's webhooks.
     Webhook { event: &'static str, body: serde_json::Value },
     /// Something for the recording writer (only while the call is recorded).

@@ -547,10 +547,8 @@ impl Engine {
         let answer = answer.map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))?;
         let ufrag = leg.rtc.direct_api().local_ice_credentials().ufrag;
         if ufrag != leg.ufrag {
-            let key = PeerKey { uid, leg: Leg::Publish };
             let old = std::mem::replace(&mut leg.ufrag, ufrag.clone());
-            self.out.push_back(Output::Unregister { ufrag: old, peer: key });
-            self.out.push_back(Output::Register { ufrag, peer: key });
+            self.out.push_back(Output::Rekey { old, new: ufrag, peer: PeerKey { uid, leg: Leg::Publish } });
         }
         Ok(answer.to_sdp_string())
     }
@@ -576,10 +574,8 @@ impl Engine {
         let Some(leg) = self.peers.get_mut(&uid).and_then(|p| p.subscribe.as_mut()) else { return };
         let ufrag = leg.rtc.direct_api().local_ice_credentials().ufrag;
         if ufrag != leg.ufrag {
-            let key = PeerKey { uid, leg: Leg::Subscribe };
             let old = std::mem::replace(&mut leg.ufrag, ufrag.clone());
-            self.out.push_back(Output::Unregister { ufrag: old, peer: key });
-            self.out.push_back(Output::Register { ufrag, peer: key });
+            self.out.push_back(Output::Rekey { old, new: ufrag, peer: PeerKey { uid, leg: Leg::Subscribe } });
         }
     }
 

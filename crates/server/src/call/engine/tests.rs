@@ -98,6 +98,7 @@ struct Sim {
     recorded: Vec<super::RecordOut>,
     registered: Vec<PeerKey>,
     unregistered: Vec<PeerKey>,
+    rekeyed: Vec<PeerKey>,
     next: u64,
     /// An estimate to impose on a subscriber before each timeout input (see `Input::Estimate`).
     estimate: Option<(i64, u64)>,
@@ -161,6 +162,7 @@ impl Sim {
             recorded: Vec::new(),
             registered: Vec::new(),
             unregistered: Vec::new(),
+            rekeyed: Vec::new(),
             next: 0,
             estimate: None,
             transmits: HashMap::new(),
@@ -271,6 +273,7 @@ impl Sim {
                 }
                 Output::Register { peer, .. } => self.registered.push(peer),
                 Output::Unregister { peer, .. } => self.unregistered.push(peer),
+                Output::Rekey { peer, .. } => self.rekeyed.push(peer),
                 Output::Webhook { .. } => {}
                 Output::Timeout(t) => {
                     self.engine.check_invariants();
@@ -618,12 +621,11 @@ fn call_restart_gives_both_legs_new_ice_credentials_and_media_goes_on() {
     assert!(matches!(reply, ServerFrame::CallSdp { sdp: None, .. }), "{reply:?}");
     assert_eq!(sim.client(2).offers().len(), offers + 1, "the subscribe leg is offered anew");
     assert_ne!(ufrag(&sim.client(2).offers()[offers]), old_sub, "with new ICE credentials");
-    let unregistered = sim.unregistered.len();
     let before = sim.media(2).iter().sum::<usize>();
     sim.run_until(Duration::from_secs(5), |s| s.media(2).iter().sum::<usize>() >= before + 20);
-    assert_eq!(sim.unregistered.len(), unregistered + 1, "the old username is routed no more");
-    assert!(sim.unregistered.contains(&PeerKey { uid: 2, leg: Leg::Subscribe }));
-    assert!(sim.unregistered.contains(&PeerKey { uid: 1, leg: Leg::Publish }));
+    // Each leg's route follows its new username; nothing was unregistered.
+    assert_eq!(sim.rekeyed, vec![PeerKey { uid: 1, leg: Leg::Publish }, PeerKey { uid: 2, leg: Leg::Subscribe }]);
+    assert!(sim.unregistered.is_empty(), "{:?}", sim.unregistered);
 
     // A restart from a session that publishes nothing but sends an offer is refused cleanly.
     let mut rtc = sim.new_rtc("10.0.3.2:3000".parse().unwrap());
