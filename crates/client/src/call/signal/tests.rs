@@ -455,7 +455,7 @@ fn losing_the_call_with_recovery_on_asks_to_join_again_and_keeps_what_to_restore
     assert!(matches!(replied_publish(&outs, 1), Some(Ok(_))), "{outs:?}");
     let outs = command(&mut sig, &mut p.rtcs, 2, subscribe_bob());
     let [(rid, _)] = frames(&outs)[..] else { panic!("{outs:?}") };
-    frame(&mut sig, &mut p.rtcs, ok(&rid.to_string()));
+    frame(&mut sig, &mut p.rtcs, ok(rid));
     // A request still waiting when the call is lost fails; nothing ends.
     let outs = command(&mut sig, &mut p.rtcs, 3, Command::Mute { sid: 0, audio: Some(true), video: None });
     assert_eq!(frames(&outs).len(), 1);
