@@ -96,10 +96,7 @@ pub(super) async fn start(conn: Connection, joined: &Joined, options: &CallOptio
     set_paths(&mut stats, options.transport, local);
     let shared = Arc::new(Mutex::new(Shared {
         stats,
-        local: match options.transport {
-            Transport::Udp => local.map(Some),
-            Transport::Tcp => [None; 2],
-        },
+        local: known_local(options.transport, local),
         roster: joined.participants.iter().map(|p| (p.address.clone(), p.clone())).collect(),
         permissions: joined.permissions,
         ..Default::default()
@@ -190,6 +187,15 @@ impl Legs {
             Transport::Tcp => (None, None, [unbound; 2]),
         };
         Ok(Legs { rtcs: Rtcs { publish: pub_rtc, subscribe: sub_rtc }, pub_socket, sub_socket, local })
+    }
+}
+
+/// The local addresses the handle can tell: the UDP sockets', none yet with TCP (known once
+/// each connection is up).
+fn known_local(transport: Transport, local: [SocketAddr; 2]) -> [Option<SocketAddr>; 2] {
+    match transport {
+        Transport::Udp => local.map(Some),
+        Transport::Tcp => [None; 2],
     }
 }
 
@@ -595,10 +601,7 @@ impl Driver {
             let mut s = self.shared();
             s.roster = joined.participants.iter().map(|p| (p.address.clone(), p.clone())).collect();
             s.permissions = joined.permissions;
-            s.local = match self.transport {
-                Transport::Udp => self.local.map(Some),
-                Transport::Tcp => [None; 2],
-            };
+            s.local = known_local(self.transport, self.local);
             set_paths(&mut s.stats, self.transport, self.local);
             s.stats.publish = LegState::New;
             s.stats.subscribe = LegState::New;

@@ -545,11 +545,7 @@ impl Engine {
             return Err(self.sdp_panicked(uid));
         };
         let answer = answer.map_err(|e| ApiError::bad_request(format!("the SDP offer cannot be accepted: {e}")))?;
-        let ufrag = leg.rtc.direct_api().local_ice_credentials().ufrag;
-        if ufrag != leg.ufrag {
-            let old = std::mem::replace(&mut leg.ufrag, ufrag.clone());
-            self.out.push_back(Output::Rekey { old, new: ufrag, peer: PeerKey { uid, leg: Leg::Publish } });
-        }
+        self.follow_ufrag(uid, Leg::Publish);
         Ok(answer.to_sdp_string())
     }
 
@@ -568,14 +564,14 @@ impl Engine {
         Ok(answer)
     }
 
-    /// Follows a change of the subscribe leg's local ICE credentials (an ICE restart it
-    /// offered, now answered): STUN for it is routed by the new username.
-    fn follow_ufrag(&mut self, uid: i64) {
-        let Some(leg) = self.peers.get_mut(&uid).and_then(|p| p.subscribe.as_mut()) else { return };
+    /// Follows a change of a leg's local ICE credentials (an ICE restart, offered by either
+    /// side and now negotiated): STUN for it is routed by the new username.
+    fn follow_ufrag(&mut self, uid: i64, which: Leg) {
+        let Some(leg) = self.peers.get_mut(&uid).and_then(|p| p.leg(which)) else { return };
         let ufrag = leg.rtc.direct_api().local_ice_credentials().ufrag;
         if ufrag != leg.ufrag {
             let old = std::mem::replace(&mut leg.ufrag, ufrag.clone());
-            self.out.push_back(Output::Rekey { old, new: ufrag, peer: PeerKey { uid, leg: Leg::Subscribe } });
+            self.out.push_back(Output::Rekey { old, new: ufrag, peer: PeerKey { uid, leg: which } });
         }
     }
 
@@ -607,7 +603,7 @@ impl Engine {
             return Err(ApiError::bad_request(format!("the SDP answer does not match the offer: {e}")));
         }
         let again = std::mem::take(&mut peer.renegotiate);
-        self.follow_ufrag(uid);
+        self.follow_ufrag(uid, Leg::Subscribe);
         if again {
             self.negotiate(now, uid);
         }
