@@ -30,6 +30,9 @@ pub struct Config {
     /// glibc malloc arenas at most (0: glibc's own limit, 8 per core); ignored when
     /// `MALLOC_ARENA_MAX` is set in the environment.
     pub malloc_arenas: u32,
+    /// Seconds between two `malloc_trim` calls that give malloc's free pages back to the
+    /// system (0: never; glibc only).
+    pub malloc_trim_secs: u64,
     /// Admin (app) token for `/backend`; generated and stored under `data` if unset.
     pub admin_token: Option<String>,
     /// Key of the pins at rest (64 hex digits); read from or generated into `data/pin-key` if unset.
@@ -291,6 +294,7 @@ impl Default for Config {
             sqlite_synchronous: "full".into(),
             sqlite_cache_kib: 2000,
             malloc_arenas: 2,
+            malloc_trim_secs: 60,
             admin_token: None,
             pin_key: None,
             pin_key_reset: false,

@@ -234,6 +234,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         _ if !cfg.acme_domains.is_empty() => Some(http::acme::acceptor(&cfg)?),
         _ => None,
     };
+    if cfg.malloc_trim_secs > 0 {
+        tokio::spawn(alloc::trim_every(Duration::from_secs(cfg.malloc_trim_secs)));
+    }
     let App { router: app, media_udp, media_tcp, turn } = build_app(cfg).await?;
     let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
