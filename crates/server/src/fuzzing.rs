@@ -131,19 +131,32 @@ fn with_leg(
 /// and accepts it on a publish leg (a renegotiation when the leg has seen offers before), and an
 /// answer as `call_answer` applies it to a subscribe leg's pending offer; and the same text as a
 /// WHIP offer (`live::sdp::whip_offer`) and a trickle-ICE fragment (`PATCH`).
+///
+/// str0m reads offers and answers with one parser (`Sdp::parse`), which is most of the time of an
+/// input (its parser combinators' error merging, under coverage instrumentation): the text is
+/// parsed once, and parsed again as an answer or as a WHIP offer only when that parse succeeded
+/// (on the same text they fail the same way).
 fn sdp(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let now = Instant::now();
     let _ = simulcast_send_rids(text, "1");
+    let raw = SdpOffer::from_sdp_string(text);
     // WHIP/WHEP: the offer check, and the trickle-ICE fragment reading and writing.
-    let _ = crate::live::sdp::whip_offer(text);
+    let _ = match &raw {
+        Ok(_) => crate::live::sdp::whip_lines(text),
+        Err(e) => Err(crate::live::sdp::unparsable(e)),
+    };
     if let Some((u, p)) = crate::live::sdp::ice_creds(text) {
         let _ = crate::live::sdp::with_ice_creds(text, &u, &p);
     }
     let _ = crate::live::sdp::answer_fragment(text);
     let lines = [("0".to_string(), None), ("1".to_string(), None)];
-    let narrowed = narrow_codecs(text, &lines).map(|(sdp, _)| sdp);
-    if let Ok(offer) = SdpOffer::from_sdp_string(narrowed.as_deref().unwrap_or(text)) {
+    let parsed = raw.is_ok();
+    let offer = match narrow_codecs(text, &lines) {
+        Ok((narrowed, _)) if narrowed != text => SdpOffer::from_sdp_string(&narrowed).ok(),
+        _ => raw.ok(),
+    };
+    if let Some(offer) = offer {
         with_leg(
             |l| &mut l.publish,
             LEG_INPUTS,
@@ -157,6 +170,9 @@ fn sdp(data: &[u8]) {
                 None => false,
             },
         );
+    }
+    if !parsed {
+        return;
     }
     if let Ok(answer) = SdpAnswer::from_sdp_string(text) {
         // Every input adds two media lines: a fresh leg every 16 keeps the offer browser-sized.

@@ -60,8 +60,18 @@ fn sections(sdp: &str) -> Vec<Section<'_>> {
 /// or `sendrecv`) and offering a codec the server forwards; str0m must parse it.
 pub fn whip_offer(sdp: &str) -> Result<Offer, Refusal> {
     if let Err(e) = str0m::change::SdpOffer::from_sdp_string(sdp) {
-        return Err(Refusal::Unparsable(format!("the SDP offer cannot be parsed: {e}")));
+        return Err(unparsable(&e));
     }
+    whip_lines(sdp)
+}
+
+/// The refusal of an offer str0m cannot parse.
+pub(crate) fn unparsable(e: &impl std::fmt::Display) -> Refusal {
+    Refusal::Unparsable(format!("the SDP offer cannot be parsed: {e}"))
+}
+
+/// [`whip_offer`]'s checks of the media lines, for an offer str0m parses.
+pub(crate) fn whip_lines(sdp: &str) -> Result<Offer, Refusal> {
     let mut offer = Offer::default();
     let secs = sections(sdp);
     if secs.is_empty() {
