@@ -51,6 +51,12 @@ async fn three_participants_each_receive_the_other_two(b: Backend) {
             let st2 = wait_frames(c, other, Kind::Audio, 50).await;
             let v = &st.received[&TrackKey { publisher: other.clone(), sid: 0, kind: Kind::Video }];
             assert!(v.keyframes >= 1, "video starts at a keyframe: {v:?}");
+            // The subscribe connection's setup, step by step (what the bench reports), in order.
+            let steps = st.subscribe_setup;
+            let order = [steps.offer_at, steps.ice_at, steps.dtls_at, steps.first_rtp_at, v.first_at];
+            assert!(order.iter().all(Option::is_some), "a setup step missing: {steps:?}");
+            assert!(order.windows(2).all(|w| w[0] <= w[1]), "setup steps out of order: {steps:?}");
+            assert_eq!(v.first_keyframe_at, v.first_at, "the first video frame is a keyframe");
             let a = &st2.received[&TrackKey { publisher: other.clone(), sid: 0, kind: Kind::Audio }];
             assert!(a.last_latency_us.is_some_and(|l| l < 500_000), "loopback latency: {:?}", a.last_latency_us);
         }

@@ -117,7 +117,7 @@ use chorus_proto::call::{CallEvent, CallMute, CallParticipant, CallPermissions, 
 use chorus_proto::error::ErrorCode;
 
 pub use handle::Call;
-pub use stats::{CallStats, Kind, LatencyHistogram, LegState, MediaPath, SentStats, TrackKey, TrackStats};
+pub use stats::{CallStats, Kind, LatencyHistogram, LegState, MediaPath, SentStats, SetupSteps, TrackKey, TrackStats};
 
 /// How a [`Call`] behaves.
 #[derive(Debug, Clone)]

@@ -84,7 +84,8 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
     let (before, after, cost) =
         super::measure(progress, "chorus", srv.pid(), load.duration, || snapshot(&subscribers)).await?;
     let written = crate::record::dir_bytes(&recordings).saturating_sub(written);
-    let mut run = SfuRun::from_window("chorus", load, cost, &before, &after, &joined);
+    let setups: Vec<_> = subscribers.iter().map(|c| c.stats().subscribe_setup).collect();
+    let mut run = SfuRun::from_window("chorus", load, cost, (&before, &after), &joined, &setups);
     if load.record {
         // Read as the server left them, still recording: no post-processing.
         let files = crate::record::files_with(&recordings, ".webm");

@@ -13,7 +13,7 @@ pub mod janus;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use chorus_client::call::{Kind, LatencyHistogram, TrackStats};
+use chorus_client::call::{Kind, LatencyHistogram, SetupSteps, TrackStats};
 use serde::{Deserialize, Serialize};
 
 use crate::proc::Cost;
@@ -140,6 +140,23 @@ pub struct StreamResult {
     pub layer: Option<u8>,
     /// From the subscriber's join request to the stream's first frame, ms.
     pub first_frame_ms: Option<f64>,
+    /// From the subscriber's join request to the stream's first keyframe, ms (video).
+    #[serde(default)]
+    pub first_keyframe_ms: Option<f64>,
+}
+
+/// How one subscriber's connection came up, ms after its join request (the steps between the
+/// join and its first frame).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct SetupResult {
+    /// The server's offer for the subscriber's connection accepted.
+    pub offer_ms: Option<f64>,
+    /// ICE connected.
+    pub ice_ms: Option<f64>,
+    /// DTLS done (SRTP keyed).
+    pub dtls_ms: Option<f64>,
+    /// The first RTP datagram.
+    pub first_rtp_ms: Option<f64>,
 }
 
 /// One target's run of one load.
@@ -162,6 +179,9 @@ pub struct SfuRun {
     /// What recording did (record runs only).
     #[serde(default)]
     pub recording: Option<crate::record::Recording>,
+    /// Per subscriber, how its connection came up.
+    #[serde(default)]
+    pub setup: Vec<SetupResult>,
 }
 
 /// Cross-stream totals of an [`SfuRun`].
@@ -195,30 +215,44 @@ pub struct SfuTotals {
     pub first_frame_p50_ms: f64,
     /// Join → first frame, maximum, ms.
     pub first_frame_max_ms: f64,
+    /// Join → the subscriber's offer accepted, median over subscribers, ms.
+    pub offer_p50_ms: f64,
+    /// Join → ICE connected, median, ms.
+    pub ice_p50_ms: f64,
+    /// Join → DTLS done, median, ms.
+    pub dtls_p50_ms: f64,
+    /// Join → first RTP datagram, median, ms.
+    pub first_rtp_p50_ms: f64,
+    /// Join → first keyframe, median over video streams, ms.
+    pub first_keyframe_p50_ms: f64,
 }
 
 impl SfuRun {
     /// Builds a run from the snapshots at both ends of the window. `joined[s]` is when
-    /// subscriber `s` sent its join.
+    /// subscriber `s` sent its join, `setups[s]` how its connection came up.
     pub fn from_window(
         target: &str,
         load: &SfuLoad,
         cost: Cost,
-        before: &Snapshot,
-        after: &Snapshot,
+        (before, after): (&Snapshot, &Snapshot),
         joined: &[Instant],
+        setups: &[SetupSteps],
     ) -> SfuRun {
         let mut streams = Vec::new();
         let mut all = LatencyHistogram::default();
         let ms = |us: Option<u64>| us.map(|v| v as f64 / 1000.0);
+        let since = |at: Option<Instant>, s: usize| {
+            at.zip(joined.get(s)).map(|(t, j)| t.saturating_duration_since(*j).as_secs_f64() * 1000.0)
+        };
         for (key, end) in &after.streams {
             let start = before.streams.iter().find(|(k, _)| k == key).map(|(_, t)| t.clone()).unwrap_or_default();
             let window = end.latency_histogram.since(&start.latency_histogram);
             all.merge(&window);
-            let first = end
-                .first_at
-                .zip(joined.get(key.subscriber))
-                .map(|(f, j)| f.saturating_duration_since(*j).as_secs_f64() * 1000.0);
+            let first = since(end.first_at, key.subscriber);
+            let first_keyframe = match key.kind {
+                Medium::Video => since(end.first_keyframe_at, key.subscriber),
+                Medium::Audio => None,
+            };
             streams.push(StreamResult {
                 key: *key,
                 packets: end.packets.saturating_sub(start.packets),
@@ -232,6 +266,7 @@ impl SfuRun {
                 latency_max_ms: ms(window.quantile_us(1.0)),
                 layer: end.layer,
                 first_frame_ms: first,
+                first_keyframe_ms: first_keyframe,
             });
         }
         streams.sort_by_key(|s| s.key);
@@ -247,6 +282,16 @@ impl SfuRun {
             live_streams,
             latency_ms,
             recording: None,
+            setup: setups
+                .iter()
+                .enumerate()
+                .map(|(s, st)| SetupResult {
+                    offer_ms: since(st.offer_at, s),
+                    ice_ms: since(st.ice_at, s),
+                    dtls_ms: since(st.dtls_at, s),
+                    first_rtp_ms: since(st.first_rtp_at, s),
+                })
+                .collect(),
         }
     }
 
@@ -270,6 +315,12 @@ impl SfuRun {
         let mut firsts: Vec<f64> = self.streams.iter().filter_map(|s| s.first_frame_ms).collect();
         firsts.sort_by(f64::total_cmp);
         let median = |v: &[f64]| if v.is_empty() { f64::NAN } else { v[v.len() / 2] };
+        let p50 = |v: &mut dyn Iterator<Item = Option<f64>>| {
+            let mut v: Vec<f64> = v.flatten().collect();
+            v.sort_by(f64::total_cmp);
+            median(&v)
+        };
+        let setup = |f: fn(&SetupResult) -> Option<f64>| p50(&mut self.setup.iter().map(f));
         SfuTotals {
             packets_per_sec: packets as f64 / secs,
             mbps: bytes as f64 * 8.0 / 1e6 / secs,
@@ -289,6 +340,11 @@ impl SfuRun {
             },
             first_frame_p50_ms: median(&firsts),
             first_frame_max_ms: firsts.last().copied().unwrap_or(f64::NAN),
+            offer_p50_ms: setup(|s| s.offer_ms),
+            ice_p50_ms: setup(|s| s.ice_ms),
+            dtls_p50_ms: setup(|s| s.dtls_ms),
+            first_rtp_p50_ms: setup(|s| s.first_rtp_ms),
+            first_keyframe_p50_ms: p50(&mut self.streams.iter().map(|s| s.first_keyframe_ms)),
         }
     }
 }
@@ -379,7 +435,12 @@ pub fn sections(runs: &[SfuRun], janus_name: Option<&str>) -> Vec<crate::report:
             m("one-way latency p99", "ms", Better::Lower, |t| t.latency_p99_ms),
             m("one-way latency max", "ms", Better::Lower, |t| t.latency_max_ms),
             m("jitter (mean of streams)", "ms", Better::Lower, |t| t.jitter_ms),
+            m("join → subscriber's offer accepted p50", "ms", Better::Lower, |t| t.offer_p50_ms),
+            m("join → ICE connected p50", "ms", Better::Lower, |t| t.ice_p50_ms),
+            m("join → DTLS done p50", "ms", Better::Lower, |t| t.dtls_p50_ms),
+            m("join → first RTP p50", "ms", Better::Lower, |t| t.first_rtp_p50_ms),
             m("join → first frame p50", "ms", Better::Lower, |t| t.first_frame_p50_ms),
+            m("join → first keyframe p50", "ms", Better::Lower, |t| t.first_keyframe_p50_ms),
             m("join → first frame max", "ms", Better::Lower, |t| t.first_frame_max_ms),
             m("server RSS", "MiB", Better::Lower, |t| t.server_rss_mib),
         ];

@@ -147,6 +147,7 @@ pub(super) async fn start(conn: Connection, joined: &Joined, options: &CallOptio
         republishing: None,
         next_audio: now,
         next_video: now,
+        sub_rtp_seen: false,
     };
     // The automatic subscriptions to the roster leave before the handle is returned.
     driver.drain().await;
@@ -268,6 +269,8 @@ struct Driver {
     republishing: Option<Ticket>,
     next_audio: Instant,
     next_video: Instant,
+    /// The subscribe connection's first RTP has been noted ([`stats::SetupSteps`]).
+    sub_rtp_seen: bool,
 }
 
 fn video_period() -> Duration {
@@ -380,6 +383,9 @@ impl Driver {
                     }
                 }
                 signal::Output::Negotiated { leg, sdp } => {
+                    if leg == Leg::Subscribe {
+                        self.shared().stats.subscribe_setup.on_offer(Instant::now());
+                    }
                     self.open_link(leg, &sdp);
                     self.poll(leg);
                 }
@@ -747,6 +753,10 @@ impl Driver {
             if let Err(e) = rtc.handle_input(input) {
                 tracing::debug!("{leg:?} connection input: {e}");
             }
+            if leg == Leg::Subscribe && !self.sub_rtp_seen && stats::is_rtp(data) {
+                self.sub_rtp_seen = true;
+                self.shared().stats.subscribe_setup.on_datagram(now, data);
+            }
             self.poll(leg);
         }
     }
@@ -831,6 +841,9 @@ impl Driver {
     }
 
     fn on_event(&mut self, leg: Leg, e: Event) {
+        if leg == Leg::Subscribe && matches!(e, Event::Connected | Event::IceConnectionStateChange(_)) {
+            self.shared().stats.subscribe_setup.on_event(Instant::now(), &e);
+        }
         match e {
             Event::Connected => {
                 self.dtls_up[leg as usize] = true;

@@ -152,6 +152,8 @@ pub struct TrackStats {
     pub frames_per_layer: Vec<u64>,
     /// First frame.
     pub first_at: Option<Instant>,
+    /// First keyframe (video; for audio every frame counts as one).
+    pub first_keyframe_at: Option<Instant>,
     /// Last frame.
     pub last_at: Option<Instant>,
     /// One-way latency of the last frame, µs.
@@ -186,6 +188,9 @@ impl TrackStats {
         self.bytes += len as u64;
         self.keyframes += key as u64;
         self.first_at.get_or_insert(now);
+        if key {
+            self.first_keyframe_at.get_or_insert(now);
+        }
         self.last_at = Some(now);
         self.recent.push_back((now, len));
         while self.recent.front().is_some_and(|&(t, _)| now.duration_since(t) > RECENT_WINDOW) {
@@ -316,6 +321,56 @@ pub enum LegState {
     Closed,
 }
 
+/// When each step of a connection's first setup happened, the first time only: what a
+/// join → first frame time is made of (the bench reports each against the join).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetupSteps {
+    /// The remote offer was accepted (the subscribe connection: the server's `call_offer`).
+    pub offer_at: Option<Instant>,
+    /// ICE connected (a candidate pair answered its checks).
+    pub ice_at: Option<Instant>,
+    /// DTLS done and SRTP keyed (str0m's `Event::Connected`).
+    pub dtls_at: Option<Instant>,
+    /// The first RTP datagram arrived.
+    pub first_rtp_at: Option<Instant>,
+}
+
+impl SetupSteps {
+    /// The remote offer was accepted at `now`.
+    pub fn on_offer(&mut self, now: Instant) {
+        self.offer_at.get_or_insert(now);
+    }
+
+    /// Notes the connection's event `e` at `now`.
+    pub fn on_event(&mut self, now: Instant, e: &str0m::Event) {
+        use str0m::{Event, IceConnectionState};
+        match e {
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed) => {
+                self.ice_at.get_or_insert(now);
+            }
+            Event::Connected => {
+                self.dtls_at.get_or_insert(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Notes a datagram the connection accepted at `now`. Returns whether it was the first RTP.
+    pub fn on_datagram(&mut self, now: Instant, data: &[u8]) -> bool {
+        if self.first_rtp_at.is_some() || !is_rtp(data) {
+            return false;
+        }
+        self.first_rtp_at = Some(now);
+        true
+    }
+}
+
+/// An RTP (not RTCP) datagram, told apart as RFC 7983 and RFC 5761 do: first byte 128–191,
+/// second byte (marker bit and payload type) outside RTCP's packet types 192–223.
+pub fn is_rtp(data: &[u8]) -> bool {
+    data.len() >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1])
+}
+
 /// A snapshot of everything measured.
 #[derive(Debug, Clone, Default)]
 pub struct CallStats {
@@ -337,6 +392,8 @@ pub struct CallStats {
     pub publish_path: Option<MediaPath>,
     /// Where the subscribe connection's packets go (with TCP: once its connection is up).
     pub subscribe_path: Option<MediaPath>,
+    /// The steps of the subscribe connection's first setup.
+    pub subscribe_setup: SetupSteps,
 }
 
 /// The two ends of one peer connection's media path.
@@ -377,6 +434,36 @@ impl CallStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RTP is told from RTCP, STUN and DTLS by its first two bytes; each step keeps its first time.
+    #[test]
+    fn setup_steps_keep_the_first_time_of_each() {
+        let mut rtp = [0u8; 20];
+        rtp[0] = 0x80;
+        rtp[1] = 96; // VP8, no marker
+        let mut marked = rtp;
+        marked[1] = 0x80 | 111; // Opus with the marker bit
+        let mut rtcp = rtp;
+        rtcp[1] = 200; // sender report
+        let stun = [0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let dtls = [22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(is_rtp(&rtp) && is_rtp(&marked));
+        assert!(!is_rtp(&rtcp) && !is_rtp(&stun) && !is_rtp(&dtls) && !is_rtp(&rtp[..8]));
+
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(5);
+        let mut s = SetupSteps::default();
+        s.on_offer(t0);
+        s.on_offer(t1);
+        s.on_event(t0, &str0m::Event::IceConnectionStateChange(str0m::IceConnectionState::Checking));
+        assert_eq!(s.ice_at, None, "checking is not connected");
+        s.on_event(t1, &str0m::Event::IceConnectionStateChange(str0m::IceConnectionState::Connected));
+        s.on_event(t1, &str0m::Event::Connected);
+        assert!(!s.on_datagram(t0, &rtcp));
+        assert!(s.on_datagram(t1, &rtp));
+        assert!(!s.on_datagram(t1 + t1.duration_since(t0), &rtp), "only the first counts");
+        assert_eq!(s, SetupSteps { offer_at: Some(t0), ice_at: Some(t1), dtls_at: Some(t1), first_rtp_at: Some(t1) });
+    }
 
     #[test]
     fn latency_histogram_windows() {

@@ -70,7 +70,7 @@ use super::{Medium, SfuLoad, SfuRun, Snapshot, StreamKey};
 use crate::progress::Progress;
 use api::{Api, Handle};
 use config::ROOM;
-use peer::{Peer, Received};
+use peer::{Peer, Received, Setup};
 use server::JanusServer;
 
 /// The plugin every handle attaches to.
@@ -124,6 +124,7 @@ struct Publisher {
 /// A subscriber's connection.
 struct Subscriber {
     received: Received,
+    setup: Setup,
     task: JoinHandle<()>,
     _handle: Handle,
 }
@@ -189,8 +190,10 @@ async fn join_subscriber(api: &Api, load: &SfuLoad, s: usize, pubs: &[Publisher]
     }
     let mut peer = Peer::new(load.bind, true).await?;
     let answer = peer.accept_offer(&offer.sdp)?;
+    let setup = Setup::default();
+    setup.lock().unwrap_or_else(|e| e.into_inner()).on_offer(Instant::now());
     let received = Received::default();
-    let task = peer.spawn_subscriber(tracks, received.clone());
+    let task = peer.spawn_subscriber(tracks, received.clone(), setup.clone());
     let started = api
         .message(&handle, json!({"request": "start"}), Some(json!({"type": "answer", "sdp": answer, "trickle": false})))
         .await
@@ -198,7 +201,7 @@ async fn join_subscriber(api: &Api, load: &SfuLoad, s: usize, pubs: &[Publisher]
     if started.data["started"] != "ok" {
         bail!("unexpected answer to start: {}", started.data);
     }
-    Ok(Subscriber { received, task, _handle: handle })
+    Ok(Subscriber { received, setup, task, _handle: handle })
 }
 
 fn snapshot(subs: &[Subscriber]) -> Snapshot {
@@ -260,7 +263,8 @@ pub async fn run(load: &SfuLoad, opts: &JanusOptions, progress: &Progress) -> an
     }
     drop(api);
     drop(srv);
-    let mut run = SfuRun::from_window("janus", load, cost, &before, &after, &joined);
+    let setups: Vec<_> = subscribers.iter().map(|s| *s.setup.lock().unwrap_or_else(|e| e.into_inner())).collect();
+    let mut run = SfuRun::from_window("janus", load, cost, (&before, &after), &joined, &setups);
     if let Some(dir) = &rec_dir {
         progress.status("janus: post-processing the recordings (janus-pp-rec)");
         let files = crate::record::files_with(dir.path(), ".mjr");

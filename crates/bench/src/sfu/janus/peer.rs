@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use chorus_client::call::media::{self, AudioSource, VideoSource, AUDIO_FRAME_MS, RIDS, VIDEO_FPS};
+use chorus_client::call::stats::is_rtp;
 use chorus_client::call::stats::INGRESS_STATS_INTERVAL;
-use chorus_client::call::TrackStats;
+use chorus_client::call::{SetupSteps, TrackStats};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt, Rid, Simulcast, SimulcastLayer};
@@ -31,6 +32,9 @@ const SILENT_DBOV: i8 = -127;
 
 /// What every subscriber has received, per (publisher index, medium).
 pub type Received = Arc<Mutex<BTreeMap<(usize, Medium), TrackStats>>>;
+
+/// How a subscriber's connection came up (its offer is noted by the caller, the rest here).
+pub type Setup = Arc<Mutex<SetupSteps>>;
 
 /// One peer connection before its task starts.
 pub struct Peer {
@@ -111,9 +115,14 @@ impl Peer {
     }
 
     /// Starts receiving: `tracks` maps each mid to (publisher index, medium), `received` is
-    /// where frames are counted.
-    pub fn spawn_subscriber(self, tracks: HashMap<Mid, (usize, Medium)>, received: Received) -> JoinHandle<()> {
-        let role = Role::Subscriber { tracks, received, unmapped: 0 };
+    /// where frames are counted, `setup` where the connection's steps are noted.
+    pub fn spawn_subscriber(
+        self,
+        tracks: HashMap<Mid, (usize, Medium)>,
+        received: Received,
+        setup: Setup,
+    ) -> JoinHandle<()> {
+        let role = Role::Subscriber { tracks, received, unmapped: 0, setup, rtp_seen: false };
         tokio::spawn(Driver { peer: self, timeout: Instant::now(), role }.run())
     }
 }
@@ -131,7 +140,13 @@ struct Sender {
 
 enum Role {
     Publisher(Box<Sender>),
-    Subscriber { tracks: HashMap<Mid, (usize, Medium)>, received: Received, unmapped: u64 },
+    Subscriber {
+        tracks: HashMap<Mid, (usize, Medium)>,
+        received: Received,
+        unmapped: u64,
+        setup: Setup,
+        rtp_seen: bool,
+    },
 }
 
 struct Driver {
@@ -191,6 +206,12 @@ impl Driver {
             if let Err(e) = self.peer.rtc.handle_input(input) {
                 tracing::debug!("janus peer input: {e}");
             }
+            if let Role::Subscriber { setup, rtp_seen: seen @ false, .. } = &mut self.role {
+                if is_rtp(data) {
+                    *seen = true;
+                    setup.lock().unwrap_or_else(|e| e.into_inner()).on_datagram(now, data);
+                }
+            }
             self.poll();
         }
     }
@@ -217,13 +238,18 @@ impl Driver {
     }
 
     fn on_event(&mut self, e: Event) {
+        if let Role::Subscriber { setup, .. } = &self.role {
+            if matches!(e, Event::Connected | Event::IceConnectionStateChange(_)) {
+                setup.lock().unwrap_or_else(|e| e.into_inner()).on_event(Instant::now(), &e);
+            }
+        }
         match (&mut self.role, e) {
             (Role::Publisher(s), Event::Connected) => s.connected = true,
             (Role::Publisher(s), Event::KeyframeRequest(r)) if r.mid == s.video.0 => {
                 let layer = r.rid.and_then(|rid| RIDS.iter().position(|x| *x == &*rid));
                 s.video_src.request_keyframe(layer);
             }
-            (Role::Subscriber { tracks, received, unmapped }, Event::MediaData(d)) => {
+            (Role::Subscriber { tracks, received, unmapped, .. }, Event::MediaData(d)) => {
                 let now = Instant::now();
                 let now_us = media::now_us();
                 let Some(&key) = tracks.get(&d.mid) else {
