@@ -242,6 +242,7 @@ impl Engine {
             for w in work {
                 match w {
                     Work::Keyframe(uid, mid) => self.subscriber_keyframe(now, uid, mid),
+                    Work::SubscriberUp(uid) => self.subscriber_up(now, uid),
                     Work::Lost(uid) => {
                         let _ = self.room.leave(uid, LeaveReason::Lost);
                     }
@@ -291,7 +292,12 @@ impl Engine {
                     self.out.push_back(Output::Transmit { peer: key, transmit: t })
                 }
                 Ok(RtcOutput::Event(e)) => match e {
-                    Event::Connected => leg.connected = true,
+                    Event::Connected => {
+                        leg.connected = true;
+                        if key.leg == Leg::Subscribe {
+                            self.work.push(Work::SubscriberUp(key.uid));
+                        }
+                    }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         tracing::debug!(uid = key.uid, leg = ?key.leg, "ICE disconnected");
                     }
@@ -403,6 +409,7 @@ impl Engine {
         };
         track.meters[layer.index()].add(now, pkt.payload.len());
         if info.keyframe {
+            tracing::trace!(uid, sid, layer = layer.index(), "keyframe from the publisher");
             track.throttle.on_keyframe(layer);
         }
         if kind == TrackKind::Audio {
@@ -435,8 +442,20 @@ impl Engine {
             });
             let mut api = leg.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else { continue };
+            let was = f.fwd.current_layer();
             let decision = f.fwd.on_packet(now, &info);
+            if f.fwd.current_layer() != was {
+                let layer = f.fwd.current_layer().map(Layer::index);
+                tracing::trace!(uid, sid, subscriber = f.subscriber, ?layer, "forwarded layer");
+            }
             if let Some(l) = f.fwd.poll_keyframe_request(now) {
+                tracing::trace!(
+                    uid,
+                    sid,
+                    subscriber = f.subscriber,
+                    layer = l.index(),
+                    "the forwarder waits for a keyframe"
+                );
                 keyframe_for[l.index()] = true;
             }
             let Decision::Forward { seq, ts, .. } = decision else { continue };
@@ -515,15 +534,45 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&uid) else { return };
         let Some(t) = peer.tracks.get_mut(ti) else { return };
         if !t.throttle.allow(now, layer) {
+            tracing::trace!(uid, sid = t.sid, layer = layer.index(), "keyframe request coalesced");
             return;
         }
         let (mid, rid) = (t.mid, t.rids.get(layer.index()).copied());
         let Some(leg) = peer.publish.as_mut() else { return };
         let mut api = leg.rtc.direct_api();
         if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
+            tracing::trace!(uid, sid = t.sid, layer = layer.index(), "keyframe request (PLI)");
             rx.request_keyframe(KeyframeRequestKind::Pli);
             crate::metrics::metrics().keyframe_requests.inc();
             mark_dirty(&mut self.dirty, leg, PeerKey { uid, leg: Leg::Publish });
+        }
+    }
+
+    /// A subscriber's connection is up: each of its video forwarders waiting for a first keyframe
+    /// asks now. Asking at the publisher's next packet instead (as [`Engine::forward`] does)
+    /// costs up to a frame interval more before the keyframe comes.
+    fn subscriber_up(&mut self, now: Instant, uid: i64) {
+        let mut asks = Vec::new();
+        for p in self.peers.values_mut() {
+            for (ti, t) in p.tracks.iter_mut().enumerate() {
+                for f in t.subscribers.iter_mut().filter(|f| f.subscriber == uid && f.mid.is_some()) {
+                    if let Some(layer) = f.fwd.poll_keyframe_request(now) {
+                        asks.push((p.uid, t.sid, ti, layer));
+                    }
+                }
+            }
+        }
+        for (publisher, sid, ti, layer) in asks {
+            if self.room.forward_allowed(publisher, sid, uid, TrackKind::Video) {
+                tracing::trace!(
+                    uid = publisher,
+                    sid,
+                    subscriber = uid,
+                    layer = layer.index(),
+                    "subscriber up: keyframe"
+                );
+                self.request_keyframe(now, publisher, ti, layer);
+            }
         }
     }
 

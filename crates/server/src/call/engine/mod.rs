@@ -218,6 +218,8 @@ pub(crate) enum Output {
 enum Work {
     /// A subscriber asked for a keyframe on its media line.
     Keyframe(i64, str0m::media::Mid),
+    /// A subscriber's connection came up (DTLS done): its forwarders may ask for keyframes.
+    SubscriberUp(i64),
     Lost(i64),
     /// A sender report of a publish leg, while recording.
     SenderReport(i64, str0m::media::SenderFeedback),

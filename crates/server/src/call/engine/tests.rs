@@ -729,6 +729,32 @@ fn the_layer_follows_the_estimate_with_a_keyframe_on_each_switch() {
     assert_eq!(sim.layers_told(2).iter().filter(|l| **l == Some(0)).count(), 1, "down once, no flapping");
 }
 
+/// A subscriber's first keyframe is asked for as soon as its connection is up, not at the
+/// publisher's next packet: with the camera between frames (nothing arriving), the request goes
+/// out anyway once DTLS is done, and the keyframe reaches the subscriber.
+#[test]
+fn a_subscriber_asks_for_its_first_keyframe_when_its_connection_comes_up() {
+    let mut sim = Sim::new(8);
+    sim.join(1, Permissions::MEMBER);
+    sim.join(2, Permissions::MEMBER);
+    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+    // The engine has seen the camera's layers; then the camera pauses.
+    let start = sim.now;
+    sim.run_until(Duration::from_secs(2), |s| s.now - start >= Duration::from_secs(1));
+    let paused = sim.video_bytes;
+    sim.video_bytes = [0; 3];
+    let asked = sim.keyframe_requests(1).len();
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    let up = |s: &Sim| s.clients.iter().any(|c| c.uid == 2 && c.subscribe.as_ref().is_some_and(|l| l.connected));
+    sim.run_until(Duration::from_secs(5), up);
+    let connected_at = sim.now;
+    sim.run_until(Duration::from_millis(100), |s| s.keyframe_requests(1).len() > asked);
+    assert!(sim.now - connected_at < Duration::from_millis(30), "asked {:?} after DTLS", sim.now - connected_at);
+    // The camera goes on with the keyframe asked for; the subscriber gets it.
+    sim.video_bytes = paused;
+    sim.run_until(Duration::from_secs(1), |s| s.media(2).iter().sum::<usize>() >= 1);
+}
+
 /// A session whose queue is full leaves as `slow`, told so in the slot its queue kept; one whose
 /// queue closed leaves as `lost`. Both are released, and the others hear why.
 #[test]
