@@ -555,24 +555,25 @@ impl Engine {
         let mut asks = Vec::new();
         for p in self.peers.values_mut() {
             for (ti, t) in p.tracks.iter_mut().enumerate() {
+                if !self.room.forward_allowed(p.uid, t.sid, uid, t.kind) {
+                    continue;
+                }
                 for f in t.subscribers.iter_mut().filter(|f| f.subscriber == uid && f.mid.is_some()) {
                     if let Some(layer) = f.fwd.poll_keyframe_request(now) {
-                        asks.push((p.uid, t.sid, ti, layer));
+                        tracing::trace!(
+                            uid = p.uid,
+                            sid = t.sid,
+                            subscriber = uid,
+                            layer = layer.index(),
+                            "subscriber up"
+                        );
+                        asks.push((p.uid, ti, layer));
                     }
                 }
             }
         }
-        for (publisher, sid, ti, layer) in asks {
-            if self.room.forward_allowed(publisher, sid, uid, TrackKind::Video) {
-                tracing::trace!(
-                    uid = publisher,
-                    sid,
-                    subscriber = uid,
-                    layer = layer.index(),
-                    "subscriber up: keyframe"
-                );
-                self.request_keyframe(now, publisher, ti, layer);
-            }
+        for (publisher, ti, layer) in asks {
+            self.request_keyframe(now, publisher, ti, layer);
         }
     }
 
