@@ -11,7 +11,7 @@
 //!
 //! Even with few arenas, memory freed in the middle of an arena stays in the process: glibc gives
 //! back on its own only the free memory at the top of the main heap. In the 1-hour soak that
-//! kept RSS creeping up by ~2 MiB an hour while the memory in use stayed flat. [`trim_every`]
+//! kept RSS creeping up by ~3 MiB an hour while the memory in use stayed flat. [`trim_every`]
 //! calls `malloc_trim` on a timer, which hands every whole free page in every arena back to the
 //! system (`madvise`); the chunks stay malloc's, so the next allocation there costs a page fault.
 //!
