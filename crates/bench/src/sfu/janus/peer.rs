@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use chorus_client::call::media::{self, AudioSource, VideoSource, AUDIO_FRAME_MS, RIDS, VIDEO_FPS};
-use chorus_client::call::stats::is_rtp;
-use chorus_client::call::stats::INGRESS_STATS_INTERVAL;
+use chorus_client::call::stats::{is_rtp, INGRESS_STATS_INTERVAL};
 use chorus_client::call::{SetupSteps, TrackStats};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
