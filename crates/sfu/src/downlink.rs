@@ -24,6 +24,14 @@
 //! link without risking the media on it. If the link really is small the probes say so and the
 //! video stays paused; the restarts then back off from [`RESTART_FIRST`] to [`RESTART_MAX`].
 //!
+//! **A start rate is a guess.** Until the estimator has had [`SETTLE`] to probe the link after the
+//! connection came up, its estimate is the configured start rate, not a measurement: the layer
+//! selection does not pause video for it ([`DownlinkEstimate::provisional`]). Pausing then cost a
+//! subscriber that joined during a crowd's keyframes (which inflate the lowest layers' measured
+//! rates) seconds of black tiles: the track resumed only after the estimate rose *and* the
+//! selector's hold passed. An estimate that falls below the start rate is a measurement (the
+//! estimator saw the link carry less) and counts at once.
+//!
 //! The source is chosen by what is *arriving*: TWCC while it measured within [`FRESH`], else
 //! REMB while one arrived within [`FRESH`], else the loss-based climb (which starts from the last
 //! estimate, so a client that stops sending feedback keeps what was learnt).
@@ -39,6 +47,10 @@ const LOSS_LOW: f32 = 0.02;
 const LOSS_HIGH: f32 = 0.10;
 /// The estimate never falls below this (bit/s): the lowest layer and audio must stay possible.
 pub const FLOOR_BPS: u64 = 100_000;
+
+/// How long after the connection came up the estimate may still be the start rate's guess (see
+/// the module docs): GCC's first probes report within about a second.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// How long a paused track waits for the estimate before the estimator is first restarted.
 pub const RESTART_FIRST: Duration = Duration::from_secs(1);
@@ -73,6 +85,10 @@ pub struct DownlinkEstimate {
     starved_since: Option<Instant>,
     /// How long to wait before the next restart.
     restart_wait: Duration,
+    /// The configured start rate.
+    start_bps: u64,
+    /// When the subscriber's connection last came up.
+    connected: Option<Instant>,
 }
 
 impl DownlinkEstimate {
@@ -88,7 +104,22 @@ impl DownlinkEstimate {
             loss: None,
             starved_since: None,
             restart_wait: RESTART_FIRST,
+            start_bps,
+            connected: None,
         }
+    }
+
+    /// The subscriber's connection came up (again: a new connection's estimator starts over).
+    pub fn on_connected(&mut self, now: Instant) {
+        self.connected = Some(now);
+    }
+
+    /// Whether an estimate of `bps` at `now` is still the start rate's guess rather than a
+    /// measurement: before the connection is up and for [`SETTLE`] after, unless it is below the
+    /// start rate. The caller does not pause video for a provisional estimate.
+    pub fn provisional(&self, now: Instant, bps: u64) -> bool {
+        let settling = self.connected.is_none_or(|at| now.saturating_duration_since(at) < SETTLE);
+        settling && bps >= self.start_bps
     }
 
     /// The send-side (TWCC) estimator's latest estimate. It counts only while TWCC feedback is
@@ -213,6 +244,19 @@ mod tests {
         let bps = e.update(t0 + secs(10.0));
         assert!((2_100_000..2_200_000).contains(&bps), "{bps}");
         assert_eq!(e.source(t0 + secs(10.0)), Source::LossBased);
+    }
+
+    #[test]
+    fn the_start_rate_is_provisional_until_the_estimator_had_time_or_measured_less() {
+        let t0 = Instant::now();
+        let mut e = DownlinkEstimate::new(1_000_000);
+        assert!(e.provisional(t0 + secs(30.0), 1_000_000), "not connected yet: nothing measured");
+        e.on_connected(t0);
+        assert!(e.provisional(t0 + secs(1.9), 1_060_000));
+        assert!(!e.provisional(t0 + secs(1.9), 990_000), "below the start rate: measured");
+        assert!(!e.provisional(t0 + SETTLE, 1_060_000), "settled");
+        e.on_connected(t0 + secs(10.0));
+        assert!(e.provisional(t0 + secs(10.5), 1_000_000), "a new connection starts over");
     }
 
     #[test]

@@ -350,7 +350,11 @@ impl Engine {
     /// Moves every subscriber's downlink estimate on (see `chorus_sfu::downlink`).
     fn update_estimates(&mut self, now: Instant) {
         for p in self.peers.values_mut().filter(|p| p.subscribe.is_some()) {
-            p.bwe_bps = p.downlink.update(now);
+            let bwe = p.downlink.update(now);
+            if bwe.abs_diff(p.bwe_bps) > p.bwe_bps / 10 {
+                tracing::trace!(uid = p.uid, from = p.bwe_bps, to = bwe, source = ?p.downlink.source(now), "estimate");
+            }
+            p.bwe_bps = bwe;
         }
     }
 
@@ -549,9 +553,13 @@ impl Engine {
     }
 
     /// A subscriber's connection is up: each of its video forwarders waiting for a first keyframe
-    /// asks now. Asking at the publisher's next packet instead (as [`Engine::forward`] does)
-    /// costs up to a frame interval more before the keyframe comes.
+    /// asks now, and its estimate starts to settle (see `chorus_sfu::downlink`). Asking at the
+    /// publisher's next packet instead (as [`Engine::forward`] does) costs up to a frame interval
+    /// more before the keyframe comes.
     fn subscriber_up(&mut self, now: Instant, uid: i64) {
+        if let Some(p) = self.peers.get_mut(&uid) {
+            p.downlink.on_connected(now);
+        }
         let mut asks = Vec::new();
         for p in self.peers.values_mut() {
             for (ti, t) in p.tracks.iter_mut().enumerate() {
@@ -682,7 +690,12 @@ impl Engine {
         let mut budgets: HashMap<FwdKey, u64> = HashMap::new();
         for (subscriber, mut tracks) in wanted {
             tracks.sort_by_key(|w| (!w.screen, w.publisher, w.track));
-            let total = self.peers.get(&subscriber).map_or(0, |p| p.bwe_bps).saturating_sub(select::AUDIO_BPS);
+            let Some(peer) = self.peers.get(&subscriber) else { continue };
+            let mut total = peer.bwe_bps.saturating_sub(select::AUDIO_BPS);
+            if peer.downlink.provisional(now, peer.bwe_bps) {
+                // The start rate's guess pauses nothing: every track gets its lowest layer.
+                total = total.max(tracks.iter().map(|w| w.rate.lowest_bps).sum());
+            }
             let sent = self
                 .peers
                 .get(&subscriber)
@@ -713,6 +726,17 @@ impl Engine {
                             Demand { wanted_height: f.wanted_height, room_max_height: max_height, available_bps };
                         let target = f.selector.select(now, layers, demand);
                         if f.fwd.target_layer() != target {
+                            tracing::trace!(
+                                publisher,
+                                sid = t.sid,
+                                subscriber = f.subscriber,
+                                from = ?f.fwd.target_layer(),
+                                to = ?target,
+                                budget,
+                                available_bps,
+                                ?layers,
+                                "layer target"
+                            );
                             if f.fwd.target_layer().is_some() || f.fwd.current_layer().is_some() {
                                 crate::metrics::metrics().layer_switches.inc();
                             }

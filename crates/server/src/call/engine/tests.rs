@@ -755,6 +755,45 @@ fn a_subscriber_asks_for_its_first_keyframe_when_its_connection_comes_up() {
     sim.run_until(Duration::from_secs(1), |s| s.media(2).iter().sum::<usize>() >= 1);
 }
 
+/// A subscriber that joins two cameras whose lowest layers together need more than the start
+/// rate gets both at once: the start rate is a guess, and pausing one camera for it kept tiles
+/// black for seconds (until the estimate rose and the selector's hold passed). An estimate below
+/// the start rate is a measurement and pauses video at once, as before.
+#[test]
+fn the_start_rate_pauses_no_video_but_a_measured_estimate_does() {
+    let mut sim = Sim::new(12);
+    sim.engine.cfg.initial_bitrate_kbps = 250;
+    sim.video_bytes = [600, 1200, 2400]; // the lowest layer: ~150 kbit/s
+    for uid in 1..=3 {
+        sim.join(uid, Permissions::MEMBER);
+    }
+    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+    assert!(matches!(sim.publish_video(3, 0), ServerFrame::CallPublished { .. }));
+    // The layers' rates are measured before anyone subscribes.
+    let start = sim.now;
+    sim.run_until(Duration::from_secs(2), |s| s.now - start >= Duration::from_secs(1));
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    assert!(matches!(sim.subscribe(2, 3, 0), ServerFrame::Ok { .. }));
+    let up = |s: &Sim| s.clients.iter().any(|c| c.uid == 2 && c.subscribe.as_ref().is_some_and(|l| l.connected));
+    sim.run_until(Duration::from_secs(5), up);
+    let connected_at = sim.now;
+    sim.run_until(Duration::from_millis(700), |s| s.now - connected_at >= Duration::from_millis(600));
+    let media = sim.media(2);
+    assert!(media.len() == 2 && media.iter().all(|&n| n >= 5), "both cameras within 600 ms: {media:?}");
+    let targets = |s: &Sim| -> Vec<Option<chorus_sfu::Layer>> {
+        let tracks = s.engine.peers.values().flat_map(|p| &p.tracks);
+        tracks.flat_map(|t| &t.subscribers).filter(|f| f.subscriber == 2).map(|f| f.fwd.target_layer()).collect()
+    };
+    assert_eq!(targets(&sim), vec![Some(chorus_sfu::Layer::LOW); 2], "both on the lowest layer");
+
+    // Still within the settling time, the estimate measures less than the start rate: both pause.
+    sim.estimate = Some((2, 120_000));
+    let measured_at = sim.now;
+    sim.run_until(Duration::from_millis(300), |s| targets(s).iter().all(Option::is_none));
+    assert!(targets(&sim).iter().all(Option::is_none), "paused at once: {:?}", targets(&sim));
+    assert!(sim.now - connected_at < chorus_sfu::downlink::SETTLE, "{:?}", sim.now - measured_at);
+}
+
 /// A session whose queue is full leaves as `slow`, told so in the slot its queue kept; one whose
 /// queue closed leaves as `lost`. Both are released, and the others hear why.
 #[test]
