@@ -140,6 +140,11 @@ struct SfuArgs {
     /// The Janus binary.
     #[arg(long, default_value = "/usr/bin/janus")]
     janus_bin: PathBuf,
+    /// After each run's window, profile the server 5 s more (not counted) and write a flame graph
+    /// (`flame-<target>-<subscribers>sub.svg`, perf + inferno) to this folder.
+    #[arg(long)]
+    #[serde(default)]
+    flame: Option<PathBuf>,
 }
 
 impl SfuArgs {
@@ -154,6 +159,7 @@ impl SfuArgs {
             warmup: Duration::from_secs(2),
             join_interval: Duration::from_millis(20),
             janus_bin: "/usr/bin/janus".into(),
+            flame: None,
         }
     }
 }
@@ -331,7 +337,10 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
 /// `failures`.
 async fn sfu(args: &SfuArgs, common: &Common, failures: &mut Vec<String>) -> anyhow::Result<Vec<Section>> {
     let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
-    let runs: Vec<SfuRun> = in_namespace("sfu-inner", &SfuSpec { args: args.clone(), chorus_bin }, "SFU")?;
+    let mut inner = args.clone();
+    // The namespace child may not share this process's working directory.
+    inner.flame = inner.flame.map(std::path::absolute).transpose()?;
+    let runs: Vec<SfuRun> = in_namespace("sfu-inner", &SfuSpec { args: inner, chorus_bin }, "SFU")?;
     for r in &runs {
         if r.live_streams < r.expected_streams {
             failures.push(format!(
@@ -440,6 +449,7 @@ async fn sfu_inside(args: &SfuArgs, common: &Common) -> anyhow::Result<Vec<SfuRu
             duration: args.duration,
             bind: IpAddr::V4(addr),
             record: false,
+            flame: args.flame.clone(),
         };
         for target in &args.targets {
             common.progress.step(format!("SFU {target}: {} publishers → {subscribers} subscribers", load.publishers));

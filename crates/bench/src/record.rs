@@ -159,6 +159,7 @@ pub fn loads(publishers: usize, warmup: Duration, duration: Duration, bind: IpAd
         duration,
         bind,
         record,
+        flame: None,
     })
 }
 

@@ -83,6 +83,7 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
     let written = crate::record::dir_bytes(&recordings);
     let (before, after, cost) =
         super::measure(progress, "chorus", srv.pid(), load.duration, || snapshot(&subscribers)).await?;
+    super::flame(progress, "chorus", load, srv.pid()).await;
     let written = crate::record::dir_bytes(&recordings).saturating_sub(written);
     let setups: Vec<_> = subscribers.iter().map(|c| c.stats().subscribe_setup).collect();
     let mut run = SfuRun::from_window("chorus", load, cost, (&before, &after), &joined, &setups);

@@ -8,6 +8,7 @@
 //! carries) and the server's CPU and RSS from `/proc` over that window.
 
 pub mod chorus;
+pub mod flame;
 pub mod janus;
 
 use std::net::IpAddr;
@@ -45,6 +46,9 @@ pub struct SfuLoad {
     /// publish, Janus by its room's `record = true`.
     #[serde(default)]
     pub record: bool,
+    /// Where to write a flame graph of the server after the window ([`flame`]), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flame: Option<std::path::PathBuf>,
 }
 
 impl SfuLoad {
@@ -385,6 +389,17 @@ pub async fn measure(
     }
     let after = snapshot();
     Ok((before, after, window.close()?))
+}
+
+/// With `--flame`, profiles the server after the window (not counted) and says where the flame
+/// graph went, or why there is none; a failed profile fails nothing else.
+pub async fn flame(progress: &Progress, target: &str, load: &SfuLoad, server_pid: u32) {
+    let Some(dir) = &load.flame else { return };
+    progress.status(format!("{target}: profiling the server for {} s (not counted)", flame::LENGTH.as_secs()));
+    match flame::profile(dir, target, load.subscribers, server_pid).await {
+        Ok(svg) => progress.step(format!("{target}: flame graph written to {}", svg.display())),
+        Err(e) => progress.step(format!("{target}: no flame graph: {e:#}")),
+    }
 }
 
 /// The report of a sweep: one section per load (Chorus beside Janus) and one with the plots

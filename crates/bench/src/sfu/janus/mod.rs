@@ -257,6 +257,7 @@ pub async fn run(load: &SfuLoad, opts: &JanusOptions, progress: &Progress) -> an
     let written = bytes(&rec_dir);
     let (before, after, cost) =
         super::measure(progress, "janus", srv.pid(), load.duration, || snapshot(&subscribers)).await?;
+    super::flame(progress, "janus", load, srv.pid()).await;
     let written = bytes(&rec_dir).saturating_sub(written);
     for t in subscribers.iter().map(|s| &s.task).chain(publishers.iter().map(|p| &p.task)) {
         t.abort();
