@@ -15,7 +15,7 @@ use chorus_proto::flags::presence;
 use chorus_proto::rest::{CreatedGroup, Group};
 use chorus_proto::ws::{ClientFrame, Cursor, Message, ServerFrame};
 use chorus_proto::{GroupId, Seq};
-use common::cluster::{shared_nats, Cluster, OwnNats};
+use common::cluster::{shared_nats, Cluster, DelayProxy, OwnNats};
 use common::{Backend, Store, WAIT};
 use serde_json::json;
 
@@ -198,7 +198,12 @@ async fn a_thousand_messages_from_three_nodes_reach_receivers_hopping_between_no
         ("CHORUS_SESSION_FRAMES_PER_SECOND", "20000"),
         ("CHORUS_SESSION_FRAME_BURST", "20000"),
     ];
-    let c = Cluster::start(3, &shared_nats(), &fast).await;
+    // node2 hears NATS (and is heard) 50 ms late: its batches reach node0 and node1 after
+    // batches they committed later, which they must still hand out in position order.
+    let nats = shared_nats();
+    let upstream = nats.trim_start_matches("nats://").parse().expect("CHORUS_TEST_NATS is nats://ip:port");
+    let slow = DelayProxy::start(upstream, Duration::from_millis(50)).await;
+    let c = Cluster::start_via(&[nats.clone(), nats, slow.url()], &fast).await;
     c.wait_joined().await;
     let mut senders = Vec::new();
     for i in 0..3 {

@@ -21,7 +21,6 @@ const PIN_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbc
 pub struct Cluster {
     pub nodes: Vec<Server>,
     pub store: Store,
-    pub nats: String,
     pub prefix: String,
     env: Vec<(String, String)>,
 }
@@ -30,33 +29,32 @@ impl Cluster {
     /// Starts `n` nodes (ids `node0`, `node1`, …) on a fresh PostgreSQL database and `nats`,
     /// one after the other, with extra `env`.
     pub async fn start(n: usize, nats: &str, env: &[(&str, &str)]) -> Cluster {
+        Self::start_via(&vec![nats.to_string(); n], env).await
+    }
+
+    /// Starts a node per entry of `nats`, node `i` reaching NATS at `nats[i]` (the same NATS
+    /// server, some through a [`DelayProxy`]).
+    pub async fn start_via(nats: &[String], env: &[(&str, &str)]) -> Cluster {
         let store = Store::new(Backend::Postgres).await;
         let prefix = format!("t{}_{}", std::process::id(), super::rand_suffix());
-        let mut all: Vec<(String, String)> = vec![
-            ("CHORUS_NATS".into(), nats.into()),
-            ("CHORUS_NATS_PREFIX".into(), prefix.clone()),
-            ("CHORUS_PIN_KEY".into(), PIN_KEY.into()),
-        ];
+        let mut all: Vec<(String, String)> =
+            vec![("CHORUS_NATS_PREFIX".into(), prefix.clone()), ("CHORUS_PIN_KEY".into(), PIN_KEY.into())];
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut c = Cluster { nodes: Vec::new(), store, nats: nats.into(), prefix, env: all };
-        for i in 0..n {
-            let node = c.start_node(i).await;
+        let mut c = Cluster { nodes: Vec::new(), store, prefix, env: all };
+        for (i, url) in nats.iter().enumerate() {
+            let node = c.start_node(i, url).await;
             c.nodes.push(node);
         }
         c
     }
 
-    /// Starts node `i` (not yet in `nodes`).
-    async fn start_node(&self, i: usize) -> Server {
+    /// Starts node `i` (not yet in `nodes`) on NATS at `nats`.
+    async fn start_node(&self, i: usize, nats: &str) -> Server {
         let id = format!("node{i}");
         let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         env.push(("CHORUS_NODE_ID", &id));
+        env.push(("CHORUS_NATS", nats));
         Server::start_on(self.store.another_node(), &env).await
-    }
-
-    /// The environment a node starts with (to start one that must fail).
-    pub fn node_env(&self) -> Vec<(&str, &str)> {
-        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 
     /// `http`'s token on node `i`.
@@ -142,4 +140,60 @@ impl Drop for OwnNats {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A TCP proxy in front of a server that holds back every byte, each way, for `delay`: a node
+/// behind it hears the others, and is heard, that much later than they hear each other.
+pub struct DelayProxy {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    pub async fn start(upstream: std::net::SocketAddr, delay: Duration) -> DelayProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(delayed(cr, sw, delay));
+                tokio::spawn(delayed(sr, cw, delay));
+            }
+        });
+        DelayProxy { port, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read, in order.
+async fn delayed(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
 }
