@@ -1,7 +1,8 @@
 //! Cluster mode: real `chorus serve` nodes on one PostgreSQL database, joined by NATS
 //! (docs/deployment.md). Users on different nodes chat, receive receipts, typing, presence and
 //! group events; receivers hop between nodes during a 1,000-message storm and get every
-//! message once, in order; a logout on one node ends the session on another; NATS missing at
+//! message once, in order (one node hears NATS 50 ms late); a logout or a deleted user on one
+//! node ends the sessions on another; `/admin/nodes` lists every node; NATS missing at
 //! start stops the start, and NATS lost while running costs no message.
 
 mod common;
@@ -263,11 +264,11 @@ async fn a_thousand_messages_from_three_nodes_reach_receivers_hopping_between_no
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_on_one_node_ends_the_session_on_another_and_admin_lists_the_nodes() {
+async fn logout_and_deluser_on_one_node_end_sessions_on_another_and_admin_lists_the_nodes() {
     let c = Cluster::start(3, &shared_nats(), &[]).await;
     c.wait_joined().await;
     let (u, hu) = c.nodes[0].login("u@example.org", "U").await;
-    let (_, hv) = c.nodes[1].login("v@example.org", "V").await;
+    let (v, hv) = c.nodes[1].login("v@example.org", "V").await;
     let (mut cu, _) = c.nodes[2].connect(&c.on(2, &hu)).await;
     let (mut cv, _) = c.nodes[1].connect(&hv).await;
 
@@ -302,6 +303,14 @@ async fn logout_on_one_node_ends_the_session_on_another_and_admin_lists_the_node
     // V's session (another user, node1) goes on.
     let r = cv.send_text(Some(&u.user.address), None, "v-1", "still here").await.unwrap();
     assert!(matches!(r, ServerFrame::Sent { .. }), "{r:?}");
+    // Deleting V through node0's /backend ends V's session on node1 the same way.
+    let r = c.nodes[0]
+        .backend(json!({"op": "deluser", "token": common::ADMIN_TOKEN, "user": {"address": v.user.address}}))
+        .await;
+    assert_eq!(r, json!({"op": "deluser", "result": true}));
+    cv.expect(WAIT, |f| matches!(f, ServerFrame::Error { .. })).await.expect("the unauthorized frame");
+    let closed = cv.next(WAIT).await.expect_err("the session ends");
+    assert!(closed.to_string().contains("4001"), "{closed}");
 }
 
 fn chrono_ms() -> i64 {
