@@ -22,7 +22,7 @@ pub struct Config {
     pub data: PathBuf,
     /// `postgres://…` to use PostgreSQL; empty for the embedded SQLite store.
     pub database: Option<String>,
-    /// `nats://host:port` of the NATS server that joins several nodes into one deployment
+    /// `nats://[user:password@]host:port` of the NATS server that joins several nodes into one deployment
     /// (cluster mode, see [`crate::cluster`]); requires `database` (PostgreSQL). Unset: one node.
     pub nats: Option<String>,
     /// Prefix of every NATS subject this deployment uses, so several deployments (or tests)
@@ -457,26 +457,25 @@ impl Config {
             }
         }
         if let Some(nats) = &self.nats {
-            if !(nats.starts_with("nats://") || nats.starts_with("tls://")) {
-                anyhow::bail!("nats must be a nats:// (or tls://) URL, got {nats:?}");
+            // The URL is not repeated: it may hold a password.
+            if !nats.starts_with("nats://") {
+                anyhow::bail!("nats must be a nats:// URL");
             }
             if self.database.is_none() {
                 anyhow::bail!(
-                    "cluster mode (nats = {nats:?}) needs a PostgreSQL database: set database = \"postgres://…\" \
+                    "cluster mode (nats) needs a PostgreSQL database: set database = \"postgres://…\" \
                      (the embedded SQLite store belongs to one node)"
                 );
             }
         }
-        let word = |s: &str, extra: &[char]| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || extra.contains(&c))
+        let word = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
-        if !word(&self.nats_prefix, &[]) {
+        if !word(&self.nats_prefix) {
             anyhow::bail!("nats_prefix must be 1 to 64 letters, digits, '-' or '_', got {:?}", self.nats_prefix);
         }
         if let Some(id) = &self.node_id {
-            if !word(id, &[]) {
+            if !word(id) {
                 anyhow::bail!("node_id must be 1 to 64 letters, digits, '-' or '_', got {id:?}");
             }
         }

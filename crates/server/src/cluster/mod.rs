@@ -151,7 +151,9 @@ impl Cluster {
     /// Connects to NATS (`nats`), subscribes and starts the node's tasks. An unreachable NATS
     /// is an error: the node does not start.
     pub async fn start(cfg: &Config, id: String) -> anyhow::Result<Arc<Cluster>> {
-        let url = cfg.nats.as_deref().ok_or_else(|| anyhow::anyhow!("cluster mode needs the nats setting"))?;
+        let nats = cfg.nats.as_deref().ok_or_else(|| anyhow::anyhow!("cluster mode needs the nats setting"))?;
+        // What errors and logs show: never the password.
+        let url = &redacted(nats);
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let client = async_nats::ConnectOptions::new()
             .name(format!("chorus {id}"))
@@ -164,7 +166,7 @@ impl Cluster {
                     let _ = tx.send(event);
                 }
             })
-            .connect(url)
+            .connect(nats)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))?;
         let subject = format!("{}.bus", cfg.nats_prefix);
@@ -273,7 +275,6 @@ impl Cluster {
             }
         });
         cluster.send(Kind::Hello, None);
-        cluster.send(Kind::Sessions { full: true, users: Vec::new() }, None);
         tracing::info!(node = %cluster.id, nats = %url, subject = %cluster.subject, "cluster: joined");
         Ok(cluster)
     }
@@ -300,11 +301,6 @@ impl Cluster {
         for (uids, frame) in fanouts {
             self.local.deliver(&mut uids.into_iter(), frame);
         }
-    }
-
-    /// This node's id.
-    pub fn id(&self) -> &str {
-        &self.id
     }
 
     /// Whether the NATS link is up (`/healthz`).
@@ -451,6 +447,18 @@ impl Cluster {
     }
 }
 
+/// `url` without the password of its user, if it has one.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let (user, host) = rest.rsplit_once('@').expect("an @ is there");
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl FanOut for Cluster {
     fn attach(&self, uid: i64, session: u64, token: u64, tx: SessionTx, max: usize) -> Result<bool, TooManySessions> {
         let first = self.local.attach(uid, session, token, tx, max)?;
@@ -516,5 +524,14 @@ impl FanOut for Cluster {
 
     fn invalidate(&self, what: Invalidation) {
         self.send(Kind::Invalidate(what), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_in_the_nats_url_is_not_shown() {
+        assert_eq!(super::redacted("nats://chorus:s3cr3t@10.0.0.5:4222"), "nats://chorus:***@10.0.0.5:4222");
+        assert_eq!(super::redacted("nats://10.0.0.5:4222"), "nats://10.0.0.5:4222");
     }
 }
