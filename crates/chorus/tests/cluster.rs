@@ -303,6 +303,20 @@ async fn logout_and_deluser_on_one_node_end_sessions_on_another_and_admin_lists_
     // V's session (another user, node1) goes on.
     let r = cv.send_text(Some(&u.user.address), None, "v-1", "still here").await.unwrap();
     assert!(matches!(r, ServerFrame::Sent { .. }), "{r:?}");
+    // An address node1 resolved a moment ago (its cache keeps one 5 s) stops resolving there
+    // as soon as node0 deactivates the user.
+    let (x, _) = c.nodes[2].login("x@example.org", "X").await;
+    let r = cv.send_text(Some(&x.user.address), None, "v-2", "to x").await.unwrap();
+    assert!(matches!(r, ServerFrame::Sent { .. }), "{r:?}");
+    let r = c.nodes[0]
+        .backend(
+            json!({"op": "userset", "token": common::ADMIN_TOKEN, "user": {"address": x.user.address, "active": 0}}),
+        )
+        .await;
+    assert_eq!(r["result"], json!(true), "{r}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = cv.send_text(Some(&x.user.address), None, "v-3", "to x, deactivated").await.unwrap();
+    assert!(matches!(r, ServerFrame::Error { .. }), "node1 still resolves a deactivated address: {r:?}");
     // Deleting V through node0's /backend ends V's session on node1 the same way.
     let r = c.nodes[0]
         .backend(json!({"op": "deluser", "token": common::ADMIN_TOKEN, "user": {"address": v.user.address}}))

@@ -78,6 +78,8 @@ pub enum Invalidation {
     File(String),
     /// Every file kept by `Media::file`.
     AllFiles,
+    /// Users resolved by address (`Accounts::by_address`).
+    Addresses,
 }
 
 /// Close code telling a client to reconnect at once and resume from its cursor: its session

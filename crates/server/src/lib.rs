@@ -200,11 +200,12 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         // Writer batches of every node reach the local sessions in position order from here.
         let head = messaging.head().await.map_err(|e| anyhow::anyhow!("reading the stream position: {}", e.message))?;
         c.start_at(head);
-        let (g, m) = (Arc::downgrade(&groups), Arc::downgrade(&media));
+        let (g, m, a) = (Arc::downgrade(&groups), Arc::downgrade(&media), Arc::downgrade(&accounts));
         c.on_invalidate(move |what| match what {
             bus::Invalidation::Group(gid) => g.upgrade().into_iter().for_each(|g| g.changed_elsewhere(*gid)),
             bus::Invalidation::File(id) => m.upgrade().into_iter().for_each(|m| m.forget_file(id)),
             bus::Invalidation::AllFiles => m.upgrade().into_iter().for_each(|m| m.forget_kept_files()),
+            bus::Invalidation::Addresses => a.upgrade().into_iter().for_each(|a| a.users_changed_elsewhere()),
         });
         let (cfg, calls, id) = (cfg.clone(), Arc::downgrade(&calls), node_id.clone());
         c.set_info(move || http::admin::this_node(&cfg, calls.upgrade().as_deref(), &id));
