@@ -46,6 +46,11 @@ use crate::config::Config;
 /// Messages waiting for the publisher task; past this a message is dropped (and the gap it
 /// leaves makes the other nodes resync their sessions).
 const OUT_QUEUE: usize = 65_536;
+/// Most bytes of frames in one NATS message (a batch is sent in parts past it): NATS refuses
+/// messages over its `max_payload`, 1 MiB by default.
+const PART_BYTES: usize = 512 * 1024;
+/// Most users in one message of session counts.
+const COUNTS_PER_MESSAGE: usize = 10_000;
 /// A node not heard from for this many heartbeats is gone.
 const MISSED_BEATS: u32 = 3;
 /// How long a writer batch waits for the batches before it ([`order`]) before the hole is
@@ -94,9 +99,10 @@ struct Header {
 enum Kind {
     /// The frame (after the header) to these users' sessions.
     Fan { uids: Vec<i64>, msg: Option<MsgMeta> },
-    /// A writer batch that handed out the positions `from + 1..=to`: its frames, one after
-    /// the other after the header, each `(recipients, message, length in bytes)`.
-    Batch { from: i64, to: i64, items: Vec<(Vec<i64>, Option<MsgMeta>, usize)> },
+    /// A writer batch that handed out the positions `from + 1..=to`, or a part of it (`last`
+    /// on its last part; parts follow each other): its frames, one after the other after the
+    /// header, each `(recipients, message, length in bytes)`.
+    Batch { from: i64, to: i64, last: bool, items: BatchItems },
     /// End these sessions of the user (those opened with `token`, if given) with the frame.
     Disconnect { uid: i64, token: Option<u64>, code: u16 },
     /// The sender's count of sessions of users (`full`: all of them, replacing what was known).
@@ -108,6 +114,9 @@ enum Kind {
     /// Cached data changed.
     Invalidate(Invalidation),
 }
+
+/// A batch part's frames: `(recipients, message, length in bytes)` each.
+type BatchItems = Vec<(Vec<i64>, Option<MsgMeta>, usize)>;
 
 /// What the publisher task sends: a header kind and the frame text, if any.
 struct Out {
@@ -123,6 +132,8 @@ struct Peer {
     info: Option<NodeInfo>,
     /// Its users with sessions, and how many.
     sessions: HashMap<i64, u32>,
+    /// The parts received so far of the batch it is sending.
+    partial: order::Fanouts,
 }
 
 type InfoFn = Box<dyn Fn() -> NodeInfo + Send + Sync>;
@@ -339,7 +350,18 @@ impl Cluster {
     fn resync(&self) {
         self.local.end_all(&close_only(CLOSE_RESYNC));
         self.send(Kind::Hello, None);
-        self.send(Kind::Sessions { full: true, users: self.local.counts() }, None);
+        self.send_counts();
+    }
+
+    /// Publishes the session counts of every local user (in messages of at most
+    /// [`COUNTS_PER_MESSAGE`], the first replacing what the others knew).
+    fn send_counts(&self) {
+        let counts = self.local.counts();
+        let mut chunks = counts.chunks(COUNTS_PER_MESSAGE);
+        self.send(Kind::Sessions { full: true, users: chunks.next().unwrap_or_default().to_vec() }, None);
+        for chunk in chunks {
+            self.send(Kind::Sessions { full: false, users: chunk.to_vec() }, None);
+        }
     }
 
     fn receive(&self, payload: Bytes) {
@@ -365,6 +387,7 @@ impl Cluster {
                 heard: Instant::now(),
                 info: None,
                 sessions: HashMap::new(),
+                partial: Vec::new(),
             });
             let gap = if p.boot != header.b {
                 // The node restarted: what it had before is gone with it.
@@ -374,6 +397,9 @@ impl Cluster {
             } else {
                 header.s != p.seq + 1
             };
+            if gap {
+                p.partial.clear();
+            }
             p.seq = header.s;
             p.heard = Instant::now();
             match &header.k {
@@ -412,7 +438,7 @@ impl Cluster {
                 };
                 self.local.deliver(&mut uids.into_iter(), Arc::new(Outbound { json, msg, origin: 0, close: None }));
             }
-            Kind::Batch { from, to, items } => {
+            Kind::Batch { from, to, last, items } => {
                 let mut at = split + 1;
                 let mut fanouts = Vec::with_capacity(items.len());
                 for (uids, msg, len) in items {
@@ -425,13 +451,21 @@ impl Cluster {
                     at += len;
                     fanouts.push((uids, Arc::new(Outbound { json, msg, origin: 0, close: None })));
                 }
-                self.sequence(from, to, fanouts);
+                let whole = {
+                    let mut peers = self.peers.lock().expect("cluster peers poisoned");
+                    let Some(p) = peers.get_mut(&header.n) else { return };
+                    p.partial.append(&mut fanouts);
+                    last.then(|| std::mem::take(&mut p.partial))
+                };
+                if let Some(fanouts) = whole {
+                    self.sequence(from, to, fanouts);
+                }
             }
             Kind::Disconnect { uid, token, code } => {
                 let Ok(json) = axum::extract::ws::Utf8Bytes::try_from(payload.slice(split + 1..)) else { return };
                 self.local.disconnect(uid, token, Arc::new(Outbound { json, msg: None, origin: 0, close: Some(code) }));
             }
-            Kind::Hello => self.send(Kind::Sessions { full: true, users: self.local.counts() }, None),
+            Kind::Hello => self.send_counts(),
             Kind::Invalidate(what) => {
                 if let Some(f) = self.on_invalidate.get() {
                     f(&what);
@@ -445,6 +479,26 @@ impl Cluster {
         let n = self.local.sessions(uid) as u32;
         self.send(Kind::Sessions { full: false, users: vec![(uid, n)] }, None);
     }
+}
+
+/// A batch's fan-outs as the parts it is published in: each holds frames of at most `max`
+/// bytes in all (a larger frame goes alone), the last is marked; an empty batch is one part.
+fn parts(fanouts: &order::Fanouts, max: usize) -> Vec<(BatchItems, Bytes, bool)> {
+    let mut out = Vec::new();
+    let mut body = BytesMut::new();
+    let mut items = Vec::new();
+    for (i, (uids, f)) in fanouts.iter().enumerate() {
+        body.put_slice(f.json.as_bytes());
+        items.push((uids.clone(), f.msg, f.json.len()));
+        let next = fanouts.get(i + 1).map(|(_, f)| f.json.len());
+        if next.is_none_or(|n| body.len() + n > max) {
+            out.push((std::mem::take(&mut items), body.split().freeze(), next.is_none()));
+        }
+    }
+    if out.is_empty() {
+        out.push((Vec::new(), Bytes::new(), true));
+    }
+    out
 }
 
 /// `url` without the password of its user, if it has one.
@@ -491,15 +545,9 @@ impl FanOut for Cluster {
             }
             return;
         }
-        let mut body = BytesMut::with_capacity(fanouts.iter().map(|(_, f)| f.json.len()).sum());
-        let items = fanouts
-            .iter()
-            .map(|(uids, f)| {
-                body.put_slice(f.json.as_bytes());
-                (uids.clone(), f.msg, f.json.len())
-            })
-            .collect();
-        self.send(Kind::Batch { from, to, items }, Some(body.freeze()));
+        for (items, body, last) in parts(&fanouts, PART_BYTES) {
+            self.send(Kind::Batch { from, to, last, items }, Some(body));
+        }
         self.sequence(from, to, fanouts);
     }
 
@@ -529,6 +577,27 @@ impl FanOut for Cluster {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_published_in_parts_of_bounded_size() {
+        let frame = |n: usize| {
+            (vec![1, 2], Arc::new(Outbound { json: "x".repeat(n).into(), msg: None, origin: 0, close: None }))
+        };
+        let sizes = |fanouts: &order::Fanouts, max| {
+            parts(fanouts, max)
+                .into_iter()
+                .map(|(items, body, last)| (items.len(), body.len(), last))
+                .collect::<Vec<_>>()
+        };
+        let batch = vec![frame(4), frame(4), frame(4), frame(20), frame(1)];
+        assert_eq!(sizes(&batch, 10), [(2, 8, false), (1, 4, false), (1, 20, false), (1, 1, true)]);
+        assert_eq!(sizes(&batch, 100), [(5, 33, true)]);
+        assert_eq!(sizes(&Vec::new(), 10), [(0, 0, true)], "an empty batch still fills its place");
+        let (items, body, _) = parts(&batch, 10).remove(2);
+        assert_eq!((items[0].0.as_slice(), items[0].2, body.len()), (&[1, 2][..], 20, 20));
+    }
+
     #[test]
     fn a_password_in_the_nats_url_is_not_shown() {
         assert_eq!(super::redacted("nats://chorus:s3cr3t@10.0.0.5:4222"), "nats://chorus:***@10.0.0.5:4222");
