@@ -343,6 +343,13 @@ async fn cluster_mode_needs_postgresql_and_a_reachable_nats() {
     assert!(err.contains("cluster mode") && err.contains("needs a PostgreSQL database"), "{err}");
     let err = pg.start_fails(&[("CHORUS_NATS", &shared_nats()), ("CHORUS_NATS_PREFIX", "a.b")]);
     assert!(err.contains("nats_prefix must be"), "{err}");
+    let err = pg.start_fails(&[("CHORUS_NATS", &shared_nats()), ("CHORUS_NODE_ID", "no spaces")]);
+    assert!(err.contains("node_id must be"), "{err}");
+    let err = pg.start_fails(&[("CHORUS_NATS", &shared_nats()), ("CHORUS_NODE_HEARTBEAT_SECS", "0")]);
+    assert!(err.contains("node_heartbeat_secs must be 1 to 60"), "{err}");
+    // The URL is not repeated in the error: it may hold a password.
+    let err = pg.start_fails(&[("CHORUS_NATS", "http://user:s3cret@127.0.0.1:4222")]);
+    assert!(err.contains("nats must be a nats:// URL") && !err.contains("s3cret"), "{err}");
 }
 
 /// A client that resumes on the same node whenever the server closes its connection.

@@ -442,7 +442,7 @@ impl Cluster {
                 let mut at = split + 1;
                 let mut fanouts = Vec::with_capacity(items.len());
                 for (uids, msg, len) in items {
-                    let Some(text) = payload.get(at..at + len) else {
+                    let Some(text) = at.checked_add(len).and_then(|end| payload.get(at..end)) else {
                         return tracing::warn!("cluster: a batch shorter than its header says; ignored");
                     };
                     let Ok(json) = axum::extract::ws::Utf8Bytes::try_from(payload.slice_ref(text)) else {
