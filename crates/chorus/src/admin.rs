@@ -67,7 +67,21 @@ impl View {
     /// Where the rows are in the answer, and the columns shown.
     fn table(self) -> (Option<&'static str>, &'static [&'static str]) {
         match self {
-            View::Nodes => (None, &["node", "version", "store", "started_at", "sessions", "calls", "participants"]),
+            View::Nodes => (
+                None,
+                &[
+                    "id",
+                    "node",
+                    "address",
+                    "version",
+                    "store",
+                    "started_at",
+                    "sessions",
+                    "calls",
+                    "participants",
+                    "last_heartbeat",
+                ],
+            ),
             View::Calls => (None, &["gid", "participants", "started_at"]),
             View::Users => (Some("users"), &["uid", "address", "name", "active", "created_at"]),
             View::Groups => (Some("groups"), &["gid", "name", "owner", "members", "created_at"]),

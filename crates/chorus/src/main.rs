@@ -43,6 +43,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database: Option<String>,
+    /// `nats://…` of the NATS server joining several nodes into one deployment (cluster mode;
+    /// needs `--database postgres://…`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nats: Option<String>,
     /// Address advertised to WebRTC clients (behind NAT: the public IP) [default: the bind address].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

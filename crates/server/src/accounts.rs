@@ -186,8 +186,8 @@ pub struct Accounts {
 }
 
 /// How long a resolved address is trusted. Changes made through this process drop the cache
-/// at once; the lifetime bounds how long a change made elsewhere (a manual edit, another
-/// process on the same database) goes unseen.
+/// at once (in cluster mode on every node, [`crate::bus::Invalidation::Addresses`]); the
+/// lifetime bounds how long a change made elsewhere (a manual edit) goes unseen.
 const ADDRESS_TTL: Duration = Duration::from_secs(5);
 /// Most addresses cached before the cache starts over.
 const ADDRESS_CACHE: usize = 100_000;
@@ -237,6 +237,17 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<SessionUser, sqlx::Error> {
 }
 
 impl Accounts {
+    /// A change to users committed: drop the address cache here and (cluster mode) on every node.
+    fn users_changed(&self) {
+        self.addresses.forget();
+        self.bus.invalidate(crate::bus::Invalidation::Addresses);
+    }
+
+    /// Another node changed users (cluster mode): drop the address cache here.
+    pub fn users_changed_elsewhere(&self) {
+        self.addresses.forget();
+    }
+
     /// Builds the service and starts its purge task (so it needs a Tokio runtime).
     pub fn new(db: Db, cfg: Arc<Config>, mailer: Mailer, bus: Arc<dyn FanOut>) -> Self {
         tokio::spawn(purge_loop(db.clone(), cfg.clone(), mailer.outbox().to_path_buf()));
@@ -352,7 +363,7 @@ impl Accounts {
         match self.check_code(id, &key, code, name.as_deref(), appid).await? {
             Checked::Session(session) => {
                 if renamed {
-                    self.addresses.forget();
+                    self.users_changed();
                 }
                 Ok(session)
             }
@@ -519,7 +530,7 @@ impl Accounts {
     pub async fn rename(&self, uid: i64, name: &str) -> ApiResult<String> {
         let name = validate_name(name)?;
         sqlx::query("UPDATE users SET name = $1 WHERE uid = $2").bind(&name).bind(uid).execute(&self.db.write).await?;
-        self.addresses.forget();
+        self.users_changed();
         Ok(name)
     }
 
@@ -602,7 +613,7 @@ impl Accounts {
             None => None,
         };
         tx.commit().await?;
-        self.addresses.forget();
+        self.users_changed();
         if active == Some(false) {
             self.end_sessions(user.uid.get(), None, "the account was deactivated");
         }
@@ -657,7 +668,7 @@ impl Accounts {
             .bind(address)
             .fetch_optional(&self.db.write)
             .await?;
-        self.addresses.forget();
+        self.users_changed();
         if let Some(uid) = uid {
             self.end_sessions(uid, None, "the account was deleted");
         }

@@ -1,10 +1,10 @@
 //! Fan-out: who receives what, behind the [`FanOut`] trait.
 //!
 //! Services decide *which users* get a frame; the bus finds those users'
-//! sessions and queues the frame to each. [`LocalBus`] does it in-process. A
-//! clustered bus (NATS subject per user, one subscription per node) implements
-//! the same trait: `deliver` publishes, and each node's local registry pushes
-//! to its own sessions.
+//! sessions and queues the frame to each. [`LocalBus`] does it in-process; in cluster
+//! mode [`crate::cluster::Cluster`] wraps a `LocalBus`: `deliver` queues to this node's
+//! sessions and publishes the frame once on NATS, and every other node's `LocalBus`
+//! queues it to its own sessions.
 //!
 //! Frames are serialised once, before fan-out, by [`outbound`] (the one place that
 //! turns a [`ServerFrame`] into what a session writes), and shared as `Arc<Outbound>`.
@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 pub type FrameText = Utf8Bytes;
 
 /// Identifies a stored message a frame carries (for resume de-duplication and delivery acks).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct MsgMeta {
     /// Stream position.
     pub pos: i64,
@@ -68,6 +68,30 @@ pub fn closing(frame: &ServerFrame, code: u16) -> Arc<Outbound> {
     Arc::new(Outbound { json: frame_text(frame), msg: None, origin: 0, close: Some(code) })
 }
 
+/// Cached data that changed: in cluster mode the other nodes drop their copies
+/// ([`FanOut::invalidate`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Invalidation {
+    /// A group's policy and members (`Groups::policy`), and what calls hold of it.
+    Group(i64),
+    /// A file kept by `Media::file`.
+    File(String),
+    /// Every file kept by `Media::file`.
+    AllFiles,
+    /// Users resolved by address (`Accounts::by_address`).
+    Addresses,
+}
+
+/// Close code telling a client to reconnect at once and resume from its cursor: its session
+/// fell behind, or (cluster mode) it may have missed frames from other nodes.
+pub const CLOSE_RESYNC: u16 = 4000;
+
+/// The last frame-less entry of a session that must reconnect and resume: the session closes
+/// with `code` without writing a frame first.
+pub fn close_only(code: u16) -> Arc<Outbound> {
+    Arc::new(Outbound { json: Utf8Bytes::from_static(""), msg: None, origin: 0, close: Some(code) })
+}
+
 /// Why a session could not be registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManySessions;
@@ -83,13 +107,28 @@ pub trait FanOut: Send + Sync + 'static {
     /// session that sent it). A session whose queue is full (in frames or in bytes) is dropped
     /// (its connection closes and the client resumes).
     fn deliver(&self, uids: &mut dyn Iterator<Item = i64>, frame: Arc<Outbound>);
-    /// Whether the user has a session.
+    /// Delivers the fan-outs of one committed writer batch, in order: the batch handed out the
+    /// stream positions `from + 1..=to` (none if `from == to`). In a cluster every node
+    /// delivers batches in position order, whichever node wrote them, so a session never sees
+    /// a `pos` before a smaller one and its resume cursor skips nothing.
+    fn deliver_batch(&self, _from: i64, _to: i64, fanouts: Vec<(Vec<i64>, Arc<Outbound>)>) {
+        for (uids, frame) in fanouts {
+            self.deliver(&mut uids.into_iter(), frame);
+        }
+    }
+    /// Whether the user has a session (on any node of a cluster).
     fn online(&self, uid: i64) -> bool;
-    /// How many sessions the user has.
+    /// Whether the user has a session on another node of the cluster (never, on one node).
+    fn elsewhere(&self, _uid: i64) -> bool {
+        false
+    }
+    /// How many sessions the user has on this node.
     fn sessions(&self, uid: i64) -> usize;
-    /// Ends the user's sessions (only those opened with `token`, if given):
+    /// Ends the user's sessions (only those opened with `token`, if given), on every node:
     /// each gets `frame` and is closed with its close code.
     fn disconnect(&self, uid: i64, token: Option<u64>, frame: Arc<Outbound>);
+    /// Tells the other nodes of the cluster that `what` changed (nothing to do on one node).
+    fn invalidate(&self, _what: Invalidation) {}
 }
 
 /// What a session's queue holds, in bytes of frame text: frames queued, plus frames the
@@ -216,6 +255,28 @@ impl Default for LocalBus {
 }
 
 impl LocalBus {
+    /// Every user with a session here, with their number of sessions.
+    pub fn counts(&self) -> Vec<(i64, u32)> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let s = shard.lock().expect("bus shard poisoned");
+            all.extend(s.iter().map(|(uid, list)| (*uid, list.len() as u32)));
+        }
+        all
+    }
+
+    /// Ends every session here: each gets `frame` (see [`close_only`]) and is closed.
+    pub fn end_all(&self, frame: &Arc<Outbound>) {
+        for shard in &self.shards {
+            let mut s = shard.lock().expect("bus shard poisoned");
+            for (_, list) in s.drain() {
+                for e in list {
+                    e.tx.last(frame);
+                }
+            }
+        }
+    }
+
     fn shard(&self, uid: i64) -> std::sync::MutexGuard<'_, Shard> {
         self.shards[(uid as u64 % SHARDS as u64) as usize].lock().expect("bus shard poisoned")
     }

@@ -22,6 +22,17 @@ pub struct Config {
     pub data: PathBuf,
     /// `postgres://…` to use PostgreSQL; empty for the embedded SQLite store.
     pub database: Option<String>,
+    /// `nats://[user:password@]host:port` of the NATS server that joins several nodes into one deployment
+    /// (cluster mode, see [`crate::cluster`]); requires `database` (PostgreSQL). Unset: one node.
+    pub nats: Option<String>,
+    /// Prefix of every NATS subject this deployment uses, so several deployments (or tests)
+    /// can share one NATS server: letters, digits, `-` and `_`.
+    pub nats_prefix: String,
+    /// This node's id in the cluster (letters, digits, `-`, `_`; at most 64). Unset: a random
+    /// one at every start.
+    pub node_id: Option<String>,
+    /// Seconds between two heartbeats of a node on NATS; a node not heard from for three is gone.
+    pub node_heartbeat_secs: u64,
     /// SQLite `synchronous` level: `full` (a stored message survives power loss)
     /// or `normal` (faster; a power loss can lose the last commits).
     pub sqlite_synchronous: String,
@@ -291,6 +302,10 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid literal address"),
             data: PathBuf::from("./chorus-data"),
             database: None,
+            nats: None,
+            nats_prefix: "chorus".into(),
+            node_id: None,
+            node_heartbeat_secs: 1,
             sqlite_synchronous: "full".into(),
             sqlite_cache_kib: 2000,
             malloc_arenas: 2,
@@ -428,6 +443,9 @@ impl Config {
         if cfg.database.as_deref() == Some("") {
             cfg.database = None;
         }
+        if cfg.nats.as_deref() == Some("") {
+            cfg.nats = None;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -437,6 +455,32 @@ impl Config {
             if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
                 anyhow::bail!("database must be a postgres:// URL (or empty for SQLite), got {db:?}");
             }
+        }
+        if let Some(nats) = &self.nats {
+            // The URL is not repeated: it may hold a password.
+            if !nats.starts_with("nats://") {
+                anyhow::bail!("nats must be a nats:// URL");
+            }
+            if self.database.is_none() {
+                anyhow::bail!(
+                    "cluster mode (nats) needs a PostgreSQL database: set database = \"postgres://…\" \
+                     (the embedded SQLite store belongs to one node)"
+                );
+            }
+        }
+        let word = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !word(&self.nats_prefix) {
+            anyhow::bail!("nats_prefix must be 1 to 64 letters, digits, '-' or '_', got {:?}", self.nats_prefix);
+        }
+        if let Some(id) = &self.node_id {
+            if !word(id) {
+                anyhow::bail!("node_id must be 1 to 64 letters, digits, '-' or '_', got {id:?}");
+            }
+        }
+        if self.node_heartbeat_secs == 0 || self.node_heartbeat_secs > 60 {
+            anyhow::bail!("node_heartbeat_secs must be 1 to 60");
         }
         if !matches!(self.sqlite_synchronous.as_str(), "full" | "normal") {
             anyhow::bail!("sqlite_synchronous must be full or normal");

@@ -306,10 +306,23 @@ impl Groups {
         let _ = self.changes.send(gid);
     }
 
+    /// Drops the group's cached policy, here and (cluster mode) on every other node.
     fn invalidate(&self, gid: i64) {
+        self.drop_cached(gid);
+        self.bus.invalidate(crate::bus::Invalidation::Group(gid));
+    }
+
+    fn drop_cached(&self, gid: i64) {
         let mut c = self.cache.lock().expect("policy cache poisoned");
         c.entries.remove(&gid);
         *c.generation.entry(gid).or_default() += 1;
+    }
+
+    /// Another node changed the group (cluster mode): drop its cached policy and tell what
+    /// keeps state per group here ([`Groups::changes`]).
+    pub fn changed_elsewhere(&self, gid: i64) {
+        self.drop_cached(gid);
+        let _ = self.changes.send(gid);
     }
 
     /// The group's policy and member flags (cached). `None` if no such group.

@@ -12,6 +12,7 @@ pub mod boards;
 pub mod bus;
 pub mod call;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -152,7 +153,17 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     let db = db::Db::open(cfg.database.as_deref(), &cfg.data, &cfg.sqlite_synchronous, cfg.sqlite_cache_kib).await?;
     tracing::info!(backend = ?db.backend, epoch = %db.epoch, "store ready");
     let mailer = mail::Mailer::from_config(&cfg)?;
-    let bus: Arc<dyn bus::FanOut> = Arc::new(bus::LocalBus::default());
+    let node_id: Arc<str> =
+        cfg.node_id.clone().unwrap_or_else(|| format!("{:012x}", rand::random::<u64>() >> 16)).into();
+    // Cluster mode: the bus reaches every node's sessions over NATS (an unreachable NATS stops the start).
+    let cluster = match &cfg.nats {
+        Some(_) => Some(cluster::Cluster::start(&cfg, node_id.to_string()).await?),
+        None => None,
+    };
+    let bus: Arc<dyn bus::FanOut> = match &cluster {
+        Some(c) => c.clone(),
+        None => Arc::new(bus::LocalBus::default()),
+    };
     let accounts = Arc::new(accounts::Accounts::new(db.clone(), cfg.clone(), mailer, bus.clone()));
     let (pin_key, pin_key_source) = pin_key::load(&cfg)?;
     let groups = Arc::new(groups::Groups::new(db.clone(), cfg.clone(), bus.clone(), Arc::new(pin_key)));
@@ -185,6 +196,20 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
     if let Some(t) = turn {
         calls.set_turn(t);
     }
+    if let Some(c) = &cluster {
+        // Writer batches of every node reach the local sessions in position order from here.
+        let head = messaging.head().await.map_err(|e| anyhow::anyhow!("reading the stream position: {}", e.message))?;
+        c.start_at(head);
+        let (g, m, a) = (Arc::downgrade(&groups), Arc::downgrade(&media), Arc::downgrade(&accounts));
+        c.on_invalidate(move |what| match what {
+            bus::Invalidation::Group(gid) => g.upgrade().into_iter().for_each(|g| g.changed_elsewhere(*gid)),
+            bus::Invalidation::File(id) => m.upgrade().into_iter().for_each(|m| m.forget_file(id)),
+            bus::Invalidation::AllFiles => m.upgrade().into_iter().for_each(|m| m.forget_kept_files()),
+            bus::Invalidation::Addresses => a.upgrade().into_iter().for_each(|a| a.users_changed_elsewhere()),
+        });
+        let (cfg, calls, id) = (cfg.clone(), Arc::downgrade(&calls), node_id.clone());
+        c.set_info(move || http::admin::this_node(&cfg, calls.upgrade().as_deref(), &id));
+    }
     let direct = call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone());
     let live = Arc::new(live::Live::new(&cfg, db.clone(), calls.clone(), groups.clone(), accounts.clone()));
     let state = http::AppState {
@@ -203,6 +228,8 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         epoch: db.epoch.clone().into(),
         tickets: Default::default(),
         media,
+        node_id,
+        cluster,
     };
     Ok(App { router: http::router(state), media_udp, media_tcp, turn: turn_listening })
 }
@@ -240,6 +267,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let App { router: app, media_udp, media_tcp, turn } = build_app(cfg).await?;
     let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    http::admin::mark_listening(format!("{scheme}://{local}"));
     tracing::info!(%local, "chorus listening");
     match media_tcp {
         Some(tcp) => println!("Chorus media on udp {media_udp} and tcp {tcp}"),
@@ -250,7 +279,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let on: Vec<String> = on.iter().filter_map(|(p, a)| a.map(|a| format!("{p} {a}"))).collect();
         println!("Chorus TURN on {}", on.join(", "));
     }
-    let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Chorus listening on {scheme}://{local}");
     http::server::run(listener, app, limits, tls, shutdown()).await?;
     Ok(())

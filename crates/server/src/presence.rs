@@ -4,6 +4,10 @@
 //! only after their last session has been gone for `presence_grace_secs`, so a
 //! page reload or a network blip causes no offline/online flapping. Presence is
 //! never stored and goes only to users who share a conversation with the user.
+//!
+//! In cluster mode a user is online while they have a session on any node: the node of
+//! their first session announces them, and the node of their last one announces them
+//! offline (after the grace period, if no node has a session of theirs by then).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,7 +47,8 @@ impl Presence {
             *generation += 1;
             *generation == 1
         };
-        if fresh {
+        // Not when another node has them online: it announced them.
+        if fresh && !self.messaging.bus().elsewhere(user.uid.get()) {
             self.broadcast(user, presence::ONLINE).await;
         } // else: still announced from before the grace period ended
     }
@@ -55,7 +60,8 @@ impl Presence {
         let generation = self.announced.lock().expect("presence lock poisoned").get(&user.uid.get()).copied();
         tokio::spawn(async move {
             tokio::time::sleep(this.grace).await;
-            if this.messaging.bus().online(user.uid.get()) {
+            let bus = this.messaging.bus();
+            if bus.sessions(user.uid.get()) > 0 {
                 return;
             }
             let gone = {
@@ -64,7 +70,8 @@ impl Presence {
                 let current = map.get(&user.uid.get()).copied();
                 current.is_some() && current == generation && map.remove(&user.uid.get()).is_some()
             };
-            if gone {
+            // Still online on another node (cluster mode): forgotten here, not offline.
+            if gone && !bus.online(user.uid.get()) {
                 this.broadcast(&user, presence::OFFLINE).await;
             }
         });

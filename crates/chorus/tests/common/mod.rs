@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod calls;
+pub mod cluster;
 pub mod link;
 
 use std::io::{BufRead, BufReader};
@@ -49,6 +50,9 @@ pub struct Store {
     pub backend: Backend,
     pub data: tempfile::TempDir,
     pg_db: Option<String>,
+    /// Whether the PostgreSQL database is dropped with this store (not for another node's
+    /// view of it, [`Store::another_node`]).
+    owns_db: bool,
     /// The IP a server on this store listens on (HTTP and media, port 0): loopback unless a
     /// test needs it reachable from a network namespace of its own.
     pub listen: std::net::IpAddr,
@@ -66,7 +70,20 @@ impl Store {
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
             pg_db = Some(name);
         }
-        Store { backend, data, pg_db, listen: std::net::Ipv4Addr::LOCALHOST.into() }
+        Store { backend, data, pg_db, owns_db: true, listen: std::net::Ipv4Addr::LOCALHOST.into() }
+    }
+
+    /// Another node's store on this PostgreSQL database (cluster mode): a data directory of
+    /// its own, the same database, which is dropped with this store, not with that one.
+    pub fn another_node(&self) -> Store {
+        assert_eq!(self.backend, Backend::Postgres, "nodes of a cluster share a PostgreSQL database");
+        Store {
+            backend: self.backend,
+            data: tempfile::tempdir().expect("temp dir"),
+            pg_db: self.pg_db.clone(),
+            owns_db: false,
+            listen: self.listen,
+        }
     }
 
     /// The SQLite database file (SQLite stores only).
@@ -138,7 +155,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Some(db) = self.pg_db.take() {
+        if let Some(db) = self.pg_db.take().filter(|_| self.owns_db) {
             let url = format!("{}/test", pg_base());
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -1,8 +1,9 @@
 //! The operator's view (admin token as `Authorization: Bearer`, as `/metrics`), read by the
 //! web app's admin page and by `chorus admin …`:
 //!
-//! - `GET /admin/nodes` — the Chorus processes serving this store (one until clustering exists):
-//!   version, start time, store kind, sessions, calls and call participants now;
+//! - `GET /admin/nodes` — the Chorus processes serving this store (in cluster mode every node
+//!   heard from within three heartbeats, this one first): id, address, version, start time,
+//!   store kind, sessions, calls and call participants now, last heartbeat;
 //! - `GET /admin/calls` — the calls in progress: group, participants, start time;
 //! - `GET /admin/users?after=&limit=` and `GET /admin/groups?after=&limit=` — pages in id order
 //!   (`limit` 1–1000, default 100; `next` is the `after` of the next page, absent on the last);
@@ -20,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::is_admin;
 use super::{AppJson, AppQuery, AppState};
-use crate::call::LiveCall;
+use crate::call::{Calls, LiveCall};
+use crate::cluster::NodeInfo;
+use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::webhooks::Delivery;
 
@@ -56,37 +59,42 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// One Chorus process.
-#[derive(Serialize)]
-struct Node {
-    /// The host's name.
-    node: String,
-    version: &'static str,
-    /// Start time, ms since the epoch.
-    started_at: i64,
-    /// `sqlite` or `postgresql`.
-    store: &'static str,
-    sessions: i64,
-    calls: usize,
-    participants: usize,
+static ADDRESS: OnceLock<String> = OnceLock::new();
+
+/// Notes the URL the server listens on, for `/admin/nodes` (called once, after binding).
+pub fn mark_listening(url: String) {
+    let _ = ADDRESS.set(url);
 }
 
-async fn nodes(_: Admin, State(st): State<AppState>) -> AppJson<Vec<Node>> {
-    let live = st.calls.live();
+/// This node as `/admin/nodes` shows it (and, in cluster mode, its heartbeat carries it).
+pub fn this_node(cfg: &Config, calls: Option<&Calls>, id: &str) -> NodeInfo {
+    let live = calls.map(Calls::live).unwrap_or_default();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let store = match st.cfg.database.as_deref() {
+    let store = match cfg.database.as_deref() {
         Some(url) if url.starts_with("postgres") => "postgresql",
         _ => "sqlite",
     };
-    AppJson(vec![Node {
+    NodeInfo {
+        id: id.to_string(),
         node: Some(host.trim()).filter(|h| !h.is_empty()).unwrap_or("chorus").to_string(),
-        version: env!("CARGO_PKG_VERSION"),
+        address: ADDRESS.get().cloned().unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: STARTED_MS.get().copied().unwrap_or_default(),
-        store,
+        store: store.to_string(),
         sessions: crate::metrics::metrics().sessions.get(),
         calls: live.len(),
         participants: live.iter().map(|c| c.participants).sum(),
-    }])
+        last_heartbeat: crate::clock::now_ms(),
+    }
+}
+
+/// This node first, then (cluster mode) every other node alive, by id.
+async fn nodes(_: Admin, State(st): State<AppState>) -> AppJson<Vec<NodeInfo>> {
+    let mut list = vec![this_node(&st.cfg, Some(&st.calls), &st.node_id)];
+    if let Some(c) = &st.cluster {
+        list.extend(c.peers());
+    }
+    AppJson(list)
 }
 
 async fn calls(_: Admin, State(st): State<AppState>) -> AppJson<Vec<LiveCall>> {

@@ -86,6 +86,10 @@ pub struct AppState {
     pub media: Arc<crate::media::Media>,
     /// WHIP ingest and WHEP playback.
     pub live: Arc<crate::live::Live>,
+    /// This node's id (`node_id`, else random at each start).
+    pub node_id: Arc<str>,
+    /// Cluster mode: the other nodes and the NATS link.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The whole HTTP application.
@@ -112,7 +116,7 @@ pub fn router(state: AppState) -> Router {
         sdk = sdk.layer(cors::layer(cfg, &[Method::GET])).layer(guard());
     }
     Router::new()
-        .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
+        .route("/healthz", get(healthz))
         .merge(v1)
         .merge(live::routes())
         .merge(api)
@@ -125,6 +129,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// `200 ok` while the node serves; in cluster mode `503` while its NATS link is down (it still
+/// serves its own sessions, but messages from other nodes do not reach them).
+async fn healthz(axum::extract::State(st): axum::extract::State<AppState>) -> (StatusCode, &'static str) {
+    match &st.cluster {
+        Some(c) if !c.healthy() => (StatusCode::SERVICE_UNAVAILABLE, "nats unreachable"),
+        _ => (StatusCode::OK, "ok"),
+    }
 }
 
 async fn method_not_allowed() -> ApiError {

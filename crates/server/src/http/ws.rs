@@ -53,8 +53,9 @@ const SOCKET_BUFFER: usize = 1024;
 /// Conversations one session may announce typing in per [`TYPING_THROTTLE`]; more are
 /// refused (`rate_limited`), so the typing state stays bounded.
 const MAX_TYPING_CONVERSATIONS: usize = 256;
-/// Close code telling the client to reconnect and resume (it fell behind).
-const CLOSE_RESYNC: u16 = 4000;
+/// Close code telling the client to reconnect and resume (it fell behind, or in a cluster the
+/// node's link to the others was interrupted).
+const CLOSE_RESYNC: u16 = crate::bus::CLOSE_RESYNC;
 /// Close code of a session refused because its user has `max_sessions_per_user` already
 /// (1013, "try again later").
 const CLOSE_TRY_LATER: u16 = 1013;
@@ -510,7 +511,9 @@ impl Session {
     async fn online_contacts(&self, out: &mut Writer) -> Result<(), Ended> {
         let Ok(contacts) = self.s.messaging.contacts(self.user.uid.get()).await else { return Ok(()) };
         for uid in contacts {
-            if self.s.messaging.bus().online(uid) && self.s.presence.is_announced(uid) {
+            let bus = self.s.messaging.bus();
+            // Announced here, or online on another node (which announced them).
+            if (bus.online(uid) && self.s.presence.is_announced(uid)) || bus.elsewhere(uid) {
                 if let Ok(Some(addr)) = self.s.messaging_address(uid).await {
                     out.feed(text(&ServerFrame::Presence {
                         from: addr,
@@ -638,12 +641,13 @@ impl Session {
                 return Err(Ended);
             }
             taken += o.json.len();
-            if self.wanted(&o) {
+            // An empty frame is a close without a frame before it (`bus::close_only`).
+            if self.wanted(&o) && !o.json.is_empty() {
                 // A clone of the shared buffer: every recipient writes the same bytes.
                 out.feed(WsMessage::Text(o.json.clone())).await?;
             }
             if let Some(code) = o.close {
-                out.close(code, "session ended").await;
+                out.close(code, if code == CLOSE_RESYNC { "reconnect and resume" } else { "session ended" }).await;
                 return Err(Ended);
             }
             if taken < BATCH_BYTES {

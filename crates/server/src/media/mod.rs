@@ -370,7 +370,8 @@ impl Media {
     /// points at, never a row without its bytes).
     async fn remove(&self, id: &str) -> ApiResult<()> {
         rows::delete(&self.db, id).await?;
-        self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.forget_file(id);
+        self.bus.invalidate(crate::bus::Invalidation::File(id.to_string()));
         self.store.delete_upload(id).await;
         Ok(())
     }
@@ -421,7 +422,18 @@ impl Media {
     /// Drops every kept file (see [`Media::file`]): after a deletion that bypassed
     /// [`Media::delete`], such as an account's uploads removed with the account.
     pub fn forget_files(&self) {
+        self.forget_kept_files();
+        self.bus.invalidate(crate::bus::Invalidation::AllFiles);
+    }
+
+    /// Drops every kept file here (another node asked, in cluster mode).
+    pub fn forget_kept_files(&self) {
         self.files.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Drops the kept file `id` here (deleted, here or on another node).
+    pub fn forget_file(&self, id: &str) {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
     /// Whether `uid` may read `file`. The one place this is decided: the uploader; members who

@@ -220,6 +220,8 @@ enum Outcome {
 /// What one pass over a batch has written so far.
 #[derive(Default)]
 struct Applied {
+    /// The stream position before the batch (it hands out `from + 1..=pos`).
+    from: i64,
     /// The last stream position handed out.
     pos: i64,
     /// The last `seq` handed out per conversation in this batch, written to `conversations`
@@ -291,6 +293,7 @@ impl Writer {
                         _ => {}
                     }
                 }
+                let mut fanouts = Vec::with_capacity(applied.fanouts.len());
                 for f in applied.fanouts {
                     if let (Some(hook), true) = (&f.hook, self.hooks.enabled()) {
                         let sender = f.frame.msg.as_ref().map(|m| m.sender);
@@ -300,8 +303,9 @@ impl Writer {
                             self.hooks.emit("message.offline", data);
                         }
                     }
-                    self.bus.deliver(&mut f.uids.into_iter(), f.frame);
+                    fanouts.push((f.uids, f.frame));
                 }
+                self.bus.deliver_batch(applied.from, applied.pos, fanouts);
             }
             Err(PassError::Request(e) | PassError::Batch(e)) => {
                 let err = ApiError::internal(format_args!("message batch rolled back: {e}"));
@@ -324,7 +328,8 @@ impl Writer {
             .fetch_one(&mut *tx)
             .await
             .map_err(Batch)?;
-        let mut a = Applied { pos: start, outcomes: batch.iter().map(|_| None).collect(), ..Applied::default() };
+        let mut a =
+            Applied { from: start, pos: start, outcomes: batch.iter().map(|_| None).collect(), ..Applied::default() };
         if !careful {
             if let Err(e) = self.fast(&mut tx, batch, &mut a).await {
                 tx.rollback().await.map_err(Batch)?;
