@@ -32,7 +32,10 @@ pub async fn profile(dir: &Path, target: &str, subscribers: usize, pid: u32) -> 
         .status()
         .await
         .context("running perf record (is perf installed?)")?;
-    anyhow::ensure!(status.success(), "perf record failed ({status}): profiling needs root or perf_event_paranoid <= 1");
+    anyhow::ensure!(
+        status.success(),
+        "perf record failed ({status}): profiling needs root or perf_event_paranoid <= 1"
+    );
     let script = tokio::process::Command::new("perf")
         .args(["script", "-i"])
         .arg(&data)
