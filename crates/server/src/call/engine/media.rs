@@ -696,11 +696,7 @@ impl Engine {
                 // The start rate's guess pauses nothing: every track gets its lowest layer.
                 total = total.max(tracks.iter().map(|w| w.rate.lowest_bps).sum());
             }
-            let sent = self
-                .peers
-                .get(&subscriber)
-                .and_then(|p| p.subscribe.as_ref())
-                .map_or(0, |l| l.video_sent.sending_bps(now));
+            let sent = peer.subscribe.as_ref().map_or(0, |l| l.video_sent.sending_bps(now));
             let rates: Vec<TrackRate> = tracks.iter().map(|w| w.rate).collect();
             for (w, budget) in tracks.into_iter().zip(select::allocate(total, sent, &rates)) {
                 budgets.insert(FwdKey { subscriber, publisher: w.publisher, track: w.track }, budget);
