@@ -448,3 +448,29 @@ async fn nats_lost_while_running_makes_the_node_unhealthy_and_loses_no_message()
     // node1 ended B's session when its NATS connection came back (it was already queued by then).
     assert!(cb.reconnects >= 1, "B's session was not told to resume");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_of_a_killed_node_are_announced_offline_by_another() {
+    let mut c = Cluster::start(3, &shared_nats(), &[("CHORUS_PRESENCE_GRACE_SECS", "1")]).await;
+    c.wait_joined().await;
+    let (a, ha) = c.nodes[0].login("a@example.org", "A").await;
+    let (b, hb) = c.nodes[1].login("b@example.org", "B").await;
+    let a_addr = a.user.address.clone();
+    let (mut ca, _) = c.nodes[0].connect(&ha).await;
+    let r = ca.send_text(Some(&b.user.address), None, "a-1", "hello").await.unwrap();
+    assert!(matches!(r, ServerFrame::Sent { .. }), "{r:?}");
+    let (mut cb, _) = c.nodes[1].connect(&hb).await;
+    cb.expect(WAIT, |f| presence_of(f, &a_addr, presence::ONLINE)).await.expect("B is told A is online");
+
+    // node0 dies with A's only session: no node holds A's last session to announce the going,
+    // so the lowest live node does, three heartbeats and the grace period later.
+    c.kill(0);
+    let killed = tokio::time::Instant::now();
+    cb.expect(Duration::from_secs(10), |f| presence_of(f, &a_addr, presence::OFFLINE))
+        .await
+        .expect("B is told A is offline");
+    let took = killed.elapsed();
+    assert!(took >= Duration::from_secs(3), "offline before the node could be known gone: {took:?}");
+    // Once: node2 is alive but not the lowest id.
+    assert!(cb.expect(common::QUIET, |f| presence_of(f, &a_addr, presence::OFFLINE)).await.is_err(), "announced twice");
+}

@@ -141,6 +141,8 @@ pub struct App {
     pub media_tcp: Option<SocketAddr>,
     /// Where the embedded TURN relay listens, if it runs.
     pub turn: Option<turn::Listening>,
+    /// Cluster mode: what a drain (SIGTERM) hands on to the other nodes.
+    pub cluster: Option<(Arc<cluster::Cluster>, Arc<cluster::calls::CallRouter>)>,
 }
 
 /// Builds every service, the HTTP application and the media sockets for `cfg`.
@@ -210,8 +212,32 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         let (cfg, calls, id) = (cfg.clone(), Arc::downgrade(&calls), node_id.clone());
         c.set_info(move || http::admin::this_node(&cfg, calls.upgrade().as_deref(), &id));
     }
+    let next_session = Arc::new(AtomicU64::new(0));
+    let call_router = match &cluster {
+        Some(c) => {
+            let router = cluster::calls::CallRouter::start(
+                c.clone(),
+                db.clone(),
+                &calls,
+                next_session.clone(),
+                cfg.call_event_queue,
+            )
+            .await?;
+            let (r, p, weak) = (Arc::downgrade(&router), Arc::downgrade(&presence), Arc::downgrade(c));
+            c.on_gone(move |node, users| {
+                r.upgrade().into_iter().for_each(|r| r.node_gone(node));
+                // One node (the lowest id alive) announces the gone node's users offline.
+                if let (Some(p), true) = (p.upgrade(), weak.upgrade().is_some_and(|c| c.speaks_for_cluster())) {
+                    p.node_gone(users);
+                }
+            });
+            Some(router)
+        }
+        None => None,
+    };
     let direct = call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone());
     let live = Arc::new(live::Live::new(&cfg, db.clone(), calls.clone(), groups.clone(), accounts.clone()));
+    let drain = cluster.clone().zip(call_router.clone());
     let state = http::AppState {
         direct,
         live,
@@ -224,14 +250,15 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         calls,
         webhooks: hooks,
         admin_token: admin.into(),
-        next_session: Arc::new(AtomicU64::new(0)),
+        next_session,
         epoch: db.epoch.clone().into(),
         tickets: Default::default(),
         media,
         node_id,
         cluster,
+        call_router,
     };
-    Ok(App { router: http::router(state), media_udp, media_tcp, turn: turn_listening })
+    Ok(App { router: http::router(state), media_udp, media_tcp, turn: turn_listening, cluster: drain })
 }
 
 /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The default
@@ -264,7 +291,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if cfg.malloc_trim_secs > 0 {
         tokio::spawn(alloc::trim_every(Duration::from_secs(cfg.malloc_trim_secs)));
     }
-    let App { router: app, media_udp, media_tcp, turn } = build_app(cfg).await?;
+    let App { router: app, media_udp, media_tcp, turn, cluster } = build_app(cfg).await?;
     let listener = listen_on(listen)?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -281,7 +308,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     println!("Chorus listening on {scheme}://{local}");
     http::server::run(listener, app, limits, tls, shutdown()).await?;
+    if let Some((cluster, router)) = cluster {
+        drain(&cluster, &router).await;
+    }
     Ok(())
+}
+
+/// A cluster node's drain, once it stopped accepting connections: its calls move to other
+/// nodes and its clients reconnect to them. The node forgets which calls it holds, tells the
+/// other nodes it is gone (their sessions in its calls rejoin, placed elsewhere), then ends its
+/// own sessions with close code 4000 (reconnect, through the load balancer, and resume; a
+/// session in a call rejoins it on another node).
+async fn drain(cluster: &cluster::Cluster, router: &cluster::calls::CallRouter) {
+    tracing::info!("draining: handing calls and sessions to the other nodes");
+    router.release_all().await;
+    cluster.leave().await;
+    cluster.end_sessions();
+    // The sessions' close frames, and the `Leave`s of their calls on other nodes, go out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tracing::info!("drained");
 }
 
 async fn shutdown() {

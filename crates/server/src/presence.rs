@@ -7,7 +7,8 @@
 //!
 //! In cluster mode a user is online while they have a session on any node: the node of
 //! their first session announces them, and the node of their last one announces them
-//! offline (after the grace period, if no node has a session of theirs by then).
+//! offline (after the grace period, if no node has a session of theirs by then). When a node
+//! dies (or drains), one live node (the lowest id) announces its users offline the same way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,31 @@ impl Presence {
             // Still online on another node (cluster mode): forgotten here, not offline.
             if gone && !bus.online(user.uid.get()) {
                 this.broadcast(&user, presence::OFFLINE).await;
+            }
+        });
+    }
+
+    /// A node is gone with the sessions of `users` (cluster mode): after the grace period, those
+    /// with a session on no node (here or elsewhere) are announced offline.
+    pub fn node_gone(self: &Arc<Self>, users: Vec<i64>) {
+        if users.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.grace).await;
+            for uid in users {
+                if this.messaging.bus().online(uid) {
+                    continue;
+                }
+                match this.messaging.address_of(uid).await {
+                    Ok(Some(address)) => {
+                        let user = SessionUser { uid: chorus_proto::UserId(uid), address, name: String::new() };
+                        this.broadcast(&user, presence::OFFLINE).await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e.message, "presence: offline of a gone node's user skipped"),
+                }
             }
         });
     }

@@ -197,3 +197,48 @@ async fn delayed(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::t
     drop(tx);
     let _ = writer.await;
 }
+
+impl Cluster {
+    /// Kills node `i` with SIGKILL (a crash: no goodbye on NATS); it stays in `nodes`, dead.
+    pub fn kill(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.child.kill().expect("SIGKILL the node");
+        n.child.wait().expect("reap the killed node");
+    }
+
+    /// Waits until node `i`'s `/admin/nodes` shows what `want` accepts; returns that list.
+    pub async fn wait_nodes(
+        &self,
+        i: usize,
+        what: &str,
+        want: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = self.admin_nodes(i).await;
+            if want(list.as_array().map(Vec::as_slice).unwrap_or_default()) {
+                return list;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node{i} never showed {what}: {list}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Cluster {
+    /// Sends node `i` SIGTERM and waits (at most 10 s) for it to exit; returns how it exited.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let n = &mut self.nodes[i];
+        let pid = n.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = n.child.try_wait().expect("wait for the node") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "node{i} did not exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -135,29 +135,59 @@ pub struct CallSession {
     pub gid: i64,
     uid: i64,
     session: u64,
-    room: RoomHandle,
+    place: Place,
     /// Frames for the session, serialised once by the room.
     pub rx: mpsc::Receiver<crate::bus::FrameText>,
 }
 
+/// Where a session's call is: a room on this node, or a room on another node of the cluster.
+enum Place {
+    Local(RoomHandle),
+    Remote(Box<dyn RemoteRoom>),
+}
+
+/// A call's room on another node, as a session here reaches it (cluster mode,
+/// `crate::cluster::calls`). Dropping it takes the session out of that call.
+pub(crate) trait RemoteRoom: Send + Sync {
+    /// Passes a call frame to the room; its answer comes on the channel (dropped: the call ended).
+    fn request(&self, frame: ClientFrame) -> oneshot::Receiver<ServerFrame>;
+}
+
 impl Drop for CallSession {
     fn drop(&mut self) {
-        let _ = self.room.shared.sessions.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         // A closed receiver is the room's sign that this participant is gone; the wake-up is a
         // stored permit, so it is not lost however busy the room is.
         self.rx.close();
-        self.room.shared.wake.notify_one();
+        if let Place::Local(room) = &self.place {
+            let _ = room.shared.sessions.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            room.shared.wake.notify_one();
+        }
     }
 }
 
 impl CallSession {
+    /// A session's place in the call of `gid` held by another node: `rx` carries what that
+    /// node's room sends the session.
+    pub(crate) fn remote(
+        gid: i64,
+        uid: i64,
+        session: u64,
+        room: Box<dyn RemoteRoom>,
+        rx: mpsc::Receiver<crate::bus::FrameText>,
+    ) -> CallSession {
+        CallSession { gid, uid, session, place: Place::Remote(room), rx }
+    }
+
     /// Passes a call frame (other than `call_join`) to the room; the answer comes on the returned
     /// channel (at once, `rate_limited`, when the room's queue is full).
     pub fn request(&self, frame: ClientFrame) -> oneshot::Receiver<ServerFrame> {
+        let room = match &self.place {
+            Place::Local(room) => room,
+            Place::Remote(remote) => return remote.request(frame),
+        };
         let (tx, rx) = oneshot::channel();
         let cmd = Command::Request { uid: self.uid, session: self.session, frame, reply: tx };
-        if let Err(mpsc::error::TrySendError::Full(Command::Request { frame, reply, .. })) = self.room.cmd.try_send(cmd)
-        {
+        if let Err(mpsc::error::TrySendError::Full(Command::Request { frame, reply, .. })) = room.cmd.try_send(cmd) {
             crate::metrics::metrics().rate_limited.inc();
             let _ = reply.send(ServerFrame::Error {
                 rid: frame.rid().map(str::to_string),
@@ -172,10 +202,14 @@ impl CallSession {
 
     /// Offers the publish connection anew with `sdp` (the same media lines; new ICE credentials
     /// restart ICE); answered by `call_sdp` with the answer, or an error frame.
+    /// Only HTTP participants (WHIP, WHEP) reoffer, and their rooms are always on their node.
     pub(crate) fn reoffer(&self, sdp: String) -> oneshot::Receiver<ServerFrame> {
         let (tx, rx) = oneshot::channel();
+        let Place::Local(room) = &self.place else {
+            return rx; // dropped: answered as a call that ended
+        };
         let cmd = Command::Reoffer { uid: self.uid, session: self.session, sdp, reply: tx };
-        if let Err(mpsc::error::TrySendError::Full(Command::Reoffer { reply, .. })) = self.room.cmd.try_send(cmd) {
+        if let Err(mpsc::error::TrySendError::Full(Command::Reoffer { reply, .. })) = room.cmd.try_send(cmd) {
             crate::metrics::metrics().rate_limited.inc();
             let _ = reply.send(ServerFrame::Error {
                 rid: None,
@@ -480,7 +514,7 @@ impl Calls {
                         ice_servers.push(t.ice.ice_server(user.uid.get()));
                     }
                     handle.shared.sessions.fetch_add(1, Ordering::Relaxed);
-                    let s = CallSession { gid, uid: user.uid.get(), session, room: handle, rx: out_rx };
+                    let s = CallSession { gid, uid: user.uid.get(), session, place: Place::Local(handle), rx: out_rx };
                     return Ok((s, frame));
                 }
                 Ok(Err(e)) => return Err(e),
@@ -632,7 +666,7 @@ mod tests {
         shared.started_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
         let (out, rx) = mpsc::channel(16);
         let room = RoomHandle { id: 1, cmd, shared: shared.clone() };
-        let s = CallSession { gid: 1, uid: 2, session: 3, room, rx };
+        let s = CallSession { gid: 1, uid: 2, session: 3, place: Place::Local(room), rx };
         let _queued = s.request(ClientFrame::CallLeave { rid: Some("a".into()) });
         let refused = s.request(ClientFrame::CallLeave { rid: Some("b".into()) }).await.expect("answered at once");
         match refused {

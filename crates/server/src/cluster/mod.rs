@@ -36,6 +36,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub mod calls;
 mod order;
 
 use crate::bus::{
@@ -78,6 +79,10 @@ pub struct NodeInfo {
     pub calls: usize,
     /// Sessions in those calls.
     pub participants: usize,
+    /// Where its call media is received (UDP, as clients are told): a call placed on this node
+    /// gets its participants' media there, whichever node their WebSocket is on.
+    #[serde(default)]
+    pub media: String,
     /// When it was last heard from (its last heartbeat, as this node received it), ms since
     /// the epoch; for the node answering, now.
     pub last_heartbeat: i64,
@@ -111,6 +116,8 @@ enum Kind {
     Beat(NodeInfo),
     /// A node (re)joined: everyone sends their full session counts.
     Hello,
+    /// The sender is leaving (drained on SIGTERM): it is gone from now.
+    Bye,
     /// Cached data changed.
     Invalidate(Invalidation),
 }
@@ -122,6 +129,8 @@ type BatchItems = Vec<(Vec<i64>, Option<MsgMeta>, usize)>;
 struct Out {
     kind: Kind,
     body: Option<Bytes>,
+    /// Told once this message (and every one before it) has reached NATS.
+    flushed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Another node, as heard.
@@ -138,6 +147,7 @@ struct Peer {
 
 type InfoFn = Box<dyn Fn() -> NodeInfo + Send + Sync>;
 type InvalidateFn = Box<dyn Fn(&Invalidation) + Send + Sync>;
+type GoneFn = Box<dyn Fn(&str, Vec<i64>) + Send + Sync>;
 
 /// A node of a cluster: the bus across nodes, the node list, the health of the NATS link.
 pub struct Cluster {
@@ -152,8 +162,14 @@ pub struct Cluster {
     skipped: AtomicU64,
     peers: Mutex<HashMap<String, Peer>>,
     connected: AtomicBool,
+    /// Set by [`Cluster::leave`]: no more heartbeats.
+    leaving: AtomicBool,
     info: OnceLock<InfoFn>,
     on_invalidate: OnceLock<InvalidateFn>,
+    on_gone: OnceLock<GoneFn>,
+    /// The NATS connection (also for the call routing of [`calls`]).
+    nats: async_nats::Client,
+    prefix: String,
     /// Writer batches of every node, released to the local sessions in position order.
     order: Mutex<order::Sequencer>,
 }
@@ -196,8 +212,12 @@ impl Cluster {
             skipped: AtomicU64::new(0),
             peers: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(true),
+            leaving: AtomicBool::new(false),
             info: OnceLock::new(),
             on_invalidate: OnceLock::new(),
+            on_gone: OnceLock::new(),
+            nats: client.clone(),
+            prefix: cfg.nats_prefix.clone(),
             order: Mutex::new(order::Sequencer::default()),
         });
         // The subscription is in place before the caller reads the store's position.
@@ -219,6 +239,10 @@ impl Cluster {
                 if let Err(e) = publisher.publish(this.subject.clone(), buf.freeze()).await {
                     tracing::warn!(error = %e, "cluster: publish failed");
                     this.skipped.fetch_add(1, Ordering::AcqRel);
+                }
+                if let Some(done) = o.flushed {
+                    let _ = publisher.flush().await;
+                    let _ = done.send(());
                 }
             }
         });
@@ -270,18 +294,25 @@ impl Cluster {
             let mut tick = tokio::time::interval(this.heartbeat);
             loop {
                 tick.tick().await;
+                if this.leaving.load(Ordering::Acquire) {
+                    return;
+                }
                 if let Some(info) = this.info.get() {
                     this.send(Kind::Beat(info()), None);
                 }
                 // A silent node is forgotten, all but its numbering: if it comes back without
                 // having restarted, what it sent meanwhile shows as a gap.
                 let silent = this.heartbeat * MISSED_BEATS;
+                let mut gone = Vec::new();
                 for (id, p) in this.peers.lock().expect("cluster peers poisoned").iter_mut() {
                     if p.info.is_some() && p.heard.elapsed() >= silent {
                         tracing::warn!(node = %id, "cluster: node gone (no heartbeat)");
                         p.info = None;
-                        p.sessions.clear();
+                        gone.push((id.clone(), p.sessions.drain().map(|(uid, _)| uid).collect()));
                     }
+                }
+                for (id, users) in gone {
+                    this.gone(&id, users);
                 }
             }
         });
@@ -329,6 +360,41 @@ impl Cluster {
         let _ = self.on_invalidate.set(Box::new(f));
     }
 
+    /// Sets what to do when another node is gone, with the users it had sessions of: silent
+    /// for three heartbeats, drained, or heard again after a restart (what it held is lost
+    /// either way). Called once.
+    pub fn on_gone(&self, f: impl Fn(&str, Vec<i64>) + Send + Sync + 'static) {
+        let _ = self.on_gone.set(Box::new(f));
+    }
+
+    fn gone(&self, id: &str, users: Vec<i64>) {
+        if let Some(f) = self.on_gone.get() {
+            f(id, users);
+        }
+    }
+
+    /// Whether this node is the one, among the live nodes, that speaks for the cluster where
+    /// one node must (the lowest id): e.g. announcing offline the users of a node that died.
+    pub fn speaks_for_cluster(&self) -> bool {
+        let peers = self.peers.lock().expect("cluster peers poisoned");
+        peers.iter().all(|(id, p)| p.info.is_none() || *id > self.id)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// This node as its heartbeat describes it (once [`Cluster::set_info`] was called).
+    pub fn this_node(&self) -> Option<NodeInfo> {
+        self.info.get().map(|f| f())
+    }
+
+    /// Whether node `id` is alive: this node, or another heard from within three heartbeats.
+    pub fn alive(&self, id: &str) -> bool {
+        id == self.id || self.peers.lock().expect("cluster peers poisoned").get(id).is_some_and(|p| p.info.is_some())
+    }
+
     /// The other nodes alive (heard from within three heartbeats), as their last heartbeats
     /// describe them, by id.
     pub fn peers(&self) -> Vec<NodeInfo> {
@@ -338,8 +404,24 @@ impl Cluster {
         list
     }
 
+    /// Leaves the cluster (a drain, on SIGTERM): no more heartbeats, and every other node is
+    /// told this one is gone at once, as if it had missed three heartbeats (their sessions in
+    /// calls held here rejoin elsewhere). Returns once that has reached NATS (or after 2 s).
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Release);
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.out.try_send(Out { kind: Kind::Bye, body: None, flushed: Some(done) }).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), flushed).await;
+        }
+    }
+
+    /// Ends this node's sessions with close code 4000 (reconnect, to another node, and resume).
+    pub fn end_sessions(&self) {
+        self.local.end_all(&close_only(CLOSE_RESYNC));
+    }
+
     fn send(&self, kind: Kind, body: Option<Bytes>) {
-        if self.out.try_send(Out { kind, body }).is_err() {
+        if self.out.try_send(Out { kind, body, flushed: None }).is_err() {
             tracing::warn!("cluster: publish queue full; dropping a message (the other nodes will resync)");
             self.skipped.fetch_add(1, Ordering::AcqRel);
         }
@@ -379,6 +461,7 @@ impl Cluster {
             return;
         }
         let mut ask = false;
+        let mut restarted = None;
         let gap = {
             let mut peers = self.peers.lock().expect("cluster peers poisoned");
             let p = peers.entry(header.n.clone()).or_insert_with(|| Peer {
@@ -392,7 +475,7 @@ impl Cluster {
             let gap = if p.boot != header.b {
                 // The node restarted: what it had before is gone with it.
                 p.boot = header.b;
-                p.sessions.clear();
+                restarted = Some(p.sessions.drain().map(|(uid, _)| uid).collect());
                 false
             } else {
                 header.s != p.seq + 1
@@ -425,6 +508,9 @@ impl Cluster {
             }
             gap
         };
+        if let Some(users) = restarted {
+            self.gone(&header.n, users);
+        }
         if gap {
             tracing::warn!(node = %header.n, "cluster: messages from a node were missed; local sessions resume");
             self.resync();
@@ -466,6 +552,17 @@ impl Cluster {
                 self.local.disconnect(uid, token, Arc::new(Outbound { json, msg: None, origin: 0, close: Some(code) }));
             }
             Kind::Hello => self.send_counts(),
+            Kind::Bye => {
+                tracing::info!(node = %header.n, "cluster: node left (drained)");
+                let users = match self.peers.lock().expect("cluster peers poisoned").get_mut(&header.n) {
+                    Some(p) => {
+                        p.info = None;
+                        p.sessions.drain().map(|(uid, _)| uid).collect()
+                    }
+                    None => Vec::new(),
+                };
+                self.gone(&header.n, users);
+            }
             Kind::Invalidate(what) => {
                 if let Some(f) = self.on_invalidate.get() {
                     f(&what);

@@ -84,6 +84,7 @@ pub fn this_node(cfg: &Config, calls: Option<&Calls>, id: &str) -> NodeInfo {
         sessions: crate::metrics::metrics().sessions.get(),
         calls: live.len(),
         participants: live.iter().map(|c| c.participants).sum(),
+        media: calls.map(|c| c.media_addresses().0.to_string()).unwrap_or_default(),
         last_heartbeat: crate::clock::now_ms(),
     }
 }

@@ -90,6 +90,8 @@ pub struct AppState {
     pub node_id: Arc<str>,
     /// Cluster mode: the other nodes and the NATS link.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Cluster mode: group calls joined on whichever node holds them.
+    pub call_router: Option<Arc<crate::cluster::calls::CallRouter>>,
 }
 
 /// The whole HTTP application.

@@ -768,6 +768,8 @@ impl Session {
         // A negative gid is the media room of a 1:1 call (docs/protocol.md §17).
         let joined = if gid < 0 {
             self.s.direct.join(&self.user, self.id, gid, rid.clone()).await
+        } else if let Some(router) = &self.s.call_router {
+            router.join(&self.user, self.id, gid, rid.clone()).await
         } else {
             self.s.calls.join(&self.user, self.id, gid, rid.clone()).await
         };

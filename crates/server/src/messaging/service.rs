@@ -107,6 +107,11 @@ impl Messaging {
         &self.bus
     }
 
+    /// A user's address by uid (`None`: no such user).
+    pub async fn address_of(&self, uid: i64) -> crate::error::ApiResult<Option<String>> {
+        self.accounts.address_of(uid).await
+    }
+
     /// The group service.
     pub fn groups(&self) -> &Arc<Groups> {
         &self.groups

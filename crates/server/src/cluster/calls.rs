@@ -1,0 +1,489 @@
+//! Calls across nodes: a group's call lives on one node; sessions on the others reach it over NATS.
+//!
+//! A call's room (its engine, peer connections and forwarders) runs on one node, the call's
+//! **host**. A session on another node, its **origin**, joins it through a **leg**:
+//!
+//! - **Placement.** The first join of a call picks its host: the live node (heard within three
+//!   heartbeats) with the fewest call participants, then the fewest calls, then the lowest id,
+//!   from the heartbeats' figures. The pick is written to `call_nodes` (`INSERT … ON CONFLICT DO
+//!   NOTHING`), so two nodes placing one call at once agree on the row that won. A row naming a
+//!   node that is gone is deleted by the next join, which places the call again; the host
+//!   deletes its rows of calls that have ended.
+//! - **Signaling.** Every node subscribes to `<nats_prefix>.call.<node_id>`. The origin sends the
+//!   host `Join`, then `Request`s (every call frame the session sends) and `Leave`; the host
+//!   joins a local session for the leg and sends back `Joined`, each request's `Answer`, every
+//!   `Event` its room queues for the session, and `Ended` when the room lets the session go.
+//!   One publisher task per node keeps each direction in order.
+//! - **Media** never goes through the origin: the answers the host's engine writes carry the
+//!   host's own ICE candidates, so the client's connections go to the host's media address
+//!   (`media` in the heartbeats and `/admin/nodes`).
+//! - **A node gone** (three heartbeats missed, or heard again after a restart): its legs here
+//!   end, and the origin tells each of its sessions in a call there `left` with reason `lost`,
+//!   the SDK's cue to join again at once. That join places the call anew on a live node, so the
+//!   participants meet again on another host within the heartbeat timeout and a rejoin.
+//!   A host whose origin is gone drops that origin's legs, which takes them out of the room.
+//!
+//! Legs are few and signaling is light, so messages are JSON; media is never on NATS.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chorus_proto::call::{CallEvent, CallLeaveReason};
+use chorus_proto::ws::{ClientFrame, ServerFrame, SessionUser};
+use chorus_proto::{ErrorCode, GroupId};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Cluster;
+use crate::call::{CallSession, Calls, RemoteRoom};
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// Messages waiting to be published; past this a request or answer is dropped (its asker
+/// hears "the call has ended") rather than held without bound.
+const OUT_QUEUE: usize = 16_384;
+/// Frames a host's leg has queued for a request before the origin's answers; past this the
+/// leg's requests are refused with `rate_limited`, as a full room queue is.
+const LEG_REQUESTS: usize = 256;
+/// How long a join waits for the call's node to answer (a node that dies meanwhile is found
+/// gone sooner, after three heartbeats, and the call placed again).
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+/// How long a row of a call the host does not hold stays: a join placed here may be on its
+/// way.
+const PLACED_GRACE_MS: i64 = 30_000;
+
+/// What nodes say to each other about calls.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Msg {
+    /// Origin → host: join `user` to the call of `gid` as the origin's leg `leg`.
+    Join { from: String, leg: u64, user: SessionUser, gid: i64, rid: Option<String> },
+    /// Origin → host: a call frame of the leg's session, to be answered with `Answer { req }`.
+    Request { from: String, leg: u64, req: u64, frame: ClientFrame },
+    /// Origin → host: the session left (or closed): take the leg out of the call.
+    Leave { from: String, leg: u64 },
+    /// Host → origin: the answer to `Join`: `call_joined`, or an error frame.
+    Joined { leg: u64, frame: ServerFrame },
+    /// Host → origin: the answer to request `req`.
+    Answer { leg: u64, req: u64, frame: ServerFrame },
+    /// Host → origin: a frame the room queued for the leg's session (serialised).
+    Event { leg: u64, frame: String },
+    /// Host → origin: the room let the leg go; nothing more comes for it.
+    Ended { leg: u64 },
+}
+
+/// Where a hosted leg's requests go: `(req, frame)` to the task relaying it.
+type LegRequests = mpsc::Sender<(u64, ClientFrame)>;
+
+/// A session of this node in a call on another node.
+struct Away {
+    host: String,
+    gid: i64,
+    address: String,
+    /// The session's frames (the `rx` of its [`CallSession`]).
+    events: mpsc::Sender<crate::bus::FrameText>,
+    joined: Option<oneshot::Sender<ServerFrame>>,
+    answers: HashMap<u64, oneshot::Sender<ServerFrame>>,
+    next_req: u64,
+}
+
+/// The call routing of one node.
+pub struct CallRouter {
+    cluster: Arc<Cluster>,
+    db: Db,
+    calls: Weak<Calls>,
+    out: mpsc::Sender<(String, Msg)>,
+    /// Host side: the legs of other nodes' sessions in calls here, by (origin, leg).
+    hosted: Mutex<HashMap<(String, u64), LegRequests>>,
+    /// Origin side: this node's sessions in calls elsewhere, by leg.
+    away: Mutex<HashMap<u64, Away>>,
+    next_leg: AtomicU64,
+    /// Session ids for hosted legs: from the node's own session counter, so never a local session's.
+    next_session: Arc<AtomicU64>,
+    event_queue: usize,
+}
+
+impl CallRouter {
+    /// Subscribes to this node's call subject and starts routing.
+    pub async fn start(
+        cluster: Arc<Cluster>,
+        db: Db,
+        calls: &Arc<Calls>,
+        next_session: Arc<AtomicU64>,
+        event_queue: usize,
+    ) -> anyhow::Result<Arc<CallRouter>> {
+        let nats = cluster.nats.clone();
+        let mut sub = nats
+            .subscribe(subject(&cluster.prefix, &cluster.id))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to the call subject on NATS: {e}"))?;
+        let (out, mut rx) = mpsc::channel::<(String, Msg)>(OUT_QUEUE);
+        let router = Arc::new(CallRouter {
+            cluster: cluster.clone(),
+            db,
+            calls: Arc::downgrade(calls),
+            out,
+            hosted: Mutex::new(HashMap::new()),
+            away: Mutex::new(HashMap::new()),
+            next_leg: AtomicU64::new(1),
+            next_session,
+            event_queue,
+        });
+        let prefix = cluster.prefix.clone();
+        tokio::spawn(async move {
+            while let Some((node, msg)) = rx.recv().await {
+                let body = serde_json::to_vec(&msg).expect("call messages serialise");
+                if let Err(e) = nats.publish(subject(&prefix, &node), body.into()).await {
+                    tracing::warn!(node = %node, error = %e, "cluster: a call message was not published");
+                }
+            }
+        });
+        let this = Arc::downgrade(&router);
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let Some(this) = this.upgrade() else { return };
+                match serde_json::from_slice::<Msg>(&m.payload) {
+                    Ok(msg) => this.receive(msg),
+                    Err(e) => tracing::warn!(error = %e, "cluster: an unreadable call message; ignored"),
+                }
+            }
+        });
+        // Rows of calls this node no longer holds.
+        let this = Arc::downgrade(&router);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(this) = this.upgrade() else { return };
+                if let Err(e) = this.release_ended().await {
+                    tracing::warn!(error = %e.message, "cluster: ended calls not released");
+                }
+            }
+        });
+        Ok(router)
+    }
+
+    /// Joins `user`'s session to the call of `gid`, on whichever node holds it (placing the call
+    /// first if no live node does).
+    pub async fn join(
+        self: &Arc<Self>,
+        user: &SessionUser,
+        session: u64,
+        gid: i64,
+        rid: Option<String>,
+    ) -> Result<(CallSession, ServerFrame), ApiError> {
+        let calls = self.calls.upgrade().ok_or_else(|| ApiError::not_found("the server is stopping"))?;
+        // 1:1 calls' rooms (negative gids) are not placed: they stay on the node that rang.
+        if gid < 0 {
+            return calls.join(user, session, gid, rid).await;
+        }
+        // A host that dies while the join waits for it is found gone; the call is placed again.
+        for _ in 0..2 {
+            let host = self.place(gid).await?;
+            if host == self.cluster.id {
+                return calls.join(user, session, gid, rid).await;
+            }
+            match self.join_on(&host, user, session, gid, rid.clone()).await {
+                Some(joined) => return joined,
+                None => tracing::warn!(gid, node = %host, "cluster: the call's node is gone; placing it again"),
+            }
+        }
+        Err(ApiError::rate_limited("the call's node is not answering; try again"))
+    }
+
+    /// The node that holds the call of `gid`: the one its row names if alive, else the one this
+    /// join places it on.
+    async fn place(&self, gid: i64) -> Result<String, ApiError> {
+        for _ in 0..3 {
+            let row: Option<String> = sqlx::query_scalar("SELECT node FROM call_nodes WHERE gid = $1")
+                .bind(gid)
+                .fetch_optional(&self.db.write)
+                .await?;
+            match row {
+                Some(node) if self.cluster.alive(&node) => return Ok(node),
+                Some(dead) => {
+                    sqlx::query("DELETE FROM call_nodes WHERE gid = $1 AND node = $2")
+                        .bind(gid)
+                        .bind(&dead)
+                        .execute(&self.db.write)
+                        .await?;
+                }
+                None => {}
+            }
+            let pick = self.least_loaded();
+            sqlx::query(
+                "INSERT INTO call_nodes (gid, node, placed_at) VALUES ($1, $2, $3) ON CONFLICT (gid) DO NOTHING",
+            )
+            .bind(gid)
+            .bind(&pick)
+            .bind(crate::clock::now_ms())
+            .execute(&self.db.write)
+            .await?;
+        }
+        Err(ApiError::rate_limited("the call is being placed; try again"))
+    }
+
+    /// The live node with the fewest participants, then calls, then the lowest id.
+    fn least_loaded(&self) -> String {
+        let mut nodes = self.cluster.peers();
+        nodes.extend(self.cluster.this_node());
+        nodes
+            .iter()
+            .min_by(|a, b| (a.participants, a.calls, &a.id).cmp(&(b.participants, b.calls, &b.id)))
+            .map_or_else(|| self.cluster.id.clone(), |n| n.id.clone())
+    }
+
+    /// Deletes this node's rows of calls it does not hold (placed more than a grace ago).
+    async fn release_ended(&self) -> Result<(), ApiError> {
+        let Some(calls) = self.calls.upgrade() else { return Ok(()) };
+        let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT gid, placed_at FROM call_nodes WHERE node = $1")
+            .bind(&self.cluster.id)
+            .fetch_all(&self.db.write)
+            .await?;
+        let live: Vec<i64> = calls.live().iter().map(|c| c.gid).collect();
+        let old = crate::clock::now_ms() - PLACED_GRACE_MS;
+        for (gid, at) in rows {
+            if at < old && !live.contains(&gid) {
+                sqlx::query("DELETE FROM call_nodes WHERE gid = $1 AND node = $2 AND placed_at = $3")
+                    .bind(gid)
+                    .bind(&self.cluster.id)
+                    .bind(at)
+                    .execute(&self.db.write)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every call this node holds (a drain): the next join of each places it anew.
+    pub async fn release_all(&self) {
+        let r =
+            sqlx::query("DELETE FROM call_nodes WHERE node = $1").bind(&self.cluster.id).execute(&self.db.write).await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cluster: the calls of this node not released");
+        }
+    }
+
+    /// Joins through `host`; `None` when `host` was found gone before it answered.
+    async fn join_on(
+        self: &Arc<Self>,
+        host: &str,
+        user: &SessionUser,
+        session: u64,
+        gid: i64,
+        rid: Option<String>,
+    ) -> Option<Result<(CallSession, ServerFrame), ApiError>> {
+        let leg = self.next_leg.fetch_add(1, Ordering::Relaxed);
+        let (events, rx) = mpsc::channel(self.event_queue);
+        let (joined_tx, joined) = oneshot::channel();
+        self.away.lock().expect("call legs poisoned").insert(
+            leg,
+            Away {
+                host: host.to_string(),
+                gid,
+                address: user.address.clone(),
+                events,
+                joined: Some(joined_tx),
+                answers: HashMap::new(),
+                next_req: 1,
+            },
+        );
+        // From here the leg leaves the host when dropped: also if this join is abandoned.
+        let room = Leg { router: Arc::downgrade(self), leg };
+        let from = self.cluster.id.clone();
+        self.send(host, Msg::Join { from, leg, user: user.clone(), gid, rid });
+        // Dropped (the host is gone): place again.
+        let frame = match tokio::time::timeout(JOIN_WAIT, joined).await {
+            Ok(answer) => answer.ok()?,
+            Err(_) => return Some(Err(ApiError::rate_limited("the call's node is not answering; try again"))),
+        };
+        if let ServerFrame::Error { code, message, .. } = frame {
+            self.away.lock().expect("call legs poisoned").remove(&leg);
+            return Some(Err(ApiError::new(code, message)));
+        }
+        Some(Ok((CallSession::remote(gid, user.uid.get(), session, Box::new(room), rx), frame)))
+    }
+
+    fn send(&self, node: &str, msg: Msg) {
+        if self.out.try_send((node.to_string(), msg)).is_err() {
+            tracing::warn!(node = %node, "cluster: the call message queue is full; a message was dropped");
+        }
+    }
+
+    fn receive(self: &Arc<Self>, msg: Msg) {
+        match msg {
+            Msg::Join { from, leg, user, gid, rid } => {
+                let this = self.clone();
+                tokio::spawn(async move { this.host(from, leg, user, gid, rid).await });
+            }
+            Msg::Request { from, leg, req, frame } => {
+                let tx = self.hosted.lock().expect("hosted legs poisoned").get(&(from.clone(), leg)).cloned();
+                let refused = match tx {
+                    Some(tx) => tx.try_send((req, frame)).err().map(|e| match e {
+                        mpsc::error::TrySendError::Full((_, f)) => (ErrorCode::RateLimited, f),
+                        mpsc::error::TrySendError::Closed((_, f)) => (ErrorCode::NotFound, f),
+                    }),
+                    None => Some((ErrorCode::NotFound, frame)),
+                };
+                if let Some((code, frame)) = refused {
+                    let message = match code {
+                        ErrorCode::RateLimited => "the call is busy; try again",
+                        _ => "the call has ended",
+                    };
+                    let frame = error(frame.rid().map(str::to_string), code, message);
+                    self.send(&from, Msg::Answer { leg, req, frame });
+                }
+            }
+            Msg::Leave { from, leg } => {
+                self.hosted.lock().expect("hosted legs poisoned").remove(&(from, leg));
+            }
+            Msg::Joined { leg, frame } => {
+                let tx = self.away.lock().expect("call legs poisoned").get_mut(&leg).and_then(|a| a.joined.take());
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(frame);
+                    }
+                    None => tracing::debug!(leg, "cluster: a join answer for no leg"),
+                }
+            }
+            Msg::Answer { leg, req, frame } => {
+                let tx =
+                    self.away.lock().expect("call legs poisoned").get_mut(&leg).and_then(|a| a.answers.remove(&req));
+                if let Some(tx) = tx {
+                    let _ = tx.send(frame);
+                }
+            }
+            Msg::Event { leg, frame } => {
+                let mut away = self.away.lock().expect("call legs poisoned");
+                let Some(a) = away.get(&leg) else { return };
+                if a.events.try_send(frame.into()).is_err() {
+                    // The session fell behind (or is gone): out of the call, as a local one is.
+                    let a = away.remove(&leg).expect("just found");
+                    drop(away);
+                    self.send(&a.host, Msg::Leave { from: self.cluster.id.clone(), leg });
+                }
+            }
+            Msg::Ended { leg } => {
+                self.away.lock().expect("call legs poisoned").remove(&leg);
+            }
+        }
+    }
+
+    /// Host side: joins the leg `leg` of node `from` to the local call of `gid` and relays
+    /// between them until one side lets go.
+    async fn host(self: Arc<Self>, from: String, leg: u64, user: SessionUser, gid: i64, rid: Option<String>) {
+        let Some(calls) = self.calls.upgrade() else { return };
+        if !self.cluster.alive(&from) {
+            return;
+        }
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        let (mut call, joined) = match calls.join(&user, session, gid, rid.clone()).await {
+            Ok(j) => j,
+            Err(e) => return self.send(&from, Msg::Joined { leg, frame: error(rid, e.code, &e.message) }),
+        };
+        let (tx, mut requests) = mpsc::channel::<(u64, ClientFrame)>(LEG_REQUESTS);
+        self.hosted.lock().expect("hosted legs poisoned").insert((from.clone(), leg), tx);
+        self.send(&from, Msg::Joined { leg, frame: joined });
+        loop {
+            tokio::select! {
+                ev = call.rx.recv() => match ev {
+                    Some(frame) => {
+                        // Waits for room in the queue rather than dropping: the room's bounded
+                        // queue for the session is what holds back a slow origin.
+                        let msg = (from.clone(), Msg::Event { leg, frame: frame.as_str().to_string() });
+                        if self.out.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => {
+                        self.send(&from, Msg::Ended { leg });
+                        break;
+                    }
+                },
+                r = requests.recv() => match r {
+                    Some((req, frame)) => {
+                        // Answered here, in turn: an answer goes out before the `Ended` that may
+                        // follow it (a `call_leave`), as the origin expects.
+                        let rid = frame.rid().map(str::to_string);
+                        let answer = call.request(frame).await;
+                        let frame = answer.unwrap_or_else(|_| error(rid, ErrorCode::NotFound, "the call has ended"));
+                        self.send(&from, Msg::Answer { leg, req, frame });
+                    }
+                    // `Leave`, or the origin is gone.
+                    None => break,
+                },
+            }
+        }
+        self.hosted.lock().expect("hosted legs poisoned").remove(&(from, leg));
+    }
+
+    /// Node `id` is gone: the legs it hosted for this node's sessions end with `left` (`lost`),
+    /// and the legs this node hosted for its sessions end.
+    pub fn node_gone(&self, id: &str) {
+        let ended: Vec<Away> = {
+            let mut away = self.away.lock().expect("call legs poisoned");
+            let legs: Vec<u64> = away.iter().filter(|(_, a)| a.host == id).map(|(l, _)| *l).collect();
+            legs.into_iter().filter_map(|l| away.remove(&l)).collect()
+        };
+        for a in ended {
+            let left = ServerFrame::CallEvent {
+                gid: GroupId(a.gid),
+                event: CallEvent::Left { address: a.address.clone(), reason: CallLeaveReason::Lost, by: None },
+            };
+            let json = serde_json::to_string(&left).expect("frames serialise");
+            let _ = a.events.try_send(json.into());
+            // Dropping `a` ends the session's call (its receiver yields `None` after `left`),
+            // and drops the pending join and answers.
+        }
+        self.hosted.lock().expect("hosted legs poisoned").retain(|(origin, _), _| origin != id);
+    }
+
+    /// Calls this node's sessions are in on other nodes (for tests and the admin view).
+    pub fn legs_away(&self) -> usize {
+        self.away.lock().expect("call legs poisoned").len()
+    }
+}
+
+/// An error frame.
+fn error(rid: Option<String>, code: ErrorCode, message: &str) -> ServerFrame {
+    ServerFrame::Error { rid, id: None, code, message: message.to_string(), status: None }
+}
+
+fn subject(prefix: &str, node: &str) -> String {
+    format!("{prefix}.call.{node}")
+}
+
+/// A session's leg to a call on another node: its [`RemoteRoom`].
+struct Leg {
+    router: Weak<CallRouter>,
+    leg: u64,
+}
+
+impl RemoteRoom for Leg {
+    fn request(&self, frame: ClientFrame) -> oneshot::Receiver<ServerFrame> {
+        let (tx, rx) = oneshot::channel();
+        let Some(router) = self.router.upgrade() else { return rx };
+        let mut away = router.away.lock().expect("call legs poisoned");
+        let Some(a) = away.get_mut(&self.leg) else { return rx };
+        let req = a.next_req;
+        a.next_req += 1;
+        a.answers.insert(req, tx);
+        let host = a.host.clone();
+        drop(away);
+        router.send(&host, Msg::Request { from: router.cluster.id.clone(), leg: self.leg, req, frame });
+        rx
+    }
+}
+
+impl Drop for Leg {
+    fn drop(&mut self) {
+        let Some(router) = self.router.upgrade() else { return };
+        let gone = router.away.lock().expect("call legs poisoned").remove(&self.leg);
+        if let Some(a) = gone {
+            router.send(&a.host, Msg::Leave { from: router.cluster.id.clone(), leg: self.leg });
+        }
+    }
+}
