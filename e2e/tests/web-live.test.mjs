@@ -2,7 +2,9 @@
 // UI only: the owner creates a live-stream room and goes live with a camera; two viewers join by
 // the view-only link, decode the host, see the viewer count, and do not see each other; one raises
 // a hand, the host brings them on stage and everyone decodes their camera; the host sends them
-// back and their tile goes away for the others.
+// back and their tile goes away for the others. Then a host who joins late: two viewers raise their
+// hands before anyone is on stage; the owner joins afterwards and finds both hands listed, without
+// anyone raising again, and brings one on stage.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -136,5 +138,71 @@ test('web app live stream: viewers watch unseen, one raises a hand, is brought o
   for (const page of [po, p1, p2]) await viewerCount(page, 2);
   // The guest still watches the host.
   await framesRising(p1, h, 0);
+  for (const page of [po, p1, p2]) await page.context().close();
   console.log(`web-live: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+});
+
+test('web app live stream: a host who joins after hands were raised sees them and brings one on stage', async () => {
+  const t0 = Date.now();
+  const po = await newPage('LateHost');
+  const p1 = await newPage('Early1');
+  const p2 = await newPage('Early2');
+
+  // The owner creates a live-stream room but does not join it yet.
+  await loginUI(po, base + '/', 'late-host@example.org', 'Late Host');
+  await po.waitForSelector(tid('room-create'));
+  await po.fill(tid('room-name'), 'Q and A');
+  await po.check(tid('room-live'));
+  await po.click(tid('room-create'));
+  await po.waitForSelector(tid('room-created'));
+  const viewLink = await po.inputValue(tid('invite-viewer'));
+
+  // Two viewers join by the view-only link while nobody is on stage, and raise their hands.
+  const viewers = [];
+  for (const [page, email, name] of [
+    [p1, 'early1@example.org', 'Early One'],
+    [p2, 'early2@example.org', 'Early Two'],
+  ]) {
+    await loginUI(page, viewLink, email, name);
+    await page.waitForSelector(tid('view-only-notice'));
+    await page.click(tid('join-call'));
+    await page.waitForSelector(tid('live-waiting'));
+    await page.click(tid('raise-hand'));
+    // Pressed once the server has taken the hand (the button follows the SDK's `handRaised`).
+    await page.waitForSelector(`${tid('raise-hand')}[aria-pressed="true"]`);
+    viewers.push({ page, name, address: await addressOf(page) });
+  }
+  const [e1, e2] = viewers;
+
+  // The owner joins now: the raised-hands box lists both viewers by name, nobody having raised again.
+  await po.click(tid('enter-room'));
+  await po.waitForSelector(tid('preview-video'));
+  await po.click(tid('join-call'));
+  await po.waitForSelector(tid('live-badge'));
+  const h = await addressOf(po);
+  await viewerCount(po, 2);
+  for (const { address, name } of viewers) {
+    await po.waitForSelector(`${tid('raised-hands')} ${tid('raised-hand')}[data-address="${address}"]:has-text("${name}")`, { timeout: 10_000 });
+  }
+  assert.deepEqual(
+    await po.$$eval(tid('raised-hand'), (els) => els.map((e) => e.getAttribute('data-address')).sort()),
+    [e1.address, e2.address].sort(),
+    'the late host lists exactly the two raised hands',
+  );
+  for (const { page } of viewers) assert.equal(await page.getAttribute(tid('raise-hand'), 'aria-pressed'), 'true', 'the hands were not raised again');
+  await screenshot(po, 'web-live-late-host-hands');
+
+  // The host brings Early One on stage from the box: their page gets camera controls and publishes,
+  // the host decodes their camera, and only Early Two is left in the box.
+  await po.click(`${tid('raised-hand')}[data-address="${e1.address}"] ${tid('bring-on-stage')}`);
+  await e1.page.waitForSelector(tid('toggle-cam'));
+  assert.equal(await e1.page.locator(tid('raise-hand')).count(), 0, 'no hand to raise on stage');
+  await until(e1.page, () => window.__chorus.call.permissions.publish && window.__chorus.call.published.has(0), undefined, 20_000);
+  await po.waitForSelector(`${tid('raised-hand')}[data-address="${e1.address}"]`, { state: 'detached' });
+  assert.deepEqual(await po.$$eval(tid('raised-hand'), (els) => els.map((e) => e.getAttribute('data-address'))), [e2.address]);
+  await framesRising(po, e1.address, 0);
+  await viewerCount(po, 1);
+  assert.deepEqual(await peopleListed(po), [h, e1.address].sort(), 'the guest is on stage in the host\'s list');
+  for (const page of [po, p1, p2]) await page.context().close();
+  console.log(`web-live late host: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });
