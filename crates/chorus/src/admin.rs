@@ -79,6 +79,7 @@ impl View {
                     "sessions",
                     "calls",
                     "participants",
+                    "media",
                     "last_heartbeat",
                 ],
             ),

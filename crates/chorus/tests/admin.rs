@@ -95,6 +95,7 @@ async fn admin_view(b: Backend) {
     assert!(node["started_at"].as_i64().unwrap() <= started, "{nodes}");
     let store = if matches!(b, Backend::Postgres) { "postgresql" } else { "sqlite" };
     assert_eq!(node["store"], json!(store));
+    assert_eq!(node["media"], json!(s.media_udp.to_string()), "where call media goes: {nodes}");
 
     // A client we did not write (curl), as docs/deployment.md describes the API.
     let out = Command::new("curl")

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chorus_client::call::stats::Kind;
-use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
+use chorus_client::call::{Call, CallError, CallNotice, CallOptions, PublishOptions};
 use chorus_proto::ws::ServerFrame;
 use common::call_slot;
 use common::calls::{frames, join, member_with_pin, room, wait_frames};
@@ -59,6 +59,13 @@ async fn participants_on_three_nodes_get_everyones_media_through_the_one_node_ho
     let r = room(&c.nodes[0]).await;
     let (hb, _) = member_with_pin(&c.nodes[1], &r, "bob@example.org", &r.publisher_pin).await;
     let (hc, _) = member_with_pin(&c.nodes[2], &r, "cat@example.org", &r.publisher_pin).await;
+    // A non-member is refused before anything is placed.
+    let (_, hx) = c.nodes[2].login("dan@example.org", "Dan").await;
+    let (conn, _) = chorus_client::Connection::connect(&hx, None).await.expect("ws");
+    match Call::join(conn, r.gid, auto()).await {
+        Err(CallError::Refused { code, .. }) => assert_eq!(code, chorus_proto::ErrorCode::NotFound),
+        other => panic!("a non-member joined: {:?}", other.map(|c| c.address().to_string())),
+    }
     let mut calls = Vec::new();
     for h in [&r.owner, &hb, &hc] {
         let call = join(h, r.gid, auto()).await;

@@ -456,6 +456,13 @@ impl Calls {
         self.enter(user, session, gid, perms, settings(&g), auto, rid).await
     }
 
+    /// Checks that `uid` may join the call of `gid` (a member; `not_found` otherwise), before the
+    /// call is placed on a node of a cluster.
+    pub async fn check_member(&self, uid: i64, gid: i64) -> Result<(), ApiError> {
+        let g = self.groups.get(gid, Actor::User(uid)).await?;
+        g.membership.map(|_| ()).ok_or_else(|| ApiError::not_found("no such group"))
+    }
+
     /// Who records the calls of `g` from their start (its owner), if it records them.
     async fn auto_record(&self, g: &Group) -> Result<Option<AutoRecord>, ApiError> {
         if !g.auto_record {

@@ -180,6 +180,8 @@ impl CallRouter {
         if gid < 0 {
             return calls.join(user, session, gid, rid).await;
         }
+        // Nothing is placed for someone who may not join.
+        calls.check_member(user.uid.get(), gid).await?;
         // A host that dies while the join waits for it is found gone; the call is placed again.
         for _ in 0..2 {
             let host = self.place(gid).await?;
@@ -192,6 +194,15 @@ impl CallRouter {
             }
         }
         Err(ApiError::rate_limited("the call's node is not answering; try again"))
+    }
+
+    /// Whether the call of `gid` is held by a live node (placed and not yet released).
+    pub async fn in_progress(&self, gid: i64) -> bool {
+        let row: Result<Option<String>, _> = sqlx::query_scalar("SELECT node FROM call_nodes WHERE gid = $1")
+            .bind(gid)
+            .fetch_optional(&self.db.read)
+            .await;
+        row.ok().flatten().is_some_and(|node| self.cluster.alive(&node))
     }
 
     /// The node that holds the call of `gid`: the one its row names if alive, else the one this

@@ -756,7 +756,12 @@ impl Session {
     /// user joining again (`replaced` for the others), not a session that vanished.
     async fn call_join(&mut self, rid: Option<String>, gid: i64) -> Reply {
         // The first to join a group's call starts it (a 1:1 call's room is started by its dial).
-        let starts = gid > 0 && !self.s.calls.live().iter().any(|c| c.gid == gid);
+        let starts = gid > 0
+            && match &self.s.call_router {
+                // In a cluster the call may be held by another node.
+                Some(router) => !router.in_progress(gid).await,
+                None => !self.s.calls.live().iter().any(|c| c.gid == gid),
+            };
         let share = match self.s.groups.quotas().take(Quota::CallsStarted, self.user.uid.get(), u32::from(starts)) {
             Ok(share) => share,
             Err(e) => return now(error_frame(rid, None, &e)),
