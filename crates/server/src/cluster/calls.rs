@@ -387,9 +387,6 @@ impl CallRouter {
     /// between them until one side lets go.
     async fn host(self: Arc<Self>, from: String, leg: u64, user: SessionUser, gid: i64, rid: Option<String>) {
         let Some(calls) = self.calls.upgrade() else { return };
-        if !self.cluster.alive(&from) {
-            return;
-        }
         let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         let (mut call, joined) = match calls.join(&user, session, gid, rid.clone()).await {
             Ok(j) => j,
@@ -450,11 +447,6 @@ impl CallRouter {
             // and drops the pending join and answers.
         }
         self.hosted.lock().expect("hosted legs poisoned").retain(|(origin, _), _| origin != id);
-    }
-
-    /// Calls this node's sessions are in on other nodes (for tests and the admin view).
-    pub fn legs_away(&self) -> usize {
-        self.away.lock().expect("call legs poisoned").len()
     }
 }
 

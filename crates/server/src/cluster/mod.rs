@@ -380,11 +380,6 @@ impl Cluster {
         peers.iter().all(|(id, p)| p.info.is_none() || *id > self.id)
     }
 
-    /// This node's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// This node as its heartbeat describes it (once [`Cluster::set_info`] was called).
     pub fn this_node(&self) -> Option<NodeInfo> {
         self.info.get().map(|f| f())
