@@ -48,6 +48,8 @@ const OUT_QUEUE: usize = 16_384;
 /// Frames a host's leg has queued for a request before the origin's answers; past this the
 /// leg's requests are refused with `rate_limited`, as a full room queue is.
 const LEG_REQUESTS: usize = 256;
+/// `Leave`s remembered for legs not joined yet.
+const EARLY_LEAVES: usize = 256;
 /// How long a join waits for the call's node to answer (a node that dies meanwhile is found
 /// gone sooner, after three heartbeats, and the call placed again).
 const JOIN_WAIT: Duration = Duration::from_secs(10);
@@ -98,6 +100,9 @@ pub struct CallRouter {
     out: mpsc::Sender<(String, Msg)>,
     /// Host side: the legs of other nodes' sessions in calls here, by (origin, leg).
     hosted: Mutex<HashMap<(String, u64), LegRequests>>,
+    /// Host side: `Leave`s that came before their leg was joined here (the origin gave up
+    /// waiting, or its session closed meanwhile), the latest [`EARLY_LEAVES`].
+    left_early: Mutex<std::collections::VecDeque<(String, u64)>>,
     /// Origin side: this node's sessions in calls elsewhere, by leg.
     away: Mutex<HashMap<u64, Away>>,
     next_leg: AtomicU64,
@@ -127,6 +132,7 @@ impl CallRouter {
             calls: Arc::downgrade(calls),
             out,
             hosted: Mutex::new(HashMap::new()),
+            left_early: Mutex::new(std::collections::VecDeque::new()),
             away: Mutex::new(HashMap::new()),
             next_leg: AtomicU64::new(1),
             next_session,
@@ -349,7 +355,15 @@ impl CallRouter {
                 }
             }
             Msg::Leave { from, leg } => {
-                self.hosted.lock().expect("hosted legs poisoned").remove(&(from, leg));
+                let mut hosted = self.hosted.lock().expect("hosted legs poisoned");
+                if hosted.remove(&(from.clone(), leg)).is_none() {
+                    // Its join may still be on its way to the room: it leaves as soon as it is in.
+                    let mut early = self.left_early.lock().expect("early leaves poisoned");
+                    if early.len() == EARLY_LEAVES {
+                        early.pop_front();
+                    }
+                    early.push_back((from, leg));
+                }
             }
             Msg::Joined { leg, frame } => {
                 let tx = self.away.lock().expect("call legs poisoned").get_mut(&leg).and_then(|a| a.joined.take());
@@ -393,7 +407,15 @@ impl CallRouter {
             Err(e) => return self.send(&from, Msg::Joined { leg, frame: error(rid, e.code, &e.message) }),
         };
         let (tx, mut requests) = mpsc::channel::<(u64, ClientFrame)>(LEG_REQUESTS);
-        self.hosted.lock().expect("hosted legs poisoned").insert((from.clone(), leg), tx);
+        {
+            let mut hosted = self.hosted.lock().expect("hosted legs poisoned");
+            let mut early = self.left_early.lock().expect("early leaves poisoned");
+            if let Some(i) = early.iter().position(|(f, l)| *f == from && *l == leg) {
+                early.remove(i);
+                return; // left while joining: dropping `call` takes it out again
+            }
+            hosted.insert((from.clone(), leg), tx);
+        }
         self.send(&from, Msg::Joined { leg, frame: joined });
         loop {
             tokio::select! {
