@@ -90,17 +90,24 @@ impl Cost {
     }
 }
 
-/// The one process whose command name (`/proc/<pid>/comm`) is `name`; `None` when there is
-/// none or more than one (a process the benchmark did not start, e.g. a shared NATS server,
-/// watched when it can be told apart).
-pub fn find_one(name: &str) -> Option<u32> {
-    let mut found = std::fs::read_dir("/proc").ok()?.filter_map(|e| {
+/// The processes whose command name (`/proc/<pid>/comm`) is `name`: processes the benchmark
+/// did not start, such as the shared PostgreSQL server's (`postgres`, one per connection).
+pub fn find_all(name: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| {
         let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
         (comm.trim_end() == name).then_some(pid)
-    });
-    let first = found.next()?;
-    found.next().is_none().then_some(first)
+    })
+    .collect()
+}
+
+/// The one process named `name` ([`find_all`]); `None` when there is none or more than one.
+pub fn find_one(name: &str) -> Option<u32> {
+    match find_all(name)[..] {
+        [pid] => Some(pid),
+        _ => None,
+    }
 }
 
 /// An open measurement window on one process.
@@ -217,6 +224,7 @@ mod tests {
         let me = std::fs::read_to_string("/proc/self/comm").unwrap();
         assert_eq!(find_one(me.trim_end()), Some(std::process::id()));
         assert_eq!(find_one("no-such-process-name"), None);
+        assert!(find_all("no-such-process-name").is_empty());
     }
 
     #[test]

@@ -21,9 +21,11 @@
 //!   separately: the difference of their p99s in the paced run is the **cross-node added
 //!   latency** (target ≤ 2 ms). One process receives for every node, so both are on one clock;
 //! * deliveries per server CPU second, every node's CPU summed (target ≥ 0.8× one node's), and
-//!   each node's share in the notes. The NATS server's CPU is listed beside it when exactly one
-//!   `nats-server` process runs on this machine; it is a shared server (other clients' traffic
-//!   would count too), so it is not in the target's figure. PostgreSQL's is in neither run's.
+//!   each node's share in the notes. Beside it ([`Beside`]), the CPU of the NATS server (when
+//!   exactly one `nats-server` process runs on this machine) and of the PostgreSQL server's
+//!   processes (`postgres`, as they are once the nodes have connected), and deliveries per CPU
+//!   second with them counted in. They are shared servers (other clients' work would count
+//!   too), so they are not in the target's figure.
 //!
 //! Everything — the nodes, NATS, PostgreSQL and the load generator — shares this machine's
 //! cores: N nodes here do not get N machines' CPU, so the cluster's deliveries/s say what one
@@ -31,7 +33,7 @@
 
 use serde_json::json;
 
-use super::fanout::{run_on, FanoutRun, RunOut};
+use super::fanout::{run_on, Beside, FanoutRun, RunOut};
 use super::{per_sec, MsgArgs};
 use crate::report::{Better, Metric, Section};
 use crate::server::{Nodes, ServerOptions};
@@ -45,21 +47,25 @@ pub const CPU_SHARE: f64 = 0.8;
 /// Runs one node, then `--cluster-nodes` nodes, and reports them side by side.
 pub async fn run(args: &MsgArgs, common: &Common) -> anyhow::Result<Section> {
     let (m, n) = (args.fanout_members, args.cluster_nodes);
-    let nats_pid = crate::proc::find_one("nats-server");
     common.progress.step(format!("msg cluster-fanout: 1 node on PostgreSQL, 1 sender → {m} members"));
-    let one = deployment(args, common, 1, None).await?;
+    let one = deployment(args, common, 1).await?;
     common.progress.step(format!("msg cluster-fanout: {n} nodes on PostgreSQL + NATS, {m} members spread over them"));
-    let many = deployment(args, common, n, nats_pid).await?;
+    let many = deployment(args, common, n).await?;
     Ok(section(args, &one, &many))
 }
 
 /// `n` fresh nodes (and their database) for one fan-out, stopped when it ends.
-async fn deployment(args: &MsgArgs, common: &Common, n: usize, bus: Option<u32>) -> anyhow::Result<FanoutRun> {
+async fn deployment(args: &MsgArgs, common: &Common, n: usize) -> anyhow::Result<FanoutRun> {
     let options = ServerOptions::new(common.chorus_bin.clone());
     let nats = (n > 1).then_some(args.msg_nats.as_str());
     let nodes = Nodes::start(&options, n, &args.msg_pg, nats).await?;
+    let beside = Beside {
+        bus: nats.and_then(|_| crate::proc::find_one("nats-server")),
+        // Now that the nodes hold their connections.
+        store: crate::proc::find_all("postgres"),
+    };
     let who = if n == 1 { "1 node".to_string() } else { format!("{n} nodes") };
-    run_on(args, common, &nodes.servers, bus, &who).await
+    run_on(args, common, &nodes.servers, &beside, &who).await
 }
 
 /// The other nodes' p99 minus the sender's node's (paced), ms.
@@ -158,18 +164,25 @@ fn section(args: &MsgArgs, one: &FanoutRun, many: &FanoutRun) -> Section {
     s.metrics.push(metric("server RSS at the end, all nodes", "MiB", Better::Lower, &|r| {
         r.saturation.probe.server.rss_kib as f64 / 1024.0
     }));
+    // The shared servers, apart from the nodes' figures.
     if let Some(bus) = many.saturation.bus {
-        let with_bus = many.saturation.probe.delivered as f64 / (many.saturation.probe.server.cpu_secs + bus.cpu_secs);
-        s.metrics.push(Metric::new(
-            "saturation: NATS server CPU (shared; not in the figures above)",
-            "cores",
-            Better::Lower,
-            bus.cores,
+        s.metrics.push(Metric::new("saturation: NATS server CPU (shared)", "cores", Better::Lower, bus.cores));
+    }
+    if many.saturation.store.is_some() {
+        s.metrics.push(metric("saturation: PostgreSQL CPU, its processes (shared)", "cores", Better::Lower, &|r| {
+            r.saturation.store.map_or(0.0, |c| c.cores)
+        }));
+        s.metrics.push(metric(
+            "saturation: deliveries per CPU-s, nodes + NATS + PostgreSQL",
+            "1/CPU-s",
+            Better::Higher,
+            &|r| {
+                let r = &r.saturation;
+                let cpu =
+                    r.probe.server.cpu_secs + r.bus.map_or(0.0, |c| c.cpu_secs) + r.store.map_or(0.0, |c| c.cpu_secs);
+                ratio(r.probe.delivered as f64, cpu)
+            },
         ));
-        s.metrics.push(
-            Metric::new("saturation: deliveries per CPU-s, nodes + NATS", "1/CPU-s", Better::Higher, with_bus)
-                .peer(Some(one.saturation.deliveries_per_cpu())),
-        );
     }
     notes(&mut s, args, one, many);
     s.details = json!({
@@ -186,6 +199,26 @@ fn ratio(a: f64, b: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// The shared servers' CPU, paced and at saturation, as a sentence (empty when not watched).
+fn beside(one: &FanoutRun, many: &FanoutRun) -> String {
+    let cores = |c: Option<crate::proc::Cost>| c.map_or("–".to_string(), |c| format!("{:.2}", c.cores));
+    let mut out = String::new();
+    if many.saturation.bus.is_some() {
+        out +=
+            &format!(" NATS server: paced {}, saturation {} cores.", cores(many.paced.bus), cores(many.saturation.bus));
+    }
+    if many.saturation.store.is_some() {
+        out += &format!(
+            " PostgreSQL (all its processes): paced {} ({} with one node), saturation {} ({}) cores.",
+            cores(many.paced.store),
+            cores(one.paced.store),
+            cores(many.saturation.store),
+            cores(one.saturation.store)
+        );
+    }
+    out
 }
 
 /// What ran, where the CPU went, what limits the figures.
@@ -222,14 +255,7 @@ fn notes(s: &mut Section, args: &MsgArgs, one: &FanoutRun, many: &FanoutRun) {
         shares(&many.saturation),
         one.paced.probe.server.cores,
         one.saturation.probe.server.cores,
-        many.saturation
-            .bus
-            .map(|b| format!(
-                " The NATS server used {:.2} cores at saturation ({:.2} paced).",
-                b.cores,
-                many.paced.bus.map_or(0.0, |p| p.cores)
-            ))
-            .unwrap_or_default()
+        beside(one, many)
     ));
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     s.notes.push(format!(

@@ -59,8 +59,10 @@ pub struct RunOut {
     /// See `same_node`.
     #[serde(skip)]
     pub other_nodes: Hist,
-    /// A process watched beside the servers (the NATS server of a cluster), over the window.
+    /// The NATS server beside a cluster's nodes, over the window ([`Beside`]).
     pub bus: Option<Cost>,
+    /// The PostgreSQL server's processes, over the window ([`Beside`]).
+    pub store: Option<Cost>,
     /// Messages sent in the run.
     pub sent: u64,
     /// Deliveries expected (sent × members) and received, over the whole run.
@@ -89,6 +91,7 @@ impl RunOut {
             "server": self.probe.server,
             "nodes": self.probe.nodes,
             "bus": self.bus,
+            "store": self.store,
             "client": self.probe.client,
             "sent": self.sent,
             "expected": self.expected,
@@ -138,6 +141,7 @@ impl FanoutRun {
             same_node: Hist::new(),
             other_nodes: Hist::new(),
             bus: None,
+            store: None,
             probe,
         };
         progress.step(format!(
@@ -175,6 +179,16 @@ impl FanoutRun {
         self.paced.other_nodes = other[1].clone();
         self.saturation.other_nodes = other[2].clone();
     }
+}
+
+/// Shared servers whose CPU is read beside the nodes' over each window: they serve the
+/// nodes, but other clients too, so their figures are listed apart, not summed in.
+#[derive(Debug, Clone, Default)]
+pub struct Beside {
+    /// The NATS server's pid.
+    pub bus: Option<u32>,
+    /// The PostgreSQL server's processes (one per connection).
+    pub store: Vec<u32>,
 }
 
 /// The node receiver `i` of the group connects to, of `nodes`: round-robin, so with 1,000
@@ -382,18 +396,18 @@ fn section(args: &MsgArgs, chorus: &FanoutRun, redis: Option<&(String, FanoutRun
 /// sender.
 async fn chorus_run(args: &MsgArgs, common: &Common) -> anyhow::Result<FanoutRun> {
     let (server, _) = start_server(common)?;
-    run_on(args, common, std::slice::from_ref(&server), None, "Chorus").await
+    run_on(args, common, std::slice::from_ref(&server), &Beside::default(), "Chorus").await
 }
 
 /// The fan-out on `nodes` (one server, or the nodes of a cluster, the sender's first): M+1
 /// users in one group made through the first node, receiver `i` connected to node
 /// [`node_of`]`(i)`, the sender to the first; the servers' CPU is read over each window, and
-/// that of `bus` (the NATS server's pid) beside it. `who` names the runs in the progress.
+/// that of the processes `beside` them. `who` names the runs in the progress.
 pub async fn run_on(
     args: &MsgArgs,
     common: &Common,
     nodes: &[ChorusServer],
-    bus: Option<u32>,
+    beside: &Beside,
     who: &str,
 ) -> anyhow::Result<FanoutRun> {
     let m = args.fanout_members;
@@ -439,16 +453,20 @@ pub async fn run_on(
         let before = counters.delivered.load(Ordering::Relaxed);
         let (w0, w1) = phase.window;
         let p = probe(pids.clone(), w0, w1, counters.clone(), vec![answered.clone()], sat && args.msg_perf);
-        let b = bus.map(|pid| watch(pid, w0, w1));
+        let bus = beside.bus.map(|pid| watch(vec![pid], w0, w1));
+        let store = (!beside.store.is_empty()).then(|| watch(beside.store.clone(), w0, w1));
         let label = format!("{who} {name}");
         let o =
             with_status(&common.progress, &label, &counters, &answered, phase.until, sender.run(&phase, &hold_back))
                 .await?;
         let delivered = check(&o, answered.load(Ordering::Relaxed) * m as u64, &counters, name).await? - before;
         out.record(&common.progress, &label, sat, o, delivered, m, p.await??);
-        if let Some(b) = b {
-            let run = if sat { &mut out.saturation } else { &mut out.paced };
-            run.bus = Some(b.await??);
+        let run = if sat { &mut out.saturation } else { &mut out.paced };
+        if let Some(b) = bus {
+            run.bus = Some(b.await?);
+        }
+        if let Some(s) = store {
+            run.store = Some(s.await?);
         }
     }
     counters.stop_all();

@@ -408,14 +408,15 @@ pub fn probe(
     })
 }
 
-/// The cost of process `pid` from `from` to `to` (a process beside the servers, such as the
-/// NATS server a cluster shares).
-pub fn watch(pid: u32, from: Instant, to: Instant) -> tokio::task::JoinHandle<anyhow::Result<Cost>> {
+/// The cost of the processes `pids`, summed, from `from` to `to`: processes beside the
+/// servers, such as the NATS or PostgreSQL server a cluster shares. One that is gone when the
+/// window opens or closes is left out.
+pub fn watch(pids: Vec<u32>, from: Instant, to: Instant) -> tokio::task::JoinHandle<Cost> {
     tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;
-        let w = proc::Window::open(pid)?;
+        let windows: Vec<proc::Window> = pids.into_iter().filter_map(|p| proc::Window::open(p).ok()).collect();
         tokio::time::sleep_until(to.into()).await;
-        w.close()
+        Cost::sum(&windows.iter().filter_map(|w| w.close().ok()).collect::<Vec<_>>())
     })
 }
 
