@@ -23,7 +23,7 @@
 //! * deliveries per server CPU second, every node's CPU summed (target ≥ 0.8× one node's), and
 //!   each node's share in the notes. Beside it ([`Beside`]), the CPU of the NATS server (when
 //!   exactly one `nats-server` process runs on this machine) and of the PostgreSQL server's
-//!   processes (`postgres`, as they are once the nodes have connected), and deliveries per CPU
+//!   processes (every `postgres` process as each window opens), and deliveries per CPU
 //!   second with them counted in. They are shared servers (other clients' work would count
 //!   too), so they are not in the target's figure.
 //!
@@ -59,11 +59,8 @@ async fn deployment(args: &MsgArgs, common: &Common, n: usize) -> anyhow::Result
     let options = ServerOptions::new(common.chorus_bin.clone());
     let nats = (n > 1).then_some(args.msg_nats.as_str());
     let nodes = Nodes::start(&options, n, &args.msg_pg, nats).await?;
-    let beside = Beside {
-        bus: nats.and_then(|_| crate::proc::find_one("nats-server")),
-        // Now that the nodes hold their connections.
-        store: crate::proc::find_all("postgres"),
-    };
+    let beside =
+        Beside { bus: nats.and_then(|_| crate::proc::find_one("nats-server")), store: Some("postgres".into()) };
     let who = if n == 1 { "1 node".to_string() } else { format!("{n} nodes") };
     run_on(args, common, &nodes.servers, &beside, &who).await
 }

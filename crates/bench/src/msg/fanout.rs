@@ -32,7 +32,7 @@ use serde_json::json;
 use super::hist::Hist;
 use super::wire::{self, Phase, Sender, Target};
 use super::{
-    chorus_receiver, merge, per_cpu, per_sec, probe, server_addr, start_server, watch, Counters, MsgArgs, Probe,
+    chorus_receiver, merge, per_cpu, per_sec, probe, server_addr, start_server, watch, Counters, MsgArgs, Pids, Probe,
 };
 use crate::proc::Cost;
 use crate::report::{Better, Metric, Section};
@@ -187,8 +187,9 @@ impl FanoutRun {
 pub struct Beside {
     /// The NATS server's pid.
     pub bus: Option<u32>,
-    /// The PostgreSQL server's processes (one per connection).
-    pub store: Vec<u32>,
+    /// The command name of the PostgreSQL server's processes (`postgres`, one per connection),
+    /// looked up as each window opens: the nodes' pools connect as the load needs.
+    pub store: Option<String>,
 }
 
 /// The node receiver `i` of the group connects to, of `nodes`: round-robin, so with 1,000
@@ -453,8 +454,8 @@ pub async fn run_on(
         let before = counters.delivered.load(Ordering::Relaxed);
         let (w0, w1) = phase.window;
         let p = probe(pids.clone(), w0, w1, counters.clone(), vec![answered.clone()], sat && args.msg_perf);
-        let bus = beside.bus.map(|pid| watch(vec![pid], w0, w1));
-        let store = (!beside.store.is_empty()).then(|| watch(beside.store.clone(), w0, w1));
+        let bus = beside.bus.map(|pid| watch(Pids::These(vec![pid]), w0, w1));
+        let store = beside.store.clone().map(|name| watch(Pids::Named(name), w0, w1));
         let label = format!("{who} {name}");
         let o =
             with_status(&common.progress, &label, &counters, &answered, phase.until, sender.run(&phase, &hold_back))

@@ -408,12 +408,24 @@ pub fn probe(
     })
 }
 
+/// Which processes [`watch`] reads.
+pub enum Pids {
+    /// These.
+    These(Vec<u32>),
+    /// Every process of this command name when the window opens ([`proc::find_all`]).
+    Named(String),
+}
+
 /// The cost of the processes `pids`, summed, from `from` to `to`: processes beside the
 /// servers, such as the NATS or PostgreSQL server a cluster shares. One that is gone when the
 /// window opens or closes is left out.
-pub fn watch(pids: Vec<u32>, from: Instant, to: Instant) -> tokio::task::JoinHandle<Cost> {
+pub fn watch(pids: Pids, from: Instant, to: Instant) -> tokio::task::JoinHandle<Cost> {
     tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;
+        let pids = match pids {
+            Pids::These(p) => p,
+            Pids::Named(name) => proc::find_all(&name),
+        };
         let windows: Vec<proc::Window> = pids.into_iter().filter_map(|p| proc::Window::open(p).ok()).collect();
         tokio::time::sleep_until(to.into()).await;
         Cost::sum(&windows.iter().filter_map(|w| w.close().ok()).collect::<Vec<_>>())
