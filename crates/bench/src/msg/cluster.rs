@@ -119,6 +119,7 @@ fn section(args: &MsgArgs, one: &FanoutRun, many: &FanoutRun) -> Section {
         )
         .target("≤ 2 ms", ADDED_P99_MS),
     );
+    s.metrics.push(metric("paced: send → sent (stored) p50", "ms", Better::Lower, &|r| r.paced.ack.p50_ms()));
     s.metrics.push(metric("paced: server CPU, all nodes", "cores", Better::Lower, &|r| r.paced.probe.server.cores));
     s.metrics.push(metric("paced: deliveries per server CPU-s", "1/CPU-s", Better::Higher, &|r| {
         r.paced.deliveries_per_cpu()

@@ -140,7 +140,8 @@ impl MsgArgs {
     /// The small sizes of the CI smoke run.
     pub fn smoke() -> MsgArgs {
         MsgArgs {
-            msg_scenarios: ["idle", "fanout", "direct", "storm"].map(String::from).to_vec(),
+            // cluster-fanout: 1 + 3 nodes on PostgreSQL and NATS, about 8 s.
+            msg_scenarios: ["idle", "fanout", "direct", "storm", "cluster-fanout"].map(String::from).to_vec(),
             idle_connections: 200,
             idle_per_user: 50,
             idle_step: 100,
