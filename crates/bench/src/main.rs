@@ -3,7 +3,8 @@
 //! * `sfu`: SFU forwarding, Chorus beside Janus, inside a network namespace of its own
 //!   ([`netns`]): the command re-runs itself there as `sfu-inner`.
 //! * `msg`: messaging (idle connections, group fan-out beside Redis pub/sub, durable 1:1
-//!   sends, a reconnect storm) on the host's loopback.
+//!   sends, a reconnect storm; on request, fan-out over a cluster of nodes beside one node)
+//!   on the host's loopback.
 //! * `media`: tus uploads and concurrent range reads of one large file, Chorus beside nginx
 //!   on the host's loopback ([`media`]).
 //! * `all`: every one of these; `smoke`: all at small sizes for CI, failing when a generator
@@ -503,6 +504,9 @@ mod tests {
             "msg --msg-in-flight 65",
             "msg --msg-in-flight 0",
             "msg --storm-members 0",
+            "msg --msg-scenarios cluster",
+            "msg --cluster-nodes 1",
+            "msg --cluster-nodes 17",
             "soak --participants 0",
             "soak --duration forever",
             "soak --publish-layers 4",
@@ -519,6 +523,7 @@ mod tests {
         for good in [
             "sfu --layer 2 --subscribers 1,2",
             "msg --msg-in-flight 64 --fanout-rate 0.5",
+            "msg --msg-scenarios cluster-fanout --cluster-nodes 3 --msg-nats nats://127.0.0.1:4222",
             "all",
             "smoke",
             "record --publishers 2 --duration 5s",

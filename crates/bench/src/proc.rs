@@ -74,6 +74,42 @@ pub struct Cost {
     pub rss_peak_kib: u64,
 }
 
+impl Cost {
+    /// Several processes over the same window as one (the nodes of a cluster): CPU seconds
+    /// and RSS add up, the wall time is the longest window's.
+    pub fn sum(costs: &[Cost]) -> Cost {
+        let wall_secs = costs.iter().map(|c| c.wall_secs).fold(0.0, f64::max);
+        let cpu_secs = costs.iter().map(|c| c.cpu_secs).sum();
+        Cost {
+            wall_secs,
+            cpu_secs,
+            cores: if wall_secs > 0.0 { cpu_secs / wall_secs } else { 0.0 },
+            rss_kib: costs.iter().map(|c| c.rss_kib).sum(),
+            rss_peak_kib: costs.iter().map(|c| c.rss_peak_kib).sum(),
+        }
+    }
+}
+
+/// The processes whose command name (`/proc/<pid>/comm`) is `name`: processes the benchmark
+/// did not start, such as the shared PostgreSQL server's (`postgres`, one per connection).
+pub fn find_all(name: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim_end() == name).then_some(pid)
+    })
+    .collect()
+}
+
+/// The one process named `name` ([`find_all`]); `None` when there is none or more than one.
+pub fn find_one(name: &str) -> Option<u32> {
+    match find_all(name)[..] {
+        [pid] => Some(pid),
+        _ => None,
+    }
+}
+
 /// An open measurement window on one process.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -175,6 +211,20 @@ mod tests {
         assert!(c.rss_kib > 0);
         assert!(c.wall_secs >= 0.05);
         assert!(c.cpu_secs > 0.0, "{c:?}");
+    }
+
+    #[test]
+    fn sums_processes() {
+        let a = Cost { wall_secs: 2.0, cpu_secs: 0.5, cores: 0.25, rss_kib: 100, rss_peak_kib: 120 };
+        let b = Cost { wall_secs: 2.5, cpu_secs: 1.5, cores: 0.6, rss_kib: 50, rss_peak_kib: 50 };
+        let s = Cost::sum(&[a, b]);
+        assert_eq!((s.wall_secs, s.cpu_secs, s.cores, s.rss_kib, s.rss_peak_kib), (2.5, 2.0, 0.8, 150, 170));
+        assert_eq!(Cost::sum(&[]).cores, 0.0);
+        // This test process runs under a name no other process has.
+        let me = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(find_one(me.trim_end()), Some(std::process::id()));
+        assert_eq!(find_one("no-such-process-name"), None);
+        assert!(find_all("no-such-process-name").is_empty());
     }
 
     #[test]

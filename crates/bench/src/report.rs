@@ -130,6 +130,8 @@ pub struct Section {
     pub id: String,
     /// Heading.
     pub title: String,
+    /// What the first column measured, when not plain "Chorus" (e.g. "3 nodes").
+    pub subject: Option<String>,
     /// The peer measured beside Chorus ("Janus 1.1.2", "Redis 7.0.15"), if any.
     pub peer_name: Option<String>,
     /// The load, as parameters.
@@ -150,6 +152,7 @@ impl Section {
         Section {
             id: id.into(),
             title: title.into(),
+            subject: None,
             peer_name: None,
             params,
             metrics: Vec::new(),
@@ -252,11 +255,12 @@ impl Report {
             }
             let _ = writeln!(out, "Load: `{}`\n", s.params);
             let peer = s.peer_name.as_deref();
+            let me = s.subject.as_deref().unwrap_or("Chorus");
             if let Some(p) = peer {
-                let _ = writeln!(out, "| metric | Chorus | {p} | Chorus / {p} | target |");
+                let _ = writeln!(out, "| metric | {me} | {p} | {me} / {p} | target |");
                 let _ = writeln!(out, "|---|---:|---:|---:|---|");
             } else {
-                let _ = writeln!(out, "| metric | Chorus | target |");
+                let _ = writeln!(out, "| metric | {me} | target |");
                 let _ = writeln!(out, "|---|---:|---|");
             }
             for x in &s.metrics {

@@ -1,6 +1,10 @@
 //! The Chorus server under test: the real `chorus` binary started as a child process on a
 //! fresh data directory, and the `/backend` admin API to create users (with tokens) and groups
 //! quickly, without a code login per user.
+//!
+//! [`Nodes`] starts several of them as one deployment: a fresh PostgreSQL database
+//! ([`PgDatabase`]) and, for more than one node, cluster mode over NATS (docs/deployment.md,
+//! "Cluster mode").
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -121,12 +125,12 @@ impl ChorusServer {
         self.http = reqwest::Client::new();
     }
 
-    /// The server's process id (for [`crate::proc`]).
     /// The server's data directory.
     pub fn data(&self) -> &std::path::Path {
         self._data.path()
     }
 
+    /// The server's process id (for [`crate::proc`]).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -134,6 +138,21 @@ impl ChorusServer {
     /// An HTTP client of the Rust client library, authorised as `token`.
     pub fn client(&self, token: &str) -> chorus_client::Http {
         chorus_client::Http::new(&self.base).with_token(token)
+    }
+
+    /// How many nodes `GET /admin/nodes` lists: this one, and in cluster mode every live node
+    /// it has heard a heartbeat from.
+    pub async fn nodes_seen(&self) -> anyhow::Result<usize> {
+        let list: Vec<Value> = self
+            .http
+            .get(format!("{}/admin/nodes", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(list.len())
     }
 
     /// Calls `/backend` with a JSON body; fails unless the reply says `result: true`.
@@ -193,4 +212,106 @@ impl Drop for ChorusServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The pin key every node of a benchmark cluster shares (nodes of one store must).
+const PIN_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Chorus nodes on one fresh PostgreSQL database, started one after the other (the first
+/// creates the schema): one node alone, a plain single-node deployment, or several in cluster
+/// mode, each with its `node_id` (`node1`, `node2`, …), its own HTTP and media ports, and
+/// NATS under a subject prefix of this run's (`nats_prefix`), so runs sharing a NATS server
+/// do not hear each other. Dropping it kills the nodes, then drops the database.
+pub struct Nodes {
+    /// The nodes, `node1` first. (Fields drop in order: the nodes before their database.)
+    pub servers: Vec<ChorusServer>,
+    _db: PgDatabase,
+}
+
+impl Nodes {
+    /// Starts `n` nodes from `options` on a fresh database of the PostgreSQL server at `pg`
+    /// (`postgres://user@host:port`); more than one needs `nats` (`nats://host:port`). Returns
+    /// once every node lists all `n` among its live nodes.
+    pub async fn start(options: &ServerOptions, n: usize, pg: &str, nats: Option<&str>) -> anyhow::Result<Nodes> {
+        let db = PgDatabase::create(pg)?;
+        let prefix = format!("chorus_bench_{}_{:08x}", std::process::id(), rand::random::<u32>());
+        let mut servers = Vec::with_capacity(n);
+        for i in 1..=n {
+            let mut o = ServerOptions { database: Some(db.url()), ..options.clone() };
+            if n > 1 {
+                let nats = nats.ok_or_else(|| anyhow!("{n} nodes need a NATS server"))?;
+                o = o
+                    .env("CHORUS_NATS", nats)
+                    .env("CHORUS_NATS_PREFIX", &prefix)
+                    .env("CHORUS_NODE_ID", format!("node{i}"))
+                    .env("CHORUS_PIN_KEY", PIN_KEY);
+            }
+            servers.push(ChorusServer::start(&o).with_context(|| format!("starting node {i} of {n}"))?);
+        }
+        let nodes = Nodes { servers, _db: db };
+        nodes.wait_joined().await?;
+        Ok(nodes)
+    }
+
+    /// Waits (up to 15 s: heartbeats come every second) until every node has heard every other.
+    async fn wait_joined(&self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        for (i, s) in self.servers.iter().enumerate() {
+            loop {
+                let seen = s.nodes_seen().await?;
+                if seen >= self.servers.len() {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("node{} sees {seen} of {} nodes after 15 s (is NATS reachable?)", i + 1, self.servers.len());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A PostgreSQL database of one run's own, `chorus_bench_<pid>_<random>`, created through
+/// `psql` (PostgreSQL's client) connected to the server's database `test`, and dropped
+/// (`WITH (FORCE)`) when this is.
+pub struct PgDatabase {
+    base: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates it on the server at `base` (`postgres://user@host:port`).
+    pub fn create(base: &str) -> anyhow::Result<PgDatabase> {
+        let base = base.trim_end_matches('/').to_string();
+        let name = format!("chorus_bench_{}_{:08x}", std::process::id(), rand::random::<u32>());
+        psql(&base, &format!("CREATE DATABASE {name}"))?;
+        Ok(PgDatabase { base, name })
+    }
+
+    /// Its URL, for `--database`.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.base, self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = psql(&self.base, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+            eprintln!("chorus-bench: could not drop the database {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// Runs one SQL statement with `psql` on the database `test` of the server at `base`.
+fn psql(base: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &format!("{base}/test"), "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .context("running psql (PostgreSQL's client, needed for the PostgreSQL scenarios)")?;
+    if !out.status.success() {
+        bail!("psql on {base}/test: {sql}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }

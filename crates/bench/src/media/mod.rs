@@ -215,7 +215,7 @@ pub async fn run(args: &MediaArgs, common: &Common) -> anyhow::Result<Vec<Sectio
         let pid = srv.pid();
         let profile = tokio::spawn(async move {
             tokio::time::sleep_until(open.into()).await;
-            let (child, file) = crate::msg::perf_start(pid, Duration::from_secs(8))?;
+            let (child, file) = crate::msg::perf_start(&[pid], Duration::from_secs(8))?;
             crate::msg::perf_finish(child, &file).await
         });
         load::range_reads(&l, open).await?;

@@ -53,8 +53,14 @@ pub async fn run(args: &MsgArgs, common: &Common) -> anyhow::Result<Section> {
         p
     };
     counters.set_window(phase.window.0, phase.window.1);
-    let p =
-        probe(server.pid(), phase.window.0, phase.window.1, counters.clone(), vec![answered.clone()], args.msg_perf);
+    let p = probe(
+        vec![server.pid()],
+        phase.window.0,
+        phase.window.1,
+        counters.clone(),
+        vec![answered.clone()],
+        args.msg_perf,
+    );
     let tasks: Vec<_> = tx
         .into_iter()
         .map(|mut s| {

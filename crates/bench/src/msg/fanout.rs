@@ -16,6 +16,9 @@
 //!
 //! [`super::redis_peer`] runs the same pattern on Redis pub/sub (SUBSCRIBE × M, PUBLISH paced
 //! and pipelined), measured the same way. The section reports both and Chorus / Redis.
+//!
+//! [`run_on`] runs it on several nodes too ([`super::cluster`]): receiver `i` connects to node
+//! [`node_of`]`(i)`, the sender to the first node, and the servers' CPU is every node's summed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,8 +31,12 @@ use serde_json::json;
 
 use super::hist::Hist;
 use super::wire::{self, Phase, Sender, Target};
-use super::{chorus_receiver, merge, per_cpu, per_sec, probe, start_server, Counters, MsgArgs, Probe};
+use super::{
+    chorus_receiver, merge, per_cpu, per_sec, probe, server_addr, start_server, watch, Counters, MsgArgs, Pids, Probe,
+};
+use crate::proc::Cost;
 use crate::report::{Better, Metric, Section};
+use crate::server::ChorusServer;
 use crate::Common;
 
 /// The sender waits while the receivers are on average more than this many messages behind.
@@ -46,6 +53,16 @@ pub struct RunOut {
     /// send → `sent` (PUBLISH reply) latency in the window.
     #[serde(skip)]
     pub ack: Hist,
+    /// Several nodes: send → deliver of the receivers on the sender's node, and on the others.
+    #[serde(skip)]
+    pub same_node: Hist,
+    /// See `same_node`.
+    #[serde(skip)]
+    pub other_nodes: Hist,
+    /// The NATS server beside a cluster's nodes, over the window ([`Beside`]).
+    pub bus: Option<Cost>,
+    /// The PostgreSQL server's processes, over the window ([`Beside`]).
+    pub store: Option<Cost>,
     /// Messages sent in the run.
     pub sent: u64,
     /// Deliveries expected (sent × members) and received, over the whole run.
@@ -72,11 +89,16 @@ impl RunOut {
             "messages_per_sec": per_sec(self.probe.answered, &self.probe.server),
             "deliveries_per_server_cpu_sec": self.deliveries_per_cpu(),
             "server": self.probe.server,
+            "nodes": self.probe.nodes,
+            "bus": self.bus,
+            "store": self.store,
             "client": self.probe.client,
             "sent": self.sent,
             "expected": self.expected,
             "delivered": self.delivered,
             "latency": self.latency.summary(),
+            "latency_senders_node": self.same_node.summary(),
+            "latency_other_nodes": self.other_nodes.summary(),
             "ack_latency": self.ack.summary(),
         })
     }
@@ -116,6 +138,10 @@ impl FanoutRun {
             delivered,
             ack: o.ack_latency,
             latency: Hist::new(),
+            same_node: Hist::new(),
+            other_nodes: Hist::new(),
+            bus: None,
+            store: None,
             probe,
         };
         progress.step(format!(
@@ -139,6 +165,37 @@ impl FanoutRun {
         self.paced.latency = h[1].clone();
         self.saturation.latency = h[2].clone();
     }
+
+    /// Takes the receivers' histograms apart by where they were connected: receiver `i` on
+    /// node [`node_of`]`(i, nodes)`; node 0 is the sender's.
+    pub fn take_split(&mut self, hists: &[Vec<Hist>], nodes: usize) {
+        let (same, other): (Vec<(usize, &Vec<Hist>)>, Vec<_>) =
+            hists.iter().enumerate().partition(|(i, _)| node_of(*i, nodes) == 0);
+        let merged =
+            |part: Vec<(usize, &Vec<Hist>)>| merge(&part.into_iter().map(|(_, h)| h.clone()).collect::<Vec<_>>());
+        let (same, other) = (merged(same), merged(other));
+        self.paced.same_node = same[1].clone();
+        self.saturation.same_node = same[2].clone();
+        self.paced.other_nodes = other[1].clone();
+        self.saturation.other_nodes = other[2].clone();
+    }
+}
+
+/// Shared servers whose CPU is read beside the nodes' over each window: they serve the
+/// nodes, but other clients too, so their figures are listed apart, not summed in.
+#[derive(Debug, Clone, Default)]
+pub struct Beside {
+    /// The NATS server's pid.
+    pub bus: Option<u32>,
+    /// The command name of the PostgreSQL server's processes (`postgres`, one per connection),
+    /// looked up as each window opens: the nodes' pools connect as the load needs.
+    pub store: Option<String>,
+}
+
+/// The node receiver `i` of the group connects to, of `nodes`: round-robin, so with 1,000
+/// receivers on 3 nodes the sender's node (0) has 334 and each other 333.
+pub fn node_of(i: usize, nodes: usize) -> usize {
+    i % nodes.max(1)
 }
 
 /// The paced phase starting at `from` (measured whole).
@@ -336,32 +393,54 @@ fn section(args: &MsgArgs, chorus: &FanoutRun, redis: Option<&(String, FanoutRun
     s
 }
 
-/// Chorus: a fresh server, M+1 users in one group, M receiving sessions and one sender.
+/// Chorus: a fresh server (SQLite), M+1 users in one group, M receiving sessions and one
+/// sender.
 async fn chorus_run(args: &MsgArgs, common: &Common) -> anyhow::Result<FanoutRun> {
+    let (server, _) = start_server(common)?;
+    run_on(args, common, std::slice::from_ref(&server), &Beside::default(), "Chorus").await
+}
+
+/// The fan-out on `nodes` (one server, or the nodes of a cluster, the sender's first): M+1
+/// users in one group made through the first node, receiver `i` connected to node
+/// [`node_of`]`(i)`, the sender to the first; the servers' CPU is read over each window, and
+/// that of the processes `beside` them. `who` names the runs in the progress.
+pub async fn run_on(
+    args: &MsgArgs,
+    common: &Common,
+    nodes: &[ChorusServer],
+    beside: &Beside,
+    who: &str,
+) -> anyhow::Result<FanoutRun> {
     let m = args.fanout_members;
-    let (server, addr) = start_server(common)?;
-    let users = server.users("f", m + 1).await?;
-    let gid = server.group("fanout", &users, None).await?;
+    let first = nodes.first().ok_or_else(|| anyhow::anyhow!("no server to run on"))?;
+    let addrs = nodes.iter().map(|s| server_addr(&s.base)).collect::<anyhow::Result<Vec<_>>>()?;
+    let users = first.users("f", m + 1).await?;
+    let gid = first.group("fanout", &users, None).await?;
     let counters = Arc::new(Counters::default());
     let t = Instant::now();
-    let sessions: Vec<_> =
-        stream::iter(users[1..].iter().map(|u| wire::connect(addr, &u.token, None, None, 16 * 1024)))
-            .buffer_unordered(64)
-            .collect()
-            .await;
+    // In order (`buffered`), so receiver `i` is the one on node `node_of(i)`.
+    let sessions: Vec<_> = stream::iter(
+        users[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| wire::connect(addrs[node_of(i, nodes.len())], &u.token, None, None, 16 * 1024)),
+    )
+    .buffered(64)
+    .collect()
+    .await;
     let mut receivers = Vec::with_capacity(m);
     for s in sessions {
         receivers.push(tokio::spawn(chorus_receiver(s.context("connecting a receiver")?.ws, counters.clone())));
     }
     let connect_secs = t.elapsed().as_secs_f64();
-    let session = wire::connect(addr, &users[0].token, None, None, 64 * 1024).await?;
+    let session = wire::connect(addrs[0], &users[0].token, None, None, 64 * 1024).await?;
     let mut sender = Sender::new(session, Target::Group(gid));
     let answered = sender.answered.clone();
     let hold_back = {
         let (c, a) = (counters.clone(), answered.clone());
         move || a.load(Ordering::Relaxed).saturating_sub(c.delivered.load(Ordering::Relaxed) / m as u64) > MAX_LAG
     };
-    let pid = server.pid();
+    let pids: Vec<u32> = nodes.iter().map(ChorusServer::pid).collect();
     let mut out = FanoutRun { connect_secs, ..Default::default() };
 
     // Warm-up: deliveries must work at all.
@@ -373,19 +452,23 @@ async fn chorus_run(args: &MsgArgs, common: &Common) -> anyhow::Result<FanoutRun
         let phase = if sat { saturation_phase(args, now) } else { paced_phase(args, now) };
         counters.set_window(phase.window.0, phase.window.1);
         let before = counters.delivered.load(Ordering::Relaxed);
-        let p =
-            probe(pid, phase.window.0, phase.window.1, counters.clone(), vec![answered.clone()], sat && args.msg_perf);
-        let o = with_status(
-            &common.progress,
-            &format!("Chorus {name}"),
-            &counters,
-            &answered,
-            phase.until,
-            sender.run(&phase, &hold_back),
-        )
-        .await?;
+        let (w0, w1) = phase.window;
+        let p = probe(pids.clone(), w0, w1, counters.clone(), vec![answered.clone()], sat && args.msg_perf);
+        let bus = beside.bus.map(|pid| watch(Pids::These(vec![pid]), w0, w1));
+        let store = beside.store.clone().map(|name| watch(Pids::Named(name), w0, w1));
+        let label = format!("{who} {name}");
+        let o =
+            with_status(&common.progress, &label, &counters, &answered, phase.until, sender.run(&phase, &hold_back))
+                .await?;
         let delivered = check(&o, answered.load(Ordering::Relaxed) * m as u64, &counters, name).await? - before;
-        out.record(&common.progress, &format!("Chorus {name}"), sat, o, delivered, m, p.await??);
+        out.record(&common.progress, &label, sat, o, delivered, m, p.await??);
+        let run = if sat { &mut out.saturation } else { &mut out.paced };
+        if let Some(b) = bus {
+            run.bus = Some(b.await?);
+        }
+        if let Some(s) = store {
+            run.store = Some(s.await?);
+        }
     }
     counters.stop_all();
     let mut hists = Vec::with_capacity(m);
@@ -393,7 +476,9 @@ async fn chorus_run(args: &MsgArgs, common: &Common) -> anyhow::Result<FanoutRun
         hists.push(r.await?);
     }
     out.take_latencies(&hists);
-    drop(server);
+    if nodes.len() > 1 {
+        out.take_split(&hists, nodes.len());
+    }
     Ok(out)
 }
 
@@ -446,5 +531,32 @@ pub async fn with_status<T>(
     tokio::select! {
         r = fut => r,
         () = status => unreachable!("the status loop never ends"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::TAGS;
+
+    #[test]
+    fn receivers_spread_round_robin_and_their_latencies_split_by_node() {
+        let mut per_node = [0; 3];
+        (0..1000).for_each(|i| per_node[node_of(i, 3)] += 1);
+        assert_eq!(per_node, [334, 333, 333]);
+        assert_eq!(node_of(7, 1), 0);
+        // Paced (tag 1): 1 ms on the sender's node, 3 ms on the others.
+        let hists: Vec<Vec<Hist>> = (0..6)
+            .map(|i| {
+                let mut h = vec![Hist::new(); TAGS];
+                h[1].record(if node_of(i, 3) == 0 { 1000 } else { 3000 });
+                h
+            })
+            .collect();
+        let mut run = FanoutRun::default();
+        run.take_split(&hists, 3);
+        assert!((run.paced.same_node.p99_ms() - 1.0).abs() < 0.05, "{}", run.paced.same_node.p99_ms());
+        assert!((run.paced.other_nodes.p99_ms() - 3.0).abs() < 0.1, "{}", run.paced.other_nodes.p99_ms());
+        assert_eq!(run.saturation.other_nodes.p99_ms(), 0.0);
     }
 }

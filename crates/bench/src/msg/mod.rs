@@ -13,12 +13,15 @@
 //! * [`storm`] — a reconnect storm: M group members receive numbered messages, all drop their
 //!   TCP connections at once (reset, no close frame), reconnect and resume from their cursors
 //!   while the sender goes on; time to recover, lost and duplicated messages.
+//! * [`cluster`] (`cluster-fanout`, not in the default list: it needs PostgreSQL and NATS) —
+//!   the fan-out's runs on N nodes in cluster mode beside one node, both on PostgreSQL.
 //!
 //! Every message the load generator sends carries its send time (µs on this process's clock,
 //! [`wire::now_us`]) in its text; receivers in the same process compute the one-way latency
 //! on receipt. Latencies go into per-task log-linear histograms ([`hist::Hist`]) that are
 //! merged at the end.
 
+pub mod cluster;
 pub mod direct;
 pub mod fanout;
 pub mod hist;
@@ -45,8 +48,8 @@ use hist::Hist;
 /// command line with the SFU's.)
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct MsgArgs {
-    /// Which messaging scenarios to run, in order: idle, fanout, direct, storm.
-    #[arg(long, value_delimiter = ',', default_value = "idle,fanout,direct,storm", value_parser = ["idle", "fanout", "direct", "storm"])]
+    /// Which messaging scenarios to run, in order: idle, fanout, direct, storm, cluster-fanout.
+    #[arg(long, value_delimiter = ',', default_value = "idle,fanout,direct,storm", value_parser = ["idle", "fanout", "direct", "storm", "cluster-fanout"])]
     pub msg_scenarios: Vec<String>,
     /// idle: authenticated WebSocket sessions to open.
     #[arg(long, default_value_t = 50_000, value_parser = crate::positive)]
@@ -97,6 +100,17 @@ pub struct MsgArgs {
     /// The Redis measured beside the fan-out ("none": skip it).
     #[arg(long, default_value = "redis://127.0.0.1:6379/")]
     pub msg_redis: String,
+    /// cluster-fanout: nodes of the cluster (beside which one node runs).
+    #[arg(long, default_value_t = 3, value_parser = cluster_nodes)]
+    pub cluster_nodes: usize,
+    /// cluster-fanout: the PostgreSQL server (trust auth, with a database `test`); each
+    /// deployment gets a fresh database on it, dropped afterwards.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub msg_pg: String,
+    /// cluster-fanout: the NATS server joining the nodes (each run uses a subject prefix of
+    /// its own).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub msg_nats: String,
     /// Fail (instead of reporting it) when the reconnect storm loses or duplicates messages.
     #[arg(long)]
     pub msg_strict: bool,
@@ -104,6 +118,14 @@ pub struct MsgArgs {
     /// put the top of `perf report` in the notes.
     #[arg(long)]
     pub msg_perf: bool,
+}
+
+/// `--cluster-nodes`: 2 to 16 (one node is the baseline it is compared with).
+fn cluster_nodes(s: &str) -> Result<usize, String> {
+    match crate::positive(s)? {
+        n @ 2..=16 => Ok(n),
+        _ => Err("must be 2 to 16 (the scenario runs 1 node beside them anyway)".into()),
+    }
 }
 
 /// `--msg-in-flight`: 1 to 64 (what the server allows one session).
@@ -118,7 +140,8 @@ impl MsgArgs {
     /// The small sizes of the CI smoke run.
     pub fn smoke() -> MsgArgs {
         MsgArgs {
-            msg_scenarios: ["idle", "fanout", "direct", "storm"].map(String::from).to_vec(),
+            // cluster-fanout: 1 + 3 nodes on PostgreSQL and NATS, about 8 s.
+            msg_scenarios: ["idle", "fanout", "direct", "storm", "cluster-fanout"].map(String::from).to_vec(),
             idle_connections: 200,
             idle_per_user: 50,
             idle_step: 100,
@@ -134,6 +157,9 @@ impl MsgArgs {
             storm_before: Duration::from_millis(700),
             storm_after: Duration::from_millis(700),
             msg_redis: "redis://127.0.0.1:6379/".into(),
+            cluster_nodes: 3,
+            msg_pg: "postgres://postgres@127.0.0.1:5432".into(),
+            msg_nats: "nats://127.0.0.1:4222".into(),
             msg_strict: true,
             msg_perf: false,
         }
@@ -152,7 +178,8 @@ pub async fn run(args: &MsgArgs, common: &Common) -> anyhow::Result<Vec<Section>
             "fanout" => fanout::run(args, common).await,
             "direct" => direct::run(args, common).await,
             "storm" => storm::run(args, common).await,
-            other => bail!("unknown messaging scenario {other:?} (idle, fanout, direct, storm)"),
+            "cluster-fanout" => cluster::run(args, common).await,
+            other => bail!("unknown messaging scenario {other:?} (idle, fanout, direct, storm, cluster-fanout)"),
         }
         .with_context(|| format!("messaging scenario {s}"))?;
         sections.push(section);
@@ -334,8 +361,11 @@ pub fn merge(all: &[Vec<Hist>]) -> Vec<Hist> {
 /// What a measurement window saw.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Probe {
-    /// The server (Chorus or Redis).
+    /// The server (Chorus or Redis); for several Chorus nodes, all of them summed.
     pub server: Cost,
+    /// Each server process on its own, when there are several (the nodes of a cluster).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<Cost>,
     /// This load generator.
     pub client: Cost,
     /// Messages delivered in the window.
@@ -347,10 +377,11 @@ pub struct Probe {
     pub perf: Option<String>,
 }
 
-/// Opens a window on `pid` (and this process) at `from`, closes it at `to`, and counts the
-/// deliveries and answers in between. With `perf`, the server is profiled over the window.
+/// Opens a window on the server processes `pids` (and this process) at `from`, closes it at
+/// `to`, and counts the deliveries and answers in between. With `perf`, the servers are
+/// profiled over the window.
 pub fn probe(
-    pid: u32,
+    pids: Vec<u32>,
     from: Instant,
     to: Instant,
     delivered: Arc<Counters>,
@@ -361,25 +392,53 @@ pub fn probe(
         tokio::time::sleep_until(from.into()).await;
         let count = |a: &[Arc<AtomicU64>]| a.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>();
         let (d0, a0) = (delivered.delivered.load(Ordering::Relaxed), count(&answered));
-        let server = proc::Window::open(pid)?;
+        let servers = pids.iter().map(|&p| proc::Window::open(p)).collect::<anyhow::Result<Vec<_>>>()?;
         let client = proc::Window::open(std::process::id())?;
-        let perf_run = if perf { perf_start(pid, to.saturating_duration_since(Instant::now())) } else { None };
+        let perf_run = if perf { perf_start(&pids, to.saturating_duration_since(Instant::now())) } else { None };
         tokio::time::sleep_until(to.into()).await;
         let (d1, a1) = (delivered.delivered.load(Ordering::Relaxed), count(&answered));
-        let server = server.close()?;
+        let nodes = servers.iter().map(proc::Window::close).collect::<anyhow::Result<Vec<_>>>()?;
         let client = client.close()?;
         let perf = match perf_run {
             Some((child, file)) => perf_finish(child, &file).await,
             None => None,
         };
-        Ok(Probe { server, client, delivered: d1 - d0, answered: a1 - a0, perf })
+        let server = Cost::sum(&nodes);
+        let nodes = if nodes.len() > 1 { nodes } else { Vec::new() };
+        Ok(Probe { server, nodes, client, delivered: d1 - d0, answered: a1 - a0, perf })
     })
 }
 
-pub(crate) fn perf_start(pid: u32, len: Duration) -> Option<(tokio::process::Child, std::path::PathBuf)> {
-    let file = std::env::temp_dir().join(format!("chorus-bench-perf-{pid}-{}.data", wire::now_us()));
+/// Which processes [`watch`] reads.
+pub enum Pids {
+    /// These.
+    These(Vec<u32>),
+    /// Every process of this command name when the window opens ([`proc::find_all`]).
+    Named(String),
+}
+
+/// The cost of the processes `pids`, summed, from `from` to `to`: processes beside the
+/// servers, such as the NATS or PostgreSQL server a cluster shares. One that is gone when the
+/// window opens or closes is left out.
+pub fn watch(pids: Pids, from: Instant, to: Instant) -> tokio::task::JoinHandle<Cost> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(from.into()).await;
+        let pids = match pids {
+            Pids::These(p) => p,
+            Pids::Named(name) => proc::find_all(&name),
+        };
+        let windows: Vec<proc::Window> = pids.into_iter().filter_map(|p| proc::Window::open(p).ok()).collect();
+        tokio::time::sleep_until(to.into()).await;
+        Cost::sum(&windows.iter().filter_map(|w| w.close().ok()).collect::<Vec<_>>())
+    })
+}
+
+/// Starts `perf record -g` on the processes `pids` for `len`.
+pub(crate) fn perf_start(pids: &[u32], len: Duration) -> Option<(tokio::process::Child, std::path::PathBuf)> {
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let file = std::env::temp_dir().join(format!("chorus-bench-perf-{}-{}.data", list.join("-"), wire::now_us()));
     let child = tokio::process::Command::new("perf")
-        .args(["record", "-q", "-g", "-F", "499", "-p", &pid.to_string(), "-o"])
+        .args(["record", "-q", "-g", "-F", "499", "-p", &list.join(","), "-o"])
         .arg(&file)
         .arg("--")
         .args(["sleep", &format!("{:.1}", len.as_secs_f64().max(0.5))])

@@ -80,8 +80,14 @@ pub async fn fanout(args: &MsgArgs, common: &Common) -> anyhow::Result<(String, 
         let phase = if sat { saturation_phase(args, now) } else { paced_phase(args, now) };
         counters.set_window(phase.window.0, phase.window.1);
         let before = counters.delivered.load(Ordering::Relaxed);
-        let p =
-            probe(pid, phase.window.0, phase.window.1, counters.clone(), vec![answered.clone()], sat && args.msg_perf);
+        let p = probe(
+            vec![pid],
+            phase.window.0,
+            phase.window.1,
+            counters.clone(),
+            vec![answered.clone()],
+            sat && args.msg_perf,
+        );
         let o = with_status(
             &common.progress,
             &format!("Redis {name}"),
