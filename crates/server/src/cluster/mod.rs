@@ -182,7 +182,7 @@ impl Cluster {
         // What errors and logs show: never the password.
         let url = &redacted(nats);
         let (events_tx, mut events) = mpsc::unbounded_channel();
-        let client = async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .name(format!("chorus {id}"))
             .connection_timeout(Duration::from_secs(5))
             // Back within a second of NATS: the sessions resync as soon as it is.
@@ -192,9 +192,13 @@ impl Cluster {
                 async move {
                     let _ = tx.send(event);
                 }
-            })
-            .connect(nats)
-            .await
+            });
+        // The connection's task runs where it is made: on the NATS thread (see [`io_runtime`]).
+        let io = io_runtime()?;
+        let target = nats.to_string();
+        let client = io
+            .spawn(async move { options.connect(target).await })
+            .await?
             .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))?;
         let subject = format!("{}.bus", cfg.nats_prefix);
         let mut sub = client
@@ -225,7 +229,7 @@ impl Cluster {
         // Publisher: numbers every message in the order it was queued.
         let this = cluster.clone();
         let publisher = client.clone();
-        tokio::spawn(async move {
+        io.spawn(async move {
             let mut seq = 0u64;
             while let Some(o) = rx.recv().await {
                 seq += 1 + this.skipped.swap(0, Ordering::AcqRel);
@@ -591,6 +595,32 @@ fn parts(fanouts: &order::Fanouts, max: usize) -> Vec<(BatchItems, Bytes, bool)>
         out.push((Vec::new(), Bytes::new(), true));
     }
     out
+}
+
+/// The runtime of the NATS thread: the bus's publisher and the NATS connection's own task run
+/// there, one thread of their own, not on the runtime of the sessions. A writer batch wakes the
+/// publisher and then the local sessions it is for; on the shared runtime the publish, and then
+/// the connection's write, waited behind those sessions' writes (hundreds of sockets, a few ms),
+/// which is what the other nodes' receivers measured as the cross-node delay.
+fn io_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    static IO: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    if let Some(h) = IO.get() {
+        return Ok(h.clone());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("chorus-nats".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => {
+                let _ = tx.send(Ok(rt.handle().clone()));
+                rt.block_on(std::future::pending::<()>());
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    })?;
+    let handle = rx.recv()??;
+    Ok(IO.get_or_init(|| handle).clone())
 }
 
 /// `url` without the password of its user, if it has one.
