@@ -149,6 +149,34 @@ export async function fakeDisplayMedia(page) {
   });
 }
 
+/** A fresh page on `base`'s origin with the SDK bundle of this tree (sdk/dist/chorus.js), so a
+ * test runs the SDK as committed even against a server binary built before the bundle changed. */
+export async function treeSdkPage(browser, base, label) {
+  const ctx = await browser.newContext({ viewport: { width: 960, height: 600 } });
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => console.error(`[${label}] page error:`, e.message));
+  if (process.env.VERBOSE) p.on('console', (m) => console.log(`[${label}]`, m.text()));
+  await p.goto(base + '/healthz');
+  await p.setContent(`<!doctype html><html><body><h3>${label}</h3><div id="tiles"></div></body></html>`);
+  await p.addScriptTag({ path: path.join(repo, 'sdk', 'dist', 'chorus.js') });
+  await p.waitForFunction(() => typeof window.Chorus === 'object');
+  return p;
+}
+
+/** Waits until the page's `window.t.decoded(address)` (the test's count of frames decoded of
+ * `address`'s camera) reaches `min`; returns the count. */
+export function decodedAtLeast(p, address, min, timeout) {
+  return until(
+    p,
+    async ({ address, min }) => {
+      const n = await window.t.decoded(address);
+      return n >= min ? n : false;
+    },
+    { address, min },
+    timeout,
+  );
+}
+
 /**
  * Waits until `fn` (run in the page, sync or async) returns a truthy value; returns it.
  * Polled from here with `page.evaluate`, which awaits a returned promise: `waitForFunction`

@@ -10,8 +10,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { Server, launchBrowser, until, repo, screenshot } from '../lib/harness.mjs';
+import { Server, launchBrowser, until, screenshot, treeSdkPage, decodedAtLeast } from '../lib/harness.mjs';
 
 let server;
 let browser;
@@ -19,18 +18,6 @@ let pa;
 let pb;
 let a;
 let b;
-
-async function page(label) {
-  const ctx = await browser.newContext({ viewport: { width: 960, height: 600 } });
-  const p = await ctx.newPage();
-  p.on('pageerror', (e) => console.error(`[${label}] page error:`, e.message));
-  if (process.env.VERBOSE) p.on('console', (m) => console.log(`[${label}]`, m.text()));
-  await p.goto(server.base + '/healthz');
-  await p.setContent(`<!doctype html><html><body><h3>${label}</h3><div id="tiles"></div></body></html>`);
-  await p.addScriptTag({ path: path.join(repo, 'sdk', 'dist', 'chorus.js') });
-  await p.waitForFunction(() => typeof window.Chorus === 'object');
-  return p;
-}
 
 /** In the page: connect (reconnecting within 1 s), join, publish the camera, log call events. */
 async function joinAndPublish(p, { token, gid }) {
@@ -93,19 +80,6 @@ async function joinAndPublish(p, { token, gid }) {
   );
 }
 
-/** Waits until `p` decodes `address`'s camera past `min` frames; returns the count. */
-function decodedAtLeast(p, address, min, timeout) {
-  return until(
-    p,
-    async ({ address, min }) => {
-      const n = await window.t.decoded(address);
-      return n >= min ? n : false;
-    },
-    { address, min },
-    timeout,
-  );
-}
-
 before(async () => {
   server = await Server.start();
   browser = await launchBrowser();
@@ -114,8 +88,8 @@ before(async () => {
   const room = await server.api('POST', '/v1/groups', { name: 'Recover', room: true }, ua.token);
   const gid = room.group.gid;
   await server.api('POST', `/v1/groups/${gid}/join`, { pin: room.pins[0].pin }, ub.token);
-  pa = await page('Ann');
-  pb = await page('Ben');
+  pa = await treeSdkPage(browser, server.base, 'Ann');
+  pb = await treeSdkPage(browser, server.base, 'Ben');
   a = await joinAndPublish(pa, { token: ua.token, gid });
   b = await joinAndPublish(pb, { token: ub.token, gid });
   await decodedAtLeast(pa, b.address, 10);

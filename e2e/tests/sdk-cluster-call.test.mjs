@@ -12,8 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { Server, launchBrowser, until, repo } from '../lib/harness.mjs';
+import { Server, launchBrowser, until, treeSdkPage, decodedAtLeast } from '../lib/harness.mjs';
 
 const PG = process.env.CHORUS_TEST_PG || 'postgres://postgres@127.0.0.1:5432';
 const NATS = process.env.CHORUS_TEST_NATS || 'nats://127.0.0.1:4222';
@@ -52,18 +51,6 @@ async function waitNodes(i, what, ok, timeout = 10_000) {
 function host(list, n) {
   const hosts = list.filter((x) => x.calls === 1);
   return hosts.length === 1 && hosts[0].participants === n && list.every((x) => x.calls <= 1) ? hosts[0].id : null;
-}
-
-async function page(node, label) {
-  const ctx = await browser.newContext({ viewport: { width: 960, height: 600 } });
-  const p = await ctx.newPage();
-  p.on('pageerror', (e) => console.error(`[${label}] page error:`, e.message));
-  if (process.env.VERBOSE) p.on('console', (m) => console.log(`[${label}]`, m.text()));
-  await p.goto(node.base + '/healthz');
-  await p.setContent(`<!doctype html><html><body><h3>${label}</h3><div id="tiles"></div></body></html>`);
-  await p.addScriptTag({ path: path.join(repo, 'sdk', 'dist', 'chorus.js') });
-  await p.waitForFunction(() => typeof window.Chorus === 'object');
-  return p;
 }
 
 /** In the page: connect to `server`, join the call, publish the camera, log the call's events. */
@@ -107,18 +94,6 @@ async function joinAndPublish(p, server, { token, gid }) {
   );
 }
 
-function decodedAtLeast(p, address, min, timeout) {
-  return until(
-    p,
-    async ({ address, min }) => {
-      const n = await window.t.decoded(address);
-      return n >= min ? n : false;
-    },
-    { address, min },
-    timeout,
-  );
-}
-
 before(async () => {
   psql(`CREATE DATABASE ${database}`);
   const env = (i) => ({
@@ -138,8 +113,8 @@ before(async () => {
   const room = await nodes[1].api('POST', '/v1/groups', { name: 'Cluster', room: true }, ua.token);
   const gid = room.group.gid;
   await nodes[2].api('POST', `/v1/groups/${gid}/join`, { pin: room.pins[0].pin }, ub.token);
-  pa = await page(nodes[1], 'Ann');
-  pb = await page(nodes[2], 'Ben');
+  pa = await treeSdkPage(browser, nodes[1].base, 'Ann');
+  pb = await treeSdkPage(browser, nodes[2].base, 'Ben');
   a = await joinAndPublish(pa, nodes[1].base, { token: ua.token, gid });
   b = await joinAndPublish(pb, nodes[2].base, { token: ub.token, gid });
   await decodedAtLeast(pa, b.address, 10);

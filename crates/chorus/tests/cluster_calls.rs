@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use chorus_client::call::stats::Kind;
 use chorus_client::call::{Call, CallError, CallNotice, CallOptions, PublishOptions};
+use chorus_client::Http;
 use chorus_proto::ws::ServerFrame;
 use common::call_slot;
-use common::calls::{frames, join, member_with_pin, room, wait_frames};
+use common::calls::{frames, join, member_with_pin, room, wait_frames, Room};
 use common::cluster::{shared_nats, Cluster};
 use common::WAIT;
 use serde_json::Value;
@@ -111,13 +112,10 @@ async fn participants_on_three_nodes_get_everyones_media_through_the_one_node_ho
     everyone_hears_everyone(&calls, 20).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_node_holding_a_call_brings_its_participants_back_on_another_within_10_s() {
-    let _slot = call_slot();
-    let mut c = Cluster::start(3, &shared_nats(), &[]).await;
-    c.wait_joined().await;
-    // The owner's WebSocket on node1, Cat's on node2; the call is placed on the least-loaded
-    // node, ties to the lowest id: node0, where neither is connected.
+/// The owner (WebSocket on node1) and Cat (node2) in a call, publishing and hearing each other.
+/// The call is placed on the least-loaded node, ties to the lowest id: node0, where neither is
+/// connected. Returns the room, Cat's client and address, and the two calls.
+async fn a_call_on_node0(c: &Cluster) -> (Room, Http, String, Vec<Call>) {
     let r = room(&c.nodes[1]).await;
     let (hc, cat_address) = member_with_pin(&c.nodes[2], &r, "cat@example.org", &r.publisher_pin).await;
     let mut calls = Vec::new();
@@ -129,6 +127,15 @@ async fn killing_the_node_holding_a_call_brings_its_participants_back_on_another
     everyone_hears_everyone(&calls, 30).await;
     let list = c.wait_nodes(1, "the call on one node", |l| host(l, 2).is_some()).await;
     assert_eq!(host(list.as_array().unwrap(), 2).as_deref(), Some("node0"), "{list}");
+    (r, hc, cat_address, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_node_holding_a_call_brings_its_participants_back_on_another_within_10_s() {
+    let _slot = call_slot();
+    let mut c = Cluster::start(3, &shared_nats(), &[]).await;
+    c.wait_joined().await;
+    let (r, hc, cat_address, mut calls) = a_call_on_node0(&c).await;
     // Chat beside the call, to check nothing is lost around the crash.
     let (mut owner_chat, _) = c.nodes[1].connect(&r.owner).await;
     let (mut cat_chat, _) = c.nodes[2].connect(&hc).await;
@@ -164,20 +171,10 @@ async fn a_node_drained_by_sigterm_hands_its_call_and_its_sessions_to_the_other_
     let _slot = call_slot();
     let mut c = Cluster::start(3, &shared_nats(), &[]).await;
     c.wait_joined().await;
-    // As above, the call lands on node0; Dan chats on node0.
-    let r = room(&c.nodes[1]).await;
-    let (hc, _) = member_with_pin(&c.nodes[2], &r, "cat@example.org", &r.publisher_pin).await;
+    // Dan chats on node0, which holds the call.
     let (_, hd) = c.nodes[0].login("dan@example.org", "Dan").await;
     let (mut dan, _) = c.nodes[0].connect(&hd).await;
-    let mut calls = Vec::new();
-    for h in [&r.owner, &hc] {
-        let call = join(h, r.gid, auto()).await;
-        call.publish_camera(0, PublishOptions::default()).await.expect("publish");
-        calls.push(call);
-    }
-    everyone_hears_everyone(&calls, 30).await;
-    let list = c.wait_nodes(1, "the call on one node", |l| host(l, 2).is_some()).await;
-    assert_eq!(host(list.as_array().unwrap(), 2).as_deref(), Some("node0"), "{list}");
+    let (_r, _hc, _, mut calls) = a_call_on_node0(&c).await;
 
     // SIGTERM: node0 exits cleanly, and its session ends with 4000 (reconnect and resume).
     let drained = Instant::now();
