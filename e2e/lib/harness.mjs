@@ -163,6 +163,24 @@ export async function treeSdkPage(browser, base, label) {
   return p;
 }
 
+/** Gives the page `window.t.decoded(address)`: frames decoded so far of the video track
+ * `address`'s camera is received on now, in the call `window.t.call`. */
+export async function addDecodedCounter(p) {
+  await p.evaluate(() => {
+    const call = window.t.call;
+    window.t.decoded = async (address) => {
+      const id = call.stream(address, 0)?.tracks.video?.id;
+      const pc = call.peerConnections.subscribe;
+      if (!id || !pc) return 0;
+      let n = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video' && s.trackIdentifier === id) n = s.framesDecoded || 0;
+      });
+      return n;
+    };
+  });
+}
+
 /** Waits until the page's `window.t.decoded(address)` (the test's count of frames decoded of
  * `address`'s camera) reaches `min`; returns the count. */
 export function decodedAtLeast(p, address, min, timeout) {

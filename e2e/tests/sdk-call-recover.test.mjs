@@ -10,7 +10,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, launchBrowser, until, screenshot, treeSdkPage, decodedAtLeast } from '../lib/harness.mjs';
+import { Server, launchBrowser, until, screenshot, treeSdkPage, addDecodedCounter, decodedAtLeast } from '../lib/harness.mjs';
 
 let server;
 let browser;
@@ -50,17 +50,6 @@ async function joinAndPublish(p, { token, gid }) {
       call.on('track-removed', (e) => {
         if (e.kind === 'video') document.querySelectorAll(`video[data-key="${e.publisher}:${e.sid}"]`).forEach((v) => v.remove());
       });
-      // Frames decoded of the video track `address`'s camera is received on now.
-      t.decoded = async (address) => {
-        const id = call.stream(address, 0)?.tracks.video?.id;
-        const pc = call.peerConnections.subscribe;
-        if (!id || !pc) return 0;
-        let n = 0;
-        (await pc.getStats()).forEach((s) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'video' && s.trackIdentifier === id) n = s.framesDecoded || 0;
-        });
-        return n;
-      };
       t.ufrag = (d) => /a=ice-ufrag:(\S+)/.exec(d?.sdp || '')?.[1] || null;
       t.ufrags = () => {
         const { publish, subscribe } = call.peerConnections;
@@ -92,6 +81,7 @@ before(async () => {
   pb = await treeSdkPage(browser, server.base, 'Ben');
   a = await joinAndPublish(pa, { token: ua.token, gid });
   b = await joinAndPublish(pb, { token: ub.token, gid });
+  for (const p of [pa, pb]) await addDecodedCounter(p);
   await decodedAtLeast(pa, b.address, 10);
   await decodedAtLeast(pb, a.address, 10);
 });

@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Server, launchBrowser, until, treeSdkPage, decodedAtLeast } from '../lib/harness.mjs';
+import { Server, launchBrowser, until, treeSdkPage, addDecodedCounter, decodedAtLeast } from '../lib/harness.mjs';
 
 const PG = process.env.CHORUS_TEST_PG || 'postgres://postgres@127.0.0.1:5432';
 const NATS = process.env.CHORUS_TEST_NATS || 'nats://127.0.0.1:4222';
@@ -75,17 +75,6 @@ async function joinAndPublish(p, server, { token, gid }) {
         document.getElementById('tiles').appendChild(v);
         e.stream.attach(v);
       });
-      // Frames decoded of the video track `address`'s camera is received on now.
-      t.decoded = async (address) => {
-        const id = call.stream(address, 0)?.tracks.video?.id;
-        const pc = call.peerConnections.subscribe;
-        if (!id || !pc) return 0;
-        let n = 0;
-        (await pc.getStats()).forEach((s) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'video' && s.trackIdentifier === id) n = s.framesDecoded || 0;
-        });
-        return n;
-      };
       const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
       await call.publish(0, { audio: media.getAudioTracks()[0], video: media.getVideoTracks()[0] });
       return { address: client.address };
@@ -117,6 +106,7 @@ before(async () => {
   pb = await treeSdkPage(browser, nodes[2].base, 'Ben');
   a = await joinAndPublish(pa, nodes[1].base, { token: ua.token, gid });
   b = await joinAndPublish(pb, nodes[2].base, { token: ub.token, gid });
+  for (const p of [pa, pb]) await addDecodedCounter(p);
   await decodedAtLeast(pa, b.address, 10);
   await decodedAtLeast(pb, a.address, 10);
 });
