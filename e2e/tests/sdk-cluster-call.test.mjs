@@ -6,52 +6,20 @@
 // again by itself (no reload), the call is placed on a live node, and the video flows both ways
 // again within 10 s of the crash.
 //
-// Needs PostgreSQL at 127.0.0.1:5432 (trust; CHORUS_TEST_PG overrides the URL without its
-// database) with `psql`, and NATS at 127.0.0.1:4222 (CHORUS_TEST_NATS).
+// Needs PostgreSQL and NATS (e2e/lib/cluster.mjs).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { Server, launchBrowser, until, treeSdkPage, addDecodedCounter, decodedAtLeast } from '../lib/harness.mjs';
+import { launchBrowser, until, treeSdkPage, addDecodedCounter, decodedAtLeast } from '../lib/harness.mjs';
+import { Cluster, host } from '../lib/cluster.mjs';
 
-const PG = process.env.CHORUS_TEST_PG || 'postgres://postgres@127.0.0.1:5432';
-const NATS = process.env.CHORUS_TEST_NATS || 'nats://127.0.0.1:4222';
-const ADMIN = 'e2e-cluster-admin-token-0123456789';
-const tag = `e2e_${process.pid}_${Date.now() % 1_000_000}`;
-const database = `chorus_${tag}`;
-
-let nodes = [];
+let cluster;
+let nodes;
 let browser;
 let pa;
 let pb;
 let a;
 let b;
-
-function psql(sql) {
-  execFileSync('psql', [`${PG}/test`, '-v', 'ON_ERROR_STOP=1', '-q', '-c', sql], { stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-async function adminNodes(node) {
-  const r = await fetch(node.base + '/admin/nodes', { headers: { authorization: `Bearer ${ADMIN}` } });
-  return r.json();
-}
-
-/** Waits until node `i` lists nodes that `ok` accepts; returns the list. */
-async function waitNodes(i, what, ok, timeout = 10_000) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const list = await adminNodes(nodes[i]);
-    if (ok(list)) return list;
-    if (Date.now() > end) throw new Error(`node${i} never showed ${what}: ${JSON.stringify(list)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** The id of the one node holding a call of `n`, the others holding none. */
-function host(list, n) {
-  const hosts = list.filter((x) => x.calls === 1);
-  return hosts.length === 1 && hosts[0].participants === n && list.every((x) => x.calls <= 1) ? hosts[0].id : null;
-}
 
 /** In the page: connect to `server`, join the call, publish the camera, log the call's events. */
 async function joinAndPublish(p, server, { token, gid }) {
@@ -84,18 +52,8 @@ async function joinAndPublish(p, server, { token, gid }) {
 }
 
 before(async () => {
-  psql(`CREATE DATABASE ${database}`);
-  const env = (i) => ({
-    CHORUS_DATABASE: `${PG}/${database}`,
-    CHORUS_NATS: NATS,
-    CHORUS_NATS_PREFIX: tag,
-    CHORUS_NODE_ID: `node${i}`,
-    CHORUS_ADMIN_TOKEN: ADMIN,
-    CHORUS_PIN_KEY: '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff',
-  });
-  // One after the other: the first creates the schema.
-  for (let i = 0; i < 3; i++) nodes.push(await Server.start(env(i)));
-  for (let i = 0; i < 3; i++) await waitNodes(i, 'three nodes', (l) => l.length === 3);
+  cluster = await Cluster.start(3);
+  nodes = cluster.nodes;
   browser = await launchBrowser();
   const ua = await nodes[1].login('ann@example.org', 'Ann');
   const ub = await nodes[2].login('ben@example.org', 'Ben');
@@ -113,16 +71,11 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  for (const n of nodes) if (n.child.exitCode === null && n.child.signalCode === null) await n.stop();
-  try {
-    psql(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-  } catch (e) {
-    console.error('dropping the test database:', e.message);
-  }
+  await cluster?.stop();
 });
 
 test('the node holding the call is killed: both pages rejoin on another node within 10 s, no reload', async () => {
-  const list = await waitNodes(1, 'the call held by one node', (l) => host(l, 2) !== null);
+  const list = await cluster.waitNodes(1, 'the call held by one node', (l) => host(l, 2) !== null);
   assert.equal(host(list, 2), 'node0', JSON.stringify(list));
   const before = [await pa.evaluate((x) => window.t.decoded(x), b.address), await pb.evaluate((x) => window.t.decoded(x), a.address)];
 
@@ -140,7 +93,7 @@ test('the node holding the call is killed: both pages rejoin on another node wit
   const took = Date.now() - killed;
   console.log(`video back both ways ${took} ms after SIGKILL (decoded before: ${before})`);
   assert.ok(took < 10_000, `${took} ms`);
-  const after = await waitNodes(1, 'the call on a live node', (l) => l.length === 2 && host(l, 2) !== null);
+  const after = await cluster.waitNodes(1, 'the call on a live node', (l) => l.length === 2 && host(l, 2) !== null);
   assert.notEqual(host(after, 2), 'node0');
   for (const p of [pa, pb]) {
     assert.deepEqual(await p.evaluate(() => [window.t.call.state, window.t.client.state, window.t.errors]), ['joined', 'online', []]);

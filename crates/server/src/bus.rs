@@ -80,6 +80,8 @@ pub enum Invalidation {
     AllFiles,
     /// Users resolved by address (`Accounts::by_address`).
     Addresses,
+    /// A stream key was revoked: its WHIP session ends on whichever node holds it.
+    StreamKey(i64),
 }
 
 /// Close code telling a client to reconnect at once and resume from its cursor: its session

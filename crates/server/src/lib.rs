@@ -202,18 +202,11 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         // Writer batches of every node reach the local sessions in position order from here.
         let head = messaging.head().await.map_err(|e| anyhow::anyhow!("reading the stream position: {}", e.message))?;
         c.start_at(head);
-        let (g, m, a) = (Arc::downgrade(&groups), Arc::downgrade(&media), Arc::downgrade(&accounts));
-        c.on_invalidate(move |what| match what {
-            bus::Invalidation::Group(gid) => g.upgrade().into_iter().for_each(|g| g.changed_elsewhere(*gid)),
-            bus::Invalidation::File(id) => m.upgrade().into_iter().for_each(|m| m.forget_file(id)),
-            bus::Invalidation::AllFiles => m.upgrade().into_iter().for_each(|m| m.forget_kept_files()),
-            bus::Invalidation::Addresses => a.upgrade().into_iter().for_each(|a| a.users_changed_elsewhere()),
-        });
         let (cfg, calls, id) = (cfg.clone(), Arc::downgrade(&calls), node_id.clone());
         c.set_info(move || http::admin::this_node(&cfg, calls.upgrade().as_deref(), &id));
     }
     let next_session = Arc::new(AtomicU64::new(0));
-    let call_router = match &cluster {
+    let (call_router, forward) = match &cluster {
         Some(c) => {
             let router = cluster::calls::CallRouter::start(
                 c.clone(),
@@ -223,20 +216,38 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
                 cfg.call_event_queue,
             )
             .await?;
-            let (r, p, weak) = (Arc::downgrade(&router), Arc::downgrade(&presence), Arc::downgrade(c));
+            let forward = cluster::forward::HttpForward::start(c.clone()).await?;
+            let (r, f, p, weak) =
+                (Arc::downgrade(&router), Arc::downgrade(&forward), Arc::downgrade(&presence), Arc::downgrade(c));
             c.on_gone(move |node, users| {
                 r.upgrade().into_iter().for_each(|r| r.node_gone(node));
+                f.upgrade().into_iter().for_each(|f| f.node_gone(node));
                 // One node (the lowest id alive) announces the gone node's users offline.
                 if let (Some(p), true) = (p.upgrade(), weak.upgrade().is_some_and(|c| c.speaks_for_cluster())) {
                     p.node_gone(users);
                 }
             });
-            Some(router)
+            (Some(router), Some(forward))
         }
-        None => None,
+        None => (None, None),
     };
     let direct = call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone());
-    let live = Arc::new(live::Live::new(&cfg, db.clone(), calls.clone(), groups.clone(), accounts.clone()));
+    // In a cluster a WHIP/WHEP session's id names its node, so any node can send its PATCH and
+    // DELETE there (http::forward).
+    let session_prefix = cluster.as_ref().map(|_| format!("{node_id}."));
+    let live =
+        Arc::new(live::Live::new(&cfg, db.clone(), calls.clone(), groups.clone(), accounts.clone(), session_prefix));
+    if let Some(c) = &cluster {
+        let (g, m, a) = (Arc::downgrade(&groups), Arc::downgrade(&media), Arc::downgrade(&accounts));
+        let l = Arc::downgrade(&live);
+        c.on_invalidate(move |what| match what {
+            bus::Invalidation::Group(gid) => g.upgrade().into_iter().for_each(|g| g.changed_elsewhere(*gid)),
+            bus::Invalidation::File(id) => m.upgrade().into_iter().for_each(|m| m.forget_file(id)),
+            bus::Invalidation::AllFiles => m.upgrade().into_iter().for_each(|m| m.forget_kept_files()),
+            bus::Invalidation::Addresses => a.upgrade().into_iter().for_each(|a| a.users_changed_elsewhere()),
+            bus::Invalidation::StreamKey(id) => l.upgrade().into_iter().for_each(|l| l.end_key(*id)),
+        });
+    }
     let drain = cluster.clone().zip(call_router.clone());
     let state = http::AppState {
         direct,
@@ -257,8 +268,13 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         node_id,
         cluster,
         call_router,
+        forward: forward.clone(),
     };
-    Ok(App { router: http::router(state), media_udp, media_tcp, turn: turn_listening, cluster: drain })
+    let router = http::router(state);
+    if let Some(f) = forward {
+        f.set_app(router.clone());
+    }
+    Ok(App { router, media_udp, media_tcp, turn: turn_listening, cluster: drain })
 }
 
 /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). The default

@@ -6,6 +6,7 @@
 pub mod calls;
 pub mod cluster;
 pub mod link;
+pub mod live;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -204,16 +204,21 @@ impl CallRouter {
 
     /// Whether the call of `gid` is held by a live node (placed and not yet released).
     pub async fn in_progress(&self, gid: i64) -> bool {
-        let row: Result<Option<String>, _> = sqlx::query_scalar("SELECT node FROM call_nodes WHERE gid = $1")
+        self.holder(gid).await.ok().flatten().is_some()
+    }
+
+    /// The live node that holds the call of `gid`, if one does (nothing is placed).
+    pub async fn holder(&self, gid: i64) -> Result<Option<String>, ApiError> {
+        let row: Option<String> = sqlx::query_scalar("SELECT node FROM call_nodes WHERE gid = $1")
             .bind(gid)
             .fetch_optional(&self.db.read)
-            .await;
-        row.ok().flatten().is_some_and(|node| self.cluster.alive(&node))
+            .await?;
+        Ok(row.filter(|node| self.cluster.alive(node)))
     }
 
     /// The node that holds the call of `gid`: the one its row names if alive, else the one this
     /// join places it on.
-    async fn place(&self, gid: i64) -> Result<String, ApiError> {
+    pub async fn place(&self, gid: i64) -> Result<String, ApiError> {
         for _ in 0..3 {
             let row: Option<String> = sqlx::query_scalar("SELECT node FROM call_nodes WHERE gid = $1")
                 .bind(gid)

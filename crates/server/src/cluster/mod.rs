@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub mod calls;
+pub mod forward;
 mod order;
 
 use crate::bus::{

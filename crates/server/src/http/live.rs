@@ -311,5 +311,7 @@ async fn revoke_key(
 ) -> ApiResult<StatusCode> {
     s.live.keys.revoke(gid, Actor::User(u.uid.get()), id).await?;
     s.live.end_key(id);
+    // In a cluster its stream may be on another node.
+    s.messaging.bus().invalidate(crate::bus::Invalidation::StreamKey(id));
     Ok(StatusCode::NO_CONTENT)
 }

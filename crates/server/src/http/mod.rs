@@ -20,6 +20,7 @@ pub mod acme;
 pub mod admin;
 pub mod cors;
 pub mod drain;
+pub mod forward;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 pub mod live;
@@ -92,6 +93,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Cluster mode: group calls joined on whichever node holds them.
     pub call_router: Option<Arc<crate::cluster::calls::CallRouter>>,
+    /// Cluster mode: WHIP, WHEP and recording requests sent to the node holding their call.
+    pub forward: Option<Arc<crate::cluster::forward::HttpForward>>,
 }
 
 /// The whole HTTP application.
@@ -107,6 +110,13 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     let mut api = mesibo::api_routes();
     let mut sdk = sdk::routes().method_not_allowed_fallback(method_not_allowed);
+    let mut live = live::routes();
+    if state.forward.is_some() {
+        // Cluster mode: a request about a call held by another node runs there (see [`forward`]).
+        let layer = || axum::middleware::from_fn_with_state(state.clone(), forward::layer);
+        v1 = v1.route_layer(layer());
+        live = live.route_layer(layer());
+    }
     let cfg = &state.cfg;
     if !cfg.cors_origins.is_empty() {
         use axum::http::Method;
@@ -120,7 +130,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(v1)
-        .merge(live::routes())
+        .merge(live)
         .merge(api)
         .merge(mesibo::backend_routes())
         .merge(metrics::routes())

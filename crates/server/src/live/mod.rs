@@ -134,6 +134,9 @@ pub struct Live {
     limiter: WindowLimiter,
     sessions: Mutex<HashMap<String, Session>>,
     next: AtomicU64,
+    /// What starts every session id: in a cluster `<node_id>.`, so that any node finds the
+    /// session's node; else nothing.
+    session_prefix: String,
 }
 
 fn bearer_hash(token: &str) -> String {
@@ -162,8 +165,10 @@ impl Live {
         calls: Arc<Calls>,
         groups: Arc<Groups>,
         accounts: Arc<Accounts>,
+        session_prefix: Option<String>,
     ) -> Self {
         Live {
+            session_prefix: session_prefix.unwrap_or_default(),
             calls,
             groups,
             accounts,
@@ -244,7 +249,8 @@ impl Live {
         let public = matches!(cred, Credential::Public);
         let leg = HttpLeg { backing, public, permissions };
         let (call, joined) = self.calls.enter_http(gid, address.clone(), name, leg).await?;
-        Ok(Entered { id: crate::auth_token::random_token(18), address, call, joined })
+        let id = format!("{}{}", self.session_prefix, crate::auth_token::random_token(18));
+        Ok(Entered { id, address, call, joined })
     }
 
     /// WHIP `POST`: publishes `offer` (checked with [`sdp::whip_offer`]) as stream 0 of a new
