@@ -13,7 +13,7 @@ type Tab = 'nodes' | 'calls' | 'users' | 'groups' | 'webhooks';
 /** Where each view's rows are in the answer, and the columns shown. */
 const VIEWS: Record<Tab, { list?: string; columns: string[]; live?: boolean }> = {
   nodes: { columns: ['node', 'version', 'store', 'started_at', 'sessions', 'calls', 'participants'], live: true },
-  calls: { columns: ['gid', 'participants', 'started_at'], live: true },
+  calls: { columns: ['gid', 'participants', 'started_at', 'node'], live: true },
   users: { list: 'users', columns: ['uid', 'address', 'name', 'active', 'created_at'] },
   groups: { list: 'groups', columns: ['gid', 'name', 'owner', 'members', 'created_at'] },
   webhooks: { columns: ['id', 'type', 'url', 'status', 'attempts', 'last_error'] },

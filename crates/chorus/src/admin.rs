@@ -83,7 +83,7 @@ impl View {
                     "last_heartbeat",
                 ],
             ),
-            View::Calls => (None, &["gid", "participants", "started_at"]),
+            View::Calls => (None, &["gid", "participants", "started_at", "node"]),
             View::Users => (Some("users"), &["uid", "address", "name", "active", "created_at"]),
             View::Groups => (Some("groups"), &["gid", "name", "owner", "members", "created_at"]),
             View::Webhooks => (None, &["id", "type", "url", "status", "attempts", "last_error"]),

@@ -96,6 +96,7 @@ async fn admin_view(b: Backend) {
     let store = if matches!(b, Backend::Postgres) { "postgresql" } else { "sqlite" };
     assert_eq!(node["store"], json!(store));
     assert_eq!(node["media"], json!(s.media_udp.to_string()), "where call media goes: {nodes}");
+    assert_eq!(calls[0]["node"], node["id"], "the node holding the call: {calls}");
 
     // A client we did not write (curl), as docs/deployment.md describes the API.
     let out = Command::new("curl")

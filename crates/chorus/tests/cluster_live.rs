@@ -112,6 +112,20 @@ async fn whip_whep_and_recording_requests_on_any_node_reach_the_node_holding_the
     assert!(whip_address.starts_with(&format!("key{key_id}~whip")), "{whip_address}");
     // One call, on one node, with both in it: not a second room on the entry node.
     one_host(&c, 2).await;
+    // Any node's /admin/calls lists it, with the node holding it.
+    let calls: Value = reqwest::Client::new()
+        .get(format!("{}/admin/calls", b.base))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        calls,
+        json!([{ "gid": gid, "participants": 2, "started_at": calls[0]["started_at"], "node": format!("node{host}") }])
+    );
 
     // PATCH (trickle) and a bad PATCH through the third node: the host's answers.
     let t = "application/trickle-ice-sdpfrag";

@@ -117,7 +117,7 @@ pub(crate) struct RoomShared {
 }
 
 /// A call in progress, as the admin view shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LiveCall {
     /// The group whose call it is.
     pub gid: i64,
@@ -125,6 +125,9 @@ pub struct LiveCall {
     pub participants: usize,
     /// When the call started, ms since the epoch.
     pub started_at: i64,
+    /// The node holding it (`node_id`; set by the admin view).
+    #[serde(default)]
+    pub node: String,
 }
 
 /// A session's place in a call. Its `rx` carries the frames the room sends this session;
@@ -588,6 +591,7 @@ impl Calls {
                 gid: *gid,
                 participants: h.shared.sessions.load(Ordering::Relaxed),
                 started_at: h.shared.started_ms.load(Ordering::Relaxed),
+                node: String::new(),
             })
             .filter(|c| c.participants > 0)
             .collect();

@@ -4,7 +4,8 @@
 //! - `GET /admin/nodes` — the Chorus processes serving this store (in cluster mode every node
 //!   heard from within three heartbeats, this one first): id, address, version, start time,
 //!   store kind, sessions, calls and call participants now, last heartbeat;
-//! - `GET /admin/calls` — the calls in progress: group, participants, start time;
+//! - `GET /admin/calls` — the calls in progress: group, participants, start time, the node
+//!   holding it (in cluster mode every live node's calls: the others are asked over NATS);
 //! - `GET /admin/users?after=&limit=` and `GET /admin/groups?after=&limit=` — pages in id order
 //!   (`limit` 1–1000, default 100; `next` is the `after` of the next page, absent on the last);
 //! - `GET /admin/webhooks?status=&limit=` — webhook deliveries, the newest first, each with its
@@ -12,9 +13,12 @@
 
 use std::sync::OnceLock;
 
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use chorus_proto::rest::Group;
 use serde::{Deserialize, Serialize};
@@ -22,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics::is_admin;
 use super::{AppJson, AppQuery, AppState};
 use crate::call::{Calls, LiveCall};
+use crate::cluster::forward::{Forwarded, MAX_BODY};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
@@ -98,8 +103,35 @@ async fn nodes(_: Admin, State(st): State<AppState>) -> AppJson<Vec<NodeInfo>> {
     AppJson(list)
 }
 
-async fn calls(_: Admin, State(st): State<AppState>) -> AppJson<Vec<LiveCall>> {
-    AppJson(st.calls.live())
+async fn calls(
+    _: Admin,
+    State(st): State<AppState>,
+    forwarded: Option<Extension<Forwarded>>,
+    headers: HeaderMap,
+) -> AppJson<Vec<LiveCall>> {
+    let mut list = st.calls.live();
+    for c in &mut list {
+        c.node = st.node_id.to_string();
+    }
+    // Cluster mode: every other live node's calls too (a node asked this way answers its own).
+    if let (None, Some(fwd), Some(cluster)) = (forwarded, &st.forward, &st.cluster) {
+        let uri = Uri::from_static("/admin/calls");
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let peers = cluster.peers();
+        let asks = peers.iter().map(|p| fwd.forward(&p.id, &Method::GET, &uri, &headers, ip, Bytes::new()));
+        for (p, answer) in peers.iter().zip(futures_util::future::join_all(asks).await) {
+            let theirs = match answer {
+                Ok(r) if r.status().is_success() => axum::body::to_bytes(r.into_body(), MAX_BODY).await.ok(),
+                _ => None,
+            };
+            match theirs.and_then(|b| serde_json::from_slice::<Vec<LiveCall>>(&b).ok()) {
+                Some(calls) => list.extend(calls),
+                None => tracing::warn!(node = %p.id, "admin: a node did not list its calls"),
+            }
+        }
+        list.sort_by_key(|c| c.gid);
+    }
+    AppJson(list)
 }
 
 #[derive(Deserialize)]
