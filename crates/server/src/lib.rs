@@ -235,7 +235,8 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         }
         None => None,
     };
-    let direct = call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone());
+    let direct =
+        call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone(), call_router.clone(), node_id.clone());
     let live = Arc::new(live::Live::new(&cfg, db.clone(), calls.clone(), groups.clone(), accounts.clone()));
     let drain = cluster.clone().zip(call_router.clone());
     let state = http::AppState {
