@@ -1,0 +1,208 @@
+//! 1:1 calls between users whose WebSockets are on different nodes of a cluster
+//! (docs/protocol.md §17, ARCHITECTURE.md "Cluster invariants"): the call lives on the caller's
+//! node; the callee's node routes their answer, decline and hang-up there over NATS, and their
+//! media join reaches the call's room as a leg; one call per user holds across nodes; a node's
+//! death ends the calls its sessions carried (`lost`). Real `chorus serve` nodes on PostgreSQL +
+//! NATS, real WebRTC (str0m on both ends) over loopback UDP.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chorus_client::call::stats::Kind;
+use chorus_client::call::{Call, CallNotice, CallOptions, PublishOptions};
+use chorus_client::direct::DirectRefusal;
+use chorus_client::Connection;
+use chorus_proto::call::{CallEvent, CallLeaveReason};
+use chorus_proto::direct::{room_of, DirectCallStatus, DirectCallUpdate};
+use chorus_proto::ws::{ClientFrame, ServerFrame};
+use chorus_proto::{CallId, ErrorCode, GroupId};
+use common::calls::wait_frames;
+use common::cluster::{shared_nats, Cluster};
+use common::WAIT;
+
+struct User {
+    address: String,
+    http: chorus_client::Http,
+}
+
+/// Logs a user in on node `i` and opens a session there.
+async fn on_node(c: &Cluster, i: usize, email: &str, name: &str) -> (User, Connection) {
+    let (sess, http) = c.nodes[i].login(email, name).await;
+    let (conn, _) = c.nodes[i].connect(&http).await;
+    (User { address: sess.user.address, http }, conn)
+}
+
+/// The next `call_status` of `call` on `conn` whose status `want` accepts.
+async fn status(conn: &mut Connection, call: CallId, want: impl Fn(DirectCallStatus) -> bool) -> DirectCallUpdate {
+    conn.call_status(call, WAIT, want).await.unwrap_or_else(|e| panic!("no call_status of {call}: {e:#}"))
+}
+
+/// The `call_status` of `call` that ends it, as a joined call's notice.
+async fn ended(call: &mut Call, id: CallId, within: Duration) -> DirectCallUpdate {
+    match call.wait_for(within, |n| matches!(n, CallNotice::Status(u) if u.call == id && u.status.ended())).await {
+        Ok(CallNotice::Status(u)) => u,
+        other => panic!("{} was not told call {id} ended: {other:?}", call.address()),
+    }
+}
+
+fn refusal(e: anyhow::Error) -> DirectRefusal {
+    e.downcast::<DirectRefusal>().unwrap_or_else(|e| panic!("expected a refusal, got {e:#}"))
+}
+
+/// Sends `call_join` for a 1:1 call's room and returns the answer.
+async fn try_join(conn: &mut Connection, call: CallId) -> ServerFrame {
+    conn.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(room_of(call)) }).await.expect("an answer")
+}
+
+fn assert_not_found(f: ServerFrame, what: &str) {
+    assert!(matches!(f, ServerFrame::Error { code: ErrorCode::NotFound, .. }), "{what}: expected not_found, got {f:?}");
+}
+
+fn opts() -> CallOptions {
+    CallOptions { subscribe_all: true, ..Default::default() }
+}
+
+fn one_layer() -> PublishOptions {
+    PublishOptions { layers: 1, height: 360, ..Default::default() }
+}
+
+/// Both publish their camera and microphone; returns once each got `frames` video and audio
+/// frames from the other.
+async fn media_both_ways(a: &Call, b: &Call, frames: u64) {
+    a.publish_camera(0, one_layer()).await.expect("publish");
+    b.publish_camera(0, one_layer()).await.expect("publish");
+    for (to, from) in [(a, b), (b, a)] {
+        wait_frames(to, from.address(), Kind::Video, frames).await;
+        wait_frames(to, from.address(), Kind::Audio, frames).await;
+    }
+}
+
+/// The media address node `i` announces (`/admin/nodes`).
+async fn media_of(c: &Cluster, i: usize) -> String {
+    let list = c.admin_nodes(i).await;
+    let me = format!("node{i}");
+    let node = list.as_array().unwrap().iter().find(|n| n["id"] == me.as_str()).cloned();
+    node.and_then(|n| n["media"].as_str().map(str::to_string)).unwrap_or_else(|| panic!("no media of {me}: {list}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_node0_answered_on_node1_carries_media_and_ends_from_node1_with_busy_on_node2() {
+    let _slot = common::call_slot();
+    let c = Cluster::start(3, &shared_nats(), &[]).await;
+    c.wait_joined().await;
+    let (alice, mut a) = on_node(&c, 0, "alice@example.org", "Alice").await;
+    let (bob, mut b) = on_node(&c, 1, "bob@example.org", "Bob").await;
+    let (_carol, mut cc) = on_node(&c, 2, "carol@example.org", "Carol").await;
+
+    // Alice (node0) calls Bob (node1): it rings on his session there.
+    let call = a.dial(&bob.address, true).await.expect("dial");
+    assert!(call.get() > 0 && call.get() < 1 << 53, "an id JavaScript reads exactly: {call}");
+    assert_eq!(status(&mut a, call, |_| true).await.status, DirectCallStatus::Ringing);
+    let inc = b.incoming_call(WAIT).await.expect("Bob's session on node1 rings");
+    assert_eq!((inc.call, inc.from.as_str(), inc.video), (call, alice.address.as_str(), true));
+
+    // Carol (node2) knows the id: node0 refuses her through node2.
+    for frame in [ClientFrame::CallAccept { rid: None, call }, ClientFrame::CallHangup { rid: None, call }] {
+        assert_not_found(cc.request(|rid| frame.with_rid(rid)).await.unwrap(), "Carol touching the call");
+    }
+    // Nobody joins before the answer, from either node.
+    assert_not_found(try_join(&mut b, call).await, "Bob joining before his answer");
+    assert_not_found(try_join(&mut a, call).await, "Alice joining before the answer");
+
+    // Bob answers on node1: node0 hears it, and both are told.
+    let answered_at = Instant::now();
+    b.accept_call(call).await.expect("Bob answers through node1");
+    assert_eq!(status(&mut a, call, |s| s != DirectCallStatus::Ringing).await.status, DirectCallStatus::Answered);
+    assert_eq!(status(&mut b, call, |s| s != DirectCallStatus::Ringing).await.status, DirectCallStatus::Answered);
+    let again = b.accept_call(call).await.map_err(refusal).unwrap_err();
+    assert_eq!(again.code, ErrorCode::Conflict, "answered once only, node0's refusal carried back");
+
+    // Carol (node2) calls either of them: busy, though neither is on her node.
+    for peer in [&bob.address, &alice.address] {
+        let busy = cc.dial(peer, false).await.expect("dial");
+        let u = status(&mut cc, busy, |_| true).await;
+        assert_eq!((u.status, u.code), (DirectCallStatus::Busy, DirectCallStatus::Busy.mesibo()), "calling {peer}");
+    }
+    assert_not_found(try_join(&mut cc, call).await, "Carol joining their room");
+
+    // Both join the call's room through their own node; Bob's media go to node0.
+    let ca = Call::join_direct(a, call, opts()).await.expect("Alice joins on node0");
+    let cb = Call::join_direct(b, call, opts()).await.expect("Bob joins through node1");
+    assert_eq!(cb.joined().gid, room_of(call));
+    media_both_ways(&ca, &cb, 30).await;
+    println!("media both ways {:?} after the answer", answered_at.elapsed());
+    let node0 = media_of(&c, 0).await;
+    let remote = cb.stats().publish_path.and_then(|p| p.remote).map(|a| a.to_string());
+    assert_eq!(remote.as_deref(), Some(node0.as_str()), "Bob's media go to the call's node");
+    assert_eq!(cb.roster().len(), 2, "the two of them: {:?}", cb.roster().keys());
+
+    // Bob hangs up on node1: both are told, by Bob, and the room closes under both.
+    let (mut ca, mut cb) = (ca, cb);
+    cb.hangup(call).await.expect("Bob hangs up through node1");
+    for cl in [&mut ca, &mut cb] {
+        let u = ended(cl, call, WAIT).await;
+        assert_eq!((u.status, u.by.as_deref()), (DirectCallStatus::Ended, Some(bob.address.as_str())));
+        let me = cl.address().to_string();
+        let left = cl.wait_event(WAIT, |e| matches!(e, CallEvent::Left { address, .. } if *address == me)).await;
+        assert!(matches!(left, Ok(CallEvent::Left { reason: CallLeaveReason::NotMember, .. })), "{left:?}");
+    }
+
+    // Both are free again, everywhere: Alice calls Bob anew, and Bob declines from node1.
+    let mut a = c.nodes[0].connect(&alice.http).await.0;
+    let mut b = c.nodes[1].connect(&bob.http).await.0;
+    let second = a.dial(&bob.address, false).await.expect("dial again");
+    assert_ne!(second, call);
+    assert_eq!(b.incoming_call(WAIT).await.expect("rings again").call, second);
+    b.decline_call(second).await.expect("Bob declines through node1");
+    for conn in [&mut a, &mut b] {
+        let u = status(conn, second, |s| s.ended()).await;
+        assert_eq!((u.status, u.code), (DirectCallStatus::Declined, 0x43));
+    }
+    // Declined is over: the id is unknown everywhere.
+    let late = b.accept_call(second).await.map_err(refusal).unwrap_err();
+    assert_eq!(late.code, ErrorCode::NotFound);
+    drop((ca, cb));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_ends_the_calls_its_sessions_carried_lost_on_the_other_side() {
+    let _slot = common::call_slot();
+    let mut c = Cluster::start(3, &shared_nats(), &[]).await;
+    c.wait_joined().await;
+    let (alice, mut a) = on_node(&c, 0, "alice@example.org", "Alice").await;
+    let (bob, mut b) = on_node(&c, 1, "bob@example.org", "Bob").await;
+    let (carol, mut cc) = on_node(&c, 2, "carol@example.org", "Carol").await;
+
+    // Alice (node0) and Bob (node1) in a call with media; then node1, Bob's, is killed.
+    let call = a.dial(&bob.address, true).await.expect("dial");
+    b.incoming_call(WAIT).await.expect("rings");
+    b.accept_call(call).await.expect("answer");
+    status(&mut a, call, |s| s == DirectCallStatus::Answered).await;
+    let mut ca = Call::join_direct(a, call, opts()).await.expect("Alice joins");
+    let cb = Call::join_direct(b, call, opts()).await.expect("Bob joins through node1");
+    media_both_ways(&ca, &cb, 20).await;
+    let killed = Instant::now();
+    c.kill(1);
+    let u = ended(&mut ca, call, Duration::from_secs(10)).await;
+    println!("the caller told lost {:?} after the callee's node died", killed.elapsed());
+    assert_eq!((u.status, u.by.as_deref()), (DirectCallStatus::Lost, Some(bob.address.as_str())));
+
+    // Alice is free again: she calls Carol (node2), who answers; then node0, Alice's and the
+    // call's, is killed: Carol's node tells her the call is lost.
+    let mut a = c.nodes[0].connect(&alice.http).await.0;
+    let second = a.dial(&carol.address, false).await.expect("dial Carol");
+    assert_eq!(cc.incoming_call(WAIT).await.expect("Carol rings").call, second);
+    cc.accept_call(second).await.expect("Carol answers through node2");
+    status(&mut a, second, |s| s == DirectCallStatus::Answered).await;
+    status(&mut cc, second, |s| s == DirectCallStatus::Answered).await;
+    let killed = Instant::now();
+    c.kill(0);
+    let u = cc.call_status(second, Duration::from_secs(10), |s| s.ended()).await.expect("Carol told");
+    println!("the callee told lost {:?} after the call's node died", killed.elapsed());
+    assert_eq!(u.status, DirectCallStatus::Lost);
+    // The call went with its node: node2 answers for it no more.
+    let late = cc.hangup_call(second).await.map_err(refusal).unwrap_err();
+    assert_eq!(late.code, ErrorCode::NotFound);
+    drop((a, ca, cb));
+}
