@@ -78,6 +78,35 @@ async fn media_both_ways(a: &Call, b: &Call, frames: u64) {
     }
 }
 
+/// The store's rows about 1:1 calls: `call_nodes` rows of call rooms (negative gids) and
+/// `direct_busy` rows, each as (id or uid, node), sorted.
+async fn rows(c: &Cluster) -> (Vec<(i64, String)>, Vec<(i64, String)>) {
+    use sqlx::Connection as _;
+    let mut db = sqlx::PgConnection::connect(&c.store.url()).await.expect("connect to PostgreSQL");
+    let calls = sqlx::query_as("SELECT -gid, node FROM call_nodes WHERE gid < 0 ORDER BY gid DESC")
+        .fetch_all(&mut db)
+        .await
+        .expect("read call_nodes");
+    let users = sqlx::query_as("SELECT uid, node FROM direct_busy ORDER BY uid")
+        .fetch_all(&mut db)
+        .await
+        .expect("read direct_busy");
+    (calls, users)
+}
+
+/// Waits (at most 5 s) until the store holds no row about 1:1 calls.
+async fn no_rows_left(c: &Cluster, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = rows(c).await;
+        if r.0.is_empty() && r.1.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "rows left {after}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The media address node `i` announces (`/admin/nodes`).
 async fn media_of(c: &Cluster, i: usize) -> String {
     let list = c.admin_nodes(i).await;
@@ -117,6 +146,11 @@ async fn a_call_from_node0_answered_on_node1_carries_media_and_ends_from_node1_w
     assert_eq!(status(&mut b, call, |s| s != DirectCallStatus::Ringing).await.status, DirectCallStatus::Answered);
     let again = b.accept_call(call).await.map_err(refusal).unwrap_err();
     assert_eq!(again.code, ErrorCode::Conflict, "answered once only, node0's refusal carried back");
+    // The store says where the call is, and that both are in it, on node0.
+    let (calls, users) = rows(&c).await;
+    assert_eq!(calls, vec![(call.get(), "node0".to_string())]);
+    assert_eq!(users.len(), 2, "{users:?}");
+    assert!(users.iter().all(|(_, node)| node == "node0"), "{users:?}");
 
     // Carol (node2) calls either of them: busy, though neither is on her node.
     for peer in [&bob.address, &alice.address] {
@@ -159,9 +193,11 @@ async fn a_call_from_node0_answered_on_node1_carries_media_and_ends_from_node1_w
         let u = status(conn, second, |s| s.ended()).await;
         assert_eq!((u.status, u.code), (DirectCallStatus::Declined, 0x43));
     }
-    // Declined is over: the id is unknown everywhere.
+    // Declined is over: the id is unknown everywhere, and nothing is left in the store (nor of
+    // Carol's busy calls).
     let late = b.accept_call(second).await.map_err(refusal).unwrap_err();
     assert_eq!(late.code, ErrorCode::NotFound);
+    no_rows_left(&c, "after the calls ended").await;
     drop((ca, cb));
 }
 
@@ -187,6 +223,7 @@ async fn a_node_killed_ends_the_calls_its_sessions_carried_lost_on_the_other_sid
     let u = ended(&mut ca, call, Duration::from_secs(10)).await;
     println!("the caller told lost {:?} after the callee's node died", killed.elapsed());
     assert_eq!((u.status, u.by.as_deref()), (DirectCallStatus::Lost, Some(bob.address.as_str())));
+    no_rows_left(&c, "after the callee's node died").await;
 
     // Alice is free again: she calls Carol (node2), who answers; then node0, Alice's and the
     // call's, is killed: Carol's node tells her the call is lost.
@@ -205,4 +242,39 @@ async fn a_node_killed_ends_the_calls_its_sessions_carried_lost_on_the_other_sid
     let late = cc.hangup_call(second).await.map_err(refusal).unwrap_err();
     assert_eq!(late.code, ErrorCode::NotFound);
     drop((a, ca, cb));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_ends_the_calls_its_sessions_carried_at_once_and_leaves_no_rows() {
+    let _slot = common::call_slot();
+    let mut c = Cluster::start(3, &shared_nats(), &[]).await;
+    c.wait_joined().await;
+    let (_alice, mut a) = on_node(&c, 0, "alice@example.org", "Alice").await;
+    let (bob, mut b) = on_node(&c, 1, "bob@example.org", "Bob").await;
+    let (carol, mut cc) = on_node(&c, 2, "carol@example.org", "Carol").await;
+
+    // Alice (node0) and Bob (node1) in a call; Bob's node drains: Alice is told at once, by Bob.
+    let call = a.dial(&bob.address, false).await.expect("dial");
+    b.incoming_call(WAIT).await.expect("rings");
+    b.accept_call(call).await.expect("answer");
+    status(&mut a, call, |s| s == DirectCallStatus::Answered).await;
+    let drained = Instant::now();
+    assert!(c.terminate(1).success());
+    let u = a.call_status(call, Duration::from_millis(2500), |s| s.ended()).await.expect("Alice told at once");
+    println!("the caller told lost {:?} after the callee's node got SIGTERM", drained.elapsed());
+    assert_eq!((u.status, u.by.as_deref()), (DirectCallStatus::Lost, Some(bob.address.as_str())));
+    no_rows_left(&c, "after the callee's node drained").await;
+
+    // Alice calls Carol (node2), who answers; Alice's node, the call's, drains: Carol is told
+    // at once, and the drained node's rows are gone.
+    let second = a.dial(&carol.address, false).await.expect("dial Carol");
+    cc.incoming_call(WAIT).await.expect("Carol rings");
+    cc.accept_call(second).await.expect("Carol answers through node2");
+    status(&mut cc, second, |s| s == DirectCallStatus::Answered).await;
+    let drained = Instant::now();
+    assert!(c.terminate(0).success());
+    let u = cc.call_status(second, Duration::from_millis(2500), |s| s.ended()).await.expect("Carol told at once");
+    println!("the callee told lost {:?} after the call's node got SIGTERM", drained.elapsed());
+    assert_eq!(u.status, DirectCallStatus::Lost);
+    no_rows_left(&c, "after the call's node drained").await;
 }
