@@ -124,12 +124,22 @@ async fn a_call_from_node0_answered_on_node1_carries_media_and_ends_from_node1_w
     let (bob, mut b) = on_node(&c, 1, "bob@example.org", "Bob").await;
     let (_carol, mut cc) = on_node(&c, 2, "carol@example.org", "Carol").await;
 
+    // Bob has sessions on the two other nodes too.
+    let mut b_on0 = c.nodes[0].connect(&bob.http).await.0;
+    let mut b_on2 = c.nodes[2].connect(&bob.http).await.0;
+
     // Alice (node0) calls Bob (node1): it rings on his session there.
     let call = a.dial(&bob.address, true).await.expect("dial");
     assert!(call.get() > 0 && call.get() < 1 << 53, "an id JavaScript reads exactly: {call}");
     assert_eq!(status(&mut a, call, |_| true).await.status, DirectCallStatus::Ringing);
     let inc = b.incoming_call(WAIT).await.expect("Bob's session on node1 rings");
     assert_eq!((inc.call, inc.from.as_str(), inc.video), (call, alice.address.as_str(), true));
+
+    // Bob's other sessions, on the call's node and on node2, ring too.
+    for (name, conn) in [("node0", &mut b_on0), ("node2", &mut b_on2)] {
+        let inc = conn.incoming_call(WAIT).await.unwrap_or_else(|e| panic!("Bob's session on {name}: {e:#}"));
+        assert_eq!(inc.call, call);
+    }
 
     // Carol (node2) knows the id: node0 refuses her through node2.
     for frame in [ClientFrame::CallAccept { rid: None, call }, ClientFrame::CallHangup { rid: None, call }] {
@@ -159,6 +169,9 @@ async fn a_call_from_node0_answered_on_node1_carries_media_and_ends_from_node1_w
         assert_eq!((u.status, u.code), (DirectCallStatus::Busy, DirectCallStatus::Busy.mesibo()), "calling {peer}");
     }
     assert_not_found(try_join(&mut cc, call).await, "Carol joining their room");
+    // Only the session that answered joins for Bob: not his others, on any node.
+    assert_not_found(try_join(&mut b_on0, call).await, "Bob's session on the call's node");
+    assert_not_found(try_join(&mut b_on2, call).await, "Bob's session on node2");
 
     // Both join the call's room through their own node; Bob's media go to node0.
     let ca = Call::join_direct(a, call, opts()).await.expect("Alice joins on node0");
