@@ -490,10 +490,10 @@ impl CallRouter {
                 let Some(p) = self.asks.lock().expect("asks poisoned").remove(&req) else { return };
                 // An accepted call is noted here, before a `DirectEnded` that may follow it is
                 // read (it is next on this subscription), not once the asker wakes.
-                if let (Some(session), None, Some((uids, update)), Some(d)) =
-                    (p.accepting, &reply.refused, reply.answered.clone(), self.direct())
+                if let (Some(session), None, Some((_, update)), Some(d)) =
+                    (p.accepting, &reply.refused, &reply.answered, self.direct())
                 {
-                    d.note_away(session, AnsweredElsewhere { host: p.host, uids, update });
+                    d.note_away(session, AnsweredElsewhere { host: p.host, call: update.call });
                 }
                 let _ = p.tx.send(reply);
             }
@@ -645,7 +645,7 @@ impl CallRouter {
         // 1:1 calls: those held here that its sessions carried, and this node's users' in
         // calls it held, end `lost`.
         if let Some(d) = self.direct() {
-            d.node_gone(id);
+            d.node_gone(id, self.cluster.speaks_for_cluster());
         }
         let ended: Vec<Away> = {
             let mut away = self.away.lock().expect("call legs poisoned");

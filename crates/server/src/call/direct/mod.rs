@@ -21,9 +21,9 @@
 //! declines or hangs up asks that node over NATS and gets its answer back; its `call_join`
 //! reaches the room as a leg, and the call's node checks the 1:1 rule there with the session
 //! named by its node ([`ring::SessionAt`]). The node of a session that answered a call held
-//! elsewhere remembers it (`away`), so the session's end ends the call, and the death of the
-//! call's node tells the user `lost`. `direct_busy` rows (one per user in a call) keep "one call
-//! per user" true across nodes. On one node none of this runs: ids count up, nothing is stored.
+//! elsewhere remembers it (`away`), so the session's end ends the call. `direct_busy` rows (one
+//! per user in a call) keep "one call per user" true across nodes, and when a node dies they
+//! tell the node speaking for the cluster whom to tell `lost` for the calls that died with it. On one node none of this runs: ids count up, nothing is stored.
 
 pub mod ring;
 mod rows;
@@ -67,14 +67,12 @@ pub struct DirectCalls {
 }
 
 /// A call held by another node that a session of this node answered.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct AnsweredElsewhere {
     /// The call's node.
     pub host: String,
-    /// Its caller and callee.
-    pub uids: Vec<i64>,
-    /// Its last status (`answered`): what a `lost` is made of if its node dies.
-    pub update: DirectCallUpdate,
+    /// The call.
+    pub call: CallId,
 }
 
 /// A request of a session of another node about a call held here.
@@ -252,7 +250,8 @@ impl DirectCalls {
         let id = match &self.router {
             None => self.ring().next_id(),
             Some(router) => {
-                let placed = rows::place(router, self, user.uid.get(), callee.uid.get()).await?;
+                let about = rows::About { from: user.address.clone(), to: callee.address.clone(), video };
+                let placed = rows::place(router, self, user.uid.get(), callee.uid.get(), &about).await?;
                 if !placed.caller_free {
                     self.dialing.lock().expect("dialing lock").remove(&placed.id);
                     rows::release(router, placed.id).await;
@@ -364,32 +363,37 @@ impl DirectCalls {
     /// its node.
     pub fn away_ended(&self, session: u64, id: CallId) {
         let mut away = self.away.lock().expect("away lock");
-        if away.get(&session).is_some_and(|a| a.update.call == id) {
+        if away.get(&session).is_some_and(|a| a.call == id) {
             away.remove(&session);
         }
     }
 
     /// Cluster mode: node `node` is gone. The calls held here that its sessions carried end
-    /// `lost`; the users of this node's sessions in calls it held are told `lost` (nobody else
-    /// will: the call's state died with it).
-    pub fn node_gone(self: &Arc<Self>, node: &str) {
+    /// `lost`. The calls it held died with it: the node speaking for the cluster tells their
+    /// users `lost` (ringing or answered, whichever nodes they are on) from the store.
+    pub fn node_gone(self: &Arc<Self>, node: &str, speaks_for_cluster: bool) {
         let released = {
             let mut ring = self.ring();
             let out = ring.node_gone(node);
             self.perform(out)
         };
         self.release_later(released);
-        let lost: Vec<AnsweredElsewhere> = {
-            let mut away = self.away.lock().expect("away lock");
-            let gone: Vec<u64> = away.iter().filter(|(_, a)| a.host == node).map(|(s, _)| *s).collect();
-            gone.into_iter().filter_map(|s| away.remove(&s)).collect()
-        };
-        for a in lost {
-            let status = DirectCallStatus::Lost;
-            let update = DirectCallUpdate { status, code: status.mesibo(), by: None, ..a.update };
-            let frame = ServerFrame::CallStatus(update);
-            self.messaging.bus().deliver(&mut a.uids.into_iter(), outbound(&frame, None, 0));
-        }
+        self.away.lock().expect("away lock").retain(|_, a| a.host != node);
+        let Some(router) = self.router.clone().filter(|_| speaks_for_cluster) else { return };
+        let (this, node) = (self.clone(), node.to_string());
+        tokio::spawn(async move {
+            match rows::node_died(&router, &node).await {
+                Ok(lost) => {
+                    for (uids, update) in lost {
+                        let frame = ServerFrame::CallStatus(update);
+                        this.messaging.bus().deliver(&mut uids.into_iter(), outbound(&frame, None, 0));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e.message, "cluster: a gone node's 1:1 calls not ended")
+                }
+            }
+        });
     }
 
     /// Cluster mode: the media rooms of the calls held here (ringing ones too) and being

@@ -14,10 +14,16 @@
 //!
 //! Both rows go when the call ends ([`release`]); a node sweeps its own leftovers (after a
 //! restart, or a delete that failed) every few seconds ([`sweep`]); a drain deletes them all
-//! (`CallRouter::release_all`). Rows naming a node that is gone are ignored where read.
+//! (`CallRouter::release_all`). Rows naming a node that is gone are ignored where read. When a
+//! node dies its calls die with it: the node that speaks for the cluster tells their users
+//! `lost` from the `direct_busy` rows (which carry what a `call_status` needs, `about`) and
+//! deletes the dead node's rows ([`node_died`]), so a callee still ringing stops too.
 
-use chorus_proto::direct::room_of;
+use std::collections::HashMap;
+
+use chorus_proto::direct::{room_of, DirectCallStatus, DirectCallUpdate};
 use chorus_proto::CallId;
+use serde::{Deserialize, Serialize};
 
 use super::DirectCalls;
 use crate::cluster::calls::CallRouter;
@@ -28,6 +34,17 @@ use crate::error::ApiError;
 const GRACE_MS: i64 = 30_000;
 /// Ids below 2^53: exact in JavaScript's numbers.
 const ID_SPACE: u64 = (1 << 53) - 1;
+
+/// What a `call_status` of a call says besides its id and status: kept in its users' rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct About {
+    /// The caller's address.
+    pub from: String,
+    /// The callee's address.
+    pub to: String,
+    /// A video call.
+    pub video: bool,
+}
 
 /// A call id placed in `call_nodes`, and whether its two users were free (their
 /// `direct_busy` rows are this call's now).
@@ -44,11 +61,13 @@ pub(super) async fn place(
     svc: &DirectCalls,
     caller: i64,
     callee: i64,
+    about: &About,
 ) -> Result<Placed, ApiError> {
     let id = fresh_id(router, svc).await?;
+    let about = serde_json::to_string(about).expect("About serialises");
     let claimed = async {
-        let caller_free = claim(router, svc, caller, id).await?;
-        let callee_free = !caller_free || claim(router, svc, callee, id).await?;
+        let caller_free = claim(router, svc, caller, id, &about).await?;
+        let callee_free = !caller_free || claim(router, svc, callee, id, &about).await?;
         Ok::<_, ApiError>((caller_free, callee_free))
     };
     match claimed.await {
@@ -88,16 +107,18 @@ async fn fresh_id(router: &CallRouter, svc: &DirectCalls) -> Result<CallId, ApiE
 }
 
 /// Inserts `uid`'s `direct_busy` row for call `id`; `false` when they are in another call.
-async fn claim(router: &CallRouter, svc: &DirectCalls, uid: i64, id: CallId) -> Result<bool, ApiError> {
+async fn claim(router: &CallRouter, svc: &DirectCalls, uid: i64, id: CallId, about: &str) -> Result<bool, ApiError> {
     let db = &router.db().write;
     for _ in 0..3 {
         let inserted = sqlx::query(
-            "INSERT INTO direct_busy (uid, call_id, node, placed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (uid) DO NOTHING",
+            "INSERT INTO direct_busy (uid, call_id, node, placed_at, about) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (uid) DO NOTHING",
         )
         .bind(uid)
         .bind(id.get())
         .bind(router.node())
         .bind(crate::clock::now_ms())
+        .bind(about)
         .execute(db)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -177,4 +198,41 @@ pub(super) async fn sweep(router: &CallRouter, svc: &DirectCalls) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Node `node` died (or was heard again after a restart): the calls it held are over. Returns
+/// each with its users and its `lost` status, once their rows are deleted (another node
+/// speaking for the cluster at the same time finds them gone and returns nothing for them).
+pub(super) async fn node_died(router: &CallRouter, node: &str) -> Result<Vec<(Vec<i64>, DirectCallUpdate)>, ApiError> {
+    let db = &router.db().write;
+    let rows: Vec<(i64, i64, String)> =
+        sqlx::query_as("SELECT uid, call_id, about FROM direct_busy WHERE node = $1").bind(node).fetch_all(db).await?;
+    let mut calls: HashMap<i64, (Vec<i64>, String)> = HashMap::new();
+    for (uid, call, about) in rows {
+        calls.entry(call).or_insert_with(|| (Vec::new(), about)).0.push(uid);
+    }
+    let mut lost = Vec::new();
+    for (call, (uids, about)) in calls {
+        let deleted = sqlx::query("DELETE FROM direct_busy WHERE call_id = $1 AND node = $2")
+            .bind(call)
+            .bind(node)
+            .execute(db)
+            .await?;
+        sqlx::query("DELETE FROM call_nodes WHERE gid = $1 AND node = $2").bind(-call).bind(node).execute(db).await?;
+        let Ok(about) = serde_json::from_str::<About>(&about) else { continue };
+        if deleted.rows_affected() > 0 {
+            let status = DirectCallStatus::Lost;
+            let update = DirectCallUpdate {
+                call: CallId(call),
+                from: about.from,
+                to: about.to,
+                video: about.video,
+                status,
+                code: status.mesibo(),
+                by: None,
+            };
+            lost.push((uids, update));
+        }
+    }
+    Ok(lost)
 }
