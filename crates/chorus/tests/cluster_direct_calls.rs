@@ -238,23 +238,34 @@ async fn a_node_killed_ends_the_calls_its_sessions_carried_lost_on_the_other_sid
     assert_eq!((u.status, u.by.as_deref()), (DirectCallStatus::Lost, Some(bob.address.as_str())));
     no_rows_left(&c, "after the callee's node died").await;
 
-    // Alice is free again: she calls Carol (node2), who answers; then node0, Alice's and the
-    // call's, is killed: Carol's node tells her the call is lost.
+    // Alice is free again: she calls Carol (node2), who answers, and Erin (node0) calls Dan
+    // (node2), who lets it ring; then node0, theirs and the calls', is killed: Carol and Dan
+    // are told their calls are lost, by node2 (the node left that speaks for the cluster).
     let mut a = c.nodes[0].connect(&alice.http).await.0;
+    let (_erin, mut e) = on_node(&c, 0, "erin@example.org", "Erin").await;
+    let (dan, mut d) = on_node(&c, 2, "dan@example.org", "Dan").await;
     let second = a.dial(&carol.address, false).await.expect("dial Carol");
     assert_eq!(cc.incoming_call(WAIT).await.expect("Carol rings").call, second);
     cc.accept_call(second).await.expect("Carol answers through node2");
     status(&mut a, second, |s| s == DirectCallStatus::Answered).await;
     status(&mut cc, second, |s| s == DirectCallStatus::Answered).await;
+    let ringing = e.dial(&dan.address, true).await.expect("Erin dials Dan");
+    assert_eq!(d.incoming_call(WAIT).await.expect("Dan rings").call, ringing);
     let killed = Instant::now();
     c.kill(0);
     let u = cc.call_status(second, Duration::from_secs(10), |s| s.ended()).await.expect("Carol told");
     println!("the callee told lost {:?} after the call's node died", killed.elapsed());
-    assert_eq!(u.status, DirectCallStatus::Lost);
-    // The call went with its node: node2 answers for it no more.
+    assert_eq!((u.status, u.call), (DirectCallStatus::Lost, second));
+    let u = d.call_status(ringing, Duration::from_secs(10), |s| s.ended()).await.expect("Dan told");
+    assert_eq!((u.status, u.video, u.to.as_str()), (DirectCallStatus::Lost, true, dan.address.as_str()));
+    // The calls went with their node: node2 answers for them no more, and the dead node's rows
+    // are gone.
     let late = cc.hangup_call(second).await.map_err(refusal).unwrap_err();
     assert_eq!(late.code, ErrorCode::NotFound);
-    drop((a, ca, cb));
+    let late = d.accept_call(ringing).await.map_err(refusal).unwrap_err();
+    assert_eq!(late.code, ErrorCode::NotFound);
+    no_rows_left(&c, "after the call's node died").await;
+    drop((a, e, ca, cb));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
