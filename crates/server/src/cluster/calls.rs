@@ -642,8 +642,8 @@ impl CallRouter {
     /// Node `id` is gone: the legs it hosted for this node's sessions end with `left` (`lost`),
     /// and the legs this node hosted for its sessions end.
     pub fn node_gone(&self, id: &str) {
-        // 1:1 calls: those held here that its sessions carried, and this node's users' in
-        // calls it held, end `lost`.
+        // 1:1 calls: those held here that its sessions carried end `lost`; those it held end
+        // `lost` too, told by the node that speaks for the cluster.
         if let Some(d) = self.direct() {
             d.node_gone(id, self.cluster.speaks_for_cluster());
         }
