@@ -231,7 +231,8 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         }
         None => (None, None),
     };
-    let direct = call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone());
+    let direct =
+        call::direct::DirectCalls::start(&cfg, messaging.clone(), calls.clone(), call_router.clone(), node_id.clone());
     // In a cluster a WHIP/WHEP session's id names its node, so any node can send its PATCH and
     // DELETE there (http::forward).
     let session_prefix = cluster.as_ref().map(|_| format!("{node_id}."));

@@ -23,21 +23,32 @@
 //!   participants meet again on another host within the heartbeat timeout and a rejoin.
 //!   A host whose origin is gone drops that origin's legs, which takes them out of the room.
 //!
+//! - **1:1 calls** ([`crate::call::direct`]) are not placed: a call lives on the node that got
+//!   its `call_dial`, which writes its `call_nodes` row (keyed by its room, `-id`). A session
+//!   elsewhere asks that node to accept, decline or hang up (`Direct`, answered `DirectAnswer`
+//!   within [`ASK_WAIT`], else `rate_limited`), joins the media room through a leg like any
+//!   other (the `Join` names the origin session, so the call's node checks that this session is
+//!   the one that answered), and tells the call's node when that session closes
+//!   (`DirectGone`); the call's node tells the session's node when the call ended
+//!   (`DirectEnded`), so it stops watching it.
+//!
 //! Legs are few and signaling is light, so messages are JSON; media is never on NATS.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use chorus_proto::call::{CallEvent, CallLeaveReason};
 use chorus_proto::ws::{ClientFrame, ServerFrame, SessionUser};
-use chorus_proto::{ErrorCode, GroupId};
+use chorus_proto::{CallId, ErrorCode, GroupId};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Cluster;
+use crate::call::direct::ring::SessionAt;
+use crate::call::direct::{AnsweredElsewhere, Ask, DirectCalls, Refused, Reply};
 use crate::call::{CallSession, Calls, RemoteRoom};
 use crate::db::Db;
 use crate::error::ApiError;
@@ -56,13 +67,24 @@ const JOIN_WAIT: Duration = Duration::from_secs(10);
 /// How long a row of a call the host does not hold stays: a join placed here may be on its
 /// way.
 const PLACED_GRACE_MS: i64 = 30_000;
+/// How long a 1:1 call request waits for the call's node (gone, it is heard gone later).
+const ASK_WAIT: Duration = Duration::from_secs(5);
 
 /// What nodes say to each other about calls.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Msg {
-    /// Origin → host: join `user` to the call of `gid` as the origin's leg `leg`.
-    Join { from: String, leg: u64, user: SessionUser, gid: i64, rid: Option<String> },
+    /// Origin → host: join `user`'s session `session` (of the origin) to the call of `gid` as
+    /// the origin's leg `leg`.
+    Join {
+        from: String,
+        leg: u64,
+        user: SessionUser,
+        gid: i64,
+        rid: Option<String>,
+        #[serde(default)]
+        session: u64,
+    },
     /// Origin → host: a call frame of the leg's session, to be answered with `Answer { req }`.
     Request { from: String, leg: u64, req: u64, frame: ClientFrame },
     /// Origin → host: the session left (or closed): take the leg out of the call.
@@ -75,6 +97,22 @@ enum Msg {
     Event { leg: u64, frame: String },
     /// Host → origin: the room let the leg go; nothing more comes for it.
     Ended { leg: u64 },
+    /// Any node → a 1:1 call's node: a request of a session of `from`, answered `DirectAnswer`.
+    Direct { from: String, req: u64, ask: Ask },
+    /// A 1:1 call's node → the asker: the answer to `Direct { req }`.
+    DirectAnswer { req: u64, reply: Reply },
+    /// A session's node → a 1:1 call's node: session `session` of `from` (user `uid`) closed.
+    DirectGone { from: String, uid: i64, session: u64 },
+    /// A 1:1 call's node → the node of its answering session: call `call` ended.
+    DirectEnded { session: u64, call: CallId },
+}
+
+/// A 1:1 call request waiting for its answer: where it went, the asking session if it is an
+/// accept, and who waits.
+struct Pending {
+    host: String,
+    accepting: Option<u64>,
+    tx: oneshot::Sender<Reply>,
 }
 
 /// Where a hosted leg's requests go: `(req, frame)` to the task relaying it.
@@ -109,6 +147,11 @@ pub struct CallRouter {
     /// Session ids for hosted legs: from the node's own session counter, so never a local session's.
     next_session: Arc<AtomicU64>,
     event_queue: usize,
+    /// The 1:1 calls service (set once it is built).
+    direct: OnceLock<Weak<DirectCalls>>,
+    /// 1:1 call requests of this node's sessions waiting for another node's answer.
+    asks: Mutex<HashMap<u64, Pending>>,
+    next_ask: AtomicU64,
 }
 
 impl CallRouter {
@@ -137,6 +180,9 @@ impl CallRouter {
             next_leg: AtomicU64::new(1),
             next_session,
             event_queue,
+            direct: OnceLock::new(),
+            asks: Mutex::new(HashMap::new()),
+            next_ask: AtomicU64::new(1),
         });
         let prefix = cluster.prefix.clone();
         tokio::spawn(async move {
@@ -184,7 +230,7 @@ impl CallRouter {
         let calls = self.calls.upgrade().ok_or_else(|| ApiError::not_found("the server is stopping"))?;
         // 1:1 calls' rooms (negative gids) are not placed: they stay on the node that rang.
         if gid < 0 {
-            return calls.join(user, session, gid, rid).await;
+            return self.join_direct(user, session, gid, rid).await;
         }
         // Nothing is placed for someone who may not join.
         calls.check_member(user.uid.get(), gid).await?;
@@ -200,6 +246,91 @@ impl CallRouter {
             }
         }
         Err(ApiError::rate_limited("the call's node is not answering; try again"))
+    }
+
+    /// Sets the 1:1 calls service, once.
+    pub fn set_direct(&self, direct: &Arc<DirectCalls>) {
+        let _ = self.direct.set(Arc::downgrade(direct));
+    }
+
+    fn direct(&self) -> Option<Arc<DirectCalls>> {
+        self.direct.get().and_then(Weak::upgrade)
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.cluster.id
+    }
+
+    /// The store.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Whether node `id` is alive (see [`Cluster::alive`]).
+    pub fn alive(&self, id: &str) -> bool {
+        self.cluster.alive(id)
+    }
+
+    /// Joins `user`'s session to the media room `gid` of a 1:1 call, on the node that holds
+    /// the call; that node checks that the session carries a side of it.
+    pub async fn join_direct(
+        self: &Arc<Self>,
+        user: &SessionUser,
+        session: u64,
+        gid: i64,
+        rid: Option<String>,
+    ) -> Result<(CallSession, ServerFrame), ApiError> {
+        let not_found = || ApiError::not_found("no such call, or not yours to join");
+        let Some(direct) = self.direct().filter(|_| chorus_proto::direct::call_of_room(gid).is_some()) else {
+            return Err(not_found());
+        };
+        let host: Option<String> = sqlx::query_scalar("SELECT node FROM call_nodes WHERE gid = $1")
+            .bind(gid)
+            .fetch_optional(&self.db.read)
+            .await?;
+        match host.filter(|h| self.cluster.alive(h)) {
+            None => Err(not_found()),
+            Some(h) if h == self.cluster.id => {
+                let at = SessionAt { node: self.cluster.id.as_str().into(), session };
+                direct.enter(user, &at, session, gid, rid).await
+            }
+            // Gone before it answered: the call went with it.
+            Some(h) => self.join_on(&h, user, session, gid, rid).await.unwrap_or_else(|| Err(not_found())),
+        }
+    }
+
+    /// Asks node `host` to carry out a 1:1 call request of a session of this node; a node that
+    /// does not answer within [`ASK_WAIT`] is answered `rate_limited` (try again: by then a
+    /// dead node is found gone and the call `not_found`).
+    pub async fn ask_direct(&self, host: &str, ask: Ask) -> Reply {
+        let req = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let accepting = match ask {
+            Ask::Accept { session, .. } => Some(session),
+            _ => None,
+        };
+        self.asks.lock().expect("asks poisoned").insert(req, Pending { host: host.to_string(), accepting, tx });
+        self.send(host, Msg::Direct { from: self.cluster.id.clone(), req, ask });
+        let answer = tokio::time::timeout(ASK_WAIT, rx).await;
+        self.asks.lock().expect("asks poisoned").remove(&req);
+        match answer {
+            Ok(Ok(reply)) => reply,
+            _ => Reply::refused(Refused {
+                error: ApiError::rate_limited("the call's node is not answering; try again"),
+                status: None,
+            }),
+        }
+    }
+
+    /// Tells 1:1 call node `host` that this node's session `session` (user `uid`) closed.
+    pub fn direct_gone(&self, host: &str, uid: i64, session: u64) {
+        self.send(host, Msg::DirectGone { from: self.cluster.id.clone(), uid, session });
+    }
+
+    /// Tells `node` that call `id`, answered from its session `session`, ended.
+    pub fn direct_ended(&self, node: &str, session: u64, id: CallId) {
+        self.send(node, Msg::DirectEnded { session, call: id });
     }
 
     /// Whether the call of `gid` is held by a live node (placed and not yet released).
@@ -265,7 +396,10 @@ impl CallRouter {
             .bind(&self.cluster.id)
             .fetch_all(&self.db.write)
             .await?;
-        let live: Vec<i64> = calls.live().iter().map(|c| c.gid).collect();
+        let mut live: Vec<i64> = calls.live().iter().map(|c| c.gid).collect();
+        // A 1:1 call's row stays while its ring entry does (ringing, it has no room yet).
+        let direct = self.direct();
+        live.extend(direct.iter().flat_map(|d| d.held_rooms()));
         let old = crate::clock::now_ms() - PLACED_GRACE_MS;
         for (gid, at) in rows {
             if at < old && !live.contains(&gid) {
@@ -277,14 +411,20 @@ impl CallRouter {
                     .await?;
             }
         }
-        Ok(())
+        match direct {
+            Some(d) => d.sweep_rows().await,
+            None => Ok(()),
+        }
     }
 
-    /// Forgets every call this node holds (a drain): the next join of each places it anew.
+    /// Forgets every call this node holds (a drain): the next join of each group call places it
+    /// anew; its 1:1 calls end with it (the other nodes hear it gone).
     pub async fn release_all(&self) {
         let r =
             sqlx::query("DELETE FROM call_nodes WHERE node = $1").bind(&self.cluster.id).execute(&self.db.write).await;
-        if let Err(e) = r {
+        let users =
+            sqlx::query("DELETE FROM direct_busy WHERE node = $1").bind(&self.cluster.id).execute(&self.db.write).await;
+        if let Err(e) = r.and(users) {
             tracing::warn!(error = %e, "cluster: the calls of this node not released");
         }
     }
@@ -316,7 +456,7 @@ impl CallRouter {
         // From here the leg leaves the host when dropped: also if this join is abandoned.
         let room = Leg { router: Arc::downgrade(self), leg };
         let from = self.cluster.id.clone();
-        self.send(host, Msg::Join { from, leg, user: user.clone(), gid, rid });
+        self.send(host, Msg::Join { from, leg, user: user.clone(), gid, rid, session });
         // Dropped (the host is gone): place again.
         let frame = match tokio::time::timeout(JOIN_WAIT, joined).await {
             Ok(answer) => answer.ok()?,
@@ -337,9 +477,40 @@ impl CallRouter {
 
     fn receive(self: &Arc<Self>, msg: Msg) {
         match msg {
-            Msg::Join { from, leg, user, gid, rid } => {
+            Msg::Join { from, leg, user, gid, rid, session } => {
                 let this = self.clone();
-                tokio::spawn(async move { this.host(from, leg, user, gid, rid).await });
+                tokio::spawn(async move { this.host(from, leg, user, gid, rid, session).await });
+            }
+            Msg::Direct { from, req, ask } => {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let reply = match this.direct() {
+                        Some(d) => d.answer(&from, ask).await,
+                        None => Reply::refused(ApiError::not_found("no such call").into()),
+                    };
+                    this.send(&from, Msg::DirectAnswer { req, reply });
+                });
+            }
+            Msg::DirectAnswer { req, reply } => {
+                let Some(p) = self.asks.lock().expect("asks poisoned").remove(&req) else { return };
+                // An accepted call is noted here, before a `DirectEnded` that may follow it is
+                // read (it is next on this subscription), not once the asker wakes.
+                if let (Some(session), None, Some((_, update)), Some(d)) =
+                    (p.accepting, &reply.refused, &reply.answered, self.direct())
+                {
+                    d.note_away(session, AnsweredElsewhere { host: p.host, call: update.call });
+                }
+                let _ = p.tx.send(reply);
+            }
+            Msg::DirectGone { from, uid, session } => {
+                if let Some(d) = self.direct() {
+                    d.remote_session_gone(&from, uid, session);
+                }
+            }
+            Msg::DirectEnded { session, call } => {
+                if let Some(d) = self.direct() {
+                    d.away_ended(session, call);
+                }
             }
             Msg::Request { from, leg, req, frame } => {
                 let tx = self.hosted.lock().expect("hosted legs poisoned").get(&(from.clone(), leg)).cloned();
@@ -404,10 +575,28 @@ impl CallRouter {
 
     /// Host side: joins the leg `leg` of node `from` to the local call of `gid` and relays
     /// between them until one side lets go.
-    async fn host(self: Arc<Self>, from: String, leg: u64, user: SessionUser, gid: i64, rid: Option<String>) {
+    /// A 1:1 call's room (`gid` < 0) is joined only by the origin's session `origin` that
+    /// carries a side of the call.
+    async fn host(
+        self: Arc<Self>,
+        from: String,
+        leg: u64,
+        user: SessionUser,
+        gid: i64,
+        rid: Option<String>,
+        origin: u64,
+    ) {
         let Some(calls) = self.calls.upgrade() else { return };
         let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
-        let (mut call, joined) = match calls.join(&user, session, gid, rid.clone()).await {
+        let joined = match (gid < 0, self.direct()) {
+            (false, _) => calls.join(&user, session, gid, rid.clone()).await,
+            (true, Some(direct)) => {
+                let at = SessionAt { node: from.as_str().into(), session: origin };
+                direct.enter(&user, &at, session, gid, rid.clone()).await
+            }
+            (true, None) => Err(ApiError::not_found("no such call, or not yours to join")),
+        };
+        let (mut call, joined) = match joined {
             Ok(j) => j,
             Err(e) => return self.send(&from, Msg::Joined { leg, frame: error(rid, e.code, &e.message) }),
         };
@@ -458,6 +647,11 @@ impl CallRouter {
     /// Node `id` is gone: the legs it hosted for this node's sessions end with `left` (`lost`),
     /// and the legs this node hosted for its sessions end.
     pub fn node_gone(&self, id: &str) {
+        // 1:1 calls: those held here that its sessions carried end `lost`; those it held end
+        // `lost` too, told by the node that speaks for the cluster.
+        if let Some(d) = self.direct() {
+            d.node_gone(id, self.cluster.speaks_for_cluster());
+        }
         let ended: Vec<Away> = {
             let mut away = self.away.lock().expect("call legs poisoned");
             let legs: Vec<u64> = away.iter().filter(|(_, a)| a.host == id).map(|(l, _)| *l).collect();

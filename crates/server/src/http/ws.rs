@@ -739,13 +739,13 @@ impl Session {
                 Some(now(r.unwrap_or_else(|e| direct_error(rid, e))))
             }
             ClientFrame::CallAccept { rid, call } => {
-                Some(now(direct_answer(rid, self.s.direct.accept(&self.user, self.id, call))))
+                Some(now(direct_answer(rid, self.s.direct.accept(&self.user, self.id, call).await)))
             }
             ClientFrame::CallDecline { rid, call } => {
-                Some(now(direct_answer(rid, self.s.direct.decline(&self.user, call))))
+                Some(now(direct_answer(rid, self.s.direct.decline(&self.user, call).await)))
             }
             ClientFrame::CallHangup { rid, call } => {
-                Some(now(direct_answer(rid, self.s.direct.hangup(&self.user, call))))
+                Some(now(direct_answer(rid, self.s.direct.hangup(&self.user, call).await)))
             }
         }
     }

@@ -9,8 +9,16 @@
 //! (`declined`, `no_answer`, `canceled`, `lost`). A busy or offline callee ends it at once. A
 //! user is in at most one call at a time (as caller or callee), so what one user can make the
 //! server hold is one call.
+//!
+//! **Across nodes.** In a cluster a call lives in the `Ring` of the node that got its
+//! `call_dial`, while the callee may answer from a session on another node. So a session is
+//! named by its node and its number there ([`SessionAt`]), never by a bare number (session
+//! numbers of two nodes collide); the ids a `Ring` hands out are the service's to choose
+//! ([`Ring::dial`] takes one), and every id `dial` accepted is [`Out::Released`] exactly once,
+//! so the service can drop what it keeps for the call outside this machine.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_proto::direct::{mesibo_status, DirectCallStatus, DirectCallUpdate};
@@ -28,19 +36,39 @@ pub struct Party {
     pub name: String,
 }
 
+/// A session of some node: the node's id and the session's number there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionAt {
+    /// The node the session is connected to.
+    pub node: Arc<str>,
+    /// The session's number on that node.
+    pub session: u64,
+}
+
+/// Whether a callee can be rung.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Online and in no call: ring them.
+    Online,
+    /// No session anywhere.
+    Offline,
+    /// In a call this `Ring` does not know (held by another node).
+    BusyElsewhere,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     /// Ringing until the deadline.
     Ringing { until: Instant },
     /// Answered from the callee's session `session`.
-    Answered { session: u64 },
+    Answered { session: SessionAt },
 }
 
 #[derive(Debug)]
 struct Call {
     caller: Party,
     /// The session that placed the call (it carries the caller's media).
-    caller_session: u64,
+    caller_session: SessionAt,
     callee: Party,
     video: bool,
     phase: Phase,
@@ -58,6 +86,14 @@ pub enum Out {
     },
     /// The call ended: close its media room (everyone in it leaves).
     CloseRoom(CallId),
+    /// The id is done with (the call ended, or never rang): whatever the service keeps for it
+    /// outside the machine (a cluster's rows) can go. Once per id `dial` accepted.
+    Released {
+        /// The call.
+        id: CallId,
+        /// The callee's answering session, if it was answered (its node may keep a note).
+        answered: Option<SessionAt>,
+    },
 }
 
 /// A refused request: the error code, Mesibo's call status, and the words.
@@ -75,6 +111,13 @@ fn refuse(code: ErrorCode, status: u8, message: &'static str) -> Refusal {
     Refusal { code, status, message }
 }
 
+impl Refusal {
+    /// The caller is in a call already.
+    pub fn in_a_call() -> Refusal {
+        refuse(ErrorCode::Conflict, mesibo_status::INVALID_STATE, "you are in a call already: hang it up first")
+    }
+}
+
 fn no_such_call() -> Refusal {
     refuse(ErrorCode::NotFound, mesibo_status::INVALID_DEST, "no such call")
 }
@@ -85,6 +128,7 @@ pub struct Ring {
     calls: HashMap<CallId, Call>,
     /// Who is in a call: user id → call.
     busy: HashMap<i64, CallId>,
+    /// The next id of [`Ring::next_id`].
     next: i64,
     timeout: Duration,
 }
@@ -100,6 +144,24 @@ impl Ring {
         self.calls.len()
     }
 
+    /// A new call id, 1, 2, 3…: for a `Ring` that is alone (one node), where nobody else hands
+    /// out ids.
+    pub fn next_id(&mut self) -> CallId {
+        let id = CallId(self.next);
+        self.next += 1;
+        id
+    }
+
+    /// Whether call `id` is in progress here.
+    pub fn holds(&self, id: CallId) -> bool {
+        self.calls.contains_key(&id)
+    }
+
+    /// The ids of the calls in progress.
+    pub fn ids(&self) -> Vec<CallId> {
+        self.calls.keys().copied().collect()
+    }
+
     /// The earliest ringing deadline, when [`Ring::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.calls
@@ -112,29 +174,30 @@ impl Ring {
     }
 
     /// `caller`'s session `session` calls `callee` (a user the caller may message; the service
-    /// checked). `callee_online`: the callee has a session to ring. Returns the new call's id and
-    /// what to do; refused when the caller is in a call already.
+    /// checked) as call `id` (new: from [`Ring::next_id`], or unique across a cluster).
+    /// `reach`: whether the callee can be rung, as far as the service knows. Returns what to
+    /// do; refused when the caller is in a call already (`id` is then not taken: no
+    /// [`Out::Released`] for it).
+    #[allow(clippy::too_many_arguments)]
     pub fn dial(
         &mut self,
         now: Instant,
+        id: CallId,
         caller: Party,
-        session: u64,
+        session: SessionAt,
         callee: Party,
         video: bool,
-        callee_online: bool,
-    ) -> Result<(CallId, Vec<Out>), Refusal> {
+        reach: Reach,
+    ) -> Result<Vec<Out>, Refusal> {
         if self.busy.contains_key(&caller.uid) {
-            return Err(refuse(
-                ErrorCode::Conflict,
-                mesibo_status::INVALID_STATE,
-                "you are in a call already: hang it up first",
-            ));
+            return Err(Refusal::in_a_call());
         }
         if caller.uid == callee.uid {
             return Err(refuse(ErrorCode::BadRequest, mesibo_status::NOT_ALLOWED, "you cannot call yourself"));
         }
-        let id = CallId(self.next);
-        self.next += 1;
+        if self.calls.contains_key(&id) {
+            return Err(refuse(ErrorCode::Conflict, mesibo_status::INVALID_STATE, "that call id is taken; try again"));
+        }
         let call = Call {
             caller,
             caller_session: session,
@@ -142,9 +205,9 @@ impl Ring {
             video,
             phase: Phase::Ringing { until: now + self.timeout },
         };
-        let early_end = if self.busy.contains_key(&call.callee.uid) {
+        let early_end = if self.busy.contains_key(&call.callee.uid) || reach == Reach::BusyElsewhere {
             Some(DirectCallStatus::Busy)
-        } else if !callee_online {
+        } else if reach == Reach::Offline {
             Some(DirectCallStatus::Offline)
         } else {
             None
@@ -152,7 +215,10 @@ impl Ring {
         if let Some(status) = early_end {
             // Told to the caller only: the callee was never rung.
             let frame = status_frame(id, &call, status, None);
-            return Ok((id, vec![Out::Deliver { uids: vec![call.caller.uid], frame: Box::new(frame) }]));
+            return Ok(vec![
+                Out::Deliver { uids: vec![call.caller.uid], frame: Box::new(frame) },
+                Out::Released { id, answered: None },
+            ]);
         }
         let incoming = ServerFrame::CallIncoming {
             call: id,
@@ -170,11 +236,11 @@ impl Ring {
         self.busy.insert(call.caller.uid, id);
         self.busy.insert(call.callee.uid, id);
         self.calls.insert(id, call);
-        Ok((id, out))
+        Ok(out)
     }
 
     /// The callee answers call `id` from its session `session`.
-    pub fn accept(&mut self, uid: i64, session: u64, id: CallId) -> Result<Vec<Out>, Refusal> {
+    pub fn accept(&mut self, uid: i64, session: SessionAt, id: CallId) -> Result<Vec<Out>, Refusal> {
         let call = self.calls.get_mut(&id).filter(|c| c.callee.uid == uid).ok_or_else(no_such_call)?;
         if !matches!(call.phase, Phase::Ringing { .. }) {
             return Err(refuse(ErrorCode::Conflict, mesibo_status::INVALID_STATE, "the call was answered already"));
@@ -215,19 +281,39 @@ impl Ring {
     }
 
     /// User `uid`'s session `session` closed. The call it placed, or answered, ends `lost`.
-    pub fn session_gone(&mut self, uid: i64, session: u64) -> Vec<Out> {
+    pub fn session_gone(&mut self, uid: i64, session: &SessionAt) -> Vec<Out> {
         let Some(&id) = self.busy.get(&uid) else { return Vec::new() };
         let Some(call) = self.calls.get(&id) else { return Vec::new() };
         let carried = if call.caller.uid == uid {
-            call.caller_session == session
+            call.caller_session == *session
         } else {
-            call.phase == Phase::Answered { session }
+            matches!(&call.phase, Phase::Answered { session: s } if s == session)
         };
         if !carried {
             return Vec::new();
         }
         let by = if call.caller.uid == uid { call.caller.address.clone() } else { call.callee.address.clone() };
         self.end(id, DirectCallStatus::Lost, Some(by))
+    }
+
+    /// Node `node` is gone (died or drained): every call a session of it carried (placed, or
+    /// answered) ends `lost`, by the side whose session it was. A call still ringing on that
+    /// node's sessions goes on: the callee's other sessions may answer.
+    pub fn node_gone(&mut self, node: &str) -> Vec<Out> {
+        let lost: Vec<(CallId, String)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| {
+                if &*c.caller_session.node == node {
+                    return Some((*id, c.caller.address.clone()));
+                }
+                match &c.phase {
+                    Phase::Answered { session } if &*session.node == node => Some((*id, c.callee.address.clone())),
+                    _ => None,
+                }
+            })
+            .collect();
+        lost.into_iter().flat_map(|(id, by)| self.end(id, DirectCallStatus::Lost, Some(by))).collect()
     }
 
     /// Ends every call that rang past its deadline (`no_answer`).
@@ -243,11 +329,11 @@ impl Ring {
 
     /// Whether session `session` of user `uid` carries a side of answered call `id` (the
     /// session that placed it, or the one that answered): only these join its media room.
-    pub fn may_join(&self, uid: i64, session: u64, id: CallId) -> bool {
-        self.calls.get(&id).is_some_and(|c| match c.phase {
+    pub fn may_join(&self, uid: i64, session: &SessionAt, id: CallId) -> bool {
+        self.calls.get(&id).is_some_and(|c| match &c.phase {
             Phase::Ringing { .. } => false,
             Phase::Answered { session: answered } => {
-                (c.caller.uid == uid && c.caller_session == session) || (c.callee.uid == uid && answered == session)
+                (c.caller.uid == uid && c.caller_session == *session) || (c.callee.uid == uid && answered == session)
             }
         })
     }
@@ -263,9 +349,14 @@ impl Ring {
         self.busy.remove(&call.callee.uid);
         let frame = status_frame(id, &call, status, by);
         let mut out = vec![Out::Deliver { uids: vec![call.caller.uid, call.callee.uid], frame: Box::new(frame) }];
-        if matches!(call.phase, Phase::Answered { .. }) {
-            out.push(Out::CloseRoom(id));
-        }
+        let answered = match call.phase {
+            Phase::Answered { session } => {
+                out.push(Out::CloseRoom(id));
+                Some(session)
+            }
+            Phase::Ringing { .. } => None,
+        };
+        out.push(Out::Released { id, answered });
         out
     }
 }
@@ -317,8 +408,28 @@ mod tests {
             .collect()
     }
 
+    /// Session `n` of node `n0`.
+    fn at(n: u64) -> SessionAt {
+        SessionAt { node: "n0".into(), session: n }
+    }
+
+    /// Session `n` of node `node`.
+    fn on(node: &str, n: u64) -> SessionAt {
+        SessionAt { node: node.into(), session: n }
+    }
+
+    fn released(out: &[Out]) -> Vec<CallId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Released { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn dial(r: &mut Ring, now: Instant, from: i64, to: i64) -> (CallId, Vec<Out>) {
-        r.dial(now, party(from), from as u64 * 10, party(to), true, true).expect("dialled")
+        let id = r.next_id();
+        (id, r.dial(now, id, party(from), at(from as u64 * 10), party(to), true, Reach::Online).expect("dialled"))
     }
 
     #[test]
@@ -345,16 +456,16 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Ring::new(TIMEOUT);
         let (id, _) = dial(&mut r, t0, 1, 2);
-        assert!(!r.may_join(1, 10, id), "no media before the answer");
-        let out = r.accept(2, 21, id).unwrap();
+        assert!(!r.may_join(1, &at(10), id), "no media before the answer");
+        let out = r.accept(2, at(21), id).unwrap();
         assert_eq!(statuses(&out), vec![(vec![1, 2], DirectCallStatus::Answered, None)]);
-        assert!(r.may_join(1, 10, id) && r.may_join(2, 21, id));
-        assert!(!r.may_join(2, 22, id), "the callee's other session does not carry the call");
-        assert!(!r.may_join(1, 11, id), "nor does the caller's other session");
-        assert!(!r.may_join(3, 30, id), "nor a third user");
+        assert!(r.may_join(1, &at(10), id) && r.may_join(2, &at(21), id));
+        assert!(!r.may_join(2, &at(22), id), "the callee's other session does not carry the call");
+        assert!(!r.may_join(1, &at(11), id), "nor does the caller's other session");
+        assert!(!r.may_join(3, &at(30), id), "nor a third user");
         assert_eq!(r.next_deadline(), None, "an answered call does not time out");
         assert!(r.tick(t0 + TIMEOUT * 2).is_empty());
-        assert_eq!(r.accept(2, 22, id).unwrap_err().code, ErrorCode::Conflict, "answered once only");
+        assert_eq!(r.accept(2, at(22), id).unwrap_err().code, ErrorCode::Conflict, "answered once only");
         let out = r.hangup(2, id).unwrap();
         assert_eq!(statuses(&out), vec![(vec![1, 2], DirectCallStatus::Ended, Some("u2".into()))]);
         assert_eq!(closes(&out), vec![id]);
@@ -403,13 +514,22 @@ mod tests {
         // 3 calls 1, the caller of a call: busy too.
         assert_eq!(statuses(&dial(&mut r, t0, 3, 1).1)[0].1, DirectCallStatus::Busy);
         // 1 is in a call: cannot place another.
-        let e = r.dial(t0, party(1), 10, party(4), false, true).unwrap_err();
+        let id = r.next_id();
+        let e = r.dial(t0, id, party(1), at(10), party(4), false, Reach::Online).unwrap_err();
         assert_eq!((e.code, e.status), (ErrorCode::Conflict, mesibo_status::INVALID_STATE));
         // Nobody online to ring.
-        let (_, out) = r.dial(t0, party(5), 50, party(6), false, false).unwrap();
+        let id = r.next_id();
+        let out = r.dial(t0, id, party(5), at(50), party(6), false, Reach::Offline).unwrap();
         assert_eq!(statuses(&out), vec![(vec![5], DirectCallStatus::Offline, None)]);
+        assert_eq!(released(&out), vec![id], "a call that never rang is released at once");
+        // In a call on another node: busy, told to the caller only.
+        let id = r.next_id();
+        let out = r.dial(t0, id, party(5), at(50), party(6), false, Reach::BusyElsewhere).unwrap();
+        assert_eq!(statuses(&out), vec![(vec![5], DirectCallStatus::Busy, None)]);
+        assert_eq!(released(&out), vec![id]);
         assert_eq!(r.in_progress(), 1);
-        let e = r.dial(t0, party(5), 50, party(5), false, true).unwrap_err();
+        let id = r.next_id();
+        let e = r.dial(t0, id, party(5), at(50), party(5), false, Reach::Online).unwrap_err();
         assert_eq!((e.code, e.status), (ErrorCode::BadRequest, mesibo_status::NOT_ALLOWED));
     }
 
@@ -418,11 +538,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Ring::new(TIMEOUT);
         let (id, _) = dial(&mut r, t0, 1, 2);
-        assert_eq!(r.accept(3, 30, id).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(r.accept(3, at(30), id).unwrap_err().code, ErrorCode::NotFound);
         assert_eq!(r.decline(3, id).unwrap_err().code, ErrorCode::NotFound);
         assert_eq!(r.hangup(3, id).unwrap_err().code, ErrorCode::NotFound);
-        assert_eq!(r.accept(1, 10, id).unwrap_err().code, ErrorCode::NotFound, "the caller cannot answer");
-        assert!(r.session_gone(3, 30).is_empty());
+        assert_eq!(r.accept(1, at(10), id).unwrap_err().code, ErrorCode::NotFound, "the caller cannot answer");
+        assert!(r.session_gone(3, &at(30)).is_empty());
         assert_eq!(r.in_progress(), 1);
     }
 
@@ -432,19 +552,73 @@ mod tests {
         let mut r = Ring::new(TIMEOUT);
         // The caller's placing session closes while ringing.
         let (_, _) = dial(&mut r, t0, 1, 2);
-        assert!(r.session_gone(1, 11).is_empty(), "another session of the caller");
-        assert!(r.session_gone(2, 20).is_empty(), "a ringing session of the callee: others may answer");
-        let out = r.session_gone(1, 10);
+        assert!(r.session_gone(1, &at(11)).is_empty(), "another session of the caller");
+        assert!(r.session_gone(2, &at(20)).is_empty(), "a ringing session of the callee: others may answer");
+        let out = r.session_gone(1, &at(10));
         assert_eq!(statuses(&out), vec![(vec![1, 2], DirectCallStatus::Lost, Some("u1".into()))]);
         // The callee's answering session closes.
         let (id, _) = dial(&mut r, t0, 1, 2);
-        r.accept(2, 21, id).unwrap();
-        assert!(r.session_gone(2, 22).is_empty());
-        let out = r.session_gone(2, 21);
+        r.accept(2, at(21), id).unwrap();
+        assert!(r.session_gone(2, &at(22)).is_empty());
+        let out = r.session_gone(2, &at(21));
         assert_eq!(statuses(&out), vec![(vec![1, 2], DirectCallStatus::Lost, Some("u2".into()))]);
         assert_eq!(closes(&out), vec![id]);
         assert_eq!(r.in_progress(), 0);
         // Both are free again.
         dial(&mut r, t0, 2, 1);
+    }
+
+    #[test]
+    fn sessions_of_two_nodes_with_one_number_are_two_sessions() {
+        let t0 = Instant::now();
+        let mut r = Ring::new(TIMEOUT);
+        let id = r.next_id();
+        r.dial(t0, id, party(1), on("a", 7), party(2), true, Reach::Online).unwrap();
+        r.accept(2, on("b", 7), id).unwrap();
+        assert!(r.may_join(1, &on("a", 7), id) && r.may_join(2, &on("b", 7), id));
+        assert!(!r.may_join(2, &on("a", 7), id), "the callee's session 7 of node a did not answer");
+        assert!(!r.may_join(1, &on("b", 7), id), "the caller's session 7 of node b did not place it");
+        assert!(r.session_gone(2, &on("a", 7)).is_empty());
+        let out = r.session_gone(2, &on("b", 7));
+        assert_eq!(statuses(&out), vec![(vec![1, 2], DirectCallStatus::Lost, Some("u2".into()))]);
+        assert_eq!((closes(&out), released(&out)), (vec![id], vec![id]));
+    }
+
+    #[test]
+    fn a_node_gone_ends_the_calls_its_sessions_carry() {
+        let t0 = Instant::now();
+        let mut r = Ring::new(TIMEOUT);
+        // 1 → 2 answered on node b; 3 → 4 ringing; 5 → 6 answered on node c.
+        let (a, b, c) = (r.next_id(), r.next_id(), r.next_id());
+        r.dial(t0, a, party(1), on("a", 1), party(2), true, Reach::Online).unwrap();
+        r.accept(2, on("b", 1), a).unwrap();
+        r.dial(t0, b, party(3), on("a", 3), party(4), true, Reach::Online).unwrap();
+        r.dial(t0, c, party(5), on("a", 5), party(6), true, Reach::Online).unwrap();
+        r.accept(6, on("c", 1), c).unwrap();
+        let out = r.node_gone("b");
+        assert_eq!(statuses(&out), vec![(vec![1, 2], DirectCallStatus::Lost, Some("u2".into()))]);
+        assert_eq!((closes(&out), released(&out)), (vec![a], vec![a]));
+        assert!(r.holds(b) && r.holds(c), "a ringing call and another node's call go on");
+        // The node of the calls' placing sessions: all its calls end, ringing ones too.
+        let out = r.node_gone("a");
+        let mut ended = released(&out);
+        ended.sort_by_key(|i| i.get());
+        assert_eq!(ended, vec![b, c]);
+        assert!(statuses(&out).iter().all(|(_, s, _)| *s == DirectCallStatus::Lost));
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn every_accepted_id_is_released_once_and_a_taken_id_is_refused() {
+        let t0 = Instant::now();
+        let mut r = Ring::new(TIMEOUT);
+        let (id, out) = dial(&mut r, t0, 1, 2);
+        assert!(released(&out).is_empty(), "ringing: still held");
+        let e = r.dial(t0, id, party(3), at(30), party(4), true, Reach::Online).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict, "ids are unique");
+        r.accept(2, at(20), id).unwrap();
+        let out = r.hangup(1, id).unwrap();
+        assert_eq!(released(&out), vec![id]);
+        assert!(r.hangup(2, id).is_err() && r.tick(t0 + TIMEOUT).is_empty(), "nothing more for it");
     }
 }
