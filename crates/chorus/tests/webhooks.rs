@@ -4,7 +4,7 @@
 //! and 400 when not, and appends what it accepted to a file the test reads.
 //!
 //! The first test runs on both stores (the delivery table is SQL of its own); the outage test on
-//! SQLite.
+//! SQLite; the last one on three cluster nodes (PostgreSQL + NATS).
 
 mod common;
 
@@ -17,6 +17,7 @@ use chorus_client::call::media::VideoKind;
 use chorus_client::call::{CallOptions, PublishOptions};
 use chorus_proto::ws::ServerFrame;
 use common::calls::{join, member_with_pin, room};
+use common::cluster::{shared_nats, Cluster};
 use common::{Backend, Server, ADMIN_TOKEN};
 use serde_json::Value;
 
@@ -316,4 +317,50 @@ async fn recording_ready_arrives_for_each_file() {
     let lib: Value = r.owner.get(&format!("/v1/groups/{}/media", r.gid)).await.unwrap();
     assert!(lib["media"].as_array().unwrap().iter().any(|m| m["id"] == d["id"]), "{lib}");
     call.leave().await.expect("leave");
+}
+
+/// In a cluster every node runs the delivery task over the one table: each event is still
+/// posted once, and the events made on one node arrive in the order they were made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_posts_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = out_file(&dir);
+    let receiver = Receiver::start(0, &out);
+    let env = hook_env(&receiver.url());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let c = Cluster::start(3, &shared_nats(), &env).await;
+    c.wait_joined().await;
+    let r = room(&c.nodes[0]).await;
+    // Bob never connects: every message is a `message.offline` for him. One sender per node.
+    let _bob = member_with_pin(&c.nodes[0], &r, "bob@example.org", &r.publisher_pin).await;
+    let (carol, _) = member_with_pin(&c.nodes[1], &r, "carol@example.org", &r.publisher_pin).await;
+    let (dan, _) = member_with_pin(&c.nodes[2], &r, "dan@example.org", &r.publisher_pin).await;
+    let (mut a, _) = c.nodes[0].connect(&r.owner).await;
+    let (mut b, _) = c.nodes[1].connect(&carol).await;
+    let (mut d, _) = c.nodes[2].connect(&dan).await;
+    const EACH: usize = 20;
+    async fn send_all(conn: &mut chorus_client::Connection, gid: i64, who: &str) -> Vec<i64> {
+        let mut mids = Vec::new();
+        for i in 0..EACH {
+            let answer = conn.send_text(None, Some(gid), &format!("{who}-{i}"), &format!("{who} {i}")).await;
+            mids.push(mid(answer.expect("send")));
+        }
+        mids
+    }
+    let (ma, mb, md) =
+        tokio::join!(send_all(&mut a, r.gid, "a"), send_all(&mut b, r.gid, "b"), send_all(&mut d, r.gid, "d"));
+    let got = wait_accepted(&out, "every event", |g| g.len() >= 3 * EACH).await;
+    // Anything posted twice would arrive within another round of the delivery tasks.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got_now = accepted(&out);
+    assert_eq!(got_now.len(), 3 * EACH, "every event exactly once: {got_now:#?}");
+    let mut ids: Vec<&String> = got.iter().map(|(id, _)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3 * EACH, "no webhook-id twice");
+    let received: Vec<i64> = got.iter().map(|(_, e)| e["data"]["mid"].as_i64().unwrap()).collect();
+    for mids in [ma, mb, md] {
+        let order: Vec<i64> = received.iter().copied().filter(|m| mids.contains(m)).collect();
+        assert_eq!(order, mids, "one node's events in the order they were made");
+    }
 }

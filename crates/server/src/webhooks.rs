@@ -18,6 +18,11 @@
 //! - Rows are stored before the first attempt, so a restart (even kill -9 after the store)
 //!   loses none; an event can be posted twice only if the process dies between a receiver's 2xx
 //!   and the row's update (receivers dedupe by `webhook-id`, as the standard says).
+//! - Each attempt first claims its row: it moves the row's `next_at` a lease ahead
+//!   ([`LEASE`]), on the condition that nobody moved it since it was read. In a cluster every
+//!   node runs this task over the one table, and only the node whose claim won posts; the
+//!   others find the head row not due and wait, so a URL still gets its rows one at a time, in
+//!   order. A node that dies during an attempt leaves the row due again when the lease ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +40,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 
+/// How long a claimed attempt keeps other nodes off its row: longer than a POST may take.
+const LEASE: Duration = Duration::from_secs(15);
 /// Events waiting to be stored; past this, new ones are dropped.
 const QUEUE: usize = 10_000;
 /// Rows stored per transaction.
@@ -281,6 +288,21 @@ async fn deliver_url(
         let now = now_ms();
         if next_at > now {
             return Ok(Some(Duration::from_millis((next_at - now) as u64)));
+        }
+        // Claimed by this node, or by another one first (which then delivers it).
+        let claimed = sqlx::query(
+            "UPDATE webhook_deliveries SET next_at = $1 \
+             WHERE id = $2 AND next_at = $3 AND delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .bind(now + LEASE.as_millis() as i64)
+        .bind(id)
+        .bind(next_at)
+        .execute(&db.write)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            return Ok(Some(LEASE));
         }
         let msg_id = format!("msg_{id}");
         let timestamp = now / 1000;
