@@ -474,3 +474,57 @@ async fn the_users_of_a_killed_node_are_announced_offline_by_another() {
     // Once: node2 is alive but not the lowest id.
     assert!(cb.expect(common::QUIET, |f| presence_of(f, &a_addr, presence::OFFLINE)).await.is_err(), "announced twice");
 }
+
+/// A WebSocket ticket (`POST /v1/ws/ticket`) issued by one node opens a session on any node,
+/// once: no load balancer stickiness needed. The internal route that redeems it for another
+/// node answers no client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_from_one_node_opens_a_websocket_on_another_once() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMsg;
+    let c = Cluster::start(3, &shared_nats(), &[]).await;
+    c.wait_joined().await;
+    let (u, _) = c.nodes[0].login("u@example.org", "U").await;
+    let issue = || async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/ws/ticket", c.nodes[0].base))
+            .bearer_auth(&u.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let t: serde_json::Value = r.json().await.unwrap();
+        t["ticket"].as_str().unwrap().to_string()
+    };
+    let ws_url = |i: usize, ticket: &str| format!("{}/v1/ws?ticket={ticket}", c.nodes[i].base.replace("http", "ws"));
+    let status = |r: Result<_, tokio_tungstenite::tungstenite::Error>| match r {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    };
+    let t1 = issue().await;
+    assert!(t1.starts_with("node0."), "a ticket names its node: {t1}");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(ws_url(1, &t1)).await.expect("node0's ticket opens a session on node1");
+    ws.send(WsMsg::text(r#"{"type":"hello"}"#)).await.unwrap();
+    let first = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let welcome: serde_json::Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["user"]["address"], u.user.address);
+    // Used: not again, on any node (node0 itself included).
+    for i in 0..3 {
+        assert_eq!(status(tokio_tungstenite::connect_async(ws_url(i, &t1)).await), 401, "node{i}");
+    }
+    // A ticket used on the node that issued it, as on one node.
+    let t2 = issue().await;
+    assert_eq!(status(tokio_tungstenite::connect_async(ws_url(0, &t2)).await), 101);
+    // A made-up ticket naming a node, and the internal route asked by a client.
+    assert_eq!(status(tokio_tungstenite::connect_async(ws_url(2, "node0.made-up")).await), 401);
+    let internal = reqwest::Client::new()
+        .post(format!("{}/internal/ws-ticket", c.nodes[0].base))
+        .body(issue().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(internal.status(), 404);
+}

@@ -264,7 +264,10 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<App> {
         admin_token: admin.into(),
         next_session,
         epoch: db.epoch.clone().into(),
-        tickets: Default::default(),
+        tickets: Arc::new(match &cluster {
+            Some(_) => http::ticket::Tickets::with_prefix(format!("{node_id}.")),
+            None => http::ticket::Tickets::default(),
+        }),
         media,
         node_id,
         cluster,

@@ -111,7 +111,9 @@ pub fn router(state: AppState) -> Router {
     let mut api = mesibo::api_routes();
     let mut sdk = sdk::routes().method_not_allowed_fallback(method_not_allowed);
     let mut live = live::routes();
+    let mut internal = Router::new();
     if state.forward.is_some() {
+        internal = internal.route("/internal/ws-ticket", axum::routing::post(ws::redeem_forwarded));
         // Cluster mode: a request about a call held by another node runs there (see [`forward`]).
         let layer = || axum::middleware::from_fn_with_state(state.clone(), forward::layer);
         v1 = v1.route_layer(layer());
@@ -131,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(v1)
         .merge(live)
+        .merge(internal)
         .merge(api)
         .merge(mesibo::backend_routes())
         .merge(metrics::routes())

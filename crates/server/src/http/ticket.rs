@@ -5,6 +5,12 @@
 //! `GET /v1/ws?ticket=…` takes it back and opens the session with the token it was issued
 //! for, which is checked again then, so a ticket of a revoked token opens nothing, and the
 //! session ends when that token is revoked, as one opened with the token itself does.
+//!
+//! In a cluster a ticket starts with the id of the node that issued it (`<node_id>.<random>`):
+//! a WebSocket opened on another node redeems it there, over NATS
+//! ([`crate::cluster::forward`], the internal route `POST /internal/ws-ticket`, which answers
+//! only requests forwarded by a node), so no load balancer stickiness is needed and a ticket
+//! is still used once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -36,6 +42,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Tickets {
     inner: Mutex<Inner>,
+    /// What starts every ticket: `<node_id>.` in a cluster, else nothing.
+    prefix: String,
 }
 
 #[derive(Default)]
@@ -75,6 +83,16 @@ impl Inner {
 }
 
 impl Tickets {
+    /// No tickets yet; each will start with `prefix`.
+    pub fn with_prefix(prefix: String) -> Tickets {
+        Tickets { inner: Mutex::default(), prefix }
+    }
+
+    /// The node that issued `ticket`, if it names one (cluster mode).
+    pub fn node_of(ticket: &str) -> Option<&str> {
+        ticket.split_once('.').map(|(node, _)| node)
+    }
+
     /// A new ticket for `token` (already authenticated as `uid`).
     pub fn issue(&self, uid: i64, token: &str, now: Instant) -> ApiResult<String> {
         let mut g = self.inner.lock().expect("tickets lock poisoned");
@@ -84,7 +102,7 @@ impl Tickets {
                 "at most {MAX_PER_USER} unused WebSocket tickets at a time; use them or wait until they expire"
             )));
         }
-        let ticket = crate::auth_token::random_token(32);
+        let ticket = format!("{}{}", self.prefix, crate::auth_token::random_token(32));
         let h = hash(&ticket);
         let expires = now + TICKET_TTL;
         g.by_hash.insert(h, Entry { token: token.to_string(), uid, expires });

@@ -73,11 +73,46 @@ fn too_many_sessions(max: usize) -> ApiError {
     ApiError::new(ErrorCode::LimitExceeded, format!("too many sessions: a user may have at most {max} open at once"))
 }
 
+/// The access token a ticket stands for, redeemed here or (cluster mode) on the node that issued
+/// it, while that node is alive.
+async fn redeem(s: &AppState, ticket: &str, ip: std::net::IpAddr) -> Result<String, ApiError> {
+    if let (Some(fwd), Some(cluster)) = (&s.forward, &s.cluster) {
+        let node = super::ticket::Tickets::node_of(ticket).filter(|n| *n != fwd.node_id() && cluster.alive(n));
+        if let Some(node) = node {
+            let uri = axum::http::Uri::from_static("/internal/ws-ticket");
+            let body = axum::body::Bytes::copy_from_slice(ticket.as_bytes());
+            let headers = axum::http::HeaderMap::new();
+            let r = fwd.forward(node, &axum::http::Method::POST, &uri, &headers, ip, body).await;
+            let r =
+                r.map_err(|_| ApiError::rate_limited("the node that issued the ticket did not answer; try again"))?;
+            if !r.status().is_success() {
+                return Err(ApiError::unauthorized());
+            }
+            let token = axum::body::to_bytes(r.into_body(), 4096).await.map_err(|_| ApiError::unauthorized())?;
+            return String::from_utf8(token.to_vec()).map_err(|_| ApiError::unauthorized());
+        }
+    }
+    s.tickets.redeem(ticket, Instant::now()).ok_or_else(ApiError::unauthorized)
+}
+
+/// `POST /internal/ws-ticket` (cluster mode, and only as forwarded by another node): redeems a
+/// ticket this node issued for a WebSocket opened on that node; answers the access token.
+pub(super) async fn redeem_forwarded(
+    State(s): State<AppState>,
+    forwarded: Option<axum::Extension<crate::cluster::forward::Forwarded>>,
+    ticket: String,
+) -> Result<String, ApiError> {
+    if forwarded.is_none() {
+        return Err(ApiError::not_found("no such endpoint"));
+    }
+    s.tickets.redeem(&ticket, Instant::now()).ok_or_else(ApiError::unauthorized)
+}
+
 /// `GET /v1/ws?ticket=…` (from `POST /v1/ws/ticket`), `Authorization: Bearer …` or
 /// `?token=…`: upgrades after the credential checks out.
 pub(super) async fn upgrade(
     State(s): State<AppState>,
-    super::ClientIp(_ip): super::ClientIp,
+    super::ClientIp(ip): super::ClientIp,
     parts: Parts,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -85,7 +120,7 @@ pub(super) async fn upgrade(
     let query: WsQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
     let token = match query.ticket {
-        Some(ticket) => s.tickets.redeem(&ticket, Instant::now()).ok_or_else(ApiError::unauthorized)?,
+        Some(ticket) => redeem(&s, &ticket, ip).await?,
         None => query.token.or_else(|| super::bearer(&parts).map(str::to_string)).ok_or_else(ApiError::unauthorized)?,
     };
     let user = s.accounts.authenticate(&token).await?;
