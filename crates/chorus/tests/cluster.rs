@@ -2,8 +2,9 @@
 //! (docs/deployment.md). Users on different nodes chat, receive receipts, typing, presence and
 //! group events; receivers hop between nodes during a 1,000-message storm and get every
 //! message once, in order (one node hears NATS 50 ms late); a logout or a deleted user on one
-//! node ends the sessions on another; `/admin/nodes` lists every node; NATS missing at
-//! start stops the start, and NATS lost while running costs no message.
+//! node ends the sessions on another; `/admin/nodes` lists every node; a WebSocket ticket of
+//! one node opens a session on another; NATS missing at start stops the start, and NATS lost
+//! while running costs no message.
 
 mod common;
 
