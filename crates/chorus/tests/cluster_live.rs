@@ -16,22 +16,11 @@ use chorus_proto::GroupId;
 use common::call_slot;
 use common::calls::{member_with_pin, room};
 use common::cluster::{shared_nats, Cluster};
-use common::live::{header, obs_offer, problem, req};
+use common::live::{header, next_event, obs_offer, problem, req};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn next_event(c: &mut Connection, mut pred: impl FnMut(&CallEvent) -> bool) -> CallEvent {
-    let f = c
-        .expect(WAIT, |f| matches!(f, ServerFrame::CallEvent { event, .. } if pred(event)))
-        .await
-        .expect("the call event");
-    match f {
-        ServerFrame::CallEvent { event, .. } => event,
-        _ => unreachable!(),
-    }
-}
 
 /// The ids of the nodes holding a call, with its participants, as node `i` lists them.
 async fn holders(c: &Cluster, i: usize) -> Vec<(String, i64)> {
@@ -113,15 +102,7 @@ async fn whip_whep_and_recording_requests_on_any_node_reach_the_node_holding_the
     // One call, on one node, with both in it: not a second room on the entry node.
     one_host(&c, 2).await;
     // Any node's /admin/calls lists it, with the node holding it.
-    let calls: Value = reqwest::Client::new()
-        .get(format!("{}/admin/calls", b.base))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let calls = c.admin(others[1], "/admin/calls").await;
     assert_eq!(
         calls,
         json!([{ "gid": gid, "participants": 2, "started_at": calls[0]["started_at"], "node": format!("node{host}") }])

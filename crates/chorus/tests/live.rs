@@ -12,12 +12,11 @@ use chorus_proto::call::{CallEvent, CallLeaveReason};
 use chorus_proto::ws::{ClientFrame, ServerFrame};
 use chorus_proto::GroupId;
 use common::calls::{audio_publish, member_with_pin, room, Room};
-use common::live::{header, obs_offer, problem, req};
+use common::live::{header, next_event, obs_offer, problem, req};
 use common::{Backend, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(10);
 
 async fn stream_key(r: &Room, label: &str) -> (i64, String) {
     let k: serde_json::Value =
@@ -31,17 +30,6 @@ async fn watch(h: &Http, gid: i64) -> (Connection, ServerFrame) {
     let joined = c.request(|rid| ClientFrame::CallJoin { rid, gid: GroupId(gid) }).await.unwrap();
     assert!(matches!(joined, ServerFrame::CallJoined { .. }), "{joined:?}");
     (c, joined)
-}
-
-async fn next_event(c: &mut Connection, mut pred: impl FnMut(&CallEvent) -> bool) -> CallEvent {
-    let f = c
-        .expect(WAIT, |f| matches!(f, ServerFrame::CallEvent { event, .. } if pred(event)))
-        .await
-        .expect("the call event");
-    match f {
-        ServerFrame::CallEvent { event, .. } => event,
-        _ => unreachable!(),
-    }
 }
 
 /// OBS's path: an admin makes a stream key; a WHIP POST with it publishes H.264 + Opus, which

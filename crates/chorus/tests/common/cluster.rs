@@ -64,12 +64,17 @@ impl Cluster {
 
     /// `GET /admin/nodes` of node `i`.
     pub async fn admin_nodes(&self, i: usize) -> serde_json::Value {
+        self.admin(i, "/admin/nodes").await
+    }
+
+    /// `GET path` of node `i` with the admin token.
+    pub async fn admin(&self, i: usize, path: &str) -> serde_json::Value {
         reqwest::Client::new()
-            .get(format!("{}/admin/nodes", self.nodes[i].base))
+            .get(format!("{}{path}", self.nodes[i].base))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
-            .expect("GET /admin/nodes")
+            .expect("GET /admin/…")
             .json()
             .await
             .expect("JSON")

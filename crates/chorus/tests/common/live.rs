@@ -1,5 +1,10 @@
 //! WHIP/WHEP over plain HTTP for tests: an offer as OBS makes it, requests, problem details.
 
+use std::time::Duration;
+
+use chorus_client::Connection;
+use chorus_proto::call::CallEvent;
+use chorus_proto::ws::ServerFrame;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
@@ -88,4 +93,16 @@ pub fn problem(r: &Reply, status: u16, detail: &str) {
     assert_eq!(p["status"], status);
     let got = p["detail"].as_str().unwrap_or_default();
     assert!(got.contains(detail), "detail {got:?} lacks {detail:?}");
+}
+
+/// The next call event on `c` that `pred` accepts (10 s at most).
+pub async fn next_event(c: &mut Connection, mut pred: impl FnMut(&CallEvent) -> bool) -> CallEvent {
+    let f = c
+        .expect(Duration::from_secs(10), |f| matches!(f, ServerFrame::CallEvent { event, .. } if pred(event)))
+        .await
+        .expect("the call event");
+    match f {
+        ServerFrame::CallEvent { event, .. } => event,
+        _ => unreachable!(),
+    }
 }

@@ -285,11 +285,7 @@ impl CallRouter {
         let Some(direct) = self.direct().filter(|_| chorus_proto::direct::call_of_room(gid).is_some()) else {
             return Err(not_found());
         };
-        let host: Option<String> = sqlx::query_scalar("SELECT node FROM call_nodes WHERE gid = $1")
-            .bind(gid)
-            .fetch_optional(&self.db.read)
-            .await?;
-        match host.filter(|h| self.cluster.alive(h)) {
+        match self.holder(gid).await? {
             None => Err(not_found()),
             Some(h) if h == self.cluster.id => {
                 let at = SessionAt { node: self.cluster.id.as_str().into(), session };
