@@ -17,7 +17,6 @@ use common::{Backend, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-
 async fn stream_key(r: &Room, label: &str) -> (i64, String) {
     let k: serde_json::Value =
         r.owner.post(&format!("/v1/groups/{}/stream_keys", r.gid), &json!({ "label": label })).await.unwrap();
