@@ -215,6 +215,9 @@ pub struct Config {
     pub rtc_connect_timeout_secs: u64,
     /// Starting downlink bandwidth estimate per subscriber, kbit/s (then measured).
     pub rtc_initial_bitrate_kbps: u64,
+    /// Threads that drain the subscribers' peer connections of large calls (0: one per core;
+    /// 1: every call on its own task's thread). See `call::engine::egress`.
+    pub rtc_egress_threads: usize,
     /// Call events queued per participant; one that falls this far behind is dropped from the call.
     pub call_event_queue: usize,
     /// A call recording stops after this many seconds.
@@ -383,6 +386,7 @@ impl Default for Config {
             rtc_peer_timeout_secs: 10,
             rtc_connect_timeout_secs: 20,
             rtc_initial_bitrate_kbps: 1000,
+            rtc_egress_threads: 0,
             call_event_queue: 1024,
             recording_max_secs: 4 * 3600,
             recording_max_bytes: 2 << 30,
@@ -520,6 +524,9 @@ impl Config {
         }
         if self.rtc_peer_timeout_secs == 0 || self.rtc_connect_timeout_secs == 0 {
             anyhow::bail!("rtc_peer_timeout_secs and rtc_connect_timeout_secs must be positive");
+        }
+        if self.rtc_egress_threads > 1024 {
+            anyhow::bail!("rtc_egress_threads must be at most 1024 (0: one per core)");
         }
         if !(50..=100_000).contains(&self.rtc_initial_bitrate_kbps) {
             anyhow::bail!("rtc_initial_bitrate_kbps must be between 50 and 100000");

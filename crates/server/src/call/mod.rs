@@ -25,6 +25,7 @@
 
 mod batch;
 pub mod direct;
+mod egress;
 mod engine;
 mod net;
 pub(crate) mod sdp;

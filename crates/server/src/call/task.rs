@@ -143,6 +143,7 @@ impl RoomTask {
             record_max: Duration::from_secs(cfg.recording_max_secs),
         };
         let mut engine = Engine::new(now, engine_cfg);
+        engine.set_egress(Box::new(super::egress::Workers::new(net.clone(), cfg.rtc_egress_threads)));
         // The first wake-up is the engine's first tick, not now: a room that woke before its
         // first join arrived would find itself empty and end.
         let wake = loop {

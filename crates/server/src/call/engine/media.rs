@@ -7,26 +7,28 @@ use std::time::{Duration, Instant};
 
 use chorus_proto::call::CallEvent;
 use chorus_sfu::codec::{self, Codec};
+use chorus_sfu::downlink::DownlinkEstimate;
 use chorus_sfu::select::{self, Demand, LayerSelector, TrackRate};
 use chorus_sfu::{Decision, Forwarder, Layer, LeaveReason, PacketInfo, StreamId, Subscription, TrackKind};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{KeyframeRequestKind, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 
+use super::egress::{EgressPart, SubLeg};
 use super::record::{kind_of, RecordOut};
-use super::state::{Fwd, SpareLine, SsrcRoute};
+use super::state::{Fwd, PeerLeg, SpareLine, SsrcRoute};
 use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
 use crate::record::frames::RecPacket;
 
 /// Rounds of due timeouts one flush serves before it sends (see `Engine::flush`): enough for a
 /// 720p keyframe to one subscriber (str0m releases one packet per round).
-const IMMEDIATE_ROUNDS: u32 = 64;
+pub(super) const IMMEDIATE_ROUNDS: u32 = 64;
 /// str0m's pacer (on with bandwidth estimation) lets one packet out per timeout and then asks for
 /// the next timeout 1 µs after the last one it was given. A flush serves those at once (with the
 /// same `now`) instead of leaving the rest of a frame for later wake-ups of the room task.
-const PACER_STEP: Duration = Duration::from_micros(1);
+pub(super) const PACER_STEP: Duration = Duration::from_micros(1);
 /// How long the address a leg sends to must have been silent before the peer's traffic from
 /// another address moves the leg there (`Engine::follow_moved_peer`). A live peer sends RTCP at
 /// least every few seconds and consent checks (RFC 7675) every ~5 s; with media flowing, far
@@ -144,7 +146,7 @@ impl Engine {
     }
 
     pub(super) fn timeouts(&mut self, now: Instant) {
-        self.leg_timeouts(now, Duration::ZERO);
+        self.publish_timeouts(now);
         self.room.handle_timeout(now);
         self.talk.handle_timeout(now);
         self.talk_events();
@@ -157,21 +159,16 @@ impl Engine {
         self.room_events(now);
     }
 
-    /// Hands `now` to every peer connection whose timeout is due by `now + slack` and marks it
-    /// for draining. Returns whether any was due.
-    fn leg_timeouts(&mut self, now: Instant, slack: Duration) -> bool {
-        let mut any = false;
+    /// Hands `now` to every publish leg whose timeout is due and marks it for draining
+    /// (subscribe legs are served in the egress phase of the flush that follows).
+    fn publish_timeouts(&mut self, now: Instant) {
         for p in self.peers.values_mut() {
-            for (leg, which) in [(&mut p.publish, Leg::Publish), (&mut p.subscribe, Leg::Subscribe)] {
-                let Some(leg) = leg else { continue };
-                if leg.next_timeout <= now + slack {
-                    any = true;
-                    let _ = leg.rtc.handle_input(RtcInput::Timeout(now));
-                    mark_dirty(&mut self.dirty, leg, PeerKey { uid: p.uid, leg: which });
-                }
+            let Some(leg) = p.publish.as_mut() else { continue };
+            if leg.next_timeout <= now {
+                let _ = leg.rtc.handle_input(RtcInput::Timeout(now));
+                mark_dirty(&mut self.dirty, leg, PeerKey { uid: p.uid, leg: Leg::Publish });
             }
         }
-        any
     }
 
     /// Removes participants whose peer connections went silent or never connected.
@@ -217,21 +214,43 @@ impl Engine {
         }
     }
 
-    /// Drains every leg touched since the last flush, until no more work appears.
+    /// Drains every leg touched since the last flush, until no more work appears: the publish
+    /// legs and the forwarding on this thread, then the subscribe legs in parts (`egress`), then
+    /// what those asked for (keyframe requests reach publish legs).
     pub(super) fn flush(&mut self, now: Instant) {
-        // Writing forwarded packets makes str0m ask for a timeout before it releases each of them
-        // (its pacer, see PACER_STEP): serve those here, so a frame's packets leave in this
-        // flush's batch instead of one per wake-up of the room task (each a timer tick later).
-        let mut rounds = 0;
-        loop {
-            if self.dirty.is_empty() && self.work.is_empty() && self.rtp.is_empty() {
-                rounds += 1;
-                if rounds > IMMEDIATE_ROUNDS || !self.leg_timeouts(now, PACER_STEP) {
-                    break;
-                }
+        self.settle(now);
+        // Each pass serves what the last one's subscribers asked for (keyframe requests, a
+        // connection up). Usually the second finds nothing; a leg still pacing after
+        // IMMEDIATE_ROUNDS in every pass waits for the next wake-up.
+        for _ in 0..3 {
+            if !self.egress(now) {
+                break;
             }
-            while let Some(key) = self.dirty.pop() {
-                self.drain(now, key);
+            self.settle(now);
+        }
+        if self.recording.is_some() {
+            self.record_sync(now);
+        }
+        self.room_events(now);
+        let (packets, bytes) = std::mem::take(&mut self.forwarded);
+        if packets > 0 {
+            let m = crate::metrics::metrics();
+            m.forwarded_packets.inc_by(packets);
+            m.forwarded_bytes.inc_by(bytes);
+        }
+    }
+
+    /// The serial phase: drains the listed publish legs, forwards what they received and handles
+    /// the work found, until none is left. Subscribe legs stay marked for `egress`.
+    fn settle(&mut self, now: Instant) {
+        let publish_dirty = |d: &[PeerKey]| d.iter().any(|k| k.leg == Leg::Publish);
+        while publish_dirty(&self.dirty) || !self.work.is_empty() || !self.rtp.is_empty() {
+            let mut keys = std::mem::take(&mut self.dirty);
+            for key in keys.drain(..) {
+                match key.leg {
+                    Leg::Publish => self.drain(now, key),
+                    Leg::Subscribe => self.dirty.push(key),
+                }
             }
             let mut rtp = std::mem::replace(&mut self.rtp, std::mem::take(&mut self.rtp_spare));
             for (uid, pkt) in rtp.drain(..) {
@@ -250,101 +269,54 @@ impl Engine {
                 }
             }
         }
-        if self.recording.is_some() {
-            self.record_sync(now);
+    }
+
+    /// The egress phase (see `egress`): runs every subscribe leg that was written to or whose
+    /// timer is due, in the parts the runner asks for. Returns whether it ran any.
+    fn egress(&mut self, now: Instant) -> bool {
+        let due = now + PACER_STEP;
+        let mut legs = Vec::new();
+        for p in self.peers.values_mut() {
+            let Some(leg) = p.subscribe.as_mut() else { continue };
+            if leg.dirty || leg.next_timeout <= due {
+                legs.push(SubLeg { uid: p.uid, leg, downlink: &mut p.downlink });
+            }
         }
-        self.room_events(now);
-        let (packets, bytes) = std::mem::take(&mut self.forwarded);
-        if packets > 0 {
-            let m = crate::metrics::metrics();
-            m.forwarded_packets.inc_by(packets);
-            m.forwarded_bytes.inc_by(bytes);
+        if legs.is_empty() {
+            return false;
         }
+        // Every marked subscribe leg is in `legs`: the list keeps publish legs only.
+        self.dirty.retain(|k| k.leg == Leg::Publish);
+        let n = self.egress.parts(legs.len()).clamp(1, legs.len());
+        let per_part = legs.len().div_ceil(n);
+        let mut parts = Vec::with_capacity(n);
+        let mut legs = legs.into_iter();
+        while legs.len() > 0 {
+            let mut transmits = self.spare_transmits.pop().unwrap_or_default();
+            transmits.clear();
+            parts.push(EgressPart { legs: legs.by_ref().take(per_part).collect(), transmits, work: Vec::new() });
+        }
+        self.egress.run(now, &mut parts);
+        for part in parts {
+            let EgressPart { mut transmits, work, .. } = part;
+            for (peer, transmit) in transmits.drain(..) {
+                self.out.push_back(Output::Transmit { peer, transmit });
+            }
+            self.spare_transmits.push(transmits);
+            self.work.extend(work);
+        }
+        true
     }
 
     fn drain(&mut self, now: Instant, key: PeerKey) {
         let Some(peer) = self.peers.get_mut(&key.uid) else { return };
-        let downlink = &mut peer.downlink;
         let leg = match key.leg {
             Leg::Publish => peer.publish.as_mut(),
             Leg::Subscribe => peer.subscribe.as_mut(),
         };
         let Some(leg) = leg else { return };
-        leg.dirty = false;
-        loop {
-            match leg.rtc.poll_output() {
-                Ok(RtcOutput::Timeout(t)) => {
-                    leg.next_timeout = t.max(now);
-                    break;
-                }
-                Ok(RtcOutput::Transmit(t)) => {
-                    if t.proto == Protocol::Udp {
-                        // The path is where media, RTCP and DTLS go (str0m's selected pair);
-                        // STUN answers go wherever the checks came from.
-                        let stun = t.contents.first().is_some_and(|b| *b < 4);
-                        if !stun && leg.path.is_none_or(|(to, _)| to != t.destination) {
-                            leg.path = Some((t.destination, now));
-                        }
-                        if is_binding_success(&t.contents) {
-                            leg.answered = Some(t.destination);
-                        }
-                    }
-                    self.out.push_back(Output::Transmit { peer: key, transmit: t })
-                }
-                Ok(RtcOutput::Event(e)) => match e {
-                    Event::Connected => {
-                        leg.connected = true;
-                        if key.leg == Leg::Subscribe {
-                            self.work.push(Work::SubscriberUp(key.uid));
-                        }
-                    }
-                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        tracing::debug!(uid = key.uid, leg = ?key.leg, "ICE disconnected");
-                    }
-                    Event::RtpPacket(pkt) => self.rtp.push((key.uid, pkt)),
-                    Event::KeyframeRequest(r) => self.work.push(Work::Keyframe(key.uid, r.mid)),
-                    // Sender reports place a recorded track's media on the publisher's clock.
-                    Event::SenderFeedback(fb) if self.recording.is_some() && key.leg == Leg::Publish => {
-                        self.work.push(Work::SenderReport(key.uid, fb));
-                    }
-                    // The send-side estimate counts while TWCC feedback is seen arriving (the
-                    // stats below): without feedback it repeats the start rate forever.
-                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => downlink.on_twcc(e.as_u64()),
-                    Event::EgressBitrateEstimate(BweKind::Remb { estimate: e, .. }) => {
-                        downlink.on_remb(now, e.as_u64());
-                    }
-                    Event::PeerStats(s) if s.egress_loss_fraction.is_some() => downlink.on_twcc_feedback(now),
-                    Event::MediaEgressStats(s) => {
-                        let m = crate::metrics::metrics();
-                        if let Some(loss) = s.loss {
-                            downlink.on_loss(loss);
-                            m.subscriber_loss.observe(f64::from(loss));
-                        }
-                        let seen = match leg.nacks_seen.iter_mut().find(|(mid, rid, _)| *mid == s.mid && *rid == s.rid)
-                        {
-                            Some((_, _, n)) => n,
-                            None => {
-                                leg.nacks_seen.push((s.mid, s.rid, 0));
-                                &mut leg.nacks_seen.last_mut().expect("just pushed").2
-                            }
-                        };
-                        // A count below the last one is a new stream on the line, counting from 0.
-                        m.nacks_received.inc_by(if s.nacks >= *seen { s.nacks - *seen } else { s.nacks });
-                        *seen = s.nacks;
-                    }
-                    _ => {}
-                },
-                Err(e) => {
-                    tracing::debug!(uid = key.uid, error = %e, "peer connection failed");
-                    self.work.push(Work::Lost(key.uid));
-                    break;
-                }
-            }
-        }
-        if !leg.rtc.is_alive() {
-            tracing::debug!(uid = key.uid, leg = ?key.leg, "peer connection closed");
-            self.work.push(Work::Lost(key.uid));
-        }
+        let mut to = ToEngine { out: &mut self.out, work: &mut self.work, rtp: &mut self.rtp };
+        drain_leg(now, key, leg, &mut peer.downlink, self.recording.is_some(), &mut to);
     }
 
     /// Moves every subscriber's downlink estimate on (see `chorus_sfu::downlink`).
@@ -825,5 +797,119 @@ impl Engine {
         for (uid, ev) in tell_layer.into_iter().chain(tell_active) {
             self.send(&[uid], &ev);
         }
+    }
+}
+
+/// Where [`drain_leg`] puts what a leg produced: the engine's queues while it drains a leg
+/// itself, an egress part's own while the part runs on a worker (`egress`).
+pub(super) trait Drained {
+    fn transmit(&mut self, key: PeerKey, t: Transmit);
+    fn work(&mut self, w: Work);
+    /// An RTP packet a leg received (only publish legs' are forwarded).
+    fn rtp(&mut self, uid: i64, pkt: RtpPacket);
+}
+
+struct ToEngine<'a> {
+    out: &'a mut std::collections::VecDeque<Output>,
+    work: &'a mut Vec<Work>,
+    rtp: &'a mut Vec<(i64, RtpPacket)>,
+}
+
+impl Drained for ToEngine<'_> {
+    fn transmit(&mut self, key: PeerKey, transmit: Transmit) {
+        self.out.push_back(Output::Transmit { peer: key, transmit });
+    }
+    fn work(&mut self, w: Work) {
+        self.work.push(w);
+    }
+    fn rtp(&mut self, uid: i64, pkt: RtpPacket) {
+        self.rtp.push((uid, pkt));
+    }
+}
+
+/// Polls leg `key` until it waits for time: datagrams, events (the downlink estimate of a
+/// subscribe leg is `downlink`), work for the engine. `recording`: sender reports of publish legs
+/// are wanted.
+pub(super) fn drain_leg(
+    now: Instant,
+    key: PeerKey,
+    leg: &mut PeerLeg,
+    downlink: &mut DownlinkEstimate,
+    recording: bool,
+    to: &mut impl Drained,
+) {
+    leg.dirty = false;
+    loop {
+        match leg.rtc.poll_output() {
+            Ok(RtcOutput::Timeout(t)) => {
+                leg.next_timeout = t.max(now);
+                break;
+            }
+            Ok(RtcOutput::Transmit(t)) => {
+                if t.proto == Protocol::Udp {
+                    // The path is where media, RTCP and DTLS go (str0m's selected pair);
+                    // STUN answers go wherever the checks came from.
+                    let stun = t.contents.first().is_some_and(|b| *b < 4);
+                    if !stun && leg.path.is_none_or(|(to, _)| to != t.destination) {
+                        leg.path = Some((t.destination, now));
+                    }
+                    if is_binding_success(&t.contents) {
+                        leg.answered = Some(t.destination);
+                    }
+                }
+                to.transmit(key, t)
+            }
+            Ok(RtcOutput::Event(e)) => match e {
+                Event::Connected => {
+                    leg.connected = true;
+                    if key.leg == Leg::Subscribe {
+                        to.work(Work::SubscriberUp(key.uid));
+                    }
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    tracing::debug!(uid = key.uid, leg = ?key.leg, "ICE disconnected");
+                }
+                Event::RtpPacket(pkt) => to.rtp(key.uid, pkt),
+                Event::KeyframeRequest(r) => to.work(Work::Keyframe(key.uid, r.mid)),
+                // Sender reports place a recorded track's media on the publisher's clock.
+                Event::SenderFeedback(fb) if recording && key.leg == Leg::Publish => {
+                    to.work(Work::SenderReport(key.uid, fb));
+                }
+                // The send-side estimate counts while TWCC feedback is seen arriving (the
+                // stats below): without feedback it repeats the start rate forever.
+                Event::EgressBitrateEstimate(BweKind::Twcc { estimate: e, .. }) => downlink.on_twcc(e.as_u64()),
+                Event::EgressBitrateEstimate(BweKind::Remb { estimate: e, .. }) => {
+                    downlink.on_remb(now, e.as_u64());
+                }
+                Event::PeerStats(s) if s.egress_loss_fraction.is_some() => downlink.on_twcc_feedback(now),
+                Event::MediaEgressStats(s) => {
+                    let m = crate::metrics::metrics();
+                    if let Some(loss) = s.loss {
+                        downlink.on_loss(loss);
+                        m.subscriber_loss.observe(f64::from(loss));
+                    }
+                    let seen = match leg.nacks_seen.iter_mut().find(|(mid, rid, _)| *mid == s.mid && *rid == s.rid) {
+                        Some((_, _, n)) => n,
+                        None => {
+                            leg.nacks_seen.push((s.mid, s.rid, 0));
+                            &mut leg.nacks_seen.last_mut().expect("just pushed").2
+                        }
+                    };
+                    // A count below the last one is a new stream on the line, counting from 0.
+                    m.nacks_received.inc_by(if s.nacks >= *seen { s.nacks - *seen } else { s.nacks });
+                    *seen = s.nacks;
+                }
+                _ => {}
+            },
+            Err(e) => {
+                tracing::debug!(uid = key.uid, error = %e, "peer connection failed");
+                to.work(Work::Lost(key.uid));
+                break;
+            }
+        }
+    }
+    if !leg.rtc.is_alive() {
+        tracing::debug!(uid = key.uid, leg = ?key.leg, "peer connection closed");
+        to.work(Work::Lost(key.uid));
     }
 }

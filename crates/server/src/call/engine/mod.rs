@@ -22,7 +22,7 @@
 //!
 //! The files are cut by concern: [`signal`] (join and removal, requests, publish, unpublish,
 //! answer, negotiate), [`media`] (datagrams, drain, flush, forward, keyframes, layer selection, leg
-//! timeouts, liveness), [`wire`] (room events into frames, errors into wire codes), [`state`] (what
+//! timeouts, liveness), [`egress`] (the subscribe legs' half of a flush, in parts), [`wire`] (room events into frames, errors into wire codes), [`state`] (what
 //! the engine holds per participant, leg and track). The task that drives it is
 //! [`super::task`].
 //!
@@ -31,20 +31,27 @@
 //! layer, and offered to every subscriber's forwarder of that track. The room is asked
 //! ([`Room::forward_allowed`]) before each copy: a member who may not publish, a muted track, or
 //! a subscriber who may not receive is stopped here, whatever signaling said. A forwarded copy
-//! shares the received payload; only the header values change (str0m encrypts it into the
-//! datagram the task sends). Outputs of every leg touched by a batch are drained once the batch
-//! is done.
+//! shares the received payload (an `Arc<[u8]>`) and changes only header values; each
+//! subscriber's str0m encrypts it into its own datagram. Outputs of every leg touched by a
+//! batch are drained once the batch is done: publish legs on the caller's thread, subscribe legs
+//! in the parts of the [`egress`] phase, which the driver's [`EgressRunner`] may run on several
+//! threads (the room task runs one part per core).
 //!
 //! **Invariants.**
 //! * The engine never reads the clock, touches a socket or a channel, or spawns: time comes in
 //!   with each input, randomness (ICE credentials, SSRCs) from the seeded generator in
-//!   [`EngineConfig`], and every effect leaves as an [`Output`]. It imports nothing from tokio.
+//!   [`EngineConfig`], and every effect leaves as an [`Output`] — or, for the datagrams of an
+//!   egress part, goes to the [`EgressRunner`] the driver gave it. It imports nothing from tokio.
 //! * A leg marked dirty is in `dirty`: whoever sets `PeerLeg::dirty` pushes its key (see
-//!   `Engine::mark`), so a flush drains exactly the listed legs and never rescans every leg.
+//!   `mark_dirty`), so a flush drains exactly the listed legs and never rescans every leg for
+//!   that (its egress phase looks at every subscribe leg's timer, as the timeouts always did).
+//! * Within one flush each subscribe leg is in at most one egress part, and a part touches only
+//!   its own legs (it holds `&mut` to them and nothing of the engine), so parts need no lock.
 //! * A forwarding state (`Fwd`) exists exactly when the room holds the subscription: it is made
 //!   on `SubscriptionAdded`, dropped on `SubscriptionRemoved`, with its track on
 //!   `StreamUnpublished`, and with its subscriber when that one leaves.
 
+mod egress;
 mod media;
 mod record;
 mod signal;
@@ -69,6 +76,7 @@ use str0m::rtp::RtpPacket;
 
 use crate::bus::FrameText;
 use crate::error::ApiError;
+pub(crate) use egress::{EgressPart, EgressRunner, Inline, MIN_LEGS_PER_PART};
 pub(crate) use record::{RecordBy, RecordOut};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use signal::{check_publish, leg_config, remote_sdp};
@@ -248,6 +256,10 @@ pub(crate) struct Engine {
     last_tick: Instant,
     /// Packets and payload bytes forwarded since the last flush, added to the metrics there.
     forwarded: (u64, u64),
+    /// Runs the egress phase of each flush (see `egress`).
+    egress: Box<dyn EgressRunner>,
+    /// The datagram lists of egress parts, kept for the next flush.
+    spare_transmits: Vec<Vec<(PeerKey, Transmit)>>,
     /// Whether `room.started` was emitted.
     started: bool,
     /// The recording in progress.
@@ -275,11 +287,18 @@ impl Engine {
             dirty: Vec::new(),
             last_tick: now,
             forwarded: (0, 0),
+            egress: Box::new(Inline),
+            spare_transmits: Vec::new(),
             started: false,
             recording: None,
             auto_recorded: false,
             out: VecDeque::new(),
         }
+    }
+
+    /// Who runs the egress phase of each flush from now on (the engine starts with [`Inline`]).
+    pub fn set_egress(&mut self, runner: Box<dyn EgressRunner>) {
+        self.egress = runner;
     }
 
     /// Handles one input at `now`; then poll [`Engine::poll_output`] until [`Output::Timeout`].

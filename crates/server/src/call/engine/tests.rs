@@ -1007,3 +1007,54 @@ fn a_group_that_records_its_calls_starts_at_the_first_join() {
     assert!(recording.is_none(), "stopped by an admin, not restarted: {recording:?}");
     assert_eq!(sim.recorded.iter().filter(|o| matches!(o, RecordOut::Start { .. })).count(), 1);
 }
+
+/// Splits every flush's subscribe legs into `parts` parts and runs them in reverse order,
+/// noting which subscribers each part held.
+struct Split {
+    parts: usize,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<Vec<i64>>>>>,
+}
+
+impl super::EgressRunner for Split {
+    fn parts(&self, _legs: usize) -> usize {
+        self.parts
+    }
+
+    fn run(&mut self, now: Instant, parts: &mut [super::EgressPart<'_>]) {
+        self.seen.lock().unwrap().push(parts.iter().map(|p| p.uids()).collect());
+        for p in parts.iter_mut().rev() {
+            p.run(now);
+        }
+    }
+}
+
+/// With the subscribers' legs split into parts (as the room task runs them, one per core), every
+/// subscriber still gets its media, and within a flush each leg is in exactly one part.
+#[test]
+fn subscribers_split_over_egress_parts_all_get_media() {
+    let mut sim = Sim::new(12);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    sim.engine.set_egress(Box::new(Split { parts: 3, seen: seen.clone() }));
+    sim.join(1, Permissions::MEMBER);
+    assert!(matches!(sim.publish_audio(1, 0), ServerFrame::CallPublished { .. }));
+    let subscribers: Vec<i64> = (2..=8).collect();
+    for &s in &subscribers {
+        sim.join(s, Permissions::MEMBER);
+        assert!(matches!(sim.subscribe(s, 1, 0), ServerFrame::Ok { .. }));
+    }
+    sim.run_until(Duration::from_secs(5), |s| subscribers.iter().all(|&u| s.media(u).iter().sum::<usize>() >= 10));
+    let seen = seen.lock().unwrap();
+    let mut split = 0;
+    for flush in seen.iter() {
+        let mut all: Vec<i64> = flush.iter().flatten().copied().collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "a leg in two parts of one flush: {flush:?}");
+        assert!(flush.iter().all(|p| !p.is_empty()), "an empty part: {flush:?}");
+        if flush.len() > 1 {
+            split += 1;
+        }
+    }
+    assert!(split > 10, "only {split} of {} flushes were split", seen.len());
+}
