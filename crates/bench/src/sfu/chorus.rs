@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chorus_client::call::{Call, CallOptions, PublishOptions};
-use chorus_client::Connection;
+use chorus_client::{Connection, Http};
 
 use super::{SfuLoad, SfuRun, Snapshot, StreamKey};
 use crate::progress::Progress;
-use crate::server::{BenchUser, ChorusServer, ServerOptions};
+use crate::server::{ChorusServer, ServerOptions};
 
 /// Call flags of the benchmark's group: Mesibo's defaults with simulcast on (as REST rooms).
 pub const CALL_FLAGS: u32 = 0x8307;
@@ -26,29 +26,26 @@ pub struct Want {
     pub height: u32,
 }
 
-/// `user` joins the call of `gid` and publishes a camera (3-layer simulcast) and microphone.
-pub async fn join_publisher(
-    srv: &ChorusServer,
-    user: &BenchUser,
-    gid: i64,
-    options: &CallOptions,
-) -> anyhow::Result<Call> {
-    let (conn, _) = Connection::connect(&srv.client(&user.token), None).await?;
+/// The user of `http` (its token) joins the call of `gid` and publishes a camera (3-layer
+/// simulcast) and microphone.
+pub async fn join_publisher(http: &Http, gid: i64, options: &CallOptions) -> anyhow::Result<Call> {
+    let (conn, _) = Connection::connect(http, None).await?;
     let call = Call::join(conn, gid, options.clone()).await.context("publisher join")?;
     call.publish_camera(0, PublishOptions::default()).await.context("publish")?;
     Ok(call)
 }
 
-/// `user` joins the call of `gid` and subscribes to stream 0 of each of `publishers`.
+/// The user of `http` (its token) joins the call of `gid` and subscribes to stream 0 of each of
+/// `publishers`. (Give each user `http.with_token(…)` of one [`Http`]: a new one per user builds
+/// a new HTTP client, which takes milliseconds of CPU, too many for a join storm.)
 pub async fn join_subscriber(
-    srv: &ChorusServer,
-    user: &BenchUser,
+    http: &Http,
     gid: i64,
     options: &CallOptions,
     publishers: &[&str],
     want: Want,
 ) -> anyhow::Result<Call> {
-    let (conn, _) = Connection::connect(&srv.client(&user.token), None).await?;
+    let (conn, _) = Connection::connect(http, None).await?;
     let call = Call::join(conn, gid, options.clone()).await.context("subscriber join")?;
     for p in publishers {
         call.subscribe(p, 0, want.audio, want.video, Some(want.height)).await.context("subscribe")?;
@@ -84,11 +81,12 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
     let gid = srv.group("bench", &everyone, Some(CALL_FLAGS)).await?;
     let index: HashMap<String, usize> = pubs.iter().enumerate().map(|(i, u)| (u.address.clone(), i)).collect();
     let options = CallOptions { subscribe_all: false, bind: load.bind, ..Default::default() };
+    let http = srv.client("");
 
     let mut publishers = Vec::new();
     for (i, u) in pubs.iter().enumerate() {
         progress.status(format!("chorus: publisher {}/{} joining", i + 1, pubs.len()));
-        publishers.push(join_publisher(&srv, u, gid, &options).await?);
+        publishers.push(join_publisher(&http.with_token(&u.token), gid, &options).await?);
         tokio::time::sleep(load.join_interval).await;
     }
     let mut subscribers = Vec::new();
@@ -98,7 +96,7 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
         joined.push(Instant::now());
         let streams: Vec<&str> = load.streams_of(s).map(|p| pubs[p].address.as_str()).collect();
         let want = Want { audio: true, video: true, height: load.height() };
-        subscribers.push(join_subscriber(&srv, u, gid, &options, &streams, want).await?);
+        subscribers.push(join_subscriber(&http.with_token(&u.token), gid, &options, &streams, want).await?);
         tokio::time::sleep(load.join_interval).await;
     }
     let snapshot = |calls: &[Call]| snapshot(calls, &index);

@@ -322,6 +322,8 @@ async fn storm<A: Audience>(
 /// subscribe but not publish (the audience); the real `chorus` binary, the Rust client.
 pub struct ChorusAudience {
     srv: ChorusServer,
+    /// One HTTP client for every viewer (with each one's token).
+    http: chorus_client::Http,
     gid: i64,
     host: Call,
     host_address: String,
@@ -353,12 +355,13 @@ impl ChorusAudience {
         }
         let options = CallOptions { subscribe_all: false, bind: load.bind, ..Default::default() };
         progress.status("chorus: the host joins and publishes");
-        let host_call = chorus::join_publisher(&srv, &host, gid, &options).await?;
+        let http = srv.client(&host.token);
+        let host_call = chorus::join_publisher(&http, gid, &options).await?;
         if !host_call.joined().settings.live {
             bail!("the host's call is not live");
         }
         let index = HashMap::from([(host.address.clone(), 0)]);
-        Ok(ChorusAudience { srv, gid, host: host_call, host_address: host.address, viewers, options, index })
+        Ok(ChorusAudience { srv, http, gid, host: host_call, host_address: host.address, viewers, options, index })
     }
 }
 
@@ -368,7 +371,8 @@ impl Audience for ChorusAudience {
     async fn join(&self, i: usize, layer: u8, audio: bool) -> anyhow::Result<Call> {
         let want = chorus::Want { audio, video: true, height: [180, 360, 720][usize::from(layer.min(2))] };
         let host = [self.host_address.as_str()];
-        let call = chorus::join_subscriber(&self.srv, &self.viewers[i], self.gid, &self.options, &host, want).await?;
+        let http = self.http.with_token(&self.viewers[i].token);
+        let call = chorus::join_subscriber(&http, self.gid, &self.options, &host, want).await?;
         if call.joined().audience.is_none() || call.joined().permissions.publish {
             bail!("viewer {i} joined the call, but not as its audience");
         }
@@ -527,6 +531,9 @@ pub fn sections(runs: &[LiveRun], janus_name: Option<&str>) -> Vec<crate::report
     steady.peer_name = janus_name.map(str::to_string);
     steady.metrics = vec![
         m("viewers", "", Better::Higher, &|r| r.load.viewers as f64),
+        m("viewers receiving 720p at the window's end", "", Better::Higher, &|r| {
+            r.steady.streams.iter().filter(|s| s.key.kind == Medium::Video && s.layer == Some(2)).count() as f64
+        }),
         m("server CPU", "cores", Better::Lower, &t(|t| t.server_cores)),
         m("viewers per server core", "viewers", Better::Higher, &LiveRun::viewers_per_core).target("≥ 600", 600.0),
         m("server CPU per forwarded packet", "µs", Better::Lower, &t(|t| t.cpu_us_per_packet))
