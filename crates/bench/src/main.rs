@@ -12,6 +12,9 @@
 //! * `record`: recording cost, Chorus beside Janus (VideoRoom `record = true`, then
 //!   `janus-pp-rec` to playable files), in the namespace like `sfu` (re-run there as
 //!   `record-inner`; [`record`]).
+//! * `live`: one host watched by N subscribe-only viewers at 720p, then a join storm, Chorus
+//!   (a live call) beside Janus, in the namespace like `sfu` (re-run there as `live-inner`;
+//!   [`sfu::live`]).
 //! * `soak`: calls and messaging for a long time against one server ([`soak`]), in the
 //!   namespace like `sfu` (re-run there as `soak-inner`); fails when the server's RSS or open
 //!   descriptors grow after the warm-up or a client sees an error.
@@ -76,6 +79,9 @@ enum Cmd {
     /// Recording cost: publishers recorded by Chorus and by Janus (with janus-pp-rec), per
     /// recorded stream-second.
     Record(RecordArgs),
+    /// Live: one host → N subscribe-only viewers at 720p (viewers per server core), then a join
+    /// storm (first frames of the newcomers, stalls of those watching), beside Janus.
+    Live(LiveArgs),
     /// Every scenario at small sizes, for CI: fails when a generator or a peer does not work.
     Smoke,
     /// Calls and messaging for a long time (default 1 h; CI: 3 min) against one server: fails
@@ -94,6 +100,14 @@ enum Cmd {
     #[command(hide = true)]
     RecordInner {
         /// The [`RecordSpec`] as JSON.
+        spec: PathBuf,
+        /// Where the runs go, as JSON.
+        result: PathBuf,
+    },
+    /// Internal: the live runs inside the network namespace.
+    #[command(hide = true)]
+    LiveInner {
+        /// The [`LiveSpec`] as JSON.
         spec: PathBuf,
         /// Where the runs go, as JSON.
         result: PathBuf,
@@ -165,7 +179,74 @@ impl SfuArgs {
     }
 }
 
-/// What the namespace child gets.
+/// The live benchmark.
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+struct LiveArgs {
+    /// Which servers to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "chorus,janus", value_parser = ["chorus", "janus"])]
+    targets: Vec<String>,
+    /// Viewers watching the host at 720p (joined one after another before the window).
+    #[arg(long, default_value_t = 100, value_parser = positive)]
+    viewers: usize,
+    /// Viewers that join in the storm after the window (0: no storm).
+    #[arg(long, default_value_t = 1000)]
+    storm: usize,
+    /// The storm's joins are spread evenly over this time.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    storm_secs: Duration,
+    /// Simulcast layer the storm viewers take: 0 = 180p, 1 = 360p, 2 = 720p.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    storm_layer: u8,
+    /// Storm viewers take the host's audio too (by default video only: the first frame is video's).
+    #[arg(long)]
+    storm_audio: bool,
+    /// After the storm's last join, how long newcomers have for a first frame.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    storm_tail: Duration,
+    /// Length of the steady window.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    duration: Duration,
+    /// Time after the last steady join before the window opens.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    warmup: Duration,
+    /// Gap between two steady viewers' joins.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    #[serde(with = "sfu::ms")]
+    join_interval: Duration,
+    /// The Janus binary.
+    #[arg(long, default_value = "/usr/bin/janus")]
+    janus_bin: PathBuf,
+}
+
+impl LiveArgs {
+    /// CI: 3 viewers, a storm of 5 in 1 s.
+    fn smoke() -> LiveArgs {
+        LiveArgs {
+            targets: vec!["chorus".into(), "janus".into()],
+            viewers: 3,
+            storm: 5,
+            storm_secs: Duration::from_secs(1),
+            storm_layer: 0,
+            storm_audio: false,
+            storm_tail: Duration::from_secs(2),
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_secs(1),
+            join_interval: Duration::from_millis(20),
+            janus_bin: "/usr/bin/janus".into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct LiveSpec {
+    args: LiveArgs,
+    chorus_bin: PathBuf,
+}
+
 /// The recording benchmark.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
 struct RecordArgs {
@@ -276,6 +357,27 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
         std::fs::write(result, serde_json::to_vec(&runs)?)?;
         return Ok(());
     }
+    if let Cmd::LiveInner { spec, result } = &cli.command {
+        let spec: LiveSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
+        let Some(addr) = netns::NetNs::inside() else { bail!("live-inner runs only inside the benchmark's namespace") };
+        let a = &spec.args;
+        let load = sfu::live::LiveLoad {
+            viewers: a.viewers,
+            storm: a.storm,
+            storm_secs: a.storm_secs,
+            storm_layer: a.storm_layer,
+            storm_audio: a.storm_audio,
+            storm_tail: a.storm_tail,
+            join_interval: a.join_interval,
+            warmup: a.warmup,
+            duration: a.duration,
+            bind: IpAddr::V4(addr),
+        };
+        let janus = sfu::janus::JanusOptions::new(a.janus_bin.clone());
+        let runs = sfu::live::run_targets(&a.targets, &load, &spec.chorus_bin, &janus, &common.progress).await?;
+        std::fs::write(result, serde_json::to_vec(&runs)?)?;
+        return Ok(());
+    }
     if let Cmd::RecordInner { spec, result } = &cli.command {
         let spec: RecordSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
         let Some(addr) = netns::NetNs::inside() else {
@@ -308,6 +410,7 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
         Cmd::Msg(args) => report.sections.extend(msg::run(&args, &common).await?),
         Cmd::Media(args) => report.sections.extend(media::run(&args, &common).await?),
         Cmd::Record(args) => report.sections.push(record(&args, &common, &mut failures).await?),
+        Cmd::Live(args) => report.sections.extend(live(&args, &common, &mut failures)?),
         Cmd::All { sfu: s, msg: m, media: md } => {
             report.sections.extend(msg::run(&m, &common).await?);
             report.sections.extend(media::run(&md, &common).await?);
@@ -318,8 +421,13 @@ async fn async_main(cli: Cli, common: Common) -> anyhow::Result<()> {
             report.sections.extend(media::run(&media::MediaArgs::smoke(), &common).await?);
             report.sections.extend(sfu(&SfuArgs::smoke(), &common, &mut failures).await?);
             report.sections.push(record(&RecordArgs::smoke(), &common, &mut failures).await?);
+            report.sections.extend(live(&LiveArgs::smoke(), &common, &mut failures)?);
         }
-        Cmd::SfuInner { .. } | Cmd::SoakInner { .. } | Cmd::RecordInner { .. } | Cmd::Soak(_) => {
+        Cmd::SfuInner { .. }
+        | Cmd::SoakInner { .. }
+        | Cmd::RecordInner { .. }
+        | Cmd::LiveInner { .. }
+        | Cmd::Soak(_) => {
             unreachable!("handled above")
         }
     }
@@ -351,6 +459,34 @@ async fn sfu(args: &SfuArgs, common: &Common, failures: &mut Vec<String>) -> any
         }
     }
     Ok(sfu::sections(&runs, janus_version(&args.targets, &args.janus_bin).as_deref()))
+}
+
+/// The live runs, in the namespace (re-run as `live-inner`). A steady viewer whose stream never
+/// arrived, or a storm newcomer without a first frame, is a failure (it fails a smoke run).
+fn live(args: &LiveArgs, common: &Common, failures: &mut Vec<String>) -> anyhow::Result<Vec<Section>> {
+    if args.storm > 0 && args.storm_secs.is_zero() {
+        bail!("--storm-secs must be above 0");
+    }
+    let chorus_bin = std::fs::canonicalize(&common.chorus_bin).unwrap_or_else(|_| common.chorus_bin.clone());
+    let runs: Vec<sfu::live::LiveRun> =
+        in_namespace("live-inner", &LiveSpec { args: args.clone(), chorus_bin }, "live")?;
+    for r in &runs {
+        if r.steady.live_streams < r.steady.expected_streams {
+            failures.push(format!(
+                "live {}: {} of {} streams delivered to the steady viewers",
+                r.target, r.steady.live_streams, r.steady.expected_streams
+            ));
+        }
+        if let Some(s) = r.storm.as_ref().filter(|s| s.with_first_frame() < s.newcomers) {
+            failures.push(format!(
+                "live {}: {} of {} storm viewers got a first frame",
+                r.target,
+                s.with_first_frame(),
+                s.newcomers
+            ));
+        }
+    }
+    Ok(sfu::live::sections(&runs, janus_version(&args.targets, &args.janus_bin).as_deref()))
 }
 
 /// Runs this binary's `inner` subcommand in a fresh network namespace with `spec` (as JSON) and
@@ -497,6 +633,10 @@ mod tests {
             "record --publishers 0",
             "record --targets janus,bar",
             "record --duration soon",
+            "live --viewers 0",
+            "live --storm-layer 3",
+            "live --targets chorus,foo",
+            "live --storm-secs soon",
             "msg --msg-scenarios idle,bogus",
             "msg --idle-connections 0",
             "msg --fanout-rate 0",
@@ -527,6 +667,7 @@ mod tests {
             "all",
             "smoke",
             "record --publishers 2 --duration 5s",
+            "live --viewers 150 --storm 1000 --storm-secs 10s --storm-layer 0 --targets chorus",
             "soak",
             "soak --duration 3m",
             "media --media-size 8388608 --media-clients 4 --media-duration 2s",

@@ -6,14 +6,70 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chorus_client::call::{Call, CallOptions, PublishOptions};
-use chorus_client::Connection;
+use chorus_client::{Connection, Http};
 
 use super::{SfuLoad, SfuRun, Snapshot, StreamKey};
 use crate::progress::Progress;
 use crate::server::{ChorusServer, ServerOptions};
 
 /// Call flags of the benchmark's group: Mesibo's defaults with simulcast on (as REST rooms).
-const CALL_FLAGS: u32 = 0x8307;
+pub const CALL_FLAGS: u32 = 0x8307;
+
+/// What a subscriber takes of each stream it subscribes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Want {
+    /// The microphone.
+    pub audio: bool,
+    /// The camera.
+    pub video: bool,
+    /// The display height that picks the layer.
+    pub height: u32,
+}
+
+/// The user of `http` (its token) joins the call of `gid` and publishes a camera (3-layer
+/// simulcast) and microphone.
+pub async fn join_publisher(http: &Http, gid: i64, options: &CallOptions) -> anyhow::Result<Call> {
+    let (conn, _) = Connection::connect(http, None).await?;
+    let call = Call::join(conn, gid, options.clone()).await.context("publisher join")?;
+    call.publish_camera(0, PublishOptions::default()).await.context("publish")?;
+    Ok(call)
+}
+
+/// The user of `http` (its token) joins the call of `gid` and subscribes to stream 0 of each of
+/// `publishers`. (Give each user `http.with_token(…)` of one [`Http`]: a new one per user builds
+/// a new HTTP client, which takes milliseconds of CPU, too many for a join storm.)
+pub async fn join_subscriber(
+    http: &Http,
+    gid: i64,
+    options: &CallOptions,
+    publishers: &[&str],
+    want: Want,
+) -> anyhow::Result<Call> {
+    let (conn, _) = Connection::connect(http, None).await?;
+    let call = Call::join(conn, gid, options.clone()).await.context("subscriber join")?;
+    for p in publishers {
+        call.subscribe(p, 0, want.audio, want.video, Some(want.height)).await.context("subscribe")?;
+    }
+    Ok(call)
+}
+
+/// What every call of `calls` has received, per stream; `index` numbers the publishers by
+/// address (streams of others are left out).
+pub fn snapshot(calls: &[Call], index: &HashMap<String, usize>) -> Snapshot {
+    Snapshot {
+        streams: calls
+            .iter()
+            .enumerate()
+            .flat_map(|(s, c)| {
+                let stats = c.stats();
+                stats.received.into_iter().filter_map(move |(k, t)| {
+                    let publisher = *index.get(&k.publisher)?;
+                    Some((StreamKey { subscriber: s, publisher, kind: k.kind.into() }, t))
+                })
+            })
+            .collect(),
+    }
+}
 
 /// Runs `load` against a Chorus server started for it.
 pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) -> anyhow::Result<SfuRun> {
@@ -25,14 +81,12 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
     let gid = srv.group("bench", &everyone, Some(CALL_FLAGS)).await?;
     let index: HashMap<String, usize> = pubs.iter().enumerate().map(|(i, u)| (u.address.clone(), i)).collect();
     let options = CallOptions { subscribe_all: false, bind: load.bind, ..Default::default() };
+    let http = srv.client("");
 
     let mut publishers = Vec::new();
     for (i, u) in pubs.iter().enumerate() {
         progress.status(format!("chorus: publisher {}/{} joining", i + 1, pubs.len()));
-        let (conn, _) = Connection::connect(&srv.client(&u.token), None).await?;
-        let call = Call::join(conn, gid, options.clone()).await.context("publisher join")?;
-        call.publish_camera(0, PublishOptions::default()).await.context("publish")?;
-        publishers.push(call);
+        publishers.push(join_publisher(&http.with_token(&u.token), gid, &options).await?);
         tokio::time::sleep(load.join_interval).await;
     }
     let mut subscribers = Vec::new();
@@ -40,28 +94,12 @@ pub async fn run(load: &SfuLoad, server: &ServerOptions, progress: &Progress) ->
     for (s, u) in subs.iter().enumerate() {
         progress.status(format!("chorus: subscriber {}/{} joining", s + 1, subs.len()));
         joined.push(Instant::now());
-        let (conn, _) = Connection::connect(&srv.client(&u.token), None).await?;
-        let call = Call::join(conn, gid, options.clone()).await.context("subscriber join")?;
-        for p in load.streams_of(s) {
-            call.subscribe(&pubs[p].address, 0, true, true, Some(load.height())).await.context("subscribe")?;
-        }
-        subscribers.push(call);
+        let streams: Vec<&str> = load.streams_of(s).map(|p| pubs[p].address.as_str()).collect();
+        let want = Want { audio: true, video: true, height: load.height() };
+        subscribers.push(join_subscriber(&http.with_token(&u.token), gid, &options, &streams, want).await?);
         tokio::time::sleep(load.join_interval).await;
     }
-    let snapshot = |calls: &[Call]| Snapshot {
-        streams: calls
-            .iter()
-            .enumerate()
-            .flat_map(|(s, c)| {
-                let stats = c.stats();
-                let index = &index;
-                stats.received.into_iter().filter_map(move |(k, t)| {
-                    let publisher = *index.get(&k.publisher)?;
-                    Some((StreamKey { subscriber: s, publisher, kind: k.kind.into() }, t))
-                })
-            })
-            .collect(),
-    };
+    let snapshot = |calls: &[Call]| snapshot(calls, &index);
     // Record runs: the first publisher, made an admin, starts the call's recording.
     let recordings = srv.data().join("recordings");
     if load.record {

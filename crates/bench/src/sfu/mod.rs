@@ -10,6 +10,7 @@
 pub mod chorus;
 pub mod flame;
 pub mod janus;
+pub mod live;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -95,6 +95,12 @@ impl LatencyHistogram {
     }
 }
 
+/// Gaps between two frames at least this long are kept in [`TrackStats::long_gaps`].
+pub const LONG_GAP: Duration = Duration::from_millis(100);
+
+/// How many [`TrackStats::long_gaps`] are kept (the most recent ones).
+const LONG_GAPS_KEPT: usize = 256;
+
 /// The window of [`TrackStats::recent_kbps`].
 pub const RECENT_WINDOW: Duration = Duration::from_secs(2);
 
@@ -156,6 +162,9 @@ pub struct TrackStats {
     pub first_keyframe_at: Option<Instant>,
     /// Last frame.
     pub last_at: Option<Instant>,
+    /// Gaps of at least [`LONG_GAP`] between two frames, as (arrival of the frame that ended
+    /// the gap, length), oldest first; the last [`LONG_GAPS_KEPT`] (a viewer's stalls).
+    pub long_gaps: VecDeque<(Instant, Duration)>,
     /// One-way latency of the last frame, µs.
     pub last_latency_us: Option<u64>,
     /// Highest one-way latency, µs.
@@ -190,6 +199,12 @@ impl TrackStats {
         self.first_at.get_or_insert(now);
         if key {
             self.first_keyframe_at.get_or_insert(now);
+        }
+        if let Some(gap) = self.last_at.map(|t| now.saturating_duration_since(t)).filter(|g| *g >= LONG_GAP) {
+            if self.long_gaps.len() == LONG_GAPS_KEPT {
+                self.long_gaps.pop_front();
+            }
+            self.long_gaps.push_back((now, gap));
         }
         self.last_at = Some(now);
         self.recent.push_back((now, len));
@@ -434,6 +449,18 @@ impl CallStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only gaps of at least [`LONG_GAP`] between two frames are kept, with when they ended.
+    #[test]
+    fn long_gaps_between_frames_are_kept() {
+        let t0 = Instant::now();
+        let mut t = TrackStats::default();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for ms in [0, 33, 66, 666, 699, 799] {
+            t.record(at(ms), 0, 100, false, None);
+        }
+        assert_eq!(t.long_gaps, [(at(666), Duration::from_millis(600)), (at(799), Duration::from_millis(100))]);
+    }
 
     /// RTP is told from RTCP, STUN and DTLS by its first two bytes; each step keeps its first time.
     #[test]

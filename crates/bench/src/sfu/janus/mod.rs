@@ -57,6 +57,7 @@ pub mod peer;
 pub mod server;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -114,7 +115,7 @@ fn feed_id(i: usize) -> u64 {
 }
 
 /// A publisher in the room.
-struct Publisher {
+pub struct Publisher {
     audio_mid: Mid,
     video_mid: Mid,
     task: JoinHandle<()>,
@@ -122,10 +123,13 @@ struct Publisher {
 }
 
 /// A subscriber's connection.
-struct Subscriber {
-    received: Received,
-    setup: Setup,
-    task: JoinHandle<()>,
+pub struct Subscriber {
+    /// What it received, per (publisher, medium).
+    pub received: Received,
+    /// How its connection came up.
+    pub setup: Setup,
+    /// The task driving its peer connection.
+    pub task: JoinHandle<()>,
     _handle: Handle,
 }
 
@@ -160,35 +164,46 @@ async fn join_publisher(api: &Api, load: &SfuLoad, i: usize) -> anyhow::Result<P
     Ok(Publisher { audio_mid, video_mid, task, _handle: handle })
 }
 
-async fn join_subscriber(api: &Api, load: &SfuLoad, s: usize, pubs: &[Publisher]) -> anyhow::Result<Subscriber> {
+/// A subscriber handle that takes the video (at simulcast `layer`) and, with `audio`, the audio
+/// of each publisher in `streams` (indices into `pubs`), over one peer connection on `bind`.
+pub async fn join_subscriber(
+    api: &Api,
+    bind: IpAddr,
+    pubs: &[Publisher],
+    streams: &[usize],
+    layer: u8,
+    audio: bool,
+) -> anyhow::Result<Subscriber> {
     let session = api.create_session().await?;
     let handle = api.attach(session, VIDEOROOM).await?;
-    let mut streams = Vec::new();
-    for p in load.streams_of(s) {
+    let mut wanted = Vec::new();
+    for &p in streams {
         let feed = feed_id(p);
-        streams.push(json!({"feed": feed, "mid": pubs[p].audio_mid.to_string()}));
-        streams.push(
-            json!({"feed": feed, "mid": pubs[p].video_mid.to_string(), "substream": load.layer.min(2), "temporal": 2}),
+        if audio {
+            wanted.push(json!({"feed": feed, "mid": pubs[p].audio_mid.to_string()}));
+        }
+        wanted.push(
+            json!({"feed": feed, "mid": pubs[p].video_mid.to_string(), "substream": layer.min(2), "temporal": 2}),
         );
     }
     let attached = api
-        .message(&handle, json!({"request": "join", "ptype": "subscriber", "room": ROOM, "streams": streams}), None)
+        .message(&handle, json!({"request": "join", "ptype": "subscriber", "room": ROOM, "streams": wanted}), None)
         .await
         .context("join as subscriber")?;
     if attached.data["videoroom"] != "attached" {
         bail!("unexpected answer to a subscriber join: {}", attached.data);
     }
     let offer = attached.jsep.ok_or_else(|| anyhow!("the subscription came without an offer"))?;
-    let feeds: HashMap<u64, usize> = (0..load.publishers).map(|p| (feed_id(p), p)).collect();
+    let feeds: HashMap<u64, usize> = (0..pubs.len()).map(|p| (feed_id(p), p)).collect();
     let tracks: HashMap<Mid, (usize, Medium)> = api::map_streams(&api::sub_streams(&attached.data), &feeds)
         .into_iter()
         .map(|(m, k)| (Mid::from(m.as_str()), k))
         .collect();
-    let expected = 2 * load.streams.min(load.publishers);
+    let expected = streams.len() * (1 + usize::from(audio));
     if tracks.len() != expected {
         bail!("Janus offered {} of {expected} streams: {}", tracks.len(), attached.data);
     }
-    let mut peer = Peer::new(load.bind, true).await?;
+    let mut peer = Peer::new(bind, true).await?;
     let answer = peer.accept_offer(&offer.sdp)?;
     let setup = Setup::default();
     setup.lock().unwrap_or_else(|e| e.into_inner()).on_offer(Instant::now());
@@ -204,7 +219,8 @@ async fn join_subscriber(api: &Api, load: &SfuLoad, s: usize, pubs: &[Publisher]
     Ok(Subscriber { received, setup, task, _handle: handle })
 }
 
-fn snapshot(subs: &[Subscriber]) -> Snapshot {
+/// What every subscriber of `subs` has received, per stream.
+pub fn snapshot(subs: &[Subscriber]) -> Snapshot {
     Snapshot {
         streams: subs
             .iter()
@@ -219,38 +235,78 @@ fn snapshot(subs: &[Subscriber]) -> Snapshot {
     }
 }
 
+/// Janus with its room and the load's publishers in it, each one's connection up.
+pub struct Room {
+    /// The server.
+    pub srv: JanusServer,
+    /// Its API.
+    pub api: Api,
+    /// The publishers, in order.
+    pub publishers: Vec<Publisher>,
+}
+
+impl Room {
+    /// Starts Janus (recording into `rec_dir`, if any) and joins the load's publishers one after
+    /// another.
+    pub async fn start(
+        load: &SfuLoad,
+        opts: &JanusOptions,
+        rec_dir: Option<&std::path::Path>,
+        progress: &Progress,
+    ) -> anyhow::Result<Room> {
+        install_crypto();
+        progress.status("janus: starting");
+        let (srv, api) = JanusServer::start(opts, load.publishers, rec_dir).await?;
+        let mut publishers = Vec::new();
+        for i in 0..load.publishers {
+            progress.status(format!("janus: publisher {}/{} joining", i + 1, load.publishers));
+            let p = join_publisher(&api, load, i)
+                .await
+                .with_context(|| format!("publisher {i}"))
+                .map_err(|e| e.context(format!("Janus log:\n{}", srv.log_tail())))?;
+            publishers.push(p);
+            tokio::time::sleep(load.join_interval).await;
+        }
+        Ok(Room { srv, api, publishers })
+    }
+
+    /// Subscriber `s` of `load` joins (its K streams at the load's layer, audio and video).
+    pub async fn join_subscriber(&self, load: &SfuLoad, s: usize) -> anyhow::Result<Subscriber> {
+        let streams: Vec<usize> = load.streams_of(s).collect();
+        join_subscriber(&self.api, load.bind, &self.publishers, &streams, load.layer, true)
+            .await
+            .with_context(|| format!("subscriber {s}"))
+            .map_err(|e| e.context(format!("Janus log:\n{}", self.srv.log_tail())))
+    }
+
+    /// Stops every publisher's and subscriber's peer connection.
+    pub fn stop(&self, subscribers: &[Subscriber]) {
+        for t in subscribers.iter().map(|s| &s.task).chain(self.publishers.iter().map(|p| &p.task)) {
+            t.abort();
+        }
+    }
+}
+
+/// The setup steps of every subscriber of `subs`.
+pub fn setups(subs: &[Subscriber]) -> Vec<chorus_client::call::SetupSteps> {
+    subs.iter().map(|s| *s.setup.lock().unwrap_or_else(|e| e.into_inner())).collect()
+}
+
 /// Runs `load` against a Janus started for it.
 pub async fn run(load: &SfuLoad, opts: &JanusOptions, progress: &Progress) -> anyhow::Result<SfuRun> {
-    install_crypto();
-    progress.status("janus: starting");
     // Record runs: the room records every publisher into this folder (`record = true`).
     let rec_dir =
         if load.record { Some(tempfile::Builder::new().prefix("chorus-bench-janus-rec-").tempdir()?) } else { None };
-    let (mut srv, api) = JanusServer::start(opts, load.publishers, rec_dir.as_ref().map(|d| d.path())).await?;
-    let with_log = |e: anyhow::Error, srv: &JanusServer| e.context(format!("Janus log:\n{}", srv.log_tail()));
-
-    let mut publishers = Vec::new();
-    for i in 0..load.publishers {
-        progress.status(format!("janus: publisher {}/{} joining", i + 1, load.publishers));
-        let p = join_publisher(&api, load, i)
-            .await
-            .with_context(|| format!("publisher {i}"))
-            .map_err(|e| with_log(e, &srv))?;
-        publishers.push(p);
-        tokio::time::sleep(load.join_interval).await;
-    }
+    let room = Room::start(load, opts, rec_dir.as_ref().map(|d| d.path()), progress).await?;
     let mut subscribers = Vec::new();
     let mut joined = Vec::new();
     for s in 0..load.subscribers {
         progress.status(format!("janus: subscriber {}/{} joining", s + 1, load.subscribers));
         joined.push(Instant::now());
-        let sub = join_subscriber(&api, load, s, &publishers)
-            .await
-            .with_context(|| format!("subscriber {s}"))
-            .map_err(|e| with_log(e, &srv))?;
-        subscribers.push(sub);
+        subscribers.push(room.join_subscriber(load, s).await?);
         tokio::time::sleep(load.join_interval).await;
     }
+    let Room { mut srv, api, publishers } = room;
     super::settle(progress, "janus", load.warmup).await;
     srv.check_alive()?;
     let bytes = |d: &Option<tempfile::TempDir>| d.as_ref().map_or(0, |d| crate::record::dir_bytes(d.path()));
@@ -264,8 +320,7 @@ pub async fn run(load: &SfuLoad, opts: &JanusOptions, progress: &Progress) -> an
     }
     drop(api);
     drop(srv);
-    let setups: Vec<_> = subscribers.iter().map(|s| *s.setup.lock().unwrap_or_else(|e| e.into_inner())).collect();
-    let mut run = SfuRun::from_window("janus", load, cost, (&before, &after), &joined, &setups);
+    let mut run = SfuRun::from_window("janus", load, cost, (&before, &after), &joined, &setups(&subscribers));
     if let Some(dir) = &rec_dir {
         progress.status("janus: post-processing the recordings (janus-pp-rec)");
         let files = crate::record::files_with(dir.path(), ".mjr");
