@@ -245,11 +245,14 @@ impl Engine {
     fn settle(&mut self, now: Instant) {
         let publish_dirty = |d: &[PeerKey]| d.iter().any(|k| k.leg == Leg::Publish);
         while publish_dirty(&self.dirty) || !self.work.is_empty() || !self.rtp.is_empty() {
-            let mut keys = std::mem::take(&mut self.dirty);
-            for key in keys.drain(..) {
-                match key.leg {
-                    Leg::Publish => self.drain(now, key),
-                    Leg::Subscribe => self.dirty.push(key),
+            // In place (draining a leg marks none): the subscribe keys stay listed.
+            let mut i = 0;
+            while i < self.dirty.len() {
+                if self.dirty[i].leg == Leg::Publish {
+                    let key = self.dirty.swap_remove(i);
+                    self.drain(now, key);
+                } else {
+                    i += 1;
                 }
             }
             let mut rtp = std::mem::replace(&mut self.rtp, std::mem::take(&mut self.rtp_spare));
