@@ -1,12 +1,14 @@
-//! The UDP datagrams of one room flush, sent in one system call.
+//! The UDP datagrams of one room flush, sent in one system call per egress part.
 //!
-//! While a room task carries out its engine's outputs it gathers every UDP datagram of the flush
-//! — a forwarded packet to each subscriber, RTCP, STUN — into a [`SendBatch`]: one byte buffer and
+//! Each egress part of a room flush (`call::egress`: a forwarded packet to each of its
+//! subscribers, their RTCP) and the room task (what the engine outputs itself: the publish legs'
+//! RTCP, STUN, DTLS) gathers its UDP datagrams into a [`SendBatch`]: one byte buffer and
 //! a list of *messages*. A run of same-size datagrams to one destination (a frame's packets to one
 //! subscriber) is one message with a UDP GSO segment size, which the kernel cuts into datagrams;
 //! any other datagram is a message of its own. [`SendBatch::send`] then hands every message of the
-//! flush to the kernel in one `sendmmsg` (a second only past [`MAX_MSGS`], the kernel's limit per
-//! call), so a packet forwarded to 24 subscribers costs one system call, not 24.
+//! batch to the kernel in one `sendmmsg` (a second only past [`MAX_MSGS`], the kernel's limit per
+//! call), so a packet forwarded to 24 subscribers costs one system call per part (one part per
+//! core at most), not 24.
 //!
 //! Nothing here allocates once the buffers have grown to a flush's size: the byte buffer, the
 //! message list and the kernel headers (addresses, iovecs, GSO control data) are kept and reused.
