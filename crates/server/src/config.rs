@@ -709,6 +709,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn egress_threads_are_bounded() {
+        let mut c = Config { rtc_egress_threads: 1025, ..Config::default() };
+        let e = c.validate().expect_err("1025 egress threads").to_string();
+        assert!(e.contains("rtc_egress_threads must be at most 1024"), "{e}");
+        for ok in [0, 1, 1024] {
+            c.rtc_egress_threads = ok;
+            if let Err(e) = c.validate() {
+                assert!(!e.to_string().contains("rtc_egress_threads"), "{ok}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn origin_settings() {
         for ok in ["https://app.example.com", "http://127.0.0.1:5173", "https://[::1]:8443", "http://localhost"] {
             assert_eq!(check_origin_setting(ok, 2), Ok(()), "{ok}");
