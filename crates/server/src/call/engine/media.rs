@@ -34,6 +34,17 @@ pub(super) const PACER_STEP: Duration = Duration::from_micros(1);
 /// least every few seconds and consent checks (RFC 7675) every ~5 s; with media flowing, far
 /// more often.
 pub(super) const PATH_STALE: Duration = Duration::from_secs(2);
+/// Most of a subscriber's video bytes over the last second that may be retransmissions (RTX)
+/// before str0m drops the resends it has queued. str0m's default, 0.15, is met on an ordinary
+/// lossy link: a receiver NACKs a packet as soon as a later one arrives, so jitter that reorders
+/// makes it ask for packets that were only late, and with 5 % loss those resends pass 15 %. The
+/// real losses' resends were then dropped with them, and a frame waited for NACK after NACK
+/// (freezes of 0.5–5 s on the bad-network test). Half is libwebrtc's bound (retransmissions
+/// at most the media rate); the layer selection keeps the total to the estimate.
+const RTX_RATIO_CAP: f32 = 0.5;
+/// How long, and how many, sent video packets a subscribe leg keeps to answer NACKs: str0m's
+/// default, stated where the cap above is set.
+const RTX_CACHE: (usize, Duration) = (2000, Duration::from_secs(3));
 
 /// A STUN binding success response (message type 0x0101).
 fn is_binding_success(d: &[u8]) -> bool {
@@ -446,6 +457,7 @@ impl Engine {
                 // shrank would get the old layer seconds late and freeze on its losses. The
                 // layer selection is what fits the stream to the estimate (probes still pace).
                 tx.set_unpaced(true);
+                tx.set_rtx_cache(RTX_CACHE.0, RTX_CACHE.1, Some(RTX_RATIO_CAP));
             }
             let ext_vals = ExtensionValues {
                 audio_level: pkt.header.ext_vals.audio_level,
