@@ -137,6 +137,10 @@ async fn counters_move_with_messages_and_calls() {
     let packets = get(&during, "chorus_forwarded_packets_total");
     assert!(packets >= 30.0, "30 video frames arrived, {packets} packets counted");
     assert!(get(&during, "chorus_forwarded_bytes_total") > packets * 50.0);
+    // Two joins and a publish at least, each answered by the room.
+    let requests =
+        get(&during, "chorus_call_request_seconds_count") - get(&before, "chorus_call_request_seconds_count");
+    assert!(requests >= 3.0, "{requests} call requests counted");
     get(&during, "chorus_keyframe_requests_total");
     get(&during, "chorus_layer_switches_total");
     tokio::time::sleep(Duration::from_secs(1)).await;

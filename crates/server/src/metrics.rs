@@ -40,6 +40,8 @@ pub struct Metrics {
     /// Loss fraction in subscribers' receiver reports, one observation per stream and report
     /// interval.
     pub subscriber_loss: Histogram,
+    /// Time from a call request entering its room's queue to the room's answer, seconds.
+    pub call_request_seconds: Histogram,
     /// System calls that sent media datagrams (one `sendmmsg` per room flush).
     pub media_send_calls: Counter,
     /// Media datagrams handed to the kernel over UDP.
@@ -90,6 +92,8 @@ impl Metrics {
             nacks_received: Counter::default(),
             // 0.1 % … 51.2 % (and above).
             subscriber_loss: Histogram::new(exponential_buckets(0.001, 2.0, 10)),
+            // 0.5 ms … ~16 s (and above): a client gives up after 10 s.
+            call_request_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             media_send_calls: Counter::default(),
             media_datagrams_sent: Counter::default(),
             recording_dropped_packets: Counter::default(),
@@ -127,6 +131,11 @@ impl Metrics {
             "subscriber_loss_ratio",
             "Loss fraction in subscribers' receiver reports, per stream and report",
             self.subscriber_loss.clone(),
+        );
+        r.register(
+            "call_request_seconds",
+            "Time from a call request entering its room's queue to the room's answer",
+            self.call_request_seconds.clone(),
         );
         r.register("media_send_calls", "System calls that sent media datagrams", self.media_send_calls.clone());
         r.register("media_datagrams_sent", "Media datagrams sent over UDP", self.media_datagrams_sent.clone());

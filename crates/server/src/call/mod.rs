@@ -42,7 +42,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chorus_proto::call::{CallPermissions, CallRecording, CallSettings, RecordAction};
 use chorus_proto::flags::{admin, call, group, member, resolution};
@@ -190,7 +190,7 @@ impl CallSession {
             Place::Remote(remote) => return remote.request(frame),
         };
         let (tx, rx) = oneshot::channel();
-        let cmd = Command::Request { uid: self.uid, session: self.session, frame, reply: tx };
+        let cmd = Command::Request { uid: self.uid, session: self.session, frame, reply: tx, queued: Instant::now() };
         if let Err(mpsc::error::TrySendError::Full(Command::Request { frame, reply, .. })) = room.cmd.try_send(cmd) {
             crate::metrics::metrics().rate_limited.inc();
             let _ = reply.send(ServerFrame::Error {
@@ -212,7 +212,7 @@ impl CallSession {
         let Place::Local(room) = &self.place else {
             return rx; // dropped: answered as a call that ended
         };
-        let cmd = Command::Reoffer { uid: self.uid, session: self.session, sdp, reply: tx };
+        let cmd = Command::Reoffer { uid: self.uid, session: self.session, sdp, reply: tx, queued: Instant::now() };
         if let Err(mpsc::error::TrySendError::Full(Command::Reoffer { reply, .. })) = room.cmd.try_send(cmd) {
             crate::metrics::metrics().rate_limited.inc();
             let _ = reply.send(ServerFrame::Error {
@@ -508,6 +508,7 @@ impl Calls {
                 out: out_tx,
                 rid: rid.clone(),
                 reply: reply_tx,
+                queued: Instant::now(),
             };
             match handle.cmd.try_send(cmd) {
                 Ok(()) => {}
@@ -555,7 +556,7 @@ impl Calls {
             .filter(|h| !h.cmd.is_closed() && h.shared.sessions.load(Ordering::Relaxed) > 0)
             .ok_or_else(|| ApiError::not_found("no call in progress in this group"))?;
         let (tx, rx) = oneshot::channel();
-        let cmd = Command::Record { uid, address, action, reply: tx };
+        let cmd = Command::Record { uid, address, action, reply: tx, queued: Instant::now() };
         handle.cmd.try_send(cmd).map_err(|_| ApiError::rate_limited("the call is busy; try again"))?;
         match rx.await {
             Ok(ServerFrame::CallRecording { recording, .. }) => Ok(recording),

@@ -40,13 +40,15 @@ pub(crate) enum Command {
         auto_record: Option<super::AutoRecord>,
         out: mpsc::Sender<FrameText>,
         rid: Option<String>,
-        reply: oneshot::Sender<Result<ServerFrame, ApiError>>,
+        reply: JoinReply,
+        queued: Instant,
     },
     Request {
         uid: i64,
         session: u64,
         frame: ClientFrame,
         reply: oneshot::Sender<ServerFrame>,
+        queued: Instant,
     },
     /// A member (over REST, its right checked) starts or stops the recording; answered with
     /// `call_recording` or an error frame.
@@ -55,6 +57,7 @@ pub(crate) enum Command {
         address: String,
         action: RecordAction,
         reply: oneshot::Sender<ServerFrame>,
+        queued: Instant,
     },
     /// An HTTP participant (WHIP) offers its publish connection anew (ICE restart).
     Reoffer {
@@ -62,8 +65,12 @@ pub(crate) enum Command {
         session: u64,
         sdp: String,
         reply: oneshot::Sender<ServerFrame>,
+        queued: Instant,
     },
 }
+
+/// Where a join's answer goes.
+type JoinReply = oneshot::Sender<Result<ServerFrame, ApiError>>;
 
 /// An ICE-TCP connection of a leg: its remote address and where to write to it.
 type TcpConn = (SocketAddr, mpsc::Sender<Vec<u8>>);
@@ -91,8 +98,9 @@ pub(crate) struct RoomTask {
     sinks: HashMap<SinkId, Sink>,
     next_id: u64,
     /// Joins waiting for their answer, with the sink they brought.
-    joins: HashMap<Token, (oneshot::Sender<Result<ServerFrame, ApiError>>, SinkId)>,
-    replies: HashMap<Token, oneshot::Sender<ServerFrame>>,
+    /// Joins and requests waiting for the engine's answer, with when they were queued.
+    joins: HashMap<Token, (JoinReply, SinkId, Instant)>,
+    replies: HashMap<Token, (oneshot::Sender<ServerFrame>, Instant)>,
     /// ICE-TCP connections of each leg, by remote address.
     tcp: HashMap<PeerKey, Vec<TcpConn>>,
     /// Sessions found full while draining, to tell the engine.
@@ -242,11 +250,11 @@ impl RoomTask {
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Join { uid, address, name, session, permissions, auto_record, out, rid, reply } => {
+            Command::Join { uid, address, name, session, permissions, auto_record, out, rid, reply, queued } => {
                 let previous_gone = self.sinks.values().any(|s| s.uid == uid && s.tx.is_closed());
                 let (token, sink) = (Token(self.token()), SinkId(self.token()));
                 self.sinks.insert(sink, Sink { uid, tx: out, slow: false });
-                self.joins.insert(token, (reply, sink));
+                self.joins.insert(token, (reply, sink, queued));
                 let auto_record = auto_record.map(|a| (a, crate::clock::now_ms()));
                 let join = engine::Join {
                     token,
@@ -262,26 +270,26 @@ impl RoomTask {
                 };
                 self.input(now, Input::Join(join));
             }
-            Command::Request { uid, session, frame: ClientFrame::CallRecord { rid, action }, reply } => {
+            Command::Request { uid, session, frame: ClientFrame::CallRecord { rid, action }, reply, queued } => {
                 let token = Token(self.token());
-                self.replies.insert(token, reply);
+                self.replies.insert(token, (reply, queued));
                 let by = RecordBy::Participant { uid, session };
                 self.input(now, Input::Record { token, rid, by, action, now_ms: crate::clock::now_ms() });
             }
-            Command::Request { uid, session, frame, reply } => {
+            Command::Request { uid, session, frame, reply, queued } => {
                 let token = Token(self.token());
-                self.replies.insert(token, reply);
+                self.replies.insert(token, (reply, queued));
                 self.input(now, Input::Request { token, uid, session, frame });
             }
-            Command::Record { uid, address, action, reply } => {
+            Command::Record { uid, address, action, reply, queued } => {
                 let token = Token(self.token());
-                self.replies.insert(token, reply);
+                self.replies.insert(token, (reply, queued));
                 let by = RecordBy::Member { uid, address };
                 self.input(now, Input::Record { token, rid: None, by, action, now_ms: crate::clock::now_ms() });
             }
-            Command::Reoffer { uid, session, sdp, reply } => {
+            Command::Reoffer { uid, session, sdp, reply, queued } => {
                 let token = Token(self.token());
-                self.replies.insert(token, reply);
+                self.replies.insert(token, (reply, queued));
                 self.input(now, Input::Reoffer { token, uid, session, sdp });
             }
         }
@@ -340,15 +348,17 @@ impl RoomTask {
         loop {
             match self.engine.poll_output() {
                 Output::Joined { token, result } => {
-                    if let Some((reply, sink)) = self.joins.remove(&token) {
+                    if let Some((reply, sink, queued)) = self.joins.remove(&token) {
                         if result.is_err() {
                             self.sinks.remove(&sink);
                         }
+                        answered(queued);
                         let _ = reply.send(result.map(|f| *f));
                     }
                 }
                 Output::Reply { token, frame } => {
-                    if let Some(reply) = self.replies.remove(&token) {
+                    if let Some((reply, queued)) = self.replies.remove(&token) {
+                        answered(queued);
                         let _ = reply.send(*frame);
                     }
                 }
@@ -475,4 +485,10 @@ impl RoomTask {
         s.slow = true;
         self.slow.push(to);
     }
+}
+
+/// Counts one call request answered (`chorus_call_request_seconds`): how long it waited in the
+/// room's queue and was handled.
+fn answered(queued: Instant) {
+    crate::metrics::metrics().call_request_seconds.observe(queued.elapsed().as_secs_f64());
 }

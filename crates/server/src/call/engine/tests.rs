@@ -327,7 +327,7 @@ impl Sim {
                         Leg::Subscribe => c.subscribe.as_mut(),
                     };
                     let Some(leg) = leg else { continue };
-                    for transmit in arrive {
+                    if let Some(transmit) = arrive {
                         let receive = Receive {
                             proto: transmit.proto,
                             source: transmit.source,
