@@ -155,6 +155,12 @@ impl ChorusServer {
         Ok(list.len())
     }
 
+    /// The server's `GET /metrics` page (Prometheus text).
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let r = self.http.get(format!("{}/metrics", self.base)).bearer_auth(ADMIN_TOKEN).send().await?;
+        Ok(r.error_for_status()?.text().await?)
+    }
+
     /// Calls `/backend` with a JSON body; fails unless the reply says `result: true`.
     pub async fn backend(&self, mut body: Value) -> anyhow::Result<Value> {
         body["token"] = json!(ADMIN_TOKEN);

@@ -107,6 +107,9 @@ pub struct StormResult {
     pub longest_gap_ms: Option<f64>,
     /// Video frames the watching viewers lost during the storm, percent.
     pub watcher_video_loss_pct: f64,
+    /// How long the server's room took to answer the call requests made during the storm
+    /// (`chorus_call_request_seconds`); `None` for a server that does not say.
+    pub server_requests: Option<RequestWait>,
     /// Server cost from the storm's first join to the end of the tail.
     pub server: Cost,
     /// The load generator's own cost over the same time.
@@ -129,6 +132,51 @@ impl StormResult {
         let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len());
         v[rank - 1]
     }
+}
+
+/// Call requests a server answered over a window, from the difference of two readings of its
+/// `chorus_call_request_seconds` histogram: whether a slow join waited on the server's room or
+/// on the load generator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestWait {
+    /// Requests answered.
+    pub count: f64,
+    /// The bucket bound at or under which half of them were answered, seconds.
+    pub p50_s: f64,
+    /// … and 99 % of them.
+    pub p99_s: f64,
+    /// The largest bucket bound up to 8 s (a client gives up at 10 s) …
+    pub slow_s: f64,
+    /// … and the requests answered after it.
+    pub slower: f64,
+}
+
+impl RequestWait {
+    /// The window's requests, from cumulative buckets `(upper bound, count)` read before and
+    /// after (the same bounds, in order, `+Inf` last).
+    pub fn between(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<RequestWait> {
+        if before.len() != after.len() || after.is_empty() {
+            return None;
+        }
+        let diff: Vec<(f64, f64)> = after.iter().zip(before).map(|(&(le, a), &(_, b))| (le, a - b)).collect();
+        let count = diff.last()?.1;
+        let quantile = |q: f64| diff.iter().find(|(_, c)| *c >= q * count).map_or(f64::INFINITY, |(le, _)| *le);
+        let (slow_s, within) = diff.iter().rev().find(|(le, _)| *le <= 8.0).copied().unwrap_or((0.0, 0.0));
+        Some(RequestWait { count, p50_s: quantile(0.5), p99_s: quantile(0.99), slow_s, slower: count - within })
+    }
+}
+
+/// The cumulative buckets `(upper bound, count)` of histogram `name` in a Prometheus text page.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, value) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The stalls of watching viewers over `[from, to]`, from their video tracks at `to`: (stalls,
@@ -196,6 +244,8 @@ pub trait Audience {
     fn setups(&self, viewers: &[Self::Viewer]) -> Vec<SetupSteps>;
     /// The server's process id.
     fn pid(&self) -> u32;
+    /// The server's call request histogram now (see [`RequestWait`]); empty when it has none.
+    async fn request_buckets(&self) -> Vec<(f64, f64)>;
     /// Drops `viewers`' connections.
     fn drop_viewers(&self, viewers: Vec<Self::Viewer>);
     /// Stops the host (the server stops when dropped).
@@ -247,6 +297,7 @@ async fn storm<A: Audience>(
     let n = load.storm;
     let gap = load.storm_secs / n as u32;
     let before = audience.snapshot(watching);
+    let requests_before = audience.request_buckets().await;
     let (server, me) = (Window::open(audience.pid())?, Window::open(std::process::id())?);
     let started = Instant::now();
     let done = AtomicUsize::new(0);
@@ -274,6 +325,7 @@ async fn storm<A: Audience>(
     let end = Instant::now();
     let after = audience.snapshot(watching);
     let (server, generator) = (server.close()?, me.close()?);
+    let server_requests = RequestWait::between(&requests_before, &audience.request_buckets().await);
     let mut errors = Vec::new();
     let mut newcomers = Vec::new();
     let mut first_frame_ms = Vec::with_capacity(n);
@@ -313,6 +365,7 @@ async fn storm<A: Audience>(
         watchers_stalled,
         longest_gap_ms: longest.map(|g| g.as_secs_f64() * 1000.0),
         watcher_video_loss_pct: if got + lost == 0 { 0.0 } else { lost as f64 * 100.0 / (got + lost) as f64 },
+        server_requests,
         server,
         generator,
     })
@@ -391,6 +444,13 @@ impl Audience for ChorusAudience {
         self.srv.pid()
     }
 
+    async fn request_buckets(&self) -> Vec<(f64, f64)> {
+        match self.srv.metrics().await {
+            Ok(text) => buckets(&text, "chorus_call_request_seconds"),
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn drop_viewers(&self, viewers: Vec<Call>) {
         for c in viewers {
             c.abort();
@@ -440,6 +500,10 @@ impl Audience for JanusAudience {
 
     fn pid(&self) -> u32 {
         self.room.srv.pid()
+    }
+
+    async fn request_buckets(&self) -> Vec<(f64, f64)> {
+        Vec::new()
     }
 
     fn drop_viewers(&self, viewers: Vec<janus::Subscriber>) {
@@ -610,6 +674,14 @@ pub fn sections(runs: &[LiveRun], janus_name: Option<&str>) -> Vec<crate::report
             load.storm_tail.as_secs_f64()
         ));
         for r in [c, j].into_iter().flatten() {
+            if let Some(w) = r.storm.as_ref().and_then(|s| s.server_requests.as_ref()) {
+                sec.notes.push(format!(
+                    "{}: its rooms answered {} call requests during the storm, half within {} s and 99 % within \
+                     {} s of reaching the room's queue, {} after more than {} s (bucket bounds of \
+                     chorus_call_request_seconds)",
+                    r.target, w.count, w.p50_s, w.p99_s, w.slower, w.slow_s
+                ));
+            }
             for e in r.storm.iter().flat_map(|s| &s.errors) {
                 sec.notes.push(format!("{}: {e}", r.target));
             }
@@ -623,6 +695,29 @@ pub fn sections(runs: &[LiveRun], janus_name: Option<&str>) -> Vec<crate::report
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_wait_from_two_readings() {
+        let page = |n: [u32; 4]| {
+            format!(
+                "# TYPE chorus_call_request_seconds histogram\n\
+                 chorus_call_request_seconds_bucket{{le=\"0.5\"}} {}\n\
+                 chorus_call_request_seconds_bucket{{le=\"4.0\"}} {}\n\
+                 chorus_call_request_seconds_bucket{{le=\"16.0\"}} {}\n\
+                 chorus_call_request_seconds_bucket{{le=\"+Inf\"}} {}\n\
+                 chorus_call_request_seconds_count {}\n",
+                n[0], n[1], n[2], n[3], n[3]
+            )
+        };
+        let before = buckets(&page([10, 10, 10, 10]), "chorus_call_request_seconds");
+        assert_eq!(before.len(), 4);
+        assert_eq!(before[3], (f64::INFINITY, 10.0));
+        // 100 more: 60 within 0.5 s, 39 within 4 s, 1 within 16 s.
+        let after = buckets(&page([70, 109, 110, 110]), "chorus_call_request_seconds");
+        let w = RequestWait::between(&before, &after).expect("same buckets");
+        assert_eq!((w.count, w.p50_s, w.p99_s, w.slow_s, w.slower), (100.0, 0.5, 4.0, 4.0, 1.0));
+        assert!(RequestWait::between(&[], &after).is_none(), "no reading before");
+    }
 
     #[test]
     fn stalls_overlapping_the_storm_are_counted_once_each() {
