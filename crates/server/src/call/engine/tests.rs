@@ -40,6 +40,17 @@ struct ClientLeg {
 }
 
 impl ClientLeg {
+    /// Hands the peer connection a datagram the engine sent it.
+    fn receive(&mut self, now: Instant, t: &str0m::net::Transmit) {
+        let receive = Receive {
+            proto: t.proto,
+            source: t.source,
+            destination: t.destination,
+            contents: (&t.contents[..]).try_into().expect("a datagram str0m reads"),
+        };
+        self.rtc.handle_input(str0m::Input::Receive(now, receive)).expect("client input");
+    }
+
     fn new(rtc: Rtc, mid: Option<Mid>) -> ClientLeg {
         ClientLeg {
             rtc,
@@ -328,13 +339,7 @@ impl Sim {
                     };
                     let Some(leg) = leg else { continue };
                     if let Some(transmit) = arrive {
-                        let receive = Receive {
-                            proto: transmit.proto,
-                            source: transmit.source,
-                            destination: transmit.destination,
-                            contents: (&transmit.contents[..]).try_into().expect("a datagram str0m reads"),
-                        };
-                        leg.rtc.handle_input(str0m::Input::Receive(now, receive)).expect("client input");
+                        leg.receive(now, &transmit);
                     }
                 }
                 Output::Register { peer, .. } => self.registered.push(peer),
@@ -413,13 +418,7 @@ impl Sim {
             return;
         };
         for t in due {
-            let receive = Receive {
-                proto: t.proto,
-                source: t.source,
-                destination: t.destination,
-                contents: (&t.contents[..]).try_into().expect("a datagram str0m reads"),
-            };
-            leg.rtc.handle_input(str0m::Input::Receive(now, receive)).expect("client input");
+            leg.receive(now, &t);
         }
     }
 
