@@ -46,6 +46,11 @@ pub struct Metrics {
     pub media_send_calls: Counter,
     /// Media datagrams handed to the kernel over UDP.
     pub media_datagrams_sent: Counter,
+    /// Media datagrams received but dropped because their room's queue was full (the room fell
+    /// behind on its input).
+    pub media_datagrams_dropped_in: Counter,
+    /// Media datagrams the kernel refused to send (full socket buffer, refused destination).
+    pub media_datagrams_dropped_out: Counter,
     /// Recorded RTP packets dropped because the recording writer fell behind.
     pub recording_dropped_packets: Counter,
     /// Recordings stopped by a failed write (disk full, storage gone).
@@ -96,6 +101,8 @@ impl Metrics {
             call_request_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             media_send_calls: Counter::default(),
             media_datagrams_sent: Counter::default(),
+            media_datagrams_dropped_in: Counter::default(),
+            media_datagrams_dropped_out: Counter::default(),
             recording_dropped_packets: Counter::default(),
             recording_failures: Counter::default(),
             messages_stored: Counter::default(),
@@ -139,6 +146,16 @@ impl Metrics {
         );
         r.register("media_send_calls", "System calls that sent media datagrams", self.media_send_calls.clone());
         r.register("media_datagrams_sent", "Media datagrams sent over UDP", self.media_datagrams_sent.clone());
+        r.register(
+            "media_datagrams_dropped_in",
+            "Media datagrams received but dropped because their room's queue was full",
+            self.media_datagrams_dropped_in.clone(),
+        );
+        r.register(
+            "media_datagrams_dropped_out",
+            "Media datagrams the kernel refused to send",
+            self.media_datagrams_dropped_out.clone(),
+        );
         r.register(
             "recording_dropped_packets",
             "Recorded RTP packets dropped because the recording writer fell behind",

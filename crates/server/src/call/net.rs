@@ -107,7 +107,9 @@ struct LegRoute {
     tcp: Vec<(u64, oneshot::Sender<()>)>,
 }
 
-/// Rooms' queues hold this many receive batches before packets are dropped.
+/// Rooms' queues hold this many receive batches before packets are dropped (each room has one
+/// for its publish legs and one for its subscribe legs, so a crowd's feedback cannot crowd out
+/// the media it watches).
 pub(crate) const ROOM_QUEUE: usize = 256;
 
 impl MediaNet {
@@ -244,6 +246,7 @@ impl MediaNet {
         let m = crate::metrics::metrics();
         m.media_send_calls.inc_by(sent.calls);
         m.media_datagrams_sent.inc_by(sent.datagrams);
+        m.media_datagrams_dropped_out.inc_by(sent.dropped);
     }
 
     /// How many datagrams one GSO send may carry here (1 without GSO).
@@ -286,7 +289,8 @@ struct Batches {
 
 impl Batches {
     fn push(&mut self, route: &Route, d: Datagram) {
-        match self.rooms.iter_mut().find(|(id, _, _)| *id == route.room) {
+        // A room has two queues (its publish legs' and its subscribe legs'): one batch each.
+        match self.rooms.iter_mut().find(|(id, to, _)| *id == route.room && to.same_channel(&route.to)) {
             Some((_, _, v)) => v.push(d),
             None => self.rooms.push((route.room, route.to.clone(), vec![d])),
         }
@@ -297,6 +301,7 @@ impl Batches {
             let n = batch.len() as u64;
             if to.try_send(batch).is_err() {
                 net.dropped_in.fetch_add(n, Ordering::Relaxed);
+                crate::metrics::metrics().media_datagrams_dropped_in.inc_by(n);
             }
         }
     }
@@ -534,6 +539,7 @@ async fn tcp_conn(net: Arc<MediaNet>, stream: TcpStream, peer: SocketAddr, open:
         };
         if route.to.try_send(vec![d]).is_err() {
             net.dropped_in.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::metrics().media_datagrams_dropped_in.inc();
         }
         n = tokio::select! {
             r = read_frame(&mut rd, &mut buf, usize::from(u16::MAX)) => match r {
@@ -619,6 +625,41 @@ mod tests {
         let batch = tokio::time::timeout(Duration::from_secs(5), routed).await.expect("the loop runs again");
         assert_eq!(batch[0].source, client.local_addr().unwrap());
         assert_eq!(net.restarts.load(Ordering::Relaxed), 1);
+    }
+
+    /// A room whose subscribe legs' queue is full still gets its publish legs' datagrams (they
+    /// have a queue of their own); what the full queue could not take is counted as dropped.
+    #[tokio::test]
+    async fn a_full_subscriber_queue_drops_no_publisher_datagram() {
+        let cfg =
+            Config { listen: "127.0.0.1:0".parse().unwrap(), rtc_udp_port: 0, rtc_tcp: false, ..Config::default() };
+        let net = MediaNet::start(&cfg).await.unwrap();
+        let (sub_to, mut sub_rx) = mpsc::channel(1);
+        let (pub_to, mut pub_rx) = mpsc::channel(1);
+        // The subscribe leg registers first, as a viewer who joined before the host published.
+        net.register("subufrag".into(), Route { room: 1, to: sub_to, peer: PeerKey { uid: 2, leg: Leg::Subscribe } });
+        net.register("pubufrag".into(), Route { room: 1, to: pub_to, peer: PeerKey { uid: 1, leg: Leg::Publish } });
+        let (viewer, host) =
+            (UdpSocket::bind("127.0.0.1:0").await.unwrap(), UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let server = net.udp_local();
+        // The subscribe queue fills (one batch) and stays full: nobody reads it.
+        viewer.send_to(&binding_request("subufrag:cli"), server).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sub_rx.is_empty() {
+            assert!(Instant::now() < deadline, "the viewer's request was not routed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Viewers' and the host's datagrams arrive together: the test's runtime has one thread
+        // and these sends do not yield, so the receive loop reads them in one batch.
+        for _ in 0..3 {
+            viewer.send_to(&binding_request("subufrag:cli"), server).await.unwrap();
+        }
+        host.send_to(&binding_request("pubufrag:cli"), server).await.unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(5), pub_rx.recv()).await.unwrap().unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].peer, PeerKey { uid: 1, leg: Leg::Publish });
+        assert_eq!(net.dropped_in.load(Ordering::Relaxed), 3);
+        assert_eq!(sub_rx.recv().await.unwrap()[0].peer, PeerKey { uid: 2, leg: Leg::Subscribe });
     }
 
     /// A flush's datagrams to several subscribers leave in one system call, each arriving whole

@@ -21,13 +21,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::FrameText;
 
-use super::engine::{self, Engine, EngineConfig, Input, Output, PeerKey, RecordBy, RecordOut, SinkId, Token};
+use super::engine::{self, Engine, EngineConfig, Input, Leg, Output, PeerKey, RecordBy, RecordOut, SinkId, Token};
 use super::net::{Datagram, MediaNet, Route, SendBatch, ROOM_QUEUE};
 use super::RoomShared;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::record::stream::StreamConfig;
 use crate::record::writer::{Writer, WriterAsk, WriterEvent};
+
+/// How many queued commands one turn of the room's loop takes before it flushes (see `run`).
+const COMMAND_BATCH: usize = 32;
 
 /// What sessions ask of the room.
 pub(crate) enum Command {
@@ -91,8 +94,13 @@ pub(crate) struct RoomTask {
     hooks: Arc<crate::webhooks::Webhooks>,
     cmd_rx: mpsc::Receiver<Command>,
     shared: Arc<RoomShared>,
+    /// Datagrams of the subscribe legs (feedback, handshakes, consent checks).
     pkt_tx: mpsc::Sender<Vec<Datagram>>,
     pkt_rx: mpsc::Receiver<Vec<Datagram>>,
+    /// Datagrams of the publish legs (the media everyone watches), queued apart: when the room
+    /// falls behind, a crowd's feedback fills its own queue and is what gets dropped.
+    pub_tx: mpsc::Sender<Vec<Datagram>>,
+    pub_rx: mpsc::Receiver<Vec<Datagram>>,
     /// UDP datagrams gathered while draining, sent in one `sendmmsg` after each timeout input.
     out: SendBatch,
     sinks: HashMap<SinkId, Sink>,
@@ -137,6 +145,7 @@ impl RoomTask {
         media: Option<Arc<crate::media::Media>>,
     ) -> Self {
         let (pkt_tx, pkt_rx) = mpsc::channel(ROOM_QUEUE);
+        let (pub_tx, pub_rx) = mpsc::channel(ROOM_QUEUE);
         let (rec_tx, rec_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         let engine_cfg = EngineConfig {
@@ -170,6 +179,8 @@ impl RoomTask {
             shared,
             pkt_tx,
             pkt_rx,
+            pub_tx,
+            pub_rx,
             out: SendBatch::default(),
             sinks: HashMap::new(),
             next_id: 1,
@@ -195,7 +206,20 @@ impl RoomTask {
         loop {
             tokio::select! {
                 cmd = self.cmd_rx.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
+                    Some(cmd) => {
+                        self.command(cmd);
+                        // Take those that queued meanwhile before the one flush below: a flush runs
+                        // the egress phase over every leg whose timer is due (15-25 ms a turn with
+                        // 1,100 viewers on 2 cores), so a join storm with one flush per request
+                        // kept requests waiting seconds in this queue. Bounded, so the media
+                        // queued behind them waits little.
+                        for _ in 1..COMMAND_BATCH {
+                            match self.cmd_rx.try_recv() {
+                                Ok(cmd) => self.command(cmd),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => break,
                 },
                 _ = shared.wake.notified() => {
@@ -205,14 +229,13 @@ impl RoomTask {
                         self.input(Instant::now(), Input::Members(members));
                     }
                 }
+                Some(batch) = self.pub_rx.recv() => {
+                    self.datagrams(batch);
+                    self.queued_datagrams();
+                }
                 Some(batch) = self.pkt_rx.recv() => {
                     self.datagrams(batch);
-                    // Take whatever else is queued before draining outputs once.
-                    while let Ok(more) = self.pkt_rx.try_recv() {
-                        self.datagrams(more);
-                    }
-                    // Their outputs wait in the engine: the timeout input below drains the legs
-                    // they touched, and one poll carries out both.
+                    self.queued_datagrams();
                 }
                 Some(ev) = self.rec_rx.recv() => {
                     // Only the recording in progress may ask (an old writer still closing its
@@ -313,6 +336,18 @@ impl RoomTask {
         self.input(Instant::now(), Input::Gone(gone));
     }
 
+    /// Takes whatever else is queued, publish legs' first, before draining outputs once. Their
+    /// outputs wait in the engine: the timeout input after drains the legs they touched, and one
+    /// poll carries out both.
+    fn queued_datagrams(&mut self) {
+        while let Ok(more) = self.pub_rx.try_recv() {
+            self.datagrams(more);
+        }
+        while let Ok(more) = self.pkt_rx.try_recv() {
+            self.datagrams(more);
+        }
+    }
+
     fn datagrams(&mut self, batch: Vec<Datagram>) {
         for d in batch {
             if let Some(tcp) = d.tcp {
@@ -376,7 +411,8 @@ impl RoomTask {
                     }
                 },
                 Output::Register { ufrag, peer } => {
-                    self.net.register(ufrag, Route { room: self.id, to: self.pkt_tx.clone(), peer });
+                    let to = if peer.leg == Leg::Publish { &self.pub_tx } else { &self.pkt_tx };
+                    self.net.register(ufrag, Route { room: self.id, to: to.clone(), peer });
                 }
                 Output::Unregister { ufrag, peer } => {
                     self.net.unregister(&ufrag);

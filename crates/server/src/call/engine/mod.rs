@@ -71,6 +71,7 @@ use chorus_sfu::talk::TalkDetector;
 use chorus_sfu::{LeaveReason, Permissions, Room, RoomSettings};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Transmit};
 use str0m::rtp::RtpPacket;
 
@@ -260,6 +261,12 @@ pub(crate) struct Engine {
     egress: Box<dyn EgressRunner>,
     /// The datagram lists of egress parts, kept for the next flush.
     spare_transmits: Vec<Vec<(PeerKey, Transmit)>>,
+    /// The DTLS certificate of every leg of this room, made once with the room: str0m would make
+    /// one per leg, which cost most of a join (a key pair and a signature each) and, in a join
+    /// storm, queued every other request behind them. The fingerprint in each answer binds it,
+    /// as a per-leg one would; `None` when the crypto provider could not make one (then str0m
+    /// makes one per leg).
+    dtls_cert: Option<DtlsCert>,
     /// Whether `room.started` was emitted.
     started: bool,
     /// The recording in progress.
@@ -289,6 +296,7 @@ impl Engine {
             forwarded: (0, 0),
             egress: Box::new(Inline),
             spare_transmits: Vec::new(),
+            dtls_cert: str0m::crypto::from_feature_flags().dtls_provider.generate_certificate(),
             started: false,
             recording: None,
             auto_recorded: false,

@@ -372,7 +372,11 @@ impl Engine {
             pass: Alphanumeric.sample_string(&mut self.rng, 24),
         };
         let start = (leg == Leg::Subscribe).then(|| Bitrate::kbps(self.cfg.initial_bitrate_kbps));
-        let mut rtc = leg_config(creds.clone(), start).build(now);
+        let mut config = leg_config(creds.clone(), start);
+        if let Some(cert) = &self.dtls_cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = config.build(now);
         if let Ok(c) = Candidate::host(self.cfg.udp, "udp") {
             rtc.add_local_candidate(c);
         }

@@ -687,6 +687,32 @@ fn join_publish_subscribe_then_media_flows() {
     assert!(sim.registered.contains(&PeerKey { uid: 2, leg: Leg::Subscribe }));
 }
 
+/// Every leg of one room presents the room's DTLS certificate (made once, not per leg); another
+/// room has its own.
+#[test]
+fn a_rooms_legs_share_one_dtls_certificate_and_rooms_do_not() {
+    fn fingerprint(sdp: &str) -> String {
+        sdp.lines().find_map(|l| l.strip_prefix("a=fingerprint:")).expect("a fingerprint").trim().to_string()
+    }
+    let mut sim = Sim::new(11);
+    assert!(matches!(sim.join(1, Permissions::MEMBER), ServerFrame::CallJoined { .. }));
+    assert!(matches!(sim.join(2, Permissions::MEMBER), ServerFrame::CallJoined { .. }));
+    assert!(matches!(sim.join(3, Permissions::MEMBER), ServerFrame::CallJoined { .. }));
+    let ServerFrame::CallPublished { sdp: publish_answer, .. } = sim.publish_audio(1, 0) else { panic!("published") };
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    assert!(matches!(sim.subscribe(3, 1, 0), ServerFrame::Ok { .. }));
+    let ours = fingerprint(&publish_answer);
+    for uid in [2, 3] {
+        let offers = sim.client(uid).offers();
+        assert!(!offers.is_empty(), "{uid} got a subscribe offer");
+        assert!(offers.iter().all(|o| fingerprint(o) == ours), "{uid}'s subscribe leg has the room's certificate");
+    }
+    let mut other = Sim::new(11);
+    assert!(matches!(other.join(1, Permissions::MEMBER), ServerFrame::CallJoined { .. }));
+    let ServerFrame::CallPublished { sdp, .. } = other.publish_audio(1, 0) else { panic!("published") };
+    assert_ne!(fingerprint(&sdp), ours, "another room, another certificate");
+}
+
 /// The `a=ice-ufrag` of an SDP.
 fn ufrag(sdp: &str) -> String {
     sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).expect("an ice-ufrag").trim().to_string()
