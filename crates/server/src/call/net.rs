@@ -575,6 +575,13 @@ mod tests {
     use super::*;
     use crate::call::engine::Leg;
 
+    /// Media sockets on a free loopback UDP port, without ICE-TCP.
+    async fn loopback_net() -> Arc<MediaNet> {
+        let cfg =
+            Config { listen: "127.0.0.1:0".parse().unwrap(), rtc_udp_port: 0, rtc_tcp: false, ..Config::default() };
+        MediaNet::start(&cfg).await.unwrap()
+    }
+
     fn binding_request(username: &str) -> Vec<u8> {
         let mut attrs = Vec::new();
         attrs.extend_from_slice(&0x0006u16.to_be_bytes());
@@ -595,9 +602,7 @@ mod tests {
     /// loop: datagrams are routed again afterwards.
     #[tokio::test]
     async fn a_panic_in_the_udp_loop_restarts_it() {
-        let cfg =
-            Config { listen: "127.0.0.1:0".parse().unwrap(), rtc_udp_port: 0, rtc_tcp: false, ..Config::default() };
-        let net = MediaNet::start(&cfg).await.unwrap();
+        let net = loopback_net().await;
         let (to, mut rx) = mpsc::channel(8);
         net.register("srvufrag".into(), Route { room: 1, to, peer: PeerKey { uid: 7, leg: Leg::Publish } });
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -631,9 +636,7 @@ mod tests {
     /// have a queue of their own); what the full queue could not take is counted as dropped.
     #[tokio::test]
     async fn a_full_subscriber_queue_drops_no_publisher_datagram() {
-        let cfg =
-            Config { listen: "127.0.0.1:0".parse().unwrap(), rtc_udp_port: 0, rtc_tcp: false, ..Config::default() };
-        let net = MediaNet::start(&cfg).await.unwrap();
+        let net = loopback_net().await;
         let (sub_to, mut sub_rx) = mpsc::channel(1);
         let (pub_to, mut pub_rx) = mpsc::channel(1);
         // The subscribe leg registers first, as a viewer who joined before the host published.
@@ -666,9 +669,7 @@ mod tests {
     /// and in order; a GSO run arrives as its separate datagrams.
     #[tokio::test]
     async fn one_send_call_reaches_every_destination() {
-        let cfg =
-            Config { listen: "127.0.0.1:0".parse().unwrap(), rtc_udp_port: 0, rtc_tcp: false, ..Config::default() };
-        let net = MediaNet::start(&cfg).await.unwrap();
+        let net = loopback_net().await;
         let mut subs = Vec::new();
         for _ in 0..3 {
             subs.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
