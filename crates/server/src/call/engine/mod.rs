@@ -262,10 +262,9 @@ pub(crate) struct Engine {
     /// The datagram lists of egress parts, kept for the next flush.
     spare_transmits: Vec<Vec<(PeerKey, Transmit)>>,
     /// The DTLS certificate of every leg of this room, made once with the room: str0m would make
-    /// one per leg, which cost most of a join (a key pair and a signature each) and, in a join
-    /// storm, queued every other request behind them. The fingerprint in each answer binds it,
-    /// as a per-leg one would; `None` when the crypto provider could not make one (then str0m
-    /// makes one per leg).
+    /// one per leg (a key pair and a signature each, on the room's thread, in a join storm a
+    /// thousand of them). The fingerprint in each answer binds it, as a per-leg one would; `None`
+    /// when the crypto provider could not make one (then str0m makes one per leg).
     dtls_cert: Option<DtlsCert>,
     /// Whether `room.started` was emitted.
     started: bool,
