@@ -249,6 +249,13 @@ impl MediaNet {
         m.media_datagrams_dropped_out.inc_by(sent.dropped);
     }
 
+    /// Counts `n` received datagrams a room's full queue could not take: here (per socket set,
+    /// for tests) and in the process's metrics.
+    fn count_dropped_in(&self, n: u64) {
+        self.dropped_in.fetch_add(n, Ordering::Relaxed);
+        crate::metrics::metrics().media_datagrams_dropped_in.inc_by(n);
+    }
+
     /// How many datagrams one GSO send may carry here (1 without GSO).
     pub fn max_segments(&self) -> usize {
         self.gso_segments.load(Ordering::Relaxed)
@@ -300,8 +307,7 @@ impl Batches {
         for (_, to, batch) in self.rooms.drain(..) {
             let n = batch.len() as u64;
             if to.try_send(batch).is_err() {
-                net.dropped_in.fetch_add(n, Ordering::Relaxed);
-                crate::metrics::metrics().media_datagrams_dropped_in.inc_by(n);
+                net.count_dropped_in(n);
             }
         }
     }
@@ -538,8 +544,7 @@ async fn tcp_conn(net: Arc<MediaNet>, stream: TcpStream, peer: SocketAddr, open:
             tcp: Some(tx.clone()),
         };
         if route.to.try_send(vec![d]).is_err() {
-            net.dropped_in.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::metrics().media_datagrams_dropped_in.inc();
+            net.count_dropped_in(1);
         }
         n = tokio::select! {
             r = read_frame(&mut rd, &mut buf, usize::from(u16::MAX)) => match r {
