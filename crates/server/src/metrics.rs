@@ -148,7 +148,7 @@ impl Metrics {
         r.register("media_datagrams_sent", "Media datagrams sent over UDP", self.media_datagrams_sent.clone());
         r.register(
             "media_datagrams_dropped_in",
-            "Media datagrams received but dropped because their room's queue was full",
+            "Media datagrams received but dropped because their room's queue (or a leg's inbox) was full",
             self.media_datagrams_dropped_in.clone(),
         );
         r.register(

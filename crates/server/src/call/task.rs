@@ -365,14 +365,14 @@ impl RoomTask {
                 proto: d.proto,
                 source: d.source,
                 destination: d.destination,
-                contents: &d.data,
+                contents: d.data,
             });
             self.engine.handle_input(d.at, input);
         }
     }
 
     /// Gives the engine one input and carries out what it outputs.
-    fn input(&mut self, now: Instant, input: Input<'_>) {
+    fn input(&mut self, now: Instant, input: Input) {
         self.engine.handle_input(now, input);
         self.outputs(now);
     }

@@ -87,6 +87,10 @@ impl EgressPart<'_> {
         for round in 0..=IMMEDIATE_ROUNDS {
             let mut any = false;
             for s in self.legs.iter_mut() {
+                if round == 0 && !s.leg.inbox.is_empty() {
+                    s.leg.feed_inbox(s.uid);
+                    s.leg.dirty = true;
+                }
                 let due = s.leg.next_timeout <= now + PACER_STEP;
                 if due && round < IMMEDIATE_ROUNDS {
                     let _ = s.leg.rtc.handle_input(RtcInput::Timeout(now));

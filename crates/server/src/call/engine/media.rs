@@ -12,13 +12,13 @@ use chorus_sfu::select::{self, Demand, LayerSelector, TrackRate};
 use chorus_sfu::{Decision, Forwarder, Layer, LeaveReason, PacketInfo, StreamId, Subscription, TrackKind};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{KeyframeRequestKind, Mid};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{DatagramRecv, Protocol, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input as RtcInput, Output as RtcOutput};
 
 use super::egress::{EgressPart, SubLeg};
 use super::record::{kind_of, RecordOut};
-use super::state::{Fwd, PeerLeg, SpareLine, SsrcRoute};
+use super::state::{Fwd, Inbound, PeerLeg, SpareLine, SsrcRoute, INBOX_MAX};
 use super::{mark_dirty, Datagram, Engine, Leg, Output, PeerKey, Work, TICK};
 use crate::record::frames::RecPacket;
 
@@ -81,12 +81,20 @@ fn sfu_codec(c: str0m::format::Codec) -> Codec {
 }
 
 impl Engine {
-    /// Hands one received datagram to its leg and drains the leg at once: in RTP mode str0m
-    /// holds one received packet until the next poll.
-    pub(super) fn datagram(&mut self, now: Instant, d: Datagram<'_>) {
+    /// Hands one received datagram to its leg. A publish leg's is handled and drained at once
+    /// (in RTP mode str0m holds one received packet until the next poll, and the media must
+    /// reach the forwarders in this flush). A subscribe leg's waits in the leg's inbox for the
+    /// egress phase, which hands it over on the thread of the leg's part: a crowd's feedback,
+    /// handshakes and consent checks are most of what a large room receives, and handled here
+    /// one by one (each followed by a drain) they kept the room's thread from its media while
+    /// the other cores waited (a join storm filled the room's queue).
+    pub(super) fn datagram(&mut self, now: Instant, d: Datagram) {
         let Some(peer) = self.peers.get_mut(&d.peer.uid) else { return };
         let Some(leg) = peer.leg(d.peer.leg) else { return };
-        let Ok(contents) = d.contents.try_into() else { return };
+        // Only what str0m can take (STUN, DTLS, RTP, RTCP) counts as heard from the peer.
+        if DatagramRecv::try_from(d.contents.as_ref()).is_err() {
+            return;
+        }
         leg.last_rx = now;
         // A datagram from elsewhere than the address this leg sends to, which has been silent
         // for PATH_STALE: the peer may have moved (see `follow_moved_peer`).
@@ -100,14 +108,20 @@ impl Engine {
             }
             _ => None,
         };
-        let input =
-            RtcInput::Receive(now, Receive { proto: d.proto, source: d.source, destination: d.destination, contents });
-        if let Err(e) = leg.rtc.handle_input(input) {
-            tracing::debug!(uid = d.peer.uid, error = %e, "peer input");
+        if leg.inbox.len() >= INBOX_MAX {
+            crate::metrics::metrics().media_datagrams_dropped_in.inc();
+            return;
         }
-        self.drain(now, d.peer);
+        let Datagram { peer: key, proto, source, destination, contents } = d;
+        leg.inbox.push(Inbound { at: now, proto, source, destination, contents });
+        if key.leg == Leg::Subscribe && moved_from.is_none() {
+            mark_dirty(&mut self.dirty, leg, key);
+            return;
+        }
+        leg.feed_inbox(key.uid);
+        self.drain(now, key);
         if let Some(old) = moved_from {
-            self.follow_moved_peer(now, d.peer, old, d.source);
+            self.follow_moved_peer(now, key, old, source);
         }
     }
 
@@ -410,6 +424,12 @@ impl Engine {
         let mut subs = std::mem::take(&mut self.peers.get_mut(&uid).expect("present").tracks[ti].subscribers);
         let mut keyframe_for = [false; Layer::COUNT];
         for f in subs.iter_mut() {
+            // A layer this forwarder neither sends nor waits for is dropped by it unchanged (see
+            // `chorus_sfu::switch::LayerSwitcher::gate`): skip it before the lookups below, which
+            // a live audience's other layers (most of its viewers) would pay per packet.
+            if f.fwd.current_layer() != Some(layer) && f.fwd.target_layer() != Some(layer) {
+                continue;
+            }
             if !self.room.forward_allowed(uid, sid, f.subscriber, kind) {
                 continue;
             }

@@ -51,6 +51,7 @@
 //!   on `SubscriptionAdded`, dropped on `SubscriptionRemoved`, with its track on
 //!   `StreamUnpublished`, and with its subscriber when that one leaves.
 
+mod dtls;
 mod egress;
 mod media;
 mod record;
@@ -152,16 +153,16 @@ pub(crate) struct Join {
 }
 
 /// A datagram received on one of the engine's legs.
-pub(crate) struct Datagram<'a> {
+pub(crate) struct Datagram {
     pub peer: PeerKey,
     pub proto: Protocol,
     pub source: SocketAddr,
     pub destination: SocketAddr,
-    pub contents: &'a [u8],
+    pub contents: bytes::Bytes,
 }
 
 /// What the engine is told.
-pub(crate) enum Input<'a> {
+pub(crate) enum Input {
     /// A session joins; answered by [`Output::Joined`].
     Join(Join),
     /// A call request (other than `call_join`) of session `session`; answered by [`Output::Reply`].
@@ -170,7 +171,7 @@ pub(crate) enum Input<'a> {
     /// restart); answered by [`Output::Reply`] with `call_sdp`.
     Reoffer { token: Token, uid: i64, session: u64, sdp: String },
     /// A datagram for a leg (its `now` is when it was received).
-    Datagram(Datagram<'a>),
+    Datagram(Datagram),
     /// These sessions are gone (their queues closed): their participants leave as `lost`.
     Gone(Vec<SinkId>),
     /// The group's members now, by address, with their call permissions.
@@ -309,7 +310,7 @@ impl Engine {
     }
 
     /// Handles one input at `now`; then poll [`Engine::poll_output`] until [`Output::Timeout`].
-    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Join(mut j) => {
                 tracing::debug!(gid = self.cfg.gid, uid = j.uid, session = j.session, "participant joins");

@@ -60,7 +60,11 @@ struct NewLine {
 /// with statistics each second: whether TWCC feedback arrives, and the receiver reports' loss
 /// (see `chorus_sfu::downlink`).
 pub(crate) fn leg_config(creds: IceCreds, bwe_start: Option<Bitrate>) -> RtcConfig {
-    let config = Rtc::builder().set_ice_lite(true).set_rtp_mode(true).set_local_ice_credentials(creds);
+    let config = Rtc::builder()
+        .set_crypto_provider(super::dtls::provider())
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .set_local_ice_credentials(creds);
     match bwe_start {
         Some(b) => config.enable_bwe(Some(b)).set_stats_interval(Some(STATS_INTERVAL)),
         None => config,
@@ -399,6 +403,7 @@ impl Engine {
             path: None,
             answered: None,
             remote_candidates: Vec::new(),
+            inbox: Vec::new(),
         }
     }
 

@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
+use str0m::net::{Protocol, Receive};
+
 use chorus_sfu::codec::Codec;
 use chorus_sfu::downlink::DownlinkEstimate;
 use chorus_sfu::select::{LayerInfo, LayerPresence, LayerSelector};
@@ -41,12 +44,43 @@ pub(super) struct PeerLeg {
     /// ICE candidates of the peer's SDPs (offers and answers), to invalidate the one at an
     /// address the peer left. At most [`MAX_REMOTE_CANDIDATES`], the newest kept.
     pub remote_candidates: Vec<Candidate>,
+    /// Datagrams received for this leg and not yet handed to it (subscribe legs: their feedback,
+    /// handshakes and consent checks wait for the egress phase; see `Engine::datagram`).
+    pub inbox: Vec<Inbound>,
+}
+
+/// Most datagrams a leg's inbox holds between two flushes; more are dropped (and counted as
+/// `chorus_media_datagrams_dropped_in_total`). A flush follows every turn of the room's loop, so
+/// only a peer that floods its connection reaches it.
+pub(super) const INBOX_MAX: usize = 256;
+
+/// A datagram waiting in a leg's inbox.
+pub(super) struct Inbound {
+    pub at: Instant,
+    pub proto: Protocol,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub contents: Bytes,
 }
 
 /// Most ICE candidates kept per leg from the peer's SDPs.
 pub(super) const MAX_REMOTE_CANDIDATES: usize = 32;
 
 impl PeerLeg {
+    /// Hands the leg every datagram in its inbox, in the order they came.
+    pub fn feed_inbox(&mut self, uid: i64) {
+        for d in self.inbox.drain(..) {
+            let Ok(contents) = d.contents.as_ref().try_into() else { continue };
+            let input = str0m::Input::Receive(
+                d.at,
+                Receive { proto: d.proto, source: d.source, destination: d.destination, contents },
+            );
+            if let Err(e) = self.rtc.handle_input(input) {
+                tracing::debug!(uid, error = %e, "peer input");
+            }
+        }
+    }
+
     /// Remembers the ICE candidates of an SDP the peer sent (`a=candidate:` lines).
     pub fn note_remote_sdp(&mut self, sdp: &str) {
         for line in sdp.lines() {

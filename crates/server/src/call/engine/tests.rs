@@ -17,7 +17,7 @@ use chorus_sfu::{Permissions, RoomSettings};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
-use str0m::net::Receive;
+use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Rtc};
 
 use super::{Datagram, Engine, EngineConfig, Input, Leg, Output, PeerKey, SinkId, Token};
@@ -387,8 +387,13 @@ impl Sim {
             }
         }
         for (peer, t) in sent {
-            let d =
-                Datagram { peer, proto: t.proto, source: t.source, destination: t.destination, contents: &t.contents };
+            let d = Datagram {
+                peer,
+                proto: t.proto,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.to_vec().into(),
+            };
             self.engine.handle_input(now, Input::Datagram(d));
         }
         if let Some((uid, bps)) = self.estimate {
@@ -1212,4 +1217,59 @@ fn a_lossy_reordering_downlink_gets_every_loss_resent() {
     assert_eq!(sim.layers_told(2).last(), Some(&Some(2)), "still on the top layer (10 packets a frame)");
     assert_eq!(broken, 0, "{broken} frames came after a packet never resent ({lost} lost, {got} of {sent} frames)");
     assert!(got + 3 >= sent, "{got} of {sent} frames arrived ({lost} packets lost)");
+}
+
+/// Counts, per flush, the datagrams waiting in the subscribe legs' inboxes when their parts
+/// start, and checks every inbox is empty when its part is done.
+struct Inboxes {
+    waiting: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl super::EgressRunner for Inboxes {
+    fn parts(&self, _legs: usize) -> usize {
+        2
+    }
+
+    fn run(&mut self, now: Instant, parts: &mut [super::EgressPart<'_>]) {
+        let waiting = parts.iter().flat_map(|p| p.legs.iter()).map(|s| s.leg.inbox.len()).sum();
+        self.waiting.lock().unwrap().push(waiting);
+        for p in parts.iter_mut() {
+            p.run(now);
+            assert!(p.legs.iter().all(|s| s.leg.inbox.is_empty()), "a part left datagrams in an inbox");
+        }
+    }
+}
+
+/// A subscribe leg's datagrams (its handshake, consent checks and feedback) wait in its inbox
+/// and are handed to it in its egress part, which may run on another core: handled one by one
+/// on the room's thread, a join storm's kept the room from its media. A peer flooding its leg
+/// fills the inbox up to its bound (the rest is dropped) and the leg goes on working.
+#[test]
+fn a_subscribers_datagrams_are_handled_in_its_egress_part() {
+    let mut sim = Sim::new(14);
+    let waiting = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    sim.engine.set_egress(Box::new(Inboxes { waiting: waiting.clone() }));
+    sim.join(1, Permissions::MEMBER);
+    assert!(matches!(sim.publish_audio(1, 0), ServerFrame::CallPublished { .. }));
+    sim.join(2, Permissions::MEMBER);
+    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+    sim.run_until(Duration::from_secs(5), |s| s.media(2).iter().sum::<usize>() >= 10);
+    let handed: usize = waiting.lock().unwrap().iter().sum();
+    assert!(handed > 0, "no datagram of the subscribe leg waited for its part");
+
+    // A flood within one turn: far more datagrams than an inbox holds.
+    let peer = PeerKey { uid: 2, leg: Leg::Subscribe };
+    let (source, destination) = {
+        let leg = sim.engine.peers.get(&2).and_then(|p| p.subscribe.as_ref()).expect("subscribe leg");
+        (leg.path.expect("a path").0, sim.engine.cfg.udp)
+    };
+    for i in 0..(3 * super::state::INBOX_MAX) {
+        let contents = bytes::Bytes::from(vec![0x80, 0xc9, (i % 256) as u8, 0, 1, 2, 3, 4]);
+        let d = Datagram { peer, proto: Protocol::Udp, source, destination, contents };
+        sim.engine.handle_input(sim.now, Input::Datagram(d));
+    }
+    let leg = sim.engine.peers.get(&2).and_then(|p| p.subscribe.as_ref()).expect("subscribe leg");
+    assert_eq!(leg.inbox.len(), super::state::INBOX_MAX, "the inbox keeps its bound");
+    let before = sim.media(2).iter().sum::<usize>();
+    sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= before + 20);
 }
