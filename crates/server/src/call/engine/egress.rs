@@ -18,8 +18,9 @@
 //! Who runs the parts is the driver's choice, given to the engine as an [`EgressRunner`]: the
 //! engine itself stays sans-IO (no thread, no socket). [`Inline`] runs them one after the other
 //! and leaves every datagram to come out as [`super::Output::Transmit`] (the simulated-time tests
-//! use it); the room task's runner (`call::task`) runs them on a thread pool, one part per core,
-//! and each part's UDP datagrams leave in one `sendmmsg` from the thread that made them. What a
+//! use it); the room task's runner (`call::egress`) runs them at once, one part per core (one on
+//! the room task's thread, the others on a crew of threads shared by all rooms), and each part's
+//! UDP datagrams leave in one `sendmmsg` from the thread that made them. What a
 //! runner leaves in a part (ICE-TCP datagrams, all of them for `Inline`) the engine outputs.
 //!
 //! A received payload is written into every subscriber's leg as the same `Arc<[u8]>`, so parts
@@ -80,30 +81,31 @@ pub(crate) struct EgressPart<'a> {
 }
 
 impl EgressPart<'_> {
-    /// Serves the legs' due timers and drains them until none is due within a pacer step (at most
-    /// `IMMEDIATE_ROUNDS` rounds), as `Engine::flush` did for every leg before parts.
+    /// Serves each leg's due timers and drains it until none is due within a pacer step (at most
+    /// `IMMEDIATE_ROUNDS` rounds), one leg after the other.
+    ///
+    /// One leg at a time, not a round over all legs per pacer step: str0m lets one packet out per
+    /// timeout, so rounds over all legs would interleave the subscribers' datagrams (one packet
+    /// each, then the next), while one leg's packets in a row are a run to one destination that
+    /// leaves as one GSO message (`call::batch`).
     pub fn run(&mut self, now: Instant) {
         let mut out = PartOut { transmits: &mut self.transmits, work: &mut self.work };
-        for round in 0..=IMMEDIATE_ROUNDS {
-            let mut any = false;
-            for s in self.legs.iter_mut() {
-                if round == 0 && !s.leg.inbox.is_empty() {
-                    s.leg.feed_inbox(s.uid);
-                    s.leg.dirty = true;
-                }
+        for s in self.legs.iter_mut() {
+            if !s.leg.inbox.is_empty() {
+                s.leg.feed_inbox(s.uid);
+                s.leg.dirty = true;
+            }
+            let key = PeerKey { uid: s.uid, leg: Leg::Subscribe };
+            for round in 0..=IMMEDIATE_ROUNDS {
                 let due = s.leg.next_timeout <= now + PACER_STEP;
                 if due && round < IMMEDIATE_ROUNDS {
                     let _ = s.leg.rtc.handle_input(RtcInput::Timeout(now));
                     s.leg.dirty = true;
                 }
-                if s.leg.dirty {
-                    any = true;
-                    let key = PeerKey { uid: s.uid, leg: Leg::Subscribe };
-                    drain_leg(now, key, s.leg, s.downlink, false, &mut out);
+                if !s.leg.dirty {
+                    break;
                 }
-            }
-            if !any {
-                break;
+                drain_leg(now, key, s.leg, s.downlink, false, &mut out);
             }
         }
     }

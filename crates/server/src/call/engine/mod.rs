@@ -45,6 +45,8 @@
 //! * A leg marked dirty is in `dirty`: whoever sets `PeerLeg::dirty` pushes its key (see
 //!   `mark_dirty`), so a flush drains exactly the listed legs and never rescans every leg for
 //!   that (its egress phase looks at every subscribe leg's timer, as the timeouts always did).
+//! * A subscribe leg holding part of a frame (`PeerLeg::held`, see `media::FRAME_HOLD`) is
+//!   marked dirty, and the engine's next [`Output::Timeout`] is no later than its hold's end.
 //! * Within one flush each subscribe leg is in at most one egress part, and a part touches only
 //!   its own legs (it holds `&mut` to them and nothing of the engine), so parts need no lock.
 //! * A forwarding state (`Fwd`) exists exactly when the room holds the subscription: it is made
@@ -262,6 +264,8 @@ pub(crate) struct Engine {
     egress: Box<dyn EgressRunner>,
     /// The datagram lists of egress parts, kept for the next flush.
     spare_transmits: Vec<Vec<(PeerKey, Transmit)>>,
+    /// Kept for the next flush's list of held subscribe legs (`Engine::egress`).
+    held_spare: Vec<PeerKey>,
     /// The DTLS certificate of every leg of this room, made once with the room: str0m would make
     /// one per leg (a key pair and a signature each, on the room's thread, in a join storm a
     /// thousand of them). The fingerprint in each answer binds it, as a per-leg one would; `None`
@@ -296,6 +300,7 @@ impl Engine {
             forwarded: (0, 0),
             egress: Box::new(Inline),
             spare_transmits: Vec::new(),
+            held_spare: Vec::new(),
             dtls_cert: str0m::crypto::from_feature_flags().dtls_provider.generate_certificate(),
             started: false,
             recording: None,
@@ -416,6 +421,9 @@ impl Engine {
         for p in self.peers.values() {
             for leg in [&p.publish, &p.subscribe].into_iter().flatten() {
                 wake = wake.min(leg.next_timeout);
+                if let Some(t) = leg.held {
+                    wake = wake.min(t);
+                }
             }
         }
         if let Some(t) = self.room.poll_timeout() {
@@ -453,6 +461,11 @@ impl Engine {
                     let key = PeerKey { uid: p.uid, leg: which };
                     assert!(self.dirty.contains(&key), "{key:?} is marked dirty but not listed");
                 }
+                if let Some(until) = leg.as_ref().and_then(|l| l.held) {
+                    let key = PeerKey { uid: p.uid, leg: which };
+                    assert!(leg.as_ref().is_some_and(|l| l.dirty), "{key:?} is held but not marked dirty");
+                    assert!(self.next_wake() <= until, "{key:?} is held past the engine's next wake-up");
+                }
             }
             for t in &p.tracks {
                 let stream = chorus_sfu::StreamId { publisher: p.uid, sid: t.sid };
@@ -472,8 +485,10 @@ impl Engine {
 }
 
 /// Marks `leg` (key `key`) to be drained at the next flush, keeping the invariant that a leg
-/// marked dirty is in `dirty`.
+/// marked dirty is in `dirty`. It ends a hold (`media::FRAME_HOLD`): whatever marked the leg
+/// does not wait for a frame's end.
 fn mark_dirty(dirty: &mut Vec<PeerKey>, leg: &mut state::PeerLeg, key: PeerKey) {
+    leg.held = None;
     if !leg.dirty {
         leg.dirty = true;
         dirty.push(key);

@@ -398,6 +398,7 @@ impl Engine {
             last_rx: now,
             connected: false,
             dirty: false,
+            held: None,
             video_sent: Meter::default(),
             nacks_seen: Vec::new(),
             path: None,

@@ -29,6 +29,10 @@ pub(super) struct PeerLeg {
     pub connected: bool,
     /// Queued to be drained after the current batch (then its key is in `Engine::dirty`).
     pub dirty: bool,
+    /// A dirty subscribe leg holds only video packets whose frame has not ended yet: it may wait
+    /// for the rest of the frame until this instant (see `media::FRAME_HOLD`). `None`: run it in
+    /// the next flush.
+    pub held: Option<Instant>,
     /// Video payload forwarded on this leg (subscribe legs): the traffic its bandwidth estimate
     /// follows, against which a low estimate is judged (see `select::allocate`).
     pub video_sent: Meter,

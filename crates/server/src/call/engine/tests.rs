@@ -117,6 +117,8 @@ struct Sim {
     estimate: Option<(i64, u64)>,
     /// Datagrams the engine sent to each leg.
     transmits: HashMap<PeerKey, usize>,
+    /// The legs the engine's datagrams went to, in the order it output them.
+    sent_to: Vec<PeerKey>,
     /// Bytes of a video frame on each simulcast layer.
     video_bytes: [usize; 3],
     /// Height of the top layer of the cameras `publish_video` publishes.
@@ -127,6 +129,11 @@ struct Sim {
     impaired: Option<Impaired>,
     /// Camera frames written so far, over every publisher (one per frame time, all layers).
     video_frames: usize,
+    /// Client `uid`'s publish leg's datagrams reach the engine at least `gap` apart, as a
+    /// publisher's pacer spreads a frame's packets (see `uplink`).
+    paced_uplink: Option<(i64, Duration)>,
+    /// The paced publisher's datagrams on their way, with when each arrives.
+    uplink: std::collections::VecDeque<(Instant, Datagram)>,
 }
 
 /// A subscriber's downlink that loses some RTP packets and delivers some late (`delay` after
@@ -234,11 +241,14 @@ impl Sim {
             next: 0,
             estimate: None,
             transmits: HashMap::new(),
+            sent_to: Vec::new(),
             video_bytes: [150, 600, 2400],
             camera_height: 720,
             feedback: HashMap::new(),
             impaired: None,
             video_frames: 0,
+            paced_uplink: None,
+            uplink: Default::default(),
         }
     }
 
@@ -327,6 +337,7 @@ impl Sim {
                 Output::Record(out) => self.recorded.push(*out),
                 Output::Transmit { peer, transmit } => {
                     *self.transmits.entry(peer).or_default() += 1;
+                    self.sent_to.push(peer);
                     let now = self.now;
                     let arrive = match self.impaired.as_mut() {
                         Some(i) if i.uid == peer.uid && peer.leg == Leg::Subscribe => i.pass(now, transmit),
@@ -386,6 +397,10 @@ impl Sim {
                 }
             }
         }
+        while self.uplink.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, d) = self.uplink.pop_front().expect("one is due");
+            self.engine.handle_input(now, Input::Datagram(d));
+        }
         for (peer, t) in sent {
             let d = Datagram {
                 peer,
@@ -394,7 +409,13 @@ impl Sim {
                 destination: t.destination,
                 contents: t.contents.to_vec().into(),
             };
-            self.engine.handle_input(now, Input::Datagram(d));
+            match self.paced_uplink {
+                Some((uid, gap)) if peer.uid == uid && peer.leg == Leg::Publish => {
+                    let at = self.uplink.back().map_or(now, |(last, _)| *last + gap).max(now + gap);
+                    self.uplink.push_back((at, d));
+                }
+                _ => self.engine.handle_input(now, Input::Datagram(d)),
+            }
         }
         if let Some((uid, bps)) = self.estimate {
             self.engine.handle_input(now, Input::Estimate { uid, bps });
@@ -403,6 +424,9 @@ impl Sim {
         next = next.min(self.drain());
         if let Some(at) = self.impaired.as_ref().and_then(|i| i.late.iter().map(|(at, _)| *at).min()) {
             next = next.min(at);
+        }
+        if let Some((at, _)) = self.uplink.front() {
+            next = next.min(*at);
         }
         self.answer_offers();
         self.now = next.max(now + Duration::from_millis(1));
@@ -976,6 +1000,47 @@ fn a_frames_packets_leave_in_one_flush() {
     assert!(most >= 12, "at most {most} datagrams to the subscriber in one flush");
 }
 
+/// A subscriber's copy of a frame waits for the frame's last packet (marker bit) and then leaves
+/// in one flush, so its packets to one subscriber go out together (one GSO message, one poll of
+/// its leg); but for at most `FRAME_HOLD`: a frame paced over longer leaves in pieces. Either
+/// way every frame arrives.
+#[test]
+fn a_frames_packets_wait_for_its_last_one_but_no_longer_than_the_hold() {
+    // The publisher's datagrams 1 ms apart (a frame's top layer over ~5 ms), then 3 ms apart
+    // (~15 ms, longer than the hold).
+    for (gap_ms, one_piece) in [(1, true), (3, false)] {
+        let mut sim = Sim::new(11);
+        sim.paced_uplink = Some((1, Duration::from_millis(gap_ms)));
+        sim.join(1, Permissions::MEMBER);
+        sim.join(2, Permissions::MEMBER);
+        sim.video_bytes = [150, 600, 6_000]; // the top layer's frames: 5 packets
+        assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+        assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+        sim.estimate = Some((2, 20_000_000));
+        sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
+        let sub = PeerKey { uid: 2, leg: Leg::Subscribe };
+        let (frames, received) = (sim.video_frames, sim.media(2).iter().sum::<usize>());
+        // Flushes that sent the subscriber anything.
+        let mut pieces = 0;
+        let until = sim.now + Duration::from_secs(2);
+        while sim.now < until {
+            let before = sim.transmits.get(&sub).copied().unwrap_or(0);
+            sim.send_video();
+            sim.step();
+            pieces += usize::from(sim.transmits.get(&sub).copied().unwrap_or(0) > before);
+        }
+        let frames = sim.video_frames - frames;
+        let received = sim.media(2).iter().sum::<usize>() - received;
+        assert!(received + 1 >= frames, "{gap_ms} ms apart: {received} of {frames} frames arrived");
+        if one_piece {
+            // A few more for the leg's own RTCP and feedback arriving mid-frame.
+            assert!(pieces <= frames + frames / 4, "{gap_ms} ms apart: {frames} frames in {pieces} flushes");
+        } else {
+            assert!(pieces >= frames + frames / 2, "{gap_ms} ms apart: {frames} frames in only {pieces} flushes");
+        }
+    }
+}
+
 /// A subscriber whose client sends no TWCC feedback still gets an estimate that leaves the start
 /// rate: from its REMB reports when it sends them, else by climbing while its receiver reports
 /// show no loss. Either way its video steps up from the lowest layer the start rate allowed.
@@ -1181,6 +1246,41 @@ fn subscribers_split_over_egress_parts_all_get_media() {
         }
     }
     assert!(split > 10, "only {split} of {} flushes were split", seen.len());
+}
+
+/// Within a flush each subscriber's datagrams come out in a row (its leg drained to the end
+/// before the next leg), so the send batch makes one GSO message of a frame's packets to it. str0m
+/// lets one packet out per pacer step: rounds of one step over every leg interleaved them.
+#[test]
+fn a_flushs_datagrams_to_one_subscriber_come_in_a_row() {
+    let mut sim = Sim::new(13);
+    sim.join(1, Permissions::MEMBER);
+    sim.video_bytes = [3_000, 6_000, 14_000]; // several packets a frame on every layer
+    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+    let subscribers: Vec<i64> = (2..=5).collect();
+    for &s in &subscribers {
+        sim.join(s, Permissions::MEMBER);
+        assert!(matches!(sim.subscribe(s, 1, 0), ServerFrame::Ok { .. }));
+    }
+    sim.run_until(Duration::from_secs(5), |s| subscribers.iter().all(|&u| s.media(u).iter().sum::<usize>() >= 10));
+    let mut crowded = 0;
+    let until = sim.now + Duration::from_secs(1);
+    while sim.now < until {
+        sim.sent_to.clear();
+        sim.send_video();
+        sim.step();
+        let order: Vec<PeerKey> = sim.sent_to.iter().copied().filter(|k| k.leg == Leg::Subscribe).collect();
+        let mut runs: Vec<PeerKey> = order.clone();
+        runs.dedup();
+        let mut distinct = runs.clone();
+        distinct.sort_by_key(|k| k.uid);
+        distinct.dedup();
+        assert_eq!(runs.len(), distinct.len(), "a subscriber's datagrams split up in one flush: {order:?}");
+        if distinct.len() > 1 && order.len() >= 2 * distinct.len() {
+            crowded += 1;
+        }
+    }
+    assert!(crowded >= 10, "only {crowded} flushes sent several datagrams to each of several subscribers");
 }
 
 /// A subscriber's downlink loses 5 % of the RTP packets and delivers 20 % of the rest 40 ms late
