@@ -630,6 +630,17 @@ impl Sim {
         self.request(uid, frame)
     }
 
+    /// Clients `uids` join and subscribe to client `publisher`'s stream `sid`; steps until each
+    /// has received 10 media frames.
+    fn watch(&mut self, publisher: i64, sid: u32, uids: std::ops::RangeInclusive<i64>) {
+        let subscribers: Vec<i64> = uids.collect();
+        for &s in &subscribers {
+            self.join(s, Permissions::MEMBER);
+            assert!(matches!(self.subscribe(s, publisher, sid), ServerFrame::Ok { .. }));
+        }
+        self.run_until(Duration::from_secs(5), |s| subscribers.iter().all(|&u| s.media(u).iter().sum::<usize>() >= 10));
+    }
+
     /// Each client answers the subscribe offers it has not answered yet.
     fn answer_offers(&mut self) {
         for i in 0..self.clients.len() {
@@ -1226,12 +1237,7 @@ fn subscribers_split_over_egress_parts_all_get_media() {
     sim.engine.set_egress(Box::new(Split { parts: 3, seen: seen.clone() }));
     sim.join(1, Permissions::MEMBER);
     assert!(matches!(sim.publish_audio(1, 0), ServerFrame::CallPublished { .. }));
-    let subscribers: Vec<i64> = (2..=8).collect();
-    for &s in &subscribers {
-        sim.join(s, Permissions::MEMBER);
-        assert!(matches!(sim.subscribe(s, 1, 0), ServerFrame::Ok { .. }));
-    }
-    sim.run_until(Duration::from_secs(5), |s| subscribers.iter().all(|&u| s.media(u).iter().sum::<usize>() >= 10));
+    sim.watch(1, 0, 2..=8);
     let seen = seen.lock().unwrap();
     let mut split = 0;
     for flush in seen.iter() {
@@ -1257,12 +1263,7 @@ fn a_flushs_datagrams_to_one_subscriber_come_in_a_row() {
     sim.join(1, Permissions::MEMBER);
     sim.video_bytes = [3_000, 6_000, 14_000]; // several packets a frame on every layer
     assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
-    let subscribers: Vec<i64> = (2..=5).collect();
-    for &s in &subscribers {
-        sim.join(s, Permissions::MEMBER);
-        assert!(matches!(sim.subscribe(s, 1, 0), ServerFrame::Ok { .. }));
-    }
-    sim.run_until(Duration::from_secs(5), |s| subscribers.iter().all(|&u| s.media(u).iter().sum::<usize>() >= 10));
+    sim.watch(1, 0, 2..=5);
     let mut crowded = 0;
     let until = sim.now + Duration::from_secs(1);
     while sim.now < until {
