@@ -36,9 +36,10 @@ pub(super) const PACER_STEP: Duration = Duration::from_micros(1);
 /// the last one delays no frame; and sent together, a frame's packets to one subscriber leave as
 /// one message (UDP GSO cuts it into datagrams, `call::batch`), and its leg is polled once per
 /// frame rather than once per packet. Publishers pace a frame's packets over a few milliseconds
-/// (a 720p inter frame at 2.5 Mbit/s with a 2.5x pacing factor: ~9 ms), so most of them end
-/// within the hold; one whose last packet is lost, or a keyframe paced over longer, is sent
-/// in pieces. Audio, feedback, handshakes and anything else marking the leg end its hold.
+/// (a 720p frame at 2.5 Mbit/s is ~10 kB; a browser paces at 2.5 times its estimate, so over an
+/// uplink estimated at 4 Mbit/s it takes ~8 ms), so most frames end within the hold; one paced
+/// over longer (a keyframe, a slower uplink) or whose last packet is lost is sent in pieces.
+/// Audio, feedback, handshakes and anything else marking the leg end its hold.
 pub(super) const FRAME_HOLD: Duration = Duration::from_millis(10);
 /// How long the address a leg sends to must have been silent before the peer's traffic from
 /// another address moves the leg there (`Engine::follow_moved_peer`). A live peer sends RTCP at
