@@ -630,6 +630,32 @@ impl Sim {
         self.request(uid, frame)
     }
 
+    /// Client 1 publishes a camera (`video_bytes`), client 2 subscribes to it with an estimate
+    /// for the top layer; steps until client 2 is told it gets that layer.
+    fn one_watches_the_top_layer(&mut self) {
+        self.join(1, Permissions::MEMBER);
+        self.join(2, Permissions::MEMBER);
+        assert!(matches!(self.publish_video(1, 0), ServerFrame::CallPublished { .. }));
+        assert!(matches!(self.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
+        self.estimate = Some((2, 20_000_000));
+        self.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
+    }
+
+    /// Steps through `span` with camera frames only (no audio); returns how many datagrams the
+    /// engine sent client 2's subscribe leg in each step.
+    fn video_steps(&mut self, span: Duration) -> Vec<usize> {
+        let sub = PeerKey { uid: 2, leg: Leg::Subscribe };
+        let mut sent = Vec::new();
+        let until = self.now + span;
+        while self.now < until {
+            let before = self.transmits.get(&sub).copied().unwrap_or(0);
+            self.send_video();
+            self.step();
+            sent.push(self.transmits.get(&sub).copied().unwrap_or(0) - before);
+        }
+        sent
+    }
+
     /// Clients `uids` join and subscribe to client `publisher`'s stream `sid`; steps until each
     /// has received 10 media frames.
     fn watch(&mut self, publisher: i64, sid: u32, uids: std::ops::RangeInclusive<i64>) {
@@ -992,22 +1018,9 @@ fn a_slow_session_and_a_gone_one_are_taken_out() {
 #[test]
 fn a_frames_packets_leave_in_one_flush() {
     let mut sim = Sim::new(7);
-    sim.join(1, Permissions::MEMBER);
-    sim.join(2, Permissions::MEMBER);
     sim.video_bytes = [150, 600, 14_000]; // the top layer's frames: a dozen packets
-    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
-    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
-    sim.estimate = Some((2, 20_000_000));
-    sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
-    let sub = PeerKey { uid: 2, leg: Leg::Subscribe };
-    let mut most = 0;
-    let until = sim.now + Duration::from_secs(1);
-    while sim.now < until {
-        let before = sim.transmits.get(&sub).copied().unwrap_or(0);
-        sim.send_video();
-        sim.step();
-        most = most.max(sim.transmits.get(&sub).copied().unwrap_or(0) - before);
-    }
+    sim.one_watches_the_top_layer();
+    let most = sim.video_steps(Duration::from_secs(1)).into_iter().max().unwrap_or(0);
     assert!(most >= 12, "at most {most} datagrams to the subscriber in one flush");
 }
 
@@ -1022,24 +1035,11 @@ fn a_frames_packets_wait_for_its_last_one_but_no_longer_than_the_hold() {
     for (gap_ms, one_piece) in [(1, true), (3, false)] {
         let mut sim = Sim::new(11);
         sim.paced_uplink = Some((1, Duration::from_millis(gap_ms)));
-        sim.join(1, Permissions::MEMBER);
-        sim.join(2, Permissions::MEMBER);
         sim.video_bytes = [150, 600, 6_000]; // the top layer's frames: 5 packets
-        assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
-        assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
-        sim.estimate = Some((2, 20_000_000));
-        sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
-        let sub = PeerKey { uid: 2, leg: Leg::Subscribe };
+        sim.one_watches_the_top_layer();
         let (frames, received) = (sim.video_frames, sim.media(2).iter().sum::<usize>());
         // Flushes that sent the subscriber anything.
-        let mut pieces = 0;
-        let until = sim.now + Duration::from_secs(2);
-        while sim.now < until {
-            let before = sim.transmits.get(&sub).copied().unwrap_or(0);
-            sim.send_video();
-            sim.step();
-            pieces += usize::from(sim.transmits.get(&sub).copied().unwrap_or(0) > before);
-        }
+        let pieces = sim.video_steps(Duration::from_secs(2)).into_iter().filter(|&n| n > 0).count();
         let frames = sim.video_frames - frames;
         let received = sim.media(2).iter().sum::<usize>() - received;
         assert!(received + 1 >= frames, "{gap_ms} ms apart: {received} of {frames} frames arrived");
@@ -1293,12 +1293,7 @@ fn a_flushs_datagrams_to_one_subscriber_come_in_a_row() {
 fn a_lossy_reordering_downlink_gets_every_loss_resent() {
     let mut sim = Sim::new(13);
     sim.video_bytes = [3000, 6000, 12000];
-    sim.join(1, Permissions::MEMBER);
-    sim.join(2, Permissions::MEMBER);
-    assert!(matches!(sim.publish_video(1, 0), ServerFrame::CallPublished { .. }));
-    assert!(matches!(sim.subscribe(2, 1, 0), ServerFrame::Ok { .. }));
-    sim.estimate = Some((2, 20_000_000));
-    sim.run_until(Duration::from_secs(10), |s| s.layers_told(2).last() == Some(&Some(2)));
+    sim.one_watches_the_top_layer();
     sim.run_until(Duration::from_secs(2), |s| s.media(2).iter().sum::<usize>() >= 30);
 
     sim.impaired = Some(Impaired::new(2, 0.05, 0.2, Duration::from_millis(40)));
